@@ -1,0 +1,56 @@
+"""The composition root: builds every component once from the settings.
+
+The web app, the CLI and the worker all start here, so they share one way
+of wiring the database, the catalog and the container engine.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import peewee
+
+from app.catalog.catalog import Catalog
+from app.catalog.source import LocalFolderSource
+from app.config import Settings, load_settings
+from app.db import connect_database
+from app.logging_setup import configure_logging
+from app.orders.operations import OperationRunner
+from app.orders.service import OrderService
+from app.orders.worker import Worker
+from app.stacks.deployer import Deployer
+from app.stacks.runtime import DockerRuntime
+
+
+@dataclass
+class Live:
+    settings: Settings
+    db: peewee.Database
+    catalog: Catalog
+    runtime: DockerRuntime
+    deployer: Deployer
+    orders: OrderService
+    runner: OperationRunner
+
+    def worker(self) -> Worker:
+        s = self.settings
+        return Worker(self.db, self.runner, self.catalog, concurrency=s.worker_concurrency,
+                      poll_seconds=s.worker_poll_seconds, retry_base_seconds=s.retry_base_seconds,
+                      lease_seconds=s.lease_seconds)
+
+
+def bootstrap(settings: Settings | None = None) -> Live:
+    settings = settings or load_settings()
+    configure_logging(settings.log_level)
+    db = connect_database(settings.database_url)
+    catalog = Catalog(LocalFolderSource(settings.config_repo))
+    runtime = DockerRuntime(settings.docker_host)
+    deployer = Deployer(runtime, health_timeout=settings.health_timeout_seconds)
+    return Live(
+        settings=settings,
+        db=db,
+        catalog=catalog,
+        runtime=runtime,
+        deployer=deployer,
+        orders=OrderService(catalog, settings.base_domain, max_attempts=settings.operation_max_attempts),
+        runner=OperationRunner(catalog, deployer, settings.backup_dir, settings.public_scheme),
+    )

@@ -1,0 +1,119 @@
+"""The product catalog: a source's products recorded as revisions in the database.
+
+A sync reads the source, validates every product and records one revision
+per distinct content. A product's ``current_revision`` only ever moves to a
+valid revision: an invalid change is listed with its errors and is never
+deployed, while orders keep the revision they were created with.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass, field
+
+from app.catalog.product import ProductDefinition, load_product
+from app.catalog.source import CatalogSource
+from app.db import database
+from app.errors import NotFound, ProductError
+from app.models import Product, ProductRevision, record_event, utcnow
+
+log = logging.getLogger(__name__)
+
+REMOVED = "removed from the catalog source"
+
+
+@dataclass
+class SyncReport:
+    source: str
+    added: list[str] = field(default_factory=list)
+    changed: list[str] = field(default_factory=list)
+    unchanged: list[str] = field(default_factory=list)
+    invalid: dict[str, list[str]] = field(default_factory=dict)
+    removed: list[str] = field(default_factory=list)
+
+
+class Catalog:
+    def __init__(self, source: CatalogSource):
+        self.source = source
+        self._definitions: dict[str, ProductDefinition] = {}
+        self._lock = threading.Lock()
+
+    def sync(self) -> SyncReport:
+        report = SyncReport(source=self.source.describe())
+        seen = set()
+        for item in self.source.read():
+            seen.add(item.slug)
+            definition = load_product(item.slug, item.manifest_text, item.compose_text)
+            for missing in item.missing:
+                definition.errors.insert(0, f"product {item.slug}: {missing} is missing")
+            self._record(definition, item.commit, report)
+        with database.atomic():
+            for product in Product.select().where(Product.valid == True):  # noqa: E712 (SQL comparison)
+                if product.slug not in seen:
+                    # Existing orders keep their revision; new orders are refused.
+                    report.removed.append(product.slug)
+                    product.valid, product.errors = False, [REMOVED]
+                    product.save()
+        log.info("catalog sync from %s: %d added, %d changed, %d unchanged, %d invalid",
+                 report.source, len(report.added), len(report.changed), len(report.unchanged), len(report.invalid))
+        return report
+
+    def _record(self, definition: ProductDefinition, commit: str | None, report: SyncReport) -> None:
+        with database.atomic():
+            product, created = Product.get_or_create(
+                slug=definition.slug, defaults={"name": definition.name, "description": definition.description}
+            )
+            revision = ProductRevision.get_or_none(product=product, content_hash=definition.content_hash)
+            if revision is None:
+                revision = ProductRevision.create(
+                    product=product, content_hash=definition.content_hash, commit=commit,
+                    manifest=definition.manifest_text, compose=definition.compose_text,
+                    valid=definition.valid, errors=definition.errors,
+                )
+            is_current = product.current_revision_id == revision.id
+            if definition.valid:
+                if not is_current:
+                    (report.added if product.current_revision_id is None else report.changed).append(definition.slug)
+                    record_event("product.revision", f"product {definition.slug} now at revision {revision.label}",
+                                 product=definition.slug, revision=revision.content_hash, commit=commit)
+                else:
+                    report.unchanged.append(definition.slug)
+                product.current_revision = revision
+                product.name, product.description = definition.name, definition.description
+                product.valid, product.errors = True, []
+            else:
+                report.invalid[definition.slug] = definition.errors
+                if product.errors != definition.errors:
+                    log.warning("product %s is invalid: %s", definition.slug, "; ".join(definition.errors))
+                product.valid, product.errors = False, definition.errors
+                if created:
+                    product.name = definition.name
+            product.updated_at = utcnow()
+            product.save()
+
+    def product(self, slug: str) -> Product:
+        product = Product.get_or_none(Product.slug == slug)
+        if product is None:
+            known = ", ".join(p.slug for p in Product.select(Product.slug).order_by(Product.slug)) or "none"
+            raise NotFound(f"unknown product {slug!r} (known products: {known})")
+        return product
+
+    def deployable_revision(self, slug: str) -> ProductRevision:
+        """The revision new orders of ``slug`` get: the newest valid one."""
+        product = self.product(slug)
+        if product.errors == [REMOVED]:
+            raise NotFound(f"product {slug!r} was {REMOVED}; it takes no new orders")
+        if product.current_revision_id is None:
+            raise ProductError(slug, product.errors or ["has no valid revision"])
+        return product.current_revision
+
+    def definition(self, revision: ProductRevision) -> ProductDefinition:
+        """The parsed definition of a stored revision (what an order was created with)."""
+        key = f"{revision.product.slug}:{revision.content_hash}"
+        with self._lock:
+            cached = self._definitions.get(key)
+        if cached is None:
+            cached = load_product(revision.product.slug, revision.manifest, revision.compose)
+            with self._lock:
+                self._definitions[key] = cached
+        return cached

@@ -1,0 +1,326 @@
+"""The operator's command line: ``flask --app wsgi live ...``.
+
+Everything an operator needs to run stacks by hand without the HTTP API.
+Commands that change an order record an operation for the worker; ``--wait``
+blocks until it ends.
+"""
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+import click
+from flask import current_app
+from flask.cli import AppGroup
+
+from app.catalog.product import load_product_folder
+from app.db import pending_migrations, upgrade
+from app.errors import LiveError
+from app.models import Event, Operation, Order, Product
+from app.orders.service import CustomerInfo, Outcome
+
+live_cli = AppGroup("live", help="GeoCat Live: catalog, orders, worker and database.")
+
+
+def _live():
+    return current_app.extensions["live"]
+
+
+def _fail(exc: Exception) -> None:
+    raise click.ClickException(str(exc))
+
+
+def _echo_json(data) -> None:
+    click.echo(json.dumps(data, indent=2, sort_keys=True, default=str))
+
+
+# -- database ----------------------------------------------------------------
+db_cli = AppGroup("db", help="Database schema.")
+live_cli.add_command(db_cli)
+
+
+@db_cli.command("upgrade")
+def db_upgrade():
+    """Apply pending migrations (run once per deploy, before the service)."""
+    try:
+        applied = upgrade(_live().db)
+    except LiveError as exc:
+        _fail(exc)
+    click.echo(f"applied: {', '.join(applied)}" if applied else "database is up to date")
+
+
+@db_cli.command("status")
+def db_status():
+    """List migrations that are not applied yet."""
+    pending = pending_migrations(_live().db)
+    click.echo(f"pending: {', '.join(pending)}" if pending else "database is up to date")
+    sys.exit(1 if pending else 0)
+
+
+# -- worker ------------------------------------------------------------------
+@live_cli.command("worker")
+def worker():
+    """Run the background worker that executes operations (one per deployment)."""
+    try:
+        _live().worker().run_forever()
+    except LiveError as exc:
+        _fail(exc)
+
+
+# -- products ----------------------------------------------------------------
+products_cli = AppGroup("products", help="The product catalog.")
+live_cli.add_command(products_cli)
+
+
+@products_cli.command("sync")
+def products_sync():
+    """Read the config repository and record new product revisions."""
+    report = _live().catalog.sync()
+    click.echo(f"source: {report.source}")
+    for label, names in (("added", report.added), ("changed", report.changed), ("unchanged", report.unchanged),
+                         ("removed", report.removed)):
+        if names:
+            click.echo(f"{label}: {', '.join(names)}")
+    for slug, errors in report.invalid.items():
+        click.echo(f"INVALID {slug}:")
+        for error in errors:
+            click.echo(f"  - {error}")
+
+
+@products_cli.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def products_list(as_json):
+    """List products with their current revision and validity."""
+    _live().catalog.sync()
+    rows = []
+    for product in Product.select().order_by(Product.slug):
+        revision = product.current_revision
+        rows.append({"slug": product.slug, "name": product.name, "valid": product.valid,
+                     "revision": revision.label if revision else None, "errors": product.errors})
+    if as_json:
+        return _echo_json(rows)
+    for row in rows:
+        state = "ok" if row["valid"] else f"INVALID ({len(row['errors'])} error(s))"
+        click.echo(f"{row['slug']:24} {row['revision'] or '-':14} {state:22} {row['name']}")
+
+
+@products_cli.command("show")
+@click.argument("slug")
+def products_show(slug):
+    """Show a product's plans, endpoints, variables and errors."""
+    live = _live()
+    live.catalog.sync()
+    try:
+        product = live.catalog.product(slug)
+    except LiveError as exc:
+        _fail(exc)
+    click.echo(f"{product.slug}: {product.name}")
+    if product.description:
+        click.echo(f"  {product.description}")
+    if product.current_revision_id:
+        definition = live.catalog.definition(product.current_revision)
+        click.echo(f"revision: {product.current_revision.label} (commit {product.current_revision.commit or '-'})")
+        click.echo("plans:")
+        for plan, values in sorted(definition.plans.items()):
+            click.echo(f"  {plan}: " + ", ".join(f"{k}={v}" for k, v in sorted(values.items())))
+        click.echo("endpoints:")
+        for e in definition.endpoints:
+            click.echo(f"  {e.application}: service {e.service} port {e.port} path {e.path}")
+        click.echo("services: " + ", ".join(sorted(definition.compose.get("services", {}))))
+        if definition.generated:
+            click.echo("generated per order: " + ", ".join(sorted(definition.generated)))
+    for error in product.errors or []:
+        click.echo(f"ERROR: {error}")
+
+
+@products_cli.command("validate")
+@click.argument("folders", nargs=-1, type=click.Path(exists=True, file_okay=False, path_type=Path))
+def products_validate(folders):
+    """Validate product folders (default: every product of the config repository). Exit 1 if any is invalid."""
+    if not folders:
+        root = _live().settings.config_repo / "products"
+        folders = sorted(p for p in root.iterdir() if p.is_dir())
+    invalid = 0
+    for folder in folders:
+        definition = load_product_folder(folder)
+        if definition.valid:
+            click.echo(f"ok      {definition.slug} ({len(definition.plans)} plan(s), {len(definition.compose['services'])} service(s))")
+        else:
+            invalid += 1
+            click.echo(f"INVALID {definition.slug}")
+            for error in definition.errors:
+                click.echo(f"  - {error}")
+    sys.exit(1 if invalid else 0)
+
+
+# -- orders ------------------------------------------------------------------
+orders_cli = AppGroup("orders", help="Customer orders and their stacks. ORDER is an order id, an instance "
+                      "identifier or service:<WHMCS service id>.")
+live_cli.add_command(orders_cli)
+
+wait_option = click.option("--wait", type=float, default=0, show_default=True,
+                           help="Seconds to wait for the operation to finish (needs a running worker).")
+
+
+def _order_dict(order: Order) -> dict:
+    live = _live()
+    endpoints = []
+    definition = live.catalog.definition(order.revision)
+    scheme = live.settings.public_scheme
+    for e in definition.endpoints:
+        port = (order.published_ports or {}).get(f"{e.service}:{e.port}")
+        endpoints.append({"application": e.application, "url": f"{scheme}://{order.hostname}{e.path.rstrip('/')}",
+                          "local_url": f"http://127.0.0.1:{port}{e.path}" if port else None})
+    return {
+        "id": order.id, "service_id": order.whmcs_service_id, "instance": order.instance, "hostname": order.hostname,
+        "status": order.status, "product": order.product.slug, "plan": order.plan, "revision": order.revision.label,
+        "customer": order.customer.email, "endpoints": endpoints, "last_error": order.last_error,
+        "created_at": order.created_at, "updated_at": order.updated_at,
+    }
+
+
+def _operation_dict(operation: Operation) -> dict:
+    return {"id": operation.id, "kind": operation.kind, "state": operation.state, "attempts": operation.attempts,
+            "params": operation.params, "error": operation.error, "created_at": operation.created_at,
+            "finished_at": operation.finished_at, "steps": operation.steps}
+
+
+def _report(outcome: Outcome, wait: float) -> None:
+    click.echo(f"order {outcome.order.id} ({outcome.order.instance}): {outcome.message}")
+    operation = outcome.operation
+    if operation is None:
+        return
+    click.echo(f"operation {operation.id}: {operation.kind} {operation.state}")
+    if wait <= 0:
+        return
+    deadline = time.monotonic() + wait
+    while time.monotonic() < deadline:
+        operation = Operation.get_by_id(operation.id)
+        if operation.state in ("succeeded", "failed"):
+            break
+        time.sleep(0.5)
+    for step in operation.steps or []:
+        click.echo(f"  {step['at']} {step['message']}")
+    click.echo(f"operation {operation.id}: {operation.kind} {operation.state}" + (f": {operation.error}" if operation.error else ""))
+    if operation.state == "failed":
+        sys.exit(1)
+    if operation.state not in ("succeeded",):
+        click.echo("still running (is the worker started? `flask --app wsgi live worker`)")
+        sys.exit(3)
+
+
+def _get_order(reference: str) -> Order:
+    try:
+        return _live().orders.get(reference)
+    except LiveError as exc:
+        _fail(exc)
+
+
+@orders_cli.command("create")
+@click.option("--service-id", type=int, required=True, help="The WHMCS service id (unique per order).")
+@click.option("--email", required=True, help="Customer email.")
+@click.option("--client-id", type=int, default=None, help="WHMCS client id of the customer.")
+@click.option("--first-name", default="")
+@click.option("--last-name", default="")
+@click.option("--company", default="")
+@click.option("--product", required=True, help="Product slug.")
+@click.option("--plan", required=True)
+@click.option("--username", default=None, help="Used to derive the instance identifier.")
+@click.option("--domain", default=None, help="Customer domain; the hostname defaults to <instance>.<LIVE_BASE_DOMAIN>.")
+@click.option("--instance", default=None, help="Explicit instance identifier.")
+@wait_option
+def orders_create(service_id, email, client_id, first_name, last_name, company, product, plan, username, domain,
+                  instance, wait):
+    """Create an order and deploy its stack."""
+    live = _live()
+    try:
+        live.catalog.sync()
+        outcome = live.orders.create(
+            service_id=service_id, product=product, plan=plan, username=username, domain=domain, instance=instance,
+            customer=CustomerInfo(email=email, whmcs_client_id=client_id, first_name=first_name,
+                                  last_name=last_name, company=company),
+            requested_by="cli",
+        )
+    except LiveError as exc:
+        _fail(exc)
+    _report(outcome, wait)
+
+
+def _lifecycle_command(name: str, method: str, help_text: str):
+    @orders_cli.command(name, help=help_text)
+    @click.argument("order")
+    @wait_option
+    def command(order, wait):
+        try:
+            outcome = getattr(_live().orders, method)(_get_order(order), requested_by="cli")
+        except LiveError as exc:
+            _fail(exc)
+        _report(outcome, wait)
+
+    return command
+
+
+_lifecycle_command("suspend", "suspend", "Stop every container of the order; volumes are kept.")
+_lifecycle_command("unsuspend", "unsuspend", "Start the order's stack again, data intact.")
+_lifecycle_command("terminate", "terminate", "Archive every volume under LIVE_BACKUP_DIR, then remove the stack.")
+_lifecycle_command("redeploy", "redeploy", "Converge the stack to its definition (recreates only what differs).")
+
+
+@orders_cli.command("change-plan")
+@click.argument("order")
+@click.option("--plan", required=True)
+@click.option("--product", default=None, help="Move to another product at the same time.")
+@wait_option
+def orders_change_plan(order, plan, product, wait):
+    """Move the order to another plan (and optionally product); only affected services are recreated."""
+    live = _live()
+    try:
+        if product:
+            live.catalog.sync()
+        outcome = live.orders.change_plan(_get_order(order), plan, product, requested_by="cli")
+    except LiveError as exc:
+        _fail(exc)
+    _report(outcome, wait)
+
+
+@orders_cli.command("list")
+@click.option("--status", default=None, help="Only orders with this status.")
+@click.option("--json", "as_json", is_flag=True)
+def orders_list(status, as_json):
+    """List orders."""
+    query = Order.select().order_by(Order.id)
+    if status:
+        query = query.where(Order.status == status)
+    rows = [_order_dict(order) for order in query]
+    if as_json:
+        return _echo_json(rows)
+    for row in rows:
+        click.echo(f"{row['id']:>5} {row['instance']:24} {row['status']:11} {row['product']}/{row['plan']:10} "
+                   f"service {row['service_id']}  {row['hostname']}")
+
+
+@orders_cli.command("show")
+@click.argument("order")
+@click.option("--json", "as_json", is_flag=True)
+def orders_show(order, as_json):
+    """Show an order, its endpoints, recent operations and events."""
+    record = _get_order(order)
+    data = _order_dict(record)
+    data["operations"] = [_operation_dict(op) for op in record.operations.order_by(Operation.id.desc()).limit(10)]
+    data["events"] = [{"at": e.created_at, "kind": e.kind, "message": e.message, "actor": e.actor}
+                      for e in record.events.order_by(Event.id.desc()).limit(20)]
+    if as_json:
+        return _echo_json(data)
+    for key in ("id", "service_id", "instance", "hostname", "status", "product", "plan", "revision", "customer", "last_error"):
+        click.echo(f"{key:12} {data[key]}")
+    click.echo("endpoints:")
+    for e in data["endpoints"]:
+        click.echo(f"  {e['application']:12} {e['url']}   local: {e['local_url'] or '-'}")
+    click.echo("operations:")
+    for op in data["operations"]:
+        click.echo(f"  {op['id']:>5} {op['kind']:12} {op['state']:10} attempts {op['attempts']}" + (f"  {op['error']}" if op["error"] else ""))
+    click.echo("events:")
+    for e in data["events"]:
+        click.echo(f"  {e['at']:%Y-%m-%d %H:%M:%S} {e['kind']:22} {e['message']}")

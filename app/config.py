@@ -1,0 +1,110 @@
+"""Service settings, read once from the environment.
+
+Every setting has an embedded default so the service runs on a fresh machine
+with no configuration at all; a bad value stops start-up with one message
+that names the variable.
+"""
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from app.errors import ConfigError
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+_HOSTNAME_RE = re.compile(r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$")
+
+
+@dataclass(frozen=True)
+class Settings:
+    database_url: str
+    config_repo: Path
+    base_domain: str
+    public_scheme: str
+    backup_dir: Path
+    docker_host: str | None
+    worker_concurrency: int = 4
+    worker_poll_seconds: float = 1.0
+    operation_max_attempts: int = 5
+    retry_base_seconds: float = 2.0
+    health_timeout_seconds: float = 300.0
+    lease_seconds: float = 60.0
+    log_level: str = "INFO"
+
+
+def _int(env: dict, name: str, default: int, minimum: int = 1) -> int:
+    raw = env.get(name)
+    if raw in (None, ""):
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be an integer, got {raw!r}") from None
+    if value < minimum:
+        raise ConfigError(f"{name} must be at least {minimum}, got {value}")
+    return value
+
+
+def _float(env: dict, name: str, default: float, minimum: float = 0.0) -> float:
+    raw = env.get(name)
+    if raw in (None, ""):
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a number, got {raw!r}") from None
+    if value < minimum:
+        raise ConfigError(f"{name} must be at least {minimum}, got {value}")
+    return value
+
+
+def _path(env: dict, name: str, default: Path) -> Path:
+    raw = env.get(name) or str(default)
+    path = Path(raw)
+    return path if path.is_absolute() else PROJECT_ROOT / path
+
+
+def load_settings(environ: dict | None = None) -> Settings:
+    """Build :class:`Settings` from ``environ`` (default ``os.environ``)."""
+    env = dict(os.environ if environ is None else environ)
+
+    database_url = env.get("LIVE_DATABASE_URL") or f"sqlite:///{PROJECT_ROOT / 'var' / 'live.db'}"
+    if not re.match(r"^(sqlite|postgres|postgresql|postgresext)(\+\w+)?://", database_url):
+        raise ConfigError(
+            f"LIVE_DATABASE_URL must start with sqlite:/// or postgresql://, got {database_url.split('://')[0]!r}"
+        )
+
+    config_repo = _path(env, "LIVE_CONFIG_REPO", PROJECT_ROOT / "examples" / "config-repo")
+    if not (config_repo / "products").is_dir():
+        raise ConfigError(f"LIVE_CONFIG_REPO={config_repo} has no products/ folder")
+
+    base_domain = (env.get("LIVE_BASE_DOMAIN") or "localhost").strip().lower().rstrip(".")
+    if not _HOSTNAME_RE.match(base_domain):
+        raise ConfigError(f"LIVE_BASE_DOMAIN must be a DNS name like geocat.live, got {base_domain!r}")
+
+    scheme = (env.get("LIVE_PUBLIC_SCHEME") or "https").strip().lower()
+    if scheme not in ("http", "https"):
+        raise ConfigError(f"LIVE_PUBLIC_SCHEME must be http or https, got {scheme!r}")
+
+    log_level = (env.get("LIVE_LOG_LEVEL") or "INFO").upper()
+    if log_level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+        raise ConfigError(f"LIVE_LOG_LEVEL must be DEBUG, INFO, WARNING or ERROR, got {log_level!r}")
+
+    return Settings(
+        database_url=database_url,
+        config_repo=config_repo,
+        base_domain=base_domain,
+        public_scheme=scheme,
+        backup_dir=_path(env, "LIVE_BACKUP_DIR", PROJECT_ROOT / "var" / "backups"),
+        docker_host=env.get("DOCKER_HOST") or None,
+        worker_concurrency=_int(env, "LIVE_WORKER_CONCURRENCY", 4),
+        worker_poll_seconds=_float(env, "LIVE_WORKER_POLL_SECONDS", 1.0, minimum=0.05),
+        operation_max_attempts=_int(env, "LIVE_OPERATION_MAX_ATTEMPTS", 5),
+        retry_base_seconds=_float(env, "LIVE_RETRY_BASE_SECONDS", 2.0),
+        health_timeout_seconds=_float(env, "LIVE_HEALTH_TIMEOUT_SECONDS", 300.0, minimum=1.0),
+        lease_seconds=_float(env, "LIVE_LEASE_SECONDS", 60.0, minimum=1.0),
+        log_level=log_level,
+    )

@@ -1,0 +1,121 @@
+"""The data model: customers, products and revisions, orders, operations, events.
+
+The schema itself is created by the scripts in ``migrations/``; these classes
+must stay in step with them (a test compares both).
+"""
+from __future__ import annotations
+
+import datetime as dt
+
+import peewee
+
+from app.db import JSONField, database
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
+
+
+class BaseModel(peewee.Model):
+    class Meta:
+        database = database
+        legacy_table_names = False
+
+
+class Customer(BaseModel):
+    whmcs_client_id = peewee.IntegerField(null=True, unique=True)
+    email = peewee.CharField(max_length=254, index=True)
+    first_name = peewee.CharField(max_length=100, default="")
+    last_name = peewee.CharField(max_length=100, default="")
+    company = peewee.CharField(max_length=200, default="")
+    created_at = peewee.DateTimeField(default=utcnow)
+    updated_at = peewee.DateTimeField(default=utcnow)
+
+
+class Product(BaseModel):
+    slug = peewee.CharField(max_length=64, unique=True)
+    name = peewee.CharField(max_length=200)
+    description = peewee.TextField(default="")
+    # The newest valid revision; an invalid newer definition never replaces it.
+    current_revision = peewee.DeferredForeignKey("ProductRevision", null=True, on_delete="SET NULL")
+    valid = peewee.BooleanField(default=True)
+    errors = JSONField(default=list)
+    updated_at = peewee.DateTimeField(default=utcnow)
+
+
+class ProductRevision(BaseModel):
+    product = peewee.ForeignKeyField(Product, backref="revisions", on_delete="CASCADE")
+    # Content hash of manifest + compose file; a commit SHA when the source is git.
+    content_hash = peewee.CharField(max_length=64)
+    commit = peewee.CharField(max_length=64, null=True)
+    manifest = peewee.TextField()
+    compose = peewee.TextField()
+    valid = peewee.BooleanField()
+    errors = JSONField(default=list)
+    created_at = peewee.DateTimeField(default=utcnow)
+
+    class Meta:
+        indexes = ((("product", "content_hash"), True),)
+
+    @property
+    def label(self) -> str:
+        """Short identifier used in container labels and listings."""
+        return self.content_hash[:12]
+
+
+class Order(BaseModel):
+    whmcs_service_id = peewee.IntegerField(unique=True)
+    customer = peewee.ForeignKeyField(Customer, backref="orders", on_delete="RESTRICT")
+    product = peewee.ForeignKeyField(Product, backref="orders", on_delete="RESTRICT")
+    revision = peewee.ForeignKeyField(ProductRevision, on_delete="RESTRICT")
+    plan = peewee.CharField(max_length=64)
+    instance = peewee.CharField(max_length=40, unique=True)
+    hostname = peewee.CharField(max_length=253)
+    # pending -> active | failed; active <-> suspended; any -> terminated
+    status = peewee.CharField(max_length=16, default="pending", index=True)
+    secrets = JSONField(default=dict)
+    # {"<service>:<port>": host_port} of endpoints published on 127.0.0.1
+    published_ports = JSONField(default=dict)
+    last_error = peewee.TextField(null=True)
+    created_at = peewee.DateTimeField(default=utcnow)
+    updated_at = peewee.DateTimeField(default=utcnow)
+    terminated_at = peewee.DateTimeField(null=True)
+
+    class Meta:
+        table_name = "live_order"  # ORDER is an SQL keyword
+
+
+class Operation(BaseModel):
+    order = peewee.ForeignKeyField(Order, backref="operations", on_delete="CASCADE")
+    kind = peewee.CharField(max_length=32)
+    # pending -> running -> succeeded | failed; running -> pending on a retry
+    state = peewee.CharField(max_length=16, default="pending", index=True)
+    params = JSONField(default=dict)
+    attempts = peewee.IntegerField(default=0)
+    max_attempts = peewee.IntegerField(default=5)
+    steps = JSONField(default=list)
+    error = peewee.TextField(null=True)
+    requested_by = peewee.CharField(max_length=100, default="system")
+    created_at = peewee.DateTimeField(default=utcnow)
+    started_at = peewee.DateTimeField(null=True)
+    finished_at = peewee.DateTimeField(null=True)
+    next_attempt_at = peewee.DateTimeField(default=utcnow)
+    lease_owner = peewee.CharField(max_length=100, null=True)
+    lease_expires_at = peewee.DateTimeField(null=True)
+
+
+class Event(BaseModel):
+    order = peewee.ForeignKeyField(Order, null=True, backref="events", on_delete="CASCADE")
+    operation = peewee.ForeignKeyField(Operation, null=True, on_delete="SET NULL")
+    kind = peewee.CharField(max_length=64)
+    message = peewee.TextField()
+    data = JSONField(default=dict)
+    actor = peewee.CharField(max_length=100, default="system")
+    created_at = peewee.DateTimeField(default=utcnow, index=True)
+
+
+ALL_MODELS = [Customer, Product, ProductRevision, Order, Operation, Event]
+
+
+def record_event(kind: str, message: str, *, order=None, operation=None, actor: str = "system", **data) -> Event:
+    return Event.create(kind=kind, message=message, order=order, operation=operation, actor=actor, data=data)

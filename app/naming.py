@@ -1,0 +1,73 @@
+"""Instance identifiers and hostnames derived from what an order gives.
+
+An instance identifier names the order's Docker objects (``live-<instance>-…``)
+and its default hostname, so it must be a valid Docker name and DNS label:
+lowercase ``[a-z][a-z0-9-]*``, at most :data:`MAX_INSTANCE_LENGTH` characters.
+"""
+from __future__ import annotations
+
+import re
+import unicodedata
+from typing import Callable, Iterable
+
+from app.errors import NamingError
+
+MAX_INSTANCE_LENGTH = 30
+INSTANCE_RE = re.compile(r"^[a-z][a-z0-9-]*[a-z0-9]$|^[a-z]$")
+_LABEL_RE = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
+
+
+def slugify_instance(text: str) -> str:
+    """Best-effort identifier from free text; '' when nothing usable remains."""
+    ascii_text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode()
+    slug = re.sub(r"[^a-z0-9]+", "-", ascii_text.lower()).strip("-")
+    if slug and not slug[0].isalpha():
+        slug = f"i-{slug}"
+    return slug[:MAX_INSTANCE_LENGTH].rstrip("-")
+
+
+def validate_instance(instance: str) -> str:
+    if not instance or len(instance) > MAX_INSTANCE_LENGTH or not INSTANCE_RE.match(instance) or "--" in instance:
+        raise NamingError(
+            f"invalid instance identifier {instance!r}: use lowercase letters, digits and single '-', "
+            f"starting with a letter, at most {MAX_INSTANCE_LENGTH} characters"
+        )
+    return instance
+
+
+def derive_instance(candidates: Iterable[str | None], is_taken: Callable[[str], bool], fallback: str) -> str:
+    """The first usable candidate (username, domain, ...) made unique with a numeric suffix."""
+    base = next((slug for slug in (slugify_instance(c or "") for c in candidates) if slug), "") or slugify_instance(fallback)
+    if not base:
+        raise NamingError(f"cannot derive an instance identifier from {fallback!r}")
+    if not is_taken(base):
+        return base
+    for number in range(2, 10_000):
+        suffix = f"-{number}"
+        candidate = base[: MAX_INSTANCE_LENGTH - len(suffix)].rstrip("-") + suffix
+        if not is_taken(candidate):
+            return candidate
+    raise NamingError(f"no free instance identifier left for {base!r}")
+
+
+def normalize_hostname(domain: str) -> str:
+    """A customer domain as an ASCII hostname (IDNA for unicode); raises NamingError if invalid."""
+    text = domain.strip().lower().rstrip(".")
+    text = re.sub(r"^[a-z]+://", "", text).split("/", 1)[0]
+    try:
+        ascii_host = text.encode("idna").decode("ascii") if text else ""
+    except UnicodeError:
+        raise NamingError(f"invalid domain {domain!r}: not a valid internationalised domain name") from None
+    labels = ascii_host.split(".")
+    if not ascii_host or len(ascii_host) > 253 or len(labels) < 2 or not all(_LABEL_RE.match(label) for label in labels):
+        raise NamingError(f"invalid domain {domain!r}: expected a DNS name like maps.example.org")
+    return ascii_host
+
+
+def hostname_for(instance: str, domain: str | None, base_domain: str) -> str:
+    return normalize_hostname(domain) if domain and domain.strip() else f"{instance}.{base_domain}"
+
+
+def object_prefix(instance: str) -> str:
+    """Prefix of every container, network and volume name of an order."""
+    return f"live-{instance}"

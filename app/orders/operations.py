@@ -1,0 +1,186 @@
+"""What each operation kind does to an order and its stack.
+
+Handlers converge: running one twice, or again after a crash at any point,
+ends in the same state. The worker decides when to run, retry or give up;
+this module only knows how.
+"""
+from __future__ import annotations
+
+import logging
+import socket
+import threading
+from pathlib import Path
+from typing import Callable
+
+from app.catalog.catalog import Catalog
+from app.errors import LiveError
+from app.models import Operation, Order, record_event, utcnow
+from app.stacks.deployer import Deployer, DeploymentTarget
+from app.stacks.spec import parse_stack
+
+log = logging.getLogger(__name__)
+
+Progress = Callable[[str], None]
+
+
+class PortAllocator:
+    """Host ports on 127.0.0.1 for endpoints, stable for an order's whole life."""
+
+    def __init__(self, first: int = 20000, last: int = 29999):
+        self.first, self.last = first, last
+
+    def allocate(self, taken: set[int]) -> int:
+        for port in range(self.first, self.last + 1):
+            if port not in taken and _is_free(port):
+                return port
+        raise LiveError(f"no free host port left in {self.first}-{self.last}")
+
+
+def _is_free(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+class OperationRunner:
+    def __init__(self, catalog: Catalog, deployer: Deployer, backup_dir: Path, public_scheme: str = "https",
+                 ports: PortAllocator | None = None):
+        self.catalog = catalog
+        self.deployer = deployer
+        self.backup_dir = Path(backup_dir)
+        self.public_scheme = public_scheme
+        self.ports = ports or PortAllocator()
+        self._ports_lock = threading.Lock()
+
+    def target(self, order: Order) -> DeploymentTarget:
+        definition = self.catalog.definition(order.revision)
+        definition.require_valid()
+        builtins = {
+            "LIVE_ORDER_ID": str(order.id),
+            "LIVE_INSTANCE": order.instance,
+            "LIVE_HOSTNAME": order.hostname,
+            "LIVE_BASE_URL": f"{self.public_scheme}://{order.hostname}",
+            "LIVE_PLAN": order.plan,
+            "LIVE_PRODUCT": order.product.slug,
+            "LIVE_CUSTOMER_EMAIL": order.customer.email,
+        }
+        stack = parse_stack(definition.render(order.plan, builtins, order.secrets))
+        return DeploymentTarget(
+            order_id=order.id, instance=order.instance, product=order.product.slug,
+            revision=order.revision.label, hostname=order.hostname, stack=stack,
+            endpoints=list(definition.endpoints), pinned_ports=dict(order.published_ports or {}),
+            tls=self.public_scheme == "https",
+        )
+
+    def run(self, operation: Operation, progress: Progress) -> None:
+        handler = getattr(self, f"_do_{operation.kind}", None)
+        if handler is None:
+            raise LiveError(f"unknown operation kind {operation.kind!r}")
+        handler(operation, operation.order, progress)
+
+    # -- handlers -----------------------------------------------------------
+    def _do_create(self, operation: Operation, order: Order, progress: Progress) -> None:
+        self._deploy(order, progress)
+        self._set_status(order, "active", operation, f"order {order.instance} is active")
+
+    def _do_unsuspend(self, operation: Operation, order: Order, progress: Progress) -> None:
+        self._deploy(order, progress)
+        self._set_status(order, "active", operation, f"order {order.instance} resumed")
+
+    def _do_redeploy(self, operation: Operation, order: Order, progress: Progress) -> None:
+        if order.status == "suspended":
+            progress("order is suspended: nothing to start")
+            return
+        self._deploy(order, progress)
+        self._set_status(order, "active", operation, f"order {order.instance} redeployed")
+
+    def _do_suspend(self, operation: Operation, order: Order, progress: Progress) -> None:
+        self.deployer.stop(self.target(order), progress)
+        self._set_status(order, "suspended", operation, f"order {order.instance} suspended")
+
+    def _do_change_plan(self, operation: Operation, order: Order, progress: Progress) -> None:
+        plan, product = operation.params["plan"], operation.params.get("product", order.product.slug)
+        if product != order.product.slug:
+            revision = self.catalog.deployable_revision(product)
+            definition = self.catalog.definition(revision)
+            order.product, order.revision = revision.product, revision
+            order.secrets = definition.generate_secrets(order.secrets)  # keep existing secrets, add new ones
+        previous = order.plan
+        order.plan = plan
+        order.updated_at = utcnow()
+        order.save()
+        if order.status == "suspended":
+            # Takes effect on unsuspend, which converges to the new plan.
+            progress("order is suspended: the new plan applies when it is resumed")
+        else:
+            result = self._deploy(order, progress)
+            progress("recreated: " + (", ".join(s for s, a in sorted(result.actions.items()) if a != "noop") or "nothing"))
+            self._set_status(order, "active", operation, f"order {order.instance} moved to plan {plan}")
+        record_event("order.plan_changed", f"plan {previous} -> {plan}", order=order, operation=operation,
+                     previous=previous, plan=plan, product=product)
+
+    def _do_terminate(self, operation: Operation, order: Order, progress: Progress) -> None:
+        stamp = f"{operation.created_at:%Y%m%dT%H%M%S}-op{operation.id}"
+        archives = self.deployer.archive_and_remove(self.target(order), self.backup_dir, stamp, progress)
+        order.terminated_at = utcnow()
+        record_event("order.archived", f"{len(archives)} volume(s) archived", order=order, operation=operation,
+                     archives=[{"volume": a.volume, "path": a.path, "bytes": a.size} for a in archives])
+        self._set_status(order, "terminated", operation, f"order {order.instance} terminated")
+
+    # -- failure ------------------------------------------------------------
+    def on_failure(self, operation: Operation, reason: str, progress: Progress) -> None:
+        """Called once when an operation has failed for good."""
+        order = operation.order
+        order.last_error = reason
+        if operation.kind == "create":
+            # Remove what the failed create made; volumes are archived first, never just dropped.
+            try:
+                stamp = f"{operation.created_at:%Y%m%dT%H%M%S}-op{operation.id}-failed"
+                self.deployer.archive_and_remove(self.target(order), self.backup_dir, stamp, progress)
+            except LiveError as exc:
+                log.warning("cleanup after failed create of %s did not finish: %s", order.instance, exc)
+                progress(f"cleanup did not finish: {exc}")
+            order.status = "failed"
+        order.updated_at = utcnow()
+        order.save()
+
+    # -- helpers ------------------------------------------------------------
+    def _deploy(self, order: Order, progress: Progress):
+        self._assign_ports(order)
+        result = self.deployer.deploy(self.target(order), progress)
+        if result.published_ports and result.published_ports != order.published_ports:
+            order.published_ports = result.published_ports
+            order.save()
+        return result
+
+    def _assign_ports(self, order: Order) -> None:
+        """Record a host port per endpoint before deploying, so it survives recreates and restarts."""
+        definition = self.catalog.definition(order.revision)
+        wanted = {f"{e.service}:{e.port}" for e in definition.endpoints}
+        ports = {k: v for k, v in (order.published_ports or {}).items() if k in wanted}
+        missing = sorted(wanted - set(ports))
+        if not missing and ports == (order.published_ports or {}):
+            return
+        with self._ports_lock:  # operations of different orders run in parallel threads
+            taken = _ports_in_use(exclude=order.id)
+            for key in missing:
+                ports[key] = self.ports.allocate(taken | set(ports.values()))
+            order.published_ports = ports
+            order.save()
+
+    def _set_status(self, order: Order, status: str, operation: Operation, message: str) -> None:
+        order.status = status
+        order.last_error = None
+        order.updated_at = utcnow()
+        order.save()
+        record_event(f"order.{status}", message, order=order, operation=operation)
+
+
+def _ports_in_use(exclude: int) -> set[int]:
+    taken: set[int] = set()
+    for other in Order.select(Order.published_ports).where((Order.id != exclude) & (Order.status != "terminated")):
+        taken.update((other.published_ports or {}).values())
+    return taken

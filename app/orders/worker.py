@@ -1,0 +1,264 @@
+"""The worker process: executes operations recorded in the database.
+
+One worker runs per deployment (a lock makes sure of it). APScheduler drives
+two periodic jobs: dispatching operations and syncing the catalog. Operations
+of one order run one at a time, in the order they were requested; those of
+different orders run in parallel up to ``concurrency``. Transient errors are
+retried with exponential backoff. Killed at any moment, the worker converges
+on restart: operations left ``running`` go back to ``pending`` and are
+re-executed by handlers that are idempotent.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import fcntl
+import logging
+import os
+import signal
+import socket
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import peewee
+from apscheduler.schedulers.blocking import BlockingScheduler
+
+from app.catalog.catalog import Catalog
+from app.errors import LiveError
+from app.models import Operation, record_event, utcnow
+from app.orders.operations import OperationRunner
+
+log = logging.getLogger(__name__)
+
+PG_LOCK_KEY = 0x4C495645  # "LIVE"
+MAX_BACKOFF_SECONDS = 60.0
+
+
+class WorkerAlreadyRunning(LiveError):
+    pass
+
+
+class Worker:
+    def __init__(self, db: peewee.Database, runner: OperationRunner, catalog: Catalog, *, concurrency: int = 4,
+                 poll_seconds: float = 1.0, retry_base_seconds: float = 2.0, catalog_sync_seconds: float = 300.0,
+                 lease_seconds: float = 60.0):
+        self.db = db
+        self.runner = runner
+        self.catalog = catalog
+        self.concurrency = concurrency
+        self.poll_seconds = poll_seconds
+        self.retry_base_seconds = retry_base_seconds
+        self.catalog_sync_seconds = catalog_sync_seconds
+        self.lease_seconds = lease_seconds
+        self.worker_id = f"{socket.gethostname()}:{os.getpid()}"
+        self._pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="operation")
+        self._in_flight: set[int] = set()
+        self._busy_orders: set[int] = set()
+        self._lock = threading.Lock()
+        self._lock_file = None
+        self._lock_connection = None
+        self._scheduler: BlockingScheduler | None = None
+
+    # -- process lifecycle --------------------------------------------------
+    def run_forever(self) -> None:
+        self.acquire_singleton_lock()
+        self.recover()
+        self.sync_catalog_safely()
+        scheduler = BlockingScheduler(job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": 30})
+        scheduler.add_job(self.dispatch_safely, "interval", seconds=self.poll_seconds, id="dispatch-operations",
+                          next_run_time=dt.datetime.now())
+        scheduler.add_job(self.sync_catalog_safely, "interval", seconds=self.catalog_sync_seconds, id="sync-catalog")
+        self._scheduler = scheduler
+
+        def stop(signum, _frame):
+            log.info("signal %s: finishing running operations, then exiting", signum)
+            scheduler.shutdown(wait=False)
+
+        signal.signal(signal.SIGTERM, stop)
+        signal.signal(signal.SIGINT, stop)
+        log.info("worker %s started (concurrency %d)", self.worker_id, self.concurrency)
+        try:
+            scheduler.start()
+        finally:
+            self._pool.shutdown(wait=True)
+            log.info("worker %s stopped", self.worker_id)
+
+    def acquire_singleton_lock(self) -> None:
+        """Two workers would run the same operations twice: refuse to start a second one."""
+        if isinstance(self.db, peewee.PostgresqlDatabase):
+            # A session-level advisory lock on a connection of its own, kept for the process's life
+            # (peewee's pooled per-thread connections come and go).
+            self._lock_connection = self.db._connect()
+            with self._lock_connection.cursor() as cursor:
+                cursor.execute("SELECT pg_try_advisory_lock(%s)", (PG_LOCK_KEY,))
+                (acquired,) = cursor.fetchone()
+            self._lock_connection.commit()
+        else:
+            path = Path(self.db.database + ".worker.lock") if self.db.database != ":memory:" else None
+            if path is None:
+                return
+            self._lock_file = open(path, "w")
+            try:
+                fcntl.flock(self._lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                acquired = True
+            except BlockingIOError:
+                acquired = False
+        if not acquired:
+            raise WorkerAlreadyRunning("another worker is already running against this database")
+
+    def recover(self) -> int:
+        """Operations left running by a dead worker go back to the queue (or fail if they keep dying)."""
+        recovered = 0
+        with self.db.connection_context():
+            for operation in Operation.select().where(Operation.state == "running"):
+                with self._lock:
+                    if operation.id in self._in_flight:
+                        continue
+                if operation.attempts >= operation.max_attempts:
+                    self._fail(operation, f"the worker stopped during this operation {operation.attempts} times",
+                               self._progress_recorder(operation))
+                else:
+                    Operation.update(state="pending", next_attempt_at=utcnow(), lease_owner=None).where(
+                        (Operation.id == operation.id) & (Operation.state == "running")).execute()
+                    record_event("operation.recovered", f"{operation.kind} resumes after an interrupted attempt",
+                                 order=operation.order, operation=operation)
+                recovered += 1
+        if recovered:
+            log.info("recovered %d interrupted operation(s)", recovered)
+        return recovered
+
+    # -- dispatching --------------------------------------------------------
+    def dispatch_safely(self) -> None:
+        try:
+            self.recover()  # also catches operations whose result could not be recorded
+            self.dispatch()
+        except (peewee.PeeweeException, LiveError) as exc:
+            log.warning("dispatch failed, will try again: %s", exc)
+
+    def sync_catalog_safely(self) -> None:
+        try:
+            with self.db.connection_context():
+                self.catalog.sync()
+        except (peewee.PeeweeException, LiveError, OSError) as exc:
+            log.warning("catalog sync failed, keeping the last catalog: %s", exc)
+
+    def dispatch(self) -> list[int]:
+        """Claim the operations that may run now and hand them to the pool."""
+        with self._lock:
+            capacity = self.concurrency - len(self._in_flight)
+            busy = set(self._busy_orders)
+        if capacity <= 0:
+            return []
+        claimed = []
+        with self.db.connection_context():
+            first_pending = (Operation.select(peewee.fn.MIN(Operation.id))
+                             .where(Operation.state == "pending").group_by(Operation.order))
+            running_orders = Operation.select(Operation.order).where(Operation.state == "running")
+            candidates = (Operation.select(Operation.id, Operation.order)
+                          .where(Operation.id.in_(first_pending) & (Operation.next_attempt_at <= utcnow())
+                                 & Operation.order.not_in(running_orders))
+                          .order_by(Operation.id).limit(capacity + len(busy)))
+            for candidate in candidates:
+                if len(claimed) >= capacity or candidate.order_id in busy:
+                    continue
+                now = utcnow()
+                updated = (Operation.update(state="running", attempts=Operation.attempts + 1, started_at=now,
+                                            lease_owner=self.worker_id,
+                                            lease_expires_at=now + dt.timedelta(seconds=self.lease_seconds))
+                           .where((Operation.id == candidate.id) & (Operation.state == "pending")).execute())
+                if updated == 1:
+                    claimed.append(candidate.id)
+                    busy.add(candidate.order_id)
+                    with self._lock:
+                        self._in_flight.add(candidate.id)
+                        self._busy_orders.add(candidate.order_id)
+                    self._pool.submit(self.execute, candidate.id, candidate.order_id)
+        return claimed
+
+    def run_until_idle(self, timeout: float = 120.0) -> None:
+        """Dispatch until no operation is pending or running (for tests and one-shot CLI use)."""
+        import time
+
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            self.dispatch()
+            with self._lock:
+                idle = not self._in_flight
+            if idle:
+                with self.db.connection_context():
+                    ready = Operation.select().where(Operation.state.in_(("pending", "running"))).exists()
+                if not ready:
+                    return
+            time.sleep(0.05)
+        raise TimeoutError(f"operations still unfinished after {timeout}s")
+
+    # -- execution ----------------------------------------------------------
+    def execute(self, operation_id: int, order_id: int) -> None:
+        try:
+            with self.db.connection_context():
+                operation = Operation.get_by_id(operation_id)
+                self._execute(operation)
+        except Exception:
+            # The database itself failed: the operation stays "running" and is
+            # picked up again by recover() once this worker forgets it.
+            log.exception("operation %s could not be recorded", operation_id)
+        finally:
+            with self._lock:
+                self._in_flight.discard(operation_id)
+                self._busy_orders.discard(order_id)
+
+    def _execute(self, operation: Operation) -> None:
+        order = operation.order
+        log.info("operation %s: %s of %s (attempt %d/%d)", operation.id, operation.kind, order.instance,
+                 operation.attempts, operation.max_attempts)
+        progress = self._progress_recorder(operation)
+        try:
+            self.runner.run(operation, progress)
+        except LiveError as exc:
+            if exc.transient and operation.attempts < operation.max_attempts:
+                self._schedule_retry(operation, str(exc))
+            else:
+                self._fail(operation, str(exc), progress)
+            return
+        except peewee.PeeweeException:
+            raise  # the database is gone; leave the operation to recovery
+        except Exception as exc:  # a bug: fail loudly, never retry blindly
+            log.exception("operation %s crashed", operation.id)
+            self._fail(operation, f"internal error ({type(exc).__name__}): {exc}", progress)
+            return
+        Operation.update(state="succeeded", finished_at=utcnow(), error=None, lease_owner=None).where(
+            Operation.id == operation.id).execute()
+        record_event("operation.succeeded", f"{operation.kind} succeeded", order=order, operation=operation)
+        log.info("operation %s: %s of %s succeeded", operation.id, operation.kind, order.instance)
+
+    def _progress_recorder(self, operation: Operation):
+        steps = list(operation.steps or [])
+
+        def progress(message: str) -> None:
+            steps.append({"at": utcnow().isoformat(timespec="seconds") + "Z", "attempt": operation.attempts, "message": message})
+            Operation.update(steps=steps, lease_expires_at=utcnow() + dt.timedelta(seconds=self.lease_seconds)).where(
+                Operation.id == operation.id).execute()
+            log.info("operation %s (%s): %s", operation.id, operation.order.instance, message)
+
+        return progress
+
+    def _schedule_retry(self, operation: Operation, reason: str) -> None:
+        delay = min(self.retry_base_seconds * 2 ** (operation.attempts - 1), MAX_BACKOFF_SECONDS)
+        Operation.update(state="pending", error=reason, lease_owner=None,
+                         next_attempt_at=utcnow() + dt.timedelta(seconds=delay)).where(Operation.id == operation.id).execute()
+        record_event("operation.retry", f"{operation.kind} will be retried in {delay:.0f}s: {reason}",
+                     order=operation.order, operation=operation, delay=delay)
+        log.warning("operation %s: transient failure, retry in %.1fs: %s", operation.id, delay, reason)
+
+    def _fail(self, operation: Operation, reason: str, progress) -> None:
+        try:
+            self.runner.on_failure(operation, reason, progress)
+        except LiveError as exc:
+            log.warning("operation %s: clean-up after failure did not finish: %s", operation.id, exc)
+        self._finish_failed(operation, reason)
+
+    def _finish_failed(self, operation: Operation, reason: str) -> None:
+        Operation.update(state="failed", error=reason, finished_at=utcnow(), lease_owner=None).where(
+            Operation.id == operation.id).execute()
+        record_event("operation.failed", f"{operation.kind} failed: {reason}", order=operation.order, operation=operation)
+        log.error("operation %s: %s of %s failed: %s", operation.id, operation.kind, operation.order.instance, reason)

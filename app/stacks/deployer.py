@@ -1,0 +1,383 @@
+"""Deploys, stops and removes one order's stack on the container engine.
+
+The engine's labels are the only state: every run lists what exists for the
+order, computes a convergence plan and applies it, so every method is
+idempotent and safe to re-run after a crash at any point.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import threading
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from app.catalog.product import Endpoint
+from app.errors import HealthCheckFailed, LiveError
+from app.naming import object_prefix
+from app.stacks.plan import Action, ConvergencePlan, plan_convergence
+from app.stacks.runtime import ContainerRequest, DockerRuntime
+from app.stacks.spec import ServiceSpec, StackSpec, topological_order
+
+log = logging.getLogger(__name__)
+
+Progress = Callable[[str], None]
+
+
+class UpstreamFailed(LiveError):
+    """A service was not started because one it depends on failed."""
+
+
+@dataclass
+class DeploymentTarget:
+    """One order's desired stack, fully rendered."""
+
+    order_id: int
+    instance: str
+    product: str
+    revision: str
+    hostname: str
+    stack: StackSpec
+    endpoints: list[Endpoint] = field(default_factory=list)
+    pinned_ports: dict[str, int] = field(default_factory=dict)  # "service:port" -> host port
+    tls: bool = True
+
+    @property
+    def prefix(self) -> str:
+        return object_prefix(self.instance)
+
+    def container_name(self, service: str) -> str:
+        return f"{self.prefix}-{service}"
+
+    def network_name(self, network: str) -> str:
+        return f"{self.prefix}_{network}"
+
+    def volume_name(self, volume: str) -> str:
+        return f"{self.prefix}_{volume}"
+
+    def base_labels(self) -> dict[str, str]:
+        return {
+            "live.order": str(self.order_id),
+            "live.instance": self.instance,
+            "live.product": self.product,
+            "live.revision": self.revision,
+        }
+
+
+@dataclass
+class DeployResult:
+    actions: dict[str, str]
+    published_ports: dict[str, int]
+    orphans_removed: list[str]
+
+
+@dataclass
+class ArchivedVolume:
+    volume: str
+    path: str
+    size: int
+
+
+def order_selector(order_id: int) -> dict[str, str]:
+    return {"live.order": str(order_id)}
+
+
+class Deployer:
+    def __init__(self, runtime: DockerRuntime, health_timeout: float = 300.0, poll_interval: float = 0.25):
+        self.runtime = runtime
+        self.health_timeout = health_timeout
+        self.poll_interval = poll_interval
+
+    # -- desired state ------------------------------------------------------
+    def container_request(self, target: DeploymentTarget, service: ServiceSpec, image_id: str) -> tuple[ContainerRequest, str]:
+        """The create request for one service and its config hash."""
+        endpoint_ports = sorted({e.port for e in target.endpoints if e.service == service.name})
+        exposed = sorted({f"{p}/tcp" for p in endpoint_ports} | {p if "/" in p else f"{p}/tcp" for p in service.expose})
+        labels = dict(service.labels)
+        labels.update(self._traefik_labels(target, service.name))
+        create = {
+            "command": service.command,
+            "entrypoint": service.entrypoint,
+            "environment": [f"{k}={v}" for k, v in sorted(service.environment.items())],
+            "user": service.user,
+            "working_dir": service.working_dir,
+            "hostname": service.hostname,
+            "domainname": service.domainname,
+            "healthcheck": service.healthcheck,
+            "stop_signal": service.stop_signal,
+            "ports": [int(p.split("/")[0]) if p.endswith("/tcp") else (int(p.split("/")[0]), p.split("/")[1]) for p in exposed] or None,
+            "tty": service.tty,
+            "stdin_open": service.stdin_open,
+        }
+        host_config = {
+            "binds": {target.volume_name(m.volume): {"bind": m.target, "mode": "ro" if m.read_only else "rw"} for m in service.volumes} or None,
+            "tmpfs": service.tmpfs or None,
+            "restart_policy": service.restart,
+            "init": service.init,
+            "mem_limit": service.mem_limit,
+            "mem_reservation": service.mem_reservation,
+            "memswap_limit": service.memswap_limit,
+            "nano_cpus": service.nano_cpus,
+            "ulimits": service.ulimits or None,
+            "shm_size": service.shm_size,
+            "read_only": service.read_only or None,
+            "cap_add": service.cap_add or None,
+            "cap_drop": service.cap_drop or None,
+            "sysctls": service.sysctls or None,
+            "extra_hosts": service.extra_hosts or None,
+            "log_config": service.log_config,
+        }
+        networks = {target.network_name(name): sorted(set(aliases) | {service.name}) for name, aliases in service.networks.items()}
+        # The host port is left out of the hash: it is chosen by the engine and
+        # must not make an unchanged service look changed.
+        config_hash = _hash({
+            "image": image_id, "labels": labels, "create": create, "host_config": host_config,
+            "networks": networks, "published": endpoint_ports, "stop_grace": service.stop_grace_seconds,
+        })
+        host_config["port_bindings"] = {
+            port: ("127.0.0.1", target.pinned_ports.get(f"{service.name}:{port}")) for port in endpoint_ports
+        } or None
+        labels.update(target.base_labels())
+        labels.update({"live.service": service.name, "live.config-hash": config_hash})
+        request = ContainerRequest(
+            name=target.container_name(service.name),
+            image=service.image,
+            labels=labels,
+            create={k: v for k, v in create.items() if v is not None},
+            host_config={k: v for k, v in host_config.items() if v is not None},
+            networks=networks,
+            stop_grace_seconds=service.stop_grace_seconds,
+        )
+        return request, config_hash
+
+    def _traefik_labels(self, target: DeploymentTarget, service: str) -> dict[str, str]:
+        labels: dict[str, str] = {}
+        for endpoint in target.endpoints:
+            if endpoint.service != service:
+                continue
+            router = f"o{target.order_id}-{endpoint.application}"
+            prefix = f"traefik.http.routers.{router}"
+            labels["traefik.enable"] = "true"
+            labels[f"{prefix}.rule"] = f"Host(`{target.hostname}`) && PathPrefix(`{endpoint.path}`)"
+            labels[f"{prefix}.service"] = router
+            labels[f"{prefix}.entrypoints"] = "websecure" if target.tls else "web"
+            if target.tls:
+                labels[f"{prefix}.tls.certresolver"] = "le"
+            labels[f"traefik.http.services.{router}.loadbalancer.server.port"] = str(endpoint.port)
+        return labels
+
+    # -- deploy -------------------------------------------------------------
+    def plan(self, target: DeploymentTarget) -> tuple[ConvergencePlan, dict[str, ContainerRequest]]:
+        """What :meth:`deploy` would do, without changing anything."""
+        image_ids = {name: self.runtime.image_id(svc.image) for name, svc in target.stack.services.items()}
+        requests = {}
+        hashes = {}
+        for name, service in target.stack.services.items():
+            requests[name], hashes[name] = self.container_request(target, service, image_ids[name])
+        observed = self.runtime.list_containers(order_selector(target.order_id))
+        return plan_convergence(hashes, observed), requests
+
+    def deploy(self, target: DeploymentTarget, progress: Progress = lambda _: None) -> DeployResult:
+        self._ensure_networks(target, progress)
+        self._ensure_volumes(target, progress)
+        plan, requests = self.plan(target)
+        observed = {c.service: c for c in self.runtime.list_containers(order_selector(target.order_id))}
+        for orphan in plan.orphans:
+            progress(f"remove orphan container {orphan.name}")
+            self.runtime.stop_container(orphan.id, timeout=10)
+            self.runtime.remove_container(orphan.id)
+
+        container_ids: dict[str, str] = {}
+        ids_lock = threading.Lock()
+
+        def converge(name: str) -> None:
+            service = target.stack.services[name]
+            for dependency, condition in service.depends_on.items():
+                self._wait_condition(name, dependency, condition, container_ids[dependency])
+            action = plan.actions[name]
+            current = observed.get(name)
+            if action is Action.RECREATE and current is not None:
+                progress(f"recreate {name}")
+                self.runtime.stop_container(current.id, timeout=service.stop_grace_seconds)
+                self.runtime.remove_container(current.id)
+            if action in (Action.CREATE, Action.RECREATE):
+                if action is Action.CREATE:
+                    progress(f"create {name}")
+                new_id = self.runtime.create_container(requests[name])
+                self.runtime.start_container(new_id)
+            elif action is Action.START:
+                progress(f"start {name}")
+                new_id = current.id
+                self.runtime.start_container(new_id)
+            else:
+                new_id = current.id
+            with ids_lock:
+                container_ids[name] = new_id
+
+        run_in_dependency_order({n: list(s.depends_on) for n, s in target.stack.services.items()}, converge)
+        self._wait_all_healthy(target, container_ids, progress)
+
+        containers = self.runtime.list_containers(order_selector(target.order_id))
+        ports = {}
+        for container in containers:
+            for endpoint in target.endpoints:
+                if container.service == endpoint.service and f"{endpoint.port}/tcp" in container.host_ports:
+                    ports[f"{endpoint.service}:{endpoint.port}"] = container.host_ports[f"{endpoint.port}/tcp"]
+        return DeployResult(
+            actions={name: action.value for name, action in plan.actions.items()},
+            published_ports=ports,
+            orphans_removed=[o.name for o in plan.orphans],
+        )
+
+    def _ensure_networks(self, target: DeploymentTarget, progress: Progress) -> None:
+        existing = {n.name for n in self.runtime.list_networks(order_selector(target.order_id))}
+        for name, options in target.stack.networks.items():
+            full = target.network_name(name)
+            if full not in existing:
+                progress(f"create network {full}")
+                labels = {**options.get("labels", {}), **target.base_labels(), "live.network": name}
+                self.runtime.create_network(full, labels=labels, internal=options.get("internal", False))
+
+    def _ensure_volumes(self, target: DeploymentTarget, progress: Progress) -> None:
+        existing = {v.name for v in self.runtime.list_volumes(order_selector(target.order_id))}
+        for name in target.stack.volumes:
+            full = target.volume_name(name)
+            if full not in existing and not self.runtime.volume_exists(full):
+                progress(f"create volume {full}")
+                self.runtime.create_volume(full, labels={**target.base_labels(), "live.volume": name})
+
+    def _wait_condition(self, service: str, dependency: str, condition: str, container_id: str) -> None:
+        if condition == "service_started":
+            return
+        deadline = time.monotonic() + self.health_timeout
+        while True:
+            state = self.runtime.inspect_container(container_id)
+            if condition == "service_healthy":
+                if state.health == "healthy":
+                    return
+                if state.health is None:
+                    raise HealthCheckFailed(f"{service} waits for {dependency} to be healthy, but {dependency} has no healthcheck")
+                if state.health == "unhealthy":
+                    raise HealthCheckFailed(f"{dependency} is unhealthy, so {service} was not started")
+            elif condition == "service_completed_successfully" and state.state == "exited":
+                if state.exit_code == 0:
+                    return
+                raise HealthCheckFailed(f"{dependency} exited with code {state.exit_code}, so {service} was not started")
+            if state.state in ("exited", "dead") and condition == "service_healthy":
+                raise HealthCheckFailed(f"{dependency} stopped (exit code {state.exit_code}) before it was healthy")
+            if time.monotonic() > deadline:
+                raise HealthCheckFailed(f"{dependency} did not become {condition.removeprefix('service_')} within {self.health_timeout:.0f}s")
+            time.sleep(self.poll_interval)
+
+    def _wait_all_healthy(self, target: DeploymentTarget, container_ids: dict[str, str], progress: Progress) -> None:
+        """Every service with a healthcheck must be healthy before the stack counts as up."""
+        waiting = [name for name, svc in target.stack.services.items()
+                   if svc.healthcheck and svc.healthcheck.get("Test") != ["NONE"]]
+        if waiting:
+            progress("wait for health: " + ", ".join(sorted(waiting)))
+        for name in sorted(waiting):
+            self._wait_condition("the stack", name, "service_healthy", container_ids[name])
+
+    # -- stop / remove ------------------------------------------------------
+    def stop(self, target: DeploymentTarget, progress: Progress = lambda _: None) -> list[str]:
+        """Stop every container of the order, dependents first. Volumes are untouched."""
+        containers = {c.service: c for c in self.runtime.list_containers(order_selector(target.order_id))}
+        stopped: list[str] = []
+
+        def stop_one(name: str) -> None:
+            container = containers.get(name)
+            if container is not None and container.state not in ("exited", "created", "dead"):
+                progress(f"stop {name}")
+                grace = target.stack.services[name].stop_grace_seconds if name in target.stack.services else 10
+                self.runtime.stop_container(container.id, timeout=grace)
+                stopped.append(name)
+
+        graph = {n: list(s.depends_on) for n, s in target.stack.services.items()}
+        graph.update({name: [] for name in containers if name not in graph})
+        run_in_dependency_order(graph, stop_one, reverse=True)
+        return sorted(stopped)
+
+    def archive_and_remove(self, target: DeploymentTarget, backup_dir: Path, stamp: str,
+                           progress: Progress = lambda _: None) -> list[ArchivedVolume]:
+        """Stop, archive every named volume, then remove containers, networks and volumes.
+
+        Nothing is removed unless every volume was archived and the archive read
+        back; a crash midway leaves a state the next call finishes.
+        """
+        selector = order_selector(target.order_id)
+        self.stop(target, progress)
+        archives = []
+        images = self._archive_images(target)
+        for volume in sorted(self.runtime.list_volumes(selector), key=lambda v: v.name):
+            destination = backup_dir / target.instance / f"{stamp}-{volume.name}.tar"
+            progress(f"archive volume {volume.name}")
+            logical = volume.labels.get("live.volume", "")
+            size = self.runtime.archive_volume(
+                volume.name, images.get(logical) or images[""], destination,
+                helper_name=f"{target.prefix}-archive", labels={**target.base_labels(), "live.role": "archive-helper"},
+            )
+            archives.append(ArchivedVolume(volume.name, str(destination), size))
+        self.remove_resources(target, progress, volumes=True)
+        return archives
+
+    def remove_resources(self, target: DeploymentTarget, progress: Progress, volumes: bool) -> None:
+        selector = order_selector(target.order_id)
+        for container in self.runtime.list_containers(selector):
+            progress(f"remove container {container.name}")
+            self.runtime.remove_container(container.id)
+        for network in self.runtime.list_networks(selector):
+            progress(f"remove network {network.name}")
+            self.runtime.remove_network(network.name)
+        if volumes:
+            for volume in self.runtime.list_volumes(selector):
+                progress(f"remove volume {volume.name}")
+                self.runtime.remove_volume(volume.name)
+
+    def _archive_images(self, target: DeploymentTarget) -> dict[str, str]:
+        """For each logical volume, an image already used with it (so no pull is needed)."""
+        images: dict[str, str] = {}
+        for service in target.stack.services.values():
+            images.setdefault("", service.image)
+            for mount in service.volumes:
+                images.setdefault(mount.volume, service.image)
+        for image in set(images.values()):
+            self.runtime.image_id(image)
+        return images
+
+
+def run_in_dependency_order(graph: dict[str, list[str]], work: Callable[[str], None], reverse: bool = False) -> None:
+    """Run ``work(node)`` for every node, in parallel where the graph allows.
+
+    A node starts once all its dependencies (its dependents when ``reverse``)
+    are done; if one fails, the nodes that wait for it are skipped, and the
+    first failure is raised once every started node has finished.
+    """
+    if reverse:
+        waits = {node: [other for other, deps in graph.items() if node in deps] for node in graph}
+    else:
+        waits = {node: [dep for dep in deps if dep in graph] for node, deps in graph.items()}
+    order = topological_order(waits)
+    futures: dict[str, Future] = {}
+    with ThreadPoolExecutor(max_workers=max(1, len(order)), thread_name_prefix="stack") as pool:
+        def task(node: str) -> None:
+            for dep in waits[node]:
+                try:
+                    futures[dep].result()
+                except Exception as exc:
+                    raise UpstreamFailed(f"{node} was skipped because {dep} failed: {exc}") from exc
+            work(node)
+
+        for node in order:
+            futures[node] = pool.submit(task, node)
+    errors = [f.exception() for f in futures.values() if f.exception() is not None]
+    primary = [e for e in errors if not isinstance(e, UpstreamFailed)]
+    if primary or errors:
+        raise (primary or errors)[0]
+
+
+def _hash(data: dict) -> str:
+    return hashlib.sha256(json.dumps(data, sort_keys=True, separators=(",", ":"), default=str).encode()).hexdigest()

@@ -1,0 +1,58 @@
+"""The convergence plan: what to do with each service to reach the desired state.
+
+Pure functions over hashes and observed states, so they are unit-tested
+without an engine. The rules follow docker-compose's: no container ->
+create; config hash differs -> recreate; stopped -> start; else nothing.
+"""
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from typing import Mapping
+
+from app.stacks.runtime import ContainerState
+
+
+class Action(str, enum.Enum):
+    CREATE = "create"
+    RECREATE = "recreate"
+    START = "start"
+    NOOP = "noop"
+
+
+@dataclass(frozen=True)
+class ConvergencePlan:
+    actions: dict[str, Action]
+    # Containers of the order that belong to no desired service (or are duplicates).
+    orphans: list[ContainerState]
+
+    def changed(self) -> list[str]:
+        return sorted(name for name, action in self.actions.items() if action in (Action.CREATE, Action.RECREATE))
+
+    @property
+    def is_noop(self) -> bool:
+        return not self.orphans and all(a is Action.NOOP for a in self.actions.values())
+
+
+def plan_convergence(desired_hashes: Mapping[str, str], observed: list[ContainerState]) -> ConvergencePlan:
+    by_service: dict[str, ContainerState] = {}
+    orphans: list[ContainerState] = []
+    for container in sorted(observed, key=lambda c: c.name):
+        service = container.service
+        if service not in desired_hashes or service in by_service:
+            orphans.append(container)
+        else:
+            by_service[service] = container
+
+    actions = {}
+    for service, wanted_hash in desired_hashes.items():
+        current = by_service.get(service)
+        if current is None:
+            actions[service] = Action.CREATE
+        elif current.labels.get("live.config-hash") != wanted_hash or current.state in ("dead", "removing"):
+            actions[service] = Action.RECREATE
+        elif not current.running:
+            actions[service] = Action.START
+        else:
+            actions[service] = Action.NOOP
+    return ConvergencePlan(actions=actions, orphans=orphans)

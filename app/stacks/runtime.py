@@ -1,0 +1,311 @@
+"""The container engine port: what the deployer needs from Docker, and nothing more.
+
+:class:`DockerRuntime` is the one adapter (docker SDK). Every docker/requests
+exception is translated here into the project's errors: connection problems
+and engine 5xx become :class:`RuntimeUnavailable` (retried), refusals become
+:class:`RuntimeOperationError` (not retried).
+"""
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import re
+import tarfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator
+
+import docker
+import docker.errors
+import requests.exceptions
+
+from app.errors import ImageMissing, NotFound, RuntimeOperationError, RuntimeUnavailable
+
+log = logging.getLogger(__name__)
+
+_HEALTH_RE = re.compile(r"\((healthy|unhealthy|health: starting)\)")
+_EXIT_RE = re.compile(r"^Exited \((-?\d+)\)")
+
+
+@dataclass
+class ContainerState:
+    id: str
+    name: str
+    labels: dict[str, str]
+    state: str  # created, running, paused, restarting, removing, exited, dead
+    health: str | None = None  # healthy, unhealthy, starting; None without a healthcheck
+    exit_code: int | None = None
+    host_ports: dict[str, int] = field(default_factory=dict)  # "8080/tcp" -> 32768
+
+    @property
+    def service(self) -> str | None:
+        return self.labels.get("live.service")
+
+    @property
+    def running(self) -> bool:
+        return self.state in ("running", "restarting")
+
+
+@dataclass
+class ContainerRequest:
+    """Everything needed to create one container; ``hash_input`` excludes volatile parts."""
+
+    name: str
+    image: str
+    labels: dict[str, str]
+    create: dict[str, Any]  # create_container kwargs, host_config excluded
+    host_config: dict[str, Any]  # create_host_config kwargs
+    networks: dict[str, list[str]]  # network name -> aliases; the first is attached at create
+    stop_grace_seconds: int
+
+
+@dataclass
+class NetworkState:
+    name: str
+    labels: dict[str, str]
+
+
+@dataclass
+class VolumeState:
+    name: str
+    labels: dict[str, str]
+
+
+@contextlib.contextmanager
+def translate_errors(action: str) -> Iterator[None]:
+    """Turn docker/requests exceptions into the project's errors, naming ``action``."""
+    try:
+        yield
+    except docker.errors.ImageNotFound as exc:
+        raise ImageMissing(f"{action}: image not found: {_explain(exc)}") from exc
+    except docker.errors.NotFound as exc:
+        raise NotFound(f"{action}: {_explain(exc)}") from exc
+    except docker.errors.APIError as exc:
+        if exc.status_code is not None and exc.status_code >= 500:
+            raise RuntimeUnavailable(f"{action}: Docker engine error: {_explain(exc)}") from exc
+        raise RuntimeOperationError(f"{action}: {_explain(exc)}") from exc
+    except (requests.exceptions.ConnectionError, requests.exceptions.Timeout, ConnectionError) as exc:
+        raise RuntimeUnavailable(f"{action}: cannot reach the Docker engine: {exc}") from exc
+    except docker.errors.DockerException as exc:
+        raise RuntimeUnavailable(f"{action}: {exc}") from exc
+
+
+def _explain(exc: docker.errors.APIError) -> str:
+    return str(getattr(exc, "explanation", None) or exc)
+
+
+class DockerRuntime:
+    """Docker engine adapter built on the docker SDK's low-level API client."""
+
+    def __init__(self, base_url: str | None = None, timeout: int = 120):
+        self._base_url = base_url
+        self._timeout = timeout
+        self._client: docker.DockerClient | None = None
+        self.api_calls = 0  # counted for benchmarks of reconcile passes
+
+    @property
+    def api(self) -> docker.APIClient:
+        if self._client is None:
+            with translate_errors("connect to Docker"):
+                if self._base_url:
+                    self._client = docker.DockerClient(base_url=self._base_url, timeout=self._timeout)
+                else:
+                    self._client = docker.DockerClient.from_env(timeout=self._timeout, environment=dict(os.environ))
+        self.api_calls += 1
+        return self._client.api
+
+    def ping(self) -> None:
+        with translate_errors("ping Docker"):
+            self.api.ping()
+
+    # -- images -------------------------------------------------------------
+    def image_id(self, ref: str) -> str:
+        """Id of a local image; pulls it once if it is missing."""
+        try:
+            with translate_errors(f"inspect image {ref}"):
+                return self.api.inspect_image(ref)["Id"]
+        except (NotFound, ImageMissing):
+            pass
+        log.info("image %s is not present locally, pulling it", ref)
+        try:
+            with translate_errors(f"pull image {ref}"):
+                repository, tag = _split_image(ref)
+                self.api.pull(repository, tag=tag)
+                return self.api.inspect_image(ref)["Id"]
+        except (NotFound, RuntimeOperationError, RuntimeUnavailable) as exc:
+            raise ImageMissing(f"image {ref} is not available locally and could not be pulled: {exc}") from exc
+
+    # -- containers ---------------------------------------------------------
+    def list_containers(self, labels: dict[str, str]) -> list[ContainerState]:
+        filters = {"label": [f"{k}={v}" for k, v in labels.items()]}
+        with translate_errors("list containers"):
+            summaries = self.api.containers(all=True, filters=filters)
+        return [_from_summary(s) for s in summaries]
+
+    def inspect_container(self, container_id: str) -> ContainerState:
+        with translate_errors(f"inspect container {container_id[:12]}"):
+            data = self.api.inspect_container(container_id)
+        return _from_inspect(data)
+
+    def create_container(self, request: ContainerRequest) -> str:
+        api = self.api
+        first_network, *_ = list(request.networks.items()) or [(None, [])]
+        networking = None
+        if first_network and first_network[0]:
+            networking = api.create_networking_config(
+                {first_network[0]: api.create_endpoint_config(aliases=first_network[1] or None)}
+            )
+        with translate_errors(f"create container {request.name}"):
+            host_config = api.create_host_config(**request.host_config)
+            created = api.create_container(
+                image=request.image,
+                name=request.name,
+                labels=request.labels,
+                host_config=host_config,
+                networking_config=networking,
+                stop_timeout=request.stop_grace_seconds,
+                **request.create,
+            )
+        container_id = created["Id"]
+        for network, aliases in list(request.networks.items())[1:]:
+            with translate_errors(f"connect {request.name} to {network}"):
+                api.connect_container_to_network(container_id, network, aliases=aliases or None)
+        return container_id
+
+    def start_container(self, container_id: str) -> None:
+        with translate_errors(f"start container {container_id[:12]}"):
+            self.api.start(container_id)
+
+    def stop_container(self, container_id: str, timeout: int) -> None:
+        with translate_errors(f"stop container {container_id[:12]}"):
+            self.api.stop(container_id, timeout=timeout)
+
+    def remove_container(self, container_id: str) -> None:
+        try:
+            with translate_errors(f"remove container {container_id[:12]}"):
+                self.api.remove_container(container_id, force=True)
+        except NotFound:
+            pass  # already gone: removal is idempotent
+
+    # -- networks and volumes -----------------------------------------------
+    def list_networks(self, labels: dict[str, str]) -> list[NetworkState]:
+        with translate_errors("list networks"):
+            found = self.api.networks(filters={"label": [f"{k}={v}" for k, v in labels.items()]})
+        return [NetworkState(n["Name"], n.get("Labels") or {}) for n in found]
+
+    def create_network(self, name: str, labels: dict[str, str], internal: bool, driver: str = "bridge") -> None:
+        with translate_errors(f"create network {name}"):
+            self.api.create_network(name, driver=driver, internal=internal, labels=labels, check_duplicate=True,
+                                    attachable=driver == "overlay")
+
+    def remove_network(self, name: str) -> None:
+        try:
+            with translate_errors(f"remove network {name}"):
+                self.api.remove_network(name)
+        except NotFound:
+            pass
+
+    def list_volumes(self, labels: dict[str, str]) -> list[VolumeState]:
+        with translate_errors("list volumes"):
+            found = self.api.volumes(filters={"label": [f"{k}={v}" for k, v in labels.items()]})
+        return [VolumeState(v["Name"], v.get("Labels") or {}) for v in (found.get("Volumes") or [])]
+
+    def volume_exists(self, name: str) -> bool:
+        try:
+            with translate_errors(f"inspect volume {name}"):
+                self.api.inspect_volume(name)
+            return True
+        except NotFound:
+            return False
+
+    def create_volume(self, name: str, labels: dict[str, str]) -> None:
+        with translate_errors(f"create volume {name}"):
+            self.api.create_volume(name, driver="local", labels=labels)
+
+    def remove_volume(self, name: str) -> None:
+        try:
+            with translate_errors(f"remove volume {name}"):
+                self.api.remove_volume(name)
+        except NotFound:
+            pass
+
+    def archive_volume(self, volume: str, image: str, destination: Path, helper_name: str, labels: dict[str, str]) -> int:
+        """Write the volume's content as a tar file at ``destination``; returns its size.
+
+        A helper container is created (never started) with the volume mounted
+        read-only, and the engine streams its content: no host access needed,
+        so it works with a remote DOCKER_HOST too.
+        """
+        self.remove_container(helper_name)
+        api = self.api
+        with translate_errors(f"create archive helper for volume {volume}"):
+            host_config = api.create_host_config(binds={volume: {"bind": "/volume", "mode": "ro"}}, network_mode="none")
+            helper = api.create_container(image=image, name=helper_name, command=["true"], labels=labels,
+                                          host_config=host_config, network_disabled=True)
+        partial = destination.with_name(destination.name + ".partial")
+        try:
+            destination.parent.mkdir(parents=True, exist_ok=True)
+            with translate_errors(f"read volume {volume}"):
+                stream, _ = api.get_archive(helper["Id"], "/volume/.")
+                with open(partial, "wb") as out:
+                    for chunk in stream:
+                        out.write(chunk)
+                    out.flush()
+                    os.fsync(out.fileno())
+            with tarfile.open(partial) as archive:  # prove it is readable before anything is deleted
+                archive.getmembers()
+            os.replace(partial, destination)
+        finally:
+            partial.unlink(missing_ok=True)
+            self.remove_container(helper["Id"])
+        return destination.stat().st_size
+
+
+def _split_image(ref: str) -> tuple[str, str | None]:
+    if "@" in ref:
+        return ref, None
+    name, _, tag = ref.rpartition(":")
+    if name and "/" not in tag:
+        return name, tag
+    return ref, "latest"
+
+
+def _from_summary(summary: dict[str, Any]) -> ContainerState:
+    status = summary.get("Status") or ""
+    health_match = _HEALTH_RE.search(status)
+    exit_match = _EXIT_RE.match(status)
+    ports = {}
+    for port in summary.get("Ports") or []:
+        if port.get("PublicPort"):
+            ports[f"{port['PrivatePort']}/{port.get('Type', 'tcp')}"] = int(port["PublicPort"])
+    names = summary.get("Names") or [""]
+    return ContainerState(
+        id=summary["Id"],
+        name=names[0].lstrip("/"),
+        labels=summary.get("Labels") or {},
+        state=summary.get("State") or "unknown",
+        health=health_match.group(1).replace("health: ", "") if health_match else None,
+        exit_code=int(exit_match.group(1)) if exit_match else None,
+        host_ports=ports,
+    )
+
+
+def _from_inspect(data: dict[str, Any]) -> ContainerState:
+    state = data.get("State") or {}
+    ports = {}
+    for key, bindings in ((data.get("NetworkSettings") or {}).get("Ports") or {}).items():
+        for binding in bindings or []:
+            if binding.get("HostPort"):
+                ports[key] = int(binding["HostPort"])
+                break
+    health = (state.get("Health") or {}).get("Status")
+    return ContainerState(
+        id=data["Id"],
+        name=data.get("Name", "").lstrip("/"),
+        labels=(data.get("Config") or {}).get("Labels") or {},
+        state=state.get("Status") or "unknown",
+        health=health,
+        exit_code=state.get("ExitCode") if state.get("Status") == "exited" else None,
+        host_ports=ports,
+    )
