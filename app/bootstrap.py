@@ -52,5 +52,6 @@ def bootstrap(settings: Settings | None = None) -> Live:
         runtime=runtime,
         deployer=deployer,
         orders=OrderService(catalog, settings.base_domain, max_attempts=settings.operation_max_attempts),
-        runner=OperationRunner(catalog, deployer, settings.backup_dir, settings.public_scheme),
+        runner=OperationRunner(catalog, deployer, settings.backup_dir, settings.public_scheme,
+                               deployment=settings.deployment),
     )

@@ -26,6 +26,7 @@ class Settings:
     public_scheme: str
     backup_dir: Path
     docker_host: str | None
+    deployment: str = "live"
     worker_concurrency: int = 4
     worker_poll_seconds: float = 1.0
     operation_max_attempts: int = 5
@@ -93,7 +94,12 @@ def load_settings(environ: dict | None = None) -> Settings:
     if log_level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
         raise ConfigError(f"LIVE_LOG_LEVEL must be DEBUG, INFO, WARNING or ERROR, got {log_level!r}")
 
+    deployment = (env.get("LIVE_DEPLOYMENT") or "live").strip()
+    if not re.match(r"^[a-z][a-z0-9]{0,15}$", deployment):
+        raise ConfigError(f"LIVE_DEPLOYMENT must be 1-16 lowercase letters or digits, starting with a letter, got {deployment!r}")
+
     return Settings(
+        deployment=deployment,
         database_url=database_url,
         config_repo=config_repo,
         base_domain=base_domain,

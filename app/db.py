@@ -48,7 +48,7 @@ def connect_database(url: str) -> peewee.Database:
         )
     else:
         try:
-            db = connect(url.replace("postgres://", "postgresql://", 1), autorollback=True)
+            db = connect(url.replace("postgres://", "postgresql://", 1))
         except Exception as exc:  # peewee raises plain errors for unknown schemes
             raise ConfigError(f"cannot use LIVE_DATABASE_URL: {exc}") from exc
     database.initialize(db)

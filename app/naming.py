@@ -68,6 +68,6 @@ def hostname_for(instance: str, domain: str | None, base_domain: str) -> str:
     return normalize_hostname(domain) if domain and domain.strip() else f"{instance}.{base_domain}"
 
 
-def object_prefix(instance: str) -> str:
+def object_prefix(deployment: str, instance: str) -> str:
     """Prefix of every container, network and volume name of an order."""
-    return f"live-{instance}"
+    return f"{deployment}-{instance}"

@@ -306,9 +306,9 @@ def _error_path(error: jsonschema.ValidationError) -> str:
 
 @lru_cache(maxsize=1)
 def _compose_validator() -> jsonschema.protocols.Validator:
+    # The compose-spec schema declares draft 2019-09 (vendored from Debian's docker-compose 1.29.2).
     schema = json.loads((Path(__file__).parent / "schema" / "compose-spec.json").read_text())
-    cls = jsonschema.validators.validator_for(schema)
-    return cls(schema)
+    return jsonschema.Draft201909Validator(schema)
 
 
 @lru_cache(maxsize=1)

@@ -47,7 +47,8 @@ def _is_free(port: int) -> bool:
 
 class OperationRunner:
     def __init__(self, catalog: Catalog, deployer: Deployer, backup_dir: Path, public_scheme: str = "https",
-                 ports: PortAllocator | None = None):
+                 ports: PortAllocator | None = None, deployment: str = "live"):
+        self.deployment = deployment
         self.catalog = catalog
         self.deployer = deployer
         self.backup_dir = Path(backup_dir)
@@ -72,7 +73,7 @@ class OperationRunner:
             order_id=order.id, instance=order.instance, product=order.product.slug,
             revision=order.revision.label, hostname=order.hostname, stack=stack,
             endpoints=list(definition.endpoints), pinned_ports=dict(order.published_ports or {}),
-            tls=self.public_scheme == "https",
+            tls=self.public_scheme == "https", deployment=self.deployment,
         )
 
     def run(self, operation: Operation, progress: Progress) -> None:

@@ -45,10 +45,17 @@ class DeploymentTarget:
     endpoints: list[Endpoint] = field(default_factory=list)
     pinned_ports: dict[str, int] = field(default_factory=dict)  # "service:port" -> host port
     tls: bool = True
+    # Several Live installations may share one engine; each labels and names its own objects.
+    deployment: str = "live"
 
     @property
     def prefix(self) -> str:
-        return object_prefix(self.instance)
+        return object_prefix(self.deployment, self.instance)
+
+    @property
+    def selector(self) -> dict[str, str]:
+        """Labels that select every object of this order, and only those."""
+        return {"live.deployment": self.deployment, "live.order": str(self.order_id)}
 
     def container_name(self, service: str) -> str:
         return f"{self.prefix}-{service}"
@@ -61,6 +68,7 @@ class DeploymentTarget:
 
     def base_labels(self) -> dict[str, str]:
         return {
+            "live.deployment": self.deployment,
             "live.order": str(self.order_id),
             "live.instance": self.instance,
             "live.product": self.product,
@@ -80,10 +88,6 @@ class ArchivedVolume:
     volume: str
     path: str
     size: int
-
-
-def order_selector(order_id: int) -> dict[str, str]:
-    return {"live.order": str(order_id)}
 
 
 class Deployer:
@@ -171,21 +175,21 @@ class Deployer:
         return labels
 
     # -- deploy -------------------------------------------------------------
-    def plan(self, target: DeploymentTarget) -> tuple[ConvergencePlan, dict[str, ContainerRequest]]:
-        """What :meth:`deploy` would do, without changing anything."""
+    def plan(self, target: DeploymentTarget) -> tuple[ConvergencePlan, dict[str, ContainerRequest], list]:
+        """What :meth:`deploy` would do, without changing anything (plus the requests and observed containers)."""
         image_ids = {name: self.runtime.image_id(svc.image) for name, svc in target.stack.services.items()}
         requests = {}
         hashes = {}
         for name, service in target.stack.services.items():
             requests[name], hashes[name] = self.container_request(target, service, image_ids[name])
-        observed = self.runtime.list_containers(order_selector(target.order_id))
-        return plan_convergence(hashes, observed), requests
+        observed = self.runtime.list_containers(target.selector)
+        return plan_convergence(hashes, observed), requests, observed
 
     def deploy(self, target: DeploymentTarget, progress: Progress = lambda _: None) -> DeployResult:
         self._ensure_networks(target, progress)
         self._ensure_volumes(target, progress)
-        plan, requests = self.plan(target)
-        observed = {c.service: c for c in self.runtime.list_containers(order_selector(target.order_id))}
+        plan, requests, containers = self.plan(target)
+        observed = {c.service: c for c in containers if c not in plan.orphans}
         for orphan in plan.orphans:
             progress(f"remove orphan container {orphan.name}")
             self.runtime.stop_container(orphan.id, timeout=10)
@@ -221,7 +225,7 @@ class Deployer:
         run_in_dependency_order({n: list(s.depends_on) for n, s in target.stack.services.items()}, converge)
         self._wait_all_healthy(target, container_ids, progress)
 
-        containers = self.runtime.list_containers(order_selector(target.order_id))
+        containers = self.runtime.list_containers(target.selector)
         ports = {}
         for container in containers:
             for endpoint in target.endpoints:
@@ -234,7 +238,7 @@ class Deployer:
         )
 
     def _ensure_networks(self, target: DeploymentTarget, progress: Progress) -> None:
-        existing = {n.name for n in self.runtime.list_networks(order_selector(target.order_id))}
+        existing = {n.name for n in self.runtime.list_networks(target.selector)}
         for name, options in target.stack.networks.items():
             full = target.network_name(name)
             if full not in existing:
@@ -243,7 +247,7 @@ class Deployer:
                 self.runtime.create_network(full, labels=labels, internal=options.get("internal", False))
 
     def _ensure_volumes(self, target: DeploymentTarget, progress: Progress) -> None:
-        existing = {v.name for v in self.runtime.list_volumes(order_selector(target.order_id))}
+        existing = {v.name for v in self.runtime.list_volumes(target.selector)}
         for name in target.stack.volumes:
             full = target.volume_name(name)
             if full not in existing and not self.runtime.volume_exists(full):
@@ -285,7 +289,7 @@ class Deployer:
     # -- stop / remove ------------------------------------------------------
     def stop(self, target: DeploymentTarget, progress: Progress = lambda _: None) -> list[str]:
         """Stop every container of the order, dependents first. Volumes are untouched."""
-        containers = {c.service: c for c in self.runtime.list_containers(order_selector(target.order_id))}
+        containers = {c.service: c for c in self.runtime.list_containers(target.selector)}
         stopped: list[str] = []
 
         def stop_one(name: str) -> None:
@@ -308,11 +312,10 @@ class Deployer:
         Nothing is removed unless every volume was archived and the archive read
         back; a crash midway leaves a state the next call finishes.
         """
-        selector = order_selector(target.order_id)
         self.stop(target, progress)
         archives = []
         images = self._archive_images(target)
-        for volume in sorted(self.runtime.list_volumes(selector), key=lambda v: v.name):
+        for volume in sorted(self.runtime.list_volumes(target.selector), key=lambda v: v.name):
             destination = backup_dir / target.instance / f"{stamp}-{volume.name}.tar"
             progress(f"archive volume {volume.name}")
             logical = volume.labels.get("live.volume", "")
@@ -325,15 +328,14 @@ class Deployer:
         return archives
 
     def remove_resources(self, target: DeploymentTarget, progress: Progress, volumes: bool) -> None:
-        selector = order_selector(target.order_id)
-        for container in self.runtime.list_containers(selector):
+        for container in self.runtime.list_containers(target.selector):
             progress(f"remove container {container.name}")
             self.runtime.remove_container(container.id)
-        for network in self.runtime.list_networks(selector):
+        for network in self.runtime.list_networks(target.selector):
             progress(f"remove network {network.name}")
             self.runtime.remove_network(network.name)
         if volumes:
-            for volume in self.runtime.list_volumes(selector):
+            for volume in self.runtime.list_volumes(target.selector):
                 progress(f"remove volume {volume.name}")
                 self.runtime.remove_volume(volume.name)
 

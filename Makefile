@@ -1,0 +1,29 @@
+# Two commands for a newcomer: `make run` (the service on its embedded defaults)
+# and `make test` (every test). Both create the virtualenv on first use.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+FLASK := $(BIN)/flask --app wsgi
+
+.PHONY: run test venv migrate worker web bench clean
+
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: requirements.txt requirements-dev.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -r requirements-dev.txt
+	touch $@
+
+migrate: venv
+	$(FLASK) live db upgrade
+
+# Worker and gunicorn side by side; Ctrl-C stops both.
+run: migrate
+	@bash scripts/run.sh
+
+test: venv
+	$(BIN)/python -m pytest
+
+clean:
+	rm -rf $(VENV) .pytest_cache

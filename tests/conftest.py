@@ -1,0 +1,169 @@
+"""Shared fixtures: the real Docker engine, real SQLite and PostgreSQL databases.
+
+Locally, tests that need an engine or PostgreSQL are skipped with a reason
+when those are missing; in CI (CI=true) a missing one is a failure.
+"""
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import subprocess
+import uuid
+from pathlib import Path
+
+import pytest
+
+from app.config import PROJECT_ROOT, load_settings
+
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+TEST_IMAGE = "live-test/busybox:latest"
+POSTGRES_ADMIN_URL = os.environ.get("LIVE_TEST_POSTGRES_URL", "postgresql://live:live@127.0.0.1:5432/postgres")
+
+
+def unavailable(reason: str):
+    if IN_CI:
+        pytest.fail(f"{reason} (CI=true: required, not skipped)")
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def docker_engine():
+    import docker
+
+    try:
+        client = docker.from_env(timeout=30)
+        client.ping()
+    except Exception as exc:  # any failure to reach the engine means "no engine" here
+        unavailable(f"no Docker engine reachable: {exc}")
+    try:
+        client.images.get(TEST_IMAGE)
+    except docker.errors.ImageNotFound:
+        script = PROJECT_ROOT / "tests" / "images" / "build-busybox-image.sh"
+        result = subprocess.run(["bash", str(script), TEST_IMAGE], capture_output=True, text=True)
+        if result.returncode != 0:
+            unavailable(f"cannot build {TEST_IMAGE}: {result.stderr.strip()}")
+    yield client
+    client.close()
+
+
+def _postgres_available() -> str | None:
+    import psycopg2
+
+    try:
+        psycopg2.connect(POSTGRES_ADMIN_URL, connect_timeout=3).close()
+    except psycopg2.Error as exc:
+        return str(exc).strip()
+    return None
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request, tmp_path):
+    """A fresh, empty database of each kind."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'live.db'}"
+        return
+    problem = _postgres_available()
+    if problem:
+        unavailable(f"PostgreSQL not reachable at {POSTGRES_ADMIN_URL}: {problem}")
+    import psycopg2
+
+    name = f"live_test_{uuid.uuid4().hex[:12]}"
+    admin = psycopg2.connect(POSTGRES_ADMIN_URL)
+    admin.autocommit = True
+    with admin.cursor() as cursor:
+        cursor.execute(f"CREATE DATABASE {name}")
+    url = POSTGRES_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
+    yield url
+    from app.db import database
+
+    if database.obj is not None and not database.obj.is_closed():
+        database.obj.close()
+    with admin.cursor() as cursor:
+        cursor.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+    admin.close()
+
+
+@pytest.fixture
+def config_repo(tmp_path):
+    """A private copy of the example config repository that a test may change."""
+    target = tmp_path / "config-repo"
+    shutil.copytree(PROJECT_ROOT / "examples" / "config-repo", target)
+    return target
+
+
+@pytest.fixture
+def settings(database_url, config_repo, tmp_path):
+    return load_settings({
+        "LIVE_DATABASE_URL": database_url,
+        "LIVE_CONFIG_REPO": str(config_repo),
+        "LIVE_BASE_DOMAIN": "test.local",
+        "LIVE_BACKUP_DIR": str(tmp_path / "backups"),
+        "LIVE_HEALTH_TIMEOUT_SECONDS": "30",
+        "LIVE_RETRY_BASE_SECONDS": "0.2",
+        "LIVE_WORKER_POLL_SECONDS": "0.1",
+        "LIVE_OPERATION_MAX_ATTEMPTS": "3",
+        # Its own namespace, so the test never touches objects of a real installation.
+        "LIVE_DEPLOYMENT": "t" + secrets.token_hex(4),
+    })
+
+
+@pytest.fixture
+def live(settings):
+    """The composed application (catalog, orders, deployer) on a migrated database."""
+    from app.bootstrap import bootstrap
+    from app.db import upgrade
+
+    live = bootstrap(settings)
+    upgrade(live.db)
+    live.catalog.sync()
+    yield live
+    if not live.db.is_closed():
+        live.db.close()
+
+
+@pytest.fixture
+def stack_cleanup(docker_engine, settings):
+    """Removes every object of the test's deployment namespace, whatever the test left."""
+    yield
+    selector = {"label": f"live.deployment={settings.deployment}"}
+    for container in docker_engine.containers.list(all=True, filters=selector):
+        container.remove(force=True)
+    for network in docker_engine.networks.list(filters=selector):
+        network.remove()
+    for volume in docker_engine.volumes.list(filters=selector):
+        volume.remove(force=True)
+
+
+@pytest.fixture
+def deployed_objects(docker_engine, settings):
+    """A function returning the names of the deployment's containers, networks and volumes."""
+    selector = {"label": f"live.deployment={settings.deployment}"}
+
+    def objects():
+        return {
+            "containers": sorted(c.name for c in docker_engine.containers.list(all=True, filters=selector)),
+            "networks": sorted(n.name for n in docker_engine.networks.list(filters=selector)),
+            "volumes": sorted(v.name for v in docker_engine.volumes.list(filters=selector)),
+        }
+
+    return objects
+
+
+def customer(email: str = "ops@example.org", client_id: int | None = None):
+    from app.orders.service import CustomerInfo
+
+    return CustomerInfo(email=email, whmcs_client_id=client_id, first_name="Ada", last_name="Lovelace")
+
+
+@pytest.fixture
+def make_customer():
+    return customer
+
+
+def write_product(config_repo: Path, slug: str, manifest: str, compose: str) -> Path:
+    folder = config_repo / "products" / slug
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "product.yml").write_text(manifest)
+    (folder / "docker-compose.yml").write_text(compose)
+    return folder

@@ -1,0 +1,120 @@
+"""The whole order lifecycle on the real Docker engine, on SQLite and PostgreSQL."""
+from __future__ import annotations
+
+import tarfile
+import urllib.request
+
+import pytest
+
+from app.models import Operation, Order
+
+pytestmark = pytest.mark.usefixtures("docker_engine", "stack_cleanup")
+
+
+def run_all(live):
+    live.worker().run_until_idle(timeout=120)
+
+
+def containers_by_service(docker_engine, settings, order):
+    found = docker_engine.containers.list(all=True, filters={"label": [f"live.deployment={settings.deployment}", f"live.order={order.id}"]})
+    return {c.labels["live.service"]: c for c in found}
+
+
+def test_full_lifecycle(live, settings, docker_engine, deployed_objects, make_customer):
+    outcome = live.orders.create(service_id=101, customer=make_customer(), product="busybox-demo", plan="small",
+                                 username="Acme Maps")
+    assert outcome.created and outcome.operation.kind == "create"
+    run_all(live)
+
+    order = Order.get_by_id(outcome.order.id)
+    assert order.status == "active", order.last_error
+    assert order.instance == "acme-maps"
+    assert order.hostname == "acme-maps.test.local"
+    containers = containers_by_service(docker_engine, settings, order)
+    assert sorted(containers) == ["app", "db", "web"]
+    for service, container in containers.items():
+        assert container.status == "running"
+        labels = container.labels
+        assert labels["live.order"] == str(order.id)
+        assert labels["live.instance"] == "acme-maps"
+        assert labels["live.product"] == "busybox-demo"
+        assert labels["live.revision"] == order.revision.label
+        assert labels["live.service"] == service
+        assert len(labels["live.config-hash"]) == 64
+    web = containers["web"].labels
+    router = f"traefik.http.routers.o{order.id}-web"
+    assert web[f"{router}.rule"] == "Host(`acme-maps.test.local`) && PathPrefix(`/`)"
+    assert web[f"traefik.http.services.o{order.id}-web.loadbalancer.server.port"] == "8080"
+    # Every network and volume carries the order's labels too.
+    objects = deployed_objects()
+    assert objects["networks"] == [f"{settings.deployment}-acme-maps_default"]
+    assert objects["volumes"] == [f"{settings.deployment}-acme-maps_app-state", f"{settings.deployment}-acme-maps_db-data"]
+
+    # The endpoint is published on 127.0.0.1 at the recorded port.
+    port = order.published_ports["web:8080"]
+    body = urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5).read().decode()
+    assert "acme-maps.test.local" in body
+
+    # Data written before suspend survives suspend/unsuspend.
+    containers["db"].exec_run(["sh", "-c", "echo precious > /data/customer.txt"])
+    live.orders.suspend(order)
+    run_all(live)
+    order = Order.get_by_id(order.id)
+    assert order.status == "suspended"
+    assert {c.status for c in containers_by_service(docker_engine, settings, order).values()} == {"exited"}
+    assert len(deployed_objects()["volumes"]) == 2
+
+    live.orders.unsuspend(order)
+    run_all(live)
+    order = Order.get_by_id(order.id)
+    assert order.status == "active"
+    after = containers_by_service(docker_engine, settings, order)
+    assert after["db"].exec_run(["cat", "/data/customer.txt"]).output == b"precious\n"
+    assert order.published_ports["web:8080"] == port, "the host port is stable across suspend/unsuspend"
+    urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5).read()
+
+    # A plan change recreates only the service whose configuration it touches (app).
+    ids_before = {name: c.id for name, c in after.items()}
+    live.orders.change_plan(order, "large")
+    run_all(live)
+    order = Order.get_by_id(order.id)
+    assert order.status == "active" and order.plan == "large"
+    ids_after = {name: c.id for name, c in containers_by_service(docker_engine, settings, order).items()}
+    assert ids_after["db"] == ids_before["db"]
+    assert ids_after["web"] == ids_before["web"]
+    assert ids_after["app"] != ids_before["app"]
+    app_config = docker_engine.containers.get(ids_after["app"]).attrs["HostConfig"]
+    assert app_config["Memory"] == 128 * 1024 * 1024
+    assert after["db"].exec_run(["cat", "/data/customer.txt"]).output == b"precious\n"
+
+    # Redeploying the same thing recreates nothing.
+    live.orders.redeploy(order)
+    run_all(live)
+    assert {n: c.id for n, c in containers_by_service(docker_engine, settings, order).items()} == ids_after
+
+    # Terminate: readable archives of every volume, then nothing left.
+    live.orders.terminate(order)
+    run_all(live)
+    order = Order.get_by_id(order.id)
+    assert order.status == "terminated" and order.terminated_at is not None
+    assert deployed_objects() == {"containers": [], "networks": [], "volumes": []}
+    archives = sorted((settings.backup_dir / "acme-maps").glob("*.tar"))
+    assert [a.name.rsplit("_", 1)[-1] for a in archives] == ["app-state.tar", "db-data.tar"]
+    with tarfile.open(next(a for a in archives if a.name.endswith("db-data.tar"))) as archive:
+        member = next(m for m in archive.getmembers() if m.name.endswith("customer.txt"))
+        assert archive.extractfile(member).read() == b"precious\n"
+    kinds = [op.kind for op in Operation.select().where(Operation.order == order).order_by(Operation.id)]
+    assert kinds == ["create", "suspend", "unsuspend", "change_plan", "redeploy", "terminate"]
+    assert all(op.state == "succeeded" for op in Operation.select())
+
+
+def test_same_create_twice_makes_one_stack(live, settings, docker_engine, deployed_objects, make_customer):
+    first = live.orders.create(service_id=7, customer=make_customer(), product="busybox-demo", plan="small", username="twice")
+    second = live.orders.create(service_id=7, customer=make_customer(), product="busybox-demo", plan="small", username="twice")
+    assert second.order.id == first.order.id and second.operation.id == first.operation.id
+    run_all(live)
+    third = live.orders.create(service_id=7, customer=make_customer(), product="busybox-demo", plan="small", username="twice")
+    assert third.operation is None and third.message == "order already active"
+    assert Order.select().count() == 1
+    assert Operation.select().count() == 1
+    assert len(deployed_objects()["containers"]) == 3
