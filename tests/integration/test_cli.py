@@ -1,0 +1,67 @@
+"""The operator CLI (`flask --app wsgi live ...`) against a real database and engine."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from app import create_app
+from app.config import PROJECT_ROOT
+from tests.conftest import write_product
+
+
+@pytest.fixture
+def cli(settings):
+    app = create_app(settings)
+    runner = app.test_cli_runner()
+
+    def invoke(*args):
+        return runner.invoke(args=["live", *args], catch_exceptions=False)
+
+    assert invoke("db", "upgrade").exit_code == 0
+    return invoke
+
+
+def test_products_list_show_and_validate(cli, config_repo):
+    listed = cli("products", "list")
+    assert listed.exit_code == 0
+    for slug in ("busybox-demo", "geonetwork", "geoserver-postgis", "sdi"):
+        assert slug in listed.output
+    shown = cli("products", "show", "geoserver-postgis")
+    assert "plans:" in shown.output and "geoserver: service geoserver port 8080 path /geoserver" in shown.output
+    assert cli("products", "validate").exit_code == 0
+
+    write_product(config_repo, "broken", "name: Broken\nplans: {a: {}}\n", "services:\n  x:\n    image: busybox\n    privileged: true\n")
+    result = cli("products", "validate", str(config_repo / "products" / "broken"))
+    assert result.exit_code == 1
+    assert "INVALID broken" in result.output and "product broken: service x: privileged" in result.output
+    assert "INVALID (1 error(s))" in cli("products", "list").output
+
+
+@pytest.mark.usefixtures("docker_engine", "stack_cleanup")
+def test_orders_create_list_show_and_errors(cli, live):
+    created = cli("orders", "create", "--service-id", "42", "--email", "gis@example.org", "--product", "busybox-demo",
+                  "--plan", "small", "--domain", "maps.example.org")
+    assert created.exit_code == 0, created.output
+    assert "order 1 (maps-example-org): order maps-example-org accepted" in created.output
+    live.worker().run_until_idle(timeout=120)
+    shown = cli("orders", "show", "service:42")
+    assert "status       active" in shown.output
+    assert "https://maps.example.org" in shown.output and "local: http://127.0.0.1:" in shown.output
+    assert "maps-example-org" in cli("orders", "list", "--status", "active").output
+    again = cli("orders", "suspend", "maps-example-org")
+    assert "suspend accepted" in again.output
+    unknown = cli("orders", "suspend", "nobody")
+    assert unknown.exit_code == 1 and "no order 'nobody'" in unknown.output
+    bad_plan = cli("orders", "change-plan", "1", "--plan", "gold")
+    assert bad_plan.exit_code == 1 and "has no plan 'gold'" in bad_plan.output
+
+
+def test_bad_configuration_stops_start_up_with_one_message(tmp_path):
+    env = dict(os.environ, LIVE_DATABASE_URL=f"sqlite:///{tmp_path}/x.db", LIVE_PUBLIC_SCHEME="gopher")
+    result = subprocess.run([sys.executable, "-m", "flask", "--app", "wsgi", "live", "db", "upgrade"], cwd=PROJECT_ROOT,
+                            env=env, capture_output=True, text=True)
+    assert result.returncode == 2
+    assert result.stderr.strip() == "GeoCat Live: configuration error: LIVE_PUBLIC_SCHEME must be http or https, got 'gopher'"

@@ -1,0 +1,175 @@
+"""Bad products, failed deployments and transient engine errors."""
+from __future__ import annotations
+
+import pytest
+
+from app.errors import Conflict, InvalidRequest, NotFound, ProductError, RuntimeUnavailable
+from app.models import Event, Operation, Order, Product
+from tests.conftest import write_product
+
+pytestmark = pytest.mark.usefixtures("docker_engine", "stack_cleanup")
+
+MANIFEST = """
+name: {name}
+plans:
+  basic: {{}}
+"""
+
+MALICIOUS = {
+    "privileged": ("privileged: true", "service evil: privileged"),
+    "docker-socket": ("volumes: ['/var/run/docker.sock:/var/run/docker.sock']", "service evil: volumes[0]: the Docker socket"),
+    "host-bind": ("volumes: ['/etc:/host-etc:ro']", "service evil: volumes[0]: host path '/etc'"),
+    "host-network": ("network_mode: host", "service evil: network_mode"),
+    "host-pid": ("pid: host", "service evil: pid"),
+    "devices": ("devices: ['/dev/sda:/dev/sda']", "service evil: devices"),
+    "cap-sys-admin": ("cap_add: [SYS_ADMIN]", "service evil: cap_add: capability SYS_ADMIN"),
+}
+
+
+def evil_compose(extra: str) -> str:
+    return f"""
+services:
+  evil:
+    image: live-test/busybox:latest
+    {extra}
+"""
+
+
+@pytest.mark.parametrize("case", sorted(MALICIOUS))
+def test_malicious_products_are_listed_invalid_and_never_deployed(live, config_repo, make_customer, case):
+    extra, expected = MALICIOUS[case]
+    write_product(config_repo, f"evil-{case}", MANIFEST.format(name=case), evil_compose(extra))
+    report = live.catalog.sync()
+    assert f"evil-{case}" in report.invalid
+    errors = Product.get(Product.slug == f"evil-{case}").errors
+    assert any(f"product evil-{case}: {expected}" in error for error in errors), errors
+    with pytest.raises(ProductError) as refused:
+        live.orders.create(service_id=900, customer=make_customer(), product=f"evil-{case}", plan="basic")
+    assert expected in str(refused.value)
+    assert Order.select().count() == 0
+
+
+def test_invalid_change_keeps_the_valid_revision(live, config_repo, make_customer):
+    folder = config_repo / "products" / "busybox-demo"
+    valid_revision = Product.get(Product.slug == "busybox-demo").current_revision_id
+    compose = folder / "docker-compose.yml"
+    compose.write_text(compose.read_text().replace("init: true", "privileged: true", 1))
+    report = live.catalog.sync()
+    product = Product.get(Product.slug == "busybox-demo")
+    assert "busybox-demo" in report.invalid and not product.valid
+    assert product.current_revision_id == valid_revision, "an invalid change never replaces a valid revision"
+    assert any("service db: privileged" in e for e in product.errors)
+
+
+def test_unknown_product_and_plan_are_clear_errors(live, make_customer):
+    with pytest.raises(NotFound, match="unknown product 'nope'.*busybox-demo"):
+        live.orders.create(service_id=1, customer=make_customer(), product="nope", plan="small")
+    with pytest.raises(InvalidRequest, match="has no plan 'huge'.*large, small"):
+        live.orders.create(service_id=1, customer=make_customer(), product="busybox-demo", plan="huge")
+    with pytest.raises(InvalidRequest, match="email"):
+        live.orders.create(service_id=1, customer=make_customer(email="not-an-address"), product="busybox-demo", plan="small")
+    assert Order.select().count() == 0
+
+
+def test_conflicting_create_for_the_same_service(live, config_repo, make_customer):
+    write_product(config_repo, "other", MANIFEST.format(name="Other"), evil_compose("init: true"))
+    live.catalog.sync()
+    live.orders.create(service_id=3, customer=make_customer(), product="busybox-demo", plan="small")
+    with pytest.raises(Conflict, match="service 3 already has an order for product busybox-demo, not other"):
+        live.orders.create(service_id=3, customer=make_customer(), product="other", plan="basic")
+
+
+def test_missing_image_fails_create_and_removes_what_it_made(live, config_repo, settings, deployed_objects, make_customer):
+    write_product(config_repo, "ghost", MANIFEST.format(name="Ghost"), """
+services:
+  db:
+    image: live-test/busybox:latest
+    init: true
+    command: ["sleep", "600"]
+    volumes: [data:/data]
+  app:
+    image: live-test/does-not-exist:1.0
+    depends_on: [db]
+volumes:
+  data:
+""")
+    live.catalog.sync()
+    outcome = live.orders.create(service_id=11, customer=make_customer(), product="ghost", plan="basic", username="ghost")
+    live.worker().run_until_idle(timeout=120)
+    order = Order.get_by_id(outcome.order.id)
+    operation = Operation.get_by_id(outcome.operation.id)
+    assert operation.state == "failed"
+    assert order.status == "failed"
+    assert "live-test/does-not-exist:1.0" in order.last_error and "not available" in order.last_error
+    assert operation.attempts == 1, "a missing image is not retried"
+    # What the failed create made is gone, and its volume was archived first.
+    assert deployed_objects() == {"containers": [], "networks": [], "volumes": []}
+    assert list((settings.backup_dir / "ghost").glob("*-failed-*_data.tar"))
+
+    # Billing retries the create: same order, a new attempt.
+    again = live.orders.create(service_id=11, customer=make_customer(), product="ghost", plan="basic", username="ghost")
+    assert again.order.id == order.id and again.operation.id != operation.id
+
+
+def test_unhealthy_dependency_fails_with_the_reason(live, config_repo, make_customer):
+    write_product(config_repo, "sick", MANIFEST.format(name="Sick"), """
+services:
+  db:
+    image: live-test/busybox:latest
+    init: true
+    command: ["sleep", "600"]
+    healthcheck:
+      test: ["CMD", "false"]
+      interval: 200ms
+      retries: 2
+  app:
+    image: live-test/busybox:latest
+    init: true
+    command: ["sleep", "600"]
+    depends_on:
+      db: {condition: service_healthy}
+""")
+    live.catalog.sync()
+    outcome = live.orders.create(service_id=12, customer=make_customer(), product="sick", plan="basic", username="sick")
+    live.worker().run_until_idle(timeout=120)
+    order = Order.get_by_id(outcome.order.id)
+    assert order.status == "failed"
+    assert "db is unhealthy, so app was not started" in order.last_error
+
+
+class FlakyRuntime:
+    """The real runtime, but the engine 'drops' the first N container creations."""
+
+    def __init__(self, runtime, failures: int):
+        self._runtime = runtime
+        self.failures = failures
+
+    def create_container(self, request):
+        if self.failures > 0:
+            self.failures -= 1
+            raise RuntimeUnavailable(f"create container {request.name}: Docker engine error: simulated 500")
+        return self._runtime.create_container(request)
+
+    def __getattr__(self, name):
+        return getattr(self._runtime, name)
+
+
+def test_transient_engine_errors_are_retried_with_backoff(live, make_customer, deployed_objects):
+    live.deployer.runtime = FlakyRuntime(live.runtime, failures=2)
+    outcome = live.orders.create(service_id=13, customer=make_customer(), product="busybox-demo", plan="small", username="flaky")
+    live.worker().run_until_idle(timeout=120)
+    operation = Operation.get_by_id(outcome.operation.id)
+    assert operation.state == "succeeded"
+    assert operation.attempts == 3
+    retries = Event.select().where((Event.operation == operation) & (Event.kind == "operation.retry"))
+    assert retries.count() == 2 and "simulated 500" in retries.first().message
+    assert len(deployed_objects()["containers"]) == 3
+
+
+def test_transient_errors_give_up_after_max_attempts(live, make_customer):
+    live.deployer.runtime = FlakyRuntime(live.runtime, failures=100)
+    outcome = live.orders.create(service_id=14, customer=make_customer(), product="busybox-demo", plan="small", username="down")
+    live.worker().run_until_idle(timeout=120)
+    operation = Operation.get_by_id(outcome.operation.id)
+    assert operation.state == "failed" and operation.attempts == 3
+    assert Order.get_by_id(outcome.order.id).status == "failed"
