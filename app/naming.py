@@ -10,6 +10,8 @@ import re
 import unicodedata
 from typing import Callable, Iterable
 
+import idna
+
 from app.errors import NamingError
 
 MAX_INSTANCE_LENGTH = 30
@@ -32,7 +34,7 @@ def slugify_instance(text: str) -> str:
 
 
 def validate_instance(instance: str) -> str:
-    if not instance or len(instance) > MAX_INSTANCE_LENGTH or not INSTANCE_RE.match(instance) or "--" in instance:
+    if not instance or len(instance) > MAX_INSTANCE_LENGTH or not INSTANCE_RE.fullmatch(instance) or "--" in instance:
         raise NamingError(
             f"invalid instance identifier {instance!r}: use lowercase letters, digits and single '-', "
             f"starting with a letter, at most {MAX_INSTANCE_LENGTH} characters"
@@ -60,11 +62,12 @@ def normalize_hostname(domain: str) -> str:
     text = domain.strip().lower().rstrip(".")
     text = re.sub(r"^[a-z]+://", "", text).split("/", 1)[0]
     try:
-        ascii_host = text.encode("idna").decode("ascii") if text else ""
-    except UnicodeError:
+        # IDNA 2008 / UTS 46 as registries and browsers use it (Python's own codec is IDNA 2003).
+        ascii_host = idna.encode(text, uts46=True).decode("ascii") if text else ""
+    except (idna.IDNAError, UnicodeError):
         raise NamingError(f"invalid domain {domain!r}: not a valid internationalised domain name") from None
     labels = ascii_host.split(".")
-    if not ascii_host or len(ascii_host) > 253 or len(labels) < 2 or not all(_LABEL_RE.match(label) for label in labels):
+    if not ascii_host or len(ascii_host) > 253 or len(labels) < 2 or not all(_LABEL_RE.fullmatch(label) for label in labels):
         raise NamingError(f"invalid domain {domain!r}: expected a DNS name like maps.example.org")
     return ascii_host
 

@@ -239,11 +239,13 @@ def _validate_compose(product: ProductDefinition) -> list[str]:
     if not isinstance(services, dict) or not services:
         return errors + [f"product {slug}: docker-compose.yml: services: at least one service is required"]
 
-    # Render every plan with sample built-ins: catches undefined variables per plan
-    # and validates the structure after interpolation, as Compose does.
-    rendered_any = None
+    # Render every plan with sample built-ins: catches undefined variables per plan,
+    # and validates structure and policy after interpolation, as Compose does. A plan
+    # can change what a value means (a volume source, a capability), so each is checked.
     known = set(product.defaults) | set(product.generated) | set(BUILTIN_VARIABLES)
     sample_secrets = {name: "x" * spec.length for name, spec in product.generated.items()}
+    found: dict[str, list[str]] = {}  # error -> plans that have it
+    rendered_plans = []
     for plan in sorted(product.plans):
         try:
             rendered = product.render(plan, sample_builtins(slug, plan), sample_secrets)
@@ -252,12 +254,12 @@ def _validate_compose(product: ProductDefinition) -> list[str]:
             hint = f" (not defined for plan {plan}: {', '.join(missing)})" if missing else f" (plan {plan})"
             errors.append(f"product {slug}: docker-compose.yml: {exc}{hint}")
             continue
-        if rendered_any is None:
-            rendered_any = rendered
-            errors.extend(_schema_errors(slug, rendered))
-            errors.extend(check_policy(slug, rendered))
-            errors.extend(_support_errors(slug, rendered))
-    if rendered_any is None:
+        rendered_plans.append(plan)
+        for error in _schema_errors(slug, rendered) + check_policy(slug, rendered) + _support_errors(slug, rendered):
+            found.setdefault(error, []).append(plan)
+    for error, plans in found.items():
+        errors.append(error if len(plans) == len(rendered_plans) else f"{error} (plan {', '.join(plans)})")
+    if not rendered_plans:
         return errors
 
     for endpoint in product.endpoints:

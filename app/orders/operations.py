@@ -13,7 +13,8 @@ from pathlib import Path
 from typing import Callable
 
 from app.catalog.catalog import Catalog
-from app.errors import LiveError
+from app.catalog.policy import check_policy
+from app.errors import LiveError, ProductError
 from app.models import Operation, Order, record_event, utcnow
 from app.stacks.deployer import Deployer, DeploymentTarget
 from app.stacks.spec import parse_stack
@@ -68,7 +69,12 @@ class OperationRunner:
             "LIVE_PRODUCT": order.product.slug,
             "LIVE_CUSTOMER_EMAIL": order.customer.email,
         }
-        stack = parse_stack(definition.render(order.plan, builtins, order.secrets))
+        rendered = definition.render(order.plan, builtins, order.secrets)
+        # Defence in depth: the catalog checked sample values; check the real ones too.
+        violations = check_policy(definition.slug, rendered)
+        if violations:
+            raise ProductError(definition.slug, violations)
+        stack = parse_stack(rendered)
         return DeploymentTarget(
             order_id=order.id, instance=order.instance, product=order.product.slug,
             revision=order.revision.label, hostname=order.hostname, stack=stack,

@@ -217,6 +217,10 @@ class Deployer:
                 progress(f"start {name}")
                 new_id = current.id
                 self.runtime.start_container(new_id)
+            elif action is Action.UNPAUSE:
+                progress(f"unpause {name}")
+                new_id = current.id
+                self.runtime.unpause_container(new_id)
             else:
                 new_id = current.id
             with ids_lock:

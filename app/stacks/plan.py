@@ -17,6 +17,7 @@ class Action(str, enum.Enum):
     CREATE = "create"
     RECREATE = "recreate"
     START = "start"
+    UNPAUSE = "unpause"
     NOOP = "noop"
 
 
@@ -51,6 +52,8 @@ def plan_convergence(desired_hashes: Mapping[str, str], observed: list[Container
             actions[service] = Action.CREATE
         elif current.labels.get("live.config-hash") != wanted_hash or current.state in ("dead", "removing"):
             actions[service] = Action.RECREATE
+        elif current.state == "paused":
+            actions[service] = Action.UNPAUSE  # the engine refuses to start a paused container
         elif not current.running:
             actions[service] = Action.START
         else:

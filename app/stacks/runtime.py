@@ -177,6 +177,10 @@ class DockerRuntime:
         with translate_errors(f"start container {container_id[:12]}"):
             self.api.start(container_id)
 
+    def unpause_container(self, container_id: str) -> None:
+        with translate_errors(f"unpause container {container_id[:12]}"):
+            self.api.unpause(container_id)
+
     def stop_container(self, container_id: str, timeout: int) -> None:
         with translate_errors(f"stop container {container_id[:12]}"):
             self.api.stop(container_id, timeout=timeout)

@@ -335,7 +335,7 @@ def _healthcheck(value: Any) -> dict[str, Any] | None:
 
 
 def _restart(value: Any, policy: dict | None) -> dict[str, Any] | None:
-    if value is None and policy:
+    if value is None and policy is not None:
         condition = policy.get("condition", "any")
         value = {"any": "always", "on-failure": "on-failure", "none": "no"}.get(condition, condition)
     if value in (None, "no", False):
@@ -346,6 +346,8 @@ def _restart(value: Any, policy: dict | None) -> dict[str, Any] | None:
         raise StackSpecError(f"restart: {value!r} is not one of no, always, unless-stopped, on-failure[:N]")
     result: dict[str, Any] = {"Name": name}
     if retries:
+        if name != "on-failure":
+            raise StackSpecError(f"restart: {value!r}: a retry count is only valid with on-failure")
         if not retries.isdigit():
             raise StackSpecError(f"restart: {value!r} has an invalid retry count")
         result["MaximumRetryCount"] = int(retries)

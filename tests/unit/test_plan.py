@@ -1,0 +1,178 @@
+"""Convergence planning (app/stacks/plan.py), over ContainerState from app/stacks/runtime.py."""
+from __future__ import annotations
+
+import itertools
+
+import pytest
+
+from app.stacks.plan import Action, ConvergencePlan, plan_convergence
+from app.stacks.runtime import ContainerState
+
+_ids = itertools.count(1)
+
+
+def container(service: str | None, config_hash: str = "h1", state: str = "running", name: str | None = None,
+              **extra_labels: str) -> ContainerState:
+    labels = dict(extra_labels)
+    if service is not None:
+        labels["live.service"] = service
+    if config_hash is not None:
+        labels["live.config-hash"] = config_hash
+    number = next(_ids)
+    return ContainerState(id=f"id{number:04d}", name=name or f"live-acme-{service}-{number}", labels=labels, state=state)
+
+
+# -- single service decisions ---------------------------------------------------------
+
+def test_missing_container_is_created():
+    plan = plan_convergence({"web": "h1"}, [])
+    assert plan.actions == {"web": Action.CREATE}
+    assert plan.orphans == []
+
+
+def test_running_container_with_same_hash_is_left_alone():
+    plan = plan_convergence({"web": "h1"}, [container("web", "h1", "running")])
+    assert plan.actions == {"web": Action.NOOP}
+    assert plan.is_noop
+    assert plan.changed() == []
+
+
+def test_restarting_container_counts_as_running():
+    plan = plan_convergence({"web": "h1"}, [container("web", "h1", "restarting")])
+    assert plan.actions == {"web": Action.NOOP}
+
+
+@pytest.mark.parametrize("state", ["exited", "created"])
+def test_stopped_container_with_same_hash_is_started(state):
+    plan = plan_convergence({"web": "h1"}, [container("web", "h1", state)])
+    assert plan.actions == {"web": Action.START}
+    assert not plan.is_noop
+    assert plan.changed() == []  # starting is not a configuration change
+
+
+@pytest.mark.parametrize("state", ["running", "exited", "created", "restarting"])
+def test_container_with_different_hash_is_recreated(state):
+    plan = plan_convergence({"web": "h2"}, [container("web", "h1", state)])
+    assert plan.actions == {"web": Action.RECREATE}
+    assert plan.changed() == ["web"]
+
+
+def test_container_without_hash_label_is_recreated():
+    plan = plan_convergence({"web": "h1"}, [container("web", config_hash=None)])
+    assert plan.actions == {"web": Action.RECREATE}
+
+
+@pytest.mark.parametrize("state", ["dead", "removing"])
+def test_dead_or_removing_container_is_recreated_even_with_same_hash(state):
+    plan = plan_convergence({"web": "h1"}, [container("web", "h1", state)])
+    assert plan.actions == {"web": Action.RECREATE}
+
+
+def test_paused_container_is_unpaused_not_started():
+    # The engine refuses to start a paused container (409 "try unpause instead").
+    plan = plan_convergence({"web": "h1"}, [container("web", "h1", "paused")])
+    assert plan.actions["web"] is Action.UNPAUSE
+
+
+# -- orphans ---------------------------------------------------------------------------
+
+def test_container_of_unknown_service_is_an_orphan():
+    old = container("legacy")
+    plan = plan_convergence({"web": "h1"}, [container("web"), old])
+    assert plan.actions == {"web": Action.NOOP}
+    assert plan.orphans == [old]
+    assert not plan.is_noop  # removing the orphan is work
+
+
+def test_container_without_service_label_is_an_orphan():
+    stray = container(None)
+    plan = plan_convergence({"web": "h1"}, [stray])
+    assert plan.actions == {"web": Action.CREATE}
+    assert plan.orphans == [stray]
+
+
+def test_duplicate_containers_keep_the_first_by_name_and_orphan_the_rest():
+    first = container("web", "h1", "running", name="live-acme-web-a")
+    second = container("web", "h1", "running", name="live-acme-web-b")
+    third = container("web", "h1", "exited", name="live-acme-web-c")
+    # Observation order must not matter: the decision is by container name.
+    for observed in itertools.permutations([first, second, third]):
+        plan = plan_convergence({"web": "h1"}, list(observed))
+        assert plan.actions == {"web": Action.NOOP}
+        assert plan.orphans == [second, third]
+
+
+def test_duplicate_decision_uses_the_kept_container():
+    kept = container("web", "old", "running", name="live-acme-web-1")
+    duplicate = container("web", "h1", "running", name="live-acme-web-2")
+    plan = plan_convergence({"web": "h1"}, [duplicate, kept])
+    assert plan.actions == {"web": Action.RECREATE}
+    assert plan.orphans == [duplicate]
+
+
+def test_everything_is_orphaned_when_nothing_is_desired():
+    observed = [container("web", name="b"), container("db", name="a")]
+    plan = plan_convergence({}, observed)
+    assert plan.actions == {}
+    assert [c.name for c in plan.orphans] == ["a", "b"]
+    assert not plan.is_noop
+
+
+def test_empty_plan_is_noop():
+    plan = plan_convergence({}, [])
+    assert plan == ConvergencePlan(actions={}, orphans=[])
+    assert plan.is_noop
+
+
+# -- whole stacks ----------------------------------------------------------------------------
+
+def test_mixed_stack():
+    desired = {"db": "hdb", "app": "happ-new", "web": "hweb", "cache": "hcache", "worker": "hw"}
+    observed = [
+        container("db", "hdb", "running"),
+        container("app", "happ-old", "running"),
+        container("web", "hweb", "exited"),
+        container("worker", "hw", "dead"),
+        container("old-sidecar", "x", "running"),
+    ]
+    plan = plan_convergence(desired, observed)
+    assert plan.actions == {
+        "db": Action.NOOP,
+        "app": Action.RECREATE,
+        "web": Action.START,
+        "cache": Action.CREATE,
+        "worker": Action.RECREATE,
+    }
+    assert plan.changed() == ["app", "cache", "worker"]  # sorted
+    assert [c.service for c in plan.orphans] == ["old-sidecar"]
+    assert not plan.is_noop
+
+
+def test_plan_has_an_action_for_every_desired_service_and_nothing_else():
+    desired = {f"svc{i}": f"h{i}" for i in range(6)}
+    observed = [container(f"svc{i}", f"h{i}") for i in range(0, 6, 2)] + [container("extra")]
+    plan = plan_convergence(desired, observed)
+    assert set(plan.actions) == set(desired)
+    assert {c.service for c in plan.orphans} == {"extra"}
+
+
+def test_actions_are_string_valued():
+    # DeployResult reports action.value; the values are the public vocabulary.
+    assert {a.value for a in Action} == {"create", "recreate", "start", "unpause", "noop"}
+    assert Action("recreate") is Action.RECREATE
+
+
+# -- ContainerState properties used by the planner --------------------------------------------
+
+@pytest.mark.parametrize(
+    "state, running",
+    [("running", True), ("restarting", True), ("exited", False), ("created", False),
+     ("paused", False), ("dead", False), ("removing", False)],
+)
+def test_container_state_running(state, running):
+    assert container("web", state=state).running is running
+
+
+def test_container_state_service_comes_from_label():
+    assert container("web").service == "web"
+    assert container(None).service is None
