@@ -1,0 +1,95 @@
+"""Convergence beyond the happy path: product changes, paused and removed containers."""
+from __future__ import annotations
+
+import pytest
+
+from app.models import Order
+from tests.conftest import write_product
+
+pytestmark = pytest.mark.usefixtures("docker_engine", "stack_cleanup")
+
+
+def services(docker_engine, settings):
+    found = docker_engine.containers.list(all=True, filters={"label": f"live.deployment={settings.deployment}"})
+    return {c.labels["live.service"]: c for c in found}
+
+
+def run_all(live):
+    live.worker().run_until_idle(timeout=120)
+
+
+@pytest.fixture
+def active_order(live, make_customer):
+    outcome = live.orders.create(service_id=77, customer=make_customer(), product="busybox-demo", plan="small",
+                                 username="converge")
+    run_all(live)
+    order = Order.get_by_id(outcome.order.id)
+    assert order.status == "active", order.last_error
+    return order
+
+
+def test_product_change_keeps_shared_services_and_data(live, settings, config_repo, docker_engine, deployed_objects,
+                                                       active_order):
+    # A bigger product that keeps the same "db" service and replaces app + web by "api".
+    demo = config_repo / "products" / "busybox-demo"
+    compose = (demo / "docker-compose.yml").read_text()
+    db_block = compose[compose.index("  db:"):compose.index("  app:")]
+    write_product(config_repo, "busybox-pro", """
+name: Busybox pro
+variables:
+  DB_PASSWORD: {generate: secret}
+  API_TOKEN: {generate: hex, length: 16}
+plans:
+  pro: {}
+endpoints:
+  - {application: api, service: api, port: 9090, path: /api}
+""", "services:\n" + db_block + """
+  api:
+    image: live-test/busybox:latest
+    init: true
+    command: ["sh", "-c", "mkdir -p /www/api && echo $$API_TOKEN > /www/api/token && exec httpd -f -p 9090 -h /www"]
+    environment:
+      API_TOKEN: ${API_TOKEN}
+    depends_on:
+      db: {condition: service_healthy}
+    stop_grace_period: 2s
+volumes:
+  db-data:
+""")
+    live.catalog.sync()
+    before = services(docker_engine, settings)
+    before["db"].exec_run(["sh", "-c", "echo kept > /data/marker"])
+    old_secret = active_order.secrets["DB_PASSWORD"]
+
+    live.orders.change_plan(active_order, "pro", product="busybox-pro")
+    run_all(live)
+    order = Order.get_by_id(active_order.id)
+    assert (order.status, order.product.slug, order.plan) == ("active", "busybox-pro", "pro"), order.last_error
+    after = services(docker_engine, settings)
+    assert sorted(after) == ["api", "db"], "app and web were removed as orphans"
+    assert after["db"].id == before["db"].id, "db's configuration is the same, so it was not recreated"
+    assert after["db"].exec_run(["cat", "/data/marker"]).output == b"kept\n"
+    assert order.secrets["DB_PASSWORD"] == old_secret and len(order.secrets["API_TOKEN"]) == 16
+    assert set(order.published_ports) == {"api:9090"}
+    # The old product's app-state volume is kept (data is never dropped without an archive).
+    assert f"{settings.deployment}-converge_app-state" in deployed_objects()["volumes"]
+
+    live.orders.terminate(order)
+    run_all(live)
+    assert deployed_objects() == {"containers": [], "networks": [], "volumes": []}
+    archived = sorted(p.name.rsplit("_", 1)[-1] for p in (settings.backup_dir / "converge").glob("*.tar"))
+    assert archived == ["app-state.tar", "db-data.tar"]
+
+
+def test_redeploy_repairs_paused_stopped_and_removed_containers(live, settings, docker_engine, active_order):
+    containers = services(docker_engine, settings)
+    containers["web"].pause()
+    containers["app"].stop(timeout=1)
+    containers["db"].remove(force=True)
+    live.orders.redeploy(Order.get_by_id(active_order.id))
+    run_all(live)
+    repaired = services(docker_engine, settings)
+    assert {name: c.status for name, c in repaired.items()} == {"db": "running", "app": "running", "web": "running"}
+    assert repaired["web"].id == containers["web"].id and repaired["app"].id == containers["app"].id
+    assert repaired["db"].id != containers["db"].id
+    assert Order.get_by_id(active_order.id).status == "active"
