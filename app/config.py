@@ -36,30 +36,26 @@ class Settings:
     log_level: str = "INFO"
 
 
-def _int(env: dict, name: str, default: int, minimum: int = 1) -> int:
+def _number(env: dict, name: str, default, minimum, cast=int):
     raw = env.get(name)
     if raw in (None, ""):
         return default
     try:
-        value = int(raw)
+        value = cast(raw)
     except ValueError:
-        raise ConfigError(f"{name} must be an integer, got {raw!r}") from None
+        kind = "an integer" if cast is int else "a number"
+        raise ConfigError(f"{name} must be {kind}, got {raw!r}") from None
     if value < minimum:
         raise ConfigError(f"{name} must be at least {minimum}, got {value}")
     return value
+
+
+def _int(env: dict, name: str, default: int, minimum: int = 1) -> int:
+    return _number(env, name, default, minimum, int)
 
 
 def _float(env: dict, name: str, default: float, minimum: float = 0.0) -> float:
-    raw = env.get(name)
-    if raw in (None, ""):
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        raise ConfigError(f"{name} must be a number, got {raw!r}") from None
-    if value < minimum:
-        raise ConfigError(f"{name} must be at least {minimum}, got {value}")
-    return value
+    return _number(env, name, default, minimum, float)
 
 
 def _path(env: dict, name: str, default: Path) -> Path:

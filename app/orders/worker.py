@@ -17,6 +17,7 @@ import os
 import signal
 import socket
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -177,8 +178,6 @@ class Worker:
 
     def run_until_idle(self, timeout: float = 120.0) -> None:
         """Dispatch until no operation is pending or running (for tests and one-shot CLI use)."""
-        import time
-
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             self.dispatch()
