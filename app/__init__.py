@@ -1,20 +1,40 @@
-"""GeoCat Live Bridge: the Flask application factory."""
+"""GeoCat Live Bridge: the application factory."""
 from __future__ import annotations
 
-import logging
-
-from flask import Flask
+from apiflask import APIFlask
 
 from app.bootstrap import Live, bootstrap
 from app.config import Settings
 
-log = logging.getLogger(__name__)
+MAX_BODY_BYTES = 64 * 1024
+
+API_DESCRIPTION = """The bridge between WHMCS and Live.
+
+- `/whmcs/v1/*`: the WHMCS server-module callbacks (scope `whmcs`).
+- `/api/v1/*`: the developer REST API (scope `read`; `admin` for changes).
+- `/geocat-live/api/1.0/order/{instance}`: GeoCat Live 1.0 for GeoCat Bridge desktop clients (public).
+
+Send `Authorization: Bearer <token>`; make keys with `flask --app wsgi live apikey create NAME --scope SCOPE`.
+Errors are `{"error": {"code", "message", "details"}}`; every response carries `X-Request-ID`.
+"""
 
 
-def create_app(settings: Settings | None = None) -> Flask:
+def create_app(settings: Settings | None = None) -> APIFlask:
     live = bootstrap(settings)
-    app = Flask(__name__)
+    app = APIFlask(__name__, title="GeoCat Live Bridge", version="1.0",
+                   spec_path="/api/v1/openapi.json", docs_path="/api/v1/docs")
     app.extensions["live"] = live
+
+    from app.web.schemas import ErrorOut
+
+    app.config.update(
+        MAX_CONTENT_LENGTH=MAX_BODY_BYTES,
+        DESCRIPTION=API_DESCRIPTION,
+        HTTP_ERROR_SCHEMA=ErrorOut,
+        VALIDATION_ERROR_SCHEMA=ErrorOut,
+        AUTO_OPERATION_ID=True,
+        JSON_SORT_KEYS=False,
+    )
 
     @app.before_request
     def _open_db():
@@ -25,13 +45,18 @@ def create_app(settings: Settings | None = None) -> Flask:
         if not live.db.is_closed():
             live.db.close()
 
-    from app.web.health import bp as health_bp
     from app.cli import live_cli
+    from app.web import api_v1, geocat_live, health, whmcs
+    from app.web.errors import register_error_handlers
+    from app.web.observability import init_observability
 
-    app.register_blueprint(health_bp)
+    init_observability(app)
+    register_error_handlers(app)
+    for blueprint in (health.bp, whmcs.bp, api_v1.bp, geocat_live.bp):
+        app.register_blueprint(blueprint)
     app.cli.add_command(live_cli)
     return app
 
 
-def current_live(app: Flask) -> Live:
+def current_live(app: APIFlask) -> Live:
     return app.extensions["live"]

@@ -17,9 +17,11 @@ from flask.cli import AppGroup
 
 from app.catalog.product import load_product_folder
 from app.db import pending_migrations, upgrade
+from app.apikeys import SCOPES, create_key, list_keys, revoke_key
 from app.errors import LiveError
 from app.models import Event, Operation, Order, Product
 from app.orders.service import CustomerInfo, Outcome
+from app.presenters import event_view, operation_view, order_view
 
 live_cli = AppGroup("live", help="GeoCat Live: catalog, orders, worker and database.")
 
@@ -166,25 +168,7 @@ wait_option = click.option("--wait", type=float, default=0, show_default=True,
 
 def _order_dict(order: Order) -> dict:
     live = _live()
-    endpoints = []
-    definition = live.catalog.definition(order.revision)
-    scheme = live.settings.public_scheme
-    for e in definition.endpoints:
-        port = (order.published_ports or {}).get(f"{e.service}:{e.port}")
-        endpoints.append({"application": e.application, "url": f"{scheme}://{order.hostname}{e.path.rstrip('/')}",
-                          "local_url": f"http://127.0.0.1:{port}{e.path}" if port else None})
-    return {
-        "id": order.id, "service_id": order.whmcs_service_id, "instance": order.instance, "hostname": order.hostname,
-        "status": order.status, "product": order.product.slug, "plan": order.plan, "revision": order.revision.label,
-        "customer": order.customer.email, "endpoints": endpoints, "last_error": order.last_error,
-        "created_at": order.created_at, "updated_at": order.updated_at,
-    }
-
-
-def _operation_dict(operation: Operation) -> dict:
-    return {"id": operation.id, "kind": operation.kind, "state": operation.state, "attempts": operation.attempts,
-            "params": operation.params, "error": operation.error, "created_at": operation.created_at,
-            "finished_at": operation.finished_at, "steps": operation.steps}
+    return order_view(order, live.catalog, live.settings.public_scheme)
 
 
 def _report(outcome: Outcome, wait: float) -> None:
@@ -297,7 +281,7 @@ def orders_list(status, as_json):
     if as_json:
         return _echo_json(rows)
     for row in rows:
-        click.echo(f"{row['id']:>5} {row['instance']:24} {row['status']:11} {row['product']}/{row['plan']:10} "
+        click.echo(f"{row['id']:>5} {row['instance']:24} {row['status']:11} {row['product'] + '/' + row['plan']:28} "
                    f"service {row['service_id']}  {row['hostname']}")
 
 
@@ -308,11 +292,11 @@ def orders_show(order, as_json):
     """Show an order, its endpoints, recent operations and events."""
     record = _get_order(order)
     data = _order_dict(record)
-    data["operations"] = [_operation_dict(op) for op in record.operations.order_by(Operation.id.desc()).limit(10)]
-    data["events"] = [{"at": e.created_at, "kind": e.kind, "message": e.message, "actor": e.actor}
-                      for e in record.events.order_by(Event.id.desc()).limit(20)]
+    data["operations"] = [operation_view(op) for op in record.operations.order_by(Operation.id.desc()).limit(10)]
+    data["events"] = [event_view(e) for e in record.events.order_by(Event.id.desc()).limit(20)]
     if as_json:
         return _echo_json(data)
+    data["customer"] = data["customer"]["email"]
     for key in ("id", "service_id", "instance", "hostname", "status", "product", "plan", "revision", "customer", "last_error"):
         click.echo(f"{key:12} {data[key]}")
     click.echo("endpoints:")
@@ -323,4 +307,43 @@ def orders_show(order, as_json):
         click.echo(f"  {op['id']:>5} {op['kind']:12} {op['state']:10} attempts {op['attempts']}" + (f"  {op['error']}" if op["error"] else ""))
     click.echo("events:")
     for e in data["events"]:
-        click.echo(f"  {e['at']:%Y-%m-%d %H:%M:%S} {e['kind']:22} {e['message']}")
+        click.echo(f"  {e['created_at']} {e['kind']:22} {e['message']}")
+
+
+# -- API keys ------------------------------------------------------------------
+apikey_cli = AppGroup("apikey", help="API keys for the HTTP API.")
+live_cli.add_command(apikey_cli)
+
+
+@apikey_cli.command("create")
+@click.argument("name")
+@click.option("--scope", type=click.Choice(SCOPES), required=True,
+              help="whmcs: lifecycle calls; read: the developer API; admin: everything.")
+def apikey_create(name, scope):
+    """Create a key; its token is printed once, as the last line."""
+    try:
+        key, token = create_key(name, scope)
+    except LiveError as exc:
+        _fail(exc)
+    click.echo(f"created API key {key.name} with scope {key.scope}; store the token now, it is not shown again:")
+    click.echo(token)
+
+
+@apikey_cli.command("list")
+def apikey_list():
+    """List keys (never their tokens)."""
+    for key in list_keys():
+        state = f"revoked {key.revoked_at:%Y-%m-%d}" if key.revoked_at else "active"
+        used = f"{key.last_used_at:%Y-%m-%d %H:%M}" if key.last_used_at else "never"
+        click.echo(f"{key.name:30} {key.scope:6} {state:18} prefix live_{key.token_prefix}_  last used {used}")
+
+
+@apikey_cli.command("revoke")
+@click.argument("name")
+def apikey_revoke(name):
+    """Revoke a key; requests with it get 401 from now on."""
+    try:
+        key = revoke_key(name)
+    except LiveError as exc:
+        _fail(exc)
+    click.echo(f"revoked API key {key.name}")

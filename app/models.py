@@ -114,7 +114,18 @@ class Event(BaseModel):
     created_at = peewee.DateTimeField(default=utcnow, index=True)
 
 
-ALL_MODELS = [Customer, Product, ProductRevision, Order, Operation, Event]
+class ApiKey(BaseModel):
+    name = peewee.CharField(max_length=100, unique=True)
+    scope = peewee.CharField(max_length=16)
+    # The token is shown once at creation; the prefix finds the row, the hash proves the secret.
+    token_prefix = peewee.CharField(max_length=16, unique=True)
+    token_hash = peewee.CharField(max_length=64)
+    created_at = peewee.DateTimeField(default=utcnow)
+    last_used_at = peewee.DateTimeField(null=True)
+    revoked_at = peewee.DateTimeField(null=True)
+
+
+ALL_MODELS = [Customer, Product, ProductRevision, Order, Operation, Event, ApiKey]
 
 
 def record_event(kind: str, message: str, *, order=None, operation=None, actor: str = "system", **data) -> Event:

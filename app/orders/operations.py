@@ -104,6 +104,12 @@ class OperationRunner:
         self._deploy(order, progress)
         self._set_status(order, "active", operation, f"order {order.instance} redeployed")
 
+    def _do_restart(self, operation: Operation, order: Order, progress: Progress) -> None:
+        target = self.target(order)
+        self.deployer.stop(target, progress)
+        self._deploy(order, progress)
+        self._set_status(order, "active", operation, f"order {order.instance} restarted")
+
     def _do_suspend(self, operation: Operation, order: Order, progress: Progress) -> None:
         self.deployer.stop(self.target(order), progress)
         self._set_status(order, "suspended", operation, f"order {order.instance} suspended")

@@ -20,7 +20,7 @@ from app.naming import derive_instance, hostname_for, validate_instance
 log = logging.getLogger(__name__)
 
 UNFINISHED = ("pending", "running")
-KINDS = ("create", "suspend", "unsuspend", "change_plan", "terminate", "redeploy")
+KINDS = ("create", "suspend", "unsuspend", "change_plan", "terminate", "redeploy", "restart")
 
 
 @dataclass(frozen=True)
@@ -162,6 +162,11 @@ class OrderService:
 
     def redeploy(self, order: Order, requested_by: str = "system") -> Outcome:
         return self._transition(order, "redeploy", {}, requested_by, done_when=None)
+
+    def restart(self, order: Order, requested_by: str = "system") -> Outcome:
+        if order.status == "suspended":
+            raise Conflict(f"order {order.instance} is suspended; unsuspend it instead of restarting")
+        return self._transition(order, "restart", {}, requested_by, done_when=None)
 
     def terminate(self, order: Order | None, requested_by: str = "system") -> Outcome | None:
         if order is None:

@@ -70,6 +70,7 @@ class NetworkState:
 class VolumeState:
     name: str
     labels: dict[str, str]
+    size: int = 0  # bytes; only filled by volume_usage()
 
 
 @contextlib.contextmanager
@@ -214,6 +215,29 @@ class DockerRuntime:
         with translate_errors("list volumes"):
             found = self.api.volumes(filters={"label": [f"{k}={v}" for k, v in labels.items()]})
         return [VolumeState(v["Name"], v.get("Labels") or {}) for v in (found.get("Volumes") or [])]
+
+    def volume_usage(self, labels: dict[str, str]) -> list[VolumeState]:
+        """Sizes of the labelled volumes, in one engine call (``docker system df``)."""
+        with translate_errors("read disk usage"):
+            report = self.api.df()
+        found = []
+        for volume in report.get("Volumes") or []:
+            volume_labels = volume.get("Labels") or {}
+            if all(volume_labels.get(k) == v for k, v in labels.items()):
+                size = max(0, int((volume.get("UsageData") or {}).get("Size") or 0))
+                found.append(VolumeState(volume["Name"], volume_labels, size))
+        return found
+
+    def container_usage(self, container_id: str) -> tuple[float, float]:
+        """(memory bytes in use, CPU seconds used) of a running container, from one stats sample."""
+        with translate_errors(f"read stats of {container_id[:12]}"):
+            stats = self.api.stats(container_id, stream=False, one_shot=True)
+        memory = stats.get("memory_stats") or {}
+        detail = memory.get("stats") or {}
+        # Page cache is reclaimable: report what `docker stats` reports.
+        used = max(0, (memory.get("usage") or 0) - (detail.get("inactive_file") or detail.get("total_inactive_file") or 0))
+        cpu = ((stats.get("cpu_stats") or {}).get("cpu_usage") or {}).get("total_usage") or 0
+        return float(used), cpu / 1e9
 
     def volume_exists(self, name: str) -> bool:
         try:

@@ -2,20 +2,24 @@
 from __future__ import annotations
 
 import peewee
-from flask import Blueprint, current_app, jsonify
+from apiflask import APIBlueprint
+from flask import current_app, jsonify
 
 from app.db import pending_migrations
 from app.errors import LiveError
 
-bp = Blueprint("health", __name__)
+bp = APIBlueprint("health", __name__, tag="Health")
 
 
 @bp.get("/healthz")
+@bp.doc(summary="The process is alive (no credentials)")
 def healthz():
     return jsonify(status="ok")
 
 
 @bp.get("/readyz")
+@bp.doc(summary="Database and Docker engine reachable (no credentials); 503 names what is not",
+        responses={503: "Not ready"})
 def readyz():
     live = current_app.extensions["live"]
     checks = {}

@@ -1,0 +1,116 @@
+"""Plain-dict views of orders, operations, products and customers.
+
+One place decides what a caller sees (the HTTP API and the CLI both use it);
+secrets are only included when the caller asks and is allowed to.
+"""
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from app.catalog.catalog import Catalog
+from app.models import Customer, Event, Operation, Order, Product, ProductRevision
+
+FINISHED = ("succeeded", "failed")
+
+
+def timestamp(value: dt.datetime | None) -> str | None:
+    return None if value is None else value.isoformat(timespec="seconds") + "Z"
+
+
+def endpoint_views(order: Order, catalog: Catalog, scheme: str) -> list[dict[str, Any]]:
+    definition = catalog.definition(order.revision)
+    views = []
+    for endpoint in definition.endpoints:
+        port = (order.published_ports or {}).get(f"{endpoint.service}:{endpoint.port}")
+        path = endpoint.path.rstrip("/")
+        views.append({
+            "application": endpoint.application,
+            "service": endpoint.service,
+            "url": f"{scheme}://{order.hostname}{path}",
+            "local_url": f"http://127.0.0.1:{port}{path or '/'}" if port and order.status != "terminated" else None,
+        })
+    return views
+
+
+def operation_view(operation: Operation) -> dict[str, Any]:
+    return {
+        "id": operation.id,
+        "order_id": operation.order_id,
+        "kind": operation.kind,
+        "state": operation.state,
+        "params": operation.params or {},
+        "attempts": operation.attempts,
+        "max_attempts": operation.max_attempts,
+        "steps": operation.steps or [],
+        "error": operation.error,
+        "requested_by": operation.requested_by,
+        "created_at": timestamp(operation.created_at),
+        "started_at": timestamp(operation.started_at),
+        "finished_at": timestamp(operation.finished_at),
+    }
+
+
+def current_operation(order: Order) -> Operation | None:
+    """The operation in progress, else the most recent one."""
+    unfinished = (Operation.select().where((Operation.order == order) & Operation.state.not_in(FINISHED))
+                  .order_by(Operation.id).first())
+    return unfinished or Operation.select().where(Operation.order == order).order_by(Operation.id.desc()).first()
+
+
+def order_view(order: Order, catalog: Catalog, scheme: str, *, include_secrets: bool = False) -> dict[str, Any]:
+    operation = current_operation(order)
+    view = {
+        "id": order.id,
+        "service_id": order.whmcs_service_id,
+        "instance": order.instance,
+        "hostname": order.hostname,
+        "status": order.status,
+        "product": order.product.slug,
+        "plan": order.plan,
+        "revision": order.revision.label,
+        "customer": {"id": order.customer_id, "email": order.customer.email},
+        "endpoints": endpoint_views(order, catalog, scheme),
+        "operation": operation_view(operation) if operation is not None else None,
+        "last_error": order.last_error,
+        "created_at": timestamp(order.created_at),
+        "updated_at": timestamp(order.updated_at),
+        "terminated_at": timestamp(order.terminated_at),
+    }
+    if include_secrets:
+        view["secrets"] = dict(order.secrets or {})
+    return view
+
+
+def event_view(event: Event) -> dict[str, Any]:
+    return {"id": event.id, "order_id": event.order_id, "operation_id": event.operation_id, "kind": event.kind,
+            "message": event.message, "actor": event.actor, "data": event.data or {},
+            "created_at": timestamp(event.created_at)}
+
+
+def revision_view(revision: ProductRevision) -> dict[str, Any]:
+    return {"revision": revision.label, "content_hash": revision.content_hash, "commit": revision.commit,
+            "valid": revision.valid, "errors": revision.errors or [], "created_at": timestamp(revision.created_at)}
+
+
+def product_view(product: Product, catalog: Catalog) -> dict[str, Any]:
+    view: dict[str, Any] = {"slug": product.slug, "name": product.name, "description": product.description,
+                            "valid": product.valid, "errors": product.errors or [], "revision": None,
+                            "plans": {}, "endpoints": [], "services": []}
+    if product.current_revision_id is not None:
+        revision = product.current_revision
+        definition = catalog.definition(revision)
+        view.update({
+            "revision": revision.label,
+            "plans": {name: dict(values) for name, values in sorted(definition.plans.items())},
+            "endpoints": [{"application": e.application, "service": e.service, "port": e.port, "path": e.path}
+                          for e in definition.endpoints],
+            "services": sorted(definition.compose.get("services", {})),
+        })
+    return view
+
+
+def customer_view(customer: Customer) -> dict[str, Any]:
+    return {"id": customer.id, "whmcs_client_id": customer.whmcs_client_id, "email": customer.email,
+            "first_name": customer.first_name, "last_name": customer.last_name, "company": customer.company,
+            "created_at": timestamp(customer.created_at), "updated_at": timestamp(customer.updated_at)}

@@ -1,0 +1,165 @@
+"""The developer REST API: orders, operations, events, products, customers."""
+from __future__ import annotations
+
+from apiflask import APIBlueprint
+from flask import current_app
+
+from app.errors import NotFound
+from app.models import Customer, Event, Operation, Order, Product, ProductRevision
+from app.presenters import customer_view, event_view, operation_view, order_view, product_view, revision_view
+from app.web.auth import auth, current_principal
+from app.web.schemas import (
+    CustomerOut,
+    CustomerPageOut,
+    CustomerQuery,
+    EventPageOut,
+    OperationListOut,
+    OperationOut,
+    OrderOut,
+    OrderPageOut,
+    OrderQuery,
+    PageQuery,
+    ProductOut,
+    ProductsOut,
+    RevisionsOut,
+    SyncOut,
+)
+
+bp = APIBlueprint("api_v1", __name__, url_prefix="/api/v1", tag="Developer API")
+NOT_FOUND = {404: "Not found"}
+
+
+def _live():
+    return current_app.extensions["live"]
+
+
+def _page(query, page: int, per_page: int) -> dict:
+    return {"page": page, "per_page": per_page, "total": query.count()}
+
+
+def _get(model, ident: int, what: str):
+    row = model.get_or_none(model.id == ident)
+    if row is None:
+        raise NotFound(f"no {what} {ident}")
+    return row
+
+
+def _order_view(order: Order) -> dict:
+    live = _live()
+    # Generated passwords only for admin keys; read keys never see them.
+    return order_view(order, live.catalog, live.settings.public_scheme,
+                      include_secrets="admin" in current_principal().grants)
+
+
+@bp.get("/orders")
+@bp.auth_required(auth, roles=["read"])
+@bp.input(OrderQuery, location="query", arg_name="query")
+@bp.output(OrderPageOut)
+@bp.doc(summary="List orders, newest first, with filters")
+def list_orders(query: dict):
+    orders = Order.select().join(Product).switch(Order).order_by(Order.id.desc())
+    if query["status"]:
+        orders = orders.where(Order.status == query["status"])
+    if query["product"]:
+        orders = orders.where(Product.slug == query["product"])
+    if query["customer_id"]:
+        orders = orders.where(Order.customer == query["customer_id"])
+    if query["service_id"]:
+        orders = orders.where(Order.whmcs_service_id == query["service_id"])
+    page = orders.paginate(query["page"], query["per_page"])
+    return {**_page(orders, query["page"], query["per_page"]), "items": [_order_view(o) for o in page]}
+
+
+@bp.get("/orders/<int:order_id>")
+@bp.auth_required(auth, roles=["read"])
+@bp.output(OrderOut)
+@bp.doc(summary="One order", responses=NOT_FOUND)
+def get_order(order_id: int):
+    return _order_view(_get(Order, order_id, "order"))
+
+
+@bp.get("/orders/<int:order_id>/operations")
+@bp.auth_required(auth, roles=["read"])
+@bp.output(OperationListOut)
+@bp.doc(summary="The order's operations, newest first", responses=NOT_FOUND)
+def order_operations(order_id: int):
+    order = _get(Order, order_id, "order")
+    operations = Operation.select().where(Operation.order == order).order_by(Operation.id.desc())
+    return {"items": [operation_view(op) for op in operations]}
+
+
+@bp.get("/orders/<int:order_id>/events")
+@bp.auth_required(auth, roles=["read"])
+@bp.input(PageQuery, location="query", arg_name="query")
+@bp.output(EventPageOut)
+@bp.doc(summary="The order's event log, newest first", responses=NOT_FOUND)
+def order_events(order_id: int, query: dict):
+    order = _get(Order, order_id, "order")
+    events = Event.select().where(Event.order == order).order_by(Event.id.desc())
+    page = events.paginate(query["page"], query["per_page"])
+    return {**_page(events, query["page"], query["per_page"]), "items": [event_view(e) for e in page]}
+
+
+@bp.get("/operations/<int:operation_id>")
+@bp.auth_required(auth, roles=["read"])
+@bp.output(OperationOut)
+@bp.doc(summary="One operation, with its progress steps", responses=NOT_FOUND)
+def get_operation(operation_id: int):
+    return operation_view(_get(Operation, operation_id, "operation"))
+
+
+@bp.get("/products")
+@bp.auth_required(auth, roles=["read"])
+@bp.output(ProductsOut)
+@bp.doc(summary="Products with plans, endpoints and validation errors")
+def list_products():
+    live = _live()
+    return {"items": [product_view(p, live.catalog) for p in Product.select().order_by(Product.slug)]}
+
+
+@bp.get("/products/<slug>")
+@bp.auth_required(auth, roles=["read"])
+@bp.output(ProductOut)
+@bp.doc(summary="One product", responses=NOT_FOUND)
+def get_product(slug: str):
+    live = _live()
+    return product_view(live.catalog.product(slug), live.catalog)
+
+
+@bp.get("/products/<slug>/revisions")
+@bp.auth_required(auth, roles=["read"])
+@bp.output(RevisionsOut)
+@bp.doc(summary="Every recorded revision of a product, newest first", responses=NOT_FOUND)
+def product_revisions(slug: str):
+    product = _live().catalog.product(slug)
+    revisions = ProductRevision.select().where(ProductRevision.product == product).order_by(ProductRevision.id.desc())
+    return {"items": [revision_view(r) for r in revisions]}
+
+
+@bp.post("/products/sync")
+@bp.auth_required(auth, roles=["admin"])
+@bp.output(SyncOut)
+@bp.doc(summary="Read the config repository now and record new revisions")
+def sync_products():
+    return vars(_live().catalog.sync())
+
+
+@bp.get("/customers")
+@bp.auth_required(auth, roles=["read"])
+@bp.input(CustomerQuery, location="query", arg_name="query")
+@bp.output(CustomerPageOut)
+@bp.doc(summary="List customers")
+def list_customers(query: dict):
+    customers = Customer.select().order_by(Customer.id)
+    if query["email"]:
+        customers = customers.where(Customer.email == query["email"].strip().lower())
+    page = customers.paginate(query["page"], query["per_page"])
+    return {**_page(customers, query["page"], query["per_page"]), "items": [customer_view(c) for c in page]}
+
+
+@bp.get("/customers/<int:customer_id>")
+@bp.auth_required(auth, roles=["read"])
+@bp.output(CustomerOut)
+@bp.doc(summary="One customer", responses=NOT_FOUND)
+def get_customer(customer_id: int):
+    return customer_view(_get(Customer, customer_id, "customer"))

@@ -1,0 +1,291 @@
+"""Request and response schemas: they validate input and generate the OpenAPI document."""
+from __future__ import annotations
+
+from apiflask import Schema
+from apiflask.fields import Boolean, Dict, Email, Float, Integer, List, Nested, String
+from apiflask.validators import Length, OneOf, Range, Regexp
+
+
+MAX_WAIT_SECONDS = 120
+ORDER_STATUSES = ("pending", "active", "suspended", "failed", "terminated")
+OPERATION_STATES = ("pending", "running", "succeeded", "failed")
+RESULTS = ("accepted", "running", "succeeded", "failed", "unchanged")
+
+
+
+def wait_field() -> Float:
+    return Float(load_default=0, validate=Range(min=0, max=MAX_WAIT_SECONDS),
+                 metadata={"description": f"Seconds to wait for the operation to end (0-{MAX_WAIT_SECONDS})."})
+
+
+def slug_field(**options) -> String:
+    return String(validate=[Length(1, 64), Regexp(r"^[a-z][a-z0-9-]*$")], **options)
+
+
+def plan_field(**options) -> String:
+    return String(validate=[Length(1, 64), Regexp(r"^[a-z0-9][a-z0-9_-]*$")], **options)
+
+
+# -- errors -------------------------------------------------------------------
+class ErrorBody(Schema):
+    code = String(required=True, metadata={"description": "Machine-readable error code, e.g. not_found."})
+    message = String(required=True, metadata={"description": "What went wrong, for people."})
+    details = Dict(required=True, metadata={"description": "Extra facts, e.g. the invalid fields."})
+
+
+class ErrorOut(Schema):
+    error = Nested(ErrorBody, required=True)
+
+
+# -- shared pieces ------------------------------------------------------------
+class StepOut(Schema):
+    at = String(required=True)
+    attempt = Integer(required=True)
+    message = String(required=True)
+
+
+class OperationOut(Schema):
+    id = Integer(required=True)
+    order_id = Integer(required=True)
+    kind = String(required=True)
+    state = String(required=True, validate=OneOf(OPERATION_STATES))
+    params = Dict(required=True)
+    attempts = Integer(required=True)
+    max_attempts = Integer(required=True)
+    steps = List(Nested(StepOut), required=True)
+    error = String(allow_none=True, required=True)
+    requested_by = String(required=True)
+    created_at = String(required=True)
+    started_at = String(allow_none=True, required=True)
+    finished_at = String(allow_none=True, required=True)
+
+
+class EndpointOut(Schema):
+    application = String(required=True)
+    service = String(required=True)
+    url = String(required=True, metadata={"description": "Public URL, without a trailing slash."})
+    local_url = String(allow_none=True, required=True, metadata={"description": "http://127.0.0.1:<port> on the Docker host."})
+
+
+class CustomerRefOut(Schema):
+    id = Integer(required=True)
+    email = String(required=True)
+
+
+class OrderOut(Schema):
+    id = Integer(required=True)
+    service_id = Integer(required=True)
+    instance = String(required=True)
+    hostname = String(required=True)
+    status = String(required=True, validate=OneOf(ORDER_STATUSES))
+    product = String(required=True)
+    plan = String(required=True)
+    revision = String(required=True)
+    customer = Nested(CustomerRefOut, required=True)
+    endpoints = List(Nested(EndpointOut), required=True)
+    operation = Nested(OperationOut, allow_none=True, required=True,
+                       metadata={"description": "The operation in progress, else the latest one."})
+    last_error = String(allow_none=True, required=True)
+    created_at = String(required=True)
+    updated_at = String(required=True)
+    terminated_at = String(allow_none=True, required=True)
+    secrets = Dict(keys=String(), values=String(),
+                   metadata={"description": "Generated passwords; only for whmcs and admin keys."})
+
+
+class PageQuery(Schema):
+    page = Integer(load_default=1, validate=Range(min=1, max=100000))
+    per_page = Integer(load_default=50, validate=Range(min=1, max=200))
+
+
+class PageMeta(Schema):
+    page = Integer(required=True)
+    per_page = Integer(required=True)
+    total = Integer(required=True)
+
+
+# -- WHMCS lifecycle ----------------------------------------------------------
+class ClientIn(Schema):
+    id = Integer(required=True, validate=Range(min=1), metadata={"description": "WHMCS client id (userid)."})
+    email = Email(required=True, validate=Length(max=254))
+    firstname = String(load_default="", validate=Length(max=100))
+    lastname = String(load_default="", validate=Length(max=100))
+    companyname = String(load_default="", validate=Length(max=200))
+
+
+class CreateIn(Schema):
+    client = Nested(ClientIn, required=True)
+    product = slug_field(required=True)
+    plan = plan_field(required=True)
+    username = String(load_default=None, allow_none=True, validate=Length(max=100))
+    domain = String(load_default=None, allow_none=True, validate=Length(max=253))
+    wait = wait_field()
+
+
+class WaitIn(Schema):
+    wait = wait_field()
+
+
+class SuspendIn(Schema):
+    reason = String(load_default="", validate=Length(max=500))
+    wait = wait_field()
+
+
+class ChangePackageIn(Schema):
+    product = slug_field(load_default=None, allow_none=True)
+    plan = plan_field(required=True)
+    wait = wait_field()
+
+
+class LifecycleOut(Schema):
+    result = String(required=True, validate=OneOf(RESULTS), metadata={
+        "description": "accepted: queued; running: still running after the wait; succeeded/failed: finished; "
+                       "unchanged: nothing to do (already in that state)."})
+    message = String(required=True, metadata={"description": "For billing staff: what happened, or why it failed."})
+    order = Nested(OrderOut, allow_none=True, required=True)
+    operation = Nested(OperationOut, allow_none=True, required=True)
+
+
+class TestConnectionOut(Schema):
+    ok = Boolean(required=True)
+    version = String(required=True)
+    key = String(required=True, metadata={"description": "Name of the API key used."})
+    products = Integer(required=True)
+    docker = String(required=True)
+
+
+class ProductSummaryOut(Schema):
+    slug = String(required=True)
+    name = String(required=True)
+    valid = Boolean(required=True)
+    plans = List(String(), required=True)
+
+
+class ProductListOut(Schema):
+    products = List(Nested(ProductSummaryOut), required=True)
+
+
+class UsageQuery(Schema):
+    service_id = List(Integer(validate=Range(min=1)), load_default=None,
+                      metadata={"description": "Only these services (repeat the parameter); default all."})
+
+
+class ServiceUsageOut(Schema):
+    service_id = Integer(required=True)
+    status = String(required=True)
+    disk_mb = Float(required=True, metadata={"description": "Disk used by the order's named volumes, in MB."})
+    memory_mb = Float(required=True, metadata={"description": "Memory used by its running containers, in MB."})
+    memory_limit_mb = Float(allow_none=True, required=True)
+    cpu_seconds = Float(required=True, metadata={"description": "CPU time used by its running containers."})
+    containers_running = Integer(required=True)
+    containers_total = Integer(required=True)
+
+
+class UsageOut(Schema):
+    services = List(Nested(ServiceUsageOut), required=True)
+
+
+# -- developer API ------------------------------------------------------------
+class OrderQuery(PageQuery):
+    status = String(load_default=None, validate=OneOf(ORDER_STATUSES))
+    product = String(load_default=None, validate=Length(max=64))
+    customer_id = Integer(load_default=None, validate=Range(min=1))
+    service_id = Integer(load_default=None, validate=Range(min=1))
+
+
+class OrderPageOut(PageMeta):
+    items = List(Nested(OrderOut), required=True)
+
+
+class OperationListOut(Schema):
+    items = List(Nested(OperationOut), required=True)
+
+
+class EventOut(Schema):
+    id = Integer(required=True)
+    order_id = Integer(allow_none=True, required=True)
+    operation_id = Integer(allow_none=True, required=True)
+    kind = String(required=True)
+    message = String(required=True)
+    actor = String(required=True)
+    data = Dict(required=True)
+    created_at = String(required=True)
+
+
+class EventPageOut(PageMeta):
+    items = List(Nested(EventOut), required=True)
+
+
+class ProductEndpointOut(Schema):
+    application = String(required=True)
+    service = String(required=True)
+    port = Integer(required=True)
+    path = String(required=True)
+
+
+class ProductOut(Schema):
+    slug = String(required=True)
+    name = String(required=True)
+    description = String(required=True)
+    valid = Boolean(required=True)
+    errors = List(String(), required=True)
+    revision = String(allow_none=True, required=True)
+    plans = Dict(keys=String(), values=Dict(keys=String(), values=String()), required=True)
+    endpoints = List(Nested(ProductEndpointOut), required=True)
+    services = List(String(), required=True)
+
+
+class ProductsOut(Schema):
+    items = List(Nested(ProductOut), required=True)
+
+
+class RevisionOut(Schema):
+    revision = String(required=True)
+    content_hash = String(required=True)
+    commit = String(allow_none=True, required=True)
+    valid = Boolean(required=True)
+    errors = List(String(), required=True)
+    created_at = String(required=True)
+
+
+class RevisionsOut(Schema):
+    items = List(Nested(RevisionOut), required=True)
+
+
+class SyncOut(Schema):
+    source = String(required=True)
+    added = List(String(), required=True)
+    changed = List(String(), required=True)
+    unchanged = List(String(), required=True)
+    removed = List(String(), required=True)
+    invalid = Dict(keys=String(), values=List(String()), required=True)
+
+
+class CustomerOut(Schema):
+    id = Integer(required=True)
+    whmcs_client_id = Integer(allow_none=True, required=True)
+    email = String(required=True)
+    first_name = String(required=True)
+    last_name = String(required=True)
+    company = String(required=True)
+    created_at = String(required=True)
+    updated_at = String(required=True)
+
+
+class CustomerQuery(PageQuery):
+    email = String(load_default=None, validate=Length(max=254))
+
+
+class CustomerPageOut(PageMeta):
+    items = List(Nested(CustomerOut), required=True)
+
+
+# -- GeoCat Live 1.0 ------------------------------------------------------------
+class LegacyServiceOut(Schema):
+    application = String(required=True)
+    url = String(required=True)
+    status = String(required=True, validate=OneOf(("SERVICE_RUNNING", "SERVICE_WAITING", "SERVICE_ERROR")))
+
+
+class LegacyOrderOut(Schema):
+    services = List(Nested(LegacyServiceOut), required=True)

@@ -1,0 +1,221 @@
+"""The WHMCS server-module callbacks, one endpoint each, keyed by the WHMCS service id.
+
+Calls record an operation and answer at once; ``wait`` blocks until the
+operation ends or the wait runs out. Every call is idempotent: a repeat gets
+the same order and operation, or ``unchanged`` when there is nothing to do.
+"""
+from __future__ import annotations
+
+import time
+
+from apiflask import APIBlueprint
+from flask import current_app
+
+from app.errors import NotFound
+from app.models import Operation, Order, Product
+from app.orders.service import CustomerInfo, Outcome
+from app.orders.usage import collect_usage
+from app.presenters import operation_view, order_view
+from app.web.auth import actor, auth, current_principal
+from app.web.schemas import (
+    ChangePackageIn,
+    CreateIn,
+    LifecycleOut,
+    OrderOut,
+    ProductListOut,
+    SuspendIn,
+    TestConnectionOut,
+    UsageOut,
+    UsageQuery,
+    WaitIn,
+)
+
+bp = APIBlueprint("whmcs", __name__, url_prefix="/whmcs/v1", tag="WHMCS")
+VERSION = "1.0"
+POLL_SECONDS = 0.2
+LIFECYCLE_RESPONSES = {202: "Accepted, or still running after the wait", 409: "Conflicts with the order's state",
+                       404: "No order for this service", 422: "Invalid request, product or plan"}
+
+
+def _live():
+    return current_app.extensions["live"]
+
+
+def _order(service_id: int) -> Order:
+    order = _live().orders.by_service_id(service_id)
+    if order is None:
+        raise NotFound(f"no order for WHMCS service {service_id}")
+    return order
+
+
+def _wait_for(operation: Operation, seconds: float) -> Operation:
+    deadline = time.monotonic() + seconds
+    while operation.state in ("pending", "running") and time.monotonic() < deadline:
+        time.sleep(POLL_SECONDS)
+        operation = Operation.get_by_id(operation.id)
+    return operation
+
+
+def _answer(outcome: Outcome | None, wait: float, unchanged: str = ""):
+    """The uniform answer of every lifecycle call, and 202 while work is still under way."""
+    live = _live()
+    if outcome is None:
+        return {"result": "unchanged", "message": unchanged, "order": None, "operation": None}, 200
+    operation = outcome.operation
+    if operation is None:
+        order = Order.get_by_id(outcome.order.id)
+        return {"result": "unchanged", "message": outcome.message,
+                "order": order_view(order, live.catalog, live.settings.public_scheme), "operation": None}, 200
+    if wait > 0:
+        operation = _wait_for(operation, wait)
+    if operation.state == "succeeded":
+        result, message = "succeeded", f"{operation.kind} succeeded"
+    elif operation.state == "failed":
+        result, message = "failed", operation.error or f"{operation.kind} failed"
+    elif wait > 0:
+        steps = operation.steps or []
+        result, message = "running", f"{operation.kind} still running" + (f": {steps[-1]['message']}" if steps else "")
+    else:
+        result, message = "accepted", outcome.message
+    order = Order.get_by_id(operation.order_id)
+    body = {"result": result, "message": message,
+            "order": order_view(order, live.catalog, live.settings.public_scheme),
+            "operation": operation_view(operation)}
+    return body, 202 if result in ("accepted", "running") else 200
+
+
+@bp.post("/test-connection")
+@bp.auth_required(auth, roles=["whmcs"])
+@bp.output(TestConnectionOut)
+@bp.doc(summary="Check the URL and the key (WHMCS TestConnection)")
+def test_connection():
+    live = _live()
+    try:
+        live.runtime.ping()
+        docker = "ok"
+    except Exception as exc:  # reported, not raised: the connection to the bridge itself works
+        docker = f"unreachable: {exc}"
+    return {"ok": True, "version": VERSION, "key": current_principal().name,
+            "products": Product.select().where(Product.valid == True).count(),  # noqa: E712
+            "docker": docker}
+
+
+@bp.get("/products")
+@bp.auth_required(auth, roles=["whmcs"])
+@bp.output(ProductListOut)
+@bp.doc(summary="Products and plans, for the module's config option dropdowns")
+def products():
+    live = _live()
+    items = []
+    for product in Product.select().order_by(Product.slug):
+        plans = []
+        if product.current_revision_id is not None:
+            plans = sorted(live.catalog.definition(product.current_revision).plans)
+        items.append({"slug": product.slug, "name": product.name, "valid": product.valid, "plans": plans})
+    return {"products": items}
+
+
+@bp.post("/services/<int:service_id>/create")
+@bp.auth_required(auth, roles=["whmcs"])
+@bp.input(CreateIn, arg_name="body")
+@bp.output(LifecycleOut)
+@bp.doc(summary="Create the order and deploy its stack (WHMCS CreateAccount)", responses=LIFECYCLE_RESPONSES)
+def create(service_id: int, body: dict):
+    client = body["client"]
+    outcome = _live().orders.create(
+        service_id=service_id, product=body["product"], plan=body["plan"], username=body.get("username"),
+        domain=body.get("domain"), requested_by=actor(),
+        customer=CustomerInfo(email=client["email"], whmcs_client_id=client["id"], first_name=client["firstname"],
+                              last_name=client["lastname"], company=client["companyname"]),
+    )
+    return _answer(outcome, body["wait"])
+
+
+@bp.post("/services/<int:service_id>/suspend")
+@bp.auth_required(auth, roles=["whmcs"])
+@bp.input(SuspendIn, arg_name="body")
+@bp.output(LifecycleOut)
+@bp.doc(summary="Stop the stack, keep its data (WHMCS SuspendAccount)", responses=LIFECYCLE_RESPONSES)
+def suspend(service_id: int, body: dict):
+    return _answer(_live().orders.suspend(_order(service_id), requested_by=actor()), body["wait"])
+
+
+@bp.post("/services/<int:service_id>/unsuspend")
+@bp.auth_required(auth, roles=["whmcs"])
+@bp.input(WaitIn, arg_name="body")
+@bp.output(LifecycleOut)
+@bp.doc(summary="Start the stack again (WHMCS UnsuspendAccount)", responses=LIFECYCLE_RESPONSES)
+def unsuspend(service_id: int, body: dict):
+    return _answer(_live().orders.unsuspend(_order(service_id), requested_by=actor()), body["wait"])
+
+
+@bp.post("/services/<int:service_id>/terminate")
+@bp.auth_required(auth, roles=["whmcs"])
+@bp.input(WaitIn, arg_name="body")
+@bp.output(LifecycleOut)
+@bp.doc(summary="Archive the data, then remove the stack (WHMCS TerminateAccount)", responses=LIFECYCLE_RESPONSES)
+def terminate(service_id: int, body: dict):
+    order = _live().orders.by_service_id(service_id)
+    outcome = _live().orders.terminate(order, requested_by=actor())
+    return _answer(outcome, body["wait"], unchanged=f"no order for WHMCS service {service_id}: nothing to terminate")
+
+
+@bp.post("/services/<int:service_id>/change-package")
+@bp.auth_required(auth, roles=["whmcs"])
+@bp.input(ChangePackageIn, arg_name="body")
+@bp.output(LifecycleOut)
+@bp.doc(summary="Move to another plan or product (WHMCS ChangePackage)", responses=LIFECYCLE_RESPONSES)
+def change_package(service_id: int, body: dict):
+    outcome = _live().orders.change_plan(_order(service_id), body["plan"], body.get("product"), requested_by=actor())
+    return _answer(outcome, body["wait"])
+
+
+@bp.post("/services/<int:service_id>/restart")
+@bp.auth_required(auth, roles=["whmcs"])
+@bp.input(WaitIn, arg_name="body")
+@bp.output(LifecycleOut)
+@bp.doc(summary="Restart every container of the stack (custom button)", responses=LIFECYCLE_RESPONSES)
+def restart(service_id: int, body: dict):
+    return _answer(_live().orders.restart(_order(service_id), requested_by=actor()), body["wait"])
+
+
+@bp.post("/services/<int:service_id>/redeploy")
+@bp.auth_required(auth, roles=["whmcs"])
+@bp.input(WaitIn, arg_name="body")
+@bp.output(LifecycleOut)
+@bp.doc(summary="Converge the stack to its definition (admin button)", responses=LIFECYCLE_RESPONSES)
+def redeploy(service_id: int, body: dict):
+    return _answer(_live().orders.redeploy(_order(service_id), requested_by=actor()), body["wait"])
+
+
+@bp.get("/services/<int:service_id>")
+@bp.auth_required(auth, roles=["whmcs"])
+@bp.output(OrderOut)
+@bp.doc(summary="Status, endpoints, progress and last error (client area)", responses={404: "No order for this service"})
+def service_info(service_id: int):
+    live = _live()
+    return order_view(_order(service_id), live.catalog, live.settings.public_scheme, include_secrets=True)
+
+
+@bp.get("/usage")
+@bp.auth_required(auth, roles=["whmcs"])
+@bp.input(UsageQuery, location="query", arg_name="query")
+@bp.output(UsageOut)
+@bp.doc(summary="Disk, memory and CPU per service, for all services in one request (UsageUpdate)")
+def usage(query: dict):
+    live = _live()
+    orders = Order.select().where(Order.status != "terminated").order_by(Order.id)
+    if query.get("service_id"):
+        orders = orders.where(Order.whmcs_service_id.in_(query["service_id"]))
+    orders = list(orders)
+    limits = {order.id: _memory_limit_mb(live, order) for order in orders}
+    items = collect_usage(live.runtime, live.settings.deployment, orders, limits)
+    return {"services": [vars(item) for item in items]}
+
+
+def _memory_limit_mb(live, order: Order) -> float | None:
+    """Sum of the services' memory limits; None when one service is unlimited."""
+    services = live.runner.target(order).stack.services.values()
+    limits = [service.mem_limit for service in services]
+    return None if not limits or any(limit is None for limit in limits) else round(sum(limits) / 1024 / 1024, 2)
+
