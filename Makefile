@@ -17,6 +17,7 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt
 
 migrate: venv
 	$(FLASK) live db upgrade
+	$(FLASK) live products sync
 
 # Worker and gunicorn side by side; Ctrl-C stops both.
 run: migrate

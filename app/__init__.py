@@ -49,9 +49,11 @@ def create_app(settings: Settings | None = None) -> APIFlask:
     from app.web import api_v1, geocat_live, health, whmcs
     from app.web.errors import register_error_handlers
     from app.web.observability import init_observability
+    from app.web.openapi import register_spec_processor
 
     init_observability(app)
     register_error_handlers(app)
+    register_spec_processor(app)
     for blueprint in (health.bp, whmcs.bp, api_v1.bp, geocat_live.bp):
         app.register_blueprint(blueprint)
     app.cli.add_command(live_cli)

@@ -40,11 +40,15 @@ def connect_database(url: str) -> peewee.Database:
         if str(path) != ":memory:":
             path.parent.mkdir(parents=True, exist_ok=True)
         # WAL lets the API read while the worker writes; busy_timeout waits for
-        # the writer instead of failing with "database is locked".
+        # the writer instead of failing with "database is locked". Transactions
+        # take the write lock up front (BEGIN IMMEDIATE): in WAL mode one that
+        # reads first and writes later fails at once, without waiting, when
+        # another process wrote meanwhile.
         db = peewee.SqliteDatabase(
             str(path),
             pragmas={"journal_mode": "wal", "busy_timeout": 10000, "foreign_keys": 1},
             check_same_thread=False,
+            lock_type="IMMEDIATE",
         )
     else:
         try:

@@ -15,4 +15,7 @@ def configure_logging(level: str = "INFO") -> None:
     # The docker SDK and urllib3 log every HTTP request at DEBUG; keep them quiet.
     for noisy in ("docker", "urllib3", "apscheduler.executors", "apscheduler.scheduler"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLevelName(level)))
+    # peewee's DEBUG log prints every SQL statement with its parameters, generated
+    # passwords included: never let it through, whatever the level.
+    logging.getLogger("peewee").setLevel(logging.INFO)
     _configured = True

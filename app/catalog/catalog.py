@@ -63,13 +63,12 @@ class Catalog:
             product, created = Product.get_or_create(
                 slug=definition.slug, defaults={"name": definition.name, "description": definition.description}
             )
-            revision = ProductRevision.get_or_none(product=product, content_hash=definition.content_hash)
-            if revision is None:
-                revision = ProductRevision.create(
-                    product=product, content_hash=definition.content_hash, commit=commit,
-                    manifest=definition.manifest_text, compose=definition.compose_text,
-                    valid=definition.valid, errors=definition.errors,
-                )
+            # get_or_create tolerates a concurrent sync inserting the same revision.
+            revision, _ = ProductRevision.get_or_create(
+                product=product, content_hash=definition.content_hash,
+                defaults={"commit": commit, "manifest": definition.manifest_text, "compose": definition.compose_text,
+                          "valid": definition.valid, "errors": definition.errors},
+            )
             is_current = product.current_revision_id == revision.id
             if definition.valid:
                 if not is_current:
@@ -99,7 +98,13 @@ class Catalog:
         return product
 
     def deployable_revision(self, slug: str) -> ProductRevision:
-        """The revision new orders of ``slug`` get: the newest valid one."""
+        """The revision new orders of ``slug`` get: the newest valid one.
+
+        A product not seen yet triggers one sync first, so a fresh installation
+        does not depend on the worker having synced before the first order.
+        """
+        if not Product.select().where(Product.slug == slug).exists():
+            self.sync()
         product = self.product(slug)
         if product.errors == [REMOVED]:
             raise NotFound(f"product {slug!r} was {REMOVED}; it takes no new orders")

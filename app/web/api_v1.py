@@ -70,7 +70,7 @@ def list_orders(query: dict):
     return {**_page(orders, query["page"], query["per_page"]), "items": [_order_view(o) for o in page]}
 
 
-@bp.get("/orders/<int:order_id>")
+@bp.get("/orders/<int(min=1, max=2147483647):order_id>")
 @bp.auth_required(auth, roles=["read"])
 @bp.output(OrderOut)
 @bp.doc(summary="One order", responses=NOT_FOUND)
@@ -78,7 +78,7 @@ def get_order(order_id: int):
     return _order_view(_get(Order, order_id, "order"))
 
 
-@bp.get("/orders/<int:order_id>/operations")
+@bp.get("/orders/<int(min=1, max=2147483647):order_id>/operations")
 @bp.auth_required(auth, roles=["read"])
 @bp.output(OperationListOut)
 @bp.doc(summary="The order's operations, newest first", responses=NOT_FOUND)
@@ -88,7 +88,7 @@ def order_operations(order_id: int):
     return {"items": [operation_view(op) for op in operations]}
 
 
-@bp.get("/orders/<int:order_id>/events")
+@bp.get("/orders/<int(min=1, max=2147483647):order_id>/events")
 @bp.auth_required(auth, roles=["read"])
 @bp.input(PageQuery, location="query", arg_name="query")
 @bp.output(EventPageOut)
@@ -100,7 +100,7 @@ def order_events(order_id: int, query: dict):
     return {**_page(events, query["page"], query["per_page"]), "items": [event_view(e) for e in page]}
 
 
-@bp.get("/operations/<int:operation_id>")
+@bp.get("/operations/<int(min=1, max=2147483647):operation_id>")
 @bp.auth_required(auth, roles=["read"])
 @bp.output(OperationOut)
 @bp.doc(summary="One operation, with its progress steps", responses=NOT_FOUND)
@@ -157,7 +157,7 @@ def list_customers(query: dict):
     return {**_page(customers, query["page"], query["per_page"]), "items": [customer_view(c) for c in page]}
 
 
-@bp.get("/customers/<int:customer_id>")
+@bp.get("/customers/<int(min=1, max=2147483647):customer_id>")
 @bp.auth_required(auth, roles=["read"])
 @bp.output(CustomerOut)
 @bp.doc(summary="One customer", responses=NOT_FOUND)

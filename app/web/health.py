@@ -19,7 +19,7 @@ def healthz():
 
 @bp.get("/readyz")
 @bp.doc(summary="Database and Docker engine reachable (no credentials); 503 names what is not",
-        responses={503: "Not ready"})
+        responses={200: "Ready", 503: "Not ready: the body names the failing dependency"})
 def readyz():
     live = current_app.extensions["live"]
     checks = {}

@@ -7,6 +7,7 @@ from apiflask.validators import Length, OneOf, Range, Regexp
 
 
 MAX_WAIT_SECONDS = 120
+MAX_ID = 2**31 - 1  # ids are 32-bit in the database
 ORDER_STATUSES = ("pending", "active", "suspended", "failed", "terminated")
 OPERATION_STATES = ("pending", "running", "succeeded", "failed")
 RESULTS = ("accepted", "running", "succeeded", "failed", "unchanged")
@@ -106,7 +107,7 @@ class PageMeta(Schema):
 
 # -- WHMCS lifecycle ----------------------------------------------------------
 class ClientIn(Schema):
-    id = Integer(required=True, validate=Range(min=1), metadata={"description": "WHMCS client id (userid)."})
+    id = Integer(required=True, validate=Range(min=1, max=MAX_ID), metadata={"description": "WHMCS client id (userid)."})
     email = Email(required=True, validate=Length(max=254))
     firstname = String(load_default="", validate=Length(max=100))
     lastname = String(load_default="", validate=Length(max=100))
@@ -166,7 +167,7 @@ class ProductListOut(Schema):
 
 
 class UsageQuery(Schema):
-    service_id = List(Integer(validate=Range(min=1)), load_default=None,
+    service_id = List(Integer(validate=Range(min=1, max=MAX_ID)), load_default=None,
                       metadata={"description": "Only these services (repeat the parameter); default all."})
 
 
@@ -189,8 +190,8 @@ class UsageOut(Schema):
 class OrderQuery(PageQuery):
     status = String(load_default=None, validate=OneOf(ORDER_STATUSES))
     product = String(load_default=None, validate=Length(max=64))
-    customer_id = Integer(load_default=None, validate=Range(min=1))
-    service_id = Integer(load_default=None, validate=Range(min=1))
+    customer_id = Integer(load_default=None, validate=Range(min=1, max=MAX_ID))
+    service_id = Integer(load_default=None, validate=Range(min=1, max=MAX_ID))
 
 
 class OrderPageOut(PageMeta):

@@ -115,7 +115,7 @@ def products():
     return {"products": items}
 
 
-@bp.post("/services/<int:service_id>/create")
+@bp.post("/services/<int(min=1, max=2147483647):service_id>/create")
 @bp.auth_required(auth, roles=["whmcs"])
 @bp.input(CreateIn, arg_name="body")
 @bp.output(LifecycleOut)
@@ -131,7 +131,7 @@ def create(service_id: int, body: dict):
     return _answer(outcome, body["wait"])
 
 
-@bp.post("/services/<int:service_id>/suspend")
+@bp.post("/services/<int(min=1, max=2147483647):service_id>/suspend")
 @bp.auth_required(auth, roles=["whmcs"])
 @bp.input(SuspendIn, arg_name="body")
 @bp.output(LifecycleOut)
@@ -140,7 +140,7 @@ def suspend(service_id: int, body: dict):
     return _answer(_live().orders.suspend(_order(service_id), requested_by=actor()), body["wait"])
 
 
-@bp.post("/services/<int:service_id>/unsuspend")
+@bp.post("/services/<int(min=1, max=2147483647):service_id>/unsuspend")
 @bp.auth_required(auth, roles=["whmcs"])
 @bp.input(WaitIn, arg_name="body")
 @bp.output(LifecycleOut)
@@ -149,7 +149,7 @@ def unsuspend(service_id: int, body: dict):
     return _answer(_live().orders.unsuspend(_order(service_id), requested_by=actor()), body["wait"])
 
 
-@bp.post("/services/<int:service_id>/terminate")
+@bp.post("/services/<int(min=1, max=2147483647):service_id>/terminate")
 @bp.auth_required(auth, roles=["whmcs"])
 @bp.input(WaitIn, arg_name="body")
 @bp.output(LifecycleOut)
@@ -160,7 +160,7 @@ def terminate(service_id: int, body: dict):
     return _answer(outcome, body["wait"], unchanged=f"no order for WHMCS service {service_id}: nothing to terminate")
 
 
-@bp.post("/services/<int:service_id>/change-package")
+@bp.post("/services/<int(min=1, max=2147483647):service_id>/change-package")
 @bp.auth_required(auth, roles=["whmcs"])
 @bp.input(ChangePackageIn, arg_name="body")
 @bp.output(LifecycleOut)
@@ -170,7 +170,7 @@ def change_package(service_id: int, body: dict):
     return _answer(outcome, body["wait"])
 
 
-@bp.post("/services/<int:service_id>/restart")
+@bp.post("/services/<int(min=1, max=2147483647):service_id>/restart")
 @bp.auth_required(auth, roles=["whmcs"])
 @bp.input(WaitIn, arg_name="body")
 @bp.output(LifecycleOut)
@@ -179,7 +179,7 @@ def restart(service_id: int, body: dict):
     return _answer(_live().orders.restart(_order(service_id), requested_by=actor()), body["wait"])
 
 
-@bp.post("/services/<int:service_id>/redeploy")
+@bp.post("/services/<int(min=1, max=2147483647):service_id>/redeploy")
 @bp.auth_required(auth, roles=["whmcs"])
 @bp.input(WaitIn, arg_name="body")
 @bp.output(LifecycleOut)
@@ -188,7 +188,7 @@ def redeploy(service_id: int, body: dict):
     return _answer(_live().orders.redeploy(_order(service_id), requested_by=actor()), body["wait"])
 
 
-@bp.get("/services/<int:service_id>")
+@bp.get("/services/<int(min=1, max=2147483647):service_id>")
 @bp.auth_required(auth, roles=["whmcs"])
 @bp.output(OrderOut)
 @bp.doc(summary="Status, endpoints, progress and last error (client area)", responses={404: "No order for this service"})

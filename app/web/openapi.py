@@ -1,0 +1,28 @@
+"""Completes the generated OpenAPI document with the error responses every route can give."""
+from __future__ import annotations
+
+from apiflask import APIFlask
+
+ERROR_REF = {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorOut"}}}
+
+
+def _error(description: str) -> dict:
+    return {"description": description, "content": ERROR_REF}
+
+
+def register_spec_processor(app: APIFlask) -> None:
+    @app.spec_processor
+    def add_error_responses(spec: dict) -> dict:
+        for path, item in spec.get("paths", {}).items():
+            for operation in item.values():
+                responses = operation.setdefault("responses", {})
+                if operation.get("requestBody"):
+                    responses.setdefault("400", _error("Malformed JSON body"))
+                    responses.setdefault("413", _error("Body larger than the limit"))
+                if operation.get("security"):
+                    responses.setdefault("403", _error("The key's scope does not allow this"))
+                if "{" in path:
+                    responses.setdefault("404", _error("Not found (including identifiers out of range)"))
+                if path != "/healthz":
+                    responses.setdefault("503", _error("Database unavailable"))
+        return spec

@@ -1,0 +1,144 @@
+"""Against the real service: gunicorn and the worker as processes, the real engine and database."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+import requests
+
+from app.config import PROJECT_ROOT
+from tests.conftest import write_product
+
+BIN = Path(sys.executable).parent
+MINI_MANIFEST = "name: Mini\nplans: {basic: {}}\nendpoints:\n  - {application: web, service: web, port: 8080}\n"
+MINI_COMPOSE = """
+services:
+  web:
+    image: live-test/busybox:latest
+    init: true
+    command: ["httpd", "-f", "-p", "8080", "-h", "/tmp"]
+    stop_grace_period: 1s
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+class Service:
+    def __init__(self, settings, tmp_path: Path):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.env = dict(os.environ, **{
+            "LIVE_DATABASE_URL": settings.database_url, "LIVE_CONFIG_REPO": str(settings.config_repo),
+            "LIVE_BASE_DOMAIN": settings.base_domain, "LIVE_BACKUP_DIR": str(settings.backup_dir),
+            "LIVE_DEPLOYMENT": settings.deployment, "LIVE_WORKER_POLL_SECONDS": "0.1",
+            "LIVE_WORKER_CONCURRENCY": "4", "LIVE_HEALTH_TIMEOUT_SECONDS": "60",
+            "GUNICORN_BIND": f"127.0.0.1:{self.port}", "GUNICORN_WORKERS": "2",
+        })
+        self.logs = tmp_path
+        self.processes: list[subprocess.Popen] = []
+
+    def flask(self, *args: str) -> str:
+        result = subprocess.run([str(BIN / "flask"), "--app", "wsgi", "live", *args], cwd=PROJECT_ROOT, env=self.env,
+                                capture_output=True, text=True, timeout=120)
+        assert result.returncode == 0, result.stderr
+        return result.stdout
+
+    def spawn(self, name: str, *command: str) -> None:
+        with open(self.logs / f"{name}.log", "ab") as log:
+            self.processes.append(subprocess.Popen(list(command), cwd=PROJECT_ROOT, env=self.env, stdout=log,
+                                                   stderr=subprocess.STDOUT))
+
+    def start(self, worker: bool) -> None:
+        self.flask("db", "upgrade")
+        self.token = self.flask("apikey", "create", "whmcs-test", "--scope", "admin").strip().splitlines()[-1]
+        self.spawn("gunicorn", str(BIN / "gunicorn"), "-c", "config/gunicorn.conf.py", "wsgi:app")
+        if worker:
+            self.spawn("worker", str(BIN / "flask"), "--app", "wsgi", "live", "worker")
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                if requests.get(f"{self.url}/healthz", timeout=1).status_code == 200:
+                    return
+            except requests.ConnectionError:
+                time.sleep(0.2)
+        raise AssertionError("gunicorn did not start: " + (self.logs / "gunicorn.log").read_text()[-2000:])
+
+    def stop(self) -> None:
+        for process in self.processes:
+            process.send_signal(signal.SIGTERM)
+        for process in self.processes:
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+
+    def post(self, path: str, body: dict) -> requests.Response:
+        return requests.post(f"{self.url}{path}", json=body, timeout=120,
+                             headers={"Authorization": f"Bearer {self.token}"})
+
+    def get(self, path: str) -> requests.Response:
+        return requests.get(f"{self.url}{path}", timeout=30, headers={"Authorization": f"Bearer {self.token}"})
+
+
+@pytest.fixture
+def service(settings, config_repo, tmp_path, request):
+    write_product(config_repo, "mini", MINI_MANIFEST, MINI_COMPOSE)
+    running = Service(settings, tmp_path)
+    running.start(worker=request.node.get_closest_marker("with_worker") is not None)
+    yield running
+    running.stop()
+
+
+def create_body(service_id: int, username: str) -> dict:
+    return {"client": {"id": service_id, "email": f"c{service_id}@example.org"}, "product": "mini", "plan": "basic",
+            "username": username}
+
+
+@pytest.mark.with_worker
+@pytest.mark.usefixtures("docker_engine", "stack_cleanup")
+def test_concurrent_creates_make_exactly_one_stack_each(service, docker_engine, settings):
+    calls = [(1000 + n, f"burst{n}") for n in range(20)] + [(2000, "repeated")] * 10
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        responses = list(pool.map(lambda call: service.post(f"/whmcs/v1/services/{call[0]}/create",
+                                                            create_body(*call)), calls))
+    assert {r.status_code for r in responses} <= {200, 202}, [r.text for r in responses if r.status_code >= 300]
+    repeated_operations = {r.json()["operation"]["id"] for r in responses[20:]}
+    assert len(repeated_operations) == 1, "every repeat of the same create got the same operation"
+
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline:
+        orders = service.get("/api/v1/orders?per_page=200").json()
+        if orders["total"] == 21 and all(o["status"] == "active" for o in orders["items"]):
+            break
+        time.sleep(0.5)
+    assert orders["total"] == 21
+    assert sorted({o["status"] for o in orders["items"]}) == ["active"], json.dumps(orders)[:2000]
+    containers = docker_engine.containers.list(filters={"label": f"live.deployment={settings.deployment}"})
+    assert len(containers) == 21
+    assert len({c.labels["live.order"] for c in containers}) == 21
+
+
+def test_schemathesis_finds_no_server_errors(service, tmp_path):
+    report = tmp_path / "schemathesis.json"
+    result = subprocess.run(
+        [str(BIN / "st"), "run", f"{service.url}/api/v1/openapi.json",
+         "--checks", "not_a_server_error,response_schema_conformance,status_code_conformance,content_type_conformance",
+         "--max-examples", "25", "--seed", "1", "--header", f"Authorization: Bearer {service.token}",
+         "--request-timeout", "30", "--report", "ndjson", "--report-ndjson-path", str(report)],
+        cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=900,
+    )
+    assert result.returncode == 0, result.stdout[-6000:]
+    server_errors = [line for line in (tmp_path / "gunicorn.log").read_text().splitlines() if '"status": 5' in line]
+    assert server_errors == []
