@@ -80,3 +80,19 @@ def test_database_outage_is_a_503_with_a_clear_message(api, monkeypatch):
     monkeypatch.setattr(live.db, "connect", broken)
     error = assert_error(api.get("/api/v1/orders", scope="read"), 503, "unavailable")
     assert error["message"] == "the database is unavailable; try again shortly"
+
+
+def test_readyz_names_what_is_missing(api, monkeypatch):
+    from app.errors import RuntimeUnavailable
+
+    ready = api.get("/readyz", scope=None)
+    assert ready.status_code == 200 and ready.json["checks"]["database"]["ok"] is True
+
+    def no_engine():
+        raise RuntimeUnavailable("ping Docker: cannot reach the Docker engine: connection refused")
+
+    monkeypatch.setattr(api.app.extensions["live"].runtime, "ping", no_engine)
+    broken = api.get("/readyz", scope=None)
+    assert broken.status_code == 503
+    assert broken.json["checks"]["docker"] == {"ok": False, "detail": "ping Docker: cannot reach the Docker engine: connection refused"}
+    assert broken.json["checks"]["database"]["ok"] is True

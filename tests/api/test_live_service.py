@@ -142,3 +142,15 @@ def test_schemathesis_finds_no_server_errors(service, tmp_path):
     assert result.returncode == 0, result.stdout[-6000:]
     server_errors = [line for line in (tmp_path / "gunicorn.log").read_text().splitlines() if '"status": 5' in line]
     assert server_errors == []
+
+
+def test_metrics_aggregate_every_gunicorn_worker(service):
+    for _ in range(20):
+        assert requests.get(f"{service.url}/healthz", timeout=5).status_code == 200
+    service.get("/api/v1/orders")
+    metrics = requests.get(f"{service.url}/metrics", timeout=5).text
+    healthz = [line for line in metrics.splitlines()
+               if line.startswith("live_http_requests_total{") and 'endpoint="/healthz"' in line]
+    assert sum(float(line.rsplit(" ", 1)[1]) for line in healthz) >= 20
+    assert "live_http_request_duration_seconds_bucket" in metrics
+    assert "live_orders" in metrics and "live_operations" in metrics
