@@ -21,7 +21,7 @@ def routes(app):
 
 
 def concrete(path: str) -> str:
-    return re.sub(r"<(?:int:)?(\w+)>", lambda m: "1" if "int:" in m.group(0) else "x", path)
+    return re.sub(r"<(?:(\w+)(?:\([^)]*\))?:)?(\w+)>", lambda m: "1" if m.group(1) == "int" else "x", path)
 
 
 def required_scope(path: str) -> str | None:

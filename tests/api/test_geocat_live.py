@@ -5,7 +5,7 @@ import time
 
 import pytest
 
-from app.models import Order
+from app.models import Operation, Order
 from tests.api.conftest import client_payload
 from tests.conftest import write_product
 
@@ -94,9 +94,11 @@ def _wait_for_container(docker_engine, name, timeout=60):
 
 
 def _wait_for_status(order_id, status, timeout=60):
+    """Until the order has the status and its operation has finished (both are recorded separately)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if Order.get_by_id(order_id).status == status:
+        busy = Operation.select().where((Operation.order == order_id) & Operation.state.in_(("pending", "running")))
+        if Order.get_by_id(order_id).status == status and not busy.exists():
             return
         time.sleep(0.1)
     raise AssertionError(f"order {order_id} never became {status}: {Order.get_by_id(order_id).last_error}")

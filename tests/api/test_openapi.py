@@ -20,7 +20,7 @@ def test_every_route_is_documented_with_its_methods(api):
     for rule in api.app.url_map.iter_rules():
         if rule.endpoint.startswith(("openapi.", "static")) or rule.rule == "/metrics":
             continue
-        path = re.sub(r"<(?:\w+:)?(\w+)>", r"{\1}", rule.rule)
+        path = re.sub(r"<(?:\w+(?:\([^)]*\))?:)?(\w+)>", r"{\1}", rule.rule)
         for method in rule.methods - {"HEAD", "OPTIONS"}:
             if (path, method) not in documented:
                 undocumented.add((path, method))
