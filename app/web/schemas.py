@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from apiflask import Schema
-from apiflask.fields import Boolean, Dict, Email, Float, Integer, List, Nested, String
+from apiflask.fields import Boolean, DateTime, Dict, Email, Float, Integer, List, Nested, String
 from apiflask.validators import Length, OneOf, Range, Regexp
 
 
@@ -92,6 +92,30 @@ class OrderOut(Schema):
     terminated_at = String(allow_none=True, required=True)
     secrets = Dict(keys=String(), values=String(),
                    metadata={"description": "Generated passwords; only for whmcs and admin keys."})
+
+
+class ServiceInfoOut(OrderOut):
+    recent_operations = List(Nested(OperationOut), required=True,
+                             metadata={"description": "The last operations, newest first (at most 10)."})
+
+
+class FailureQuery(Schema):
+    since = DateTime(load_default=None, metadata={"description": "ISO 8601; default: 24 hours ago."})
+
+
+class FailureOut(Schema):
+    service_id = Integer(required=True)
+    instance = String(required=True)
+    order_status = String(required=True)
+    operation_id = Integer(required=True)
+    kind = String(required=True)
+    error = String(required=True)
+    finished_at = String(required=True)
+
+
+class FailuresOut(Schema):
+    since = String(required=True)
+    failures = List(Nested(FailureOut), required=True)
 
 
 class PageQuery(Schema):

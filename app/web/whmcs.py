@@ -6,22 +6,25 @@ the same order and operation, or ``unchanged`` when there is nothing to do.
 """
 from __future__ import annotations
 
+import datetime as dt
 import time
 
 from apiflask import APIBlueprint
 from flask import current_app
 
 from app.errors import NotFound
-from app.models import Operation, Order, Product
+from app.models import Operation, Order, Product, utcnow
 from app.orders.service import CustomerInfo, Outcome
 from app.orders.usage import collect_usage
-from app.presenters import operation_view, order_view
+from app.presenters import operation_view, order_view, timestamp
 from app.web.auth import actor, auth, current_principal
 from app.web.schemas import (
     ChangePackageIn,
     CreateIn,
     LifecycleOut,
-    OrderOut,
+    FailureQuery,
+    FailuresOut,
+    ServiceInfoOut,
     ProductListOut,
     SuspendIn,
     TestConnectionOut,
@@ -190,11 +193,36 @@ def redeploy(service_id: int, body: dict):
 
 @bp.get("/services/<int(min=1, max=2147483647):service_id>")
 @bp.auth_required(auth, roles=["whmcs"])
-@bp.output(OrderOut)
-@bp.doc(summary="Status, endpoints, progress and last error (client area)", responses={404: "No order for this service"})
+@bp.output(ServiceInfoOut)
+@bp.doc(summary="Status, endpoints, progress, last error and recent operations (client area, admin tab)",
+        responses={404: "No order for this service"})
 def service_info(service_id: int):
     live = _live()
-    return order_view(_order(service_id), live.catalog, live.settings.public_scheme, include_secrets=True)
+    order = _order(service_id)
+    view = order_view(order, live.catalog, live.settings.public_scheme, include_secrets=True)
+    recent = Operation.select().where(Operation.order == order).order_by(Operation.id.desc()).limit(10)
+    view["recent_operations"] = [operation_view(op) for op in recent]
+    return view
+
+
+@bp.get("/failures")
+@bp.auth_required(auth, roles=["whmcs"])
+@bp.input(FailureQuery, location="query", arg_name="query")
+@bp.output(FailuresOut)
+@bp.doc(summary="Operations that failed since a time, for the module's cron hook to report")
+def failures(query: dict):
+    since = query.get("since")
+    if since is None:
+        since = utcnow() - dt.timedelta(hours=24)
+    elif since.tzinfo is not None:
+        since = since.astimezone(dt.timezone.utc).replace(tzinfo=None)
+    failed = (Operation.select(Operation, Order).join(Order)
+              .where((Operation.state == "failed") & (Operation.finished_at >= since))
+              .order_by(Operation.finished_at))
+    return {"since": timestamp(since), "failures": [
+        {"service_id": op.order.whmcs_service_id, "instance": op.order.instance, "order_status": op.order.status,
+         "operation_id": op.id, "kind": op.kind, "error": op.error or "", "finished_at": timestamp(op.finished_at)}
+        for op in failed]}
 
 
 @bp.get("/usage")

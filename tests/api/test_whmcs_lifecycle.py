@@ -111,6 +111,13 @@ def test_failed_provisioning_reports_the_reason(api, background_worker, config_r
     assert "image live-test/no-such-image:1 is not available" in failed["message"]
     assert failed["order"]["status"] == "failed" and failed["order"]["last_error"] == failed["message"]
 
+    # The module's cron hook finds it later, and the admin tab lists the operation.
+    reported = api.get("/whmcs/v1/failures").json["failures"]
+    assert [(f["service_id"], f["kind"], f["error"]) for f in reported] == [(530, "create", failed["message"])]
+    assert api.get("/whmcs/v1/failures?since=2999-01-01T00:00:00Z").json["failures"] == []
+    info = api.get("/whmcs/v1/services/530").json
+    assert [op["kind"] for op in info["recent_operations"]] == ["create"]
+
 
 def test_customer_record_follows_the_client_details(api):
     api.post("/whmcs/v1/services/540/create", client_payload(client_id=7, username="c1"))
