@@ -48,10 +48,12 @@ def create_app(settings: Settings | None = None) -> APIFlask:
     from app.cli import live_cli
     from app.web import api_v1, geocat_live, health, whmcs
     from app.web.errors import register_error_handlers
+    from app.web.input_guard import init_input_guard
     from app.web.observability import init_observability
     from app.web.openapi import register_spec_processor
 
     init_observability(app)
+    init_input_guard(app)
     register_error_handlers(app)
     register_spec_processor(app)
     for blueprint in (health.bp, whmcs.bp, api_v1.bp, geocat_live.bp):

@@ -7,6 +7,7 @@ this module only knows how.
 from __future__ import annotations
 
 import logging
+import re
 import socket
 import threading
 from pathlib import Path
@@ -163,13 +164,23 @@ class OperationRunner:
     # -- helpers ------------------------------------------------------------
     def _deploy(self, order: Order, progress: Progress):
         self._assign_ports(order)
-        result = self.deployer.deploy(self.target(order), progress)
+        try:
+            result = self.deployer.deploy(self.target(order), progress)
+        except LiveError as exc:
+            taken = _port_conflict(str(exc))
+            if taken is None or taken not in (order.published_ports or {}).values():
+                raise
+            # Something else took the order's port while it was stopped: move the endpoint.
+            progress(f"host port {taken} is taken by another process; moving the endpoint to a free port")
+            order.published_ports = {k: v for k, v in order.published_ports.items() if v != taken}
+            self._assign_ports(order, avoid={taken})
+            result = self.deployer.deploy(self.target(order), progress)
         if result.published_ports and result.published_ports != order.published_ports:
             order.published_ports = result.published_ports
             order.save()
         return result
 
-    def _assign_ports(self, order: Order) -> None:
+    def _assign_ports(self, order: Order, avoid: set[int] = frozenset()) -> None:
         """Record a host port per endpoint before deploying, so it survives recreates and restarts."""
         definition = self.catalog.definition(order.revision)
         wanted = {f"{e.service}:{e.port}" for e in definition.endpoints}
@@ -178,7 +189,7 @@ class OperationRunner:
         if not missing and ports == (order.published_ports or {}):
             return
         with self._ports_lock:  # operations of different orders run in parallel threads
-            taken = _ports_in_use(exclude=order.id)
+            taken = _ports_in_use(exclude=order.id) | set(avoid)
             for key in missing:
                 ports[key] = self.ports.allocate(taken | set(ports.values()))
             order.published_ports = ports
@@ -190,6 +201,15 @@ class OperationRunner:
         order.updated_at = utcnow()
         order.save()
         record_event(f"order.{status}", message, order=order, operation=operation)
+
+
+_PORT_CONFLICT = re.compile(r"127\.0\.0\.1:(\d+)(?: failed: port is already allocated|: bind: address already in use)")
+
+
+def _port_conflict(message: str) -> int | None:
+    """The host port the engine could not bind, from its error message."""
+    match = _PORT_CONFLICT.search(message)
+    return int(match.group(1)) if match else None
 
 
 def _ports_in_use(exclude: int) -> set[int]:

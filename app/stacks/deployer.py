@@ -136,15 +136,13 @@ class Deployer:
             "log_config": service.log_config,
         }
         networks = {target.network_name(name): sorted(set(aliases) | {service.name}) for name, aliases in service.networks.items()}
-        # The host port is left out of the hash: it is chosen by the engine and
-        # must not make an unchanged service look changed.
-        config_hash = _hash({
-            "image": image_id, "labels": labels, "create": create, "host_config": host_config,
-            "networks": networks, "published": endpoint_ports, "stop_grace": service.stop_grace_seconds,
-        })
         host_config["port_bindings"] = {
             port: ("127.0.0.1", target.pinned_ports.get(f"{service.name}:{port}")) for port in endpoint_ports
         } or None
+        config_hash = _hash({
+            "image": image_id, "labels": labels, "create": create, "host_config": host_config,
+            "networks": networks, "stop_grace": service.stop_grace_seconds,
+        })
         labels.update(target.base_labels())
         labels.update({"live.service": service.name, "live.config-hash": config_hash})
         request = ContainerRequest(

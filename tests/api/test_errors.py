@@ -96,3 +96,11 @@ def test_readyz_names_what_is_missing(api, monkeypatch):
     assert broken.status_code == 503
     assert broken.json["checks"]["docker"] == {"ok": False, "detail": "ping Docker: cannot reach the Docker engine: connection refused"}
     assert broken.json["checks"]["database"]["ok"] is True
+
+
+def test_nul_characters_are_refused_everywhere(api):
+    error = assert_error(api.get("/api/v1/customers?email=%00abc", scope="read"), 422, "validation_error")
+    assert error["details"] == {"query": ["contains a NUL character"]}
+    payload = client_payload()
+    payload["client"]["firstname"] = "Ada\x00"
+    assert_error(api.post(CREATE, payload), 422, "validation_error")

@@ -93,3 +93,26 @@ def test_redeploy_repairs_paused_stopped_and_removed_containers(live, settings, 
     assert repaired["web"].id == containers["web"].id and repaired["app"].id == containers["app"].id
     assert repaired["db"].id != containers["db"].id
     assert Order.get_by_id(active_order.id).status == "active"
+
+
+def test_a_taken_host_port_moves_the_endpoint(live, settings, docker_engine, active_order):
+    import socket
+    import urllib.request
+
+    live.orders.suspend(Order.get_by_id(active_order.id))
+    run_all(live)
+    old_port = Order.get_by_id(active_order.id).published_ports["web:8080"]
+    squatter = socket.socket()
+    squatter.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    squatter.bind(("127.0.0.1", old_port))
+    squatter.listen()
+    try:
+        live.orders.unsuspend(Order.get_by_id(active_order.id))
+        run_all(live)
+        order = Order.get_by_id(active_order.id)
+        assert order.status == "active", order.last_error
+        new_port = order.published_ports["web:8080"]
+        assert new_port != old_port
+        assert b"converge.test.local" in urllib.request.urlopen(f"http://127.0.0.1:{new_port}/", timeout=5).read()
+    finally:
+        squatter.close()
