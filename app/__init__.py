@@ -46,7 +46,7 @@ def create_app(settings: Settings | None = None) -> APIFlask:
             live.db.close()
 
     from app.cli import live_cli
-    from app.web import api_v1, geocat_live, health, whmcs
+    from app.web import api_v1, geocat_live, gitlab_hook, health, whmcs
     from app.web.errors import register_error_handlers
     from app.web.input_guard import init_input_guard
     from app.web.observability import init_observability
@@ -56,7 +56,7 @@ def create_app(settings: Settings | None = None) -> APIFlask:
     init_input_guard(app)
     register_error_handlers(app)
     register_spec_processor(app)
-    for blueprint in (health.bp, whmcs.bp, api_v1.bp, geocat_live.bp):
+    for blueprint in (health.bp, whmcs.bp, api_v1.bp, geocat_live.bp, gitlab_hook.bp):
         app.register_blueprint(blueprint)
     app.cli.add_command(live_cli)
     return app

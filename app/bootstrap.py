@@ -10,7 +10,8 @@ from dataclasses import dataclass
 import peewee
 
 from app.catalog.catalog import Catalog
-from app.catalog.source import LocalFolderSource
+from app.catalog.gitlab_source import GitLabSource
+from app.catalog.source import CatalogSource, LocalFolderSource
 from app.config import Settings, load_settings
 from app.db import connect_database
 from app.logging_setup import configure_logging
@@ -35,14 +36,22 @@ class Live:
         s = self.settings
         return Worker(self.db, self.runner, self.catalog, concurrency=s.worker_concurrency,
                       poll_seconds=s.worker_poll_seconds, retry_base_seconds=s.retry_base_seconds,
-                      lease_seconds=s.lease_seconds)
+                      lease_seconds=s.lease_seconds, catalog_sync_seconds=s.catalog_sync_seconds)
+
+
+def catalog_source(settings: Settings) -> CatalogSource:
+    """GitLab when LIVE_GITLAB_URL is set, else the local folder LIVE_CONFIG_REPO."""
+    if settings.gitlab_url:
+        return GitLabSource(settings.gitlab_url, settings.gitlab_token, settings.gitlab_project, settings.gitlab_ref,
+                            timeout=settings.gitlab_timeout)
+    return LocalFolderSource(settings.config_repo)
 
 
 def bootstrap(settings: Settings | None = None) -> Live:
     settings = settings or load_settings()
     configure_logging(settings.log_level)
     db = connect_database(settings.database_url)
-    catalog = Catalog(LocalFolderSource(settings.config_repo))
+    catalog = Catalog(catalog_source(settings))
     runtime = DockerRuntime(settings.docker_host)
     deployer = Deployer(runtime, health_timeout=settings.health_timeout_seconds)
     return Live(

@@ -19,7 +19,7 @@ from app.catalog.product import load_product_folder
 from app.db import pending_migrations, upgrade
 from app.apikeys import SCOPES, create_key, list_keys, revoke_key
 from app.errors import LiveError
-from app.models import Event, Operation, Order, Product
+from app.models import Event, Operation, Order, Product, ProductRevision
 from app.orders.service import CustomerInfo, Outcome
 from app.presenters import event_view, operation_view, order_view
 
@@ -135,6 +135,46 @@ def products_show(slug):
             click.echo("generated per order: " + ", ".join(sorted(definition.generated)))
     for error in product.errors or []:
         click.echo(f"ERROR: {error}")
+
+
+@products_cli.command("revisions")
+@click.argument("slug")
+def products_revisions(slug):
+    """List a product's recorded revisions, newest first, with the orders on each."""
+    live = _live()
+    try:
+        product = live.catalog.product(slug)
+    except LiveError as exc:
+        _fail(exc)
+    for revision in product.revisions.order_by(ProductRevision.id.desc()):
+        on = Order.select().where((Order.revision == revision) & (Order.status != "terminated")).count()
+        current = "current" if revision.id == product.current_revision_id else ""
+        state = "valid" if revision.valid else "INVALID"
+        click.echo(f"{revision.label}  commit {(revision.commit or '-')[:12]:12} {state:8} {on:>4} order(s) "
+                   f"{revision.created_at:%Y-%m-%d %H:%M} {current}")
+
+
+@products_cli.command("upgrade")
+@click.argument("slug")
+@click.option("--revision", default=None, help="Hash or commit prefix (default: the product's current revision).")
+@click.option("--dry-run", is_flag=True, help="Show what would be recreated for each order, change nothing.")
+def products_upgrade(slug, revision, dry_run):
+    """Move every order of a product to a revision (never done by a sync on its own)."""
+    live = _live()
+    orders = Order.select().join(Product).where((Product.slug == slug) & (Order.status != "terminated")).order_by(Order.id)
+    if not orders.exists():
+        click.echo(f"no orders of product {slug}")
+        return
+    try:
+        for order in orders:
+            target = live.orders.resolve_revision(order, revision)
+            if dry_run:
+                _echo_preview(live.runner.preview(order, target))
+            else:
+                outcome = live.orders.upgrade(order, revision, requested_by="cli")
+                click.echo(f"order {order.id} ({order.instance}): {outcome.message}")
+    except LiveError as exc:
+        _fail(exc)
 
 
 @products_cli.command("validate")
@@ -267,6 +307,32 @@ def orders_change_plan(order, plan, product, wait):
     except LiveError as exc:
         _fail(exc)
     _report(outcome, wait)
+
+
+@orders_cli.command("upgrade")
+@click.argument("order")
+@click.option("--revision", default=None, help="Hash or commit prefix of the revision (default: the product's current one).")
+@click.option("--dry-run", is_flag=True, help="Show what would be recreated, change nothing.")
+@wait_option
+def orders_upgrade(order, revision, dry_run, wait):
+    """Move an order to another revision of its product (newer, or back to an older one to roll back)."""
+    live = _live()
+    record = _get_order(order)
+    try:
+        if dry_run:
+            return _echo_preview(live.runner.preview(record, live.orders.resolve_revision(record, revision)))
+        outcome = live.orders.upgrade(record, revision, requested_by="cli")
+    except LiveError as exc:
+        _fail(exc)
+    _report(outcome, wait)
+
+
+def _echo_preview(preview: dict) -> None:
+    click.echo(f"order {preview['order_id']} ({preview['instance']}): revision {preview['from']} -> {preview['to']}")
+    for service, action in preview["services"].items():
+        click.echo(f"  {service:24} {action}")
+    for service in preview["removed"]:
+        click.echo(f"  {service:24} remove")
 
 
 @orders_cli.command("list")

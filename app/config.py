@@ -34,6 +34,14 @@ class Settings:
     health_timeout_seconds: float = 300.0
     lease_seconds: float = 60.0
     log_level: str = "INFO"
+    catalog_sync_seconds: float = 300.0
+    # GitLab catalog source; when gitlab_url is None the local LIVE_CONFIG_REPO is used.
+    gitlab_url: str | None = None
+    gitlab_token: str = ""
+    gitlab_project: str = ""
+    gitlab_ref: str = "main"
+    gitlab_timeout: float = 10.0
+    gitlab_webhook_secret: str = ""
 
 
 def _number(env: dict, name: str, default, minimum, cast=int):
@@ -75,7 +83,7 @@ def load_settings(environ: dict | None = None) -> Settings:
         )
 
     config_repo = _path(env, "LIVE_CONFIG_REPO", PROJECT_ROOT / "examples" / "config-repo")
-    if not (config_repo / "products").is_dir():
+    if not env.get("LIVE_GITLAB_URL") and not (config_repo / "products").is_dir():
         raise ConfigError(f"LIVE_CONFIG_REPO={config_repo} has no products/ folder")
 
     base_domain = (env.get("LIVE_BASE_DOMAIN") or "localhost").strip().lower().rstrip(".")
@@ -89,6 +97,13 @@ def load_settings(environ: dict | None = None) -> Settings:
     log_level = (env.get("LIVE_LOG_LEVEL") or "INFO").upper()
     if log_level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
         raise ConfigError(f"LIVE_LOG_LEVEL must be DEBUG, INFO, WARNING or ERROR, got {log_level!r}")
+
+    gitlab_url = (env.get("LIVE_GITLAB_URL") or "").strip().rstrip("/") or None
+    gitlab_project = (env.get("LIVE_GITLAB_PROJECT") or "").strip()
+    if gitlab_url and not re.match(r"^https?://[^/\s]+", gitlab_url):
+        raise ConfigError(f"LIVE_GITLAB_URL must be an http(s) URL like https://gitlab.example.org, got {gitlab_url!r}")
+    if bool(gitlab_url) != bool(gitlab_project):
+        raise ConfigError("LIVE_GITLAB_URL and LIVE_GITLAB_PROJECT go together: set both (GitLab catalog) or neither (local folder)")
 
     deployment = (env.get("LIVE_DEPLOYMENT") or "live").strip()
     if not re.match(r"^[a-z][a-z0-9]{0,15}$", deployment):
@@ -109,4 +124,11 @@ def load_settings(environ: dict | None = None) -> Settings:
         health_timeout_seconds=_float(env, "LIVE_HEALTH_TIMEOUT_SECONDS", 300.0, minimum=1.0),
         lease_seconds=_float(env, "LIVE_LEASE_SECONDS", 60.0, minimum=1.0),
         log_level=log_level,
+        catalog_sync_seconds=_float(env, "LIVE_CATALOG_SYNC_SECONDS", 300.0, minimum=5.0),
+        gitlab_url=gitlab_url,
+        gitlab_token=env.get("LIVE_GITLAB_TOKEN") or "",
+        gitlab_project=gitlab_project,
+        gitlab_ref=(env.get("LIVE_GITLAB_REF") or "main").strip(),
+        gitlab_timeout=_float(env, "LIVE_GITLAB_TIMEOUT_SECONDS", 10.0, minimum=1.0),
+        gitlab_webhook_secret=env.get("LIVE_GITLAB_WEBHOOK_SECRET") or "",
     )

@@ -53,6 +53,9 @@ class ProductRevision(BaseModel):
     valid = peewee.BooleanField()
     errors = JSONField(default=list)
     created_at = peewee.DateTimeField(default=utcnow)
+    # Git blob ids of product.yml and docker-compose.yml (GitLab source): unchanged blobs are not fetched again.
+    manifest_blob = peewee.CharField(max_length=64, null=True)
+    compose_blob = peewee.CharField(max_length=64, null=True)
 
     class Meta:
         indexes = ((("product", "content_hash"), True),)
@@ -125,7 +128,18 @@ class ApiKey(BaseModel):
     revoked_at = peewee.DateTimeField(null=True)
 
 
-ALL_MODELS = [Customer, Product, ProductRevision, Order, Operation, Event, ApiKey]
+class CatalogSync(BaseModel):
+    """One row: how the last catalog sync went, and whether one was requested (webhook)."""
+
+    source = peewee.CharField(max_length=300, default="")
+    commit = peewee.CharField(max_length=64, null=True)
+    requested_at = peewee.DateTimeField(null=True)
+    last_attempt_at = peewee.DateTimeField(null=True)
+    last_success_at = peewee.DateTimeField(null=True)
+    last_error = peewee.TextField(null=True)
+
+
+ALL_MODELS = [Customer, Product, ProductRevision, Order, Operation, Event, ApiKey, CatalogSync]
 
 
 def record_event(kind: str, message: str, *, order=None, operation=None, actor: str = "system", **data) -> Event:

@@ -12,10 +12,10 @@ import threading
 from dataclasses import dataclass, field
 
 from app.catalog.product import ProductDefinition, load_product
-from app.catalog.source import CatalogSource
+from app.catalog.source import CatalogSource, SourceProduct
 from app.db import database
-from app.errors import NotFound, ProductError
-from app.models import Product, ProductRevision, record_event, utcnow
+from app.errors import LiveError, NotFound, ProductError
+from app.models import CatalogSync, Product, ProductRevision, record_event, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -37,16 +37,28 @@ class Catalog:
         self.source = source
         self._definitions: dict[str, ProductDefinition] = {}
         self._lock = threading.Lock()
+        self._seeded = False
 
     def sync(self) -> SyncReport:
+        """Read the source and record what changed; a failed read leaves the catalog as it was."""
         report = SyncReport(source=self.source.describe())
+        state = self._state()
+        state.source, state.last_attempt_at = report.source, utcnow()
+        self._seed_blob_cache()
+        try:
+            items = self.source.read()
+        except LiveError as exc:
+            state.last_error = str(exc)
+            state.save()
+            log.warning("catalog sync from %s failed, keeping the last catalog: %s", report.source, exc)
+            raise
         seen = set()
-        for item in self.source.read():
+        for item in items:
             seen.add(item.slug)
             definition = load_product(item.slug, item.manifest_text, item.compose_text)
             for missing in item.missing:
                 definition.errors.insert(0, f"product {item.slug}: {missing} is missing")
-            self._record(definition, item.commit, report)
+            self._record(definition, item, report)
         with database.atomic():
             for product in Product.select().where(Product.valid == True):  # noqa: E712 (SQL comparison)
                 if product.slug not in seen:
@@ -54,11 +66,47 @@ class Catalog:
                     report.removed.append(product.slug)
                     product.valid, product.errors = False, [REMOVED]
                     product.save()
+        state.last_success_at, state.last_error = utcnow(), None
+        state.commit = next((item.commit for item in items if item.commit), None)
+        state.save()
         log.info("catalog sync from %s: %d added, %d changed, %d unchanged, %d invalid",
                  report.source, len(report.added), len(report.changed), len(report.unchanged), len(report.invalid))
         return report
 
-    def _record(self, definition: ProductDefinition, commit: str | None, report: SyncReport) -> None:
+    @staticmethod
+    def _state() -> CatalogSync:
+        state = CatalogSync.get_or_none()
+        return state if state is not None else CatalogSync.create()
+
+    def status(self) -> CatalogSync:
+        return self._state()
+
+    def request_sync(self) -> None:
+        """Ask the worker to sync soon (the webhook's way: it must answer fast)."""
+        state = self._state()
+        state.requested_at = utcnow()
+        state.save()
+
+    def sync_requested(self) -> bool:
+        state = self._state()
+        return state.requested_at is not None and (state.last_attempt_at is None or state.requested_at > state.last_attempt_at)
+
+    def _seed_blob_cache(self) -> None:
+        """Files already stored need not be fetched again after a restart."""
+        remember = getattr(self.source, "remember", None)
+        if remember is None or self._seeded:
+            return
+        query = ProductRevision.select(ProductRevision.manifest_blob, ProductRevision.manifest,
+                                       ProductRevision.compose_blob, ProductRevision.compose)
+        for revision in query:
+            if revision.manifest_blob:
+                remember(revision.manifest_blob, revision.manifest)
+            if revision.compose_blob:
+                remember(revision.compose_blob, revision.compose)
+        self._seeded = True
+
+    def _record(self, definition: ProductDefinition, item: SourceProduct, report: SyncReport) -> None:
+        commit = item.commit
         with database.atomic():
             product, created = Product.get_or_create(
                 slug=definition.slug, defaults={"name": definition.name, "description": definition.description}
@@ -67,7 +115,8 @@ class Catalog:
             revision, _ = ProductRevision.get_or_create(
                 product=product, content_hash=definition.content_hash,
                 defaults={"commit": commit, "manifest": definition.manifest_text, "compose": definition.compose_text,
-                          "valid": definition.valid, "errors": definition.errors},
+                          "valid": definition.valid, "errors": definition.errors,
+                          "manifest_blob": item.manifest_blob, "compose_blob": item.compose_blob},
             )
             is_current = product.current_revision_id == revision.id
             if definition.valid:
@@ -104,7 +153,10 @@ class Catalog:
         does not depend on the worker having synced before the first order.
         """
         if not Product.select().where(Product.slug == slug).exists():
-            self.sync()
+            try:
+                self.sync()
+            except LiveError:
+                pass  # the source is down: answer with what the catalog knows
         product = self.product(slug)
         if product.errors == [REMOVED]:
             raise NotFound(f"product {slug!r} was {REMOVED}; it takes no new orders")

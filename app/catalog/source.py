@@ -2,7 +2,7 @@
 
 :class:`CatalogSource` is the port; :class:`LocalFolderSource` reads a local
 folder or git checkout (``products/<slug>/product.yml`` + ``docker-compose.yml``).
-A GitLab source implements the same interface.
+:class:`app.catalog.gitlab_source.GitLabSource` reads the same layout from GitLab.
 """
 from __future__ import annotations
 
@@ -22,6 +22,8 @@ class SourceProduct:
     compose_text: str
     commit: str | None = None
     missing: tuple[str, ...] = ()  # files that are absent from the folder
+    manifest_blob: str | None = None  # git blob ids, when the source knows them
+    compose_blob: str | None = None
 
 
 class CatalogSource(Protocol):

@@ -16,7 +16,7 @@ from typing import Callable
 from app.catalog.catalog import Catalog
 from app.catalog.policy import check_policy
 from app.errors import LiveError, ProductError
-from app.models import Operation, Order, record_event, utcnow
+from app.models import Operation, Order, ProductRevision, record_event, utcnow
 from app.stacks.deployer import Deployer, DeploymentTarget
 from app.stacks.spec import parse_stack
 
@@ -58,8 +58,10 @@ class OperationRunner:
         self.ports = ports or PortAllocator()
         self._ports_lock = threading.Lock()
 
-    def target(self, order: Order) -> DeploymentTarget:
-        definition = self.catalog.definition(order.revision)
+    def target(self, order: Order, revision: ProductRevision | None = None) -> DeploymentTarget:
+        """The order's stack as its revision (or ``revision``) renders it."""
+        revision = revision or order.revision
+        definition = self.catalog.definition(revision)
         definition.require_valid()
         builtins = {
             "LIVE_ORDER_ID": str(order.id),
@@ -70,7 +72,7 @@ class OperationRunner:
             "LIVE_PRODUCT": order.product.slug,
             "LIVE_CUSTOMER_EMAIL": order.customer.email,
         }
-        rendered = definition.render(order.plan, builtins, order.secrets)
+        rendered = definition.render(order.plan, builtins, definition.generate_secrets(order.secrets))
         # Defence in depth: the catalog checked sample values; check the real ones too.
         violations = check_policy(definition.slug, rendered)
         if violations:
@@ -78,7 +80,7 @@ class OperationRunner:
         stack = parse_stack(rendered)
         return DeploymentTarget(
             order_id=order.id, instance=order.instance, product=order.product.slug,
-            revision=order.revision.label, hostname=order.hostname, stack=stack,
+            revision=revision.label, hostname=order.hostname, stack=stack,
             endpoints=list(definition.endpoints), pinned_ports=dict(order.published_ports or {}),
             tls=self.public_scheme == "https", deployment=self.deployment,
         )
@@ -135,6 +137,30 @@ class OperationRunner:
             self._set_status(order, "active", operation, f"order {order.instance} moved to plan {plan}")
         record_event("order.plan_changed", f"plan {previous} -> {plan}", order=order, operation=operation,
                      previous=previous, plan=plan, product=product)
+
+    def preview(self, order: Order, revision: ProductRevision) -> dict:
+        """What moving to ``revision`` would do to each service, without doing it."""
+        plan, _, _ = self.deployer.plan(self.target(order, revision))
+        return {"order_id": order.id, "instance": order.instance, "from": order.revision.label, "to": revision.label,
+                "services": {name: action.value for name, action in sorted(plan.actions.items())},
+                "removed": sorted(c.service or c.name for c in plan.orphans)}
+
+    def _do_upgrade(self, operation: Operation, order: Order, progress: Progress) -> None:
+        revision = ProductRevision.get((ProductRevision.product == order.product)
+                                       & (ProductRevision.content_hash == operation.params["revision"]))
+        previous = order.revision.label
+        order.revision = revision
+        order.secrets = self.catalog.definition(revision).generate_secrets(order.secrets)
+        order.updated_at = utcnow()
+        order.save()
+        if order.status == "suspended":
+            progress("order is suspended: the new revision applies when it is resumed")
+        else:
+            result = self._deploy(order, progress)
+            progress("recreated: " + (", ".join(s for s, a in sorted(result.actions.items()) if a != "noop") or "nothing"))
+            self._set_status(order, "active", operation, f"order {order.instance} at revision {revision.label}")
+        record_event("order.upgraded", f"revision {previous} -> {revision.label}", order=order, operation=operation,
+                     previous=previous, revision=revision.label, commit=revision.commit)
 
     def _do_terminate(self, operation: Operation, order: Order, progress: Progress) -> None:
         stamp = f"{operation.created_at:%Y%m%dT%H%M%S}-op{operation.id}"

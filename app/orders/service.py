@@ -14,13 +14,13 @@ import peewee
 from app.catalog.catalog import Catalog
 from app.db import database
 from app.errors import Conflict, InvalidRequest, NotFound
-from app.models import Customer, Operation, Order, record_event, utcnow
+from app.models import Customer, Operation, Order, ProductRevision, record_event, utcnow
 from app.naming import derive_instance, hostname_for, validate_instance
 
 log = logging.getLogger(__name__)
 
 UNFINISHED = ("pending", "running")
-KINDS = ("create", "suspend", "unsuspend", "change_plan", "terminate", "redeploy", "restart")
+KINDS = ("create", "suspend", "unsuspend", "change_plan", "terminate", "redeploy", "restart", "upgrade")
 
 
 @dataclass(frozen=True)
@@ -188,6 +188,34 @@ class OrderService:
         if order.plan == plan and order.product.slug == product and self._unfinished(order) is None:
             return Outcome(order, None, False, f"order already on plan {plan}")
         return self._transition(order, "change_plan", params, requested_by, done_when=None)
+
+    def resolve_revision(self, order: Order, revision: str | None) -> ProductRevision:
+        """A valid revision of the order's product: the current one, or one named by hash/commit prefix."""
+        if revision is None:
+            return self.catalog.deployable_revision(order.product.slug)
+        text = revision.strip().lower()
+        if len(text) < 7:
+            raise InvalidRequest(f"revision {revision!r} is too short: give at least 7 characters of its hash or commit")
+        matches = [r for r in ProductRevision.select().where(ProductRevision.product == order.product)
+                   if r.content_hash.startswith(text) or (r.commit or "").startswith(text)]
+        if not matches:
+            raise NotFound(f"product {order.product.slug} has no revision {revision!r}")
+        if len(matches) > 1:
+            raise InvalidRequest(f"revision {revision!r} is ambiguous: give more characters")
+        if not matches[0].valid:
+            raise InvalidRequest(f"revision {matches[0].label} of {order.product.slug} is invalid and cannot be deployed")
+        return matches[0]
+
+    def upgrade(self, order: Order, revision: str | None = None, requested_by: str = "system") -> Outcome:
+        """Move the order to another revision of its product (newer, or back to an older one)."""
+        target = self.resolve_revision(order, revision)
+        params = {"revision": target.content_hash}
+        queued = self._unfinished(order, "upgrade")
+        if queued is not None and queued.params == params:
+            return Outcome(order, queued, False, "upgrade already under way")
+        if order.revision_id == target.id and self._unfinished(order) is None:
+            return Outcome(order, None, False, f"order already at revision {target.label}")
+        return self._transition(order, "upgrade", params, requested_by, done_when=None)
 
     def _transition(self, order: Order, kind: str, params: dict, requested_by: str, done_when: str | None) -> Outcome:
         if order.status == "terminated":

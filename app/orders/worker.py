@@ -133,8 +133,20 @@ class Worker:
         try:
             self.recover()  # also catches operations whose result could not be recorded
             self.dispatch()
+            self._sync_if_requested()
         except (peewee.PeeweeException, LiveError) as exc:
             log.warning("dispatch failed, will try again: %s", exc)
+
+    def _sync_if_requested(self) -> None:
+        """A webhook asked for a sync: run it now, off the dispatch thread when the scheduler runs."""
+        with self.db.connection_context():
+            requested = self.catalog.sync_requested()
+        if not requested:
+            return
+        if self._scheduler is not None and self._scheduler.running:
+            self._scheduler.add_job(self.sync_catalog_safely, id="sync-catalog-requested", replace_existing=True)
+        else:
+            self.sync_catalog_safely()
 
     def sync_catalog_safely(self) -> None:
         try:

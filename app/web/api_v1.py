@@ -6,11 +6,20 @@ from flask import current_app
 
 from app.errors import NotFound
 from app.models import Customer, Event, Operation, Order, Product, ProductRevision
-from app.presenters import customer_view, event_view, operation_view, order_view, product_view, revision_view
-from app.web.auth import auth, current_principal
+from app.presenters import (
+    customer_view,
+    event_view,
+    operation_view,
+    order_view,
+    product_view,
+    revision_view,
+    timestamp,
+)
+from app.web.auth import actor, auth, current_principal
 from app.web.schemas import (
     CustomerOut,
     CustomerPageOut,
+    CatalogStatusOut,
     CustomerQuery,
     EventPageOut,
     OperationListOut,
@@ -19,10 +28,14 @@ from app.web.schemas import (
     OrderPageOut,
     OrderQuery,
     PageQuery,
+    ProductUpgradeIn,
+    ProductUpgradeOut,
     ProductOut,
     ProductsOut,
     RevisionsOut,
     SyncOut,
+    UpgradeIn,
+    UpgradeOut,
 )
 
 bp = APIBlueprint("api_v1", __name__, url_prefix="/api/v1", tag="Developer API")
@@ -142,6 +155,51 @@ def product_revisions(slug: str):
 @bp.doc(summary="Read the config repository now and record new revisions")
 def sync_products():
     return vars(_live().catalog.sync())
+
+
+@bp.post("/orders/<int(min=1, max=2147483647):order_id>/upgrade")
+@bp.auth_required(auth, roles=["admin"])
+@bp.input(UpgradeIn, arg_name="body")
+@bp.output(UpgradeOut)
+@bp.doc(summary="Move an order to another revision of its product (or preview it with dry_run)",
+        responses={202: "Accepted, or still running after the wait", 404: "Not found", 422: "Invalid revision"})
+def upgrade_order(order_id: int, body: dict):
+    return _upgrade(_get(Order, order_id, "order"), body["revision"], body["dry_run"], body["wait"])
+
+
+@bp.post("/products/<slug>/upgrade")
+@bp.auth_required(auth, roles=["admin"])
+@bp.input(ProductUpgradeIn, arg_name="body")
+@bp.output(ProductUpgradeOut)
+@bp.doc(summary="Move every order of a product to a revision (or preview it with dry_run)", responses=NOT_FOUND)
+def upgrade_product(slug: str, body: dict):
+    product = _live().catalog.product(slug)
+    orders = Order.select().where((Order.product == product) & (Order.status != "terminated")).order_by(Order.id)
+    return {"orders": [_upgrade(order, body["revision"], body["dry_run"], 0)[0] for order in orders]}
+
+
+def _upgrade(order: Order, revision: str | None, dry_run: bool, wait: float):
+    from app.web.whmcs import lifecycle_answer
+
+    live = _live()
+    if dry_run:
+        preview = live.runner.preview(order, live.orders.resolve_revision(order, revision))
+        return {"result": "preview", "message": f"revision {preview['from']} -> {preview['to']}",
+                "order": _order_view(order), "operation": None, "preview": preview}, 200
+    body, status = lifecycle_answer(live.orders.upgrade(order, revision, requested_by=actor()), wait)
+    return {**body, "preview": None}, status
+
+
+@bp.get("/catalog")
+@bp.auth_required(auth, roles=["read"])
+@bp.output(CatalogStatusOut)
+@bp.doc(summary="Where the catalog comes from and how its last sync went")
+def catalog_status():
+    catalog = _live().catalog
+    state = catalog.status()
+    return {"source": state.source or catalog.source.describe(), "commit": state.commit,
+            "last_attempt_at": timestamp(state.last_attempt_at), "last_success_at": timestamp(state.last_success_at),
+            "last_error": state.last_error, "sync_requested": catalog.sync_requested()}
 
 
 @bp.get("/customers")

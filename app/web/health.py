@@ -34,4 +34,20 @@ def readyz():
     except LiveError as exc:
         checks["docker"] = {"ok": False, "detail": str(exc)}
     ready = all(check["ok"] for check in checks.values())
-    return jsonify(status="ready" if ready else "unavailable", checks=checks), 200 if ready else 503
+    # A failing catalog source is reported, not fatal: orders keep using the last good catalog.
+    checks["catalog"] = _catalog_check(live)
+    status = ("ready" if checks["catalog"]["ok"] else "degraded") if ready else "unavailable"
+    return jsonify(status=status, checks=checks), 200 if ready else 503
+
+
+def _catalog_check(live) -> dict:
+    try:
+        state = live.catalog.status()
+    except peewee.PeeweeException as exc:
+        return {"ok": False, "detail": f"unknown: {exc}"}
+    if state.last_error:
+        since = f"last good sync {state.last_success_at:%Y-%m-%d %H:%M:%S}Z" if state.last_success_at else "no good sync yet"
+        return {"ok": False, "detail": f"{state.last_error} ({since}; serving the last good catalog)"}
+    if state.last_success_at is None:
+        return {"ok": True, "detail": "not synced yet"}
+    return {"ok": True, "detail": f"synced {state.last_success_at:%Y-%m-%d %H:%M:%S}Z at commit {(state.commit or '-')[:12]}"}

@@ -286,6 +286,54 @@ class SyncOut(Schema):
     invalid = Dict(keys=String(), values=List(String()), required=True)
 
 
+class UpgradeIn(Schema):
+    revision = String(load_default=None, allow_none=True, validate=Length(7, 64),
+                      metadata={"description": "Hash or commit prefix; default: the product's current revision."})
+    dry_run = Boolean(load_default=False, metadata={"description": "Only report what would be recreated."})
+    wait = wait_field()
+
+
+class PreviewOut(Schema):
+    order_id = Integer(required=True)
+    instance = String(required=True)
+    from_ = String(required=True, data_key="from")
+    to = String(required=True)
+    services = Dict(keys=String(), values=String(), required=True,
+                    metadata={"description": "service -> create, recreate, start, unpause or noop"})
+    removed = List(String(), required=True)
+
+
+class UpgradeOut(Schema):
+    result = String(required=True, validate=OneOf(RESULTS + ("preview",)))
+    message = String(required=True)
+    order = Nested(OrderOut, allow_none=True, required=True)
+    operation = Nested(OperationOut, allow_none=True, required=True)
+    preview = Nested(PreviewOut, allow_none=True, required=True)
+
+
+class ProductUpgradeIn(Schema):
+    revision = String(load_default=None, allow_none=True, validate=Length(7, 64))
+    dry_run = Boolean(load_default=False)
+
+
+class ProductUpgradeOut(Schema):
+    orders = List(Nested(UpgradeOut), required=True)
+
+
+class CatalogStatusOut(Schema):
+    source = String(required=True)
+    commit = String(allow_none=True, required=True)
+    last_attempt_at = String(allow_none=True, required=True)
+    last_success_at = String(allow_none=True, required=True)
+    last_error = String(allow_none=True, required=True)
+    sync_requested = Boolean(required=True)
+
+
+class WebhookOut(Schema):
+    sync = String(required=True, validate=OneOf(("requested", "ignored")))
+    reason = String(required=True)
+
+
 class CustomerOut(Schema):
     id = Integer(required=True)
     whmcs_client_id = Integer(allow_none=True, required=True)

@@ -59,7 +59,7 @@ def _wait_for(operation: Operation, seconds: float) -> Operation:
     return operation
 
 
-def _answer(outcome: Outcome | None, wait: float, unchanged: str = ""):
+def lifecycle_answer(outcome: Outcome | None, wait: float, unchanged: str = ""):
     """The uniform answer of every lifecycle call, and 202 while work is still under way."""
     live = _live()
     if outcome is None:
@@ -131,7 +131,7 @@ def create(service_id: int, body: dict):
         customer=CustomerInfo(email=client["email"], whmcs_client_id=client["id"], first_name=client["firstname"],
                               last_name=client["lastname"], company=client["companyname"]),
     )
-    return _answer(outcome, body["wait"])
+    return lifecycle_answer(outcome, body["wait"])
 
 
 @bp.post("/services/<int(min=1, max=2147483647):service_id>/suspend")
@@ -140,7 +140,7 @@ def create(service_id: int, body: dict):
 @bp.output(LifecycleOut)
 @bp.doc(summary="Stop the stack, keep its data (WHMCS SuspendAccount)", responses=LIFECYCLE_RESPONSES)
 def suspend(service_id: int, body: dict):
-    return _answer(_live().orders.suspend(_order(service_id), requested_by=actor()), body["wait"])
+    return lifecycle_answer(_live().orders.suspend(_order(service_id), requested_by=actor()), body["wait"])
 
 
 @bp.post("/services/<int(min=1, max=2147483647):service_id>/unsuspend")
@@ -149,7 +149,7 @@ def suspend(service_id: int, body: dict):
 @bp.output(LifecycleOut)
 @bp.doc(summary="Start the stack again (WHMCS UnsuspendAccount)", responses=LIFECYCLE_RESPONSES)
 def unsuspend(service_id: int, body: dict):
-    return _answer(_live().orders.unsuspend(_order(service_id), requested_by=actor()), body["wait"])
+    return lifecycle_answer(_live().orders.unsuspend(_order(service_id), requested_by=actor()), body["wait"])
 
 
 @bp.post("/services/<int(min=1, max=2147483647):service_id>/terminate")
@@ -160,7 +160,7 @@ def unsuspend(service_id: int, body: dict):
 def terminate(service_id: int, body: dict):
     order = _live().orders.by_service_id(service_id)
     outcome = _live().orders.terminate(order, requested_by=actor())
-    return _answer(outcome, body["wait"], unchanged=f"no order for WHMCS service {service_id}: nothing to terminate")
+    return lifecycle_answer(outcome, body["wait"], unchanged=f"no order for WHMCS service {service_id}: nothing to terminate")
 
 
 @bp.post("/services/<int(min=1, max=2147483647):service_id>/change-package")
@@ -170,7 +170,7 @@ def terminate(service_id: int, body: dict):
 @bp.doc(summary="Move to another plan or product (WHMCS ChangePackage)", responses=LIFECYCLE_RESPONSES)
 def change_package(service_id: int, body: dict):
     outcome = _live().orders.change_plan(_order(service_id), body["plan"], body.get("product"), requested_by=actor())
-    return _answer(outcome, body["wait"])
+    return lifecycle_answer(outcome, body["wait"])
 
 
 @bp.post("/services/<int(min=1, max=2147483647):service_id>/restart")
@@ -179,7 +179,7 @@ def change_package(service_id: int, body: dict):
 @bp.output(LifecycleOut)
 @bp.doc(summary="Restart every container of the stack (custom button)", responses=LIFECYCLE_RESPONSES)
 def restart(service_id: int, body: dict):
-    return _answer(_live().orders.restart(_order(service_id), requested_by=actor()), body["wait"])
+    return lifecycle_answer(_live().orders.restart(_order(service_id), requested_by=actor()), body["wait"])
 
 
 @bp.post("/services/<int(min=1, max=2147483647):service_id>/redeploy")
@@ -188,7 +188,7 @@ def restart(service_id: int, body: dict):
 @bp.output(LifecycleOut)
 @bp.doc(summary="Converge the stack to its definition (admin button)", responses=LIFECYCLE_RESPONSES)
 def redeploy(service_id: int, body: dict):
-    return _answer(_live().orders.redeploy(_order(service_id), requested_by=actor()), body["wait"])
+    return lifecycle_answer(_live().orders.redeploy(_order(service_id), requested_by=actor()), body["wait"])
 
 
 @bp.get("/services/<int(min=1, max=2147483647):service_id>")

@@ -9,9 +9,11 @@ from app.apikeys import revoke_key
 from app.models import ApiKey
 
 PUBLIC = {"/healthz", "/readyz", "/metrics", "/api/v1/openapi.json", "/api/v1/docs",
-          "/geocat-live/api/1.0/order/<instance>", "/static/<path:filename>", "/docs/oauth2-redirect"}
+          "/geocat-live/api/1.0/order/<instance>", "/static/<path:filename>", "/docs/oauth2-redirect",
+          "/hooks/gitlab"}  # the webhook checks X-Gitlab-Token instead of a key
 SCOPE_OF_PREFIX = {"/whmcs/v1/": "whmcs", "/api/v1/": "read"}
-ADMIN_ONLY = {"/api/v1/products/sync"}
+ADMIN_ONLY = {"/api/v1/products/sync", "/api/v1/orders/<int(min=1, max=2147483647):order_id>/upgrade",
+              "/api/v1/products/<slug>/upgrade"}
 
 
 def routes(app):

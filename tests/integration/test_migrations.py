@@ -8,8 +8,8 @@ from app.models import ALL_MODELS
 def test_migrations_apply_to_an_empty_database_and_match_the_models(database_url):
     db = connect_database(database_url)
     try:
-        assert pending_migrations(db) == ["0001_initial", "0002_api_keys"]
-        assert upgrade(db) == ["0001_initial", "0002_api_keys"]
+        assert pending_migrations(db) == ["0001_initial", "0002_api_keys", "0003_catalog_sync"]
+        assert upgrade(db) == ["0001_initial", "0002_api_keys", "0003_catalog_sync"]
         assert upgrade(db) == [], "a second upgrade is a no-op"
         assert pending_migrations(db) == []
         for model in ALL_MODELS:
@@ -29,7 +29,7 @@ def test_downgrade_removes_the_schema(database_url):
     db = connect_database(database_url)
     try:
         upgrade(db)
-        assert migration_runner(db).down("0001_initial") == ["0002_api_keys", "0001_initial"]
+        assert migration_runner(db).down("0001_initial") == ["0003_catalog_sync", "0002_api_keys", "0001_initial"]
         assert not any(db.table_exists(model._meta.table_name) for model in ALL_MODELS)
     finally:
         db.close()

@@ -1,0 +1,713 @@
+<?php
+/**
+ * GeoCat Live: WHMCS provisioning module for the GeoCat Live Bridge.
+ *
+ * Every WHMCS service is one order on the bridge, keyed by the WHMCS service id
+ * ($params['serviceid'], never anything from the request). The bridge answers at
+ * once and does the work in its worker; each call may wait up to the product's
+ * "Wait" setting for the work to end. Every call is idempotent on the bridge, so
+ * WHMCS's Module Queue "Retry" is always safe.
+ *
+ * Server: hostname (or IP), port, "Secure" tick, and the bridge's whmcs-scope API
+ * key in the Access Hash (or the Password).
+ * Product: configoption1 = Live product slug, configoption2 = plan,
+ * configoption3 = seconds to wait (0-120). A configurable option named "Plan"
+ * overrides the plan.
+ *
+ * @see docs/WHMCS.md in the bridge's repository
+ */
+
+if (!defined('WHMCS')) {
+    die('This file cannot be accessed directly');
+}
+
+use WHMCS\Database\Capsule;
+use WHMCS\Module\Server\Geocatlive\BridgeClient;
+use WHMCS\Module\Server\Geocatlive\BridgeException;
+
+require_once __DIR__ . '/lib/BridgeException.php';
+require_once __DIR__ . '/lib/BridgeClient.php';
+
+/**
+ * @return array
+ */
+function geocatlive_MetaData()
+{
+    return [
+        'DisplayName' => 'GeoCat Live',
+        'APIVersion' => '1.1',
+        'RequiresServer' => true,
+        'DefaultNonSSLPort' => (string) BridgeClient::DEFAULT_HTTP_PORT,
+        'DefaultSSLPort' => (string) BridgeClient::DEFAULT_HTTPS_PORT,
+        'ServiceSingleSignOnLabel' => 'Log in to GeoCat Live',
+    ];
+}
+
+/**
+ * Module Settings of a product. Only ever append: WHMCS numbers them configoption1..N.
+ *
+ * @return array
+ */
+function geocatlive_ConfigOptions(array $params = [])
+{
+    return [
+        // configoption1
+        'Live product' => [
+            'Type' => 'text',
+            'Size' => '32',
+            'Loader' => 'geocatlive_LoadProducts',
+            'SimpleMode' => true,
+            'Description' => 'The bridge\'s product (slug), e.g. geoserver-postgis.',
+        ],
+        // configoption2
+        'Plan' => [
+            'Type' => 'text',
+            'Size' => '20',
+            'Loader' => 'geocatlive_LoadPlans',
+            'SimpleMode' => true,
+            'Description' => 'The product\'s plan. A configurable option named "Plan" overrides it.',
+        ],
+        // configoption3
+        'Wait (seconds)' => [
+            'Type' => 'text',
+            'Size' => '5',
+            'Default' => '60',
+            'SimpleMode' => true,
+            'Description' => '0-120: how long a call waits for the bridge to finish before returning; 0 = return once the bridge has accepted the job.',
+        ],
+    ];
+}
+
+/**
+ * Loader of configoption1: the bridge's valid products, slug => "Name (slug)".
+ *
+ * WHMCS's Loader contract: a failure is an Exception, whose message WHMCS shows.
+ *
+ * @return array
+ * @throws \Exception
+ */
+function geocatlive_LoadProducts(array $params = [])
+{
+    $list = [];
+    foreach (geocatlive_catalog($params, 'LoadProducts') as $product) {
+        if (!empty($product['valid'])) {
+            $list[$product['slug']] = $product['name'] . ' (' . $product['slug'] . ')';
+        }
+    }
+    if (!$list) {
+        throw new \Exception('GeoCat Live: the bridge has no valid product; add one to its config repository and run `live products sync`.');
+    }
+    return $list;
+}
+
+/**
+ * Loader of configoption2: the plans of the chosen product (of all products when
+ * none is chosen yet), plan => "plan (products)".
+ *
+ * @return array
+ * @throws \Exception
+ */
+function geocatlive_LoadPlans(array $params = [])
+{
+    $chosen = trim((string) ($params['configoption1'] ?? ''));
+    $products = array_filter(geocatlive_catalog($params, 'LoadPlans'), function ($product) {
+        return !empty($product['valid']);
+    });
+    $known = array_column($products, 'slug');
+    $plans = [];
+    foreach ($products as $product) {
+        if ($chosen !== '' && in_array($chosen, $known, true) && $product['slug'] !== $chosen) {
+            continue;
+        }
+        foreach ($product['plans'] as $plan) {
+            $plans[$plan][] = $product['slug'];
+        }
+    }
+    if (!$plans) {
+        throw new \Exception('GeoCat Live: the bridge has no plans' . ($chosen !== '' ? ' for product ' . $chosen : '') . '.');
+    }
+    ksort($plans);
+    $list = [];
+    foreach ($plans as $plan => $slugs) {
+        $list[$plan] = $plan . ' (' . implode(', ', $slugs) . ')';
+    }
+    return $list;
+}
+
+/**
+ * @return string 'success' or the reason
+ */
+function geocatlive_CreateAccount(array $params)
+{
+    return geocatlive_lifecycle($params, 'CreateAccount', 'create', function (array $params) {
+        $client = isset($params['clientsdetails']) && is_array($params['clientsdetails']) ? $params['clientsdetails'] : [];
+        $clientId = (int) ($params['userid'] ?? ($client['userid'] ?? ($client['id'] ?? 0)));
+        if ($clientId < 1) {
+            throw new BridgeException('GeoCat Live: the service has no client (userid).', 0, 'configuration');
+        }
+        $email = trim((string) ($client['email'] ?? ''));
+        if ($email === '') {
+            throw new BridgeException('GeoCat Live: client #' . $clientId . ' has no email address; the bridge needs one.', 0, 'configuration');
+        }
+        return [
+            'client' => [
+                'id' => $clientId,
+                'email' => $email,
+                'firstname' => geocatlive_cut($client['firstname'] ?? '', 100),
+                'lastname' => geocatlive_cut($client['lastname'] ?? '', 100),
+                'companyname' => geocatlive_cut($client['companyname'] ?? '', 200),
+            ],
+            'product' => geocatlive_productSlug($params),
+            'plan' => geocatlive_planName($params),
+            'username' => geocatlive_cut($params['username'] ?? '', 100) ?: null,
+            'domain' => geocatlive_cut($params['domain'] ?? '', 253) ?: null,
+            'wait' => geocatlive_waitSeconds($params),
+        ];
+    });
+}
+
+/**
+ * @return string 'success' or the reason
+ */
+function geocatlive_SuspendAccount(array $params)
+{
+    return geocatlive_lifecycle($params, 'SuspendAccount', 'suspend', function (array $params) {
+        return ['reason' => geocatlive_cut($params['suspendreason'] ?? '', 500), 'wait' => geocatlive_waitSeconds($params)];
+    });
+}
+
+/**
+ * @return string 'success' or the reason
+ */
+function geocatlive_UnsuspendAccount(array $params)
+{
+    return geocatlive_lifecycle($params, 'UnsuspendAccount', 'unsuspend', 'geocatlive_waitBody');
+}
+
+/**
+ * Archives the data, then removes the stack. A service the bridge never saw is a success.
+ *
+ * @return string 'success' or the reason
+ */
+function geocatlive_TerminateAccount(array $params)
+{
+    return geocatlive_lifecycle($params, 'TerminateAccount', 'terminate', 'geocatlive_waitBody');
+}
+
+/**
+ * Moves the order to the product's current plan (or the "Plan" configurable option) and product.
+ *
+ * @return string 'success' or the reason
+ */
+function geocatlive_ChangePackage(array $params)
+{
+    return geocatlive_lifecycle($params, 'ChangePackage', 'change-package', function (array $params) {
+        return [
+            'plan' => geocatlive_planName($params),
+            'product' => geocatlive_productSlug($params),
+            'wait' => geocatlive_waitSeconds($params),
+        ];
+    });
+}
+
+/**
+ * Custom button (clients and admins): restart every container of the stack.
+ *
+ * @return string 'success' or the reason
+ */
+function geocatlive_Restart(array $params)
+{
+    return geocatlive_lifecycle($params, 'Restart', 'restart', 'geocatlive_waitBody');
+}
+
+/**
+ * Custom button (admins only): converge the stack to its definition again.
+ *
+ * @return string 'success' or the reason
+ */
+function geocatlive_Redeploy(array $params)
+{
+    return geocatlive_lifecycle($params, 'Redeploy', 'redeploy', 'geocatlive_waitBody');
+}
+
+/**
+ * @return array
+ */
+function geocatlive_AdminCustomButtonArray()
+{
+    return ['Restart' => 'Restart', 'Redeploy' => 'Redeploy'];
+}
+
+/**
+ * Clients may only restart; Redeploy is not listed, so WHMCS refuses it from the client area.
+ *
+ * @return array
+ */
+function geocatlive_ClientAreaCustomButtonArray()
+{
+    return ['Restart' => 'Restart'];
+}
+
+/**
+ * The server page's "Test Connection": address, TLS, key and the bridge's own health.
+ *
+ * @return array ['success' => bool, 'error' => string]
+ */
+function geocatlive_TestConnection(array $params)
+{
+    try {
+        $client = geocatlive_bridge($params, 'TestConnection');
+        $answer = $client->post('/whmcs/v1/test-connection');
+        if (empty($answer['ok'])) {
+            return ['success' => false, 'error' => 'GeoCat Live: the bridge at ' . $client->baseUrl() . ' did not confirm the connection.'];
+        }
+        $key = (string) ($answer['key'] ?? '?');
+        $products = (int) ($answer['products'] ?? 0);
+        $docker = (string) ($answer['docker'] ?? 'ok');
+        if ($docker !== 'ok') {
+            return ['success' => false, 'error' => 'GeoCat Live: the bridge answers, but its Docker engine is ' . $docker . '; provisioning will fail until it is back.'];
+        }
+        if ($products < 1) {
+            return ['success' => false, 'error' => 'GeoCat Live: the bridge answers, but has no valid product; add one to its config repository and run `live products sync`.'];
+        }
+        if (!$client->isSecure()) {
+            return ['success' => false, 'error' => 'GeoCat Live warning: connected to the bridge at ' . $client->baseUrl()
+                . ' with key "' . $key . '" (' . $products . ' products), but over plain http: the API key travels unencrypted. Serve the bridge over https and tick "Secure".'];
+        }
+        return ['success' => true, 'error' => ''];
+    } catch (BridgeException $e) {
+        geocatlive_logLocal('TestConnection', $params, $e);
+        return ['success' => false, 'error' => $e->getMessage()];
+    } catch (\Throwable $e) {
+        return ['success' => false, 'error' => geocatlive_unexpected('TestConnection', $params, $e)];
+    }
+}
+
+/**
+ * The client area: status, endpoints, progress of a running operation, last error
+ * and the generated credentials. Values are plain text; the template escapes them.
+ *
+ * @return array
+ */
+function geocatlive_ClientArea(array $params)
+{
+    $live = ['available' => false, 'notice' => ''];
+    try {
+        $live = array_merge(geocatlive_serviceView(geocatlive_serviceInfo($params, 'ClientArea')), ['available' => true, 'notice' => '']);
+    } catch (BridgeException $e) {
+        geocatlive_logLocal('ClientArea', $params, $e);
+        // Clients get no internal detail (the bridge's address, keys); staff have the module log.
+        $live['notice'] = $e->isNotFound()
+            ? 'This service is not set up yet.'
+            : 'The service details are not available right now; please try again in a few minutes.';
+    } catch (\Throwable $e) {
+        geocatlive_unexpected('ClientArea', $params, $e);
+        $live['notice'] = 'The service details are not available right now; please try again in a few minutes.';
+    }
+    return [
+        'templatefile' => 'templates/clientarea',
+        'vars' => ['live' => $live],
+    ];
+}
+
+/**
+ * Extra rows on the admin's service page.
+ *
+ * @return array label => HTML
+ */
+function geocatlive_AdminServicesTabFields(array $params)
+{
+    try {
+        $view = geocatlive_serviceView(geocatlive_serviceInfo($params, 'AdminServicesTabFields'));
+    } catch (BridgeException $e) {
+        geocatlive_logLocal('AdminServicesTabFields', $params, $e);
+        return ['GeoCat Live' => geocatlive_h($e->isNotFound()
+            ? 'The bridge has no order for this service yet (the module\'s Create has not reached it).'
+            : $e->getMessage())];
+    } catch (\Throwable $e) {
+        return ['GeoCat Live' => geocatlive_h(geocatlive_unexpected('AdminServicesTabFields', $params, $e))];
+    }
+
+    $endpoints = [];
+    foreach ($view['endpoints'] as $endpoint) {
+        $label = geocatlive_h($endpoint['application']);
+        $endpoints[] = $endpoint['url'] !== ''
+            ? $label . ': <a href="' . geocatlive_h($endpoint['url']) . '" target="_blank" rel="noopener noreferrer">' . geocatlive_h($endpoint['url']) . '</a>'
+            : $label;
+    }
+    $operation = '';
+    if ($view['operation'] !== null) {
+        $op = $view['operation'];
+        $operation = geocatlive_h($op['kind'] . ' ' . $op['state'] . ' (attempt ' . $op['attempts'] . ' of ' . $op['maxAttempts'] . ')')
+            . ($op['step'] !== '' ? ': ' . geocatlive_h($op['step']) : '');
+    }
+    $rows = [];
+    foreach ($view['recentOperations'] as $op) {
+        $rows[] = '<tr><td>' . geocatlive_h('#' . $op['id']) . '</td><td>' . geocatlive_h($op['kind']) . '</td><td>' . geocatlive_h($op['state'])
+            . '</td><td>' . geocatlive_h($op['requestedBy']) . '</td><td>' . geocatlive_h($op['createdAt']) . '</td><td>' . geocatlive_h($op['finishedAt'])
+            . '</td><td>' . geocatlive_h($op['error']) . '</td></tr>';
+    }
+    $history = $rows
+        ? '<table class="table table-condensed"><thead><tr><th>Operation</th><th>Kind</th><th>State</th><th>By</th><th>Requested</th><th>Finished</th><th>Error</th></tr></thead><tbody>'
+            . implode('', $rows) . '</tbody></table>'
+        : 'none';
+
+    return [
+        'GeoCat Live instance' => geocatlive_h($view['instance']) . ($view['hostname'] !== '' ? ' (' . geocatlive_h($view['hostname']) . ')' : ''),
+        'GeoCat Live status' => geocatlive_h($view['statusLabel'] . ': ' . $view['product'] . ', plan ' . $view['plan']),
+        'GeoCat Live revision' => geocatlive_h($view['revision']),
+        'GeoCat Live endpoints' => $endpoints ? implode('<br>', $endpoints) : 'none',
+        'GeoCat Live operation' => $operation !== '' ? $operation : 'none',
+        'GeoCat Live last error' => $view['lastError'] !== '' ? geocatlive_h($view['lastError']) : 'none',
+        'GeoCat Live last operations' => $history,
+    ];
+}
+
+/**
+ * GeoServer and GeoNetwork have no single sign-on hook: say so, and where to log in.
+ *
+ * @return array
+ */
+function geocatlive_ServiceSingleSignOn(array $params)
+{
+    $where = 'the service\'s address';
+    try {
+        $view = geocatlive_serviceView(geocatlive_serviceInfo($params, 'ServiceSingleSignOn'));
+        foreach ($view['endpoints'] as $endpoint) {
+            if ($endpoint['url'] !== '') {
+                $where = $endpoint['url'];
+                break;
+            }
+        }
+    } catch (\Throwable $e) {
+        // The answer below is right without the address too.
+    }
+    return [
+        'success' => false,
+        'errorMsg' => 'Single sign-on is not supported by GeoCat Live products yet: log in at ' . $where . ' with the credentials shown in the client area.',
+    ];
+}
+
+/**
+ * Daily cron, once per server: disk usage of every service of this server, in MB,
+ * from one bridge request. The bridge has no disk quota or bandwidth counter.
+ *
+ * @return string 'success' or the reason
+ */
+function geocatlive_UsageUpdate(array $params)
+{
+    try {
+        $serverId = (int) ($params['serverid'] ?? 0);
+        if ($serverId < 1) {
+            throw new BridgeException('GeoCat Live: usage update without a server id.', 0, 'configuration');
+        }
+        $answer = geocatlive_bridge($params, 'UsageUpdate')->get('/whmcs/v1/usage');
+        if (!isset($answer['services']) || !is_array($answer['services'])) {
+            throw new BridgeException('GeoCat Live: the bridge\'s usage answer has no service list.', 0, 'invalid_response');
+        }
+        $now = date('Y-m-d H:i:s');
+        foreach ($answer['services'] as $usage) {
+            $serviceId = is_array($usage) ? (int) ($usage['service_id'] ?? 0) : 0;
+            if ($serviceId < 1) {
+                continue;
+            }
+            Capsule::table('tblhosting')
+                ->where('id', $serviceId)
+                ->where('server', $serverId)
+                ->update([
+                    'diskusage' => (int) ceil(max(0.0, (float) ($usage['disk_mb'] ?? 0))),
+                    'disklimit' => 0,
+                    'bwusage' => 0,
+                    'bwlimit' => 0,
+                    'lastupdate' => $now,
+                ]);
+        }
+        return 'success';
+    } catch (BridgeException $e) {
+        geocatlive_logLocal('UsageUpdate', $params, $e);
+        return $e->getMessage();
+    } catch (\Throwable $e) {
+        return geocatlive_unexpected('UsageUpdate', $params, $e);
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Internals (not called by WHMCS)
+// ---------------------------------------------------------------------------
+
+/**
+ * Runs one lifecycle call: POST /whmcs/v1/services/{serviceid}/{verb}.
+ *
+ * @param callable $body function (array $params): array, may throw BridgeException
+ * @return string 'success' or the reason
+ */
+function geocatlive_lifecycle(array $params, string $action, string $verb, callable $body)
+{
+    try {
+        $serviceId = geocatlive_serviceId($params);
+        $payload = $body($params);
+        $answer = geocatlive_bridge($params, $action)->post('/whmcs/v1/services/' . $serviceId . '/' . $verb, $payload);
+        return geocatlive_lifecycleResult($answer, $verb);
+    } catch (BridgeException $e) {
+        geocatlive_logLocal($action, $params, $e);
+        return $e->getMessage();
+    } catch (\Throwable $e) {
+        return geocatlive_unexpected($action, $params, $e);
+    }
+}
+
+/**
+ * accepted/running/succeeded/unchanged are a success: the bridge has the job (and
+ * will finish it without WHMCS retrying); failed is the bridge's reason.
+ */
+function geocatlive_lifecycleResult(array $answer, string $verb): string
+{
+    $result = $answer['result'] ?? null;
+    $message = is_scalar($answer['message'] ?? null) ? trim((string) $answer['message']) : '';
+    if (in_array($result, ['accepted', 'running', 'succeeded', 'unchanged'], true)) {
+        return 'success';
+    }
+    if ($result === 'failed') {
+        $kind = is_array($answer['operation'] ?? null) && isset($answer['operation']['kind']) ? (string) $answer['operation']['kind'] : $verb;
+        if ($message === '' || $message === $kind . ' failed') {
+            return 'GeoCat Live: ' . $kind . ' failed.';
+        }
+        return 'GeoCat Live: ' . $kind . ' failed: ' . $message;
+    }
+    return 'GeoCat Live: unexpected answer from the bridge (result "' . (is_scalar($result) ? $result : gettype($result)) . '").';
+}
+
+/** The body of the calls that only take `wait`. */
+function geocatlive_waitBody(array $params): array
+{
+    return ['wait' => geocatlive_waitSeconds($params)];
+}
+
+/**
+ * A client for the service's server, logging under $action.
+ *
+ * @throws BridgeException
+ */
+function geocatlive_bridge(array $params, string $action): BridgeClient
+{
+    return BridgeClient::fromServerParams($params, BridgeClient::moduleLogger($action));
+}
+
+/**
+ * The WHMCS service id, only ever from the module parameters.
+ *
+ * @throws BridgeException
+ */
+function geocatlive_serviceId(array $params): int
+{
+    $id = $params['serviceid'] ?? null;
+    if (!is_numeric($id) || (int) $id < 1 || (int) $id > 2147483647) {
+        throw new BridgeException('GeoCat Live: no WHMCS service id in the module parameters.', 0, 'configuration');
+    }
+    return (int) $id;
+}
+
+/** configoption3, clamped to what the bridge accepts (0-120 s). */
+function geocatlive_waitSeconds(array $params): int
+{
+    return BridgeClient::clampWait($params['configoption3'] ?? 0);
+}
+
+/**
+ * configoption1.
+ *
+ * @throws BridgeException
+ */
+function geocatlive_productSlug(array $params): string
+{
+    $slug = trim((string) ($params['configoption1'] ?? ''));
+    if ($slug === '') {
+        throw new BridgeException('GeoCat Live: the product has no Live product; choose one in its Module Settings.', 0, 'configuration');
+    }
+    return $slug;
+}
+
+/**
+ * The configurable option "Plan" when the order has one, else configoption2.
+ *
+ * @throws BridgeException
+ */
+function geocatlive_planName(array $params): string
+{
+    $options = isset($params['configoptions']) && is_array($params['configoptions']) ? $params['configoptions'] : [];
+    $plan = isset($options['Plan']) && is_scalar($options['Plan']) ? trim((string) $options['Plan']) : '';
+    if ($plan === '') {
+        $plan = trim((string) ($params['configoption2'] ?? ''));
+    }
+    if ($plan === '') {
+        throw new BridgeException('GeoCat Live: the product has no plan; choose one in its Module Settings (or add a configurable option "Plan").', 0, 'configuration');
+    }
+    return $plan;
+}
+
+/**
+ * GET /whmcs/v1/services/{serviceid}.
+ *
+ * @throws BridgeException
+ */
+function geocatlive_serviceInfo(array $params, string $action): array
+{
+    $serviceId = geocatlive_serviceId($params);
+    return geocatlive_bridge($params, $action)->get('/whmcs/v1/services/' . $serviceId);
+}
+
+/**
+ * The bridge's product list, each with slug, name, valid and plans.
+ *
+ * @throws BridgeException
+ */
+function geocatlive_catalog(array $params, string $action): array
+{
+    $answer = geocatlive_bridge($params, $action)->get('/whmcs/v1/products');
+    $products = [];
+    foreach (is_array($answer['products'] ?? null) ? $answer['products'] : [] as $product) {
+        if (!is_array($product) || !isset($product['slug']) || !is_string($product['slug'])) {
+            continue;
+        }
+        $products[] = [
+            'slug' => $product['slug'],
+            'name' => is_string($product['name'] ?? null) ? $product['name'] : $product['slug'],
+            'valid' => !empty($product['valid']),
+            'plans' => array_values(array_filter(is_array($product['plans'] ?? null) ? $product['plans'] : [], 'is_string')),
+        ];
+    }
+    return $products;
+}
+
+/**
+ * The bridge's service info as plain strings and lists, for the client area,
+ * the admin tab and single sign-on. URLs that are not http(s) are dropped.
+ */
+function geocatlive_serviceView(array $info): array
+{
+    $labels = ['pending' => 'Being set up', 'active' => 'Active', 'suspended' => 'Suspended', 'failed' => 'Failed', 'terminated' => 'Terminated'];
+    $classes = ['pending' => 'info', 'active' => 'success', 'suspended' => 'warning', 'failed' => 'danger', 'terminated' => 'default'];
+    $status = geocatlive_text($info['status'] ?? '');
+
+    $endpoints = [];
+    foreach (is_array($info['endpoints'] ?? null) ? $info['endpoints'] : [] as $endpoint) {
+        if (is_array($endpoint)) {
+            $endpoints[] = [
+                'application' => geocatlive_text($endpoint['application'] ?? ''),
+                'service' => geocatlive_text($endpoint['service'] ?? ''),
+                'url' => geocatlive_safeUrl($endpoint['url'] ?? ''),
+            ];
+        }
+    }
+    $credentials = [];
+    foreach (is_array($info['secrets'] ?? null) ? $info['secrets'] : [] as $name => $value) {
+        $credentials[] = ['name' => geocatlive_text($name), 'value' => geocatlive_text($value)];
+    }
+    $recent = [];
+    foreach (is_array($info['recent_operations'] ?? null) ? $info['recent_operations'] : [] as $operation) {
+        if (is_array($operation)) {
+            $recent[] = geocatlive_operationView($operation);
+        }
+    }
+    $operation = is_array($info['operation'] ?? null) ? geocatlive_operationView($info['operation']) : null;
+
+    return [
+        'serviceId' => (int) ($info['service_id'] ?? 0),
+        'instance' => geocatlive_text($info['instance'] ?? ''),
+        'hostname' => geocatlive_text($info['hostname'] ?? ''),
+        'status' => $status,
+        'statusLabel' => $labels[$status] ?? ucfirst($status),
+        'statusClass' => $classes[$status] ?? 'default',
+        'product' => geocatlive_text($info['product'] ?? ''),
+        'plan' => geocatlive_text($info['plan'] ?? ''),
+        'revision' => geocatlive_text($info['revision'] ?? ''),
+        'endpoints' => $endpoints,
+        'operation' => $operation,
+        'running' => $operation !== null && $operation['running'],
+        'lastError' => geocatlive_text($info['last_error'] ?? ''),
+        'credentials' => $credentials,
+        'recentOperations' => $recent,
+    ];
+}
+
+function geocatlive_operationView(array $operation): array
+{
+    $steps = is_array($operation['steps'] ?? null) ? $operation['steps'] : [];
+    $last = $steps ? end($steps) : null;
+    $state = geocatlive_text($operation['state'] ?? '');
+    return [
+        'id' => (int) ($operation['id'] ?? 0),
+        'kind' => geocatlive_text($operation['kind'] ?? ''),
+        'state' => $state,
+        'running' => in_array($state, ['pending', 'running'], true),
+        'step' => is_array($last) ? geocatlive_text($last['message'] ?? '') : '',
+        'stepCount' => count($steps),
+        'attempts' => (int) ($operation['attempts'] ?? 0),
+        'maxAttempts' => (int) ($operation['max_attempts'] ?? 0),
+        'error' => geocatlive_text($operation['error'] ?? ''),
+        'requestedBy' => geocatlive_text($operation['requested_by'] ?? ''),
+        'createdAt' => geocatlive_text($operation['created_at'] ?? ''),
+        'startedAt' => geocatlive_text($operation['started_at'] ?? ''),
+        'finishedAt' => geocatlive_text($operation['finished_at'] ?? ''),
+    ];
+}
+
+/** A scalar as a single-line string without control characters. */
+function geocatlive_text($value): string
+{
+    if (!is_scalar($value)) {
+        return '';
+    }
+    return trim((string) preg_replace('/[\x00-\x1f\x7f]+/', ' ', (string) $value));
+}
+
+/** At most $length characters of a scalar. */
+function geocatlive_cut($value, int $length): string
+{
+    $text = geocatlive_text($value);
+    return function_exists('mb_substr') ? mb_substr($text, 0, $length, 'UTF-8') : substr($text, 0, $length);
+}
+
+/** An http(s) URL, or '' (no javascript:, data: or relative links in the pages). */
+function geocatlive_safeUrl($value): string
+{
+    $url = geocatlive_text($value);
+    $scheme = strtolower((string) parse_url($url, PHP_URL_SCHEME));
+    return in_array($scheme, ['http', 'https'], true) && (string) parse_url($url, PHP_URL_HOST) !== '' ? $url : '';
+}
+
+/** HTML-escaped text for the admin area. */
+function geocatlive_h($value): string
+{
+    return htmlspecialchars(is_scalar($value) ? (string) $value : '', ENT_QUOTES | ENT_SUBSTITUTE, 'UTF-8');
+}
+
+/** The values the module log must mask: token and passwords from the parameters. */
+function geocatlive_secrets(array $params): array
+{
+    $secrets = [];
+    foreach (['serveraccesshash', 'serverpassword', 'password'] as $key) {
+        if (isset($params[$key]) && is_scalar($params[$key]) && strlen((string) $params[$key]) >= 4) {
+            $secrets[] = (string) $params[$key];
+        }
+    }
+    return $secrets;
+}
+
+/** Logs a failure that never reached the bridge (bad settings, missing ids). */
+function geocatlive_logLocal(string $action, array $params, BridgeException $e)
+{
+    if ($e->getErrorCode() === 'configuration' && function_exists('logModuleCall')) {
+        logModuleCall('geocatlive', $action, '(not sent)', $e->getMessage(), '', geocatlive_secrets($params));
+    }
+}
+
+/** Logs an unexpected error and turns it into a message (never a stack trace). */
+function geocatlive_unexpected(string $action, array $params, \Throwable $e): string
+{
+    $message = 'GeoCat Live: unexpected error in the module (' . get_class($e) . ': ' . $e->getMessage() . ').';
+    if (function_exists('logModuleCall')) {
+        logModuleCall('geocatlive', $action, '(not sent)', $message, '', geocatlive_secrets($params));
+    }
+    return $message;
+}

@@ -1,0 +1,32 @@
+<?php
+/**
+ * GeoCat Live hooks (WHMCS loads this file by itself).
+ *
+ * A create (or suspend, change, ...) that the bridge accepted can still fail
+ * later in its worker, after the module function returned "success". Once a day
+ * this asks every GeoCat Live server for the operations that failed in the last
+ * 24 hours and writes one line per failure to the activity log:
+ * "GeoCat Live: create of service #N failed: <reason>".
+ */
+
+if (!defined('WHMCS')) {
+    die('This file cannot be accessed directly');
+}
+
+use WHMCS\Module\Server\Geocatlive\FailureReport;
+
+require_once __DIR__ . '/lib/BridgeException.php';
+require_once __DIR__ . '/lib/BridgeClient.php';
+require_once __DIR__ . '/lib/FailureReport.php';
+
+add_hook('DailyCronJob', 1, function ($vars) {
+    try {
+        FailureReport::report(FailureReport::servers(), function ($message) {
+            logActivity($message);
+        }, time() - 86400);
+    } catch (\Throwable $e) {
+        if (function_exists('logActivity')) {
+            logActivity('GeoCat Live: the daily check for failed provisioning did not run: ' . get_class($e) . ': ' . $e->getMessage());
+        }
+    }
+});

@@ -1,0 +1,411 @@
+<?php
+/**
+ * The module against bridges that misbehave at the wire level: a closed port,
+ * PHP's built-in server answering garbage (fixtures/broken_bridge.php), a
+ * self-signed TLS server. Also what the module sends, and what it logs.
+ */
+
+use PHPUnit\Framework\TestCase;
+use WHMCS\Database\Capsule;
+use WHMCS\Module\Server\Geocatlive\BridgeClient;
+use WHMCS\Module\Server\Geocatlive\BridgeException;
+
+final class BridgeWireTest extends TestCase
+{
+    const TOKEN = 'live_stubstub_0123456789abcdefghijklmnopqrstuvwxyzABCDEFG';
+
+    /** @var StubServer */
+    private static $stub;
+
+    public static function setUpBeforeClass(): void
+    {
+        self::$stub = StubServer::brokenBridge();
+    }
+
+    public static function tearDownAfterClass(): void
+    {
+        self::$stub->stop();
+    }
+
+    protected function setUp(): void
+    {
+        WhmcsRecorder::reset();
+        Capsule::reset();
+        file_put_contents(self::$stub->requestLog, '');
+        $_GET = $_POST = $_REQUEST = [];
+    }
+
+    /** Module parameters for service $id on the stub, in one of its modes. */
+    private function params(int $id, string $mode, array $overrides = []): array
+    {
+        return WhmcsParams::service($id, self::$stub->url . '/' . $mode, self::TOKEN, $overrides);
+    }
+
+    /** @return array the stub's recorded requests */
+    private function requests(): array
+    {
+        return self::$stub->requests();
+    }
+
+    public function testBridgeDownIsReportedWithItsAddressAtOnce(): void
+    {
+        $port = StubServer::freePort();
+        $params = WhmcsParams::service(9001, 'http://127.0.0.1:' . $port, self::TOKEN);
+        $started = microtime(true);
+        $result = geocatlive_CreateAccount($params);
+        $this->assertLessThan(5, microtime(true) - $started);
+        $this->assertStringStartsWith('GeoCat Live: the bridge cannot be reached at http://127.0.0.1:' . $port . ' (', $result);
+        $this->assertStringContainsString('check that it runs', $result);
+        foreach (['SuspendAccount', 'UnsuspendAccount', 'TerminateAccount', 'ChangePackage', 'Restart', 'Redeploy', 'UsageUpdate'] as $function) {
+            $this->assertStringContainsString('cannot be reached', call_user_func('geocatlive_' . $function, $params), $function);
+        }
+        $this->assertStringContainsString('cannot be reached', geocatlive_TestConnection($params)['error']);
+        $this->assertStringContainsString('cannot be reached', geocatlive_AdminServicesTabFields($params)['GeoCat Live']);
+        $this->assertSame('The service details are not available right now; please try again in a few minutes.',
+            geocatlive_ClientArea($params)['vars']['live']['notice'], 'clients get no internal address');
+        $this->assertCount(1, WhmcsRecorder::logOf('CreateAccount'));
+        $this->assertStringContainsString('curl error 7', WhmcsRecorder::logOf('CreateAccount')[0]['response']);
+    }
+
+    public function testInvalidJsonIsReported(): void
+    {
+        $result = geocatlive_CreateAccount($this->params(9002, 'invalid-json'));
+        $this->assertSame('GeoCat Live: invalid answer from the bridge at ' . self::$stub->url . '/invalid-json (HTTP 200, not JSON: "Welcome to nginx!"):'
+            . ' check that the server\'s hostname and port point to the GeoCat Live Bridge.', $result);
+    }
+
+    public function testHttpErrorWithoutJsonIsReported(): void
+    {
+        $result = geocatlive_SuspendAccount($this->params(9003, 'http-500'));
+        $this->assertStringStartsWith('GeoCat Live: the bridge at ' . self::$stub->url . '/http-500 answered HTTP 500 without a JSON error: "500 Internal Server Error Internal Server Error"', $result);
+        $this->assertMatchesRegularExpression('/request id whmcs-[0-9a-f]{16}\)\.$/', $result);
+    }
+
+    public function testTheBridgesErrorMessageIsPassedOn(): void
+    {
+        $this->assertSame('GeoCat Live: the database is unavailable; try again shortly (HTTP 503, request id req-503); try again in 5 seconds.',
+            geocatlive_UnsuspendAccount($this->params(9004, 'unavailable')));
+        $this->assertSame('GeoCat Live: no order for WHMCS service 9004 (HTTP 404).', geocatlive_Restart($this->params(9004, 'missing')));
+        $this->assertStringContainsString('rejected the API key (HTTP 401)', geocatlive_TerminateAccount($this->params(9004, 'unauthorized')));
+    }
+
+    public function testFailedAndUnknownResults(): void
+    {
+        $this->assertSame('GeoCat Live: create failed: image live-test/no-such-image:1 is not available',
+            geocatlive_CreateAccount($this->params(9005, 'failed')));
+        $this->assertSame('GeoCat Live: unexpected answer from the bridge (result "maybe").', geocatlive_Redeploy($this->params(9005, 'weird')));
+    }
+
+    public function testRedirectsAreNotFollowed(): void
+    {
+        $result = geocatlive_CreateAccount($this->params(9006, 'redirect'));
+        $this->assertStringContainsString('redirected the request (HTTP 301 to https://bridge.example.org/whmcs/v1/services/9006/create)', $result);
+        $this->assertStringContainsString('"Secure" tick', $result);
+    }
+
+    public function testATimeoutSaysTheOperationMayStillRun(): void
+    {
+        $params = $this->params(9007, 'slow');
+        $client = BridgeClient::fromServerParams($params, null, ['response_margin' => 1]);
+        $started = microtime(true);
+        try {
+            $client->post('/whmcs/v1/services/9007/create', ['wait' => 0]);
+            $this->fail('the stub answers after 3 seconds');
+        } catch (BridgeException $e) {
+            $this->assertLessThan(2.9, microtime(true) - $started);
+            $this->assertSame('GeoCat Live: the bridge at ' . self::$stub->url . '/slow did not answer within 1 seconds; the operation may still be under way:'
+                . ' check the service later or run the action again (it is safe to repeat).', $e->getMessage());
+        }
+    }
+
+    public function testHttpsIsUsedWhenTheServerIsSecure(): void
+    {
+        // The stub speaks plain http: a TLS client fails the handshake.
+        $params = $this->params(9008, 'record', ['serversecure' => 'on', 'serverhostname' => '127.0.0.1', 'serverport' => (string) self::$stub->port]);
+        $result = geocatlive_CreateAccount($params);
+        $this->assertStringStartsWith('GeoCat Live: secure connection to the bridge at https://127.0.0.1:' . self::$stub->port . ' failed (', $result);
+        $this->assertSame([], $this->requests());
+    }
+
+    public function testTlsCertificatesAreVerified(): void
+    {
+        $tls = StubServer::selfSignedTls();
+        try {
+            $params = WhmcsParams::service(9009, $tls->url, self::TOKEN);
+            $this->assertTrue($params['serversecure']);
+            $result = geocatlive_CreateAccount($params);
+            $this->assertStringStartsWith('GeoCat Live: secure connection to the bridge at ' . $tls->url . ' failed (SSL certificate problem: self-signed certificate)', $result);
+            $this->assertStringContainsString('certificate for its host name from a CA this WHMCS server trusts', $result);
+        } finally {
+            $tls->stop();
+        }
+    }
+
+    public function testCreateSendsTheDocumentedBodyForTheParamsService(): void
+    {
+        // Whatever the request says, the service id comes from $params.
+        $_GET = $_POST = $_REQUEST = ['id' => '1', 'serviceid' => '1', 'modop' => 'custom', 'a' => 'Restart'];
+        $params = $this->params(9010, 'record', ['domain' => 'maps.example.org', 'configoption3' => '999']);
+        $this->assertSame('success', geocatlive_CreateAccount($params));
+        $this->assertSame('success', geocatlive_Restart($params));
+
+        list($create, $restart) = $this->requests();
+        $this->assertSame('POST', $create['method']);
+        $this->assertSame('/whmcs/v1/services/9010/create', $create['route']);
+        $this->assertSame('Bearer ' . self::TOKEN, $create['authorization']);
+        $this->assertSame('application/json', $create['content_type']);
+        $this->assertMatchesRegularExpression('/^whmcs-[0-9a-f]{16}$/', $create['request_id']);
+        $this->assertStringStartsWith('GeoCat-Live-WHMCS/', $create['user_agent']);
+        $this->assertSame([
+            'client' => ['id' => 42, 'email' => 'ada@example.org', 'firstname' => 'Ada', 'lastname' => 'Lovelace', 'companyname' => 'Analytical Maps Ltd'],
+            'product' => 'busybox-demo',
+            'plan' => 'small',
+            'username' => 'rivermaps',
+            'domain' => 'maps.example.org',
+            'wait' => 120,
+        ], $create['body']);
+        $this->assertSame('/whmcs/v1/services/9010/restart', $restart['route']);
+        $this->assertSame(['wait' => 120], $restart['body']);
+    }
+
+    public function testEveryLifecycleCallSendsOnlyWhatTheBridgeAccepts(): void
+    {
+        $params = $this->params(9011, 'record', ['domain' => '', 'username' => '', 'configoption3' => '0', 'suspendreason' => 'Overdue on Payment',
+            'configoptions' => ['Plan' => 'large']]);
+        foreach (['CreateAccount', 'SuspendAccount', 'UnsuspendAccount', 'ChangePackage', 'Redeploy', 'TerminateAccount'] as $function) {
+            $this->assertSame('success', call_user_func('geocatlive_' . $function, $params), $function);
+        }
+        $sent = array_map(function ($request) {
+            return [$request['route'], $request['body']];
+        }, $this->requests());
+        $client = ['id' => 42, 'email' => 'ada@example.org', 'firstname' => 'Ada', 'lastname' => 'Lovelace', 'companyname' => 'Analytical Maps Ltd'];
+        $this->assertSame([
+            ['/whmcs/v1/services/9011/create', ['client' => $client, 'product' => 'busybox-demo', 'plan' => 'large', 'username' => null, 'domain' => null, 'wait' => 0]],
+            ['/whmcs/v1/services/9011/suspend', ['reason' => 'Overdue on Payment', 'wait' => 0]],
+            ['/whmcs/v1/services/9011/unsuspend', ['wait' => 0]],
+            ['/whmcs/v1/services/9011/change-package', ['plan' => 'large', 'product' => 'busybox-demo', 'wait' => 0]],
+            ['/whmcs/v1/services/9011/redeploy', ['wait' => 0]],
+            ['/whmcs/v1/services/9011/terminate', ['wait' => 0]],
+        ], $sent);
+    }
+
+    public function testMissingProductSettingsNeverReachTheBridge(): void
+    {
+        $this->assertSame('GeoCat Live: the product has no Live product; choose one in its Module Settings.',
+            geocatlive_CreateAccount($this->params(9012, 'record', ['configoption1' => ''])));
+        $this->assertStringStartsWith('GeoCat Live: the product has no plan',
+            geocatlive_ChangePackage($this->params(9012, 'record', ['configoption2' => ''])));
+        $this->assertSame('GeoCat Live: client #42 has no email address; the bridge needs one.',
+            geocatlive_CreateAccount($this->params(9012, 'record', ['clientsdetails' => ['firstname' => 'Ada']])));
+        $this->assertSame([], $this->requests());
+        $this->assertCount(3, WhmcsRecorder::$moduleLog, 'local failures are logged too');
+    }
+
+    public function testTheTokenComesFromTheAccessHashElseThePassword(): void
+    {
+        $this->assertSame('success', geocatlive_Restart($this->params(9013, 'record', ['serveraccesshash' => '', 'serverpassword' => 'live_frompass_x'])));
+        $this->assertSame('Bearer live_frompass_x', $this->requests()[0]['authorization']);
+        $this->assertStringContainsString('the server has no API key',
+            geocatlive_Restart($this->params(9013, 'record', ['serveraccesshash' => '', 'serverpassword' => ''])));
+        $this->assertStringContainsString('contains spaces or invalid characters',
+            geocatlive_Restart($this->params(9013, 'record', ['serveraccesshash' => "live_a\r\nX-Evil: 1"])));
+        $this->assertCount(1, $this->requests());
+    }
+
+    public function testEveryCallIsLoggedWithSecretsMasked(): void
+    {
+        $params = $this->params(9014, 'record');
+        geocatlive_CreateAccount($params);
+        geocatlive_ClientArea($params);
+        geocatlive_AdminServicesTabFields($params);
+        geocatlive_Restart($this->params(9014, 'unauthorized'));
+
+        $this->assertSame(['CreateAccount', 'ClientArea', 'AdminServicesTabFields', 'Restart'], array_column(WhmcsRecorder::$moduleLog, 'action'));
+        foreach (WhmcsRecorder::$moduleLog as $entry) {
+            $this->assertSame('geocatlive', $entry['module']);
+            $this->assertContains(self::TOKEN, $entry['replaceVars']);
+            $this->assertContains(WhmcsParams::SERVER_PASSWORD, $entry['replaceVars']);
+            $this->assertContains(WhmcsParams::SERVICE_PASSWORD, $entry['replaceVars']);
+            $this->assertStringNotContainsString(self::TOKEN, $entry['request'], 'the token is never even in the request string');
+        }
+        $this->assertContains('s3cr3t-db-pass', WhmcsRecorder::logOf('ClientArea')[0]['replaceVars']);
+        $this->assertSame('********', WhmcsRecorder::logOf('ClientArea')[0]['processed']['secrets']['DB_PASSWORD']);
+        $stored = WhmcsRecorder::storedLog();
+        foreach ([self::TOKEN, WhmcsParams::SERVER_PASSWORD, WhmcsParams::SERVICE_PASSWORD, 's3cr3t-db-pass'] as $secret) {
+            $this->assertStringNotContainsString($secret, $stored);
+        }
+        $this->assertStringContainsString('POST ' . self::$stub->url . '/record/whmcs/v1/services/9014/create', $stored);
+    }
+
+    public function testClientAreaViewIsPlainTextWithSafeLinks(): void
+    {
+        $area = geocatlive_ClientArea($this->params(9015, 'record'));
+        $this->assertSame('templates/clientarea', $area['templatefile']);
+        $live = $area['vars']['live'];
+        $this->assertTrue($live['available']);
+        $this->assertSame('pending', $live['status']);
+        $this->assertSame('Being set up', $live['statusLabel']);
+        $this->assertTrue($live['running']);
+        $this->assertSame('wait for health: <db>', $live['operation']['step']);
+        $this->assertSame('health check of <db> failed & retried', $live['lastError']);
+        $this->assertSame([
+            ['application' => 'geoserver', 'service' => 'web', 'url' => 'https://river-maps.geocat.live/geoserver'],
+            ['application' => '<script>alert("app")</script>', 'service' => 'evil', 'url' => ''],
+        ], $live['endpoints'], 'a javascript: URL is no link');
+        $this->assertSame([['name' => 'DB_PASSWORD', 'value' => 's3cr3t-db-pass']], $live['credentials']);
+
+        $missing = geocatlive_ClientArea($this->params(9015, 'missing'))['vars']['live'];
+        $this->assertSame(['available' => false, 'notice' => 'This service is not set up yet.'], $missing);
+    }
+
+    public function testAdminTabEscapesEverything(): void
+    {
+        $tab = geocatlive_AdminServicesTabFields($this->params(9016, 'record'));
+        $this->assertSame('river-maps (river-maps.geocat.live)', $tab['GeoCat Live instance']);
+        $this->assertSame('Being set up: busybox-demo, plan small', $tab['GeoCat Live status']);
+        $this->assertSame('r3', $tab['GeoCat Live revision']);
+        $this->assertSame('geoserver: <a href="https://river-maps.geocat.live/geoserver" target="_blank" rel="noopener noreferrer">https://river-maps.geocat.live/geoserver</a>'
+            . '<br>&lt;script&gt;alert(&quot;app&quot;)&lt;/script&gt;', $tab['GeoCat Live endpoints']);
+        $this->assertSame('create running (attempt 1 of 5): wait for health: &lt;db&gt;', $tab['GeoCat Live operation']);
+        $this->assertSame('health check of &lt;db&gt; failed &amp; retried', $tab['GeoCat Live last error']);
+        $this->assertStringContainsString('<td>#1</td><td>create</td><td>failed</td><td>key:whmcs-stub</td>', $tab['GeoCat Live last operations']);
+        $this->assertStringContainsString('image &lt;x&gt; is not available', $tab['GeoCat Live last operations']);
+        $this->assertStringNotContainsString('<script', implode('', $tab));
+
+        $this->assertSame(['GeoCat Live' => 'The bridge has no order for this service yet (the module&#039;s Create has not reached it).'],
+            geocatlive_AdminServicesTabFields($this->params(9016, 'missing')));
+    }
+
+    public function testSingleSignOnIsNotSupportedAndSaysWhereToLogIn(): void
+    {
+        $this->assertSame([
+            'success' => false,
+            'errorMsg' => 'Single sign-on is not supported by GeoCat Live products yet: log in at https://river-maps.geocat.live/geoserver with the credentials shown in the client area.',
+        ], geocatlive_ServiceSingleSignOn($this->params(9017, 'record')));
+        $this->assertSame('Single sign-on is not supported by GeoCat Live products yet: log in at the service\'s address with the credentials shown in the client area.',
+            geocatlive_ServiceSingleSignOn($this->params(9017, 'missing'))['errorMsg']);
+    }
+
+    public function testUsageUpdateWritesTheServersServicesInMegabytesFromOneRequest(): void
+    {
+        Capsule::$tables['tblhosting'] = [
+            ['id' => 9101, 'server' => WhmcsParams::SERVER_ID, 'diskusage' => 0, 'disklimit' => 0, 'bwusage' => 0, 'bwlimit' => 0, 'lastupdate' => '0000-00-00 00:00:00'],
+            ['id' => 9102, 'server' => WhmcsParams::SERVER_ID, 'diskusage' => 7, 'disklimit' => 0, 'bwusage' => 0, 'bwlimit' => 0, 'lastupdate' => '0000-00-00 00:00:00'],
+            ['id' => 9103, 'server' => 99, 'diskusage' => 1, 'disklimit' => 0, 'bwusage' => 0, 'bwlimit' => 0, 'lastupdate' => '0000-00-00 00:00:00'],
+        ];
+        $params = WhmcsParams::server(self::$stub->url . '/record', self::TOKEN) + ['serverid' => WhmcsParams::SERVER_ID];
+        $this->assertSame('success', geocatlive_UsageUpdate($params));
+
+        $this->assertSame([['GET', '/whmcs/v1/usage']], array_map(function ($r) {
+            return [$r['method'], $r['route']];
+        }, $this->requests()), 'one request for all services');
+        $updates = Capsule::calls('tblhosting', 'update');
+        $this->assertCount(3, $updates);
+        $this->assertSame([['id', '=', 9101], ['server', '=', WhmcsParams::SERVER_ID]], $updates[0]['wheres']);
+        $this->assertSame(['diskusage', 'disklimit', 'bwusage', 'bwlimit', 'lastupdate'], array_keys($updates[0]['values']));
+        list($first, $second, $other) = Capsule::$tables['tblhosting'];
+        $this->assertSame(13, $first['diskusage'], '12.3 MB, rounded up');
+        $this->assertSame(0, $second['diskusage']);
+        $this->assertSame(0, $first['disklimit'], 'no quota: unlimited');
+        $this->assertMatchesRegularExpression('/^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d$/', $first['lastupdate']);
+        $this->assertLessThan(5, abs(strtotime($first['lastupdate']) - time()));
+        $this->assertSame(1, $other['diskusage'], 'a service of another server is left alone');
+        $this->assertSame('0000-00-00 00:00:00', $other['lastupdate']);
+    }
+
+    public function testTestConnection(): void
+    {
+        $result = geocatlive_TestConnection($this->params(0, 'record'));
+        $this->assertFalse($result['success'], 'plain http only with a warning');
+        $this->assertSame('GeoCat Live warning: connected to the bridge at ' . self::$stub->url . '/record with key "whmcs-stub" (2 products),'
+            . ' but over plain http: the API key travels unencrypted. Serve the bridge over https and tick "Secure".', $result['error']);
+        $this->assertSame(['POST', '/whmcs/v1/test-connection'], [$this->requests()[0]['method'], $this->requests()[0]['route']]);
+
+        $docker = geocatlive_TestConnection($this->params(0, 'docker-down'));
+        $this->assertFalse($docker['success']);
+        $this->assertStringContainsString('its Docker engine is unreachable', $docker['error']);
+        $this->assertStringContainsString('rejected the API key', geocatlive_TestConnection($this->params(0, 'unauthorized'))['error']);
+    }
+
+    public function testLoadersFillTheDropdownsFromTheBridge(): void
+    {
+        $params = $this->params(0, 'record');
+        $this->assertSame(['busybox-demo' => 'Busybox demo stack (busybox-demo)', 'geoserver-postgis' => 'GeoServer + PostGIS (geoserver-postgis)'],
+            geocatlive_LoadProducts($params), 'valid products only');
+        $this->assertSame(['large' => 'large (busybox-demo, geoserver-postgis)', 'medium' => 'medium (geoserver-postgis)', 'small' => 'small (busybox-demo, geoserver-postgis)'],
+            geocatlive_LoadPlans(array_merge($params, ['configoption1' => ''])));
+        $this->assertSame(['large' => 'large (busybox-demo)', 'small' => 'small (busybox-demo)'], geocatlive_LoadPlans($params));
+
+        $this->expectException(\Exception::class);
+        $this->expectExceptionMessage('rejected the API key');
+        geocatlive_LoadProducts($this->params(0, 'unauthorized'));
+    }
+
+    public function testTheDailyHookWritesOneActivityLinePerFailure(): void
+    {
+        $stub = parse_url(self::$stub->url);
+        $closed = StubServer::freePort();
+        Capsule::$tables['tblservers'] = [
+            ['id' => 1, 'name' => 'Live EU', 'type' => 'geocatlive', 'disabled' => 0, 'hostname' => '127.0.0.1/record', 'ipaddress' => '',
+                'port' => (string) $stub['port'], 'secure' => '', 'accesshash' => self::TOKEN, 'password' => ''],
+            ['id' => 2, 'name' => 'Live EU again', 'type' => 'geocatlive', 'disabled' => 0, 'hostname' => '127.0.0.1/record', 'ipaddress' => '',
+                'port' => (string) $stub['port'], 'secure' => '', 'accesshash' => self::TOKEN, 'password' => ''],
+            ['id' => 3, 'name' => 'Live down', 'type' => 'geocatlive', 'disabled' => 0, 'hostname' => '', 'ipaddress' => '127.0.0.1',
+                'port' => (string) $closed, 'secure' => '', 'accesshash' => '', 'password' => self::TOKEN],
+            ['id' => 4, 'name' => 'Live off', 'type' => 'geocatlive', 'disabled' => 1, 'hostname' => '127.0.0.1', 'ipaddress' => '',
+                'port' => '1', 'secure' => '', 'accesshash' => self::TOKEN, 'password' => ''],
+            ['id' => 5, 'name' => 'cPanel', 'type' => 'cpanel', 'disabled' => 0, 'hostname' => '127.0.0.1', 'ipaddress' => '',
+                'port' => '1', 'secure' => '', 'accesshash' => 'x', 'password' => ''],
+        ];
+        WhmcsRecorder::runHook('DailyCronJob', []);
+
+        $this->assertCount(2, WhmcsRecorder::$activity);
+        $this->assertSame('GeoCat Live: create of service #9201 failed: image live-test/no-such-image:1 is not available (instance river-maps, 2026-01-02T03:04:05Z)',
+            WhmcsRecorder::$activity[0]);
+        $this->assertStringStartsWith('GeoCat Live: could not check server Live down for failed provisioning: GeoCat Live: the bridge cannot be reached at http://127.0.0.1:' . $closed . ' (',
+            WhmcsRecorder::$activity[1]);
+        $requests = $this->requests();
+        $this->assertCount(1, $requests, 'servers with the same bridge are asked once');
+        $this->assertSame('/whmcs/v1/failures', $requests[0]['route']);
+        parse_str($requests[0]['query'], $query);
+        $this->assertLessThan(60, abs(strtotime($query['since']) - (time() - 86400)), 'the last 24 hours');
+        $this->assertMatchesRegularExpression('/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$/', $query['since']);
+    }
+
+    public function testTheDailyHookNeverThrows(): void
+    {
+        Capsule::$tables['tblservers'] = [['id' => 1, 'type' => 'geocatlive', 'disabled' => 0]];
+        WhmcsRecorder::runHook('DailyCronJob', []);
+        $this->assertSame(['GeoCat Live: could not check server #1 for failed provisioning: GeoCat Live: the server has no hostname or IP address:'
+            . ' set the bridge\'s address on the WHMCS server (System Settings > Servers).'], WhmcsRecorder::$activity);
+    }
+
+    public static function serverSettings(): array
+    {
+        return [
+            'hostname, port' => [['serverhostname' => 'bridge.example.org', 'serverport' => '8000', 'serversecure' => false], 'http://bridge.example.org:8000'],
+            'secure, default port' => [['serverhostname' => 'bridge.example.org', 'serverport' => '', 'serversecure' => 'on'], 'https://bridge.example.org'],
+            'secure 443' => [['serverhostname' => 'bridge.example.org', 'serverport' => '443', 'serversecure' => true], 'https://bridge.example.org'],
+            'secure other port' => [['serverhostname' => 'bridge.example.org', 'serverport' => '8443', 'serversecure' => '1'], 'https://bridge.example.org:8443'],
+            'ip only' => [['serverhostname' => '', 'serverip' => '10.0.0.5', 'serverport' => '', 'serversecure' => ''], 'http://10.0.0.5:8000'],
+            'ipv6' => [['serverip' => '2001:db8::5', 'serverport' => '8000'], 'http://[2001:db8::5]:8000'],
+            'path prefix, scheme typed by mistake' => [['serverhostname' => 'https://proxy.example.org/live/', 'serversecure' => 'on'], 'https://proxy.example.org/live'],
+            'http 80' => [['serverhostname' => 'bridge.internal', 'serverport' => '80'], 'http://bridge.internal'],
+        ];
+    }
+
+    /**
+     * @dataProvider serverSettings
+     */
+    public function testTheBridgeUrlComesFromTheServerSettings(array $server, string $expected): void
+    {
+        $this->assertSame($expected, BridgeClient::baseUrlFromServerParams($server));
+    }
+
+    public function testAHostnameWithAPortIsRefused(): void
+    {
+        $this->expectException(BridgeException::class);
+        $this->expectExceptionMessage('the port has its own field');
+        BridgeClient::baseUrlFromServerParams(['serverhostname' => 'bridge.example.org:8000']);
+    }
+}

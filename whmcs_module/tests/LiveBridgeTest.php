@@ -1,0 +1,220 @@
+<?php
+/**
+ * The module functions against the real bridge (gunicorn + worker + Docker), as
+ * tests/whmcs/test_php_module.py starts it:
+ *
+ *   GEOCATLIVE_BRIDGE_URL       e.g. http://127.0.0.1:8000
+ *   GEOCATLIVE_TOKEN            a key with the whmcs scope
+ *   GEOCATLIVE_FAILING_PRODUCT  optional: a product with a plan "basic" whose deployment fails (for the cron hook test)
+ *   GEOCATLIVE_SERVICE_ID_BASE  optional, default 9000: service ids are base+1, base+2, ...
+ *
+ * The bridge must offer the example product busybox-demo (plans small and large).
+ */
+
+use PHPUnit\Framework\TestCase;
+use WHMCS\Database\Capsule;
+use WHMCS\Module\Server\Geocatlive\BridgeClient;
+
+final class LiveBridgeTest extends TestCase
+{
+    /** @var string */
+    private $url;
+    /** @var string */
+    private $token;
+
+    protected function setUp(): void
+    {
+        $this->url = (string) getenv('GEOCATLIVE_BRIDGE_URL');
+        $this->token = (string) getenv('GEOCATLIVE_TOKEN');
+        if ($this->url === '' || $this->token === '') {
+            $this->markTestSkipped('no bridge to test against: set GEOCATLIVE_BRIDGE_URL and GEOCATLIVE_TOKEN (tests/whmcs/test_php_module.py does)');
+        }
+        WhmcsRecorder::reset();
+        Capsule::reset();
+    }
+
+    private static function serviceId(int $offset): int
+    {
+        return (int) (getenv('GEOCATLIVE_SERVICE_ID_BASE') ?: 9000) + $offset;
+    }
+
+    private function params(int $serviceId, array $overrides = []): array
+    {
+        return WhmcsParams::service($serviceId, $this->url, $this->token, $overrides);
+    }
+
+    /** The bridge's service info, read directly (not through the module). */
+    private function info(int $serviceId): array
+    {
+        return (new BridgeClient($this->url, $this->token))->get('/whmcs/v1/services/' . $serviceId);
+    }
+
+    public function testWholeLifecycleThroughTheModuleFunctions(): void
+    {
+        $id = self::serviceId(1);
+        $params = $this->params($id, ['username' => 'river maps ' . $id, 'configoption3' => '60']);
+
+        $this->assertSame('success', geocatlive_CreateAccount($params));
+        $info = $this->info($id);
+        $this->assertSame('active', $info['status']);
+        $this->assertSame('busybox-demo', $info['product']);
+        $this->assertSame('small', $info['plan']);
+        $endpoint = $info['endpoints'][0]['url'];
+        $this->assertSame('https://' . $info['hostname'], $endpoint);
+
+        $area = geocatlive_ClientArea($params);
+        $live = $area['vars']['live'];
+        $this->assertTrue($live['available']);
+        $this->assertSame('active', $live['status']);
+        $this->assertFalse($live['running']);
+        $this->assertSame($endpoint, $live['endpoints'][0]['url']);
+        $this->assertSame(['DB_PASSWORD'], array_column($live['credentials'], 'name'));
+        if (SmartyRenderer::available()) {
+            $html = SmartyRenderer::render($area);
+            $this->assertStringContainsString('<a href="' . $endpoint . '"', $html);
+            $this->assertStringContainsString('>Active</span>', $html);
+        }
+
+        // A repeat (WHMCS Module Queue "Retry") converges: same order, one create.
+        $this->assertSame('success', geocatlive_CreateAccount($params));
+        $again = $this->info($id);
+        $this->assertSame($info['id'], $again['id']);
+        $this->assertSame(['create'], array_column($again['recent_operations'], 'kind'));
+
+        $tab = geocatlive_AdminServicesTabFields($params);
+        $this->assertStringStartsWith($info['instance'] . ' (' . $info['hostname'] . ')', $tab['GeoCat Live instance']);
+        $this->assertSame('Active: busybox-demo, plan small', $tab['GeoCat Live status']);
+        $this->assertSame($info['revision'], $tab['GeoCat Live revision']);
+        $this->assertStringContainsString('href="' . $endpoint . '"', $tab['GeoCat Live endpoints']);
+        $this->assertStringContainsString('<td>create</td><td>succeeded</td>', $tab['GeoCat Live last operations']);
+
+        $suspend = $params + ['suspendreason' => 'Overdue on Payment'];
+        $this->assertSame('success', geocatlive_SuspendAccount($suspend));
+        $this->assertSame('suspended', $this->info($id)['status']);
+        $this->assertSame('success', geocatlive_SuspendAccount($suspend), 'already suspended is a success');
+
+        $this->assertSame('success', geocatlive_UnsuspendAccount($params));
+        $this->assertSame('active', $this->info($id)['status']);
+
+        $upgrade = array_replace($params, ['configoptions' => ['Plan' => 'large']]);
+        $this->assertSame('success', geocatlive_ChangePackage($upgrade));
+        $changed = $this->info($id);
+        $this->assertSame('large', $changed['plan']);
+        $this->assertSame('active', $changed['status']);
+
+        $this->assertSame('success', geocatlive_Restart($params));
+        $this->assertSame(['restart', 'succeeded'], [$this->info($id)['operation']['kind'], $this->info($id)['operation']['state']]);
+        $this->assertSame('success', geocatlive_Redeploy($params));
+
+        Capsule::$tables['tblhosting'] = [['id' => $id, 'server' => WhmcsParams::SERVER_ID, 'diskusage' => -1, 'disklimit' => 5, 'bwusage' => 3, 'bwlimit' => 3, 'lastupdate' => '0000-00-00 00:00:00']];
+        $server = WhmcsParams::server($this->url, $this->token);
+        $this->assertSame('success', geocatlive_UsageUpdate($server));
+        $updates = array_values(array_filter(Capsule::calls('tblhosting', 'update'), function ($call) use ($id) {
+            return $call['wheres'] === [['id', '=', $id], ['server', '=', WhmcsParams::SERVER_ID]];
+        }));
+        $this->assertCount(1, $updates);
+        $row = Capsule::$tables['tblhosting'][0];
+        $this->assertIsInt($row['diskusage']);
+        $this->assertGreaterThanOrEqual(0, $row['diskusage']);
+        $this->assertSame([0, 0, 0], [$row['disklimit'], $row['bwusage'], $row['bwlimit']]);
+        $this->assertNotSame('0000-00-00 00:00:00', $row['lastupdate']);
+
+        $this->assertSame('Single sign-on is not supported by GeoCat Live products yet: log in at ' . $endpoint . ' with the credentials shown in the client area.',
+            geocatlive_ServiceSingleSignOn($params)['errorMsg']);
+
+        $this->assertSame('success', geocatlive_TerminateAccount($params));
+        $this->assertSame('terminated', $this->info($id)['status']);
+        $this->assertSame('success', geocatlive_TerminateAccount($params), 'terminating twice is a success');
+
+        // Every call was logged, and nothing secret is stored in the log.
+        $actions = array_unique(array_column(WhmcsRecorder::$moduleLog, 'action'));
+        foreach (['CreateAccount', 'ClientArea', 'AdminServicesTabFields', 'SuspendAccount', 'UnsuspendAccount', 'ChangePackage', 'Restart',
+                     'Redeploy', 'UsageUpdate', 'ServiceSingleSignOn', 'TerminateAccount'] as $action) {
+            $this->assertContains($action, $actions);
+        }
+        $stored = WhmcsRecorder::storedLog();
+        $this->assertStringNotContainsString($this->token, $stored);
+        $this->assertStringNotContainsString(WhmcsParams::SERVICE_PASSWORD, $stored);
+        $this->assertNotEmpty($info['secrets']['DB_PASSWORD']);
+        $this->assertStringNotContainsString($info['secrets']['DB_PASSWORD'], $stored);
+    }
+
+    public function testTestConnectionWorksAndWarnsAboutPlainHttp(): void
+    {
+        $result = geocatlive_TestConnection(WhmcsParams::server($this->url, $this->token));
+        if (strncmp($this->url, 'https://', 8) === 0) {
+            $this->assertSame(['success' => true, 'error' => ''], $result);
+            return;
+        }
+        $this->assertFalse($result['success']);
+        $this->assertStringStartsWith('GeoCat Live warning: connected to the bridge at ' . rtrim($this->url, '/') . ' with key "', $result['error']);
+        $this->assertStringContainsString('over plain http', $result['error']);
+    }
+
+    public function testTheLoadersListTheBridgesProductsAndPlans(): void
+    {
+        $server = WhmcsParams::server($this->url, $this->token);
+        $this->assertSame('Busybox demo stack (busybox-demo)', geocatlive_LoadProducts($server)['busybox-demo']);
+        $this->assertSame(['large' => 'large (busybox-demo)', 'small' => 'small (busybox-demo)'],
+            geocatlive_LoadPlans($server + ['configoption1' => 'busybox-demo']));
+    }
+
+    public function testAWrongTokenIsRejected(): void
+    {
+        $params = WhmcsParams::service(self::serviceId(2), $this->url, 'live_wrongkey_' . str_repeat('x', 43));
+        $result = geocatlive_CreateAccount($params);
+        $this->assertSame('GeoCat Live: the bridge at ' . rtrim($this->url, '/') . ' rejected the API key (HTTP 401):'
+            . ' put a valid key with the whmcs scope in the server\'s Access Hash (or Password).', $result);
+        $this->assertFalse(geocatlive_TestConnection($params)['success']);
+        $this->assertStringContainsString('rejected the API key', geocatlive_TestConnection($params)['error']);
+    }
+
+    public function testAnUnknownProductOrPlanIsNamed(): void
+    {
+        $result = geocatlive_CreateAccount($this->params(self::serviceId(3), ['configoption1' => 'no-such-product']));
+        $this->assertStringStartsWith('GeoCat Live: ', $result);
+        $this->assertStringContainsString("unknown product 'no-such-product'", $result);
+        $this->assertStringContainsString('(HTTP 404)', $result);
+
+        $result = geocatlive_CreateAccount($this->params(self::serviceId(4), ['configoptions' => ['Plan' => 'gold']]));
+        $this->assertStringContainsString("has no plan 'gold'", $result);
+        $this->assertStringContainsString('(HTTP 422)', $result);
+    }
+
+    public function testAFailureAfterTheCallReturnedReachesTheActivityLog(): void
+    {
+        $product = (string) getenv('GEOCATLIVE_FAILING_PRODUCT');
+        if ($product === '') {
+            $this->markTestSkipped('set GEOCATLIVE_FAILING_PRODUCT to a product whose deployment fails');
+        }
+        $id = self::serviceId(5);
+        // wait 0: the bridge accepts the job and WHMCS gets "success" at once ...
+        $params = $this->params($id, ['configoption1' => $product, 'configoption2' => 'basic', 'configoption3' => '0']);
+        $this->assertSame('success', geocatlive_CreateAccount($params));
+        $this->assertContains($this->info($id)['status'], ['pending', 'failed']);
+        // ... and the worker fails it afterwards.
+        $deadline = time() + 120;
+        do {
+            usleep(500000);
+            $info = $this->info($id);
+        } while ($info['status'] !== 'failed' && time() < $deadline);
+        $this->assertSame('failed', $info['status']);
+        $this->assertNotEmpty($info['last_error']);
+
+        $this->assertSame('Failed', geocatlive_ClientArea($params)['vars']['live']['statusLabel']);
+        $this->assertSame($info['last_error'], geocatlive_ClientArea($params)['vars']['live']['lastError']);
+
+        $parts = parse_url($this->url);
+        Capsule::$tables['tblservers'] = [[
+            'id' => WhmcsParams::SERVER_ID, 'name' => 'Live', 'type' => 'geocatlive', 'disabled' => 0,
+            'hostname' => $parts['host'], 'ipaddress' => '', 'port' => (string) ($parts['port'] ?? ''),
+            'secure' => ($parts['scheme'] ?? '') === 'https' ? 'on' : '', 'accesshash' => $this->token, 'password' => '',
+        ]];
+        WhmcsRecorder::runHook('DailyCronJob', []);
+        $expected = 'GeoCat Live: create of service #' . $id . ' failed: ' . $info['last_error'];
+        $lines = array_values(array_filter(WhmcsRecorder::$activity, function ($line) use ($expected) {
+            return strpos($line, $expected) === 0;
+        }));
+        $this->assertCount(1, $lines, implode("\n", WhmcsRecorder::$activity));
+    }
+}

@@ -1,0 +1,199 @@
+<?php
+/**
+ * The WHMCS module contract (as in WHMCS's sample module test): every function
+ * exists where WHMCS expects it, answers empty $params with the right type and
+ * never throws; settings, buttons and helpers behave as documented.
+ */
+
+use PHPUnit\Framework\TestCase;
+use WHMCS\Database\Capsule;
+
+final class ModuleContractTest extends TestCase
+{
+    protected function setUp(): void
+    {
+        WhmcsRecorder::reset();
+        Capsule::reset();
+    }
+
+    public function testConfigOptionsFunctionExists(): void
+    {
+        $this->assertTrue(function_exists('geocatlive_ConfigOptions'));
+    }
+
+    public static function functionsAndTheirReturnTypes(): array
+    {
+        return [
+            'MetaData' => ['MetaData', 'array'],
+            'ConfigOptions' => ['ConfigOptions', 'array'],
+            'CreateAccount' => ['CreateAccount', 'string'],
+            'SuspendAccount' => ['SuspendAccount', 'string'],
+            'UnsuspendAccount' => ['UnsuspendAccount', 'string'],
+            'TerminateAccount' => ['TerminateAccount', 'string'],
+            'ChangePackage' => ['ChangePackage', 'string'],
+            'TestConnection' => ['TestConnection', 'array'],
+            'AdminCustomButtonArray' => ['AdminCustomButtonArray', 'array'],
+            'ClientAreaCustomButtonArray' => ['ClientAreaCustomButtonArray', 'array'],
+            'Restart' => ['Restart', 'string'],
+            'Redeploy' => ['Redeploy', 'string'],
+            'AdminServicesTabFields' => ['AdminServicesTabFields', 'array'],
+            'ServiceSingleSignOn' => ['ServiceSingleSignOn', 'array'],
+            'ClientArea' => ['ClientArea', 'array'],
+            'UsageUpdate' => ['UsageUpdate', 'string'],
+        ];
+    }
+
+    /**
+     * @dataProvider functionsAndTheirReturnTypes
+     */
+    public function testEveryFunctionAnswersEmptyParamsWithTheRightType(string $function, string $type): void
+    {
+        $name = 'geocatlive_' . $function;
+        $this->assertTrue(function_exists($name), $name . ' is defined');
+        $result = call_user_func($name, []);
+        $this->assertSame($type, gettype($result), $name . '([]) returns ' . $type);
+        if ($type === 'string') {
+            $this->assertNotSame('success', $result);
+            $this->assertStringStartsWith('GeoCat Live: ', $result);
+            $this->assertStringNotContainsString('#0 ', $result, 'no stack trace');
+        }
+    }
+
+    public function testEmptyParamsGiveMessagesStaffCanActOn(): void
+    {
+        $this->assertSame('GeoCat Live: no WHMCS service id in the module parameters.', geocatlive_CreateAccount([]));
+        $this->assertStringContainsString('no hostname or IP address', geocatlive_TestConnection([])['error']);
+        $this->assertFalse(geocatlive_TestConnection([])['success']);
+        $this->assertSame(['live' => ['available' => false, 'notice' => 'The service details are not available right now; please try again in a few minutes.']],
+            geocatlive_ClientArea([])['vars']);
+        $this->assertSame('templates/clientarea', geocatlive_ClientArea([])['templatefile']);
+        $this->assertFalse(geocatlive_ServiceSingleSignOn([])['success']);
+        $this->assertStringContainsString('not supported', geocatlive_ServiceSingleSignOn([])['errorMsg']);
+        $this->assertSame('GeoCat Live: usage update without a server id.', geocatlive_UsageUpdate([]));
+        $this->assertSame([], Capsule::$calls, 'nothing written without a server');
+    }
+
+    public function testLoadersThrowAReadableExceptionAsWhmcsExpects(): void
+    {
+        foreach (['geocatlive_LoadProducts', 'geocatlive_LoadPlans'] as $loader) {
+            try {
+                call_user_func($loader, []);
+                $this->fail($loader . ' must throw without a server');
+            } catch (\Exception $e) {
+                $this->assertStringContainsString('the server has no hostname or IP address', $e->getMessage());
+            }
+        }
+    }
+
+    public function testMetaData(): void
+    {
+        $meta = geocatlive_MetaData();
+        $this->assertSame('GeoCat Live', $meta['DisplayName']);
+        $this->assertSame('1.1', $meta['APIVersion']);
+        $this->assertTrue($meta['RequiresServer']);
+        $this->assertSame('8000', $meta['DefaultNonSSLPort']);
+        $this->assertSame('443', $meta['DefaultSSLPort']);
+    }
+
+    public function testConfigOptionsAreProductPlanAndWaitInThatOrder(): void
+    {
+        $options = geocatlive_ConfigOptions();
+        $this->assertSame(['Live product', 'Plan', 'Wait (seconds)'], array_keys($options));
+        $this->assertLessThanOrEqual(24, count($options));
+        $this->assertSame('geocatlive_LoadProducts', $options['Live product']['Loader']);
+        $this->assertSame('geocatlive_LoadPlans', $options['Plan']['Loader']);
+        foreach ($options as $option) {
+            $this->assertContains($option['Type'], ['text', 'password', 'yesno', 'dropdown', 'radio', 'textarea']);
+            if (isset($option['Loader'])) {
+                $this->assertTrue(function_exists($option['Loader']));
+            }
+        }
+        $this->assertSame('60', $options['Wait (seconds)']['Default']);
+    }
+
+    public function testButtonsAndOnlyAdminsMayRedeploy(): void
+    {
+        $this->assertSame(['Restart' => 'Restart', 'Redeploy' => 'Redeploy'], geocatlive_AdminCustomButtonArray());
+        $this->assertSame(['Restart' => 'Restart'], geocatlive_ClientAreaCustomButtonArray());
+        foreach (array_merge(geocatlive_AdminCustomButtonArray(), geocatlive_ClientAreaCustomButtonArray()) as $suffix) {
+            $this->assertTrue(function_exists('geocatlive_' . $suffix));
+        }
+        $this->assertFalse(function_exists('geocatlive_ClientAreaAllowedFunctions'));
+    }
+
+    public static function waits(): array
+    {
+        return [['60', 60], ['0', 0], ['', 0], [null, 0], ['-5', 0], ['121', 120], ['999', 120], ['abc', 0], ['30.4', 30], [45, 45]];
+    }
+
+    /**
+     * @dataProvider waits
+     */
+    public function testWaitIsClampedToWhatTheBridgeAccepts($configured, int $expected): void
+    {
+        $this->assertSame($expected, geocatlive_waitSeconds(['configoption3' => $configured]));
+    }
+
+    public function testConfigurableOptionPlanOverridesTheProductsPlan(): void
+    {
+        $this->assertSame('small', geocatlive_planName(['configoption2' => 'small']));
+        $this->assertSame('large', geocatlive_planName(['configoption2' => 'small', 'configoptions' => ['Plan' => 'large']]));
+        $this->assertSame('small', geocatlive_planName(['configoption2' => 'small', 'configoptions' => ['Plan' => '', 'Disk' => '10']]));
+    }
+
+    public static function lifecycleAnswers(): array
+    {
+        return [
+            'succeeded' => [['result' => 'succeeded', 'message' => 'create succeeded'], 'success'],
+            'accepted' => [['result' => 'accepted', 'message' => 'create queued'], 'success'],
+            'running' => [['result' => 'running', 'message' => 'create still running: create db'], 'success'],
+            'unchanged' => [['result' => 'unchanged', 'message' => 'order already suspended'], 'success'],
+            'failed' => [['result' => 'failed', 'message' => 'image x:1 is not available', 'operation' => ['kind' => 'create']],
+                'GeoCat Live: create failed: image x:1 is not available'],
+            'failed without reason' => [['result' => 'failed', 'message' => 'suspend failed', 'operation' => ['kind' => 'suspend']],
+                'GeoCat Live: suspend failed.'],
+            'unknown' => [['result' => 'maybe'], 'GeoCat Live: unexpected answer from the bridge (result "maybe").'],
+            'no result' => [[], 'GeoCat Live: unexpected answer from the bridge (result "NULL").'],
+        ];
+    }
+
+    /**
+     * @dataProvider lifecycleAnswers
+     */
+    public function testLifecycleAnswersMapToSuccessOrTheReason(array $answer, string $expected): void
+    {
+        $this->assertSame($expected, geocatlive_lifecycleResult($answer, 'create'));
+    }
+
+    public function testEveryModuleFileRefusesDirectAccess(): void
+    {
+        $files = new RegexIterator(new RecursiveIteratorIterator(new RecursiveDirectoryIterator(GEOCATLIVE_MODULE_DIR)), '/\.php$/');
+        $count = 0;
+        foreach ($files as $file) {
+            // Without comments, the first statement (after the namespace) is the guard.
+            $code = preg_replace('#/\*.*?\*/#s', '', (string) file_get_contents((string) $file));
+            $this->assertMatchesRegularExpression("/^<\\?php\\s+(namespace [A-Za-z\\\\]+;\\s+)?if \\(!defined\\('WHMCS'\\)\\) \\{\\s+die\\(/", $code, $file . ' starts with the WHMCS guard');
+            $count++;
+        }
+        $this->assertSame(5, $count, 'geocatlive.php, hooks.php and three lib classes');
+    }
+
+    public function testEveryGlobalFunctionIsPrefixed(): void
+    {
+        $functions = get_defined_functions()['user'];
+        $module = array_filter($functions, function ($name) {
+            $reflection = new ReflectionFunction($name);
+            return strpos((string) $reflection->getFileName(), GEOCATLIVE_MODULE_DIR) === 0;
+        });
+        $this->assertNotEmpty($module);
+        foreach ($module as $name) {
+            $this->assertStringStartsWith('geocatlive_', $name);
+        }
+    }
+
+    public function testTheDailyCronHookIsRegistered(): void
+    {
+        $this->assertCount(1, WhmcsRecorder::$hooks['DailyCronJob'] ?? []);
+        $this->assertInstanceOf(Closure::class, WhmcsRecorder::$hooks['DailyCronJob'][0]['function']);
+    }
+}
