@@ -11,6 +11,7 @@ worker_class = "gthread"
 timeout = int(os.environ.get("GUNICORN_TIMEOUT", "150"))
 graceful_timeout = 30
 keepalive = 5
+limit_request_line = 8190  # the largest gunicorn allows; longer lines get its own 400
 accesslog = None  # the app writes one structured line per request (with its request id)
 errorlog = "-"
 # Migrations run once per deploy (`live db upgrade`), never in gunicorn workers,

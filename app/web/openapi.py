@@ -16,8 +16,9 @@ def register_spec_processor(app: APIFlask) -> None:
         for path, item in spec.get("paths", {}).items():
             for operation in item.values():
                 responses = operation.setdefault("responses", {})
+                # gunicorn itself answers 400 to a request line over its limit (8190 bytes).
+                responses.setdefault("400", _error("Malformed request: invalid JSON body, or a request line too long"))
                 if operation.get("requestBody"):
-                    responses.setdefault("400", _error("Malformed JSON body"))
                     responses.setdefault("413", _error("Body larger than the limit"))
                 if operation.get("security"):
                     responses.setdefault("403", _error("The key's scope does not allow this"))

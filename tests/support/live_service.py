@@ -67,7 +67,7 @@ class Service:
             try:
                 if requests.get(f"{self.url}/healthz", timeout=1).status_code == 200:
                     return
-            except requests.ConnectionError:
+            except requests.RequestException:  # refused, or too slow to answer yet
                 time.sleep(0.2)
         raise AssertionError("gunicorn did not start: " + (self.logs / "gunicorn.log").read_text()[-2000:])
 

@@ -121,6 +121,17 @@ final class ModuleContractTest extends TestCase
         $this->assertFalse(function_exists('geocatlive_ClientAreaAllowedFunctions'));
     }
 
+    /**
+     * @runInSeparateProcess
+     * @preserveGlobalState disabled
+     */
+    public function testClientsCannotRedeployEvenByCallingTheFunction(): void
+    {
+        define('CLIENTAREA', true);
+        $this->assertSame('GeoCat Live: Redeploy is for staff only.', geocatlive_Redeploy(['serviceid' => 9001]));
+        $this->assertSame([], WhmcsRecorder::$moduleLog);
+    }
+
     public static function waits(): array
     {
         return [['60', 60], ['0', 0], ['', 0], [null, 0], ['-5', 0], ['121', 120], ['999', 120], ['abc', 0], ['30.4', 30], [45, 45]];

@@ -227,6 +227,10 @@ function geocatlive_Restart(array $params)
  */
 function geocatlive_Redeploy(array $params)
 {
+    // WHMCS already refuses client calls of functions that are not client buttons; this is a second lock.
+    if (defined('CLIENTAREA') && !defined('ADMINAREA')) {
+        return 'GeoCat Live: Redeploy is for staff only.';
+    }
     return geocatlive_lifecycle($params, 'Redeploy', 'redeploy', 'geocatlive_waitBody');
 }
 
