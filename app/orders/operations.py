@@ -126,17 +126,20 @@ class OperationRunner:
             order.secrets = definition.generate_secrets(order.secrets)  # keep existing secrets, add new ones
         previous = order.plan
         order.plan = plan
+        self._converge_changed(operation, order, progress, f"order {order.instance} moved to plan {plan}")
+        record_event("order.plan_changed", f"plan {previous} -> {plan}", order=order, operation=operation,
+                     previous=previous, plan=plan, product=product)
+
+    def _converge_changed(self, operation: Operation, order: Order, progress: Progress, done: str) -> None:
+        """Save a changed order, then converge its stack; a suspended one converges when resumed."""
         order.updated_at = utcnow()
         order.save()
         if order.status == "suspended":
-            # Takes effect on unsuspend, which converges to the new plan.
-            progress("order is suspended: the new plan applies when it is resumed")
-        else:
-            result = self._deploy(order, progress)
-            progress("recreated: " + (", ".join(s for s, a in sorted(result.actions.items()) if a != "noop") or "nothing"))
-            self._set_status(order, "active", operation, f"order {order.instance} moved to plan {plan}")
-        record_event("order.plan_changed", f"plan {previous} -> {plan}", order=order, operation=operation,
-                     previous=previous, plan=plan, product=product)
+            progress("order is suspended: the change applies when it is resumed")
+            return
+        result = self._deploy(order, progress)
+        progress("recreated: " + (", ".join(s for s, a in sorted(result.actions.items()) if a != "noop") or "nothing"))
+        self._set_status(order, "active", operation, done)
 
     def preview(self, order: Order, revision: ProductRevision) -> dict:
         """What moving to ``revision`` would do to each service, without doing it."""
@@ -151,14 +154,7 @@ class OperationRunner:
         previous = order.revision.label
         order.revision = revision
         order.secrets = self.catalog.definition(revision).generate_secrets(order.secrets)
-        order.updated_at = utcnow()
-        order.save()
-        if order.status == "suspended":
-            progress("order is suspended: the new revision applies when it is resumed")
-        else:
-            result = self._deploy(order, progress)
-            progress("recreated: " + (", ".join(s for s, a in sorted(result.actions.items()) if a != "noop") or "nothing"))
-            self._set_status(order, "active", operation, f"order {order.instance} at revision {revision.label}")
+        self._converge_changed(operation, order, progress, f"order {order.instance} at revision {revision.label}")
         record_event("order.upgraded", f"revision {previous} -> {revision.label}", order=order, operation=operation,
                      previous=previous, revision=revision.label, commit=revision.commit)
 

@@ -40,6 +40,7 @@ from app.web.schemas import (
 
 bp = APIBlueprint("api_v1", __name__, url_prefix="/api/v1", tag="Developer API")
 NOT_FOUND = {404: "Not found"}
+ID = "<int(min=1, max=2147483647):{}>"  # database ids are 32-bit; larger ones are 404
 
 
 def _live():
@@ -83,7 +84,7 @@ def list_orders(query: dict):
     return {**_page(orders, query["page"], query["per_page"]), "items": [_order_view(o) for o in page]}
 
 
-@bp.get("/orders/<int(min=1, max=2147483647):order_id>")
+@bp.get(f"/orders/{ID.format('order_id')}")
 @bp.auth_required(auth, roles=["read"])
 @bp.output(OrderOut)
 @bp.doc(summary="One order", responses=NOT_FOUND)
@@ -91,7 +92,7 @@ def get_order(order_id: int):
     return _order_view(_get(Order, order_id, "order"))
 
 
-@bp.get("/orders/<int(min=1, max=2147483647):order_id>/operations")
+@bp.get(f"/orders/{ID.format('order_id')}/operations")
 @bp.auth_required(auth, roles=["read"])
 @bp.output(OperationListOut)
 @bp.doc(summary="The order's operations, newest first", responses=NOT_FOUND)
@@ -101,7 +102,7 @@ def order_operations(order_id: int):
     return {"items": [operation_view(op) for op in operations]}
 
 
-@bp.get("/orders/<int(min=1, max=2147483647):order_id>/events")
+@bp.get(f"/orders/{ID.format('order_id')}/events")
 @bp.auth_required(auth, roles=["read"])
 @bp.input(PageQuery, location="query", arg_name="query")
 @bp.output(EventPageOut)
@@ -113,7 +114,7 @@ def order_events(order_id: int, query: dict):
     return {**_page(events, query["page"], query["per_page"]), "items": [event_view(e) for e in page]}
 
 
-@bp.get("/operations/<int(min=1, max=2147483647):operation_id>")
+@bp.get(f"/operations/{ID.format('operation_id')}")
 @bp.auth_required(auth, roles=["read"])
 @bp.output(OperationOut)
 @bp.doc(summary="One operation, with its progress steps", responses=NOT_FOUND)
@@ -157,7 +158,7 @@ def sync_products():
     return vars(_live().catalog.sync())
 
 
-@bp.post("/orders/<int(min=1, max=2147483647):order_id>/upgrade")
+@bp.post(f"/orders/{ID.format('order_id')}/upgrade")
 @bp.auth_required(auth, roles=["admin"])
 @bp.input(UpgradeIn, arg_name="body")
 @bp.output(UpgradeOut)
@@ -215,7 +216,7 @@ def list_customers(query: dict):
     return {**_page(customers, query["page"], query["per_page"]), "items": [customer_view(c) for c in page]}
 
 
-@bp.get("/customers/<int(min=1, max=2147483647):customer_id>")
+@bp.get(f"/customers/{ID.format('customer_id')}")
 @bp.auth_required(auth, roles=["read"])
 @bp.output(CustomerOut)
 @bp.doc(summary="One customer", responses=NOT_FOUND)

@@ -35,6 +35,7 @@ from app.web.schemas import (
 
 bp = APIBlueprint("whmcs", __name__, url_prefix="/whmcs/v1", tag="WHMCS")
 VERSION = "1.0"
+SERVICE = "/services/<int(min=1, max=2147483647):service_id>"  # WHMCS ids are 32-bit; larger ones are 404
 POLL_SECONDS = 0.2
 LIFECYCLE_RESPONSES = {202: "Accepted, or still running after the wait", 409: "Conflicts with the order's state",
                        404: "No order for this service", 422: "Invalid request, product or plan"}
@@ -118,7 +119,7 @@ def products():
     return {"products": items}
 
 
-@bp.post("/services/<int(min=1, max=2147483647):service_id>/create")
+@bp.post(f"{SERVICE}/create")
 @bp.auth_required(auth, roles=["whmcs"])
 @bp.input(CreateIn, arg_name="body")
 @bp.output(LifecycleOut)
@@ -134,7 +135,7 @@ def create(service_id: int, body: dict):
     return lifecycle_answer(outcome, body["wait"])
 
 
-@bp.post("/services/<int(min=1, max=2147483647):service_id>/suspend")
+@bp.post(f"{SERVICE}/suspend")
 @bp.auth_required(auth, roles=["whmcs"])
 @bp.input(SuspendIn, arg_name="body")
 @bp.output(LifecycleOut)
@@ -143,7 +144,7 @@ def suspend(service_id: int, body: dict):
     return lifecycle_answer(_live().orders.suspend(_order(service_id), requested_by=actor()), body["wait"])
 
 
-@bp.post("/services/<int(min=1, max=2147483647):service_id>/unsuspend")
+@bp.post(f"{SERVICE}/unsuspend")
 @bp.auth_required(auth, roles=["whmcs"])
 @bp.input(WaitIn, arg_name="body")
 @bp.output(LifecycleOut)
@@ -152,7 +153,7 @@ def unsuspend(service_id: int, body: dict):
     return lifecycle_answer(_live().orders.unsuspend(_order(service_id), requested_by=actor()), body["wait"])
 
 
-@bp.post("/services/<int(min=1, max=2147483647):service_id>/terminate")
+@bp.post(f"{SERVICE}/terminate")
 @bp.auth_required(auth, roles=["whmcs"])
 @bp.input(WaitIn, arg_name="body")
 @bp.output(LifecycleOut)
@@ -163,7 +164,7 @@ def terminate(service_id: int, body: dict):
     return lifecycle_answer(outcome, body["wait"], unchanged=f"no order for WHMCS service {service_id}: nothing to terminate")
 
 
-@bp.post("/services/<int(min=1, max=2147483647):service_id>/change-package")
+@bp.post(f"{SERVICE}/change-package")
 @bp.auth_required(auth, roles=["whmcs"])
 @bp.input(ChangePackageIn, arg_name="body")
 @bp.output(LifecycleOut)
@@ -173,7 +174,7 @@ def change_package(service_id: int, body: dict):
     return lifecycle_answer(outcome, body["wait"])
 
 
-@bp.post("/services/<int(min=1, max=2147483647):service_id>/restart")
+@bp.post(f"{SERVICE}/restart")
 @bp.auth_required(auth, roles=["whmcs"])
 @bp.input(WaitIn, arg_name="body")
 @bp.output(LifecycleOut)
@@ -182,7 +183,7 @@ def restart(service_id: int, body: dict):
     return lifecycle_answer(_live().orders.restart(_order(service_id), requested_by=actor()), body["wait"])
 
 
-@bp.post("/services/<int(min=1, max=2147483647):service_id>/redeploy")
+@bp.post(f"{SERVICE}/redeploy")
 @bp.auth_required(auth, roles=["whmcs"])
 @bp.input(WaitIn, arg_name="body")
 @bp.output(LifecycleOut)
@@ -191,7 +192,7 @@ def redeploy(service_id: int, body: dict):
     return lifecycle_answer(_live().orders.redeploy(_order(service_id), requested_by=actor()), body["wait"])
 
 
-@bp.get("/services/<int(min=1, max=2147483647):service_id>")
+@bp.get(SERVICE)
 @bp.auth_required(auth, roles=["whmcs"])
 @bp.output(ServiceInfoOut)
 @bp.doc(summary="Status, endpoints, progress, last error and recent operations (client area, admin tab)",
