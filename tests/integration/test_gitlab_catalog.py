@@ -12,6 +12,7 @@ from app.catalog.gitlab_source import CatalogSourceError, GitLabSource
 from app.config import PROJECT_ROOT
 from app.db import upgrade
 from app.models import CatalogSync, Order, Product, ProductRevision
+from tests.conftest import customer
 from tests.support.gitlab_emulator import GitLabEmulator, blob_id
 
 EXAMPLES = PROJECT_ROOT / "examples" / "config-repo"
@@ -136,6 +137,9 @@ def test_gitlab_down_keeps_the_last_good_catalog(live, gitlab, gitlab_settings):
     assert {p.slug: p.current_revision_id for p in Product.select()} == revisions
     state = CatalogSync.get()
     assert "unreachable" in state.last_error and state.last_success_at is not None
+    # Provisioning keeps working from the last good catalog.
+    outcome = live.orders.create(service_id=70, customer=customer(), product="geoserver-postgis", plan="small")
+    assert outcome.created and outcome.order.revision_id == revisions["geoserver-postgis"]
 
     # The service says so, and keeps answering with what it has.
     app = create_app(gitlab_settings)
