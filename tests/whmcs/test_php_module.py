@@ -10,10 +10,8 @@ import os
 import re
 import shutil
 import subprocess
-import time
 
 import pytest
-import requests
 
 from app.config import PROJECT_ROOT
 from tests.conftest import unavailable, write_product
@@ -31,21 +29,6 @@ def tool(name: str) -> str:
     if path is None:
         unavailable(f"{name} is not installed (Debian: {PACKAGES})")
     return path
-
-
-def start(service: Service) -> None:
-    """Service.start, also when a busy machine makes its first /healthz probes time out."""
-    try:
-        service.start(worker=True)
-    except requests.Timeout:  # start() retries refused connections only; the processes are running
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            try:
-                if requests.get(f"{service.url}/healthz", timeout=5).status_code == 200:
-                    return
-            except requests.RequestException:
-                time.sleep(0.5)
-        raise
 
 
 def test_every_php_file_is_valid_php():
@@ -75,7 +58,7 @@ def test_phpunit_suite_against_the_real_bridge(settings, config_repo, tmp_path):
     # The failing product should fail fast: one retry, short back-off.
     service.env.update(LIVE_OPERATION_MAX_ATTEMPTS="2", LIVE_RETRY_BASE_SECONDS="0.2")
     try:
-        start(service)
+        service.start(worker=True)
         token = service.flask("apikey", "create", "whmcs-php", "--scope", "whmcs").strip().splitlines()[-1]
         service.flask("products", "sync")
         env = dict(os.environ, GEOCATLIVE_BRIDGE_URL=service.url, GEOCATLIVE_TOKEN=token,
