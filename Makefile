@@ -26,5 +26,9 @@ run: migrate
 test: venv
 	$(BIN)/python -m pytest
 
+# Figures of docs/BENCHMARKS.md against same-run baselines (~15 min; needs Docker, wrk, docker-compose).
+bench: venv
+	$(BIN)/python -m bench
+
 clean:
 	rm -rf $(VENV) .pytest_cache

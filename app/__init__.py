@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from apiflask import APIFlask
+from flask import request
 
 from app.bootstrap import Live, bootstrap
 from app.config import Settings
@@ -36,9 +37,14 @@ def create_app(settings: Settings | None = None) -> APIFlask:
         JSON_SORT_KEYS=False,
     )
 
+    # Liveness and metrics must answer while the database is down (a supervisor
+    # would otherwise restart healthy processes); they open it themselves if needed.
+    no_database = {"/healthz", "/metrics"}
+
     @app.before_request
     def _open_db():
-        live.db.connect(reuse_if_open=True)
+        if request.path not in no_database:
+            live.db.connect(reuse_if_open=True)
 
     @app.teardown_request
     def _close_db(_exc):

@@ -291,7 +291,13 @@ class Deployer:
     # -- stop / remove ------------------------------------------------------
     def stop(self, target: DeploymentTarget, progress: Progress = lambda _: None) -> list[str]:
         """Stop every container of the order, dependents first. Volumes are untouched."""
-        containers = {c.service: c for c in self.runtime.list_containers(target.selector)}
+        containers = {}
+        for container in self.runtime.list_containers(target.selector):
+            if container.service is None:
+                # Not a service: an archive helper left by an interrupted terminate.
+                self.runtime.remove_container(container.id)
+            else:
+                containers[container.service] = container
         stopped: list[str] = []
 
         def stop_one(name: str) -> None:

@@ -9,7 +9,7 @@ import time
 import uuid
 
 from flask import Flask, Response, g, request
-from peewee import fn
+from peewee import PeeweeException, fn
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 
@@ -29,6 +29,12 @@ class DatabaseCollector:
     """Orders by status and operations by kind and state, read at scrape time (the same in every process)."""
 
     def collect(self):
+        try:
+            yield from self._collect()
+        except PeeweeException as exc:  # the database is down: serve the request metrics anyway
+            log.warning("metrics without database figures: %s", exc)
+
+    def _collect(self):
         orders = GaugeMetricFamily("live_orders", "Orders by status", labels=["status"])
         for status, count in Order.select(Order.status, fn.COUNT(Order.id)).group_by(Order.status).tuples():
             orders.add_metric([status], count)
