@@ -87,6 +87,12 @@ class Order(BaseModel):
     class Meta:
         table_name = "live_order"  # ORDER is an SQL keyword
 
+    @classmethod
+    def with_relations(cls):
+        """Orders with product, revision and customer loaded in the same query."""
+        return (cls.select(cls, Product, ProductRevision, Customer)
+                .join(Product).switch(cls).join(ProductRevision).switch(cls).join(Customer))
+
 
 class Operation(BaseModel):
     order = peewee.ForeignKeyField(Order, backref="operations", on_delete="CASCADE")

@@ -51,15 +51,19 @@ def operation_view(operation: Operation) -> dict[str, Any]:
     }
 
 
-def current_operation(order: Order) -> Operation | None:
-    """The operation in progress, else the most recent one."""
-    unfinished = (Operation.select().where((Operation.order == order) & Operation.state.not_in(FINISHED))
-                  .order_by(Operation.id).first())
-    return unfinished or Operation.select().where(Operation.order == order).order_by(Operation.id.desc()).first()
+def current_operation(order: Order, recent: list[Operation] | None = None) -> Operation | None:
+    """The oldest operation in progress, else the most recent one (``recent``: newest first, if already read)."""
+    if recent is None:
+        unfinished = (Operation.select().where((Operation.order == order) & Operation.state.not_in(FINISHED))
+                      .order_by(Operation.id).first())
+        return unfinished or Operation.select().where(Operation.order == order).order_by(Operation.id.desc()).first()
+    unfinished = [op for op in recent if op.state not in FINISHED]
+    return unfinished[-1] if unfinished else (recent[0] if recent else None)
 
 
-def order_view(order: Order, catalog: Catalog, scheme: str, *, include_secrets: bool = False) -> dict[str, Any]:
-    operation = current_operation(order)
+def order_view(order: Order, catalog: Catalog, scheme: str, *, include_secrets: bool = False,
+               recent: list[Operation] | None = None) -> dict[str, Any]:
+    operation = current_operation(order, recent)
     view = {
         "id": order.id,
         "service_id": order.whmcs_service_id,

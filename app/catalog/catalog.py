@@ -166,7 +166,7 @@ class Catalog:
 
     def definition(self, revision: ProductRevision) -> ProductDefinition:
         """The parsed definition of a stored revision (what an order was created with)."""
-        key = f"{revision.product.slug}:{revision.content_hash}"
+        key = f"{revision.product_id}:{revision.content_hash}"
         with self._lock:
             cached = self._definitions.get(key)
         if cached is None:

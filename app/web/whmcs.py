@@ -46,7 +46,7 @@ def _live():
 
 
 def _order(service_id: int) -> Order:
-    order = _live().orders.by_service_id(service_id)
+    order = Order.with_relations().where(Order.whmcs_service_id == service_id).first()
     if order is None:
         raise NotFound(f"no order for WHMCS service {service_id}")
     return order
@@ -200,8 +200,10 @@ def redeploy(service_id: int, body: dict):
 def service_info(service_id: int):
     live = _live()
     order = _order(service_id)
-    view = order_view(order, live.catalog, live.settings.public_scheme, include_secrets=True)
-    recent = Operation.select().where(Operation.order == order).order_by(Operation.id.desc()).limit(10)
+    # Read once: the recent operations also tell which one is in progress (unless more than 10 are queued).
+    recent = list(Operation.select().where(Operation.order == order).order_by(Operation.id.desc()).limit(10))
+    view = order_view(order, live.catalog, live.settings.public_scheme, include_secrets=True,
+                      recent=recent if len(recent) < 10 else None)
     view["recent_operations"] = [operation_view(op) for op in recent]
     return view
 
