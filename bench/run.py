@@ -14,7 +14,6 @@ import secrets
 import shutil
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 import uuid
@@ -266,7 +265,7 @@ class Bench:
                                "containers": len(containers)}
         self.row(f"5 burst {BURST} creates: all active", round(elapsed, 1), round(ideal, 1), "-", active == BURST, "s",
                  f"{active}/{BURST} active; baseline derived: ceil({BURST}/{concurrency} workers) x compose deploy")
-        self.row(f"5 burst: lost or duplicated operations", lost_or_dup, None, "0", lost_or_dup == 0, "",
+        self.row("5 burst: lost or duplicated operations", lost_or_dup, None, "0", lost_or_dup == 0, "",
                  f"{len(containers)} containers, {len(set(names))} distinct names")
         service.stop()
 
