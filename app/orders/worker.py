@@ -244,11 +244,24 @@ class Worker:
 
     def _progress_recorder(self, operation: Operation):
         steps = list(operation.steps or [])
+        lock = threading.Lock()
+
+        def record(snapshot: list) -> None:
+            Operation.update(steps=snapshot, lease_expires_at=utcnow() + dt.timedelta(seconds=self.lease_seconds)).where(
+                Operation.id == operation.id).execute()
 
         def progress(message: str) -> None:
-            steps.append({"at": utcnow().isoformat(timespec="seconds") + "Z", "attempt": operation.attempts, "message": message})
-            Operation.update(steps=steps, lease_expires_at=utcnow() + dt.timedelta(seconds=self.lease_seconds)).where(
-                Operation.id == operation.id).execute()
+            with lock:  # the deployer reports from several threads at once
+                steps.append({"at": utcnow().isoformat(timespec="seconds") + "Z", "attempt": operation.attempts,
+                              "message": message})
+                snapshot = list(steps)
+            if self.db.is_closed():
+                # A deployer thread: open a connection for this write and give it back, so
+                # short-lived threads never keep pooled connections.
+                with self.db.connection_context():
+                    record(snapshot)
+            else:
+                record(snapshot)
             log.info("operation %s (%s): %s", operation.id, operation.order.instance, message)
 
         return progress

@@ -56,3 +56,16 @@ def test_per_order_serial_and_cross_order_parallel(live, make_customer):
         finished = [op.finished_at for op in ops]
         assert finished == sorted(finished)
         assert Order.get_by_id(order.id).status == "active"
+
+
+def test_deployer_threads_give_their_database_connections_back(live, make_customer):
+    """Progress is written from the deployer's short-lived threads; a pooled connection must not leak."""
+    for number in range(3):
+        live.orders.create(service_id=320 + number, customer=make_customer(), product="busybox-demo", plan="small",
+                           username=f"pool{number}")
+    live.worker().run_until_idle(timeout=180)
+    assert all(op.state == "succeeded" for op in Operation.select())
+    in_use = getattr(live.db, "_in_use", None)
+    if in_use is None:
+        pytest.skip("SQLite connections are not pooled")
+    assert len(in_use) <= 1, f"{len(in_use)} pooled connections still checked out (the test's own may be one)"
