@@ -26,7 +26,7 @@ run: migrate
 test: venv
 	$(BIN)/python -m pytest
 
-# Figures of docs/BENCHMARKS.md against same-run baselines (~15 min; needs Docker, wrk, docker-compose).
+# Figures of docs/BENCHMARKS.md against same-run baselines (~25 min; needs Docker, wrk, docker-compose).
 bench: venv
 	$(BIN)/python -m bench
 
