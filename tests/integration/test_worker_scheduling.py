@@ -58,6 +58,7 @@ def test_per_order_serial_and_cross_order_parallel(live, make_customer):
         assert Order.get_by_id(order.id).status == "active"
 
 
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)  # only PostgreSQL connections are pooled
 def test_deployer_threads_give_their_database_connections_back(live, make_customer):
     """Progress is written from the deployer's short-lived threads; a pooled connection must not leak."""
     for number in range(3):
@@ -65,7 +66,5 @@ def test_deployer_threads_give_their_database_connections_back(live, make_custom
                            username=f"pool{number}")
     live.worker().run_until_idle(timeout=180)
     assert all(op.state == "succeeded" for op in Operation.select())
-    in_use = getattr(live.db, "_in_use", None)
-    if in_use is None:
-        pytest.skip("SQLite connections are not pooled")
+    in_use = live.db._in_use
     assert len(in_use) <= 1, f"{len(in_use)} pooled connections still checked out (the test's own may be one)"
