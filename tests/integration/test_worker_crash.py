@@ -1,7 +1,6 @@
 """The real worker process, killed with SIGKILL mid-operation, converges after a restart."""
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
@@ -11,22 +10,14 @@ import pytest
 
 from app.config import PROJECT_ROOT
 from app.models import Operation, Order
+from tests.support.live_service import settings_env
 
 pytestmark = pytest.mark.usefixtures("docker_engine", "stack_cleanup")
 
 
 def start_worker(settings, log_path):
-    env = dict(os.environ)
-    env.update({
-        "LIVE_DATABASE_URL": settings.database_url,
-        "LIVE_CONFIG_REPO": str(settings.config_repo),
-        "LIVE_BASE_DOMAIN": settings.base_domain,
-        "LIVE_BACKUP_DIR": str(settings.backup_dir),
-        "LIVE_DEPLOYMENT": settings.deployment,
-        "LIVE_WORKER_POLL_SECONDS": "0.1",
-        "LIVE_RETRY_BASE_SECONDS": "0.2",
-        "LIVE_HEALTH_TIMEOUT_SECONDS": "30",
-    })
+    env = settings_env(settings, LIVE_WORKER_POLL_SECONDS="0.1", LIVE_RETRY_BASE_SECONDS="0.2",
+                       LIVE_HEALTH_TIMEOUT_SECONDS="30")
     with open(log_path, "ab") as log:  # the child keeps its own copy of the descriptor
         return subprocess.Popen([sys.executable, "-m", "flask", "--app", "wsgi", "live", "worker"], cwd=PROJECT_ROOT,
                                 env=env, stdout=log, stderr=subprocess.STDOUT)

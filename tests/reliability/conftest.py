@@ -16,6 +16,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.live_service import settings_env
+
 from app.config import PROJECT_ROOT, load_settings
 
 DOCKERD = "/usr/sbin/dockerd"
@@ -45,15 +47,11 @@ def settings(database_url, config_repo, tmp_path):
 
 
 def worker_env(settings) -> dict[str, str]:
-    env = dict(os.environ)
-    env.update({
-        "LIVE_DATABASE_URL": settings.database_url, "LIVE_CONFIG_REPO": str(settings.config_repo),
-        "LIVE_BASE_DOMAIN": settings.base_domain, "LIVE_BACKUP_DIR": str(settings.backup_dir),
-        "LIVE_DEPLOYMENT": settings.deployment, "LIVE_WORKER_POLL_SECONDS": "0.1",
-        "LIVE_RETRY_BASE_SECONDS": str(settings.retry_base_seconds), "LIVE_HEALTH_TIMEOUT_SECONDS": "30",
-        "LIVE_OPERATION_MAX_ATTEMPTS": str(settings.operation_max_attempts), "LIVE_WORKER_CONCURRENCY": "4",
+    return settings_env(settings, **{
+        "LIVE_WORKER_POLL_SECONDS": "0.1", "LIVE_RETRY_BASE_SECONDS": str(settings.retry_base_seconds),
+        "LIVE_HEALTH_TIMEOUT_SECONDS": "30", "LIVE_OPERATION_MAX_ATTEMPTS": str(settings.operation_max_attempts),
+        "LIVE_WORKER_CONCURRENCY": "4",
     })
-    return env
 
 
 def start_worker(settings, log_path: Path) -> subprocess.Popen:

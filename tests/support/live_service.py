@@ -13,6 +13,18 @@ import requests
 
 from app.config import PROJECT_ROOT
 
+def settings_env(settings, **tuning: str) -> dict[str, str]:
+    """The environment that makes a child process (worker, gunicorn, CLI) use the test's settings."""
+    env = dict(os.environ)
+    env.update({
+        "LIVE_DATABASE_URL": settings.database_url, "LIVE_CONFIG_REPO": str(settings.config_repo),
+        "LIVE_BASE_DOMAIN": settings.base_domain, "LIVE_BACKUP_DIR": str(settings.backup_dir),
+        "LIVE_DEPLOYMENT": settings.deployment,
+    })
+    env.update(tuning)
+    return env
+
+
 BIN = Path(sys.executable).parent
 MINI_MANIFEST = "name: Mini\nplans: {basic: {}}\nendpoints:\n  - {application: web, service: web, port: 8080}\n"
 MINI_COMPOSE = """
@@ -35,11 +47,8 @@ class Service:
     def __init__(self, settings, tmp_path: Path):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.env = dict(os.environ, **{
-            "LIVE_DATABASE_URL": settings.database_url, "LIVE_CONFIG_REPO": str(settings.config_repo),
-            "LIVE_BASE_DOMAIN": settings.base_domain, "LIVE_BACKUP_DIR": str(settings.backup_dir),
-            "LIVE_DEPLOYMENT": settings.deployment, "LIVE_WORKER_POLL_SECONDS": "0.1",
-            "LIVE_WORKER_CONCURRENCY": "4", "LIVE_HEALTH_TIMEOUT_SECONDS": "60",
+        self.env = settings_env(settings, **{
+            "LIVE_WORKER_POLL_SECONDS": "0.1", "LIVE_WORKER_CONCURRENCY": "4", "LIVE_HEALTH_TIMEOUT_SECONDS": "60",
             "GUNICORN_BIND": f"127.0.0.1:{self.port}", "GUNICORN_WORKERS": "2",
         })
         self.logs = tmp_path
