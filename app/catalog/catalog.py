@@ -11,6 +11,8 @@ import logging
 import threading
 from dataclasses import dataclass, field
 
+import peewee
+
 from app.catalog.product import ProductDefinition, load_product
 from app.catalog.source import CatalogSource, SourceProduct
 from app.db import database
@@ -30,6 +32,13 @@ class SyncReport:
     unchanged: list[str] = field(default_factory=list)
     invalid: dict[str, list[str]] = field(default_factory=dict)
     removed: list[str] = field(default_factory=list)
+    # Invalid products that not even the database would take (also in ``invalid``, with the reason).
+    unrecorded: list[str] = field(default_factory=list)
+
+
+# The database is down or the connection broke: the sync stops (the worker tries again later).
+# Any other database error while recording one product is about that product's content.
+DATABASE_DOWN = (peewee.OperationalError, peewee.InterfaceError)
 
 
 class Catalog:
@@ -40,27 +49,33 @@ class Catalog:
         self._seeded = False
 
     def sync(self) -> SyncReport:
-        """Read the source and record what changed; a failed read leaves the catalog as it was."""
+        """Read the source and record what changed; a failed read leaves the catalog as it was.
+
+        Raises the source's :class:`LiveError` (e.g. ``CatalogSourceError``) when it
+        cannot be read, and the database's errors of :data:`DATABASE_DOWN`. Never
+        raises because of one product's content: a product that cannot be read,
+        validated or recorded is listed invalid (or, when even that is refused,
+        in ``report.unrecorded``), and every other product syncs.
+        """
         report = SyncReport(source=self.source.describe())
         state = self._state()
         state.source, state.last_attempt_at = report.source, utcnow()
         self._seed_blob_cache()
         try:
             items = self.source.read()
-        except LiveError as exc:
-            state.last_error = str(exc)
+        except Exception as exc:  # recorded for /readyz and GET /api/v1/catalog, then raised as it came
+            known = isinstance(exc, LiveError)
+            state.last_error = str(exc) if known else f"reading the source failed: {type(exc).__name__}: {exc}"
             state.save()
-            log.warning("catalog sync from %s failed, keeping the last catalog: %s", report.source, exc)
+            log.warning("catalog sync from %s failed, keeping the last catalog: %s", report.source, state.last_error)
             raise
         seen = set()
         for item in items:
             seen.add(item.slug)
-            definition = load_product(item.slug, item.manifest_text, item.compose_text)
-            for missing in item.missing:
-                definition.errors.insert(0, f"product {item.slug}: {missing} is missing")
-            self._record(definition, item, report)
+            self._record_safely(self._load(item), item, report)
         with database.atomic():
-            for product in Product.select().where(Product.valid == True):  # noqa: E712 (SQL comparison)
+            # Read in full before writing (SQLite read snapshots, see app/db.py).
+            for product in list(Product.select().where(Product.valid == True)):  # noqa: E712 (SQL comparison)
                 if product.slug not in seen:
                     # Existing orders keep their revision; new orders are refused.
                     report.removed.append(product.slug)
@@ -105,11 +120,55 @@ class Catalog:
                 remember(revision.compose_blob, revision.compose)
         self._seeded = True
 
+    @staticmethod
+    def _load(item: SourceProduct) -> ProductDefinition:
+        """Validate one product; a crash on its content makes that product invalid, never the sync fail."""
+        try:
+            return item.load()
+        except Exception as exc:  # a bug met by this product's content: log it for the operators, go on
+            log.exception("product %s: validation crashed", item.slug)
+            return ProductDefinition(
+                slug=item.slug, manifest_text=item.manifest_text, compose_text=item.compose_text, name=item.slug[:200],
+                errors=[*item.problems, f"product {item.slug}: could not be validated: internal error "
+                                        f"({type(exc).__name__}); the log has the details"],
+                read_problems=item.problems)
+
+    def _record_safely(self, definition: ProductDefinition, item: SourceProduct, report: SyncReport) -> None:
+        """Record one product; when the database refuses its content, record it invalid without the content.
+
+        Errors of :data:`DATABASE_DOWN` propagate (the whole sync stops, to be
+        retried); anything else the database refuses concerns this product only.
+        """
+        try:
+            self._record(definition, item, report)
+            return
+        except DATABASE_DOWN:
+            raise
+        except (peewee.PeeweeException, ValueError) as exc:  # e.g. DataError, IntegrityError, NUL, surrogates
+            detail = " ".join(str(exc).split())  # database messages span lines
+            reason = f"product {definition.slug}: could not be recorded: {type(exc).__name__}: {detail}"
+            log.error("product %s could not be recorded as read (%s); recording it invalid without its files",
+                      definition.slug, exc)
+        for bucket in (report.added, report.changed, report.unchanged):
+            if definition.slug in bucket:
+                bucket.remove(definition.slug)
+        fallback = ProductDefinition(
+            slug=definition.slug, manifest_text="", compose_text="", name=definition.slug[:200],
+            errors=[*definition.errors, reason], read_problems=(*definition.read_problems, reason))
+        try:
+            self._record(fallback, SourceProduct(item.slug, "", "", item.commit), report)
+        except DATABASE_DOWN:
+            raise
+        except (peewee.PeeweeException, ValueError) as exc:
+            log.error("product %s cannot be recorded at all: %s", definition.slug, exc)
+            report.invalid[definition.slug] = fallback.errors
+            report.unrecorded.append(definition.slug)
+
     def _record(self, definition: ProductDefinition, item: SourceProduct, report: SyncReport) -> None:
         commit = item.commit
         with database.atomic():
             product, created = Product.get_or_create(
-                slug=definition.slug, defaults={"name": definition.name, "description": definition.description}
+                slug=definition.slug, defaults={"name": definition.name[:200], "description": definition.description}
             )
             # get_or_create tolerates a concurrent sync inserting the same revision.
             revision, _ = ProductRevision.get_or_create(
@@ -135,7 +194,7 @@ class Catalog:
                     log.warning("product %s is invalid: %s", definition.slug, "; ".join(definition.errors))
                 product.valid, product.errors = False, definition.errors
                 if created:
-                    product.name = definition.name
+                    product.name = definition.name[:200]
             product.updated_at = utcnow()
             product.save()
 

@@ -5,6 +5,13 @@ refs, the ``ref`` parameter, ``PRIVATE-TOKEN`` authentication with GitLab's
 401/404 bodies, and offset pagination with ``X-Total``/``X-Next-Page``/``Link``
 headers. Repository content is an in-memory history of snapshots; blob ids
 are real git blob hashes. Every request is recorded so tests can count them.
+
+Content may be anything git can hold: bytes that are not UTF-8, big blobs
+(served in chunks; :attr:`GitLabEmulator.sent` records how many bytes of each
+download reached the client before it hung up), path names with bytes that
+are not UTF-8 (given as ``str`` with surrogate escapes, as ``os.listdir``
+gives them; JSON carries them as ``\\udcXX``), and symbolic links
+(:class:`Symlink`: a tree entry of mode ``120000`` whose blob is the target).
 """
 from __future__ import annotations
 
@@ -12,6 +19,7 @@ import hashlib
 import json
 import threading
 import time
+from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, unquote, urlencode, urlsplit
 
@@ -20,23 +28,48 @@ def blob_id(content: bytes) -> str:
     return hashlib.sha1(b"blob %d\0" % len(content) + content).hexdigest()
 
 
+@dataclass(frozen=True)
+class Symlink:
+    """A symbolic link in a commit: git stores ``target`` as the blob of a mode-120000 entry."""
+
+    target: str
+
+    def blob(self) -> bytes:
+        return self.target.encode("utf-8", "surrogateescape")
+
+
+def _path_bytes(path: str) -> bytes:
+    return path.encode("utf-8", "surrogateescape")
+
+
 class Repository:
     def __init__(self):
         self.commits: dict[str, dict] = {}
         self.branches: dict[str, str] = {}
         self.tags: dict[str, str] = {}
+        self._blobs: dict[str, bytes] = {}  # every blob ever committed, by id
         self._counter = 0
 
-    def commit(self, files: dict[str, str], branch: str = "main", message: str = "update") -> str:
-        """Record a full snapshot of the repository as a new commit on ``branch``."""
+    def commit(self, files: dict[str, str | bytes | Symlink], branch: str = "main", message: str = "update") -> str:
+        """Record a full snapshot of the repository as a new commit on ``branch``.
+
+        A value is the file's text (stored as UTF-8), its raw bytes, or a :class:`Symlink`.
+        """
         self._counter += 1
-        snapshot = {path: text.encode() for path, text in files.items()}
+        snapshot, links = {}, set()
+        for path, content in files.items():
+            if isinstance(content, Symlink):
+                links.add(path)
+                content = content.blob()
+            snapshot[path] = content if isinstance(content, bytes) else content.encode()
         digest = hashlib.sha1(f"{self._counter}:{message}".encode())
         for path in sorted(snapshot):
-            digest.update(path.encode() + blob_id(snapshot[path]).encode())
+            blob = blob_id(snapshot[path])
+            self._blobs[blob] = snapshot[path]
+            digest.update(_path_bytes(path) + blob.encode() + (b"l" if path in links else b""))
         sha = digest.hexdigest()
-        self.commits[sha] = {"files": snapshot, "message": message, "parent": self.branches.get(branch),
-                             "created_at": time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime())}
+        self.commits[sha] = {"files": snapshot, "symlinks": links, "message": message,
+                             "parent": self.branches.get(branch), "created_at": time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime())}
         self.branches[branch] = sha
         return sha
 
@@ -51,7 +84,7 @@ class Repository:
         return ref if ref in self.commits else None
 
     def tree(self, sha: str, path: str, recursive: bool) -> list[dict]:
-        files = self.commits[sha]["files"]
+        files, links = self.commits[sha]["files"], self.commits[sha]["symlinks"]
         prefix = f"{path.strip('/')}/" if path.strip("/") else ""
         entries: dict[str, dict] = {}
         for file_path, content in files.items():
@@ -63,19 +96,16 @@ class Repository:
                 entry_path = prefix + "/".join(rest[:level])
                 is_blob = level == len(rest)
                 if entry_path not in entries:
+                    tree_id = hashlib.sha1(_path_bytes(entry_path) + sha.encode()).hexdigest()
                     entries[entry_path] = {
-                        "id": blob_id(content) if is_blob else hashlib.sha1(entry_path.encode() + sha.encode()).hexdigest(),
+                        "id": blob_id(content) if is_blob else tree_id,
                         "name": rest[level - 1], "type": "blob" if is_blob else "tree", "path": entry_path,
-                        "mode": "100644" if is_blob else "040000",
+                        "mode": ("120000" if file_path in links else "100644") if is_blob else "040000",
                     }
         return [entries[key] for key in sorted(entries)]
 
     def blob(self, blob: str) -> bytes | None:
-        for commit in self.commits.values():
-            for content in commit["files"].values():
-                if blob_id(content) == blob:
-                    return content
-        return None
+        return self._blobs.get(blob)
 
 
 class GitLabEmulator:
@@ -83,6 +113,7 @@ class GitLabEmulator:
         self.repo = Repository()
         self.project_path, self.project_id, self.token = project_path, project_id, token
         self.requests: list[tuple[str, str]] = []
+        self.sent: dict[str, int] = {}  # request path -> bytes of the last answer's body that reached the client
         self.delay = 0.0  # seconds added to every answer ("GitLab is slow")
         self._server: ThreadingHTTPServer | None = None
         self._lock = threading.Lock()
@@ -160,7 +191,7 @@ class GitLabEmulator:
             content = self.repo.blob(route[2])
             if content is None:
                 return self._json(handler, 404, {"message": "404 Blob Not Found"})
-            return self._send(handler, 200, content, "text/plain; charset=utf-8")
+            return self._send(handler, 200, content, "text/plain; charset=utf-8", record=split.path)
         if route[:2] == ["repository", "branches"]:
             items = [{"name": name, "commit": {"id": sha}} for name, sha in sorted(self.repo.branches.items())]
             return self._named(handler, split.path, query, items, route, "Branch")
@@ -195,12 +226,23 @@ class GitLabEmulator:
     def _json(self, handler, status, body, headers=None):
         return self._send(handler, status, json.dumps(body).encode(), "application/json", headers)
 
-    @staticmethod
-    def _send(handler, status, data: bytes, content_type: str, headers=None):
+    CHUNK = 64 * 1024
+
+    def _send(self, handler, status, data: bytes, content_type: str, headers=None, record: str | None = None):
         handler.send_response(status)
         handler.send_header("Content-Type", content_type)
         handler.send_header("Content-Length", str(len(data)))
         for name, value in (headers or {}).items():
             handler.send_header(name, value)
         handler.end_headers()
-        handler.wfile.write(data)
+        sent = 0
+        try:
+            for start in range(0, len(data), self.CHUNK):  # in chunks, as a server streams a big blob
+                handler.wfile.write(data[start: start + self.CHUNK])
+                sent = min(len(data), start + self.CHUNK)
+        except (BrokenPipeError, ConnectionResetError):
+            handler.close_connection = True  # the client stopped reading: a streamed download it cut short
+        finally:
+            if record is not None:
+                with self._lock:
+                    self.sent[record] = sent
