@@ -203,10 +203,13 @@ def test_path_prefix_is_used_for_top_level_strings():
         "${}",          # empty name
         "${1ABC}",      # invalid name
         "${NAME",       # unterminated
-        "${NAME:+x}",   # unsupported operator
-        "${NAME+x}",    # unsupported operator
+        "${NAME:-x",    # unterminated, with an operator
+        "${NAME:-x\n}",  # an expression with an operator ends on its line (compose-go)
+        "${NAME!}",     # not an operator
+        "${NAME:x}",    # not an operator either
         "${NA ME}",     # space in name
         "${-x}",
+        "$}",           # a $ that starts nothing (compose-go keeps it; Live asks for $$)
     ],
 )
 def test_invalid_dollar_syntax_is_an_error(text):
@@ -220,6 +223,127 @@ def test_invalid_syntax_message_names_location_and_explains_escape():
     message = str(info.value)
     assert "services.web.command" in message
     assert "$$" in message
+
+
+def test_invalid_braced_expression_hint_lists_the_operators():
+    with pytest.raises(InterpolationError) as info:
+        interpolate_string("${NAME!}", {}, "services.web.image")
+    message = str(info.value)
+    assert "at services.web.image" in message
+    assert ":- - :+ + :? ?" in message
+
+
+def test_expressions_nested_too_deeply_are_an_error_not_a_crash():
+    text = "${A:-" * 2000 + "x" + "}" * 2000
+    with pytest.raises(InterpolationError, match=r"nested too deeply at services\.web\.image"):
+        interpolate_string(text, {}, "services.web.image")
+    assert referenced_variables(text) == {"A"}
+
+
+# -- braces in defaults and alternatives (issue 9, item 9) ---------------------
+# The closing brace is found as compose-go finds it (template.getFirstBraceClosingIndex), except that every
+# brace counts.
+
+@pytest.mark.parametrize(
+    "variables, expected",
+    [({"JSON": '{"json":2}'}, '{"json":2}'), ({}, '{"json":1}'), ({"JSON": ""}, '{"json":1}')],
+    ids=["set", "unset", "empty"],
+)
+def test_default_with_braces_leaves_no_stray_brace(variables, expected):
+    assert interpolate_string('${JSON:-{"json":1}}', variables) == expected
+
+
+@pytest.mark.parametrize("variables, expected", [({"CMD": "run"}, "run"), ({}, "echo ${HOME}")], ids=["set", "unset"])
+def test_default_with_escaped_braced_reference_leaves_no_stray_brace(variables, expected):
+    assert interpolate_string("${CMD:-echo $${HOME}}", variables) == expected
+
+
+def test_text_after_a_default_with_braces_is_kept():
+    assert interpolate_string('${V:-{"a":{"b":1}}} tail ${W}', {"W": "w"}) == '{"a":{"b":1}} tail w'
+    assert interpolate_string('${V:-{"a":{"b":1}}} tail ${W}', {"V": "v", "W": "w"}) == "v tail w"
+
+
+def test_expressions_on_separate_lines_are_separate():
+    assert interpolate_string("${A:-x}\n${B:-y}}", {}) == "x\ny}"
+
+
+@pytest.mark.parametrize(
+    "text, variables, expected",
+    [
+        ("${V:-{{a}}}", {"V": "v"}, "v"),        # compose-go: "v}"
+        ("${V:-{{a}}}", {}, "{{a}}"),
+        ("${V:-{}} ${W}", {"V": "v", "W": "w"}, "v w"),  # compose-go: "v"
+        ("${V:-{}} ${W}", {"W": "w"}, "{} w"),           # compose-go: invalid
+    ],
+)
+def test_every_brace_counts_unlike_compose_go(text, variables, expected):
+    # Deliberate difference (docs/PRODUCTS.md): compose-go lets a "{" skip the character after it.
+    assert interpolate_string(text, variables) == expected
+
+
+def test_default_with_an_unbalanced_brace_ends_at_the_last_brace_of_the_line():
+    # compose-go: when the braces never balance, the last "}" of the line closes the expression.
+    assert interpolate_string("${V:-{a} b", {}) == "{a b"
+    assert interpolate_string("${V:-{a} b", {"V": "v"}) == "v b"
+
+
+# -- alternatives: ${VAR:+alt} / ${VAR+alt} --------------------------------------
+
+@pytest.mark.parametrize(
+    "variables, colon_form, plain_form",
+    [
+        ({}, "", ""),                    # unset: both forms give the (empty) value
+        ({"V": ""}, "", "alt"),          # set but empty: only '+' uses the alternative
+        ({"V": "val"}, "alt", "alt"),    # set and non-empty: both use the alternative
+    ],
+    ids=["unset", "empty", "set"],
+)
+def test_alternative_forms_distinguish_unset_from_empty(variables, colon_form, plain_form):
+    assert interpolate_string("${V:+alt}", variables) == colon_form
+    assert interpolate_string("${V+alt}", variables) == plain_form
+
+
+def test_alternative_is_interpolated_only_when_used():
+    assert interpolate_string("--opt=${V:+$V,${OTHER}}", {"V": "v", "OTHER": "o"}) == "--opt=v,o"
+    assert interpolate_string("[${V:+${MISSING}}]", {}) == "[]"
+    with pytest.raises(InterpolationError, match=r"undefined variable MISSING at services\.web\.environment\.X"):
+        interpolate_string("${V:+${MISSING}}", {"V": "v"}, "services.web.environment.X")
+
+
+def test_alternative_with_braces():
+    assert interpolate_string('${V:+{"v":"$V"}}', {"V": "1"}) == '{"v":"1"}'
+
+
+# -- messages of ${VAR:?message} / ${VAR?message} are interpolated ------------------
+
+def test_required_message_is_interpolated():
+    with pytest.raises(InterpolationError) as info:
+        interpolate_string("${V:?message ${OTHER}}", {"OTHER": "other"}, "services.web.environment.X")
+    assert str(info.value) == "required variable V is missing a value at services.web.environment.X: message other"
+
+
+def test_required_message_shows_an_undefined_variable_as_written():
+    with pytest.raises(InterpolationError) as info:
+        interpolate_string("${V?set V in plan ${PLAN_NAME}}", {})
+    assert str(info.value) == "required variable V is missing a value: set V in plan ${PLAN_NAME}"
+    with pytest.raises(InterpolationError) as info:
+        interpolate_string("${V?set V in $PLAN_NAME or ${PLAN_NAME:+$OTHER}}", {"PLAN_NAME": "p"})
+    assert str(info.value) == "required variable V is missing a value: set V in p or $OTHER"
+
+
+def test_required_message_is_not_interpolated_when_the_variable_is_present():
+    assert interpolate_string("${V:?${MISSING}}", {"V": "ok"}) == "ok"
+
+
+def test_required_without_message_has_no_dangling_colon():
+    with pytest.raises(InterpolationError) as info:
+        interpolate_string("${V:?}", {}, "services.web.image")
+    assert str(info.value) == "required variable V is missing a value at services.web.image"
+
+
+def test_invalid_syntax_in_a_used_message_is_an_error():
+    with pytest.raises(InterpolationError, match="invalid interpolation"):
+        interpolate_string("${V?oops ${}}", {})
 
 
 # -- documents ---------------------------------------------------------------
@@ -308,3 +432,15 @@ def test_referenced_variables_does_not_raise_on_invalid_syntax():
 
 def test_referenced_variables_includes_variables_used_in_defaults():
     assert referenced_variables("${A:-$B}") == {"A", "B"}
+
+
+def test_referenced_variables_includes_variables_used_in_alternatives_and_messages():
+    assert referenced_variables("${A:+$B}") == {"A", "B"}
+    assert referenced_variables("${A+${B:-$C}}") == {"A", "B", "C"}
+    assert referenced_variables("${A:?set ${B}}") == {"A", "B"}
+    assert referenced_variables("${A?$B}") == {"A", "B"}
+
+
+def test_referenced_variables_parses_braces_as_interpolation_does():
+    assert referenced_variables('${JSON:-{"json":1}} ${NEXT}') == {"JSON", "NEXT"}
+    assert referenced_variables("${CMD:-echo $${HOME}} $TAIL") == {"CMD", "TAIL"}
