@@ -49,10 +49,15 @@ DOCKER_SOCKETS = ("/var/run/docker.sock", "/run/docker.sock", "docker.sock")
 
 
 def check_policy(slug: str, compose: dict[str, Any]) -> list[str]:
-    """Return one message per policy violation in a rendered compose document."""
+    """Return one message per policy violation in a rendered compose document.
+
+    Never raises, whatever the document's shape: a value of the wrong type is the schema's to
+    report, but a single value where a list belongs (``cap_add: SYS_ADMIN``) is still checked as
+    a one-item list, so no shape can carry a forbidden value past the policy.
+    """
     errors: list[str] = []
-    services = compose.get("services") or {}
-    declared_volumes = compose.get("volumes") or {}
+    services = _mapping(compose.get("services"))
+    declared_volumes = _mapping(compose.get("volumes"))
     for name, service in services.items():
         if not isinstance(service, dict):
             continue
@@ -63,13 +68,13 @@ def check_policy(slug: str, compose: dict[str, Any]) -> list[str]:
         for key, why in FORBIDDEN_SERVICE_KEYS.items():
             if key in service:
                 deny(key, why)
-        for cap in service.get("cap_add") or []:
+        for cap in _as_list(service.get("cap_add")):
             if str(cap).upper().removeprefix("CAP_") in DANGEROUS_CAPABILITIES:
                 deny("cap_add", f"capability {cap} is not allowed")
         for sysctl in _keys(service.get("sysctls")):
             if not sysctl.startswith("net."):
                 deny("sysctls", f"{sysctl} is not namespaced to the container (only net.* is allowed)")
-        for index, volume in enumerate(service.get("volumes") or []):
+        for index, volume in enumerate(_as_list(service.get("volumes"))):
             problem = _volume_problem(volume, declared_volumes)
             if problem:
                 deny(f"volumes[{index}]", problem)
@@ -88,7 +93,7 @@ def check_policy(slug: str, compose: dict[str, Any]) -> list[str]:
             errors.append(f"{where}: driver: only the local volume driver is allowed")
         if volume.get("driver_opts"):
             errors.append(f"{where}: driver_opts: driver options can bind host paths and are not allowed")
-    for net_name, network in (compose.get("networks") or {}).items():
+    for net_name, network in _mapping(compose.get("networks")).items():
         if not isinstance(network, dict):
             continue
         where = f"product {slug}: networks.{net_name}"
@@ -138,7 +143,11 @@ def _is_volume_name(source: str) -> bool:
 def _keys(value: Any) -> list[str]:
     if isinstance(value, dict):
         return [str(k) for k in value]
-    return [str(item).split("=", 1)[0] for item in value or []]
+    return [str(item).split("=", 1)[0] for item in _as_list(value)]
+
+
+def _mapping(value: Any) -> dict:
+    return value if isinstance(value, dict) else {}
 
 
 def _as_list(value: Any) -> list:

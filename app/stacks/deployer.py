@@ -6,74 +6,24 @@ idempotent and safe to re-run after a crash at any point.
 """
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from app.catalog.product import Endpoint
-from app.errors import HealthCheckFailed, LiveError
-from app.naming import object_prefix
+from app.errors import HealthCheckFailed, UpstreamFailed
+from app.stacks.engine_requests import build_requests, network_requests, volume_requests
 from app.stacks.plan import Action, ConvergencePlan, plan_convergence
 from app.stacks.runtime import ContainerRequest, DockerRuntime
-from app.stacks.spec import ServiceSpec, StackSpec, topological_order
+from app.stacks.spec import topological_order
+from app.stacks.target import DeploymentTarget  # defined in target.py; still importable from here
 
 log = logging.getLogger(__name__)
 
 Progress = Callable[[str], None]
-
-
-class UpstreamFailed(LiveError):
-    """A service was not started because one it depends on failed."""
-
-
-@dataclass
-class DeploymentTarget:
-    """One order's desired stack, fully rendered."""
-
-    order_id: int
-    instance: str
-    product: str
-    revision: str
-    hostname: str
-    stack: StackSpec
-    endpoints: list[Endpoint] = field(default_factory=list)
-    pinned_ports: dict[str, int] = field(default_factory=dict)  # "service:port" -> host port
-    tls: bool = True
-    # Several Live installations may share one engine; each labels and names its own objects.
-    deployment: str = "live"
-
-    @property
-    def prefix(self) -> str:
-        return object_prefix(self.deployment, self.instance)
-
-    @property
-    def selector(self) -> dict[str, str]:
-        """Labels that select every object of this order, and only those."""
-        return {"live.deployment": self.deployment, "live.order": str(self.order_id)}
-
-    def container_name(self, service: str) -> str:
-        return f"{self.prefix}-{service}"
-
-    def network_name(self, network: str) -> str:
-        return f"{self.prefix}_{network}"
-
-    def volume_name(self, volume: str) -> str:
-        return f"{self.prefix}_{volume}"
-
-    def base_labels(self) -> dict[str, str]:
-        return {
-            "live.deployment": self.deployment,
-            "live.order": str(self.order_id),
-            "live.instance": self.instance,
-            "live.product": self.product,
-            "live.revision": self.revision,
-        }
 
 
 @dataclass
@@ -96,92 +46,13 @@ class Deployer:
         self.health_timeout = health_timeout
         self.poll_interval = poll_interval
 
-    # -- desired state ------------------------------------------------------
-    def container_request(self, target: DeploymentTarget, service: ServiceSpec, image_id: str) -> tuple[ContainerRequest, str]:
-        """The create request for one service and its config hash."""
-        endpoint_ports = sorted({e.port for e in target.endpoints if e.service == service.name})
-        exposed = sorted({f"{p}/tcp" for p in endpoint_ports} | {p if "/" in p else f"{p}/tcp" for p in service.expose})
-        labels = dict(service.labels)
-        labels.update(self._traefik_labels(target, service.name))
-        create = {
-            "command": service.command,
-            "entrypoint": service.entrypoint,
-            "environment": [f"{k}={v}" for k, v in sorted(service.environment.items())],
-            "user": service.user,
-            "working_dir": service.working_dir,
-            "hostname": service.hostname,
-            "domainname": service.domainname,
-            "healthcheck": service.healthcheck,
-            "stop_signal": service.stop_signal,
-            "ports": [int(p.split("/")[0]) if p.endswith("/tcp") else (int(p.split("/")[0]), p.split("/")[1]) for p in exposed] or None,
-            "tty": service.tty,
-            "stdin_open": service.stdin_open,
-        }
-        host_config = {
-            "binds": {target.volume_name(m.volume): {"bind": m.target, "mode": "ro" if m.read_only else "rw"} for m in service.volumes} or None,
-            "tmpfs": service.tmpfs or None,
-            "restart_policy": service.restart,
-            "init": service.init,
-            "mem_limit": service.mem_limit,
-            "mem_reservation": service.mem_reservation,
-            "memswap_limit": service.memswap_limit,
-            "nano_cpus": service.nano_cpus,
-            "ulimits": service.ulimits or None,
-            "shm_size": service.shm_size,
-            "read_only": service.read_only or None,
-            "cap_add": service.cap_add or None,
-            "cap_drop": service.cap_drop or None,
-            "sysctls": service.sysctls or None,
-            "extra_hosts": service.extra_hosts or None,
-            "log_config": service.log_config,
-        }
-        networks = {target.network_name(name): sorted(set(aliases) | {service.name}) for name, aliases in service.networks.items()}
-        host_config["port_bindings"] = {
-            port: ("127.0.0.1", target.pinned_ports.get(f"{service.name}:{port}")) for port in endpoint_ports
-        } or None
-        config_hash = _hash({
-            "image": image_id, "labels": labels, "create": create, "host_config": host_config,
-            "networks": networks, "stop_grace": service.stop_grace_seconds,
-        })
-        labels.update(target.base_labels())
-        labels.update({"live.service": service.name, "live.config-hash": config_hash})
-        request = ContainerRequest(
-            name=target.container_name(service.name),
-            image=service.image,
-            labels=labels,
-            create={k: v for k, v in create.items() if v is not None},
-            host_config={k: v for k, v in host_config.items() if v is not None},
-            networks=networks,
-            stop_grace_seconds=service.stop_grace_seconds,
-        )
-        return request, config_hash
-
-    def _traefik_labels(self, target: DeploymentTarget, service: str) -> dict[str, str]:
-        labels: dict[str, str] = {}
-        for endpoint in target.endpoints:
-            if endpoint.service != service:
-                continue
-            router = f"o{target.order_id}-{endpoint.application}"
-            prefix = f"traefik.http.routers.{router}"
-            labels["traefik.enable"] = "true"
-            labels[f"{prefix}.rule"] = f"Host(`{target.hostname}`) && PathPrefix(`{endpoint.path}`)"
-            labels[f"{prefix}.service"] = router
-            labels[f"{prefix}.entrypoints"] = "websecure" if target.tls else "web"
-            if target.tls:
-                labels[f"{prefix}.tls.certresolver"] = "le"
-            labels[f"traefik.http.services.{router}.loadbalancer.server.port"] = str(endpoint.port)
-        return labels
-
     # -- deploy -------------------------------------------------------------
     def plan(self, target: DeploymentTarget) -> tuple[ConvergencePlan, dict[str, ContainerRequest], list]:
         """What :meth:`deploy` would do, without changing anything (plus the requests and observed containers)."""
         image_ids = {name: self.runtime.image_id(svc.image) for name, svc in target.stack.services.items()}
-        requests = {}
-        hashes = {}
-        for name, service in target.stack.services.items():
-            requests[name], hashes[name] = self.container_request(target, service, image_ids[name])
+        requests = build_requests(target, image_ids)
         observed = self.runtime.list_containers(target.selector)
-        return plan_convergence(hashes, observed), requests, observed
+        return plan_convergence(requests.config_hashes, observed), requests.containers, observed
 
     def deploy(self, target: DeploymentTarget, progress: Progress = lambda _: None) -> DeployResult:
         self._ensure_networks(target, progress)
@@ -241,20 +112,17 @@ class Deployer:
 
     def _ensure_networks(self, target: DeploymentTarget, progress: Progress) -> None:
         existing = {n.name for n in self.runtime.list_networks(target.selector)}
-        for name, options in target.stack.networks.items():
-            full = target.network_name(name)
-            if full not in existing:
-                progress(f"create network {full}")
-                labels = {**options.get("labels", {}), **target.base_labels(), "live.network": name}
-                self.runtime.create_network(full, labels=labels, internal=options.get("internal", False))
+        for request in network_requests(target):
+            if request.name not in existing:
+                progress(f"create network {request.name}")
+                self.runtime.create_network(request)
 
     def _ensure_volumes(self, target: DeploymentTarget, progress: Progress) -> None:
         existing = {v.name for v in self.runtime.list_volumes(target.selector)}
-        for name in target.stack.volumes:
-            full = target.volume_name(name)
-            if full not in existing and not self.runtime.volume_exists(full):
-                progress(f"create volume {full}")
-                self.runtime.create_volume(full, labels={**target.base_labels(), "live.volume": name})
+        for request in volume_requests(target):
+            if request.name not in existing and not self.runtime.volume_exists(request.name):
+                progress(f"create volume {request.name}")
+                self.runtime.create_volume(request)
 
     def _wait_condition(self, service: str, dependency: str, condition: str, container_id: str) -> None:
         if condition == "service_started":
@@ -388,6 +256,3 @@ def run_in_dependency_order(graph: dict[str, list[str]], work: Callable[[str], N
     if primary or errors:
         raise (primary or errors)[0]
 
-
-def _hash(data: dict) -> str:
-    return hashlib.sha256(json.dumps(data, sort_keys=True, separators=(",", ":"), default=str).encode()).hexdigest()

@@ -8,7 +8,9 @@ and engine 5xx become :class:`RuntimeUnavailable` (retried), refusals become
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
+import math
 import os
 import re
 import tarfile
@@ -18,9 +20,11 @@ from typing import Any, Iterator
 
 import docker
 import docker.errors
+import docker.types
 import requests.exceptions
+from docker.utils import version_lt
 
-from app.errors import ImageMissing, NotFound, RuntimeOperationError, RuntimeUnavailable
+from app.errors import ImageMissing, NotFound, RuntimeOperationError, RuntimeUnavailable, StackSpecError
 
 log = logging.getLogger(__name__)
 
@@ -47,17 +51,182 @@ class ContainerState:
         return self.state in ("running", "restarting")
 
 
+#: The Docker Engine API version Live validates requests against: Docker Engine 20.10 speaks API 1.41.
+ENGINE_API_VERSION = "1.41"
+_VOLUME_NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]+$")  # the engine's volume names
+_INT64_MIN, _UINT64_MAX = -(2**63), 2**64 - 1  # the widest integers the engine's Go decoder reads
+
+
 @dataclass
 class ContainerRequest:
-    """Everything needed to create one container; ``hash_input`` excludes volatile parts."""
+    """Everything needed to create one container (see :func:`container_payload` for the engine's JSON)."""
 
     name: str
     image: str
     labels: dict[str, str]
-    create: dict[str, Any]  # create_container kwargs, host_config excluded
-    host_config: dict[str, Any]  # create_host_config kwargs
+    create: dict[str, Any]  # docker-py ContainerConfig kwargs (create_container's), host_config excluded
+    host_config: dict[str, Any]  # docker-py HostConfig kwargs (create_host_config's)
     networks: dict[str, list[str]]  # network name -> aliases; the first is attached at create
     stop_grace_seconds: int
+
+
+@dataclass(frozen=True)
+class NetworkRequest:
+    """One network to create (see :func:`network_payload`)."""
+
+    name: str
+    labels: dict[str, str]
+    internal: bool = False
+    driver: str = "bridge"
+
+
+@dataclass(frozen=True)
+class VolumeRequest:
+    """One named volume to create (see :func:`volume_payload`)."""
+
+    name: str
+    labels: dict[str, str]
+    driver: str = "local"
+
+
+def container_payload(request: ContainerRequest, api_version: str = ENGINE_API_VERSION) -> dict[str, Any]:
+    """The JSON body of ``POST /containers/create`` for ``request``, built without an engine.
+
+    docker-py's own types build it (``ContainerConfig``, ``HostConfig``, ``EndpointConfig``,
+    ``NetworkingConfig`` for ``api_version``), as ``APIClient.create_container`` does, so their argument
+    checks run wherever this runs: in :meth:`DockerRuntime.create_container` and at product validation.
+    Only the first network is attached at create; the engine connects the others afterwards.
+
+    Raises :class:`StackSpecError` when docker-py refuses an argument or when the result is not JSON the
+    engine can decode (an integer beyond int64, NaN); its ``argument`` detail names the request argument
+    (``mem_limit``, ``ports``, ``networks``, ...) and ``reason`` says why.
+    """
+    try:
+        payload = _container_config(request, api_version)
+    except (docker.errors.DockerException, TypeError, ValueError, AttributeError) as exc:
+        argument = _refused_argument(request, api_version)
+        raise StackSpecError(f"{argument}: docker-py refuses it: {exc}", argument=argument, reason=str(exc)) from exc
+    _check_engine_json(payload, "container")
+    return payload
+
+
+def _container_config(request: ContainerRequest, api_version: str) -> dict[str, Any]:
+    create = dict(request.create)
+    command = create.pop("command", None)
+    networking = None
+    if request.networks:
+        network, aliases = next(iter(request.networks.items()))
+        endpoint = docker.types.EndpointConfig(api_version, aliases=aliases or None)
+        networking = docker.types.NetworkingConfig({network: endpoint})
+    host_config = docker.types.HostConfig(version=api_version, **request.host_config)
+    return docker.types.ContainerConfig(
+        api_version, request.image, command, labels=request.labels, host_config=host_config,
+        networking_config=networking, stop_timeout=request.stop_grace_seconds, **create,
+    )
+
+
+def _refused_argument(request: ContainerRequest, api_version: str) -> str:
+    """The request argument docker-py refuses, found by building each argument alone."""
+    attempts: list[tuple[str, Any]] = [
+        (name, lambda n=name, v=value: docker.types.HostConfig(version=api_version, **{n: v}))
+        for name, value in request.host_config.items()
+    ]
+    attempts += [
+        (name, lambda n=name, v=value: docker.types.ContainerConfig(api_version, request.image, None, **{n: v}))
+        for name, value in request.create.items() if name != "command"
+    ]
+    attempts += [
+        ("command", lambda: docker.types.ContainerConfig(api_version, request.image, request.create.get("command"))),
+        ("labels", lambda: docker.types.ContainerConfig(api_version, request.image, None, labels=request.labels)),
+        ("networks", lambda: [docker.types.EndpointConfig(api_version, aliases=a or None)
+                              for a in request.networks.values()]),
+    ]
+    for name, attempt in attempts:
+        try:
+            attempt()
+        except (docker.errors.DockerException, TypeError, ValueError, AttributeError):
+            return name
+    return "request"
+
+
+def network_create_kwargs(request: NetworkRequest) -> dict[str, Any]:
+    """The arguments of docker-py's ``APIClient.create_network`` for ``request``."""
+    return {"name": request.name, "driver": request.driver, "internal": request.internal, "labels": request.labels,
+            "check_duplicate": True, "attachable": request.driver == "overlay"}
+
+
+def network_payload(request: NetworkRequest, api_version: str = ENGINE_API_VERSION) -> dict[str, Any]:
+    """The JSON body of ``POST /networks/create`` for ``request``, as ``APIClient.create_network`` builds it.
+
+    docker-py builds that body inline (no type to call offline), so its checks are repeated here: labels
+    must be a mapping of text (API 1.23+), internal networks need API 1.22+. Raises :class:`StackSpecError`.
+    """
+    kwargs = network_create_kwargs(request)
+    labels = kwargs["labels"]
+    if not isinstance(request.name, str) or not request.name:
+        raise StackSpecError(f"network {request.name!r}: a network needs a name", argument="name")
+    if not isinstance(labels, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in labels.items()):
+        raise StackSpecError(f"network {request.name}: labels must be a mapping of text", argument="labels")
+    if version_lt(api_version, "1.23"):
+        raise StackSpecError(f"network {request.name}: labels need API 1.23 (engine API {api_version})",
+                             argument="labels")
+    if request.internal and version_lt(api_version, "1.22"):
+        raise StackSpecError(f"network {request.name}: internal networks need API 1.22 (engine API {api_version})",
+                             argument="internal")
+    payload: dict[str, Any] = {"Name": kwargs["name"], "Driver": kwargs["driver"], "Options": None, "IPAM": None,
+                               "CheckDuplicate": kwargs["check_duplicate"], "Labels": labels,
+                               "Attachable": kwargs["attachable"]}
+    if kwargs["internal"]:
+        payload["Internal"] = True
+    _check_engine_json(payload, f"network {request.name}")
+    return payload
+
+
+def volume_payload(request: VolumeRequest, api_version: str = ENGINE_API_VERSION) -> dict[str, Any]:
+    """The JSON body of ``POST /volumes/create`` for ``request``, as ``APIClient.create_volume`` builds it.
+
+    Raises :class:`StackSpecError` when the labels are not a mapping of text or the name is not one the
+    engine accepts (``[a-zA-Z0-9][a-zA-Z0-9_.-]+``).
+    """
+    if not isinstance(request.name, str) or not _VOLUME_NAME.fullmatch(request.name):
+        raise StackSpecError(f"volume {request.name!r}: not a valid volume name", argument="name")
+    labels = request.labels
+    if not isinstance(labels, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in labels.items()):
+        raise StackSpecError(f"volume {request.name}: labels must be a mapping of text", argument="labels")
+    if version_lt(api_version, "1.23"):
+        raise StackSpecError(f"volume {request.name}: labels need API 1.23 (engine API {api_version})",
+                             argument="labels")
+    payload = {"Name": request.name, "Driver": request.driver, "DriverOpts": None, "Labels": labels}
+    _check_engine_json(payload, f"volume {request.name}")
+    return payload
+
+
+def _check_engine_json(payload: Any, what: str, path: str = "") -> None:
+    """Refuse what the engine's Go JSON decoder cannot read: non-text keys, NaN/inf, integers beyond 64 bits."""
+    if isinstance(payload, dict):
+        for key, value in payload.items():
+            if not isinstance(key, str):
+                raise StackSpecError(f"{what}: {path or 'payload'}: key {key!r} is not text", argument=path or what,
+                                     reason=f"key {key!r} is not text")
+            _check_engine_json(value, what, f"{path}.{key}" if path else key)
+    elif isinstance(payload, (list, tuple)):
+        for index, item in enumerate(payload):
+            _check_engine_json(item, what, f"{path}[{index}]")
+    elif isinstance(payload, bool) or payload is None or isinstance(payload, str):
+        return
+    elif isinstance(payload, int):
+        if not _INT64_MIN <= payload <= _UINT64_MAX:
+            raise StackSpecError(f"{what}: {path}: {payload} does not fit in 64 bits", argument=path,
+                                 reason=f"{payload} does not fit in 64 bits")
+    elif isinstance(payload, float):
+        if not math.isfinite(payload):
+            raise StackSpecError(f"{what}: {path}: {payload} is not a number JSON can carry", argument=path,
+                                 reason=f"{payload} is not a finite number")
+    else:
+        raise StackSpecError(f"{what}: {path}: a {type(payload).__name__} is not JSON", argument=path,
+                             reason=f"a {type(payload).__name__} is not JSON")
+    if not path:
+        json.dumps(payload, allow_nan=False)
 
 
 @dataclass
@@ -81,7 +250,7 @@ def translate_errors(action: str) -> Iterator[None]:
     except docker.errors.ImageNotFound as exc:
         raise ImageMissing(f"{action}: image not found: {_explain(exc)}") from exc
     except docker.errors.NotFound as exc:
-        raise NotFound(f"{action}: {_explain(exc)}") from exc
+        raise NotFound(f"{action}: {_explain(exc)}", public="an object on the container platform is missing") from exc
     except docker.errors.APIError as exc:
         if exc.status_code is not None and exc.status_code >= 500:
             raise RuntimeUnavailable(f"{action}: Docker engine error: {_explain(exc)}") from exc
@@ -150,24 +319,18 @@ class DockerRuntime:
         return _from_inspect(data)
 
     def create_container(self, request: ContainerRequest) -> str:
+        """Create the container of ``request`` (not started) and connect it to its other networks; returns its id.
+
+        The body is :func:`container_payload` for the engine's API version, plus the proxy variables of the
+        Docker client configuration (``~/.docker/config.json``) that ``APIClient.create_container`` adds.
+        """
         api = self.api
-        first_network, *_ = list(request.networks.items()) or [(None, [])]
-        networking = None
-        if first_network and first_network[0]:
-            networking = api.create_networking_config(
-                {first_network[0]: api.create_endpoint_config(aliases=first_network[1] or None)}
-            )
+        payload = container_payload(request, api.api_version)
+        proxies = getattr(api, "_proxy_configs", None)  # docker-py keeps the client's proxy settings here
+        if proxies:
+            payload["Env"] = proxies.inject_proxy_environment(payload.get("Env")) or None
         with translate_errors(f"create container {request.name}"):
-            host_config = api.create_host_config(**request.host_config)
-            created = api.create_container(
-                image=request.image,
-                name=request.name,
-                labels=request.labels,
-                host_config=host_config,
-                networking_config=networking,
-                stop_timeout=request.stop_grace_seconds,
-                **request.create,
-            )
+            created = api.create_container_from_config(payload, request.name)
         container_id = created["Id"]
         for network, aliases in list(request.networks.items())[1:]:
             with translate_errors(f"connect {request.name} to {network}"):
@@ -199,10 +362,11 @@ class DockerRuntime:
             found = self.api.networks(filters={"label": [f"{k}={v}" for k, v in labels.items()]})
         return [NetworkState(n["Name"], n.get("Labels") or {}) for n in found]
 
-    def create_network(self, name: str, labels: dict[str, str], internal: bool, driver: str = "bridge") -> None:
-        with translate_errors(f"create network {name}"):
-            self.api.create_network(name, driver=driver, internal=internal, labels=labels, check_duplicate=True,
-                                    attachable=driver == "overlay")
+    def create_network(self, request: NetworkRequest) -> None:
+        """Create the network of ``request`` (its body is :func:`network_payload`)."""
+        network_payload(request, self.api.api_version)  # the same checks as at validation, before any call
+        with translate_errors(f"create network {request.name}"):
+            self.api.create_network(**network_create_kwargs(request))
 
     def remove_network(self, name: str) -> None:
         try:
@@ -247,9 +411,11 @@ class DockerRuntime:
         except NotFound:
             return False
 
-    def create_volume(self, name: str, labels: dict[str, str]) -> None:
-        with translate_errors(f"create volume {name}"):
-            self.api.create_volume(name, driver="local", labels=labels)
+    def create_volume(self, request: VolumeRequest) -> None:
+        """Create the named volume of ``request`` (its body is :func:`volume_payload`)."""
+        volume_payload(request, self.api.api_version)
+        with translate_errors(f"create volume {request.name}"):
+            self.api.create_volume(request.name, driver=request.driver, labels=request.labels)
 
     def remove_volume(self, name: str) -> None:
         try:

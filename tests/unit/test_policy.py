@@ -342,3 +342,30 @@ def test_all_violations_are_collected_not_just_the_first():
     errors = check_policy(SLUG, compose)
     assert len(errors) == 7
     assert all(e.startswith(f"product {SLUG}: ") for e in errors)
+
+
+@pytest.mark.parametrize("compose", [
+    {"services": ["a"]},
+    {"services": {"a": {"image": "x"}}, "volumes": ["a"], "networks": ["n"]},
+    {"services": {"a": {"image": "x", "tmpfs": 5, "sysctls": None, "volumes": None, "cap_add": None}}},
+    {"services": {"a": None}, "volumes": None, "networks": None},
+])
+def test_policy_never_raises_on_a_document_of_the_wrong_shape(compose):
+    assert check_policy("p", compose) == []
+
+
+def test_scalars_of_the_wrong_type_are_named_not_a_crash():
+    assert check_policy("p", {"services": {"a": {"image": "x", "sysctls": 7, "volumes": 3}}}) == [
+        "product p: service a: sysctls: 7 is not namespaced to the container (only net.* is allowed)",
+        "product p: service a: volumes[0]: unreadable volume entry",
+    ]
+
+
+def test_a_single_value_where_a_list_belongs_is_still_checked():
+    errors = check_policy("p", {"services": {"a": {"image": "x", "cap_add": "SYS_ADMIN", "sysctls": "kernel.x=1",
+                                                   "volumes": "/etc:/host"}}})
+    assert errors == [
+        "product p: service a: cap_add: capability SYS_ADMIN is not allowed",
+        "product p: service a: sysctls: kernel.x is not namespaced to the container (only net.* is allowed)",
+        "product p: service a: volumes[0]: host path '/etc' cannot be mounted: only named volumes are allowed",
+    ]

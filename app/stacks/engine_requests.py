@@ -1,0 +1,251 @@
+"""The engine requests of one deployment, built without an engine.
+
+:func:`build_requests` turns a :class:`~app.stacks.target.DeploymentTarget`
+(and the image id of each service) into every request the deployer sends:
+one :class:`ContainerRequest` per service with its config hash, then the
+:class:`NetworkRequest` and :class:`VolumeRequest` of the order. The deployer
+uses it for every deploy; the catalog uses it through :func:`dry_run`, which
+also turns each request into the engine's JSON
+(:func:`~app.stacks.runtime.container_payload` and friends), when it validates
+a product. So a product passes validation only if the deploy path can build
+every request it will send.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Mapping
+
+from app.errors import StackSpecError
+from app.stacks.runtime import (
+    ENGINE_API_VERSION,
+    ContainerRequest,
+    NetworkRequest,
+    VolumeRequest,
+    container_payload,
+    network_payload,
+    volume_payload,
+)
+from app.stacks.spec import ServiceSpec
+
+if TYPE_CHECKING:
+    from app.stacks.target import DeploymentTarget
+
+log = logging.getLogger(__name__)
+
+#: The image id validation uses: no engine is asked which image a tag names.
+PLACEHOLDER_IMAGE_ID = "sha256:" + "0" * 64
+
+#: The compose key behind each argument of a container request, for messages about refused arguments.
+COMPOSE_KEYS = {
+    "command": "command", "entrypoint": "entrypoint", "environment": "environment", "user": "user",
+    "working_dir": "working_dir", "hostname": "hostname", "domainname": "domainname", "healthcheck": "healthcheck",
+    "stop_signal": "stop_signal", "ports": "expose", "tty": "tty", "stdin_open": "stdin_open", "binds": "volumes",
+    "tmpfs": "tmpfs", "restart_policy": "restart", "init": "init", "mem_limit": "mem_limit",
+    "mem_reservation": "mem_reservation", "memswap_limit": "memswap_limit", "nano_cpus": "cpus",
+    "ulimits": "ulimits", "shm_size": "shm_size", "read_only": "read_only", "cap_add": "cap_add",
+    "cap_drop": "cap_drop", "sysctls": "sysctls", "extra_hosts": "extra_hosts", "log_config": "logging",
+    "port_bindings": "endpoints", "labels": "labels", "networks": "networks",
+}
+
+
+@dataclass
+class StackRequests:
+    """Every request of one deployment."""
+
+    containers: dict[str, ContainerRequest]  # service -> its container
+    config_hashes: dict[str, str]  # service -> live.config-hash of its container
+    networks: list[NetworkRequest]
+    volumes: list[VolumeRequest]
+
+
+def build_requests(target: DeploymentTarget, image_ids: Mapping[str, str]) -> StackRequests:
+    """All requests of ``target``; ``image_ids`` maps each service to the id of its image (in the config hash).
+
+    Raises :class:`StackSpecError` listing every service whose request cannot be built (``problems`` detail:
+    one ``service <name>: <key>: <what>`` message each). Pure: no engine is called.
+    """
+    containers: dict[str, ContainerRequest] = {}
+    hashes: dict[str, str] = {}
+    problems: list[str] = []
+    for name, service in target.stack.services.items():
+        try:
+            containers[name], hashes[name] = container_request(target, service, image_ids[name])
+        except StackSpecError as exc:
+            problems.append(f"service {name}: {exc}")
+        except Exception as exc:  # a builder bug must fail this service by name, never pass unnoticed
+            log.exception("cannot build the container request of service %s", name)
+            problems.append(f"service {name}: the container request cannot be built ({type(exc).__name__}: {exc})")
+    if problems:
+        raise StackSpecError("; ".join(problems), problems=problems)
+    return StackRequests(containers, hashes, network_requests(target), volume_requests(target))
+
+
+def dry_run(target: DeploymentTarget, api_version: str = ENGINE_API_VERSION) -> list[str]:
+    """Build every request of ``target`` and its engine JSON without an engine; return the problems.
+
+    Each problem names the service and the compose key (``service web: expose: ...``) or the network or
+    volume (``networks.backend: ...``). Image ids are :data:`PLACEHOLDER_IMAGE_ID`. ``api_version`` is the
+    Docker Engine API version the payloads are built for (docker-py checks some arguments against it).
+    """
+    try:
+        requests = build_requests(target, {name: PLACEHOLDER_IMAGE_ID for name in target.stack.services})
+    except StackSpecError as exc:
+        return list(exc.details.get("problems") or [str(exc)])
+    problems = []
+    checks = [(f"service {name}", container_payload, request) for name, request in requests.containers.items()]
+    checks += [(f"networks.{r.labels.get('live.network', r.name)}", network_payload, r) for r in requests.networks]
+    checks += [(f"volumes.{r.labels.get('live.volume', r.name)}", volume_payload, r) for r in requests.volumes]
+    for where, payload, request in checks:
+        try:
+            payload(request, api_version)
+        except StackSpecError as exc:
+            argument = exc.details.get("argument")
+            key = COMPOSE_KEYS.get(argument, argument) or "request"
+            problems.append(f"{where}: {key}: the engine request is invalid: {exc.details.get('reason') or exc}")
+        except Exception as exc:  # last line of defence: a crash here is a refusal, never a pass
+            log.exception("cannot build the engine payload of %s", where)
+            problems.append(f"{where}: the engine request cannot be built ({type(exc).__name__}: {exc})")
+    return problems
+
+
+def container_request(target: DeploymentTarget, service: ServiceSpec, image_id: str) -> tuple[ContainerRequest, str]:
+    """The create request of one service and its config hash (``live.config-hash``).
+
+    The hash covers the image id and everything the request sets except Live's own labels, so a service
+    is recreated exactly when what it would be created with changes. Raises :class:`StackSpecError` for
+    what the engine would refuse between settings (memory rules, environment names).
+    """
+    _check_environment(service.environment)
+    _check_memory(service)
+    endpoint_ports = sorted({e.port for e in target.endpoints if e.service == service.name})
+    exposed = sorted({f"{p}/tcp" for p in endpoint_ports} | {p if "/" in p else f"{p}/tcp" for p in service.expose})
+    labels = dict(service.labels)
+    labels.update(traefik_labels(target, service.name))
+    create = {
+        "command": service.command,
+        "entrypoint": service.entrypoint,
+        "environment": [f"{k}={v}" for k, v in sorted(service.environment.items())],
+        "user": service.user,
+        "working_dir": service.working_dir,
+        "hostname": service.hostname,
+        "domainname": service.domainname,
+        "healthcheck": service.healthcheck,
+        "stop_signal": service.stop_signal,
+        "ports": [int(p.split("/")[0]) if p.endswith("/tcp") else (int(p.split("/")[0]), p.split("/")[1])
+                  for p in exposed] or None,
+        "tty": service.tty,
+        "stdin_open": service.stdin_open,
+    }
+    host_config = {
+        "binds": {target.volume_name(m.volume): {"bind": m.target, "mode": "ro" if m.read_only else "rw"}
+                  for m in service.volumes} or None,
+        "tmpfs": service.tmpfs or None,
+        "restart_policy": service.restart,
+        "init": service.init,
+        "mem_limit": service.mem_limit,
+        "mem_reservation": service.mem_reservation,
+        "memswap_limit": service.memswap_limit,
+        "nano_cpus": service.nano_cpus,
+        "ulimits": service.ulimits or None,
+        "shm_size": service.shm_size,
+        "read_only": service.read_only or None,
+        "cap_add": service.cap_add or None,
+        "cap_drop": service.cap_drop or None,
+        "sysctls": service.sysctls or None,
+        "extra_hosts": service.extra_hosts or None,
+        "log_config": service.log_config,
+    }
+    networks = {target.network_name(name): sorted(set(aliases) | {service.name})
+                for name, aliases in service.networks.items()}
+    host_config["port_bindings"] = {
+        port: ("127.0.0.1", target.pinned_ports.get(f"{service.name}:{port}")) for port in endpoint_ports
+    } or None
+    config_hash = _hash({
+        "image": image_id, "labels": labels, "create": create, "host_config": host_config,
+        "networks": networks, "stop_grace": service.stop_grace_seconds,
+    })
+    labels.update(target.base_labels())
+    labels.update({"live.service": service.name, "live.config-hash": config_hash})
+    request = ContainerRequest(
+        name=target.container_name(service.name),
+        image=service.image,
+        labels=labels,
+        create={k: v for k, v in create.items() if v is not None},
+        host_config={k: v for k, v in host_config.items() if v is not None},
+        networks=networks,
+        stop_grace_seconds=service.stop_grace_seconds,
+    )
+    return request, config_hash
+
+
+def traefik_labels(target: DeploymentTarget, service: str) -> dict[str, str]:
+    """Traefik's router and service labels for every endpoint of ``service`` (docs/PRODUCTS.md)."""
+    labels: dict[str, str] = {}
+    for endpoint in target.endpoints:
+        if endpoint.service != service:
+            continue
+        if "`" in endpoint.path:  # Traefik quotes rule arguments with backticks: the router would never load
+            raise StackSpecError(f"endpoints: {endpoint.application}: path {endpoint.path!r} cannot contain '`'")
+        router = f"o{target.order_id}-{endpoint.application}"
+        prefix = f"traefik.http.routers.{router}"
+        labels["traefik.enable"] = "true"
+        labels[f"{prefix}.rule"] = f"Host(`{target.hostname}`) && PathPrefix(`{endpoint.path}`)"
+        labels[f"{prefix}.service"] = router
+        labels[f"{prefix}.entrypoints"] = "websecure" if target.tls else "web"
+        if target.tls:
+            labels[f"{prefix}.tls.certresolver"] = "le"
+        labels[f"traefik.http.services.{router}.loadbalancer.server.port"] = str(endpoint.port)
+    return labels
+
+
+def network_requests(target: DeploymentTarget) -> list[NetworkRequest]:
+    """The order's networks: the product's labels, then Live's (which win), and ``live.network``."""
+    return [
+        NetworkRequest(target.network_name(name), labels={**options.get("labels", {}), **target.base_labels(),
+                                                          "live.network": name},
+                       internal=options.get("internal", False))
+        for name, options in target.stack.networks.items()
+    ]
+
+
+def volume_requests(target: DeploymentTarget) -> list[VolumeRequest]:
+    """The order's named volumes: the product's labels, then Live's (which win), and ``live.volume``."""
+    return [
+        VolumeRequest(target.volume_name(name), labels={**target.stack.volume_labels.get(name, {}),
+                                                        **target.base_labels(), "live.volume": name})
+        for name in target.stack.volumes
+    ]
+
+
+def _check_environment(environment: dict[str, str]) -> None:
+    """Names the engine accepts (not empty, no '='; "invalid environment variable") and no NUL (runc refuses)."""
+    for name, value in environment.items():
+        if not name or "=" in name or "\x00" in name:
+            raise StackSpecError(f"environment: {name!r} is not a variable name")
+        if "\x00" in value:
+            raise StackSpecError(f"environment: {name}: the value contains a NUL character")
+
+
+def _check_memory(service: ServiceSpec) -> None:
+    """The engine's rules between memory settings (Docker Engine daemon/daemon_unix.go)."""
+    limit = service.mem_limit or 0
+    if service.mem_reservation and limit and service.mem_reservation > limit:
+        raise StackSpecError(f"mem_reservation: {service.mem_reservation} bytes is above the memory limit "
+                             f"({limit} bytes)")
+    swap = service.memswap_limit
+    if swap is None or swap in (0, -1):
+        return
+    if swap < -1:
+        raise StackSpecError(f"memswap_limit: {swap} is not a size (or -1 for unlimited swap)")
+    if not limit:
+        raise StackSpecError("memswap_limit: needs mem_limit (the engine refuses a swap limit without a memory limit)")
+    if swap < limit:
+        raise StackSpecError(f"memswap_limit: {swap} bytes is below mem_limit ({limit} bytes); it counts memory "
+                             "plus swap")
+
+
+def _hash(data: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(data, sort_keys=True, separators=(",", ":"), default=str).encode()).hexdigest()

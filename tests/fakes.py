@@ -1,0 +1,390 @@
+"""An in-memory container engine for unit tests: what ``Deployer`` and ``OperationRunner`` call on ``DockerRuntime``.
+
+:class:`FakeEngine` keeps containers, networks and volumes in dictionaries and
+answers like the engine does where the deployer depends on it:
+
+- objects are listed by label, as ``docker ps --filter label=...`` lists them;
+- ``create_container`` builds the request's JSON with the production
+  :func:`~app.stacks.runtime.container_payload` (so docker-py's checks run) and
+  refuses what the engine refuses: a name already in use, an unknown network,
+  an image that is not present;
+- a started container with a healthcheck (its own or its image's) becomes
+  healthy at once, unless :attr:`FakeEngine.health` or
+  :attr:`FakeEngine.exit_codes` say otherwise for its service; a container
+  with a healthcheck that exits is unhealthy, as Docker reports it;
+- host ports are allocated at start and a port already bound by a running
+  container is refused with the engine's message;
+- ``archive_volume`` writes a real tar file of the volume's files.
+
+Errors are the project's, with the texts ``app.stacks.runtime.translate_errors``
+gives the engine's answers. Everything the deployer sent is kept
+(:attr:`FakeContainer.payload`, :attr:`FakeEngine.calls`) for assertions.
+"""
+from __future__ import annotations
+
+import hashlib
+import io
+import itertools
+import os
+import tarfile
+import threading
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+from app.errors import ImageMissing, NotFound, RuntimeOperationError, RuntimeUnavailable
+from app.stacks.runtime import (
+    ENGINE_API_VERSION,
+    ContainerRequest,
+    ContainerState,
+    NetworkRequest,
+    NetworkState,
+    VolumeRequest,
+    VolumeState,
+    container_payload,
+    network_payload,
+    volume_payload,
+)
+
+FIRST_EPHEMERAL_PORT = 32768  # where the engine starts picking host ports for HostPort ""
+
+
+@dataclass
+class FakeContainer:
+    id: str
+    name: str
+    image: str
+    payload: dict[str, Any]  # the JSON body of POST /containers/create
+    networks: dict[str, list[str]]  # network -> aliases
+    volumes: list[str]  # named volumes mounted
+    state: str = "created"
+    health: str | None = None
+    exit_code: int | None = None
+    host_ports: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def labels(self) -> dict[str, str]:
+        return self.payload.get("Labels") or {}
+
+    @property
+    def service(self) -> str | None:
+        return self.labels.get("live.service")
+
+    def snapshot(self, listed: bool = False) -> ContainerState:
+        """As inspect reports it; ``listed``: as ``docker ps`` does, which shows health only while running."""
+        health = self.health if not listed or self.state == "running" else None
+        return ContainerState(id=self.id, name=self.name, labels=dict(self.labels), state=self.state,
+                              health=health, exit_code=self.exit_code, host_ports=dict(self.host_ports))
+
+    def exit(self, code: int) -> None:
+        """The main process ended: the engine marks a container with a healthcheck unhealthy."""
+        self.state, self.exit_code, self.host_ports = "exited", code, {}
+        if self.health is not None:
+            self.health = "unhealthy"
+
+
+@dataclass
+class FakeVolume:
+    name: str
+    labels: dict[str, str]
+    files: dict[str, bytes] = field(default_factory=dict)  # path inside the volume -> content
+
+
+class FakeEngine:
+    """A container engine in memory; see the module docstring for what it models.
+
+    ``images`` are the references present locally; ``healthchecked_images`` also have a HEALTHCHECK of their
+    own. ``image_id`` pulls a missing reference, as ``DockerRuntime.image_id`` does, when ``pullable(ref)`` says a
+    registry has it (none does by default); pulled images have a healthcheck when ``pulled_healthcheck``.
+    """
+
+    def __init__(self, images: Iterable[str] = (), *, healthchecked_images: Iterable[str] = (),
+                 pullable: Callable[[str], bool] = lambda ref: False, pulled_healthcheck: bool = False,
+                 api_version: str = ENGINE_API_VERSION):
+        self.api_version = api_version
+        self.pullable, self.pulled_healthcheck = pullable, pulled_healthcheck
+        self.images: dict[str, str] = {}
+        self.healthchecked_images: set[str] = set()
+        for ref in images:
+            self.add_image(ref)
+        for ref in healthchecked_images:
+            self.add_image(ref, healthcheck=True)
+        self.containers: dict[str, FakeContainer] = {}
+        self.networks: dict[str, NetworkState] = {}
+        self.volumes: dict[str, FakeVolume] = {}
+        #: service (or container name) -> health reached once started: "healthy" (default), "unhealthy", "starting".
+        self.health: dict[str, str] = {}
+        #: service (or container name) -> exit code: the container exits right after it starts.
+        self.exit_codes: dict[str, int] = {}
+        #: container id -> (memory bytes, CPU seconds) for container_usage.
+        self.usage: dict[str, tuple[float, float]] = {}
+        #: Every state-changing call, in order: ("create_container", name), ("start_container", name), ...
+        self.calls: list[tuple[str, str]] = []
+        self.reachable = True
+        self.api_calls = 0
+        self._lock = threading.RLock()  # the deployer converges services in parallel threads
+
+    # -- test helpers -------------------------------------------------------
+    def add_image(self, ref: str, healthcheck: bool = False) -> str:
+        """Make ``ref`` present locally; returns its id (stable for a reference)."""
+        image_id = "sha256:" + hashlib.sha256(ref.encode()).hexdigest()
+        self.images[ref] = image_id
+        if healthcheck:
+            self.healthchecked_images.add(ref)
+        return image_id
+
+    def container(self, name: str) -> FakeContainer:
+        """The container named ``name`` (KeyError if there is none)."""
+        return next(c for c in self.containers.values() if c.name == name)
+
+    def write_file(self, volume: str, path: str, data: bytes) -> None:
+        self.volumes[volume].files[path] = data
+
+    def calls_of(self, kind: str) -> list[str]:
+        return [name for call, name in self.calls if call == kind]
+
+    # -- engine -------------------------------------------------------------
+    def ping(self) -> None:
+        self._call()
+
+    def image_id(self, ref: str) -> str:
+        self._call()
+        with self._lock:
+            if ref not in self.images:
+                if not self.pullable(ref):
+                    raise ImageMissing(f"image {ref} is not available locally and could not be pulled: "
+                                       f"pull access denied for {ref}")
+                self.add_image(ref, healthcheck=self.pulled_healthcheck)
+                self.calls.append(("pull", ref))
+            return self.images[ref]
+
+    def list_containers(self, labels: dict[str, str]) -> list[ContainerState]:
+        self._call()
+        with self._lock:
+            return [c.snapshot(listed=True) for c in self.containers.values() if _matches(c.labels, labels)]
+
+    def inspect_container(self, container_id: str) -> ContainerState:
+        self._call()
+        with self._lock:
+            return self._find(container_id, f"inspect container {container_id[:12]}").snapshot()
+
+    def create_container(self, request: ContainerRequest) -> str:
+        self._call()
+        payload = container_payload(request, self.api_version)
+        action = f"create container {request.name}"
+        with self._lock:
+            for other in self.containers.values():
+                if other.name == request.name:
+                    raise RuntimeOperationError(
+                        f'{action}: Conflict. The container name "/{request.name}" is already in use by container '
+                        f'"{other.id}". You have to remove (or rename) that container to be able to reuse that name.')
+            if payload["Image"] not in self.images:
+                raise ImageMissing(f"{action}: image not found: No such image: {payload['Image']}")
+            endpoints = (payload.get("NetworkingConfig") or {}).get("EndpointsConfig") or {}
+            for network in endpoints:
+                if network not in self.networks:
+                    raise NotFound(f"{action}: network {network} not found")
+            volumes = [bind.split(":")[0] for bind in (payload["HostConfig"].get("Binds") or [])]
+            for volume in volumes:  # the engine creates a named volume that does not exist, without labels
+                self.volumes.setdefault(volume, FakeVolume(volume, {}))
+            container = FakeContainer(
+                id=uuid.uuid4().hex + uuid.uuid4().hex, name=request.name, image=payload["Image"], payload=payload,
+                networks={name: list(e.get("Aliases") or []) for name, e in endpoints.items()}, volumes=volumes,
+            )
+            self.containers[container.id] = container
+            self.calls.append(("create_container", request.name))
+            for network, aliases in list(request.networks.items())[1:]:
+                if network not in self.networks:
+                    raise NotFound(f"connect {request.name} to {network}: network {network} not found")
+                container.networks[network] = list(aliases)
+        return container.id
+
+    def start_container(self, container_id: str) -> None:
+        self._call()
+        action = f"start container {container_id[:12]}"
+        with self._lock:
+            container = self._find(container_id, action)
+            if container.state == "paused":
+                raise RuntimeOperationError(f"{action}: cannot start a paused container, try unpause instead")
+            if container.state == "running":
+                return
+            container.host_ports = self._bind_ports(container, action)
+            self.calls.append(("start_container", container.name))
+            key = container.service or container.name
+            container.state, container.exit_code = "running", None
+            container.health = self._health_after_start(container, key)
+            if key in self.exit_codes:
+                container.exit(self.exit_codes[key])
+
+    def stop_container(self, container_id: str, timeout: int) -> None:
+        self._call()
+        with self._lock:
+            container = self._find(container_id, f"stop container {container_id[:12]}")
+            if container.state in ("running", "paused", "restarting"):
+                container.exit(0)
+                self.calls.append(("stop_container", container.name))
+
+    def unpause_container(self, container_id: str) -> None:
+        self._call()
+        action = f"unpause container {container_id[:12]}"
+        with self._lock:
+            container = self._find(container_id, action)
+            if container.state != "paused":
+                raise RuntimeOperationError(f"{action}: Container {container.id} is not paused")
+            container.state = "running"
+            self.calls.append(("unpause_container", container.name))
+
+    def pause_container(self, container_id: str) -> None:
+        """Not used by the deployer; lets a test put a container in the paused state."""
+        with self._lock:
+            self._find(container_id, "pause").state = "paused"
+
+    def remove_container(self, container_id: str) -> None:
+        self._call()
+        with self._lock:
+            try:
+                container = self._find(container_id, "remove")
+            except NotFound:
+                return  # removal is idempotent, as in DockerRuntime
+            del self.containers[container.id]
+            self.calls.append(("remove_container", container.name))
+
+    def list_networks(self, labels: dict[str, str]) -> list[NetworkState]:
+        self._call()
+        with self._lock:
+            return [NetworkState(n.name, dict(n.labels)) for n in self.networks.values() if _matches(n.labels, labels)]
+
+    def create_network(self, request: NetworkRequest) -> None:
+        self._call()
+        payload = network_payload(request, self.api_version)
+        with self._lock:
+            if request.name in self.networks:
+                raise RuntimeOperationError(f"create network {request.name}: network with name {request.name} "
+                                            "already exists")
+            self.networks[request.name] = NetworkState(payload["Name"], dict(payload["Labels"]))
+            self.calls.append(("create_network", request.name))
+
+    def remove_network(self, name: str) -> None:
+        self._call()
+        with self._lock:
+            if name not in self.networks:
+                return
+            if any(name in c.networks for c in self.containers.values()):
+                raise RuntimeOperationError(f"remove network {name}: error while removing network: network {name} "
+                                            "has active endpoints")
+            del self.networks[name]
+            self.calls.append(("remove_network", name))
+
+    def list_volumes(self, labels: dict[str, str]) -> list[VolumeState]:
+        self._call()
+        with self._lock:
+            return [VolumeState(v.name, dict(v.labels)) for v in self.volumes.values() if _matches(v.labels, labels)]
+
+    def volume_exists(self, name: str) -> bool:
+        self._call()
+        return name in self.volumes
+
+    def create_volume(self, request: VolumeRequest) -> None:
+        self._call()
+        payload = volume_payload(request, self.api_version)
+        with self._lock:
+            if request.name not in self.volumes:  # the engine answers with the existing volume, unchanged
+                self.volumes[request.name] = FakeVolume(payload["Name"], dict(payload["Labels"]))
+                self.calls.append(("create_volume", request.name))
+
+    def remove_volume(self, name: str) -> None:
+        self._call()
+        with self._lock:
+            if name not in self.volumes:
+                return
+            users = [c.id[:12] for c in self.containers.values() if name in c.volumes]
+            if users:
+                raise RuntimeOperationError(f"remove volume {name}: remove {name}: volume is in use - "
+                                            f"[{', '.join(users)}]")
+            del self.volumes[name]
+            self.calls.append(("remove_volume", name))
+
+    def volume_usage(self, labels: dict[str, str]) -> list[VolumeState]:
+        self._call()
+        with self._lock:
+            return [VolumeState(v.name, dict(v.labels), sum(len(d) for d in v.files.values()))
+                    for v in self.volumes.values() if _matches(v.labels, labels)]
+
+    def container_usage(self, container_id: str) -> tuple[float, float]:
+        self._call()
+        with self._lock:
+            container = self._find(container_id, f"read stats of {container_id[:12]}")
+            return self.usage.get(container.id, (0.0, 0.0))
+
+    def archive_volume(self, volume: str, image: str, destination: Path, helper_name: str,
+                       labels: dict[str, str]) -> int:
+        """Write the volume's files as a tar file at ``destination`` (through a ``.partial`` file); its size."""
+        self._call()
+        self.remove_container(helper_name)
+        if image not in self.images:
+            raise ImageMissing(f"create archive helper for volume {volume}: image not found: No such image: {image}")
+        with self._lock:
+            files = dict(self.volumes.setdefault(volume, FakeVolume(volume, {})).files)
+        destination = Path(destination)
+        destination.parent.mkdir(parents=True, exist_ok=True)
+        partial = destination.with_name(destination.name + ".partial")
+        try:
+            with tarfile.open(partial, "w") as archive:
+                for path, data in sorted(files.items()):
+                    info = tarfile.TarInfo(path.lstrip("/"))
+                    info.size = len(data)
+                    archive.addfile(info, io.BytesIO(data))
+            with tarfile.open(partial) as archive:
+                archive.getmembers()
+            os.replace(partial, destination)
+        finally:
+            partial.unlink(missing_ok=True)
+        self.calls.append(("archive_volume", volume))
+        return destination.stat().st_size
+
+    # -- internals ----------------------------------------------------------
+    def _call(self) -> None:
+        self.api_calls += 1
+        if not self.reachable:
+            raise RuntimeUnavailable("cannot reach the Docker engine: the fake engine is down")
+
+    def _find(self, ref: str, action: str) -> FakeContainer:
+        found = self.containers.get(ref) or next((c for c in self.containers.values() if c.name == ref), None)
+        if found is None:
+            found = next((c for c in self.containers.values() if c.id.startswith(ref) and len(ref) >= 12), None)
+        if found is None:
+            raise NotFound(f"{action}: No such container: {ref}")
+        return found
+
+    def _health_after_start(self, container: FakeContainer, key: str) -> str | None:
+        """The engine reports health only for a container with a healthcheck test (its own or its image's)."""
+        test = (container.payload.get("Healthcheck") or {}).get("Test")
+        if test == ["NONE"]:
+            return None
+        if test or container.image in self.healthchecked_images:
+            return self.health.get(key, "healthy")
+        return None
+
+    def _bind_ports(self, container: FakeContainer, action: str) -> dict[str, int]:
+        taken = {port for c in self.containers.values() if c.state == "running" for port in c.host_ports.values()}
+        bound: dict[str, int] = {}
+        for port, bindings in (container.payload["HostConfig"].get("PortBindings") or {}).items():
+            for binding in bindings:
+                wanted = binding.get("HostPort")
+                if wanted:
+                    host_port = int(wanted)
+                    if host_port in taken:
+                        raise RuntimeOperationError(
+                            f"{action}: driver failed programming external connectivity on endpoint "
+                            f"{container.name}: Bind for {binding.get('HostIp') or '0.0.0.0'}:{host_port} failed: "
+                            "port is already allocated")
+                else:
+                    host_port = next(p for p in itertools.count(FIRST_EPHEMERAL_PORT) if p not in taken)
+                taken.add(host_port)
+                bound[port] = host_port
+        return bound
+
+
+def _matches(labels: dict[str, str], wanted: dict[str, str]) -> bool:
+    return all(labels.get(key) == value for key, value in wanted.items())

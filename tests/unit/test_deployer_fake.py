@@ -1,0 +1,199 @@
+"""The deployer on the in-memory engine (tests/fakes.py): convergence in milliseconds, no Docker needed."""
+from __future__ import annotations
+
+import tarfile
+
+import pytest
+
+from app.catalog.product import load_product, sample_builtins
+from app.errors import HealthCheckFailed, ImageMissing, NotFound, RuntimeOperationError, RuntimeUnavailable
+from app.stacks.deployer import Deployer
+from app.stacks.engine_requests import build_requests
+from app.stacks.target import build_target
+from tests.fakes import FIRST_EPHEMERAL_PORT, FakeEngine
+
+MANIFEST = """\
+name: Demo
+plans:
+  small: {MEM: 64m}
+  large: {MEM: 128m}
+endpoints:
+  - {application: web, service: web, port: 8080, path: /}
+"""
+COMPOSE = """\
+services:
+  db:
+    image: postgres:17
+    mem_limit: ${MEM}
+    healthcheck: {test: [CMD, pg_isready], interval: 1s}
+    volumes: [db-data:/var/lib/postgresql/data]
+    networks: [backend]
+  web:
+    image: nginx:1.25
+    expose: ["9090-9091"]
+    depends_on:
+      db: {condition: service_healthy}
+    networks: [default, backend]
+volumes:
+  db-data:
+networks:
+  backend: {internal: true}
+"""
+IMAGES = ("postgres:17", "nginx:1.25")
+
+
+def target(plan: str = "small", pinned_ports: dict[str, int] | None = None, compose: str = COMPOSE):
+    product = load_product("demo", MANIFEST, compose)
+    assert product.errors == []
+    builtins = dict(sample_builtins("demo", plan), LIVE_ORDER_ID="7", LIVE_INSTANCE="acme",
+                    LIVE_HOSTNAME="acme.example.org")
+    return build_target(product, plan, builtins, {}, revision="r1", pinned_ports=pinned_ports, deployment="t")
+
+
+@pytest.fixture
+def engine():
+    return FakeEngine(IMAGES)
+
+
+@pytest.fixture
+def deployer(engine):
+    return Deployer(engine, health_timeout=0.5, poll_interval=0.001)
+
+
+def test_deploy_creates_networks_volumes_and_containers_in_dependency_order(engine, deployer):
+    result = deployer.deploy(target())
+    assert result.actions == {"db": "create", "web": "create"}
+    assert sorted(engine.networks) == ["t-acme_backend", "t-acme_default"]
+    assert sorted(engine.volumes) == ["t-acme_db-data"]
+    assert engine.calls_of("start_container") == ["t-acme-db", "t-acme-web"]  # web waits for a healthy db
+    db, web = engine.container("t-acme-db"), engine.container("t-acme-web")
+    assert (db.state, db.health, web.state) == ("running", "healthy", "running")
+    assert web.networks == {"t-acme_default": ["web"], "t-acme_backend": ["web"]}
+    assert sorted(web.payload["ExposedPorts"]) == ["8080/tcp", "9090/tcp", "9091/tcp"]
+    assert web.labels["live.order"] == "7" and web.labels["traefik.enable"] == "true"
+    assert result.published_ports == {"web:8080": FIRST_EPHEMERAL_PORT}
+    assert engine.networks["t-acme_backend"].labels["live.network"] == "backend"
+
+
+def test_a_second_deploy_changes_nothing(engine, deployer):
+    deployer.deploy(target())
+    calls = len(engine.calls)
+    result = deployer.deploy(target())
+    assert result.actions == {"db": "noop", "web": "noop"}
+    assert engine.calls[calls:] == []
+    plan, _, _ = deployer.plan(target())
+    assert plan.is_noop
+
+
+def test_a_changed_plan_recreates_only_the_changed_service_and_keeps_its_volume(engine, deployer):
+    deployer.deploy(target("small"))
+    old_db, old_web = engine.container("t-acme-db").id, engine.container("t-acme-web").id
+    engine.write_file("t-acme_db-data", "PG_VERSION", b"17")
+    result = deployer.deploy(target("large"))
+    assert result.actions == {"db": "recreate", "web": "noop"}
+    assert engine.container("t-acme-db").id != old_db and old_db not in engine.containers
+    assert engine.container("t-acme-web").id == old_web
+    assert engine.container("t-acme-db").payload["HostConfig"]["Memory"] == 128 * 1024 * 1024
+    assert engine.volumes["t-acme_db-data"].files == {"PG_VERSION": b"17"}
+
+
+def test_stop_stops_dependents_first_and_a_deploy_starts_them_again(engine, deployer):
+    deployer.deploy(target())
+    assert deployer.stop(target()) == ["db", "web"]
+    assert engine.calls_of("stop_container") == ["t-acme-web", "t-acme-db"]
+    assert {c.state for c in engine.containers.values()} == {"exited"}
+    result = deployer.deploy(target())
+    assert result.actions == {"db": "start", "web": "start"}
+
+
+def test_an_unhealthy_dependency_fails_the_deploy_and_its_dependent_is_not_created(engine, deployer):
+    engine.health["db"] = "unhealthy"
+    with pytest.raises(HealthCheckFailed, match="db is unhealthy, so web was not started"):
+        deployer.deploy(target())
+    assert engine.calls_of("create_container") == ["t-acme-db"]
+
+
+def test_a_dependency_that_exits_fails_the_deploy(engine, deployer):
+    engine.exit_codes["db"] = 3
+    with pytest.raises(HealthCheckFailed, match="db is unhealthy, so web was not started"):
+        deployer.deploy(target())
+
+
+DB_ONLY_MANIFEST = "name: Demo\nplans:\n  small: {MEM: 64m}\n"
+DB_ONLY_COMPOSE = COMPOSE[:COMPOSE.index("  web:")] + COMPOSE[COMPOSE.index("volumes:\n  db-data:"):]
+
+
+def db_only_target(order_id: str, instance: str):
+    product = load_product("demo", DB_ONLY_MANIFEST, DB_ONLY_COMPOSE)
+    assert product.errors == []
+    builtins = dict(sample_builtins("demo", "small"), LIVE_ORDER_ID=order_id, LIVE_INSTANCE=instance)
+    return build_target(product, "small", builtins, {}, revision="r2", deployment="t")
+
+
+def test_orphans_of_the_order_are_removed_and_other_orders_are_left_alone(engine, deployer):
+    deployer.deploy(target())
+    deployer.deploy(db_only_target("8", "other"))
+    result = deployer.deploy(db_only_target("7", "acme"))  # order 7 moves to a revision without web
+    assert result.orphans_removed == ["t-acme-web"]
+    assert result.actions == {"db": "noop"}  # the revision label is not part of the config hash
+    assert sorted(c.name for c in engine.containers.values()) == ["t-acme-db", "t-other-db"]
+    assert engine.container("t-other-db").state == "running"
+
+
+def test_a_pinned_port_taken_by_another_container_is_refused_with_the_engine_message(engine, deployer):
+    deployer.deploy(target(pinned_ports={"web:8080": 20001}))
+    assert engine.container("t-acme-web").host_ports == {"8080/tcp": 20001}
+    clash = build_target(load_product("demo", MANIFEST, COMPOSE), "small",
+                         dict(sample_builtins("demo", "small"), LIVE_ORDER_ID="9", LIVE_INSTANCE="clash"), {},
+                         revision="r1", pinned_ports={"web:8080": 20001}, deployment="t")
+    with pytest.raises(RuntimeOperationError, match=r"Bind for 127\.0\.0\.1:20001 failed: port is already allocated"):
+        deployer.deploy(clash)
+
+
+def test_archive_and_remove_writes_a_real_tar_and_removes_everything(engine, deployer, tmp_path):
+    deployer.deploy(target())
+    engine.write_file("t-acme_db-data", "base/1/data", b"rows")
+    archives = deployer.archive_and_remove(target(), tmp_path, "stamp")
+    assert [a.volume for a in archives] == ["t-acme_db-data"]
+    with tarfile.open(archives[0].path) as archive:
+        assert archive.extractfile("base/1/data").read() == b"rows"
+    assert (engine.containers, engine.networks, engine.volumes) == ({}, {}, {})
+
+
+def test_the_fake_refuses_what_the_engine_refuses(engine):
+    with pytest.raises(ImageMissing, match="postgres:16"):
+        engine.image_id("postgres:16")
+    requests = build_requests(target(), {"db": "sha256:x", "web": "sha256:y"})
+    with pytest.raises(NotFound, match="network t-acme_backend not found"):
+        engine.create_container(requests.containers["db"])
+    for network in requests.networks:
+        engine.create_network(network)
+    engine.create_container(requests.containers["db"])
+    with pytest.raises(RuntimeOperationError, match='The container name "/t-acme-db" is already in use'):
+        engine.create_container(requests.containers["db"])
+    with pytest.raises(RuntimeOperationError, match="has active endpoints"):
+        engine.remove_network("t-acme_backend")
+    with pytest.raises(RuntimeOperationError, match="volume is in use"):
+        engine.remove_volume("t-acme_db-data")  # created by the engine for the bind, as Docker does
+    engine.images.pop("nginx:1.25")
+    with pytest.raises(ImageMissing, match="No such image: nginx:1.25"):
+        engine.create_container(requests.containers["web"])
+
+
+def test_a_failed_service_skips_its_dependents(engine, deployer):
+    requests = build_requests(target(), {"db": "sha256:x", "web": "sha256:y"})
+    for network in requests.networks:
+        engine.create_network(network)
+    squatter = requests.containers["db"]
+    squatter.labels = {"owner": "someone else"}  # same name, not the order's: the engine refuses the name
+    engine.create_container(squatter)
+    with pytest.raises(RuntimeOperationError, match="already in use"):
+        deployer.deploy(target())
+    assert engine.calls_of("create_container") == ["t-acme-db"]  # the squatter; web was skipped
+
+
+def test_an_unreachable_engine_is_a_transient_error(engine, deployer):
+    engine.reachable = False
+    with pytest.raises(RuntimeUnavailable) as info:
+        deployer.deploy(target())
+    assert info.value.transient
