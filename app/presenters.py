@@ -1,7 +1,10 @@
 """Plain-dict views of orders, operations, products and customers.
 
 One place decides what a caller sees (the HTTP API and the CLI both use it);
-secrets are only included when the caller asks and is allowed to.
+secrets are only included when the caller asks and is allowed to, and so is
+the private detail of errors (``include_private``): customers, the WHMCS
+module and read-scope keys get the public text only; admin-scope keys and the
+CLI get the detail too. Callers decide and pass the flag; nothing here infers it.
 """
 from __future__ import annotations
 
@@ -12,6 +15,8 @@ from app.catalog.catalog import Catalog
 from app.models import Customer, Event, Operation, Order, Product, ProductRevision
 
 FINISHED = ("succeeded", "failed")
+#: The key of an event's ``data`` that holds private error detail (see event_view).
+PRIVATE_EVENT_DATA = "error_detail"
 
 
 def timestamp(value: dt.datetime | None) -> str | None:
@@ -33,8 +38,9 @@ def endpoint_views(order: Order, catalog: Catalog, scheme: str) -> list[dict[str
     return views
 
 
-def operation_view(operation: Operation) -> dict[str, Any]:
-    return {
+def operation_view(operation: Operation, *, include_private: bool = False) -> dict[str, Any]:
+    """An operation; ``error`` is public, ``error_detail`` (private) only with ``include_private``."""
+    view = {
         "id": operation.id,
         "order_id": operation.order_id,
         "kind": operation.kind,
@@ -49,6 +55,9 @@ def operation_view(operation: Operation) -> dict[str, Any]:
         "started_at": timestamp(operation.started_at),
         "finished_at": timestamp(operation.finished_at),
     }
+    if include_private:
+        view["error_detail"] = operation.error_detail
+    return view
 
 
 def current_operation(order: Order, recent: list[Operation] | None = None) -> Operation | None:
@@ -62,7 +71,12 @@ def current_operation(order: Order, recent: list[Operation] | None = None) -> Op
 
 
 def order_view(order: Order, catalog: Catalog, scheme: str, *, include_secrets: bool = False,
-               recent: list[Operation] | None = None) -> dict[str, Any]:
+               include_private: bool = False, recent: list[Operation] | None = None) -> dict[str, Any]:
+    """An order with its endpoints and current operation.
+
+    ``include_secrets`` adds the generated passwords; ``include_private`` the
+    private error detail (``last_error_detail``, the operation's ``error_detail``).
+    """
     operation = current_operation(order, recent)
     view = {
         "id": order.id,
@@ -75,20 +89,27 @@ def order_view(order: Order, catalog: Catalog, scheme: str, *, include_secrets: 
         "revision": order.revision.label,
         "customer": {"id": order.customer_id, "email": order.customer.email},
         "endpoints": endpoint_views(order, catalog, scheme),
-        "operation": operation_view(operation) if operation is not None else None,
+        "operation": operation_view(operation, include_private=include_private) if operation is not None else None,
         "last_error": order.last_error,
         "created_at": timestamp(order.created_at),
         "updated_at": timestamp(order.updated_at),
         "terminated_at": timestamp(order.terminated_at),
+        "detached_volumes": [dict(entry) for entry in order.detached_volumes or []],
     }
     if include_secrets:
         view["secrets"] = dict(order.secrets or {})
+    if include_private:
+        view["last_error_detail"] = order.last_error_detail
     return view
 
 
-def event_view(event: Event) -> dict[str, Any]:
+def event_view(event: Event, *, include_private: bool = False) -> dict[str, Any]:
+    """An event; its message is public, the error detail in its data only with ``include_private``."""
+    data = dict(event.data or {})
+    if not include_private:
+        data.pop(PRIVATE_EVENT_DATA, None)
     return {"id": event.id, "order_id": event.order_id, "operation_id": event.operation_id, "kind": event.kind,
-            "message": event.message, "actor": event.actor, "data": event.data or {},
+            "message": event.message, "actor": event.actor, "data": data,
             "created_at": timestamp(event.created_at)}
 
 

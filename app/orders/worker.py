@@ -25,18 +25,15 @@ import peewee
 from apscheduler.schedulers.blocking import BlockingScheduler
 
 from app.catalog.catalog import Catalog
-from app.errors import LiveError
+from app.errors import LiveError, WorkerAlreadyRunning
 from app.models import Operation, record_event, utcnow
 from app.orders.operations import OperationRunner
+from app.presenters import PRIVATE_EVENT_DATA
 
 log = logging.getLogger(__name__)
 
 PG_LOCK_KEY = 0x4C495645  # "LIVE"
 MAX_BACKOFF_SECONDS = 60.0
-
-
-class WorkerAlreadyRunning(LiveError):
-    pass
 
 
 class Worker:
@@ -111,7 +108,8 @@ class Worker:
         """Operations left running by a dead worker go back to the queue (or fail if they keep dying)."""
         recovered = 0
         with self.db.connection_context():
-            for operation in Operation.select().where(Operation.state == "running"):
+            # Read in full before writing: see app/db.py on SQLite read snapshots.
+            for operation in list(Operation.select().where(Operation.state == "running")):
                 with self._lock:
                     if operation.id in self._in_flight:
                         continue
@@ -149,11 +147,20 @@ class Worker:
             self.sync_catalog_safely()
 
     def sync_catalog_safely(self) -> None:
+        """Sync the catalog; never raises, so neither start-up nor the scheduler dies of catalog content.
+
+        A source or database that cannot be reached is expected (logged as a
+        warning, tried again at the next interval); anything else is a bug met
+        by the catalog's content and is logged with its traceback. Either way the
+        last catalog stays in use.
+        """
         try:
             with self.db.connection_context():
                 self.catalog.sync()
         except (peewee.PeeweeException, LiveError, OSError) as exc:
             log.warning("catalog sync failed, keeping the last catalog: %s", exc)
+        except Exception:  # noqa: BLE001 (the worker outlives any catalog content)
+            log.exception("catalog sync crashed, keeping the last catalog")
 
     def dispatch(self) -> list[int]:
         """Claim the operations that may run now and hand them to the pool."""
@@ -171,7 +178,7 @@ class Worker:
                           .where(Operation.id.in_(first_pending) & (Operation.next_attempt_at <= utcnow())
                                  & Operation.order.not_in(running_orders))
                           .order_by(Operation.id).limit(capacity + len(busy)))
-            for candidate in candidates:
+            for candidate in list(candidates):  # read in full before the claims write (see app/db.py)
                 if len(claimed) >= capacity or candidate.order_id in busy:
                     continue
                 now = utcnow()
@@ -226,19 +233,21 @@ class Worker:
         try:
             self.runner.run(operation, progress)
         except LiveError as exc:
+            public, detail = failure_texts(operation.id, exc)
             if exc.transient and operation.attempts < operation.max_attempts:
-                self._schedule_retry(operation, str(exc))
+                self._schedule_retry(operation, public, detail)
             else:
-                self._fail(operation, str(exc), progress)
+                self._fail(operation, public, progress, detail=detail)
             return
         except peewee.PeeweeException:
             raise  # the database is gone; leave the operation to recovery
         except Exception as exc:  # a bug: fail loudly, never retry blindly
-            log.exception("operation %s crashed", operation.id)
-            self._fail(operation, f"internal error ({type(exc).__name__}): {exc}", progress)
+            log.exception("operation %s crashed", operation.id)  # the traceback is for the operators only
+            public, detail = failure_texts(operation.id, exc)
+            self._fail(operation, public, progress, detail=detail)
             return
-        Operation.update(state="succeeded", finished_at=utcnow(), error=None, lease_owner=None).where(
-            Operation.id == operation.id).execute()
+        Operation.update(state="succeeded", finished_at=utcnow(), error=None, error_detail=None,
+                         lease_owner=None).where(Operation.id == operation.id).execute()
         record_event("operation.succeeded", f"{operation.kind} succeeded", order=order, operation=operation)
         log.info("operation %s: %s of %s succeeded", operation.id, operation.kind, order.instance)
 
@@ -266,23 +275,55 @@ class Worker:
 
         return progress
 
-    def _schedule_retry(self, operation: Operation, reason: str) -> None:
+    def _schedule_retry(self, operation: Operation, reason: str, detail: str | None = None) -> None:
+        """Put the operation back in the queue after a transient failure (``reason`` public, ``detail`` private)."""
+        detail = detail or reason
         delay = min(self.retry_base_seconds * 2 ** (operation.attempts - 1), MAX_BACKOFF_SECONDS)
-        Operation.update(state="pending", error=reason, lease_owner=None,
-                         next_attempt_at=utcnow() + dt.timedelta(seconds=delay)).where(Operation.id == operation.id).execute()
+        Operation.update(state="pending", error=reason, error_detail=detail, lease_owner=None,
+                         next_attempt_at=utcnow() + dt.timedelta(seconds=delay)).where(
+            Operation.id == operation.id).execute()
         record_event("operation.retry", f"{operation.kind} will be retried in {delay:.0f}s: {reason}",
-                     order=operation.order, operation=operation, delay=delay)
-        log.warning("operation %s: transient failure, retry in %.1fs: %s", operation.id, delay, reason)
+                     order=operation.order, operation=operation, delay=delay, **_private_event_data(reason, detail))
+        log.warning("operation %s: transient failure, retry in %.1fs: %s", operation.id, delay, detail)
 
-    def _fail(self, operation: Operation, reason: str, progress) -> None:
+    def _fail(self, operation: Operation, reason: str, progress, *, detail: str | None = None) -> None:
+        """Fail the operation for good: let the runner clean up, then record it.
+
+        ``reason`` is the public text (customers and WHMCS see it), ``detail``
+        the private one (operators; defaults to ``reason``).
+        """
+        detail = detail or reason
         try:
-            self.runner.on_failure(operation, reason, progress)
+            self.runner.on_failure(operation, reason, progress, detail=detail)
         except LiveError as exc:
             log.warning("operation %s: clean-up after failure did not finish: %s", operation.id, exc)
-        self._finish_failed(operation, reason)
+        self._finish_failed(operation, reason, detail)
 
-    def _finish_failed(self, operation: Operation, reason: str) -> None:
-        Operation.update(state="failed", error=reason, finished_at=utcnow(), lease_owner=None).where(
-            Operation.id == operation.id).execute()
-        record_event("operation.failed", f"{operation.kind} failed: {reason}", order=operation.order, operation=operation)
-        log.error("operation %s: %s of %s failed: %s", operation.id, operation.kind, operation.order.instance, reason)
+    def _finish_failed(self, operation: Operation, reason: str, detail: str | None = None) -> None:
+        """Record the failure on the operation and in the event log; the log line has the detail."""
+        detail = detail or reason
+        Operation.update(state="failed", error=reason, error_detail=detail, finished_at=utcnow(),
+                         lease_owner=None).where(Operation.id == operation.id).execute()
+        record_event("operation.failed", f"{operation.kind} failed: {reason}", order=operation.order,
+                     operation=operation, **_private_event_data(reason, detail))
+        log.error("operation %s: %s of %s failed: %s", operation.id, operation.kind, operation.order.instance, detail)
+
+
+def failure_texts(operation_id: int, exc: BaseException) -> tuple[str, str]:
+    """The public and the private text of an operation that failed with ``exc``.
+
+    A project error gives its public text (with the operation id when that
+    text hides something, so operators can find the detail) and its message.
+    Anything else is a bug: customers get a neutral sentence, operators the
+    exception's type and text (the traceback is in the log).
+    """
+    if isinstance(exc, LiveError):
+        public, detail = exc.public, str(exc)
+        return (public if public == detail else f"{public} (operation {operation_id})"), detail
+    return (f"internal error in operation {operation_id}; the operators have the details",
+            f"{type(exc).__name__}: {exc}")
+
+
+def _private_event_data(reason: str, detail: str) -> dict[str, str]:
+    """Event data holding the private detail when it says more than the public text (see PRIVATE_EVENT_DATA)."""
+    return {PRIVATE_EVENT_DATA: detail} if detail != reason else {}

@@ -1,28 +1,25 @@
 """One JSON error format for every failure: ``{"error": {"code", "message", "details"}}``.
 
-Domain errors are mapped to HTTP here and only here; anything unexpected is
-a 500 whose body names the request id (the log has the traceback), never
-the exception text, so no secret can leak through an error message.
+Errors are mapped to HTTP here and only here. A :class:`~app.errors.LiveError`
+maps through the attributes its class declares (``http_status``, ``code``):
+its ``message`` is the error's public text; only a caller authenticated with
+an admin-scope key also gets the private text, in ``details.detail`` (with
+the error's other details). 5xx errors are logged with the private text.
+Anything unexpected is a 500 whose body names the request id (the log has the
+traceback), never the exception text, so no secret can leak through an error
+message.
 """
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 import peewee
 from apiflask import APIFlask, HTTPError
 from flask import g, jsonify
 from werkzeug.exceptions import HTTPException
 
-from app.errors import (
-    Conflict,
-    InterpolationError,
-    InvalidRequest,
-    LiveError,
-    NamingError,
-    NotFound,
-    ProductError,
-    RuntimeUnavailable,
-)
+from app.errors import DatabaseUnavailable, LiveError
 
 log = logging.getLogger(__name__)
 
@@ -31,19 +28,17 @@ CODES = {
     409: "conflict", 413: "payload_too_large", 415: "unsupported_media_type", 422: "validation_error",
     429: "too_many_requests", 500: "internal_error", 503: "unavailable",
 }
+RETRY_AFTER_SECONDS = "5"
 
-DOMAIN_STATUS = [
-    (NotFound, 404),
-    (Conflict, 409),
-    (ProductError, 422),
-    (InvalidRequest, 422),
-    (NamingError, 422),
-    (InterpolationError, 422),
-    (RuntimeUnavailable, 503),
-]
+
+def caller_sees_detail() -> bool:
+    """Whether this request's caller may see private error detail: it authenticated with an admin-scope key."""
+    principal = g.get("flask_httpauth_user")
+    return principal is not None and getattr(principal, "scope", None) == "admin"
 
 
 def error_response(status: int, message: str, details: dict | None = None, code: str | None = None, headers=None):
+    """The uniform JSON error response."""
     body = {"error": {"code": code or CODES.get(status, "error"), "message": message, "details": details or {}}}
     response = jsonify(body)
     response.status_code = status
@@ -63,18 +58,12 @@ def register_error_handlers(app: APIFlask) -> None:
 
     @app.errorhandler(LiveError)
     def live_error(error: LiveError):
-        for cls, status in DOMAIN_STATUS:
-            if isinstance(error, cls):
-                details = {"errors": error.errors} if isinstance(error, ProductError) else {}
-                return error_response(status, error.message, details)
-        log.exception("unmapped domain error")
-        return error_response(500, f"internal error (request {g.get('request_id', '-')})")
+        return live_error_response(error)
 
     @app.errorhandler(peewee.OperationalError)
     @app.errorhandler(peewee.InterfaceError)
     def database_down(error):
-        log.error("database unavailable: %s", error)
-        return error_response(503, "the database is unavailable; try again shortly", headers={"Retry-After": "5"})
+        return live_error_response(DatabaseUnavailable(f"database unavailable: {error}"))
 
     @app.errorhandler(HTTPException)
     def werkzeug_error(error: HTTPException):
@@ -84,6 +73,36 @@ def register_error_handlers(app: APIFlask) -> None:
     def unexpected(error: Exception):
         log.exception("unhandled error in request %s", g.get("request_id", "-"))
         return error_response(500, f"internal error (request {g.get('request_id', '-')})")
+
+
+def live_error_response(error: LiveError):
+    """The response for a project error, from its class's ``http_status`` and ``code`` and its public text."""
+    request_id = g.get("request_id", "-")
+    status, message = error.http_status, error.public
+    if status >= 500:
+        # The private text goes to the log (5xx need an operator); 500s also get the traceback.
+        log.error("request %s: %s %s (%s): %s", request_id, status, error.code, type(error).__name__, error,
+                  exc_info=error if status == 500 else None)
+    if status == 500:
+        message = f"{message} (request {request_id})"
+    details = private_details(error) if caller_sees_detail() else {}
+    headers = {"Retry-After": RETRY_AFTER_SECONDS} if status == 503 else None
+    return error_response(status, message, details, code=error.code, headers=headers)
+
+
+def private_details(error: LiveError) -> dict[str, Any]:
+    """What an admin-scope caller sees in ``details``: the private text and the error's other details."""
+    return {**{str(k): _jsonable(v) for k, v in error.details.items()}, "detail": str(error)}
+
+
+def _jsonable(value: Any) -> Any:
+    if value is None or isinstance(value, (str, int, float, bool)):
+        return value
+    if isinstance(value, (list, tuple, set)):
+        return [_jsonable(item) for item in value]
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    return str(value)
 
 
 def _summarize(details: dict) -> str:

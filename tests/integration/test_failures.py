@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from app.errors import Conflict, InvalidRequest, NotFound, ProductError, RuntimeUnavailable
+from app.errors import Conflict, InvalidRequest, ProductError, RuntimeUnavailable
 from app.models import Event, Operation, Order, Product
 from tests.conftest import write_product
 
@@ -62,7 +62,7 @@ def test_invalid_change_keeps_the_valid_revision(live, config_repo, make_custome
 
 
 def test_unknown_product_and_plan_are_clear_errors(live, make_customer):
-    with pytest.raises(NotFound, match="unknown product 'nope'.*busybox-demo"):
+    with pytest.raises(InvalidRequest, match="unknown product 'nope'.*busybox-demo"):  # a 422, not a 404
         live.orders.create(service_id=1, customer=make_customer(), product="nope", plan="small")
     with pytest.raises(InvalidRequest, match="has no plan 'huge'.*large, small"):
         live.orders.create(service_id=1, customer=make_customer(), product="busybox-demo", plan="huge")
@@ -100,7 +100,8 @@ volumes:
     operation = Operation.get_by_id(outcome.operation.id)
     assert operation.state == "failed"
     assert order.status == "failed"
-    assert "live-test/does-not-exist:1.0" in order.last_error and "not available" in order.last_error
+    assert order.last_error == f"a service image is not available (operation {operation.id})"
+    assert "live-test/does-not-exist:1.0" in order.last_error_detail and "not available" in order.last_error_detail
     assert operation.attempts == 1, "a missing image is not retried"
     # What the failed create made is gone, and its volume was archived first.
     assert deployed_objects() == {"containers": [], "networks": [], "volumes": []}
@@ -162,7 +163,8 @@ def test_transient_engine_errors_are_retried_with_backoff(live, make_customer, d
     assert operation.state == "succeeded"
     assert operation.attempts == 3
     retries = Event.select().where((Event.operation == operation) & (Event.kind == "operation.retry"))
-    assert retries.count() == 2 and "simulated 500" in retries.first().message
+    assert retries.count() == 2 and "simulated 500" in retries.first().data["error_detail"]
+    assert "simulated 500" not in retries.first().message  # read keys see event messages
     assert len(deployed_objects()["containers"]) == 3
 
 
