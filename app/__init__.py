@@ -7,6 +7,7 @@ from flask import request
 from app.bootstrap import Live, bootstrap
 from app.config import Settings
 
+# Request bodies of every route unless its view says otherwise (app.web.input_guard.body_limit).
 MAX_BODY_BYTES = 64 * 1024
 
 API_DESCRIPTION = """The bridge between WHMCS and Live.
@@ -27,6 +28,13 @@ def create_app(settings: Settings | None = None) -> APIFlask:
     app.extensions["live"] = live
 
     from app.web.schemas import ErrorOut
+    from app.web.unread_body import CloseUnreadBody
+    from app.web.wait_slots import WaitSlots
+
+    # Lifecycle calls that wait hold a thread: at most LIVE_WAIT_SLOTS of them at once in this process.
+    app.extensions["wait_slots"] = WaitSlots(live.settings.wait_slots)
+    # An answer given before the body was read (401, 404, 413...) closes the connection: a slow body holds no thread.
+    app.wsgi_app = CloseUnreadBody(app.wsgi_app)
 
     app.config.update(
         MAX_CONTENT_LENGTH=MAX_BODY_BYTES,

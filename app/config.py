@@ -42,6 +42,12 @@ class Settings:
     gitlab_ref: str = "main"
     gitlab_timeout: float = 10.0
     gitlab_webhook_secret: str = ""
+    # Lifecycle calls that may wait for their operation at the same time, per web process; the others answer at once.
+    wait_slots: int = 4
+
+
+# gunicorn's threads per worker when GUNICORN_THREADS is unset: keep in step with config/gunicorn.conf.py.
+DEFAULT_GUNICORN_THREADS = 16
 
 
 def _number(env: dict, name: str, default, minimum, cast=int):
@@ -131,4 +137,19 @@ def load_settings(environ: dict | None = None) -> Settings:
         gitlab_ref=(env.get("LIVE_GITLAB_REF") or "main").strip(),
         gitlab_timeout=_float(env, "LIVE_GITLAB_TIMEOUT_SECONDS", 10.0, minimum=1.0),
         gitlab_webhook_secret=env.get("LIVE_GITLAB_WEBHOOK_SECRET") or "",
+        wait_slots=_wait_slots(env),
     )
+
+
+def _wait_slots(env: dict) -> int:
+    """LIVE_WAIT_SLOTS: 0 (calls never wait) up to one less than gunicorn's threads per worker.
+
+    Each waiting call holds a gunicorn thread for up to 120 s; at least one thread must stay
+    free for /healthz and the calls that do not wait. Raises ConfigError naming the variable.
+    """
+    slots = _int(env, "LIVE_WAIT_SLOTS", Settings.wait_slots, minimum=0)
+    threads = _int(env, "GUNICORN_THREADS", DEFAULT_GUNICORN_THREADS)
+    if slots >= threads:
+        raise ConfigError(f"LIVE_WAIT_SLOTS must be below GUNICORN_THREADS ({threads}) so that /healthz and calls "
+                          f"that do not wait keep a thread, got {slots}")
+    return slots

@@ -144,13 +144,16 @@ def test_gitlab_down_keeps_the_last_good_catalog(live, gitlab, gitlab_settings):
     # The service says so, and keeps answering with what it has.
     app = create_app(gitlab_settings)
     token = create_key("reader", "read")[1]
+    admin = create_key("operator", "admin")[1]
     client = app.test_client()
     ready = client.get("/readyz")
     assert ready.status_code in (200, 503)  # 503 only if the engine is missing; the catalog alone never fails it
     assert ready.json["checks"]["catalog"]["ok"] is False
     assert "serving the last good catalog" in ready.json["checks"]["catalog"]["detail"]
     status = client.get("/api/v1/catalog", headers={"Authorization": f"Bearer {token}"}).json
-    assert "unreachable" in status["last_error"]
+    assert status["last_error"] and "unreachable" not in status["last_error"] and "last_error_detail" not in status
+    status = client.get("/api/v1/catalog", headers={"Authorization": f"Bearer {admin}"}).json
+    assert "unreachable" in status["last_error_detail"]
     assert len(client.get("/api/v1/products", headers={"Authorization": f"Bearer {token}"}).json["items"]) == 4
 
 
@@ -172,7 +175,8 @@ def test_wrong_token_and_unknown_project_are_named(gitlab, gitlab_settings):
 def test_webhook_checks_the_secret_and_requests_a_sync(live, gitlab, gitlab_settings):
     live.catalog.sync()
     client = create_app(gitlab_settings).test_client()
-    push = {"object_kind": "push", "ref": "refs/heads/main", "commits": []}
+    project = {"id": gitlab.project_id, "path_with_namespace": gitlab.project_path}
+    push = {"object_kind": "push", "ref": "refs/heads/main", "commits": [], "project": project}
     event = {"X-Gitlab-Event": "Push Hook"}
     assert client.post("/hooks/gitlab", json=push, headers=event).status_code == 401
     assert client.post("/hooks/gitlab", json=push, headers={**event, "X-Gitlab-Token": "wrong"}).status_code == 401
@@ -184,7 +188,7 @@ def test_webhook_checks_the_secret_and_requests_a_sync(live, gitlab, gitlab_sett
     accepted = client.post("/hooks/gitlab", json=push, headers={**event, "X-Gitlab-Token": "hook-secret"})
     assert accepted.status_code == 202 and accepted.json["sync"] == "requested"
     assert live.catalog.sync_requested()
-    tag = client.post("/hooks/gitlab", json={"ref": "refs/tags/main"}, headers={"X-Gitlab-Event": "Tag Push Hook", "X-Gitlab-Token": "hook-secret"})
+    tag = client.post("/hooks/gitlab", json={"ref": "refs/tags/main", "project": project}, headers={"X-Gitlab-Event": "Tag Push Hook", "X-Gitlab-Token": "hook-secret"})
     assert tag.status_code == 202
 
     live.worker().dispatch_safely()  # the worker notices the request and syncs
