@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import json
 import logging
+import random
+import time
 from pathlib import Path
+from typing import Callable, TypeVar
 
 import peewee
 from playhouse.db_url import parse
@@ -23,6 +26,13 @@ log = logging.getLogger(__name__)
 database = peewee.DatabaseProxy()
 MIGRATIONS_DIR = PROJECT_ROOT / "migrations"
 POOL_SIZE = 32  # per process: gunicorn threads, worker threads and the scheduler together
+SQLITE_BUSY_TIMEOUT_MS = 30_000
+# PostgreSQL SQLSTATEs that mean "run the transaction again" (PostgreSQL docs, Appendix A):
+# serialization_failure and deadlock_detected.
+RETRYABLE_SQLSTATES = frozenset({"40001", "40P01"})
+TRANSACTION_ATTEMPTS = 8
+
+T = TypeVar("T")
 
 
 class JSONField(peewee.TextField):
@@ -45,10 +55,12 @@ def connect_database(url: str) -> peewee.Database:
         # the writer instead of failing with "database is locked". Transactions
         # take the write lock up front (BEGIN IMMEDIATE): in WAL mode one that
         # reads first and writes later fails at once, without waiting, when
-        # another process wrote meanwhile.
+        # another process wrote meanwhile. The same holds outside transactions:
+        # rows of a query still being iterated keep a read snapshot open, so code
+        # that writes while looping over a query reads it in full first (list()).
         db = peewee.SqliteDatabase(
             str(path),
-            pragmas={"journal_mode": "wal", "busy_timeout": 10000, "foreign_keys": 1},
+            pragmas={"journal_mode": "wal", "busy_timeout": SQLITE_BUSY_TIMEOUT_MS, "foreign_keys": 1},
             check_same_thread=False,
             lock_type="IMMEDIATE",
         )
@@ -65,6 +77,59 @@ def connect_database(url: str) -> peewee.Database:
             raise ConfigError(f"cannot use LIVE_DATABASE_URL: {exc}") from exc
     database.initialize(db)
     return db
+
+
+def is_transient_conflict(exc: BaseException) -> bool:
+    """Whether running the same transaction again may succeed: a lock or serialization conflict.
+
+    SQLite answers "database is locked" / "database is busy" when its busy timeout ran out or a
+    read transaction could not be upgraded to a write; PostgreSQL reports serialization failures
+    and deadlocks by SQLSTATE (40001, 40P01). Anything else (a dropped connection, a syntax error)
+    is not a conflict.
+    """
+    if not isinstance(exc, peewee.OperationalError):
+        return False
+    original = exc.args[0] if exc.args and isinstance(exc.args[0], BaseException) else exc
+    if getattr(original, "pgcode", None) in RETRYABLE_SQLSTATES:
+        return True
+    text = str(original).lower()
+    return "database is locked" in text or "database is busy" in text or "database table is locked" in text
+
+
+def transaction(work: Callable[[], T], *, retry_on_integrity_error: bool = False,
+                attempts: int = TRANSACTION_ATTEMPTS) -> T:
+    """Run ``work()`` in one transaction; run it again from the start on a transient conflict.
+
+    The one place where the bridge retries database work. A conflict (see
+    :func:`is_transient_conflict`) rolls the transaction back and repeats it after a short,
+    jittered backoff (10 ms doubling to 0.5 s), at most ``attempts`` times. With
+    ``retry_on_integrity_error`` a unique-constraint violation is retried too: that is how an
+    insert-if-missing ("upsert") survives a concurrent insert of the same row, since the next
+    attempt reads the row the other transaction committed. ``work`` must therefore only touch
+    the database (no engine calls, no I/O that cannot be repeated).
+
+    Inside an enclosing transaction ``work`` runs in a savepoint without retries: only the
+    outermost transaction can be repeated.
+
+    Raises the last error when every attempt failed, or at once for any other error.
+    """
+    if database.in_transaction():
+        with database.atomic():
+            return work()
+    for attempt in range(1, attempts + 1):
+        try:
+            with database.atomic():
+                return work()
+        except peewee.IntegrityError:
+            if not retry_on_integrity_error or attempt == attempts:
+                raise
+        except peewee.OperationalError as exc:
+            if not is_transient_conflict(exc) or attempt == attempts:
+                raise
+        delay = min(0.5, 0.01 * 2 ** (attempt - 1))
+        log.debug("transaction conflict, attempt %d/%d, retrying in %.3fs", attempt, attempts, delay)
+        time.sleep(delay * random.uniform(0.5, 1.5))
+    raise AssertionError("unreachable")  # the loop returns or raises
 
 
 def migration_runner(db: peewee.Database) -> Runner:
