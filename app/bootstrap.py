@@ -54,13 +54,15 @@ def bootstrap(settings: Settings | None = None) -> Live:
     catalog = Catalog(catalog_source(settings))
     runtime = DockerRuntime(settings.docker_host)
     deployer = Deployer(runtime, health_timeout=settings.health_timeout_seconds)
+    runner = OperationRunner(catalog, deployer, settings.backup_dir, settings.public_scheme,
+                             deployment=settings.deployment)
     return Live(
         settings=settings,
         db=db,
         catalog=catalog,
         runtime=runtime,
         deployer=deployer,
-        orders=OrderService(catalog, settings.base_domain, max_attempts=settings.operation_max_attempts),
-        runner=OperationRunner(catalog, deployer, settings.backup_dir, settings.public_scheme,
-                               deployment=settings.deployment),
+        orders=OrderService(catalog, settings.base_domain, max_attempts=settings.operation_max_attempts,
+                            data_risks=runner.data_risks),
+        runner=runner,
     )

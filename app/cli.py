@@ -7,21 +7,24 @@ blocks until it ends.
 from __future__ import annotations
 
 import json
+import logging
 import sys
 import time
 from pathlib import Path
 
 import click
+import peewee
 from flask import current_app
 from flask.cli import AppGroup
 
 from app.catalog.product import load_product_folder
+from app.catalog.source import LocalFolderSource
 from app.db import pending_migrations, upgrade
 from app.apikeys import SCOPES, create_key, list_keys, revoke_key
-from app.errors import LiveError
+from app.errors import DataRiskError, LiveError
 from app.models import Event, Operation, Order, Product, ProductRevision
 from app.orders.service import CustomerInfo, Outcome
-from app.presenters import event_view, operation_view, order_view
+from app.presenters import PRIVATE_EVENT_DATA, event_view, operation_view, order_view
 
 live_cli = AppGroup("live", help="GeoCat Live: catalog, orders, worker and database.")
 
@@ -36,6 +39,12 @@ def _fail(exc: Exception) -> None:
 
 def _echo_json(data) -> None:
     click.echo(json.dumps(data, indent=2, sort_keys=True, default=str))
+
+
+allow_data_risk_option = click.option(
+    "--allow-data-risk", is_flag=True,
+    help="Accept a change that leaves data behind (a volume renamed, removed or moved): the old volumes are kept, "
+         "listed on the order and archived at terminate.")
 
 
 # -- database ----------------------------------------------------------------
@@ -76,10 +85,32 @@ products_cli = AppGroup("products", help="The product catalog.")
 live_cli.add_command(products_cli)
 
 
+def _sync_catalog(*, keep_going: bool):
+    """Sync the catalog for a ``products`` command; the :class:`SyncReport`, or ``None`` when it failed.
+
+    When the source (or the database) cannot be read: with ``keep_going`` one
+    warning line on stderr (the command then shows what the catalog knows),
+    else a one-line error (exit 1). Never a traceback: an unexpected exception
+    is named in that line, and its traceback logged at DEBUG level.
+    """
+    try:
+        return _live().catalog.sync()
+    except Exception as exc:  # noqa: BLE001 (an operator command: one line, whatever the source did)
+        if isinstance(exc, (LiveError, peewee.PeeweeException)):
+            reason = str(exc)
+        else:
+            logging.getLogger(__name__).debug("catalog sync failed", exc_info=True)
+            reason = f"reading the catalog failed ({type(exc).__name__}: {exc}; LIVE_LOG_LEVEL=DEBUG shows where)"
+        if not keep_going:
+            raise click.ClickException(reason) from None
+        click.echo(f"warning: the catalog was not synced ({reason}); showing what it knew", err=True)
+        return None
+
+
 @products_cli.command("sync")
 def products_sync():
     """Read the config repository and record new product revisions."""
-    report = _live().catalog.sync()
+    report = _sync_catalog(keep_going=False)
     click.echo(f"source: {report.source}")
     for label, names in (("added", report.added), ("changed", report.changed), ("unchanged", report.unchanged),
                          ("removed", report.removed)):
@@ -95,7 +126,7 @@ def products_sync():
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def products_list(as_json):
     """List products with their current revision and validity."""
-    _live().catalog.sync()
+    _sync_catalog(keep_going=True)
     rows = []
     for product in Product.select().order_by(Product.slug):
         revision = product.current_revision
@@ -113,7 +144,7 @@ def products_list(as_json):
 def products_show(slug):
     """Show a product's plans, endpoints, variables and errors."""
     live = _live()
-    live.catalog.sync()
+    _sync_catalog(keep_going=True)
     try:
         product = live.catalog.product(slug)
     except LiveError as exc:
@@ -158,35 +189,56 @@ def products_revisions(slug):
 @click.argument("slug")
 @click.option("--revision", default=None, help="Hash or commit prefix (default: the product's current revision).")
 @click.option("--dry-run", is_flag=True, help="Show what would be recreated for each order, change nothing.")
-def products_upgrade(slug, revision, dry_run):
-    """Move every order of a product to a revision (never done by a sync on its own)."""
+@allow_data_risk_option
+def products_upgrade(slug, revision, dry_run, allow_data_risk):
+    """Move every order of a product to a revision (never done by a sync on its own).
+
+    An order whose data the revision would leave behind is refused (and the others still move),
+    unless --allow-data-risk; exit status 1 when any order was refused.
+    """
     live = _live()
     orders = Order.select().join(Product).where((Product.slug == slug) & (Order.status != "terminated")).order_by(Order.id)
     if not orders.exists():
         click.echo(f"no orders of product {slug}")
         return
+    refused = 0
     try:
-        for order in orders:
+        for order in list(orders):  # read in full before the loop writes (see app/db.py)
             target = live.orders.resolve_revision(order, revision)
             if dry_run:
                 _echo_preview(live.runner.preview(order, target))
-            else:
-                outcome = live.orders.upgrade(order, revision, requested_by="cli")
-                click.echo(f"order {order.id} ({order.instance}): {outcome.message}")
+                continue
+            try:
+                outcome = live.orders.upgrade(order, revision, requested_by="cli", allow_data_risk=allow_data_risk)
+            except DataRiskError as exc:
+                refused += 1
+                click.echo(f"order {order.id} ({order.instance}): REFUSED: {exc}")
+                continue
+            click.echo(f"order {order.id} ({order.instance}): {outcome.message}")
     except LiveError as exc:
         _fail(exc)
+    if refused:
+        sys.exit(1)
 
 
 @products_cli.command("validate")
 @click.argument("folders", nargs=-1, type=click.Path(exists=True, file_okay=False, path_type=Path))
 def products_validate(folders):
-    """Validate product folders (default: every product of the config repository). Exit 1 if any is invalid."""
-    if not folders:
-        root = _live().settings.config_repo / "products"
-        folders = sorted(p for p in root.iterdir() if p.is_dir())
+    """Validate product folders (default: every product of the config repository). Exit 1 if any is invalid.
+
+    Folders are read exactly as the catalog's local source reads them (encoding,
+    size, symbolic links, folder names): what validates here syncs.
+    """
+    if folders:
+        definitions = [load_product_folder(folder) for folder in folders]
+    else:
+        try:
+            items = LocalFolderSource(_live().settings.config_repo).read()
+        except LiveError as exc:
+            _fail(exc)
+        definitions = [item.load() for item in items]
     invalid = 0
-    for folder in folders:
-        definition = load_product_folder(folder)
+    for definition in definitions:
         if definition.valid:
             click.echo(f"ok      {definition.slug} ({len(definition.plans)} plan(s), {len(definition.compose['services'])} service(s))")
         else:
@@ -207,8 +259,9 @@ wait_option = click.option("--wait", type=float, default=0, show_default=True,
 
 
 def _order_dict(order: Order) -> dict:
+    """The order as the operator sees it: with the private error detail, without generated passwords."""
     live = _live()
-    return order_view(order, live.catalog, live.settings.public_scheme)
+    return order_view(order, live.catalog, live.settings.public_scheme, include_private=True)
 
 
 def _report(outcome: Outcome, wait: float) -> None:
@@ -227,7 +280,8 @@ def _report(outcome: Outcome, wait: float) -> None:
         time.sleep(0.5)
     for step in operation.steps or []:
         click.echo(f"  {step['at']} {step['message']}")
-    click.echo(f"operation {operation.id}: {operation.kind} {operation.state}" + (f": {operation.error}" if operation.error else ""))
+    reason = operation.error_detail or operation.error  # the operator gets the private detail
+    click.echo(f"operation {operation.id}: {operation.kind} {operation.state}" + (f": {reason}" if reason else ""))
     if operation.state == "failed":
         sys.exit(1)
     if operation.state not in ("succeeded",):
@@ -296,14 +350,17 @@ _lifecycle_command("redeploy", "redeploy", "Converge the stack to its definition
 @click.argument("order")
 @click.option("--plan", required=True)
 @click.option("--product", default=None, help="Move to another product at the same time.")
+@click.option("--domain", default=None, help="Move the order to this hostname (the customer's own domain).")
+@allow_data_risk_option
 @wait_option
-def orders_change_plan(order, plan, product, wait):
-    """Move the order to another plan (and optionally product); only affected services are recreated."""
+def orders_change_plan(order, plan, product, domain, allow_data_risk, wait):
+    """Move the order to another plan (and optionally product or domain); only affected services are recreated."""
     live = _live()
     try:
         if product:
             live.catalog.sync()
-        outcome = live.orders.change_plan(_get_order(order), plan, product, requested_by="cli")
+        outcome = live.orders.change_plan(_get_order(order), plan, product, requested_by="cli", domain=domain,
+                                          allow_data_risk=allow_data_risk)
     except LiveError as exc:
         _fail(exc)
     _report(outcome, wait)
@@ -312,16 +369,17 @@ def orders_change_plan(order, plan, product, wait):
 @orders_cli.command("upgrade")
 @click.argument("order")
 @click.option("--revision", default=None, help="Hash or commit prefix of the revision (default: the product's current one).")
-@click.option("--dry-run", is_flag=True, help="Show what would be recreated, change nothing.")
+@click.option("--dry-run", is_flag=True, help="Show what would be recreated and any data left behind, change nothing.")
+@allow_data_risk_option
 @wait_option
-def orders_upgrade(order, revision, dry_run, wait):
+def orders_upgrade(order, revision, dry_run, allow_data_risk, wait):
     """Move an order to another revision of its product (newer, or back to an older one to roll back)."""
     live = _live()
     record = _get_order(order)
     try:
         if dry_run:
             return _echo_preview(live.runner.preview(record, live.orders.resolve_revision(record, revision)))
-        outcome = live.orders.upgrade(record, revision, requested_by="cli")
+        outcome = live.orders.upgrade(record, revision, requested_by="cli", allow_data_risk=allow_data_risk)
     except LiveError as exc:
         _fail(exc)
     _report(outcome, wait)
@@ -333,6 +391,14 @@ def _echo_preview(preview: dict) -> None:
         click.echo(f"  {service:24} {action}")
     for service in preview["removed"]:
         click.echo(f"  {service:24} remove")
+    data = preview["data"]
+    for risk in data["risks"]:
+        click.echo(f"  DATA RISK: {risk}")
+    for volume in data["new_volumes"]:
+        state = "exists already (an earlier revision's data)" if volume in data["existing_volumes"] else "new, empty"
+        click.echo(f"  volume {volume}: {state}")
+    if data["risks"]:
+        click.echo("  the upgrade is refused unless --allow-data-risk is given")
 
 
 @orders_cli.command("list")
@@ -349,6 +415,9 @@ def orders_list(status, as_json):
     for row in rows:
         click.echo(f"{row['id']:>5} {row['instance']:24} {row['status']:11} {row['product'] + '/' + row['plan']:28} "
                    f"service {row['service_id']}  {row['hostname']}")
+        error = row["last_error_detail"] or row["last_error"]
+        if error:
+            click.echo(f"      last error: {error}")
 
 
 @orders_cli.command("show")
@@ -358,22 +427,33 @@ def orders_show(order, as_json):
     """Show an order, its endpoints, recent operations and events."""
     record = _get_order(order)
     data = _order_dict(record)
-    data["operations"] = [operation_view(op) for op in record.operations.order_by(Operation.id.desc()).limit(10)]
-    data["events"] = [event_view(e) for e in record.events.order_by(Event.id.desc()).limit(20)]
+    operations = record.operations.order_by(Operation.id.desc()).limit(10)
+    data["operations"] = [operation_view(op, include_private=True) for op in operations]
+    data["events"] = [event_view(e, include_private=True) for e in record.events.order_by(Event.id.desc()).limit(20)]
     if as_json:
         return _echo_json(data)
     data["customer"] = data["customer"]["email"]
     for key in ("id", "service_id", "instance", "hostname", "status", "product", "plan", "revision", "customer", "last_error"):
         click.echo(f"{key:12} {data[key]}")
+    if data["last_error_detail"] and data["last_error_detail"] != data["last_error"]:
+        click.echo(f"{'detail':12} {data['last_error_detail']}")  # private: never shown to customers
     click.echo("endpoints:")
     for e in data["endpoints"]:
         click.echo(f"  {e['application']:12} {e['url']}   local: {e['local_url'] or '-'}")
+    if data["detached_volumes"]:
+        click.echo("volumes left behind (kept; archived at terminate):")
+        for entry in data["detached_volumes"]:
+            click.echo(f"  {entry['volume']:24} last used by revision {entry['revision']}, detached {entry['at']}")
     click.echo("operations:")
     for op in data["operations"]:
-        click.echo(f"  {op['id']:>5} {op['kind']:12} {op['state']:10} attempts {op['attempts']}" + (f"  {op['error']}" if op["error"] else ""))
+        reason = op["error_detail"] or op["error"]
+        click.echo(f"  {op['id']:>5} {op['kind']:12} {op['state']:10} attempts {op['attempts']}"
+                   + (f"  {reason}" if reason else ""))
     click.echo("events:")
     for e in data["events"]:
         click.echo(f"  {e['created_at']} {e['kind']:22} {e['message']}")
+        if e["data"].get(PRIVATE_EVENT_DATA):
+            click.echo(f"      detail: {e['data'][PRIVATE_EVENT_DATA]}")
 
 
 # -- API keys ------------------------------------------------------------------

@@ -33,7 +33,9 @@ class Customer(BaseModel):
 
 
 class Product(BaseModel):
-    slug = peewee.CharField(max_length=64, unique=True)
+    # The folder name as printable text (app/catalog/files.py): a valid slug has at most 63 characters,
+    # an invalid name is stored (escaped, at most 255) so it can be listed with its errors (migration 0004).
+    slug = peewee.CharField(max_length=255, unique=True)
     name = peewee.CharField(max_length=200)
     description = peewee.TextField(default="")
     # The newest valid revision; an invalid newer definition never replaces it.
@@ -79,13 +81,19 @@ class Order(BaseModel):
     secrets = JSONField(default=dict)
     # {"<service>:<port>": host_port} of endpoints published on 127.0.0.1
     published_ports = JSONField(default=dict)
+    # Volumes a change (upgrade, product or plan change) no longer mounts: kept on the engine, archived at
+    # terminate. [{"volume": logical name, "revision": label it was last used by, "at": ISO time}]
+    detached_volumes = JSONField(default=list)
+    # Why the last operation failed: public text (customers, WHMCS) and private detail (operators, admin keys).
     last_error = peewee.TextField(null=True)
+    last_error_detail = peewee.TextField(null=True)
     created_at = peewee.DateTimeField(default=utcnow)
     updated_at = peewee.DateTimeField(default=utcnow)
     terminated_at = peewee.DateTimeField(null=True)
 
     class Meta:
         table_name = "live_order"  # ORDER is an SQL keyword
+        # Also: a partial unique index on hostname WHERE status <> 'terminated' (migration 0006).
 
     @classmethod
     def with_relations(cls):
@@ -103,7 +111,9 @@ class Operation(BaseModel):
     attempts = peewee.IntegerField(default=0)
     max_attempts = peewee.IntegerField(default=5)
     steps = JSONField(default=list)
+    # Public text (customers, WHMCS) and private detail (operators, admin keys) of the last failure.
     error = peewee.TextField(null=True)
+    error_detail = peewee.TextField(null=True)
     requested_by = peewee.CharField(max_length=100, default="system")
     created_at = peewee.DateTimeField(default=utcnow)
     started_at = peewee.DateTimeField(null=True)
@@ -145,7 +155,18 @@ class CatalogSync(BaseModel):
     last_error = peewee.TextField(null=True)
 
 
-ALL_MODELS = [Customer, Product, ProductRevision, Order, Operation, Event, ApiKey, CatalogSync]
+class WebhookDelivery(BaseModel):
+    """A GitLab webhook delivery already handled (migration 0007): a replay of it is ignored.
+
+    ``delivery_id`` is ``idempotency:<Idempotency-Key>`` or ``event:<X-Gitlab-Event-UUID>``;
+    rows older than a week are pruned when a new delivery is recorded.
+    """
+
+    delivery_id = peewee.CharField(max_length=160, unique=True)
+    received_at = peewee.DateTimeField(default=utcnow, index=True)
+
+
+ALL_MODELS = [Customer, Product, ProductRevision, Order, Operation, Event, ApiKey, CatalogSync, WebhookDelivery]
 
 
 def record_event(kind: str, message: str, *, order=None, operation=None, actor: str = "system", **data) -> Event:

@@ -6,6 +6,7 @@ lowercase ``[a-z][a-z0-9-]*``, at most :data:`MAX_INSTANCE_LENGTH` characters.
 """
 from __future__ import annotations
 
+import ipaddress
 import re
 import unicodedata
 from typing import Callable, Iterable
@@ -58,9 +59,23 @@ def derive_instance(candidates: Iterable[str | None], is_taken: Callable[[str], 
 
 
 def normalize_hostname(domain: str) -> str:
-    """A customer domain as an ASCII hostname (IDNA for unicode); raises NamingError if invalid."""
-    text = domain.strip().lower().rstrip(".")
-    text = re.sub(r"^[a-z]+://", "", text).split("/", 1)[0]
+    """A customer domain as the hostname the order is reached at: lowercase ASCII, no trailing dot.
+
+    A scheme and a path typed around the name are dropped (``https://Maps.Example.org/x`` ->
+    ``maps.example.org``); unicode names are IDNA-encoded (IDNA 2008 with UTS 46 mapping, as
+    browsers and registries do). Two domains are the same hostname exactly when their normalized
+    forms are equal: that is how hostname uniqueness is compared.
+
+    Raises:
+        NamingError: not a DNS name of at least two labels: an IP address (v4 or v6, with or
+            without brackets or port), a single label, invalid characters, or an all-numeric
+            top-level label (RFC 3696, section 2).
+    """
+    text = domain.strip().lower()
+    text = re.sub(r"^[a-z]+://", "", text).split("/", 1)[0].rstrip(".")
+    if _is_ip_address(text):
+        raise NamingError(f"invalid domain {domain!r}: an IP address is not a hostname; give a DNS name like "
+                          "maps.example.org, or leave the domain empty to use the generated name")
     try:
         # IDNA 2008 / UTS 46 as registries and browsers use it (Python's own codec is IDNA 2003).
         ascii_host = idna.encode(text, uts46=True).decode("ascii") if text else ""
@@ -69,7 +84,25 @@ def normalize_hostname(domain: str) -> str:
     labels = ascii_host.split(".")
     if not ascii_host or len(ascii_host) > 253 or len(labels) < 2 or not all(_LABEL_RE.fullmatch(label) for label in labels):
         raise NamingError(f"invalid domain {domain!r}: expected a DNS name like maps.example.org")
+    if labels[-1].isdigit():
+        raise NamingError(f"invalid domain {domain!r}: the last label of a DNS name cannot be all digits")
     return ascii_host
+
+
+def _is_ip_address(text: str) -> bool:
+    """``192.0.2.10``, ``192.0.2.10:8080``, ``2001:db8::1``, ``[2001:db8::1]:443`` and the like."""
+    candidates = {text, text.strip("[]")}
+    if text.startswith("[") and "]" in text:
+        candidates.add(text[1:text.index("]")])
+    if text.count(":") == 1:
+        candidates.add(text.split(":", 1)[0])
+    for candidate in candidates:
+        try:
+            ipaddress.ip_address(candidate)
+        except ValueError:
+            continue
+        return True
+    return False
 
 
 def hostname_for(instance: str, domain: str | None, base_domain: str) -> str:

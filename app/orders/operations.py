@@ -14,11 +14,12 @@ from pathlib import Path
 from typing import Callable
 
 from app.catalog.catalog import Catalog
-from app.catalog.policy import check_policy
-from app.errors import LiveError, ProductError
+from app.errors import DataRiskError, LiveError
 from app.models import Operation, Order, ProductRevision, record_event, utcnow
+from app.stacks.data_risk import DataRiskReport, data_risks
 from app.stacks.deployer import Deployer, DeploymentTarget
-from app.stacks.spec import parse_stack
+from app.stacks.spec import StackSpec
+from app.stacks.target import build_target
 
 log = logging.getLogger(__name__)
 
@@ -72,17 +73,11 @@ class OperationRunner:
             "LIVE_PRODUCT": order.product.slug,
             "LIVE_CUSTOMER_EMAIL": order.customer.email,
         }
-        rendered = definition.render(order.plan, builtins, definition.generate_secrets(order.secrets))
-        # Defence in depth: the catalog checked sample values; check the real ones too.
-        violations = check_policy(definition.slug, rendered)
-        if violations:
-            raise ProductError(definition.slug, violations)
-        stack = parse_stack(rendered)
-        return DeploymentTarget(
-            order_id=order.id, instance=order.instance, product=order.product.slug,
-            revision=revision.label, hostname=order.hostname, stack=stack,
-            endpoints=list(definition.endpoints), pinned_ports=dict(order.published_ports or {}),
-            tls=self.public_scheme == "https", deployment=self.deployment,
+        # The catalog validated the product with this same function on sample values; build_target checks
+        # the policy again on the real ones (defence in depth).
+        return build_target(
+            definition, order.plan, builtins, definition.generate_secrets(order.secrets), revision=revision.label,
+            pinned_ports=order.published_ports or {}, tls=self.public_scheme == "https", deployment=self.deployment,
         )
 
     def run(self, operation: Operation, progress: Progress) -> None:
@@ -119,8 +114,9 @@ class OperationRunner:
 
     def _do_change_plan(self, operation: Operation, order: Order, progress: Progress) -> None:
         plan, product = operation.params["plan"], operation.params.get("product", order.product.slug)
+        revision = self.catalog.deployable_revision(product) if product != order.product.slug else order.revision
+        self._guard_data(operation, order, revision, plan, progress)
         if product != order.product.slug:
-            revision = self.catalog.deployable_revision(product)
             definition = self.catalog.definition(revision)
             order.product, order.revision = revision.product, revision
             order.secrets = definition.generate_secrets(order.secrets)  # keep existing secrets, add new ones
@@ -142,15 +138,63 @@ class OperationRunner:
         self._set_status(order, "active", operation, done)
 
     def preview(self, order: Order, revision: ProductRevision) -> dict:
-        """What moving to ``revision`` would do to each service, without doing it."""
-        plan, _, _ = self.deployer.plan(self.target(order, revision))
+        """What moving to ``revision`` would do to each service and to the order's data, without doing it.
+
+        Returns ``{"order_id", "instance", "from", "to", "services": {service: action}, "removed":
+        [service], "data": {"risks", "left_behind", "new_volumes", "existing_volumes"}}``;
+        ``existing_volumes`` are the new volumes that already exist on the engine (an older revision's,
+        re-attached by a rollback), so they are not empty.
+        """
+        target = self.target(order, revision)
+        plan, _, _ = self.deployer.plan(target)
+        data = self.data_risks(order, revision=revision).as_dict()
+        existing = {volume.labels.get("live.volume") for volume in self.deployer.runtime.list_volumes(target.selector)}
+        data["existing_volumes"] = sorted(v for v in data["new_volumes"] if v in existing)
         return {"order_id": order.id, "instance": order.instance, "from": order.revision.label, "to": revision.label,
                 "services": {name: action.value for name, action in sorted(plan.actions.items())},
-                "removed": sorted(c.service or c.name for c in plan.orphans)}
+                "removed": sorted(c.service or c.name for c in plan.orphans), "data": data}
+
+    def data_risks(self, order: Order, *, revision: ProductRevision | None = None,
+                   plan: str | None = None) -> DataRiskReport:
+        """What moving the order to ``revision`` and/or ``plan`` would do to its data (nothing is changed)."""
+        revision = revision or order.revision
+        return data_risks(self.target(order).stack, self._changed_stack(order, revision, plan or order.plan))
+
+    def _changed_stack(self, order: Order, revision: ProductRevision, plan: str) -> StackSpec:
+        """The order's stack rendered on another revision and plan, from a detached copy of the order."""
+        changed = Order(**order.__data__)
+        changed.plan, changed.revision, changed.product = plan, revision, revision.product
+        return self.target(changed, revision).stack
+
+    def _guard_data(self, operation: Operation, order: Order, revision: ProductRevision, plan: str,
+                    progress: Progress) -> None:
+        """Refuse a change that detaches data unless the operator accepted it; list what is left behind.
+
+        Checked again here (the request was checked too) because other changes may have run since.
+        Volumes left behind are kept on the engine, listed on the order and archived at terminate; a
+        volume mounted again (a rollback) leaves the list.
+        """
+        after = self._changed_stack(order, revision, plan)
+        report = data_risks(self.target(order).stack, after)
+        if report.detaches_data and not operation.params.get("allow_data_risk"):
+            raise DataRiskError(f"{operation.kind} of order {order.instance}", report,
+                                how_to_allow="Nothing was changed; an operator may accept this with --allow-data-risk")
+        mounted = {mount.volume for service in after.services.values() for mount in service.volumes}
+        kept = [entry for entry in (order.detached_volumes or []) if entry["volume"] not in mounted]
+        listed = {entry["volume"] for entry in kept}
+        now = utcnow().isoformat(timespec="seconds") + "Z"
+        kept += [{"volume": volume, "revision": order.revision.label, "at": now}
+                 for volume in report.left_behind if volume not in listed]
+        order.detached_volumes = kept
+        if report.detaches_data:
+            progress("data risk accepted by the operator: " + report.summary())
+            record_event("order.data_detached", f"volumes left behind: {', '.join(report.left_behind) or 'none'}",
+                         order=order, operation=operation, **report.as_dict())
 
     def _do_upgrade(self, operation: Operation, order: Order, progress: Progress) -> None:
         revision = ProductRevision.get((ProductRevision.product == order.product)
                                        & (ProductRevision.content_hash == operation.params["revision"]))
+        self._guard_data(operation, order, revision, order.plan, progress)
         previous = order.revision.label
         order.revision = revision
         order.secrets = self.catalog.definition(revision).generate_secrets(order.secrets)
@@ -167,10 +211,14 @@ class OperationRunner:
         self._set_status(order, "terminated", operation, f"order {order.instance} terminated")
 
     # -- failure ------------------------------------------------------------
-    def on_failure(self, operation: Operation, reason: str, progress: Progress) -> None:
-        """Called once when an operation has failed for good."""
+    def on_failure(self, operation: Operation, reason: str, progress: Progress, *, detail: str | None = None) -> None:
+        """Called once when an operation has failed for good.
+
+        ``reason`` is the public text (the WHMCS client area shows it),
+        ``detail`` the private one for operators (defaults to ``reason``).
+        """
         order = operation.order
-        order.last_error = reason
+        order.last_error, order.last_error_detail = reason, detail or reason
         if operation.kind == "create":
             # Remove what the failed create made; volumes are archived first, never just dropped.
             try:
@@ -178,7 +226,7 @@ class OperationRunner:
                 self.deployer.archive_and_remove(self.target(order), self.backup_dir, stamp, progress)
             except LiveError as exc:
                 log.warning("cleanup after failed create of %s did not finish: %s", order.instance, exc)
-                progress(f"cleanup did not finish: {exc}")
+                progress(f"cleanup did not finish: {exc.public}")  # steps are shown to customers
             order.status = "failed"
         order.updated_at = utcnow()
         order.save()
@@ -219,7 +267,7 @@ class OperationRunner:
 
     def _set_status(self, order: Order, status: str, operation: Operation, message: str) -> None:
         order.status = status
-        order.last_error = None
+        order.last_error = order.last_error_detail = None
         order.updated_at = utcnow()
         order.save()
         record_event(f"order.{status}", message, order=order, operation=operation)

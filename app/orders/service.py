@@ -8,14 +8,17 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from typing import Callable
 
 import peewee
 
 from app.catalog.catalog import Catalog
-from app.db import database
-from app.errors import Conflict, InvalidRequest, NotFound
+from app.catalog.product import ProductDefinition
+from app.db import database, transaction
+from app.errors import Conflict, DataRiskError, HostnameTaken, InvalidRequest, NotFound
 from app.models import Customer, Operation, Order, ProductRevision, record_event, utcnow
-from app.naming import derive_instance, hostname_for, validate_instance
+from app.stacks.data_risk import DataRiskReport
+from app.naming import derive_instance, hostname_for, normalize_hostname, validate_instance
 
 log = logging.getLogger(__name__)
 
@@ -43,33 +46,46 @@ class Outcome:
 
 
 class OrderService:
-    def __init__(self, catalog: Catalog, base_domain: str, max_attempts: int = 5):
+    """The order use cases. ``data_risks(order, revision=, plan=)`` compares the order's stack with the one a
+    change would give it (``OperationRunner.data_risks``); without it, changes are not checked for data risks."""
+
+    def __init__(self, catalog: Catalog, base_domain: str, max_attempts: int = 5,
+                 data_risks: Callable[..., DataRiskReport] | None = None):
         self.catalog = catalog
         self.base_domain = base_domain
         self.max_attempts = max_attempts
+        self.data_risks = data_risks
 
     # -- customers ----------------------------------------------------------
     def upsert_customer(self, info: CustomerInfo) -> Customer:
+        """The customer for ``info``: found by WHMCS client id (else by email), created or updated.
+
+        Safe under concurrency: two calls for the same new client insert it once; the loser of the
+        race sees a unique violation, and its transaction is run again and finds the winner's row.
+        """
         email = (info.email or "").strip().lower()
         if "@" not in email or len(email) > 254:
             raise InvalidRequest(f"customer email {info.email!r} is not a valid address")
-        with database.atomic():
-            customer = None
-            if info.whmcs_client_id is not None:
-                customer = Customer.get_or_none(Customer.whmcs_client_id == info.whmcs_client_id)
-            if customer is None:
-                customer = Customer.get_or_none((Customer.email == email) & (Customer.whmcs_client_id.is_null(True) | (Customer.whmcs_client_id == info.whmcs_client_id)))
-            if customer is None:
-                return Customer.create(whmcs_client_id=info.whmcs_client_id, email=email, first_name=info.first_name,
-                                       last_name=info.last_name, company=info.company)
-            customer.email = email
-            customer.whmcs_client_id = info.whmcs_client_id if info.whmcs_client_id is not None else customer.whmcs_client_id
-            for attr in ("first_name", "last_name", "company"):
-                if getattr(info, attr):
-                    setattr(customer, attr, getattr(info, attr))
-            customer.updated_at = utcnow()
-            customer.save()
-            return customer
+        return transaction(lambda: self._upsert_customer(info, email), retry_on_integrity_error=True)
+
+    @staticmethod
+    def _upsert_customer(info: CustomerInfo, email: str) -> Customer:
+        customer = None
+        if info.whmcs_client_id is not None:
+            customer = Customer.get_or_none(Customer.whmcs_client_id == info.whmcs_client_id)
+        if customer is None:
+            customer = Customer.get_or_none((Customer.email == email) & (Customer.whmcs_client_id.is_null(True) | (Customer.whmcs_client_id == info.whmcs_client_id)))
+        if customer is None:
+            return Customer.create(whmcs_client_id=info.whmcs_client_id, email=email, first_name=info.first_name,
+                                   last_name=info.last_name, company=info.company)
+        customer.email = email
+        customer.whmcs_client_id = info.whmcs_client_id if info.whmcs_client_id is not None else customer.whmcs_client_id
+        for attr in ("first_name", "last_name", "company"):
+            if getattr(info, attr):
+                setattr(customer, attr, getattr(info, attr))
+        customer.updated_at = utcnow()
+        customer.save()
+        return customer
 
     # -- lookups ------------------------------------------------------------
     def get(self, reference: str | int) -> Order:
@@ -92,67 +108,107 @@ class OrderService:
     def create(self, *, service_id: int, customer: CustomerInfo, product: str, plan: str,
                username: str | None = None, domain: str | None = None, instance: str | None = None,
                requested_by: str = "system") -> Outcome:
+        """Record a new order and its ``create`` operation; a repeat returns the existing order.
+
+        ``product`` and ``plan`` are matched without regard to case and surrounding spaces (WHMCS
+        admins type them). The hostname (``domain``, else ``<instance>.<base domain>``) must not be
+        held by another order that is not terminated.
+
+        Raises:
+            InvalidRequest: unknown product or plan, invalid service id, email or domain.
+            Conflict: the service already has an order for another product, or the hostname or
+                the explicit instance identifier is taken.
+        """
         if not isinstance(service_id, int) or service_id <= 0:
             raise InvalidRequest(f"service id must be a positive integer, got {service_id!r}")
+        product = _product_slug(product)
         existing = self.by_service_id(service_id)
         if existing is not None:
-            return self._repeat_create(existing, product, plan, requested_by)
+            return self._repeat_create(existing, product, requested_by)
 
-        revision = self.catalog.deployable_revision(product)
+        revision = self._deployable_revision(product)
         definition = self.catalog.definition(revision)
         definition.require_valid()
-        if plan not in definition.plans:
-            raise InvalidRequest(f"product {product} has no plan {plan!r} (plans: {', '.join(sorted(definition.plans))})")
-        owner = self.upsert_customer(customer)
+        plan = match_plan(definition, plan)
         if instance:
             instance = validate_instance(instance)
-        for attempt in range(5):
-            try:
-                order, operation = self._insert_order(service_id, owner, revision, definition, plan,
-                                                      username, domain, instance, requested_by)
-                break
-            except peewee.IntegrityError:
-                existing = self.by_service_id(service_id)
-                if existing is not None:
-                    # A concurrent create for the same service id won the race: answer as a repeat.
-                    return self._repeat_create(existing, product, plan, requested_by)
-                if instance or attempt == 4:
-                    raise Conflict(f"instance identifier for service {service_id} is already taken; try again") from None
-                # Another order took the same derived identifier meanwhile: derive again.
-        return Outcome(order, operation, True, f"order {order.instance} accepted")
+        if domain and domain.strip():
+            normalize_hostname(domain)  # an invalid domain is refused before anything is written
+        owner = self.upsert_customer(customer)
 
-    def _insert_order(self, service_id, owner, revision, definition, plan, username, domain, instance, requested_by):
-        with database.atomic():
-            if instance and Order.get_or_none(Order.instance == instance):
+        def insert() -> Outcome:
+            existing = Order.get_or_none(Order.whmcs_service_id == service_id)
+            if existing is not None:
+                # A concurrent create for the same service id won the race: answer as a repeat.
+                return self._repeat_create(existing, product, requested_by)
+            if instance and Order.select().where(Order.instance == instance).exists():
                 raise Conflict(f"instance identifier {instance!r} is already used by another order")
-            chosen = instance or derive_instance(
-                [username, domain], lambda name: Order.select().where(Order.instance == name).exists(),
-                fallback=f"order-{service_id}",
-            )
+            chosen = instance or derive_instance([username, domain], self._instance_taken,
+                                                 fallback=f"order-{service_id}")
+            order_hostname = hostname_for(chosen, domain, self.base_domain)
+            self._require_free_hostname(order_hostname)
             order = Order.create(
                 whmcs_service_id=service_id, customer=owner, product=revision.product, revision=revision,
-                plan=plan, instance=chosen, hostname=hostname_for(chosen, domain, self.base_domain),
-                status="pending", secrets=definition.generate_secrets(),
+                plan=plan, instance=chosen, hostname=order_hostname, status="pending",
+                secrets=definition.generate_secrets(),
             )
             operation = self._enqueue(order, "create", {}, requested_by)
             record_event("order.created", f"order {order.instance} created for service {service_id}",
                          order=order, operation=operation, actor=requested_by,
                          product=revision.product.slug, plan=plan)
-        return order, operation
+            return Outcome(order, operation, True, f"order {order.instance} accepted")
 
-    def _repeat_create(self, order: Order, product: str, plan: str, requested_by: str) -> Outcome:
-        if order.product.slug != product:
-            raise Conflict(f"service {order.whmcs_service_id} already has an order for product {order.product.slug}, not {product}")
-        if order.status == "terminated":
-            raise Conflict(f"service {order.whmcs_service_id} was terminated; create a new service to order again")
-        pending = self._unfinished(order, "create")
-        if pending is not None:
-            return Outcome(order, pending, False, "provisioning is already under way")
-        if order.status == "failed":
-            # A retry from billing after a failed create: provision again, same order.
-            operation = self._enqueue(order, "create", {}, requested_by)
-            return Outcome(order, operation, False, "provisioning retried")
-        return Outcome(order, None, False, f"order already {order.status}")
+        try:
+            # A unique violation means another create took the service id, the identifier or the
+            # hostname meanwhile: the transaction runs again and sees what the other one committed.
+            return transaction(insert, retry_on_integrity_error=True)
+        except peewee.IntegrityError:
+            raise Conflict(f"the order for service {service_id} conflicts with orders created at the same time; "
+                           "try again") from None
+
+    def _instance_taken(self, name: str) -> bool:
+        """An identifier is taken by any order ever made, or when its generated hostname is in use."""
+        return (Order.select().where(Order.instance == name).exists()
+                or self._hostname_in_use(f"{name}.{self.base_domain}"))
+
+    @staticmethod
+    def _hostname_in_use(hostname: str, exclude: int | None = None) -> bool:
+        query = Order.select().where((Order.hostname == hostname) & (Order.status != "terminated"))
+        if exclude is not None:
+            query = query.where(Order.id != exclude)
+        return query.exists()
+
+    def _require_free_hostname(self, hostname: str, exclude: int | None = None) -> None:
+        # The message never names the other order or its customer.
+        if self._hostname_in_use(hostname, exclude):
+            raise HostnameTaken(f"hostname {hostname} is already used by another order; a hostname belongs to one "
+                                "order until that order is terminated")
+
+    def _deployable_revision(self, product: str) -> ProductRevision:
+        """The revision a new order of ``product`` gets; an unknown product is a 422, not a 404."""
+        try:
+            return self.catalog.deployable_revision(product)
+        except NotFound as exc:
+            raise InvalidRequest(exc.message) from exc
+
+    def _repeat_create(self, order: Order, product: str, requested_by: str) -> Outcome:
+        def repeat() -> Outcome:
+            current = self._lock(order)
+            if current.product.slug != product:
+                raise Conflict(f"service {current.whmcs_service_id} already has an order for product "
+                               f"{current.product.slug}, not {product}")
+            if current.status == "terminated":
+                raise Conflict(f"service {current.whmcs_service_id} was terminated; create a new service to order again")
+            pending = self._unfinished(current, "create")
+            if pending is not None:
+                return Outcome(current, pending, False, "provisioning is already under way")
+            if current.status == "failed":
+                # A retry from billing after a failed create: provision again, same order.
+                operation = self._enqueue(current, "create", {}, requested_by)
+                return Outcome(current, operation, False, "provisioning retried")
+            return Outcome(current, None, False, f"order already {current.status}")
+
+        return transaction(repeat)
 
     def suspend(self, order: Order, requested_by: str = "system") -> Outcome:
         return self._transition(order, "suspend", {}, requested_by, done_when="suspended")
@@ -164,30 +220,67 @@ class OrderService:
         return self._transition(order, "redeploy", {}, requested_by, done_when=None)
 
     def restart(self, order: Order, requested_by: str = "system") -> Outcome:
-        if order.status == "suspended":
-            raise Conflict(f"order {order.instance} is suspended; unsuspend it instead of restarting")
-        return self._transition(order, "restart", {}, requested_by, done_when=None)
+        def refuse_suspended(current: Order) -> None:
+            if current.status == "suspended":
+                raise Conflict(f"order {current.instance} is suspended; unsuspend it instead of restarting")
+
+        return self._transition(order, "restart", {}, requested_by, done_when=None, check=refuse_suspended)
 
     def terminate(self, order: Order | None, requested_by: str = "system") -> Outcome | None:
         if order is None:
             return None  # terminating an unknown service is a success: nothing to remove
         return self._transition(order, "terminate", {}, requested_by, done_when="terminated")
 
-    def change_plan(self, order: Order, plan: str, product: str | None = None, requested_by: str = "system") -> Outcome:
-        product = product or order.product.slug
-        if product == order.product.slug:
-            definition = self.catalog.definition(order.revision)
-        else:
-            definition = self.catalog.definition(self.catalog.deployable_revision(product))
-        if plan not in definition.plans:
-            raise InvalidRequest(f"product {product} has no plan {plan!r} (plans: {', '.join(sorted(definition.plans))})")
+    def change_plan(self, order: Order, plan: str, product: str | None = None, requested_by: str = "system",
+                    domain: str | None = None, allow_data_risk: bool = False) -> Outcome:
+        """Move the order to another plan, product or hostname (WHMCS ChangePackage).
+
+        ``plan`` and ``product`` are matched without regard to case and surrounding spaces. A
+        ``domain`` that differs from the order's hostname moves it there; the new hostname is
+        reserved at once (another order cannot take it meanwhile) and the stack converges when the
+        operation runs.
+
+        A change that would leave data behind (see :mod:`app.stacks.data_risk`) is refused unless
+        ``allow_data_risk`` (operators only: the CLI and admin API pass it, WHMCS never does).
+
+        Raises:
+            InvalidRequest: unknown product or plan, invalid domain.
+            Conflict: terminated order, or the hostname is taken.
+            DataRiskError: the change detaches data and ``allow_data_risk`` is false.
+        """
+        product = _product_slug(product) if product and product.strip() else order.product.slug
+        revision = order.revision if product == order.product.slug else self._deployable_revision(product)
+        plan = match_plan(self.catalog.definition(revision), plan)
+        hostname = normalize_hostname(domain) if domain and domain.strip() else None
         params = {"plan": plan, "product": product}
-        queued = self._unfinished(order, "change_plan")
-        if queued is not None and queued.params == params:
-            return Outcome(order, queued, False, "plan change already under way")
-        if order.plan == plan and order.product.slug == product and self._unfinished(order) is None:
-            return Outcome(order, None, False, f"order already on plan {plan}")
-        return self._transition(order, "change_plan", params, requested_by, done_when=None)
+        if hostname is not None:
+            params["hostname"] = hostname  # also when unchanged: a repeat must find the same operation
+        if self._check_data(order, f"moving order {order.instance} to {product} plan {plan}", revision, plan,
+                            allow_data_risk, how="live orders change-plan ... --allow-data-risk"):
+            params["allow_data_risk"] = True
+
+        def unchanged(current: Order) -> str | None:
+            if hostname is not None and hostname != current.hostname:
+                return None
+            if current.plan == plan and current.product.slug == product and self._unfinished(current) is None:
+                return f"order already on plan {plan}"
+            return None
+
+        def move_hostname(current: Order) -> None:
+            if hostname is None or hostname == current.hostname:
+                return
+            self._require_free_hostname(hostname, exclude=current.id)
+            previous, current.hostname = current.hostname, hostname
+            current.updated_at = utcnow()
+            current.save()
+            record_event("order.hostname_changed", f"hostname {previous} -> {hostname}", order=current,
+                         previous=previous, hostname=hostname)
+
+        try:
+            return self._transition(order, "change_plan", params, requested_by, done_when=None, check=unchanged,
+                                    before_enqueue=move_hostname, retry_on_integrity_error=hostname is not None)
+        except peewee.IntegrityError:
+            raise HostnameTaken(f"hostname {hostname} is already used by another order") from None
 
     def resolve_revision(self, order: Order, revision: str | None) -> ProductRevision:
         """A valid revision of the order's product: the current one, or one named by hash/commit prefix."""
@@ -206,31 +299,80 @@ class OrderService:
             raise InvalidRequest(f"revision {matches[0].label} of {order.product.slug} is invalid and cannot be deployed")
         return matches[0]
 
-    def upgrade(self, order: Order, revision: str | None = None, requested_by: str = "system") -> Outcome:
-        """Move the order to another revision of its product (newer, or back to an older one)."""
+    def upgrade(self, order: Order, revision: str | None = None, requested_by: str = "system",
+                allow_data_risk: bool = False) -> Outcome:
+        """Move the order to another revision of its product (newer, or back to an older one).
+
+        Raises:
+            DataRiskError: the revision would leave data behind and ``allow_data_risk`` is false.
+        """
         target = self.resolve_revision(order, revision)
         params = {"revision": target.content_hash}
-        queued = self._unfinished(order, "upgrade")
-        if queued is not None and queued.params == params:
-            return Outcome(order, queued, False, "upgrade already under way")
-        if order.revision_id == target.id and self._unfinished(order) is None:
-            return Outcome(order, None, False, f"order already at revision {target.label}")
-        return self._transition(order, "upgrade", params, requested_by, done_when=None)
+        if self._check_data(order, f"upgrading order {order.instance} to revision {target.label}", target, order.plan,
+                            allow_data_risk, how="live orders upgrade ... --allow-data-risk"):
+            params["allow_data_risk"] = True
 
-    def _transition(self, order: Order, kind: str, params: dict, requested_by: str, done_when: str | None) -> Outcome:
-        if order.status == "terminated":
-            if kind == "terminate":
-                return Outcome(order, None, False, "order already terminated")
-            raise Conflict(f"order {order.instance} is terminated")
-        queued = self._unfinished(order, kind)
-        if queued is not None and queued.params == params:
-            return Outcome(order, queued, False, f"{kind} already under way")
-        # Already there, with nothing queued that could change it: nothing to do.
-        if done_when is not None and order.status == done_when and self._unfinished(order) is None:
-            return Outcome(order, None, False, f"order already {done_when}")
-        with database.atomic():
-            operation = self._enqueue(order, kind, params, requested_by)
-        return Outcome(order, operation, False, f"{kind} accepted")
+        def unchanged(current: Order) -> str | None:
+            if current.revision_id == target.id and self._unfinished(current) is None:
+                return f"order already at revision {target.label}"
+            return None
+
+        return self._transition(order, "upgrade", params, requested_by, done_when=None, check=unchanged)
+
+    def _check_data(self, order: Order, what: str, revision: ProductRevision, plan: str, allow: bool,
+                    how: str) -> bool:
+        """True when the change detaches data and the operator accepted it; raises when not accepted."""
+        if self.data_risks is None or (revision.id == order.revision_id and plan == order.plan):
+            return False
+        report = self.data_risks(order, revision=revision, plan=plan)
+        if not report.detaches_data:
+            return False
+        if not allow:
+            raise DataRiskError(what, report, how_to_allow=f"Nothing was changed. An operator can accept the risk with "
+                                f"`{how}` or the admin API's allow_data_risk (never from WHMCS).")
+        return True
+
+    def _transition(self, order: Order, kind: str, params: dict, requested_by: str, done_when: str | None,
+                    check=None, before_enqueue=None, retry_on_integrity_error: bool = False) -> Outcome:
+        """Record ``kind`` for the order unless the same operation is queued or nothing is to be done.
+
+        Runs in one transaction holding the order's row lock (PostgreSQL ``FOR UPDATE``; SQLite
+        transactions take the write lock up front), so concurrent identical calls get the same
+        operation instead of two. ``check(order)`` may raise, or return a message meaning "nothing
+        to do"; ``before_enqueue(order)`` runs in the same transaction before the operation is made.
+        """
+        def work() -> Outcome:
+            current = self._lock(order)
+            if current.status == "terminated":
+                if kind == "terminate":
+                    return Outcome(current, None, False, "order already terminated")
+                raise Conflict(f"order {current.instance} is terminated")
+            queued = self._unfinished(current, kind)
+            if queued is not None and queued.params == params:
+                return Outcome(current, queued, False, f"{kind} already under way")
+            nothing = check(current) if check is not None else None
+            if nothing:
+                return Outcome(current, None, False, nothing)
+            # Already there, with nothing queued that could change it: nothing to do.
+            if done_when is not None and current.status == done_when and self._unfinished(current) is None:
+                return Outcome(current, None, False, f"order already {done_when}")
+            if before_enqueue is not None:
+                before_enqueue(current)
+            operation = self._enqueue(current, kind, params, requested_by)
+            return Outcome(current, operation, False, f"{kind} accepted")
+
+        return transaction(work, retry_on_integrity_error=retry_on_integrity_error)
+
+    @staticmethod
+    def _lock(order: Order) -> Order:
+        """The order re-read inside the current transaction, locked against concurrent lifecycle calls."""
+        query = Order.select().where(Order.id == order.id)
+        if isinstance(database.obj, peewee.PostgresqlDatabase):
+            query = query.for_update()
+        current = query.get_or_none()
+        if current is None:
+            raise NotFound(f"no order {order.id}")
+        return current
 
     def _enqueue(self, order: Order, kind: str, params: dict, requested_by: str) -> Operation:
         operation = Operation.create(order=order, kind=kind, params=params, requested_by=requested_by,
@@ -245,3 +387,26 @@ class OrderService:
         if kind is not None:
             query = query.where(Operation.kind == kind)
         return query.order_by(Operation.id.desc()).first()
+
+
+def _product_slug(product: str) -> str:
+    """A product slug as WHMCS admins may type it: surrounding spaces and case do not matter."""
+    return (product or "").strip().lower()
+
+
+def match_plan(definition: ProductDefinition, requested: str) -> str:
+    """The product's plan named by ``requested``, without regard to case and surrounding spaces.
+
+    Plan names are lowercase (docs/PRODUCTS.md), so at most one plan matches.
+
+    Raises:
+        InvalidRequest: no plan matches; the message names the value and the valid plans.
+    """
+    text = (requested or "").strip()
+    by_folded = {name.casefold(): name for name in definition.plans}
+    if text in definition.plans:
+        return text
+    if text.casefold() in by_folded:
+        return by_folded[text.casefold()]
+    raise InvalidRequest(f"product {definition.slug} has no plan {requested!r} "
+                         f"(plans: {', '.join(sorted(definition.plans))})")

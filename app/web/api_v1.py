@@ -4,7 +4,7 @@ from __future__ import annotations
 from apiflask import APIBlueprint
 from flask import current_app
 
-from app.errors import NotFound
+from app.errors import DataRiskError, NotFound
 from app.models import Customer, Event, Operation, Order, Product, ProductRevision
 from app.presenters import (
     customer_view,
@@ -16,6 +16,7 @@ from app.presenters import (
     timestamp,
 )
 from app.web.auth import actor, auth, current_principal
+from app.web.errors import caller_sees_detail
 from app.web.schemas import (
     CustomerOut,
     CustomerPageOut,
@@ -40,6 +41,8 @@ from app.web.schemas import (
 
 bp = APIBlueprint("api_v1", __name__, url_prefix="/api/v1", tag="Developer API")
 NOT_FOUND = {404: "Not found"}
+# What read keys see instead of the catalog source's error text (admin keys get that as last_error_detail).
+CATALOG_SYNC_FAILED = "the catalog source could not be read; the last good catalog stays in use"
 ID = "<int(min=1, max=2147483647):{}>"  # database ids are 32-bit; larger ones are 404
 
 
@@ -60,9 +63,9 @@ def _get(model, ident: int, what: str):
 
 def _order_view(order: Order) -> dict:
     live = _live()
-    # Generated passwords only for admin keys; read keys never see them.
+    # Generated passwords and private error detail only for admin keys; read keys never see them.
     return order_view(order, live.catalog, live.settings.public_scheme,
-                      include_secrets="admin" in current_principal().grants)
+                      include_secrets="admin" in current_principal().grants, include_private=caller_sees_detail())
 
 
 @bp.get("/orders")
@@ -99,7 +102,7 @@ def get_order(order_id: int):
 def order_operations(order_id: int):
     order = _get(Order, order_id, "order")
     operations = Operation.select().where(Operation.order == order).order_by(Operation.id.desc())
-    return {"items": [operation_view(op) for op in operations]}
+    return {"items": [operation_view(op, include_private=caller_sees_detail()) for op in operations]}
 
 
 @bp.get(f"/orders/{ID.format('order_id')}/events")
@@ -111,7 +114,9 @@ def order_events(order_id: int, query: dict):
     order = _get(Order, order_id, "order")
     events = Event.select().where(Event.order == order).order_by(Event.id.desc())
     page = events.paginate(query["page"], query["per_page"])
-    return {**_page(events, query["page"], query["per_page"]), "items": [event_view(e) for e in page]}
+    private = caller_sees_detail()  # an event's error detail (in its data) is for admin keys only
+    return {**_page(events, query["page"], query["per_page"]),
+            "items": [event_view(e, include_private=private) for e in page]}
 
 
 @bp.get(f"/operations/{ID.format('operation_id')}")
@@ -119,7 +124,7 @@ def order_events(order_id: int, query: dict):
 @bp.output(OperationOut)
 @bp.doc(summary="One operation, with its progress steps", responses=NOT_FOUND)
 def get_operation(operation_id: int):
-    return operation_view(_get(Operation, operation_id, "operation"))
+    return operation_view(_get(Operation, operation_id, "operation"), include_private=caller_sees_detail())
 
 
 @bp.get("/products")
@@ -163,9 +168,12 @@ def sync_products():
 @bp.input(UpgradeIn, arg_name="body")
 @bp.output(UpgradeOut)
 @bp.doc(summary="Move an order to another revision of its product (or preview it with dry_run)",
-        responses={202: "Accepted, or still running after the wait", 404: "Not found", 422: "Invalid revision"})
+        responses={202: "Accepted, or still running after the wait", 404: "Not found",
+                   409: "The revision would leave the order's data behind (code data_risk); see allow_data_risk",
+                   422: "Invalid revision"})
 def upgrade_order(order_id: int, body: dict):
-    return _upgrade(_get(Order, order_id, "order"), body["revision"], body["dry_run"], body["wait"])
+    return _upgrade(_get(Order, order_id, "order"), body["revision"], body["dry_run"], body["wait"],
+                    body["allow_data_risk"])
 
 
 @bp.post("/products/<slug>/upgrade")
@@ -175,11 +183,18 @@ def upgrade_order(order_id: int, body: dict):
 @bp.doc(summary="Move every order of a product to a revision (or preview it with dry_run)", responses=NOT_FOUND)
 def upgrade_product(slug: str, body: dict):
     product = _live().catalog.product(slug)
-    orders = Order.select().where((Order.product == product) & (Order.status != "terminated")).order_by(Order.id)
-    return {"orders": [_upgrade(order, body["revision"], body["dry_run"], 0)[0] for order in orders]}
+    orders = list(Order.select().where((Order.product == product) & (Order.status != "terminated")).order_by(Order.id))
+    answers = []
+    for order in orders:
+        try:
+            answers.append(_upgrade(order, body["revision"], body["dry_run"], 0, body["allow_data_risk"])[0])
+        except DataRiskError as exc:  # one order's data risk does not stop the others
+            answers.append({"result": "refused", "message": str(exc), "order": _order_view(order),
+                            "operation": None, "preview": None})
+    return {"orders": answers}
 
 
-def _upgrade(order: Order, revision: str | None, dry_run: bool, wait: float):
+def _upgrade(order: Order, revision: str | None, dry_run: bool, wait: float, allow_data_risk: bool):
     from app.web.whmcs import lifecycle_answer
 
     live = _live()
@@ -187,7 +202,8 @@ def _upgrade(order: Order, revision: str | None, dry_run: bool, wait: float):
         preview = live.runner.preview(order, live.orders.resolve_revision(order, revision))
         return {"result": "preview", "message": f"revision {preview['from']} -> {preview['to']}",
                 "order": _order_view(order), "operation": None, "preview": preview}, 200
-    body, status = lifecycle_answer(live.orders.upgrade(order, revision, requested_by=actor()), wait)
+    outcome = live.orders.upgrade(order, revision, requested_by=actor(), allow_data_risk=allow_data_risk)
+    body, status = lifecycle_answer(outcome, wait, include_private=caller_sees_detail())
     return {**body, "preview": None}, status
 
 
@@ -198,9 +214,13 @@ def _upgrade(order: Order, revision: str | None, dry_run: bool, wait: float):
 def catalog_status():
     catalog = _live().catalog
     state = catalog.status()
-    return {"source": state.source or catalog.source.describe(), "commit": state.commit,
+    view = {"source": state.source or catalog.source.describe(), "commit": state.commit,
             "last_attempt_at": timestamp(state.last_attempt_at), "last_success_at": timestamp(state.last_success_at),
-            "last_error": state.last_error, "sync_requested": catalog.sync_requested()}
+            "last_error": CATALOG_SYNC_FAILED if state.last_error else None,
+            "sync_requested": catalog.sync_requested()}
+    if caller_sees_detail():
+        view["last_error_detail"] = state.last_error
+    return view
 
 
 @bp.get("/customers")

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from apiflask import Schema
 from apiflask.fields import Boolean, DateTime, Dict, Email, Float, Integer, List, Nested, String
-from apiflask.validators import Length, OneOf, Range, Regexp
+from apiflask.validators import Length, OneOf, Range
 
 
 MAX_WAIT_SECONDS = 120
@@ -17,14 +17,6 @@ RESULTS = ("accepted", "running", "succeeded", "failed", "unchanged")
 def wait_field() -> Float:
     return Float(load_default=0, validate=Range(min=0, max=MAX_WAIT_SECONDS),
                  metadata={"description": f"Seconds to wait for the operation to end (0-{MAX_WAIT_SECONDS})."})
-
-
-def slug_field(**options) -> String:
-    return String(validate=[Length(1, 64), Regexp(r"^[a-z][a-z0-9-]*$")], **options)
-
-
-def plan_field(**options) -> String:
-    return String(validate=[Length(1, 64), Regexp(r"^[a-z0-9][a-z0-9_-]*$")], **options)
 
 
 # -- errors -------------------------------------------------------------------
@@ -54,7 +46,10 @@ class OperationOut(Schema):
     attempts = Integer(required=True)
     max_attempts = Integer(required=True)
     steps = List(Nested(StepOut), required=True)
-    error = String(allow_none=True, required=True)
+    error = String(allow_none=True, required=True, metadata={
+        "description": "Why it failed (or why it is retried), in words safe to show customers."})
+    error_detail = String(allow_none=True, metadata={
+        "description": "The full, private reason (engine output, exception text); only for admin keys."})
     requested_by = String(required=True)
     created_at = String(required=True)
     started_at = String(allow_none=True, required=True)
@@ -66,6 +61,12 @@ class EndpointOut(Schema):
     service = String(required=True)
     url = String(required=True, metadata={"description": "Public URL, without a trailing slash."})
     local_url = String(allow_none=True, required=True, metadata={"description": "http://127.0.0.1:<port> on the Docker host."})
+
+
+class DetachedVolumeOut(Schema):
+    volume = String(required=True)
+    revision = String(required=True, metadata={"description": "The revision that last mounted it."})
+    at = String(required=True)
 
 
 class CustomerRefOut(Schema):
@@ -86,10 +87,15 @@ class OrderOut(Schema):
     endpoints = List(Nested(EndpointOut), required=True)
     operation = Nested(OperationOut, allow_none=True, required=True,
                        metadata={"description": "The operation in progress, else the latest one."})
-    last_error = String(allow_none=True, required=True)
+    last_error = String(allow_none=True, required=True, metadata={
+        "description": "Why the last operation failed, in words safe to show customers."})
+    last_error_detail = String(allow_none=True, metadata={
+        "description": "The full, private reason; only for admin keys."})
     created_at = String(required=True)
     updated_at = String(required=True)
     terminated_at = String(allow_none=True, required=True)
+    detached_volumes = List(Nested(DetachedVolumeOut), required=True, metadata={
+        "description": "Volumes an operator-accepted change left behind: kept, archived at terminate."})
     secrets = Dict(keys=String(), values=String(),
                    metadata={"description": "Generated passwords; only for whmcs and admin keys."})
 
@@ -138,12 +144,32 @@ class ClientIn(Schema):
     companyname = String(load_default="", validate=Length(max=200))
 
 
+def whmcs_name_field(what: str, **options) -> String:
+    """A product or plan name as WHMCS admins type it: matched without regard to case and spaces."""
+    return String(validate=Length(1, 64), metadata={
+        "description": f"The {what}; matched without regard to case and surrounding spaces. An unknown one is "
+                       "a 422 naming the value and the valid choices."}, **options)
+
+
+def allow_data_risk_field() -> Boolean:
+    return Boolean(load_default=False, metadata={
+        "description": "Accept a change that leaves data behind (a volume renamed, removed or moved); without it such "
+                       "a change is a 409 data_risk. The old volumes are kept, listed on the order, archived at "
+                       "terminate."})
+
+
+def domain_field() -> String:
+    return String(load_default=None, allow_none=True, validate=Length(max=253), metadata={
+        "description": "The customer's own domain (a DNS name, never an IP address); empty: "
+                       "<instance>.<base domain>. A hostname belongs to one order until it is terminated."})
+
+
 class CreateIn(Schema):
     client = Nested(ClientIn, required=True)
-    product = slug_field(required=True)
-    plan = plan_field(required=True)
+    product = whmcs_name_field("Live product (slug)", required=True)
+    plan = whmcs_name_field("product's plan", required=True)
     username = String(load_default=None, allow_none=True, validate=Length(max=100))
-    domain = String(load_default=None, allow_none=True, validate=Length(max=253))
+    domain = domain_field()
     wait = wait_field()
 
 
@@ -157,8 +183,9 @@ class SuspendIn(Schema):
 
 
 class ChangePackageIn(Schema):
-    product = slug_field(load_default=None, allow_none=True)
-    plan = plan_field(required=True)
+    product = whmcs_name_field("Live product (slug); default: the order's", load_default=None, allow_none=True)
+    plan = whmcs_name_field("product's plan", required=True)
+    domain = domain_field()
     wait = wait_field()
 
 
@@ -290,7 +317,18 @@ class UpgradeIn(Schema):
     revision = String(load_default=None, allow_none=True, validate=Length(7, 64),
                       metadata={"description": "Hash or commit prefix; default: the product's current revision."})
     dry_run = Boolean(load_default=False, metadata={"description": "Only report what would be recreated."})
+    allow_data_risk = allow_data_risk_field()
     wait = wait_field()
+
+
+class DataReportOut(Schema):
+    risks = List(String(), required=True, metadata={"description": "What the change would do to the data; empty: "
+                                                                   "nothing is left behind."})
+    left_behind = List(String(), required=True, metadata={"description": "Volumes no service would mount any more "
+                                                                         "(kept and archived at terminate)."})
+    new_volumes = List(String(), required=True)
+    existing_volumes = List(String(), required=True, metadata={
+        "description": "New volumes that already exist on the engine (an earlier revision's data), so not empty."})
 
 
 class PreviewOut(Schema):
@@ -301,10 +339,13 @@ class PreviewOut(Schema):
     services = Dict(keys=String(), values=String(), required=True,
                     metadata={"description": "service -> create, recreate, start, unpause or noop"})
     removed = List(String(), required=True)
+    data = Nested(DataReportOut, required=True)
 
 
 class UpgradeOut(Schema):
-    result = String(required=True, validate=OneOf(RESULTS + ("preview",)))
+    result = String(required=True, validate=OneOf(RESULTS + ("preview", "refused")), metadata={
+        "description": "As for lifecycle calls; preview: dry_run; refused (product upgrades): the order's data would "
+                       "be left behind, the message says how."})
     message = String(required=True)
     order = Nested(OrderOut, allow_none=True, required=True)
     operation = Nested(OperationOut, allow_none=True, required=True)
@@ -314,6 +355,7 @@ class UpgradeOut(Schema):
 class ProductUpgradeIn(Schema):
     revision = String(load_default=None, allow_none=True, validate=Length(7, 64))
     dry_run = Boolean(load_default=False)
+    allow_data_risk = allow_data_risk_field()
 
 
 class ProductUpgradeOut(Schema):
@@ -325,7 +367,10 @@ class CatalogStatusOut(Schema):
     commit = String(allow_none=True, required=True)
     last_attempt_at = String(allow_none=True, required=True)
     last_success_at = String(allow_none=True, required=True)
-    last_error = String(allow_none=True, required=True)
+    last_error = String(allow_none=True, required=True, metadata={
+        "description": "Whether the last sync failed, without internal detail."})
+    last_error_detail = String(allow_none=True, metadata={
+        "description": "The source's error text (URLs, server answers); only for admin keys."})
     sync_requested = Boolean(required=True)
 
 

@@ -7,12 +7,13 @@ the same order and operation, or ``unchanged`` when there is nothing to do.
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import time
 
 from apiflask import APIBlueprint
 from flask import current_app
 
-from app.errors import NotFound
+from app.errors import OrderNotFound
 from app.models import Operation, Order, Product, utcnow
 from app.orders.service import CustomerInfo, Outcome
 from app.orders.usage import collect_usage
@@ -33,12 +34,16 @@ from app.web.schemas import (
     WaitIn,
 )
 
+log = logging.getLogger(__name__)
 bp = APIBlueprint("whmcs", __name__, url_prefix="/whmcs/v1", tag="WHMCS")
 VERSION = "1.0"
 SERVICE = "/services/<int(min=1, max=2147483647):service_id>"  # WHMCS ids are 32-bit; larger ones are 404
 POLL_SECONDS = 0.2
-LIFECYCLE_RESPONSES = {202: "Accepted, or still running after the wait", 409: "Conflicts with the order's state",
-                       404: "No order for this service", 422: "Invalid request, product or plan"}
+LIFECYCLE_RESPONSES = {202: "Accepted, or still running after the wait",
+                       409: "Conflicts with the order's state, a hostname held by another order (hostname_taken), or "
+                            "a change that would leave the customer's data behind (data_risk)",
+                       404: "No order for this service (code order_not_found)",
+                       422: "Invalid request: unknown product or plan (named with the valid choices), invalid domain"}
 
 
 def _live():
@@ -48,11 +53,15 @@ def _live():
 def _order(service_id: int) -> Order:
     order = Order.with_relations().where(Order.whmcs_service_id == service_id).first()
     if order is None:
-        raise NotFound(f"no order for WHMCS service {service_id}")
+        raise OrderNotFound(f"no order for WHMCS service {service_id}")
     return order
 
 
 def _wait_for(operation: Operation, seconds: float) -> Operation:
+    """The operation once it ended, or as it is after ``seconds``; polls the database every POLL_SECONDS.
+
+    Holds the calling thread all along: only call it with a slot of the app's ``WaitSlots``.
+    """
     deadline = time.monotonic() + seconds
     while operation.state in ("pending", "running") and time.monotonic() < deadline:
         time.sleep(POLL_SECONDS)
@@ -60,8 +69,14 @@ def _wait_for(operation: Operation, seconds: float) -> Operation:
     return operation
 
 
-def lifecycle_answer(outcome: Outcome | None, wait: float, unchanged: str = ""):
-    """The uniform answer of every lifecycle call, and 202 while work is still under way."""
+def lifecycle_answer(outcome: Outcome | None, wait: float, unchanged: str = "", *, include_private: bool = False):
+    """The uniform answer of every lifecycle call, and 202 while work is still under way.
+
+    ``wait`` (seconds) waits for the operation only with a free slot of the process's
+    ``WaitSlots`` (LIVE_WAIT_SLOTS); without one the call answers at once, as with 0.
+    Errors are public texts (the WHMCS client area shows them); ``include_private``
+    adds the private detail, for the developer API's admin-only callers.
+    """
     live = _live()
     if outcome is None:
         return {"result": "unchanged", "message": unchanged, "order": None, "operation": None}, 200
@@ -69,22 +84,29 @@ def lifecycle_answer(outcome: Outcome | None, wait: float, unchanged: str = ""):
     if operation is None:
         order = Order.get_by_id(outcome.order.id)
         return {"result": "unchanged", "message": outcome.message,
-                "order": order_view(order, live.catalog, live.settings.public_scheme), "operation": None}, 200
+                "order": order_view(order, live.catalog, live.settings.public_scheme, include_private=include_private),
+                "operation": None}, 200
+    # A waiting call holds a thread: only WaitSlots' bound may wait; past it, answer at once as with wait 0.
+    waited = False
     if wait > 0:
-        operation = _wait_for(operation, wait)
+        with current_app.extensions["wait_slots"].slot() as waited:
+            if waited:
+                operation = _wait_for(operation, wait)
     if operation.state == "succeeded":
         result, message = "succeeded", f"{operation.kind} succeeded"
     elif operation.state == "failed":
-        result, message = "failed", operation.error or f"{operation.kind} failed"
-    elif wait > 0:
+        # operation.error is the public text; the detail stays in error_detail.
+        result, message = "failed", operation.error or f"{operation.kind} failed (operation {operation.id})"
+    elif waited:
         steps = operation.steps or []
         result, message = "running", f"{operation.kind} still running" + (f": {steps[-1]['message']}" if steps else "")
     else:
-        result, message = "accepted", outcome.message
+        busy = " (not waited: the bridge is already waiting on its maximum of calls)" if wait > 0 else ""
+        result, message = "accepted", outcome.message + busy
     order = Order.get_by_id(operation.order_id)
     body = {"result": result, "message": message,
-            "order": order_view(order, live.catalog, live.settings.public_scheme),
-            "operation": operation_view(operation)}
+            "order": order_view(order, live.catalog, live.settings.public_scheme, include_private=include_private),
+            "operation": operation_view(operation, include_private=include_private)}
     return body, 202 if result in ("accepted", "running") else 200
 
 
@@ -98,7 +120,8 @@ def test_connection():
         live.runtime.ping()
         docker = "ok"
     except Exception as exc:  # reported, not raised: the connection to the bridge itself works
-        docker = f"unreachable: {exc}"
+        log.warning("test-connection: Docker engine unreachable: %s", exc)  # the detail is for the log only
+        docker = "unreachable"
     return {"ok": True, "version": VERSION, "key": current_principal().name,
             "products": Product.select().where(Product.valid == True).count(),  # noqa: E712
             "docker": docker}
@@ -170,7 +193,8 @@ def terminate(service_id: int, body: dict):
 @bp.output(LifecycleOut)
 @bp.doc(summary="Move to another plan or product (WHMCS ChangePackage)", responses=LIFECYCLE_RESPONSES)
 def change_package(service_id: int, body: dict):
-    outcome = _live().orders.change_plan(_order(service_id), body["plan"], body.get("product"), requested_by=actor())
+    outcome = _live().orders.change_plan(_order(service_id), body["plan"], body.get("product"), requested_by=actor(),
+                                         domain=body.get("domain"))
     return lifecycle_answer(outcome, body["wait"])
 
 
@@ -202,9 +226,10 @@ def service_info(service_id: int):
     order = _order(service_id)
     # Read once: the recent operations also tell which one is in progress (unless more than 10 are queued).
     recent = list(Operation.select().where(Operation.order == order).order_by(Operation.id.desc()).limit(10))
-    view = order_view(order, live.catalog, live.settings.public_scheme, include_secrets=True,
+    # The client area shows this to the customer: public error texts only, never the private detail.
+    view = order_view(order, live.catalog, live.settings.public_scheme, include_secrets=True, include_private=False,
                       recent=recent if len(recent) < 10 else None)
-    view["recent_operations"] = [operation_view(op) for op in recent]
+    view["recent_operations"] = [operation_view(op, include_private=False) for op in recent]
     return view
 
 
@@ -224,7 +249,8 @@ def failures(query: dict):
               .order_by(Operation.finished_at))
     return {"since": timestamp(since), "failures": [
         {"service_id": op.order.whmcs_service_id, "instance": op.order.instance, "order_status": op.order.status,
-         "operation_id": op.id, "kind": op.kind, "error": op.error or "", "finished_at": timestamp(op.finished_at)}
+         "operation_id": op.id, "kind": op.kind, "error": op.error or "",  # public text; the detail stays private
+         "finished_at": timestamp(op.finished_at)}
         for op in failed]}
 
 

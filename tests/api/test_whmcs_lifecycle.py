@@ -90,9 +90,10 @@ def test_conflicts_and_unknown_services(api, config_repo):
     assert conflict.status_code == 409
     assert conflict.json["error"]["message"] == "service 520 already has an order for product busybox-demo, not geonetwork"
     missing = api.post("/whmcs/v1/services/999/suspend", {})
-    assert missing.status_code == 404 and missing.json["error"]["code"] == "not_found"
+    assert missing.status_code == 404 and missing.json["error"]["code"] == "order_not_found"
     unknown = api.post("/whmcs/v1/services/521/create", client_payload(product="nope"))
-    assert unknown.status_code == 404 and "unknown product 'nope'" in unknown.json["error"]["message"]
+    assert unknown.status_code == 422 and "unknown product 'nope'" in unknown.json["error"]["message"]
+    assert unknown.json["error"]["code"] == "validation_error", "only a missing order is order_not_found"
     bad_plan = api.post("/whmcs/v1/services/521/create", client_payload(plan="gold"))
     assert bad_plan.status_code == 422 and "has no plan 'gold'" in bad_plan.json["error"]["message"]
     bad_domain = api.post("/whmcs/v1/services/522/create", client_payload(domain="not a domain!"))
@@ -108,8 +109,13 @@ def test_failed_provisioning_reports_the_reason(api, background_worker, config_r
     api.app.extensions["live"].catalog.sync()
     failed = api.post("/whmcs/v1/services/530/create", client_payload(product="ghost", plan="basic", wait=60)).json
     assert failed["result"] == "failed"
-    assert "image live-test/no-such-image:1 is not available" in failed["message"]
+    # WHMCS gets the public reason (the client area shows it); the image reference is for operators.
+    operation_id = failed["operation"]["id"]
+    assert failed["message"] == f"a service image is not available (operation {operation_id})"
+    assert "live-test/no-such-image" not in str(failed)
     assert failed["order"]["status"] == "failed" and failed["order"]["last_error"] == failed["message"]
+    detail = api.get(f"/api/v1/operations/{operation_id}", scope="admin").json["error_detail"]
+    assert "image live-test/no-such-image:1 is not available" in detail
 
     # The module's cron hook finds it later, and the admin tab lists the operation.
     reported = api.get("/whmcs/v1/failures").json["failures"]

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import pytest
 
+from app.errors import DataRiskError
 from app.models import Order
 from tests.conftest import write_product
 
@@ -61,9 +62,14 @@ volumes:
     before["db"].exec_run(["sh", "-c", "echo kept > /data/marker"])
     old_secret = active_order.secrets["DB_PASSWORD"]
 
-    live.orders.change_plan(active_order, "pro", product="busybox-pro")
+    # app's volume would be left behind: refused unless the operator accepts it (issue 9, item 5).
+    with pytest.raises(DataRiskError, match="volume app-state is left behind") as refused:
+        live.orders.change_plan(active_order, "pro", product="busybox-pro")
+    assert refused.value.report.left_behind == ["app-state"]
+    live.orders.change_plan(active_order, "pro", product="busybox-pro", allow_data_risk=True)
     run_all(live)
     order = Order.get_by_id(active_order.id)
+    assert [entry["volume"] for entry in order.detached_volumes] == ["app-state"], "listed on the order"
     assert (order.status, order.product.slug, order.plan) == ("active", "busybox-pro", "pro"), order.last_error
     after = services(docker_engine, settings)
     assert sorted(after) == ["api", "db"], "app and web were removed as orphans"

@@ -312,6 +312,22 @@ def test_normalize_hostname_rejects(domain):
     assert repr(domain) in str(info.value)
 
 
+@pytest.mark.parametrize(
+    "domain",
+    ["192.0.2.10", "192.0.2.10.", "https://192.0.2.10/", "192.0.2.10:8080", "2001:db8::1", "[2001:db8::1]",
+     "[2001:db8::1]:443", "::1", "http://[::1]:8000/x"],
+)
+def test_normalize_hostname_refuses_ip_addresses(domain):
+    with pytest.raises(NamingError, match="an IP address is not a hostname"):
+        normalize_hostname(domain)
+
+
+@pytest.mark.parametrize("domain", ["1.2.3", "maps.example.123", "10.0.0.1.2.3"])
+def test_normalize_hostname_refuses_an_all_numeric_top_level_label(domain):
+    with pytest.raises(NamingError, match="all digits"):
+        normalize_hostname(domain)
+
+
 def test_normalize_hostname_rejects_embedded_newline():
     with pytest.raises(NamingError):
         normalize_hostname("a\n.example")
