@@ -69,15 +69,19 @@ final class BridgeWireTest extends TestCase
 
     public function testInvalidJsonIsReported(): void
     {
+        // HTTP 200 with an HTML page: another web server answers at this address.
         $result = geocatlive_CreateAccount($this->params(9002, 'invalid-json'));
-        $this->assertSame('GeoCat Live: invalid answer from the bridge at ' . self::$stub->url . '/invalid-json (HTTP 200, not JSON: "Welcome to nginx!"):'
-            . ' check that the server\'s hostname and port point to the GeoCat Live Bridge.', $result);
+        $this->assertSame('GeoCat Live: ' . self::$stub->url . '/invalid-json/whmcs/v1/services/9002/create is not the GeoCat Live Bridge\'s WHMCS API'
+            . ' (POST got HTTP 200, not JSON: "Welcome to nginx!"): check the server\'s Hostname (with the bridge\'s path prefix, if it has one),'
+            . ' Port and "Secure" tick in System Settings > Servers.', $result);
     }
 
     public function testHttpErrorWithoutJsonIsReported(): void
     {
         $result = geocatlive_SuspendAccount($this->params(9003, 'http-500'));
-        $this->assertStringStartsWith('GeoCat Live: the bridge at ' . self::$stub->url . '/http-500 answered HTTP 500 without a JSON error: "500 Internal Server Error Internal Server Error"', $result);
+        $this->assertStringStartsWith('GeoCat Live: POST ' . self::$stub->url . '/http-500/whmcs/v1/services/9003/suspend answered HTTP 500 without the bridge\'s JSON error:'
+            . ' "500 Internal Server Error Internal Server Error": a proxy in front of the bridge may not reach it (is the bridge running?),'
+            . ' or the server\'s Hostname, Port or "Secure" tick point to another web server', $result);
         $this->assertMatchesRegularExpression('/request id whmcs-[0-9a-f]{16}\)\.$/', $result);
     }
 
@@ -99,8 +103,11 @@ final class BridgeWireTest extends TestCase
     public function testRedirectsAreNotFollowed(): void
     {
         $result = geocatlive_CreateAccount($this->params(9006, 'redirect'));
-        $this->assertStringContainsString('redirected the request (HTTP 301 to https://bridge.example.org/whmcs/v1/services/9006/create)', $result);
-        $this->assertStringContainsString('"Secure" tick', $result);
+        $this->assertSame('GeoCat Live: ' . self::$stub->url . '/redirect/whmcs/v1/services/9006/create is not the GeoCat Live Bridge\'s WHMCS API'
+            . ' (POST got a redirect (HTTP 301 to https://bridge.example.org/whmcs/v1/services/9006/create)): check the server\'s Hostname'
+            . ' (with the bridge\'s path prefix, if it has one), Port and "Secure" tick in System Settings > Servers;'
+            . ' a redirect to https means the address wants https: tick "Secure" and set the Port.', $result);
+        $this->assertCount(1, $this->requests(), 'the redirect is not followed');
     }
 
     public function testATimeoutSaysTheOperationMayStillRun(): void
@@ -315,11 +322,18 @@ final class BridgeWireTest extends TestCase
 
     public function testTestConnection(): void
     {
+        // Issue 9, item 8: the bridge on the WHMCS host over plain http is a normal set-up.
         $result = geocatlive_TestConnection($this->params(0, 'record'));
-        $this->assertFalse($result['success'], 'plain http only with a warning');
-        $this->assertSame('GeoCat Live warning: connected to the bridge at ' . self::$stub->url . '/record with key "whmcs-stub" (2 products),'
-            . ' but over plain http: the API key travels unencrypted. Serve the bridge over https and tick "Secure".', $result['error']);
+        $this->assertSame(['success' => true, 'error' => ''], $result, 'plain http to 127.0.0.1 never leaves the host');
         $this->assertSame(['POST', '/whmcs/v1/test-connection'], [$this->requests()[0]['method'], $this->requests()[0]['route']]);
+        $remark = WhmcsRecorder::logOf('TestConnection');
+        $this->assertCount(2, $remark, 'the exchange, then the remark');
+        $this->assertSame('POST ' . self::$stub->url . '/record/whmcs/v1/test-connection', $remark[1]['request']);
+        $this->assertSame('GeoCat Live: connected to the bridge at ' . self::$stub->url . '/record with key "whmcs-stub" (2 products) over plain http'
+            . ' to a loopback address: the traffic, API key included, stays on this host. Use https and tick "Secure" if the bridge moves to another host.',
+            $remark[1]['response']);
+        $this->assertContains(self::TOKEN, $remark[1]['replaceVars'], 'the key is masked');
+        $this->assertContains(WhmcsParams::SERVER_PASSWORD, $remark[1]['replaceVars']);
 
         $docker = geocatlive_TestConnection($this->params(0, 'docker-down'));
         $this->assertFalse($docker['success']);
@@ -389,7 +403,7 @@ final class BridgeWireTest extends TestCase
             'secure other port' => [['serverhostname' => 'bridge.example.org', 'serverport' => '8443', 'serversecure' => '1'], 'https://bridge.example.org:8443'],
             'ip only' => [['serverhostname' => '', 'serverip' => '10.0.0.5', 'serverport' => '', 'serversecure' => ''], 'http://10.0.0.5:8000'],
             'ipv6' => [['serverip' => '2001:db8::5', 'serverport' => '8000'], 'http://[2001:db8::5]:8000'],
-            'path prefix, scheme typed by mistake' => [['serverhostname' => 'https://proxy.example.org/live/', 'serversecure' => 'on'], 'https://proxy.example.org/live'],
+            'path prefix, https:// agreeing with Secure' => [['serverhostname' => 'https://proxy.example.org/live/', 'serversecure' => 'on'], 'https://proxy.example.org/live'],
             'http 80' => [['serverhostname' => 'bridge.internal', 'serverport' => '80'], 'http://bridge.internal'],
         ];
     }
@@ -407,5 +421,253 @@ final class BridgeWireTest extends TestCase
         $this->expectException(BridgeException::class);
         $this->expectExceptionMessage('the port has its own field');
         BridgeClient::baseUrlFromServerParams(['serverhostname' => 'bridge.example.org:8000']);
+    }
+
+    // -- Issue 9, item 10: what admins type into the server settings --------------
+
+    /** Every module function WHMCS calls with a service's params, and what it answered. */
+    private function callEverything(array $params): array
+    {
+        $answers = [];
+        foreach (['CreateAccount', 'SuspendAccount', 'UnsuspendAccount', 'TerminateAccount', 'ChangePackage', 'Restart', 'Redeploy', 'UsageUpdate'] as $function) {
+            $answers[$function] = call_user_func('geocatlive_' . $function, $params);
+        }
+        $answers['TestConnection'] = geocatlive_TestConnection($params)['error'];
+        $answers['AdminServicesTabFields'] = html_entity_decode(geocatlive_AdminServicesTabFields($params)['GeoCat Live'], ENT_QUOTES);
+        foreach (['LoadProducts', 'LoadPlans'] as $loader) {
+            try {
+                call_user_func('geocatlive_' . $loader, $params);
+                $answers[$loader] = 'no exception';
+            } catch (\Exception $e) {
+                $answers[$loader] = $e->getMessage();
+            }
+        }
+        return $answers;
+    }
+
+    public function testAnHttpsHostnameIsNeverDowngradedWhenSecureIsNotTicked(): void
+    {
+        // The example: serverhostname https://bridge.example, "Secure" not ticked (WHMCS then sends port 8000, prefix http).
+        $example = ['serverhostname' => 'https://bridge.example', 'serverip' => '', 'serversecure' => false, 'serverhttpprefix' => 'http', 'serverport' => '8000'];
+        $expected = 'GeoCat Live: the server\'s Hostname "https://bridge.example" says https, but the server\'s "Secure" box is not ticked; nothing was sent'
+            . ' (the API key never goes over plain http to an address written with https://). Tick "Secure" on the server (System Settings > Servers)'
+            . ' and check its Port (443, or the bridge\'s https port).';
+        $this->assertSame($expected, geocatlive_CreateAccount($this->params(9301, 'record', $example)));
+
+        // The same against a listening plain-http bridge: nothing at all reaches it, from any function.
+        $stub = ['serverhostname' => 'https://127.0.0.1/record', 'serverip' => '127.0.0.1', 'serversecure' => '', 'serverhttpprefix' => 'http',
+            'serverport' => (string) self::$stub->port];
+        $params = $this->params(9301, 'record', $stub);
+        foreach ($this->callEverything($params) as $function => $answer) {
+            $this->assertStringStartsWith('GeoCat Live: the server\'s Hostname "https://127.0.0.1/record" says https, but the server\'s "Secure" box is not ticked;', $answer, $function);
+        }
+        $this->assertSame('The service details are not available right now; please try again in a few minutes.', geocatlive_ClientArea($params)['vars']['live']['notice']);
+        $this->assertSame([], $this->requests(), 'the API key was not sent over plain http');
+        $this->assertSame('(not sent)', WhmcsRecorder::logOf('CreateAccount')[0]['request'], 'the refusal is in the module log');
+        $this->assertContains(self::TOKEN, WhmcsRecorder::logOf('CreateAccount')[0]['replaceVars']);
+    }
+
+    public function testAnHttpHostnameWithSecureTickedIsRefusedAndOneThatAgreesWorks(): void
+    {
+        $server = ['serverhostname' => 'http://127.0.0.1/record', 'serverport' => (string) self::$stub->port];
+        $refused = geocatlive_CreateAccount($this->params(9302, 'record', $server + ['serversecure' => 'on', 'serverhttpprefix' => 'https']));
+        $this->assertStringStartsWith('GeoCat Live: the server\'s Hostname "http://127.0.0.1/record" says plain http, but the server\'s "Secure" box is ticked; nothing was sent.', $refused);
+        $this->assertSame([], $this->requests());
+
+        $this->assertSame('success', geocatlive_CreateAccount($this->params(9302, 'record', $server + ['serversecure' => '', 'serverhttpprefix' => 'http'])));
+        $this->assertSame('/whmcs/v1/services/9302/create', $this->requests()[0]['route']);
+    }
+
+    // -- Issue 9, item 8: plain http to the WHMCS host itself -----------------------
+
+    /** Server params for $host:8000 (over plain http), and curl routed from there to the stub. */
+    private function routedToStub(string $field, string $host): array
+    {
+        $params = WhmcsParams::service(0, self::$stub->url, self::TOKEN, [
+            'serverhostname' => $field === 'serverhostname' ? $host . '/record' : '', 'serverip' => $field === 'serverip' ? $host : '',
+            'serverport' => '8000', 'serversecure' => '', 'serverhttpprefix' => 'http']);
+        $target = strpos($host, ':') !== false && $host[0] !== '[' ? '[' . $host . ']' : $host;
+        return [$params, ['connect_to' => [$target . ':8000:127.0.0.1:' . self::$stub->port]]];
+    }
+
+    public static function loopbackAddresses(): array
+    {
+        return [
+            '127.0.0.1' => ['serverhostname', '127.0.0.1'], '127.1.2.3' => ['serverhostname', '127.1.2.3'], '[::1]' => ['serverhostname', '[::1]'],
+            '::1 in the IP Address field' => ['serverip', '::1'], 'localhost' => ['serverhostname', 'localhost'], 'LOCALHOST' => ['serverhostname', 'LOCALHOST'],
+        ];
+    }
+
+    /**
+     * @dataProvider loopbackAddresses
+     */
+    public function testTestConnectionOverPlainHttpToALoopbackAddressSucceeds(string $field, string $host): void
+    {
+        list($params, $options) = $this->routedToStub($field, $host);
+        $client = BridgeClient::fromServerParams($params, BridgeClient::moduleLogger('TestConnection'), $options);
+        $this->assertFalse($client->isSecure());
+        $this->assertSame(['success' => true, 'error' => ''], geocatlive_testConnectionWith($client, $params));
+        $this->assertCount(1, $this->requests(), 'a real exchange with the bridge');
+        $log = WhmcsRecorder::logOf('TestConnection');
+        $this->assertCount(2, $log);
+        $this->assertStringContainsString('over plain http to a loopback address: the traffic, API key included, stays on this host.', $log[1]['response']);
+        $this->assertStringContainsString('connected to the bridge at ' . $client->baseUrl() . ' with key "whmcs-stub"', $log[1]['response']);
+        $this->assertContains(self::TOKEN, $log[1]['replaceVars']);
+    }
+
+    public function testTestConnectionToLocalhostNeedsNoRouting(): void
+    {
+        $params = $this->params(0, 'record', ['serverhostname' => 'localhost/record', 'serverip' => '']);
+        $this->assertSame(['success' => true, 'error' => ''], geocatlive_TestConnection($params));
+    }
+
+    public static function otherAddresses(): array
+    {
+        return ['10.0.0.5' => ['serverip', '10.0.0.5'], 'bridge.example' => ['serverhostname', 'bridge.example'], '192.168.1.20' => ['serverhostname', '192.168.1.20'],
+            '[2001:db8::5]' => ['serverhostname', '[2001:db8::5]']];
+    }
+
+    /**
+     * @dataProvider otherAddresses
+     */
+    public function testTestConnectionOverPlainHttpToAnyOtherAddressFails(string $field, string $host): void
+    {
+        list($params, $options) = $this->routedToStub($field, $host);
+        $client = BridgeClient::fromServerParams($params, BridgeClient::moduleLogger('TestConnection'), $options);
+        $this->assertSame(['success' => false, 'error' => 'GeoCat Live warning: connected to the bridge at ' . $client->baseUrl() . ' with key "whmcs-stub" (2 products),'
+            . ' but over plain http: the API key travels unencrypted. Serve the bridge over https and tick "Secure".'],
+            geocatlive_testConnectionWith($client, $params));
+        $this->assertCount(1, $this->requests());
+        $this->assertCount(1, WhmcsRecorder::logOf('TestConnection'), 'no loopback remark');
+    }
+
+    public function testLifecycleCallsOverPlainHttpToAPrivateAddressAreStillSent(): void
+    {
+        // The documented rule (docs/WHMCS.md, section 2): only Test Connection refuses plain http to
+        // another host; the lifecycle calls keep working for a bridge on a private network.
+        list($params, $options) = $this->routedToStub('serverip', '10.0.0.5');
+        $client = BridgeClient::fromServerParams($params, null, $options);
+        $this->assertSame('http://10.0.0.5:8000', $client->baseUrl());
+        $this->assertSame('accepted', $client->post('/whmcs/v1/services/9303/restart', ['wait' => 0])['result']);
+        $this->assertSame('/whmcs/v1/services/9303/restart', $this->requests()[0]['route']);
+    }
+
+    public function testAProxyFromTheEnvironmentIsNotUsedForTheBridgeOnThisHost(): void
+    {
+        $before = getenv('http_proxy');
+        putenv('http_proxy=http://127.0.0.1:' . StubServer::freePort());
+        try {
+            $this->assertSame('success', geocatlive_Restart($this->params(9304, 'record')));
+        } finally {
+            putenv($before === false ? 'http_proxy' : 'http_proxy=' . $before);
+        }
+        $this->assertCount(1, $this->requests());
+    }
+
+    // -- Issue 9, item 10: "no order yet" only when the bridge says so ---------------
+
+    public function testNoOrderYetOnlyWhenTheBridgeSaysOrderNotFound(): void
+    {
+        $params = $this->params(9305, 'missing');
+        $this->assertSame(['GeoCat Live' => 'The bridge has no order for this service yet (the module&#039;s Create has not reached it).'],
+            geocatlive_AdminServicesTabFields($params));
+        $this->assertSame('This service is not set up yet.', geocatlive_ClientArea($params)['vars']['live']['notice']);
+        $this->assertSame('GeoCat Live: no order for WHMCS service 9305 (HTTP 404).', geocatlive_SuspendAccount($params));
+        try {
+            BridgeClient::fromServerParams($params)->get('/whmcs/v1/services/9305');
+            $this->fail('404');
+        } catch (BridgeException $e) {
+            $this->assertTrue($e->isOrderNotFound());
+            $this->assertFalse($e->isNotTheBridge());
+            $this->assertSame('order_not_found', $e->getErrorCode());
+        }
+    }
+
+    public function testAWrongPathIsNotTheBridgeAndNamesTheUrl(): void
+    {
+        // The example: serverhostname 127.0.0.1/live, where the bridge answers an unknown route with 404 not_found.
+        $params = $this->params(9306, 'live');
+        $url = self::$stub->url . '/live/whmcs/v1/services/9306';
+        $expected = 'GeoCat Live: ' . $url . ' is not the GeoCat Live Bridge\'s WHMCS API (GET got HTTP 404 not_found: "no such stub mode: live"):'
+            . ' check the server\'s Hostname (with the bridge\'s path prefix, if it has one), Port and "Secure" tick in System Settings > Servers.';
+        $this->assertSame(['GeoCat Live' => htmlspecialchars($expected, ENT_QUOTES)], geocatlive_AdminServicesTabFields($params), 'the admin tab names the URL');
+        $notice = geocatlive_ClientArea($params)['vars']['live']['notice'];
+        $this->assertSame('The service details are not available right now; please try again in a few minutes.', $notice, 'the client sees no URL');
+        $this->assertStringStartsWith('GeoCat Live: ' . $url . '/create is not the GeoCat Live Bridge\'s WHMCS API (POST got HTTP 404 not_found', geocatlive_CreateAccount($params));
+        $this->assertStringStartsWith('GeoCat Live: ' . self::$stub->url . '/live/whmcs/v1/test-connection is not the', geocatlive_TestConnection($params)['error']);
+        $this->assertStringContainsString($url . ' is not the', WhmcsRecorder::storedLog(), 'the module log has the URL too');
+    }
+
+    public static function answersThatAreNotTheBridge(): array
+    {
+        return [
+            '404 not_found (unknown route)' => ['live', 404, 'HTTP 404 not_found: "no such stub mode: live"'],
+            '404 HTML' => ['html-404', 404, 'HTTP 404, not JSON: "404 Not Found 404 Not Found nginx"'],
+            '404 JSON of another API' => ['json-404', 404, 'HTTP 404, JSON without the bridge\'s error object: "{"detail":"Not Found"}"'],
+            '302 to a login page' => ['found', 302, 'a redirect (HTTP 302 to /login?next=%2Fwhmcs%2Fv1%2Fservices%2F9307)'],
+            '200 HTML' => ['invalid-json', 200, 'HTTP 200, not JSON: "Welcome to nginx!"'],
+        ];
+    }
+
+    /**
+     * @dataProvider answersThatAreNotTheBridge
+     */
+    public function testAnswersThatAreNotTheBridgeNameTheUrlAndAreNeverNoOrderYet(string $mode, int $status, string $detail): void
+    {
+        $params = $this->params(9307, $mode);
+        $url = self::$stub->url . '/' . $mode . '/whmcs/v1/services/9307';
+        try {
+            BridgeClient::fromServerParams($params)->get('/whmcs/v1/services/9307');
+            $this->fail('not the bridge');
+        } catch (BridgeException $e) {
+            $this->assertSame('GeoCat Live: ' . $url . ' is not the GeoCat Live Bridge\'s WHMCS API (GET got ' . $detail . '): check the server\'s Hostname'
+                . ' (with the bridge\'s path prefix, if it has one), Port and "Secure" tick in System Settings > Servers.', $e->getMessage());
+            $this->assertSame($status, $e->getHttpStatus());
+            $this->assertTrue($e->isNotTheBridge());
+            $this->assertFalse($e->isOrderNotFound());
+        }
+        $tab = html_entity_decode(geocatlive_AdminServicesTabFields($params)['GeoCat Live'], ENT_QUOTES);
+        $this->assertStringStartsWith('GeoCat Live: ' . $url . ' is not the GeoCat Live Bridge\'s WHMCS API', $tab);
+        $this->assertStringNotContainsString('no order', $tab);
+        $this->assertSame(['available' => false, 'notice' => 'The service details are not available right now; please try again in a few minutes.'],
+            geocatlive_ClientArea($params)['vars']['live']);
+    }
+
+    // -- Issue 9, item 10: plan, product and domain as WHMCS has them ---------------
+
+    public function testAnUnknownPlanIsRefusedWithTheValueAndTheValidPlans(): void
+    {
+        // The example: the configurable option Plan is "Gold".
+        $result = geocatlive_CreateAccount($this->params(9308, 'validating', ['configoptions' => ['Plan' => 'Gold']]));
+        $this->assertSame("GeoCat Live: product busybox-demo has no plan 'Gold' (plans: large, small) (HTTP 422).", $result);
+        $this->assertSame('Gold', $this->requests()[0]['body']['plan']);
+    }
+
+    public function testPlanAndProductAreSentTrimmedAndMatchedByTheBridgeWithoutRegardToCase(): void
+    {
+        $params = $this->params(9309, 'validating', ['configoption1' => ' busybox-demo ', 'configoptions' => ['Plan' => " LARGE 	"]]);
+        $this->assertSame('success', geocatlive_CreateAccount($params));
+        $this->assertSame('success', geocatlive_ChangePackage(array_replace($params, ['configoption2' => 'large', 'configoptions' => ['plan' => 'small|Small, 1 worker']])));
+        list($create, $change) = $this->requests();
+        $this->assertSame(['busybox-demo', 'LARGE'], [$create['body']['product'], $create['body']['plan']]);
+        $this->assertSame(['busybox-demo', 'small'], [$change['body']['product'], $change['body']['plan']]);
+    }
+
+    public function testAnIpAddressAsDomainIsSentAndTheBridgesRefusalIsShown(): void
+    {
+        // The example: domain 192.0.2.10. The module sends it as WHMCS has it; the bridge refuses it.
+        $result = geocatlive_CreateAccount($this->params(9310, 'validating', ['domain' => ' 192.0.2.10 ']));
+        $this->assertSame("GeoCat Live: domain '192.0.2.10' is an IP address; a customer domain must be a DNS name; leave the domain empty"
+            . ' to use the generated <instance>.<base domain> (HTTP 422).', $result);
+        $this->assertSame('192.0.2.10', $this->requests()[0]['body']['domain']);
+    }
+
+    public function testChangePackageSendsTheDomainWhenTheServiceHasOne(): void
+    {
+        $this->assertSame('success', geocatlive_ChangePackage($this->params(9311, 'record', ['domain' => ' maps.example.org '])));
+        $this->assertSame('success', geocatlive_ChangePackage($this->params(9311, 'record', ['domain' => '  '])));
+        list($with, $without) = $this->requests();
+        $this->assertSame(['plan' => 'small', 'product' => 'busybox-demo', 'wait' => 60, 'domain' => 'maps.example.org'], $with['body']);
+        $this->assertSame(['plan' => 'small', 'product' => 'busybox-demo', 'wait' => 60], $without['body']);
     }
 }

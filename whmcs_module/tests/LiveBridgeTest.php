@@ -146,6 +146,14 @@ final class LiveBridgeTest extends TestCase
             $this->assertSame(['success' => true, 'error' => ''], $result);
             return;
         }
+        if (BridgeClient::isLoopbackHost((string) parse_url($this->url, PHP_URL_HOST))) {
+            // Issue 9, item 8: the bridge on the WHMCS host over plain http passes, with a remark in the module log.
+            $this->assertSame(['success' => true, 'error' => ''], $result);
+            $log = WhmcsRecorder::logOf('TestConnection');
+            $this->assertStringContainsString('over plain http to a loopback address', end($log)['response']);
+            $this->assertStringNotContainsString($this->token, WhmcsRecorder::storedLog());
+            return;
+        }
         $this->assertFalse($result['success']);
         $this->assertStringStartsWith('GeoCat Live warning: connected to the bridge at ' . rtrim($this->url, '/') . ' with key "', $result['error']);
         $this->assertStringContainsString('over plain http', $result['error']);
@@ -169,16 +177,74 @@ final class LiveBridgeTest extends TestCase
         $this->assertStringContainsString('rejected the API key', geocatlive_TestConnection($params)['error']);
     }
 
-    public function testAnUnknownProductOrPlanIsNamed(): void
+    public function testAnUnknownProductOrPlanIsNamedWithTheValidChoices(): void
     {
+        // The bridge answers 422 naming the value and the valid choices (a 404 would read as "not the bridge").
         $result = geocatlive_CreateAccount($this->params(self::serviceId(3), ['configoption1' => 'no-such-product']));
         $this->assertStringStartsWith('GeoCat Live: ', $result);
         $this->assertStringContainsString("unknown product 'no-such-product'", $result);
-        $this->assertStringContainsString('(HTTP 404)', $result);
+        $this->assertStringContainsString('busybox-demo', $result, 'the valid products');
+        $this->assertStringEndsWith('(HTTP 422).', $result);
 
-        $result = geocatlive_CreateAccount($this->params(self::serviceId(4), ['configoptions' => ['Plan' => 'gold']]));
-        $this->assertStringContainsString("has no plan 'gold'", $result);
-        $this->assertStringContainsString('(HTTP 422)', $result);
+        // Issue 9, item 10: the configurable option Plan is "Gold".
+        $result = geocatlive_CreateAccount($this->params(self::serviceId(4), ['configoptions' => ['Plan' => 'Gold']]));
+        $this->assertSame("GeoCat Live: product busybox-demo has no plan 'Gold' (plans: large, small) (HTTP 422).", $result);
+    }
+
+    public function testPlanAndProductAreMatchedWithoutRegardToCaseAndSpaces(): void
+    {
+        $id = self::serviceId(6);
+        $params = $this->params($id, ['configoption1' => ' Busybox-Demo ', 'configoption3' => '0', 'configoptions' => ['Plan' => " LARGE \t"]]);
+        $this->assertSame('success', geocatlive_CreateAccount($params));
+        $info = $this->info($id);
+        $this->assertSame(['busybox-demo', 'large'], [$info['product'], $info['plan']]);
+        $this->assertSame('success', geocatlive_TerminateAccount($params));
+    }
+
+    public function testAnIpAddressIsNoDomain(): void
+    {
+        // Issue 9, item 10: the domain is 192.0.2.10. The module sends it; the bridge refuses it and says why.
+        $id = self::serviceId(7);
+        $result = geocatlive_CreateAccount($this->params($id, ['domain' => '192.0.2.10']));
+        $this->assertStringStartsWith('GeoCat Live: ', $result);
+        $this->assertStringContainsString("'192.0.2.10'", $result);
+        $this->assertStringContainsString('IP address', $result);
+        $this->assertStringEndsWith('(HTTP 422).', $result);
+        $this->assertStringContainsString('This service is not set up yet.', geocatlive_ClientArea($this->params($id))['vars']['live']['notice'],
+            'nothing was created');
+    }
+
+    public function testChangePackageMovesTheOrderToTheServicesDomain(): void
+    {
+        $id = self::serviceId(8);
+        $params = $this->params($id, ['configoption3' => '60']);
+        $this->assertSame('success', geocatlive_CreateAccount($params));
+        $domain = 'maps-' . $id . '.example.org';
+        $this->assertSame('success', geocatlive_ChangePackage(array_replace($params, ['domain' => ' ' . $domain . ' '])));
+        $this->assertSame($domain, $this->info($id)['hostname']);
+        $this->assertSame('success', geocatlive_TerminateAccount($params));
+    }
+
+    public function testNoOrderYetOnlyForAServiceTheBridgeDoesNotKnow(): void
+    {
+        $params = $this->params(self::serviceId(9));
+        $this->assertSame('This service is not set up yet.', geocatlive_ClientArea($params)['vars']['live']['notice']);
+        $this->assertSame(['GeoCat Live' => 'The bridge has no order for this service yet (the module&#039;s Create has not reached it).'],
+            geocatlive_AdminServicesTabFields($params));
+    }
+
+    public function testAWrongPathPrefixIsNotTheBridge(): void
+    {
+        // Issue 9, item 10: serverhostname 127.0.0.1/live, a path the bridge does not have.
+        $params = WhmcsParams::service(self::serviceId(10), rtrim($this->url, '/') . '/live', $this->token);
+        $url = rtrim($this->url, '/') . '/live/whmcs/v1/services/' . self::serviceId(10);
+        $tab = html_entity_decode(geocatlive_AdminServicesTabFields($params)['GeoCat Live'], ENT_QUOTES);
+        $this->assertStringStartsWith('GeoCat Live: ' . $url . ' is not the GeoCat Live Bridge\'s WHMCS API (GET got HTTP 404', $tab);
+        $this->assertStringContainsString('check the server\'s Hostname (with the bridge\'s path prefix, if it has one), Port and "Secure" tick', $tab);
+        $this->assertSame('The service details are not available right now; please try again in a few minutes.',
+            geocatlive_ClientArea($params)['vars']['live']['notice']);
+        $this->assertStringStartsWith('GeoCat Live: ' . $url . '/create is not the GeoCat Live Bridge\'s WHMCS API', geocatlive_CreateAccount($params));
+        $this->assertStringContainsString('/live/whmcs/v1/test-connection is not the', geocatlive_TestConnection($params)['error']);
     }
 
     public function testAFailureAfterTheCallReturnedReachesTheActivityLog(): void

@@ -164,6 +164,8 @@ final class ModuleContractTest extends TestCase
             'failed without reason' => [['result' => 'failed', 'message' => 'suspend failed', 'operation' => ['kind' => 'suspend']],
                 'GeoCat Live: suspend failed.'],
             'unknown' => [['result' => 'maybe'], 'GeoCat Live: unexpected answer from the bridge (result "maybe").'],
+            // A later bridge change may answer "queued" (recorded, no worker started yet); until the module knows it, an error.
+            'queued (not known yet)' => [['result' => 'queued', 'message' => 'create queued'], 'GeoCat Live: unexpected answer from the bridge (result "queued").'],
             'no result' => [[], 'GeoCat Live: unexpected answer from the bridge (result "NULL").'],
         ];
     }

@@ -9,10 +9,14 @@
  * WHMCS's Module Queue "Retry" is always safe.
  *
  * Server: hostname (or IP), port, "Secure" tick, and the bridge's whmcs-scope API
- * key in the Access Hash (or the Password).
+ * key in the Access Hash (or the Password). A scheme typed in the hostname must
+ * agree with the "Secure" tick. Plain http passes Test Connection only to a
+ * loopback address (the bridge on the WHMCS host).
  * Product: configoption1 = Live product slug, configoption2 = plan,
  * configoption3 = seconds to wait (0-120). A configurable option named "Plan"
- * overrides the plan.
+ * overrides the plan. Product and plan are sent trimmed; the bridge matches them
+ * without regard to case. The service's domain is sent as WHMCS has it (trimmed);
+ * the bridge refuses an IP address.
  *
  * @see docs/WHMCS.md in the bridge's repository
  */
@@ -113,10 +117,12 @@ function geocatlive_LoadPlans(array $params = [])
     $products = array_filter(geocatlive_catalog($params, 'LoadPlans'), function ($product) {
         return !empty($product['valid']);
     });
-    $known = array_column($products, 'slug');
+    // Like the bridge: the product is matched without regard to case.
+    $known = array_map('strtolower', array_column($products, 'slug'));
+    $match = in_array(strtolower($chosen), $known, true);
     $plans = [];
     foreach ($products as $product) {
-        if ($chosen !== '' && in_array($chosen, $known, true) && $product['slug'] !== $chosen) {
+        if ($match && strtolower($product['slug']) !== strtolower($chosen)) {
             continue;
         }
         foreach ($product['plans'] as $plan) {
@@ -160,7 +166,7 @@ function geocatlive_CreateAccount(array $params)
             'product' => geocatlive_productSlug($params),
             'plan' => geocatlive_planName($params),
             'username' => geocatlive_cut($params['username'] ?? '', 100) ?: null,
-            'domain' => geocatlive_cut($params['domain'] ?? '', 253) ?: null,
+            'domain' => geocatlive_domain($params),
             'wait' => geocatlive_waitSeconds($params),
         ];
     });
@@ -195,18 +201,25 @@ function geocatlive_TerminateAccount(array $params)
 }
 
 /**
- * Moves the order to the product's current plan (or the "Plan" configurable option) and product.
+ * Moves the order to the product's current plan (or the "Plan" configurable option) and
+ * product, and to the service's domain when it has one (a different one moves the order
+ * to that hostname; an empty domain leaves the hostname as it is).
  *
  * @return string 'success' or the reason
  */
 function geocatlive_ChangePackage(array $params)
 {
     return geocatlive_lifecycle($params, 'ChangePackage', 'change-package', function (array $params) {
-        return [
+        $body = [
             'plan' => geocatlive_planName($params),
             'product' => geocatlive_productSlug($params),
             'wait' => geocatlive_waitSeconds($params),
         ];
+        $domain = geocatlive_domain($params);
+        if ($domain !== null) {
+            $body['domain'] = $domain;
+        }
+        return $body;
     });
 }
 
@@ -255,12 +268,34 @@ function geocatlive_ClientAreaCustomButtonArray()
 /**
  * The server page's "Test Connection": address, TLS, key and the bridge's own health.
  *
+ * Plain http passes only to a loopback address (127.0.0.0/8, ::1, localhost: the bridge
+ * on the WHMCS host, where the key never leaves the machine); the module log then gets
+ * a remark. Plain http to any other address fails with a warning, although the
+ * connection works (the lifecycle calls still use it: see docs/WHMCS.md).
+ *
  * @return array ['success' => bool, 'error' => string]
  */
 function geocatlive_TestConnection(array $params)
 {
     try {
         $client = geocatlive_bridge($params, 'TestConnection');
+    } catch (BridgeException $e) {
+        geocatlive_logLocal('TestConnection', $params, $e);
+        return ['success' => false, 'error' => $e->getMessage()];
+    } catch (\Throwable $e) {
+        return ['success' => false, 'error' => geocatlive_unexpected('TestConnection', $params, $e)];
+    }
+    return geocatlive_testConnectionWith($client, $params);
+}
+
+/**
+ * Test Connection with a given client (the tests pass one that connects elsewhere).
+ *
+ * @return array ['success' => bool, 'error' => string]
+ */
+function geocatlive_testConnectionWith(BridgeClient $client, array $params)
+{
+    try {
         $answer = $client->post('/whmcs/v1/test-connection');
         if (empty($answer['ok'])) {
             return ['success' => false, 'error' => 'GeoCat Live: the bridge at ' . $client->baseUrl() . ' did not confirm the connection.'];
@@ -275,6 +310,12 @@ function geocatlive_TestConnection(array $params)
             return ['success' => false, 'error' => 'GeoCat Live: the bridge answers, but has no valid product; add one to its config repository and run `live products sync`.'];
         }
         if (!$client->isSecure()) {
+            if ($client->isLoopback()) {
+                $client->logRemark('POST ' . $client->baseUrl() . '/whmcs/v1/test-connection', 'GeoCat Live: connected to the bridge at ' . $client->baseUrl()
+                    . ' with key "' . $key . '" (' . $products . ' products) over plain http to a loopback address: the traffic, API key included,'
+                    . ' stays on this host. Use https and tick "Secure" if the bridge moves to another host.');
+                return ['success' => true, 'error' => ''];
+            }
             return ['success' => false, 'error' => 'GeoCat Live warning: connected to the bridge at ' . $client->baseUrl()
                 . ' with key "' . $key . '" (' . $products . ' products), but over plain http: the API key travels unencrypted. Serve the bridge over https and tick "Secure".'];
         }
@@ -301,7 +342,8 @@ function geocatlive_ClientArea(array $params)
     } catch (BridgeException $e) {
         geocatlive_logLocal('ClientArea', $params, $e);
         // Clients get no internal detail (the bridge's address, keys); staff have the module log.
-        $live['notice'] = $e->isNotFound()
+        // "Not set up yet" only when the bridge itself says it has no order for the service.
+        $live['notice'] = $e->isOrderNotFound()
             ? 'This service is not set up yet.'
             : 'The service details are not available right now; please try again in a few minutes.';
     } catch (\Throwable $e) {
@@ -325,7 +367,8 @@ function geocatlive_AdminServicesTabFields(array $params)
         $view = geocatlive_serviceView(geocatlive_serviceInfo($params, 'AdminServicesTabFields'));
     } catch (BridgeException $e) {
         geocatlive_logLocal('AdminServicesTabFields', $params, $e);
-        return ['GeoCat Live' => geocatlive_h($e->isNotFound()
+        // Anything but the bridge's own "no order" (e.g. a wrong hostname or path) shows the message, with the URL called.
+        return ['GeoCat Live' => geocatlive_h($e->isOrderNotFound()
             ? 'The bridge has no order for this service yet (the module\'s Create has not reached it).'
             : $e->getMessage())];
     } catch (\Throwable $e) {
@@ -532,14 +575,30 @@ function geocatlive_productSlug(array $params): string
 }
 
 /**
- * The configurable option "Plan" when the order has one, else configoption2.
+ * The configurable option "Plan" when the order has one, else configoption2; trimmed.
+ *
+ * WHMCS passes a configurable option keyed by its name and valued by the chosen
+ * sub-option's name, each without the "|Display name" part an admin may add
+ * ("large|Large, 4 workers" arrives as "large"). The option's name is matched
+ * without regard to case and spaces ("Plan", "plan"), and a value that still holds
+ * a "|" is cut there as WHMCS does. The plan's case is left to the bridge, which
+ * matches plans without regard to case and names the valid ones when it knows none.
  *
  * @throws BridgeException
  */
 function geocatlive_planName(array $params): string
 {
+    $plan = '';
     $options = isset($params['configoptions']) && is_array($params['configoptions']) ? $params['configoptions'] : [];
-    $plan = isset($options['Plan']) && is_scalar($options['Plan']) ? trim((string) $options['Plan']) : '';
+    foreach ($options as $name => $value) {
+        $name = strtolower(trim(explode('|', (string) $name, 2)[0]));
+        if ($name === 'plan' && is_scalar($value)) {
+            $plan = trim(explode('|', (string) $value, 2)[0]);
+            if ($plan !== '') {
+                break;
+            }
+        }
+    }
     if ($plan === '') {
         $plan = trim((string) ($params['configoption2'] ?? ''));
     }
@@ -547,6 +606,17 @@ function geocatlive_planName(array $params): string
         throw new BridgeException('GeoCat Live: the product has no plan; choose one in its Module Settings (or add a configurable option "Plan").', 0, 'configuration');
     }
     return $plan;
+}
+
+/**
+ * The service's domain as WHMCS has it (trimmed), or null when empty. It is not
+ * checked here: the bridge refuses what is not a DNS name (an IP address, for one)
+ * with a message naming it.
+ */
+function geocatlive_domain(array $params): ?string
+{
+    $domain = geocatlive_cut($params['domain'] ?? '', 253);
+    return $domain !== '' ? $domain : null;
 }
 
 /**

@@ -3,10 +3,15 @@
  * HTTP client of the GeoCat Live Bridge's WHMCS API (/whmcs/v1), on php-curl.
  *
  * - TLS peers and host names are always verified; plain http is used only when
- *   the WHMCS server is not marked "Secure".
+ *   the WHMCS server is not marked "Secure". A scheme written in the Hostname must
+ *   agree with the "Secure" tick: https:// is never downgraded (see
+ *   baseUrlFromServerParams). Requests to a loopback address never use a proxy.
  * - Every request has a connect timeout and a total timeout of wait + 30 s.
  * - Every failure (network, timeout, TLS, HTTP error, invalid JSON) becomes a
- *   BridgeException whose message billing staff can act on.
+ *   BridgeException whose message billing staff can act on. An answer that is not
+ *   the bridge's (a redirect, an HTML page, JSON without the bridge's error object,
+ *   a 404 other than the bridge's `order_not_found`) is a `not_bridge` error that
+ *   names the URL called and the settings to check.
  * - Every exchange goes to the logger (WHMCS's logModuleCall) with the token,
  *   the passwords and any generated secret in the answer listed for masking.
  */
@@ -47,13 +52,17 @@ class BridgeClient
     private $connectTimeout;
     /** @var int */
     private $responseMargin;
+    /** @var string[] curl's CONNECT_TO entries ("HOST:PORT:CONNECT-TO-HOST:CONNECT-TO-PORT") */
+    private $connectTo;
 
     /**
      * @param string        $baseUrl  e.g. https://bridge.example.org or http://127.0.0.1:8000
      * @param string        $token    a key with the whmcs scope
      * @param callable|null $logger   receives every exchange (see $logger above)
      * @param string[]      $secrets  further values to mask in the log
-     * @param array         $options  connect_timeout, response_margin (seconds)
+     * @param array         $options  connect_timeout, response_margin (seconds); connect_to: curl's
+     *                                CONNECT_TO list (connect to another host and port than the URL's,
+     *                                e.g. for a split-horizon network; the tests use it)
      */
     public function __construct(string $baseUrl, string $token, ?callable $logger = null, array $secrets = [], array $options = [])
     {
@@ -63,6 +72,7 @@ class BridgeClient
         $this->secrets = $secrets;
         $this->connectTimeout = (int) ($options['connect_timeout'] ?? self::CONNECT_TIMEOUT_SECONDS);
         $this->responseMargin = (int) ($options['response_margin'] ?? self::RESPONSE_MARGIN_SECONDS);
+        $this->connectTo = array_values(array_filter((array) ($options['connect_to'] ?? []), 'is_string'));
     }
 
     /**
@@ -85,34 +95,71 @@ class BridgeClient
     /**
      * https://host[:port][/path] (or http when the server is not marked secure).
      *
-     * The hostname may carry a path prefix (bridge behind a reverse proxy), and a
-     * scheme typed by mistake is ignored: the "Secure" tick decides.
+     * The address is the server's Hostname, or its IP Address when the Hostname is
+     * empty. It may carry a path prefix (bridge behind a reverse proxy:
+     * live.example.org/bridge). Without a scheme the "Secure" tick decides. A scheme
+     * written in the address must agree with the tick: "https://" without the tick,
+     * or "http://" with it, is a configuration error (nothing is sent; https is never
+     * silently downgraded), and any other scheme is refused.
      *
-     * @throws BridgeException
+     * @throws BridgeException (error code "configuration")
      */
     public static function baseUrlFromServerParams(array $params): string
     {
-        $host = trim((string) ($params['serverhostname'] ?? ''));
-        if ($host === '') {
-            $host = trim((string) ($params['serverip'] ?? ''));
+        $field = 'Hostname';
+        $address = trim((string) ($params['serverhostname'] ?? ''));
+        if ($address === '') {
+            $field = 'IP Address';
+            $address = trim((string) ($params['serverip'] ?? ''));
         }
-        $host = preg_replace('#^[a-z][a-z0-9+.-]*://#i', '', $host);
-        $host = rtrim((string) $host, '/');
-        if ($host === '') {
+        $shown = self::displayAddress($address);
+        $secure = self::secureFromServerParams($params);
+
+        if (preg_match('#^([a-z][a-z0-9+.-]*)://#i', $address, $match) === 1) {
+            $scheme = strtolower($match[1]);
+            $address = substr($address, strlen($match[0]));
+            if ($scheme === 'https' && !$secure) {
+                throw new BridgeException(self::PREFIX . 'the server\'s ' . $field . ' "' . $shown . '" says https, but the server\'s "Secure" box'
+                    . ' is not ticked; nothing was sent (the API key never goes over plain http to an address written with https://).'
+                    . ' Tick "Secure" on the server (System Settings > Servers) and check its Port (443, or the bridge\'s https port).', 0, 'configuration');
+            }
+            if ($scheme === 'http' && $secure) {
+                throw new BridgeException(self::PREFIX . 'the server\'s ' . $field . ' "' . $shown . '" says plain http, but the server\'s "Secure" box'
+                    . ' is ticked; nothing was sent. Remove "http://" from the ' . $field . ' to connect over https, or untick "Secure"'
+                    . ' (and set the Port, e.g. ' . self::DEFAULT_HTTP_PORT . ') if the bridge only speaks plain http on this host or a private network'
+                    . ' (System Settings > Servers).', 0, 'configuration');
+            }
+            if ($scheme !== 'http' && $scheme !== 'https') {
+                throw new BridgeException(self::PREFIX . 'the server\'s ' . $field . ' "' . $shown . '" starts with "' . $match[0] . '", which cannot reach'
+                    . ' the bridge; nothing was sent. Write the host name alone (e.g. live.example.org, or live.example.org/bridge behind a path prefix)'
+                    . ' and use the "Secure" tick for https (System Settings > Servers).', 0, 'configuration');
+            }
+        }
+        $address = rtrim($address, '/');
+        if ($address === '') {
             throw new BridgeException(self::PREFIX . 'the server has no hostname or IP address: set the bridge\'s address on the WHMCS server (System Settings > Servers).', 0, 'configuration');
         }
+        $host = $address;
         $path = '';
         $slash = strpos($host, '/');
         if ($slash !== false) {
             $path = '/' . trim(substr($host, $slash + 1), '/');
             $host = substr($host, 0, $slash);
+            if (preg_match('#^[A-Za-z0-9._~!$&\'()*+,;=:@%/-]*$#', $path) !== 1) {
+                throw new BridgeException(self::PREFIX . 'the server\'s ' . $field . ' "' . $shown . '" has a path with characters a URL path cannot hold'
+                    . ' (?, #, spaces): give the bridge\'s host name, and its path prefix if it has one (e.g. live.example.org/bridge).', 0, 'configuration');
+            }
+        }
+        if (preg_match('/^(\[[0-9a-f:.]+\]|[a-z0-9._-]+):([0-9]*)$/i', $host, $match) === 1) {
+            throw new BridgeException(self::PREFIX . 'the server\'s ' . $field . ' "' . $shown . '" contains a port, but the port has its own field:'
+                . ' write ' . $match[1] . $path . ' in the ' . $field . ($match[2] !== '' ? ' and ' . $match[2] . ' in the Port' : '')
+                . ' (System Settings > Servers).', 0, 'configuration');
         }
         if (filter_var($host, FILTER_VALIDATE_IP, FILTER_FLAG_IPV6) !== false) {
             $host = '[' . $host . ']';
-        } elseif (preg_match('/^\[[0-9a-f:.]+\]$|^[a-z0-9.-]+$/i', $host) !== 1) {
-            throw new BridgeException(self::PREFIX . 'the server\'s hostname "' . $host . '" is not a valid host name; give the host name or IP address of the bridge without a port (the port has its own field).', 0, 'configuration');
+        } elseif (preg_match('/^\[[0-9a-f:.]+\]$|^[a-z0-9._-]+$/i', $host) !== 1) {
+            throw new BridgeException(self::PREFIX . 'the server\'s hostname "' . self::displayAddress($host) . '" is not a valid host name; give the host name or IP address of the bridge without a port (the port has its own field).', 0, 'configuration');
         }
-        $secure = self::isSecureFlag($params['serversecure'] ?? false);
         $scheme = $secure ? 'https' : 'http';
         $port = (int) ($params['serverport'] ?? 0);
         if ($port < 1 || $port > 65535) {
@@ -120,6 +167,43 @@ class BridgeClient
         }
         $default = ($secure && $port === 443) || (!$secure && $port === 80);
         return $scheme . '://' . $host . ($default ? '' : ':' . $port) . $path;
+    }
+
+    /**
+     * The server's "Secure" tick. WHMCS 8 also passes serverhttpprefix ("https" or
+     * "http"), derived from the same tick; either saying https counts as ticked, so a
+     * caller that sends only one of them is never downgraded.
+     */
+    public static function secureFromServerParams(array $params): bool
+    {
+        return self::isSecureFlag($params['serversecure'] ?? false)
+            || strtolower(trim((string) ($params['serverhttpprefix'] ?? ''))) === 'https';
+    }
+
+    /**
+     * True for a host that is this machine: 127.0.0.0/8, ::1 (also IPv4-mapped
+     * ::ffff:127.x.y.z), with or without brackets, and "localhost" in any case.
+     * Plain http to such an address never leaves the host. A DNS name that merely
+     * resolves to 127.0.0.1 does not count: write the address itself.
+     */
+    public static function isLoopbackHost(string $host): bool
+    {
+        $host = strtolower(trim($host));
+        if (strlen($host) > 2 && $host[0] === '[' && substr($host, -1) === ']') {
+            $host = substr($host, 1, -1);
+        }
+        if ($host === 'localhost') {
+            return true;
+        }
+        if (filter_var($host, FILTER_VALIDATE_IP, FILTER_FLAG_IPV4) !== false) {
+            return strncmp($host, '127.', 4) === 0;
+        }
+        if (filter_var($host, FILTER_VALIDATE_IP, FILTER_FLAG_IPV6) !== false) {
+            $packed = (string) inet_pton($host);
+            return $packed === inet_pton('::1')
+                || (strncmp($packed, str_repeat("\0", 10) . "\xff\xff", 12) === 0 && $packed[12] === "\x7f");
+        }
+        return false;
     }
 
     /**
@@ -180,6 +264,21 @@ class BridgeClient
     public function isSecure(): bool
     {
         return strncasecmp($this->baseUrl, 'https://', 8) === 0;
+    }
+
+    /** True when the bridge's address is this machine (see isLoopbackHost). */
+    public function isLoopback(): bool
+    {
+        return self::isLoopbackHost((string) parse_url($this->baseUrl, PHP_URL_HOST));
+    }
+
+    /**
+     * Writes a remark to the module log under this client's action (nothing is sent),
+     * masked like every exchange.
+     */
+    public function logRemark(string $request, string $remark): void
+    {
+        $this->log($request, $remark, '', []);
     }
 
     /**
@@ -257,6 +356,13 @@ class BridgeClient
         if ($json !== null) {
             curl_setopt($ch, CURLOPT_POSTFIELDS, $json);
         }
+        if ($this->isLoopback()) {
+            // The bridge is on this host: an http_proxy from the environment must not carry the key elsewhere.
+            curl_setopt($ch, CURLOPT_NOPROXY, '*');
+        }
+        if ($this->connectTo) {
+            curl_setopt($ch, CURLOPT_CONNECT_TO, $this->connectTo);
+        }
         $raw = curl_exec($ch);
         $errno = curl_errno($ch);
         $error = curl_error($ch);
@@ -272,31 +378,79 @@ class BridgeClient
             throw new BridgeException($message, 0, 'network');
         }
 
+        $response = 'HTTP ' . $status . "\n" . $raw;
         if ($status >= 300 && $status < 400) {
-            $message = self::PREFIX . 'the bridge at ' . $this->baseUrl . ' redirected the request (HTTP ' . $status
-                . (isset($headers['location']) ? ' to ' . $headers['location'] : '') . '): check the server\'s "Secure" tick, hostname and port.';
-            $this->log($logRequest, 'HTTP ' . $status . "\n" . $raw, $message, []);
-            throw new BridgeException($message, $status, 'redirect');
+            $location = (string) ($headers['location'] ?? '');
+            $hint = !$this->isSecure() && stripos($location, 'https://') === 0
+                ? '; a redirect to https means the address wants https: tick "Secure" and set the Port' : '';
+            $message = $this->notTheBridgeMessage($method, $url, 'a redirect (HTTP ' . $status . ($location !== '' ? ' to ' . $location : '') . ')', $hint);
+            $this->log($logRequest, $response, $message, []);
+            throw new BridgeException($message, $status, 'not_bridge');
         }
 
         $decoded = json_decode((string) $raw, true, 512, JSON_BIGINT_AS_STRING);
-        $secrets = is_array($decoded) ? self::secretsIn($decoded) : [];
         if (!is_array($decoded)) {
-            $message = $status >= 400
-                ? self::PREFIX . 'the bridge at ' . $this->baseUrl . ' answered HTTP ' . $status . ' without a JSON error'
-                    . self::snippet((string) $raw) . ': check that the server\'s hostname and port point to the GeoCat Live Bridge (request id ' . $requestId . ').'
-                : self::PREFIX . 'invalid answer from the bridge at ' . $this->baseUrl . ' (HTTP ' . $status . ', not JSON'
-                    . self::snippet((string) $raw) . '): check that the server\'s hostname and port point to the GeoCat Live Bridge.';
-            $this->log($logRequest, 'HTTP ' . $status . "\n" . $raw, $message, []);
-            throw new BridgeException($message, $status, 'invalid_response');
+            $what = json_last_error() === JSON_ERROR_NONE ? 'not a JSON object' : 'not JSON';
+            $message = $status >= 500
+                ? $this->serverErrorMessage($method, $url, $status, 'without the bridge\'s JSON error' . self::snippet((string) $raw), $requestId)
+                : $this->notTheBridgeMessage($method, $url, 'HTTP ' . $status . ', ' . $what . self::snippet((string) $raw));
+            $this->log($logRequest, $response, $message, []);
+            throw new BridgeException($message, $status, $status >= 500 ? 'invalid_response' : 'not_bridge');
         }
-        $this->log($logRequest, 'HTTP ' . $status . "\n" . $raw, self::masked($decoded), $secrets);
+        $secrets = self::secretsIn($decoded);
+        if ($status >= 200 && $status < 300) {
+            $this->log($logRequest, $response, self::masked($decoded), $secrets);
+            return $decoded;
+        }
+        $exception = $this->errorAnswer($method, $url, $status, $decoded, (string) $raw, $headers, $requestId);
+        $this->log($logRequest, $response, $exception->getMessage(), $secrets);
+        throw $exception;
+    }
 
-        if ($status >= 400 || $status < 200) {
-            throw new BridgeException($this->httpErrorMessage($status, $decoded, $headers, $requestId), $status,
-                (string) ($decoded['error']['code'] ?? 'http_error'));
+    /**
+     * The exception for a JSON answer with an error status: the bridge's own error,
+     * or `not_bridge` when the answer is not the bridge's (no error object, or a 404
+     * other than order_not_found, which only an unknown route gives).
+     */
+    private function errorAnswer(string $method, string $url, int $status, array $decoded, string $raw, array $headers, string $requestId): BridgeException
+    {
+        $error = $decoded['error'] ?? null;
+        $code = is_array($error) && isset($error['code']) && is_string($error['code']) ? $error['code'] : '';
+        if ($code === '' || !isset($error['message']) || !is_string($error['message'])) {
+            if ($status >= 500) {
+                return new BridgeException($this->serverErrorMessage($method, $url, $status, 'without the bridge\'s JSON error', $requestId), $status, 'invalid_response');
+            }
+            return new BridgeException($this->notTheBridgeMessage($method, $url, 'HTTP ' . $status . ', JSON without the bridge\'s error object'
+                . self::snippet($raw)), $status, 'not_bridge');
         }
-        return $decoded;
+        if ($status === 404 && $code !== 'order_not_found') {
+            return new BridgeException($this->notTheBridgeMessage($method, $url, 'HTTP 404 ' . $code . self::snippet($error['message'], 160)), 404, 'not_bridge');
+        }
+        return new BridgeException($this->httpErrorMessage($status, $decoded, $headers, $requestId), $status, $code);
+    }
+
+    /**
+     * "URL is not the bridge's WHMCS API (...)": the settings to check, never "no order".
+     */
+    private function notTheBridgeMessage(string $method, string $url, string $detail, string $hint = ''): string
+    {
+        return self::PREFIX . $url . ' is not the GeoCat Live Bridge\'s WHMCS API (' . $method . ' got ' . $detail . '):'
+            . ' check the server\'s Hostname (with the bridge\'s path prefix, if it has one), Port and "Secure" tick in System Settings > Servers' . $hint . '.';
+    }
+
+    /** A 5xx without the bridge's error: a proxy in front of a stopped bridge, or another web server. */
+    private function serverErrorMessage(string $method, string $url, int $status, string $detail, string $requestId): string
+    {
+        return self::PREFIX . $method . ' ' . $url . ' answered HTTP ' . $status . ' ' . $detail . ': a proxy in front of the bridge may not reach it'
+            . ' (is the bridge running?), or the server\'s Hostname, Port or "Secure" tick point to another web server (request id ' . $requestId . ').';
+    }
+
+    /** The address as typed, without a user:password@ part, for messages. */
+    private static function displayAddress(string $address): string
+    {
+        $address = (string) preg_replace('#^([a-z][a-z0-9+.-]*://)?[^/@]*@#i', '$1...@', $address);
+        $address = (string) preg_replace('/[\x00-\x1f\x7f]+/', ' ', $address);
+        return strlen($address) > 200 ? substr($address, 0, 197) . '...' : $address;
     }
 
     private function networkMessage(string $method, string $url, int $errno, string $error, int $timeout, bool $connected): string
@@ -387,17 +541,17 @@ class BridgeClient
         return $decoded;
     }
 
-    /** The start of a non-JSON body, as plain text, for an error message. */
-    private static function snippet(string $raw): string
+    /** The start of a body (or an error message), as plain text, for an error message. */
+    private static function snippet(string $raw, int $width = 80): string
     {
         $text = trim((string) preg_replace('/\s+/', ' ', strip_tags((string) preg_replace('/<[^>]*>/', ' ', $raw))));
         if ($text === '') {
             return '';
         }
         if (function_exists('mb_strimwidth')) {
-            $text = mb_strimwidth($text, 0, 80, '...', 'UTF-8');
-        } elseif (strlen($text) > 80) {
-            $text = substr($text, 0, 77) . '...';
+            $text = mb_strimwidth($text, 0, $width, '...', 'UTF-8');
+        } elseif (strlen($text) > $width) {
+            $text = substr($text, 0, $width - 3) . '...';
         }
         return ': "' . $text . '"';
     }

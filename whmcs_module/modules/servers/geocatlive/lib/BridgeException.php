@@ -17,7 +17,7 @@ class BridgeException extends \RuntimeException
     /** @var int HTTP status of the bridge's answer, 0 when there was none (network error, bad input). */
     private $httpStatus;
 
-    /** @var string The bridge's error code (not_found, validation_error, ...), or a local one. */
+    /** @var string The bridge's error code (order_not_found, validation_error, ...), or a local one (configuration, network, not_bridge, ...). */
     private $errorCode;
 
     public function __construct(string $message, int $httpStatus = 0, string $errorCode = '', ?\Throwable $previous = null)
@@ -37,9 +37,24 @@ class BridgeException extends \RuntimeException
         return $this->errorCode;
     }
 
-    /** True when the bridge answered "there is no order for this service". */
-    public function isNotFound(): bool
+    /**
+     * True only when the bridge itself answered "there is no order for this service":
+     * HTTP 404 with its error code `order_not_found`. Any other 404 (an unknown route
+     * behind a wrong hostname or path, a web server's "Not Found" page) is a
+     * `not_bridge` error, never "no order yet".
+     */
+    public function isOrderNotFound(): bool
     {
-        return $this->httpStatus === 404;
+        return $this->httpStatus === 404 && $this->errorCode === 'order_not_found';
+    }
+
+    /**
+     * True when the address called is not the bridge's WHMCS API (a redirect, an HTML
+     * page, JSON without the bridge's error object, a 404 for an unknown route): the
+     * server's Hostname (path), Port or "Secure" tick is wrong. The message names the URL.
+     */
+    public function isNotTheBridge(): bool
+    {
+        return $this->errorCode === 'not_bridge';
     }
 }
