@@ -82,7 +82,11 @@ def wait_for(predicate, timeout: float = 60.0, interval: float = 0.1, what: str 
 
 # -- the Docker engine ------------------------------------------------------
 def docker_answers() -> bool:
-    return subprocess.run(["docker", "info"], capture_output=True, timeout=20).returncode == 0
+    """Whether the engine answers now; a slow answer (an engine still starting on a busy machine) is a no."""
+    try:
+        return subprocess.run(["docker", "info"], capture_output=True, timeout=20).returncode == 0
+    except subprocess.TimeoutExpired:
+        return False
 
 
 def dockerd_pid() -> int | None:
