@@ -22,6 +22,8 @@ from app.models import CatalogSync, Product, ProductRevision, record_event, utcn
 log = logging.getLogger(__name__)
 
 REMOVED = "removed from the catalog source"
+#: How many valid products an "unknown product" message lists at most.
+LISTED_CHOICES = 20
 
 
 @dataclass
@@ -199,10 +201,19 @@ class Catalog:
             product.save()
 
     def product(self, slug: str) -> Product:
+        """The product ``slug`` (valid or not).
+
+        Raises:
+            NotFound: no such product; the message lists the products that take orders (valid ones with a
+                revision, at most :data:`LISTED_CHOICES`), never invalid folders.
+        """
         product = Product.get_or_none(Product.slug == slug)
         if product is None:
-            known = ", ".join(p.slug for p in Product.select(Product.slug).order_by(Product.slug)) or "none"
-            raise NotFound(f"unknown product {slug!r} (known products: {known})")
+            choices = [p.slug for p in Product.select(Product.slug).where(
+                (Product.valid == True) & Product.current_revision.is_null(False))  # noqa: E712 (SQL)
+                .order_by(Product.slug).limit(LISTED_CHOICES + 1)]
+            known = ", ".join(choices[:LISTED_CHOICES]) + (", ..." if len(choices) > LISTED_CHOICES else "")
+            raise NotFound(f"unknown product {slug!r} (products: {known or 'none'})")
         return product
 
     def deployable_revision(self, slug: str) -> ProductRevision:

@@ -15,7 +15,7 @@ import peewee
 from app.catalog.catalog import Catalog
 from app.catalog.product import ProductDefinition
 from app.db import database, transaction
-from app.errors import Conflict, DataRiskError, HostnameTaken, InvalidRequest, NotFound
+from app.errors import Conflict, DataRiskError, HostnameTaken, InvalidRequest, LiveError, NotFound
 from app.models import Customer, Operation, Order, ProductRevision, record_event, utcnow
 from app.stacks.data_risk import DataRiskReport
 from app.naming import derive_instance, hostname_for, normalize_hostname, validate_instance
@@ -23,6 +23,9 @@ from app.naming import derive_instance, hostname_for, normalize_hostname, valida
 log = logging.getLogger(__name__)
 
 UNFINISHED = ("pending", "running")
+# A create that derives its identifier loses the race to every concurrent create of the same name at most
+# once each: enough attempts for a burst of same-name orders, each cheap (a few indexed queries).
+CREATE_ATTEMPTS = 40
 KINDS = ("create", "suspend", "unsuspend", "change_plan", "terminate", "redeploy", "restart", "upgrade")
 
 
@@ -146,7 +149,11 @@ class OrderService:
             chosen = instance or derive_instance([username, domain], self._instance_taken,
                                                  fallback=f"order-{service_id}")
             order_hostname = hostname_for(chosen, domain, self.base_domain)
-            self._require_free_hostname(order_hostname)
+            if instance or (domain and domain.strip()):
+                # A hostname the caller chose (a domain, or an explicit identifier's generated name).
+                self._require_free_hostname(order_hostname)
+            # A derived identifier skipped taken hostnames already; if a concurrent create takes this one
+            # meanwhile, the unique index refuses the insert and the transaction derives again.
             order = Order.create(
                 whmcs_service_id=service_id, customer=owner, product=revision.product, revision=revision,
                 plan=plan, instance=chosen, hostname=order_hostname, status="pending",
@@ -161,7 +168,7 @@ class OrderService:
         try:
             # A unique violation means another create took the service id, the identifier or the
             # hostname meanwhile: the transaction runs again and sees what the other one committed.
-            return transaction(insert, retry_on_integrity_error=True)
+            return transaction(insert, retry_on_integrity_error=True, attempts=CREATE_ATTEMPTS)
         except peewee.IntegrityError:
             raise Conflict(f"the order for service {service_id} conflicts with orders created at the same time; "
                            "try again") from None
@@ -203,12 +210,30 @@ class OrderService:
             if pending is not None:
                 return Outcome(current, pending, False, "provisioning is already under way")
             if current.status == "failed":
-                # A retry from billing after a failed create: provision again, same order.
+                # A retry from billing after a failed create: provision again, same order, on the product's
+                # current revision (a fixed product is what the retry is for; a failed create holds no data).
+                self._move_to_current_revision(current, requested_by)
                 operation = self._enqueue(current, "create", {}, requested_by)
                 return Outcome(current, operation, False, "provisioning retried")
             return Outcome(current, None, False, f"order already {current.status}")
 
         return transaction(repeat)
+
+    def _move_to_current_revision(self, order: Order, requested_by: str) -> None:
+        """Point a failed order at its product's current revision, when that one still has the order's plan."""
+        try:
+            revision = self.catalog.deployable_revision(order.product.slug)
+        except LiveError:
+            return  # the product takes no orders now: the retry runs (and reports) on the order's revision
+        definition = self.catalog.definition(revision)
+        if revision.id == order.revision_id or order.plan not in definition.plans:
+            return
+        previous, order.revision = order.revision.label, revision
+        order.secrets = definition.generate_secrets(order.secrets)
+        order.updated_at = utcnow()
+        order.save()
+        record_event("order.upgraded", f"revision {previous} -> {revision.label} for the retried create",
+                     order=order, actor=requested_by, previous=previous, revision=revision.label)
 
     def suspend(self, order: Order, requested_by: str = "system") -> Outcome:
         return self._transition(order, "suspend", {}, requested_by, done_when="suspended")
@@ -248,15 +273,15 @@ class OrderService:
             Conflict: terminated order, or the hostname is taken.
             DataRiskError: the change detaches data and ``allow_data_risk`` is false.
         """
-        product = _product_slug(product) if product and product.strip() else order.product.slug
-        revision = order.revision if product == order.product.slug else self._deployable_revision(product)
-        plan = match_plan(self.catalog.definition(revision), plan)
+        revision, plan = self.resolve_change(order, plan, product)
+        product = revision.product.slug
         hostname = normalize_hostname(domain) if domain and domain.strip() else None
         params = {"plan": plan, "product": product}
         if hostname is not None:
             params["hostname"] = hostname  # also when unchanged: a repeat must find the same operation
         if self._check_data(order, f"moving order {order.instance} to {product} plan {plan}", revision, plan,
-                            allow_data_risk, how="live orders change-plan ... --allow-data-risk"):
+                            allow_data_risk, how="live orders change-plan ... --allow-data-risk",
+                            api="POST /api/v1/orders/{id}/change-plan"):
             params["allow_data_risk"] = True
 
         def unchanged(current: Order) -> str | None:
@@ -281,6 +306,17 @@ class OrderService:
                                     before_enqueue=move_hostname, retry_on_integrity_error=hostname is not None)
         except peewee.IntegrityError:
             raise HostnameTaken(f"hostname {hostname} is already used by another order") from None
+
+    def resolve_change(self, order: Order, plan: str, product: str | None = None) -> tuple[ProductRevision, str]:
+        """The revision and the exact plan name a change of plan (and product) moves the order to.
+
+        The order's own revision when the product stays, else the new product's current one; names are
+        matched without regard to case and surrounding spaces. Raises InvalidRequest naming the value
+        and the valid choices.
+        """
+        product = _product_slug(product) if product and product.strip() else order.product.slug
+        revision = order.revision if product == order.product.slug else self._deployable_revision(product)
+        return revision, match_plan(self.catalog.definition(revision), plan)
 
     def resolve_revision(self, order: Order, revision: str | None) -> ProductRevision:
         """A valid revision of the order's product: the current one, or one named by hash/commit prefix."""
@@ -309,7 +345,8 @@ class OrderService:
         target = self.resolve_revision(order, revision)
         params = {"revision": target.content_hash}
         if self._check_data(order, f"upgrading order {order.instance} to revision {target.label}", target, order.plan,
-                            allow_data_risk, how="live orders upgrade ... --allow-data-risk"):
+                            allow_data_risk, how="live orders upgrade ... --allow-data-risk",
+                            api="POST /api/v1/orders/{id}/upgrade"):
             params["allow_data_risk"] = True
 
         def unchanged(current: Order) -> str | None:
@@ -320,7 +357,7 @@ class OrderService:
         return self._transition(order, "upgrade", params, requested_by, done_when=None, check=unchanged)
 
     def _check_data(self, order: Order, what: str, revision: ProductRevision, plan: str, allow: bool,
-                    how: str) -> bool:
+                    how: str, api: str) -> bool:
         """True when the change detaches data and the operator accepted it; raises when not accepted."""
         if self.data_risks is None or (revision.id == order.revision_id and plan == order.plan):
             return False
@@ -329,7 +366,7 @@ class OrderService:
             return False
         if not allow:
             raise DataRiskError(what, report, how_to_allow=f"Nothing was changed. An operator can accept the risk with "
-                                f"`{how}` or the admin API's allow_data_risk (never from WHMCS).")
+                                f"`{how}` or allow_data_risk in {api} (admin key; never from WHMCS).")
         return True
 
     def _transition(self, order: Order, kind: str, params: dict, requested_by: str, done_when: str | None,

@@ -140,8 +140,10 @@ def container_request(target: DeploymentTarget, service: ServiceSpec, image_id: 
         "stdin_open": service.stdin_open,
     }
     host_config = {
-        "binds": {target.volume_name(m.volume): {"bind": m.target, "mode": "ro" if m.read_only else "rw"}
-                  for m in service.volumes} or None,
+        # A list, not a mapping by volume: one volume may be mounted at several paths (data:/data and
+        # data:/backup:ro). The strings are exactly what docker-py makes of its mapping form.
+        "binds": [f"{target.volume_name(m.volume)}:{m.target}:{'ro' if m.read_only else 'rw'}"
+                  for m in service.volumes] or None,
         "tmpfs": service.tmpfs or None,
         "restart_policy": service.restart,
         "init": service.init,
@@ -164,7 +166,7 @@ def container_request(target: DeploymentTarget, service: ServiceSpec, image_id: 
         port: ("127.0.0.1", target.pinned_ports.get(f"{service.name}:{port}")) for port in endpoint_ports
     } or None
     config_hash = _hash({
-        "image": image_id, "labels": labels, "create": create, "host_config": host_config,
+        "image": image_id, "labels": labels, "create": create, "host_config": _hashed_host_config(host_config),
         "networks": networks, "stop_grace": service.stop_grace_seconds,
     })
     labels.update(target.base_labels())
@@ -245,6 +247,18 @@ def _check_memory(service: ServiceSpec) -> None:
     if swap < limit:
         raise StackSpecError(f"memswap_limit: {swap} bytes is below mem_limit ({limit} bytes); it counts memory "
                              "plus swap")
+
+
+def _hashed_host_config(host_config: dict[str, Any]) -> dict[str, Any]:
+    """``host_config`` as the config hash has always seen it: binds as a mapping by volume when no volume is
+    mounted twice (so containers deployed before binds became a list are not recreated), else the list."""
+    binds = host_config.get("binds")
+    if not binds:
+        return host_config
+    parsed = [bind.rsplit(":", 2) for bind in binds]
+    if len({volume for volume, _, _ in parsed}) < len(parsed):
+        return host_config
+    return {**host_config, "binds": {volume: {"bind": path, "mode": mode} for volume, path, mode in parsed}}
 
 
 def _hash(data: dict[str, Any]) -> str:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import ipaddress
 import math
 import re
+from decimal import Decimal
 from typing import Any
 
 from app.errors import StackSpecError
@@ -37,6 +38,11 @@ MIN_HEALTHCHECK_NS = 1_000_000
 
 #: Linux limits the hostname to 64 bytes (``HOST_NAME_MAX``; runc: "sethostname: invalid argument").
 MAX_HOSTNAME_LENGTH = 64
+#: Service, volume and network names of a compose file: a DNS label (RFC 1035), since service names are
+#: network aliases, and short enough that ``<deployment>-<instance>_<name>`` stays a valid file name.
+MAX_NAME_LENGTH = 63
+#: The engine's range of uids and gids ("uids and gids must be in range 0-2147483647").
+MAX_ID = 2**31 - 1
 
 #: Protocols of an exposed port (compose specification "expose"; Docker's nat package).
 EXPOSE_PROTOCOLS = ("tcp", "udp", "sctp")
@@ -171,6 +177,9 @@ def user_spec(value: Any, key: str = "user") -> str:
     text = scalar_text(value, key)
     if text and not _USER.fullmatch(text):
         raise StackSpecError(f"{key}: {value!r} is not a user (use name, uid, name:group or uid:gid)")
+    for part in text.split(":"):
+        if part.isdigit() and int(part) > MAX_ID:
+            raise StackSpecError(f"{key}: {value!r}: uids and gids are at most {MAX_ID}")
     return text
 
 
@@ -215,6 +224,10 @@ def log_options(driver: str, options: dict[str, str], key: str = "logging") -> N
             match = _LOG_SIZE.fullmatch(value)
             if not match or float(match.group(1)) <= 0:
                 raise StackSpecError(f"{where}: {value!r} is not a positive size (e.g. 10m)")
+            unit = re.sub("[ iIbB]", "", value[match.end(1):]).lower()  # k, m, g, t, p or nothing
+            # The engine reads it with go-units' FromHumanSize (powers of 1000) into an int64.
+            if Decimal(match.group(1)) * 1000 ** ("kmgtp".index(unit) + 1 if unit else 0) > MAX_INT64:
+                raise StackSpecError(f"{where}: {value!r} is more bytes than the engine can count")
         elif name == "max-file":
             if not re.fullmatch("[0-9]+", value) or int(value) < 1:
                 raise StackSpecError(f"{where}: {value!r} is not a whole number of at least 1")

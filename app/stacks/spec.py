@@ -366,6 +366,9 @@ def _section(compose: dict[str, Any], key: str) -> dict[str, Any]:
     for name in value:
         if not isinstance(name, str) or (key != "services" and not _OBJECT_NAME.fullmatch(name)):
             raise StackSpecError(f"{key}: {name!r} is not a valid name (letters, digits, '.', '_', '-')")
+        if len(name) > rules.MAX_NAME_LENGTH:
+            raise StackSpecError(f"{key}: {name[:20]!r}... is {len(name)} characters long; names are at most "
+                                 f"{rules.MAX_NAME_LENGTH} (a DNS label: the order's prefix is added to it)")
     return value
 
 
@@ -689,6 +692,9 @@ def _expose(value: Any) -> list[str]:
         match = _EXPOSE.fullmatch(str(entry).strip())
         if not match:
             raise StackSpecError(f"expose: {entry!r} is not a port (e.g. 8080, \"9090/udp\", \"9090-9092\")")
+        if any(part and len(part) > 1 and part.startswith("0") for part in match.group(1, 2)):
+            # 0755 is 493 to YAML 1.1 and docker-compose 1.29, 755 to a decimal reading: never guess.
+            raise StackSpecError(f"expose: {entry!r}: a port is written without leading zeros")
         first, last = int(match.group(1)), int(match.group(2) or match.group(1))
         protocol = (match.group(3) or "").lower()
         if protocol and protocol not in rules.EXPOSE_PROTOCOLS:

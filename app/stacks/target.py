@@ -46,7 +46,11 @@ class DeploymentTarget:
         return {"live.deployment": self.deployment, "live.order": str(self.order_id)}
 
     def container_name(self, service: str) -> str:
-        return f"{self.prefix}-{service}"
+        """``<deployment>-<instance>_<service>``: an instance has no ``_`` (nor has a deployment), so the first
+        ``_`` ends the order's prefix and two orders can never make the same name (with ``-``, order ``shop``'s
+        service ``db-main`` and order ``shop-db``'s service ``main`` did). Containers made before keep their
+        names: convergence finds containers by their labels, never by name."""
+        return f"{self.prefix}_{service}"
 
     def network_name(self, network: str) -> str:
         return f"{self.prefix}_{network}"

@@ -116,12 +116,12 @@ def gitlab_webhook():
     payload = request.get_json()  # authenticated: now the body is read, with the route's limit and the JSON rules
     if not isinstance(payload, dict):
         raise InvalidRequest("the event is not a JSON object")
+    ref = payload.get("ref")
+    if not isinstance(ref, str):  # not a push or tag event at all: refused, whichever project it names
+        raise InvalidRequest("the event has no ref")
     mismatch = project_mismatch(payload, settings.gitlab_project)
     if mismatch:
         return _ignored(mismatch)
-    ref = payload.get("ref")
-    if not isinstance(ref, str):
-        raise InvalidRequest("the event has no ref")
     followed = settings.gitlab_ref
     if ref not in (followed, f"refs/heads/{followed}", f"refs/tags/{followed}"):
         return _ignored(f"{ref} is not the followed ref {followed}")

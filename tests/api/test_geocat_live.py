@@ -62,13 +62,13 @@ def test_starting_then_broken_order(api, background_worker, config_repo, docker_
         {"application": "geonetwork", "url": "https://slowpoke.test.local/geonetwork", "status": "SERVICE_WAITING"},
     ]}
     order = Order.get(Order.instance == "slowpoke")
-    _wait_for_container(docker_engine, f"{settings.deployment}-slowpoke-geoserver")
-    docker_engine.containers.get(f"{settings.deployment}-slowpoke-geoserver").exec_run(["touch", "/tmp/ready"])
+    _wait_for_container(docker_engine, f"{settings.deployment}-slowpoke_geoserver")
+    docker_engine.containers.get(f"{settings.deployment}-slowpoke_geoserver").exec_run(["touch", "/tmp/ready"])
     _wait_for_status(order.id, "active")
     assert {s["status"] for s in legacy(api, "slowpoke").json["services"]} == {"SERVICE_RUNNING"}
 
     # A service that dies is an error for the client, the other keeps running.
-    docker_engine.containers.get(f"{settings.deployment}-slowpoke-geonetwork").kill()
+    docker_engine.containers.get(f"{settings.deployment}-slowpoke_geonetwork").kill()
     statuses = {s["application"]: s["status"] for s in legacy(api, "slowpoke").json["services"]}
     assert statuses == {"geoserver": "SERVICE_RUNNING", "geonetwork": "SERVICE_ERROR"}
 

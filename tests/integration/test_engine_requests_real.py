@@ -58,7 +58,7 @@ def test_edge_values_deploy_on_the_engine_as_validated(docker_engine, namespace)
     result = Deployer(DockerRuntime(), health_timeout=60).deploy(target)
     assert result.actions == {"app": "create"}
 
-    container = docker_engine.containers.get(f"{namespace}-sample-app")
+    container = docker_engine.containers.get(f"{namespace}-sample_app")
     assert container.status == "running" and container.attrs["State"]["Health"]["Status"] == "healthy"
     config, host = container.attrs["Config"], container.attrs["HostConfig"]
     assert sorted(config["ExposedPorts"]) == ["8080/tcp", "9090/tcp", "9091/tcp", "9092/tcp", "9100/udp"]
@@ -69,3 +69,27 @@ def test_edge_values_deploy_on_the_engine_as_validated(docker_engine, namespace)
     assert host["LogConfig"] == {"Type": "local", "Config": {"max-size": "1m", "max-file": "2"}}
     assert docker_engine.volumes.get(f"{namespace}-sample_data").attrs["Labels"]["org.example.backup"] == "daily"
     assert Deployer(DockerRuntime()).deploy(target).actions == {"app": "noop"}
+
+
+def test_one_volume_mounted_at_two_paths_is_mounted_at_both(docker_engine, namespace):
+    """Binds were a mapping by volume, so the last mount of a volume silently replaced the others (QA finding)."""
+    compose = textwrap.dedent(f"""\
+        services:
+          app:
+            image: {TEST_IMAGE}
+            command: ["sh", "-c", "echo kept > /data/f && exec sleep 600"]
+            init: true
+            healthcheck: {{test: [CMD, test, -f, /data/f], interval: 1s, retries: 30}}
+            volumes: ["data:/data", "data:/backup:ro", {{type: volume, source: data, target: /data2, read_only: true}}]
+        volumes:
+          data:
+        """)
+    product = load_product("twice", MANIFEST, compose)
+    assert product.errors == []
+    target = build_target(product, "basic", sample_builtins("twice", "basic"), {}, revision="r1", deployment=namespace)
+    Deployer(DockerRuntime(), health_timeout=60).deploy(target)
+    [container] = docker_engine.containers.list(filters={"label": f"live.deployment={namespace}"})
+    mounts = {m["Destination"]: (m["Name"], m["RW"]) for m in container.attrs["Mounts"]}
+    volume = f"{namespace}-sample_data"
+    assert mounts == {"/data": (volume, True), "/backup": (volume, False), "/data2": (volume, False)}
+    assert container.exec_run(["cat", "/backup/f"]).output == b"kept\n"

@@ -175,3 +175,41 @@ def test_transient_errors_give_up_after_max_attempts(live, make_customer):
     operation = Operation.get_by_id(outcome.operation.id)
     assert operation.state == "failed" and operation.attempts == 3
     assert Order.get_by_id(outcome.order.id).status == "failed"
+
+
+def test_an_unknown_product_lists_only_the_products_that_take_orders(live, config_repo, make_customer):
+    write_product(config_repo, "Broken Folder", MANIFEST.format(name="Broken"), evil_compose("privileged: true"))
+    live.catalog.sync()
+    with pytest.raises(InvalidRequest) as refused:
+        live.orders.create(service_id=1, customer=make_customer(), product="nope", plan="small")
+    message = str(refused.value)
+    assert "products: busybox-demo, geonetwork, geoserver-postgis, sdi)" in message
+    assert "Broken" not in message, "invalid products are not choices"
+
+
+def test_a_retried_create_runs_on_the_fixed_revision_of_its_product(live, config_repo, make_customer):
+    """After a failed create, the product is fixed: the retry from billing must use the fix (QA finding)."""
+    sick = """
+services:
+  db:
+    image: live-test/busybox:latest
+    init: true
+    command: ["sleep", "600"]
+    stop_grace_period: 1s
+    healthcheck: {test: ["CMD", "%s"], interval: 200ms, retries: 2}
+"""
+    write_product(config_repo, "mend", MANIFEST.format(name="Mend"), sick % "false")
+    live.catalog.sync()
+    outcome = live.orders.create(service_id=14, customer=make_customer(), product="mend", plan="basic")
+    live.worker().run_until_idle(timeout=120)
+    first = Order.get_by_id(outcome.order.id)
+    assert first.status == "failed"
+
+    write_product(config_repo, "mend", MANIFEST.format(name="Mend"), sick % "true")
+    live.catalog.sync()
+    retried = live.orders.create(service_id=14, customer=make_customer(), product="mend", plan="basic")
+    assert retried.message == "provisioning retried"
+    live.worker().run_until_idle(timeout=120)
+    order = Order.get_by_id(first.id)
+    assert order.status == "active", order.last_error_detail
+    assert order.revision_id == live.catalog.product("mend").current_revision_id != first.revision_id

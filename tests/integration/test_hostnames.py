@@ -125,3 +125,25 @@ def test_plans_and_products_match_without_case_or_spaces(live, make_customer):
     assert "'Gold'" in str(refused.value) and "plans: large, small" in str(refused.value)
     with pytest.raises(InvalidRequest, match="unknown product 'nope'"):
         create(live, make_customer(), 3, product="Nope")
+
+
+def test_concurrent_creates_with_one_username_all_succeed_with_distinct_names(live, make_customer, settings):
+    """A derived identifier that a concurrent create takes is derived again, never a 409 (QA finding)."""
+    results: dict[int, object] = {}
+
+    def attempt(service_id: int) -> None:
+        with live.db.connection_context():
+            try:
+                results[service_id] = create(live, make_customer(f"r{service_id}@x.example", service_id), service_id,
+                                             username="race").order.instance
+            except Exception as exc:  # noqa: BLE001 (reported by the assertion below)
+                results[service_id] = exc
+
+    threads = [threading.Thread(target=attempt, args=(100 + n,)) for n in range(16)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert sorted(map(str, results.values())) == sorted(["race"] + [f"race-{n}" for n in range(2, 17)]), results
+    hostnames = [o.hostname for o in Order.select()]
+    assert len(set(hostnames)) == 16 and all(h.endswith(f".{settings.base_domain}") for h in hostnames)

@@ -11,7 +11,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -19,6 +18,7 @@ import pytest
 from tests.support.live_service import settings_env
 
 from app.config import PROJECT_ROOT, load_settings
+from tests.support.waiting import wait_for
 
 DOCKERD = "/usr/sbin/dockerd"
 DOCKERD_LOG = "/tmp/dockerd-restart.log"
@@ -68,16 +68,6 @@ def stop_process(process: subprocess.Popen, sig=signal.SIGTERM, timeout: float =
     except subprocess.TimeoutExpired:
         process.kill()
         process.wait(timeout=10)
-
-
-def wait_for(predicate, timeout: float = 60.0, interval: float = 0.1, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError(f"{what} not reached within {timeout:.0f}s")
 
 
 # -- the Docker engine ------------------------------------------------------

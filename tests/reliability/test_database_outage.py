@@ -12,7 +12,7 @@ import requests
 
 from app.config import load_settings
 from tests.conftest import POSTGRES_ADMIN_URL, _postgres_available, unavailable, write_product
-from tests.reliability.conftest import wait_for
+from tests.support.waiting import wait_for
 from tests.support.live_service import MINI_COMPOSE, MINI_MANIFEST, Service
 
 pytestmark = [pytest.mark.usefixtures("docker_engine"), pytest.mark.timeout(240)]

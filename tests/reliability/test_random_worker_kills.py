@@ -151,7 +151,7 @@ def test_random_sigkills_during_30_operations(live, settings, docker_engine, mak
                 for v in docker_engine.volumes.list(filters={"label": f"live.order={order.id}"}))
             continue
         prefix = f"{settings.deployment}-{order.instance}"
-        assert sorted(c.name for c in mine) == [f"{prefix}-{s}" for s in SERVICES], f"{name}: {[c.name for c in mine]}"
+        assert sorted(c.name for c in mine) == [f"{prefix}_{s}" for s in SERVICES], f"{name}: {[c.name for c in mine]}"
         expected = "running" if order.status == "active" else "exited"
         assert {c.status for c in mine} == {expected}, (name, {c.name: c.status for c in mine})
         if name in markers and order.status == "active":

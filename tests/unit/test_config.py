@@ -36,3 +36,15 @@ def test_relative_paths_are_resolved_against_the_project():
     settings = load_settings({"LIVE_BACKUP_DIR": "var/elsewhere", "LIVE_BASE_DOMAIN": "GeoCat.Live."})
     assert settings.backup_dir == PROJECT_ROOT / "var" / "elsewhere"
     assert settings.base_domain == "geocat.live"
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "-inf", "NaN", "Infinity"])
+def test_numbers_that_are_not_finite_stop_start_up(value):
+    with pytest.raises(ConfigError, match="LIVE_RETRY_BASE_SECONDS must be a number"):
+        load_settings({"LIVE_RETRY_BASE_SECONDS": value})
+
+
+@pytest.mark.parametrize("domain", ["192.0.2.1", "10.0.0.1.", "example.123"])
+def test_an_ip_address_is_not_a_base_domain(domain):
+    with pytest.raises(ConfigError, match="LIVE_BASE_DOMAIN must be a DNS name"):
+        load_settings({"LIVE_BASE_DOMAIN": domain})

@@ -55,7 +55,7 @@ def deploy(product, plan: str = "basic", engine: FakeEngine | None = None):
 
 
 def app_payload(engine: FakeEngine) -> dict:
-    return engine.container("t-sample-app").payload
+    return engine.container("t-sample_app").payload
 
 
 # -- expose: the example of the issue, and every form of the compose specification ------------------------
@@ -269,7 +269,7 @@ def test_a_one_shot_dependency_deploys():
     engine = FakeEngine([IMAGE])
     engine.exit_codes["init"] = 0
     deploy(product, engine=engine)
-    assert engine.container("t-sample-app").state == "running"
+    assert engine.container("t-sample_app").state == "running"
 
 
 def test_an_endpoint_path_traefik_cannot_read_is_refused():
@@ -321,7 +321,7 @@ def test_accepted_edge_values_reach_the_engine_as_meant():
     # Labels of a top-level volume were dropped before; Live's own labels still win.
     assert engine.volumes["t-sample_data"].labels["org.example.backup"] == "daily"
     assert engine.volumes["t-sample_data"].labels["live.volume"] == "data"
-    assert engine.container("t-sample-app").health is None  # disabled: the deployer does not wait for it
+    assert engine.container("t-sample_app").health is None  # disabled: the deployer does not wait for it
 
 
 def test_a_sample_render_and_the_real_one_run_the_same_builder():
@@ -335,7 +335,7 @@ def test_a_sample_render_and_the_real_one_run_the_same_builder():
     real = build_target(product, "basic", real_builtins, {}, revision="r", deployment="prod")
     assert (real.order_id, real.instance, real.hostname, real.prefix) == (42, "acme", "acme.example.org", "prod-acme")
     request = build_requests(real, {"app": PLACEHOLDER_IMAGE_ID}).containers["app"]
-    assert request.name == "prod-acme-app" and request.create["environment"] == ["WHO=acme"]
+    assert request.name == "prod-acme_app" and request.create["environment"] == ["WHO=acme"]
     assert dry_run(sample) == dry_run(real) == []
 
 
@@ -556,7 +556,7 @@ def test_container_payload_is_the_body_docker_py_create_container_sends():
 # -- helpers -------------------------------------------------------------------------------------------------
 
 def _request(create=None, host_config=None) -> ContainerRequest:
-    return ContainerRequest(name="t-sample-app", image=IMAGE, labels={"live.service": "app"}, create=create or {},
+    return ContainerRequest(name="t-sample_app", image=IMAGE, labels={"live.service": "app"}, create=create or {},
                             host_config=host_config or {}, networks={"t-sample_default": ["app"]},
                             stop_grace_seconds=10)
 

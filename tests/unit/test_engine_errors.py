@@ -1,0 +1,53 @@
+"""Engine errors translated at the adapter: outages are retried, refusals are not (QA finding, issue 9 item 7)."""
+from __future__ import annotations
+
+import docker.errors
+import pytest
+import requests
+
+from app.errors import RuntimeOperationError, RuntimeUnavailable
+from app.stacks.runtime import translate_errors
+
+
+def api_error(status: int, explanation: str) -> docker.errors.APIError:
+    response = requests.Response()
+    response.status_code = status
+    return docker.errors.APIError(f"{status} Server Error", response=response, explanation=explanation)
+
+
+@pytest.mark.parametrize("explanation", [
+    'failed to create shim task: OCI runtime create failed: runc create failed: unable to start container process: '
+    'error during container init: error setting rlimits for ready process: error setting rlimit type 7: '
+    'operation not permitted',
+    "mkdir /var/lib/docker/volumes/live-x_vvvv: file name too long",
+    "uids and gids must be in range 0-2147483647",
+    'unable to find user 99999999999999999999: no matching entries in passwd file',
+    "max-size must be a positive number",
+])
+def test_an_engine_500_that_will_never_succeed_is_a_refusal_not_an_outage(explanation):
+    with pytest.raises(RuntimeOperationError) as refused:
+        with translate_errors("create container live-x_app"):
+            raise api_error(500, explanation)
+    assert not refused.value.transient and refused.value.code == "engine_refused"
+    assert explanation in str(refused.value) and explanation not in refused.value.public
+
+
+@pytest.mark.parametrize("explanation", [
+    'connection error: desc = "transport: Error while dialing dial unix /run/containerd/containerd.sock: '
+    'connect: connection refused"',
+    "context deadline exceeded",
+    "Cannot connect to the Docker daemon at unix:///var/run/docker.sock. Is the docker daemon running?",
+    "error while creating mount source path: device or resource busy",
+    "dial tcp 10.0.0.5:2376: i/o timeout",
+])
+def test_an_engine_500_of_an_engine_in_trouble_is_retried(explanation):
+    with pytest.raises(RuntimeUnavailable) as unavailable:
+        with translate_errors("start container 1234"):
+            raise api_error(500, explanation)
+    assert unavailable.value.transient
+
+
+def test_a_4xx_is_always_a_refusal():
+    with pytest.raises(RuntimeOperationError):
+        with translate_errors("create container x"):
+            raise api_error(409, 'Conflict. The container name "/x" is already in use')
