@@ -53,7 +53,7 @@ def bootstrap(settings: Settings | None = None) -> Live:
     db = connect_database(settings.database_url)
     catalog = Catalog(catalog_source(settings))
     runtime = DockerRuntime(settings.docker_host)
-    deployer = Deployer(runtime, health_timeout=settings.health_timeout_seconds)
+    deployer = Deployer(runtime, health_timeout=settings.health_timeout_seconds, helper_image=settings.helper_image)
     runner = OperationRunner(catalog, deployer, settings.backup_dir, settings.public_scheme,
                              deployment=settings.deployment)
     return Live(

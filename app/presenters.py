@@ -23,18 +23,29 @@ def timestamp(value: dt.datetime | None) -> str | None:
     return None if value is None else value.isoformat(timespec="seconds") + "Z"
 
 
-def endpoint_views(order: Order, catalog: Catalog, scheme: str) -> list[dict[str, Any]]:
+def endpoint_views(order: Order, catalog: Catalog, scheme: str, *, local_urls: bool = False,
+                   busy: bool = True) -> list[dict[str, Any]]:
+    """The order's endpoints: ``[{"application", "service", "url"}]``, plus ``local_url`` for staff.
+
+    ``url`` is the public one (``<scheme>://<hostname><path>``, no trailing slash). With ``local_urls``
+    (staff only: the developer API and the CLI; never the WHMCS endpoints, whose client area customers
+    see) each endpoint also has ``local_url``: ``http://127.0.0.1:<port><path>`` on the Docker host while
+    the order's containers run, else ``None``. "Run" is read from the database, not asked of the engine:
+    the order is ``active`` and no operation is in progress (``busy`` False). A port is kept for an
+    order's whole life, but once its containers stop another order may take it, so a link shown then
+    could open another customer's stack.
+    """
     definition = catalog.definition(order.revision)
+    running = order.status == "active" and not busy
     views = []
     for endpoint in definition.endpoints:
-        port = (order.published_ports or {}).get(f"{endpoint.service}:{endpoint.port}")
         path = endpoint.path.rstrip("/")
-        views.append({
-            "application": endpoint.application,
-            "service": endpoint.service,
-            "url": f"{scheme}://{order.hostname}{path}",
-            "local_url": f"http://127.0.0.1:{port}{path or '/'}" if port and order.status != "terminated" else None,
-        })
+        view = {"application": endpoint.application, "service": endpoint.service,
+                "url": f"{scheme}://{order.hostname}{path}"}
+        if local_urls:
+            port = (order.published_ports or {}).get(f"{endpoint.service}:{endpoint.port}")
+            view["local_url"] = f"http://127.0.0.1:{port}{path or '/'}" if port and running else None
+        views.append(view)
     return views
 
 
@@ -71,13 +82,17 @@ def current_operation(order: Order, recent: list[Operation] | None = None) -> Op
 
 
 def order_view(order: Order, catalog: Catalog, scheme: str, *, include_secrets: bool = False,
-               include_private: bool = False, recent: list[Operation] | None = None) -> dict[str, Any]:
+               include_private: bool = False, include_local_urls: bool = False,
+               recent: list[Operation] | None = None) -> dict[str, Any]:
     """An order with its endpoints and current operation.
 
     ``include_secrets`` adds the generated passwords; ``include_private`` the
-    private error detail (``last_error_detail``, the operation's ``error_detail``).
+    private error detail (``last_error_detail``, the operation's ``error_detail``);
+    ``include_local_urls`` (staff only, never the WHMCS endpoints) each endpoint's
+    ``local_url``, set only while the order runs (see :func:`endpoint_views`).
     """
     operation = current_operation(order, recent)
+    busy = operation is not None and operation.state not in FINISHED
     view = {
         "id": order.id,
         "service_id": order.whmcs_service_id,
@@ -88,7 +103,7 @@ def order_view(order: Order, catalog: Catalog, scheme: str, *, include_secrets: 
         "plan": order.plan,
         "revision": order.revision.label,
         "customer": {"id": order.customer_id, "email": order.customer.email},
-        "endpoints": endpoint_views(order, catalog, scheme),
+        "endpoints": endpoint_views(order, catalog, scheme, local_urls=include_local_urls, busy=busy),
         "operation": operation_view(operation, include_private=include_private) if operation is not None else None,
         "last_error": order.last_error,
         "created_at": timestamp(order.created_at),

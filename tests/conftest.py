@@ -14,10 +14,11 @@ from pathlib import Path
 
 import pytest
 
-from app.config import PROJECT_ROOT, load_settings
+from app.config import PROJECT_ROOT, Settings, load_settings
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 TEST_IMAGE = "live-test/busybox:latest"
+HELPER_IMAGE = Settings.helper_image  # LIVE_HELPER_IMAGE's default, which the tests' settings keep
 POSTGRES_ADMIN_URL = os.environ.get("LIVE_TEST_POSTGRES_URL", "postgresql://live:live@127.0.0.1:5432/postgres")
 
 
@@ -36,13 +37,15 @@ def docker_engine():
         client.ping()
     except Exception as exc:  # any failure to reach the engine means "no engine" here
         unavailable(f"no Docker engine reachable: {exc}")
-    try:
-        client.images.get(TEST_IMAGE)
-    except docker.errors.ImageNotFound:
-        script = PROJECT_ROOT / "tests" / "images" / "build-busybox-image.sh"
-        result = subprocess.run(["bash", str(script), TEST_IMAGE], capture_output=True, text=True)
-        if result.returncode != 0:
-            unavailable(f"cannot build {TEST_IMAGE}: {result.stderr.strip()}")
+    images = ((TEST_IMAGE, PROJECT_ROOT / "tests" / "images" / "build-busybox-image.sh"),
+              (HELPER_IMAGE, PROJECT_ROOT / "scripts" / "build-helper-image.sh"))
+    for image, script in images:
+        try:
+            client.images.get(image)
+        except docker.errors.ImageNotFound:
+            result = subprocess.run(["bash", str(script), image], capture_output=True, text=True)
+            if result.returncode != 0:
+                unavailable(f"cannot build {image}: {result.stderr.strip()}")
     yield client
     client.close()
 

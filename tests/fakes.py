@@ -25,7 +25,6 @@ from __future__ import annotations
 import hashlib
 import io
 import itertools
-import os
 import tarfile
 import threading
 import uuid
@@ -34,6 +33,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable
 
 from app.errors import ImageMissing, NotFound, RuntimeOperationError, RuntimeUnavailable
+from app.stacks.archives import write_archive
 from app.stacks.runtime import (
     ENGINE_API_VERSION,
     ContainerRequest,
@@ -122,6 +122,8 @@ class FakeEngine:
         #: Every state-changing call, in order: ("create_container", name), ("start_container", name), ...
         self.calls: list[tuple[str, str]] = []
         self.reachable = True
+        #: volume -> exception: archive_volume's stream raises it after its first chunk, once (a failure midway).
+        self.archive_failure: dict[str, Exception] = {}
         self.api_calls = 0
         self._lock = threading.RLock()  # the deployer converges services in parallel threads
 
@@ -317,31 +319,53 @@ class FakeEngine:
             container = self._find(container_id, f"read stats of {container_id[:12]}")
             return self.usage.get(container.id, (0.0, 0.0))
 
+    def image_present(self, ref: str) -> bool:
+        """Whether ``ref`` is present locally (never pulls), as ``DockerRuntime.image_present``."""
+        self._call()
+        with self._lock:
+            return ref in self.images
+
     def archive_volume(self, volume: str, image: str, destination: Path, helper_name: str,
                        labels: dict[str, str]) -> int:
-        """Write the volume's files as a tar file at ``destination`` (through a ``.partial`` file); its size."""
+        """Write the volume's files as a tar file at ``destination`` with the production
+        :func:`~app.stacks.archives.write_archive` (``.partial`` file, modes, errors); its size.
+
+        Like the engine, a helper container of ``image`` is created (and always removed), so a missing
+        image fails; :attr:`archive_failure` (``volume -> exception``) makes the stream fail midway, once.
+        """
         self._call()
         self.remove_container(helper_name)
         if image not in self.images:
             raise ImageMissing(f"create archive helper for volume {volume}: image not found: No such image: {image}")
         with self._lock:
             files = dict(self.volumes.setdefault(volume, FakeVolume(volume, {})).files)
-        destination = Path(destination)
-        destination.parent.mkdir(parents=True, exist_ok=True)
-        partial = destination.with_name(destination.name + ".partial")
+            helper = FakeContainer(id=uuid.uuid4().hex + uuid.uuid4().hex, name=helper_name, image=image,
+                                   payload={"Image": image, "Labels": dict(labels), "HostConfig": {}}, networks={},
+                                   volumes=[volume])
+            self.containers[helper.id] = helper
+        buffer = io.BytesIO()
+        with tarfile.open(fileobj=buffer, mode="w") as archive:
+            for path, data in sorted(files.items()):
+                info = tarfile.TarInfo(path.lstrip("/"))
+                info.size = len(data)
+                archive.addfile(info, io.BytesIO(data))
+        with self._lock:
+            failure = self.archive_failure.pop(volume, None)
+
+        def chunks():
+            data = buffer.getvalue()
+            for start in range(0, len(data), 4096):
+                if failure is not None and start > 0:
+                    raise failure
+                yield data[start:start + 4096]
+
         try:
-            with tarfile.open(partial, "w") as archive:
-                for path, data in sorted(files.items()):
-                    info = tarfile.TarInfo(path.lstrip("/"))
-                    info.size = len(data)
-                    archive.addfile(info, io.BytesIO(data))
-            with tarfile.open(partial) as archive:
-                archive.getmembers()
-            os.replace(partial, destination)
+            size = write_archive(Path(destination), chunks())
         finally:
-            partial.unlink(missing_ok=True)
+            with self._lock:
+                self.containers.pop(helper.id, None)
         self.calls.append(("archive_volume", volume))
-        return destination.stat().st_size
+        return size
 
     # -- internals ----------------------------------------------------------
     def _call(self) -> None:

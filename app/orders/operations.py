@@ -13,9 +13,12 @@ import threading
 from pathlib import Path
 from typing import Callable
 
+import peewee
+
 from app.catalog.catalog import Catalog
 from app.errors import DataRiskError, LiveError
 from app.models import Operation, Order, ProductRevision, record_event, utcnow
+from app.presenters import PRIVATE_EVENT_DATA
 from app.stacks.data_risk import DataRiskReport, data_risks
 from app.stacks.deployer import Deployer, DeploymentTarget
 from app.stacks.spec import StackSpec
@@ -137,22 +140,24 @@ class OperationRunner:
         progress("recreated: " + (", ".join(s for s, a in sorted(result.actions.items()) if a != "noop") or "nothing"))
         self._set_status(order, "active", operation, done)
 
-    def preview(self, order: Order, revision: ProductRevision) -> dict:
-        """What moving to ``revision`` would do to each service and to the order's data, without doing it.
+    def preview(self, order: Order, revision: ProductRevision, plan: str | None = None) -> dict:
+        """What moving to ``revision`` (and ``plan``) would do to each service and to the order's data, without
+        doing it.
 
         Returns ``{"order_id", "instance", "from", "to", "services": {service: action}, "removed":
         [service], "data": {"risks", "left_behind", "new_volumes", "existing_volumes"}}``;
         ``existing_volumes`` are the new volumes that already exist on the engine (an older revision's,
         re-attached by a rollback), so they are not empty.
         """
-        target = self.target(order, revision)
-        plan, _, _ = self.deployer.plan(target)
-        data = self.data_risks(order, revision=revision).as_dict()
+        plan = plan or order.plan
+        target = self.target(self._changed(order, revision, plan), revision)
+        convergence, _, _ = self.deployer.plan(target)
+        data = data_risks(self.target(order).stack, target.stack).as_dict()
         existing = {volume.labels.get("live.volume") for volume in self.deployer.runtime.list_volumes(target.selector)}
         data["existing_volumes"] = sorted(v for v in data["new_volumes"] if v in existing)
         return {"order_id": order.id, "instance": order.instance, "from": order.revision.label, "to": revision.label,
-                "services": {name: action.value for name, action in sorted(plan.actions.items())},
-                "removed": sorted(c.service or c.name for c in plan.orphans), "data": data}
+                "services": {name: action.value for name, action in sorted(convergence.actions.items())},
+                "removed": sorted(c.service or c.name for c in convergence.orphans), "data": data}
 
     def data_risks(self, order: Order, *, revision: ProductRevision | None = None,
                    plan: str | None = None) -> DataRiskReport:
@@ -161,10 +166,15 @@ class OperationRunner:
         return data_risks(self.target(order).stack, self._changed_stack(order, revision, plan or order.plan))
 
     def _changed_stack(self, order: Order, revision: ProductRevision, plan: str) -> StackSpec:
-        """The order's stack rendered on another revision and plan, from a detached copy of the order."""
+        """The order's stack rendered on another revision and plan."""
+        return self.target(self._changed(order, revision, plan), revision).stack
+
+    @staticmethod
+    def _changed(order: Order, revision: ProductRevision, plan: str) -> Order:
+        """A detached copy of the order on another revision (and its product) and plan; never saved."""
         changed = Order(**order.__data__)
         changed.plan, changed.revision, changed.product = plan, revision, revision.product
-        return self.target(changed, revision).stack
+        return changed
 
     def _guard_data(self, operation: Operation, order: Order, revision: ProductRevision, plan: str,
                     progress: Progress) -> None:
@@ -202,9 +212,32 @@ class OperationRunner:
         record_event("order.upgraded", f"revision {previous} -> {revision.label}", order=order, operation=operation,
                      previous=previous, revision=revision.label, commit=revision.commit)
 
+    def teardown_target(self, order: Order) -> DeploymentTarget:
+        """The order's target for stopping, archiving and removing its stack, whatever state it is in.
+
+        The rendered target when the order's revision and plan still render; otherwise (a product made
+        invalid by a later policy, a plan gone) one built from the order's identity alone: the engine's
+        labels still find every object, only the stop order of dependents first is lost. Transient errors
+        are raised.
+        """
+        try:
+            return self.target(order)
+        except LiveError as exc:
+            if exc.transient:
+                raise
+            log.warning("order %s no longer renders (%s); tearing it down by its labels alone", order.instance, exc)
+            return DeploymentTarget(order_id=order.id, instance=order.instance, product=order.product.slug,
+                                    revision=order.revision.label, hostname=order.hostname,
+                                    stack=StackSpec(services={}, volumes=[], networks={}), deployment=self.deployment)
+
     def _do_terminate(self, operation: Operation, order: Order, progress: Progress) -> None:
+        """Archive every volume, then remove the stack; works from any order status and any stack state.
+
+        Depends neither on the product's images nor on its services starting (see
+        :meth:`Deployer.archive_and_remove`); a failure leaves every volume in place (see :meth:`on_failure`).
+        """
         stamp = f"{operation.created_at:%Y%m%dT%H%M%S}-op{operation.id}"
-        archives = self.deployer.archive_and_remove(self.target(order), self.backup_dir, stamp, progress)
+        archives = self.deployer.archive_and_remove(self.teardown_target(order), self.backup_dir, stamp, progress)
         order.terminated_at = utcnow()
         record_event("order.archived", f"{len(archives)} volume(s) archived", order=order, operation=operation,
                      archives=[{"volume": a.volume, "path": a.path, "bytes": a.size} for a in archives])
@@ -212,24 +245,66 @@ class OperationRunner:
 
     # -- failure ------------------------------------------------------------
     def on_failure(self, operation: Operation, reason: str, progress: Progress, *, detail: str | None = None) -> None:
-        """Called once when an operation has failed for good.
+        """Called once when an operation has failed for good; leaves the order's status telling the truth.
 
         ``reason`` is the public text (the WHMCS client area shows it),
         ``detail`` the private one for operators (defaults to ``reason``).
+
+        - ``create``: what the create made is archived and removed (with the helper image, so also when
+          the product's images are missing); when that cannot finish, its containers are at least
+          stopped. The order becomes ``failed``.
+        - ``terminate``: nothing was deleted. An ``active`` order is converged back (as ``unsuspend``
+          does: the containers terminate stopped start again) and stays ``active``; when that fails its
+          stack is down and the order becomes ``failed``. Other statuses already mean "not running".
         """
         order = operation.order
-        order.last_error, order.last_error_detail = reason, detail or reason
+        detail = detail or reason
         if operation.kind == "create":
-            # Remove what the failed create made; volumes are archived first, never just dropped.
-            try:
-                stamp = f"{operation.created_at:%Y%m%dT%H%M%S}-op{operation.id}-failed"
-                self.deployer.archive_and_remove(self.target(order), self.backup_dir, stamp, progress)
-            except LiveError as exc:
-                log.warning("cleanup after failed create of %s did not finish: %s", order.instance, exc)
-                progress(f"cleanup did not finish: {exc.public}")  # steps are shown to customers
+            detail = self._clean_failed_create(operation, order, progress, detail)
             order.status = "failed"
+        elif operation.kind == "terminate" and order.status == "active":
+            self._restore_after_failed_terminate(operation, order, progress)
+        order.last_error, order.last_error_detail = reason, detail
         order.updated_at = utcnow()
         order.save()
+
+    def _clean_failed_create(self, operation: Operation, order: Order, progress: Progress, detail: str) -> str:
+        """Archive and remove what a failed create made; returns ``detail``, plus why the clean-up did not finish."""
+        stamp = f"{operation.created_at:%Y%m%dT%H%M%S}-op{operation.id}-failed"
+        target = None
+        try:
+            target = self.teardown_target(order)
+            self.deployer.archive_and_remove(target, self.backup_dir, stamp, progress)
+            return detail
+        except LiveError as exc:
+            log.warning("cleanup after failed create of %s did not finish: %s", order.instance, exc)
+            progress(f"cleanup did not finish: {exc.public}")  # steps are shown to customers
+            unfinished = f"{detail}; cleanup did not finish: {exc}"
+        if target is None:
+            return unfinished
+        try:  # nothing may run under a failed order
+            self.deployer.stop(target, progress)
+        except LiveError as exc:
+            log.warning("containers of failed order %s were not stopped: %s", order.instance, exc)
+        return unfinished
+
+    def _restore_after_failed_terminate(self, operation: Operation, order: Order, progress: Progress) -> None:
+        """Start the stack of an active order again after its terminate failed; ``failed`` when it cannot run."""
+        try:
+            self._deploy(order, progress)
+        except peewee.PeeweeException:
+            raise
+        except Exception as exc:  # noqa: BLE001 (whatever went wrong, the status must say the stack is down)
+            log.warning("order %s: terminate failed and its stack could not be started again: %s", order.instance, exc)
+            public = exc.public if isinstance(exc, LiveError) else "internal error"
+            progress(f"the order's containers could not be started again: {public}")
+            order.status = "failed"
+            record_event("order.failed", "terminate failed and the order's containers could not be started again",
+                         order=order, operation=operation, **{PRIVATE_EVENT_DATA: f"{type(exc).__name__}: {exc}"})
+            return
+        progress("terminate failed and nothing was deleted: the order's containers run again")
+        record_event("order.active", "terminate failed and nothing was deleted: the order runs again",
+                     order=order, operation=operation)
 
     # -- helpers ------------------------------------------------------------
     def _deploy(self, order: Order, progress: Progress):

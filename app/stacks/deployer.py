@@ -14,7 +14,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from app.errors import HealthCheckFailed, UpstreamFailed
+from app.config import Settings
+from app.errors import ArchiveHelperMissing, HealthCheckFailed, LiveError, UpstreamFailed
+from app.stacks.archives import prepare_folder
 from app.stacks.engine_requests import build_requests, network_requests, volume_requests
 from app.stacks.plan import Action, ConvergencePlan, plan_convergence
 from app.stacks.runtime import ContainerRequest, DockerRuntime
@@ -40,11 +42,24 @@ class ArchivedVolume:
     size: int
 
 
+#: The archive helper image when no setting names one (LIVE_HELPER_IMAGE; built by scripts/build-helper-image.sh).
+DEFAULT_HELPER_IMAGE = Settings.helper_image  # LIVE_HELPER_IMAGE's default, defined once in app/config.py
+HELPER_SCRIPT = "scripts/build-helper-image.sh"
+
+
 class Deployer:
-    def __init__(self, runtime: DockerRuntime, health_timeout: float = 300.0, poll_interval: float = 0.25):
+    """Converges, stops, archives and removes orders' stacks on one engine.
+
+    ``health_timeout`` and ``poll_interval`` are seconds; ``helper_image`` is the only image archives are
+    made with (never a product's image, never pulled).
+    """
+
+    def __init__(self, runtime: DockerRuntime, health_timeout: float = 300.0, poll_interval: float = 0.25,
+                 helper_image: str = DEFAULT_HELPER_IMAGE):
         self.runtime = runtime
         self.health_timeout = health_timeout
         self.poll_interval = poll_interval
+        self.helper_image = helper_image
 
     # -- deploy -------------------------------------------------------------
     def plan(self, target: DeploymentTarget) -> tuple[ConvergencePlan, dict[str, ContainerRequest], list]:
@@ -185,25 +200,65 @@ class Deployer:
                            progress: Progress = lambda _: None) -> list[ArchivedVolume]:
         """Stop, archive every named volume, then remove containers, networks and volumes.
 
-        Nothing is removed unless every volume was archived and the archive read
-        back; a crash midway leaves a state the next call finishes.
+        Works from the engine's labels alone (``target.stack`` only orders the stop), whatever state the
+        stack is in: half made, containers or networks missing, the product's images gone. Archives are
+        ``<backup_dir>/<instance>/<stamp>-<volume>.tar`` (folder 0700, files 0600), made with the archive
+        helper image only.
+
+        Before anything is stopped: the helper image must be on the engine and the backup folder must
+        take the archives (exists or can be made, is a folder, writable, room for the volumes' size from
+        ``docker system df`` plus a margin); there is no such check when the order has no volume.
+        Nothing is removed unless every volume was archived and the archive read back; a crash midway
+        leaves a state the next call finishes.
+
+        Returns the archives, by volume name. Raises :class:`ArchiveHelperMissing` and
+        :class:`~app.errors.ArchiveDestinationError` (nothing stopped or deleted, or, when the
+        destination fails while writing, containers stopped and nothing deleted), and the engine's
+        errors (:class:`~app.errors.RuntimeUnavailable` is transient: the call can simply be repeated).
         """
+        volumes = sorted(self.runtime.list_volumes(target.selector), key=lambda v: v.name)
+        folder = None
+        if volumes:
+            self.require_helper_image()
+            folder = prepare_folder(backup_dir, target.instance, self._volume_bytes(target, volumes))
         self.stop(target, progress)
         archives = []
-        images = self._archive_images(target)
-        for volume in sorted(self.runtime.list_volumes(target.selector), key=lambda v: v.name):
-            destination = backup_dir / target.instance / f"{stamp}-{volume.name}.tar"
+        for volume in volumes:
+            destination = folder / f"{stamp}-{volume.name}.tar"
             progress(f"archive volume {volume.name}")
-            logical = volume.labels.get("live.volume", "")
             size = self.runtime.archive_volume(
-                volume.name, images.get(logical) or images[""], destination,
+                volume.name, self.helper_image, destination,
                 helper_name=f"{target.prefix}-archive", labels={**target.base_labels(), "live.role": "archive-helper"},
             )
             archives.append(ArchivedVolume(volume.name, str(destination), size))
         self.remove_resources(target, progress, volumes=True)
         return archives
 
+    def require_helper_image(self) -> None:
+        """Raise :class:`ArchiveHelperMissing` (naming the setting and the script) unless the helper image is present.
+
+        Never pulls. :class:`~app.errors.RuntimeUnavailable` when the engine cannot be asked.
+        """
+        if not self.runtime.image_present(self.helper_image):
+            raise ArchiveHelperMissing(
+                f"the archive helper image {self.helper_image} (LIVE_HELPER_IMAGE) is not on the Docker engine; "
+                f"build it there with `bash {HELPER_SCRIPT} {self.helper_image}` (nothing was stopped or deleted)",
+                image=self.helper_image)
+
+    def _volume_bytes(self, target: DeploymentTarget, volumes: list) -> int | None:
+        """Bytes the order's volumes hold (``docker system df``), or ``None`` when the engine cannot tell."""
+        names = {volume.name for volume in volumes}
+        try:
+            usage = self.runtime.volume_usage(target.selector)
+        except LiveError as exc:
+            if exc.transient:
+                raise
+            log.warning("sizes of the volumes of %s are unknown, checking the margin only: %s", target.instance, exc)
+            return None
+        return sum(volume.size for volume in usage if volume.name in names)
+
     def remove_resources(self, target: DeploymentTarget, progress: Progress, volumes: bool) -> None:
+        """Remove the order's containers and networks, and its volumes when ``volumes`` (archive them first)."""
         for container in self.runtime.list_containers(target.selector):
             progress(f"remove container {container.name}")
             self.runtime.remove_container(container.id)
@@ -214,17 +269,6 @@ class Deployer:
             for volume in self.runtime.list_volumes(target.selector):
                 progress(f"remove volume {volume.name}")
                 self.runtime.remove_volume(volume.name)
-
-    def _archive_images(self, target: DeploymentTarget) -> dict[str, str]:
-        """For each logical volume, an image already used with it (so no pull is needed)."""
-        images: dict[str, str] = {}
-        for service in target.stack.services.values():
-            images.setdefault("", service.image)
-            for mount in service.volumes:
-                images.setdefault(mount.volume, service.image)
-        for image in set(images.values()):
-            self.runtime.image_id(image)
-        return images
 
 
 def run_in_dependency_order(graph: dict[str, list[str]], work: Callable[[str], None], reverse: bool = False) -> None:

@@ -13,7 +13,6 @@ import logging
 import math
 import os
 import re
-import tarfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
@@ -22,9 +21,18 @@ import docker
 import docker.errors
 import docker.types
 import requests.exceptions
+import urllib3.exceptions
 from docker.utils import version_lt
 
-from app.errors import ImageMissing, NotFound, RuntimeOperationError, RuntimeUnavailable, StackSpecError
+from app.errors import (
+    ImageMissing,
+    LiveError,
+    NotFound,
+    RuntimeOperationError,
+    RuntimeUnavailable,
+    StackSpecError,
+)
+from app.stacks.archives import write_archive
 
 log = logging.getLogger(__name__)
 
@@ -252,13 +260,28 @@ def translate_errors(action: str) -> Iterator[None]:
     except docker.errors.NotFound as exc:
         raise NotFound(f"{action}: {_explain(exc)}", public="an object on the container platform is missing") from exc
     except docker.errors.APIError as exc:
-        if exc.status_code is not None and exc.status_code >= 500:
+        if exc.status_code is not None and exc.status_code >= 500 and is_transient_engine_error(_explain(exc)):
             raise RuntimeUnavailable(f"{action}: Docker engine error: {_explain(exc)}") from exc
         raise RuntimeOperationError(f"{action}: {_explain(exc)}") from exc
     except (requests.exceptions.ConnectionError, requests.exceptions.Timeout, ConnectionError) as exc:
         raise RuntimeUnavailable(f"{action}: cannot reach the Docker engine: {exc}") from exc
     except docker.errors.DockerException as exc:
         raise RuntimeUnavailable(f"{action}: {exc}") from exc
+
+
+# What the engine says, in a 5xx, when it (or containerd, or the network to it) is in trouble for now. The engine
+# also answers 500 to requests it will never accept (runc refusing a ulimit, a user it cannot find, a name too long
+# for the file system): those are the product's problem, not an outage, and retrying cannot help.
+_TRANSIENT_ENGINE_ERROR = re.compile(
+    r"connection refused|connection reset|broken pipe|transport is closing|deadline exceeded|i/o timeout"
+    r"|timed? ?out|temporarily unavailable|try again|shutting down|is restarting|dial (unix|tcp)|\bEOF\b"
+    r"|no such host|TLS handshake|too many open files|context canceled|device or resource busy"
+    r"|is not running|cannot connect", re.IGNORECASE)
+
+
+def is_transient_engine_error(explanation: str) -> bool:
+    """Whether an engine 5xx means "try again later" rather than "never" (see ``_TRANSIENT_ENGINE_ERROR``)."""
+    return bool(_TRANSIENT_ENGINE_ERROR.search(explanation))
 
 
 def _explain(exc: docker.errors.APIError) -> str:
@@ -350,11 +373,20 @@ class DockerRuntime:
             self.api.stop(container_id, timeout=timeout)
 
     def remove_container(self, container_id: str) -> None:
+        """Remove a container (by id or name) by force; a missing one is not an error.
+
+        A removal the engine already has in progress is :class:`RuntimeUnavailable` (retried later).
+        """
         try:
             with translate_errors(f"remove container {container_id[:12]}"):
                 self.api.remove_container(container_id, force=True)
         except NotFound:
             pass  # already gone: removal is idempotent
+        except RuntimeOperationError as exc:
+            if "already in progress" not in str(exc):
+                raise
+            # The engine is still removing it (a removal that timed out on our side): it will be gone soon.
+            raise RuntimeUnavailable(f"{exc}; trying again later") from exc
 
     # -- networks and volumes -----------------------------------------------
     def list_networks(self, labels: dict[str, str]) -> list[NetworkState]:
@@ -424,36 +456,79 @@ class DockerRuntime:
         except NotFound:
             pass
 
-    def archive_volume(self, volume: str, image: str, destination: Path, helper_name: str, labels: dict[str, str]) -> int:
-        """Write the volume's content as a tar file at ``destination``; returns its size.
+    def archive_volume(self, volume: str, image: str, destination: Path, helper_name: str,
+                       labels: dict[str, str]) -> int:
+        """Write the volume's content as a tar file at ``destination`` (mode 0600); returns its size in bytes.
 
-        A helper container is created (never started) with the volume mounted
-        read-only, and the engine streams its content: no host access needed,
-        so it works with a remote DOCKER_HOST too.
+        A helper container of ``image`` (the bridge's archive helper, ``LIVE_HELPER_IMAGE``; it is never
+        pulled) is created, never started, with the volume mounted read-only, and the engine streams its
+        content: no host access needed, so it works with a remote DOCKER_HOST too. The file is written by
+        :func:`app.stacks.archives.write_archive` (``.partial`` file, read back, renamed).
+
+        The helper is always removed, also when the engine or the destination fails midway; the engine's
+        stream is closed first (the engine does not remove a container while it streams from it).
+
+        Raises :class:`ArchiveDestinationError` (the file system failed: full, read-only, ...),
+        :class:`ArchiveError` (not a readable tar file), :class:`ImageMissing` (no such image),
+        :class:`RuntimeUnavailable` (engine unreachable, or its stream broke) or
+        :class:`RuntimeOperationError` (the engine refused).
         """
-        self.remove_container(helper_name)
+        self.remove_container(helper_name)  # left by an interrupted attempt
         api = self.api
         with translate_errors(f"create archive helper for volume {volume}"):
             host_config = api.create_host_config(binds={volume: {"bind": "/volume", "mode": "ro"}}, network_mode="none")
             helper = api.create_container(image=image, name=helper_name, command=["true"], labels=labels,
                                           host_config=host_config, network_disabled=True)
-        partial = destination.with_name(destination.name + ".partial")
+        response = None
         try:
-            destination.parent.mkdir(parents=True, exist_ok=True)
             with translate_errors(f"read volume {volume}"):
-                stream, _ = api.get_archive(helper["Id"], "/volume/.")
-                with open(partial, "wb") as out:
-                    for chunk in stream:
-                        out.write(chunk)
-                    out.flush()
-                    os.fsync(out.fileno())
-            with tarfile.open(partial) as archive:  # prove it is readable before anything is deleted
-                archive.getmembers()
-            os.replace(partial, destination)
+                # docker-py's get_archive() hides the response, so it could not be closed when the
+                # destination fails midway; these are the calls get_archive() makes.
+                response = api._get(api._url("/containers/{0}/archive", helper["Id"]), params={"path": "/volume/."},
+                                    stream=True)
+                api._raise_for_status(response)
+            return write_archive(destination, _archive_chunks(response, volume))
         finally:
-            partial.unlink(missing_ok=True)
-            self.remove_container(helper["Id"])
-        return destination.stat().st_size
+            if response is not None:
+                response.close()
+            try:
+                self.remove_container(helper["Id"])
+            except LiveError as exc:  # never hide the error that brought us here; stop() removes it next time
+                log.warning("archive helper %s of volume %s was not removed: %s", helper_name, volume, exc)
+
+    # -- images (helpers) ---------------------------------------------------
+    def image_present(self, ref: str) -> bool:
+        """Whether the image ``ref`` is on the engine (never pulls it); for ``live doctor`` and terminate.
+
+        Raises :class:`RuntimeUnavailable` when the engine cannot be asked, and
+        :class:`RuntimeOperationError` when it refuses the question (e.g. an invalid reference).
+        """
+        try:
+            with translate_errors(f"inspect image {ref}"):
+                self.api.inspect_image(ref)
+            return True
+        except (NotFound, ImageMissing):
+            return False
+
+
+#: Bytes read at a time from the engine's archive stream.
+ARCHIVE_CHUNK_BYTES = 1024 * 1024
+
+
+def _archive_chunks(response: requests.Response, volume: str) -> Iterator[bytes]:
+    """The body of the engine's archive answer, with the engine's failures as project errors.
+
+    A stream that breaks midway (the engine restarted, the connection dropped) is
+    :class:`RuntimeUnavailable`; the caller's own failures (writing the file) never pass through here.
+    """
+    action = f"read volume {volume}"
+    try:
+        with translate_errors(action):
+            yield from response.iter_content(ARCHIVE_CHUNK_BYTES)
+    except LiveError:
+        raise
+    except (requests.exceptions.RequestException, urllib3.exceptions.HTTPError, OSError) as exc:
+        raise RuntimeUnavailable(f"{action}: the Docker engine's stream broke: {exc}") from exc
 
 
 def _split_image(ref: str) -> tuple[str, str | None]:

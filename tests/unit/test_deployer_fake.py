@@ -7,7 +7,7 @@ import pytest
 
 from app.catalog.product import load_product, sample_builtins
 from app.errors import HealthCheckFailed, ImageMissing, NotFound, RuntimeOperationError, RuntimeUnavailable
-from app.stacks.deployer import Deployer
+from app.stacks.deployer import DEFAULT_HELPER_IMAGE, Deployer
 from app.stacks.engine_requests import build_requests
 from app.stacks.target import build_target
 from tests.fakes import FIRST_EPHEMERAL_PORT, FakeEngine
@@ -52,7 +52,7 @@ def target(plan: str = "small", pinned_ports: dict[str, int] | None = None, comp
 
 @pytest.fixture
 def engine():
-    return FakeEngine(IMAGES)
+    return FakeEngine(IMAGES + (DEFAULT_HELPER_IMAGE,))  # the archive helper is installed, as `make test` does
 
 
 @pytest.fixture
@@ -65,8 +65,8 @@ def test_deploy_creates_networks_volumes_and_containers_in_dependency_order(engi
     assert result.actions == {"db": "create", "web": "create"}
     assert sorted(engine.networks) == ["t-acme_backend", "t-acme_default"]
     assert sorted(engine.volumes) == ["t-acme_db-data"]
-    assert engine.calls_of("start_container") == ["t-acme-db", "t-acme-web"]  # web waits for a healthy db
-    db, web = engine.container("t-acme-db"), engine.container("t-acme-web")
+    assert engine.calls_of("start_container") == ["t-acme_db", "t-acme_web"]  # web waits for a healthy db
+    db, web = engine.container("t-acme_db"), engine.container("t-acme_web")
     assert (db.state, db.health, web.state) == ("running", "healthy", "running")
     assert web.networks == {"t-acme_default": ["web"], "t-acme_backend": ["web"]}
     assert sorted(web.payload["ExposedPorts"]) == ["8080/tcp", "9090/tcp", "9091/tcp"]
@@ -87,20 +87,20 @@ def test_a_second_deploy_changes_nothing(engine, deployer):
 
 def test_a_changed_plan_recreates_only_the_changed_service_and_keeps_its_volume(engine, deployer):
     deployer.deploy(target("small"))
-    old_db, old_web = engine.container("t-acme-db").id, engine.container("t-acme-web").id
+    old_db, old_web = engine.container("t-acme_db").id, engine.container("t-acme_web").id
     engine.write_file("t-acme_db-data", "PG_VERSION", b"17")
     result = deployer.deploy(target("large"))
     assert result.actions == {"db": "recreate", "web": "noop"}
-    assert engine.container("t-acme-db").id != old_db and old_db not in engine.containers
-    assert engine.container("t-acme-web").id == old_web
-    assert engine.container("t-acme-db").payload["HostConfig"]["Memory"] == 128 * 1024 * 1024
+    assert engine.container("t-acme_db").id != old_db and old_db not in engine.containers
+    assert engine.container("t-acme_web").id == old_web
+    assert engine.container("t-acme_db").payload["HostConfig"]["Memory"] == 128 * 1024 * 1024
     assert engine.volumes["t-acme_db-data"].files == {"PG_VERSION": b"17"}
 
 
 def test_stop_stops_dependents_first_and_a_deploy_starts_them_again(engine, deployer):
     deployer.deploy(target())
     assert deployer.stop(target()) == ["db", "web"]
-    assert engine.calls_of("stop_container") == ["t-acme-web", "t-acme-db"]
+    assert engine.calls_of("stop_container") == ["t-acme_web", "t-acme_db"]
     assert {c.state for c in engine.containers.values()} == {"exited"}
     result = deployer.deploy(target())
     assert result.actions == {"db": "start", "web": "start"}
@@ -110,7 +110,7 @@ def test_an_unhealthy_dependency_fails_the_deploy_and_its_dependent_is_not_creat
     engine.health["db"] = "unhealthy"
     with pytest.raises(HealthCheckFailed, match="db is unhealthy, so web was not started"):
         deployer.deploy(target())
-    assert engine.calls_of("create_container") == ["t-acme-db"]
+    assert engine.calls_of("create_container") == ["t-acme_db"]
 
 
 def test_a_dependency_that_exits_fails_the_deploy(engine, deployer):
@@ -134,15 +134,15 @@ def test_orphans_of_the_order_are_removed_and_other_orders_are_left_alone(engine
     deployer.deploy(target())
     deployer.deploy(db_only_target("8", "other"))
     result = deployer.deploy(db_only_target("7", "acme"))  # order 7 moves to a revision without web
-    assert result.orphans_removed == ["t-acme-web"]
+    assert result.orphans_removed == ["t-acme_web"]
     assert result.actions == {"db": "noop"}  # the revision label is not part of the config hash
-    assert sorted(c.name for c in engine.containers.values()) == ["t-acme-db", "t-other-db"]
-    assert engine.container("t-other-db").state == "running"
+    assert sorted(c.name for c in engine.containers.values()) == ["t-acme_db", "t-other_db"]
+    assert engine.container("t-other_db").state == "running"
 
 
 def test_a_pinned_port_taken_by_another_container_is_refused_with_the_engine_message(engine, deployer):
     deployer.deploy(target(pinned_ports={"web:8080": 20001}))
-    assert engine.container("t-acme-web").host_ports == {"8080/tcp": 20001}
+    assert engine.container("t-acme_web").host_ports == {"8080/tcp": 20001}
     clash = build_target(load_product("demo", MANIFEST, COMPOSE), "small",
                          dict(sample_builtins("demo", "small"), LIVE_ORDER_ID="9", LIVE_INSTANCE="clash"), {},
                          revision="r1", pinned_ports={"web:8080": 20001}, deployment="t")
@@ -169,7 +169,7 @@ def test_the_fake_refuses_what_the_engine_refuses(engine):
     for network in requests.networks:
         engine.create_network(network)
     engine.create_container(requests.containers["db"])
-    with pytest.raises(RuntimeOperationError, match='The container name "/t-acme-db" is already in use'):
+    with pytest.raises(RuntimeOperationError, match='The container name "/t-acme_db" is already in use'):
         engine.create_container(requests.containers["db"])
     with pytest.raises(RuntimeOperationError, match="has active endpoints"):
         engine.remove_network("t-acme_backend")
@@ -189,7 +189,7 @@ def test_a_failed_service_skips_its_dependents(engine, deployer):
     engine.create_container(squatter)
     with pytest.raises(RuntimeOperationError, match="already in use"):
         deployer.deploy(target())
-    assert engine.calls_of("create_container") == ["t-acme-db"]  # the squatter; web was skipped
+    assert engine.calls_of("create_container") == ["t-acme_db"]  # the squatter; web was skipped
 
 
 def test_an_unreachable_engine_is_a_transient_error(engine, deployer):
@@ -197,3 +197,17 @@ def test_an_unreachable_engine_is_a_transient_error(engine, deployer):
     with pytest.raises(RuntimeUnavailable) as info:
         deployer.deploy(target())
     assert info.value.transient
+
+
+def test_two_orders_never_make_the_same_container_name(engine, deployer):
+    """Order shop's service db-main and order shop-db's service main were both t-shop-db-main (QA finding)."""
+    def one(order_id: str, instance: str, service: str):
+        compose = DB_ONLY_COMPOSE.replace("  db:", f"  {service}:", 1)
+        product = load_product("demo", DB_ONLY_MANIFEST, compose)
+        assert product.errors == [], product.errors
+        builtins = dict(sample_builtins("demo", "small"), LIVE_ORDER_ID=order_id, LIVE_INSTANCE=instance)
+        return build_target(product, "small", builtins, {}, revision="r1", deployment="t")
+
+    deployer.deploy(one("1", "shop", "db-main"))
+    deployer.deploy(one("2", "shop-db", "main"))
+    assert sorted(c.name for c in engine.containers.values()) == ["t-shop-db_main", "t-shop_db-main"]

@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# Builds the archive helper image on the Docker engine the bridge deploys on (DOCKER_HOST, as the
+# docker CLI reads it): the only image terminate and the clean-up of a failed create use to read
+# volumes, so neither depends on a product's images. A busybox rootfs (tar, sh, true), loaded with
+# `docker import`: no registry is needed.
+#
+# Usage: scripts/build-helper-image.sh [IMAGE]     (default: $LIVE_HELPER_IMAGE, else live/archive-helper:1)
+#        scripts/build-helper-image.sh --force [IMAGE]   (rebuild even when the image is present)
+# Needs: docker (CLI) and busybox-static (apt-get install busybox-static).
+# Exit status: 0 when the image is present afterwards, 1 otherwise (the reason on stderr).
+set -euo pipefail
+force=0
+if [ "${1:-}" = "--force" ]; then
+  force=1
+  shift
+fi
+image="${1:-${LIVE_HELPER_IMAGE:-live/archive-helper:1}}"
+if ! command -v docker >/dev/null 2>&1; then
+  echo "the docker CLI is not installed (apt-get install docker.io)" >&2
+  exit 1
+fi
+if [ "$force" = 0 ] && docker image inspect "$image" >/dev/null 2>&1; then
+  echo "$image already present"
+  exit 0
+fi
+busybox="$(command -v busybox || echo /bin/busybox)"
+if [ ! -x "$busybox" ]; then
+  echo "busybox-static is not installed (apt-get install busybox-static)" >&2
+  exit 1
+fi
+if ldd "$busybox" >/dev/null 2>&1; then
+  echo "$busybox is linked dynamically; the helper needs busybox-static (apt-get install busybox-static)" >&2
+  exit 1
+fi
+root="$(mktemp -d)"
+trap 'rm -rf "$root"' EXIT
+mkdir -p "$root"/{bin,etc,tmp,volume}
+chmod 1777 "$root/tmp"
+cp "$busybox" "$root/bin/busybox"
+for applet in sh tar true ls cat; do
+  ln -s busybox "$root/bin/$applet"
+done
+echo 'root:x:0:0:root:/:/bin/sh' > "$root/etc/passwd"
+echo 'root:x:0:' > "$root/etc/group"
+version="$("$root/bin/busybox" 2>/dev/null | head -n 1 | awk '{print $2}' || true)"
+tar -C "$root" --owner=0 --group=0 -c . | docker import \
+  --change 'CMD ["/bin/true"]' \
+  --change 'ENV PATH=/bin' \
+  --change 'LABEL org.opencontainers.image.title="GeoCat Live archive helper"' \
+  --change 'LABEL org.opencontainers.image.description="Reads order volumes into tar archives (terminate, failed create); never started"' \
+  --change "LABEL org.opencontainers.image.version=\"busybox ${version:-unknown}\"" \
+  --change 'LABEL live.image="archive-helper"' \
+  - "$image" >/dev/null
+echo "built $image"
