@@ -19,7 +19,7 @@ migrate: venv
 	$(FLASK) live db upgrade
 	$(FLASK) live products sync
 
-# Worker and gunicorn side by side; Ctrl-C stops both.
+# Worker and gunicorn side by side; Ctrl-C stops both, and when one dies scripts/run.sh stops the other and says why.
 run: migrate
 	@bash scripts/run.sh
 

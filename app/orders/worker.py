@@ -6,7 +6,8 @@ of one order run one at a time, in the order they were requested; those of
 different orders run in parallel up to ``concurrency``. Transient errors are
 retried with exponential backoff. Killed at any moment, the worker converges
 on restart: operations left ``running`` go back to ``pending`` and are
-re-executed by handlers that are idempotent.
+re-executed by handlers that are idempotent. It writes a heartbeat that the
+web side reads (``app/orders/heartbeat.py``).
 """
 from __future__ import annotations
 
@@ -27,6 +28,7 @@ from apscheduler.schedulers.blocking import BlockingScheduler
 from app.catalog.catalog import Catalog
 from app.errors import LiveError, WorkerAlreadyRunning
 from app.models import Operation, record_event, utcnow
+from app.orders.heartbeat import Heartbeat
 from app.orders.operations import OperationRunner
 from app.presenters import PRIVATE_EVENT_DATA
 
@@ -49,6 +51,7 @@ class Worker:
         self.catalog_sync_seconds = catalog_sync_seconds
         self.lease_seconds = lease_seconds
         self.worker_id = f"{socket.gethostname()}:{os.getpid()}"
+        self.heartbeat = Heartbeat(self.worker_id, poll_seconds=poll_seconds, concurrency=concurrency)
         self._pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="operation")
         self._in_flight: set[int] = set()
         self._busy_orders: set[int] = set()
@@ -60,6 +63,8 @@ class Worker:
     # -- process lifecycle --------------------------------------------------
     def run_forever(self) -> None:
         self.acquire_singleton_lock()
+        with self.db.connection_context():
+            self.heartbeat.start()
         self.recover()
         self.sync_catalog_safely()
         scheduler = BlockingScheduler(job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": 30})
@@ -78,8 +83,28 @@ class Worker:
         try:
             scheduler.start()
         finally:
+            self._drain()
             self._pool.shutdown(wait=True)
+            with self.db.connection_context():
+                self.heartbeat.stop()
             log.info("worker %s stopped", self.worker_id)
+
+    def _drain(self) -> None:
+        """Wait for the running operations to finish, beating meanwhile: the worker is still at work."""
+        while True:
+            with self._lock:
+                running = len(self._in_flight)
+            if not running:
+                return
+            self._beat_safely()
+            time.sleep(min(self.poll_seconds, 1.0))
+
+    def _beat_safely(self) -> None:
+        try:
+            with self.db.connection_context():
+                self.heartbeat.beat()
+        except peewee.PeeweeException as exc:
+            log.warning("heartbeat not written, will try again: %s", exc)
 
     def acquire_singleton_lock(self) -> None:
         """Two workers would run the same operations twice: refuse to start a second one."""
@@ -128,7 +153,11 @@ class Worker:
 
     # -- dispatching --------------------------------------------------------
     def dispatch_safely(self) -> None:
+        """One dispatch tick: beat, recover, claim what may run, start a requested catalog sync; never raises
+        for an unreachable database or engine (logged; the next tick tries again)."""
         try:
+            with self.db.connection_context():
+                self.heartbeat.beat()
             self.recover()  # also catches operations whose result could not be recorded
             self.dispatch()
             self._sync_if_requested()

@@ -1,8 +1,17 @@
 """Liveness and readiness probes (the full HTTP API comes with its own blueprints).
 
 Both answer without credentials, so they say *what* is not ready in fixed
-words ("unavailable", "pending migrations: 1", "last sync failed at ...")
-and never quote an error: host names, URLs and library text go to the log.
+words ("unavailable", "pending migrations: 1", "last sync failed at ...",
+"no heartbeat for 42 s") and never quote an error or name a host: host names,
+URLs and library text go to the log.
+
+``/readyz`` answers ``ready`` (200), ``degraded`` (200: this process serves
+and records calls, but the catalog source failed or no worker runs the
+operations) or ``unavailable`` (503: the database or the engine cannot be
+used, or a migration is pending). Degraded stays 200 on purpose: a load
+balancer must keep sending calls, which are recorded and run once the worker
+is back; monitoring alerts on the status word or on the metrics
+``live_worker_alive`` and ``live_worker_heartbeat_age_seconds``.
 """
 from __future__ import annotations
 
@@ -14,6 +23,7 @@ from flask import current_app, jsonify
 
 from app.db import pending_migrations
 from app.errors import LiveError
+from app.orders.heartbeat import worker_status
 
 log = logging.getLogger(__name__)
 bp = APIBlueprint("health", __name__, tag="Health")
@@ -28,9 +38,11 @@ def healthz():
 
 @bp.get("/readyz")
 @bp.doc(summary="Database and Docker engine reachable (no credentials); 503 names what is not",
-        responses={200: "Ready", 503: "Not ready: the body names the failing dependency"})
+        responses={200: "Ready, or degraded: the catalog source failed or no worker runs operations",
+                   503: "Not ready: the body names the failing dependency"})
 def readyz():
-    """Database (reachable, no pending migration) and engine checks decide readiness; the catalog is reported."""
+    """Database (reachable, no pending migration) and engine checks decide readiness (503 when one fails);
+    the catalog and the worker's heartbeat make it ``degraded`` (still 200) when they fail."""
     live = current_app.extensions["live"]
     checks = {}
     try:
@@ -50,8 +62,12 @@ def readyz():
     ready = all(check["ok"] for check in checks.values())
     # A failing catalog source is reported, not fatal: orders keep using the last good catalog.
     checks["catalog"] = _catalog_check(live)
-    status = ("ready" if checks["catalog"]["ok"] else "degraded") if ready else "unavailable"
-    return jsonify(status=status, checks=checks), 200 if ready else 503
+    # No worker: calls are still recorded (and run once a worker is back), so degraded, not unavailable.
+    checks["worker"] = _worker_check() if checks["database"]["ok"] else {"ok": False, "detail": "unknown"}
+    status = ("ready" if checks["catalog"]["ok"] and checks["worker"]["ok"] else "degraded") if ready else "unavailable"
+    if ready:
+        return jsonify(status=status, checks=checks), 200
+    return jsonify(status=status, checks=checks), 503, {"Retry-After": "5"}  # as every 503 of the bridge
 
 
 def _catalog_check(live) -> dict:
@@ -68,3 +84,20 @@ def _catalog_check(live) -> dict:
     if state.last_success_at is None:
         return {"ok": True, "detail": "not synced yet"}
     return {"ok": True, "detail": f"synced {state.last_success_at:{TIME}}Z at commit {(state.commit or '-')[:12]}"}
+
+
+def _worker_check() -> dict:
+    """Whether a worker beats (the rule of app/orders/heartbeat.py), in fixed words without its host name."""
+    try:
+        worker = worker_status()
+    except peewee.PeeweeException as exc:
+        log.warning("readyz: worker heartbeat unreadable: %s", exc)
+        return {"ok": False, "detail": "unknown"}
+    if worker.age_seconds is None:
+        log.warning("readyz: no worker heartbeat: no worker is running")
+        return {"ok": False, "detail": "no worker is running (none has a heartbeat)"}
+    if not worker.alive:
+        log.warning("readyz: the heartbeat of worker %s is %.0f s old", worker.worker, worker.age_seconds)
+        return {"ok": False, "detail": f"no heartbeat for {worker.describe_age()} (last at {worker.beat_at:{TIME}}Z); "
+                                       "operations wait until a worker runs"}
+    return {"ok": True, "detail": f"heartbeat {worker.describe_age()} ago"}

@@ -1,6 +1,7 @@
 """Request ids, structured access logs and Prometheus metrics."""
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -14,11 +15,14 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, H
 from prometheus_client.core import GaugeMetricFamily
 
 from app.models import Operation, Order
+from app.orders.heartbeat import worker_status
 
 access_log = logging.getLogger("app.web.access")
 log = logging.getLogger(__name__)
 
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+# A variable of a Werkzeug rule, with its optional converter and arguments (werkzeug.routing.rules._part_re).
+_RULE_VARIABLE = re.compile(r"<(?:[a-zA-Z_][a-zA-Z0-9_]*(?:\(.*?\))?:)?([a-zA-Z_][a-zA-Z0-9_]*)>")
 
 REQUESTS = Counter("live_http_requests_total", "HTTP requests", ["method", "endpoint", "status"])
 LATENCY = Histogram("live_http_request_duration_seconds", "HTTP request latency", ["method", "endpoint"],
@@ -26,7 +30,14 @@ LATENCY = Histogram("live_http_request_duration_seconds", "HTTP request latency"
 
 
 class DatabaseCollector:
-    """Orders by status and operations by kind and state, read at scrape time (the same in every process)."""
+    """Figures read from the database at scrape time (the same in every process).
+
+    - ``live_orders{status}``, ``live_operations{kind,state}``: counts.
+    - ``live_worker_heartbeat_age_seconds``: seconds since the newest worker heartbeat; ``-1`` when no
+      worker has one (none ever started, or the last one stopped cleanly).
+    - ``live_worker_alive``: 1 while that heartbeat is younger than the threshold of
+      ``app/orders/heartbeat.py`` (``max(15 s, 10 × LIVE_WORKER_POLL_SECONDS)``), else 0.
+    """
 
     def collect(self):
         try:
@@ -45,6 +56,23 @@ class DatabaseCollector:
         for kind, state, count in query:
             operations.add_metric([kind, state], count)
         yield operations
+        worker = worker_status()
+        age = worker.age_seconds if worker.age_seconds is not None else -1.0
+        yield GaugeMetricFamily("live_worker_heartbeat_age_seconds",
+                                "Seconds since the newest worker heartbeat; -1 when no worker has one", value=age)
+        yield GaugeMetricFamily("live_worker_alive", "1 while a worker's heartbeat is fresh, else 0",
+                                value=1 if worker.alive else 0)
+
+
+@functools.lru_cache(maxsize=1024)
+def route_label(rule: str) -> str:
+    """The ``endpoint`` label of a route: its rule as the OpenAPI document writes the path.
+
+    ``/whmcs/v1/services/<int(min=1, max=2147483647):service_id>`` is ``/whmcs/v1/services/{service_id}``:
+    no converter syntax in dashboards, and the same text as the API documentation. Cached: the
+    rules are the app's, a bounded set.
+    """
+    return _RULE_VARIABLE.sub(r"{\1}", rule)
 
 
 def metrics_registry() -> CollectorRegistry:
@@ -71,7 +99,7 @@ def init_observability(app: Flask) -> None:
     @app.after_request
     def finish_request(response):
         elapsed = time.perf_counter() - g.get("started", time.perf_counter())
-        endpoint = request.url_rule.rule if request.url_rule else "unmatched"
+        endpoint = route_label(request.url_rule.rule) if request.url_rule else "unmatched"
         response.headers["X-Request-ID"] = g.get("request_id", "-")
         REQUESTS.labels(request.method, endpoint, str(response.status_code)).inc()
         LATENCY.labels(request.method, endpoint).observe(elapsed)

@@ -1,6 +1,7 @@
 """The real worker process, killed with SIGKILL mid-operation, converges after a restart."""
 from __future__ import annotations
 
+import datetime as dt
 import signal
 import subprocess
 import sys
@@ -11,6 +12,7 @@ import pytest
 from app.config import PROJECT_ROOT
 from app.models import Operation, Order
 from tests.support.live_service import settings_env
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.usefixtures("docker_engine", "stack_cleanup")
 
@@ -21,16 +23,6 @@ def start_worker(settings, log_path):
     with open(log_path, "ab") as log:  # the child keeps its own copy of the descriptor
         return subprocess.Popen([sys.executable, "-m", "flask", "--app", "wsgi", "live", "worker"], cwd=PROJECT_ROOT,
                                 env=env, stdout=log, stderr=subprocess.STDOUT)
-
-
-def wait_for(predicate, timeout=60.0, interval=0.02):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError("condition not reached in time")
 
 
 def operation_state(operation_id):
@@ -47,7 +39,8 @@ def test_worker_killed_mid_create_converges(live, settings, docker_engine, deplo
     log_path = tmp_path / "worker.log"
     worker = start_worker(settings, log_path)
     try:
-        wait_for(lambda: (op := operation_state(operation_id)).state == "running" and len(op.steps) >= kill_after_step)
+        wait_for(lambda: (op := operation_state(operation_id)).state == "running" and len(op.steps) >= kill_after_step,
+                 interval=0.02)
         worker.send_signal(signal.SIGKILL)
         worker.wait(timeout=10)
     finally:
@@ -69,7 +62,7 @@ def test_worker_killed_mid_create_converges(live, settings, docker_engine, deplo
     prefix = f"{settings.deployment}-{order.instance}"
     # Exactly one container per service, no duplicates, no orphans; all running.
     assert deployed_objects() == {
-        "containers": [f"{prefix}-app", f"{prefix}-db", f"{prefix}-web"],
+        "containers": [f"{prefix}_app", f"{prefix}_db", f"{prefix}_web"],
         "networks": [f"{prefix}_default"],
         "volumes": [f"{prefix}_app-state", f"{prefix}_db-data"],
     }
@@ -88,3 +81,55 @@ def test_second_worker_refuses_to_start(live, settings, tmp_path):
     finally:
         first.send_signal(signal.SIGTERM)
         first.wait(timeout=30)
+
+
+def test_after_a_kill_the_bridge_says_no_worker_runs_and_a_new_worker_takes_over(live, settings, tmp_path):
+    """Issue 10: after `kill -9` of the worker, /readyz and lifecycle answers say so; nothing is lost."""
+    from app import create_app
+    from app.apikeys import create_key
+    from app.models import WorkerHeartbeat
+    from app.orders.heartbeat import worker_status
+
+    log_path = tmp_path / "worker.log"
+    worker = start_worker(settings, log_path)
+    try:
+        first = wait_for(lambda: (status := worker_status()).alive and status, timeout=60)
+        assert first.worker.endswith(f":{worker.pid}")
+        worker.send_signal(signal.SIGKILL)
+        worker.wait(timeout=10)
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+    assert WorkerHeartbeat.select().count() == 1, "a killed worker cannot remove its heartbeat"
+    # Time passes: the beat gets older than max(15 s, 10 x 0.1 s).
+    WorkerHeartbeat.update(beat_at=WorkerHeartbeat.get().beat_at - dt.timedelta(seconds=16)).execute()
+
+    app = create_app(settings)
+    client = app.test_client()
+    headers = {"Authorization": f"Bearer {create_key('whmcs-crash', 'whmcs')[1]}"}
+    ready = client.get("/readyz").json
+    assert ready["checks"]["worker"]["ok"] is False
+    assert ready["checks"]["worker"]["detail"].startswith("no heartbeat for ")
+    assert ready["status"] in ("degraded", "unavailable")  # unavailable only when the engine is missing
+    body = {"client": {"id": 5, "email": "c5@example.org"}, "product": "busybox-demo", "plan": "small",
+            "username": "afterkill", "wait": 0.5}
+    answer = client.post("/whmcs/v1/services/590/create", json=body, headers=headers)
+    assert answer.status_code == 202 and answer.json["result"] == "queued", answer.json
+    assert answer.json["worker"]["alive"] is False and answer.json["worker"]["heartbeat_age_seconds"] >= 16
+    assert "the bridge's worker is not running" in answer.json["message"]
+    operation_id = answer.json["operation"]["id"]
+
+    worker = start_worker(settings, log_path)
+    try:
+        status = wait_for(lambda: (current := worker_status()).alive and current, timeout=60)
+        assert status.worker.endswith(f":{worker.pid}")
+        assert WorkerHeartbeat.select().count() == 1, "the new worker removed the dead one's row"
+        finished = wait_for(lambda: (op := operation_state(operation_id)).state in ("succeeded", "failed") and op,
+                            timeout=90)
+        assert finished.state == "succeeded", (finished.error, log_path.read_text()[-3000:])
+        assert client.get("/readyz").json["checks"]["worker"]["ok"] is True
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        worker.wait(timeout=60)
+    assert worker.returncode == 0
+    assert worker_status().age_seconds is None, "a clean shutdown removes the heartbeat"

@@ -75,10 +75,25 @@ class Service:
         while time.monotonic() < deadline:
             try:
                 if requests.get(f"{self.url}/healthz", timeout=1).status_code == 200:
-                    return
+                    break
             except requests.RequestException:  # refused, or too slow to answer yet
                 time.sleep(0.2)
-        raise AssertionError("gunicorn did not start: " + (self.logs / "gunicorn.log").read_text()[-2000:])
+        else:
+            raise AssertionError("gunicorn did not start: " + (self.logs / "gunicorn.log").read_text()[-2000:])
+        if worker:
+            self.wait_for_worker(deadline - time.monotonic())
+
+    def wait_for_worker(self, timeout: float = 60.0) -> None:
+        """Until /readyz says a worker beats: lifecycle answers then report ``worker.alive``."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                if requests.get(f"{self.url}/readyz", timeout=5).json()["checks"]["worker"]["ok"]:
+                    return
+            except (requests.RequestException, ValueError, KeyError):  # not answering JSON yet
+                pass
+            time.sleep(0.2)
+        raise AssertionError("the worker did not start: " + (self.logs / "worker.log").read_text()[-2000:])
 
     def stop(self) -> None:
         for process in self.processes:

@@ -10,12 +10,13 @@ import os
 import re
 import shutil
 import subprocess
+import time
 
 import pytest
 
 from app.config import PROJECT_ROOT
 from tests.conftest import unavailable, write_product
-from tests.support.live_service import Service
+from tests.support.live_service import BIN, Service
 
 MODULE = PROJECT_ROOT / "whmcs_module"
 PACKAGES = "apt-get install php-cli php-curl phpunit smarty4"
@@ -63,8 +64,9 @@ def test_phpunit_suite_against_the_real_bridge(settings, config_repo, tmp_path):
         service.flask("products", "sync")
         env = dict(os.environ, GEOCATLIVE_BRIDGE_URL=service.url, GEOCATLIVE_TOKEN=token,
                    GEOCATLIVE_FAILING_PRODUCT="ghost", GEOCATLIVE_SERVICE_ID_BASE="9000")
-        result = subprocess.run([phpunit, "-c", str(MODULE / "phpunit.xml.dist")], cwd=PROJECT_ROOT, env=env,
-                                capture_output=True, text=True, timeout=840)
+        # The no-worker group needs a bridge without a worker: the next test runs it.
+        result = subprocess.run([phpunit, "-c", str(MODULE / "phpunit.xml.dist"), "--exclude-group", "no-worker"],
+                                cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=840)
     finally:
         service.stop()
 
@@ -75,3 +77,39 @@ def test_phpunit_suite_against_the_real_bridge(settings, config_repo, tmp_path):
     summary = re.search(r"^OK \((\d+) tests?, (\d+) assertions?\)$", result.stdout, re.MULTILINE)
     assert summary, "PHPUnit skipped tests or reported problems:\n" + output
     assert int(summary.group(1)) >= 80, output
+
+
+@pytest.mark.timeout(300)
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+@pytest.mark.usefixtures("docker_engine", "stack_cleanup")
+def test_without_a_worker_the_module_reports_a_retryable_error_and_nothing_is_lost(settings, tmp_path):
+    """Issue 10: gunicorn answers, no worker runs. The module must not report success (WHMCS would mark the
+    service Active and send the welcome email); once a worker runs, the recorded create is carried out."""
+    php = tool("php")
+    phpunit = tool("phpunit")
+    if "curl" not in subprocess.run([php, "-m"], capture_output=True, text=True, timeout=60).stdout.split():
+        unavailable(f"PHP has no curl extension (Debian: {PACKAGES})")
+    service = Service(settings, tmp_path)
+    try:
+        service.start(worker=False)
+        token = service.flask("apikey", "create", "whmcs-php", "--scope", "whmcs").strip().splitlines()[-1]
+        env = dict(os.environ, GEOCATLIVE_IDLE_BRIDGE_URL=service.url, GEOCATLIVE_IDLE_TOKEN=token,
+                   GEOCATLIVE_SERVICE_ID_BASE="9500")
+        result = subprocess.run([phpunit, "-c", str(MODULE / "phpunit.xml.dist"), "--group", "no-worker"],
+                                cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=240)
+        output = (result.stdout + result.stderr)[-8000:]
+        assert result.returncode == 0, output
+        assert re.search(r"^OK \(1 test, \d+ assertions\)$", result.stdout, re.MULTILINE), output
+
+        # Nothing was lost: a worker started now runs the create the module's call recorded.
+        service.spawn("worker", str(BIN / "flask"), "--app", "wsgi", "live", "worker")
+        service.wait_for_worker()
+        deadline = time.monotonic() + 120
+        while (order := service.get("/api/v1/orders?service_id=9501").json()["items"][0])["status"] == "pending":
+            assert time.monotonic() < deadline, order
+            time.sleep(0.5)
+        assert order["status"] == "active", order
+        operations = service.get(f"/api/v1/orders/{order['id']}/operations").json()["items"]
+        assert [(op["kind"], op["state"]) for op in operations] == [("create", "succeeded")]
+    finally:
+        service.stop()

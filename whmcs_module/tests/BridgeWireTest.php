@@ -100,6 +100,41 @@ final class BridgeWireTest extends TestCase
         $this->assertSame('GeoCat Live: unexpected answer from the bridge (result "maybe").', geocatlive_Redeploy($this->params(9005, 'weird')));
     }
 
+    public function testWorkThatNoWorkerRunsIsARetryableErrorForEveryLifecycleCall(): void
+    {
+        // Issue 10: the bridge recorded the call, but no worker runs it. WHMCS must not mark the service
+        // Active (nor send the welcome email); the Module Queue retries it later, which is safe.
+        $expected = 'GeoCat Live: the bridge recorded the create (operation #41), but its worker is not running (last heartbeat 5 minutes ago),'
+            . ' so nothing has been done yet. Nothing is lost: the call is recorded and safe to repeat. Retry it from Utilities > Module Queue'
+            . ' (or run this action again) once the bridge\'s worker runs again; `flask --app wsgi live doctor` on the bridge says what is wrong.';
+        $this->assertSame($expected, geocatlive_CreateAccount($this->params(9010, 'no-worker')));
+        $calls = ['SuspendAccount' => 'suspend', 'UnsuspendAccount' => 'unsuspend', 'TerminateAccount' => 'terminate',
+            'ChangePackage' => 'change_plan', 'Restart' => 'restart', 'Redeploy' => 'redeploy'];
+        foreach ($calls as $function => $kind) {
+            $this->assertStringStartsWith('GeoCat Live: the bridge recorded the ' . $kind . ' (operation #41), but its worker is not running',
+                call_user_func('geocatlive_' . $function, $this->params(9010, 'no-worker')), $function);
+        }
+        $this->assertCount(7, $this->requests(), 'one call each, no retry loop in the module');
+        // The module log has the bridge's whole answer for staff.
+        $this->assertStringContainsString('"alive":false', WhmcsRecorder::logOf('CreateAccount')[0]['response']);
+    }
+
+    public function testARunningOperationWhoseWorkerStoppedIsARetryableError(): void
+    {
+        $this->assertSame('GeoCat Live: the bridge\'s worker stopped while running the restart (operation #41) (no worker heartbeat), so it has not finished.'
+            . ' Nothing is lost: the call is recorded and safe to repeat. Retry it from Utilities > Module Queue (or run this action again) once'
+            . ' the bridge\'s worker runs again; `flask --app wsgi live doctor` on the bridge says what is wrong.',
+            geocatlive_Restart($this->params(9011, 'worker-stopped')));
+    }
+
+    public function testQueuedWithALiveWorkerAndAnOlderBridgesAcceptedAreSuccess(): void
+    {
+        $this->assertSame('success', geocatlive_CreateAccount($this->params(9012, 'record')));
+        $this->assertStringContainsString('"result":"queued"', WhmcsRecorder::logOf('CreateAccount')[0]['response']);
+        $this->assertStringContainsString('"alive":true', WhmcsRecorder::logOf('CreateAccount')[0]['response']);
+        $this->assertSame('success', geocatlive_CreateAccount($this->params(9012, 'old-bridge')), 'a bridge before the heartbeat');
+    }
+
     public function testRedirectsAreNotFollowed(): void
     {
         $result = geocatlive_CreateAccount($this->params(9006, 'redirect'));
@@ -548,7 +583,7 @@ final class BridgeWireTest extends TestCase
         list($params, $options) = $this->routedToStub('serverip', '10.0.0.5');
         $client = BridgeClient::fromServerParams($params, null, $options);
         $this->assertSame('http://10.0.0.5:8000', $client->baseUrl());
-        $this->assertSame('accepted', $client->post('/whmcs/v1/services/9303/restart', ['wait' => 0])['result']);
+        $this->assertSame('queued', $client->post('/whmcs/v1/services/9303/restart', ['wait' => 0])['result']);
         $this->assertSame('/whmcs/v1/services/9303/restart', $this->requests()[0]['route']);
     }
 

@@ -48,6 +48,20 @@ final class ClientAreaTemplateTest extends TestCase
         $this->assertStringNotContainsString('Last error', $html);
     }
 
+    /** Issue 10: a local URL may lead to another customer's stack once the port is reused; customers never see one. */
+    public function testLocalUrlsAreNeverShownEvenIfABridgeSendsThem(): void
+    {
+        $info = $this->info(['endpoints' => [['application' => 'geoserver', 'service' => 'web',
+            'url' => 'https://river-maps.geocat.live/geoserver', 'local_url' => 'http://127.0.0.1:20001/geoserver']]]);
+        $view = geocatlive_serviceView($info);
+        $this->assertSame([['application' => 'geoserver', 'service' => 'web', 'url' => 'https://river-maps.geocat.live/geoserver']],
+            $view['endpoints']);
+        $html = SmartyRenderer::render($this->clientArea($info));
+        $this->assertStringContainsString('https://river-maps.geocat.live/geoserver', $html);
+        $this->assertStringNotContainsString('127.0.0.1', $html);
+        $this->assertStringNotContainsString('20001', $html);
+    }
+
     public function testARunningOperationShowsItsProgressAndTheLastError(): void
     {
         $html = SmartyRenderer::render($this->clientArea($this->info([

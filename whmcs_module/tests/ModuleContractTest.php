@@ -156,18 +156,59 @@ final class ModuleContractTest extends TestCase
     {
         return [
             'succeeded' => [['result' => 'succeeded', 'message' => 'create succeeded'], 'success'],
-            'accepted' => [['result' => 'accepted', 'message' => 'create queued'], 'success'],
-            'running' => [['result' => 'running', 'message' => 'create still running: create db'], 'success'],
+            'queued, worker alive' => [['result' => 'queued', 'message' => 'order acme accepted', 'worker' => ['alive' => true, 'heartbeat_age_seconds' => 0.4]],
+                'success'],
+            'running, worker alive' => [['result' => 'running', 'message' => 'create still running: create db', 'worker' => ['alive' => true, 'heartbeat_age_seconds' => 1.2]],
+                'success'],
+            // Bridges before the worker heartbeat: no worker object, "accepted" for queued; as before, a success.
+            'accepted (older bridge)' => [['result' => 'accepted', 'message' => 'create queued'], 'success'],
+            'running (older bridge)' => [['result' => 'running', 'message' => 'create still running: create db'], 'success'],
             'unchanged' => [['result' => 'unchanged', 'message' => 'order already suspended'], 'success'],
             'failed' => [['result' => 'failed', 'message' => 'image x:1 is not available', 'operation' => ['kind' => 'create']],
                 'GeoCat Live: create failed: image x:1 is not available'],
             'failed without reason' => [['result' => 'failed', 'message' => 'suspend failed', 'operation' => ['kind' => 'suspend']],
                 'GeoCat Live: suspend failed.'],
             'unknown' => [['result' => 'maybe'], 'GeoCat Live: unexpected answer from the bridge (result "maybe").'],
-            // A later bridge change may answer "queued" (recorded, no worker started yet); until the module knows it, an error.
-            'queued (not known yet)' => [['result' => 'queued', 'message' => 'create queued'], 'GeoCat Live: unexpected answer from the bridge (result "queued").'],
+            // Issue 10: recorded, but no worker runs it: a retryable error, never a success.
+            'queued, no worker' => [['result' => 'queued', 'message' => 'order acme accepted', 'operation' => ['id' => 7, 'kind' => 'create', 'state' => 'pending'],
+                'worker' => ['alive' => false, 'heartbeat_age_seconds' => 40.2]],
+                'GeoCat Live: the bridge recorded the create (operation #7), but its worker is not running (last heartbeat 40 seconds ago), so nothing has been done yet.'
+                . ' Nothing is lost: the call is recorded and safe to repeat. Retry it from Utilities > Module Queue (or run this action again) once the'
+                . ' bridge\'s worker runs again; `flask --app wsgi live doctor` on the bridge says what is wrong.'],
+            'queued, never a worker' => [['result' => 'queued', 'message' => 'suspend accepted', 'operation' => ['id' => 8, 'kind' => 'suspend'],
+                'worker' => ['alive' => false, 'heartbeat_age_seconds' => null]],
+                'GeoCat Live: the bridge recorded the suspend (operation #8), but its worker is not running (no worker heartbeat), so nothing has been done yet.'
+                . ' Nothing is lost: the call is recorded and safe to repeat. Retry it from Utilities > Module Queue (or run this action again) once the'
+                . ' bridge\'s worker runs again; `flask --app wsgi live doctor` on the bridge says what is wrong.'],
+            'queued without a worker object' => [['result' => 'queued', 'message' => 'create accepted'],
+                'GeoCat Live: the bridge recorded the create, but its worker is not running (the bridge does not report its worker), so nothing has been done yet.'
+                . ' Nothing is lost: the call is recorded and safe to repeat. Retry it from Utilities > Module Queue (or run this action again) once the'
+                . ' bridge\'s worker runs again; `flask --app wsgi live doctor` on the bridge says what is wrong.'],
+            'queued, alive not a boolean' => [['result' => 'queued', 'worker' => ['alive' => 'yes']],
+                'GeoCat Live: the bridge recorded the create, but its worker is not running (no worker heartbeat), so nothing has been done yet.'
+                . ' Nothing is lost: the call is recorded and safe to repeat. Retry it from Utilities > Module Queue (or run this action again) once the'
+                . ' bridge\'s worker runs again; `flask --app wsgi live doctor` on the bridge says what is wrong.'],
+            'running, worker stopped' => [['result' => 'running', 'operation' => ['id' => 9, 'kind' => 'create', 'state' => 'running'],
+                'worker' => ['alive' => false, 'heartbeat_age_seconds' => 7300]],
+                'GeoCat Live: the bridge\'s worker stopped while running the create (operation #9) (last heartbeat 2 hours ago), so it has not finished.'
+                . ' Nothing is lost: the call is recorded and safe to repeat. Retry it from Utilities > Module Queue (or run this action again) once the'
+                . ' bridge\'s worker runs again; `flask --app wsgi live doctor` on the bridge says what is wrong.'],
             'no result' => [[], 'GeoCat Live: unexpected answer from the bridge (result "NULL").'],
         ];
+    }
+
+    public static function durations(): array
+    {
+        return [[0.4, '0 seconds'], [1.2, '1 second'], [40.6, '41 seconds'], [119, '119 seconds'], [120, '2 minutes'], [7199, '120 minutes'],
+            [7200, '2 hours'], [172799, '48 hours'], [172800, '2 days'], [-3, '0 seconds']];
+    }
+
+    /**
+     * @dataProvider durations
+     */
+    public function testHeartbeatAgesAreSaidInWords(float $seconds, string $expected): void
+    {
+        $this->assertSame($expected, geocatlive_duration($seconds));
     }
 
     /**

@@ -34,7 +34,8 @@ final class WhmcsSettingsTest extends TestCase
      */
     public static function schemeTickPortMatrix(): array
     {
-        $ticks = ['ticked (true)' => true, 'ticked ("on")' => 'on', 'ticked ("1")' => '1', 'unticked (false)' => false, 'unticked ("")' => '', 'unticked ("0")' => '0'];
+        $ticks = ['ticked (true)' => true, 'ticked ("on")' => 'on', 'ticked ("1")' => '1', 'ticked ("checked")' => 'checked',
+                  'unticked (false)' => false, 'unticked ("")' => '', 'unticked ("0")' => '0'];
         $ports = ['' => ['https' => '', 'http' => ':8000'], '443' => ['https' => '', 'http' => ':443'],
                   '8000' => ['https' => ':8000', 'http' => ':8000'], '80' => ['https' => ':80', 'http' => '']];
         $cases = [];
@@ -224,5 +225,12 @@ final class WhmcsSettingsTest extends TestCase
         $this->assertSame('192.0.2.10', geocatlive_domain(['domain' => '192.0.2.10']));
         $this->assertNull(geocatlive_domain(['domain' => '   ']));
         $this->assertNull(geocatlive_domain([]));
+    }
+
+    public function testALongDomainIsNeverShortenedIntoAnotherHostname(): void
+    {
+        // Cut at 253 characters, this would become a different, valid hostname; the bridge refuses it by name.
+        $domain = str_repeat(str_repeat('a', 63) . '.', 3) . str_repeat('b', 60) . '.example.org';
+        $this->assertSame($domain, geocatlive_domain(['domain' => $domain]));
     }
 }

@@ -504,15 +504,36 @@ function geocatlive_lifecycle(array $params, string $action, string $verb, calla
 }
 
 /**
- * accepted/running/succeeded/unchanged are a success: the bridge has the job (and
- * will finish it without WHMCS retrying); failed is the bridge's reason.
+ * What WHMCS gets for a lifecycle answer: 'success' or the reason.
+ *
+ * - succeeded, unchanged: success.
+ * - queued (recorded, not started yet) and running (started): success while the bridge says a
+ *   worker runs its operations (worker.alive is true): the job is recorded and will finish without
+ *   WHMCS retrying, as for any asynchronous provisioning. With worker.alive false the job waits for a
+ *   worker that is not there: an error (WHMCS keeps the service as it was, and an automated action
+ *   goes to the Module Queue) that says so, that nothing is lost, and to retry once the worker runs.
+ *   A queued answer without a worker object is treated the same way (every bridge that answers
+ *   queued reports its worker; one that does not cannot vouch for it).
+ * - accepted, and running without a worker object: what bridges before the worker heartbeat
+ *   answered; they cannot tell whether a worker runs, so it is a success, as it always was.
+ * - failed: the bridge's reason.
  */
 function geocatlive_lifecycleResult(array $answer, string $verb): string
 {
     $result = $answer['result'] ?? null;
     $message = is_scalar($answer['message'] ?? null) ? trim((string) $answer['message']) : '';
-    if (in_array($result, ['accepted', 'running', 'succeeded', 'unchanged'], true)) {
+    if (in_array($result, ['succeeded', 'unchanged', 'accepted'], true)) {
         return 'success';
+    }
+    if ($result === 'queued' || $result === 'running') {
+        $worker = is_array($answer['worker'] ?? null) ? $answer['worker'] : null;
+        if ($worker === null && $result === 'running') {
+            return 'success';
+        }
+        if ($worker !== null && ($worker['alive'] ?? null) === true) {
+            return 'success';
+        }
+        return geocatlive_noWorkerMessage($answer, $verb, $worker);
     }
     if ($result === 'failed') {
         $kind = is_array($answer['operation'] ?? null) && isset($answer['operation']['kind']) ? (string) $answer['operation']['kind'] : $verb;
@@ -522,6 +543,45 @@ function geocatlive_lifecycleResult(array $answer, string $verb): string
         return 'GeoCat Live: ' . $kind . ' failed: ' . $message;
     }
     return 'GeoCat Live: unexpected answer from the bridge (result "' . (is_scalar($result) ? $result : gettype($result)) . '").';
+}
+
+/**
+ * The error for a queued or running job that no worker runs: what happened, that nothing is
+ * lost, and what to do. $worker is the answer's worker object (null when it had none).
+ */
+function geocatlive_noWorkerMessage(array $answer, string $verb, ?array $worker): string
+{
+    $operation = is_array($answer['operation'] ?? null) ? $answer['operation'] : [];
+    $kind = isset($operation['kind']) && is_scalar($operation['kind']) ? (string) $operation['kind'] : $verb;
+    $what = 'the ' . $kind . (isset($operation['id']) && is_numeric($operation['id']) ? ' (operation #' . (int) $operation['id'] . ')' : '');
+    if ($worker === null) {
+        $since = 'the bridge does not report its worker';
+    } elseif (isset($worker['heartbeat_age_seconds']) && is_numeric($worker['heartbeat_age_seconds'])) {
+        $since = 'last heartbeat ' . geocatlive_duration((float) $worker['heartbeat_age_seconds']) . ' ago';
+    } else {
+        $since = 'no worker heartbeat';
+    }
+    $head = ($answer['result'] ?? '') === 'running'
+        ? 'GeoCat Live: the bridge\'s worker stopped while running ' . $what . ' (' . $since . '), so it has not finished.'
+        : 'GeoCat Live: the bridge recorded ' . $what . ', but its worker is not running (' . $since . '), so nothing has been done yet.';
+    return $head . ' Nothing is lost: the call is recorded and safe to repeat. Retry it from Utilities > Module Queue'
+        . ' (or run this action again) once the bridge\'s worker runs again; `flask --app wsgi live doctor` on the bridge says what is wrong.';
+}
+
+/** Seconds in words: "1 second", "40 seconds", "7 minutes" (from 2 minutes), "3 hours" (from 2 hours), "2 days" (from 2 days). */
+function geocatlive_duration(float $seconds): string
+{
+    $seconds = max(0.0, $seconds);
+    $count = (int) round($seconds);
+    $name = 'second';
+    foreach ([[86400 * 2, 86400, 'day'], [7200, 3600, 'hour'], [120, 60, 'minute']] as list($from, $unit, $unitName)) {
+        if ($seconds >= $from) {
+            $count = (int) round($seconds / $unit);
+            $name = $unitName;
+            break;
+        }
+    }
+    return $count . ' ' . $name . ($count === 1 ? '' : 's');
 }
 
 /** The body of the calls that only take `wait`. */
@@ -615,7 +675,8 @@ function geocatlive_planName(array $params): string
  */
 function geocatlive_domain(array $params): ?string
 {
-    $domain = geocatlive_cut($params['domain'] ?? '', 253);
+    // Never shortened: a cut domain is another hostname. The bridge refuses one that is too long, by name.
+    $domain = geocatlive_text($params['domain'] ?? '');
     return $domain !== '' ? $domain : null;
 }
 

@@ -232,7 +232,8 @@ class BridgeClient
         if (is_bool($value)) {
             return $value;
         }
-        return in_array(strtolower(trim((string) $value)), ['1', 'on', 'yes', 'true'], true);
+        // An HTML checkbox posts "on"; WHMCS stores and passes it as "on", "1", or, in some versions, "checked".
+        return in_array(strtolower(trim((string) $value)), ['1', 'on', 'yes', 'true', 'checked'], true);
     }
 
     /** The bridge's `wait` from a number of seconds in any form, clamped to 0..120. */

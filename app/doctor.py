@@ -1,0 +1,408 @@
+"""``live doctor``: checks everything a running installation needs, each with what it found and the fix.
+
+Each check gives a :class:`Finding`: ``ok``, ``warn`` (works, but will hurt: e.g. few address pools, a
+catalog sync that failed), ``fail`` (something the bridge needs is broken or missing) or ``skip`` (it
+could not run because a check it depends on failed; that one carries the fix). The command exits with
+:func:`exit_code`: 0 when nothing is worse than ok, 1 for warnings, 2 for failures.
+
+The checks, in the order printed:
+
+===============  =============================================================================
+engine           the Docker engine answers (DOCKER_HOST); its version
+address-pools    ``default-address-pools`` leave room for many networks (one per order)
+helper-image     the archive helper image (LIVE_HELPER_IMAGE) is on the engine
+database         LIVE_DATABASE_URL answers and no migration is pending
+worker           a worker's heartbeat is fresh (the rule of ``app/orders/heartbeat.py``)
+backups          LIVE_BACKUP_DIR is (or can be) a writable folder with LIVE_BACKUP_MIN_FREE_GB free
+catalog          the last sync worked; valid and invalid products
+catalog-source   GitLab answers for the project and ref (when LIVE_GITLAB_URL is set)
+api-keys         an active ``whmcs`` key that WHMCS uses; no idle ``admin`` keys
+===============  =============================================================================
+
+The doctor only reads, except for a temporary file it creates and removes in the backup folder.
+No check raises: an unexpected error is a ``fail`` finding naming it.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import ipaddress
+import logging
+import os
+import shutil
+import tempfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Callable
+from urllib.parse import urlsplit
+
+import gitlab
+import gitlab.exceptions
+import peewee
+import requests.exceptions
+
+from app.catalog.catalog import Catalog
+from app.config import Settings
+from app.db import pending_migrations
+from app.errors import LiveError
+from app.models import ApiKey, CatalogSync, Operation, Product, utcnow
+from app.orders.heartbeat import describe_seconds, worker_status
+from app.stacks.deployer import HELPER_SCRIPT
+from app.stacks.runtime import translate_errors
+
+log = logging.getLogger(__name__)
+
+OK, WARN, FAIL, SKIP = "ok", "warn", "fail", "skip"
+_SEVERITY = {SKIP: 0, OK: 0, WARN: 1, FAIL: 2}
+
+#: Seconds the doctor waits for the Docker engine per request.
+ENGINE_TIMEOUT_SECONDS = 10
+#: Fewer networks than this in the engine's address pools is a warning (every order has its own network).
+MIN_NETWORKS = 100
+#: A warning when this share of the pools' networks exists already.
+NETWORKS_FULL_SHARE = 0.8
+#: Networks the engine makes itself; they take no subnet of the address pools.
+_PREDEFINED_NETWORKS = {"bridge", "host", "none", "docker_gwbridge", "ingress"}
+#: What .ci/run writes: 4096 networks of 256 addresses.
+DAEMON_JSON = '{"default-address-pools": [{"base": "10.240.0.0/12", "size": 24}]}'
+#: An admin key unused this long (or never used this long after its creation) is a warning.
+ADMIN_KEY_IDLE = dt.timedelta(days=90)
+ADMIN_KEY_GRACE = dt.timedelta(days=1)
+GB = 1000 ** 3
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One check's result: ``check`` (its name), ``status`` (ok, warn, fail, skip), ``finding`` (one line)
+    and ``fix`` (what to do; empty when ok)."""
+
+    check: str
+    status: str
+    finding: str
+    fix: str = ""
+
+    def as_dict(self) -> dict[str, str]:
+        return asdict(self)
+
+
+def worst(findings: list[Finding]) -> str:
+    """The most severe status of ``findings`` (``ok`` when there is none worse; ``skip`` counts as ok)."""
+    worst_status = OK
+    for finding in findings:
+        if _SEVERITY[finding.status] > _SEVERITY[worst_status]:
+            worst_status = finding.status
+    return worst_status
+
+
+def exit_code(findings: list[Finding]) -> int:
+    """0 when nothing is worse than ok, 1 when the worst is a warning, 2 when a check failed."""
+    return _SEVERITY[worst(findings)]
+
+
+class Doctor:
+    """Runs the checks against one installation.
+
+    ``runtime`` is a :class:`~app.stacks.runtime.DockerRuntime` (give it a short timeout: the CLI uses
+    :data:`ENGINE_TIMEOUT_SECONDS`); ``now`` returns naive UTC (tests pass their own clock).
+    """
+
+    def __init__(self, settings: Settings, db: peewee.Database, runtime, catalog: Catalog, *,
+                 now: Callable[[], dt.datetime] = utcnow):
+        self.settings = settings
+        self.db = db
+        self.runtime = runtime
+        self.catalog = catalog
+        self.now = now
+
+    def run(self) -> list[Finding]:
+        """Every check, in the order of the module's table; checks that need a failed one are skipped."""
+        findings = []
+        engine = self._safely("engine", self.check_engine)
+        findings.append(engine)
+        for name, check in (("address-pools", self.check_address_pools), ("helper-image", self.check_helper_image)):
+            findings.append(self._safely(name, check) if engine.status == OK
+                            else Finding(name, SKIP, "not checked: the Docker engine does not answer"))
+        database = self._safely("database", self.check_database)
+        findings.append(database)
+        schema_ready = database.status == OK
+        if schema_ready:
+            findings.append(self._safely("worker", self.check_worker))
+        else:
+            findings.append(Finding("worker", SKIP, "not checked: the database is not ready"))
+        findings.append(self._safely("backups", self.check_backups))
+        findings.append(self._safely("catalog", self.check_catalog) if schema_ready
+                        else Finding("catalog", SKIP, "not checked: the database is not ready"))
+        findings.append(self._safely("catalog-source", self.check_catalog_source))
+        findings.append(self._safely("api-keys", self.check_api_keys) if schema_ready
+                        else Finding("api-keys", SKIP, "not checked: the database is not ready"))
+        return findings
+
+    @staticmethod
+    def _safely(name: str, check: Callable[[], Finding]) -> Finding:
+        """Run ``check``; an error it did not expect becomes a failed finding instead of a traceback."""
+        try:
+            return check()
+        except Exception as exc:  # noqa: BLE001 (the doctor reports every problem, its own included)
+            log.debug("check %s crashed", name, exc_info=True)
+            return Finding(name, FAIL, f"the check itself failed: {type(exc).__name__}: {exc}",
+                           "run again with LIVE_LOG_LEVEL=DEBUG for the traceback, and report it")
+
+    # -- the engine -----------------------------------------------------------
+    def _engine_address(self) -> str:
+        return self.settings.docker_host or os.environ.get("DOCKER_HOST") or "the local socket"
+
+    def check_engine(self) -> Finding:
+        try:
+            with translate_errors("ask the Docker engine its version"):
+                version = self.runtime.api.version()
+        except LiveError as exc:
+            return Finding("engine", FAIL, f"the Docker engine at {self._engine_address()} does not answer: {exc}",
+                           "start it (`systemctl start docker`), or set DOCKER_HOST to its address; the bridge's user "
+                           "needs access to its socket (group docker)")
+        return Finding("engine", OK, f"Docker {version.get('Version', '?')} (API {version.get('ApiVersion', '?')}) "
+                                     f"at {self._engine_address()}")
+
+    def check_address_pools(self) -> Finding:
+        with translate_errors("ask the Docker engine its address pools"):
+            info = self.runtime.api.info()
+            networks = self.runtime.api.networks()
+        pools = info.get("DefaultAddressPools") or []
+        used = sum(1 for network in networks if network.get("Name") not in _PREDEFINED_NETWORKS
+                   and network.get("Driver") in ("bridge", "overlay"))
+        fix = (f"configure larger pools in /etc/docker/daemon.json, e.g. {DAEMON_JSON} (room for 4096 networks), then "
+               "restart the engine at a quiet moment (`systemctl restart docker`; the stacks start again at their next "
+               "operation, or with `live orders redeploy`)")
+        if not pools:
+            return Finding("address-pools", WARN,
+                           "no default-address-pools configured: the engine's built-in pools hold about 30 networks, "
+                           f"and every order has its own, so orders fail after about 30 ({used} networks exist)", fix)
+        capacity = sum(_pool_networks(pool) for pool in pools)
+        described = ", ".join(f"{pool.get('Base')} in /{pool.get('Size')} networks" for pool in pools)
+        if capacity < MIN_NETWORKS:
+            return Finding("address-pools", WARN, f"the address pools ({described}) hold only {capacity} networks, one "
+                                                  f"per order ({used} exist)", fix)
+        if used >= NETWORKS_FULL_SHARE * capacity:
+            return Finding("address-pools", WARN, f"{used} of the {capacity} networks the address pools ({described}) "
+                                                  "hold exist already", fix)
+        return Finding("address-pools", OK, f"{described}: room for {capacity} networks ({used} exist)")
+
+    def check_helper_image(self) -> Finding:
+        image = self.settings.helper_image
+        if self.runtime.image_present(image):
+            return Finding("helper-image", OK, f"the archive helper image {image} is on the engine")
+        return Finding("helper-image", FAIL,
+                       f"the archive helper image {image} (LIVE_HELPER_IMAGE) is not on the engine: terminates (and "
+                       "the clean-up of a failed create) cannot archive volumes, so they stop before deleting anything",
+                       f"build it there: `bash {HELPER_SCRIPT} {image}` (it is never pulled)")
+
+    # -- the database and what it holds -----------------------------------------
+    def check_database(self) -> Finding:
+        where = _describe_database(self.settings.database_url)
+        sqlite_file = self.settings.database_url.split(":///", 1)[-1] if self.settings.database_url.startswith(
+            "sqlite") else None
+        if sqlite_file and sqlite_file != ":memory:" and not Path(sqlite_file).exists():
+            # Asking would create an empty file; the doctor only reads.
+            return Finding("database", FAIL, f"{where} does not exist",
+                           "create it: `flask --app wsgi live db upgrade`, or fix LIVE_DATABASE_URL")
+        try:
+            pending = pending_migrations(self.db)
+        except peewee.PeeweeException as exc:
+            return Finding("database", FAIL, f"{where} cannot be used: {str(exc).strip() or type(exc).__name__}",
+                           "check LIVE_DATABASE_URL (host, port, name, user, password) and that the server runs")
+        if pending:
+            return Finding("database", FAIL, f"{where}: {len(pending)} migration(s) pending: {', '.join(pending)}",
+                           "apply them: `flask --app wsgi live db upgrade` (then restart the worker and gunicorn)")
+        return Finding("database", OK, f"{where}: reachable, every migration applied")
+
+    def check_worker(self) -> Finding:
+        status = worker_status(self.now())
+        queued = Operation.select().where(Operation.state == "pending").count()
+        running = Operation.select().where(Operation.state == "running").count()
+        waiting = f"{queued} operation(s) queued, {running} running"
+        start = ("start it: `flask --app wsgi live worker` (systemd: `systemctl start live-worker`); one per database, "
+                 "with the same environment as gunicorn")
+        if status.age_seconds is None:
+            return Finding("worker", FAIL, f"no worker is running: none has a heartbeat (never started, or stopped); "
+                                           f"{waiting}", start)
+        if not status.alive:
+            return Finding("worker", FAIL,
+                           f"worker {status.worker} has not beaten for {status.describe_age()} (alive means "
+                           f"within {status.stale_after:.0f} s): it was killed, hangs, or cannot reach the database; "
+                           f"{waiting}",
+                           f"see its log (`journalctl -u live-worker`) and restart it; {start}")
+        return Finding("worker", OK, f"worker {status.worker} alive: last heartbeat {status.describe_age()} ago, "
+                                     f"running since {status.started_at:%Y-%m-%d %H:%M:%S}Z, concurrency "
+                                     f"{status.concurrency}; {waiting}")
+
+    def check_backups(self) -> Finding:
+        folder = Path(self.settings.backup_dir)
+        existing = folder
+        while not existing.exists() and existing != existing.parent:
+            existing = existing.parent
+        setting = f"LIVE_BACKUP_DIR={folder}"
+        if not existing.is_dir():
+            what = "is a file" if existing == folder else f"cannot be created: {existing} is a file"
+            return Finding("backups", FAIL, f"{setting} {what}, not a folder: terminates cannot archive volumes",
+                           "point LIVE_BACKUP_DIR at a folder (or move that file away)")
+        try:
+            handle, probe = tempfile.mkstemp(prefix=".live-doctor-", dir=existing)
+            os.close(handle)
+            os.unlink(probe)
+        except OSError as exc:
+            return Finding("backups", FAIL, f"{setting}: {existing} is not writable: {exc.strerror or exc}",
+                           f"let the bridge's user write there: `chown -R <user> {existing}`")
+        free = shutil.disk_usage(existing).free
+        minimum = self.settings.backup_min_free_gb * GB
+        later = "" if existing == folder else f" (created at the first archive, in {existing})"
+        place = f"{setting}: writable{later}"
+        space = f"{free / GB:.1f} GB free"
+        if free < minimum:
+            status = FAIL if free < minimum / 10 else WARN
+            return Finding("backups", status, f"{place}, only {space} (LIVE_BACKUP_MIN_FREE_GB is "
+                                              f"{self.settings.backup_min_free_gb:g}): terminates archive every volume "
+                                              "there and stop when it is full",
+                           "free space there, or move LIVE_BACKUP_DIR to a larger disk")
+        return Finding("backups", OK, f"{place}, {space}")
+
+    def check_catalog(self) -> Finding:
+        state = CatalogSync.get_or_none()
+        products = list(Product.select(Product.slug, Product.valid).order_by(Product.slug).tuples())
+        valid = [slug for slug, ok in products if ok]
+        invalid = [slug for slug, ok in products if not ok]
+        named = f" ({', '.join(invalid)})" if invalid else ""
+        counts = f"{len(valid)} valid product(s), {len(invalid)} invalid{named}"
+        sync = "`flask --app wsgi live products sync` (the worker syncs every LIVE_CATALOG_SYNC_SECONDS)"
+        if state is None or (state.last_success_at is None and state.last_error is None):
+            return Finding("catalog", WARN, f"never synced; {counts}", f"sync it: {sync}")
+        if not valid:
+            return Finding("catalog", FAIL, f"{counts}: WHMCS cannot create any order",
+                           "add a product to the config repository (docs/PRODUCTS.md), check it with "
+                           f"`flask --app wsgi live products validate`, then {sync}")
+        if state.last_error:
+            since = f"{state.last_success_at:%Y-%m-%d %H:%M:%S}Z" if state.last_success_at else "never"
+            return Finding("catalog", WARN, f"the last sync failed: {state.last_error}; serving the last good catalog "
+                                            f"(last good sync: {since}); {counts}",
+                           f"fix the source (see the catalog-source check), then {sync}")
+        synced = f"synced {state.last_success_at:%Y-%m-%d %H:%M:%S}Z" + (f" at commit {state.commit[:12]}"
+                                                                        if state.commit else "")
+        if invalid:
+            return Finding("catalog", WARN, f"{synced}; {counts}",
+                           "`flask --app wsgi live products list` and `products show SLUG` name the errors; fix "
+                           "them in the config repository")
+        return Finding("catalog", OK, f"{synced}; {counts}")
+
+    def check_catalog_source(self) -> Finding:
+        s = self.settings
+        if not s.gitlab_url:
+            return Finding("catalog-source", OK, f"the folder LIVE_CONFIG_REPO={s.config_repo} (GitLab is not used)")
+        where = f"GitLab {s.gitlab_url}, project {s.gitlab_project} at {s.gitlab_ref}"
+        client = gitlab.Gitlab(s.gitlab_url, private_token=s.gitlab_token or None, timeout=s.gitlab_timeout,
+                               retry_transient_errors=False)
+        try:
+            commit = client.projects.get(s.gitlab_project, lazy=True).commits.get(s.gitlab_ref, max_retries=0)
+        except gitlab.exceptions.GitlabAuthenticationError as exc:
+            return Finding("catalog-source", FAIL, f"{where}: the token is rejected ({exc.response_code})",
+                           "give LIVE_GITLAB_TOKEN read_repository (read_api) on the project, or a new token")
+        except gitlab.exceptions.GitlabError as exc:
+            if getattr(exc, "response_code", None) == 404:
+                return Finding("catalog-source", FAIL, f"{where}: project or ref not found",
+                               "check LIVE_GITLAB_PROJECT (id or path) and LIVE_GITLAB_REF (branch or tag)")
+            return Finding("catalog-source", WARN, f"{where}: GitLab answers with an error: "
+                                                   f"{getattr(exc, 'response_code', '') or ''} {exc.error_message}",
+                           "try again later; the last good catalog keeps serving meanwhile")
+        except (requests.exceptions.RequestException, OSError) as exc:
+            return Finding("catalog-source", WARN,
+                           f"{where}: unreachable ({type(exc).__name__}); the last good catalog keeps serving",
+                           "check LIVE_GITLAB_URL, the network between the bridge and GitLab, and GitLab itself")
+        return Finding("catalog-source", OK, f"{where}: answers, {s.gitlab_ref} is {commit.id[:12]}")
+
+    def check_api_keys(self) -> Finding:
+        now = self.now()
+        keys = list(ApiKey.select().where(ApiKey.revoked_at.is_null()).order_by(ApiKey.name))
+        whmcs = [key for key in keys if key.scope == "whmcs"]
+        admins = [key for key in keys if key.scope == "admin"]
+        counts = (f"{len(whmcs)} whmcs, {sum(1 for key in keys if key.scope == 'read')} read, {len(admins)} admin "
+                  "key(s) active")
+        if not whmcs:
+            return Finding("api-keys", FAIL, f"no active key with the whmcs scope: the WHMCS module cannot call the "
+                                             f"bridge ({counts})",
+                           "`flask --app wsgi live apikey create whmcs-prod --scope whmcs`, and put the token in the "
+                           "WHMCS server's Access Hash")
+        problems, fixes = [], []
+        if all(key.last_used_at is None for key in whmcs):
+            problems.append(f"WHMCS has never called with {_names(whmcs)}")
+            fixes.append("check the WHMCS server (System Settings > Servers > Test Connection)")
+        never = [key for key in admins if key.last_used_at is None and now - key.created_at > ADMIN_KEY_GRACE]
+        idle = [key for key in admins if key.last_used_at is not None and now - key.last_used_at > ADMIN_KEY_IDLE]
+        if never:
+            problems.append(f"admin key(s) never used: {_names(never)}")
+        if idle:
+            problems.append(f"admin key(s) unused for more than {ADMIN_KEY_IDLE.days} days: {_names(idle)}")
+        if never or idle:
+            fixes.append("revoke admin keys nobody needs (they may change every order): "
+                         "`flask --app wsgi live apikey revoke NAME`")
+        if problems:
+            return Finding("api-keys", WARN, f"{'; '.join(problems)} ({counts})", "; ".join(fixes))
+        last = max(key.last_used_at for key in whmcs if key.last_used_at is not None)
+        return Finding("api-keys", OK, f"{counts}; WHMCS last called {describe_seconds((now - last).total_seconds())} "
+                                       "ago (to the minute)")
+
+
+def _pool_networks(pool: dict[str, Any]) -> int:
+    """How many networks of ``pool["Size"]`` bits fit in ``pool["Base"]`` (0 for a pool that makes no sense)."""
+    try:
+        prefix = ipaddress.ip_network(str(pool.get("Base")), strict=False).prefixlen
+        size = int(pool.get("Size"))
+    except (TypeError, ValueError):
+        return 0
+    return 2 ** (size - prefix) if size >= prefix else 0
+
+
+def _describe_database(url: str) -> str:
+    """The database URL without its password: ``PostgreSQL live@db.example.org:5432/live``, ``SQLite /var/live.db``."""
+    if url.startswith("sqlite"):
+        return f"SQLite {url.split(':///', 1)[-1]}"
+    parts = urlsplit(url)
+    user = f"{parts.username}@" if parts.username else ""
+    port = f":{parts.port}" if parts.port else ""
+    return f"PostgreSQL {user}{parts.hostname or 'localhost'}{port}{parts.path}"
+
+
+def _names(keys: list) -> str:
+    return ", ".join(key.name for key in keys)
+
+
+# -- the command ---------------------------------------------------------------------
+_LABELS = {OK: "ok", WARN: "WARN", FAIL: "FAIL", SKIP: "skip"}
+
+
+def render_text(findings: list[Finding]) -> str:
+    """The findings for people: one line each (status, check, finding), the fix indented below, and a summary."""
+    width = max(len(finding.check) for finding in findings)
+    lines = []
+    for finding in findings:
+        lines.append(f"{_LABELS[finding.status]:4}  {finding.check:{width}}  {finding.finding}")
+        if finding.fix:
+            lines.append(f"{'':4}  {'':{width}}  fix: {finding.fix}")
+    counts = {status: sum(1 for finding in findings if finding.status == status) for status in (OK, WARN, FAIL, SKIP)}
+    lines.append(f"{len(findings)} checks: {counts[OK]} ok, {counts[WARN]} warning(s), {counts[FAIL]} failed, "
+                 f"{counts[SKIP]} skipped")
+    return "\n".join(lines)
+
+
+def render_json(findings: list[Finding]) -> dict[str, Any]:
+    """``{"status": worst, "exit_code": 0|1|2, "checks": [{"check", "status", "finding", "fix"}, ...]}``."""
+    return {"status": worst(findings), "exit_code": exit_code(findings),
+            "checks": [finding.as_dict() for finding in findings]}
+
+
+def doctor_command(live, *, as_json: bool = False, echo: Callable[[str], None] = print) -> int:
+    """Run every check for the composed application ``live`` (``app.bootstrap.Live``), print the findings
+    with ``echo`` (text, or JSON with ``as_json``) and return the exit code (0, 1 or 2)."""
+    import json
+
+    from app.stacks.runtime import DockerRuntime
+
+    runtime = DockerRuntime(live.settings.docker_host, timeout=ENGINE_TIMEOUT_SECONDS)
+    findings = Doctor(live.settings, live.db, runtime, live.catalog).run()
+    echo(json.dumps(render_json(findings), indent=2) if as_json else render_text(findings))
+    return exit_code(findings)
