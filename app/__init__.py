@@ -72,6 +72,11 @@ def create_app(settings: Settings | None = None) -> APIFlask:
     register_spec_processor(app)
     for blueprint in (health.bp, whmcs.bp, api_v1.bp, geocat_live.bp, gitlab_hook.bp):
         app.register_blueprint(blueprint)
+
+    # The docs page loads Swagger UI from the bridge, never from a CDN: it works on hosts without internet.
+    from app.web.docs_ui import init_docs_ui
+
+    init_docs_ui(app)
     app.cli.add_command(live_cli)
     return app
 

@@ -29,6 +29,12 @@ CODES = {
     429: "too_many_requests", 500: "internal_error", 503: "unavailable",
 }
 RETRY_AFTER_SECONDS = "5"
+# webargs' request locations: a 422 whose details are keyed by these gets a message naming every field.
+REQUEST_LOCATIONS = {"json", "query", "path", "view_args", "headers", "cookies", "form", "files", "json_or_form"}
+# How a message names a whole location (a problem of the body itself, not of one of its fields).
+LOCATION_NAMES = {"json": "body", "json_or_form": "body", "form": "body", "query": "query string"}
+# marshmallow's key for errors of a whole (nested) object rather than one of its fields.
+SCHEMA_KEY = "_schema"
 
 
 def caller_sees_detail() -> bool:
@@ -52,8 +58,8 @@ def register_error_handlers(app: APIFlask) -> None:
     def http_error(error: HTTPError):
         details = error.detail if isinstance(error.detail, dict) else ({"detail": error.detail} if error.detail else {})
         message = error.message
-        if error.status_code == 422 and ("json" in details or "query" in details):
-            message = "the request is invalid: " + _summarize(details)
+        if error.status_code == 422 and details and set(details) <= REQUEST_LOCATIONS:
+            message = "the request is invalid: " + summarize(details)
         return error_response(error.status_code, message, details, headers=error.headers)
 
     @app.errorhandler(LiveError)
@@ -105,11 +111,48 @@ def _jsonable(value: Any) -> Any:
     return str(value)
 
 
-def _summarize(details: dict) -> str:
+def summarize(details: dict) -> str:
+    """One line for people from webargs/marshmallow error messages, keyed by request location.
+
+    ``{"json": {"client": {"id": ["Not a valid integer."]}, "items": {0: ["Not a valid string."]}}}``
+    reads ``client.id: Not a valid integer.; items.0: Not a valid string.``: nested fields and list
+    indexes are joined with dots (as :func:`app.web.input_guard.inspect_json` names fields), so no
+    dict, list or other Python representation ever reaches the message.
+    """
     parts = []
     for location, fields in details.items():
-        if isinstance(fields, dict):
-            for name, problems in fields.items():
-                text = "; ".join(str(p) for p in problems) if isinstance(problems, list) else str(problems)
-                parts.append(f"{name}: {text}")
-    return ", ".join(parts) or "see details"
+        top = LOCATION_NAMES.get(str(location), str(location))
+        for path, problem in flatten_messages(fields):
+            parts.append(f"{path or top}: {problem}")
+    return "; ".join(parts) or "see details"
+
+
+def flatten_messages(messages: Any, path: str = "") -> list[tuple[str, str]]:
+    """``(dotted path, text)`` pairs of a marshmallow error structure, in its order.
+
+    Dicts nest fields (or, with integer keys, list indexes; ``_schema`` is the containing
+    value itself), lists hold one field's messages (joined with a space). Anything else is
+    rendered as text, never with ``repr``.
+    """
+    if isinstance(messages, dict):
+        pairs = []
+        for key, value in messages.items():
+            if key == SCHEMA_KEY:
+                pairs.extend((path, _schema_text(text)) for _, text in flatten_messages(value, path))
+            else:
+                pairs.extend(flatten_messages(value, f"{path}.{key}" if path else str(key)))
+        return pairs
+    if isinstance(messages, (list, tuple)):
+        texts, nested = [], []
+        for item in messages:
+            if isinstance(item, (dict, list, tuple)):
+                nested.extend(flatten_messages(item, path))
+            else:
+                texts.append(str(item))
+        return ([(path, " ".join(texts))] if texts else []) + nested
+    return [(path, str(messages))]
+
+
+def _schema_text(text: str) -> str:
+    """marshmallow's "Invalid input type." for a value that had to be an object, in this API's words."""
+    return "must be a JSON object" if text == "Invalid input type." else text

@@ -12,7 +12,8 @@ Nothing here reads a request body before the view's authentication ran:
   loading path of the service. Malformed JSON, invalid UTF-8, ``NaN`` and
   ``Infinity`` (not JSON, RFC 8259 §6) and nesting deeper than
   :data:`MAX_JSON_DEPTH` are 400s; a NUL character is a 422 naming the field.
-  None of them is a 500 or logs a traceback.
+  None of them is a 500 or logs a traceback. A non-empty body sent without
+  ``Content-Type: application/json`` is a 415 saying so; an empty one is no body.
 
 Body limits are per route: the app's ``MAX_CONTENT_LENGTH`` (``app.MAX_BODY_BYTES``,
 64 KiB) unless the view is decorated with :func:`body_limit` (the GitLab webhook
@@ -21,6 +22,8 @@ takes larger pushes).
 from __future__ import annotations
 
 import json
+import re
+import sys
 from typing import Any, Callable, TypeVar
 
 from apiflask import APIFlask, HTTPError
@@ -38,10 +41,19 @@ MAX_JSON_DEPTH = 64
 View = TypeVar("View", bound=Callable[..., Any])
 
 
-class JSONRejected(ValueError):
-    """A body that is not acceptable JSON: ``status`` 400 (cannot be read) or 422 (``field`` has a NUL)."""
+# A "\ud800" escape decodes to a lone surrogate: not a character (RFC 8259 section 8.2), not storable in
+# PostgreSQL text, not encodable as UTF-8.
+_SURROGATE = re.compile("[\ud800-\udfff]")
+NOT_UNICODE = "the request holds text that is not valid Unicode (a lone surrogate escape such as \\ud800) (json)"
 
-    def __init__(self, status: int, message: str, field: str | None = None):
+
+class JSONRejected(ValueError):
+    """A body that is not acceptable JSON: ``status`` 400 (cannot be read) or 422 (``field`` has a NUL or a
+    lone surrogate; ``problem`` says which)."""
+
+    def __init__(self, status: int, message: str, field: str | None = None,
+                 problem: str = "contains a NUL character"):
+        self.problem = problem
         super().__init__(message)
         self.status, self.message, self.field = status, message, field
 
@@ -86,6 +98,8 @@ def inspect_json(value: Any) -> None:
         if isinstance(item, str):
             if "\x00" in item:
                 raise JSONRejected(422, "NUL characters are not allowed in the request (json)", _path(trail))
+            if _SURROGATE.search(item):
+                raise JSONRejected(422, NOT_UNICODE, _path(trail), problem="is not valid Unicode")
             continue
         if not isinstance(item, (dict, list)):
             continue
@@ -96,6 +110,9 @@ def inspect_json(value: Any) -> None:
                 if "\x00" in key:
                     raise JSONRejected(422, "NUL characters are not allowed in the request (json)",
                                        _path((trail, key.replace("\x00", "\\u0000"))))
+                if _SURROGATE.search(key):
+                    raise JSONRejected(422, NOT_UNICODE, _path((trail, key.encode("utf-8", "backslashreplace")
+                                                               .decode())), problem="is not valid Unicode")
                 stack.append((child, depth + 1, (trail, key)))
         else:
             stack.extend((child, depth + 1, (trail, index)) for index, child in enumerate(item))
@@ -115,6 +132,9 @@ class GuardedJSONProvider(DefaultJSONProvider):
     def loads(self, s: str | bytes, **kwargs: Any) -> Any:
         """Decode ``s`` (str, or UTF-8/16/32 bytes as ``json.loads`` detects them) and inspect the result."""
         try:
+            if isinstance(s, (bytes, bytearray)):
+                # JSON between systems is UTF-8 (RFC 8259 section 8.1); json.loads would also guess UTF-16/32.
+                s = bytes(s).decode("utf-8")
             value = json.loads(s, parse_constant=_no_constant, **kwargs)
         except JSONRejected:
             raise
@@ -122,8 +142,11 @@ class GuardedJSONProvider(DefaultJSONProvider):
             raise JSONRejected(400, f"the JSON body is nested deeper than {MAX_JSON_DEPTH} levels") from None
         except UnicodeDecodeError:
             raise JSONRejected(400, "the body is not valid JSON: it is not UTF-8 text") from None
-        except ValueError as exc:  # JSONDecodeError, or an integer of more than 4300 digits
+        except json.JSONDecodeError as exc:
             raise JSONRejected(400, f"the body is not valid JSON: {exc}") from None
+        except ValueError:  # int() refusing a number of more than sys.get_int_max_str_digits() digits
+            raise JSONRejected(400, f"the body is not valid JSON: a number has more than "
+                                    f"{sys.get_int_max_str_digits()} digits") from None
         inspect_json(value)
         return value
 
@@ -131,13 +154,28 @@ class GuardedJSONProvider(DefaultJSONProvider):
 class GuardedRequest(Request):
     """Flask's request, answering JSON loading failures with the service's 400, 415 and 422."""
 
+    def get_data(self, cache: bool = True, as_text: bool = False, parse_form_data: bool = False):
+        """The body, as werkzeug gives it, except that a chunked body past the route's limit is a 413.
+
+        werkzeug's limited stream raises 413 on bounded reads past ``max_content_length`` but its
+        unbounded ``read()`` stops at the limit without a word, so a chunked body (no
+        ``Content-Length``) was cut there and the cut part parsed. Reading in bounded pieces makes the
+        limit an error for every body.
+        """
+        if getattr(self, "_cached_data", None) is None and self.content_length is None and not parse_form_data:
+            pieces = []
+            while piece := self.stream.read(64 * 1024):
+                pieces.append(piece)
+            self._cached_data = b"".join(pieces)  # werkzeug's own cache of the body, which get_data reads
+        return super().get_data(cache=cache, as_text=as_text, parse_form_data=parse_form_data)
+
     def on_json_loading_failed(self, e: ValueError | None) -> Any:
         """Raise the HTTP error for ``e`` (``None``: the body is not declared as JSON)."""
         if e is None:
-            raise UnsupportedMediaType("the body must be JSON (Content-Type: application/json)")
+            raise UnsupportedMediaType(not_json_message(self.mimetype))
         if isinstance(e, JSONRejected):
             if e.status == 422:
-                raise HTTPError(422, e.message, {"json": {e.field: ["contains a NUL character"]}})
+                raise HTTPError(422, e.message, {"json": {e.field: [e.problem]}})
             raise HTTPError(e.status, e.message)
         raise BadRequest(f"the body is not valid JSON: {e}")
 
@@ -146,13 +184,24 @@ def load_json_location(req: Request, schema: Any) -> Any:
     """webargs' loader for ``location="json"``: the body through ``request.get_json()``.
 
     Replaces webargs' own loader, which parses with ``json.loads`` directly (its
-    ``RecursionError`` escaped as a 500). An empty or non-JSON body is ``missing``, so the
-    schema names its required fields, as webargs does. Raises the errors of
+    ``RecursionError`` escaped as a 500). An empty body is ``missing`` whatever its
+    Content-Type, so the schema names its required fields (or, where every field is
+    optional, takes the defaults). A non-empty body not declared as JSON is a 415 saying to
+    send ``Content-Type: application/json``: read as "no body", it would be answered with
+    a misleading list of missing fields, or its fields silently ignored. Raises the errors of
     :meth:`GuardedRequest.on_json_loading_failed`, and 413 past the route's body limit.
     """
-    if not req.is_json or not req.get_data(cache=True):
+    if not req.get_data(cache=True):
         return missing
+    if not req.is_json:
+        raise HTTPError(415, not_json_message(req.mimetype), {"content_type": req.mimetype or None})
     return req.get_json()
+
+
+def not_json_message(mimetype: str) -> str:
+    """The 415 message for a body sent with Content-Type ``mimetype`` (empty: none) instead of JSON."""
+    sent = f"Content-Type: {mimetype[:100]}" if mimetype else "no Content-Type"
+    return f"the request body is not declared as JSON: send Content-Type: application/json (this request has {sent})"
 
 
 def init_input_guard(app: APIFlask) -> None:

@@ -8,7 +8,7 @@ import pytest
 from app.apikeys import revoke_key
 from app.models import ApiKey
 
-PUBLIC = {"/healthz", "/readyz", "/metrics", "/api/v1/openapi.json", "/api/v1/docs",
+PUBLIC = {"/healthz", "/readyz", "/metrics", "/api/v1/openapi.json", "/api/v1/docs", "/api/v1/docs/assets/<filename>",
           "/geocat-live/api/1.0/order/<instance>", "/static/<path:filename>", "/docs/oauth2-redirect",
           "/hooks/gitlab"}  # the webhook checks X-Gitlab-Token instead of a key
 SCOPE_OF_PREFIX = {"/whmcs/v1/": "whmcs", "/api/v1/": "read"}
