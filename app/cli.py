@@ -26,7 +26,23 @@ from app.models import Event, Operation, Order, Product, ProductRevision
 from app.orders.service import CustomerInfo, Outcome
 from app.presenters import PRIVATE_EVENT_DATA, event_view, operation_view, order_view
 
-live_cli = AppGroup("live", help="GeoCat Live: catalog, orders, worker and database.")
+class LiveGroup(AppGroup):
+    """The ``live`` command group: a database that cannot be reached or is not migrated is one line, not a traceback.
+
+    Project errors are handled by each command (``_fail``); what is left here is the database itself.
+    """
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except peewee.PeeweeException as exc:  # not reachable, wrong credentials, or a table missing
+            text = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            missing = "no such table" in text or ("relation" in text and "does not exist" in text)
+            hint = " (run `flask --app wsgi live db upgrade` first)" if missing else ""
+            raise click.ClickException(f"the database cannot be used: {text}{hint}") from None
+
+
+live_cli = LiveGroup("live", help="GeoCat Live: catalog, orders, worker and database.")
 
 
 def _live():
@@ -78,6 +94,16 @@ def worker():
         _live().worker().run_forever()
     except LiveError as exc:
         _fail(exc)
+
+
+# -- doctor ------------------------------------------------------------------
+@live_cli.command("doctor")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def doctor(as_json):
+    """Check what a running installation needs, each with a fix; exit 0 (ok), 1 (warnings) or 2 (failures)."""
+    from app.doctor import doctor_command
+
+    sys.exit(doctor_command(_live(), as_json=as_json, echo=click.echo))
 
 
 # -- products ----------------------------------------------------------------
@@ -259,9 +285,9 @@ wait_option = click.option("--wait", type=float, default=0, show_default=True,
 
 
 def _order_dict(order: Order) -> dict:
-    """The order as the operator sees it: with the private error detail, without generated passwords."""
+    """The order as the operator sees it: with the private error detail and local URLs, without generated passwords."""
     live = _live()
-    return order_view(order, live.catalog, live.settings.public_scheme, include_private=True)
+    return order_view(order, live.catalog, live.settings.public_scheme, include_private=True, include_local_urls=True)
 
 
 def _report(outcome: Outcome, wait: float) -> None:
@@ -351,15 +377,20 @@ _lifecycle_command("redeploy", "redeploy", "Converge the stack to its definition
 @click.option("--plan", required=True)
 @click.option("--product", default=None, help="Move to another product at the same time.")
 @click.option("--domain", default=None, help="Move the order to this hostname (the customer's own domain).")
+@click.option("--dry-run", is_flag=True, help="Show what would be recreated and any data left behind, change nothing.")
 @allow_data_risk_option
 @wait_option
-def orders_change_plan(order, plan, product, domain, allow_data_risk, wait):
+def orders_change_plan(order, plan, product, domain, dry_run, allow_data_risk, wait):
     """Move the order to another plan (and optionally product or domain); only affected services are recreated."""
     live = _live()
     try:
         if product:
             live.catalog.sync()
-        outcome = live.orders.change_plan(_get_order(order), plan, product, requested_by="cli", domain=domain,
+        record = _get_order(order)
+        if dry_run:
+            revision, plan = live.orders.resolve_change(record, plan, product)
+            return _echo_preview(live.runner.preview(record, revision, plan))
+        outcome = live.orders.change_plan(record, plan, product, requested_by="cli", domain=domain,
                                           allow_data_risk=allow_data_risk)
     except LiveError as exc:
         _fail(exc)
@@ -398,7 +429,7 @@ def _echo_preview(preview: dict) -> None:
         state = "exists already (an earlier revision's data)" if volume in data["existing_volumes"] else "new, empty"
         click.echo(f"  volume {volume}: {state}")
     if data["risks"]:
-        click.echo("  the upgrade is refused unless --allow-data-risk is given")
+        click.echo("  the change is refused unless --allow-data-risk is given")
 
 
 @orders_cli.command("list")

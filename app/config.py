@@ -6,6 +6,7 @@ that names the variable.
 """
 from __future__ import annotations
 
+import math
 import os
 import re
 from dataclasses import dataclass
@@ -15,6 +16,10 @@ from app.errors import ConfigError
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
+# A Docker image reference: [registry[:port]/]path[:tag][@sha256:digest], the path in lowercase.
+_IMAGE_REF_RE = re.compile(r"^(?:[a-zA-Z0-9.-]+(?::\d+)?/)?[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
+                           r"(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*"
+                           r"(?::\w[\w.-]{0,127})?(?:@sha256:[0-9a-f]{64})?$")
 _HOSTNAME_RE = re.compile(r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$")
 
 
@@ -44,6 +49,11 @@ class Settings:
     gitlab_webhook_secret: str = ""
     # Lifecycle calls that may wait for their operation at the same time, per web process; the others answer at once.
     wait_slots: int = 4
+    # The image of the archive helper (scripts/build-helper-image.sh): the only image terminate and the clean-up
+    # of a failed create use, so neither depends on the product's images.
+    helper_image: str = "live/archive-helper:1"
+    # `live doctor` warns when the backup destination has less free space than this (GB; terminates archive there).
+    backup_min_free_gb: float = 5.0
 
 
 # gunicorn's threads per worker when GUNICORN_THREADS is unset: keep in step with config/gunicorn.conf.py.
@@ -54,11 +64,13 @@ def _number(env: dict, name: str, default, minimum, cast=int):
     raw = env.get(name)
     if raw in (None, ""):
         return default
+    kind = "an integer" if cast is int else "a number"
     try:
         value = cast(raw)
     except ValueError:
-        kind = "an integer" if cast is int else "a number"
         raise ConfigError(f"{name} must be {kind}, got {raw!r}") from None
+    if not math.isfinite(value):  # float("nan") and float("inf") parse, and every comparison with NaN is false
+        raise ConfigError(f"{name} must be {kind}, got {raw!r}")
     if value < minimum:
         raise ConfigError(f"{name} must be at least {minimum}, got {value}")
     return value
@@ -93,7 +105,8 @@ def load_settings(environ: dict | None = None) -> Settings:
         raise ConfigError(f"LIVE_CONFIG_REPO={config_repo} has no products/ folder")
 
     base_domain = (env.get("LIVE_BASE_DOMAIN") or "localhost").strip().lower().rstrip(".")
-    if not _HOSTNAME_RE.match(base_domain):
+    if not _HOSTNAME_RE.match(base_domain) or base_domain.rsplit(".", 1)[-1].isdigit():
+        # An IP address matches the name pattern; an all-numeric last label is never a DNS name (RFC 3696).
         raise ConfigError(f"LIVE_BASE_DOMAIN must be a DNS name like geocat.live, got {base_domain!r}")
 
     scheme = (env.get("LIVE_PUBLIC_SCHEME") or "https").strip().lower()
@@ -138,7 +151,20 @@ def load_settings(environ: dict | None = None) -> Settings:
         gitlab_timeout=_float(env, "LIVE_GITLAB_TIMEOUT_SECONDS", 10.0, minimum=1.0),
         gitlab_webhook_secret=env.get("LIVE_GITLAB_WEBHOOK_SECRET") or "",
         wait_slots=_wait_slots(env),
+        helper_image=_helper_image(env),
+        backup_min_free_gb=_float(env, "LIVE_BACKUP_MIN_FREE_GB", Settings.backup_min_free_gb),
     )
+
+
+def _helper_image(env: dict) -> str:
+    """LIVE_HELPER_IMAGE: the archive helper's image reference (default ``live/archive-helper:1``).
+
+    Raises ConfigError naming the variable when the value is not a Docker image reference.
+    """
+    ref = (env.get("LIVE_HELPER_IMAGE") or Settings.helper_image).strip()
+    if not _IMAGE_REF_RE.match(ref):
+        raise ConfigError(f"LIVE_HELPER_IMAGE must be a Docker image reference like live/archive-helper:1, got {ref!r}")
+    return ref
 
 
 def _wait_slots(env: dict) -> int:

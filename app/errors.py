@@ -212,6 +212,24 @@ class ArchiveError(LiveError):
     default_public = "a data volume could not be archived; it was kept"
 
 
+class ArchiveDestinationError(ArchiveError):
+    """The backup folder cannot take an archive (full, read-only, missing, not a folder, no permission).
+
+    The message names the path and the cause (``No space left on device (ENOSPC)``); nothing of the
+    order was deleted. Not transient: retrying cannot help until an operator fixes the folder.
+    """
+
+    code = "archive_destination"
+    default_public = "the data archive could not be written to the backup storage; nothing was deleted"
+
+
+class ArchiveHelperMissing(ArchiveError):
+    """The archive helper image (``LIVE_HELPER_IMAGE``) is not on the engine; nothing of the order was deleted."""
+
+    code = "archive_helper_missing"
+    default_public = "the archive tool of the platform is not installed; nothing was deleted"
+
+
 class Conflict(LiveError):
     """The request contradicts the existing state (e.g. another product for the same service)."""
 

@@ -166,7 +166,24 @@ class WebhookDelivery(BaseModel):
     received_at = peewee.DateTimeField(default=utcnow, index=True)
 
 
-ALL_MODELS = [Customer, Product, ProductRevision, Order, Operation, Event, ApiKey, CatalogSync, WebhookDelivery]
+class WorkerHeartbeat(BaseModel):
+    """A running worker process (migration 0008), seen by the web side: see ``app/orders/heartbeat.py``.
+
+    ``worker`` is ``<host>:<pid>``. The worker writes its row at start, moves ``beat_at`` (UTC) on
+    its dispatch ticks and deletes the row on a clean shutdown; a worker killed with SIGKILL leaves
+    its row, which the next worker deletes when it starts. ``poll_seconds`` is the worker's
+    LIVE_WORKER_POLL_SECONDS: how old its beat may get before it counts as gone depends on it.
+    """
+
+    worker = peewee.CharField(max_length=255, unique=True)
+    started_at = peewee.DateTimeField(default=utcnow)
+    beat_at = peewee.DateTimeField(default=utcnow)
+    poll_seconds = peewee.FloatField()
+    concurrency = peewee.IntegerField()
+
+
+ALL_MODELS = [Customer, Product, ProductRevision, Order, Operation, Event, ApiKey, CatalogSync, WebhookDelivery,
+              WorkerHeartbeat]
 
 
 def record_event(kind: str, message: str, *, order=None, operation=None, actor: str = "system", **data) -> Event:

@@ -21,6 +21,7 @@ from app.web.schemas import (
     CustomerOut,
     CustomerPageOut,
     CatalogStatusOut,
+    ChangePlanIn,
     CustomerQuery,
     EventPageOut,
     OperationListOut,
@@ -64,8 +65,10 @@ def _get(model, ident: int, what: str):
 def _order_view(order: Order) -> dict:
     live = _live()
     # Generated passwords and private error detail only for admin keys; read keys never see them.
+    # Local URLs are for staff (read and admin keys), never for the WHMCS endpoints.
     return order_view(order, live.catalog, live.settings.public_scheme,
-                      include_secrets="admin" in current_principal().grants, include_private=caller_sees_detail())
+                      include_secrets="admin" in current_principal().grants, include_private=caller_sees_detail(),
+                      include_local_urls=True)
 
 
 @bp.get("/orders")
@@ -176,6 +179,32 @@ def upgrade_order(order_id: int, body: dict):
                     body["allow_data_risk"])
 
 
+@bp.post(f"/orders/{ID.format('order_id')}/change-plan")
+@bp.auth_required(auth, roles=["admin"])
+@bp.input(ChangePlanIn, arg_name="body")
+@bp.output(UpgradeOut)
+@bp.doc(summary="Move an order to another plan, product or domain (or preview it with dry_run)",
+        responses={202: "Accepted, or still running after the wait", 404: "Not found",
+                   409: "The change would leave the order's data behind (code data_risk; see allow_data_risk), "
+                        "or the hostname belongs to another order (hostname_taken)",
+                   422: "Unknown product or plan (named with the valid choices), invalid domain"})
+def change_plan(order_id: int, body: dict):
+    from app.web.whmcs import lifecycle_answer
+
+    live = _live()
+    order = _get(Order, order_id, "order")
+    if body["dry_run"]:
+        revision, plan = live.orders.resolve_change(order, body["plan"], body["product"])
+        preview = live.runner.preview(order, revision, plan)
+        return {"result": "preview", "message": f"plan {order.plan} -> {plan}, revision {preview['from']} -> "
+                                                f"{preview['to']}",
+                "order": _order_view(order), "operation": None, "preview": preview}, 200
+    outcome = live.orders.change_plan(order, body["plan"], body["product"], requested_by=actor(), domain=body["domain"],
+                                      allow_data_risk=body["allow_data_risk"])
+    answer, status = lifecycle_answer(outcome, body["wait"], include_private=caller_sees_detail())
+    return {**answer, "preview": None}, status
+
+
 @bp.post("/products/<slug>/upgrade")
 @bp.auth_required(auth, roles=["admin"])
 @bp.input(ProductUpgradeIn, arg_name="body")
@@ -203,7 +232,7 @@ def _upgrade(order: Order, revision: str | None, dry_run: bool, wait: float, all
         return {"result": "preview", "message": f"revision {preview['from']} -> {preview['to']}",
                 "order": _order_view(order), "operation": None, "preview": preview}, 200
     outcome = live.orders.upgrade(order, revision, requested_by=actor(), allow_data_risk=allow_data_risk)
-    body, status = lifecycle_answer(outcome, wait, include_private=caller_sees_detail())
+    body, status = lifecycle_answer(outcome, wait, include_private=caller_sees_detail(), include_local_urls=True)
     return {**body, "preview": None}, status
 
 

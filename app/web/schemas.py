@@ -10,7 +10,9 @@ MAX_WAIT_SECONDS = 120
 MAX_ID = 2**31 - 1  # ids are 32-bit in the database
 ORDER_STATUSES = ("pending", "active", "suspended", "failed", "terminated")
 OPERATION_STATES = ("pending", "running", "succeeded", "failed")
-RESULTS = ("accepted", "running", "succeeded", "failed", "unchanged")
+# Lifecycle results (docs/API.md): queued (202, the operation has not started: pending), running (202, started),
+# succeeded, failed, unchanged (200). Bridges before issue 10 answered "accepted" where this one says queued.
+RESULTS = ("queued", "running", "succeeded", "failed", "unchanged")
 
 
 
@@ -56,11 +58,21 @@ class OperationOut(Schema):
     finished_at = String(allow_none=True, required=True)
 
 
-class EndpointOut(Schema):
+class WhmcsEndpointOut(Schema):
+    """An endpoint as the WHMCS endpoints show it (customers see it): never a local URL."""
+
     application = String(required=True)
     service = String(required=True)
     url = String(required=True, metadata={"description": "Public URL, without a trailing slash."})
-    local_url = String(allow_none=True, required=True, metadata={"description": "http://127.0.0.1:<port> on the Docker host."})
+
+
+class EndpointOut(WhmcsEndpointOut):
+    """An endpoint as staff see it (developer API, CLI): with its local URL while the order runs."""
+
+    local_url = String(allow_none=True, required=True, metadata={
+        "description": "http://127.0.0.1:<port><path> on the Docker host, for staff only; null unless the order is "
+                       "active with no operation in progress (once its containers stop, another order may take the "
+                       "port)."})
 
 
 class DetachedVolumeOut(Schema):
@@ -100,7 +112,13 @@ class OrderOut(Schema):
                    metadata={"description": "Generated passwords; only for whmcs and admin keys."})
 
 
-class ServiceInfoOut(OrderOut):
+class WhmcsOrderOut(OrderOut):
+    """An order as the WHMCS endpoints answer it: endpoints without local URLs."""
+
+    endpoints = List(Nested(WhmcsEndpointOut), required=True)
+
+
+class ServiceInfoOut(WhmcsOrderOut):
     recent_operations = List(Nested(OperationOut), required=True,
                              metadata={"description": "The last operations, newest first (at most 10)."})
 
@@ -189,13 +207,25 @@ class ChangePackageIn(Schema):
     wait = wait_field()
 
 
+class WorkerOut(Schema):
+    alive = Boolean(required=True, metadata={
+        "description": "A worker's heartbeat is fresh (younger than max(15 s, 10 x its poll interval)): recorded "
+                       "operations are being run. false: no worker runs them; they wait, recorded, until one does."})
+    heartbeat_age_seconds = Float(allow_none=True, required=True, metadata={
+        "description": "Seconds since the newest worker heartbeat; null when no worker has one."})
+
+
 class LifecycleOut(Schema):
     result = String(required=True, validate=OneOf(RESULTS), metadata={
-        "description": "accepted: queued; running: still running after the wait; succeeded/failed: finished; "
-                       "unchanged: nothing to do (already in that state)."})
+        "description": "queued: recorded, not started yet (state pending: waiting for the worker, or for a retry); "
+                       "running: started and not finished when the call answered; succeeded/failed: finished; "
+                       "unchanged: nothing to do (already in that state). queued and running are 202: check "
+                       "worker.alive, since without a worker nothing runs."})
     message = String(required=True, metadata={"description": "For billing staff: what happened, or why it failed."})
-    order = Nested(OrderOut, allow_none=True, required=True)
+    order = Nested(WhmcsOrderOut, allow_none=True, required=True)
     operation = Nested(OperationOut, allow_none=True, required=True)
+    worker = Nested(WorkerOut, required=True, metadata={
+        "description": "Whether a worker runs the bridge's operations, as the call answered."})
 
 
 class TestConnectionOut(Schema):
@@ -321,6 +351,16 @@ class UpgradeIn(Schema):
     wait = wait_field()
 
 
+class ChangePlanIn(Schema):
+    plan = whmcs_name_field("product's plan", required=True)
+    product = whmcs_name_field("Live product (slug); default: the order's", load_default=None, allow_none=True)
+    domain = domain_field()
+    dry_run = Boolean(load_default=False, metadata={
+        "description": "Only report what would be recreated and what would happen to the data."})
+    allow_data_risk = allow_data_risk_field()
+    wait = wait_field()
+
+
 class DataReportOut(Schema):
     risks = List(String(), required=True, metadata={"description": "What the change would do to the data; empty: "
                                                                    "nothing is left behind."})
@@ -350,6 +390,7 @@ class UpgradeOut(Schema):
     order = Nested(OrderOut, allow_none=True, required=True)
     operation = Nested(OperationOut, allow_none=True, required=True)
     preview = Nested(PreviewOut, allow_none=True, required=True)
+    worker = Nested(WorkerOut, metadata={"description": "As for lifecycle calls; absent for preview and refused."})
 
 
 class ProductUpgradeIn(Schema):

@@ -3,6 +3,8 @@
 Calls record an operation and answer at once; ``wait`` blocks until the
 operation ends or the wait runs out. Every call is idempotent: a repeat gets
 the same order and operation, or ``unchanged`` when there is nothing to do.
+Every lifecycle answer says whether a worker runs the operations (``worker``),
+so the module never reports success for work nobody will do.
 """
 from __future__ import annotations
 
@@ -15,6 +17,7 @@ from flask import current_app
 
 from app.errors import OrderNotFound
 from app.models import Operation, Order, Product, utcnow
+from app.orders.heartbeat import WorkerStatus, worker_status
 from app.orders.service import CustomerInfo, Outcome
 from app.orders.usage import collect_usage
 from app.presenters import operation_view, order_view, timestamp
@@ -39,7 +42,7 @@ bp = APIBlueprint("whmcs", __name__, url_prefix="/whmcs/v1", tag="WHMCS")
 VERSION = "1.0"
 SERVICE = "/services/<int(min=1, max=2147483647):service_id>"  # WHMCS ids are 32-bit; larger ones are 404
 POLL_SECONDS = 0.2
-LIFECYCLE_RESPONSES = {202: "Accepted, or still running after the wait",
+LIFECYCLE_RESPONSES = {202: "Queued (not started yet) or running (started, not finished); see worker.alive",
                        409: "Conflicts with the order's state, a hostname held by another order (hostname_taken), or "
                             "a change that would leave the customer's data behind (data_risk)",
                        404: "No order for this service (code order_not_found)",
@@ -69,45 +72,87 @@ def _wait_for(operation: Operation, seconds: float) -> Operation:
     return operation
 
 
-def lifecycle_answer(outcome: Outcome | None, wait: float, unchanged: str = "", *, include_private: bool = False):
-    """The uniform answer of every lifecycle call, and 202 while work is still under way.
+def lifecycle_answer(outcome: Outcome | None, wait: float, unchanged: str = "", *, include_private: bool = False,
+                     include_local_urls: bool = False):
+    """The uniform answer of every lifecycle call (``LifecycleOut``) and its HTTP status.
+
+    ``result`` follows the operation's state once the call stops waiting: ``queued`` while it is
+    ``pending`` (not started, or waiting for a retry), ``running`` once a worker started it (both
+    202), ``succeeded`` or ``failed`` when it ended, ``unchanged`` when there was nothing to do
+    (200). ``worker`` is ``{"alive": bool, "heartbeat_age_seconds": float | None}``
+    (``app/orders/heartbeat.py``): with ``alive`` false, a queued or running operation waits for a
+    worker, and ``message`` says so.
 
     ``wait`` (seconds) waits for the operation only with a free slot of the process's
     ``WaitSlots`` (LIVE_WAIT_SLOTS); without one the call answers at once, as with 0.
     Errors are public texts (the WHMCS client area shows them); ``include_private``
-    adds the private detail, for the developer API's admin-only callers.
+    adds the private detail, for the developer API's admin-only callers, and
+    ``include_local_urls`` the endpoints' ``local_url``, for the developer API's staff
+    (never for the WHMCS endpoints: the client area shows customers what they answer).
     """
     live = _live()
     if outcome is None:
-        return {"result": "unchanged", "message": unchanged, "order": None, "operation": None}, 200
+        return {"result": "unchanged", "message": unchanged, "order": None, "operation": None,
+                "worker": _worker_view(worker_status())}, 200
     operation = outcome.operation
     if operation is None:
         order = Order.get_by_id(outcome.order.id)
         return {"result": "unchanged", "message": outcome.message,
-                "order": order_view(order, live.catalog, live.settings.public_scheme, include_private=include_private),
-                "operation": None}, 200
+                "order": order_view(order, live.catalog, live.settings.public_scheme, include_private=include_private,
+                                    include_local_urls=include_local_urls),
+                "operation": None, "worker": _worker_view(worker_status())}, 200
     # A waiting call holds a thread: only WaitSlots' bound may wait; past it, answer at once as with wait 0.
     waited = False
     if wait > 0:
         with current_app.extensions["wait_slots"].slot() as waited:
             if waited:
                 operation = _wait_for(operation, wait)
+    worker = worker_status()  # read after the wait: the answer tells how things are now
     if operation.state == "succeeded":
         result, message = "succeeded", f"{operation.kind} succeeded"
     elif operation.state == "failed":
         # operation.error is the public text; the detail stays in error_detail.
         result, message = "failed", operation.error or f"{operation.kind} failed (operation {operation.id})"
-    elif waited:
-        steps = operation.steps or []
-        result, message = "running", f"{operation.kind} still running" + (f": {steps[-1]['message']}" if steps else "")
     else:
-        busy = " (not waited: the bridge is already waiting on its maximum of calls)" if wait > 0 else ""
-        result, message = "accepted", outcome.message + busy
+        result = "running" if operation.state == "running" else "queued"
+        message = _unfinished_message(operation, outcome.message, wait, waited, worker)
     order = Order.get_by_id(operation.order_id)
     body = {"result": result, "message": message,
-            "order": order_view(order, live.catalog, live.settings.public_scheme, include_private=include_private),
-            "operation": operation_view(operation, include_private=include_private)}
-    return body, 202 if result in ("accepted", "running") else 200
+            "order": order_view(order, live.catalog, live.settings.public_scheme, include_private=include_private,
+                                include_local_urls=include_local_urls),
+            "operation": operation_view(operation, include_private=include_private),
+            "worker": _worker_view(worker)}
+    return body, 202 if result in ("queued", "running") else 200
+
+
+def _unfinished_message(operation: Operation, recorded: str, wait: float, waited: bool, worker: WorkerStatus) -> str:
+    """The message of a ``queued`` or ``running`` answer, for billing staff (public words only).
+
+    ``recorded`` is the use case's message (``order acme accepted``, ``suspend already under way``),
+    used when the call did not wait; ``waited`` tells whether it did.
+    """
+    kind = operation.kind
+    if not waited:
+        busy = " (not waited: the bridge is already waiting on its maximum of calls)" if wait > 0 else ""
+        message = recorded + busy
+    elif operation.state == "running":
+        steps = operation.steps or []
+        message = f"{kind} still running" + (f": {steps[-1]['message']}" if steps else "")
+    elif operation.attempts:
+        message = f"{kind} waiting for attempt {operation.attempts + 1} of {operation.max_attempts}" + (
+            f" after: {operation.error}" if operation.error else "")
+    else:
+        message = f"{kind} queued: not started yet"
+    if worker.alive:
+        return message
+    if operation.state == "running":
+        return message + "; the bridge's worker stopped during it: it resumes once the worker runs again"
+    return message + "; the bridge's worker is not running: it starts once the worker runs again (it is recorded)"
+
+
+def _worker_view(worker: WorkerStatus) -> dict:
+    """The ``worker`` object of a lifecycle answer (``WorkerOut``): never the worker's host name."""
+    return {"alive": worker.alive, "heartbeat_age_seconds": worker.age_seconds}
 
 
 @bp.post("/test-connection")

@@ -190,7 +190,7 @@ def test_waiting_calls_past_the_bound_answer_at_once(service, settings):
     at_once = [call.result() for call in early]
     assert len(at_once) == 16 and still_waiting == 4, f"{len(at_once)} of 20 calls answered while pending"
     assert {(r.status_code, r.json()["result"], r.json()["operation"]["id"]) for r in at_once} == \
-        {(202, "accepted", operation)}
+        {(202, "queued", operation)}
     assert all("not waited" in r.json()["message"] for r in at_once)
     waited = [call.result() for call in calls if call not in early]
     assert {(r.status_code, r.json()["result"]) for r in waited} == {(200, "failed")}
@@ -372,3 +372,13 @@ def test_wait_slots_setting_stays_below_the_gunicorn_threads(tmp_path):
         load_settings({**base, "LIVE_WAIT_SLOTS": "-1"})
     with pytest.raises(ConfigError, match="LIVE_WAIT_SLOTS must be an integer"):
         load_settings({**base, "LIVE_WAIT_SLOTS": "many"})
+
+
+@ON_SQLITE
+def test_a_webhook_event_without_a_ref_is_refused_whatever_project_it_names(settings):
+    """Not a push or tag event at all: 422, also when it names no project (QA finding; docs/API.md)."""
+    client = hook_app(settings)
+    for payload in ({"object_kind": "push"}, {"ref": None, "project": {"path_with_namespace": PROJECT}},
+                    {"ref": 5, "project_id": 99}):
+        answer = client.post("/hooks/gitlab", json=payload, headers=hook_headers())
+        assert answer.status_code == 422 and answer.json["error"]["message"] == "the event has no ref", payload

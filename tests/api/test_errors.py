@@ -95,7 +95,7 @@ def test_readyz_names_what_is_missing(api, monkeypatch, caplog):
 
     monkeypatch.setattr(api.app.extensions["live"].runtime, "ping", no_engine)
     broken = api.get("/readyz", scope=None)
-    assert broken.status_code == 503
+    assert broken.status_code == 503 and broken.headers["Retry-After"] == "5", "every 503 says when to retry"
     # No credentials: it names what is missing, the engine's own words go to the log only.
     assert broken.json["checks"]["docker"] == {"ok": False, "detail": "unavailable"}
     assert "connection refused" not in broken.get_data(as_text=True)

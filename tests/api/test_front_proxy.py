@@ -102,7 +102,7 @@ def test_slow_bodies_stay_in_the_buffering_proxy(service, caddy):
     created = requests.post(f"{caddy.url}{CREATE.format(901)}", json=body, timeout=30,
                             headers={"Authorization": f"Bearer {service.token}"})
     assert created.status_code == 202, created.text
-    assert created.json()["result"] == "accepted" and created.json()["order"]["instance"] == "proxied"
+    assert created.json()["result"] == "queued" and created.json()["order"]["instance"] == "proxied"
     huge = requests.post(f"{caddy.url}/hooks/gitlab", data=b"[" * 3_000_000, timeout=30,
                          headers={"Content-Type": "application/json"})
     assert huge.status_code == 413 and huge.json()["error"]["code"] == "payload_too_large"

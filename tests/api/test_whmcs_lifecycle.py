@@ -19,7 +19,8 @@ def test_whole_lifecycle_through_http(api, background_worker, settings, deployed
     order = body["order"]
     assert order["status"] == "active" and order["instance"] == "river-maps"
     assert order["endpoints"][0]["url"] == "https://river-maps.test.local"
-    local = order["endpoints"][0]["local_url"]
+    assert "local_url" not in order["endpoints"][0], "WHMCS shows customers what it gets: never a local URL"
+    local = api.get(f"/api/v1/orders/{order['id']}", scope="read").json["endpoints"][0]["local_url"]
     assert "river-maps.test.local" in urllib.request.urlopen(local, timeout=5).read().decode()
     assert created.headers["X-Request-ID"]
 
@@ -63,14 +64,22 @@ def test_whole_lifecycle_through_http(api, background_worker, settings, deployed
 def test_calls_answer_at_once_without_wait(api):
     created = api.post("/whmcs/v1/services/502/create", client_payload(username="quick"))
     assert created.status_code == 202
-    assert created.json["result"] == "accepted" and created.json["operation"]["state"] == "pending"
+    assert created.json["result"] == "queued" and created.json["operation"]["state"] == "pending"
     assert created.json["order"]["status"] == "pending"
+    # No worker has ever run here: the answer says so, and so does the message billing staff read.
+    assert created.json["worker"] == {"alive": False, "heartbeat_age_seconds": None}
+    assert created.json["message"] == ("order quick accepted; the bridge's worker is not running: it starts once the "
+                                       "worker runs again (it is recorded)")
 
 
-def test_wait_that_runs_out_reports_progress(api):
+def test_a_wait_that_runs_out_before_the_operation_started_says_queued_not_running(api):
+    """Issue 10: after a kill -9 of the worker, a create answered `running | create still running` while pending."""
     created = api.post("/whmcs/v1/services/503/create", client_payload(username="slow", wait=0.5))
     assert created.status_code == 202
-    assert created.json["result"] == "running" and created.json["message"] == "create still running"
+    assert created.json["result"] == "queued" and created.json["operation"]["state"] == "pending"
+    assert created.json["message"] == ("create queued: not started yet; the bridge's worker is not running: it starts "
+                                       "once the worker runs again (it is recorded)")
+    assert created.json["worker"]["alive"] is False
 
 
 def test_idempotent_repeats_make_one_order_and_one_operation(api):
@@ -79,7 +88,7 @@ def test_idempotent_repeats_make_one_order_and_one_operation(api):
     assert first["operation"]["id"] == second["operation"]["id"]
     assert api.post("/whmcs/v1/services/510/suspend", {}).json["operation"]["kind"] == "suspend"
     repeat = api.post("/whmcs/v1/services/510/suspend", {}).json
-    assert repeat["result"] == "accepted" and repeat["message"] == "suspend already under way"
+    assert repeat["result"] == "queued" and repeat["message"].startswith("suspend already under way; ")
     assert Order.select().count() == 1
     assert [op.kind for op in Operation.select().order_by(Operation.id)] == ["create", "suspend"]
 

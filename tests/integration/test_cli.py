@@ -65,3 +65,22 @@ def test_bad_configuration_stops_start_up_with_one_message(tmp_path):
                             env=env, capture_output=True, text=True)
     assert result.returncode == 2
     assert result.stderr.strip() == "GeoCat Live: configuration error: LIVE_PUBLIC_SCHEME must be http or https, got 'gopher'"
+
+
+@pytest.mark.parametrize("database_url", ["sqlite", "postgresql"], indirect=True)
+def test_a_database_without_migrations_is_one_line_not_a_traceback(settings):
+    runner = create_app(settings).test_cli_runner()
+    for command in (["apikey", "create", "x", "--scope", "whmcs"], ["orders", "list"], ["apikey", "list"]):
+        result = runner.invoke(args=["live", *command])
+        assert result.exit_code == 1, command
+        assert "the database cannot be used" in result.output and "db upgrade" in result.output, result.output
+        assert "Traceback" not in result.output
+
+
+def test_an_unreachable_database_is_one_line_not_a_traceback(settings):
+    import dataclasses
+
+    closed = dataclasses.replace(settings, database_url="postgresql://live:live@127.0.0.1:9/nowhere")
+    result = create_app(closed).test_cli_runner().invoke(args=["live", "orders", "list"])
+    assert result.exit_code == 1
+    assert result.output.startswith("Error: the database cannot be used:") and "Traceback" not in result.output

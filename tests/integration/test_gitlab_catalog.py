@@ -258,6 +258,6 @@ def test_upgrade_through_the_api_and_cli(live, gitlab, gitlab_settings, make_cus
     cli = app.test_cli_runner().invoke(args=["live", "orders", "upgrade", "viaapi", "--dry-run"])
     assert "app                      recreate" in cli.output
     moved = client.post("/api/v1/products/busybox-demo/upgrade", json={}, headers=admin)
-    assert moved.json["orders"][0]["result"] == "accepted"
+    assert moved.json["orders"][0]["result"] == "queued"
     bad = client.post(f"/api/v1/orders/{outcome.order.id}/upgrade", json={"revision": "0000000000"}, headers=admin)
     assert bad.status_code == 404 and "has no revision" in bad.json["error"]["message"]
