@@ -62,26 +62,43 @@ class Worker:
 
     # -- process lifecycle --------------------------------------------------
     def run_forever(self) -> None:
-        self.acquire_singleton_lock()
-        with self.db.connection_context():
-            self.heartbeat.start()
-        self.recover()
-        self.sync_catalog_safely()
+        """Run until SIGTERM or SIGINT: take the lock, beat, recover, sync, then dispatch on a schedule.
+
+        The signal handlers are installed first: a SIGTERM during start-up (``make run`` stopping a worker
+        whose gunicorn died at once) must still end in a clean stop that removes the heartbeat, not in the
+        default action that leaves a fresh "alive" row behind.
+        """
+        stopping = threading.Event()
         scheduler = BlockingScheduler(job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": 30})
-        scheduler.add_job(self.dispatch_safely, "interval", seconds=self.poll_seconds, id="dispatch-operations",
-                          next_run_time=dt.datetime.now())
-        scheduler.add_job(self.sync_catalog_safely, "interval", seconds=self.catalog_sync_seconds, id="sync-catalog")
-        self._scheduler = scheduler
 
         def stop(signum, _frame):
             log.info("signal %s: finishing running operations, then exiting", signum)
-            scheduler.shutdown(wait=False)
+            stopping.set()
+            if scheduler.running:
+                scheduler.shutdown(wait=False)
+
+        def stop_if_asked() -> None:  # a signal that came just before the scheduler ran
+            if stopping.is_set():
+                scheduler.shutdown(wait=False)
 
         signal.signal(signal.SIGTERM, stop)
         signal.signal(signal.SIGINT, stop)
-        log.info("worker %s started (concurrency %d)", self.worker_id, self.concurrency)
+        self.acquire_singleton_lock()
         try:
-            scheduler.start()
+            with self.db.connection_context():
+                self.heartbeat.start()
+            if not stopping.is_set():
+                self.recover()
+                self.sync_catalog_safely()
+            scheduler.add_job(self.dispatch_safely, "interval", seconds=self.poll_seconds, id="dispatch-operations",
+                              next_run_time=dt.datetime.now())
+            scheduler.add_job(self.sync_catalog_safely, "interval", seconds=self.catalog_sync_seconds,
+                              id="sync-catalog")
+            scheduler.add_job(stop_if_asked, "interval", seconds=self.poll_seconds, id="stop-if-asked")
+            self._scheduler = scheduler
+            if not stopping.is_set():
+                log.info("worker %s started (concurrency %d)", self.worker_id, self.concurrency)
+                scheduler.start()
         finally:
             self._drain()
             self._pool.shutdown(wait=True)
