@@ -46,6 +46,14 @@ def destination_error(exc: OSError, path: Path | str, doing: str) -> ArchiveDest
                                    path=str(path), errno=code)
 
 
+def _close_quietly(out) -> None:
+    """Close ``out`` after a failure: a second error while flushing the rest is the same cause, already reported."""
+    try:
+        out.close()
+    except OSError:
+        pass
+
+
 def required_free_bytes(volume_bytes: int | None) -> int:
     """Free bytes the backup folder needs for volumes holding ``volume_bytes`` (``None``: size unknown)."""
     return int((volume_bytes or 0) * (1 + TAR_OVERHEAD_RATIO)) + FREE_SPACE_MARGIN_BYTES
@@ -116,17 +124,22 @@ def write_archive(destination: Path, chunks: Iterable[bytes]) -> int:
             fd = os.open(partial, _PARTIAL_FLAGS, FILE_MODE)
         except OSError as exc:
             raise destination_error(exc, partial, "create the archive") from exc
-        with os.fdopen(fd, "wb") as out:
+        out = os.fdopen(fd, "wb")
+        try:
             for chunk in chunks:
-                try:
-                    out.write(chunk)
-                except OSError as exc:
-                    raise destination_error(exc, partial, "write the archive") from exc
-            try:
-                out.flush()
-                os.fsync(out.fileno())
-            except OSError as exc:
-                raise destination_error(exc, partial, "write the archive") from exc
+                out.write(chunk)
+            out.flush()
+            os.fsync(out.fileno())
+        except OSError as exc:
+            _close_quietly(out)  # its flush would fail again and hide this error's path (ENOSPC while closing)
+            raise destination_error(exc, partial, "write the archive") from exc
+        except BaseException:
+            _close_quietly(out)
+            raise
+        try:
+            out.close()
+        except OSError as exc:
+            raise destination_error(exc, partial, "write the archive") from exc
         try:
             with tarfile.open(partial) as archive:  # prove it is readable before anything is deleted
                 archive.getmembers()

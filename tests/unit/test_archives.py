@@ -195,3 +195,15 @@ def test_a_stream_that_is_not_a_tar_file_is_refused(tmp_path):
     assert type(refused.value) is ArchiveError
     assert refused.value.public == "a data volume could not be archived; it was kept"
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_disk_that_fills_up_while_the_buffer_is_flushed_names_the_archive_not_an_internal_error(tmp_path, monkeypatch):
+    # The last chunk fits the write buffer; ENOSPC comes at flush and again when the file closes. The
+    # second error must not replace the first (found by an operator: "internal error", no path).
+    real_open = os.open
+    monkeypatch.setattr(archives.os, "open", lambda path, flags, mode=0o777: real_open("/dev/full", os.O_WRONLY))
+    destination = tmp_path / "x.tar"
+    with pytest.raises(ArchiveDestinationError) as refused:
+        write_archive(destination, [b"\0" * 100])  # smaller than the write buffer: ENOSPC comes at flush
+    assert str(refused.value) == f"cannot write the archive {destination}.partial: No space left on device (ENOSPC)"
+    assert list(tmp_path.iterdir()) == []
