@@ -289,7 +289,18 @@ class OperationRunner:
         return unfinished
 
     def _restore_after_failed_terminate(self, operation: Operation, order: Order, progress: Progress) -> None:
-        """Start the stack of an active order again after its terminate failed; ``failed`` when it cannot run."""
+        """Start the stack of an active order again after its terminate failed; ``failed`` when it cannot run.
+
+        Most failures come before anything was stopped (helper image missing, backup folder unusable): then
+        the stack already runs as it should, and nothing is started or claimed.
+        """
+        try:
+            untouched = self.deployer.plan(self.target(order))[0].is_noop
+        except LiveError:
+            untouched = False  # cannot tell: converge, which reports its own failure
+        if untouched:
+            progress("terminate failed before anything was stopped: the order's containers keep running")
+            return
         try:
             self._deploy(order, progress)
         except peewee.PeeweeException:

@@ -179,6 +179,14 @@ def test_terminate_never_uses_the_products_images(live, engine, make_customer):
 
 
 # -- failures: nothing deleted, no helper left, a status that tells the truth ------------------------------------
+def assert_nothing_claimed(operation: Operation, order: Order) -> None:
+    """Nothing was stopped, so nothing is said to run again and no ``order.active`` event is added."""
+    steps = [step["message"] for step in operation.steps]
+    assert steps[-1] == "terminate failed before anything was stopped: the order's containers keep running"
+    assert not any("run again" in step or step.startswith("wait for health") for step in steps)
+    assert Event.select().where((Event.order == order) & (Event.kind == "order.active")).count() == 1  # the create
+
+
 def test_helper_image_missing_fails_at_once_naming_the_setting_and_the_script(live, engine, make_customer):
     order = create(live, make_customer, 230, "no-helper")
     del engine.images[live.settings.helper_image]
@@ -193,6 +201,7 @@ def test_helper_image_missing_fails_at_once_naming_the_setting_and_the_script(li
     assert order.status == "active" and running(engine, live, order) == ["app", "db", "web"]
     assert objects(engine, live, order) == before, "nothing was stopped, nothing deleted"
     assert engine.calls_of("stop_container") == []
+    assert_nothing_claimed(operation, order)
 
 
 def test_destination_that_is_a_file_fails_at_once_before_anything_stops(live, engine, make_customer, tmp_path):
@@ -210,6 +219,7 @@ def test_destination_that_is_a_file_fails_at_once_before_anything_stops(live, en
     assert order.status == "active" and order.last_error_detail == operation.error_detail
     assert objects(engine, live, order) == before and running(engine, live, order) == ["app", "db", "web"]
     assert engine.calls_of("stop_container") == []
+    assert_nothing_claimed(operation, order)
 
 
 def test_destination_failing_midway_restarts_the_stopped_stack_and_keeps_everything(live, engine, make_customer):
