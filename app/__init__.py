@@ -45,9 +45,14 @@ def create_app(settings: Settings | None = None) -> APIFlask:
         JSON_SORT_KEYS=False,
     )
 
-    # Liveness and metrics must answer while the database is down (a supervisor
-    # would otherwise restart healthy processes); they open it themselves if needed.
-    no_database = {"/healthz", "/metrics"}
+    # First of all before_request hooks: every answer, even one to a failed hook, carries its request id.
+    from app.web.observability import init_observability
+
+    init_observability(app)
+
+    # Liveness, readiness and metrics must answer while the database is down (a supervisor would otherwise
+    # restart healthy processes; /readyz names the dependency that fails); they open it themselves if needed.
+    no_database = {"/healthz", "/readyz", "/metrics"}
 
     @app.before_request
     def _open_db():
@@ -63,10 +68,8 @@ def create_app(settings: Settings | None = None) -> APIFlask:
     from app.web import api_v1, geocat_live, gitlab_hook, health, whmcs
     from app.web.errors import register_error_handlers
     from app.web.input_guard import init_input_guard
-    from app.web.observability import init_observability
     from app.web.openapi import register_spec_processor
 
-    init_observability(app)
     init_input_guard(app)
     register_error_handlers(app)
     register_spec_processor(app)

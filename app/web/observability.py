@@ -35,33 +35,46 @@ class DatabaseCollector:
     - ``live_orders{status}``, ``live_operations{kind,state}``: counts.
     - ``live_worker_heartbeat_age_seconds``: seconds since the newest worker heartbeat; ``-1`` when no
       worker has one (none ever started, or the last one stopped cleanly).
+      Absent while the database cannot be read.
     - ``live_worker_alive``: 1 while that heartbeat is younger than the threshold of
-      ``app/orders/heartbeat.py`` (``max(15 s, 10 × LIVE_WORKER_POLL_SECONDS)``), else 0.
+      ``app/orders/heartbeat.py`` (``max(15 s, 10 × LIVE_WORKER_POLL_SECONDS)``), else 0; also 0 while the
+      database cannot be read (unknown is not alive).
+    - ``live_database_up``: 1 when the database answered the scrape, else 0.
     """
 
     def collect(self):
         try:
-            yield from self._collect()
+            yield from self._counts()
+            database_up = 1
         except PeeweeException as exc:  # the database is down: serve the request metrics anyway
             log.warning("metrics without database figures: %s", exc)
+            database_up = 0
+        yield GaugeMetricFamily("live_database_up", "1 when the bridge's database answered this scrape, else 0",
+                                value=database_up)
+        try:
+            worker = worker_status()
+        except PeeweeException as exc:
+            log.warning("metrics: worker heartbeat unreadable: %s", exc)
+            worker = None
+        if worker is not None:
+            age = worker.age_seconds if worker.age_seconds is not None else -1.0
+            yield GaugeMetricFamily("live_worker_heartbeat_age_seconds",
+                                    "Seconds since the newest worker heartbeat; -1 when no worker has one", value=age)
+        # Unknown counts as not alive: an alert on live_worker_alive == 0 must fire while the database is down.
+        yield GaugeMetricFamily("live_worker_alive", "1 while a worker's heartbeat is fresh, else 0",
+                                value=1 if worker is not None and worker.alive else 0)
 
-    def _collect(self):
+    @staticmethod
+    def _counts():
         orders = GaugeMetricFamily("live_orders", "Orders by status", labels=["status"])
         for status, count in Order.select(Order.status, fn.COUNT(Order.id)).group_by(Order.status).tuples():
             orders.add_metric([status], count)
-        yield orders
         operations = GaugeMetricFamily("live_operations", "Operations by kind and state", labels=["kind", "state"])
         query = (Operation.select(Operation.kind, Operation.state, fn.COUNT(Operation.id))
                  .group_by(Operation.kind, Operation.state).tuples())
         for kind, state, count in query:
             operations.add_metric([kind, state], count)
-        yield operations
-        worker = worker_status()
-        age = worker.age_seconds if worker.age_seconds is not None else -1.0
-        yield GaugeMetricFamily("live_worker_heartbeat_age_seconds",
-                                "Seconds since the newest worker heartbeat; -1 when no worker has one", value=age)
-        yield GaugeMetricFamily("live_worker_alive", "1 while a worker's heartbeat is fresh, else 0",
-                                value=1 if worker.alive else 0)
+        return [orders, operations]
 
 
 @functools.lru_cache(maxsize=1024)

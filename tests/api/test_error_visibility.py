@@ -205,17 +205,37 @@ def test_test_connection_names_no_engine_internals(api, monkeypatch):
     assert "10.0.0.7" not in answer.get_data(as_text=True)
 
 
-def test_readyz_with_the_database_down_shows_no_raw_text(settings, caplog):
+def test_readyz_with_the_database_down_names_each_dependency_and_shows_no_raw_text(settings, caplog):
     port = closed_port()
     down = dataclasses.replace(settings, database_url=f"postgresql://live:s3cret@127.0.0.1:{port}/live")
     client = create_app(down).test_client()
-    answer = client.get("/readyz")
+    answer = client.get("/readyz", headers={"X-Request-ID": "abc123abc123"})
     assert answer.status_code == 503 and answer.headers["Retry-After"]
-    assert answer.json["error"] == {"code": "unavailable", "message": "the database is unavailable; try again shortly",
-                                    "details": {}}
+    assert answer.headers["X-Request-ID"] == "abc123abc123"
+    assert answer.json == {"status": "unavailable", "checks": {
+        "database": {"ok": False, "detail": "unavailable"}, "docker": {"ok": True, "detail": "ok"},
+        "catalog": {"ok": False, "detail": "unknown"}, "worker": {"ok": False, "detail": "unknown"}}}
     text = answer.get_data(as_text=True)
     assert "127.0.0.1" not in text and str(port) not in text and "s3cret" not in text
     assert str(port) in caplog.text, "the log says which database could not be reached"
+
+
+def test_with_the_database_down_every_answer_keeps_its_request_id_and_metrics_say_so(settings, caplog):
+    caplog.set_level(logging.INFO, logger="app.web.access")
+    port = closed_port()
+    down = dataclasses.replace(settings, database_url=f"postgresql://live:s3cret@127.0.0.1:{port}/live")
+    client = create_app(down).test_client()
+    answer = client.get("/api/v1/orders", headers={"X-Request-ID": "req-down-1"})
+    assert answer.status_code == 503 and answer.headers["X-Request-ID"] == "req-down-1"
+    assert answer.json["error"] == {"code": "unavailable", "message": "the database is unavailable; try again shortly",
+                                    "details": {}}
+    assert '"request_id": "req-down-1"' in caplog.text
+    generated = client.get("/api/v1/orders").headers["X-Request-ID"]
+    assert generated != "-" and len(generated) == 32
+    metrics = client.get("/metrics").get_data(as_text=True)
+    assert "\nlive_database_up 0.0\n" in metrics
+    assert "\nlive_worker_alive 0.0\n" in metrics, "unknown is not alive: the alert on live_worker_alive == 0 fires"
+    assert "live_worker_heartbeat_age_seconds " not in metrics
 
 
 def test_readyz_when_a_check_fails_mid_request(api, monkeypatch, caplog):
