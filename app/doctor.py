@@ -40,7 +40,7 @@ import gitlab.exceptions
 import peewee
 import requests.exceptions
 
-from app.catalog.catalog import Catalog
+from app.catalog.catalog import REMOVED, Catalog
 from app.config import Settings
 from app.db import pending_migrations
 from app.errors import LiveError
@@ -265,11 +265,15 @@ class Doctor:
 
     def check_catalog(self) -> Finding:
         state = CatalogSync.get_or_none()
-        products = list(Product.select(Product.slug, Product.valid).order_by(Product.slug).tuples())
-        valid = [slug for slug, ok in products if ok]
-        invalid = [slug for slug, ok in products if not ok]
+        products = list(Product.select(Product.slug, Product.valid, Product.errors).order_by(Product.slug).tuples())
+        valid = [slug for slug, ok, _ in products if ok]
+        # Removed from the source on purpose: kept for the orders that use them, and nothing to fix.
+        retired = [slug for slug, ok, errors in products if not ok and errors == [REMOVED]]
+        invalid = [slug for slug, ok, errors in products if not ok and errors != [REMOVED]]
         named = f" ({', '.join(invalid)})" if invalid else ""
         counts = f"{len(valid)} valid product(s), {len(invalid)} invalid{named}"
+        if retired:
+            counts += f", {len(retired)} retired ({', '.join(retired)}: {REMOVED}, kept for their orders)"
         sync = "`flask --app wsgi live products sync` (the worker syncs every LIVE_CATALOG_SYNC_SECONDS)"
         if state is None or (state.last_success_at is None and state.last_error is None):
             return Finding("catalog", WARN, f"never synced; {counts}", f"sync it: {sync}")

@@ -77,8 +77,9 @@ class Catalog:
             self._record_safely(self._load(item), item, report)
         with database.atomic():
             # Read in full before writing (SQLite read snapshots, see app/db.py).
-            for product in list(Product.select().where(Product.valid == True)):  # noqa: E712 (SQL comparison)
-                if product.slug not in seen:
+            for product in list(Product.select()):
+                # An invalid product that leaves the source is removed too: its old errors are nothing to fix.
+                if product.slug not in seen and product.errors != [REMOVED]:
                     # Existing orders keep their revision; new orders are refused.
                     report.removed.append(product.slug)
                     product.valid, product.errors = False, [REMOVED]

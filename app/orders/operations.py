@@ -29,6 +29,10 @@ log = logging.getLogger(__name__)
 Progress = Callable[[str], None]
 
 
+#: How many taken host ports one deploy moves away from before it fails.
+PORT_MOVES = 5
+
+
 class PortAllocator:
     """Host ports on 127.0.0.1 for endpoints, stable for an order's whole life."""
 
@@ -319,18 +323,27 @@ class OperationRunner:
 
     # -- helpers ------------------------------------------------------------
     def _deploy(self, order: Order, progress: Progress):
+        """Converge the order's stack; a host port of the order that something else took is moved.
+
+        Between choosing a free port and the engine binding it, another process or another installation on the
+        same engine may take it: each such port is avoided and the deploy tried again, at most
+        ``PORT_MOVES`` times.
+        """
         self._assign_ports(order)
-        try:
-            result = self.deployer.deploy(self.target(order), progress)
-        except LiveError as exc:
-            taken = _port_conflict(str(exc))
-            if taken is None or taken not in (order.published_ports or {}).values():
-                raise
-            # Something else took the order's port while it was stopped: move the endpoint.
-            progress(f"host port {taken} is taken by another process; moving the endpoint to a free port")
-            order.published_ports = {k: v for k, v in order.published_ports.items() if v != taken}
-            self._assign_ports(order, avoid={taken})
-            result = self.deployer.deploy(self.target(order), progress)
+        avoid: set[int] = set()
+        while True:
+            try:
+                result = self.deployer.deploy(self.target(order), progress)
+                break
+            except LiveError as exc:
+                taken = _port_conflict(str(exc))
+                if taken is None or taken not in (order.published_ports or {}).values() or len(avoid) >= PORT_MOVES:
+                    raise
+                # Something else took the order's port (while it was stopped, or since it was chosen): move it.
+                progress(f"host port {taken} is taken by another process; moving the endpoint to a free port")
+                avoid.add(taken)
+                order.published_ports = {k: v for k, v in order.published_ports.items() if v != taken}
+                self._assign_ports(order, avoid=avoid)
         if result.published_ports and result.published_ports != order.published_ports:
             order.published_ports = result.published_ports
             order.save()

@@ -228,6 +228,13 @@ def test_catalog_invalid_products_failed_sync_none_valid_and_never_synced(live, 
     assert invalid.status == WARN and "4 valid product(s), 1 invalid (broken)" in invalid.finding
     assert "`flask --app wsgi live products list`" in invalid.fix
 
+    shutil.rmtree(config_repo / "products" / "broken")
+    live.catalog.sync()
+    retired = doctor(live).check_catalog()
+    assert retired.status == OK, retired.finding
+    assert retired.finding.endswith("4 valid product(s), 0 invalid, 1 retired (broken: removed from the catalog "
+                                    "source, kept for their orders)")
+
     CatalogSync.update(last_error="GitLab at https://gitlab.example.org is unreachable").execute()
     failed = doctor(live).check_catalog()
     assert failed.status == WARN and failed.finding.startswith(
@@ -235,7 +242,7 @@ def test_catalog_invalid_products_failed_sync_none_valid_and_never_synced(live, 
 
     Product.update(valid=False).execute()
     none = doctor(live).check_catalog()
-    assert none.status == FAIL and "0 valid product(s), 5 invalid" in none.finding
+    assert none.status == FAIL and "0 valid product(s), 4 invalid" in none.finding, none.finding
     assert none.finding.endswith("WHMCS cannot create any order")
 
     CatalogSync.delete().execute()

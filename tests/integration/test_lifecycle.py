@@ -118,3 +118,49 @@ def test_same_create_twice_makes_one_stack(live, settings, docker_engine, deploy
     assert Order.select().count() == 1
     assert Operation.select().count() == 1
     assert len(deployed_objects()["containers"]) == 3
+
+
+@pytest.mark.parametrize("taker", ["process", "container"])
+def test_a_port_taken_while_suspended_moves_the_endpoint(live, settings, docker_engine, make_customer, taker):
+    """Another process (or another installation's container) takes the order's host port while it is suspended:
+    unsuspend moves the endpoint to a free port instead of failing."""
+    import socket
+
+    from tests.conftest import TEST_IMAGE
+
+    outcome = live.orders.create(service_id=140, customer=make_customer(), product="busybox-demo", plan="small",
+                                 username=f"port-{taker}")
+    run_all(live)
+    order = Order.get_by_id(outcome.order.id)
+    assert order.status == "active", order.last_error_detail
+    (endpoint, port), = order.published_ports.items()
+    live.orders.suspend(order)
+    run_all(live)
+    holder = None
+    if taker == "process":
+        holder = socket.socket()
+        holder.bind(("127.0.0.1", port))
+        holder.listen()
+    else:
+        holder = docker_engine.containers.run(TEST_IMAGE, ["sleep", "600"], detach=True, init=True,
+                                              ports={"80/tcp": ("127.0.0.1", port)},
+                                              labels={"live.deployment": settings.deployment})
+    try:
+        live.orders.unsuspend(Order.get_by_id(order.id))
+        run_all(live)
+        order = Order.get_by_id(order.id)
+        assert order.status == "active", order.last_error_detail
+        moved = order.published_ports[endpoint]
+        assert moved != port
+        web = containers_by_service(docker_engine, settings, order)["web"]
+        web.reload()
+        assert web.status == "running"
+        assert web.attrs["NetworkSettings"]["Ports"]["8080/tcp"][0]["HostPort"] == str(moved)
+        steps = [s["message"] for s in Operation.select().where(Operation.order == order)
+                 .order_by(Operation.id.desc()).first().steps]
+        assert f"host port {port} is taken by another process; moving the endpoint to a free port" in steps
+    finally:
+        if taker == "process":
+            holder.close()
+        else:
+            holder.remove(force=True)
