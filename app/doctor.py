@@ -25,6 +25,7 @@ No check raises: an unexpected error is a ``fail`` finding naming it.
 from __future__ import annotations
 
 import datetime as dt
+import errno
 import ipaddress
 import logging
 import os
@@ -248,8 +249,11 @@ class Doctor:
             os.close(handle)
             os.unlink(probe)
         except OSError as exc:
-            return Finding("backups", FAIL, f"{setting}: {existing} is not writable: {exc.strerror or exc}",
-                           f"let the bridge's user write there: `chown -R <user> {existing}`")
+            if exc.errno == errno.EROFS:  # no ownership change helps a read-only file system
+                fix = f"remount {existing}'s file system read-write, or point LIVE_BACKUP_DIR at a writable disk"
+            else:
+                fix = f"let the bridge's user write there: `chown -R <user> {existing}`"
+            return Finding("backups", FAIL, f"{setting}: {existing} is not writable: {exc.strerror or exc}", fix)
         free = shutil.disk_usage(existing).free
         minimum = self.settings.backup_min_free_gb * GB
         later = "" if existing == folder else f" (created at the first archive, in {existing})"

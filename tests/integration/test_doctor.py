@@ -210,6 +210,15 @@ def test_backups_ok_missing_file_and_unwritable(live, tmp_path, monkeypatch):
     assert denied == Finding("backups", FAIL, f"LIVE_BACKUP_DIR={folder}: {folder} is not writable: Permission denied",
                              f"let the bridge's user write there: `chown -R <user> {folder}`")
 
+    def read_only(**_kwargs):
+        raise OSError(30, "Read-only file system")
+
+    monkeypatch.setattr("app.doctor.tempfile.mkstemp", read_only)
+    mounted_ro = doctor(live, backup_dir=folder).check_backups()
+    assert mounted_ro == Finding("backups", FAIL, f"LIVE_BACKUP_DIR={folder}: {folder} is not writable: Read-only "
+                                 "file system", f"remount {folder}'s file system read-write, or point "
+                                 "LIVE_BACKUP_DIR at a writable disk"), "no chown helps a read-only file system"
+
 
 def test_backups_free_space_below_the_minimum(live, tmp_path):
     free_gb = shutil.disk_usage(tmp_path).free / 1000 ** 3
