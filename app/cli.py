@@ -23,6 +23,7 @@ from app.db import pending_migrations, upgrade
 from app.apikeys import SCOPES, create_key, list_keys, revoke_key
 from app.errors import DataRiskError, LiveError
 from app.models import Event, Operation, Order, Product, ProductRevision
+from app.orders.lifecycle import FINISHED_STATES, OperationState, OrderStatus
 from app.orders.service import CustomerInfo, Outcome
 from app.presenters import PRIVATE_EVENT_DATA, event_view, operation_view, order_view
 
@@ -204,7 +205,7 @@ def products_revisions(slug):
     except LiveError as exc:
         _fail(exc)
     for revision in product.revisions.order_by(ProductRevision.id.desc()):
-        on = Order.select().where((Order.revision == revision) & (Order.status != "terminated")).count()
+        on = Order.select().where((Order.revision == revision) & (Order.status != OrderStatus.TERMINATED)).count()
         current = "current" if revision.id == product.current_revision_id else ""
         state = "valid" if revision.valid else "INVALID"
         click.echo(f"{revision.label}  commit {(revision.commit or '-')[:12]:12} {state:8} {on:>4} order(s) "
@@ -223,7 +224,8 @@ def products_upgrade(slug, revision, dry_run, allow_data_risk):
     unless --allow-data-risk; exit status 1 when any order was refused.
     """
     live = _live()
-    orders = Order.select().join(Product).where((Product.slug == slug) & (Order.status != "terminated")).order_by(Order.id)
+    orders = (Order.select().join(Product).where((Product.slug == slug) & (Order.status != OrderStatus.TERMINATED))
+              .order_by(Order.id))
     if not orders.exists():
         click.echo(f"no orders of product {slug}")
         return
@@ -301,16 +303,16 @@ def _report(outcome: Outcome, wait: float) -> None:
     deadline = time.monotonic() + wait
     while time.monotonic() < deadline:
         operation = Operation.get_by_id(operation.id)
-        if operation.state in ("succeeded", "failed"):
+        if operation.state in FINISHED_STATES:
             break
         time.sleep(0.5)
     for step in operation.steps or []:
         click.echo(f"  {step['at']} {step['message']}")
     reason = operation.error_detail or operation.error  # the operator gets the private detail
     click.echo(f"operation {operation.id}: {operation.kind} {operation.state}" + (f": {reason}" if reason else ""))
-    if operation.state == "failed":
+    if operation.state == OperationState.FAILED:
         sys.exit(1)
-    if operation.state not in ("succeeded",):
+    if operation.state != OperationState.SUCCEEDED:
         click.echo("still running (is the worker started? `flask --app wsgi live worker`)")
         sys.exit(3)
 

@@ -47,6 +47,7 @@ from app.db import pending_migrations
 from app.errors import LiveError
 from app.models import ApiKey, CatalogSync, Operation, Product, utcnow
 from app.orders.heartbeat import describe_seconds, worker_status
+from app.orders.lifecycle import OperationState
 from app.stacks.deployer import HELPER_SCRIPT
 from app.stacks.runtime import translate_errors
 
@@ -216,8 +217,8 @@ class Doctor:
 
     def check_worker(self) -> Finding:
         status = worker_status(self.now())
-        queued = Operation.select().where(Operation.state == "pending").count()
-        running = Operation.select().where(Operation.state == "running").count()
+        queued = Operation.select().where(Operation.state == OperationState.PENDING).count()
+        running = Operation.select().where(Operation.state == OperationState.RUNNING).count()
         waiting = f"{queued} operation(s) queued, {running} running"
         start = ("start it: `flask --app wsgi live worker` (systemd: `systemctl start live-worker`); one per database, "
                  "with the same environment as gunicorn")

@@ -10,6 +10,7 @@ import datetime as dt
 import peewee
 
 from app.db import JSONField, database
+from app.orders.lifecycle import INITIAL_STATUS, OperationState
 
 
 def utcnow() -> dt.datetime:
@@ -76,8 +77,8 @@ class Order(BaseModel):
     plan = peewee.CharField(max_length=64)
     instance = peewee.CharField(max_length=40, unique=True)
     hostname = peewee.CharField(max_length=253)
-    # pending -> active | failed; active <-> suspended; any -> terminated
-    status = peewee.CharField(max_length=16, default="pending", index=True)
+    # An OrderStatus, stored as its text; what may change it: app/orders/lifecycle.py (TRANSITIONS).
+    status = peewee.CharField(max_length=16, default=INITIAL_STATUS, index=True)
     secrets = JSONField(default=dict)
     # {"<service>:<port>": host_port} of endpoints published on 127.0.0.1
     published_ports = JSONField(default=dict)
@@ -104,9 +105,9 @@ class Order(BaseModel):
 
 class Operation(BaseModel):
     order = peewee.ForeignKeyField(Order, backref="operations", on_delete="CASCADE")
-    kind = peewee.CharField(max_length=32)
-    # pending -> running -> succeeded | failed; running -> pending on a retry
-    state = peewee.CharField(max_length=16, default="pending", index=True)
+    kind = peewee.CharField(max_length=32)  # an OperationKind, stored as its text
+    # An OperationState, stored as its text: pending -> running -> succeeded | failed; running -> pending on a retry
+    state = peewee.CharField(max_length=16, default=OperationState.PENDING, index=True)
     params = JSONField(default=dict)
     attempts = peewee.IntegerField(default=0)
     max_attempts = peewee.IntegerField(default=5)

@@ -13,8 +13,8 @@ from typing import Any
 
 from app.catalog.catalog import Catalog
 from app.models import Customer, Event, Operation, Order, Product, ProductRevision
+from app.orders.lifecycle import FINISHED_STATES, OrderStatus
 
-FINISHED = ("succeeded", "failed")
 #: The key of an event's ``data`` that holds private error detail (see event_view).
 PRIVATE_EVENT_DATA = "error_detail"
 
@@ -36,7 +36,7 @@ def endpoint_views(order: Order, catalog: Catalog, scheme: str, *, local_urls: b
     could open another customer's stack.
     """
     definition = catalog.definition(order.revision)
-    running = order.status == "active" and not busy
+    running = order.status == OrderStatus.ACTIVE and not busy
     views = []
     for endpoint in definition.endpoints:
         path = endpoint.path.rstrip("/")
@@ -74,10 +74,10 @@ def operation_view(operation: Operation, *, include_private: bool = False) -> di
 def current_operation(order: Order, recent: list[Operation] | None = None) -> Operation | None:
     """The oldest operation in progress, else the most recent one (``recent``: newest first, if already read)."""
     if recent is None:
-        unfinished = (Operation.select().where((Operation.order == order) & Operation.state.not_in(FINISHED))
+        unfinished = (Operation.select().where((Operation.order == order) & Operation.state.not_in(FINISHED_STATES))
                       .order_by(Operation.id).first())
         return unfinished or Operation.select().where(Operation.order == order).order_by(Operation.id.desc()).first()
-    unfinished = [op for op in recent if op.state not in FINISHED]
+    unfinished = [op for op in recent if op.state not in FINISHED_STATES]
     return unfinished[-1] if unfinished else (recent[0] if recent else None)
 
 
@@ -92,7 +92,7 @@ def order_view(order: Order, catalog: Catalog, scheme: str, *, include_secrets: 
     ``local_url``, set only while the order runs (see :func:`endpoint_views`).
     """
     operation = current_operation(order, recent)
-    busy = operation is not None and operation.state not in FINISHED
+    busy = operation is not None and operation.state not in FINISHED_STATES
     view = {
         "id": order.id,
         "service_id": order.whmcs_service_id,

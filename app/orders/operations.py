@@ -2,7 +2,8 @@
 
 Handlers converge: running one twice, or again after a crash at any point,
 ends in the same state. The worker decides when to run, retry or give up;
-this module only knows how.
+this module only knows how, and sets the order's status as the transition
+table says (:data:`app.orders.lifecycle.TRANSITIONS`).
 """
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ import peewee
 from app.catalog.catalog import Catalog
 from app.errors import DataRiskError, LiveError
 from app.models import Operation, Order, ProductRevision, record_event, utcnow
+from app.orders.lifecycle import TRANSITIONS, OperationKind, OrderStatus, transition
 from app.presenters import PRIVATE_EVENT_DATA
 from app.stacks.data_risk import DataRiskReport, data_risks
 from app.stacks.deployer import Deployer, DeploymentTarget
@@ -27,6 +29,8 @@ from app.stacks.target import build_target
 log = logging.getLogger(__name__)
 
 Progress = Callable[[str], None]
+#: A handler: ``handler(operation, order, progress)``; raises LiveError (transient or not) when it fails.
+Handler = Callable[[Operation, Order, Progress], None]
 
 
 #: How many taken host ports one deploy moves away from before it fails.
@@ -56,6 +60,9 @@ def _is_free(port: int) -> bool:
 
 
 class OperationRunner:
+    """Runs operations on the Docker engine through ``deployer``: one handler per :class:`OperationKind`
+    (``handlers``), and the clean-up of an operation that failed for good (:meth:`on_failure`)."""
+
     def __init__(self, catalog: Catalog, deployer: Deployer, backup_dir: Path, public_scheme: str = "https",
                  ports: PortAllocator | None = None, deployment: str = "live"):
         self.deployment = deployment
@@ -65,6 +72,16 @@ class OperationRunner:
         self.public_scheme = public_scheme
         self.ports = ports or PortAllocator()
         self._ports_lock = threading.Lock()
+        self.handlers: dict[OperationKind, Handler] = {
+            OperationKind.CREATE: self._do_create,
+            OperationKind.SUSPEND: self._do_suspend,
+            OperationKind.UNSUSPEND: self._do_unsuspend,
+            OperationKind.CHANGE_PLAN: self._do_change_plan,
+            OperationKind.TERMINATE: self._do_terminate,
+            OperationKind.REDEPLOY: self._do_redeploy,
+            OperationKind.RESTART: self._do_restart,
+            OperationKind.UPGRADE: self._do_upgrade,
+        }
 
     def target(self, order: Order, revision: ProductRevision | None = None) -> DeploymentTarget:
         """The order's stack as its revision (or ``revision``) renders it."""
@@ -88,7 +105,8 @@ class OperationRunner:
         )
 
     def run(self, operation: Operation, progress: Progress) -> None:
-        handler = getattr(self, f"_do_{operation.kind}", None)
+        """Run the handler of the operation's kind. Raises LiveError (not transient) for a kind without one."""
+        handler = self.handlers.get(operation.kind)
         if handler is None:
             raise LiveError(f"unknown operation kind {operation.kind!r}")
         handler(operation, operation.order, progress)
@@ -96,28 +114,28 @@ class OperationRunner:
     # -- handlers -----------------------------------------------------------
     def _do_create(self, operation: Operation, order: Order, progress: Progress) -> None:
         self._deploy(order, progress)
-        self._set_status(order, "active", operation, f"order {order.instance} is active")
+        self._succeeded(operation, order, f"order {order.instance} is active")
 
     def _do_unsuspend(self, operation: Operation, order: Order, progress: Progress) -> None:
         self._deploy(order, progress)
-        self._set_status(order, "active", operation, f"order {order.instance} resumed")
+        self._succeeded(operation, order, f"order {order.instance} resumed")
 
     def _do_redeploy(self, operation: Operation, order: Order, progress: Progress) -> None:
-        if order.status == "suspended":
-            progress("order is suspended: nothing to start")
+        if order.status in transition(operation.kind).kept_while:
+            progress(f"order is {order.status}: nothing to start")
             return
         self._deploy(order, progress)
-        self._set_status(order, "active", operation, f"order {order.instance} redeployed")
+        self._succeeded(operation, order, f"order {order.instance} redeployed")
 
     def _do_restart(self, operation: Operation, order: Order, progress: Progress) -> None:
         target = self.target(order)
         self.deployer.stop(target, progress)
         self._deploy(order, progress)
-        self._set_status(order, "active", operation, f"order {order.instance} restarted")
+        self._succeeded(operation, order, f"order {order.instance} restarted")
 
     def _do_suspend(self, operation: Operation, order: Order, progress: Progress) -> None:
         self.deployer.stop(self.target(order), progress)
-        self._set_status(order, "suspended", operation, f"order {order.instance} suspended")
+        self._succeeded(operation, order, f"order {order.instance} suspended")
 
     def _do_change_plan(self, operation: Operation, order: Order, progress: Progress) -> None:
         plan, product = operation.params["plan"], operation.params.get("product", order.product.slug)
@@ -137,12 +155,12 @@ class OperationRunner:
         """Save a changed order, then converge its stack; a suspended one converges when resumed."""
         order.updated_at = utcnow()
         order.save()
-        if order.status == "suspended":
-            progress("order is suspended: the change applies when it is resumed")
+        if order.status in transition(operation.kind).kept_while:
+            progress(f"order is {order.status}: the change applies when it is resumed")
             return
         result = self._deploy(order, progress)
         progress("recreated: " + (", ".join(s for s, a in sorted(result.actions.items()) if a != "noop") or "nothing"))
-        self._set_status(order, "active", operation, done)
+        self._succeeded(operation, order, done)
 
     def preview(self, order: Order, revision: ProductRevision, plan: str | None = None) -> dict:
         """What moving to ``revision`` (and ``plan``) would do to each service and to the order's data, without
@@ -245,7 +263,7 @@ class OperationRunner:
         order.terminated_at = utcnow()
         record_event("order.archived", f"{len(archives)} volume(s) archived", order=order, operation=operation,
                      archives=[{"volume": a.volume, "path": a.path, "bytes": a.size} for a in archives])
-        self._set_status(order, "terminated", operation, f"order {order.instance} terminated")
+        self._succeeded(operation, order, f"order {order.instance} terminated")
 
     # -- failure ------------------------------------------------------------
     def on_failure(self, operation: Operation, reason: str, progress: Progress, *, detail: str | None = None) -> None:
@@ -253,6 +271,8 @@ class OperationRunner:
 
         ``reason`` is the public text (the WHMCS client area shows it),
         ``detail`` the private one for operators (defaults to ``reason``).
+
+        The order's status follows the transition table (``fails_to``, ``restored_from``):
 
         - ``create``: what the create made is archived and removed (with the helper image, so also when
           the product's images are missing); when that cannot finish, its containers are at least
@@ -263,11 +283,13 @@ class OperationRunner:
         """
         order = operation.order
         detail = detail or reason
-        if operation.kind == "create":
+        rule = TRANSITIONS.get(operation.kind)  # None: a kind this bridge does not know (``run`` refused it)
+        if operation.kind == OperationKind.CREATE:
             detail = self._clean_failed_create(operation, order, progress, detail)
-            order.status = "failed"
-        elif operation.kind == "terminate" and order.status == "active":
+        elif rule is not None and order.status in rule.restored_from:
             self._restore_after_failed_terminate(operation, order, progress)
+        if rule is not None and rule.fails_to is not None:
+            order.status = rule.fails_to
         order.last_error, order.last_error_detail = reason, detail
         order.updated_at = utcnow()
         order.save()
@@ -313,12 +335,12 @@ class OperationRunner:
             log.warning("order %s: terminate failed and its stack could not be started again: %s", order.instance, exc)
             public = exc.public if isinstance(exc, LiveError) else "internal error"
             progress(f"the order's containers could not be started again: {public}")
-            order.status = "failed"
-            record_event("order.failed", "terminate failed and the order's containers could not be started again",
+            order.status = OrderStatus.FAILED
+            record_event(f"order.{OrderStatus.FAILED}", "terminate failed and the order's containers could not be started again",
                          order=order, operation=operation, **{PRIVATE_EVENT_DATA: f"{type(exc).__name__}: {exc}"})
             return
         progress("terminate failed and nothing was deleted: the order's containers run again")
-        record_event("order.active", "terminate failed and nothing was deleted: the order runs again",
+        record_event(f"order.{order.status}", "terminate failed and nothing was deleted: the order runs again",
                      order=order, operation=operation)
 
     # -- helpers ------------------------------------------------------------
@@ -364,7 +386,11 @@ class OperationRunner:
             order.published_ports = ports
             order.save()
 
-    def _set_status(self, order: Order, status: str, operation: Operation, message: str) -> None:
+    def _succeeded(self, operation: Operation, order: Order, message: str) -> None:
+        """Give the order the status that follows the operation's success (``message`` goes to the event)."""
+        self._set_status(order, transition(operation.kind).status_after_success(order.status), operation, message)
+
+    def _set_status(self, order: Order, status: OrderStatus, operation: Operation, message: str) -> None:
         order.status = status
         order.last_error = order.last_error_detail = None
         order.updated_at = utcnow()
@@ -383,6 +409,6 @@ def _port_conflict(message: str) -> int | None:
 
 def _ports_in_use(exclude: int) -> set[int]:
     taken: set[int] = set()
-    for other in Order.select(Order.published_ports).where((Order.id != exclude) & (Order.status != "terminated")):
+    for other in Order.select(Order.published_ports).where((Order.id != exclude) & (Order.status != OrderStatus.TERMINATED)):
         taken.update((other.published_ports or {}).values())
     return taken

@@ -17,16 +17,15 @@ from app.catalog.product import ProductDefinition
 from app.db import database, transaction
 from app.errors import Conflict, DataRiskError, HostnameTaken, InvalidRequest, LiveError, NotFound
 from app.models import Customer, Operation, Order, ProductRevision, record_event, utcnow
+from app.orders.lifecycle import INITIAL_STATUS, UNFINISHED_STATES, OperationKind, OrderStatus, transition
 from app.stacks.data_risk import DataRiskReport
 from app.naming import derive_instance, hostname_for, normalize_hostname, validate_instance
 
 log = logging.getLogger(__name__)
 
-UNFINISHED = ("pending", "running")
 # A create that derives its identifier loses the race to every concurrent create of the same name at most
 # once each: enough attempts for a burst of same-name orders, each cheap (a few indexed queries).
 CREATE_ATTEMPTS = 40
-KINDS = ("create", "suspend", "unsuspend", "change_plan", "terminate", "redeploy", "restart", "upgrade")
 
 
 @dataclass(frozen=True)
@@ -156,10 +155,10 @@ class OrderService:
             # meanwhile, the unique index refuses the insert and the transaction derives again.
             order = Order.create(
                 whmcs_service_id=service_id, customer=owner, product=revision.product, revision=revision,
-                plan=plan, instance=chosen, hostname=order_hostname, status="pending",
+                plan=plan, instance=chosen, hostname=order_hostname, status=INITIAL_STATUS,
                 secrets=definition.generate_secrets(),
             )
-            operation = self._enqueue(order, "create", {}, requested_by)
+            operation = self._enqueue(order, OperationKind.CREATE, {}, requested_by)
             record_event("order.created", f"order {order.instance} created for service {service_id}",
                          order=order, operation=operation, actor=requested_by,
                          product=revision.product.slug, plan=plan)
@@ -180,7 +179,7 @@ class OrderService:
 
     @staticmethod
     def _hostname_in_use(hostname: str, exclude: int | None = None) -> bool:
-        query = Order.select().where((Order.hostname == hostname) & (Order.status != "terminated"))
+        query = Order.select().where((Order.hostname == hostname) & (Order.status != OrderStatus.TERMINATED))
         if exclude is not None:
             query = query.where(Order.id != exclude)
         return query.exists()
@@ -204,16 +203,16 @@ class OrderService:
             if current.product.slug != product:
                 raise Conflict(f"service {current.whmcs_service_id} already has an order for product "
                                f"{current.product.slug}, not {product}")
-            if current.status == "terminated":
+            if OrderStatus(current.status).final:
                 raise Conflict(f"service {current.whmcs_service_id} was terminated; create a new service to order again")
-            pending = self._unfinished(current, "create")
+            pending = self._unfinished(current, OperationKind.CREATE)
             if pending is not None:
                 return Outcome(current, pending, False, "provisioning is already under way")
-            if current.status == "failed":
+            if current.status in transition(OperationKind.CREATE).allowed_from:
                 # A retry from billing after a failed create: provision again, same order, on the product's
                 # current revision (a fixed product is what the retry is for; a failed create holds no data).
                 self._move_to_current_revision(current, requested_by)
-                operation = self._enqueue(current, "create", {}, requested_by)
+                operation = self._enqueue(current, OperationKind.CREATE, {}, requested_by)
                 return Outcome(current, operation, False, "provisioning retried")
             return Outcome(current, None, False, f"order already {current.status}")
 
@@ -236,25 +235,21 @@ class OrderService:
                      order=order, actor=requested_by, previous=previous, revision=revision.label)
 
     def suspend(self, order: Order, requested_by: str = "system") -> Outcome:
-        return self._transition(order, "suspend", {}, requested_by, done_when="suspended")
+        return self._transition(order, OperationKind.SUSPEND, {}, requested_by)
 
     def unsuspend(self, order: Order, requested_by: str = "system") -> Outcome:
-        return self._transition(order, "unsuspend", {}, requested_by, done_when="active")
+        return self._transition(order, OperationKind.UNSUSPEND, {}, requested_by)
 
     def redeploy(self, order: Order, requested_by: str = "system") -> Outcome:
-        return self._transition(order, "redeploy", {}, requested_by, done_when=None)
+        return self._transition(order, OperationKind.REDEPLOY, {}, requested_by)
 
     def restart(self, order: Order, requested_by: str = "system") -> Outcome:
-        def refuse_suspended(current: Order) -> None:
-            if current.status == "suspended":
-                raise Conflict(f"order {current.instance} is suspended; unsuspend it instead of restarting")
-
-        return self._transition(order, "restart", {}, requested_by, done_when=None, check=refuse_suspended)
+        return self._transition(order, OperationKind.RESTART, {}, requested_by)
 
     def terminate(self, order: Order | None, requested_by: str = "system") -> Outcome | None:
         if order is None:
             return None  # terminating an unknown service is a success: nothing to remove
-        return self._transition(order, "terminate", {}, requested_by, done_when="terminated")
+        return self._transition(order, OperationKind.TERMINATE, {}, requested_by)
 
     def change_plan(self, order: Order, plan: str, product: str | None = None, requested_by: str = "system",
                     domain: str | None = None, allow_data_risk: bool = False) -> Outcome:
@@ -302,7 +297,7 @@ class OrderService:
                          previous=previous, hostname=hostname)
 
         try:
-            return self._transition(order, "change_plan", params, requested_by, done_when=None, check=unchanged,
+            return self._transition(order, OperationKind.CHANGE_PLAN, params, requested_by, check=unchanged,
                                     before_enqueue=move_hostname, retry_on_integrity_error=hostname is not None)
         except peewee.IntegrityError:
             raise HostnameTaken(f"hostname {hostname} is already used by another order") from None
@@ -354,7 +349,7 @@ class OrderService:
                 return f"order already at revision {target.label}"
             return None
 
-        return self._transition(order, "upgrade", params, requested_by, done_when=None, check=unchanged)
+        return self._transition(order, OperationKind.UPGRADE, params, requested_by, check=unchanged)
 
     def _check_data(self, order: Order, what: str, revision: ProductRevision, plan: str, allow: bool,
                     how: str, api: str) -> bool:
@@ -369,30 +364,38 @@ class OrderService:
                                 f"`{how}` or allow_data_risk in {api} (admin key; never from WHMCS).")
         return True
 
-    def _transition(self, order: Order, kind: str, params: dict, requested_by: str, done_when: str | None,
-                    check=None, before_enqueue=None, retry_on_integrity_error: bool = False) -> Outcome:
+    def _transition(self, order: Order, kind: OperationKind, params: dict, requested_by: str, check=None,
+                    before_enqueue=None, retry_on_integrity_error: bool = False) -> Outcome:
         """Record ``kind`` for the order unless the same operation is queued or nothing is to be done.
 
+        Whether ``kind`` may follow the order's status, and when it has nothing to do, is the
+        transition table's (:data:`app.orders.lifecycle.TRANSITIONS`); a refusal is a Conflict.
         Runs in one transaction holding the order's row lock (PostgreSQL ``FOR UPDATE``; SQLite
         transactions take the write lock up front), so concurrent identical calls get the same
         operation instead of two. ``check(order)`` may raise, or return a message meaning "nothing
         to do"; ``before_enqueue(order)`` runs in the same transaction before the operation is made.
         """
+        rule = transition(kind)
+
         def work() -> Outcome:
             current = self._lock(order)
-            if current.status == "terminated":
-                if kind == "terminate":
-                    return Outcome(current, None, False, "order already terminated")
-                raise Conflict(f"order {current.instance} is terminated")
+            status = OrderStatus(current.status)
+            if status.final:  # whatever is queued: nothing may follow
+                if status == rule.done_when:
+                    return Outcome(current, None, False, f"order already {status}")
+                raise Conflict(rule.refusal(status, current.instance))
             queued = self._unfinished(current, kind)
             if queued is not None and queued.params == params:
                 return Outcome(current, queued, False, f"{kind} already under way")
+            refusal = rule.refusal(status, current.instance)
+            if refusal is not None:
+                raise Conflict(refusal)
             nothing = check(current) if check is not None else None
             if nothing:
                 return Outcome(current, None, False, nothing)
             # Already there, with nothing queued that could change it: nothing to do.
-            if done_when is not None and current.status == done_when and self._unfinished(current) is None:
-                return Outcome(current, None, False, f"order already {done_when}")
+            if status == rule.done_when and self._unfinished(current) is None:
+                return Outcome(current, None, False, f"order already {status}")
             if before_enqueue is not None:
                 before_enqueue(current)
             operation = self._enqueue(current, kind, params, requested_by)
@@ -411,7 +414,7 @@ class OrderService:
             raise NotFound(f"no order {order.id}")
         return current
 
-    def _enqueue(self, order: Order, kind: str, params: dict, requested_by: str) -> Operation:
+    def _enqueue(self, order: Order, kind: OperationKind, params: dict, requested_by: str) -> Operation:
         operation = Operation.create(order=order, kind=kind, params=params, requested_by=requested_by,
                                      max_attempts=self.max_attempts)
         record_event("operation.requested", f"{kind} requested", order=order, operation=operation,
@@ -419,8 +422,8 @@ class OrderService:
         log.info("order %s: %s requested by %s (operation %s)", order.instance, kind, requested_by, operation.id)
         return operation
 
-    def _unfinished(self, order: Order, kind: str | None = None) -> Operation | None:
-        query = Operation.select().where((Operation.order == order) & Operation.state.in_(UNFINISHED))
+    def _unfinished(self, order: Order, kind: OperationKind | None = None) -> Operation | None:
+        query = Operation.select().where((Operation.order == order) & Operation.state.in_(UNFINISHED_STATES))
         if kind is not None:
             query = query.where(Operation.kind == kind)
         return query.order_by(Operation.id.desc()).first()

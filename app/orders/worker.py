@@ -29,6 +29,7 @@ from app.catalog.catalog import Catalog
 from app.errors import LiveError, WorkerAlreadyRunning
 from app.models import Operation, record_event, utcnow
 from app.orders.heartbeat import Heartbeat
+from app.orders.lifecycle import UNFINISHED_STATES, OperationState
 from app.orders.operations import OperationRunner
 from app.presenters import PRIVATE_EVENT_DATA
 
@@ -151,7 +152,7 @@ class Worker:
         recovered = 0
         with self.db.connection_context():
             # Read in full before writing: see app/db.py on SQLite read snapshots.
-            for operation in list(Operation.select().where(Operation.state == "running")):
+            for operation in list(Operation.select().where(Operation.state == OperationState.RUNNING)):
                 with self._lock:
                     if operation.id in self._in_flight:
                         continue
@@ -159,8 +160,8 @@ class Worker:
                     self._fail(operation, f"the worker stopped during this operation {operation.attempts} times",
                                self._progress_recorder(operation))
                 else:
-                    Operation.update(state="pending", next_attempt_at=utcnow(), lease_owner=None).where(
-                        (Operation.id == operation.id) & (Operation.state == "running")).execute()
+                    Operation.update(state=OperationState.PENDING, next_attempt_at=utcnow(), lease_owner=None).where(
+                        (Operation.id == operation.id) & (Operation.state == OperationState.RUNNING)).execute()
                     record_event("operation.recovered", f"{operation.kind} resumes after an interrupted attempt",
                                  order=operation.order, operation=operation)
                 recovered += 1
@@ -218,8 +219,8 @@ class Worker:
         claimed = []
         with self.db.connection_context():
             first_pending = (Operation.select(peewee.fn.MIN(Operation.id))
-                             .where(Operation.state == "pending").group_by(Operation.order))
-            running_orders = Operation.select(Operation.order).where(Operation.state == "running")
+                             .where(Operation.state == OperationState.PENDING).group_by(Operation.order))
+            running_orders = Operation.select(Operation.order).where(Operation.state == OperationState.RUNNING)
             candidates = (Operation.select(Operation.id, Operation.order)
                           .where(Operation.id.in_(first_pending) & (Operation.next_attempt_at <= utcnow())
                                  & Operation.order.not_in(running_orders))
@@ -228,10 +229,10 @@ class Worker:
                 if len(claimed) >= capacity or candidate.order_id in busy:
                     continue
                 now = utcnow()
-                updated = (Operation.update(state="running", attempts=Operation.attempts + 1, started_at=now,
+                updated = (Operation.update(state=OperationState.RUNNING, attempts=Operation.attempts + 1, started_at=now,
                                             lease_owner=self.worker_id,
                                             lease_expires_at=now + dt.timedelta(seconds=self.lease_seconds))
-                           .where((Operation.id == candidate.id) & (Operation.state == "pending")).execute())
+                           .where((Operation.id == candidate.id) & (Operation.state == OperationState.PENDING)).execute())
                 if updated == 1:
                     claimed.append(candidate.id)
                     busy.add(candidate.order_id)
@@ -250,7 +251,7 @@ class Worker:
                 idle = not self._in_flight
             if idle:
                 with self.db.connection_context():
-                    ready = Operation.select().where(Operation.state.in_(("pending", "running"))).exists()
+                    ready = Operation.select().where(Operation.state.in_(UNFINISHED_STATES)).exists()
                 if not ready:
                     return
             time.sleep(0.05)
@@ -292,7 +293,7 @@ class Worker:
             public, detail = failure_texts(operation.id, exc)
             self._fail(operation, public, progress, detail=detail)
             return
-        Operation.update(state="succeeded", finished_at=utcnow(), error=None, error_detail=None,
+        Operation.update(state=OperationState.SUCCEEDED, finished_at=utcnow(), error=None, error_detail=None,
                          lease_owner=None).where(Operation.id == operation.id).execute()
         record_event("operation.succeeded", f"{operation.kind} succeeded", order=order, operation=operation)
         log.info("operation %s: %s of %s succeeded", operation.id, operation.kind, order.instance)
@@ -325,7 +326,7 @@ class Worker:
         """Put the operation back in the queue after a transient failure (``reason`` public, ``detail`` private)."""
         detail = detail or reason
         delay = min(self.retry_base_seconds * 2 ** (operation.attempts - 1), MAX_BACKOFF_SECONDS)
-        Operation.update(state="pending", error=reason, error_detail=detail, lease_owner=None,
+        Operation.update(state=OperationState.PENDING, error=reason, error_detail=detail, lease_owner=None,
                          next_attempt_at=utcnow() + dt.timedelta(seconds=delay)).where(
             Operation.id == operation.id).execute()
         record_event("operation.retry", f"{operation.kind} will be retried in {delay:.0f}s: {reason}",
@@ -348,7 +349,7 @@ class Worker:
     def _finish_failed(self, operation: Operation, reason: str, detail: str | None = None) -> None:
         """Record the failure on the operation and in the event log; the log line has the detail."""
         detail = detail or reason
-        Operation.update(state="failed", error=reason, error_detail=detail, finished_at=utcnow(),
+        Operation.update(state=OperationState.FAILED, error=reason, error_detail=detail, finished_at=utcnow(),
                          lease_owner=None).where(Operation.id == operation.id).execute()
         record_event("operation.failed", f"{operation.kind} failed: {reason}", order=operation.order,
                      operation=operation, **_private_event_data(reason, detail))

@@ -6,6 +6,7 @@ from flask import current_app
 
 from app.errors import DataRiskError, NotFound
 from app.models import Customer, Event, Operation, Order, Product, ProductRevision
+from app.orders.lifecycle import CallResult, OrderStatus
 from app.presenters import (
     customer_view,
     event_view,
@@ -196,7 +197,7 @@ def change_plan(order_id: int, body: dict):
     if body["dry_run"]:
         revision, plan = live.orders.resolve_change(order, body["plan"], body["product"])
         preview = live.runner.preview(order, revision, plan)
-        return {"result": "preview", "message": f"plan {order.plan} -> {plan}, revision {preview['from']} -> "
+        return {"result": CallResult.PREVIEW, "message": f"plan {order.plan} -> {plan}, revision {preview['from']} -> "
                                                 f"{preview['to']}",
                 "order": _order_view(order), "operation": None, "preview": preview}, 200
     outcome = live.orders.change_plan(order, body["plan"], body["product"], requested_by=actor(), domain=body["domain"],
@@ -212,13 +213,14 @@ def change_plan(order_id: int, body: dict):
 @bp.doc(summary="Move every order of a product to a revision (or preview it with dry_run)", responses=NOT_FOUND)
 def upgrade_product(slug: str, body: dict):
     product = _live().catalog.product(slug)
-    orders = list(Order.select().where((Order.product == product) & (Order.status != "terminated")).order_by(Order.id))
+    orders = list(Order.select().where((Order.product == product) & (Order.status != OrderStatus.TERMINATED))
+                  .order_by(Order.id))
     answers = []
     for order in orders:
         try:
             answers.append(_upgrade(order, body["revision"], body["dry_run"], 0, body["allow_data_risk"])[0])
         except DataRiskError as exc:  # one order's data risk does not stop the others
-            answers.append({"result": "refused", "message": str(exc), "order": _order_view(order),
+            answers.append({"result": CallResult.REFUSED, "message": str(exc), "order": _order_view(order),
                             "operation": None, "preview": None})
     return {"orders": answers}
 
@@ -229,7 +231,7 @@ def _upgrade(order: Order, revision: str | None, dry_run: bool, wait: float, all
     live = _live()
     if dry_run:
         preview = live.runner.preview(order, live.orders.resolve_revision(order, revision))
-        return {"result": "preview", "message": f"revision {preview['from']} -> {preview['to']}",
+        return {"result": CallResult.PREVIEW, "message": f"revision {preview['from']} -> {preview['to']}",
                 "order": _order_view(order), "operation": None, "preview": preview}, 200
     outcome = live.orders.upgrade(order, revision, requested_by=actor(), allow_data_risk=allow_data_risk)
     body, status = lifecycle_answer(outcome, wait, include_private=caller_sees_detail(), include_local_urls=True)

@@ -12,6 +12,7 @@ from flask import current_app
 
 from app.errors import LiveError, NotFound
 from app.models import Operation, Order
+from app.orders.lifecycle import UNFINISHED_STATES, OrderStatus
 from app.presenters import endpoint_views
 from app.web.schemas import LegacyOrderOut
 
@@ -27,10 +28,10 @@ RUNNING, WAITING, ERROR = "SERVICE_RUNNING", "SERVICE_WAITING", "SERVICE_ERROR"
 def legacy_order(instance: str):
     live = current_app.extensions["live"]
     order = Order.get_or_none(Order.instance == instance)
-    if order is None or order.status == "terminated":
+    if order is None or order.status == OrderStatus.TERMINATED:
         raise NotFound(f"no order with instance identifier {instance!r}")
     containers = _containers_by_service(live, order)
-    busy = Operation.select().where((Operation.order == order) & Operation.state.in_(("pending", "running"))).exists()
+    busy = Operation.select().where((Operation.order == order) & Operation.state.in_(UNFINISHED_STATES)).exists()
     services = []
     for endpoint in endpoint_views(order, live.catalog, live.settings.public_scheme):
         services.append({"application": endpoint["application"], "url": endpoint["url"],
@@ -48,9 +49,9 @@ def _containers_by_service(live, order: Order):
 
 
 def _status(order: Order, busy: bool, containers, service: str) -> str:
-    if order.status in ("failed", "suspended"):
+    if order.status in (OrderStatus.FAILED, OrderStatus.SUSPENDED):
         return ERROR
-    if order.status == "pending":
+    if order.status == OrderStatus.PENDING:
         return WAITING
     if containers is None:
         return ERROR  # the engine cannot be asked: do not claim the service runs

@@ -5,15 +5,15 @@ from apiflask import Schema
 from apiflask.fields import Boolean, DateTime, Dict, Email, Float, Integer, List, Nested, String
 from apiflask.validators import Length, OneOf, Range
 
+from app.orders.lifecycle import LIFECYCLE_RESULTS, CallResult, OperationState, OrderStatus
 
 MAX_WAIT_SECONDS = 120
 MAX_ID = 2**31 - 1  # ids are 32-bit in the database
-ORDER_STATUSES = ("pending", "active", "suspended", "failed", "terminated")
-OPERATION_STATES = ("pending", "running", "succeeded", "failed")
-# Lifecycle results (docs/API.md): queued (202, the operation has not started: pending), running (202, started),
-# succeeded, failed, unchanged (200). Bridges before issue 10 answered "accepted" where this one says queued.
-RESULTS = ("queued", "running", "succeeded", "failed", "unchanged")
 
+
+def choices(members) -> list[str]:
+    """The plain texts of enum ``members``, in their order: OneOf's choices and the OpenAPI ``enum``."""
+    return [member.value for member in members]
 
 
 def wait_field() -> Float:
@@ -43,7 +43,7 @@ class OperationOut(Schema):
     id = Integer(required=True)
     order_id = Integer(required=True)
     kind = String(required=True)
-    state = String(required=True, validate=OneOf(OPERATION_STATES))
+    state = String(required=True, validate=OneOf(choices(OperationState)))
     params = Dict(required=True)
     attempts = Integer(required=True)
     max_attempts = Integer(required=True)
@@ -91,7 +91,7 @@ class OrderOut(Schema):
     service_id = Integer(required=True)
     instance = String(required=True)
     hostname = String(required=True)
-    status = String(required=True, validate=OneOf(ORDER_STATUSES))
+    status = String(required=True, validate=OneOf(choices(OrderStatus)))
     product = String(required=True)
     plan = String(required=True)
     revision = String(required=True)
@@ -216,7 +216,7 @@ class WorkerOut(Schema):
 
 
 class LifecycleOut(Schema):
-    result = String(required=True, validate=OneOf(RESULTS), metadata={
+    result = String(required=True, validate=OneOf(choices(LIFECYCLE_RESULTS)), metadata={
         "description": "queued: recorded, not started yet (state pending: waiting for the worker, or for a retry); "
                        "running: started and not finished when the call answered; succeeded/failed: finished; "
                        "unchanged: nothing to do (already in that state). queued and running are 202: check "
@@ -269,7 +269,7 @@ class UsageOut(Schema):
 
 # -- developer API ------------------------------------------------------------
 class OrderQuery(PageQuery):
-    status = String(load_default=None, validate=OneOf(ORDER_STATUSES))
+    status = String(load_default=None, validate=OneOf(choices(OrderStatus)))
     product = String(load_default=None, validate=Length(max=64))
     customer_id = Integer(load_default=None, validate=Range(min=1, max=MAX_ID))
     service_id = Integer(load_default=None, validate=Range(min=1, max=MAX_ID))
@@ -383,7 +383,7 @@ class PreviewOut(Schema):
 
 
 class UpgradeOut(Schema):
-    result = String(required=True, validate=OneOf(RESULTS + ("preview", "refused")), metadata={
+    result = String(required=True, validate=OneOf(choices(CallResult)), metadata={
         "description": "As for lifecycle calls; preview: dry_run; refused (product upgrades): the order's data would "
                        "be left behind, the message says how."})
     message = String(required=True)

@@ -18,6 +18,7 @@ from flask import current_app
 from app.errors import OrderNotFound
 from app.models import Operation, Order, Product, utcnow
 from app.orders.heartbeat import WorkerStatus, worker_status
+from app.orders.lifecycle import UNFINISHED_STATES, CallResult, OperationState, OrderStatus
 from app.orders.service import CustomerInfo, Outcome
 from app.orders.usage import collect_usage
 from app.presenters import operation_view, order_view, timestamp
@@ -66,7 +67,7 @@ def _wait_for(operation: Operation, seconds: float) -> Operation:
     Holds the calling thread all along: only call it with a slot of the app's ``WaitSlots``.
     """
     deadline = time.monotonic() + seconds
-    while operation.state in ("pending", "running") and time.monotonic() < deadline:
+    while operation.state in UNFINISHED_STATES and time.monotonic() < deadline:
         time.sleep(POLL_SECONDS)
         operation = Operation.get_by_id(operation.id)
     return operation
@@ -92,12 +93,12 @@ def lifecycle_answer(outcome: Outcome | None, wait: float, unchanged: str = "", 
     """
     live = _live()
     if outcome is None:
-        return {"result": "unchanged", "message": unchanged, "order": None, "operation": None,
+        return {"result": CallResult.UNCHANGED, "message": unchanged, "order": None, "operation": None,
                 "worker": _worker_view(worker_status())}, 200
     operation = outcome.operation
     if operation is None:
         order = Order.get_by_id(outcome.order.id)
-        return {"result": "unchanged", "message": outcome.message,
+        return {"result": CallResult.UNCHANGED, "message": outcome.message,
                 "order": order_view(order, live.catalog, live.settings.public_scheme, include_private=include_private,
                                     include_local_urls=include_local_urls),
                 "operation": None, "worker": _worker_view(worker_status())}, 200
@@ -108,13 +109,13 @@ def lifecycle_answer(outcome: Outcome | None, wait: float, unchanged: str = "", 
             if waited:
                 operation = _wait_for(operation, wait)
     worker = worker_status()  # read after the wait: the answer tells how things are now
-    if operation.state == "succeeded":
-        result, message = "succeeded", f"{operation.kind} succeeded"
-    elif operation.state == "failed":
+    result = CallResult.of(operation.state)
+    if result == CallResult.SUCCEEDED:
+        message = f"{operation.kind} succeeded"
+    elif result == CallResult.FAILED:
         # operation.error is the public text; the detail stays in error_detail.
-        result, message = "failed", operation.error or f"{operation.kind} failed (operation {operation.id})"
+        message = operation.error or f"{operation.kind} failed (operation {operation.id})"
     else:
-        result = "running" if operation.state == "running" else "queued"
         message = _unfinished_message(operation, outcome.message, wait, waited, worker)
     order = Order.get_by_id(operation.order_id)
     body = {"result": result, "message": message,
@@ -122,7 +123,7 @@ def lifecycle_answer(outcome: Outcome | None, wait: float, unchanged: str = "", 
                                 include_local_urls=include_local_urls),
             "operation": operation_view(operation, include_private=include_private),
             "worker": _worker_view(worker)}
-    return body, 202 if result in ("queued", "running") else 200
+    return body, 202 if result in (CallResult.QUEUED, CallResult.RUNNING) else 200
 
 
 def _unfinished_message(operation: Operation, recorded: str, wait: float, waited: bool, worker: WorkerStatus) -> str:
@@ -135,7 +136,7 @@ def _unfinished_message(operation: Operation, recorded: str, wait: float, waited
     if not waited:
         busy = " (not waited: the bridge is already waiting on its maximum of calls)" if wait > 0 else ""
         message = recorded + busy
-    elif operation.state == "running":
+    elif operation.state == OperationState.RUNNING:
         steps = operation.steps or []
         message = f"{kind} still running" + (f": {steps[-1]['message']}" if steps else "")
     elif operation.attempts:
@@ -145,7 +146,7 @@ def _unfinished_message(operation: Operation, recorded: str, wait: float, waited
         message = f"{kind} queued: not started yet"
     if worker.alive:
         return message
-    if operation.state == "running":
+    if operation.state == OperationState.RUNNING:
         return message + "; the bridge's worker stopped during it: it resumes once the worker runs again"
     return message + "; the bridge's worker is not running: it starts once the worker runs again (it is recorded)"
 
@@ -290,7 +291,7 @@ def failures(query: dict):
     elif since.tzinfo is not None:
         since = since.astimezone(dt.timezone.utc).replace(tzinfo=None)
     failed = (Operation.select(Operation, Order).join(Order)
-              .where((Operation.state == "failed") & (Operation.finished_at >= since))
+              .where((Operation.state == OperationState.FAILED) & (Operation.finished_at >= since))
               .order_by(Operation.finished_at))
     return {"since": timestamp(since), "failures": [
         {"service_id": op.order.whmcs_service_id, "instance": op.order.instance, "order_status": op.order.status,
@@ -306,7 +307,7 @@ def failures(query: dict):
 @bp.doc(summary="Disk, memory and CPU per service, for all services in one request (UsageUpdate)")
 def usage(query: dict):
     live = _live()
-    orders = Order.select().where(Order.status != "terminated").order_by(Order.id)
+    orders = Order.select().where(Order.status != OrderStatus.TERMINATED).order_by(Order.id)
     if query.get("service_id"):
         orders = orders.where(Order.whmcs_service_id.in_(query["service_id"]))
     orders = list(orders)

@@ -13,6 +13,7 @@ from app import create_app
 from app.db import upgrade
 from app.errors import CatalogSourceError, ImageMissing, RuntimeUnavailable, StackSpecError
 from app.models import Event, Operation
+from app.orders.lifecycle import OperationKind
 from tests.api.conftest import client_payload
 
 # What a crash message may hold: a URL with a password, a host name, a file path.
@@ -45,7 +46,7 @@ def closed_port() -> int:
 @pytest.mark.usefixtures("docker_engine", "stack_cleanup")
 def test_an_operation_crash_shows_customers_only_the_public_text(api, background_worker, monkeypatch, caplog):
     caplog.set_level(logging.INFO)
-    monkeypatch.setattr(api.app.extensions["live"].runner, "_do_create", crash)
+    monkeypatch.setitem(api.app.extensions["live"].runner.handlers, OperationKind.CREATE, crash)
     answer = api.post("/whmcs/v1/services/701/create", client_payload(username="crashy", wait=60))
     assert answer.status_code == 200, answer.json
     body = answer.json
@@ -106,7 +107,7 @@ def test_retries_record_the_public_text_and_keep_the_detail_private(api, monkeyp
         raise RuntimeUnavailable(engine_error)
 
     live = api.app.extensions["live"]
-    monkeypatch.setattr(live.runner, "_do_create", engine_down)
+    monkeypatch.setitem(live.runner.handlers, OperationKind.CREATE, engine_down)
     created = api.post("/whmcs/v1/services/702/create", client_payload(username="flaky")).json
     live.worker().run_until_idle(timeout=60)
     operation = Operation.get_by_id(created["operation"]["id"])
