@@ -109,7 +109,12 @@ class OperationRunner:
         handler = self.handlers.get(operation.kind)
         if handler is None:
             raise LiveError(f"unknown operation kind {operation.kind!r}")
-        handler(operation, operation.order, progress)
+        order = operation.order
+        if order.status == OrderStatus.TERMINATED and operation.kind != OperationKind.TERMINATE:
+            # Queued behind a terminate (WHMCS sent suspend after terminate): a terminated order stays terminated.
+            progress(f"order {order.instance} is terminated: nothing to do")
+            return
+        handler(operation, order, progress)
 
     # -- handlers -----------------------------------------------------------
     def _do_create(self, operation: Operation, order: Order, progress: Progress) -> None:

@@ -279,3 +279,21 @@ def test_a_transient_engine_failure_midway_is_retried_and_finishes(live, engine,
     assert operation.state == "succeeded" and operation.attempts == 2
     assert Order.get_by_id(order.id).status == "terminated"
     assert objects(engine, live, order) == {"containers": [], "networks": [], "volumes": []}
+
+
+@pytest.mark.parametrize("kind", ["suspend", "unsuspend", "restart", "redeploy"])
+def test_an_operation_queued_behind_a_terminate_leaves_the_order_terminated(live, engine, make_customer, kind):
+    order = create(live, make_customer, 280 + ["suspend", "unsuspend", "restart", "redeploy"].index(kind), f"late-{kind}")
+    if kind == "unsuspend":
+        live.orders.suspend(order)
+        live.worker().run_until_idle(timeout=60)
+    terminated = live.orders.terminate(Order.get_by_id(order.id))
+    late = getattr(live.orders, kind)(Order.get_by_id(order.id))  # WHMCS's next call, before the worker ran
+    assert late is not None and late.operation.id != terminated.operation.id
+    live.worker().run_until_idle(timeout=60)
+    order = Order.get_by_id(order.id)
+    assert order.status == "terminated"
+    assert objects(engine, live, order) == {"containers": [], "networks": [], "volumes": []}
+    operation = Operation.get_by_id(late.operation.id)
+    assert operation.state == "succeeded"
+    assert [step["message"] for step in operation.steps][-1] == f"order {order.instance} is terminated: nothing to do"
