@@ -10,12 +10,12 @@ import time
 import uuid
 
 from flask import Flask, Response, g, request
-from peewee import PeeweeException, fn
+from peewee import PeeweeException
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 
-from app.models import Operation, Order
-from app.orders.heartbeat import worker_status
+from app.collaborators import queries
+from app.orders.queries import OrderQueries
 
 access_log = logging.getLogger("app.web.access")
 log = logging.getLogger(__name__)
@@ -37,7 +37,12 @@ class DatabaseCollector:
       worker has one (none ever started, or the last one stopped cleanly).
     - ``live_worker_alive``: 1 while that heartbeat is younger than the threshold of
       ``app/orders/heartbeat.py`` (``max(15 s, 10 × LIVE_WORKER_POLL_SECONDS)``), else 0.
+
+    ``queries`` reads them (:class:`~app.orders.queries.OrderQueries`).
     """
+
+    def __init__(self, queries: OrderQueries):
+        self.queries = queries
 
     def collect(self):
         try:
@@ -47,16 +52,14 @@ class DatabaseCollector:
 
     def _collect(self):
         orders = GaugeMetricFamily("live_orders", "Orders by status", labels=["status"])
-        for status, count in Order.select(Order.status, fn.COUNT(Order.id)).group_by(Order.status).tuples():
+        for status, count in self.queries.order_counts():
             orders.add_metric([status], count)
         yield orders
         operations = GaugeMetricFamily("live_operations", "Operations by kind and state", labels=["kind", "state"])
-        query = (Operation.select(Operation.kind, Operation.state, fn.COUNT(Operation.id))
-                 .group_by(Operation.kind, Operation.state).tuples())
-        for kind, state, count in query:
+        for kind, state, count in self.queries.operation_counts():
             operations.add_metric([kind, state], count)
         yield operations
-        worker = worker_status()
+        worker = self.queries.worker_status()
         age = worker.age_seconds if worker.age_seconds is not None else -1.0
         yield GaugeMetricFamily("live_worker_heartbeat_age_seconds",
                                 "Seconds since the newest worker heartbeat; -1 when no worker has one", value=age)
@@ -75,8 +78,11 @@ def route_label(rule: str) -> str:
     return _RULE_VARIABLE.sub(r"{\1}", rule)
 
 
-def metrics_registry() -> CollectorRegistry:
-    """Aggregates all gunicorn workers when PROMETHEUS_MULTIPROC_DIR is set, else this process."""
+def metrics_registry(queries: OrderQueries) -> CollectorRegistry:
+    """Aggregates all gunicorn workers when PROMETHEUS_MULTIPROC_DIR is set, else this process.
+
+    The database figures are read with ``queries`` at each scrape (:class:`DatabaseCollector`).
+    """
     registry = CollectorRegistry()
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         from prometheus_client import multiprocess
@@ -85,7 +91,7 @@ def metrics_registry() -> CollectorRegistry:
     else:
         registry.register(REQUESTS)
         registry.register(LATENCY)
-    registry.register(DatabaseCollector())
+    registry.register(DatabaseCollector(queries))
     return registry
 
 
@@ -114,4 +120,4 @@ def init_observability(app: Flask) -> None:
     @app.get("/metrics")
     @app.doc(hide=True)
     def metrics():
-        return Response(generate_latest(metrics_registry()), mimetype=CONTENT_TYPE_LATEST)
+        return Response(generate_latest(metrics_registry(queries)), mimetype=CONTENT_TYPE_LATEST)
