@@ -95,19 +95,6 @@ class OrderService:
         return customer
 
     # -- lookups ------------------------------------------------------------
-    def get(self, reference: str | int) -> Order:
-        """An order by id, instance identifier or ``service:<WHMCS service id>``."""
-        text = str(reference).strip()
-        if text.startswith("service:") and text[8:].isdigit():
-            order = Order.get_or_none(Order.whmcs_service_id == int(text[8:]))
-        elif text.isdigit():
-            order = Order.get_or_none(Order.id == int(text))
-        else:
-            order = Order.get_or_none(Order.instance == text)
-        if order is None:
-            raise NotFound(f"no order {text!r}")
-        return order
-
     def by_service_id(self, service_id: int) -> Order | None:
         return Order.get_or_none(Order.whmcs_service_id == service_id)
 
