@@ -4,7 +4,8 @@ from __future__ import annotations
 from apiflask import APIFlask
 from flask import request
 
-from app.bootstrap import Live, bootstrap
+from app import collaborators
+from app.bootstrap import bootstrap
 from app.config import Settings
 
 # Request bodies of every route unless its view says otherwise (app.web.input_guard.body_limit).
@@ -25,14 +26,14 @@ def create_app(settings: Settings | None = None) -> APIFlask:
     live = bootstrap(settings)
     app = APIFlask(__name__, title="GeoCat Live Bridge", version="1.0",
                    spec_path="/api/v1/openapi.json", docs_path="/api/v1/docs")
-    app.extensions["live"] = live
 
     from app.web.schemas import ErrorOut
     from app.web.unread_body import CloseUnreadBody
     from app.web.wait_slots import WaitSlots
 
-    # Lifecycle calls that wait hold a thread: at most LIVE_WAIT_SLOTS of them at once in this process.
-    app.extensions["wait_slots"] = WaitSlots(live.settings.wait_slots)
+    # What views and CLI commands use (app/collaborators.py). Lifecycle calls that wait hold a thread:
+    # at most LIVE_WAIT_SLOTS of them at once in this process.
+    collaborators.init_app(app, live, WaitSlots(live.settings.wait_slots))
     # An answer given before the body was read (401, 404, 413...) closes the connection: a slow body holds no thread.
     app.wsgi_app = CloseUnreadBody(app.wsgi_app)
 
@@ -82,7 +83,3 @@ def create_app(settings: Settings | None = None) -> APIFlask:
     init_docs_ui(app)
     app.cli.add_command(live_cli)
     return app
-
-
-def current_live(app: APIFlask) -> Live:
-    return app.extensions["live"]

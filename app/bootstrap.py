@@ -16,6 +16,7 @@ from app.config import Settings, load_settings
 from app.db import connect_database
 from app.logging_setup import configure_logging
 from app.orders.operations import OperationRunner
+from app.orders.queries import OrderQueries
 from app.orders.service import OrderService
 from app.orders.worker import Worker
 from app.stacks.deployer import Deployer
@@ -31,6 +32,7 @@ class Live:
     deployer: Deployer
     orders: OrderService
     runner: OperationRunner
+    queries: OrderQueries
 
     def worker(self) -> Worker:
         s = self.settings
@@ -63,6 +65,7 @@ def bootstrap(settings: Settings | None = None) -> Live:
         runtime=runtime,
         deployer=deployer,
         orders=OrderService(catalog, settings.base_domain, max_attempts=settings.operation_max_attempts,
-                            data_risks=runner.data_risks),
+                            data_risks=runner.data_risks, preview=runner.preview),
         runner=runner,
+        queries=OrderQueries(settings, db, catalog, runtime, runner),
     )

@@ -9,23 +9,26 @@ from __future__ import annotations
 import json
 import logging
 import sys
-import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 import peewee
-from flask import current_app
 from flask.cli import AppGroup
 
 from app.catalog.product import load_product_folder
 from app.catalog.source import LocalFolderSource
-from app.db import pending_migrations, upgrade
+from app.collaborators import catalog, live, orders, queries, settings
+from app.db import upgrade
 from app.apikeys import SCOPES, create_key, list_keys, revoke_key
 from app.errors import DataRiskError, LiveError
-from app.models import Event, Operation, Order, Product, ProductRevision
-from app.orders.lifecycle import FINISHED_STATES, OperationState, OrderStatus
+from app.orders.lifecycle import OperationState
 from app.orders.service import CustomerInfo, Outcome
-from app.presenters import PRIVATE_EVENT_DATA, event_view, operation_view, order_view
+from app.presenters import PRIVATE_EVENT_DATA
+
+if TYPE_CHECKING:
+    from app.models import Order
+
 
 class LiveGroup(AppGroup):
     """The ``live`` command group: a database that cannot be reached or is not migrated is one line, not a traceback.
@@ -44,10 +47,6 @@ class LiveGroup(AppGroup):
 
 
 live_cli = LiveGroup("live", help="GeoCat Live: catalog, orders, worker and database.")
-
-
-def _live():
-    return current_app.extensions["live"]
 
 
 def _fail(exc: Exception) -> None:
@@ -73,7 +72,7 @@ live_cli.add_command(db_cli)
 def db_upgrade():
     """Apply pending migrations (run once per deploy, before the service)."""
     try:
-        applied = upgrade(_live().db)
+        applied = upgrade(live.db)
     except LiveError as exc:
         _fail(exc)
     click.echo(f"applied: {', '.join(applied)}" if applied else "database is up to date")
@@ -82,7 +81,7 @@ def db_upgrade():
 @db_cli.command("status")
 def db_status():
     """List migrations that are not applied yet."""
-    pending = pending_migrations(_live().db)
+    pending = queries.pending_migrations()
     click.echo(f"pending: {', '.join(pending)}" if pending else "database is up to date")
     sys.exit(1 if pending else 0)
 
@@ -92,7 +91,7 @@ def db_status():
 def worker():
     """Run the background worker that executes operations (one per deployment)."""
     try:
-        _live().worker().run_forever()
+        live.worker().run_forever()
     except LiveError as exc:
         _fail(exc)
 
@@ -104,7 +103,7 @@ def doctor(as_json):
     """Check what a running installation needs, each with a fix; exit 0 (ok), 1 (warnings) or 2 (failures)."""
     from app.doctor import doctor_command
 
-    sys.exit(doctor_command(_live(), as_json=as_json, echo=click.echo))
+    sys.exit(doctor_command(live, as_json=as_json, echo=click.echo))
 
 
 # -- products ----------------------------------------------------------------
@@ -121,7 +120,7 @@ def _sync_catalog(*, keep_going: bool):
     is named in that line, and its traceback logged at DEBUG level.
     """
     try:
-        return _live().catalog.sync()
+        return catalog.sync()
     except Exception as exc:  # noqa: BLE001 (an operator command: one line, whatever the source did)
         if isinstance(exc, (LiveError, peewee.PeeweeException)):
             reason = str(exc)
@@ -154,11 +153,7 @@ def products_sync():
 def products_list(as_json):
     """List products with their current revision and validity."""
     _sync_catalog(keep_going=True)
-    rows = []
-    for product in Product.select().order_by(Product.slug):
-        revision = product.current_revision
-        rows.append({"slug": product.slug, "name": product.name, "valid": product.valid,
-                     "revision": revision.label if revision else None, "errors": product.errors})
+    rows = queries.product_summaries()
     if as_json:
         return _echo_json(rows)
     for row in rows:
@@ -170,17 +165,15 @@ def products_list(as_json):
 @click.argument("slug")
 def products_show(slug):
     """Show a product's plans, endpoints, variables and errors."""
-    live = _live()
     _sync_catalog(keep_going=True)
     try:
-        product = live.catalog.product(slug)
+        product, definition = queries.product_definition(slug)
     except LiveError as exc:
         _fail(exc)
     click.echo(f"{product.slug}: {product.name}")
     if product.description:
         click.echo(f"  {product.description}")
-    if product.current_revision_id:
-        definition = live.catalog.definition(product.current_revision)
+    if definition is not None:
         click.echo(f"revision: {product.current_revision.label} (commit {product.current_revision.commit or '-'})")
         click.echo("plans:")
         for plan, values in sorted(definition.plans.items()):
@@ -199,13 +192,11 @@ def products_show(slug):
 @click.argument("slug")
 def products_revisions(slug):
     """List a product's recorded revisions, newest first, with the orders on each."""
-    live = _live()
     try:
-        product = live.catalog.product(slug)
+        product, revisions = queries.revision_usage(slug)
     except LiveError as exc:
         _fail(exc)
-    for revision in product.revisions.order_by(ProductRevision.id.desc()):
-        on = Order.select().where((Order.revision == revision) & (Order.status != OrderStatus.TERMINATED)).count()
+    for revision, on in revisions:
         current = "current" if revision.id == product.current_revision_id else ""
         state = "valid" if revision.valid else "INVALID"
         click.echo(f"{revision.label}  commit {(revision.commit or '-')[:12]:12} {state:8} {on:>4} order(s) "
@@ -223,21 +214,18 @@ def products_upgrade(slug, revision, dry_run, allow_data_risk):
     An order whose data the revision would leave behind is refused (and the others still move),
     unless --allow-data-risk; exit status 1 when any order was refused.
     """
-    live = _live()
-    orders = (Order.select().join(Product).where((Product.slug == slug) & (Order.status != OrderStatus.TERMINATED))
-              .order_by(Order.id))
-    if not orders.exists():
+    upgrading = queries.product_orders(slug)  # read in full before the loop writes (see app/db.py)
+    if not upgrading:
         click.echo(f"no orders of product {slug}")
         return
     refused = 0
     try:
-        for order in list(orders):  # read in full before the loop writes (see app/db.py)
-            target = live.orders.resolve_revision(order, revision)
+        for order in upgrading:
             if dry_run:
-                _echo_preview(live.runner.preview(order, target))
+                _echo_preview(orders.preview_upgrade(order, revision))
                 continue
             try:
-                outcome = live.orders.upgrade(order, revision, requested_by="cli", allow_data_risk=allow_data_risk)
+                outcome = orders.upgrade(order, revision, requested_by="cli", allow_data_risk=allow_data_risk)
             except DataRiskError as exc:
                 refused += 1
                 click.echo(f"order {order.id} ({order.instance}): REFUSED: {exc}")
@@ -261,7 +249,7 @@ def products_validate(folders):
         definitions = [load_product_folder(folder) for folder in folders]
     else:
         try:
-            items = LocalFolderSource(_live().settings.config_repo).read()
+            items = LocalFolderSource(settings.config_repo).read()
         except LiveError as exc:
             _fail(exc)
         definitions = [item.load() for item in items]
@@ -286,10 +274,8 @@ wait_option = click.option("--wait", type=float, default=0, show_default=True,
                            help="Seconds to wait for the operation to finish (needs a running worker).")
 
 
-def _order_dict(order: Order) -> dict:
-    """The order as the operator sees it: with the private error detail and local URLs, without generated passwords."""
-    live = _live()
-    return order_view(order, live.catalog, live.settings.public_scheme, include_private=True, include_local_urls=True)
+#: What the operator sees of an order: the private error detail and local URLs, not the generated passwords.
+OPERATOR_VIEW = {"include_private": True, "include_local_urls": True}
 
 
 def _report(outcome: Outcome, wait: float) -> None:
@@ -300,12 +286,7 @@ def _report(outcome: Outcome, wait: float) -> None:
     click.echo(f"operation {operation.id}: {operation.kind} {operation.state}")
     if wait <= 0:
         return
-    deadline = time.monotonic() + wait
-    while time.monotonic() < deadline:
-        operation = Operation.get_by_id(operation.id)
-        if operation.state in FINISHED_STATES:
-            break
-        time.sleep(0.5)
+    operation = queries.wait_for_operation(operation, wait, poll_seconds=0.5)
     for step in operation.steps or []:
         click.echo(f"  {step['at']} {step['message']}")
     reason = operation.error_detail or operation.error  # the operator gets the private detail
@@ -319,7 +300,7 @@ def _report(outcome: Outcome, wait: float) -> None:
 
 def _get_order(reference: str) -> Order:
     try:
-        return _live().orders.get(reference)
+        return queries.order_by_reference(reference)
     except LiveError as exc:
         _fail(exc)
 
@@ -340,10 +321,9 @@ def _get_order(reference: str) -> Order:
 def orders_create(service_id, email, client_id, first_name, last_name, company, product, plan, username, domain,
                   instance, wait):
     """Create an order and deploy its stack."""
-    live = _live()
     try:
-        live.catalog.sync()
-        outcome = live.orders.create(
+        catalog.sync()
+        outcome = orders.create(
             service_id=service_id, product=product, plan=plan, username=username, domain=domain, instance=instance,
             customer=CustomerInfo(email=email, whmcs_client_id=client_id, first_name=first_name,
                                   last_name=last_name, company=company),
@@ -360,7 +340,7 @@ def _lifecycle_command(name: str, method: str, help_text: str):
     @wait_option
     def command(order, wait):
         try:
-            outcome = getattr(_live().orders, method)(_get_order(order), requested_by="cli")
+            outcome = getattr(orders, method)(_get_order(order), requested_by="cli")
         except LiveError as exc:
             _fail(exc)
         _report(outcome, wait)
@@ -384,16 +364,14 @@ _lifecycle_command("redeploy", "redeploy", "Converge the stack to its definition
 @wait_option
 def orders_change_plan(order, plan, product, domain, dry_run, allow_data_risk, wait):
     """Move the order to another plan (and optionally product or domain); only affected services are recreated."""
-    live = _live()
     try:
         if product:
-            live.catalog.sync()
+            catalog.sync()
         record = _get_order(order)
         if dry_run:
-            revision, plan = live.orders.resolve_change(record, plan, product)
-            return _echo_preview(live.runner.preview(record, revision, plan))
-        outcome = live.orders.change_plan(record, plan, product, requested_by="cli", domain=domain,
-                                          allow_data_risk=allow_data_risk)
+            return _echo_preview(orders.preview_change_plan(record, plan, product)[1])
+        outcome = orders.change_plan(record, plan, product, requested_by="cli", domain=domain,
+                                     allow_data_risk=allow_data_risk)
     except LiveError as exc:
         _fail(exc)
     _report(outcome, wait)
@@ -407,12 +385,11 @@ def orders_change_plan(order, plan, product, domain, dry_run, allow_data_risk, w
 @wait_option
 def orders_upgrade(order, revision, dry_run, allow_data_risk, wait):
     """Move an order to another revision of its product (newer, or back to an older one to roll back)."""
-    live = _live()
     record = _get_order(order)
     try:
         if dry_run:
-            return _echo_preview(live.runner.preview(record, live.orders.resolve_revision(record, revision)))
-        outcome = live.orders.upgrade(record, revision, requested_by="cli", allow_data_risk=allow_data_risk)
+            return _echo_preview(orders.preview_upgrade(record, revision))
+        outcome = orders.upgrade(record, revision, requested_by="cli", allow_data_risk=allow_data_risk)
     except LiveError as exc:
         _fail(exc)
     _report(outcome, wait)
@@ -439,10 +416,7 @@ def _echo_preview(preview: dict) -> None:
 @click.option("--json", "as_json", is_flag=True)
 def orders_list(status, as_json):
     """List orders."""
-    query = Order.select().order_by(Order.id)
-    if status:
-        query = query.where(Order.status == status)
-    rows = [_order_dict(order) for order in query]
+    rows = queries.order_views(status, **OPERATOR_VIEW)
     if as_json:
         return _echo_json(rows)
     for row in rows:
@@ -459,10 +433,9 @@ def orders_list(status, as_json):
 def orders_show(order, as_json):
     """Show an order, its endpoints, recent operations and events."""
     record = _get_order(order)
-    data = _order_dict(record)
-    operations = record.operations.order_by(Operation.id.desc()).limit(10)
-    data["operations"] = [operation_view(op, include_private=True) for op in operations]
-    data["events"] = [event_view(e, include_private=True) for e in record.events.order_by(Event.id.desc()).limit(20)]
+    data = queries.order_view(record, **OPERATOR_VIEW)
+    data["operations"] = queries.order_operations(record, include_private=True, limit=10)
+    data["events"] = queries.order_events(record, per_page=20, include_private=True)["items"]
     if as_json:
         return _echo_json(data)
     data["customer"] = data["customer"]["email"]

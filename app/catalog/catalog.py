@@ -7,9 +7,11 @@ deployed, while orders keep the revision they were created with.
 """
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import threading
 from dataclasses import dataclass, field
+from typing import Sequence
 
 import peewee
 
@@ -17,13 +19,15 @@ from app.catalog.product import ProductDefinition, load_product
 from app.catalog.source import CatalogSource, SourceProduct
 from app.db import database
 from app.errors import LiveError, NotFound, ProductError
-from app.models import CatalogSync, Product, ProductRevision, record_event, utcnow
+from app.models import CatalogSync, Product, ProductRevision, WebhookDelivery, record_event, utcnow
 
 log = logging.getLogger(__name__)
 
 REMOVED = "removed from the catalog source"
 #: How many valid products an "unknown product" message lists at most.
 LISTED_CHOICES = 20
+#: How long a webhook delivery's ids are kept to recognise its replays (see Catalog.request_sync).
+KEEP_DELIVERIES = dt.timedelta(days=7)
 
 
 @dataclass
@@ -99,11 +103,40 @@ class Catalog:
     def status(self) -> CatalogSync:
         return self._state()
 
-    def request_sync(self) -> None:
-        """Ask the worker to sync soon (the webhook's way: it must answer fast)."""
-        state = self._state()
-        state.requested_at = utcnow()
-        state.save()
+    def request_sync(self, delivery_ids: Sequence[str] = ()) -> bool:
+        """Ask the worker to sync soon (the webhook's way: it must answer fast), once per delivery.
+
+        ``delivery_ids`` name the webhook delivery asking (GitLab's ``Idempotency-Key`` and
+        ``X-Gitlab-Event-UUID``, see :mod:`app.web.gitlab_hook`). When one of them was recorded
+        before, the delivery is a replay: nothing is asked and the answer is False. Recording and
+        asking are one transaction.
+        """
+        with database.atomic():
+            if not self._record_delivery(delivery_ids):
+                return False
+            state = self._state()
+            state.requested_at = utcnow()
+            state.save()
+        return True
+
+    @staticmethod
+    def _record_delivery(ids: Sequence[str]) -> bool:
+        """Record the delivery's ids; False when one of them was recorded before (a replay).
+
+        Insert-or-ignore (``INSERT OR IGNORE`` on SQLite, ``ON CONFLICT DO NOTHING`` on
+        PostgreSQL), so two concurrent copies of one delivery cannot both be new. Deletes the
+        records older than KEEP_DELIVERIES on the way (an indexed range delete).
+        """
+        if not ids:
+            return True
+        now = utcnow()
+        fresh = True
+        for delivery_id in ids:
+            inserted = (WebhookDelivery.insert(delivery_id=delivery_id, received_at=now)
+                        .on_conflict_ignore().as_rowcount().execute())
+            fresh = fresh and inserted == 1
+        WebhookDelivery.delete().where(WebhookDelivery.received_at < now - KEEP_DELIVERIES).execute()
+        return fresh
 
     def sync_requested(self) -> bool:
         state = self._state()

@@ -49,14 +49,18 @@ class Outcome:
 
 class OrderService:
     """The order use cases. ``data_risks(order, revision=, plan=)`` compares the order's stack with the one a
-    change would give it (``OperationRunner.data_risks``); without it, changes are not checked for data risks."""
+    change would give it (``OperationRunner.data_risks``); without it, changes are not checked for data risks.
+    ``preview(order, revision, plan)`` tells what a change would do (``OperationRunner.preview``), for
+    :meth:`preview_change_plan` and :meth:`preview_upgrade`."""
 
     def __init__(self, catalog: Catalog, base_domain: str, max_attempts: int = 5,
-                 data_risks: Callable[..., DataRiskReport] | None = None):
+                 data_risks: Callable[..., DataRiskReport] | None = None,
+                 preview: Callable[[Order, ProductRevision, str | None], dict] | None = None):
         self.catalog = catalog
         self.base_domain = base_domain
         self.max_attempts = max_attempts
         self.data_risks = data_risks
+        self.preview = preview
 
     # -- customers ----------------------------------------------------------
     def upsert_customer(self, info: CustomerInfo) -> Customer:
@@ -90,19 +94,6 @@ class OrderService:
         return customer
 
     # -- lookups ------------------------------------------------------------
-    def get(self, reference: str | int) -> Order:
-        """An order by id, instance identifier or ``service:<WHMCS service id>``."""
-        text = str(reference).strip()
-        if text.startswith("service:") and text[8:].isdigit():
-            order = Order.get_or_none(Order.whmcs_service_id == int(text[8:]))
-        elif text.isdigit():
-            order = Order.get_or_none(Order.id == int(text))
-        else:
-            order = Order.get_or_none(Order.instance == text)
-        if order is None:
-            raise NotFound(f"no order {text!r}")
-        return order
-
     def by_service_id(self, service_id: int) -> Order | None:
         return Order.get_or_none(Order.whmcs_service_id == service_id)
 
@@ -329,6 +320,22 @@ class OrderService:
         if not matches[0].valid:
             raise InvalidRequest(f"revision {matches[0].label} of {order.product.slug} is invalid and cannot be deployed")
         return matches[0]
+
+    def preview_change_plan(self, order: Order, plan: str, product: str | None = None) -> tuple[str, dict]:
+        """What :meth:`change_plan` to ``plan`` (and ``product``) would do, changing nothing.
+
+        Returns the exact plan name and the preview (``OperationRunner.preview``: the action per service,
+        the services removed, the data left behind). Raises InvalidRequest as :meth:`resolve_change` does.
+        """
+        revision, plan = self.resolve_change(order, plan, product)
+        return plan, self.preview(order, revision, plan)
+
+    def preview_upgrade(self, order: Order, revision: str | None = None) -> dict:
+        """What :meth:`upgrade` to ``revision`` would do, changing nothing (see :meth:`preview_change_plan`).
+
+        Raises as :meth:`resolve_revision` does.
+        """
+        return self.preview(order, self.resolve_revision(order, revision), None)
 
     def upgrade(self, order: Order, revision: str | None = None, requested_by: str = "system",
                 allow_data_risk: bool = False) -> Outcome:

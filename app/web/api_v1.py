@@ -1,21 +1,14 @@
 """The developer REST API: orders, operations, events, products, customers."""
 from __future__ import annotations
 
-from apiflask import APIBlueprint
-from flask import current_app
+from typing import TYPE_CHECKING
 
-from app.errors import DataRiskError, NotFound
-from app.models import Customer, Event, Operation, Order, Product, ProductRevision
-from app.orders.lifecycle import CallResult, OrderStatus
-from app.presenters import (
-    customer_view,
-    event_view,
-    operation_view,
-    order_view,
-    product_view,
-    revision_view,
-    timestamp,
-)
+from apiflask import APIBlueprint
+
+from app.collaborators import catalog, orders, queries
+from app.errors import DataRiskError
+from app.orders.lifecycle import CallResult
+from app.presenters import timestamp
 from app.web.auth import actor, auth, current_principal
 from app.web.errors import caller_sees_detail
 from app.web.schemas import (
@@ -41,6 +34,9 @@ from app.web.schemas import (
     UpgradeOut,
 )
 
+if TYPE_CHECKING:
+    from app.models import Order
+
 bp = APIBlueprint("api_v1", __name__, url_prefix="/api/v1", tag="Developer API")
 NOT_FOUND = {404: "Not found"}
 # What read keys see instead of the catalog source's error text (admin keys get that as last_error_detail).
@@ -48,28 +44,16 @@ CATALOG_SYNC_FAILED = "the catalog source could not be read; the last good catal
 ID = "<int(min=1, max=2147483647):{}>"  # database ids are 32-bit; larger ones are 404
 
 
-def _live():
-    return current_app.extensions["live"]
-
-
-def _page(query, page: int, per_page: int) -> dict:
-    return {"page": page, "per_page": per_page, "total": query.count()}
-
-
-def _get(model, ident: int, what: str):
-    row = model.get_or_none(model.id == ident)
-    if row is None:
-        raise NotFound(f"no {what} {ident}")
-    return row
+def _view_flags() -> dict[str, bool]:
+    """What this caller sees of an order (:meth:`OrderQueries.order_view`'s flags)."""
+    # Generated passwords and private error detail only for admin keys; read keys never see them.
+    # Local URLs are for staff (read and admin keys), never for the WHMCS endpoints.
+    return {"include_secrets": "admin" in current_principal().grants, "include_private": caller_sees_detail(),
+            "include_local_urls": True}
 
 
 def _order_view(order: Order) -> dict:
-    live = _live()
-    # Generated passwords and private error detail only for admin keys; read keys never see them.
-    # Local URLs are for staff (read and admin keys), never for the WHMCS endpoints.
-    return order_view(order, live.catalog, live.settings.public_scheme,
-                      include_secrets="admin" in current_principal().grants, include_private=caller_sees_detail(),
-                      include_local_urls=True)
+    return queries.order_view(order, **_view_flags())
 
 
 @bp.get("/orders")
@@ -78,17 +62,9 @@ def _order_view(order: Order) -> dict:
 @bp.output(OrderPageOut)
 @bp.doc(summary="List orders, newest first, with filters")
 def list_orders(query: dict):
-    orders = Order.select().join(Product).switch(Order).order_by(Order.id.desc())
-    if query["status"]:
-        orders = orders.where(Order.status == query["status"])
-    if query["product"]:
-        orders = orders.where(Product.slug == query["product"])
-    if query["customer_id"]:
-        orders = orders.where(Order.customer == query["customer_id"])
-    if query["service_id"]:
-        orders = orders.where(Order.whmcs_service_id == query["service_id"])
-    page = orders.paginate(query["page"], query["per_page"])
-    return {**_page(orders, query["page"], query["per_page"]), "items": [_order_view(o) for o in page]}
+    return queries.order_page(status=query["status"], product=query["product"], customer_id=query["customer_id"],
+                              service_id=query["service_id"], page=query["page"], per_page=query["per_page"],
+                              **_view_flags())
 
 
 @bp.get(f"/orders/{ID.format('order_id')}")
@@ -96,7 +72,7 @@ def list_orders(query: dict):
 @bp.output(OrderOut)
 @bp.doc(summary="One order", responses=NOT_FOUND)
 def get_order(order_id: int):
-    return _order_view(_get(Order, order_id, "order"))
+    return _order_view(queries.order(order_id))
 
 
 @bp.get(f"/orders/{ID.format('order_id')}/operations")
@@ -104,9 +80,7 @@ def get_order(order_id: int):
 @bp.output(OperationListOut)
 @bp.doc(summary="The order's operations, newest first", responses=NOT_FOUND)
 def order_operations(order_id: int):
-    order = _get(Order, order_id, "order")
-    operations = Operation.select().where(Operation.order == order).order_by(Operation.id.desc())
-    return {"items": [operation_view(op, include_private=caller_sees_detail()) for op in operations]}
+    return {"items": queries.order_operations(queries.order(order_id), include_private=caller_sees_detail())}
 
 
 @bp.get(f"/orders/{ID.format('order_id')}/events")
@@ -115,12 +89,10 @@ def order_operations(order_id: int):
 @bp.output(EventPageOut)
 @bp.doc(summary="The order's event log, newest first", responses=NOT_FOUND)
 def order_events(order_id: int, query: dict):
-    order = _get(Order, order_id, "order")
-    events = Event.select().where(Event.order == order).order_by(Event.id.desc())
-    page = events.paginate(query["page"], query["per_page"])
-    private = caller_sees_detail()  # an event's error detail (in its data) is for admin keys only
-    return {**_page(events, query["page"], query["per_page"]),
-            "items": [event_view(e, include_private=private) for e in page]}
+    order = queries.order(order_id)
+    # An event's error detail (in its data) is for admin keys only.
+    return queries.order_events(order, page=query["page"], per_page=query["per_page"],
+                                include_private=caller_sees_detail())
 
 
 @bp.get(f"/operations/{ID.format('operation_id')}")
@@ -128,7 +100,7 @@ def order_events(order_id: int, query: dict):
 @bp.output(OperationOut)
 @bp.doc(summary="One operation, with its progress steps", responses=NOT_FOUND)
 def get_operation(operation_id: int):
-    return operation_view(_get(Operation, operation_id, "operation"), include_private=caller_sees_detail())
+    return queries.operation_view(operation_id, include_private=caller_sees_detail())
 
 
 @bp.get("/products")
@@ -136,8 +108,7 @@ def get_operation(operation_id: int):
 @bp.output(ProductsOut)
 @bp.doc(summary="Products with plans, endpoints and validation errors")
 def list_products():
-    live = _live()
-    return {"items": [product_view(p, live.catalog) for p in Product.select().order_by(Product.slug)]}
+    return {"items": queries.products()}
 
 
 @bp.get("/products/<slug>")
@@ -145,8 +116,7 @@ def list_products():
 @bp.output(ProductOut)
 @bp.doc(summary="One product", responses=NOT_FOUND)
 def get_product(slug: str):
-    live = _live()
-    return product_view(live.catalog.product(slug), live.catalog)
+    return queries.product(slug)
 
 
 @bp.get("/products/<slug>/revisions")
@@ -154,9 +124,7 @@ def get_product(slug: str):
 @bp.output(RevisionsOut)
 @bp.doc(summary="Every recorded revision of a product, newest first", responses=NOT_FOUND)
 def product_revisions(slug: str):
-    product = _live().catalog.product(slug)
-    revisions = ProductRevision.select().where(ProductRevision.product == product).order_by(ProductRevision.id.desc())
-    return {"items": [revision_view(r) for r in revisions]}
+    return {"items": queries.product_revisions(slug)}
 
 
 @bp.post("/products/sync")
@@ -164,7 +132,7 @@ def product_revisions(slug: str):
 @bp.output(SyncOut)
 @bp.doc(summary="Read the config repository now and record new revisions")
 def sync_products():
-    return vars(_live().catalog.sync())
+    return vars(catalog.sync())
 
 
 @bp.post(f"/orders/{ID.format('order_id')}/upgrade")
@@ -176,7 +144,7 @@ def sync_products():
                    409: "The revision would leave the order's data behind (code data_risk); see allow_data_risk",
                    422: "Invalid revision"})
 def upgrade_order(order_id: int, body: dict):
-    return _upgrade(_get(Order, order_id, "order"), body["revision"], body["dry_run"], body["wait"],
+    return _upgrade(queries.order(order_id), body["revision"], body["dry_run"], body["wait"],
                     body["allow_data_risk"])
 
 
@@ -192,16 +160,14 @@ def upgrade_order(order_id: int, body: dict):
 def change_plan(order_id: int, body: dict):
     from app.web.whmcs import lifecycle_answer
 
-    live = _live()
-    order = _get(Order, order_id, "order")
+    order = queries.order(order_id)
     if body["dry_run"]:
-        revision, plan = live.orders.resolve_change(order, body["plan"], body["product"])
-        preview = live.runner.preview(order, revision, plan)
+        plan, preview = orders.preview_change_plan(order, body["plan"], body["product"])
         return {"result": CallResult.PREVIEW, "message": f"plan {order.plan} -> {plan}, revision {preview['from']} -> "
                                                 f"{preview['to']}",
                 "order": _order_view(order), "operation": None, "preview": preview}, 200
-    outcome = live.orders.change_plan(order, body["plan"], body["product"], requested_by=actor(), domain=body["domain"],
-                                      allow_data_risk=body["allow_data_risk"])
+    outcome = orders.change_plan(order, body["plan"], body["product"], requested_by=actor(), domain=body["domain"],
+                                 allow_data_risk=body["allow_data_risk"])
     answer, status = lifecycle_answer(outcome, body["wait"], include_private=caller_sees_detail())
     return {**answer, "preview": None}, status
 
@@ -212,11 +178,8 @@ def change_plan(order_id: int, body: dict):
 @bp.output(ProductUpgradeOut)
 @bp.doc(summary="Move every order of a product to a revision (or preview it with dry_run)", responses=NOT_FOUND)
 def upgrade_product(slug: str, body: dict):
-    product = _live().catalog.product(slug)
-    orders = list(Order.select().where((Order.product == product) & (Order.status != OrderStatus.TERMINATED))
-                  .order_by(Order.id))
     answers = []
-    for order in orders:
+    for order in queries.product_orders(slug, require_product=True):
         try:
             answers.append(_upgrade(order, body["revision"], body["dry_run"], 0, body["allow_data_risk"])[0])
         except DataRiskError as exc:  # one order's data risk does not stop the others
@@ -228,12 +191,11 @@ def upgrade_product(slug: str, body: dict):
 def _upgrade(order: Order, revision: str | None, dry_run: bool, wait: float, allow_data_risk: bool):
     from app.web.whmcs import lifecycle_answer
 
-    live = _live()
     if dry_run:
-        preview = live.runner.preview(order, live.orders.resolve_revision(order, revision))
+        preview = orders.preview_upgrade(order, revision)
         return {"result": CallResult.PREVIEW, "message": f"revision {preview['from']} -> {preview['to']}",
                 "order": _order_view(order), "operation": None, "preview": preview}, 200
-    outcome = live.orders.upgrade(order, revision, requested_by=actor(), allow_data_risk=allow_data_risk)
+    outcome = orders.upgrade(order, revision, requested_by=actor(), allow_data_risk=allow_data_risk)
     body, status = lifecycle_answer(outcome, wait, include_private=caller_sees_detail(), include_local_urls=True)
     return {**body, "preview": None}, status
 
@@ -243,12 +205,11 @@ def _upgrade(order: Order, revision: str | None, dry_run: bool, wait: float, all
 @bp.output(CatalogStatusOut)
 @bp.doc(summary="Where the catalog comes from and how its last sync went")
 def catalog_status():
-    catalog = _live().catalog
-    state = catalog.status()
-    view = {"source": state.source or catalog.source.describe(), "commit": state.commit,
+    state = queries.catalog_status()
+    view = {"source": state.source, "commit": state.commit,
             "last_attempt_at": timestamp(state.last_attempt_at), "last_success_at": timestamp(state.last_success_at),
             "last_error": CATALOG_SYNC_FAILED if state.last_error else None,
-            "sync_requested": catalog.sync_requested()}
+            "sync_requested": state.sync_requested}
     if caller_sees_detail():
         view["last_error_detail"] = state.last_error
     return view
@@ -260,11 +221,7 @@ def catalog_status():
 @bp.output(CustomerPageOut)
 @bp.doc(summary="List customers")
 def list_customers(query: dict):
-    customers = Customer.select().order_by(Customer.id)
-    if query["email"]:
-        customers = customers.where(Customer.email == query["email"].strip().lower())
-    page = customers.paginate(query["page"], query["per_page"])
-    return {**_page(customers, query["page"], query["per_page"]), "items": [customer_view(c) for c in page]}
+    return queries.customer_page(query["email"], query["page"], query["per_page"])
 
 
 @bp.get(f"/customers/{ID.format('customer_id')}")
@@ -272,4 +229,4 @@ def list_customers(query: dict):
 @bp.output(CustomerOut)
 @bp.doc(summary="One customer", responses=NOT_FOUND)
 def get_customer(customer_id: int):
-    return customer_view(_get(Customer, customer_id, "customer"))
+    return queries.customer(customer_id)

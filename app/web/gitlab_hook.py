@@ -11,21 +11,20 @@ body only after the first three:
    LIVE_GITLAB_PROJECT (an id, or a path compared case-insensitively), of another
    ref than LIVE_GITLAB_REF, of the commit the catalog already has, or a delivery
    already handled: GitLab's ``Idempotency-Key`` (the same on retries, GitLab 17.4+)
-   and ``X-Gitlab-Event-UUID`` are recorded (:class:`~app.models.WebhookDelivery`,
-   kept :data:`KEEP_DELIVERIES`);
+   and ``X-Gitlab-Event-UUID`` are recorded (:meth:`~app.catalog.catalog.Catalog.request_sync`,
+   kept :data:`~app.catalog.catalog.KEEP_DELIVERIES`);
 6. otherwise 202: the worker syncs at its next turn.
 """
 from __future__ import annotations
 
-import datetime as dt
 import hmac
 import re
 
 from apiflask import APIBlueprint
-from flask import current_app, request
+from flask import request
 
+from app.collaborators import catalog, queries, settings
 from app.errors import InvalidRequest, NotFound
-from app.models import WebhookDelivery, utcnow
 from app.web.errors import error_response
 from app.web.input_guard import body_limit
 from app.web.schemas import WebhookOut
@@ -37,7 +36,6 @@ MAX_PAYLOAD_BYTES = 2 * 1024 * 1024
 # The headers naming a delivery, and the prefix each id is recorded with.
 DELIVERY_HEADERS = (("Idempotency-Key", "idempotency"), ("X-Gitlab-Event-UUID", "event"))
 DELIVERY_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")  # GitLab sends UUIDs
-KEEP_DELIVERIES = dt.timedelta(days=7)
 
 
 def _ignored(reason: str):
@@ -75,25 +73,6 @@ def delivery_ids() -> list[str]:
     return ids
 
 
-def record_delivery(ids: list[str]) -> bool:
-    """Record the delivery's ids; False when one of them was recorded before (a replay).
-
-    Insert-or-ignore (``INSERT OR IGNORE`` on SQLite, ``ON CONFLICT DO NOTHING`` on
-    PostgreSQL), so two concurrent copies of one delivery cannot both be new. Deletes the
-    records older than KEEP_DELIVERIES on the way (an indexed range delete).
-    """
-    if not ids:
-        return True
-    now = utcnow()
-    fresh = True
-    for delivery_id in ids:
-        inserted = (WebhookDelivery.insert(delivery_id=delivery_id, received_at=now)
-                    .on_conflict_ignore().as_rowcount().execute())
-        fresh = fresh and inserted == 1
-    WebhookDelivery.delete().where(WebhookDelivery.received_at < now - KEEP_DELIVERIES).execute()
-    return fresh
-
-
 @bp.post("/gitlab")
 @body_limit(MAX_PAYLOAD_BYTES)
 @bp.output(WebhookOut)
@@ -102,8 +81,6 @@ def record_delivery(ids: list[str]) -> bool:
                    400: "Malformed JSON", 401: "Missing or wrong X-Gitlab-Token", 404: "Webhook not configured",
                    413: "Payload over 2 MiB", 422: "Not a push or tag event"})
 def gitlab_webhook():
-    live = current_app.extensions["live"]
-    settings = live.settings
     if not settings.gitlab_url or not settings.gitlab_webhook_secret:
         raise NotFound("the GitLab webhook is not configured (LIVE_GITLAB_URL and LIVE_GITLAB_WEBHOOK_SECRET)")
     supplied = request.headers.get("X-Gitlab-Token", "")
@@ -126,11 +103,9 @@ def gitlab_webhook():
     if ref not in (followed, f"refs/heads/{followed}", f"refs/tags/{followed}"):
         return _ignored(f"{ref} is not the followed ref {followed}")
     head = payload.get("checkout_sha") or payload.get("after")
-    current = live.catalog.status().commit
+    current = queries.catalog_status().commit
     if isinstance(head, str) and current and head.lower() == current.lower():
         return _ignored(f"the catalog is already at commit {current[:12]}")
-    with live.db.atomic():
-        if not record_delivery(ids):
-            return _ignored("already delivered")
-        live.catalog.request_sync()
+    if not catalog.request_sync(ids):
+        return _ignored("already delivered")
     return {"sync": "requested", "reason": f"{event} on {ref}"}, 202

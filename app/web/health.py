@@ -19,11 +19,10 @@ import logging
 
 import peewee
 from apiflask import APIBlueprint
-from flask import current_app, jsonify
+from flask import jsonify
 
-from app.db import pending_migrations
+from app.collaborators import queries
 from app.errors import LiveError
-from app.orders.heartbeat import worker_status
 
 log = logging.getLogger(__name__)
 bp = APIBlueprint("health", __name__, tag="Health")
@@ -43,10 +42,9 @@ def healthz():
 def readyz():
     """Database (reachable, no pending migration) and engine checks decide readiness (503 when one fails);
     the catalog and the worker's heartbeat make it ``degraded`` (still 200) when they fail."""
-    live = current_app.extensions["live"]
     checks = {}
     try:
-        pending = pending_migrations(live.db)
+        pending = queries.pending_migrations()
         if pending:
             log.warning("readyz: pending migrations: %s", ", ".join(pending))
         checks["database"] = {"ok": not pending, "detail": f"pending migrations: {len(pending)}" if pending else "ok"}
@@ -54,14 +52,14 @@ def readyz():
         log.warning("readyz: database unavailable: %s", exc)
         checks["database"] = {"ok": False, "detail": "unavailable"}
     try:
-        live.runtime.ping()
+        queries.ping_engine()
         checks["docker"] = {"ok": True, "detail": "ok"}
     except LiveError as exc:
         log.warning("readyz: Docker engine unavailable: %s", exc)
         checks["docker"] = {"ok": False, "detail": "unavailable"}
     ready = all(check["ok"] for check in checks.values())
     # A failing catalog source is reported, not fatal: orders keep using the last good catalog.
-    checks["catalog"] = _catalog_check(live)
+    checks["catalog"] = _catalog_check()
     # No worker: calls are still recorded (and run once a worker is back), so degraded, not unavailable.
     checks["worker"] = _worker_check() if checks["database"]["ok"] else {"ok": False, "detail": "unknown"}
     status = ("ready" if checks["catalog"]["ok"] and checks["worker"]["ok"] else "degraded") if ready else "unavailable"
@@ -70,9 +68,9 @@ def readyz():
     return jsonify(status=status, checks=checks), 503, {"Retry-After": "5"}  # as every 503 of the bridge
 
 
-def _catalog_check(live) -> dict:
+def _catalog_check() -> dict:
     try:
-        state = live.catalog.status()
+        state = queries.catalog_status()
     except peewee.PeeweeException as exc:
         log.warning("readyz: catalog state unreadable: %s", exc)
         return {"ok": False, "detail": "unknown"}
@@ -89,7 +87,7 @@ def _catalog_check(live) -> dict:
 def _worker_check() -> dict:
     """Whether a worker beats (the rule of app/orders/heartbeat.py), in fixed words without its host name."""
     try:
-        worker = worker_status()
+        worker = queries.worker_status()
     except peewee.PeeweeException as exc:
         log.warning("readyz: worker heartbeat unreadable: %s", exc)
         return {"ok": False, "detail": "unknown"}

@@ -10,12 +10,12 @@ import time
 import uuid
 
 from flask import Flask, Response, g, request
-from peewee import PeeweeException, fn
+from peewee import PeeweeException
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 
-from app.models import Operation, Order
-from app.orders.heartbeat import worker_status
+from app.collaborators import queries
+from app.orders.queries import OrderQueries
 
 access_log = logging.getLogger("app.web.access")
 log = logging.getLogger(__name__)
@@ -40,7 +40,12 @@ class DatabaseCollector:
       ``app/orders/heartbeat.py`` (``max(15 s, 10 × LIVE_WORKER_POLL_SECONDS)``), else 0; also 0 while the
       database cannot be read (unknown is not alive).
     - ``live_database_up``: 1 when the database answered the scrape, else 0.
+
+    ``queries`` reads them (:class:`~app.orders.queries.OrderQueries`).
     """
+
+    def __init__(self, queries: OrderQueries):
+        self.queries = queries
 
     def collect(self):
         try:
@@ -52,7 +57,7 @@ class DatabaseCollector:
         yield GaugeMetricFamily("live_database_up", "1 when the bridge's database answered this scrape, else 0",
                                 value=database_up)
         try:
-            worker = worker_status()
+            worker = self.queries.worker_status()
         except PeeweeException as exc:
             log.warning("metrics: worker heartbeat unreadable: %s", exc)
             worker = None
@@ -64,15 +69,12 @@ class DatabaseCollector:
         yield GaugeMetricFamily("live_worker_alive", "1 while a worker's heartbeat is fresh, else 0",
                                 value=1 if worker is not None and worker.alive else 0)
 
-    @staticmethod
-    def _counts():
+    def _counts(self):
         orders = GaugeMetricFamily("live_orders", "Orders by status", labels=["status"])
-        for status, count in Order.select(Order.status, fn.COUNT(Order.id)).group_by(Order.status).tuples():
+        for status, count in self.queries.order_counts():
             orders.add_metric([status], count)
         operations = GaugeMetricFamily("live_operations", "Operations by kind and state", labels=["kind", "state"])
-        query = (Operation.select(Operation.kind, Operation.state, fn.COUNT(Operation.id))
-                 .group_by(Operation.kind, Operation.state).tuples())
-        for kind, state, count in query:
+        for kind, state, count in self.queries.operation_counts():
             operations.add_metric([kind, state], count)
         return [orders, operations]
 
@@ -88,8 +90,11 @@ def route_label(rule: str) -> str:
     return _RULE_VARIABLE.sub(r"{\1}", rule)
 
 
-def metrics_registry() -> CollectorRegistry:
-    """Aggregates all gunicorn workers when PROMETHEUS_MULTIPROC_DIR is set, else this process."""
+def metrics_registry(queries: OrderQueries) -> CollectorRegistry:
+    """Aggregates all gunicorn workers when PROMETHEUS_MULTIPROC_DIR is set, else this process.
+
+    The database figures are read with ``queries`` at each scrape (:class:`DatabaseCollector`).
+    """
     registry = CollectorRegistry()
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         from prometheus_client import multiprocess
@@ -98,7 +103,7 @@ def metrics_registry() -> CollectorRegistry:
     else:
         registry.register(REQUESTS)
         registry.register(LATENCY)
-    registry.register(DatabaseCollector())
+    registry.register(DatabaseCollector(queries))
     return registry
 
 
@@ -127,4 +132,4 @@ def init_observability(app: Flask) -> None:
     @app.get("/metrics")
     @app.doc(hide=True)
     def metrics():
-        return Response(generate_latest(metrics_registry()), mimetype=CONTENT_TYPE_LATEST)
+        return Response(generate_latest(metrics_registry(queries)), mimetype=CONTENT_TYPE_LATEST)

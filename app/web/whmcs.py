@@ -8,20 +8,15 @@ so the module never reports success for work nobody will do.
 """
 from __future__ import annotations
 
-import datetime as dt
-import logging
-import time
+from typing import TYPE_CHECKING
 
 from apiflask import APIBlueprint
-from flask import current_app
 
-from app.errors import OrderNotFound
-from app.models import Operation, Order, Product, utcnow
-from app.orders.heartbeat import WorkerStatus, worker_status
-from app.orders.lifecycle import UNFINISHED_STATES, CallResult, OperationState, OrderStatus
+from app.collaborators import orders, queries, wait_slots
+from app.orders.heartbeat import WorkerStatus
+from app.orders.lifecycle import CallResult, OperationState
 from app.orders.service import CustomerInfo, Outcome
-from app.orders.usage import collect_usage
-from app.presenters import operation_view, order_view, timestamp
+from app.presenters import operation_view
 from app.web.auth import actor, auth, current_principal
 from app.web.schemas import (
     ChangePackageIn,
@@ -38,7 +33,9 @@ from app.web.schemas import (
     WaitIn,
 )
 
-log = logging.getLogger(__name__)
+if TYPE_CHECKING:
+    from app.models import Operation
+
 bp = APIBlueprint("whmcs", __name__, url_prefix="/whmcs/v1", tag="WHMCS")
 VERSION = "1.0"
 SERVICE = "/services/<int(min=1, max=2147483647):service_id>"  # WHMCS ids are 32-bit; larger ones are 404
@@ -48,29 +45,6 @@ LIFECYCLE_RESPONSES = {202: "Queued (not started yet) or running (started, not f
                             "a change that would leave the customer's data behind (data_risk)",
                        404: "No order for this service (code order_not_found)",
                        422: "Invalid request: unknown product or plan (named with the valid choices), invalid domain"}
-
-
-def _live():
-    return current_app.extensions["live"]
-
-
-def _order(service_id: int) -> Order:
-    order = Order.with_relations().where(Order.whmcs_service_id == service_id).first()
-    if order is None:
-        raise OrderNotFound(f"no order for WHMCS service {service_id}")
-    return order
-
-
-def _wait_for(operation: Operation, seconds: float) -> Operation:
-    """The operation once it ended, or as it is after ``seconds``; polls the database every POLL_SECONDS.
-
-    Holds the calling thread all along: only call it with a slot of the app's ``WaitSlots``.
-    """
-    deadline = time.monotonic() + seconds
-    while operation.state in UNFINISHED_STATES and time.monotonic() < deadline:
-        time.sleep(POLL_SECONDS)
-        operation = Operation.get_by_id(operation.id)
-    return operation
 
 
 def lifecycle_answer(outcome: Outcome | None, wait: float, unchanged: str = "", *, include_private: bool = False,
@@ -90,25 +64,26 @@ def lifecycle_answer(outcome: Outcome | None, wait: float, unchanged: str = "", 
     adds the private detail, for the developer API's admin-only callers, and
     ``include_local_urls`` the endpoints' ``local_url``, for the developer API's staff
     (never for the WHMCS endpoints: the client area shows customers what they answer).
+
+    The order is the one the use case returned (read in its transaction), read again only after
+    a wait, during which the operation changed it.
     """
-    live = _live()
     if outcome is None:
         return {"result": CallResult.UNCHANGED, "message": unchanged, "order": None, "operation": None,
-                "worker": _worker_view(worker_status())}, 200
+                "worker": _worker_view(queries.worker_status())}, 200
     operation = outcome.operation
     if operation is None:
-        order = Order.get_by_id(outcome.order.id)
         return {"result": CallResult.UNCHANGED, "message": outcome.message,
-                "order": order_view(order, live.catalog, live.settings.public_scheme, include_private=include_private,
-                                    include_local_urls=include_local_urls),
-                "operation": None, "worker": _worker_view(worker_status())}, 200
+                "order": queries.order_view(outcome.order, include_private=include_private,
+                                            include_local_urls=include_local_urls),
+                "operation": None, "worker": _worker_view(queries.worker_status())}, 200
     # A waiting call holds a thread: only WaitSlots' bound may wait; past it, answer at once as with wait 0.
     waited = False
     if wait > 0:
-        with current_app.extensions["wait_slots"].slot() as waited:
+        with wait_slots.slot() as waited:
             if waited:
-                operation = _wait_for(operation, wait)
-    worker = worker_status()  # read after the wait: the answer tells how things are now
+                operation = queries.wait_for_operation(operation, wait, POLL_SECONDS)
+    worker = queries.worker_status()  # read after the wait: the answer tells how things are now
     result = CallResult.of(operation.state)
     if result == CallResult.SUCCEEDED:
         message = f"{operation.kind} succeeded"
@@ -117,10 +92,9 @@ def lifecycle_answer(outcome: Outcome | None, wait: float, unchanged: str = "", 
         message = operation.error or f"{operation.kind} failed (operation {operation.id})"
     else:
         message = _unfinished_message(operation, outcome.message, wait, waited, worker)
-    order = Order.get_by_id(operation.order_id)
+    order = queries.order(operation.order_id) if waited else outcome.order
     body = {"result": result, "message": message,
-            "order": order_view(order, live.catalog, live.settings.public_scheme, include_private=include_private,
-                                include_local_urls=include_local_urls),
+            "order": queries.order_view(order, include_private=include_private, include_local_urls=include_local_urls),
             "operation": operation_view(operation, include_private=include_private),
             "worker": _worker_view(worker)}
     return body, 202 if result in (CallResult.QUEUED, CallResult.RUNNING) else 200
@@ -161,16 +135,9 @@ def _worker_view(worker: WorkerStatus) -> dict:
 @bp.output(TestConnectionOut)
 @bp.doc(summary="Check the URL and the key (WHMCS TestConnection)")
 def test_connection():
-    live = _live()
-    try:
-        live.runtime.ping()
-        docker = "ok"
-    except Exception as exc:  # reported, not raised: the connection to the bridge itself works
-        log.warning("test-connection: Docker engine unreachable: %s", exc)  # the detail is for the log only
-        docker = "unreachable"
-    return {"ok": True, "version": VERSION, "key": current_principal().name,
-            "products": Product.select().where(Product.valid == True).count(),  # noqa: E712
-            "docker": docker}
+    checks = queries.connection_checks()
+    return {"ok": True, "version": VERSION, "key": current_principal().name, "products": checks["products"],
+            "docker": checks["docker"]}
 
 
 @bp.get("/products")
@@ -178,14 +145,7 @@ def test_connection():
 @bp.output(ProductListOut)
 @bp.doc(summary="Products and plans, for the module's config option dropdowns")
 def products():
-    live = _live()
-    items = []
-    for product in Product.select().order_by(Product.slug):
-        plans = []
-        if product.current_revision_id is not None:
-            plans = sorted(live.catalog.definition(product.current_revision).plans)
-        items.append({"slug": product.slug, "name": product.name, "valid": product.valid, "plans": plans})
-    return {"products": items}
+    return {"products": queries.whmcs_products()}
 
 
 @bp.post(f"{SERVICE}/create")
@@ -195,7 +155,7 @@ def products():
 @bp.doc(summary="Create the order and deploy its stack (WHMCS CreateAccount)", responses=LIFECYCLE_RESPONSES)
 def create(service_id: int, body: dict):
     client = body["client"]
-    outcome = _live().orders.create(
+    outcome = orders.create(
         service_id=service_id, product=body["product"], plan=body["plan"], username=body.get("username"),
         domain=body.get("domain"), requested_by=actor(),
         customer=CustomerInfo(email=client["email"], whmcs_client_id=client["id"], first_name=client["firstname"],
@@ -210,7 +170,7 @@ def create(service_id: int, body: dict):
 @bp.output(LifecycleOut)
 @bp.doc(summary="Stop the stack, keep its data (WHMCS SuspendAccount)", responses=LIFECYCLE_RESPONSES)
 def suspend(service_id: int, body: dict):
-    return lifecycle_answer(_live().orders.suspend(_order(service_id), requested_by=actor()), body["wait"])
+    return lifecycle_answer(orders.suspend(queries.order_for_service(service_id), requested_by=actor()), body["wait"])
 
 
 @bp.post(f"{SERVICE}/unsuspend")
@@ -219,7 +179,7 @@ def suspend(service_id: int, body: dict):
 @bp.output(LifecycleOut)
 @bp.doc(summary="Start the stack again (WHMCS UnsuspendAccount)", responses=LIFECYCLE_RESPONSES)
 def unsuspend(service_id: int, body: dict):
-    return lifecycle_answer(_live().orders.unsuspend(_order(service_id), requested_by=actor()), body["wait"])
+    return lifecycle_answer(orders.unsuspend(queries.order_for_service(service_id), requested_by=actor()), body["wait"])
 
 
 @bp.post(f"{SERVICE}/terminate")
@@ -228,8 +188,8 @@ def unsuspend(service_id: int, body: dict):
 @bp.output(LifecycleOut)
 @bp.doc(summary="Archive the data, then remove the stack (WHMCS TerminateAccount)", responses=LIFECYCLE_RESPONSES)
 def terminate(service_id: int, body: dict):
-    order = _live().orders.by_service_id(service_id)
-    outcome = _live().orders.terminate(order, requested_by=actor())
+    order = queries.order_for_service(service_id, required=False)
+    outcome = orders.terminate(order, requested_by=actor())
     return lifecycle_answer(outcome, body["wait"], unchanged=f"no order for WHMCS service {service_id}: nothing to terminate")
 
 
@@ -239,8 +199,8 @@ def terminate(service_id: int, body: dict):
 @bp.output(LifecycleOut)
 @bp.doc(summary="Move to another plan or product (WHMCS ChangePackage)", responses=LIFECYCLE_RESPONSES)
 def change_package(service_id: int, body: dict):
-    outcome = _live().orders.change_plan(_order(service_id), body["plan"], body.get("product"), requested_by=actor(),
-                                         domain=body.get("domain"))
+    outcome = orders.change_plan(queries.order_for_service(service_id), body["plan"], body.get("product"),
+                                 requested_by=actor(), domain=body.get("domain"))
     return lifecycle_answer(outcome, body["wait"])
 
 
@@ -250,7 +210,7 @@ def change_package(service_id: int, body: dict):
 @bp.output(LifecycleOut)
 @bp.doc(summary="Restart every container of the stack (custom button)", responses=LIFECYCLE_RESPONSES)
 def restart(service_id: int, body: dict):
-    return lifecycle_answer(_live().orders.restart(_order(service_id), requested_by=actor()), body["wait"])
+    return lifecycle_answer(orders.restart(queries.order_for_service(service_id), requested_by=actor()), body["wait"])
 
 
 @bp.post(f"{SERVICE}/redeploy")
@@ -259,7 +219,7 @@ def restart(service_id: int, body: dict):
 @bp.output(LifecycleOut)
 @bp.doc(summary="Converge the stack to its definition (admin button)", responses=LIFECYCLE_RESPONSES)
 def redeploy(service_id: int, body: dict):
-    return lifecycle_answer(_live().orders.redeploy(_order(service_id), requested_by=actor()), body["wait"])
+    return lifecycle_answer(orders.redeploy(queries.order_for_service(service_id), requested_by=actor()), body["wait"])
 
 
 @bp.get(SERVICE)
@@ -268,15 +228,7 @@ def redeploy(service_id: int, body: dict):
 @bp.doc(summary="Status, endpoints, progress, last error and recent operations (client area, admin tab)",
         responses={404: "No order for this service"})
 def service_info(service_id: int):
-    live = _live()
-    order = _order(service_id)
-    # Read once: the recent operations also tell which one is in progress (unless more than 10 are queued).
-    recent = list(Operation.select().where(Operation.order == order).order_by(Operation.id.desc()).limit(10))
-    # The client area shows this to the customer: public error texts only, never the private detail.
-    view = order_view(order, live.catalog, live.settings.public_scheme, include_secrets=True, include_private=False,
-                      recent=recent if len(recent) < 10 else None)
-    view["recent_operations"] = [operation_view(op, include_private=False) for op in recent]
-    return view
+    return queries.service_info(service_id)
 
 
 @bp.get("/failures")
@@ -285,19 +237,7 @@ def service_info(service_id: int):
 @bp.output(FailuresOut)
 @bp.doc(summary="Operations that failed since a time, for the module's cron hook to report")
 def failures(query: dict):
-    since = query.get("since")
-    if since is None:
-        since = utcnow() - dt.timedelta(hours=24)
-    elif since.tzinfo is not None:
-        since = since.astimezone(dt.timezone.utc).replace(tzinfo=None)
-    failed = (Operation.select(Operation, Order).join(Order)
-              .where((Operation.state == OperationState.FAILED) & (Operation.finished_at >= since))
-              .order_by(Operation.finished_at))
-    return {"since": timestamp(since), "failures": [
-        {"service_id": op.order.whmcs_service_id, "instance": op.order.instance, "order_status": op.order.status,
-         "operation_id": op.id, "kind": op.kind, "error": op.error or "",  # public text; the detail stays private
-         "finished_at": timestamp(op.finished_at)}
-        for op in failed]}
+    return queries.failures(query.get("since"))
 
 
 @bp.get("/usage")
@@ -306,19 +246,5 @@ def failures(query: dict):
 @bp.output(UsageOut)
 @bp.doc(summary="Disk, memory and CPU per service, for all services in one request (UsageUpdate)")
 def usage(query: dict):
-    live = _live()
-    orders = Order.select().where(Order.status != OrderStatus.TERMINATED).order_by(Order.id)
-    if query.get("service_id"):
-        orders = orders.where(Order.whmcs_service_id.in_(query["service_id"]))
-    orders = list(orders)
-    limits = {order.id: _memory_limit_mb(live, order) for order in orders}
-    items = collect_usage(live.runtime, live.settings.deployment, orders, limits)
-    return {"services": [vars(item) for item in items]}
-
-
-def _memory_limit_mb(live, order: Order) -> float | None:
-    """Sum of the services' memory limits; None when one service is unlimited."""
-    services = live.runner.target(order).stack.services.values()
-    limits = [service.mem_limit for service in services]
-    return None if not limits or any(limit is None for limit in limits) else round(sum(limits) / 1024 / 1024, 2)
+    return {"services": queries.usage(query.get("service_id"))}
 

@@ -243,13 +243,13 @@ def test_readyz_when_a_check_fails_mid_request(api, monkeypatch, caplog):
     def broken(db):
         raise peewee.OperationalError('connection to server at "db.internal" (10.0.0.5), port 5432 failed')
 
-    monkeypatch.setattr("app.web.health.pending_migrations", broken)
+    monkeypatch.setattr("app.orders.queries.pending_migrations", broken)
     answer = api.get("/readyz", scope=None)
     assert answer.status_code == 503
     assert answer.json["checks"]["database"] == {"ok": False, "detail": "unavailable"}
     assert "db.internal" not in answer.get_data(as_text=True) and "db.internal" in caplog.text
 
-    monkeypatch.setattr("app.web.health.pending_migrations", lambda db: ["0009_future"])
+    monkeypatch.setattr("app.orders.queries.pending_migrations", lambda db: ["0009_future"])
     pending = api.get("/readyz", scope=None).json["checks"]["database"]
     assert pending == {"ok": False, "detail": "pending migrations: 1"}
 

@@ -1,0 +1,404 @@
+"""The reads of the HTTP views and the CLI: orders, operations, events, products, customers, usage, health.
+
+One module answers every question a view or a command asks; views and commands never query the
+database or the container engine themselves (``tests/unit/test_view_boundaries.py`` holds them to
+it), and changes go through :class:`~app.orders.service.OrderService` or the catalog. Answers are the
+presenters' dicts (:mod:`app.presenters`) where the caller shows them, or rows where the caller
+passes them on to a use case. What a caller may see (generated passwords, private error detail,
+local URLs) is the caller's decision, passed as flags; nothing here infers it.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import peewee
+
+from app.catalog.catalog import Catalog
+from app.catalog.product import ProductDefinition
+from app.config import Settings
+from app.db import pending_migrations
+from app.errors import LiveError, NotFound, OrderNotFound
+from app.models import Customer, Event, Operation, Order, Product, ProductRevision, utcnow
+from app.orders.heartbeat import WorkerStatus, worker_status
+from app.orders.lifecycle import UNFINISHED_STATES, OperationState, OrderStatus
+from app.orders.operations import OperationRunner
+from app.orders.usage import collect_usage
+from app.presenters import (
+    customer_view,
+    endpoint_views,
+    event_view,
+    operation_view,
+    order_view,
+    product_view,
+    revision_view,
+    timestamp,
+)
+from app.stacks.runtime import ContainerState, DockerRuntime
+
+log = logging.getLogger(__name__)
+
+#: The service states of GeoCat Live 1.0 (``GET /geocat-live/api/1.0/order/<instance>``).
+RUNNING, WAITING, ERROR = "SERVICE_RUNNING", "SERVICE_WAITING", "SERVICE_ERROR"
+
+
+@dataclass(frozen=True)
+class CatalogStatus:
+    """Where the catalog comes from and how its last sync went (:class:`~app.models.CatalogSync`).
+
+    ``last_error`` is the source's own text (URLs, server answers): private, for the log and admin keys.
+    Times are naive UTC, ``None`` before the first attempt or success. ``sync_requested``: a sync was
+    asked for (the GitLab webhook) after the last attempt.
+    """
+
+    source: str
+    commit: str | None
+    last_attempt_at: dt.datetime | None
+    last_success_at: dt.datetime | None
+    last_error: str | None
+    sync_requested: bool
+
+
+class OrderQueries:
+    """The reads; built once by :func:`app.bootstrap.bootstrap` from the same components as the use cases.
+
+    ``runtime`` is asked for containers, disk, memory and CPU (usage, GeoCat Live, engine checks);
+    ``runner`` renders an order's stack (its memory limits).
+    """
+
+    def __init__(self, settings: Settings, db: peewee.Database, catalog: Catalog, runtime: DockerRuntime,
+                 runner: OperationRunner):
+        self.settings = settings
+        self.db = db
+        self.catalog = catalog
+        self.runtime = runtime
+        self.runner = runner
+
+    # -- orders ---------------------------------------------------------------
+    def order(self, order_id: int) -> Order:
+        """The order with database id ``order_id``; raises NotFound (``no order <id>``)."""
+        return _get(Order, order_id, "order")
+
+    def order_for_service(self, service_id: int, *, required: bool = True) -> Order | None:
+        """The order of WHMCS service ``service_id``, with its product, revision and customer.
+
+        Raises OrderNotFound when there is none and ``required``; else returns None.
+        """
+        order = Order.with_relations().where(Order.whmcs_service_id == service_id).first()
+        if order is None and required:
+            raise OrderNotFound(f"no order for WHMCS service {service_id}")
+        return order
+
+    def order_by_reference(self, reference: str | int) -> Order:
+        """An order by id, instance identifier or ``service:<WHMCS service id>`` (the CLI's ORDER argument).
+
+        Raises NotFound (``no order '<reference>'``).
+        """
+        text = str(reference).strip()
+        if text.startswith("service:") and text[8:].isdigit():
+            order = Order.get_or_none(Order.whmcs_service_id == int(text[8:]))
+        elif text.isdigit():
+            order = Order.get_or_none(Order.id == int(text))
+        else:
+            order = Order.get_or_none(Order.instance == text)
+        if order is None:
+            raise NotFound(f"no order {text!r}")
+        return order
+
+    def order_view(self, order: Order, *, include_secrets: bool = False, include_private: bool = False,
+                   include_local_urls: bool = False) -> dict[str, Any]:
+        """The order as :func:`app.presenters.order_view` shows it, with this installation's public scheme."""
+        return order_view(order, self.catalog, self.settings.public_scheme, include_secrets=include_secrets,
+                          include_private=include_private, include_local_urls=include_local_urls)
+
+    def order_page(self, *, status: str | None, product: str | None, customer_id: int | None,
+                   service_id: int | None, page: int, per_page: int, **flags: bool) -> dict[str, Any]:
+        """Orders newest first, filtered by each given value: ``{"page", "per_page", "total", "items"}``.
+
+        ``flags`` are :meth:`order_view`'s.
+        """
+        orders = Order.select().join(Product).switch(Order).order_by(Order.id.desc())
+        if status:
+            orders = orders.where(Order.status == status)
+        if product:
+            orders = orders.where(Product.slug == product)
+        if customer_id:
+            orders = orders.where(Order.customer == customer_id)
+        if service_id:
+            orders = orders.where(Order.whmcs_service_id == service_id)
+        return {**_page(orders, page, per_page),
+                "items": [self.order_view(o, **flags) for o in orders.paginate(page, per_page)]}
+
+    def order_views(self, status: str | None = None, **flags: bool) -> list[dict[str, Any]]:
+        """Every order oldest first, or those with ``status``; ``flags`` are :meth:`order_view`'s."""
+        query = Order.select().order_by(Order.id)
+        if status:
+            query = query.where(Order.status == status)
+        return [self.order_view(order, **flags) for order in query]
+
+    def product_orders(self, slug: str, *, require_product: bool = False) -> list[Order]:
+        """The orders of product ``slug`` that are not terminated, oldest first, read in full.
+
+        With ``require_product`` an unknown slug raises the catalog's NotFound (naming the products
+        that take orders); otherwise it has no orders.
+        """
+        if require_product:
+            self.catalog.product(slug)
+        return list(Order.select().join(Product).where((Product.slug == slug) & (Order.status != OrderStatus.TERMINATED))
+                    .order_by(Order.id))
+
+    def service_info(self, service_id: int) -> dict[str, Any]:
+        """The order of WHMCS service ``service_id`` for the client area (``ServiceInfoOut``).
+
+        With its generated passwords, its 10 most recent operations (``recent_operations``) and public
+        error texts only: the client area shows it to the customer. Raises OrderNotFound.
+        """
+        order = self.order_for_service(service_id)
+        # Read once: the recent operations also tell which one is in progress (unless more than 10 are queued).
+        recent = list(Operation.select().where(Operation.order == order).order_by(Operation.id.desc()).limit(10))
+        # The client area shows this to the customer: public error texts only, never the private detail.
+        view = order_view(order, self.catalog, self.settings.public_scheme, include_secrets=True,
+                          include_private=False, recent=recent if len(recent) < 10 else None)
+        view["recent_operations"] = [operation_view(op, include_private=False) for op in recent]
+        return view
+
+    # -- operations and events --------------------------------------------------
+    def operation_view(self, operation_id: int, *, include_private: bool = False) -> dict[str, Any]:
+        """One operation with its progress steps; raises NotFound (``no operation <id>``)."""
+        return operation_view(_get(Operation, operation_id, "operation"), include_private=include_private)
+
+    def order_operations(self, order: Order, *, include_private: bool = False,
+                         limit: int | None = None) -> list[dict[str, Any]]:
+        """The order's operations newest first (the ``limit`` newest when given)."""
+        operations = Operation.select().where(Operation.order == order).order_by(Operation.id.desc())
+        if limit is not None:
+            operations = operations.limit(limit)
+        return [operation_view(op, include_private=include_private) for op in operations]
+
+    def order_events(self, order: Order, *, page: int = 1, per_page: int,
+                     include_private: bool = False) -> dict[str, Any]:
+        """The order's event log newest first: ``{"page", "per_page", "total", "items"}``."""
+        events = Event.select().where(Event.order == order).order_by(Event.id.desc())
+        return {**_page(events, page, per_page),
+                "items": [event_view(e, include_private=include_private) for e in events.paginate(page, per_page)]}
+
+    @staticmethod
+    def wait_for_operation(operation: Operation, seconds: float, poll_seconds: float) -> Operation:
+        """The operation once it ended, or as it is after ``seconds``; reads it every ``poll_seconds``.
+
+        Holds the calling thread all along: a web request only calls it with a slot of the app's
+        ``WaitSlots``.
+        """
+        deadline = time.monotonic() + seconds
+        while operation.state in UNFINISHED_STATES and time.monotonic() < deadline:
+            time.sleep(poll_seconds)
+            operation = Operation.get_by_id(operation.id)
+        return operation
+
+    @staticmethod
+    def failures(since: dt.datetime | None) -> dict[str, Any]:
+        """Operations that failed since ``since`` (default: the last 24 hours), oldest first (``FailuresOut``).
+
+        An aware ``since`` is converted to UTC; a naive one is taken as UTC. Errors are the public texts.
+        """
+        if since is None:
+            since = utcnow() - dt.timedelta(hours=24)
+        elif since.tzinfo is not None:
+            since = since.astimezone(dt.timezone.utc).replace(tzinfo=None)
+        failed = (Operation.select(Operation, Order).join(Order)
+                  .where((Operation.state == OperationState.FAILED) & (Operation.finished_at >= since))
+                  .order_by(Operation.finished_at))
+        return {"since": timestamp(since), "failures": [
+            {"service_id": op.order.whmcs_service_id, "instance": op.order.instance, "order_status": op.order.status,
+             "operation_id": op.id, "kind": op.kind, "error": op.error or "",  # public text; the detail stays private
+             "finished_at": timestamp(op.finished_at)}
+            for op in failed]}
+
+    # -- products and customers ---------------------------------------------------
+    def products(self) -> list[dict[str, Any]]:
+        """Every product by slug, as :func:`app.presenters.product_view` shows it."""
+        return [product_view(p, self.catalog) for p in Product.select().order_by(Product.slug)]
+
+    def product(self, slug: str) -> dict[str, Any]:
+        """One product as :func:`app.presenters.product_view` shows it; raises the catalog's NotFound."""
+        return product_view(self.catalog.product(slug), self.catalog)
+
+    def product_revisions(self, slug: str) -> list[dict[str, Any]]:
+        """Every recorded revision of product ``slug``, newest first; raises the catalog's NotFound."""
+        product = self.catalog.product(slug)
+        revisions = ProductRevision.select().where(ProductRevision.product == product).order_by(ProductRevision.id.desc())
+        return [revision_view(r) for r in revisions]
+
+    def whmcs_products(self) -> list[dict[str, Any]]:
+        """Products by slug with their plan names, for the WHMCS module's dropdowns (``ProductListOut``)."""
+        items = []
+        for product in Product.select().order_by(Product.slug):
+            plans = []
+            if product.current_revision_id is not None:
+                plans = sorted(self.catalog.definition(product.current_revision).plans)
+            items.append({"slug": product.slug, "name": product.name, "valid": product.valid, "plans": plans})
+        return items
+
+    @staticmethod
+    def product_summaries() -> list[dict[str, Any]]:
+        """Products by slug: ``{"slug", "name", "valid", "revision" (label or None), "errors"}`` (``live products list``)."""
+        rows = []
+        for product in Product.select().order_by(Product.slug):
+            revision = product.current_revision
+            rows.append({"slug": product.slug, "name": product.name, "valid": product.valid,
+                         "revision": revision.label if revision else None, "errors": product.errors})
+        return rows
+
+    def product_definition(self, slug: str) -> tuple[Product, ProductDefinition | None]:
+        """The product and its current revision's definition (None without a valid revision); raises NotFound."""
+        product = self.catalog.product(slug)
+        if not product.current_revision_id:
+            return product, None
+        return product, self.catalog.definition(product.current_revision)
+
+    def revision_usage(self, slug: str) -> tuple[Product, list[tuple[ProductRevision, int]]]:
+        """The product and its revisions newest first, each with how many orders (not terminated) are on it."""
+        product = self.catalog.product(slug)
+        revisions = []
+        for revision in product.revisions.order_by(ProductRevision.id.desc()):
+            on = Order.select().where((Order.revision == revision) & (Order.status != OrderStatus.TERMINATED)).count()
+            revisions.append((revision, on))
+        return product, revisions
+
+    @staticmethod
+    def customer_page(email: str | None, page: int, per_page: int) -> dict[str, Any]:
+        """Customers by id, only the one with ``email`` (any case) when given: ``{"page", "per_page", "total", "items"}``."""
+        customers = Customer.select().order_by(Customer.id)
+        if email:
+            customers = customers.where(Customer.email == email.strip().lower())
+        return {**_page(customers, page, per_page),
+                "items": [customer_view(c) for c in customers.paginate(page, per_page)]}
+
+    @staticmethod
+    def customer(customer_id: int) -> dict[str, Any]:
+        """One customer; raises NotFound (``no customer <id>``)."""
+        return customer_view(_get(Customer, customer_id, "customer"))
+
+    # -- catalog --------------------------------------------------------------------
+    def catalog_status(self) -> CatalogStatus:
+        """The catalog's source and last sync (see :class:`CatalogStatus`); raises peewee's errors."""
+        state = self.catalog.status()
+        return CatalogStatus(source=state.source or self.catalog.source.describe(), commit=state.commit,
+                             last_attempt_at=state.last_attempt_at, last_success_at=state.last_success_at,
+                             last_error=state.last_error, sync_requested=self.catalog.sync_requested())
+
+    # -- the container engine ----------------------------------------------------------
+    def ping_engine(self) -> None:
+        """Raises the runtime's LiveError (e.g. RuntimeUnavailable) when the Docker engine does not answer."""
+        self.runtime.ping()
+
+    def connection_checks(self) -> dict[str, Any]:
+        """What WHMCS TestConnection reports: ``{"products": <valid products>, "docker": "ok" | "unreachable"}``.
+
+        An engine that does not answer is reported, not raised (the connection to the bridge itself works);
+        its error goes to the log only.
+        """
+        try:
+            self.ping_engine()
+            docker = "ok"
+        except Exception as exc:  # reported, not raised: the connection to the bridge itself works
+            log.warning("test-connection: Docker engine unreachable: %s", exc)  # the detail is for the log only
+            docker = "unreachable"
+        return {"products": Product.select().where(Product.valid == True).count(),  # noqa: E712
+                "docker": docker}
+
+    def usage(self, service_ids: list[int] | None = None) -> list[dict[str, Any]]:
+        """Disk, memory and CPU of every order not terminated (or of those services), by order id (``UsageOut``).
+
+        See :func:`app.orders.usage.collect_usage`; ``memory_limit_mb`` is the sum of the services' limits,
+        None when one is unlimited. Raises the errors of rendering an order's stack (StackSpecError...).
+        """
+        orders = Order.select().where(Order.status != OrderStatus.TERMINATED).order_by(Order.id)
+        if service_ids:
+            orders = orders.where(Order.whmcs_service_id.in_(service_ids))
+        orders = list(orders)
+        limits = {order.id: self._memory_limit_mb(order) for order in orders}
+        items = collect_usage(self.runtime, self.settings.deployment, orders, limits)
+        return [vars(item) for item in items]
+
+    def _memory_limit_mb(self, order: Order) -> float | None:
+        """Sum of the services' memory limits; None when one service is unlimited."""
+        services = self.runner.target(order).stack.services.values()
+        limits = [service.mem_limit for service in services]
+        return None if not limits or any(limit is None for limit in limits) else round(sum(limits) / 1024 / 1024, 2)
+
+    def geocat_live_services(self, instance: str) -> list[dict[str, str]]:
+        """The endpoints of the order ``instance`` for GeoCat Live 1.0: ``[{"application", "url", "status"}]``.
+
+        ``status`` is RUNNING, WAITING or ERROR from the order's status, its operations in progress and its
+        containers as the engine lists them (ERROR when the engine cannot be asked). Raises NotFound for an
+        unknown or terminated order.
+        """
+        order = Order.get_or_none(Order.instance == instance)
+        if order is None or order.status == OrderStatus.TERMINATED:
+            raise NotFound(f"no order with instance identifier {instance!r}")
+        containers = self._containers_by_service(order)
+        busy = Operation.select().where((Operation.order == order) & Operation.state.in_(UNFINISHED_STATES)).exists()
+        services = []
+        for endpoint in endpoint_views(order, self.catalog, self.settings.public_scheme):
+            services.append({"application": endpoint["application"], "url": endpoint["url"],
+                             "status": _live_status(order, busy, containers, endpoint["service"])})
+        return services
+
+    def _containers_by_service(self, order: Order) -> dict[str | None, ContainerState] | None:
+        try:
+            selector = {"live.deployment": self.settings.deployment, "live.order": str(order.id)}
+            return {c.service: c for c in self.runtime.list_containers(selector)}
+        except LiveError as exc:
+            log.warning("cannot read containers of %s: %s", order.instance, exc)
+            return None
+
+    # -- health ------------------------------------------------------------------------
+    def pending_migrations(self) -> list[str]:
+        """The migrations not applied yet (see :func:`app.db.pending_migrations`); raises peewee's errors."""
+        return pending_migrations(self.db)
+
+    @staticmethod
+    def worker_status() -> WorkerStatus:
+        """Whether a worker runs the operations (the rule of :mod:`app.orders.heartbeat`)."""
+        return worker_status()
+
+    @staticmethod
+    def order_counts() -> list[tuple[str, int]]:
+        """``[(status, orders)]`` for every order status in use."""
+        return list(Order.select(Order.status, peewee.fn.COUNT(Order.id)).group_by(Order.status).tuples())
+
+    @staticmethod
+    def operation_counts() -> list[tuple[str, str, int]]:
+        """``[(kind, state, operations)]`` for every kind and state in use."""
+        return list(Operation.select(Operation.kind, Operation.state, peewee.fn.COUNT(Operation.id))
+                    .group_by(Operation.kind, Operation.state).tuples())
+
+
+def _get(model: type[peewee.Model], ident: int, what: str):
+    row = model.get_or_none(model.id == ident)
+    if row is None:
+        raise NotFound(f"no {what} {ident}")
+    return row
+
+
+def _page(query: peewee.ModelSelect, page: int, per_page: int) -> dict[str, int]:
+    return {"page": page, "per_page": per_page, "total": query.count()}
+
+
+def _live_status(order: Order, busy: bool, containers, service: str) -> str:
+    if order.status in (OrderStatus.FAILED, OrderStatus.SUSPENDED):
+        return ERROR
+    if order.status == OrderStatus.PENDING:
+        return WAITING
+    if containers is None:
+        return ERROR  # the engine cannot be asked: do not claim the service runs
+    container = containers.get(service)
+    if container is None or not container.running or container.health == "unhealthy":
+        return WAITING if busy else ERROR
+    if container.health == "starting" or busy:
+        return WAITING
+    return RUNNING
