@@ -212,6 +212,12 @@ _SECTIONS = ("services", "networks", "volumes")
 TOP_LEVEL_KEYS = frozenset({*_SECTIONS, "version"})
 
 
+def is_extension(key: Any) -> bool:
+    """Whether a key is an extension (``x-*``), which Compose and Live ignore wherever a mapping may have one
+    (compose specification, "Extension")."""
+    return str(key).startswith("x-")
+
+
 def parse_duration_ns(value: Any, key: str) -> int:
     """'1m30s', '500ms', '10s' (or a number of seconds) -> nanoseconds, at most what the engine's int64 holds.
 
@@ -543,7 +549,7 @@ def _tmpfs_long(options: Any, key: str) -> str:
     if not isinstance(options, dict):
         raise StackSpecError(f"{key}: expected a mapping with size, got {rules.shown(options)}")
     for name in options:
-        if name != "size" and not str(name).startswith("x-"):
+        if name != "size" and not is_extension(name):
             raise StackSpecError(f"{key}.{name}: not supported by Live (size only)")
     size = options.get("size")
     if size in (None, ""):
@@ -566,7 +572,7 @@ def _depends_on(value: Any) -> dict[str, str]:
             raise StackSpecError(f"depends_on: {name}: expected a mapping with a condition, "
                                  f"got {rules.shown(options)}")
         for option in options:
-            if option != "condition" and not str(option).startswith("x-"):
+            if option != "condition" and not is_extension(option):
                 raise StackSpecError(f"depends_on: {name}: {option}: not supported by Live")
         condition = options.get("condition", "service_started")
         if condition not in DEPENDENCY_CONDITIONS:
@@ -620,7 +626,7 @@ def _deploy(value: Any) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise StackSpecError(f"deploy: expected a mapping, got {rules.shown(value)}")
     for key, item in value.items():
-        if key in ("resources", "restart_policy") or key in _DEPLOY_IGNORED or str(key).startswith("x-"):
+        if key in ("resources", "restart_policy") or key in _DEPLOY_IGNORED or is_extension(key):
             continue
         if key == "replicas":
             if rules.integer(item, "deploy.replicas") != 1:
@@ -637,7 +643,7 @@ def _deploy(value: Any) -> dict[str, Any]:
         allowed = {"limits": ("cpus", "memory"), "reservations": ("memory", "cpus")}
         for section, section_value in resources.items():
             where = f"deploy.resources.{section}"
-            if str(section).startswith("x-"):
+            if is_extension(section):
                 continue
             if section not in allowed:
                 raise StackSpecError(f"{where}: not supported by Live")
@@ -646,7 +652,7 @@ def _deploy(value: Any) -> dict[str, Any]:
             if not isinstance(section_value, dict):
                 raise StackSpecError(f"{where}: expected a mapping, got {rules.shown(section_value)}")
             for key in section_value:
-                if key not in allowed[section] and not str(key).startswith("x-"):
+                if key not in allowed[section] and not is_extension(key):
                     reason = "host devices are not available" if key in ("devices", "generic_resources") \
                         else "not supported by Live"
                     raise StackSpecError(f"{where}.{key}: {reason}")
@@ -709,7 +715,7 @@ def _networks(value: Any, declared: Any) -> dict[str, list[str]]:
         if not isinstance(options, dict):
             raise StackSpecError(f"networks: {name}: expected a mapping with aliases, got {rules.shown(options)}")
         for option in options:
-            if option != "aliases" and not str(option).startswith("x-"):
+            if option != "aliases" and not is_extension(option):
                 raise StackSpecError(f"networks: {name}: {option}: not supported by Live (aliases only)")
         aliases = options.get("aliases") or []
         if not isinstance(aliases, list):
@@ -765,7 +771,7 @@ def _ulimits(value: Any) -> list[dict[str, Any]]:
                 if key not in limit:
                     raise StackSpecError(f"{where}: {key} is required with the soft/hard form")
             for key in limit:
-                if key not in ("soft", "hard") and not str(key).startswith("x-"):
+                if key not in ("soft", "hard") and not is_extension(key):
                     raise StackSpecError(f"{where}.{key}: not supported (soft and hard only)")
             soft = rules.integer(limit["soft"], f"{where}.soft", minimum=-1)
             hard = rules.integer(limit["hard"], f"{where}.hard", minimum=-1)
@@ -814,7 +820,7 @@ def _log_config(value: Any) -> dict[str, Any] | None:
     if not value:
         return None
     for key in value:
-        if key not in ("driver", "options") and not str(key).startswith("x-"):
+        if key not in ("driver", "options") and not is_extension(key):
             raise StackSpecError(f"logging.{key}: not supported (driver and options only)")
     driver = value.get("driver", "json-file")
     if driver not in rules.LOG_DRIVER_OPTIONS:

@@ -25,6 +25,7 @@ from app.compose.parse import (
     SERVICE_KEYS,
     TOP_LEVEL_KEYS,
     depends_on_names,
+    is_extension,
     null_value_problems,
     parse_service,
     parse_stack,
@@ -80,7 +81,7 @@ def outline_problems(slug: str, document: dict[str, Any]) -> list[str]:
     """What is wrong with the document before any variable matters: top-level keys Live does not read
     (:data:`~app.compose.parse.TOP_LEVEL_KEYS`; ``x-*`` extensions are fine), and no services."""
     problems = [f"product {slug}: docker-compose.yml: top-level key {key!r} is not supported"
-                for key in document if key not in TOP_LEVEL_KEYS and not str(key).startswith("x-")]
+                for key in document if key not in TOP_LEVEL_KEYS and not is_extension(key)]
     if not has_services(document):
         problems.append(f"product {slug}: docker-compose.yml: services: at least one service is required")
     return problems
@@ -101,7 +102,7 @@ def _service_problems(slug: str, compose: dict) -> list[str]:
         where = f"product {slug}: service {name}"
         for key in sorted(set(service) - SERVICE_KEYS):
             # Forbidden keys were already reported by the policy with a reason.
-            if not str(key).startswith("x-") and key not in FORBIDDEN_SERVICE_KEYS:
+            if not is_extension(key) and key not in FORBIDDEN_SERVICE_KEYS:
                 problems.append(f"{where}: {key}: not supported by Live")
         problems.extend(f"product {slug}: {problem}" for problem in unknown_dependencies(name, service, services))
         try:
