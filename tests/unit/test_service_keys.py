@@ -99,3 +99,10 @@ def test_every_other_top_level_key_is_refused_with_its_message(key):
 
 def test_the_top_level_keys_the_parser_reads_are_accepted():
     assert load_product("demo", MANIFEST, compose_with({}, version="3.8")).errors == []
+
+
+def test_the_products_guide_lists_every_key_the_parser_reads():
+    guide = (PROJECT_ROOT / "docs" / "PRODUCTS.md").read_text()
+    section = guide.split("### Supported service keys", 1)[1].split("\n#", 1)[0]
+    assert [key for key in sorted(SERVICE_KEYS) if f"`{key}`" not in section] == []
+    assert [key for key in sorted(TOP_LEVEL_KEYS) if f"`{key}`" not in section] == []
