@@ -2,7 +2,9 @@
 
 :func:`load_product` parses and validates both files and never raises: an
 invalid product comes back with ``errors`` so the catalog can list it, and
-the deployer refuses it.
+the deployer refuses it. The compose file goes through the compose pipeline
+(:mod:`app.compose.pipeline`); :func:`build_target` turns one plan of a
+product into the target the deployer takes, for validation and for orders.
 """
 from __future__ import annotations
 
