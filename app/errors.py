@@ -112,7 +112,7 @@ class StackSpecError(LiveError):
 
 
 class YamlContentError(LiveError):
-    """A document that parses as YAML but cannot be read as written (see ``app/catalog/yamlfile.py``).
+    """A document that parses as YAML but cannot be read as written (see ``app/yamlfile.py``).
 
     ``str(error)`` is the complete explanation, starting with the path of the
     value (``services.web.environment``) when it has one, and naming the line.

@@ -2,12 +2,13 @@
 
 :func:`load_product` parses and validates both files and never raises: an
 invalid product comes back with ``errors`` so the catalog can list it, and
-the deployer refuses it.
+the deployer refuses it. The compose file goes through the compose pipeline
+(:mod:`app.compose.pipeline`); :func:`build_target` turns one plan of a
+product into the target the deployer takes, for validation and for orders.
 """
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import re
 import secrets as secrets_module
@@ -15,19 +16,20 @@ import string
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Callable, Collection, Mapping, Sequence
+from typing import Any, Collection, Mapping, Sequence
 
 import jsonschema
 import yaml
 
-from app.catalog.interpolate import interpolate, referenced_variables
-from app.catalog.policy import FORBIDDEN_SERVICE_KEYS, check_policy
-from app.catalog.yamlfile import NULL_HINT, KeptText, canonical_text, load_yaml, typed_field_hint
+from app.compose.interpolate import interpolate, referenced_variables
+from app.compose.model import Endpoint
+from app.compose.pipeline import has_services, load_stack, outline_problems
+from app.compose.schema import schema_message
 from app.errors import InterpolationError, InvalidRequest, LiveError, ProductError, YamlContentError
 from app.stacks.engine_requests import dry_run
 from app.stacks.runtime import ENGINE_API_VERSION
-from app.stacks.spec import StackSpecError, dependency_cycle, depends_on_names, parse_service
-from app.stacks.target import build_target
+from app.stacks.target import DeploymentTarget
+from app.yamlfile import load_yaml
 
 log = logging.getLogger(__name__)
 
@@ -38,15 +40,6 @@ BUILTIN_VARIABLES = (
     "LIVE_ORDER_ID", "LIVE_INSTANCE", "LIVE_HOSTNAME", "LIVE_BASE_URL",
     "LIVE_PLAN", "LIVE_PRODUCT", "LIVE_CUSTOMER_EMAIL",
 )
-
-SUPPORTED_SERVICE_KEYS = frozenset({
-    "image", "command", "entrypoint", "environment", "volumes", "depends_on", "healthcheck",
-    "labels", "restart", "init", "stop_grace_period", "stop_signal", "user", "working_dir",
-    "mem_limit", "mem_reservation", "memswap_limit", "cpus", "deploy", "networks", "expose",
-    "hostname", "domainname", "tmpfs", "ulimits", "shm_size", "read_only", "cap_add", "cap_drop",
-    "sysctls", "extra_hosts", "logging", "tty", "stdin_open",
-})
-SUPPORTED_TOP_LEVEL_KEYS = frozenset({"version", "services", "volumes", "networks"})
 
 MANIFEST_SCHEMA = {
     "type": "object",
@@ -99,14 +92,6 @@ MANIFEST_SCHEMA = {
         },
     },
 }
-
-
-@dataclass(frozen=True)
-class Endpoint:
-    application: str
-    service: str
-    port: int
-    path: str = "/"
 
 
 @dataclass(frozen=True)
@@ -231,7 +216,7 @@ def load_product(slug: str, manifest_text: str, compose_text: str, *, problems: 
     if manifest is None or compose is None:
         return product
 
-    manifest_errors = [_schema_message(f"product {slug}: product.yml: ", e, manifest)
+    manifest_errors = [schema_message(f"product {slug}: product.yml: ", e, manifest)
                        for e in _manifest_validator().iter_errors(manifest)]
     if manifest_errors:
         errors.extend(sorted(set(manifest_errors)))
@@ -260,15 +245,11 @@ def load_product(slug: str, manifest_text: str, compose_text: str, *, problems: 
 
 def _validate_compose(product: ProductDefinition) -> list[str]:
     slug = product.slug
-    errors: list[str] = []
-    for key in product.compose:
-        if key not in SUPPORTED_TOP_LEVEL_KEYS and not str(key).startswith("x-"):
-            errors.append(f"product {slug}: docker-compose.yml: top-level key {key!r} is not supported")
-    services = product.compose.get("services")
-    if not isinstance(services, dict) or not services:
-        return errors + [f"product {slug}: docker-compose.yml: services: at least one service is required"]
+    errors = outline_problems(slug, product.compose)
+    if not has_services(product.compose):
+        return errors
 
-    # Render every plan with sample built-ins: catches undefined variables per plan,
+    # Build every plan's target with sample built-ins: catches undefined variables per plan,
     # and validates structure and policy after interpolation, as Compose does. A plan
     # can change what a value means (a volume source, a capability), so each is checked.
     known = set(product.defaults) | set(product.generated) | set(BUILTIN_VARIABLES)
@@ -277,18 +258,14 @@ def _validate_compose(product: ProductDefinition) -> list[str]:
     rendered_plans = []
     for plan in sorted(product.plans):
         try:
-            rendered = product.render(plan, sample_builtins(slug, plan), sample_secrets)
+            plan_errors = _deploy_path_errors(product, plan, sample_secrets)
         except InterpolationError as exc:
             missing = sorted(referenced_variables(product.compose) - known - set(product.plans[plan]))
             hint = f" (not defined for plan {plan}: {', '.join(missing)})" if missing else f" (plan {plan})"
             errors.append(f"product {slug}: docker-compose.yml: {exc}{hint}")
             continue
         rendered_plans.append(plan)
-        checks = (lambda doc: _schema_errors(slug, doc, product.compose), lambda doc: check_policy(slug, doc),
-                  lambda doc: _null_value_errors(slug, doc), lambda doc: _support_errors(slug, doc))
-        plan_errors = [error for check in checks for error in _guarded(slug, rendered, check)]
-        # Nothing wrong so far: run the deploy path itself, up to the engine's JSON (without an engine).
-        for error in plan_errors or _deploy_path_errors(product, plan, sample_secrets):
+        for error in plan_errors:
             plans_with_error = found.setdefault(error, [])
             if plan not in plans_with_error:  # the same problem found twice (a null value, by two checks)
                 plans_with_error.append(plan)
@@ -297,80 +274,31 @@ def _validate_compose(product: ProductDefinition) -> list[str]:
     if not rendered_plans:
         return errors
 
+    services = product.compose["services"]
     for endpoint in product.endpoints:
         if endpoint.service not in services:
             errors.append(f"product {slug}: product.yml: endpoint {endpoint.application} names unknown service {endpoint.service!r}")
     return errors
 
 
-def _support_errors(slug: str, compose: dict) -> list[str]:
-    errors = []
-    for name, service in (compose.get("services") or {}).items():
-        if not isinstance(service, dict):
-            continue
-        unsupported = sorted(set(service) - SUPPORTED_SERVICE_KEYS - {k for k in service if str(k).startswith("x-")})
-        for key in unsupported:
-            # Forbidden keys were already reported by the policy with a reason.
-            if key not in FORBIDDEN_SERVICE_KEYS:
-                errors.append(f"product {slug}: service {name}: {key}: not supported by Live")
-        if "image" not in service:
-            errors.append(f"product {slug}: service {name}: image: required (Live deploys prebuilt images)")
-            continue
-        for dependency in depends_on_names(service.get("depends_on")):
-            if dependency not in compose["services"]:
-                errors.append(f"product {slug}: service {name}: depends_on: unknown service {dependency!r}")
-        try:
-            parse_service(name, service, compose)
-        except StackSpecError as exc:
-            errors.append(f"product {slug}: service {name}: {exc}")
-        except Exception as exc:  # last line of defence: a crash of the parser refuses the product, by name
-            log.exception("product %s: service %s cannot be parsed", slug, name)
-            errors.append(f"product {slug}: service {name}: cannot be read ({type(exc).__name__}: {exc})")
-    cycle = dependency_cycle({n: depends_on_names(s.get("depends_on")) for n, s in compose["services"].items() if isinstance(s, dict)})
-    if cycle:
-        errors.append(f"product {slug}: docker-compose.yml: depends_on: cycle {' -> '.join(cycle)}")
-    return errors
-
-
-def _guarded(slug: str, document: dict, check: Callable[[dict], list[str]]) -> list[str]:
-    """``check(document)``'s errors; if the check crashes, the product is refused naming the services that make it
-    crash (each is checked alone to find them, after the top level alone), never let through and never a crash
-    of the catalog."""
-    try:
-        return check(document)
-    except Exception as exc:
-        log.exception("product %s: a check of the compose file failed", slug)
-        what = f"{type(exc).__name__}: {exc}"
-        everything = [f"product {slug}: docker-compose.yml: cannot be checked ({what})"]
-        if not _runs(check, {**document, "services": {}}):
-            return everything  # the top level alone makes it crash
-        services = document.get("services")
-        culprits = [name for name, service in (services.items() if isinstance(services, dict) else ())
-                    if not _runs(check, {**document, "services": {name: service}})]
-        return [f"product {slug}: service {name}: cannot be checked ({what})" for name in culprits] or everything
-
-
-def _runs(check: Callable[[dict], list[str]], document: dict) -> bool:
-    try:
-        check(document)
-    except Exception:
-        return False
-    return True
-
-
 def _deploy_path_errors(product: ProductDefinition, plan: str, secrets: Mapping[str, str]) -> list[str]:
     """Run, for one plan, what the worker runs to deploy an order, without an engine; return the problems.
 
-    The target is built as ``OperationRunner.target`` builds it (:func:`app.stacks.target.build_target`,
-    with sample built-ins and secrets), then every container, network and volume request and its engine
-    JSON (:func:`app.stacks.engine_requests.dry_run`, for Docker Engine API
-    :data:`~app.stacks.runtime.ENGINE_API_VERSION`). Each problem is ``product <slug>: service <name>:
-    <key>: <what>`` (or names the network or volume). Any other exception is a problem too, never a pass.
+    The target is built as ``OperationRunner.target`` builds it (:func:`build_target`, with sample
+    built-ins and secrets, and every problem of the compose file reported: ``validate``), then every
+    container, network and volume request and its engine JSON (:func:`app.stacks.engine_requests.dry_run`,
+    for Docker Engine API :data:`~app.stacks.runtime.ENGINE_API_VERSION`). Each problem is ``product
+    <slug>: service <name>: <key>: <what>`` (or names the network or volume). Raises
+    :class:`~app.errors.InterpolationError` when the plan does not render; any other exception is a
+    problem too, never a pass.
     """
     slug = product.slug
     try:
-        target = build_target(product, plan, sample_builtins(slug, plan), secrets, revision="validation")
+        target = build_target(product, plan, sample_builtins(slug, plan), secrets, revision="validation",
+                              validate=True)
         return [f"product {slug}: {problem}" for problem in dry_run(target, ENGINE_API_VERSION)]
+    except InterpolationError:
+        raise
     except ProductError as exc:
         return list(exc.errors)
     except LiveError as exc:
@@ -380,124 +308,35 @@ def _deploy_path_errors(product: ProductDefinition, plan: str, secrets: Mapping[
         return [f"product {slug}: docker-compose.yml: the deployment cannot be built ({type(exc).__name__}: {exc})"]
 
 
-def _schema_errors(slug: str, compose: dict, raw: Any = None) -> list[str]:
-    """Compose-spec errors of a rendered document; ``raw`` is the document as written (for the author's text)."""
-    return sorted({_schema_message(f"product {slug}: docker-compose.yml: ", error, raw)
-                   for error in _compose_validator().iter_errors(compose)})
+def build_target(definition: ProductDefinition, plan: str, builtins: Mapping[str, str], secrets: Mapping[str, str],
+                 *, revision: str, pinned_ports: Mapping[str, int] | None = None, tls: bool = True,
+                 deployment: str = "live", validate: bool = False) -> DeploymentTarget:
+    """The stack ``definition`` renders for ``plan``, as the deployer takes it. No engine is called.
 
+    The one way from a product to a :class:`~app.stacks.target.DeploymentTarget`: the worker builds every
+    order's target with it (``OperationRunner.target``) and the catalog builds a sample target of every
+    plan with it when it validates a product (``validate``: every problem of the compose file at once),
+    so the two never disagree about what a product means.
 
-def _error_path(error: jsonschema.ValidationError) -> str:
-    path = ".".join(str(p) for p in error.absolute_path)
-    return f"{path}: " if path else ""
+    ``builtins`` are the ``LIVE_*`` values of the order (:data:`BUILTIN_VARIABLES`); the target's order id,
+    instance, hostname and product are read from ``LIVE_ORDER_ID``, ``LIVE_INSTANCE``, ``LIVE_HOSTNAME``
+    and ``LIVE_PRODUCT``, so the names of the objects always match what the compose file saw. ``secrets``
+    are the order's generated values, ``revision`` the label of the product revision, ``pinned_ports`` the
+    host port recorded per ``"service:port"`` endpoint.
 
-
-_ABSENT = object()
-_TYPED = {"boolean", "number", "integer"}
-
-
-def _schema_message(prefix: str, error: jsonschema.ValidationError, raw: Any) -> str:
-    """One schema error as a message naming file, path and key, with a hint for what YAML would bend.
-
-    ``raw`` is the document as the author wrote it (the manifest, or the compose
-    file before interpolation): a value that differs from the rendered one came
-    from a variable and gets the validator's own message. A value that is
-    ``None`` (``null``, ``~``, nothing) gets :data:`NULL_HINT`; text where a
-    boolean or a number is needed (``read_only: yes``, ``retries: 03``) gets
-    :func:`typed_field_hint`. For "one of" rules on a list or mapping, the
-    most relevant alternative's error is reported (the deepest one).
+    Raises as :func:`app.compose.pipeline.load_stack` does: :class:`~app.errors.InterpolationError` when
+    the plan does not render, :class:`~app.errors.ProductError` when the rendered document breaks the
+    policy (checked again here on the real values: the catalog only saw sample ones) and
+    :class:`~app.errors.StackSpecError` when it cannot be turned into a stack. The definition's own
+    validity is the caller's to check.
     """
-    if error.validator in ("oneOf", "anyOf") and isinstance(error.instance, (dict, list)) and error.context:
-        return _schema_message(prefix, _most_relevant(error.context), raw)
-    path = _error_path(error)
-    if error.instance is None and error.validator in ("type", "oneOf", "anyOf"):
-        return f"{prefix}{path}no value (null, ~ or nothing after the colon); {NULL_HINT}"
-    expected = _expected_types(error)
-    written = _value_at(raw, error.absolute_path)
-    instance = error.instance
-    if (isinstance(instance, str) and expected & _TYPED and "string" not in expected
-            and isinstance(written, str) and written == instance):
-        line = f" (line {written.line})" if isinstance(written, KeptText) else ""
-        kind = "boolean" if "boolean" in expected else "number"
-        return f"{prefix}{path}{typed_field_hint(written, kind)}{line}"
-    if isinstance(instance, (bool, int, float)) and "string" in expected and not _matches(instance, expected):
-        text = canonical_text(instance)
-        kind = "a boolean" if isinstance(instance, bool) else "a number"
-        return f"{prefix}{path}{text} is {kind} here, where text is needed: quote it ('{text}')"
-    return f"{prefix}{path}{error.message}"
-
-
-def _most_relevant(alternatives) -> jsonschema.ValidationError:
-    """Among the errors of a ``oneOf``'s alternatives, the one of the alternative meant for this kind of value.
-
-    An alternative for another JSON type fails with a ``type`` error on the
-    value itself (a list where a mapping was written): those are the least
-    relevant. Of the others the deepest wins, as it points at the key to fix.
-    """
-    errors = list(alternatives)
-    meant = [e for e in errors if not (e.validator == "type" and not e.relative_path)] or errors
-    return max(meant, key=lambda e: len(e.relative_path))
-
-
-def _matches(instance: Any, expected: set[str]) -> bool:
-    if isinstance(instance, bool):
-        return "boolean" in expected
-    if isinstance(instance, int):
-        return bool(expected & {"integer", "number"})
-    return "number" in expected
-
-
-def _expected_types(error: jsonschema.ValidationError) -> set[str]:
-    """JSON types the rule wanted at the error's own path (from ``type``, or the alternatives of ``oneOf``)."""
-    if error.validator == "type":
-        wanted = error.validator_value
-        return {wanted} if isinstance(wanted, str) else set(wanted)
-    types: set[str] = set()
-    for sub in error.context or ():
-        if not sub.relative_path:
-            types |= _expected_types(sub)
-    return types
-
-
-def _value_at(document: Any, path) -> Any:
-    for part in path:
-        if isinstance(document, dict) and part in document:
-            document = document[part]
-        elif isinstance(document, list) and isinstance(part, int) and 0 <= part < len(document):
-            document = document[part]
-        else:
-            return _ABSENT
-    return document
-
-
-# Service keys whose mapping values are text: None there would become "" (or the host's value in Compose).
-_TEXT_MAPPINGS = ("environment", "labels", "sysctls", "extra_hosts")
-
-
-def _null_value_errors(slug: str, compose: dict) -> list[str]:
-    """Every mapping entry without a value where Live needs text (environment, labels, sysctls, extra_hosts,
-    logging options, and labels of networks and volumes): Compose would take the host's value or an empty
-    string; Live refuses it. The messages are those of ``app.stacks.spec`` for the same problem."""
-    errors = []
-    for name, service in (compose.get("services") or {}).items():
-        if not isinstance(service, dict):
-            continue
-        logging_ = service.get("logging")
-        logging_options = logging_.get("options") if isinstance(logging_, dict) else None
-        for key, mapping in [(k, service.get(k)) for k in _TEXT_MAPPINGS] + [("logging.options", logging_options)]:
-            for variable in _null_keys(mapping):
-                why = " (values are never taken from the host)" if key == "environment" else ""
-                errors.append(f"product {slug}: service {name}: {key}: {variable} has no value{why}; {NULL_HINT}")
-    for section in ("networks", "volumes"):
-        definitions = compose.get(section)
-        for name, definition in (definitions.items() if isinstance(definitions, dict) else ()):
-            if isinstance(definition, dict):
-                for label in _null_keys(definition.get("labels")):
-                    errors.append(f"product {slug}: {section}.{name}: labels: {label} has no value; {NULL_HINT}")
-    return errors
-
-
-def _null_keys(mapping: Any) -> list[str]:
-    return [str(key) for key, value in mapping.items() if value is None] if isinstance(mapping, dict) else []
+    stack = load_stack(definition.slug, definition.compose, definition.variables_for(plan, builtins, secrets),
+                       validate=validate)
+    return DeploymentTarget(
+        order_id=int(builtins["LIVE_ORDER_ID"]), instance=builtins["LIVE_INSTANCE"], product=builtins["LIVE_PRODUCT"],
+        revision=revision, hostname=builtins["LIVE_HOSTNAME"], stack=stack,
+        endpoints=list(definition.endpoints), pinned_ports=dict(pinned_ports or {}), tls=tls, deployment=deployment,
+    )
 
 
 def _slug_problem(slug: str) -> str | None:
@@ -527,19 +366,12 @@ _SLUG_CHARACTERS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789-")
 
 
 @lru_cache(maxsize=1)
-def _compose_validator() -> jsonschema.protocols.Validator:
-    # The compose-spec schema declares draft 2019-09 (vendored from Debian's docker-compose 1.29.2).
-    schema = json.loads((Path(__file__).parent / "schema" / "compose-spec.json").read_text())
-    return jsonschema.Draft201909Validator(schema)
-
-
-@lru_cache(maxsize=1)
 def _manifest_validator() -> jsonschema.protocols.Validator:
     return jsonschema.Draft202012Validator(MANIFEST_SCHEMA)
 
 
 def _parse_yaml(slug: str, filename: str, text: str, errors: list[str]) -> dict | None:
-    """The document of one product file (``app/catalog/yamlfile.py``'s rules), or ``None`` with an error added."""
+    """The document of one product file (``app/yamlfile.py``'s rules), or ``None`` with an error added."""
     if not text.strip():
         errors.append(f"product {slug}: {filename} is empty or missing")
         return None

@@ -17,14 +17,14 @@ from typing import Callable
 import peewee
 
 from app.catalog.catalog import Catalog
+from app.catalog.product import build_target
+from app.compose.model import StackSpec
 from app.errors import DataRiskError, LiveError
 from app.models import Operation, Order, ProductRevision, record_event, utcnow
 from app.orders.lifecycle import TRANSITIONS, OperationKind, OrderStatus, transition
 from app.presenters import PRIVATE_EVENT_DATA
 from app.stacks.data_risk import DataRiskReport, data_risks
 from app.stacks.deployer import Deployer, DeploymentTarget
-from app.stacks.spec import StackSpec
-from app.stacks.target import build_target
 
 log = logging.getLogger(__name__)
 

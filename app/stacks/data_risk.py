@@ -9,13 +9,13 @@ start on an empty (or other) volume while the customer's data sits unused:
 - a service renamed or removed, when no service mounts its volume at that path afterwards;
 - a volume mounted at another path (the service no longer finds its data).
 
-Pure functions over :class:`~app.stacks.spec.StackSpec`; no engine call.
+Pure functions over :class:`~app.compose.model.StackSpec`; no engine call.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from app.stacks.spec import StackSpec
+from app.compose.model import StackSpec
 
 
 @dataclass(frozen=True)

@@ -14,13 +14,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+from app.compose.model import topological_order
 from app.config import Settings
 from app.errors import ArchiveHelperMissing, HealthCheckFailed, LiveError, UpstreamFailed
 from app.stacks.archives import prepare_folder
 from app.stacks.engine_requests import build_requests, network_requests, volume_requests
 from app.stacks.plan import Action, ConvergencePlan, plan_convergence
 from app.stacks.runtime import ContainerRequest, DockerRuntime
-from app.stacks.spec import topological_order
 from app.stacks.target import DeploymentTarget  # defined in target.py; still importable from here
 
 log = logging.getLogger(__name__)

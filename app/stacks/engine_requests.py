@@ -18,6 +18,7 @@ import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Mapping
 
+from app.compose.model import ServiceSpec
 from app.errors import StackSpecError
 from app.stacks.runtime import (
     ENGINE_API_VERSION,
@@ -28,7 +29,6 @@ from app.stacks.runtime import (
     network_payload,
     volume_payload,
 )
-from app.stacks.spec import ServiceSpec
 
 if TYPE_CHECKING:
     from app.stacks.target import DeploymentTarget

@@ -1,23 +1,15 @@
-"""One order's desired stack (:class:`DeploymentTarget`) and the one way to build it from a product.
+"""One order's desired stack (:class:`DeploymentTarget`).
 
-:func:`build_target` renders a product for a plan, re-checks the policy on
-the rendered document and parses it into a stack. The worker builds every
-order's target with it (``OperationRunner.target``) and the catalog builds a
-sample target of every plan with it when it validates a product, so the two
-never disagree about what a product means.
+A product becomes one with :func:`app.catalog.product.build_target`, the one
+way to build it: the worker builds every order's target with it and the
+catalog a sample target of every plan when it validates a product.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Mapping
 
-from app.catalog.policy import check_policy
-from app.errors import ProductError
+from app.compose.model import Endpoint, StackSpec
 from app.naming import object_prefix
-from app.stacks.spec import StackSpec, parse_stack
-
-if TYPE_CHECKING:  # app.catalog.product imports this module
-    from app.catalog.product import Endpoint, ProductDefinition
 
 
 @dataclass
@@ -67,29 +59,3 @@ class DeploymentTarget:
             "live.revision": self.revision,
         }
 
-
-def build_target(definition: ProductDefinition, plan: str, builtins: Mapping[str, str], secrets: Mapping[str, str],
-                 *, revision: str, pinned_ports: Mapping[str, int] | None = None, tls: bool = True,
-                 deployment: str = "live") -> DeploymentTarget:
-    """The stack ``definition`` renders for ``plan``, as the deployer takes it. No engine is called.
-
-    ``builtins`` are the ``LIVE_*`` values of the order (:data:`app.catalog.product.BUILTIN_VARIABLES`); the
-    target's order id, instance, hostname and product are read from ``LIVE_ORDER_ID``, ``LIVE_INSTANCE``,
-    ``LIVE_HOSTNAME`` and ``LIVE_PRODUCT``, so the names of the objects always match what the compose file
-    saw. ``secrets`` are the order's generated values, ``revision`` the label of the product revision,
-    ``pinned_ports`` the host port recorded per ``"service:port"`` endpoint.
-
-    Raises :class:`~app.errors.InterpolationError` when the plan does not render,
-    :class:`~app.errors.ProductError` when the rendered document breaks the policy (checked again here on
-    the real values: the catalog only saw sample ones) and :class:`~app.errors.StackSpecError` when it
-    cannot be turned into a stack. The definition's own validity is the caller's to check.
-    """
-    rendered = definition.render(plan, builtins, secrets)
-    violations = check_policy(definition.slug, rendered)
-    if violations:
-        raise ProductError(definition.slug, violations)
-    return DeploymentTarget(
-        order_id=int(builtins["LIVE_ORDER_ID"]), instance=builtins["LIVE_INSTANCE"], product=builtins["LIVE_PRODUCT"],
-        revision=revision, hostname=builtins["LIVE_HOSTNAME"], stack=parse_stack(rendered),
-        endpoints=list(definition.endpoints), pinned_ports=dict(pinned_ports or {}), tls=tls, deployment=deployment,
-    )

@@ -6,10 +6,9 @@ import textwrap
 
 import pytest
 
-from app.catalog.product import load_product, sample_builtins
+from app.catalog.product import build_target, load_product, sample_builtins
 from app.stacks.deployer import Deployer
 from app.stacks.runtime import DockerRuntime
-from app.stacks.target import build_target
 from tests.conftest import TEST_IMAGE
 
 MANIFEST = "name: Edge\nplans:\n  basic:\n"

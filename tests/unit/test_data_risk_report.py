@@ -1,8 +1,8 @@
 """Which data a change of stack definition leaves behind (issue 9, item 5)."""
 from __future__ import annotations
 
+from app.compose.parse import parse_stack
 from app.stacks.data_risk import data_risks
-from app.stacks.spec import parse_stack
 
 PG = "/var/lib/postgresql/data"
 

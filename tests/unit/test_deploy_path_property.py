@@ -1,7 +1,7 @@
 """Property: every product is either refused at validation or deploys, over many generated compose files.
 
 The products are generated (Hypothesis) from every supported service key
-(``SUPPORTED_SERVICE_KEYS``) with valid and invalid values of every kind:
+(``SERVICE_KEYS``, the parser's table) with valid and invalid values of every kind:
 strings, numbers, booleans, lists, mappings, nulls, ranges, durations, sizes,
 variables that differ between plans, plus top-level volumes and networks.
 For each one, ``load_product`` either reports errors, or every plan deploys on
@@ -20,10 +20,10 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from app.catalog.product import SUPPORTED_SERVICE_KEYS, load_product, sample_builtins
+from app.catalog.product import build_target, load_product, sample_builtins
+from app.compose.parse import SERVICE_KEYS
 from app.stacks.deployer import Deployer
 from app.stacks.engine_requests import dry_run
-from app.stacks.target import build_target
 from tests.fakes import FakeEngine
 
 IMAGES = ["live-test/busybox:latest", "nginx:1.25", "postgis/postgis:17-3.5",
@@ -182,13 +182,13 @@ SERVICE_VALUES = {
     "tty": booleans,
     "stdin_open": booleans,
 }
-assert set(SERVICE_VALUES) == SUPPORTED_SERVICE_KEYS, "the strategy must cover every supported service key"
+assert set(SERVICE_VALUES) == SERVICE_KEYS, "the strategy must cover every supported service key"
 
 
 @st.composite
 def services(draw):
     """A service with an image and up to six other keys (more would be refused almost always)."""
-    keys = draw(st.lists(st.sampled_from(sorted(SUPPORTED_SERVICE_KEYS - {"image"})), max_size=6, unique=True))
+    keys = draw(st.lists(st.sampled_from(sorted(SERVICE_KEYS - {"image"})), max_size=6, unique=True))
     service = {"image": draw(SERVICE_VALUES["image"])}
     service.update({key: draw(SERVICE_VALUES[key]) for key in keys})
     return service

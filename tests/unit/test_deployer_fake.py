@@ -5,11 +5,10 @@ import tarfile
 
 import pytest
 
-from app.catalog.product import load_product, sample_builtins
+from app.catalog.product import build_target, load_product, sample_builtins
 from app.errors import HealthCheckFailed, ImageMissing, NotFound, RuntimeOperationError, RuntimeUnavailable
 from app.stacks.deployer import DEFAULT_HELPER_IMAGE, Deployer
 from app.stacks.engine_requests import build_requests
-from app.stacks.target import build_target
 from tests.fakes import FIRST_EPHEMERAL_PORT, FakeEngine
 
 MANIFEST = """\

@@ -13,7 +13,7 @@ import textwrap
 import docker
 import pytest
 
-from app.catalog.product import load_product, sample_builtins
+from app.catalog.product import build_target, load_product, sample_builtins
 from app.errors import ProductError, StackSpecError
 from app.stacks import engine_requests
 from app.stacks.deployer import Deployer
@@ -28,7 +28,6 @@ from app.stacks.runtime import (
     network_payload,
     volume_payload,
 )
-from app.stacks.target import build_target
 from tests.fakes import FakeEngine
 
 MANIFEST = "name: Demo\nplans:\n  basic:\n"
@@ -388,7 +387,7 @@ def test_a_crash_while_building_the_target_is_reported_with_the_product(monkeypa
 
 
 def test_a_crash_of_a_check_refuses_the_product_naming_the_service(monkeypatch):
-    import app.catalog.product as product_module
+    import app.compose.pipeline as pipeline_module
 
     def fragile_policy(slug, compose):
         for service in compose["services"].values():
@@ -396,7 +395,7 @@ def test_a_crash_of_a_check_refuses_the_product_naming_the_service(monkeypatch):
                 pass
         return []
 
-    monkeypatch.setattr(product_module, "check_policy", fragile_policy)
+    monkeypatch.setattr(pipeline_module, "check_policy", fragile_policy)
     compose = compose_with("") + f"  db:\n    image: {IMAGE}\n    cap_add: 5\n"
     errors = load_product("demo", MANIFEST, compose).errors
     assert "product demo: service db: cannot be checked (TypeError: 'int' object is not iterable)" in errors

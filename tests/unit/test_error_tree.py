@@ -70,9 +70,9 @@ def test_every_project_exception_is_in_the_documented_table_with_its_status_and_
 
 def test_old_import_paths_still_work():
     from app.catalog.gitlab_source import CatalogSourceError as FromSource
+    from app.compose.parse import StackSpecError as FromSpec
     from app.orders.worker import WorkerAlreadyRunning as FromWorker
     from app.stacks.deployer import UpstreamFailed as FromDeployer
-    from app.stacks.spec import StackSpecError as FromSpec
 
     assert (FromSource, FromWorker, FromDeployer, FromSpec) == (
         CatalogSourceError, WorkerAlreadyRunning, UpstreamFailed, StackSpecError)

@@ -1,4 +1,4 @@
-"""Compose-style interpolation (app/catalog/interpolate.py).
+"""Compose-style interpolation (app/compose/interpolate.py).
 
 Expected values follow the Compose specification's interpolation rules:
 https://github.com/compose-spec/compose-spec/blob/main/spec.md#interpolation
@@ -9,7 +9,7 @@ import copy
 
 import pytest
 
-from app.catalog.interpolate import interpolate, interpolate_string, referenced_variables
+from app.compose.interpolate import interpolate, interpolate_string, referenced_variables
 from app.errors import InterpolationError, LiveError
 
 

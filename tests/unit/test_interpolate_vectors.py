@@ -1,4 +1,4 @@
-"""The Compose reference implementations' interpolation tests, run as data against app/catalog/interpolate.py.
+"""The Compose reference implementations' interpolation tests, run as data against app/compose/interpolate.py.
 
 tests/unit/data/compose_interpolation_vectors.json holds the vectors (its "about" explains the format) with
 their sources: the template tests of compose-spec/compose-go and the interpolation tests of docker/compose
@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from app.catalog.interpolate import interpolate, interpolate_string, referenced_variables
+from app.compose.interpolate import interpolate, interpolate_string, referenced_variables
 from app.errors import InterpolationError
 
 DATA = json.loads((Path(__file__).parent / "data" / "compose_interpolation_vectors.json").read_text(encoding="utf-8"))

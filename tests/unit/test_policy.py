@@ -1,9 +1,9 @@
-"""Host-access policy for customer stacks (app/catalog/policy.py)."""
+"""Host-access policy for customer stacks (app/compose/policy.py)."""
 from __future__ import annotations
 
 import pytest
 
-from app.catalog.policy import DANGEROUS_CAPABILITIES, FORBIDDEN_SERVICE_KEYS, check_policy
+from app.compose.policy import DANGEROUS_CAPABILITIES, FORBIDDEN_SERVICE_KEYS, check_policy
 
 SLUG = "acme-maps"
 SERVICE = "web"

@@ -6,8 +6,8 @@ import textwrap
 import pytest
 
 from app.catalog.product import ProductDefinition, load_product, sample_builtins
+from app.compose.parse import _environment, _mapping, parse_service
 from app.errors import StackSpecError
-from app.stacks.spec import _environment, _mapping, parse_service
 
 MINIMAL_MANIFEST = "name: Minimal\nplans:\n  basic:\n"
 MINIMAL_COMPOSE = "services:\n  web:\n    image: busybox\n"
@@ -284,7 +284,7 @@ def test_merge_keys_still_work_in_a_compose_file():
     assert rendered["app"]["init"] is False and rendered["app"]["environment"] == {"MODE": "yes"}
 
 
-# -- app/stacks/spec.py's text conversions ----------------------------------------------------------------
+# -- app/compose/parse.py's text conversions ----------------------------------------------------------------
 
 def test_environment_keeps_text_and_writes_canonical_scalars():
     assert _environment({"A": "yes", "B": 8080, "C": True, "D": 0.5, "E": ""}) == \

@@ -1,19 +1,17 @@
-"""Rendered compose -> engine-ready service specs (app/stacks/spec.py)."""
+"""Rendered compose -> engine-ready service specs (app/compose/parse.py)."""
 from __future__ import annotations
 
 import pytest
 
 from app.errors import LiveError
-from app.stacks.spec import (
+from app.compose.model import VolumeMount, dependency_cycle, topological_order
+from app.compose.parse import (
     StackSpecError,
-    VolumeMount,
-    dependency_cycle,
     depends_on_names,
     parse_duration_ns,
     parse_service,
     parse_size,
     parse_stack,
-    topological_order,
 )
 
 S = 1_000_000_000  # nanoseconds per second

@@ -1,4 +1,4 @@
-"""The product-file YAML reader (app/catalog/yamlfile.py): what the author typed is what it returns."""
+"""The product-file YAML reader (app/yamlfile.py): what the author typed is what it returns."""
 from __future__ import annotations
 
 import copy
@@ -9,7 +9,8 @@ import textwrap
 import pytest
 import yaml
 
-from app.catalog.yamlfile import (
+from app.errors import YamlContentError
+from app.yamlfile import (
     MAX_DEPTH,
     MAX_VALUES,
     KeptText,
@@ -18,7 +19,6 @@ from app.catalog.yamlfile import (
     typed_field_hint,
     yaml11_reading,
 )
-from app.errors import YamlContentError
 
 
 def value(text: str):

@@ -1,15 +1,19 @@
-"""A rendered compose document turned into typed, engine-ready service specs.
+"""The parse step of the compose pipeline: a rendered compose document as the typed stack.
 
 Input is a compose document whose variables are already substituted. The
-output is what the deployer needs and nothing else: durations in
-nanoseconds, sizes in bytes, commands as lists, volumes resolved to the
-order's named volumes.
+output (:mod:`app.compose.model`) is what the deployer needs and nothing
+else: durations in nanoseconds, sizes in bytes, commands as lists, volumes
+resolved to the order's named volumes.
 
 Every conversion either succeeds with a value the engine accepts or raises
 :class:`StackSpecError` whose message starts with the compose key and shows
 the bad value (``healthcheck.interval: invalid duration 'often' ...``): the
 catalog runs this code when it validates a product, so whatever it accepts
-deploys. The engine's own rules are in :mod:`app.stacks.engine_rules`.
+deploys. The engine's own rules are in :mod:`app.compose.engine_rules`.
+
+The service keys Live reads are those of :data:`_SERVICE_READERS`, the
+parser's table (:data:`SERVICE_KEYS`); the top-level keys those of
+:data:`TOP_LEVEL_KEYS`. Every other key is refused by the pipeline.
 """
 from __future__ import annotations
 
@@ -17,12 +21,13 @@ import math
 import posixpath
 import re
 import shlex
-from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, Callable, Mapping
 
-from app.catalog.yamlfile import NULL_HINT
+from app.compose import engine_rules as rules
+from app.compose.model import ServiceSpec, StackSpec, VolumeMount
+from app.compose.policy import volume_problem
 from app.errors import StackSpecError
-from app.stacks import engine_rules as rules
+from app.yamlfile import NULL_HINT
 
 DEPENDENCY_CONDITIONS = ("service_started", "service_healthy", "service_completed_successfully")
 
@@ -45,75 +50,13 @@ _RESTART_CONDITIONS = {"none": "no", "on-failure": "on-failure", "any": "always"
 _DEPLOY_IGNORED = frozenset({"mode", "placement", "update_config", "rollback_config", "endpoint_mode", "labels"})
 
 
-@dataclass(frozen=True)
-class VolumeMount:
-    volume: str  # the compose volume name (not yet prefixed with the order's)
-    target: str
-    read_only: bool = False
-
-
-@dataclass
-class ServiceSpec:
-    name: str
-    image: str
-    command: list[str] | None = None
-    entrypoint: list[str] | None = None
-    environment: dict[str, str] = field(default_factory=dict)
-    labels: dict[str, str] = field(default_factory=dict)
-    volumes: list[VolumeMount] = field(default_factory=list)
-    tmpfs: dict[str, str] = field(default_factory=dict)
-    depends_on: dict[str, str] = field(default_factory=dict)
-    healthcheck: dict[str, Any] | None = None
-    restart: dict[str, Any] | None = None
-    init: bool | None = None
-    stop_grace_seconds: int = 10
-    stop_signal: str | None = None
-    user: str | None = None
-    working_dir: str | None = None
-    hostname: str | None = None
-    domainname: str | None = None
-    mem_limit: int | None = None
-    mem_reservation: int | None = None
-    memswap_limit: int | None = None
-    nano_cpus: int | None = None
-    networks: dict[str, list[str]] = field(default_factory=dict)
-    expose: list[str] = field(default_factory=list)
-    ulimits: list[dict[str, Any]] = field(default_factory=list)
-    shm_size: int | None = None
-    read_only: bool = False
-    cap_add: list[str] = field(default_factory=list)
-    cap_drop: list[str] = field(default_factory=list)
-    sysctls: dict[str, str] = field(default_factory=dict)
-    extra_hosts: list[str] = field(default_factory=list)
-    log_config: dict[str, Any] | None = None
-    tty: bool = False
-    stdin_open: bool = False
-
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-@dataclass
-class StackSpec:
-    services: dict[str, ServiceSpec]
-    volumes: list[str]
-    networks: dict[str, dict[str, Any]]
-    volume_labels: dict[str, dict[str, str]] = field(default_factory=dict)  # the labels each volume declares
-
-    def start_order(self) -> list[str]:
-        """Services sorted so that every dependency comes before its dependents."""
-        return topological_order({name: list(svc.depends_on) for name, svc in self.services.items()})
-
-
 def parse_stack(compose: dict[str, Any]) -> StackSpec:
     """The typed stack of a rendered compose document.
 
     Raises :class:`StackSpecError` whose message names the service (``service web: mem_limit: ...``) or
     the top-level entry (``networks.backend: ipam: ...``), then the key and the bad value.
     """
-    declared_services = _section(compose, "services")
-    declared_networks = _section(compose, "networks")
-    declared_volumes = _section(compose, "volumes")
+    declared_services, declared_networks, declared_volumes = (_section(compose, key) for key in _SECTIONS)
     services: dict[str, ServiceSpec] = {}
     for name, raw in declared_services.items():
         try:
@@ -139,7 +82,7 @@ def _check_dependencies(services: dict[str, ServiceSpec]) -> None:
         for dependency, condition in service.depends_on.items():
             where = f"service {name}: depends_on: {dependency}"
             if dependency not in services:
-                raise StackSpecError(f"service {name}: depends_on: unknown service {dependency!r}", service=name)
+                raise StackSpecError(_unknown_service(name, dependency), service=name)
             healthcheck = services[dependency].healthcheck
             if condition == "service_healthy" and healthcheck == {"Test": ["NONE"]}:
                 raise StackSpecError(f"{where}: condition service_healthy, but the healthcheck of {dependency} is "
@@ -157,59 +100,122 @@ def _check_dependencies(services: dict[str, ServiceSpec]) -> None:
 def parse_service(name: str, raw: dict[str, Any], compose: dict[str, Any]) -> ServiceSpec:
     """One service of a rendered compose document as a :class:`ServiceSpec`.
 
-    ``compose`` is the whole document (for its declared volumes and networks). Raises
+    ``compose`` is the whole document (for its declared volumes and networks). The keys are read in the
+    order of :data:`_SERVICE_READERS`; keys not in it are not read (the pipeline refuses them). Raises
     :class:`StackSpecError` whose message starts with the compose key (``ulimits.nofile: ...``).
     """
     if not isinstance(name, str) or not _SERVICE_NAME.fullmatch(name):
         raise StackSpecError(f"service name {name!r} may only use letters, digits, '_', '.' and '-'")
     if not isinstance(raw, dict):
         raise StackSpecError(f"expected a mapping of service keys, got {rules.shown(raw)}")
-    spec = ServiceSpec(name=name, image=rules.image_reference(raw.get("image")))
-    spec.command = _command(raw.get("command"), "command")
-    spec.entrypoint = _command(raw.get("entrypoint"), "entrypoint")
-    spec.environment = _environment(_shaped(raw.get("environment"), "environment"))
-    spec.labels = _labels(raw.get("labels"), "labels")
-    spec.volumes, spec.tmpfs = _mounts(raw.get("volumes"), raw.get("tmpfs"), _declared(compose, "volumes"))
-    spec.depends_on = _depends_on(raw.get("depends_on"))
-    spec.healthcheck = _healthcheck(raw.get("healthcheck"))
-    deploy = _deploy(raw.get("deploy"))
-    spec.restart = _restart(raw.get("restart"), deploy.get("restart_policy"))
-    spec.init = None if raw.get("init") is None else rules.boolean(raw["init"], "init")
-    if "stop_grace_period" in raw:
-        spec.stop_grace_seconds = round(parse_duration_ns(raw["stop_grace_period"], "stop_grace_period") / 1e9)
-    spec.stop_signal = None if raw.get("stop_signal") is None else rules.signal_name(raw["stop_signal"])
-    spec.user = None if raw.get("user") is None else rules.user_spec(raw["user"])
-    if raw.get("working_dir") is not None:
-        spec.working_dir = rules.absolute_path(raw["working_dir"], "working_dir")
-    spec.hostname = None if raw.get("hostname") is None else rules.hostname(raw["hostname"], "hostname")
-    spec.domainname = None if raw.get("domainname") is None else rules.hostname(raw["domainname"], "domainname")
+    fields: dict[str, Any] = {}
+    for _keys, read in _SERVICE_READERS:
+        fields.update(read(raw, compose))
+    return ServiceSpec(name=name, **fields)
 
-    resources = deploy.get("resources") or {}
+
+def _optional(raw: dict[str, Any], key: str, convert: Callable[[Any, str], Any]) -> Any:
+    """``convert(value, key)`` of a service key; ``None`` when the key is absent or null."""
+    return None if raw.get(key) is None else convert(raw[key], key)
+
+
+def _read_mounts(raw: dict[str, Any], compose: dict[str, Any]) -> dict[str, Any]:
+    volumes, tmpfs = _mounts(raw.get("volumes"), raw.get("tmpfs"), _declared(compose, "volumes"))
+    return {"volumes": volumes, "tmpfs": tmpfs}
+
+
+def _read_restart(raw: dict[str, Any], compose: dict[str, Any]) -> dict[str, Any]:
+    """``restart``, else ``deploy.restart_policy``; checks the whole ``deploy`` section."""
+    return {"restart": _restart(raw.get("restart"), _deploy(raw.get("deploy")).get("restart_policy"))}
+
+
+def _read_stop_grace(raw: dict[str, Any], compose: dict[str, Any]) -> dict[str, Any]:
+    if "stop_grace_period" not in raw:
+        return {}  # the engine's default, 10 seconds
+    return {"stop_grace_seconds": round(parse_duration_ns(raw["stop_grace_period"], "stop_grace_period") / 1e9)}
+
+
+def _read_resources(raw: dict[str, Any], compose: dict[str, Any]) -> dict[str, Any]:
+    """Memory and CPU limits: the service keys, else their ``deploy.resources`` equivalents (which
+    :func:`_read_restart` has checked before)."""
+    resources = (raw.get("deploy") or {}).get("resources") or {}
     limits, reservations = resources.get("limits") or {}, resources.get("reservations") or {}
-    spec.mem_limit = _memory(raw.get("mem_limit", limits.get("memory")), "mem_limit")
-    spec.mem_reservation = _memory(raw.get("mem_reservation", reservations.get("memory")), "mem_reservation")
-    if raw.get("memswap_limit") not in (None, ""):
-        spec.memswap_limit = parse_size(raw["memswap_limit"], "memswap_limit")
     cpus = raw.get("cpus", limits.get("cpus"))
-    if cpus not in (None, ""):
-        spec.nano_cpus = _nano_cpus(cpus)
+    return {
+        "mem_limit": _memory(raw.get("mem_limit", limits.get("memory")), "mem_limit"),
+        "mem_reservation": _memory(raw.get("mem_reservation", reservations.get("memory")), "mem_reservation"),
+        "memswap_limit": (None if raw.get("memswap_limit") in (None, "")
+                          else parse_size(raw["memswap_limit"], "memswap_limit")),
+        "nano_cpus": None if cpus in (None, "") else _nano_cpus(cpus),
+    }
 
-    spec.networks = _networks(raw.get("networks"), _declared(compose, "networks"))
-    spec.expose = _expose(raw.get("expose"))
-    spec.ulimits = _ulimits(raw.get("ulimits"))
-    if raw.get("shm_size") not in (None, ""):
-        spec.shm_size = _non_negative(parse_size(raw["shm_size"], "shm_size"), "shm_size")
-    spec.read_only = _flag(raw, "read_only")
-    spec.cap_add = [rules.capability(c, "cap_add") for c in _list(raw.get("cap_add"), "cap_add")]
-    spec.cap_drop = [rules.capability(c, "cap_drop") for c in _list(raw.get("cap_drop"), "cap_drop")]
-    spec.sysctls = _mapping(raw.get("sysctls"), "sysctls")
-    for sysctl in spec.sysctls:
+
+def _read_shm_size(raw: dict[str, Any], compose: dict[str, Any]) -> dict[str, Any]:
+    value = raw.get("shm_size")
+    return {"shm_size": None if value in (None, "") else _non_negative(parse_size(value, "shm_size"), "shm_size")}
+
+
+def _read_sysctls(raw: dict[str, Any], compose: dict[str, Any]) -> dict[str, Any]:
+    sysctls = _mapping(raw.get("sysctls"), "sysctls")
+    for sysctl in sysctls:
         rules.sysctl_name(sysctl)
-    spec.extra_hosts = _extra_hosts(raw.get("extra_hosts"))
-    spec.log_config = _log_config(raw.get("logging"))
-    spec.tty = _flag(raw, "tty")
-    spec.stdin_open = _flag(raw, "stdin_open")
-    return spec
+    return {"sysctls": sysctls}
+
+
+_Reader = Callable[[dict[str, Any], dict[str, Any]], dict[str, Any]]
+
+#: The parser's table: the service keys Live reads, each group with the reader that turns them into
+#: :class:`ServiceSpec` fields (``reader(service, document) -> {field: value}``), in the order they are
+#: read (the first problem found is the one reported).
+_SERVICE_READERS: tuple[tuple[tuple[str, ...], _Reader], ...] = (
+    (("image",), lambda raw, doc: {"image": rules.image_reference(raw.get("image"))}),
+    (("command",), lambda raw, doc: {"command": _command(raw.get("command"), "command")}),
+    (("entrypoint",), lambda raw, doc: {"entrypoint": _command(raw.get("entrypoint"), "entrypoint")}),
+    (("environment",), lambda raw, doc: {"environment": _environment(_shaped(raw.get("environment"),
+                                                                               "environment"))}),
+    (("labels",), lambda raw, doc: {"labels": _labels(raw.get("labels"), "labels")}),
+    (("volumes", "tmpfs"), _read_mounts),
+    (("depends_on",), lambda raw, doc: {"depends_on": _depends_on(raw.get("depends_on"))}),
+    (("healthcheck",), lambda raw, doc: {"healthcheck": _healthcheck(raw.get("healthcheck"))}),
+    (("deploy", "restart"), _read_restart),
+    (("init",), lambda raw, doc: {"init": _optional(raw, "init", rules.boolean)}),
+    (("stop_grace_period",), _read_stop_grace),
+    (("stop_signal",), lambda raw, doc: {"stop_signal": _optional(raw, "stop_signal", rules.signal_name)}),
+    (("user",), lambda raw, doc: {"user": _optional(raw, "user", rules.user_spec)}),
+    (("working_dir",), lambda raw, doc: {"working_dir": _optional(raw, "working_dir", rules.absolute_path)}),
+    (("hostname",), lambda raw, doc: {"hostname": _optional(raw, "hostname", rules.hostname)}),
+    (("domainname",), lambda raw, doc: {"domainname": _optional(raw, "domainname", rules.hostname)}),
+    (("mem_limit", "mem_reservation", "memswap_limit", "cpus"), _read_resources),
+    (("networks",), lambda raw, doc: {"networks": _networks(raw.get("networks"), _declared(doc, "networks"))}),
+    (("expose",), lambda raw, doc: {"expose": _expose(raw.get("expose"))}),
+    (("ulimits",), lambda raw, doc: {"ulimits": _ulimits(raw.get("ulimits"))}),
+    (("shm_size",), _read_shm_size),
+    (("read_only",), lambda raw, doc: {"read_only": _flag(raw, "read_only")}),
+    (("cap_add",), lambda raw, doc: {"cap_add": [rules.capability(c, "cap_add")
+                                                 for c in _list(raw.get("cap_add"), "cap_add")]}),
+    (("cap_drop",), lambda raw, doc: {"cap_drop": [rules.capability(c, "cap_drop")
+                                                   for c in _list(raw.get("cap_drop"), "cap_drop")]}),
+    (("sysctls",), _read_sysctls),
+    (("extra_hosts",), lambda raw, doc: {"extra_hosts": _extra_hosts(raw.get("extra_hosts"))}),
+    (("logging",), lambda raw, doc: {"log_config": _log_config(raw.get("logging"))}),
+    (("tty",), lambda raw, doc: {"tty": _flag(raw, "tty")}),
+    (("stdin_open",), lambda raw, doc: {"stdin_open": _flag(raw, "stdin_open")}),
+)
+
+#: Every service key Live reads (from the parser's table); other keys, but ``x-*`` extensions, are refused.
+SERVICE_KEYS = frozenset(key for keys, _ in _SERVICE_READERS for key in keys)
+
+#: The top-level sections the parser reads.
+_SECTIONS = ("services", "networks", "volumes")
+#: Every top-level key Live accepts: the sections, and ``version`` (obsolete in the compose specification,
+#: ignored as Compose ignores it). Other keys, but ``x-*`` extensions, are refused.
+TOP_LEVEL_KEYS = frozenset({*_SECTIONS, "version"})
+
+
+def is_extension(key: Any) -> bool:
+    """Whether a key is an extension (``x-*``), which Compose and Live ignore wherever a mapping may have one
+    (compose specification, "Extension")."""
+    return str(key).startswith("x-")
 
 
 def parse_duration_ns(value: Any, key: str) -> int:
@@ -251,6 +257,17 @@ def parse_size(value: Any, key: str) -> int:
     return int(size)
 
 
+def unknown_dependencies(name: str, service: dict[str, Any], services: Mapping[str, Any]) -> list[str]:
+    """``service <name>: depends_on: unknown service '<dependency>'`` for every service that ``service`` (as
+    written, either form of ``depends_on``) depends on and ``services`` does not have; all at once."""
+    return [_unknown_service(name, dependency) for dependency in depends_on_names(service.get("depends_on"))
+            if dependency not in services]
+
+
+def _unknown_service(name: str, dependency: str) -> str:
+    return f"service {name}: depends_on: unknown service {dependency!r}"
+
+
 def depends_on_names(value: Any) -> list[str]:
     """The service names a ``depends_on`` value lists (either form); [] for anything else."""
     if isinstance(value, dict):
@@ -260,31 +277,58 @@ def depends_on_names(value: Any) -> list[str]:
     return []
 
 
-def topological_order(graph: dict[str, list[str]]) -> list[str]:
-    order: list[str] = []
-    done: set[str] = set()
-
-    def visit(node: str, trail: tuple[str, ...]) -> None:
-        if node in done:
-            return
-        if node in trail:
-            raise StackSpecError("depends_on: cycle " + " -> ".join(trail[trail.index(node):] + (node,)))
-        for dep in sorted(graph.get(node, [])):
-            visit(dep, trail + (node,))
-        done.add(node)
-        order.append(node)
-
-    for node in sorted(graph):
-        visit(node, ())
-    return order
+#: Service keys whose mapping form has text values; see :func:`null_value_problems`.
+_TEXT_MAPPINGS = ("environment", "labels", "sysctls", "extra_hosts")
 
 
-def dependency_cycle(graph: dict[str, list[str]]) -> list[str] | None:
-    try:
-        topological_order(graph)
-    except StackSpecError as exc:
-        return str(exc).removeprefix("depends_on: cycle ").split(" -> ")
-    return None
+def no_value(key: str, name: Any) -> str:
+    """The message for the entry ``name`` of the mapping ``key`` that has no value (``null``, ``~`` or nothing).
+
+    Compose would take an environment variable's value from the host, and turn any other such entry into an
+    empty string; Live refuses both.
+    """
+    why = " (values are never taken from the host)" if key == "environment" else ""
+    return f"{key}: {name} has no value{why}; {NULL_HINT}"
+
+
+def null_value_problems(compose: dict[str, Any]) -> list[str]:
+    """Every mapping entry without a value where Live needs text, all at once (parsing stops at the first).
+
+    Looks at the mapping form of ``environment``, ``labels``, ``sysctls``, ``extra_hosts`` and
+    ``logging.options`` of each service (``service web: environment: TOKEN has no value ...``) and at the
+    labels of top-level networks and volumes (``networks.back: labels: team has no value ...``); the
+    messages are those the parser raises for the same entries. Never raises, whatever the shape.
+    """
+    problems = []
+    services = compose.get("services")
+    for name, service in (services.items() if isinstance(services, dict) else ()):
+        if not isinstance(service, dict):
+            continue
+        logging_ = service.get("logging")
+        logging_options = logging_.get("options") if isinstance(logging_, dict) else None
+        for key, mapping in [(k, service.get(k)) for k in _TEXT_MAPPINGS] + [("logging.options", logging_options)]:
+            problems.extend(f"service {name}: {no_value(key, entry)}" for entry in _null_keys(mapping))
+    for section in ("networks", "volumes"):
+        definitions = compose.get(section)
+        for name, definition in (definitions.items() if isinstance(definitions, dict) else ()):
+            problems.extend(_null_labels(section, name, definition))
+    return problems
+
+
+def _null_labels(section: str, name: str, definition: Any) -> list[str]:
+    """``<section>.<name>: labels: <label> has no value ...`` for each label of a top-level entry without a value."""
+    labels = definition.get("labels") if isinstance(definition, dict) else None
+    return [f"{section}.{name}: {no_value('labels', label)}" for label in _null_keys(labels)]
+
+
+def _refuse_null_labels(section: str, name: str, definition: Any) -> None:
+    problems = _null_labels(section, name, definition)
+    if problems:
+        raise StackSpecError(problems[0])
+
+
+def _null_keys(mapping: Any) -> list[str]:
+    return [str(key) for key, value in mapping.items() if value is None] if isinstance(mapping, dict) else []
 
 
 def _command(value: Any, key: str) -> list[str] | None:
@@ -306,7 +350,7 @@ def _environment(value: Any) -> dict[str, str]:
     """``environment`` (mapping, or list of ``NAME=value``) -> ``{name: text}``.
 
     Values are the author's text (numbers and booleans as written, see
-    ``app/catalog/yamlfile.py``). An entry without a value (``X:``, ``X: ~``,
+    ``app/yamlfile.py``). An entry without a value (``X:``, ``X: ~``,
     ``- X``) is refused: Compose would take it from the host.
     """
     result: dict[str, str] = {}
@@ -315,8 +359,7 @@ def _environment(value: Any) -> dict[str, str]:
     items = value.items() if isinstance(value, dict) else (_split_env(entry) for entry in value)
     for name, item in items:
         if item is None:
-            raise StackSpecError(f"environment: {name} has no value (values are never taken from the host); "
-                                 f"{NULL_HINT}")
+            raise StackSpecError(no_value("environment", name))
         result[str(name)] = _text(item, f"environment: {name}")
     return result
 
@@ -342,7 +385,7 @@ def _mapping(value: Any, key: str) -> dict[str, str]:
         result = {}
         for name, item in value.items():
             if item is None:
-                raise StackSpecError(f"{key}: {name} has no value; {NULL_HINT}")
+                raise StackSpecError(no_value(key, name))
             result[str(name)] = _text(item, f"{key}: {name}")
         return result
     if isinstance(value, list):
@@ -389,6 +432,7 @@ def _network(name: str, options: Any) -> dict[str, Any]:
         if key in options:
             raise StackSpecError(f"{where}: {key}: not supported by Live (the engine gives each order's networks "
                                  "their addresses)")
+    _refuse_null_labels("networks", name, options)
     internal = options.get("internal")
     return {"internal": False if internal is None else rules.boolean(internal, f"{where}.internal"),
             "labels": _labels(options.get("labels"), f"{where}.labels")}
@@ -400,6 +444,7 @@ def _volume_labels(name: str, options: Any) -> dict[str, str]:
         return {}
     if not isinstance(options, dict):
         raise StackSpecError(f"volumes.{name}: expected a mapping, got {rules.shown(options)}")
+    _refuse_null_labels("volumes", name, options)
     return _labels(options.get("labels"), f"volumes.{name}.labels")
 
 
@@ -458,17 +503,18 @@ def _mounts(volumes: Any, tmpfs_key: Any, declared: Any) -> tuple[list[VolumeMou
                 tmpfs[target] = _tmpfs_long(entry.get("tmpfs"), f"{key}.tmpfs")
                 _claim(taken, target, key)
                 continue
-            if kind != "volume":
-                raise StackSpecError(f"{key}: type {kind!r} is not supported (named volumes and tmpfs only)")
             source, target = entry.get("source"), entry.get("target")
             read_only = _flag(entry, "read_only", f"{key}.read_only")
-            if not source:
+            if kind == "volume" and not source:
                 raise StackSpecError(f"{key}: anonymous volume at {target}: declare a named volume so the data "
                                      "survives redeploys")
         else:
-            raise StackSpecError(f"{key}: expected VOLUME:TARGET or a mapping, got {rules.shown(entry)}")
-        if not isinstance(source, str) or source not in declared:
-            raise StackSpecError(f"{key}: named volume {source!r} is not declared under the top-level volumes")
+            raise StackSpecError(f"{key}: {volume_problem(entry, declared)}")
+        # What may be mounted (a declared named volume; never a host path or the Docker socket) is the
+        # policy's rule, with its message.
+        problem = volume_problem(entry, declared)
+        if problem:
+            raise StackSpecError(f"{key}: {problem}")
         target = _mount_target(target, key)
         _claim(taken, target, key)
         mounts.append(VolumeMount(source, target, read_only))
@@ -503,7 +549,7 @@ def _tmpfs_long(options: Any, key: str) -> str:
     if not isinstance(options, dict):
         raise StackSpecError(f"{key}: expected a mapping with size, got {rules.shown(options)}")
     for name in options:
-        if name != "size" and not str(name).startswith("x-"):
+        if name != "size" and not is_extension(name):
             raise StackSpecError(f"{key}.{name}: not supported by Live (size only)")
     size = options.get("size")
     if size in (None, ""):
@@ -526,7 +572,7 @@ def _depends_on(value: Any) -> dict[str, str]:
             raise StackSpecError(f"depends_on: {name}: expected a mapping with a condition, "
                                  f"got {rules.shown(options)}")
         for option in options:
-            if option != "condition" and not str(option).startswith("x-"):
+            if option != "condition" and not is_extension(option):
                 raise StackSpecError(f"depends_on: {name}: {option}: not supported by Live")
         condition = options.get("condition", "service_started")
         if condition not in DEPENDENCY_CONDITIONS:
@@ -580,7 +626,7 @@ def _deploy(value: Any) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise StackSpecError(f"deploy: expected a mapping, got {rules.shown(value)}")
     for key, item in value.items():
-        if key in ("resources", "restart_policy") or key in _DEPLOY_IGNORED or str(key).startswith("x-"):
+        if key in ("resources", "restart_policy") or key in _DEPLOY_IGNORED or is_extension(key):
             continue
         if key == "replicas":
             if rules.integer(item, "deploy.replicas") != 1:
@@ -597,7 +643,7 @@ def _deploy(value: Any) -> dict[str, Any]:
         allowed = {"limits": ("cpus", "memory"), "reservations": ("memory", "cpus")}
         for section, section_value in resources.items():
             where = f"deploy.resources.{section}"
-            if str(section).startswith("x-"):
+            if is_extension(section):
                 continue
             if section not in allowed:
                 raise StackSpecError(f"{where}: not supported by Live")
@@ -606,7 +652,7 @@ def _deploy(value: Any) -> dict[str, Any]:
             if not isinstance(section_value, dict):
                 raise StackSpecError(f"{where}: expected a mapping, got {rules.shown(section_value)}")
             for key in section_value:
-                if key not in allowed[section] and not str(key).startswith("x-"):
+                if key not in allowed[section] and not is_extension(key):
                     reason = "host devices are not available" if key in ("devices", "generic_resources") \
                         else "not supported by Live"
                     raise StackSpecError(f"{where}.{key}: {reason}")
@@ -669,7 +715,7 @@ def _networks(value: Any, declared: Any) -> dict[str, list[str]]:
         if not isinstance(options, dict):
             raise StackSpecError(f"networks: {name}: expected a mapping with aliases, got {rules.shown(options)}")
         for option in options:
-            if option != "aliases" and not str(option).startswith("x-"):
+            if option != "aliases" and not is_extension(option):
                 raise StackSpecError(f"networks: {name}: {option}: not supported by Live (aliases only)")
         aliases = options.get("aliases") or []
         if not isinstance(aliases, list):
@@ -725,7 +771,7 @@ def _ulimits(value: Any) -> list[dict[str, Any]]:
                 if key not in limit:
                     raise StackSpecError(f"{where}: {key} is required with the soft/hard form")
             for key in limit:
-                if key not in ("soft", "hard") and not str(key).startswith("x-"):
+                if key not in ("soft", "hard") and not is_extension(key):
                     raise StackSpecError(f"{where}.{key}: not supported (soft and hard only)")
             soft = rules.integer(limit["soft"], f"{where}.soft", minimum=-1)
             hard = rules.integer(limit["hard"], f"{where}.hard", minimum=-1)
@@ -749,6 +795,9 @@ def _extra_hosts(value: Any) -> list[str]:
     if value is None:
         return []
     if isinstance(value, dict):
+        for host, address in value.items():
+            if address is None:
+                raise StackSpecError(no_value("extra_hosts", host))
         return [rules.extra_host(str(host), address) for host, address in value.items()]
     if not isinstance(value, list):
         raise StackSpecError(f"extra_hosts: expected a list or a mapping, got {rules.shown(value)}")
@@ -771,7 +820,7 @@ def _log_config(value: Any) -> dict[str, Any] | None:
     if not value:
         return None
     for key in value:
-        if key not in ("driver", "options") and not str(key).startswith("x-"):
+        if key not in ("driver", "options") and not is_extension(key):
             raise StackSpecError(f"logging.{key}: not supported (driver and options only)")
     driver = value.get("driver", "json-file")
     if driver not in rules.LOG_DRIVER_OPTIONS:
@@ -843,7 +892,7 @@ def _text(value: Any, where: str = "value") -> str:
     """A scalar as the text the author wrote: ``true``/``false`` for booleans, numbers in their canonical form.
 
     Plain scalars whose canonical form differs from what was typed already are
-    text (``app/catalog/yamlfile.py``), so this never changes a value. ``None``
+    text (``app/yamlfile.py``), so this never changes a value. ``None``
     is refused (it would become an empty string) and so is a list or a mapping.
     """
     if value is None:

@@ -10,6 +10,12 @@ so validation refuses the product instead.
 The rules are those of Docker Engine 20.10 (API 1.41), the engine Live runs
 on; each table names its source. They were confirmed against that engine:
 every value refused here is one it refuses at create or start.
+
+The parse step of the compose pipeline (:mod:`app.compose.parse`) applies
+them as it turns each compose value into the engine-ready value of the
+stack model, so validation and deployment apply them alike. What the engine
+checks between the settings of a whole request stays with the requests
+(:mod:`app.stacks.engine_requests`).
 """
 from __future__ import annotations
 

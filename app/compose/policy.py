@@ -1,7 +1,10 @@
-"""What a customer's stack may not do: anything that reaches the host.
+"""The policy step of the compose pipeline: what a customer's stack may not do, anything that reaches the host.
 
 Runs on the interpolated compose document (so a variable cannot smuggle a
 forbidden value past it). Every message names product, service and key.
+What a volume entry may mount (:func:`volume_problem`) is decided here only;
+the parser (:mod:`app.compose.parse`) refuses the same entries with the same
+message.
 """
 from __future__ import annotations
 
@@ -75,7 +78,7 @@ def check_policy(slug: str, compose: dict[str, Any]) -> list[str]:
             if not sysctl.startswith("net."):
                 deny("sysctls", f"{sysctl} is not namespaced to the container (only net.* is allowed)")
         for index, volume in enumerate(_as_list(service.get("volumes"))):
-            problem = _volume_problem(volume, declared_volumes)
+            problem = volume_problem(volume, declared_volumes)
             if problem:
                 deny(f"volumes[{index}]", problem)
         for key in ("tmpfs",):
@@ -111,7 +114,14 @@ def check_policy(slug: str, compose: dict[str, Any]) -> list[str]:
     return errors
 
 
-def _volume_problem(volume: Any, declared: dict) -> str | None:
+def volume_problem(volume: Any, declared: dict) -> str | None:
+    """Why a service's ``volumes`` entry may not be mounted, or ``None`` when it may.
+
+    ``volume`` is the entry in short (``SOURCE:TARGET[:MODE]``) or long (mapping) syntax; ``declared`` the
+    top-level ``volumes``. Only named volumes that are declared may be mounted: never a host path (a bind
+    mount, or any source that is a path) nor the Docker socket. An anonymous volume and a tmpfs pass here
+    (the parser refuses the former). Never raises.
+    """
     if isinstance(volume, str):
         parts = volume.split(":")
         if len(parts) == 1:
@@ -131,7 +141,7 @@ def _volume_problem(volume: Any, declared: dict) -> str | None:
         return "the Docker socket is not available"
     if volume_type != "volume":
         return f"host path {source!r} cannot be mounted: only named volumes are allowed"
-    if source not in declared:
+    if not isinstance(source, str) or source not in declared:
         return f"named volume {source!r} is not declared under the top-level volumes"
     return None
 
