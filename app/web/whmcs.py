@@ -59,7 +59,7 @@ def lifecycle_answer(outcome: Outcome | None, wait: float, unchanged: str = "", 
     worker, and ``message`` says so.
 
     ``wait`` (seconds) waits for the operation only with a free slot of the process's
-    ``WaitSlots`` (LIVE_WAIT_SLOTS); without one the call answers at once, as with 0.
+    ``WaitSlots`` (LIVE_WAIT_SLOTS) and while a worker is alive; else the call answers at once, as with 0.
     Errors are public texts (the WHMCS client area shows them); ``include_private``
     adds the private detail, for the developer API's admin-only callers, and
     ``include_local_urls`` the endpoints' ``local_url``, for the developer API's staff
@@ -78,12 +78,14 @@ def lifecycle_answer(outcome: Outcome | None, wait: float, unchanged: str = "", 
                                             include_local_urls=include_local_urls),
                 "operation": None, "worker": _worker_view(queries.worker_status())}, 200
     # A waiting call holds a thread: only WaitSlots' bound may wait; past it, answer at once as with wait 0.
+    # Without a live worker nothing will change during the wait: answer at once and hold no slot.
     waited = False
-    if wait > 0:
+    worker = queries.worker_status()
+    if wait > 0 and worker.alive:
         with wait_slots.slot() as waited:
             if waited:
                 operation = queries.wait_for_operation(operation, wait, POLL_SECONDS)
-    worker = queries.worker_status()  # read after the wait: the answer tells how things are now
+        worker = queries.worker_status()  # read after the wait: the answer tells how things are now
     result = CallResult.of(operation.state)
     if result == CallResult.SUCCEEDED:
         message = f"{operation.kind} succeeded"
@@ -108,7 +110,8 @@ def _unfinished_message(operation: Operation, recorded: str, wait: float, waited
     """
     kind = operation.kind
     if not waited:
-        busy = " (not waited: the bridge is already waiting on its maximum of calls)" if wait > 0 else ""
+        busy = (" (not waited: the bridge is already waiting on its maximum of calls)" if wait > 0 and worker.alive
+                else "")
         message = recorded + busy
     elif operation.state == OperationState.RUNNING:
         steps = operation.steps or []

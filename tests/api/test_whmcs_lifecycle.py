@@ -5,7 +5,7 @@ import urllib.request
 
 import pytest
 
-from app.models import Event, Operation, Order
+from app.models import Event, Operation, Order, WorkerHeartbeat, utcnow
 from tests.api.conftest import client_payload
 
 pytestmark = pytest.mark.usefixtures("docker_engine", "stack_cleanup")
@@ -77,9 +77,17 @@ def test_a_wait_that_runs_out_before_the_operation_started_says_queued_not_runni
     created = api.post("/whmcs/v1/services/503/create", client_payload(username="slow", wait=0.5))
     assert created.status_code == 202
     assert created.json["result"] == "queued" and created.json["operation"]["state"] == "pending"
-    assert created.json["message"] == ("create queued: not started yet; the bridge's worker is not running: it starts "
+    # No worker is alive, so the call did not wait (nothing could change): the use case's message, and why.
+    assert created.json["message"] == ("order slow accepted; the bridge's worker is not running: it starts "
                                        "once the worker runs again (it is recorded)")
     assert created.json["worker"]["alive"] is False
+
+    # A live worker that has not picked the operation up yet: the wait runs out, still queued.
+    WorkerHeartbeat.create(worker="busy:1", started_at=utcnow(), beat_at=utcnow(), poll_seconds=1.0, concurrency=1)
+    waited = api.post("/whmcs/v1/services/503/create", client_payload(username="slow", wait=0.5))
+    assert waited.status_code == 202 and waited.json["result"] == "queued"
+    assert waited.json["message"] == "create queued: not started yet"
+    assert waited.json["worker"]["alive"] is True
 
 
 def test_idempotent_repeats_make_one_order_and_one_operation(api):

@@ -57,10 +57,26 @@ def test_a_running_operation_whose_worker_died_says_so(api):
     Operation.update(state="running", attempts=1, started_at=utcnow()).where(Operation.id == operation_id).execute()
     answer = create(api, 603, wait=0.2)
     assert answer.status_code == 202 and answer.json["result"] == "running"
-    assert answer.json["message"] == ("create still running; the bridge's worker stopped during it: it resumes once "
-                                      "the worker runs again")
+    # Nothing can change without a worker, so the call does not wait (found by an operator: it held a slot 20 s).
+    assert answer.json["message"] == ("provisioning is already under way; the bridge's worker stopped during it: it "
+                                      "resumes once the worker runs again")
     assert answer.json["worker"]["alive"] is False and answer.json["worker"]["heartbeat_age_seconds"] >= 3600
     assert HOST not in answer.get_data(as_text=True), "the worker's host name is not for WHMCS"
+
+
+def test_without_a_live_worker_a_call_answers_at_once_and_holds_no_wait_slot(api, monkeypatch):
+    def no_wait(*_args, **_kwargs):
+        raise AssertionError("waited although no worker can change the operation")
+
+    monkeypatch.setattr(api.app.extensions["live"].queries, "wait_for_operation", no_wait)
+    monkeypatch.setattr(api.app.extensions["wait_slots"], "slot", no_wait)
+    created = create(api, 605, wait=30)  # no heartbeat at all
+    assert created.status_code == 202 and created.json["result"] == "queued"
+    assert created.json["message"] == ("order hb605 accepted; the bridge's worker is not running: it starts once the "
+                                       "worker runs again (it is recorded)")
+    beat(3600)
+    stale = create(api, 605, wait=30)
+    assert stale.json["result"] == "queued" and stale.json["worker"]["alive"] is False
 
 
 def test_an_operation_waiting_for_its_retry_is_queued(api):
