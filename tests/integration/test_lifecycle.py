@@ -4,6 +4,7 @@ from __future__ import annotations
 import tarfile
 import urllib.request
 
+import docker.errors
 import pytest
 
 from app.models import Operation, Order
@@ -142,9 +143,13 @@ def test_a_port_taken_while_suspended_moves_the_endpoint(live, settings, docker_
         holder.bind(("127.0.0.1", port))
         holder.listen()
     else:
-        holder = docker_engine.containers.run(TEST_IMAGE, ["sleep", "600"], detach=True, init=True,
-                                              ports={"80/tcp": ("127.0.0.1", port)},
-                                              labels={"live.deployment": settings.deployment})
+        holder = docker_engine.containers.create(TEST_IMAGE, ["sleep", "600"], init=True,
+                                                 ports={"80/tcp": ("127.0.0.1", port)},
+                                                 labels={"live.deployment": settings.deployment})
+        try:
+            holder.start()
+        except docker.errors.APIError as exc:  # another test run on this engine took the port first: taken anyway
+            assert "port is already allocated" in str(exc), exc
     try:
         live.orders.unsuspend(Order.get_by_id(order.id))
         run_all(live)

@@ -79,10 +79,15 @@ def test_api_answers_503_while_postgresql_is_down(pg_database, config_repo, tmp_
         for answer in answers:
             assert answer.status_code == 503, (answer.request.url, answer.status_code, answer.text[:300])
             assert answer.headers["Content-Type"].startswith("application/json")
-        for answer in answers:
+        *calls, readyz = answers
+        for answer in calls:
             error = answer.json()["error"]
             assert error["code"] == "unavailable" and "database" in error["message"], error
             assert answer.headers.get("Retry-After")
+        # /readyz names each dependency instead: the database is the one that fails.
+        assert readyz.headers.get("Retry-After") and readyz.json()["status"] == "unavailable"
+        assert readyz.json()["checks"]["database"] == {"ok": False, "detail": "unavailable"}
+        assert readyz.json()["checks"]["docker"] == {"ok": True, "detail": "ok"}
 
         # Back: the API answers again and the worker runs new work.
         wait_for(lambda: service.get("/api/v1/orders").status_code == 200, timeout=30, what="API back")
