@@ -36,15 +36,13 @@ from pathlib import Path
 from typing import Any, Callable
 from urllib.parse import urlsplit
 
-import gitlab
-import gitlab.exceptions
 import peewee
-import requests.exceptions
 
 from app.catalog.catalog import REMOVED, Catalog
+from app.catalog.gitlab_source import GitLabSource
 from app.config import Settings
 from app.db import pending_migrations
-from app.errors import LiveError
+from app.errors import CatalogSourceError, LiveError
 from app.models import ApiKey, CatalogSync, Operation, Product, utcnow
 from app.orders.heartbeat import describe_seconds, worker_status
 from app.orders.lifecycle import OperationState
@@ -304,25 +302,25 @@ class Doctor:
         if not s.gitlab_url:
             return Finding("catalog-source", OK, f"the folder LIVE_CONFIG_REPO={s.config_repo} (GitLab is not used)")
         where = f"GitLab {s.gitlab_url}, project {s.gitlab_project} at {s.gitlab_ref}"
-        client = gitlab.Gitlab(s.gitlab_url, private_token=s.gitlab_token or None, timeout=s.gitlab_timeout,
-                               retry_transient_errors=False)
+        source = GitLabSource(s.gitlab_url, s.gitlab_token, s.gitlab_project, s.gitlab_ref, timeout=s.gitlab_timeout)
         try:
-            commit = client.projects.get(s.gitlab_project, lazy=True).commits.get(s.gitlab_ref, max_retries=0)
-        except gitlab.exceptions.GitlabAuthenticationError as exc:
-            return Finding("catalog-source", FAIL, f"{where}: the token is rejected ({exc.response_code})",
-                           "give LIVE_GITLAB_TOKEN read_repository (read_api) on the project, or a new token")
-        except gitlab.exceptions.GitlabError as exc:
-            if getattr(exc, "response_code", None) == 404:
+            commit = source.probe()
+        except CatalogSourceError as exc:
+            reason, status = exc.details.get("reason"), exc.details.get("status")
+            if reason == "token_rejected":
+                return Finding("catalog-source", FAIL, f"{where}: the token is rejected ({status})",
+                               "give LIVE_GITLAB_TOKEN read_repository (read_api) on the project, or a new token")
+            if reason == "not_found":
                 return Finding("catalog-source", FAIL, f"{where}: project or ref not found",
                                "check LIVE_GITLAB_PROJECT (id or path) and LIVE_GITLAB_REF (branch or tag)")
-            return Finding("catalog-source", WARN, f"{where}: GitLab answers with an error: "
-                                                   f"{getattr(exc, 'response_code', '') or ''} {exc.error_message}",
-                           "try again later; the last good catalog keeps serving meanwhile")
-        except (requests.exceptions.RequestException, OSError) as exc:
+            if reason == "gitlab_error":
+                return Finding("catalog-source", WARN, f"{where}: GitLab answers with an error: "
+                                                       f"{status or ''} {exc.details.get('gitlab_message', '')}",
+                               "try again later; the last good catalog keeps serving meanwhile")
             return Finding("catalog-source", WARN,
-                           f"{where}: unreachable ({type(exc).__name__}); the last good catalog keeps serving",
+                           f"{where}: unreachable ({exc.details.get('cause')}); the last good catalog keeps serving",
                            "check LIVE_GITLAB_URL, the network between the bridge and GitLab, and GitLab itself")
-        return Finding("catalog-source", OK, f"{where}: answers, {s.gitlab_ref} is {commit.id[:12]}")
+        return Finding("catalog-source", OK, f"{where}: answers, {s.gitlab_ref} is {commit[:12]}")
 
     def check_api_keys(self) -> Finding:
         now = self.now()

@@ -38,17 +38,24 @@ SYMLINK_MODE = "120000"
 
 @contextlib.contextmanager
 def _translate(what: str, url: str) -> Iterator[None]:
+    """python-gitlab and network errors as :class:`CatalogSourceError`, whose ``details["reason"]`` is
+    ``token_rejected``, ``not_found``, ``gitlab_error`` (with ``status`` and ``gitlab_message``) or
+    ``unreachable`` (with ``cause``, the exception's type name)."""
     try:
         yield
     except gitlab.exceptions.GitlabAuthenticationError as exc:
-        raise CatalogSourceError(f"GitLab at {url} rejected the token while trying to {what} ({exc.response_code})") from exc
+        raise CatalogSourceError(f"GitLab at {url} rejected the token while trying to {what} ({exc.response_code})",
+                                 reason="token_rejected", status=exc.response_code) from exc
     except gitlab.exceptions.GitlabError as exc:
         code = getattr(exc, "response_code", None)
         if code == 404:
-            raise CatalogSourceError(f"GitLab at {url}: not found while trying to {what} (check project and ref)") from exc
-        raise CatalogSourceError(f"GitLab at {url} failed to {what}: {code or ''} {exc.error_message}".replace("  ", " ")) from exc
+            raise CatalogSourceError(f"GitLab at {url}: not found while trying to {what} (check project and ref)",
+                                     reason="not_found", status=code) from exc
+        raise CatalogSourceError(f"GitLab at {url} failed to {what}: {code or ''} {exc.error_message}".replace("  ", " "),
+                                 reason="gitlab_error", status=code, gitlab_message=str(exc.error_message)) from exc
     except (requests.exceptions.RequestException, OSError) as exc:
-        raise CatalogSourceError(f"GitLab at {url} is unreachable while trying to {what}: {type(exc).__name__}") from exc
+        raise CatalogSourceError(f"GitLab at {url} is unreachable while trying to {what}: {type(exc).__name__}",
+                                 reason="unreachable", cause=type(exc).__name__) from exc
 
 
 class GitLabSource:
@@ -63,6 +70,14 @@ class GitLabSource:
 
     def describe(self) -> str:
         return f"GitLab {self.url} project {self.project_id} at {self.ref}"
+
+    def probe(self) -> str:
+        """The commit id the ref points at now: one request, no retry (for health checks such as ``live doctor``).
+
+        Raises :class:`CatalogSourceError` (see :func:`_translate` for its ``reason``).
+        """
+        with _translate(f"resolve {self.ref}", self.url):
+            return self._project.commits.get(self.ref, max_retries=0).id
 
     def remember(self, blob_id: str, text: str) -> None:
         """Seed the blob cache (from revisions already in the database).
