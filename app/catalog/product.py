@@ -24,8 +24,8 @@ from app.catalog.interpolate import interpolate, referenced_variables
 from app.catalog.policy import FORBIDDEN_SERVICE_KEYS, check_policy
 from app.catalog.yamlfile import NULL_HINT, KeptText, canonical_text, load_yaml, typed_field_hint
 from app.errors import InterpolationError, InvalidRequest, LiveError, ProductError, YamlContentError
+from app.stacks.docker_engine import ENGINE_API_VERSION
 from app.stacks.engine_requests import dry_run
-from app.stacks.runtime import ENGINE_API_VERSION
 from app.stacks.spec import StackSpecError, dependency_cycle, depends_on_names, parse_service
 from app.stacks.target import build_target
 
@@ -364,7 +364,7 @@ def _deploy_path_errors(product: ProductDefinition, plan: str, secrets: Mapping[
     The target is built as ``OperationRunner.target`` builds it (:func:`app.stacks.target.build_target`,
     with sample built-ins and secrets), then every container, network and volume request and its engine
     JSON (:func:`app.stacks.engine_requests.dry_run`, for Docker Engine API
-    :data:`~app.stacks.runtime.ENGINE_API_VERSION`). Each problem is ``product <slug>: service <name>:
+    :data:`~app.stacks.docker_engine.ENGINE_API_VERSION`). Each problem is ``product <slug>: service <name>:
     <key>: <what>`` (or names the network or volume). Any other exception is a problem too, never a pass.
     """
     slug = product.slug

@@ -7,7 +7,6 @@ this module only knows how.
 from __future__ import annotations
 
 import logging
-import re
 import socket
 import threading
 from pathlib import Path
@@ -16,7 +15,7 @@ from typing import Callable
 import peewee
 
 from app.catalog.catalog import Catalog
-from app.errors import DataRiskError, LiveError
+from app.errors import DataRiskError, HostPortInUse, LiveError
 from app.models import Operation, Order, ProductRevision, record_event, utcnow
 from app.presenters import PRIVATE_EVENT_DATA
 from app.stacks.data_risk import DataRiskReport, data_risks
@@ -153,7 +152,7 @@ class OperationRunner:
         target = self.target(self._changed(order, revision, plan), revision)
         convergence, _, _ = self.deployer.plan(target)
         data = data_risks(self.target(order).stack, target.stack).as_dict()
-        existing = {volume.labels.get("live.volume") for volume in self.deployer.runtime.list_volumes(target.selector)}
+        existing = {volume.labels.get("live.volume") for volume in self.deployer.engine.list_volumes(target.selector)}
         data["existing_volumes"] = sorted(v for v in data["new_volumes"] if v in existing)
         return {"order_id": order.id, "instance": order.instance, "from": order.revision.label, "to": revision.label,
                 "services": {name: action.value for name, action in sorted(convergence.actions.items())},
@@ -311,9 +310,9 @@ class OperationRunner:
         self._assign_ports(order)
         try:
             result = self.deployer.deploy(self.target(order), progress)
-        except LiveError as exc:
-            taken = _port_conflict(str(exc))
-            if taken is None or taken not in (order.published_ports or {}).values():
+        except HostPortInUse as exc:
+            taken = exc.details.get("port")
+            if taken not in (order.published_ports or {}).values():
                 raise
             # Something else took the order's port while it was stopped: move the endpoint.
             progress(f"host port {taken} is taken by another process; moving the endpoint to a free port")
@@ -346,15 +345,6 @@ class OperationRunner:
         order.updated_at = utcnow()
         order.save()
         record_event(f"order.{status}", message, order=order, operation=operation)
-
-
-_PORT_CONFLICT = re.compile(r"127\.0\.0\.1:(\d+)(?: failed: port is already allocated|: bind: address already in use)")
-
-
-def _port_conflict(message: str) -> int | None:
-    """The host port the engine could not bind, from its error message."""
-    match = _PORT_CONFLICT.search(message)
-    return int(match.group(1)) if match else None
 
 
 def _ports_in_use(exclude: int) -> set[int]:

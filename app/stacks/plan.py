@@ -10,7 +10,7 @@ import enum
 from dataclasses import dataclass
 from typing import Mapping
 
-from app.stacks.runtime import ContainerState
+from app.stacks.engine import ContainerState
 
 
 class Action(str, enum.Enum):

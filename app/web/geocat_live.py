@@ -41,7 +41,7 @@ def legacy_order(instance: str):
 def _containers_by_service(live, order: Order):
     try:
         selector = {"live.deployment": live.settings.deployment, "live.order": str(order.id)}
-        return {c.service: c for c in live.runtime.list_containers(selector)}
+        return {c.service: c for c in live.engine.list_containers(selector)}
     except LiveError as exc:
         log.warning("cannot read containers of %s: %s", order.instance, exc)
         return None

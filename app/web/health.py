@@ -54,7 +54,7 @@ def readyz():
         log.warning("readyz: database unavailable: %s", exc)
         checks["database"] = {"ok": False, "detail": "unavailable"}
     try:
-        live.runtime.ping()
+        live.engine.ping()
         checks["docker"] = {"ok": True, "detail": "ok"}
     except LiveError as exc:
         log.warning("readyz: Docker engine unavailable: %s", exc)

@@ -162,7 +162,7 @@ def _worker_view(worker: WorkerStatus) -> dict:
 def test_connection():
     live = _live()
     try:
-        live.runtime.ping()
+        live.engine.ping()
         docker = "ok"
     except Exception as exc:  # reported, not raised: the connection to the bridge itself works
         log.warning("test-connection: Docker engine unreachable: %s", exc)  # the detail is for the log only
@@ -311,7 +311,7 @@ def usage(query: dict):
         orders = orders.where(Order.whmcs_service_id.in_(query["service_id"]))
     orders = list(orders)
     limits = {order.id: _memory_limit_mb(live, order) for order in orders}
-    items = collect_usage(live.runtime, live.settings.deployment, orders, limits)
+    items = collect_usage(live.engine, live.settings.deployment, orders, limits)
     return {"services": [vars(item) for item in items]}
 
 

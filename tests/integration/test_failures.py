@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from app.errors import Conflict, InvalidRequest, ProductError, RuntimeUnavailable
+from app.errors import Conflict, InvalidRequest, ProductError, EngineUnavailable
 from app.models import Event, Operation, Order, Product
 from tests.conftest import write_product
 
@@ -138,25 +138,25 @@ services:
     assert "db is unhealthy, so app was not started" in order.last_error
 
 
-class FlakyRuntime:
-    """The real runtime, but the engine 'drops' the first N container creations."""
+class FlakyEngine:
+    """The real engine, but it 'drops' the first N container creations."""
 
-    def __init__(self, runtime, failures: int):
-        self._runtime = runtime
+    def __init__(self, engine, failures: int):
+        self._engine = engine
         self.failures = failures
 
     def create_container(self, request):
         if self.failures > 0:
             self.failures -= 1
-            raise RuntimeUnavailable(f"create container {request.name}: Docker engine error: simulated 500")
-        return self._runtime.create_container(request)
+            raise EngineUnavailable(f"create container {request.name}: Docker engine error: simulated 500")
+        return self._engine.create_container(request)
 
     def __getattr__(self, name):
-        return getattr(self._runtime, name)
+        return getattr(self._engine, name)
 
 
 def test_transient_engine_errors_are_retried_with_backoff(live, make_customer, deployed_objects):
-    live.deployer.runtime = FlakyRuntime(live.runtime, failures=2)
+    live.deployer.engine = FlakyEngine(live.engine, failures=2)
     outcome = live.orders.create(service_id=13, customer=make_customer(), product="busybox-demo", plan="small", username="flaky")
     live.worker().run_until_idle(timeout=120)
     operation = Operation.get_by_id(outcome.operation.id)
@@ -169,7 +169,7 @@ def test_transient_engine_errors_are_retried_with_backoff(live, make_customer, d
 
 
 def test_transient_errors_give_up_after_max_attempts(live, make_customer):
-    live.deployer.runtime = FlakyRuntime(live.runtime, failures=100)
+    live.deployer.engine = FlakyEngine(live.engine, failures=100)
     outcome = live.orders.create(service_id=14, customer=make_customer(), product="busybox-demo", plan="small", username="down")
     live.worker().run_until_idle(timeout=120)
     operation = Operation.get_by_id(outcome.operation.id)

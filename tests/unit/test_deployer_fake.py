@@ -6,7 +6,7 @@ import tarfile
 import pytest
 
 from app.catalog.product import load_product, sample_builtins
-from app.errors import HealthCheckFailed, ImageMissing, NotFound, RuntimeOperationError, RuntimeUnavailable
+from app.errors import HealthCheckFailed, ImageMissing, NotFound, EngineOperationError, EngineUnavailable
 from app.stacks.deployer import DEFAULT_HELPER_IMAGE, Deployer
 from app.stacks.engine_requests import build_requests
 from app.stacks.target import build_target
@@ -146,7 +146,7 @@ def test_a_pinned_port_taken_by_another_container_is_refused_with_the_engine_mes
     clash = build_target(load_product("demo", MANIFEST, COMPOSE), "small",
                          dict(sample_builtins("demo", "small"), LIVE_ORDER_ID="9", LIVE_INSTANCE="clash"), {},
                          revision="r1", pinned_ports={"web:8080": 20001}, deployment="t")
-    with pytest.raises(RuntimeOperationError, match=r"Bind for 127\.0\.0\.1:20001 failed: port is already allocated"):
+    with pytest.raises(EngineOperationError, match=r"Bind for 127\.0\.0\.1:20001 failed: port is already allocated"):
         deployer.deploy(clash)
 
 
@@ -169,11 +169,11 @@ def test_the_fake_refuses_what_the_engine_refuses(engine):
     for network in requests.networks:
         engine.create_network(network)
     engine.create_container(requests.containers["db"])
-    with pytest.raises(RuntimeOperationError, match='The container name "/t-acme_db" is already in use'):
+    with pytest.raises(EngineOperationError, match='The container name "/t-acme_db" is already in use'):
         engine.create_container(requests.containers["db"])
-    with pytest.raises(RuntimeOperationError, match="has active endpoints"):
+    with pytest.raises(EngineOperationError, match="has active endpoints"):
         engine.remove_network("t-acme_backend")
-    with pytest.raises(RuntimeOperationError, match="volume is in use"):
+    with pytest.raises(EngineOperationError, match="volume is in use"):
         engine.remove_volume("t-acme_db-data")  # created by the engine for the bind, as Docker does
     engine.images.pop("nginx:1.25")
     with pytest.raises(ImageMissing, match="No such image: nginx:1.25"):
@@ -187,14 +187,14 @@ def test_a_failed_service_skips_its_dependents(engine, deployer):
     squatter = requests.containers["db"]
     squatter.labels = {"owner": "someone else"}  # same name, not the order's: the engine refuses the name
     engine.create_container(squatter)
-    with pytest.raises(RuntimeOperationError, match="already in use"):
+    with pytest.raises(EngineOperationError, match="already in use"):
         deployer.deploy(target())
     assert engine.calls_of("create_container") == ["t-acme_db"]  # the squatter; web was skipped
 
 
 def test_an_unreachable_engine_is_a_transient_error(engine, deployer):
     engine.reachable = False
-    with pytest.raises(RuntimeUnavailable) as info:
+    with pytest.raises(EngineUnavailable) as info:
         deployer.deploy(target())
     assert info.value.transient
 

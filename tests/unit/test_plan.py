@@ -1,4 +1,4 @@
-"""Convergence planning (app/stacks/plan.py), over ContainerState from app/stacks/runtime.py."""
+"""Convergence planning (app/stacks/plan.py), over ContainerState from app/stacks/engine.py."""
 from __future__ import annotations
 
 import itertools
@@ -6,7 +6,7 @@ import itertools
 import pytest
 
 from app.stacks.plan import Action, ConvergencePlan, plan_convergence
-from app.stacks.runtime import ContainerState
+from app.stacks.engine import ContainerState
 
 _ids = itertools.count(1)
 
