@@ -5,7 +5,7 @@ import docker.errors
 import pytest
 import requests
 
-from app.errors import EngineOperationError, EngineUnavailable
+from app.errors import EngineOperationError, EngineUnavailable, HostPortInUse
 from app.stacks.docker_engine import translate_errors
 
 
@@ -51,3 +51,19 @@ def test_a_4xx_is_always_a_refusal():
     with pytest.raises(EngineOperationError):
         with translate_errors("create container x"):
             raise api_error(409, 'Conflict. The container name "/x" is already in use')
+
+
+@pytest.mark.parametrize(("explanation", "port"), [
+    ("driver failed programming external connectivity on endpoint live-x_web (3f2a): Bind for 127.0.0.1:20001 "
+     "failed: port is already allocated", 20001),
+    ("driver failed programming external connectivity on endpoint live-x_web (3f2a): Error starting userland proxy: "
+     "listen tcp4 127.0.0.1:20002: bind: address already in use", 20002),
+    ("driver failed programming external connectivity on endpoint x: Bind for :::8080 failed: port is already "
+     "allocated", 8080),
+])
+def test_a_taken_host_port_is_its_own_refusal_naming_the_port(explanation, port):
+    with pytest.raises(HostPortInUse) as taken:
+        with translate_errors("start container 1234"):
+            raise api_error(500, explanation)
+    assert taken.value.details["port"] == port and not taken.value.transient
+    assert isinstance(taken.value, EngineOperationError) and taken.value.code == "engine_refused"
