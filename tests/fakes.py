@@ -122,6 +122,11 @@ class FakeEngine(Engine):
         self.reachable = True
         #: volume -> exception: archive_volume's stream raises it after its first chunk, once (a failure midway).
         self.archive_failure: dict[str, Exception] = {}
+        #: (call, container name or service) -> exception the call raises once, before it changes anything; calls
+        #: are create_container, connect_container (after the container is made, as its other networks are
+        #: connected), start_container, stop_container, rename_container and remove_container. A BaseException
+        #: that is no Exception (:class:`Killed`) passes every ``except Exception``: the worker died there.
+        self.failures: dict[tuple[str, str], BaseException] = {}
         self.api_calls = 0
         self._lock = threading.RLock()  # the deployer converges services in parallel threads
 
@@ -174,6 +179,7 @@ class FakeEngine(Engine):
         payload = container_payload(request, self.api_version)
         action = f"create container {request.name}"
         with self._lock:
+            self._fail("create_container", request.name, request.labels.get("live.service"))
             for other in self.containers.values():
                 if other.name == request.name:
                     raise EngineOperationError(
@@ -195,6 +201,7 @@ class FakeEngine(Engine):
             self.containers[container.id] = container
             self.calls.append(("create_container", request.name))
             for network, aliases in list(request.networks.items())[1:]:
+                self._fail("connect_container", request.name, container.service)
                 if network not in self.networks:
                     raise NotFound(f"connect {request.name} to {network}: network {network} not found")
                 container.networks[network] = list(aliases)
@@ -205,6 +212,7 @@ class FakeEngine(Engine):
         action = f"start container {container_id[:12]}"
         with self._lock:
             container = self._find(container_id, action)
+            self._fail("start_container", container.name, container.service)
             if container.state == "paused":
                 raise EngineOperationError(f"{action}: cannot start a paused container, try unpause instead")
             if container.state == "running":
@@ -221,6 +229,7 @@ class FakeEngine(Engine):
         self._call()
         with self._lock:
             container = self._find(container_id, f"stop container {container_id[:12]}")
+            self._fail("stop_container", container.name, container.service)
             if container.state in ("running", "paused", "restarting"):
                 container.exit(0)
                 self.calls.append(("stop_container", container.name))
@@ -245,6 +254,7 @@ class FakeEngine(Engine):
         action = f"rename container {container_id[:12]} to {name}"
         with self._lock:
             container = self._find(container_id, action)
+            self._fail("rename_container", container.name, container.service)
             other = next((c for c in self.containers.values() if c.name == name and c is not container), None)
             if other is not None:
                 raise EngineOperationError(f'{action}: Error when allocating new name: Conflict. The container name '
@@ -260,6 +270,7 @@ class FakeEngine(Engine):
                 container = self._find(container_id, "remove")
             except NotFound:
                 return  # removal is idempotent, as in DockerEngine
+            self._fail("remove_container", container.name, container.service)
             del self.containers[container.id]
             self.calls.append(("remove_container", container.name))
 
@@ -384,6 +395,12 @@ class FakeEngine(Engine):
         if not self.reachable:
             raise EngineUnavailable("cannot reach the Docker engine: the fake engine is down")
 
+    def _fail(self, call: str, name: str, service: str | None) -> None:
+        """Raise the failure :attr:`failures` has for ``call`` on this container (by name, else service), once."""
+        for key in ((call, name), (call, service)):
+            if key in self.failures:
+                raise self.failures.pop(key)
+
     def _find(self, ref: str, action: str) -> FakeContainer:
         found = self.containers.get(ref) or next((c for c in self.containers.values() if c.name == ref), None)
         if found is None:
@@ -419,6 +436,10 @@ class FakeEngine(Engine):
                 taken.add(host_port)
                 bound[port] = host_port
         return bound
+
+
+class Killed(BaseException):
+    """The worker died (SIGKILL) at this call: no ``except Exception`` clean-up runs (see :attr:`FakeEngine.failures`)."""
 
 
 def _matches(labels: dict[str, str], wanted: dict[str, str]) -> bool:

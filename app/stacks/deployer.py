@@ -6,6 +6,7 @@ idempotent and safe to re-run after a crash at any point.
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 import time
@@ -17,9 +18,9 @@ from typing import Callable
 from app.config import Settings
 from app.errors import ArchiveHelperMissing, HealthCheckFailed, LiveError, UpstreamFailed
 from app.stacks.archives import prepare_folder
-from app.stacks.engine import ContainerRequest, Engine
+from app.stacks.engine import ContainerRequest, ContainerState, Engine
 from app.stacks.engine_requests import build_requests, network_requests, volume_requests
-from app.stacks.plan import Action, ConvergencePlan, plan_convergence
+from app.stacks.plan import REPLACES_LABEL, Action, ConvergencePlan, plan_convergence
 from app.stacks.spec import topological_order
 from app.stacks.target import DeploymentTarget  # defined in target.py; still importable from here
 
@@ -70,10 +71,25 @@ class Deployer:
         return plan_convergence(requests.config_hashes, observed), requests.containers, observed
 
     def deploy(self, target: DeploymentTarget, progress: Progress = lambda _: None) -> DeployResult:
+        """Converge the order's stack to ``target``: networks and volumes, then each service as planned
+        (:func:`~app.stacks.plan.plan_convergence`) in ``depends_on`` order, then wait until every service
+        with a healthcheck is healthy.
+
+        A changed service is recreated as compose does it (:meth:`_replace`): its replacement is created
+        before the old container is stopped, so a replacement that cannot be made or started leaves the old
+        one running. Leftovers of an interrupted recreate and orphan containers are removed first.
+
+        Raises the engine's errors, :class:`HealthCheckFailed` and :class:`UpstreamFailed` (a service skipped
+        because one it depends on failed; the first failure of a service itself is raised first).
+        """
         self._ensure_networks(target, progress)
         self._ensure_volumes(target, progress)
         plan, requests, containers = self.plan(target)
-        observed = {c.service: c for c in containers if c not in plan.orphans}
+        removed = {c.id for c in plan.orphans + plan.leftovers}
+        observed = {c.service: c for c in containers if c.id not in removed}
+        for leftover in plan.leftovers:
+            progress(f"remove unfinished replacement {leftover.name}")
+            self.engine.remove_container(leftover.id)
         for orphan in plan.orphans:
             progress(f"remove orphan container {orphan.name}")
             self.engine.stop_container(orphan.id, timeout=10)
@@ -88,14 +104,17 @@ class Deployer:
                 self._wait_condition(name, dependency, condition, container_ids[dependency])
             action = plan.actions[name]
             current = observed.get(name)
-            if action is Action.RECREATE and current is not None:
+            request = requests[name]
+            if current is not None and action is not Action.RECREATE and REPLACES_LABEL in current.labels \
+                    and current.name != request.name:
+                progress(f"rename {current.name} to {request.name}")  # a recreate stopped before its last step
+                self.engine.rename_container(current.id, request.name)
+            if action is Action.RECREATE:
                 progress(f"recreate {name}")
-                self.engine.stop_container(current.id, timeout=service.stop_grace_seconds)
-                self.engine.remove_container(current.id)
-            if action in (Action.CREATE, Action.RECREATE):
-                if action is Action.CREATE:
-                    progress(f"create {name}")
-                new_id = self.engine.create_container(requests[name])
+                new_id = self._replace(current, request, progress)
+            elif action is Action.CREATE:
+                progress(f"create {name}")
+                new_id = self.engine.create_container(request)
                 self.engine.start_container(new_id)
             elif action is Action.START:
                 progress(f"start {name}")
@@ -124,6 +143,51 @@ class Deployer:
             published_ports=ports,
             orphans_removed=[o.name for o in plan.orphans],
         )
+
+    def _replace(self, current: ContainerState, request: ContainerRequest, progress: Progress) -> str:
+        """Recreate ``current`` from ``request`` as compose does; returns the new container's id.
+
+        Create the replacement under a temporary name (``<old id[:12]>_<name>``, compose's) with the
+        :data:`~app.stacks.plan.REPLACES_LABEL` label, stop the old container, start the new one, remove
+        the old one, rename the new one to its final name. Host ports are bound at start, so the replacement
+        publishes the old container's port.
+
+        A failure before the swap removes the replacement and leaves the old container as it was; when the
+        replacement does not start, the old container is started again (if it was running) and the
+        replacement removed. Either way the failure is raised. Killed midway, the next deploy finishes the
+        job (see :mod:`app.stacks.plan`).
+        """
+        replacement = dataclasses.replace(request, name=f"{current.id[:12]}_{request.name}",
+                                          labels={**request.labels, REPLACES_LABEL: current.id})
+        try:
+            new_id = self.engine.create_container(replacement)
+            self.engine.stop_container(current.id, timeout=request.stop_grace_seconds)
+        except Exception:
+            self._discard_replacements(current)  # also one made before connecting its other networks failed
+            raise
+        try:
+            self.engine.start_container(new_id)
+        except Exception:
+            if current.running:
+                progress(f"start {current.name} again: its replacement did not start")
+                try:
+                    self.engine.start_container(current.id)
+                except LiveError as exc:
+                    log.warning("container %s was not started again: %s", current.name, exc)
+            self._discard_replacements(current)
+            raise
+        self.engine.remove_container(current.id)
+        self.engine.rename_container(new_id, request.name)
+        return new_id
+
+    def _discard_replacements(self, replaced: ContainerState) -> None:
+        """Remove the replacements of ``replaced`` (found by their label); a failure is logged: the next deploy
+        removes them."""
+        try:
+            for container in self.engine.list_containers({REPLACES_LABEL: replaced.id}):
+                self.engine.remove_container(container.id)
+        except LiveError as exc:
+            log.warning("the replacement of container %s was not removed: %s", replaced.name, exc)
 
     def _ensure_networks(self, target: DeploymentTarget, progress: Progress) -> None:
         existing = {n.name for n in self.engine.list_networks(target.selector)}
@@ -173,22 +237,26 @@ class Deployer:
 
     # -- stop / remove ------------------------------------------------------
     def stop(self, target: DeploymentTarget, progress: Progress = lambda _: None) -> list[str]:
-        """Stop every container of the order, dependents first. Volumes are untouched."""
-        containers = {}
+        """Stop every container of the order, dependents first; returns the services stopped. Volumes are untouched.
+
+        A service may have two containers (an interrupted recreate): both are stopped.
+        """
+        containers: dict[str, list[ContainerState]] = {}
         for container in self.engine.list_containers(target.selector):
             if container.service is None:
                 # Not a service: an archive helper left by an interrupted terminate.
                 self.engine.remove_container(container.id)
             else:
-                containers[container.service] = container
+                containers.setdefault(container.service, []).append(container)
         stopped: list[str] = []
 
         def stop_one(name: str) -> None:
-            container = containers.get(name)
-            if container is not None and container.state not in ("exited", "created", "dead"):
+            running = [c for c in containers.get(name, []) if c.state not in ("exited", "created", "dead")]
+            if running:
                 progress(f"stop {name}")
                 grace = target.stack.services[name].stop_grace_seconds if name in target.stack.services else 10
-                self.engine.stop_container(container.id, timeout=grace)
+                for container in running:
+                    self.engine.stop_container(container.id, timeout=grace)
                 stopped.append(name)
 
         graph = {n: list(s.depends_on) for n, s in target.stack.services.items()}
