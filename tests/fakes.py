@@ -13,7 +13,8 @@ answers like the engine does where the deployer depends on it:
   :attr:`FakeEngine.exit_codes` say otherwise for its service; a container
   with a healthcheck that exits is unhealthy, as Docker reports it;
 - host ports are allocated at start and a port already bound by a running
-  container is refused with the engine's message;
+  container (or by another process: :attr:`FakeEngine.busy_ports`) is refused
+  with the engine's message, as :class:`~app.errors.HostPortInUse`;
 - ``archive_volume`` writes a real tar file of the volume's files.
 
 Errors are the project's, with the texts ``app.stacks.docker_engine.translate_errors``
@@ -117,6 +118,8 @@ class FakeEngine(Engine):
         self.exit_codes: dict[str, int] = {}
         #: container id -> (memory bytes, CPU seconds) for container_usage.
         self.usage: dict[str, tuple[float, float]] = {}
+        #: Host ports another process listens on: a container publishing one does not start.
+        self.busy_ports: set[int] = set()
         #: Every state-changing call, in order: ("create_container", name), ("start_container", name), ...
         self.calls: list[tuple[str, str]] = []
         self.reachable = True
@@ -426,6 +429,12 @@ class FakeEngine(Engine):
                 wanted = binding.get("HostPort")
                 if wanted:
                     host_port = int(wanted)
+                    if host_port in self.busy_ports:
+                        raise HostPortInUse(
+                            f"{action}: driver failed programming external connectivity on endpoint "
+                            f"{container.name}: Error starting userland proxy: listen tcp4 "
+                            f"{binding.get('HostIp') or '0.0.0.0'}:{host_port}: bind: address already in use",
+                            port=host_port)
                     if host_port in taken:
                         raise HostPortInUse(
                             f"{action}: driver failed programming external connectivity on endpoint "
@@ -439,7 +448,7 @@ class FakeEngine(Engine):
 
 
 class Killed(BaseException):
-    """The worker died (SIGKILL) at this call: no ``except Exception`` clean-up runs (see :attr:`FakeEngine.failures`)."""
+    """The worker died (SIGKILL) at this call: no ``except Exception`` clean-up runs (:attr:`FakeEngine.failures`)."""
 
 
 def _matches(labels: dict[str, str], wanted: dict[str, str]) -> bool:

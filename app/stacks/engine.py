@@ -158,7 +158,7 @@ class Engine(abc.ABC):
 
     @abc.abstractmethod
     def rename_container(self, container_id: str, name: str) -> None:
-        """Give the container the name ``name``; a name already in use is an :class:`~app.errors.EngineOperationError`."""
+        """Give the container the name ``name``; a name in use is an :class:`~app.errors.EngineOperationError`."""
 
     @abc.abstractmethod
     def remove_container(self, container_id: str) -> None:

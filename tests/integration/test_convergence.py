@@ -160,8 +160,9 @@ def test_a_recreated_service_gets_its_final_name_and_keeps_its_host_port(live, s
     assert web.id != before["web"].id and web.labels["org.example.role"] == "frontend-v2"
     assert web.name == f"{settings.deployment}-converge_web", "renamed from its temporary name"
     assert web.labels["live.replaces"] == before["web"].id
-    assert {name: c.id for name, c in after.items() if name != "web"} == {"db": before["db"].id, "app": before["app"].id}
-    assert len(docker_engine.containers.list(all=True, filters={"label": f"live.deployment={settings.deployment}"})) == 3
+    assert (after["db"].id, after["app"].id) == (before["db"].id, before["app"].id)
+    assert len(docker_engine.containers.list(all=True, filters={"label": f"live.deployment={settings.deployment}"})) \
+        == 3
     assert order.published_ports["web:8080"] == port
     assert web.attrs["HostConfig"]["PortBindings"] == {"8080/tcp": [{"HostIp": "127.0.0.1", "HostPort": str(port)}]}
     assert b"converge.test.local" in page(port)

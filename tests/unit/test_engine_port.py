@@ -35,7 +35,7 @@ def test_each_implementation_has_the_method_with_a_compatible_signature(implemen
     assert [(p.name, p.kind) for p in given[:len(wanted)]] == [(p.name, p.kind) for p in wanted], (
         f"{implementation.__name__}.{name}{implemented} does not take the port's arguments {port}")
     for parameter in given[len(wanted):]:
-        assert parameter.default is not inspect.Parameter.empty, f"{name}: extra argument {parameter.name} needs a default"
+        assert parameter.default is not inspect.Parameter.empty, f"{name}: extra {parameter.name} has no default"
     for mine, theirs in zip(given, wanted):
         assert mine.default == theirs.default, f"{name}: default of {mine.name}"
         if mine.annotation is not inspect.Parameter.empty:
