@@ -15,9 +15,11 @@ answers like the engine does where the deployer depends on it:
 - host ports are allocated at start and a port already bound by a running
   container (or by another process: :attr:`FakeEngine.busy_ports`) is refused
   with the engine's message, as :class:`~app.errors.HostPortInUse`;
+- ``rename_container`` refuses a name in use, as ``docker rename`` does;
 - ``archive_volume`` writes a real tar file of the volume's files.
 
-Errors are the project's, with the texts ``app.stacks.docker_engine.translate_errors``
+:attr:`FakeEngine.failures` makes one call fail (or the worker die there, :class:`Killed`) for the
+failure paths. Errors are the project's, with the texts ``app.stacks.docker_engine.translate_errors``
 gives the engine's answers. Everything the deployer sent is kept
 (:attr:`FakeContainer.payload`, :attr:`FakeEngine.calls`) for assertions.
 """
