@@ -2,13 +2,17 @@
 
 :func:`fake_live` is :func:`app.bootstrap.bootstrap` with a :class:`tests.fakes.FakeEngine` injected. Its
 database is a copy of one made once per session (migrated, catalog synced), so a test starts in
-milliseconds; its catalog is a private copy of ``busybox-demo`` that the test may change and sync.
+milliseconds; its catalog is a private copy of ``busybox-demo`` that the test may change and sync. Its
+files are in memory (``/dev/shm``) where the machine has it: the worker commits at every step and writes
+archives with fsync, which a busy disk makes slower than the whole test.
 """
 from __future__ import annotations
 
 import secrets
 import shutil
+import tempfile
 from pathlib import Path
+from typing import Iterator
 
 import pytest
 
@@ -39,18 +43,26 @@ def _settings(folder: Path, repo: Path) -> Settings:
     })
 
 
+MEMORY = Path("/dev/shm")
+
+
+def _folder() -> Path:
+    return Path(tempfile.mkdtemp(prefix="live-unit-", dir=MEMORY if MEMORY.is_dir() else None))
+
+
 @pytest.fixture(scope="session")
-def catalog_database(tmp_path_factory) -> Path:
+def catalog_database() -> Iterator[Path]:
     """A migrated SQLite file whose catalog holds busybox-demo (made once; :func:`fake_live` copies it)."""
     from app.bootstrap import bootstrap
     from app.db import upgrade
 
-    folder = tmp_path_factory.mktemp("catalog")
+    folder = _folder()
     live = bootstrap(_settings(folder, _config_repo(folder)), engine=FakeEngine())
     upgrade(live.db)
     live.catalog.sync()
     live.db.close()
-    return folder / "live.db"
+    yield folder / "live.db"
+    shutil.rmtree(folder, ignore_errors=True)
 
 
 @pytest.fixture
@@ -60,13 +72,15 @@ def fake_engine() -> FakeEngine:
 
 
 @pytest.fixture
-def fake_live(tmp_path, catalog_database, fake_engine):
+def fake_live(catalog_database, fake_engine):
     """The composed application (catalog, orders, runner, deployer) on ``fake_engine`` and a fresh SQLite file."""
     from app.bootstrap import bootstrap
 
-    repo = _config_repo(tmp_path)
-    shutil.copy(catalog_database, tmp_path / "live.db")
-    live = bootstrap(_settings(tmp_path, repo), engine=fake_engine)
+    folder = _folder()
+    repo = _config_repo(folder)
+    shutil.copy(catalog_database, folder / "live.db")
+    live = bootstrap(_settings(folder, repo), engine=fake_engine)
     yield live
     if not live.db.is_closed():
         live.db.close()
+    shutil.rmtree(folder, ignore_errors=True)
