@@ -20,7 +20,8 @@ from app.orders.queries import OrderQueries
 from app.orders.service import OrderService
 from app.orders.worker import Worker
 from app.stacks.deployer import Deployer
-from app.stacks.runtime import DockerRuntime
+from app.stacks.docker_engine import DockerEngine
+from app.stacks.engine import Engine
 
 
 @dataclass
@@ -28,7 +29,7 @@ class Live:
     settings: Settings
     db: peewee.Database
     catalog: Catalog
-    runtime: DockerRuntime
+    engine: Engine
     deployer: Deployer
     orders: OrderService
     runner: OperationRunner
@@ -49,23 +50,28 @@ def catalog_source(settings: Settings) -> CatalogSource:
     return LocalFolderSource(settings.config_repo)
 
 
-def bootstrap(settings: Settings | None = None) -> Live:
+def bootstrap(settings: Settings | None = None, engine: Engine | None = None) -> Live:
+    """Build the application from ``settings`` (default: the environment's).
+
+    ``engine`` is the container engine to deploy on; by default the Docker engine at ``DOCKER_HOST``
+    (tests pass an in-memory one, ``tests/fakes.py``).
+    """
     settings = settings or load_settings()
     configure_logging(settings.log_level)
     db = connect_database(settings.database_url)
     catalog = Catalog(catalog_source(settings))
-    runtime = DockerRuntime(settings.docker_host)
-    deployer = Deployer(runtime, health_timeout=settings.health_timeout_seconds, helper_image=settings.helper_image)
+    engine = engine if engine is not None else DockerEngine(settings.docker_host)
+    deployer = Deployer(engine, health_timeout=settings.health_timeout_seconds, helper_image=settings.helper_image)
     runner = OperationRunner(catalog, deployer, settings.backup_dir, settings.public_scheme,
                              deployment=settings.deployment)
     return Live(
         settings=settings,
         db=db,
         catalog=catalog,
-        runtime=runtime,
+        engine=engine,
         deployer=deployer,
         orders=OrderService(catalog, settings.base_domain, max_attempts=settings.operation_max_attempts,
                             data_risks=runner.data_risks, preview=runner.preview),
         runner=runner,
-        queries=OrderQueries(settings, db, catalog, runtime, runner),
+        queries=OrderQueries(settings, db, catalog, engine, runner),
     )

@@ -47,7 +47,7 @@ from app.models import ApiKey, CatalogSync, Operation, Product, utcnow
 from app.orders.heartbeat import describe_seconds, worker_status
 from app.orders.lifecycle import OperationState
 from app.stacks.deployer import HELPER_SCRIPT
-from app.stacks.runtime import translate_errors
+from app.stacks.docker_engine import translate_errors
 
 log = logging.getLogger(__name__)
 
@@ -101,15 +101,15 @@ def exit_code(findings: list[Finding]) -> int:
 class Doctor:
     """Runs the checks against one installation.
 
-    ``runtime`` is a :class:`~app.stacks.runtime.DockerRuntime` (give it a short timeout: the CLI uses
+    ``engine`` is a :class:`~app.stacks.docker_engine.DockerEngine` (give it a short timeout: the CLI uses
     :data:`ENGINE_TIMEOUT_SECONDS`); ``now`` returns naive UTC (tests pass their own clock).
     """
 
-    def __init__(self, settings: Settings, db: peewee.Database, runtime, catalog: Catalog, *,
+    def __init__(self, settings: Settings, db: peewee.Database, engine, catalog: Catalog, *,
                  now: Callable[[], dt.datetime] = utcnow):
         self.settings = settings
         self.db = db
-        self.runtime = runtime
+        self.engine = engine
         self.catalog = catalog
         self.now = now
 
@@ -153,7 +153,7 @@ class Doctor:
     def check_engine(self) -> Finding:
         try:
             with translate_errors("ask the Docker engine its version"):
-                version = self.runtime.api.version()
+                version = self.engine.api.version()
         except LiveError as exc:
             return Finding("engine", FAIL, f"the Docker engine at {self._engine_address()} does not answer: {exc}",
                            "start it (`systemctl start docker`), or set DOCKER_HOST to its address; the bridge's user "
@@ -163,8 +163,8 @@ class Doctor:
 
     def check_address_pools(self) -> Finding:
         with translate_errors("ask the Docker engine its address pools"):
-            info = self.runtime.api.info()
-            networks = self.runtime.api.networks()
+            info = self.engine.api.info()
+            networks = self.engine.api.networks()
         pools = info.get("DefaultAddressPools") or []
         used = sum(1 for network in networks if network.get("Name") not in _PREDEFINED_NETWORKS
                    and network.get("Driver") in ("bridge", "overlay"))
@@ -187,7 +187,7 @@ class Doctor:
 
     def check_helper_image(self) -> Finding:
         image = self.settings.helper_image
-        if self.runtime.image_present(image):
+        if self.engine.image_present(image):
             return Finding("helper-image", OK, f"the archive helper image {image} is on the engine")
         return Finding("helper-image", FAIL,
                        f"the archive helper image {image} (LIVE_HELPER_IMAGE) is not on the engine: terminates (and "
@@ -407,9 +407,9 @@ def doctor_command(live, *, as_json: bool = False, echo: Callable[[str], None] =
     with ``echo`` (text, or JSON with ``as_json``) and return the exit code (0, 1 or 2)."""
     import json
 
-    from app.stacks.runtime import DockerRuntime
+    from app.stacks.docker_engine import DockerEngine
 
-    runtime = DockerRuntime(live.settings.docker_host, timeout=ENGINE_TIMEOUT_SECONDS)
-    findings = Doctor(live.settings, live.db, runtime, live.catalog).run()
+    engine = DockerEngine(live.settings.docker_host, timeout=ENGINE_TIMEOUT_SECONDS)
+    findings = Doctor(live.settings, live.db, engine, live.catalog).run()
     echo(json.dumps(render_json(findings), indent=2) if as_json else render_text(findings))
     return exit_code(findings)

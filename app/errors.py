@@ -165,7 +165,7 @@ class CatalogSourceError(LiveError):
     default_public = "the product catalog cannot be read right now"
 
 
-class RuntimeUnavailable(LiveError):
+class EngineUnavailable(LiveError):
     """The container engine cannot be reached or answered with a server error."""
 
     http_status = 503
@@ -174,7 +174,7 @@ class RuntimeUnavailable(LiveError):
     default_public = "the container platform is unavailable right now"
 
 
-class RuntimeOperationError(LiveError):
+class EngineOperationError(LiveError):
     """The container engine refused an operation; retrying the same call will not help."""
 
     http_status = 502
@@ -182,7 +182,11 @@ class RuntimeOperationError(LiveError):
     default_public = "the container platform refused the operation"
 
 
-class ImageMissing(RuntimeOperationError):
+class HostPortInUse(EngineOperationError):
+    """A host port a container publishes is taken by another container or process (``port`` detail: the number)."""
+
+
+class ImageMissing(EngineOperationError):
     """An image is not present locally and could not be pulled."""
 
     code = "image_missing"

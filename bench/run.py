@@ -285,7 +285,7 @@ class Bench:
         worker = live.worker()
         worker.concurrency = 8
         worker._pool = ThreadPoolExecutor(max_workers=8)
-        runtime = live.runtime
+        engine = live.engine
         results = {}
         made = 0
         for scale in SCALES:
@@ -302,18 +302,18 @@ class Bench:
             def measure(fn):
                 times, calls = [], []
                 for _ in range(REPEATS):
-                    before, t0 = runtime.api_calls, time.perf_counter()
+                    before, t0 = engine.api_calls, time.perf_counter()
                     fn()
                     times.append(time.perf_counter() - t0)
-                    calls.append(runtime.api_calls - before)
+                    calls.append(engine.api_calls - before)
                 return {"s": round(statistics.median(times), 4), "calls": max(calls)}
 
             selector = {"live.deployment": ns}
             results[scale] = {
                 "active": active,
-                "usage_full": measure(lambda: collect_usage(runtime, ns, orders, {})),
-                "usage_listing": measure(lambda: (runtime.volume_usage(selector), runtime.list_containers(selector))),
-                "status_per_order": measure(lambda: [runtime.list_containers({**selector, "live.order": str(o.id)})
+                "usage_full": measure(lambda: collect_usage(engine, ns, orders, {})),
+                "usage_listing": measure(lambda: (engine.volume_usage(selector), engine.list_containers(selector))),
+                "status_per_order": measure(lambda: [engine.list_containers({**selector, "live.order": str(o.id)})
                                                      for o in orders]),
                 "plan_per_order": measure(lambda: [live.deployer.plan(live.runner.target(o)) for o in orders]),
             }

@@ -1,11 +1,11 @@
-"""An in-memory container engine for unit tests: what ``Deployer`` and ``OperationRunner`` call on ``DockerRuntime``.
+"""An in-memory container engine for unit tests: the :class:`~app.stacks.engine.Engine` port without Docker.
 
 :class:`FakeEngine` keeps containers, networks and volumes in dictionaries and
 answers like the engine does where the deployer depends on it:
 
 - objects are listed by label, as ``docker ps --filter label=...`` lists them;
 - ``create_container`` builds the request's JSON with the production
-  :func:`~app.stacks.runtime.container_payload` (so docker-py's checks run) and
+  :func:`~app.stacks.docker_engine.container_payload` (so docker-py's checks run) and
   refuses what the engine refuses: a name already in use, an unknown network,
   an image that is not present;
 - a started container with a healthcheck (its own or its image's) becomes
@@ -13,10 +13,13 @@ answers like the engine does where the deployer depends on it:
   :attr:`FakeEngine.exit_codes` say otherwise for its service; a container
   with a healthcheck that exits is unhealthy, as Docker reports it;
 - host ports are allocated at start and a port already bound by a running
-  container is refused with the engine's message;
+  container (or by another process: :attr:`FakeEngine.busy_ports`) is refused
+  with the engine's message, as :class:`~app.errors.HostPortInUse`;
+- ``rename_container`` refuses a name in use, as ``docker rename`` does;
 - ``archive_volume`` writes a real tar file of the volume's files.
 
-Errors are the project's, with the texts ``app.stacks.runtime.translate_errors``
+:attr:`FakeEngine.failures` makes one call fail (or the worker die there, :class:`Killed`) for the
+failure paths. Errors are the project's, with the texts ``app.stacks.docker_engine.translate_errors``
 gives the engine's answers. Everything the deployer sent is kept
 (:attr:`FakeContainer.payload`, :attr:`FakeEngine.calls`) for assertions.
 """
@@ -32,19 +35,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
-from app.errors import ImageMissing, NotFound, RuntimeOperationError, RuntimeUnavailable
+from app.errors import EngineOperationError, EngineUnavailable, HostPortInUse, ImageMissing, NotFound
 from app.stacks.archives import write_archive
-from app.stacks.runtime import (
-    ENGINE_API_VERSION,
+from app.stacks.docker_engine import ENGINE_API_VERSION, container_payload, network_payload, volume_payload
+from app.stacks.engine import (
     ContainerRequest,
     ContainerState,
+    Engine,
     NetworkRequest,
     NetworkState,
     VolumeRequest,
     VolumeState,
-    container_payload,
-    network_payload,
-    volume_payload,
 )
 
 FIRST_EPHEMERAL_PORT = 32768  # where the engine starts picking host ports for HostPort ""
@@ -91,11 +92,11 @@ class FakeVolume:
     files: dict[str, bytes] = field(default_factory=dict)  # path inside the volume -> content
 
 
-class FakeEngine:
+class FakeEngine(Engine):
     """A container engine in memory; see the module docstring for what it models.
 
     ``images`` are the references present locally; ``healthchecked_images`` also have a HEALTHCHECK of their
-    own. ``image_id`` pulls a missing reference, as ``DockerRuntime.image_id`` does, when ``pullable(ref)`` says a
+    own. ``image_id`` pulls a missing reference, as ``DockerEngine.image_id`` does, when ``pullable(ref)`` says a
     registry has it (none does by default); pulled images have a healthcheck when ``pulled_healthcheck``.
     """
 
@@ -119,11 +120,18 @@ class FakeEngine:
         self.exit_codes: dict[str, int] = {}
         #: container id -> (memory bytes, CPU seconds) for container_usage.
         self.usage: dict[str, tuple[float, float]] = {}
+        #: Host ports another process listens on: a container publishing one does not start.
+        self.busy_ports: set[int] = set()
         #: Every state-changing call, in order: ("create_container", name), ("start_container", name), ...
         self.calls: list[tuple[str, str]] = []
         self.reachable = True
         #: volume -> exception: archive_volume's stream raises it after its first chunk, once (a failure midway).
         self.archive_failure: dict[str, Exception] = {}
+        #: (call, container name or service) -> exception the call raises once, before it changes anything; calls
+        #: are create_container, connect_container (after the container is made, as its other networks are
+        #: connected), start_container, stop_container, rename_container and remove_container. A BaseException
+        #: that is no Exception (:class:`Killed`) passes every ``except Exception``: the worker died there.
+        self.failures: dict[tuple[str, str], BaseException] = {}
         self.api_calls = 0
         self._lock = threading.RLock()  # the deployer converges services in parallel threads
 
@@ -176,9 +184,10 @@ class FakeEngine:
         payload = container_payload(request, self.api_version)
         action = f"create container {request.name}"
         with self._lock:
+            self._fail("create_container", request.name, request.labels.get("live.service"))
             for other in self.containers.values():
                 if other.name == request.name:
-                    raise RuntimeOperationError(
+                    raise EngineOperationError(
                         f'{action}: Conflict. The container name "/{request.name}" is already in use by container '
                         f'"{other.id}". You have to remove (or rename) that container to be able to reuse that name.')
             if payload["Image"] not in self.images:
@@ -197,6 +206,7 @@ class FakeEngine:
             self.containers[container.id] = container
             self.calls.append(("create_container", request.name))
             for network, aliases in list(request.networks.items())[1:]:
+                self._fail("connect_container", request.name, container.service)
                 if network not in self.networks:
                     raise NotFound(f"connect {request.name} to {network}: network {network} not found")
                 container.networks[network] = list(aliases)
@@ -207,8 +217,9 @@ class FakeEngine:
         action = f"start container {container_id[:12]}"
         with self._lock:
             container = self._find(container_id, action)
+            self._fail("start_container", container.name, container.service)
             if container.state == "paused":
-                raise RuntimeOperationError(f"{action}: cannot start a paused container, try unpause instead")
+                raise EngineOperationError(f"{action}: cannot start a paused container, try unpause instead")
             if container.state == "running":
                 return
             container.host_ports = self._bind_ports(container, action)
@@ -223,6 +234,7 @@ class FakeEngine:
         self._call()
         with self._lock:
             container = self._find(container_id, f"stop container {container_id[:12]}")
+            self._fail("stop_container", container.name, container.service)
             if container.state in ("running", "paused", "restarting"):
                 container.exit(0)
                 self.calls.append(("stop_container", container.name))
@@ -233,7 +245,7 @@ class FakeEngine:
         with self._lock:
             container = self._find(container_id, action)
             if container.state != "paused":
-                raise RuntimeOperationError(f"{action}: Container {container.id} is not paused")
+                raise EngineOperationError(f"{action}: Container {container.id} is not paused")
             container.state = "running"
             self.calls.append(("unpause_container", container.name))
 
@@ -242,13 +254,28 @@ class FakeEngine:
         with self._lock:
             self._find(container_id, "pause").state = "paused"
 
+    def rename_container(self, container_id: str, name: str) -> None:
+        self._call()
+        action = f"rename container {container_id[:12]} to {name}"
+        with self._lock:
+            container = self._find(container_id, action)
+            self._fail("rename_container", container.name, container.service)
+            other = next((c for c in self.containers.values() if c.name == name and c is not container), None)
+            if other is not None:
+                raise EngineOperationError(f'{action}: Error when allocating new name: Conflict. The container name '
+                                           f'"/{name}" is already in use by container "{other.id}". You have to '
+                                           'remove (or rename) that container to be able to reuse that name.')
+            self.calls.append(("rename_container", f"{container.name} -> {name}"))
+            container.name = name
+
     def remove_container(self, container_id: str) -> None:
         self._call()
         with self._lock:
             try:
                 container = self._find(container_id, "remove")
             except NotFound:
-                return  # removal is idempotent, as in DockerRuntime
+                return  # removal is idempotent, as in DockerEngine
+            self._fail("remove_container", container.name, container.service)
             del self.containers[container.id]
             self.calls.append(("remove_container", container.name))
 
@@ -262,7 +289,7 @@ class FakeEngine:
         payload = network_payload(request, self.api_version)
         with self._lock:
             if request.name in self.networks:
-                raise RuntimeOperationError(f"create network {request.name}: network with name {request.name} "
+                raise EngineOperationError(f"create network {request.name}: network with name {request.name} "
                                             "already exists")
             self.networks[request.name] = NetworkState(payload["Name"], dict(payload["Labels"]))
             self.calls.append(("create_network", request.name))
@@ -273,7 +300,7 @@ class FakeEngine:
             if name not in self.networks:
                 return
             if any(name in c.networks for c in self.containers.values()):
-                raise RuntimeOperationError(f"remove network {name}: error while removing network: network {name} "
+                raise EngineOperationError(f"remove network {name}: error while removing network: network {name} "
                                             "has active endpoints")
             del self.networks[name]
             self.calls.append(("remove_network", name))
@@ -302,7 +329,7 @@ class FakeEngine:
                 return
             users = [c.id[:12] for c in self.containers.values() if name in c.volumes]
             if users:
-                raise RuntimeOperationError(f"remove volume {name}: remove {name}: volume is in use - "
+                raise EngineOperationError(f"remove volume {name}: remove {name}: volume is in use - "
                                             f"[{', '.join(users)}]")
             del self.volumes[name]
             self.calls.append(("remove_volume", name))
@@ -320,7 +347,7 @@ class FakeEngine:
             return self.usage.get(container.id, (0.0, 0.0))
 
     def image_present(self, ref: str) -> bool:
-        """Whether ``ref`` is present locally (never pulls), as ``DockerRuntime.image_present``."""
+        """Whether ``ref`` is present locally (never pulls), as ``DockerEngine.image_present``."""
         self._call()
         with self._lock:
             return ref in self.images
@@ -371,7 +398,13 @@ class FakeEngine:
     def _call(self) -> None:
         self.api_calls += 1
         if not self.reachable:
-            raise RuntimeUnavailable("cannot reach the Docker engine: the fake engine is down")
+            raise EngineUnavailable("cannot reach the Docker engine: the fake engine is down")
+
+    def _fail(self, call: str, name: str, service: str | None) -> None:
+        """Raise the failure :attr:`failures` has for ``call`` on this container (by name, else service), once."""
+        for key in ((call, name), (call, service)):
+            if key in self.failures:
+                raise self.failures.pop(key)
 
     def _find(self, ref: str, action: str) -> FakeContainer:
         found = self.containers.get(ref) or next((c for c in self.containers.values() if c.name == ref), None)
@@ -398,16 +431,26 @@ class FakeEngine:
                 wanted = binding.get("HostPort")
                 if wanted:
                     host_port = int(wanted)
+                    if host_port in self.busy_ports:
+                        raise HostPortInUse(
+                            f"{action}: driver failed programming external connectivity on endpoint "
+                            f"{container.name}: Error starting userland proxy: listen tcp4 "
+                            f"{binding.get('HostIp') or '0.0.0.0'}:{host_port}: bind: address already in use",
+                            port=host_port)
                     if host_port in taken:
-                        raise RuntimeOperationError(
+                        raise HostPortInUse(
                             f"{action}: driver failed programming external connectivity on endpoint "
                             f"{container.name}: Bind for {binding.get('HostIp') or '0.0.0.0'}:{host_port} failed: "
-                            "port is already allocated")
+                            "port is already allocated", port=host_port)
                 else:
                     host_port = next(p for p in itertools.count(FIRST_EPHEMERAL_PORT) if p not in taken)
                 taken.add(host_port)
                 bound[port] = host_port
         return bound
+
+
+class Killed(BaseException):
+    """The worker died (SIGKILL) at this call: no ``except Exception`` clean-up runs (:attr:`FakeEngine.failures`)."""
 
 
 def _matches(labels: dict[str, str], wanted: dict[str, str]) -> bool:

@@ -26,8 +26,8 @@ from app.compose.model import Endpoint
 from app.compose.pipeline import has_services, load_stack, outline_problems
 from app.compose.schema import schema_message
 from app.errors import InterpolationError, InvalidRequest, LiveError, ProductError, YamlContentError
+from app.stacks.docker_engine import ENGINE_API_VERSION
 from app.stacks.engine_requests import dry_run
-from app.stacks.runtime import ENGINE_API_VERSION
 from app.stacks.target import DeploymentTarget
 from app.yamlfile import load_yaml
 
@@ -287,7 +287,7 @@ def _deploy_path_errors(product: ProductDefinition, plan: str, secrets: Mapping[
     The target is built as ``OperationRunner.target`` builds it (:func:`build_target`, with sample
     built-ins and secrets, and every problem of the compose file reported: ``validate``), then every
     container, network and volume request and its engine JSON (:func:`app.stacks.engine_requests.dry_run`,
-    for Docker Engine API :data:`~app.stacks.runtime.ENGINE_API_VERSION`). Each problem is ``product
+    for Docker Engine API :data:`~app.stacks.docker_engine.ENGINE_API_VERSION`). Each problem is ``product
     <slug>: service <name>: <key>: <what>`` (or names the network or volume). Raises
     :class:`~app.errors.InterpolationError` when the plan does not render; any other exception is a
     problem too, never a pass.

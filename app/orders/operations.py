@@ -8,7 +8,6 @@ table says (:data:`app.orders.lifecycle.TRANSITIONS`).
 from __future__ import annotations
 
 import logging
-import re
 import socket
 import threading
 from pathlib import Path
@@ -19,7 +18,7 @@ import peewee
 from app.catalog.catalog import Catalog
 from app.catalog.product import build_target
 from app.compose.model import StackSpec
-from app.errors import DataRiskError, LiveError
+from app.errors import DataRiskError, HostPortInUse, LiveError
 from app.models import Operation, Order, ProductRevision, record_event, utcnow
 from app.orders.lifecycle import TRANSITIONS, OperationKind, OrderStatus, transition
 from app.presenters import PRIVATE_EVENT_DATA
@@ -180,7 +179,7 @@ class OperationRunner:
         target = self.target(self._changed(order, revision, plan), revision)
         convergence, _, _ = self.deployer.plan(target)
         data = data_risks(self.target(order).stack, target.stack).as_dict()
-        existing = {volume.labels.get("live.volume") for volume in self.deployer.runtime.list_volumes(target.selector)}
+        existing = {volume.labels.get("live.volume") for volume in self.deployer.engine.list_volumes(target.selector)}
         data["existing_volumes"] = sorted(v for v in data["new_volumes"] if v in existing)
         return {"order_id": order.id, "instance": order.instance, "from": order.revision.label, "to": revision.label,
                 "services": {name: action.value for name, action in sorted(convergence.actions.items())},
@@ -362,9 +361,9 @@ class OperationRunner:
             try:
                 result = self.deployer.deploy(self.target(order), progress)
                 break
-            except LiveError as exc:
-                taken = _port_conflict(str(exc))
-                if taken is None or taken not in (order.published_ports or {}).values() or len(avoid) >= PORT_MOVES:
+            except HostPortInUse as exc:
+                taken = exc.details.get("port")
+                if taken not in (order.published_ports or {}).values() or len(avoid) >= PORT_MOVES:
                     raise
                 # Something else took the order's port (while it was stopped, or since it was chosen): move it.
                 progress(f"host port {taken} is taken by another process; moving the endpoint to a free port")
@@ -401,15 +400,6 @@ class OperationRunner:
         order.updated_at = utcnow()
         order.save()
         record_event(f"order.{status}", message, order=order, operation=operation)
-
-
-_PORT_CONFLICT = re.compile(r"127\.0\.0\.1:(\d+)(?: failed: port is already allocated|: bind: address already in use)")
-
-
-def _port_conflict(message: str) -> int | None:
-    """The host port the engine could not bind, from its error message."""
-    match = _PORT_CONFLICT.search(message)
-    return int(match.group(1)) if match else None
 
 
 def _ports_in_use(exclude: int) -> set[int]:

@@ -37,7 +37,7 @@ from app.presenters import (
     revision_view,
     timestamp,
 )
-from app.stacks.runtime import ContainerState, DockerRuntime
+from app.stacks.engine import ContainerState, Engine
 
 log = logging.getLogger(__name__)
 
@@ -65,16 +65,16 @@ class CatalogStatus:
 class OrderQueries:
     """The reads; built once by :func:`app.bootstrap.bootstrap` from the same components as the use cases.
 
-    ``runtime`` is asked for containers, disk, memory and CPU (usage, GeoCat Live, engine checks);
+    ``engine`` is asked for containers, disk, memory and CPU (usage, GeoCat Live, engine checks);
     ``runner`` renders an order's stack (its memory limits).
     """
 
-    def __init__(self, settings: Settings, db: peewee.Database, catalog: Catalog, runtime: DockerRuntime,
+    def __init__(self, settings: Settings, db: peewee.Database, catalog: Catalog, engine: Engine,
                  runner: OperationRunner):
         self.settings = settings
         self.db = db
         self.catalog = catalog
-        self.runtime = runtime
+        self.engine = engine
         self.runner = runner
 
     # -- orders ---------------------------------------------------------------
@@ -292,8 +292,8 @@ class OrderQueries:
 
     # -- the container engine ----------------------------------------------------------
     def ping_engine(self) -> None:
-        """Raises the runtime's LiveError (e.g. RuntimeUnavailable) when the Docker engine does not answer."""
-        self.runtime.ping()
+        """Raises the engine's LiveError (e.g. EngineUnavailable) when the container engine does not answer."""
+        self.engine.ping()
 
     def connection_checks(self) -> dict[str, Any]:
         """What WHMCS TestConnection reports: ``{"products": <valid products>, "docker": "ok" | "unreachable"}``.
@@ -321,7 +321,7 @@ class OrderQueries:
             orders = orders.where(Order.whmcs_service_id.in_(service_ids))
         orders = list(orders)
         limits = {order.id: self._memory_limit_mb(order) for order in orders}
-        items = collect_usage(self.runtime, self.settings.deployment, orders, limits)
+        items = collect_usage(self.engine, self.settings.deployment, orders, limits)
         return [vars(item) for item in items]
 
     def _memory_limit_mb(self, order: Order) -> float | None:
@@ -351,7 +351,7 @@ class OrderQueries:
     def _containers_by_service(self, order: Order) -> dict[str | None, ContainerState] | None:
         try:
             selector = {"live.deployment": self.settings.deployment, "live.order": str(order.id)}
-            return {c.service: c for c in self.runtime.list_containers(selector)}
+            return {c.service: c for c in self.engine.list_containers(selector)}
         except LiveError as exc:
             log.warning("cannot read containers of %s: %s", order.instance, exc)
             return None

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from app.errors import LiveError
 from app.models import Order
-from app.stacks.runtime import DockerRuntime
+from app.stacks.engine import Engine
 
 log = logging.getLogger(__name__)
 MB = 1024 * 1024
@@ -30,18 +30,18 @@ class OrderUsage:
     containers_total: int = 0
 
 
-def collect_usage(runtime: DockerRuntime, deployment: str, orders: list[Order],
+def collect_usage(engine: Engine, deployment: str, orders: list[Order],
                   memory_limits: dict[int, float | None]) -> list[OrderUsage]:
     by_id = {order.id: OrderUsage(order.whmcs_service_id, order.status, memory_limit_mb=memory_limits.get(order.id))
              for order in orders}
     if not by_id:
         return []
-    for volume in runtime.volume_usage({"live.deployment": deployment}):
+    for volume in engine.volume_usage({"live.deployment": deployment}):
         usage = by_id.get(_order_id(volume.labels))
         if usage is not None:
             usage.disk_mb += round(volume.size / MB, 2)
     running = []
-    for container in runtime.list_containers({"live.deployment": deployment}):
+    for container in engine.list_containers({"live.deployment": deployment}):
         usage = by_id.get(_order_id(container.labels))
         if usage is None:
             continue
@@ -50,16 +50,16 @@ def collect_usage(runtime: DockerRuntime, deployment: str, orders: list[Order],
             usage.containers_running += 1
             running.append((usage, container.id))
     with ThreadPoolExecutor(max_workers=8, thread_name_prefix="stats") as pool:
-        results = pool.map(lambda item: _stats(runtime, item[1]), running)
+        results = pool.map(lambda item: _stats(engine, item[1]), running)
         for (usage, _), (memory, cpu) in zip(running, results):
             usage.memory_mb = round(usage.memory_mb + memory / MB, 2)
             usage.cpu_seconds = round(usage.cpu_seconds + cpu, 3)
     return [by_id[order.id] for order in orders]
 
 
-def _stats(runtime: DockerRuntime, container_id: str) -> tuple[float, float]:
+def _stats(engine: Engine, container_id: str) -> tuple[float, float]:
     try:
-        return runtime.container_usage(container_id)
+        return engine.container_usage(container_id)
     except LiveError as exc:  # a container that stopped meanwhile has no stats: count it as idle
         log.info("no stats for container %s: %s", container_id[:12], exc)
         return 0.0, 0.0

@@ -10,7 +10,7 @@ whose message names the path and the cause, e.g. ``cannot write the archive
 /srv/backups/acme/x.tar.partial: No space left on device (ENOSPC)``. It is not
 transient: the worker fails the operation at once instead of retrying.
 
-The engine side (reading a volume) is :meth:`app.stacks.runtime.DockerRuntime.archive_volume`;
+The engine side (reading a volume) is :meth:`app.stacks.engine.Engine.archive_volume`;
 it hands its stream of bytes to :func:`write_archive`.
 """
 from __future__ import annotations

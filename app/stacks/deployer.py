@@ -6,6 +6,7 @@ idempotent and safe to re-run after a crash at any point.
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 import time
@@ -18,9 +19,9 @@ from app.compose.model import topological_order
 from app.config import Settings
 from app.errors import ArchiveHelperMissing, HealthCheckFailed, LiveError, UpstreamFailed
 from app.stacks.archives import prepare_folder
+from app.stacks.engine import ContainerRequest, ContainerState, Engine
 from app.stacks.engine_requests import build_requests, network_requests, volume_requests
-from app.stacks.plan import Action, ConvergencePlan, plan_convergence
-from app.stacks.runtime import ContainerRequest, DockerRuntime
+from app.stacks.plan import REPLACES_LABEL, Action, ConvergencePlan, plan_convergence
 from app.stacks.target import DeploymentTarget  # defined in target.py; still importable from here
 
 log = logging.getLogger(__name__)
@@ -54,9 +55,9 @@ class Deployer:
     made with (never a product's image, never pulled).
     """
 
-    def __init__(self, runtime: DockerRuntime, health_timeout: float = 300.0, poll_interval: float = 0.25,
+    def __init__(self, engine: Engine, health_timeout: float = 300.0, poll_interval: float = 0.25,
                  helper_image: str = DEFAULT_HELPER_IMAGE):
-        self.runtime = runtime
+        self.engine = engine
         self.health_timeout = health_timeout
         self.poll_interval = poll_interval
         self.helper_image = helper_image
@@ -64,20 +65,35 @@ class Deployer:
     # -- deploy -------------------------------------------------------------
     def plan(self, target: DeploymentTarget) -> tuple[ConvergencePlan, dict[str, ContainerRequest], list]:
         """What :meth:`deploy` would do, without changing anything (plus the requests and observed containers)."""
-        image_ids = {name: self.runtime.image_id(svc.image) for name, svc in target.stack.services.items()}
+        image_ids = {name: self.engine.image_id(svc.image) for name, svc in target.stack.services.items()}
         requests = build_requests(target, image_ids)
-        observed = self.runtime.list_containers(target.selector)
+        observed = self.engine.list_containers(target.selector)
         return plan_convergence(requests.config_hashes, observed), requests.containers, observed
 
     def deploy(self, target: DeploymentTarget, progress: Progress = lambda _: None) -> DeployResult:
+        """Converge the order's stack to ``target``: networks and volumes, then each service as planned
+        (:func:`~app.stacks.plan.plan_convergence`) in ``depends_on`` order, then wait until every service
+        with a healthcheck is healthy.
+
+        A changed service is recreated as compose does it (:meth:`_replace`): its replacement is created
+        before the old container is stopped, so a replacement that cannot be made or started leaves the old
+        one running. Leftovers of an interrupted recreate and orphan containers are removed first.
+
+        Raises the engine's errors, :class:`HealthCheckFailed` and :class:`UpstreamFailed` (a service skipped
+        because one it depends on failed; the first failure of a service itself is raised first).
+        """
         self._ensure_networks(target, progress)
         self._ensure_volumes(target, progress)
         plan, requests, containers = self.plan(target)
-        observed = {c.service: c for c in containers if c not in plan.orphans}
+        removed = {c.id for c in plan.orphans + plan.leftovers}
+        observed = {c.service: c for c in containers if c.id not in removed}
+        for leftover in plan.leftovers:
+            progress(f"remove unfinished replacement {leftover.name}")
+            self.engine.remove_container(leftover.id)
         for orphan in plan.orphans:
             progress(f"remove orphan container {orphan.name}")
-            self.runtime.stop_container(orphan.id, timeout=10)
-            self.runtime.remove_container(orphan.id)
+            self.engine.stop_container(orphan.id, timeout=10)
+            self.engine.remove_container(orphan.id)
 
         container_ids: dict[str, str] = {}
         ids_lock = threading.Lock()
@@ -88,23 +104,26 @@ class Deployer:
                 self._wait_condition(name, dependency, condition, container_ids[dependency])
             action = plan.actions[name]
             current = observed.get(name)
-            if action is Action.RECREATE and current is not None:
+            request = requests[name]
+            if current is not None and action is not Action.RECREATE and REPLACES_LABEL in current.labels \
+                    and current.name != request.name:
+                progress(f"rename {current.name} to {request.name}")  # a recreate stopped before its last step
+                self.engine.rename_container(current.id, request.name)
+            if action is Action.RECREATE:
                 progress(f"recreate {name}")
-                self.runtime.stop_container(current.id, timeout=service.stop_grace_seconds)
-                self.runtime.remove_container(current.id)
-            if action in (Action.CREATE, Action.RECREATE):
-                if action is Action.CREATE:
-                    progress(f"create {name}")
-                new_id = self.runtime.create_container(requests[name])
-                self.runtime.start_container(new_id)
+                new_id = self._replace(current, request, progress)
+            elif action is Action.CREATE:
+                progress(f"create {name}")
+                new_id = self.engine.create_container(request)
+                self.engine.start_container(new_id)
             elif action is Action.START:
                 progress(f"start {name}")
                 new_id = current.id
-                self.runtime.start_container(new_id)
+                self.engine.start_container(new_id)
             elif action is Action.UNPAUSE:
                 progress(f"unpause {name}")
                 new_id = current.id
-                self.runtime.unpause_container(new_id)
+                self.engine.unpause_container(new_id)
             else:
                 new_id = current.id
             with ids_lock:
@@ -113,7 +132,7 @@ class Deployer:
         run_in_dependency_order({n: list(s.depends_on) for n, s in target.stack.services.items()}, converge)
         self._wait_all_healthy(target, container_ids, progress)
 
-        containers = self.runtime.list_containers(target.selector)
+        containers = self.engine.list_containers(target.selector)
         ports = {}
         for container in containers:
             for endpoint in target.endpoints:
@@ -125,26 +144,71 @@ class Deployer:
             orphans_removed=[o.name for o in plan.orphans],
         )
 
+    def _replace(self, current: ContainerState, request: ContainerRequest, progress: Progress) -> str:
+        """Recreate ``current`` from ``request`` as compose does; returns the new container's id.
+
+        Create the replacement under a temporary name (``<old id[:12]>_<name>``, compose's) with the
+        :data:`~app.stacks.plan.REPLACES_LABEL` label, stop the old container, start the new one, remove
+        the old one, rename the new one to its final name. Host ports are bound at start, so the replacement
+        publishes the old container's port.
+
+        A failure before the swap removes the replacement and leaves the old container as it was; when the
+        replacement does not start, the old container is started again (if it was running) and the
+        replacement removed. Either way the failure is raised. Killed midway, the next deploy finishes the
+        job (see :mod:`app.stacks.plan`).
+        """
+        replacement = dataclasses.replace(request, name=f"{current.id[:12]}_{request.name}",
+                                          labels={**request.labels, REPLACES_LABEL: current.id})
+        try:
+            new_id = self.engine.create_container(replacement)
+            self.engine.stop_container(current.id, timeout=request.stop_grace_seconds)
+        except Exception:
+            self._discard_replacements(current)  # also one made before connecting its other networks failed
+            raise
+        try:
+            self.engine.start_container(new_id)
+        except Exception:
+            if current.running:
+                progress(f"start {current.name} again: its replacement did not start")
+                try:
+                    self.engine.start_container(current.id)
+                except LiveError as exc:
+                    log.warning("container %s was not started again: %s", current.name, exc)
+            self._discard_replacements(current)
+            raise
+        self.engine.remove_container(current.id)
+        self.engine.rename_container(new_id, request.name)
+        return new_id
+
+    def _discard_replacements(self, replaced: ContainerState) -> None:
+        """Remove the replacements of ``replaced`` (found by their label); a failure is logged: the next deploy
+        removes them."""
+        try:
+            for container in self.engine.list_containers({REPLACES_LABEL: replaced.id}):
+                self.engine.remove_container(container.id)
+        except LiveError as exc:
+            log.warning("the replacement of container %s was not removed: %s", replaced.name, exc)
+
     def _ensure_networks(self, target: DeploymentTarget, progress: Progress) -> None:
-        existing = {n.name for n in self.runtime.list_networks(target.selector)}
+        existing = {n.name for n in self.engine.list_networks(target.selector)}
         for request in network_requests(target):
             if request.name not in existing:
                 progress(f"create network {request.name}")
-                self.runtime.create_network(request)
+                self.engine.create_network(request)
 
     def _ensure_volumes(self, target: DeploymentTarget, progress: Progress) -> None:
-        existing = {v.name for v in self.runtime.list_volumes(target.selector)}
+        existing = {v.name for v in self.engine.list_volumes(target.selector)}
         for request in volume_requests(target):
-            if request.name not in existing and not self.runtime.volume_exists(request.name):
+            if request.name not in existing and not self.engine.volume_exists(request.name):
                 progress(f"create volume {request.name}")
-                self.runtime.create_volume(request)
+                self.engine.create_volume(request)
 
     def _wait_condition(self, service: str, dependency: str, condition: str, container_id: str) -> None:
         if condition == "service_started":
             return
         deadline = time.monotonic() + self.health_timeout
         while True:
-            state = self.runtime.inspect_container(container_id)
+            state = self.engine.inspect_container(container_id)
             if condition == "service_healthy":
                 if state.health == "healthy":
                     return
@@ -173,22 +237,26 @@ class Deployer:
 
     # -- stop / remove ------------------------------------------------------
     def stop(self, target: DeploymentTarget, progress: Progress = lambda _: None) -> list[str]:
-        """Stop every container of the order, dependents first. Volumes are untouched."""
-        containers = {}
-        for container in self.runtime.list_containers(target.selector):
+        """Stop every container of the order, dependents first; returns the services stopped. Volumes are untouched.
+
+        A service may have two containers (an interrupted recreate): both are stopped.
+        """
+        containers: dict[str, list[ContainerState]] = {}
+        for container in self.engine.list_containers(target.selector):
             if container.service is None:
                 # Not a service: an archive helper left by an interrupted terminate.
-                self.runtime.remove_container(container.id)
+                self.engine.remove_container(container.id)
             else:
-                containers[container.service] = container
+                containers.setdefault(container.service, []).append(container)
         stopped: list[str] = []
 
         def stop_one(name: str) -> None:
-            container = containers.get(name)
-            if container is not None and container.state not in ("exited", "created", "dead"):
+            running = [c for c in containers.get(name, []) if c.state not in ("exited", "created", "dead")]
+            if running:
                 progress(f"stop {name}")
                 grace = target.stack.services[name].stop_grace_seconds if name in target.stack.services else 10
-                self.runtime.stop_container(container.id, timeout=grace)
+                for container in running:
+                    self.engine.stop_container(container.id, timeout=grace)
                 stopped.append(name)
 
         graph = {n: list(s.depends_on) for n, s in target.stack.services.items()}
@@ -214,9 +282,9 @@ class Deployer:
         Returns the archives, by volume name. Raises :class:`ArchiveHelperMissing` and
         :class:`~app.errors.ArchiveDestinationError` (nothing stopped or deleted, or, when the
         destination fails while writing, containers stopped and nothing deleted), and the engine's
-        errors (:class:`~app.errors.RuntimeUnavailable` is transient: the call can simply be repeated).
+        errors (:class:`~app.errors.EngineUnavailable` is transient: the call can simply be repeated).
         """
-        volumes = sorted(self.runtime.list_volumes(target.selector), key=lambda v: v.name)
+        volumes = sorted(self.engine.list_volumes(target.selector), key=lambda v: v.name)
         folder = None
         if volumes:
             self.require_helper_image()
@@ -226,7 +294,7 @@ class Deployer:
         for volume in volumes:
             destination = folder / f"{stamp}-{volume.name}.tar"
             progress(f"archive volume {volume.name}")
-            size = self.runtime.archive_volume(
+            size = self.engine.archive_volume(
                 volume.name, self.helper_image, destination,
                 helper_name=f"{target.prefix}-archive", labels={**target.base_labels(), "live.role": "archive-helper"},
             )
@@ -237,9 +305,9 @@ class Deployer:
     def require_helper_image(self) -> None:
         """Raise :class:`ArchiveHelperMissing` (naming the setting and the script) unless the helper image is present.
 
-        Never pulls. :class:`~app.errors.RuntimeUnavailable` when the engine cannot be asked.
+        Never pulls. :class:`~app.errors.EngineUnavailable` when the engine cannot be asked.
         """
-        if not self.runtime.image_present(self.helper_image):
+        if not self.engine.image_present(self.helper_image):
             raise ArchiveHelperMissing(
                 f"the archive helper image {self.helper_image} (LIVE_HELPER_IMAGE) is not on the Docker engine; "
                 f"build it there with `bash {HELPER_SCRIPT} {self.helper_image}` (nothing was stopped or deleted)",
@@ -249,7 +317,7 @@ class Deployer:
         """Bytes the order's volumes hold (``docker system df``), or ``None`` when the engine cannot tell."""
         names = {volume.name for volume in volumes}
         try:
-            usage = self.runtime.volume_usage(target.selector)
+            usage = self.engine.volume_usage(target.selector)
         except LiveError as exc:
             if exc.transient:
                 raise
@@ -259,16 +327,16 @@ class Deployer:
 
     def remove_resources(self, target: DeploymentTarget, progress: Progress, volumes: bool) -> None:
         """Remove the order's containers and networks, and its volumes when ``volumes`` (archive them first)."""
-        for container in self.runtime.list_containers(target.selector):
+        for container in self.engine.list_containers(target.selector):
             progress(f"remove container {container.name}")
-            self.runtime.remove_container(container.id)
-        for network in self.runtime.list_networks(target.selector):
+            self.engine.remove_container(container.id)
+        for network in self.engine.list_networks(target.selector):
             progress(f"remove network {network.name}")
-            self.runtime.remove_network(network.name)
+            self.engine.remove_network(network.name)
         if volumes:
-            for volume in self.runtime.list_volumes(target.selector):
+            for volume in self.engine.list_volumes(target.selector):
                 progress(f"remove volume {volume.name}")
-                self.runtime.remove_volume(volume.name)
+                self.engine.remove_volume(volume.name)
 
 
 def run_in_dependency_order(graph: dict[str, list[str]], work: Callable[[str], None], reverse: bool = False) -> None:

@@ -6,7 +6,7 @@ one :class:`ContainerRequest` per service with its config hash, then the
 :class:`NetworkRequest` and :class:`VolumeRequest` of the order. The deployer
 uses it for every deploy; the catalog uses it through :func:`dry_run`, which
 also turns each request into the engine's JSON
-(:func:`~app.stacks.runtime.container_payload` and friends), when it validates
+(:func:`~app.stacks.docker_engine.container_payload` and friends), when it validates
 a product. So a product passes validation only if the deploy path can build
 every request it will send.
 """
@@ -20,15 +20,8 @@ from typing import TYPE_CHECKING, Any, Mapping
 
 from app.compose.model import ServiceSpec
 from app.errors import StackSpecError
-from app.stacks.runtime import (
-    ENGINE_API_VERSION,
-    ContainerRequest,
-    NetworkRequest,
-    VolumeRequest,
-    container_payload,
-    network_payload,
-    volume_payload,
-)
+from app.stacks.docker_engine import ENGINE_API_VERSION, container_payload, network_payload, volume_payload
+from app.stacks.engine import ContainerRequest, NetworkRequest, VolumeRequest
 
 if TYPE_CHECKING:
     from app.stacks.target import DeploymentTarget

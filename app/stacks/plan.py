@@ -3,14 +3,23 @@
 Pure functions over hashes and observed states, so they are unit-tested
 without an engine. The rules follow docker-compose's: no container ->
 create; config hash differs -> recreate; stopped -> start; else nothing.
+
+A recreate makes the replacement first, under a temporary name and with the
+:data:`REPLACES_LABEL` label, then swaps it in (``Deployer.deploy``). A crash
+midway leaves both containers: while the replaced container still exists, the
+replacement is a leftover and is removed; once it is gone, the replacement is
+the service's container.
 """
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Mapping
 
-from app.stacks.runtime import ContainerState
+from app.stacks.engine import ContainerState
+
+#: Label of a replacement container: the id of the container it replaces (compose's ``com.docker.compose.replace``).
+REPLACES_LABEL = "live.replaces"
 
 
 class Action(str, enum.Enum):
@@ -26,19 +35,25 @@ class ConvergencePlan:
     actions: dict[str, Action]
     # Containers of the order that belong to no desired service (or are duplicates).
     orphans: list[ContainerState]
+    # Replacements an interrupted recreate left while the container they replace still exists.
+    leftovers: list[ContainerState] = field(default_factory=list)
 
     def changed(self) -> list[str]:
         return sorted(name for name, action in self.actions.items() if action in (Action.CREATE, Action.RECREATE))
 
     @property
     def is_noop(self) -> bool:
-        return not self.orphans and all(a is Action.NOOP for a in self.actions.values())
+        return not self.orphans and not self.leftovers and all(a is Action.NOOP for a in self.actions.values())
 
 
 def plan_convergence(desired_hashes: Mapping[str, str], observed: list[ContainerState]) -> ConvergencePlan:
+    """The plan from ``desired_hashes`` (service -> ``live.config-hash``) and the order's containers ``observed``."""
+    present = {container.id for container in observed}
+    leftovers = sorted((c for c in observed if c.labels.get(REPLACES_LABEL) in present), key=lambda c: c.name)
+    left = {container.id for container in leftovers}
     by_service: dict[str, ContainerState] = {}
     orphans: list[ContainerState] = []
-    for container in sorted(observed, key=lambda c: c.name):
+    for container in sorted((c for c in observed if c.id not in left), key=lambda c: c.name):
         service = container.service
         if service not in desired_hashes or service in by_service:
             orphans.append(container)
@@ -58,4 +73,4 @@ def plan_convergence(desired_hashes: Mapping[str, str], observed: list[Container
             actions[service] = Action.START
         else:
             actions[service] = Action.NOOP
-    return ConvergencePlan(actions=actions, orphans=orphans)
+    return ConvergencePlan(actions=actions, orphans=orphans, leftovers=leftovers)

@@ -11,7 +11,7 @@ import pytest
 
 from app import create_app
 from app.db import upgrade
-from app.errors import CatalogSourceError, ImageMissing, RuntimeUnavailable, StackSpecError
+from app.errors import CatalogSourceError, ImageMissing, EngineUnavailable, StackSpecError
 from app.models import Event, Operation
 from app.orders.lifecycle import OperationKind
 from tests.api.conftest import client_payload
@@ -104,7 +104,7 @@ def test_retries_record_the_public_text_and_keep_the_detail_private(api, monkeyp
                     "http+docker://localhost/v1.43/containers/create: s3cret")
 
     def engine_down(operation, order, progress):
-        raise RuntimeUnavailable(engine_error)
+        raise EngineUnavailable(engine_error)
 
     live = api.app.extensions["live"]
     monkeypatch.setitem(live.runner.handlers, OperationKind.CREATE, engine_down)
@@ -198,9 +198,9 @@ def test_an_invalid_product_shows_whmcs_its_headline_only(api, config_repo):
 
 def test_test_connection_names_no_engine_internals(api, monkeypatch):
     def no_engine():
-        raise RuntimeUnavailable("ping Docker: cannot reach the Docker engine at tcp://10.0.0.7:2375: refused")
+        raise EngineUnavailable("ping Docker: cannot reach the Docker engine at tcp://10.0.0.7:2375: refused")
 
-    monkeypatch.setattr(api.app.extensions["live"].runtime, "ping", no_engine)
+    monkeypatch.setattr(api.app.extensions["live"].engine, "ping", no_engine)
     answer = api.post("/whmcs/v1/test-connection")
     assert answer.status_code == 200 and answer.json["docker"] == "unreachable"
     assert "10.0.0.7" not in answer.get_data(as_text=True)
@@ -265,7 +265,7 @@ def test_readyz_and_catalog_status_with_gitlab_unreachable(settings, monkeypatch
         live.catalog.sync()
     raw = str(failed.value)
     assert f"127.0.0.1:{port}" in raw
-    monkeypatch.setattr(live.runtime, "ping", lambda: None)  # readiness here is about the catalog only
+    monkeypatch.setattr(live.engine, "ping", lambda: None)  # readiness here is about the catalog only
     client = app.test_client()
     answer = client.get("/readyz")
     assert answer.status_code == 200 and answer.json["status"] == "degraded"

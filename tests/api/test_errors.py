@@ -85,15 +85,15 @@ def test_database_outage_is_a_503_with_a_clear_message(api, monkeypatch):
 
 
 def test_readyz_names_what_is_missing(api, monkeypatch, caplog):
-    from app.errors import RuntimeUnavailable
+    from app.errors import EngineUnavailable
 
     ready = api.get("/readyz", scope=None)
     assert ready.status_code == 200 and ready.json["checks"]["database"]["ok"] is True
 
     def no_engine():
-        raise RuntimeUnavailable("ping Docker: cannot reach the Docker engine: connection refused")
+        raise EngineUnavailable("ping Docker: cannot reach the Docker engine: connection refused")
 
-    monkeypatch.setattr(api.app.extensions["live"].runtime, "ping", no_engine)
+    monkeypatch.setattr(api.app.extensions["live"].engine, "ping", no_engine)
     broken = api.get("/readyz", scope=None)
     assert broken.status_code == 503 and broken.headers["Retry-After"] == "5", "every 503 says when to retry"
     # No credentials: it names what is missing, the engine's own words go to the log only.

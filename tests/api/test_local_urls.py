@@ -19,7 +19,7 @@ from tests.fakes import FakeEngine
 @pytest.fixture
 def live(api):
     live = api.app.extensions["live"]
-    live.deployer.runtime = FakeEngine([TEST_IMAGE, live.settings.helper_image])
+    live.deployer.engine = FakeEngine([TEST_IMAGE, live.settings.helper_image])
     return live
 
 
@@ -63,7 +63,7 @@ def test_staff_see_the_local_url_only_while_the_order_runs(api, live):
 
 
 def test_a_failed_order_has_no_local_url(api, live):
-    live.deployer.runtime.exit_codes["db"] = 1  # the database exits at once: the create fails
+    live.deployer.engine.exit_codes["db"] = 1  # the database exits at once: the create fails
     created = api.post("/whmcs/v1/services/702/create", client_payload(username="broken"))
     run(live)
     order = Order.get_by_id(created.json["order"]["id"])

@@ -1,11 +1,15 @@
-"""Convergence beyond the happy path: product changes, paused and removed containers."""
+"""Convergence beyond the happy path: product changes, paused and removed containers, recreates."""
 from __future__ import annotations
+
+import secrets
+import subprocess
+import urllib.request
 
 import pytest
 
 from app.errors import DataRiskError
-from app.models import Order
-from tests.conftest import write_product
+from app.models import Operation, Order
+from tests.conftest import TEST_IMAGE, write_product
 
 pytestmark = pytest.mark.usefixtures("docker_engine", "stack_cleanup")
 
@@ -122,3 +126,86 @@ def test_a_taken_host_port_moves_the_endpoint(live, settings, docker_engine, act
         assert b"converge.test.local" in urllib.request.urlopen(f"http://127.0.0.1:{new_port}/", timeout=5).read()
     finally:
         squatter.close()
+
+
+def change_web(config_repo, live, *changes: tuple[str, str]) -> None:
+    """A new revision of busybox-demo whose web service differs (each ``(old, new)`` replaced in its block)."""
+    path = config_repo / "products" / "busybox-demo" / "docker-compose.yml"
+    compose = path.read_text()
+    start = compose.index("  web:")
+    end = compose.index("\n\n", start)
+    block = compose[start:end]
+    for old, new in changes:
+        assert old in block
+        block = block.replace(old, new)
+    path.write_text(compose[:start] + block + compose[end:])
+    live.catalog.sync()
+
+
+def page(port: int) -> bytes:
+    return urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5).read()
+
+
+def test_a_recreated_service_gets_its_final_name_and_keeps_its_host_port(live, settings, config_repo, docker_engine,
+                                                                         active_order):
+    before = services(docker_engine, settings)
+    port = active_order.published_ports["web:8080"]
+    change_web(config_repo, live, ("org.example.role: frontend", "org.example.role: frontend-v2"))
+    live.orders.upgrade(Order.get_by_id(active_order.id))
+    run_all(live)
+    order = Order.get_by_id(active_order.id)
+    assert order.status == "active" and order.last_error is None, order.last_error_detail
+    after = services(docker_engine, settings)
+    web = after["web"]
+    assert web.id != before["web"].id and web.labels["org.example.role"] == "frontend-v2"
+    assert web.name == f"{settings.deployment}-converge_web", "renamed from its temporary name"
+    assert web.labels["live.replaces"] == before["web"].id
+    assert (after["db"].id, after["app"].id) == (before["db"].id, before["app"].id)
+    assert len(docker_engine.containers.list(all=True, filters={"label": f"live.deployment={settings.deployment}"})) \
+        == 3
+    assert order.published_ports["web:8080"] == port
+    assert web.attrs["HostConfig"]["PortBindings"] == {"8080/tcp": [{"HostIp": "127.0.0.1", "HostPort": str(port)}]}
+    assert b"converge.test.local" in page(port)
+
+
+class ImageRemovedAfterPlan:
+    """The real engine, but the image ``ref`` is untagged as soon as the plan has read its id (an operator
+    removed it meanwhile): the replacement's create is the call that fails, on the engine."""
+
+    def __init__(self, engine, ref: str, client):
+        self._engine, self.ref, self.client = engine, ref, client
+
+    def image_id(self, ref: str) -> str:
+        found = self._engine.image_id(ref)
+        if ref == self.ref:
+            self.client.images.remove(ref)
+        return found
+
+    def __getattr__(self, name):
+        return getattr(self._engine, name)
+
+
+def test_a_replacement_that_cannot_be_created_leaves_the_old_container_serving(live, settings, config_repo,
+                                                                               docker_engine, active_order):
+    gone = f"live-test/busybox:gone-{secrets.token_hex(4)}"
+    docker_engine.images.get(TEST_IMAGE).tag(gone)
+    try:
+        before = services(docker_engine, settings)
+        port = active_order.published_ports["web:8080"]
+        # Another tag of the same image id: the label makes the change.
+        change_web(config_repo, live, (f"image: {TEST_IMAGE}", f"image: {gone}"), ("frontend", "frontend-v2"))
+        live.deployer.engine = ImageRemovedAfterPlan(live.engine, gone, docker_engine)
+        outcome = live.orders.upgrade(Order.get_by_id(active_order.id))
+        run_all(live)
+    finally:
+        subprocess.run(["docker", "image", "rm", gone], capture_output=True, check=False)
+    operation = Operation.get_by_id(outcome.operation.id)
+    assert operation.state == "failed" and operation.attempts == 1
+    assert f"No such image: {gone}" in operation.error_detail
+    after = services(docker_engine, settings)
+    assert {name: c.id for name, c in after.items()} == {name: c.id for name, c in before.items()}
+    assert {c.status for c in after.values()} == {"running"}
+    names = sorted(c.name for c in docker_engine.containers.list(
+        all=True, filters={"label": f"live.deployment={settings.deployment}"}))
+    assert names == sorted(f"{settings.deployment}-converge_{s}" for s in ("app", "db", "web")), "no replacement left"
+    assert b"converge.test.local" in page(port)

@@ -16,7 +16,7 @@ from app.db import connect_database, database
 from app.doctor import FAIL, OK, SKIP, WARN, Doctor, Finding, exit_code, render_text, worst
 from app.models import ApiKey, CatalogSync, Product, utcnow
 from app.orders.heartbeat import Heartbeat
-from app.stacks.runtime import DockerRuntime
+from app.stacks.docker_engine import DockerEngine
 from tests.conftest import TEST_IMAGE, write_product
 from tests.support.gitlab_emulator import GitLabEmulator
 
@@ -24,10 +24,10 @@ CHECKS = ["engine", "address-pools", "helper-image", "database", "worker", "back
           "api-keys"]
 
 
-def doctor(live, runtime=None, now=utcnow, **changes) -> Doctor:
+def doctor(live, engine=None, now=utcnow, **changes) -> Doctor:
     changes = {"helper_image": TEST_IMAGE, "backup_min_free_gb": 0.001, **changes}
     settings = dataclasses.replace(live.settings, **changes)
-    return Doctor(settings, live.db, runtime or DockerRuntime(settings.docker_host, timeout=10), live.catalog, now=now)
+    return Doctor(settings, live.db, engine or DockerEngine(settings.docker_host, timeout=10), live.catalog, now=now)
 
 
 def by_name(findings: list[Finding]) -> dict[str, Finding]:
@@ -59,7 +59,7 @@ class FakeApi:
             {"Name": f"live-o{i}_default", "Driver": "bridge"} for i in range(self.count)]
 
 
-class FakeRuntime:
+class FakeDockerApi:
     def __init__(self, pools, networks=0):
         self.api = FakeApi(pools, networks)
 
@@ -93,7 +93,7 @@ def test_worst_and_exit_code():
 # -- the engine ---------------------------------------------------------------------------------------------
 def test_an_unreachable_engine_fails_and_skips_what_needs_it(live):
     healthy(live)
-    found = by_name(doctor(live, runtime=DockerRuntime("tcp://127.0.0.1:9", timeout=2)).run())
+    found = by_name(doctor(live, engine=DockerEngine("tcp://127.0.0.1:9", timeout=2)).run())
     assert found["engine"].status == FAIL and "tcp://" not in found["engine"].fix
     assert "does not answer" in found["engine"].finding and "systemctl start docker" in found["engine"].fix
     assert (found["address-pools"].status, found["helper-image"].status) == (SKIP, SKIP)
@@ -110,7 +110,7 @@ def test_an_unreachable_engine_fails_and_skips_what_needs_it(live):
     ([{"Base": "not an address", "Size": 24}, {"Base": "10.0.0.0/8", "Size": 4}], 0, WARN, "hold only 0 networks"),
 ])
 def test_address_pools(live, pools, networks, status, words):
-    finding = doctor(live, runtime=FakeRuntime(pools, networks)).check_address_pools()
+    finding = doctor(live, engine=FakeDockerApi(pools, networks)).check_address_pools()
     assert finding.status == status and words in finding.finding, finding
     if status != OK:
         assert '"default-address-pools": [{"base": "10.240.0.0/12", "size": 24}]' in finding.fix
@@ -133,7 +133,7 @@ def test_a_database_without_migrations_fails_and_skips_what_needs_its_schema(set
     live.db.connect()  # an empty database file, as a first start leaves it
     live.db.close()
     try:
-        findings = Doctor(settings, live.db, DockerRuntime(None, timeout=10), live.catalog).run()
+        findings = Doctor(settings, live.db, DockerEngine(None, timeout=10), live.catalog).run()
     finally:
         live.db.close()
     found = by_name(findings)
@@ -147,7 +147,7 @@ def test_a_database_without_migrations_fails_and_skips_what_needs_its_schema(set
 def test_a_missing_sqlite_file_is_named_and_not_created(settings):
     live = bootstrap(settings)
     path = settings.database_url.split(":///", 1)[1]
-    found = Doctor(settings, live.db, DockerRuntime(None, timeout=10), live.catalog).check_database()
+    found = Doctor(settings, live.db, DockerEngine(None, timeout=10), live.catalog).check_database()
     assert found.status == FAIL and found.finding == f"SQLite {path} does not exist"
     assert not os.path.exists(path)
 
@@ -156,7 +156,7 @@ def test_an_unreachable_postgresql_fails_without_its_password(live):
     settings = dataclasses.replace(live.settings, database_url="postgresql://live:s3cret@127.0.0.1:9/live")
     db = connect_database(settings.database_url)
     try:
-        found = Doctor(settings, db, DockerRuntime(None, timeout=10), live.catalog).check_database()
+        found = Doctor(settings, db, DockerEngine(None, timeout=10), live.catalog).check_database()
     finally:
         database.initialize(live.db)  # give the models their database back
     assert found.status == FAIL and found.finding.startswith("PostgreSQL live@127.0.0.1:9/live cannot be used: ")
@@ -309,7 +309,7 @@ def test_api_keys(live):
 
 def test_a_check_that_crashes_is_a_failed_finding(live, monkeypatch):
     monkeypatch.setattr(Doctor, "check_catalog", lambda self: 1 / 0)
-    found = by_name(doctor(live, runtime=FakeRuntime([{"Base": "10.240.0.0/12", "Size": 24}])).run())
+    found = by_name(doctor(live, engine=FakeDockerApi([{"Base": "10.240.0.0/12", "Size": 24}])).run())
     assert found["catalog"] == Finding("catalog", FAIL, "the check itself failed: ZeroDivisionError: division by zero",
                                        "run again with LIVE_LOG_LEVEL=DEBUG for the traceback, and report it")
 

@@ -8,7 +8,7 @@ import pytest
 
 from app.catalog.product import build_target, load_product, sample_builtins
 from app.stacks.deployer import Deployer
-from app.stacks.runtime import DockerRuntime
+from app.stacks.docker_engine import DockerEngine
 from tests.conftest import TEST_IMAGE
 
 MANIFEST = "name: Edge\nplans:\n  basic:\n"
@@ -54,7 +54,7 @@ def test_edge_values_deploy_on_the_engine_as_validated(docker_engine, namespace)
     product = load_product("edge", MANIFEST, COMPOSE)
     assert product.errors == []
     target = build_target(product, "basic", sample_builtins("edge", "basic"), {}, revision="r1", deployment=namespace)
-    result = Deployer(DockerRuntime(), health_timeout=60).deploy(target)
+    result = Deployer(DockerEngine(), health_timeout=60).deploy(target)
     assert result.actions == {"app": "create"}
 
     container = docker_engine.containers.get(f"{namespace}-sample_app")
@@ -67,7 +67,7 @@ def test_edge_values_deploy_on_the_engine_as_validated(docker_engine, namespace)
     assert (host["NanoCpus"], host["Memory"]) == (10_000_000, 6 * 1024 * 1024)
     assert host["LogConfig"] == {"Type": "local", "Config": {"max-size": "1m", "max-file": "2"}}
     assert docker_engine.volumes.get(f"{namespace}-sample_data").attrs["Labels"]["org.example.backup"] == "daily"
-    assert Deployer(DockerRuntime()).deploy(target).actions == {"app": "noop"}
+    assert Deployer(DockerEngine()).deploy(target).actions == {"app": "noop"}
 
 
 def test_one_volume_mounted_at_two_paths_is_mounted_at_both(docker_engine, namespace):
@@ -86,7 +86,7 @@ def test_one_volume_mounted_at_two_paths_is_mounted_at_both(docker_engine, names
     product = load_product("twice", MANIFEST, compose)
     assert product.errors == []
     target = build_target(product, "basic", sample_builtins("twice", "basic"), {}, revision="r1", deployment=namespace)
-    Deployer(DockerRuntime(), health_timeout=60).deploy(target)
+    Deployer(DockerEngine(), health_timeout=60).deploy(target)
     [container] = docker_engine.containers.list(filters={"label": f"live.deployment={namespace}"})
     mounts = {m["Destination"]: (m["Name"], m["RW"]) for m in container.attrs["Mounts"]}
     volume = f"{namespace}-sample_data"

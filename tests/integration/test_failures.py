@@ -1,10 +1,10 @@
-"""Bad products, failed deployments and transient engine errors."""
+"""Bad products and failed deployments (retries of transient engine errors: tests/unit/test_operations_fake.py)."""
 from __future__ import annotations
 
 import pytest
 
-from app.errors import Conflict, InvalidRequest, ProductError, RuntimeUnavailable
-from app.models import Event, Operation, Order, Product
+from app.errors import Conflict, InvalidRequest, ProductError
+from app.models import Operation, Order, Product
 from tests.conftest import write_product
 
 pytestmark = pytest.mark.usefixtures("docker_engine", "stack_cleanup")
@@ -136,45 +136,6 @@ services:
     order = Order.get_by_id(outcome.order.id)
     assert order.status == "failed"
     assert "db is unhealthy, so app was not started" in order.last_error
-
-
-class FlakyRuntime:
-    """The real runtime, but the engine 'drops' the first N container creations."""
-
-    def __init__(self, runtime, failures: int):
-        self._runtime = runtime
-        self.failures = failures
-
-    def create_container(self, request):
-        if self.failures > 0:
-            self.failures -= 1
-            raise RuntimeUnavailable(f"create container {request.name}: Docker engine error: simulated 500")
-        return self._runtime.create_container(request)
-
-    def __getattr__(self, name):
-        return getattr(self._runtime, name)
-
-
-def test_transient_engine_errors_are_retried_with_backoff(live, make_customer, deployed_objects):
-    live.deployer.runtime = FlakyRuntime(live.runtime, failures=2)
-    outcome = live.orders.create(service_id=13, customer=make_customer(), product="busybox-demo", plan="small", username="flaky")
-    live.worker().run_until_idle(timeout=120)
-    operation = Operation.get_by_id(outcome.operation.id)
-    assert operation.state == "succeeded"
-    assert operation.attempts == 3
-    retries = Event.select().where((Event.operation == operation) & (Event.kind == "operation.retry"))
-    assert retries.count() == 2 and "simulated 500" in retries.first().data["error_detail"]
-    assert "simulated 500" not in retries.first().message  # read keys see event messages
-    assert len(deployed_objects()["containers"]) == 3
-
-
-def test_transient_errors_give_up_after_max_attempts(live, make_customer):
-    live.deployer.runtime = FlakyRuntime(live.runtime, failures=100)
-    outcome = live.orders.create(service_id=14, customer=make_customer(), product="busybox-demo", plan="small", username="down")
-    live.worker().run_until_idle(timeout=120)
-    operation = Operation.get_by_id(outcome.operation.id)
-    assert operation.state == "failed" and operation.attempts == 3
-    assert Order.get_by_id(outcome.order.id).status == "failed"
 
 
 def test_an_unknown_product_lists_only_the_products_that_take_orders(live, config_repo, make_customer):

@@ -8,7 +8,7 @@ import pytest
 
 from app.config import PROJECT_ROOT, load_settings
 from app.errors import ConfigError
-from app.stacks.runtime import DockerRuntime
+from app.stacks.docker_engine import DockerEngine
 
 SCRIPT = PROJECT_ROOT / "scripts" / "build-helper-image.sh"
 
@@ -26,13 +26,13 @@ def test_the_setting_defaults_to_the_scripts_image_and_refuses_what_is_no_image_
 @pytest.mark.usefixtures("docker_engine")
 def test_the_script_builds_a_labelled_helper_that_can_read_and_restore_archives(docker_engine):
     image = f"live-test/archive-helper:{secrets.token_hex(4)}"
-    runtime = DockerRuntime()
+    engine = DockerEngine()
     try:
-        assert runtime.image_present(image) is False
+        assert engine.image_present(image) is False
         built = subprocess.run(["bash", str(SCRIPT), image], capture_output=True, text=True, timeout=120)
         assert built.returncode == 0, built.stderr
         assert built.stdout.strip() == f"built {image}"
-        assert runtime.image_present(image) is True
+        assert engine.image_present(image) is True
         labels = docker_engine.images.get(image).labels
         assert labels["org.opencontainers.image.title"] == "GeoCat Live archive helper"
         assert labels["live.image"] == "archive-helper"
@@ -43,4 +43,4 @@ def test_the_script_builds_a_labelled_helper_that_can_read_and_restore_archives(
         assert again.returncode == 0 and again.stdout.strip() == f"{image} already present"
     finally:
         subprocess.run(["docker", "image", "rm", "-f", image], capture_output=True, check=False)
-    assert runtime.image_present(image) is False
+    assert engine.image_present(image) is False

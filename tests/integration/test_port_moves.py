@@ -20,7 +20,7 @@ def engine(live, monkeypatch):
     # allocator's choices are known (the real host's ports are busy with other tests).
     monkeypatch.setattr("app.orders.operations._is_free", lambda port: True)
     fake = FakeEngine([TEST_IMAGE, live.settings.helper_image])
-    live.deployer.runtime = fake
+    live.deployer.engine = fake
     return fake
 
 

@@ -14,7 +14,7 @@ import tarfile
 
 import pytest
 
-from app.errors import ArchiveDestinationError, InvalidRequest, RuntimeUnavailable
+from app.errors import ArchiveDestinationError, InvalidRequest, EngineUnavailable
 from app.models import Event, Operation, Order
 from app.presenters import order_view
 from app.stacks.archives import destination_error
@@ -26,7 +26,7 @@ from tests.fakes import FakeEngine
 def engine(live):
     """The in-memory engine under the composed application, with the product image and the archive helper."""
     fake = FakeEngine([TEST_IMAGE, live.settings.helper_image])
-    live.deployer.runtime = fake
+    live.deployer.engine = fake
     return fake
 
 
@@ -273,7 +273,7 @@ def test_a_suspended_order_stays_suspended_when_terminate_fails(live, engine, ma
 
 def test_a_transient_engine_failure_midway_is_retried_and_finishes(live, engine, make_customer):
     order = create(live, make_customer, 234, "blip")
-    engine.archive_failure[f"{live.settings.deployment}-blip_db-data"] = RuntimeUnavailable(
+    engine.archive_failure[f"{live.settings.deployment}-blip_db-data"] = EngineUnavailable(
         "read volume: the Docker engine's stream broke: connection reset")
     operation = terminate(live, order)
     assert operation.state == "succeeded" and operation.attempts == 2

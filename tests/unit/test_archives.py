@@ -10,7 +10,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from app.errors import ArchiveDestinationError, ArchiveError, RuntimeUnavailable
+from app.errors import ArchiveDestinationError, ArchiveError, EngineUnavailable
 from app.stacks import archives
 from app.stacks.archives import FREE_SPACE_MARGIN_BYTES, destination_error, prepare_folder, write_archive
 
@@ -182,9 +182,9 @@ def test_a_file_system_that_fills_up_midway_fails_with_the_cause_and_leaves_no_f
 def test_an_engine_failure_midway_passes_through_and_leaves_no_file(tmp_path):
     def chunks():
         yield b"\0" * 512
-        raise RuntimeUnavailable("read volume v: the Docker engine's stream broke: connection reset")
+        raise EngineUnavailable("read volume v: the Docker engine's stream broke: connection reset")
 
-    with pytest.raises(RuntimeUnavailable, match="stream broke"):
+    with pytest.raises(EngineUnavailable, match="stream broke"):
         write_archive(tmp_path / "x.tar", chunks())
     assert list(tmp_path.iterdir()) == []
 

@@ -6,10 +6,17 @@ import tarfile
 import pytest
 
 from app.catalog.product import build_target, load_product, sample_builtins
-from app.errors import HealthCheckFailed, ImageMissing, NotFound, RuntimeOperationError, RuntimeUnavailable
+from app.errors import (
+    EngineOperationError,
+    EngineUnavailable,
+    HealthCheckFailed,
+    HostPortInUse,
+    ImageMissing,
+    NotFound,
+)
 from app.stacks.deployer import DEFAULT_HELPER_IMAGE, Deployer
 from app.stacks.engine_requests import build_requests
-from tests.fakes import FIRST_EPHEMERAL_PORT, FakeEngine
+from tests.fakes import FIRST_EPHEMERAL_PORT, FakeEngine, Killed
 
 MANIFEST = """\
 name: Demo
@@ -145,7 +152,7 @@ def test_a_pinned_port_taken_by_another_container_is_refused_with_the_engine_mes
     clash = build_target(load_product("demo", MANIFEST, COMPOSE), "small",
                          dict(sample_builtins("demo", "small"), LIVE_ORDER_ID="9", LIVE_INSTANCE="clash"), {},
                          revision="r1", pinned_ports={"web:8080": 20001}, deployment="t")
-    with pytest.raises(RuntimeOperationError, match=r"Bind for 127\.0\.0\.1:20001 failed: port is already allocated"):
+    with pytest.raises(EngineOperationError, match=r"Bind for 127\.0\.0\.1:20001 failed: port is already allocated"):
         deployer.deploy(clash)
 
 
@@ -168,11 +175,11 @@ def test_the_fake_refuses_what_the_engine_refuses(engine):
     for network in requests.networks:
         engine.create_network(network)
     engine.create_container(requests.containers["db"])
-    with pytest.raises(RuntimeOperationError, match='The container name "/t-acme_db" is already in use'):
+    with pytest.raises(EngineOperationError, match='The container name "/t-acme_db" is already in use'):
         engine.create_container(requests.containers["db"])
-    with pytest.raises(RuntimeOperationError, match="has active endpoints"):
+    with pytest.raises(EngineOperationError, match="has active endpoints"):
         engine.remove_network("t-acme_backend")
-    with pytest.raises(RuntimeOperationError, match="volume is in use"):
+    with pytest.raises(EngineOperationError, match="volume is in use"):
         engine.remove_volume("t-acme_db-data")  # created by the engine for the bind, as Docker does
     engine.images.pop("nginx:1.25")
     with pytest.raises(ImageMissing, match="No such image: nginx:1.25"):
@@ -186,14 +193,14 @@ def test_a_failed_service_skips_its_dependents(engine, deployer):
     squatter = requests.containers["db"]
     squatter.labels = {"owner": "someone else"}  # same name, not the order's: the engine refuses the name
     engine.create_container(squatter)
-    with pytest.raises(RuntimeOperationError, match="already in use"):
+    with pytest.raises(EngineOperationError, match="already in use"):
         deployer.deploy(target())
     assert engine.calls_of("create_container") == ["t-acme_db"]  # the squatter; web was skipped
 
 
 def test_an_unreachable_engine_is_a_transient_error(engine, deployer):
     engine.reachable = False
-    with pytest.raises(RuntimeUnavailable) as info:
+    with pytest.raises(EngineUnavailable) as info:
         deployer.deploy(target())
     assert info.value.transient
 
@@ -210,3 +217,151 @@ def test_two_orders_never_make_the_same_container_name(engine, deployer):
     deployer.deploy(one("1", "shop", "db-main"))
     deployer.deploy(one("2", "shop-db", "main"))
     assert sorted(c.name for c in engine.containers.values()) == ["t-shop-db_main", "t-shop_db-main"]
+
+
+# -- recreate like compose: the replacement is made before the old container stops ------------------------------
+COMPOSE_BOTH = COMPOSE.replace("    image: nginx:1.25\n", "    image: nginx:1.25\n    mem_limit: ${MEM}\n")
+PINNED = {"web:8080": 20001}
+
+
+def both(plan: str):
+    """A target where a plan change recreates db and web; web publishes host port 20001."""
+    return target(plan, pinned_ports=PINNED, compose=COMPOSE_BOTH)
+
+
+def services(engine: FakeEngine) -> dict[str, list[str]]:
+    """service -> "name state" of each of its containers."""
+    found: dict[str, list[str]] = {}
+    for container in sorted(engine.containers.values(), key=lambda c: c.name):
+        found.setdefault(container.service, []).append(f"{container.name} {container.state}")
+    return found
+
+
+def converged(engine: FakeEngine, plan: str = "large") -> None:
+    """One running container per service under its final name, with the plan's memory, web on its port."""
+    assert services(engine) == {"db": ["t-acme_db running"], "web": ["t-acme_web running"]}
+    memory = {"small": 64, "large": 128}[plan] * 1024 * 1024
+    assert {c.payload["HostConfig"]["Memory"] for c in engine.containers.values()} == {memory}
+    assert engine.container("t-acme_web").host_ports == {"8080/tcp": 20001}
+
+
+def test_a_recreate_makes_the_replacement_first_then_swaps_it_in(engine, deployer):
+    deployer.deploy(both("small"))
+    old = engine.container("t-acme_db")
+    engine.write_file("t-acme_db-data", "PG_VERSION", b"17")
+    calls = len(engine.calls)
+    result = deployer.deploy(both("large"))
+    assert result.actions == {"db": "recreate", "web": "recreate"}
+    temporary = f"{old.id[:12]}_t-acme_db"
+    assert [call for call in engine.calls[calls:] if "t-acme_db" in call[1]] == [
+        ("create_container", temporary), ("stop_container", "t-acme_db"), ("start_container", temporary),
+        ("remove_container", "t-acme_db"), ("rename_container", f"{temporary} -> t-acme_db")]
+    converged(engine)
+    assert old.id not in engine.containers
+    assert engine.container("t-acme_db").labels["live.replaces"] == old.id
+    assert engine.volumes["t-acme_db-data"].files == {"PG_VERSION": b"17"}
+    assert result.published_ports == {"web:8080": 20001}, "the replacement publishes the old container's port"
+    assert deployer.deploy(both("large")).actions == {"db": "noop", "web": "noop"}
+
+
+@pytest.mark.parametrize("call", ["create_container", "connect_container"])
+def test_a_replacement_that_cannot_be_made_leaves_the_old_container_running(engine, deployer, call):
+    deployer.deploy(both("small"))
+    old = engine.container("t-acme_web")
+    engine.failures[(call, "web")] = EngineOperationError("create container: refused")
+    with pytest.raises(EngineOperationError, match="refused"):
+        deployer.deploy(both("large"))
+    assert engine.container("t-acme_web").id == old.id and old.state == "running"
+    assert engine.calls_of("stop_container") == ["t-acme_db"], "db was replaced; web's old container never stopped"
+    assert services(engine)["web"] == ["t-acme_web running"], "the replacement was removed"
+
+
+def test_an_old_container_that_does_not_stop_keeps_running_and_the_replacement_goes(engine, deployer):
+    deployer.deploy(both("small"))
+    old = engine.container("t-acme_db")
+    engine.failures[("stop_container", "t-acme_db")] = EngineUnavailable("stop container: engine restarting")
+    with pytest.raises(EngineUnavailable, match="engine restarting"):
+        deployer.deploy(both("large"))
+    assert services(engine) == {"db": ["t-acme_db running"], "web": ["t-acme_web running"]}
+    assert engine.container("t-acme_db").id == old.id
+    deployer.deploy(both("large"))  # the retry
+    converged(engine)
+
+
+@pytest.mark.parametrize("failure", [
+    EngineOperationError("start container: OCI runtime create failed"),
+    HostPortInUse("start container: Bind for 127.0.0.1:20001 failed: port is already allocated", port=20001),
+], ids=["refused", "port"])
+def test_a_replacement_that_does_not_start_gives_the_service_back_to_the_old_container(engine, deployer, failure):
+    deployer.deploy(both("small"))
+    old = engine.container("t-acme_web")
+    temporary = f"{old.id[:12]}_t-acme_web"
+    engine.failures[("start_container", temporary)] = failure
+    with pytest.raises(type(failure)) as raised:
+        deployer.deploy(both("large"))
+    assert raised.value is failure, "the error is the replacement's, as before"
+    assert services(engine)["web"] == ["t-acme_web running"] and engine.container("t-acme_web").id == old.id
+    assert old.host_ports == {"8080/tcp": 20001}
+    assert engine.calls_of("remove_container")[-1] == temporary
+
+
+def test_when_neither_container_starts_the_replacements_error_is_raised(engine, deployer):
+    deployer.deploy(both("small"))
+    old = engine.container("t-acme_web")
+    engine.failures[("start_container", f"{old.id[:12]}_t-acme_web")] = EngineOperationError("new did not start")
+    engine.failures[("start_container", "t-acme_web")] = EngineOperationError("old did not start")
+    with pytest.raises(EngineOperationError, match="new did not start"):
+        deployer.deploy(both("large"))
+    assert services(engine)["web"] == ["t-acme_web exited"]
+    deployer.deploy(both("large"))
+    converged(engine)
+
+
+@pytest.mark.parametrize("step", ["create_container", "connect_container", "stop_container", "start_container",
+                                  "remove_container", "rename_container"])
+def test_a_worker_killed_at_any_step_of_a_recreate_converges_on_the_next_run(engine, deployer, step):
+    deployer.deploy(both("small"))
+    old = engine.container("t-acme_web")
+    temporary = f"{old.id[:12]}_t-acme_web"
+    engine.write_file("t-acme_db-data", "PG_VERSION", b"17")
+    container = temporary if step in ("start_container", "rename_container") else "t-acme_web"
+    engine.failures[(step, "web" if step.startswith(("create", "connect")) else container)] = Killed()
+    with pytest.raises(Killed):
+        deployer.deploy(both("large"))
+    # What the dead worker left: the old container, its replacement, or both.
+    left = {"create_container": ["t-acme_web running"],
+            "connect_container": [f"{temporary} created", "t-acme_web running"],
+            "stop_container": [f"{temporary} created", "t-acme_web running"],
+            "start_container": [f"{temporary} created", "t-acme_web exited"],
+            "remove_container": [f"{temporary} running", "t-acme_web exited"],
+            "rename_container": [f"{temporary} running"]}[step]
+    assert services(engine)["web"] == left
+    result = deployer.deploy(both("large"))
+    converged(engine)
+    assert engine.volumes["t-acme_db-data"].files == {"PG_VERSION": b"17"}
+    if step == "rename_container":
+        assert result.actions["web"] == "noop" and engine.container("t-acme_web").labels["live.replaces"] == old.id
+    assert deployer.deploy(both("large")).actions == {"db": "noop", "web": "noop"}
+
+
+def test_a_suspend_after_an_interrupted_recreate_stops_both_containers_of_the_service(engine, deployer):
+    deployer.deploy(both("small"))
+    engine.failures[("remove_container", "t-acme_db")] = Killed()  # the replacement runs, the old one is stopped
+    with pytest.raises(Killed):
+        deployer.deploy(both("large"))
+    engine.start_container("t-acme_db")  # both running: what an engine restart with restart policies gives
+    assert [state.split()[1] for state in services(engine)["db"]] == ["running", "running"]
+    assert deployer.stop(both("large")) == ["db", "web"]
+    assert {c.state for c in engine.containers.values()} == {"exited"}
+
+
+def test_a_replacement_that_cannot_be_removed_after_a_failure_is_removed_by_the_next_run(engine, deployer):
+    deployer.deploy(both("small"))
+    temporary = f"{engine.container('t-acme_web').id[:12]}_t-acme_web"
+    engine.failures[("start_container", temporary)] = EngineOperationError("new did not start")
+    engine.failures[("remove_container", temporary)] = EngineUnavailable("engine restarting")
+    with pytest.raises(EngineOperationError, match="new did not start"):
+        deployer.deploy(both("large"))
+    assert services(engine)["web"] == [f"{temporary} created", "t-acme_web running"]
+    deployer.deploy(both("large"))
+    converged(engine)

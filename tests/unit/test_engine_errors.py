@@ -5,8 +5,8 @@ import docker.errors
 import pytest
 import requests
 
-from app.errors import RuntimeOperationError, RuntimeUnavailable
-from app.stacks.runtime import translate_errors
+from app.errors import EngineOperationError, EngineUnavailable, HostPortInUse
+from app.stacks.docker_engine import translate_errors
 
 
 def api_error(status: int, explanation: str) -> docker.errors.APIError:
@@ -25,7 +25,7 @@ def api_error(status: int, explanation: str) -> docker.errors.APIError:
     "max-size must be a positive number",
 ])
 def test_an_engine_500_that_will_never_succeed_is_a_refusal_not_an_outage(explanation):
-    with pytest.raises(RuntimeOperationError) as refused:
+    with pytest.raises(EngineOperationError) as refused:
         with translate_errors("create container live-x_app"):
             raise api_error(500, explanation)
     assert not refused.value.transient and refused.value.code == "engine_refused"
@@ -41,13 +41,29 @@ def test_an_engine_500_that_will_never_succeed_is_a_refusal_not_an_outage(explan
     "dial tcp 10.0.0.5:2376: i/o timeout",
 ])
 def test_an_engine_500_of_an_engine_in_trouble_is_retried(explanation):
-    with pytest.raises(RuntimeUnavailable) as unavailable:
+    with pytest.raises(EngineUnavailable) as unavailable:
         with translate_errors("start container 1234"):
             raise api_error(500, explanation)
     assert unavailable.value.transient
 
 
 def test_a_4xx_is_always_a_refusal():
-    with pytest.raises(RuntimeOperationError):
+    with pytest.raises(EngineOperationError):
         with translate_errors("create container x"):
             raise api_error(409, 'Conflict. The container name "/x" is already in use')
+
+
+@pytest.mark.parametrize(("explanation", "port"), [
+    ("driver failed programming external connectivity on endpoint live-x_web (3f2a): Bind for 127.0.0.1:20001 "
+     "failed: port is already allocated", 20001),
+    ("driver failed programming external connectivity on endpoint live-x_web (3f2a): Error starting userland proxy: "
+     "listen tcp4 127.0.0.1:20002: bind: address already in use", 20002),
+    ("driver failed programming external connectivity on endpoint x: Bind for :::8080 failed: port is already "
+     "allocated", 8080),
+])
+def test_a_taken_host_port_is_its_own_refusal_naming_the_port(explanation, port):
+    with pytest.raises(HostPortInUse) as taken:
+        with translate_errors("start container 1234"):
+            raise api_error(500, explanation)
+    assert taken.value.details["port"] == port and not taken.value.transient
+    assert isinstance(taken.value, EngineOperationError) and taken.value.code == "engine_refused"

@@ -17,17 +17,15 @@ from app.catalog.product import build_target, load_product, sample_builtins
 from app.errors import ProductError, StackSpecError
 from app.stacks import engine_requests
 from app.stacks.deployer import Deployer
-from app.stacks.engine_requests import PLACEHOLDER_IMAGE_ID, build_requests, dry_run
-from app.stacks.runtime import (
+from app.stacks.docker_engine import (
     ENGINE_API_VERSION,
-    ContainerRequest,
-    NetworkRequest,
-    VolumeRequest,
     container_payload,
     network_create_kwargs,
     network_payload,
     volume_payload,
 )
+from app.stacks.engine import ContainerRequest, NetworkRequest, VolumeRequest
+from app.stacks.engine_requests import PLACEHOLDER_IMAGE_ID, build_requests, dry_run
 from tests.fakes import FakeEngine
 
 MANIFEST = "name: Demo\nplans:\n  basic:\n"
@@ -538,7 +536,7 @@ def test_config_hashes_are_those_of_the_previous_deployer():
 
 
 def test_container_payload_is_the_body_docker_py_create_container_sends():
-    # DockerRuntime.create_container used to call APIClient.create_container; it now posts container_payload.
+    # DockerEngine.create_container used to call APIClient.create_container; it now posts container_payload.
     for _, target in golden_targets():
         image_ids = {name: PLACEHOLDER_IMAGE_ID for name in target.stack.services}
         for request in build_requests(target, image_ids).containers.values():

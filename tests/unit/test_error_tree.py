@@ -17,7 +17,7 @@ from app.errors import (
     NotFound,
     OrderNotFound,
     ProductError,
-    RuntimeUnavailable,
+    EngineUnavailable,
     StackSpecError,
     UpstreamFailed,
     WorkerAlreadyRunning,
@@ -94,8 +94,8 @@ def test_internal_errors_never_show_their_detail_publicly(cls):
 
 def test_the_internal_classes_are_those_the_design_names():
     names = {cls.__name__ for cls in internal_classes()}
-    assert {"LiveError", "ConfigError", "DatabaseUnavailable", "CatalogSourceError", "RuntimeUnavailable",
-            "RuntimeOperationError", "ImageMissing", "ArchiveError", "UpstreamFailed", "StackSpecError"} <= names
+    assert {"LiveError", "ConfigError", "DatabaseUnavailable", "CatalogSourceError", "EngineUnavailable",
+            "EngineOperationError", "ImageMissing", "ArchiveError", "UpstreamFailed", "StackSpecError"} <= names
     assert not names & {"NotFound", "OrderNotFound", "Conflict", "InvalidRequest", "NamingError",
                         "InterpolationError", "HealthCheckFailed", "WorkerAlreadyRunning"}
 
@@ -122,7 +122,7 @@ def test_order_not_found_is_a_not_found_with_its_own_code():
 
 def test_transient_errors_are_those_a_retry_can_fix():
     assert {cls.__name__ for cls in all_live_errors() if cls.transient} == {
-        "RuntimeUnavailable", "CatalogSourceError", "DatabaseUnavailable"}
+        "EngineUnavailable", "CatalogSourceError", "DatabaseUnavailable"}
 
 
 def test_failure_texts_of_an_operation():
@@ -133,6 +133,6 @@ def test_failure_texts_of_an_operation():
     public, detail = failure_texts(8, KeyError(PRIVATE))
     assert public == "internal error in operation 8; the operators have the details"
     assert detail.startswith("KeyError: ") and PRIVATE in detail
-    public, detail = failure_texts(9, RuntimeUnavailable(PRIVATE))
+    public, detail = failure_texts(9, EngineUnavailable(PRIVATE))
     assert public == "the container platform is unavailable right now (operation 9)" and detail == PRIVATE
     assert failure_texts(10, LiveError(PRIVATE))[0] == f"{INTERNAL_PUBLIC} (operation 10)"

@@ -1,12 +1,12 @@
-"""Convergence planning (app/stacks/plan.py), over ContainerState from app/stacks/runtime.py."""
+"""Convergence planning (app/stacks/plan.py), over ContainerState from app/stacks/engine.py."""
 from __future__ import annotations
 
 import itertools
 
 import pytest
 
-from app.stacks.plan import Action, ConvergencePlan, plan_convergence
-from app.stacks.runtime import ContainerState
+from app.stacks.engine import ContainerState
+from app.stacks.plan import REPLACES_LABEL, Action, ConvergencePlan, plan_convergence
 
 _ids = itertools.count(1)
 
@@ -176,3 +176,36 @@ def test_container_state_running(state, running):
 def test_container_state_service_comes_from_label():
     assert container("web").service == "web"
     assert container(None).service is None
+
+
+# -- an interrupted recreate (the replacement is made first, then swapped in) ---------------------
+
+def replacement(old: ContainerState, config_hash: str = "h2", state: str = "created") -> ContainerState:
+    return container(old.service, config_hash, state, name=f"{old.id[:12]}_{old.name}", **{REPLACES_LABEL: old.id})
+
+
+@pytest.mark.parametrize(("old_state", "new_state"), [("running", "created"), ("exited", "created"),
+                                                      ("exited", "running")])
+def test_a_replacement_whose_old_container_is_still_there_is_a_leftover(old_state, new_state):
+    old = container("web", "h1", old_state)
+    new = replacement(old, state=new_state)
+    plan = plan_convergence({"web": "h2"}, [new, old])
+    assert plan.leftovers == [new] and plan.orphans == []
+    assert plan.actions == {"web": Action.RECREATE}, "the old container is replaced again, from the start"
+    assert not plan.is_noop
+
+
+def test_a_replacement_whose_old_container_is_gone_is_the_services_container():
+    old = container("web", "h1")
+    new = replacement(old, state="running")
+    plan = plan_convergence({"web": "h2"}, [new])
+    assert plan.leftovers == [] and plan.orphans == [] and plan.actions == {"web": Action.NOOP}
+    assert plan_convergence({"web": "h3"}, [new]).actions == {"web": Action.RECREATE}
+
+
+def test_a_finished_replacement_is_an_ordinary_container():
+    gone = container("web", "h0")
+    finished = container("web", "h1", name="live-acme_web", **{REPLACES_LABEL: gone.id})
+    newer = replacement(finished)
+    plan = plan_convergence({"web": "h2"}, [finished, newer])
+    assert plan.leftovers == [newer] and plan.actions == {"web": Action.RECREATE}

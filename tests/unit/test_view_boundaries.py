@@ -3,7 +3,7 @@
 They read through ``app/orders/queries.py`` and change things through the use cases
 (``app/orders/service.py``, the catalog), reached through ``app/collaborators.py``. Checked on the
 source with :mod:`ast`: an import of ``app.models`` (except for type hints under
-``if TYPE_CHECKING:``), an attribute ``.runtime``, ``.runner`` or ``.deployer``, an attribute of
+``if TYPE_CHECKING:``), an attribute ``.engine`` (``.runtime`` before it), ``.runner`` or ``.deployer``, an attribute of
 ``.db`` (``live.db.atomic()``), or the app's component store (``.extensions``) is refused.
 """
 from __future__ import annotations
@@ -16,7 +16,7 @@ import pytest
 from app.config import PROJECT_ROOT
 
 ENTRY_POINTS = sorted((PROJECT_ROOT / "app" / "web").glob("*.py")) + [PROJECT_ROOT / "app" / "cli.py"]
-ENGINE_ATTRIBUTES = {"runtime", "runner", "deployer"}
+ENGINE_ATTRIBUTES = {"engine", "runtime", "runner", "deployer"}
 
 
 def _type_checking_blocks(tree: ast.Module) -> set[int]:

@@ -1,9 +1,11 @@
-"""The container engine port: what the deployer needs from Docker, and nothing more.
+"""The Docker Engine adapter of the :class:`~app.stacks.engine.Engine` port (docker SDK).
 
-:class:`DockerRuntime` is the one adapter (docker SDK). Every docker/requests
-exception is translated here into the project's errors: connection problems
-and engine 5xx become :class:`RuntimeUnavailable` (retried), refusals become
-:class:`RuntimeOperationError` (not retried).
+:class:`DockerEngine` speaks the Docker Engine API through docker-py's low-level client. Every
+docker/requests exception is translated here into the project's errors (:func:`translate_errors`):
+connection problems and engine 5xx that mean "later" become :class:`EngineUnavailable` (retried),
+refusals :class:`EngineOperationError` (not retried), a host port taken :class:`HostPortInUse`.
+The engine's JSON bodies are built here too (:func:`container_payload` and friends), also without an
+engine, so the catalog can check a product against them.
 """
 from __future__ import annotations
 
@@ -13,7 +15,6 @@ import logging
 import math
 import os
 import re
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -25,38 +26,29 @@ import urllib3.exceptions
 from docker.utils import version_lt
 
 from app.errors import (
+    EngineOperationError,
+    EngineUnavailable,
+    HostPortInUse,
     ImageMissing,
     LiveError,
     NotFound,
-    RuntimeOperationError,
-    RuntimeUnavailable,
     StackSpecError,
 )
 from app.stacks.archives import write_archive
+from app.stacks.engine import (
+    ContainerRequest,
+    ContainerState,
+    Engine,
+    NetworkRequest,
+    NetworkState,
+    VolumeRequest,
+    VolumeState,
+)
 
 log = logging.getLogger(__name__)
 
 _HEALTH_RE = re.compile(r"\((healthy|unhealthy|health: starting)\)")
 _EXIT_RE = re.compile(r"^Exited \((-?\d+)\)")
-
-
-@dataclass
-class ContainerState:
-    id: str
-    name: str
-    labels: dict[str, str]
-    state: str  # created, running, paused, restarting, removing, exited, dead
-    health: str | None = None  # healthy, unhealthy, starting; None without a healthcheck
-    exit_code: int | None = None
-    host_ports: dict[str, int] = field(default_factory=dict)  # "8080/tcp" -> 32768
-
-    @property
-    def service(self) -> str | None:
-        return self.labels.get("live.service")
-
-    @property
-    def running(self) -> bool:
-        return self.state in ("running", "restarting")
 
 
 #: The Docker Engine API version Live validates requests against: Docker Engine 20.10 speaks API 1.41.
@@ -65,44 +57,12 @@ _VOLUME_NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]+$")  # the engine's volum
 _INT64_MIN, _UINT64_MAX = -(2**63), 2**64 - 1  # the widest integers the engine's Go decoder reads
 
 
-@dataclass
-class ContainerRequest:
-    """Everything needed to create one container (see :func:`container_payload` for the engine's JSON)."""
-
-    name: str
-    image: str
-    labels: dict[str, str]
-    create: dict[str, Any]  # docker-py ContainerConfig kwargs (create_container's), host_config excluded
-    host_config: dict[str, Any]  # docker-py HostConfig kwargs (create_host_config's)
-    networks: dict[str, list[str]]  # network name -> aliases; the first is attached at create
-    stop_grace_seconds: int
-
-
-@dataclass(frozen=True)
-class NetworkRequest:
-    """One network to create (see :func:`network_payload`)."""
-
-    name: str
-    labels: dict[str, str]
-    internal: bool = False
-    driver: str = "bridge"
-
-
-@dataclass(frozen=True)
-class VolumeRequest:
-    """One named volume to create (see :func:`volume_payload`)."""
-
-    name: str
-    labels: dict[str, str]
-    driver: str = "local"
-
-
 def container_payload(request: ContainerRequest, api_version: str = ENGINE_API_VERSION) -> dict[str, Any]:
     """The JSON body of ``POST /containers/create`` for ``request``, built without an engine.
 
     docker-py's own types build it (``ContainerConfig``, ``HostConfig``, ``EndpointConfig``,
     ``NetworkingConfig`` for ``api_version``), as ``APIClient.create_container`` does, so their argument
-    checks run wherever this runs: in :meth:`DockerRuntime.create_container` and at product validation.
+    checks run wherever this runs: in :meth:`DockerEngine.create_container` and at product validation.
     Only the first network is attached at create; the engine connects the others afterwards.
 
     Raises :class:`StackSpecError` when docker-py refuses an argument or when the result is not JSON the
@@ -237,19 +197,6 @@ def _check_engine_json(payload: Any, what: str, path: str = "") -> None:
         json.dumps(payload, allow_nan=False)
 
 
-@dataclass
-class NetworkState:
-    name: str
-    labels: dict[str, str]
-
-
-@dataclass
-class VolumeState:
-    name: str
-    labels: dict[str, str]
-    size: int = 0  # bytes; only filled by volume_usage()
-
-
 @contextlib.contextmanager
 def translate_errors(action: str) -> Iterator[None]:
     """Turn docker/requests exceptions into the project's errors, naming ``action``."""
@@ -260,13 +207,16 @@ def translate_errors(action: str) -> Iterator[None]:
     except docker.errors.NotFound as exc:
         raise NotFound(f"{action}: {_explain(exc)}", public="an object on the container platform is missing") from exc
     except docker.errors.APIError as exc:
+        port = host_port_conflict(_explain(exc))
+        if port is not None:
+            raise HostPortInUse(f"{action}: {_explain(exc)}", port=port) from exc
         if exc.status_code is not None and exc.status_code >= 500 and is_transient_engine_error(_explain(exc)):
-            raise RuntimeUnavailable(f"{action}: Docker engine error: {_explain(exc)}") from exc
-        raise RuntimeOperationError(f"{action}: {_explain(exc)}") from exc
+            raise EngineUnavailable(f"{action}: Docker engine error: {_explain(exc)}") from exc
+        raise EngineOperationError(f"{action}: {_explain(exc)}") from exc
     except (requests.exceptions.ConnectionError, requests.exceptions.Timeout, ConnectionError) as exc:
-        raise RuntimeUnavailable(f"{action}: cannot reach the Docker engine: {exc}") from exc
+        raise EngineUnavailable(f"{action}: cannot reach the Docker engine: {exc}") from exc
     except docker.errors.DockerException as exc:
-        raise RuntimeUnavailable(f"{action}: {exc}") from exc
+        raise EngineUnavailable(f"{action}: {exc}") from exc
 
 
 # What the engine says, in a 5xx, when it (or containerd, or the network to it) is in trouble for now. The engine
@@ -284,12 +234,27 @@ def is_transient_engine_error(explanation: str) -> bool:
     return bool(_TRANSIENT_ENGINE_ERROR.search(explanation))
 
 
+# The engine's two answers when a host port to publish is taken at start: by another container (its port
+# allocator) or by another process (the userland proxy cannot bind it).
+_PORT_CONFLICT = re.compile(r"Bind for [^ ]*:(\d+) failed: port is already allocated"
+                            r"|listen tcp[46]? [^ ]*:(\d+): bind: address already in use")
+
+
+def host_port_conflict(explanation: str) -> int | None:
+    """The host port the engine could not bind, from its error message (see ``_PORT_CONFLICT``); else ``None``."""
+    match = _PORT_CONFLICT.search(explanation)
+    return int(match.group(1) or match.group(2)) if match else None
+
+
 def _explain(exc: docker.errors.APIError) -> str:
     return str(getattr(exc, "explanation", None) or exc)
 
 
-class DockerRuntime:
-    """Docker engine adapter built on the docker SDK's low-level API client."""
+class DockerEngine(Engine):
+    """The Docker Engine, through the docker SDK's low-level API client (``DOCKER_HOST``, or ``base_url``).
+
+    ``timeout`` is seconds per API call. ``api_calls`` counts the calls made (benchmarks of reconcile passes).
+    """
 
     def __init__(self, base_url: str | None = None, timeout: int = 120):
         self._base_url = base_url
@@ -326,7 +291,7 @@ class DockerRuntime:
                 repository, tag = _split_image(ref)
                 self.api.pull(repository, tag=tag)
                 return self.api.inspect_image(ref)["Id"]
-        except (NotFound, RuntimeOperationError, RuntimeUnavailable) as exc:
+        except (NotFound, EngineOperationError, EngineUnavailable) as exc:
             raise ImageMissing(f"image {ref} is not available locally and could not be pulled: {exc}") from exc
 
     # -- containers ---------------------------------------------------------
@@ -372,21 +337,25 @@ class DockerRuntime:
         with translate_errors(f"stop container {container_id[:12]}"):
             self.api.stop(container_id, timeout=timeout)
 
+    def rename_container(self, container_id: str, name: str) -> None:
+        with translate_errors(f"rename container {container_id[:12]} to {name}"):
+            self.api.rename(container_id, name)
+
     def remove_container(self, container_id: str) -> None:
         """Remove a container (by id or name) by force; a missing one is not an error.
 
-        A removal the engine already has in progress is :class:`RuntimeUnavailable` (retried later).
+        A removal the engine already has in progress is :class:`EngineUnavailable` (retried later).
         """
         try:
             with translate_errors(f"remove container {container_id[:12]}"):
                 self.api.remove_container(container_id, force=True)
         except NotFound:
             pass  # already gone: removal is idempotent
-        except RuntimeOperationError as exc:
+        except EngineOperationError as exc:
             if "already in progress" not in str(exc):
                 raise
             # The engine is still removing it (a removal that timed out on our side): it will be gone soon.
-            raise RuntimeUnavailable(f"{exc}; trying again later") from exc
+            raise EngineUnavailable(f"{exc}; trying again later") from exc
 
     # -- networks and volumes -----------------------------------------------
     def list_networks(self, labels: dict[str, str]) -> list[NetworkState]:
@@ -470,8 +439,8 @@ class DockerRuntime:
 
         Raises :class:`ArchiveDestinationError` (the file system failed: full, read-only, ...),
         :class:`ArchiveError` (not a readable tar file), :class:`ImageMissing` (no such image),
-        :class:`RuntimeUnavailable` (engine unreachable, or its stream broke) or
-        :class:`RuntimeOperationError` (the engine refused).
+        :class:`EngineUnavailable` (engine unreachable, or its stream broke) or
+        :class:`EngineOperationError` (the engine refused).
         """
         self.remove_container(helper_name)  # left by an interrupted attempt
         api = self.api
@@ -500,8 +469,8 @@ class DockerRuntime:
     def image_present(self, ref: str) -> bool:
         """Whether the image ``ref`` is on the engine (never pulls it); for ``live doctor`` and terminate.
 
-        Raises :class:`RuntimeUnavailable` when the engine cannot be asked, and
-        :class:`RuntimeOperationError` when it refuses the question (e.g. an invalid reference).
+        Raises :class:`EngineUnavailable` when the engine cannot be asked, and
+        :class:`EngineOperationError` when it refuses the question (e.g. an invalid reference).
         """
         try:
             with translate_errors(f"inspect image {ref}"):
@@ -519,7 +488,7 @@ def _archive_chunks(response: requests.Response, volume: str) -> Iterator[bytes]
     """The body of the engine's archive answer, with the engine's failures as project errors.
 
     A stream that breaks midway (the engine restarted, the connection dropped) is
-    :class:`RuntimeUnavailable`; the caller's own failures (writing the file) never pass through here.
+    :class:`EngineUnavailable`; the caller's own failures (writing the file) never pass through here.
     """
     action = f"read volume {volume}"
     try:
@@ -528,7 +497,7 @@ def _archive_chunks(response: requests.Response, volume: str) -> Iterator[bytes]
     except LiveError:
         raise
     except (requests.exceptions.RequestException, urllib3.exceptions.HTTPError, OSError) as exc:
-        raise RuntimeUnavailable(f"{action}: the Docker engine's stream broke: {exc}") from exc
+        raise EngineUnavailable(f"{action}: the Docker engine's stream broke: {exc}") from exc
 
 
 def _split_image(ref: str) -> tuple[str, str | None]:

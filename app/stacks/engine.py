@@ -1,0 +1,215 @@
+"""The container engine port: what the deployer and the operation handlers need from an orchestrator.
+
+:class:`Engine` lists, creates, starts, stops, renames and removes containers, networks and volumes,
+archives a volume, and answers questions about images and usage; the value types of this module are
+what goes in and out. Nothing here knows an orchestrator's own types: :class:`~app.stacks.docker_engine.DockerEngine`
+is the Docker Engine adapter (docker-py), ``tests/fakes.py`` has an in-memory one, and another orchestrator
+(Docker Swarm) is another implementation of the same class.
+
+Objects are found by their labels (``live.deployment``, ``live.order``, ``live.service``, ...), never by
+name. Every implementation raises the project's errors (:mod:`app.errors`), never its library's:
+
+- :class:`~app.errors.EngineUnavailable`: the engine cannot be reached, or is in trouble for now (transient:
+  the worker retries the operation);
+- :class:`~app.errors.EngineOperationError`: the engine refused the call, retrying cannot help; its
+  subclasses :class:`~app.errors.ImageMissing` (an image is neither present nor pullable) and
+  :class:`~app.errors.HostPortInUse` (a host port to publish is taken, ``port`` detail);
+- :class:`~app.errors.NotFound`: the named object does not exist (removals ignore it).
+"""
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+@dataclass
+class ContainerState:
+    """One container as the engine reports it (a listing, or an inspect)."""
+
+    id: str
+    name: str
+    labels: dict[str, str]
+    state: str  # created, running, paused, restarting, removing, exited, dead
+    health: str | None = None  # healthy, unhealthy, starting; None without a healthcheck
+    exit_code: int | None = None
+    host_ports: dict[str, int] = field(default_factory=dict)  # "8080/tcp" -> 32768
+
+    @property
+    def service(self) -> str | None:
+        return self.labels.get("live.service")
+
+    @property
+    def running(self) -> bool:
+        return self.state in ("running", "restarting")
+
+
+@dataclass
+class ContainerRequest:
+    """Everything needed to create one container.
+
+    ``create`` and ``host_config`` hold the container's settings under the argument names of the Docker
+    Engine API as docker-py spells them (``ContainerConfig`` and ``HostConfig`` keyword arguments, e.g.
+    ``mem_limit``, ``port_bindings``): :mod:`app.stacks.engine_requests` builds them from the compose file;
+    an implementation translates them into its own calls.
+    """
+
+    name: str
+    image: str
+    labels: dict[str, str]
+    create: dict[str, Any]  # ContainerConfig keyword arguments, host_config excluded
+    host_config: dict[str, Any]  # HostConfig keyword arguments
+    networks: dict[str, list[str]]  # network name -> aliases; the first is attached at create
+    stop_grace_seconds: int
+
+
+@dataclass(frozen=True)
+class NetworkRequest:
+    """One network to create."""
+
+    name: str
+    labels: dict[str, str]
+    internal: bool = False
+    driver: str = "bridge"
+
+
+@dataclass(frozen=True)
+class VolumeRequest:
+    """One named volume to create."""
+
+    name: str
+    labels: dict[str, str]
+    driver: str = "local"
+
+
+@dataclass
+class NetworkState:
+    """One network as the engine lists it."""
+
+    name: str
+    labels: dict[str, str]
+
+
+@dataclass
+class VolumeState:
+    """One named volume as the engine lists it."""
+
+    name: str
+    labels: dict[str, str]
+    size: int = 0  # bytes; only filled by volume_usage()
+
+
+class Engine(abc.ABC):
+    """The operations Live needs from a container orchestrator (see the module docstring for the errors).
+
+    ``labels`` arguments select objects carrying every one of those labels with those values. Container
+    references (``container_id``) are ids; a name is accepted too. Removals are idempotent: removing an
+    object that does not exist is not an error.
+    """
+
+    @abc.abstractmethod
+    def ping(self) -> None:
+        """Return when the engine answers; :class:`~app.errors.EngineUnavailable` otherwise."""
+
+    # -- images -------------------------------------------------------------
+    @abc.abstractmethod
+    def image_id(self, ref: str) -> str:
+        """The id of the image ``ref`` (``sha256:...``), pulled once when it is missing.
+
+        Raises :class:`~app.errors.ImageMissing` when it is neither present nor pullable.
+        """
+
+    @abc.abstractmethod
+    def image_present(self, ref: str) -> bool:
+        """Whether the image ``ref`` is on the engine; never pulls it."""
+
+    # -- containers ---------------------------------------------------------
+    @abc.abstractmethod
+    def list_containers(self, labels: dict[str, str]) -> list[ContainerState]:
+        """Every container carrying ``labels``, whatever its state."""
+
+    @abc.abstractmethod
+    def inspect_container(self, container_id: str) -> ContainerState:
+        """The container's current state (health included); :class:`~app.errors.NotFound` when it is gone."""
+
+    @abc.abstractmethod
+    def create_container(self, request: ContainerRequest) -> str:
+        """Create the container of ``request``, not started, attached to all its networks; returns its id.
+
+        Host ports are not bound until it starts. A name already in use is an
+        :class:`~app.errors.EngineOperationError`, a missing image :class:`~app.errors.ImageMissing`.
+        """
+
+    @abc.abstractmethod
+    def start_container(self, container_id: str) -> None:
+        """Start a created or stopped container; a running one is left as it is.
+
+        A host port taken by something else is :class:`~app.errors.HostPortInUse`.
+        """
+
+    @abc.abstractmethod
+    def unpause_container(self, container_id: str) -> None:
+        """Resume a paused container."""
+
+    @abc.abstractmethod
+    def stop_container(self, container_id: str, timeout: int) -> None:
+        """Stop a container: its stop signal, then a kill after ``timeout`` seconds; a stopped one is left as it is."""
+
+    @abc.abstractmethod
+    def rename_container(self, container_id: str, name: str) -> None:
+        """Give the container the name ``name``; a name in use is an :class:`~app.errors.EngineOperationError`."""
+
+    @abc.abstractmethod
+    def remove_container(self, container_id: str) -> None:
+        """Remove a container by force (a running one too); a missing one is not an error."""
+
+    @abc.abstractmethod
+    def container_usage(self, container_id: str) -> tuple[float, float]:
+        """(memory bytes in use, CPU seconds used) of a running container, from one sample."""
+
+    # -- networks -----------------------------------------------------------
+    @abc.abstractmethod
+    def list_networks(self, labels: dict[str, str]) -> list[NetworkState]:
+        """Every network carrying ``labels``."""
+
+    @abc.abstractmethod
+    def create_network(self, request: NetworkRequest) -> None:
+        """Create the network of ``request``."""
+
+    @abc.abstractmethod
+    def remove_network(self, name: str) -> None:
+        """Remove a network; a missing one is not an error, one with containers attached is refused."""
+
+    # -- volumes ------------------------------------------------------------
+    @abc.abstractmethod
+    def list_volumes(self, labels: dict[str, str]) -> list[VolumeState]:
+        """Every named volume carrying ``labels`` (``size`` is 0: see :meth:`volume_usage`)."""
+
+    @abc.abstractmethod
+    def volume_exists(self, name: str) -> bool:
+        """Whether a volume named ``name`` exists, whatever its labels."""
+
+    @abc.abstractmethod
+    def create_volume(self, request: VolumeRequest) -> None:
+        """Create the named volume of ``request``; an existing one is left as it is."""
+
+    @abc.abstractmethod
+    def remove_volume(self, name: str) -> None:
+        """Remove a volume and its data; a missing one is not an error, one in use is refused."""
+
+    @abc.abstractmethod
+    def volume_usage(self, labels: dict[str, str]) -> list[VolumeState]:
+        """Every named volume carrying ``labels``, with its size in bytes."""
+
+    @abc.abstractmethod
+    def archive_volume(self, volume: str, image: str, destination: Path, helper_name: str,
+                       labels: dict[str, str]) -> int:
+        """Write the volume's files as a tar file at ``destination`` (mode 0600); returns its size in bytes.
+
+        The content is read through a helper container of ``image`` (the archive helper, never pulled) named
+        ``helper_name`` and carrying ``labels``, always removed afterwards. The file is written by
+        :func:`app.stacks.archives.write_archive`, whose :class:`~app.errors.ArchiveDestinationError` and
+        :class:`~app.errors.ArchiveError` pass through; a stream that breaks midway is
+        :class:`~app.errors.EngineUnavailable`.
+        """
