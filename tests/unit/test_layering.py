@@ -97,3 +97,34 @@ def test_every_kind_of_import_is_seen(tmp_path, source, expected):
     path.parent.mkdir(parents=True)
     path.write_text(source)
     assert imported_modules(path, tmp_path) == expected
+
+
+# -- each external system is touched in one place (docs/ARCHITECTURE.md) ------------------------------------------
+#: Library -> the only modules of app/ that may import it. requests is docker-py's and python-gitlab's transport:
+#: its exceptions are translated in both adapters.
+EXTERNAL_LIBRARIES = {
+    "docker": {"app.stacks.docker_engine"},
+    "gitlab": {"app.catalog.gitlab_source"},
+    "requests": {"app.stacks.docker_engine", "app.catalog.gitlab_source"},
+    "apscheduler": {"app.orders.worker"},
+    "prometheus_client": {"app.web.observability"},
+    "boto3": set(),
+    "botocore": set(),
+}
+
+
+def test_each_external_library_is_imported_in_one_place():
+    found: dict[str, set[str]] = {library: set() for library in EXTERNAL_LIBRARIES}
+    for path in sorted(APP.rglob("*.py")):
+        for name in imported_modules(path):
+            library = name.split(".")[0]
+            if library in found:
+                found[library].add(module_name(path))
+    assert found == EXTERNAL_LIBRARIES
+
+
+def test_the_library_rule_sees_imports_inside_functions(tmp_path):
+    sample = tmp_path / "app" / "sample.py"
+    sample.parent.mkdir()
+    sample.write_text("def f():\n    import docker.errors\n    from gitlab import Gitlab\n")
+    assert {name.split(".")[0] for name in imported_modules(sample, tmp_path)} == {"docker", "gitlab"}
