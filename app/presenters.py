@@ -119,10 +119,14 @@ def order_view(order: Order, catalog: Catalog, scheme: str, *, include_secrets: 
 
 
 def event_view(event: Event, *, include_private: bool = False) -> dict[str, Any]:
-    """An event; its message is public, the error detail in its data only with ``include_private``."""
+    """An event; its message is public, the error detail and archive paths in its data only with
+    ``include_private``."""
     data = dict(event.data or {})
     if not include_private:
         data.pop(PRIVATE_EVENT_DATA, None)
+        if isinstance(data.get("archives"), list):  # where archives are stored is a host path: staff only
+            data["archives"] = [{k: v for k, v in archive.items() if k != "path"} if isinstance(archive, dict)
+                                else archive for archive in data["archives"]]
     return {"id": event.id, "order_id": event.order_id, "operation_id": event.operation_id, "kind": event.kind,
             "message": event.message, "actor": event.actor, "data": data,
             "created_at": timestamp(event.created_at)}

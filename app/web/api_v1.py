@@ -206,7 +206,9 @@ def _upgrade(order: Order, revision: str | None, dry_run: bool, wait: float, all
 @bp.doc(summary="Where the catalog comes from and how its last sync went")
 def catalog_status():
     state = queries.catalog_status()
-    view = {"source": state.source, "commit": state.commit,
+    # The source's address (a host path, GitLab's URL and project) is for admin keys; others see its kind.
+    source = state.source if caller_sees_detail() else state.source.split(" ", 1)[0]
+    view = {"source": source, "commit": state.commit,
             "last_attempt_at": timestamp(state.last_attempt_at), "last_success_at": timestamp(state.last_success_at),
             "last_error": CATALOG_SYNC_FAILED if state.last_error else None,
             "sync_requested": state.sync_requested}

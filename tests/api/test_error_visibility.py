@@ -279,6 +279,8 @@ def test_readyz_and_catalog_status_with_gitlab_unreachable(settings, monkeypatch
 
     read = client.get("/api/v1/catalog", headers={"Authorization": f"Bearer {create_key('r', 'read')[1]}"}).json
     assert read["last_error"] and raw not in read["last_error"] and "last_error_detail" not in read
+    assert read["source"] == "GitLab", "GitLab's address and project are for admin keys"
     admin = client.get("/api/v1/catalog", headers={"Authorization": f"Bearer {create_key('a', 'admin')[1]}"}).json
     assert admin["last_error_detail"] == raw
+    assert admin["source"] == f"GitLab http://127.0.0.1:{port} project geocat/catalog at main"
     live.db.close()
