@@ -25,7 +25,7 @@ from app import create_app
 from app.config import load_settings
 from app.db import connect_database, upgrade
 from app.errors import ConfigError
-from app.models import CatalogSync, Operation, WebhookDelivery
+from app.models import CatalogSync, Operation, WebhookDelivery, WorkerHeartbeat, utcnow
 from app.web.input_guard import MAX_JSON_DEPTH
 from app.web.wait_slots import WaitSlots
 from tests.api.conftest import client_payload
@@ -162,6 +162,13 @@ def test_waiting_calls_past_the_bound_answer_at_once(service, settings):
     first = service.post(CREATE.format(900), {**body, "wait": 0})
     assert first.status_code == 202, first.text
     operation = first.json()["operation"]["id"]
+    # A worker that is alive but never takes the operation (its heartbeat, no process): calls wait only while
+    # a worker is alive. Polling every 60 s, its beat stays fresh for 10 minutes (app/orders/heartbeat.py).
+    db = connect_database(settings.database_url)
+    try:
+        WorkerHeartbeat.create(worker="idle:1", started_at=utcnow(), beat_at=utcnow(), poll_seconds=60.0, concurrency=1)
+    finally:
+        db.close()
 
     def end_operation() -> None:
         db = connect_database(settings.database_url)
