@@ -286,6 +286,13 @@ def _report(outcome: Outcome, wait: float) -> None:
     click.echo(f"operation {operation.id}: {operation.kind} {operation.state}")
     if wait <= 0:
         return
+    worker = queries.worker_status()
+    if not worker.alive:  # nothing would change while waiting
+        last = (f"last heartbeat {worker.describe_age()} ago" if worker.age_seconds is not None
+                else "none has a heartbeat")
+        click.echo(f"not waiting: no worker is running ({last}); the operation is recorded and runs once one does: "
+                   "`flask --app wsgi live worker` (or `make run`)")
+        sys.exit(3)
     operation = queries.wait_for_operation(operation, wait, poll_seconds=0.5)
     for step in operation.steps or []:
         click.echo(f"  {step['at']} {step['message']}")
@@ -294,7 +301,7 @@ def _report(outcome: Outcome, wait: float) -> None:
     if operation.state == OperationState.FAILED:
         sys.exit(1)
     if operation.state != OperationState.SUCCEEDED:
-        click.echo("still running (is the worker started? `flask --app wsgi live worker`)")
+        click.echo(f"still {operation.state} after {wait:g} s: the worker is busy; see `orders show`")
         sys.exit(3)
 
 

@@ -1,6 +1,7 @@
 """The operator CLI (`flask --app wsgi live ...`) against a real database and engine."""
 from __future__ import annotations
 
+import datetime as dt
 import os
 import subprocess
 import sys
@@ -9,6 +10,8 @@ import pytest
 
 from app import create_app
 from app.config import PROJECT_ROOT
+from app.models import WorkerHeartbeat, utcnow
+from app.orders.queries import OrderQueries
 from tests.conftest import write_product
 
 
@@ -57,6 +60,21 @@ def test_orders_create_list_show_and_errors(cli, live):
     assert unknown.exit_code == 1 and "no order 'nobody'" in unknown.output
     bad_plan = cli("orders", "change-plan", "1", "--plan", "gold")
     assert bad_plan.exit_code == 1 and "has no plan 'gold'" in bad_plan.output
+
+
+def test_wait_without_a_worker_says_so_at_once(cli, live, monkeypatch):
+    waited = []
+    monkeypatch.setattr(OrderQueries, "wait_for_operation", staticmethod(lambda *args, **kwargs: waited.append(args)))
+    created = cli("orders", "create", "--service-id", "43", "--email", "gis@example.org", "--product", "busybox-demo",
+                  "--plan", "small", "--wait", "60")
+    assert created.exit_code == 3 and waited == [], "nothing would change while waiting"
+    assert created.output.splitlines()[-1] == (
+        "not waiting: no worker is running (none has a heartbeat); the operation is recorded and runs once one does: "
+        "`flask --app wsgi live worker` (or `make run`)")
+    WorkerHeartbeat.create(worker="old:1", started_at=utcnow(), beat_at=utcnow() - dt.timedelta(hours=2),
+                           poll_seconds=1.0, concurrency=1)
+    stale = cli("orders", "suspend", "service:43", "--wait", "60")
+    assert stale.exit_code == 3 and "(last heartbeat 2 h ago)" in stale.output
 
 
 def test_bad_configuration_stops_start_up_with_one_message(tmp_path):
