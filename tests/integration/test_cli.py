@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 import os
 import subprocess
 import sys
@@ -83,6 +84,19 @@ def test_bad_configuration_stops_start_up_with_one_message(tmp_path):
                             env=env, capture_output=True, text=True)
     assert result.returncode == 2
     assert result.stderr.strip() == "GeoCat Live: configuration error: LIVE_PUBLIC_SCHEME must be http or https, got 'gopher'"
+
+
+def test_doctor_json_with_a_bad_configuration_is_still_json(tmp_path):
+    env = dict(os.environ, LIVE_DATABASE_URL="garbage")
+    result = subprocess.run([sys.executable, "-m", "flask", "--app", "wsgi", "live", "doctor", "--json"],
+                            cwd=PROJECT_ROOT, env=env, capture_output=True, text=True)
+    assert result.returncode == 2
+    report = json.loads(result.stdout)
+    assert report["status"] == "fail" and report["exit_code"] == 2
+    (check,) = report["checks"]
+    assert check["check"] == "configuration" and "LIVE_DATABASE_URL" in check["finding"]
+    assert "config/live.env.example" in check["fix"]
+    assert result.stderr.startswith("GeoCat Live: configuration error: ")
 
 
 @pytest.mark.parametrize("database_url", ["sqlite", "postgresql"], indirect=True)
