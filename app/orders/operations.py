@@ -8,7 +8,6 @@ table says (:data:`app.orders.lifecycle.TRANSITIONS`).
 from __future__ import annotations
 
 import logging
-import socket
 import threading
 from pathlib import Path
 from typing import Callable
@@ -24,38 +23,13 @@ from app.orders.lifecycle import TRANSITIONS, OperationKind, OrderStatus, transi
 from app.presenters import PRIVATE_EVENT_DATA
 from app.stacks.data_risk import DataRiskReport, data_risks
 from app.stacks.deployer import Deployer, DeploymentTarget
+from app.stacks.ports import PORT_MOVES, PortAllocator
 
 log = logging.getLogger(__name__)
 
 Progress = Callable[[str], None]
 #: A handler: ``handler(operation, order, progress)``; raises LiveError (transient or not) when it fails.
 Handler = Callable[[Operation, Order, Progress], None]
-
-
-#: How many taken host ports one deploy moves away from before it fails.
-PORT_MOVES = 5
-
-
-class PortAllocator:
-    """Host ports on 127.0.0.1 for endpoints, stable for an order's whole life."""
-
-    def __init__(self, first: int = 20000, last: int = 29999):
-        self.first, self.last = first, last
-
-    def allocate(self, taken: set[int]) -> int:
-        for port in range(self.first, self.last + 1):
-            if port not in taken and _is_free(port):
-                return port
-        raise LiveError(f"no free host port left in {self.first}-{self.last}")
-
-
-def _is_free(port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        try:
-            probe.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
 
 
 class OperationRunner:
@@ -353,7 +327,7 @@ class OperationRunner:
 
         Between choosing a free port and the engine binding it, another process or another installation on the
         same engine may take it: each such port is avoided and the deploy tried again, at most
-        ``PORT_MOVES`` times.
+        :data:`~app.stacks.ports.PORT_MOVES` times.
         """
         self._assign_ports(order)
         avoid: set[int] = set()
@@ -403,6 +377,8 @@ class OperationRunner:
 
 
 def _ports_in_use(exclude: int) -> set[int]:
+    """The host ports recorded on every order but ``exclude`` that is not terminated: what
+    :meth:`~app.stacks.ports.PortAllocator.allocate` must not choose."""
     taken: set[int] = set()
     for other in Order.select(Order.published_ports).where((Order.id != exclude) & (Order.status != OrderStatus.TERMINATED)):
         taken.update((other.published_ports or {}).values())
