@@ -23,6 +23,7 @@ from app.errors import StackSpecError
 from app.stacks.docker_engine import ENGINE_API_VERSION, container_payload, network_payload, volume_payload
 from app.stacks.engine import ContainerRequest, NetworkRequest, VolumeRequest
 from app.stacks.project import NETWORK_LABEL, VOLUME_LABEL, Project
+from app.stacks.routing import routing_labels
 
 log = logging.getLogger(__name__)
 
@@ -114,7 +115,7 @@ def container_request(project: Project, service: ServiceSpec, image_id: str) -> 
     endpoint_ports = sorted({e.port for e in project.endpoints if e.service == service.name})
     exposed = sorted({f"{p}/tcp" for p in endpoint_ports} | {p if "/" in p else f"{p}/tcp" for p in service.expose})
     labels = dict(service.labels)
-    labels.update(traefik_labels(project, service.name))
+    labels.update(routing_labels(project, service.name))
     create = {
         "command": service.command,
         "entrypoint": service.entrypoint,
@@ -171,26 +172,6 @@ def container_request(project: Project, service: ServiceSpec, image_id: str) -> 
         stop_grace_seconds=service.stop_grace_seconds,
     )
     return request, config_hash
-
-
-def traefik_labels(project: Project, service: str) -> dict[str, str]:
-    """Traefik's router and service labels for every endpoint of ``service`` (docs/PRODUCTS.md)."""
-    labels: dict[str, str] = {}
-    for endpoint in project.endpoints:
-        if endpoint.service != service:
-            continue
-        if "`" in endpoint.path:  # Traefik quotes rule arguments with backticks: the router would never load
-            raise StackSpecError(f"endpoints: {endpoint.application}: path {endpoint.path!r} cannot contain '`'")
-        router = f"o{project.order_id}-{endpoint.application}"
-        prefix = f"traefik.http.routers.{router}"
-        labels["traefik.enable"] = "true"
-        labels[f"{prefix}.rule"] = f"Host(`{project.hostname}`) && PathPrefix(`{endpoint.path}`)"
-        labels[f"{prefix}.service"] = router
-        labels[f"{prefix}.entrypoints"] = "websecure" if project.tls else "web"
-        if project.tls:
-            labels[f"{prefix}.tls.certresolver"] = "le"
-        labels[f"traefik.http.services.{router}.loadbalancer.server.port"] = str(endpoint.port)
-    return labels
 
 
 def network_requests(project: Project) -> list[NetworkRequest]:
