@@ -33,7 +33,7 @@ if TYPE_CHECKING:
 class LiveGroup(AppGroup):
     """The ``live`` command group: a database that cannot be reached or is not migrated is one line, not a traceback.
 
-    Project errors are handled by each command (``_fail``); what is left here is the database itself.
+    Live errors are handled by each command (``_fail``); what is left here is the database itself.
     """
 
     def invoke(self, ctx: click.Context):

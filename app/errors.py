@@ -1,4 +1,4 @@
-"""The project's own exceptions: one tree, rooted at :class:`LiveError`.
+"""Live's own exceptions: one tree, rooted at :class:`LiveError`.
 
 Errors of external libraries (docker, peewee, yaml, jsonschema, python-gitlab)
 are translated into these at the adapter boundary, so callers never catch a

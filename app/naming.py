@@ -1,7 +1,7 @@
 """Instance identifiers and hostnames derived from what an order gives.
 
-An instance identifier names the order's Docker objects (``live-<instance>-…``)
-and its default hostname, so it must be a valid Docker name and DNS label:
+An instance identifier names the order's Docker objects (``<deployment>-<instance>_…``, see
+:mod:`app.stacks.project`) and its default hostname, so it must be a valid Docker name and DNS label:
 lowercase ``[a-z][a-z0-9-]*``, at most :data:`MAX_INSTANCE_LENGTH` characters.
 """
 from __future__ import annotations
@@ -108,7 +108,3 @@ def _is_ip_address(text: str) -> bool:
 def hostname_for(instance: str, domain: str | None, base_domain: str) -> str:
     return normalize_hostname(domain) if domain and domain.strip() else f"{instance}.{base_domain}"
 
-
-def object_prefix(deployment: str, instance: str) -> str:
-    """Prefix of every container, network and volume name of an order."""
-    return f"{deployment}-{instance}"

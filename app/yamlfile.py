@@ -41,7 +41,7 @@ import yaml
 from yaml.constructor import ConstructorError, SafeConstructor
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
-from app.errors import YamlContentError  # defined with every project error in app.errors; importable from here
+from app.errors import YamlContentError  # defined with every Live error in app.errors; importable from here
 
 log = logging.getLogger(__name__)
 

@@ -315,7 +315,7 @@ class Bench:
                 "usage_listing": measure(lambda: (engine.volume_usage(selector), engine.list_containers(selector))),
                 "status_per_order": measure(lambda: [engine.list_containers({**selector, "live.order": str(o.id)})
                                                      for o in orders]),
-                "plan_per_order": measure(lambda: [live.deployer.plan(live.runner.target(o)) for o in orders]),
+                "plan_per_order": measure(lambda: [live.deployer.plan(live.runner.project(o)) for o in orders]),
             }
             log(f"scale {scale}: {results[scale]}")
         self.raw["figure4"] = results

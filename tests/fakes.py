@@ -19,7 +19,7 @@ answers like the engine does where the deployer depends on it:
 - ``archive_volume`` writes a real tar file of the volume's files.
 
 :attr:`FakeEngine.failures` makes one call fail (or the worker die there, :class:`Killed`) for the
-failure paths. Errors are the project's, with the texts ``app.stacks.docker_engine.translate_errors``
+failure paths. Errors are Live's, with the texts ``app.stacks.docker_engine.translate_errors``
 gives the engine's answers. Everything the deployer sent is kept
 (:attr:`FakeContainer.payload`, :attr:`FakeEngine.calls`) for assertions.
 """

@@ -29,7 +29,7 @@ import re
 from dataclasses import dataclass
 from typing import Protocol
 
-# Defined with every project error in app.errors (one tree, one HTTP mapping); importable from here too.
+# Defined with every Live error in app.errors (one tree, one HTTP mapping); importable from here too.
 from app.errors import CatalogSourceError, UnreadableFile  # noqa: F401
 
 log = logging.getLogger(__name__)

@@ -3,8 +3,8 @@
 :func:`load_product` parses and validates both files and never raises: an
 invalid product comes back with ``errors`` so the catalog can list it, and
 the deployer refuses it. The compose file goes through the compose pipeline
-(:mod:`app.compose.pipeline`); :func:`build_target` turns one plan of a
-product into the target the deployer takes, for validation and for orders.
+(:mod:`app.compose.pipeline`); :func:`build_project` turns one plan of a
+product into the project the deployer takes, for validation and for orders.
 """
 from __future__ import annotations
 
@@ -28,7 +28,7 @@ from app.compose.schema import schema_message
 from app.errors import InterpolationError, InvalidRequest, LiveError, ProductError, YamlContentError
 from app.stacks.docker_engine import ENGINE_API_VERSION
 from app.stacks.engine_requests import dry_run
-from app.stacks.target import DeploymentTarget
+from app.stacks.project import Project
 from app.yamlfile import load_yaml
 
 log = logging.getLogger(__name__)
@@ -249,7 +249,7 @@ def _validate_compose(product: ProductDefinition) -> list[str]:
     if not has_services(product.compose):
         return errors
 
-    # Build every plan's target with sample built-ins: catches undefined variables per plan,
+    # Build every plan's project with sample built-ins: catches undefined variables per plan,
     # and validates structure and policy after interpolation, as Compose does. A plan
     # can change what a value means (a volume source, a capability), so each is checked.
     known = set(product.defaults) | set(product.generated) | set(BUILTIN_VARIABLES)
@@ -284,7 +284,7 @@ def _validate_compose(product: ProductDefinition) -> list[str]:
 def _deploy_path_errors(product: ProductDefinition, plan: str, secrets: Mapping[str, str]) -> list[str]:
     """Run, for one plan, what the worker runs to deploy an order, without an engine; return the problems.
 
-    The target is built as ``OperationRunner.target`` builds it (:func:`build_target`, with sample
+    The project is built as ``OperationRunner.project`` builds it (:func:`build_project`, with sample
     built-ins and secrets, and every problem of the compose file reported: ``validate``), then every
     container, network and volume request and its engine JSON (:func:`app.stacks.engine_requests.dry_run`,
     for Docker Engine API :data:`~app.stacks.docker_engine.ENGINE_API_VERSION`). Each problem is ``product
@@ -294,9 +294,9 @@ def _deploy_path_errors(product: ProductDefinition, plan: str, secrets: Mapping[
     """
     slug = product.slug
     try:
-        target = build_target(product, plan, sample_builtins(slug, plan), secrets, revision="validation",
-                              validate=True)
-        return [f"product {slug}: {problem}" for problem in dry_run(target, ENGINE_API_VERSION)]
+        project = build_project(product, plan, sample_builtins(slug, plan), secrets, revision="validation",
+                                validate=True)
+        return [f"product {slug}: {problem}" for problem in dry_run(project, ENGINE_API_VERSION)]
     except InterpolationError:
         raise
     except ProductError as exc:
@@ -305,24 +305,25 @@ def _deploy_path_errors(product: ProductDefinition, plan: str, secrets: Mapping[
         return [f"product {slug}: {exc}"]
     except Exception as exc:  # last line of defence: a crash of the deploy path refuses the product
         log.exception("product %s: plan %s: the deploy path failed", slug, plan)
-        return [f"product {slug}: docker-compose.yml: the deployment cannot be built ({type(exc).__name__}: {exc})"]
+        return [f"product {slug}: docker-compose.yml: the project cannot be built ({type(exc).__name__}: {exc})"]
 
 
-def build_target(definition: ProductDefinition, plan: str, builtins: Mapping[str, str], secrets: Mapping[str, str],
-                 *, revision: str, pinned_ports: Mapping[str, int] | None = None, tls: bool = True,
-                 deployment: str = "live", validate: bool = False) -> DeploymentTarget:
+def build_project(definition: ProductDefinition, plan: str, builtins: Mapping[str, str], secrets: Mapping[str, str],
+                  *, revision: str, pinned_ports: Mapping[str, int] | None = None, tls: bool = True,
+                  deployment: str = "live", validate: bool = False) -> Project:
     """The stack ``definition`` renders for ``plan``, as the deployer takes it. No engine is called.
 
-    The one way from a product to a :class:`~app.stacks.target.DeploymentTarget`: the worker builds every
-    order's target with it (``OperationRunner.target``) and the catalog builds a sample target of every
+    The one way from a product to a :class:`~app.stacks.project.Project`: the worker builds every
+    order's project with it (``OperationRunner.project``) and the catalog builds a sample project of every
     plan with it when it validates a product (``validate``: every problem of the compose file at once),
     so the two never disagree about what a product means.
 
-    ``builtins`` are the ``LIVE_*`` values of the order (:data:`BUILTIN_VARIABLES`); the target's order id,
+    ``builtins`` are the ``LIVE_*`` values of the order (:data:`BUILTIN_VARIABLES`); the project's order id,
     instance, hostname and product are read from ``LIVE_ORDER_ID``, ``LIVE_INSTANCE``, ``LIVE_HOSTNAME``
     and ``LIVE_PRODUCT``, so the names of the objects always match what the compose file saw. ``secrets``
     are the order's generated values, ``revision`` the label of the product revision, ``pinned_ports`` the
-    host port recorded per ``"service:port"`` endpoint.
+    host port recorded per ``"service:port"`` endpoint, ``deployment`` the Live installation
+    (``LIVE_DEPLOYMENT``) whose namespace the project's objects are named and labelled in.
 
     Raises as :func:`app.compose.pipeline.load_stack` does: :class:`~app.errors.InterpolationError` when
     the plan does not render, :class:`~app.errors.ProductError` when the rendered document breaks the
@@ -332,7 +333,7 @@ def build_target(definition: ProductDefinition, plan: str, builtins: Mapping[str
     """
     stack = load_stack(definition.slug, definition.compose, definition.variables_for(plan, builtins, secrets),
                        validate=validate)
-    return DeploymentTarget(
+    return Project(
         order_id=int(builtins["LIVE_ORDER_ID"]), instance=builtins["LIVE_INSTANCE"], product=builtins["LIVE_PRODUCT"],
         revision=revision, hostname=builtins["LIVE_HOSTNAME"], stack=stack,
         endpoints=list(definition.endpoints), pinned_ports=dict(pinned_ports or {}), tls=tls, deployment=deployment,

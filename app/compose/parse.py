@@ -30,6 +30,10 @@ from app.errors import StackSpecError
 from app.yamlfile import NULL_HINT
 
 DEPENDENCY_CONDITIONS = ("service_started", "service_healthy", "service_completed_successfully")
+#: The prefix of Live's own labels (their keys are :mod:`app.stacks.project`'s, all with this prefix; the
+#: compose layer imports nothing of it): a product's labels may not start with it, so a product can
+#: neither forge nor override one.
+RESERVED_LABEL_PREFIX = "live."
 
 _DURATION_PART = re.compile(r"([0-9]+(?:\.[0-9]+)?)(ns|us|ms|h|m|s)")
 _DURATION_NS = {"ns": 1, "us": 1_000, "ms": 1_000_000, "s": 1_000_000_000, "m": 60_000_000_000, "h": 3_600_000_000_000}
@@ -453,8 +457,8 @@ def _labels(value: Any, key: str) -> dict[str, str]:
     for label in labels:
         if not label:
             raise StackSpecError(f"{key}: a label needs a name")
-        if label.startswith("live."):
-            raise StackSpecError(f"{key}: the live.* prefix is reserved for Live")
+        if label.startswith(RESERVED_LABEL_PREFIX):
+            raise StackSpecError(f"{key}: the {RESERVED_LABEL_PREFIX}* prefix is reserved for Live")
     return labels
 
 

@@ -8,7 +8,6 @@ table says (:data:`app.orders.lifecycle.TRANSITIONS`).
 from __future__ import annotations
 
 import logging
-import socket
 import threading
 from pathlib import Path
 from typing import Callable
@@ -16,46 +15,22 @@ from typing import Callable
 import peewee
 
 from app.catalog.catalog import Catalog
-from app.catalog.product import build_target
+from app.catalog.product import build_project
 from app.compose.model import StackSpec
 from app.errors import DataRiskError, HostPortInUse, LiveError
 from app.models import Operation, Order, ProductRevision, record_event, utcnow
 from app.orders.lifecycle import TRANSITIONS, OperationKind, OrderStatus, transition
 from app.presenters import PRIVATE_EVENT_DATA
 from app.stacks.data_risk import DataRiskReport, data_risks
-from app.stacks.deployer import Deployer, DeploymentTarget
+from app.stacks.deployer import Deployer
+from app.stacks.ports import PORT_MOVES, PortAllocator
+from app.stacks.project import VOLUME_LABEL, Project
 
 log = logging.getLogger(__name__)
 
 Progress = Callable[[str], None]
 #: A handler: ``handler(operation, order, progress)``; raises LiveError (transient or not) when it fails.
 Handler = Callable[[Operation, Order, Progress], None]
-
-
-#: How many taken host ports one deploy moves away from before it fails.
-PORT_MOVES = 5
-
-
-class PortAllocator:
-    """Host ports on 127.0.0.1 for endpoints, stable for an order's whole life."""
-
-    def __init__(self, first: int = 20000, last: int = 29999):
-        self.first, self.last = first, last
-
-    def allocate(self, taken: set[int]) -> int:
-        for port in range(self.first, self.last + 1):
-            if port not in taken and _is_free(port):
-                return port
-        raise LiveError(f"no free host port left in {self.first}-{self.last}")
-
-
-def _is_free(port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        try:
-            probe.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
 
 
 class OperationRunner:
@@ -82,8 +57,8 @@ class OperationRunner:
             OperationKind.UPGRADE: self._do_upgrade,
         }
 
-    def target(self, order: Order, revision: ProductRevision | None = None) -> DeploymentTarget:
-        """The order's stack as its revision (or ``revision``) renders it."""
+    def project(self, order: Order, revision: ProductRevision | None = None) -> Project:
+        """The order's project as its revision (or ``revision``) renders it (:func:`build_project`)."""
         revision = revision or order.revision
         definition = self.catalog.definition(revision)
         definition.require_valid()
@@ -96,9 +71,9 @@ class OperationRunner:
             "LIVE_PRODUCT": order.product.slug,
             "LIVE_CUSTOMER_EMAIL": order.customer.email,
         }
-        # The catalog validated the product with this same function on sample values; build_target checks
+        # The catalog validated the product with this same function on sample values; build_project checks
         # the policy again on the real ones (defence in depth).
-        return build_target(
+        return build_project(
             definition, order.plan, builtins, definition.generate_secrets(order.secrets), revision=revision.label,
             pinned_ports=order.published_ports or {}, tls=self.public_scheme == "https", deployment=self.deployment,
         )
@@ -132,13 +107,12 @@ class OperationRunner:
         self._succeeded(operation, order, f"order {order.instance} redeployed")
 
     def _do_restart(self, operation: Operation, order: Order, progress: Progress) -> None:
-        target = self.target(order)
-        self.deployer.stop(target, progress)
+        self.deployer.stop(self.project(order), progress)
         self._deploy(order, progress)
         self._succeeded(operation, order, f"order {order.instance} restarted")
 
     def _do_suspend(self, operation: Operation, order: Order, progress: Progress) -> None:
-        self.deployer.stop(self.target(order), progress)
+        self.deployer.stop(self.project(order), progress)
         self._succeeded(operation, order, f"order {order.instance} suspended")
 
     def _do_change_plan(self, operation: Operation, order: Order, progress: Progress) -> None:
@@ -176,10 +150,10 @@ class OperationRunner:
         re-attached by a rollback), so they are not empty.
         """
         plan = plan or order.plan
-        target = self.target(self._changed(order, revision, plan), revision)
-        convergence, _, _ = self.deployer.plan(target)
-        data = data_risks(self.target(order).stack, target.stack).as_dict()
-        existing = {volume.labels.get("live.volume") for volume in self.deployer.engine.list_volumes(target.selector)}
+        project = self.project(self._changed(order, revision, plan), revision)
+        convergence, _, _ = self.deployer.plan(project)
+        data = data_risks(self.project(order).stack, project.stack).as_dict()
+        existing = {volume.labels.get(VOLUME_LABEL) for volume in self.deployer.engine.list_volumes(project.selector)}
         data["existing_volumes"] = sorted(v for v in data["new_volumes"] if v in existing)
         return {"order_id": order.id, "instance": order.instance, "from": order.revision.label, "to": revision.label,
                 "services": {name: action.value for name, action in sorted(convergence.actions.items())},
@@ -189,11 +163,11 @@ class OperationRunner:
                    plan: str | None = None) -> DataRiskReport:
         """What moving the order to ``revision`` and/or ``plan`` would do to its data (nothing is changed)."""
         revision = revision or order.revision
-        return data_risks(self.target(order).stack, self._changed_stack(order, revision, plan or order.plan))
+        return data_risks(self.project(order).stack, self._changed_stack(order, revision, plan or order.plan))
 
     def _changed_stack(self, order: Order, revision: ProductRevision, plan: str) -> StackSpec:
         """The order's stack rendered on another revision and plan."""
-        return self.target(self._changed(order, revision, plan), revision).stack
+        return self.project(self._changed(order, revision, plan), revision).stack
 
     @staticmethod
     def _changed(order: Order, revision: ProductRevision, plan: str) -> Order:
@@ -211,7 +185,7 @@ class OperationRunner:
         volume mounted again (a rollback) leaves the list.
         """
         after = self._changed_stack(order, revision, plan)
-        report = data_risks(self.target(order).stack, after)
+        report = data_risks(self.project(order).stack, after)
         if report.detaches_data and not operation.params.get("allow_data_risk"):
             raise DataRiskError(f"{operation.kind} of order {order.instance}", report,
                                 how_to_allow="Nothing was changed; an operator may accept this with --allow-data-risk")
@@ -238,23 +212,23 @@ class OperationRunner:
         record_event("order.upgraded", f"revision {previous} -> {revision.label}", order=order, operation=operation,
                      previous=previous, revision=revision.label, commit=revision.commit)
 
-    def teardown_target(self, order: Order) -> DeploymentTarget:
-        """The order's target for stopping, archiving and removing its stack, whatever state it is in.
+    def teardown_project(self, order: Order) -> Project:
+        """The order's project for stopping, archiving and removing it, whatever state it is in.
 
-        The rendered target when the order's revision and plan still render; otherwise (a product made
+        The rendered project when the order's revision and plan still render; otherwise (a product made
         invalid by a later policy, a plan gone) one built from the order's identity alone: the engine's
         labels still find every object, only the stop order of dependents first is lost. Transient errors
         are raised.
         """
         try:
-            return self.target(order)
+            return self.project(order)
         except LiveError as exc:
             if exc.transient:
                 raise
             log.warning("order %s no longer renders (%s); tearing it down by its labels alone", order.instance, exc)
-            return DeploymentTarget(order_id=order.id, instance=order.instance, product=order.product.slug,
-                                    revision=order.revision.label, hostname=order.hostname,
-                                    stack=StackSpec(services={}, volumes=[], networks={}), deployment=self.deployment)
+            return Project(order_id=order.id, instance=order.instance, product=order.product.slug,
+                           revision=order.revision.label, hostname=order.hostname,
+                           stack=StackSpec(services={}, volumes=[], networks={}), deployment=self.deployment)
 
     def _do_terminate(self, operation: Operation, order: Order, progress: Progress) -> None:
         """Archive every volume, then remove the stack; works from any order status and any stack state.
@@ -263,7 +237,7 @@ class OperationRunner:
         :meth:`Deployer.archive_and_remove`); a failure leaves every volume in place (see :meth:`on_failure`).
         """
         stamp = f"{operation.created_at:%Y%m%dT%H%M%S}-op{operation.id}"
-        archives = self.deployer.archive_and_remove(self.teardown_target(order), self.backup_dir, stamp, progress)
+        archives = self.deployer.archive_and_remove(self.teardown_project(order), self.backup_dir, stamp, progress)
         order.terminated_at = utcnow()
         record_event("order.archived", f"{len(archives)} volume(s) archived", order=order, operation=operation,
                      archives=[{"volume": a.volume, "path": a.path, "bytes": a.size} for a in archives])
@@ -301,19 +275,19 @@ class OperationRunner:
     def _clean_failed_create(self, operation: Operation, order: Order, progress: Progress, detail: str) -> str:
         """Archive and remove what a failed create made; returns ``detail``, plus why the clean-up did not finish."""
         stamp = f"{operation.created_at:%Y%m%dT%H%M%S}-op{operation.id}-failed"
-        target = None
+        project = None
         try:
-            target = self.teardown_target(order)
-            self.deployer.archive_and_remove(target, self.backup_dir, stamp, progress)
+            project = self.teardown_project(order)
+            self.deployer.archive_and_remove(project, self.backup_dir, stamp, progress)
             return detail
         except LiveError as exc:
             log.warning("cleanup after failed create of %s did not finish: %s", order.instance, exc)
             progress(f"cleanup did not finish: {exc.public}")  # steps are shown to customers
             unfinished = f"{detail}; cleanup did not finish: {exc}"
-        if target is None:
+        if project is None:
             return unfinished
         try:  # nothing may run under a failed order
-            self.deployer.stop(target, progress)
+            self.deployer.stop(project, progress)
         except LiveError as exc:
             log.warning("containers of failed order %s were not stopped: %s", order.instance, exc)
         return unfinished
@@ -325,7 +299,7 @@ class OperationRunner:
         the stack already runs as it should, and nothing is started or claimed.
         """
         try:
-            untouched = self.deployer.plan(self.target(order))[0].is_noop
+            untouched = self.deployer.plan(self.project(order))[0].is_noop
         except LiveError:
             untouched = False  # cannot tell: converge, which reports its own failure
         if untouched:
@@ -353,13 +327,13 @@ class OperationRunner:
 
         Between choosing a free port and the engine binding it, another process or another installation on the
         same engine may take it: each such port is avoided and the deploy tried again, at most
-        ``PORT_MOVES`` times.
+        :data:`~app.stacks.ports.PORT_MOVES` times.
         """
         self._assign_ports(order)
         avoid: set[int] = set()
         while True:
             try:
-                result = self.deployer.deploy(self.target(order), progress)
+                result = self.deployer.deploy(self.project(order), progress)
                 break
             except HostPortInUse as exc:
                 taken = exc.details.get("port")
@@ -403,6 +377,8 @@ class OperationRunner:
 
 
 def _ports_in_use(exclude: int) -> set[int]:
+    """The host ports recorded on every order but ``exclude`` that is not terminated: what
+    :meth:`~app.stacks.ports.PortAllocator.allocate` must not choose."""
     taken: set[int] = set()
     for other in Order.select(Order.published_ports).where((Order.id != exclude) & (Order.status != OrderStatus.TERMINATED)):
         taken.update((other.published_ports or {}).values())

@@ -38,6 +38,7 @@ from app.presenters import (
     timestamp,
 )
 from app.stacks.engine import ContainerState, Engine
+from app.stacks.project import order_selector
 
 log = logging.getLogger(__name__)
 
@@ -326,7 +327,7 @@ class OrderQueries:
 
     def _memory_limit_mb(self, order: Order) -> float | None:
         """Sum of the services' memory limits; None when one service is unlimited."""
-        services = self.runner.target(order).stack.services.values()
+        services = self.runner.project(order).stack.services.values()
         limits = [service.mem_limit for service in services]
         return None if not limits or any(limit is None for limit in limits) else round(sum(limits) / 1024 / 1024, 2)
 
@@ -350,7 +351,7 @@ class OrderQueries:
 
     def _containers_by_service(self, order: Order) -> dict[str | None, ContainerState] | None:
         try:
-            selector = {"live.deployment": self.settings.deployment, "live.order": str(order.id)}
+            selector = order_selector(self.settings.deployment, order.id)
             return {c.service: c for c in self.engine.list_containers(selector)}
         except LiveError as exc:
             log.warning("cannot read containers of %s: %s", order.instance, exc)

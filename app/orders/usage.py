@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from app.errors import LiveError
 from app.models import Order
 from app.stacks.engine import Engine
+from app.stacks.project import deployment_selector, order_id_of
 
 log = logging.getLogger(__name__)
 MB = 1024 * 1024
@@ -36,13 +37,13 @@ def collect_usage(engine: Engine, deployment: str, orders: list[Order],
              for order in orders}
     if not by_id:
         return []
-    for volume in engine.volume_usage({"live.deployment": deployment}):
-        usage = by_id.get(_order_id(volume.labels))
+    for volume in engine.volume_usage(deployment_selector(deployment)):
+        usage = by_id.get(order_id_of(volume.labels))
         if usage is not None:
             usage.disk_mb += round(volume.size / MB, 2)
     running = []
-    for container in engine.list_containers({"live.deployment": deployment}):
-        usage = by_id.get(_order_id(container.labels))
+    for container in engine.list_containers(deployment_selector(deployment)):
+        usage = by_id.get(order_id_of(container.labels))
         if usage is None:
             continue
         usage.containers_total += 1
@@ -63,8 +64,3 @@ def _stats(engine: Engine, container_id: str) -> tuple[float, float]:
     except LiveError as exc:  # a container that stopped meanwhile has no stats: count it as idle
         log.info("no stats for container %s: %s", container_id[:12], exc)
         return 0.0, 0.0
-
-
-def _order_id(labels: dict[str, str]) -> int | None:
-    value = labels.get("live.order", "")
-    return int(value) if value.isdigit() else None

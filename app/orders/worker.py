@@ -359,7 +359,7 @@ class Worker:
 def failure_texts(operation_id: int, exc: BaseException) -> tuple[str, str]:
     """The public and the private text of an operation that failed with ``exc``.
 
-    A project error gives its public text (with the operation id when that
+    A Live error gives its public text (with the operation id when that
     text hides something, so operators can find the detail) and its message.
     Anything else is a bug: customers get a neutral sentence, operators the
     exception's type and text (the traceback is in the log).

@@ -35,7 +35,7 @@ _PARTIAL_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW"
 
 
 def destination_error(exc: OSError, path: Path | str, doing: str) -> ArchiveDestinationError:
-    """The project error for ``exc``, raised while ``doing`` (e.g. ``write the archive``) at ``path``.
+    """The Live error for ``exc``, raised while ``doing`` (e.g. ``write the archive``) at ``path``.
 
     The message (private) names the action, the path and the cause with its errno name:
     ``cannot write the archive /b/x.tar.partial: No space left on device (ENOSPC)``.
@@ -111,7 +111,7 @@ def write_archive(destination: Path, chunks: Iterable[bytes]) -> int:
     file, then renamed; the folder is synced too. On any failure the partial file is removed and
     ``destination`` is left as it was.
 
-    Errors raised by iterating ``chunks`` (the engine's, already project errors) pass through unchanged.
+    Errors raised by iterating ``chunks`` (the engine's, already Live errors) pass through unchanged.
     Raises :class:`~app.errors.ArchiveDestinationError` when the file system fails (full, read-only, ...)
     and :class:`~app.errors.ArchiveError` when what was written is not a readable tar file.
     """

@@ -21,8 +21,8 @@ from app.errors import ArchiveHelperMissing, HealthCheckFailed, LiveError, Upstr
 from app.stacks.archives import prepare_folder
 from app.stacks.engine import ContainerRequest, ContainerState, Engine
 from app.stacks.engine_requests import build_requests, network_requests, volume_requests
-from app.stacks.plan import REPLACES_LABEL, Action, ConvergencePlan, plan_convergence
-from app.stacks.target import DeploymentTarget  # defined in target.py; still importable from here
+from app.stacks.plan import Action, ConvergencePlan, plan_convergence
+from app.stacks.project import REPLACES_LABEL, Project
 
 log = logging.getLogger(__name__)
 
@@ -63,15 +63,15 @@ class Deployer:
         self.helper_image = helper_image
 
     # -- deploy -------------------------------------------------------------
-    def plan(self, target: DeploymentTarget) -> tuple[ConvergencePlan, dict[str, ContainerRequest], list]:
+    def plan(self, project: Project) -> tuple[ConvergencePlan, dict[str, ContainerRequest], list]:
         """What :meth:`deploy` would do, without changing anything (plus the requests and observed containers)."""
-        image_ids = {name: self.engine.image_id(svc.image) for name, svc in target.stack.services.items()}
-        requests = build_requests(target, image_ids)
-        observed = self.engine.list_containers(target.selector)
+        image_ids = {name: self.engine.image_id(svc.image) for name, svc in project.stack.services.items()}
+        requests = build_requests(project, image_ids)
+        observed = self.engine.list_containers(project.selector)
         return plan_convergence(requests.config_hashes, observed), requests.containers, observed
 
-    def deploy(self, target: DeploymentTarget, progress: Progress = lambda _: None) -> DeployResult:
-        """Converge the order's stack to ``target``: networks and volumes, then each service as planned
+    def deploy(self, project: Project, progress: Progress = lambda _: None) -> DeployResult:
+        """Converge the order's stack to ``project``: networks and volumes, then each service as planned
         (:func:`~app.stacks.plan.plan_convergence`) in ``depends_on`` order, then wait until every service
         with a healthcheck is healthy.
 
@@ -82,9 +82,9 @@ class Deployer:
         Raises the engine's errors, :class:`HealthCheckFailed` and :class:`UpstreamFailed` (a service skipped
         because one it depends on failed; the first failure of a service itself is raised first).
         """
-        self._ensure_networks(target, progress)
-        self._ensure_volumes(target, progress)
-        plan, requests, containers = self.plan(target)
+        self._ensure_networks(project, progress)
+        self._ensure_volumes(project, progress)
+        plan, requests, containers = self.plan(project)
         removed = {c.id for c in plan.orphans + plan.leftovers}
         observed = {c.service: c for c in containers if c.id not in removed}
         for leftover in plan.leftovers:
@@ -99,7 +99,7 @@ class Deployer:
         ids_lock = threading.Lock()
 
         def converge(name: str) -> None:
-            service = target.stack.services[name]
+            service = project.stack.services[name]
             for dependency, condition in service.depends_on.items():
                 self._wait_condition(name, dependency, condition, container_ids[dependency])
             action = plan.actions[name]
@@ -129,13 +129,13 @@ class Deployer:
             with ids_lock:
                 container_ids[name] = new_id
 
-        run_in_dependency_order({n: list(s.depends_on) for n, s in target.stack.services.items()}, converge)
-        self._wait_all_healthy(target, container_ids, progress)
+        run_in_dependency_order({n: list(s.depends_on) for n, s in project.stack.services.items()}, converge)
+        self._wait_all_healthy(project, container_ids, progress)
 
-        containers = self.engine.list_containers(target.selector)
+        containers = self.engine.list_containers(project.selector)
         ports = {}
         for container in containers:
-            for endpoint in target.endpoints:
+            for endpoint in project.endpoints:
                 if container.service == endpoint.service and f"{endpoint.port}/tcp" in container.host_ports:
                     ports[f"{endpoint.service}:{endpoint.port}"] = container.host_ports[f"{endpoint.port}/tcp"]
         return DeployResult(
@@ -148,7 +148,7 @@ class Deployer:
         """Recreate ``current`` from ``request`` as compose does; returns the new container's id.
 
         Create the replacement under a temporary name (``<old id[:12]>_<name>``, compose's) with the
-        :data:`~app.stacks.plan.REPLACES_LABEL` label, stop the old container, start the new one, remove
+        :data:`~app.stacks.project.REPLACES_LABEL` label, stop the old container, start the new one, remove
         the old one, rename the new one to its final name. Host ports are bound at start, so the replacement
         publishes the old container's port.
 
@@ -189,16 +189,16 @@ class Deployer:
         except LiveError as exc:
             log.warning("the replacement of container %s was not removed: %s", replaced.name, exc)
 
-    def _ensure_networks(self, target: DeploymentTarget, progress: Progress) -> None:
-        existing = {n.name for n in self.engine.list_networks(target.selector)}
-        for request in network_requests(target):
+    def _ensure_networks(self, project: Project, progress: Progress) -> None:
+        existing = {n.name for n in self.engine.list_networks(project.selector)}
+        for request in network_requests(project):
             if request.name not in existing:
                 progress(f"create network {request.name}")
                 self.engine.create_network(request)
 
-    def _ensure_volumes(self, target: DeploymentTarget, progress: Progress) -> None:
-        existing = {v.name for v in self.engine.list_volumes(target.selector)}
-        for request in volume_requests(target):
+    def _ensure_volumes(self, project: Project, progress: Progress) -> None:
+        existing = {v.name for v in self.engine.list_volumes(project.selector)}
+        for request in volume_requests(project):
             if request.name not in existing and not self.engine.volume_exists(request.name):
                 progress(f"create volume {request.name}")
                 self.engine.create_volume(request)
@@ -226,9 +226,9 @@ class Deployer:
                 raise HealthCheckFailed(f"{dependency} did not become {condition.removeprefix('service_')} within {self.health_timeout:.0f}s")
             time.sleep(self.poll_interval)
 
-    def _wait_all_healthy(self, target: DeploymentTarget, container_ids: dict[str, str], progress: Progress) -> None:
+    def _wait_all_healthy(self, project: Project, container_ids: dict[str, str], progress: Progress) -> None:
         """Every service with a healthcheck must be healthy before the stack counts as up."""
-        waiting = [name for name, svc in target.stack.services.items()
+        waiting = [name for name, svc in project.stack.services.items()
                    if svc.healthcheck and svc.healthcheck.get("Test") != ["NONE"]]
         if waiting:
             progress("wait for health: " + ", ".join(sorted(waiting)))
@@ -236,13 +236,13 @@ class Deployer:
             self._wait_condition("the stack", name, "service_healthy", container_ids[name])
 
     # -- stop / remove ------------------------------------------------------
-    def stop(self, target: DeploymentTarget, progress: Progress = lambda _: None) -> list[str]:
+    def stop(self, project: Project, progress: Progress = lambda _: None) -> list[str]:
         """Stop every container of the order, dependents first; returns the services stopped. Volumes are untouched.
 
         A service may have two containers (an interrupted recreate): both are stopped.
         """
         containers: dict[str, list[ContainerState]] = {}
-        for container in self.engine.list_containers(target.selector):
+        for container in self.engine.list_containers(project.selector):
             if container.service is None:
                 # Not a service: an archive helper left by an interrupted terminate.
                 self.engine.remove_container(container.id)
@@ -254,21 +254,21 @@ class Deployer:
             running = [c for c in containers.get(name, []) if c.state not in ("exited", "created", "dead")]
             if running:
                 progress(f"stop {name}")
-                grace = target.stack.services[name].stop_grace_seconds if name in target.stack.services else 10
+                grace = project.stack.services[name].stop_grace_seconds if name in project.stack.services else 10
                 for container in running:
                     self.engine.stop_container(container.id, timeout=grace)
                 stopped.append(name)
 
-        graph = {n: list(s.depends_on) for n, s in target.stack.services.items()}
+        graph = {n: list(s.depends_on) for n, s in project.stack.services.items()}
         graph.update({name: [] for name in containers if name not in graph})
         run_in_dependency_order(graph, stop_one, reverse=True)
         return sorted(stopped)
 
-    def archive_and_remove(self, target: DeploymentTarget, backup_dir: Path, stamp: str,
+    def archive_and_remove(self, project: Project, backup_dir: Path, stamp: str,
                            progress: Progress = lambda _: None) -> list[ArchivedVolume]:
         """Stop, archive every named volume, then remove containers, networks and volumes.
 
-        Works from the engine's labels alone (``target.stack`` only orders the stop), whatever state the
+        Works from the engine's labels alone (``project.stack`` only orders the stop), whatever state the
         stack is in: half made, containers or networks missing, the product's images gone. Archives are
         ``<backup_dir>/<instance>/<stamp>-<volume>.tar`` (folder 0700, files 0600), made with the archive
         helper image only.
@@ -284,22 +284,22 @@ class Deployer:
         destination fails while writing, containers stopped and nothing deleted), and the engine's
         errors (:class:`~app.errors.EngineUnavailable` is transient: the call can simply be repeated).
         """
-        volumes = sorted(self.engine.list_volumes(target.selector), key=lambda v: v.name)
+        volumes = sorted(self.engine.list_volumes(project.selector), key=lambda v: v.name)
         folder = None
         if volumes:
             self.require_helper_image()
-            folder = prepare_folder(backup_dir, target.instance, self._volume_bytes(target, volumes))
-        self.stop(target, progress)
+            folder = prepare_folder(backup_dir, project.instance, self._volume_bytes(project, volumes))
+        self.stop(project, progress)
         archives = []
         for volume in volumes:
             destination = folder / f"{stamp}-{volume.name}.tar"
             progress(f"archive volume {volume.name}")
             size = self.engine.archive_volume(
                 volume.name, self.helper_image, destination,
-                helper_name=f"{target.prefix}-archive", labels={**target.base_labels(), "live.role": "archive-helper"},
+                helper_name=project.archive_helper_name, labels=project.archive_helper_labels(),
             )
             archives.append(ArchivedVolume(volume.name, str(destination), size))
-        self.remove_resources(target, progress, volumes=True)
+        self.remove_resources(project, progress, volumes=True)
         return archives
 
     def require_helper_image(self) -> None:
@@ -313,28 +313,28 @@ class Deployer:
                 f"build it there with `bash {HELPER_SCRIPT} {self.helper_image}` (nothing was stopped or deleted)",
                 image=self.helper_image)
 
-    def _volume_bytes(self, target: DeploymentTarget, volumes: list) -> int | None:
+    def _volume_bytes(self, project: Project, volumes: list) -> int | None:
         """Bytes the order's volumes hold (``docker system df``), or ``None`` when the engine cannot tell."""
         names = {volume.name for volume in volumes}
         try:
-            usage = self.engine.volume_usage(target.selector)
+            usage = self.engine.volume_usage(project.selector)
         except LiveError as exc:
             if exc.transient:
                 raise
-            log.warning("sizes of the volumes of %s are unknown, checking the margin only: %s", target.instance, exc)
+            log.warning("sizes of the volumes of %s are unknown, checking the margin only: %s", project.instance, exc)
             return None
         return sum(volume.size for volume in usage if volume.name in names)
 
-    def remove_resources(self, target: DeploymentTarget, progress: Progress, volumes: bool) -> None:
+    def remove_resources(self, project: Project, progress: Progress, volumes: bool) -> None:
         """Remove the order's containers and networks, and its volumes when ``volumes`` (archive them first)."""
-        for container in self.engine.list_containers(target.selector):
+        for container in self.engine.list_containers(project.selector):
             progress(f"remove container {container.name}")
             self.engine.remove_container(container.id)
-        for network in self.engine.list_networks(target.selector):
+        for network in self.engine.list_networks(project.selector):
             progress(f"remove network {network.name}")
             self.engine.remove_network(network.name)
         if volumes:
-            for volume in self.engine.list_volumes(target.selector):
+            for volume in self.engine.list_volumes(project.selector):
                 progress(f"remove volume {volume.name}")
                 self.engine.remove_volume(volume.name)
 

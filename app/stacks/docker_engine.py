@@ -1,7 +1,7 @@
 """The Docker Engine adapter of the :class:`~app.stacks.engine.Engine` port (docker SDK).
 
 :class:`DockerEngine` speaks the Docker Engine API through docker-py's low-level client. Every
-docker/requests exception is translated here into the project's errors (:func:`translate_errors`):
+docker/requests exception is translated here into Live's errors (:func:`translate_errors`):
 connection problems and engine 5xx that mean "later" become :class:`EngineUnavailable` (retried),
 refusals :class:`EngineOperationError` (not retried), a host port taken :class:`HostPortInUse`.
 The engine's JSON bodies are built here too (:func:`container_payload` and friends), also without an
@@ -199,7 +199,7 @@ def _check_engine_json(payload: Any, what: str, path: str = "") -> None:
 
 @contextlib.contextmanager
 def translate_errors(action: str) -> Iterator[None]:
-    """Turn docker/requests exceptions into the project's errors, naming ``action``."""
+    """Turn docker/requests exceptions into Live's errors, naming ``action``."""
     try:
         yield
     except docker.errors.ImageNotFound as exc:
@@ -485,7 +485,7 @@ ARCHIVE_CHUNK_BYTES = 1024 * 1024
 
 
 def _archive_chunks(response: requests.Response, volume: str) -> Iterator[bytes]:
-    """The body of the engine's archive answer, with the engine's failures as project errors.
+    """The body of the engine's archive answer, with the engine's failures as Live errors.
 
     A stream that breaks midway (the engine restarted, the connection dropped) is
     :class:`EngineUnavailable`; the caller's own failures (writing the file) never pass through here.

@@ -6,8 +6,9 @@ what goes in and out. Nothing here knows an orchestrator's own types: :class:`~a
 is the Docker Engine adapter (docker-py), ``tests/fakes.py`` has an in-memory one, and another orchestrator
 (Docker Swarm) is another implementation of the same class.
 
-Objects are found by their labels (``live.deployment``, ``live.order``, ``live.service``, ...), never by
-name. Every implementation raises the project's errors (:mod:`app.errors`), never its library's:
+Objects are found by their labels (``live.deployment``, ``live.order``, ``live.service``, ...; the
+contract is :mod:`app.stacks.project`), never by name. Every implementation raises Live's errors
+(:mod:`app.errors`), never its library's:
 
 - :class:`~app.errors.EngineUnavailable`: the engine cannot be reached, or is in trouble for now (transient:
   the worker retries the operation);
@@ -22,6 +23,8 @@ import abc
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from app.stacks.project import service_of
 
 
 @dataclass
@@ -38,7 +41,8 @@ class ContainerState:
 
     @property
     def service(self) -> str | None:
-        return self.labels.get("live.service")
+        """The compose service the container runs (:func:`~app.stacks.project.service_of`)."""
+        return service_of(self.labels)
 
     @property
     def running(self) -> bool:

@@ -1,6 +1,6 @@
-"""The engine requests of one deployment, built without an engine.
+"""The engine requests of one project, built without an engine.
 
-:func:`build_requests` turns a :class:`~app.stacks.target.DeploymentTarget`
+:func:`build_requests` turns a :class:`~app.stacks.project.Project`
 (and the image id of each service) into every request the deployer sends:
 one :class:`ContainerRequest` per service with its config hash, then the
 :class:`NetworkRequest` and :class:`VolumeRequest` of the order. The deployer
@@ -16,15 +16,14 @@ import hashlib
 import json
 import logging
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import Any, Mapping
 
 from app.compose.model import ServiceSpec
 from app.errors import StackSpecError
 from app.stacks.docker_engine import ENGINE_API_VERSION, container_payload, network_payload, volume_payload
 from app.stacks.engine import ContainerRequest, NetworkRequest, VolumeRequest
-
-if TYPE_CHECKING:
-    from app.stacks.target import DeploymentTarget
+from app.stacks.project import NETWORK_LABEL, VOLUME_LABEL, Project
+from app.stacks.routing import routing_labels
 
 log = logging.getLogger(__name__)
 
@@ -46,16 +45,16 @@ COMPOSE_KEYS = {
 
 @dataclass
 class StackRequests:
-    """Every request of one deployment."""
+    """Every request of one project."""
 
     containers: dict[str, ContainerRequest]  # service -> its container
-    config_hashes: dict[str, str]  # service -> live.config-hash of its container
+    config_hashes: dict[str, str]  # service -> the config hash of its container (CONFIG_HASH_LABEL)
     networks: list[NetworkRequest]
     volumes: list[VolumeRequest]
 
 
-def build_requests(target: DeploymentTarget, image_ids: Mapping[str, str]) -> StackRequests:
-    """All requests of ``target``; ``image_ids`` maps each service to the id of its image (in the config hash).
+def build_requests(project: Project, image_ids: Mapping[str, str]) -> StackRequests:
+    """All requests of ``project``; ``image_ids`` maps each service to the id of its image (in the config hash).
 
     Raises :class:`StackSpecError` listing every service whose request cannot be built (``problems`` detail:
     one ``service <name>: <key>: <what>`` message each). Pure: no engine is called.
@@ -63,9 +62,9 @@ def build_requests(target: DeploymentTarget, image_ids: Mapping[str, str]) -> St
     containers: dict[str, ContainerRequest] = {}
     hashes: dict[str, str] = {}
     problems: list[str] = []
-    for name, service in target.stack.services.items():
+    for name, service in project.stack.services.items():
         try:
-            containers[name], hashes[name] = container_request(target, service, image_ids[name])
+            containers[name], hashes[name] = container_request(project, service, image_ids[name])
         except StackSpecError as exc:
             problems.append(f"service {name}: {exc}")
         except Exception as exc:  # a builder bug must fail this service by name, never pass unnoticed
@@ -73,24 +72,24 @@ def build_requests(target: DeploymentTarget, image_ids: Mapping[str, str]) -> St
             problems.append(f"service {name}: the container request cannot be built ({type(exc).__name__}: {exc})")
     if problems:
         raise StackSpecError("; ".join(problems), problems=problems)
-    return StackRequests(containers, hashes, network_requests(target), volume_requests(target))
+    return StackRequests(containers, hashes, network_requests(project), volume_requests(project))
 
 
-def dry_run(target: DeploymentTarget, api_version: str = ENGINE_API_VERSION) -> list[str]:
-    """Build every request of ``target`` and its engine JSON without an engine; return the problems.
+def dry_run(project: Project, api_version: str = ENGINE_API_VERSION) -> list[str]:
+    """Build every request of ``project`` and its engine JSON without an engine; return the problems.
 
     Each problem names the service and the compose key (``service web: expose: ...``) or the network or
     volume (``networks.backend: ...``). Image ids are :data:`PLACEHOLDER_IMAGE_ID`. ``api_version`` is the
     Docker Engine API version the payloads are built for (docker-py checks some arguments against it).
     """
     try:
-        requests = build_requests(target, {name: PLACEHOLDER_IMAGE_ID for name in target.stack.services})
+        requests = build_requests(project, {name: PLACEHOLDER_IMAGE_ID for name in project.stack.services})
     except StackSpecError as exc:
         return list(exc.details.get("problems") or [str(exc)])
     problems = []
     checks = [(f"service {name}", container_payload, request) for name, request in requests.containers.items()]
-    checks += [(f"networks.{r.labels.get('live.network', r.name)}", network_payload, r) for r in requests.networks]
-    checks += [(f"volumes.{r.labels.get('live.volume', r.name)}", volume_payload, r) for r in requests.volumes]
+    checks += [(f"networks.{r.labels.get(NETWORK_LABEL, r.name)}", network_payload, r) for r in requests.networks]
+    checks += [(f"volumes.{r.labels.get(VOLUME_LABEL, r.name)}", volume_payload, r) for r in requests.volumes]
     for where, payload, request in checks:
         try:
             payload(request, api_version)
@@ -104,7 +103,7 @@ def dry_run(target: DeploymentTarget, api_version: str = ENGINE_API_VERSION) -> 
     return problems
 
 
-def container_request(target: DeploymentTarget, service: ServiceSpec, image_id: str) -> tuple[ContainerRequest, str]:
+def container_request(project: Project, service: ServiceSpec, image_id: str) -> tuple[ContainerRequest, str]:
     """The create request of one service and its config hash (``live.config-hash``).
 
     The hash covers the image id and everything the request sets except Live's own labels, so a service
@@ -113,10 +112,10 @@ def container_request(target: DeploymentTarget, service: ServiceSpec, image_id: 
     """
     _check_environment(service.environment)
     _check_memory(service)
-    endpoint_ports = sorted({e.port for e in target.endpoints if e.service == service.name})
+    endpoint_ports = sorted({e.port for e in project.endpoints if e.service == service.name})
     exposed = sorted({f"{p}/tcp" for p in endpoint_ports} | {p if "/" in p else f"{p}/tcp" for p in service.expose})
     labels = dict(service.labels)
-    labels.update(traefik_labels(target, service.name))
+    labels.update(routing_labels(project, service.name))
     create = {
         "command": service.command,
         "entrypoint": service.entrypoint,
@@ -135,7 +134,7 @@ def container_request(target: DeploymentTarget, service: ServiceSpec, image_id: 
     host_config = {
         # A list, not a mapping by volume: one volume may be mounted at several paths (data:/data and
         # data:/backup:ro). The strings are exactly what docker-py makes of its mapping form.
-        "binds": [f"{target.volume_name(m.volume)}:{m.target}:{'ro' if m.read_only else 'rw'}"
+        "binds": [f"{project.volume_name(m.volume)}:{m.target}:{'ro' if m.read_only else 'rw'}"
                   for m in service.volumes] or None,
         "tmpfs": service.tmpfs or None,
         "restart_policy": service.restart,
@@ -153,19 +152,18 @@ def container_request(target: DeploymentTarget, service: ServiceSpec, image_id: 
         "extra_hosts": service.extra_hosts or None,
         "log_config": service.log_config,
     }
-    networks = {target.network_name(name): sorted(set(aliases) | {service.name})
+    networks = {project.network_name(name): sorted(set(aliases) | {service.name})
                 for name, aliases in service.networks.items()}
     host_config["port_bindings"] = {
-        port: ("127.0.0.1", target.pinned_ports.get(f"{service.name}:{port}")) for port in endpoint_ports
+        port: ("127.0.0.1", project.pinned_ports.get(f"{service.name}:{port}")) for port in endpoint_ports
     } or None
     config_hash = _hash({
         "image": image_id, "labels": labels, "create": create, "host_config": _hashed_host_config(host_config),
         "networks": networks, "stop_grace": service.stop_grace_seconds,
     })
-    labels.update(target.base_labels())
-    labels.update({"live.service": service.name, "live.config-hash": config_hash})
+    labels.update(project.container_labels(service.name, config_hash))
     request = ContainerRequest(
-        name=target.container_name(service.name),
+        name=project.container_name(service.name),
         image=service.image,
         labels=labels,
         create={k: v for k, v in create.items() if v is not None},
@@ -176,42 +174,22 @@ def container_request(target: DeploymentTarget, service: ServiceSpec, image_id: 
     return request, config_hash
 
 
-def traefik_labels(target: DeploymentTarget, service: str) -> dict[str, str]:
-    """Traefik's router and service labels for every endpoint of ``service`` (docs/PRODUCTS.md)."""
-    labels: dict[str, str] = {}
-    for endpoint in target.endpoints:
-        if endpoint.service != service:
-            continue
-        if "`" in endpoint.path:  # Traefik quotes rule arguments with backticks: the router would never load
-            raise StackSpecError(f"endpoints: {endpoint.application}: path {endpoint.path!r} cannot contain '`'")
-        router = f"o{target.order_id}-{endpoint.application}"
-        prefix = f"traefik.http.routers.{router}"
-        labels["traefik.enable"] = "true"
-        labels[f"{prefix}.rule"] = f"Host(`{target.hostname}`) && PathPrefix(`{endpoint.path}`)"
-        labels[f"{prefix}.service"] = router
-        labels[f"{prefix}.entrypoints"] = "websecure" if target.tls else "web"
-        if target.tls:
-            labels[f"{prefix}.tls.certresolver"] = "le"
-        labels[f"traefik.http.services.{router}.loadbalancer.server.port"] = str(endpoint.port)
-    return labels
-
-
-def network_requests(target: DeploymentTarget) -> list[NetworkRequest]:
+def network_requests(project: Project) -> list[NetworkRequest]:
     """The order's networks: the product's labels, then Live's (which win), and ``live.network``."""
     return [
-        NetworkRequest(target.network_name(name), labels={**options.get("labels", {}), **target.base_labels(),
-                                                          "live.network": name},
+        NetworkRequest(project.network_name(name),
+                       labels={**options.get("labels", {}), **project.network_labels(name)},
                        internal=options.get("internal", False))
-        for name, options in target.stack.networks.items()
+        for name, options in project.stack.networks.items()
     ]
 
 
-def volume_requests(target: DeploymentTarget) -> list[VolumeRequest]:
+def volume_requests(project: Project) -> list[VolumeRequest]:
     """The order's named volumes: the product's labels, then Live's (which win), and ``live.volume``."""
     return [
-        VolumeRequest(target.volume_name(name), labels={**target.stack.volume_labels.get(name, {}),
-                                                        **target.base_labels(), "live.volume": name})
-        for name in target.stack.volumes
+        VolumeRequest(project.volume_name(name), labels={**project.stack.volume_labels.get(name, {}),
+                                                         **project.volume_labels(name)})
+        for name in project.stack.volumes
     ]
 
 

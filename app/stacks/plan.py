@@ -5,7 +5,7 @@ without an engine. The rules follow docker-compose's: no container ->
 create; config hash differs -> recreate; stopped -> start; else nothing.
 
 A recreate makes the replacement first, under a temporary name and with the
-:data:`REPLACES_LABEL` label, then swaps it in (``Deployer.deploy``). A crash
+:data:`~app.stacks.project.REPLACES_LABEL` label, then swaps it in (``Deployer.deploy``). A crash
 midway leaves both containers: while the replaced container still exists, the
 replacement is a leftover and is removed; once it is gone, the replacement is
 the service's container.
@@ -17,9 +17,7 @@ from dataclasses import dataclass, field
 from typing import Mapping
 
 from app.stacks.engine import ContainerState
-
-#: Label of a replacement container: the id of the container it replaces (compose's ``com.docker.compose.replace``).
-REPLACES_LABEL = "live.replaces"
+from app.stacks.project import CONFIG_HASH_LABEL, REPLACES_LABEL
 
 
 class Action(str, enum.Enum):
@@ -47,7 +45,8 @@ class ConvergencePlan:
 
 
 def plan_convergence(desired_hashes: Mapping[str, str], observed: list[ContainerState]) -> ConvergencePlan:
-    """The plan from ``desired_hashes`` (service -> ``live.config-hash``) and the order's containers ``observed``."""
+    """The plan from ``desired_hashes`` (service -> its config hash, :data:`~app.stacks.project.CONFIG_HASH_LABEL`)
+    and the order's containers ``observed``."""
     present = {container.id for container in observed}
     leftovers = sorted((c for c in observed if c.labels.get(REPLACES_LABEL) in present), key=lambda c: c.name)
     left = {container.id for container in leftovers}
@@ -65,7 +64,7 @@ def plan_convergence(desired_hashes: Mapping[str, str], observed: list[Container
         current = by_service.get(service)
         if current is None:
             actions[service] = Action.CREATE
-        elif current.labels.get("live.config-hash") != wanted_hash or current.state in ("dead", "removing"):
+        elif current.labels.get(CONFIG_HASH_LABEL) != wanted_hash or current.state in ("dead", "removing"):
             actions[service] = Action.RECREATE
         elif current.state == "paused":
             actions[service] = Action.UNPAUSE  # the engine refuses to start a paused container

@@ -82,7 +82,7 @@ def register_error_handlers(app: APIFlask) -> None:
 
 
 def live_error_response(error: LiveError):
-    """The response for a project error, from its class's ``http_status`` and ``code`` and its public text."""
+    """The response for a Live error, from its class's ``http_status`` and ``code`` and its public text."""
     request_id = g.get("request_id", "-")
     status, message = error.http_status, error.public
     if status >= 500:

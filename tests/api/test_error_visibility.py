@@ -135,7 +135,7 @@ def test_a_stack_spec_error_in_a_request_is_a_422(api, monkeypatch):
     def invalid(order, revision=None):
         raise StackSpecError(private)
 
-    monkeypatch.setattr(api.app.extensions["live"].runner, "target", invalid)
+    monkeypatch.setattr(api.app.extensions["live"].runner, "project", invalid)
     answer = api.get("/whmcs/v1/usage")
     assert answer.status_code == 422, answer.json
     assert answer.json["error"] == {"code": "product_invalid", "message": "the product's service definition is invalid",
@@ -154,7 +154,7 @@ def test_internal_errors_in_requests_answer_the_public_text_and_log_the_detail(a
     def missing_image(order, revision=None):
         raise ImageMissing(private)
 
-    monkeypatch.setattr(live.runner, "target", missing_image)
+    monkeypatch.setattr(live.runner, "project", missing_image)
     answer = api.get("/whmcs/v1/usage", headers={"X-Request-ID": "usage-run-1"})
     assert answer.status_code == 502
     assert answer.json["error"] == {"code": "image_missing", "message": "a service image is not available",
@@ -165,7 +165,7 @@ def test_internal_errors_in_requests_answer_the_public_text_and_log_the_detail(a
     def bug(order, revision=None):
         raise KeyError(SECRET_URL)
 
-    monkeypatch.setattr(live.runner, "target", bug)
+    monkeypatch.setattr(live.runner, "project", bug)
     crashed = api.get("/whmcs/v1/usage", headers={"X-Request-ID": "usage-run-2"}, scope="admin")
     assert crashed.status_code == 500
     assert crashed.json["error"] == {"code": "internal_error", "message": "internal error (request usage-run-2)",

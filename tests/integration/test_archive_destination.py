@@ -177,7 +177,7 @@ def test_destination_filling_up_while_writing_fails_fast_with_the_cause(live, se
     live.runner.backup_dir = destination
     # Let the checks before the stop pass, as when the volumes' size is unknown and the margin too small.
     monkeypatch.setattr(archives, "FREE_SPACE_MARGIN_BYTES", 0)
-    monkeypatch.setattr(live.deployer, "_volume_bytes", lambda target, volumes: None)
+    monkeypatch.setattr(live.deployer, "_volume_bytes", lambda project, volumes: None)
     before = deployed_objects()
     operation, seconds = terminate(live, order)
     assert operation.state == "failed" and operation.attempts == 1, "not retried as an engine error"

@@ -6,7 +6,7 @@ import textwrap
 
 import pytest
 
-from app.catalog.product import build_target, load_product, sample_builtins
+from app.catalog.product import build_project, load_product, sample_builtins
 from app.stacks.deployer import Deployer
 from app.stacks.docker_engine import DockerEngine
 from tests.conftest import TEST_IMAGE
@@ -53,8 +53,8 @@ def namespace(docker_engine):
 def test_edge_values_deploy_on_the_engine_as_validated(docker_engine, namespace):
     product = load_product("edge", MANIFEST, COMPOSE)
     assert product.errors == []
-    target = build_target(product, "basic", sample_builtins("edge", "basic"), {}, revision="r1", deployment=namespace)
-    result = Deployer(DockerEngine(), health_timeout=60).deploy(target)
+    project = build_project(product, "basic", sample_builtins("edge", "basic"), {}, revision="r1", deployment=namespace)
+    result = Deployer(DockerEngine(), health_timeout=60).deploy(project)
     assert result.actions == {"app": "create"}
 
     container = docker_engine.containers.get(f"{namespace}-sample_app")
@@ -67,7 +67,7 @@ def test_edge_values_deploy_on_the_engine_as_validated(docker_engine, namespace)
     assert (host["NanoCpus"], host["Memory"]) == (10_000_000, 6 * 1024 * 1024)
     assert host["LogConfig"] == {"Type": "local", "Config": {"max-size": "1m", "max-file": "2"}}
     assert docker_engine.volumes.get(f"{namespace}-sample_data").attrs["Labels"]["org.example.backup"] == "daily"
-    assert Deployer(DockerEngine()).deploy(target).actions == {"app": "noop"}
+    assert Deployer(DockerEngine()).deploy(project).actions == {"app": "noop"}
 
 
 def test_one_volume_mounted_at_two_paths_is_mounted_at_both(docker_engine, namespace):
@@ -85,8 +85,8 @@ def test_one_volume_mounted_at_two_paths_is_mounted_at_both(docker_engine, names
         """)
     product = load_product("twice", MANIFEST, compose)
     assert product.errors == []
-    target = build_target(product, "basic", sample_builtins("twice", "basic"), {}, revision="r1", deployment=namespace)
-    Deployer(DockerEngine(), health_timeout=60).deploy(target)
+    project = build_project(product, "basic", sample_builtins("twice", "basic"), {}, revision="r1", deployment=namespace)
+    Deployer(DockerEngine(), health_timeout=60).deploy(project)
     [container] = docker_engine.containers.list(filters={"label": f"live.deployment={namespace}"})
     mounts = {m["Destination"]: (m["Name"], m["RW"]) for m in container.attrs["Mounts"]}
     volume = f"{namespace}-sample_data"

@@ -140,7 +140,7 @@ def no_longer_renders(live, engine, make_customer):
     order = create(live, make_customer, 211, "unrenderable")
     Order.update(plan="retired").where(Order.id == order.id).execute()
     with pytest.raises(InvalidRequest, match="has no plan 'retired'"):
-        live.runner.target(Order.get_by_id(order.id))
+        live.runner.project(Order.get_by_id(order.id))
     return order
 
 

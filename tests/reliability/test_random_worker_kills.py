@@ -169,9 +169,9 @@ def test_terminate_after_a_kill_during_archiving(live, settings, docker_engine, 
     worker.run_until_idle(timeout=90)
     order = Order.get_by_id(outcome.order.id)
     assert order.status == "active"
-    target = live.runner.target(order)
-    docker_engine.api.create_container("live-test/busybox:latest", command=["true"], name=f"{target.prefix}-archive",
-                                       labels={**target.base_labels(), "live.role": "archive-helper"})
+    project = live.runner.project(order)
+    docker_engine.api.create_container("live-test/busybox:latest", command=["true"], name=f"{project.prefix}-archive",
+                                       labels={**project.base_labels(), "live.role": "archive-helper"})
     terminate = live.orders.terminate(order)
     worker.run_until_idle(timeout=90)
     finished = Operation.get_by_id(terminate.operation.id)

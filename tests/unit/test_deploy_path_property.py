@@ -20,7 +20,7 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from app.catalog.product import build_target, load_product, sample_builtins
+from app.catalog.product import build_project, load_product, sample_builtins
 from app.compose.parse import SERVICE_KEYS
 from app.stacks.deployer import Deployer
 from app.stacks.engine_requests import dry_run
@@ -234,18 +234,18 @@ def deploy_every_plan(manifest: str, compose: str) -> bool:
         assert all(error.startswith("product gen: ") for error in product.errors), product.errors
         return False
     for plan in sorted(product.plans):
-        target = build_target(product, plan, sample_builtins("gen", plan), product.generate_secrets(),
-                              revision="r1", deployment="t")
-        assert dry_run(target) == []
+        project = build_project(product, plan, sample_builtins("gen", plan), product.generate_secrets(),
+                                revision="r1", deployment="t")
+        assert dry_run(project) == []
         engine = FakeEngine(pullable=lambda ref: True, pulled_healthcheck=True)  # any valid reference exists
-        for service in target.stack.services.values():
+        for service in project.stack.services.values():
             for dependency, condition in service.depends_on.items():
                 if condition == "service_completed_successfully":
                     engine.exit_codes[dependency] = 0
-        result = Deployer(engine, health_timeout=0.2, poll_interval=0.001).deploy(target)
-        assert set(result.actions) == set(target.stack.services)
-        assert {c.service for c in engine.containers.values()} == set(target.stack.services)
-        assert {n.labels["live.network"] for n in engine.networks.values()} == set(target.stack.networks)
+        result = Deployer(engine, health_timeout=0.2, poll_interval=0.001).deploy(project)
+        assert set(result.actions) == set(project.stack.services)
+        assert {c.service for c in engine.containers.values()} == set(project.stack.services)
+        assert {n.labels["live.network"] for n in engine.networks.values()} == set(project.stack.networks)
     return True
 
 

@@ -5,7 +5,7 @@ import tarfile
 
 import pytest
 
-from app.catalog.product import build_target, load_product, sample_builtins
+from app.catalog.product import build_project, load_product, sample_builtins
 from app.errors import (
     EngineOperationError,
     EngineUnavailable,
@@ -48,12 +48,12 @@ networks:
 IMAGES = ("postgres:17", "nginx:1.25")
 
 
-def target(plan: str = "small", pinned_ports: dict[str, int] | None = None, compose: str = COMPOSE):
+def project(plan: str = "small", pinned_ports: dict[str, int] | None = None, compose: str = COMPOSE):
     product = load_product("demo", MANIFEST, compose)
     assert product.errors == []
     builtins = dict(sample_builtins("demo", plan), LIVE_ORDER_ID="7", LIVE_INSTANCE="acme",
                     LIVE_HOSTNAME="acme.example.org")
-    return build_target(product, plan, builtins, {}, revision="r1", pinned_ports=pinned_ports, deployment="t")
+    return build_project(product, plan, builtins, {}, revision="r1", pinned_ports=pinned_ports, deployment="t")
 
 
 @pytest.fixture
@@ -67,7 +67,7 @@ def deployer(engine):
 
 
 def test_deploy_creates_networks_volumes_and_containers_in_dependency_order(engine, deployer):
-    result = deployer.deploy(target())
+    result = deployer.deploy(project())
     assert result.actions == {"db": "create", "web": "create"}
     assert sorted(engine.networks) == ["t-acme_backend", "t-acme_default"]
     assert sorted(engine.volumes) == ["t-acme_db-data"]
@@ -82,20 +82,20 @@ def test_deploy_creates_networks_volumes_and_containers_in_dependency_order(engi
 
 
 def test_a_second_deploy_changes_nothing(engine, deployer):
-    deployer.deploy(target())
+    deployer.deploy(project())
     calls = len(engine.calls)
-    result = deployer.deploy(target())
+    result = deployer.deploy(project())
     assert result.actions == {"db": "noop", "web": "noop"}
     assert engine.calls[calls:] == []
-    plan, _, _ = deployer.plan(target())
+    plan, _, _ = deployer.plan(project())
     assert plan.is_noop
 
 
 def test_a_changed_plan_recreates_only_the_changed_service_and_keeps_its_volume(engine, deployer):
-    deployer.deploy(target("small"))
+    deployer.deploy(project("small"))
     old_db, old_web = engine.container("t-acme_db").id, engine.container("t-acme_web").id
     engine.write_file("t-acme_db-data", "PG_VERSION", b"17")
-    result = deployer.deploy(target("large"))
+    result = deployer.deploy(project("large"))
     assert result.actions == {"db": "recreate", "web": "noop"}
     assert engine.container("t-acme_db").id != old_db and old_db not in engine.containers
     assert engine.container("t-acme_web").id == old_web
@@ -104,42 +104,42 @@ def test_a_changed_plan_recreates_only_the_changed_service_and_keeps_its_volume(
 
 
 def test_stop_stops_dependents_first_and_a_deploy_starts_them_again(engine, deployer):
-    deployer.deploy(target())
-    assert deployer.stop(target()) == ["db", "web"]
+    deployer.deploy(project())
+    assert deployer.stop(project()) == ["db", "web"]
     assert engine.calls_of("stop_container") == ["t-acme_web", "t-acme_db"]
     assert {c.state for c in engine.containers.values()} == {"exited"}
-    result = deployer.deploy(target())
+    result = deployer.deploy(project())
     assert result.actions == {"db": "start", "web": "start"}
 
 
 def test_an_unhealthy_dependency_fails_the_deploy_and_its_dependent_is_not_created(engine, deployer):
     engine.health["db"] = "unhealthy"
     with pytest.raises(HealthCheckFailed, match="db is unhealthy, so web was not started"):
-        deployer.deploy(target())
+        deployer.deploy(project())
     assert engine.calls_of("create_container") == ["t-acme_db"]
 
 
 def test_a_dependency_that_exits_fails_the_deploy(engine, deployer):
     engine.exit_codes["db"] = 3
     with pytest.raises(HealthCheckFailed, match="db is unhealthy, so web was not started"):
-        deployer.deploy(target())
+        deployer.deploy(project())
 
 
 DB_ONLY_MANIFEST = "name: Demo\nplans:\n  small: {MEM: 64m}\n"
 DB_ONLY_COMPOSE = COMPOSE[:COMPOSE.index("  web:")] + COMPOSE[COMPOSE.index("volumes:\n  db-data:"):]
 
 
-def db_only_target(order_id: str, instance: str):
+def db_only_project(order_id: str, instance: str):
     product = load_product("demo", DB_ONLY_MANIFEST, DB_ONLY_COMPOSE)
     assert product.errors == []
     builtins = dict(sample_builtins("demo", "small"), LIVE_ORDER_ID=order_id, LIVE_INSTANCE=instance)
-    return build_target(product, "small", builtins, {}, revision="r2", deployment="t")
+    return build_project(product, "small", builtins, {}, revision="r2", deployment="t")
 
 
 def test_orphans_of_the_order_are_removed_and_other_orders_are_left_alone(engine, deployer):
-    deployer.deploy(target())
-    deployer.deploy(db_only_target("8", "other"))
-    result = deployer.deploy(db_only_target("7", "acme"))  # order 7 moves to a revision without web
+    deployer.deploy(project())
+    deployer.deploy(db_only_project("8", "other"))
+    result = deployer.deploy(db_only_project("7", "acme"))  # order 7 moves to a revision without web
     assert result.orphans_removed == ["t-acme_web"]
     assert result.actions == {"db": "noop"}  # the revision label is not part of the config hash
     assert sorted(c.name for c in engine.containers.values()) == ["t-acme_db", "t-other_db"]
@@ -147,19 +147,19 @@ def test_orphans_of_the_order_are_removed_and_other_orders_are_left_alone(engine
 
 
 def test_a_pinned_port_taken_by_another_container_is_refused_with_the_engine_message(engine, deployer):
-    deployer.deploy(target(pinned_ports={"web:8080": 20001}))
+    deployer.deploy(project(pinned_ports={"web:8080": 20001}))
     assert engine.container("t-acme_web").host_ports == {"8080/tcp": 20001}
-    clash = build_target(load_product("demo", MANIFEST, COMPOSE), "small",
-                         dict(sample_builtins("demo", "small"), LIVE_ORDER_ID="9", LIVE_INSTANCE="clash"), {},
-                         revision="r1", pinned_ports={"web:8080": 20001}, deployment="t")
+    clash = build_project(load_product("demo", MANIFEST, COMPOSE), "small",
+                          dict(sample_builtins("demo", "small"), LIVE_ORDER_ID="9", LIVE_INSTANCE="clash"), {},
+                          revision="r1", pinned_ports={"web:8080": 20001}, deployment="t")
     with pytest.raises(EngineOperationError, match=r"Bind for 127\.0\.0\.1:20001 failed: port is already allocated"):
         deployer.deploy(clash)
 
 
 def test_archive_and_remove_writes_a_real_tar_and_removes_everything(engine, deployer, tmp_path):
-    deployer.deploy(target())
+    deployer.deploy(project())
     engine.write_file("t-acme_db-data", "base/1/data", b"rows")
-    archives = deployer.archive_and_remove(target(), tmp_path, "stamp")
+    archives = deployer.archive_and_remove(project(), tmp_path, "stamp")
     assert [a.volume for a in archives] == ["t-acme_db-data"]
     with tarfile.open(archives[0].path) as archive:
         assert archive.extractfile("base/1/data").read() == b"rows"
@@ -169,7 +169,7 @@ def test_archive_and_remove_writes_a_real_tar_and_removes_everything(engine, dep
 def test_the_fake_refuses_what_the_engine_refuses(engine):
     with pytest.raises(ImageMissing, match="postgres:16"):
         engine.image_id("postgres:16")
-    requests = build_requests(target(), {"db": "sha256:x", "web": "sha256:y"})
+    requests = build_requests(project(), {"db": "sha256:x", "web": "sha256:y"})
     with pytest.raises(NotFound, match="network t-acme_backend not found"):
         engine.create_container(requests.containers["db"])
     for network in requests.networks:
@@ -187,21 +187,21 @@ def test_the_fake_refuses_what_the_engine_refuses(engine):
 
 
 def test_a_failed_service_skips_its_dependents(engine, deployer):
-    requests = build_requests(target(), {"db": "sha256:x", "web": "sha256:y"})
+    requests = build_requests(project(), {"db": "sha256:x", "web": "sha256:y"})
     for network in requests.networks:
         engine.create_network(network)
     squatter = requests.containers["db"]
     squatter.labels = {"owner": "someone else"}  # same name, not the order's: the engine refuses the name
     engine.create_container(squatter)
     with pytest.raises(EngineOperationError, match="already in use"):
-        deployer.deploy(target())
+        deployer.deploy(project())
     assert engine.calls_of("create_container") == ["t-acme_db"]  # the squatter; web was skipped
 
 
 def test_an_unreachable_engine_is_a_transient_error(engine, deployer):
     engine.reachable = False
     with pytest.raises(EngineUnavailable) as info:
-        deployer.deploy(target())
+        deployer.deploy(project())
     assert info.value.transient
 
 
@@ -212,7 +212,7 @@ def test_two_orders_never_make_the_same_container_name(engine, deployer):
         product = load_product("demo", DB_ONLY_MANIFEST, compose)
         assert product.errors == [], product.errors
         builtins = dict(sample_builtins("demo", "small"), LIVE_ORDER_ID=order_id, LIVE_INSTANCE=instance)
-        return build_target(product, "small", builtins, {}, revision="r1", deployment="t")
+        return build_project(product, "small", builtins, {}, revision="r1", deployment="t")
 
     deployer.deploy(one("1", "shop", "db-main"))
     deployer.deploy(one("2", "shop-db", "main"))
@@ -225,8 +225,8 @@ PINNED = {"web:8080": 20001}
 
 
 def both(plan: str):
-    """A target where a plan change recreates db and web; web publishes host port 20001."""
-    return target(plan, pinned_ports=PINNED, compose=COMPOSE_BOTH)
+    """A project where a plan change recreates db and web; web publishes host port 20001."""
+    return project(plan, pinned_ports=PINNED, compose=COMPOSE_BOTH)
 
 
 def services(engine: FakeEngine) -> dict[str, list[str]]:

@@ -7,6 +7,7 @@ import inspect
 import pytest
 
 from app.stacks import engine as engine_module
+from app.stacks import project as project_module
 from app.stacks.docker_engine import DockerEngine
 from app.stacks.engine import Engine
 from tests.fakes import FakeEngine
@@ -44,8 +45,15 @@ def test_each_implementation_has_the_method_with_a_compatible_signature(implemen
         assert implemented.return_annotation == port.return_annotation, f"{name}: return type"
 
 
-def test_the_port_knows_no_orchestrator_library():
-    tree = ast.parse(inspect.getsource(engine_module))
+def imported_by(module) -> set[str]:
+    tree = ast.parse(inspect.getsource(module))
     imported = {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
-    imported |= {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
-    assert imported <= {"__future__", "abc", "dataclasses", "pathlib", "typing"}, imported
+    return imported | {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
+
+
+def test_the_port_knows_no_orchestrator_library():
+    # The port reads container labels through Live's label contract, which is plain Python over the stack model.
+    imported = imported_by(engine_module)
+    assert imported <= {"__future__", "abc", "dataclasses", "pathlib", "typing", "app.stacks.project"}, imported
+    contract = imported_by(project_module)
+    assert contract <= {"__future__", "dataclasses", "typing", "app.compose.model"}, contract

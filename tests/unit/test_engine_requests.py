@@ -13,7 +13,7 @@ import textwrap
 import docker
 import pytest
 
-from app.catalog.product import build_target, load_product, sample_builtins
+from app.catalog.product import build_project, load_product, sample_builtins
 from app.errors import ProductError, StackSpecError
 from app.stacks import engine_requests
 from app.stacks.deployer import Deployer
@@ -43,12 +43,12 @@ def load(extra: str = "", top: str = "", manifest: str = MANIFEST):
 
 
 def deploy(product, plan: str = "basic", engine: FakeEngine | None = None):
-    """Deploy ``product`` on a fake engine as the worker would (target, then Deployer.deploy)."""
+    """Deploy ``product`` on a fake engine as the worker would (project, then Deployer.deploy)."""
     engine = engine or FakeEngine(healthchecked_images=[IMAGE, "nginx:1.25", "postgis/postgis:17-3.5"])
     builtins = sample_builtins(product.slug, plan)
-    target = build_target(product, plan, builtins, product.generate_secrets(), revision="r1", deployment="t")
-    Deployer(engine, health_timeout=1, poll_interval=0).deploy(target)
-    return engine, target
+    project = build_project(product, plan, builtins, product.generate_secrets(), revision="r1", deployment="t")
+    Deployer(engine, health_timeout=1, poll_interval=0).deploy(project)
+    return engine, project
 
 
 def app_payload(engine: FakeEngine) -> dict:
@@ -322,27 +322,27 @@ def test_accepted_edge_values_reach_the_engine_as_meant():
 
 
 def test_a_sample_render_and_the_real_one_run_the_same_builder():
-    # The runner's target (real secrets and built-ins) and validation's sample one give the same requests
-    # up to names and values: both come from build_target + build_requests.
+    # The runner's project (real secrets and built-ins) and validation's sample one give the same requests
+    # up to names and values: both come from build_project + build_requests.
     product = load("environment:\n  WHO: ${LIVE_INSTANCE}\n")
     assert product.errors == []
-    sample = build_target(product, "basic", sample_builtins("demo", "basic"), {}, revision="r")
+    sample = build_project(product, "basic", sample_builtins("demo", "basic"), {}, revision="r")
     real_builtins = dict(sample_builtins("demo", "basic"), LIVE_ORDER_ID="42", LIVE_INSTANCE="acme",
                          LIVE_HOSTNAME="acme.example.org")
-    real = build_target(product, "basic", real_builtins, {}, revision="r", deployment="prod")
+    real = build_project(product, "basic", real_builtins, {}, revision="r", deployment="prod")
     assert (real.order_id, real.instance, real.hostname, real.prefix) == (42, "acme", "acme.example.org", "prod-acme")
     request = build_requests(real, {"app": PLACEHOLDER_IMAGE_ID}).containers["app"]
     assert request.name == "prod-acme_app" and request.create["environment"] == ["WHO=acme"]
     assert dry_run(sample) == dry_run(real) == []
 
 
-def test_build_target_checks_the_policy_on_the_real_values():
+def test_build_project_checks_the_policy_on_the_real_values():
     manifest = "name: Demo\nvariables:\n  SRC: data\nplans:\n  basic:\n"
     product = load("volumes: ['${SRC}:/d']\n", top="volumes:\n  data:\n", manifest=manifest)
     assert product.errors == []
     product.defaults["SRC"] = "/var/run/docker.sock"  # as if the order's value differed from the sample
     with pytest.raises(ProductError, match="Docker socket"):
-        build_target(product, "basic", sample_builtins("demo", "basic"), {}, revision="r")
+        build_project(product, "basic", sample_builtins("demo", "basic"), {}, revision="r")
 
 
 def test_spec_errors_at_deploy_time_name_the_service():
@@ -350,13 +350,13 @@ def test_spec_errors_at_deploy_time_name_the_service():
     assert product.errors == []
     product.defaults["MEM"] = "lots"
     with pytest.raises(StackSpecError, match=r"^service app: mem_limit: invalid size 'lots'"):
-        build_target(product, "basic", sample_builtins("demo", "basic"), {}, revision="r")
+        build_project(product, "basic", sample_builtins("demo", "basic"), {}, revision="r")
 
 
 # -- the last line of defence: a crash of the builder is a refusal, never a pass -----------------------------
 
 def test_a_crash_while_building_a_request_is_reported_with_product_and_service(monkeypatch, caplog):
-    def broken(target, service, image_id):
+    def broken(project, service, image_id):
         raise TypeError("unexpected type in the builder")
 
     monkeypatch.setattr(engine_requests, "container_request", broken)
@@ -374,14 +374,14 @@ def test_a_crash_while_building_a_payload_is_reported_with_product_and_service(m
     assert load().errors == ["product demo: service app: the engine request cannot be built (KeyError: 'Binds')"]
 
 
-def test_a_crash_while_building_the_target_is_reported_with_the_product(monkeypatch):
+def test_a_crash_while_building_the_project_is_reported_with_the_product(monkeypatch):
     import app.catalog.product as product_module
 
     def broken(*args, **kwargs):
         raise RuntimeError("boom")
 
-    monkeypatch.setattr(product_module, "build_target", broken)
-    assert load().errors == ["product demo: docker-compose.yml: the deployment cannot be built (RuntimeError: boom)"]
+    monkeypatch.setattr(product_module, "build_project", broken)
+    assert load().errors == ["product demo: docker-compose.yml: the project cannot be built (RuntimeError: boom)"]
 
 
 def test_a_crash_of_a_check_refuses_the_product_naming_the_service(monkeypatch):
@@ -405,10 +405,10 @@ def test_docker_py_refusals_name_the_compose_key(monkeypatch):
     with pytest.raises(StackSpecError) as info:
         container_payload(request)
     assert info.value.details["argument"] == "mem_limit"
-    target = build_target(load(), "basic", sample_builtins("demo", "basic"), {}, revision="r")
+    project = build_project(load(), "basic", sample_builtins("demo", "basic"), {}, revision="r")
     monkeypatch.setattr(engine_requests, "container_request", lambda *args: (request, "hash"))
-    target_problems = dry_run(target)
-    assert target_problems and target_problems[0].startswith("service app: mem_limit: the engine request is invalid")
+    project_problems = dry_run(project)
+    assert project_problems and project_problems[0].startswith("service app: mem_limit: the engine request is invalid")
 
 
 def test_payloads_refuse_what_the_engine_cannot_decode():
@@ -516,20 +516,20 @@ GOLDEN_HASHES = {
 }
 
 
-def golden_targets():
+def golden_projects():
     product = load_product("golden", GOLDEN_MANIFEST, GOLDEN_COMPOSE)
     assert product.errors == []
     for plan in sorted(product.plans):
         builtins = dict(sample_builtins("golden", plan), LIVE_ORDER_ID="7", LIVE_INSTANCE="acme",
                         LIVE_HOSTNAME="acme.example.org")
-        yield plan, build_target(product, plan, builtins, {"DB_PASSWORD": "p" * 32}, revision="r1",
-                                 pinned_ports={"web:8080": 20007})
+        yield plan, build_project(product, plan, builtins, {"DB_PASSWORD": "p" * 32}, revision="r1",
+                                  pinned_ports={"web:8080": 20007})
 
 
 def test_config_hashes_are_those_of_the_previous_deployer():
     hashes = {}
-    for plan, target in golden_targets():
-        for name, config_hash in build_requests(target, {n: "sha256:" + "1" * 64 for n in target.stack.services}) \
+    for plan, project in golden_projects():
+        for name, config_hash in build_requests(project, {n: "sha256:" + "1" * 64 for n in project.stack.services}) \
                 .config_hashes.items():
             hashes[f"{plan}/{name}"] = config_hash
     assert hashes == GOLDEN_HASHES
@@ -537,9 +537,9 @@ def test_config_hashes_are_those_of_the_previous_deployer():
 
 def test_container_payload_is_the_body_docker_py_create_container_sends():
     # DockerEngine.create_container used to call APIClient.create_container; it now posts container_payload.
-    for _, target in golden_targets():
-        image_ids = {name: PLACEHOLDER_IMAGE_ID for name in target.stack.services}
-        for request in build_requests(target, image_ids).containers.values():
+    for _, project in golden_projects():
+        image_ids = {name: PLACEHOLDER_IMAGE_ID for name in project.stack.services}
+        for request in build_requests(project, image_ids).containers.values():
             client = docker.APIClient(base_url="unix:///nonexistent/docker.sock", version=ENGINE_API_VERSION)
             first, *_ = list(request.networks.items())
             networking = client.create_networking_config({first[0]: client.create_endpoint_config(aliases=first[1])})

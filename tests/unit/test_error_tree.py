@@ -1,4 +1,4 @@
-"""One exception tree: every project error has a documented status and code, and a public text that leaks nothing."""
+"""One exception tree: every Live error has a documented status and code, and a public text that leaks nothing."""
 from __future__ import annotations
 
 import importlib
@@ -56,7 +56,7 @@ def test_every_project_error_lives_in_app_errors():
     classes = all_live_errors()
     assert len(classes) >= 19
     elsewhere = sorted(f"{cls.__module__}.{cls.__name__}" for cls in classes if cls.__module__ != "app.errors")
-    assert elsewhere == [], "define project errors in app/errors.py (import them where they used to be)"
+    assert elsewhere == [], "define Live errors in app/errors.py (import them where they used to be)"
 
 
 def test_every_project_exception_is_in_the_documented_table_with_its_status_and_code():

@@ -14,8 +14,8 @@ import pytest
 
 from app.errors import ArchiveDestinationError, EngineOperationError, EngineUnavailable
 from app.models import Event, Operation, Order
-from app.orders.operations import PortAllocator
 from app.orders.service import CustomerInfo
+from app.stacks.ports import PortAllocator
 from tests.conftest import TEST_IMAGE
 from tests.fakes import FakeEngine
 

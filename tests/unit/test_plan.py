@@ -6,7 +6,8 @@ import itertools
 import pytest
 
 from app.stacks.engine import ContainerState
-from app.stacks.plan import REPLACES_LABEL, Action, ConvergencePlan, plan_convergence
+from app.stacks.plan import Action, ConvergencePlan, plan_convergence
+from app.stacks.project import REPLACES_LABEL
 
 _ids = itertools.count(1)
 
