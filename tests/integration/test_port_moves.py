@@ -36,14 +36,20 @@ def run(live) -> Operation:
     return Operation.select().order_by(Operation.id.desc()).first()
 
 
-def test_each_port_taken_meanwhile_is_moved_away_from(live, engine, make_customer):
-    outcome = live.orders.create(service_id=150, customer=make_customer(), product="busybox-demo", plan="small",
-                                 username="moves")
+def suspended_order(live, make_customer, service_id: int, username: str) -> tuple[Order, str, int]:
+    """An order created and suspended on the fake engine; its one endpoint and the host port it had."""
+    outcome = live.orders.create(service_id=service_id, customer=make_customer(), product="busybox-demo",
+                                 plan="small", username=username)
     run(live)
     order = Order.get_by_id(outcome.order.id)
-    (endpoint, first), = order.published_ports.items()
+    (endpoint, port), = order.published_ports.items()
     live.orders.suspend(order)
     run(live)
+    return order, endpoint, port
+
+
+def test_each_port_taken_meanwhile_is_moved_away_from(live, engine, make_customer):
+    order, endpoint, first = suspended_order(live, make_customer, 150, "moves")
     taken = [first, first + 1, first + 2]  # the order's port, then the next two the allocator will choose
     for port in taken:
         squat(engine, port)
@@ -58,13 +64,7 @@ def test_each_port_taken_meanwhile_is_moved_away_from(live, engine, make_custome
 
 
 def test_moving_stops_after_port_moves_and_names_the_port(live, engine, make_customer):
-    outcome = live.orders.create(service_id=151, customer=make_customer(), product="busybox-demo", plan="small",
-                                 username="no-room")
-    run(live)
-    order = Order.get_by_id(outcome.order.id)
-    (endpoint, first), = order.published_ports.items()
-    live.orders.suspend(order)
-    run(live)
+    order, _endpoint, first = suspended_order(live, make_customer, 151, "no-room")
     for port in range(first, first + PORT_MOVES + 1):
         squat(engine, port)
     live.orders.unsuspend(Order.get_by_id(order.id))
