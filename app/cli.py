@@ -1,6 +1,6 @@
 """The operator's command line: ``flask --app wsgi live ...``.
 
-Everything an operator needs to run stacks by hand without the HTTP API.
+Everything an operator needs to run orders by hand without the HTTP API.
 Commands that change an order record an operation for the worker; ``--wait``
 blocks until it ends.
 """
@@ -266,7 +266,7 @@ def products_validate(folders):
 
 
 # -- orders ------------------------------------------------------------------
-orders_cli = AppGroup("orders", help="Customer orders and their stacks. ORDER is an order id, an instance "
+orders_cli = AppGroup("orders", help="Customer orders and their projects (containers, networks, volumes). ORDER is an order id, an instance "
                       "identifier or service:<WHMCS service id>.")
 live_cli.add_command(orders_cli)
 
@@ -327,7 +327,7 @@ def _get_order(reference: str) -> Order:
 @wait_option
 def orders_create(service_id, email, client_id, first_name, last_name, company, product, plan, username, domain,
                   instance, wait):
-    """Create an order and deploy its stack."""
+    """Create an order and deploy its project."""
     try:
         catalog.sync()
         outcome = orders.create(
@@ -356,9 +356,9 @@ def _lifecycle_command(name: str, method: str, help_text: str):
 
 
 _lifecycle_command("suspend", "suspend", "Stop every container of the order; volumes are kept.")
-_lifecycle_command("unsuspend", "unsuspend", "Start the order's stack again, data intact.")
-_lifecycle_command("terminate", "terminate", "Archive every volume under LIVE_BACKUP_DIR, then remove the stack.")
-_lifecycle_command("redeploy", "redeploy", "Converge the stack to its definition (recreates only what differs).")
+_lifecycle_command("unsuspend", "unsuspend", "Start the order's containers again, data intact.")
+_lifecycle_command("terminate", "terminate", "Archive every volume under LIVE_BACKUP_DIR, then remove the project.")
+_lifecycle_command("redeploy", "redeploy", "Converge the project to its definition (recreates only what differs).")
 
 
 @orders_cli.command("change-plan")

@@ -47,7 +47,6 @@ from app.models import ApiKey, CatalogSync, Operation, Product, utcnow
 from app.orders.heartbeat import describe_seconds, worker_status
 from app.orders.lifecycle import OperationState
 from app.stacks.deployer import HELPER_SCRIPT
-from app.stacks.docker_engine import translate_errors
 
 log = logging.getLogger(__name__)
 
@@ -152,22 +151,16 @@ class Doctor:
 
     def check_engine(self) -> Finding:
         try:
-            with translate_errors("ask the Docker engine its version"):
-                version = self.engine.api.version()
+            version, api_version = self.engine.version()
         except LiveError as exc:
             return Finding("engine", FAIL, f"the Docker engine at {self._engine_address()} does not answer: {exc}",
                            "start it (`systemctl start docker`), or set DOCKER_HOST to its address; the bridge's user "
                            "needs access to its socket (group docker)")
-        return Finding("engine", OK, f"Docker {version.get('Version', '?')} (API {version.get('ApiVersion', '?')}) "
-                                     f"at {self._engine_address()}")
+        return Finding("engine", OK, f"Docker {version} (API {api_version}) at {self._engine_address()}")
 
     def check_address_pools(self) -> Finding:
-        with translate_errors("ask the Docker engine its address pools"):
-            info = self.engine.api.info()
-            networks = self.engine.api.networks()
-        pools = info.get("DefaultAddressPools") or []
-        used = sum(1 for network in networks if network.get("Name") not in _PREDEFINED_NETWORKS
-                   and network.get("Driver") in ("bridge", "overlay"))
+        pools, networks = self.engine.address_pools()
+        used = sum(1 for name, driver in networks if name not in _PREDEFINED_NETWORKS and driver in ("bridge", "overlay"))
         fix = (f"configure larger pools in /etc/docker/daemon.json, e.g. {DAEMON_JSON} (room for 4096 networks), then "
                "restart the engine at a quiet moment (`systemctl restart docker`; the stacks start again at their next "
                "operation, or with `live orders redeploy`)")

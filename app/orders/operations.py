@@ -23,6 +23,7 @@ from app.orders.lifecycle import TRANSITIONS, OperationKind, OrderStatus, transi
 from app.presenters import PRIVATE_EVENT_DATA
 from app.stacks.data_risk import DataRiskReport, data_risks
 from app.stacks.deployer import Deployer
+from app.stacks.plan import Action
 from app.stacks.ports import PORT_MOVES, PortAllocator
 from app.stacks.project import VOLUME_LABEL, Project
 
@@ -137,7 +138,7 @@ class OperationRunner:
             progress(f"order is {order.status}: the change applies when it is resumed")
             return
         result = self._deploy(order, progress)
-        progress("recreated: " + (", ".join(s for s, a in sorted(result.actions.items()) if a != "noop") or "nothing"))
+        progress("recreated: " + (", ".join(s for s, a in sorted(result.actions.items()) if a != Action.NOOP) or "nothing"))
         self._succeeded(operation, order, done)
 
     def preview(self, order: Order, revision: ProductRevision, plan: str | None = None) -> dict:
@@ -151,7 +152,7 @@ class OperationRunner:
         """
         plan = plan or order.plan
         project = self.project(self._changed(order, revision, plan), revision)
-        convergence, _, _ = self.deployer.plan(project)
+        convergence, _, _ = self.deployer.plan(project, pull=False)  # a preview changes nothing, pulls nothing
         data = data_risks(self.project(order).stack, project.stack).as_dict()
         existing = {volume.labels.get(VOLUME_LABEL) for volume in self.deployer.engine.list_volumes(project.selector)}
         data["existing_volumes"] = sorted(v for v in data["new_volumes"] if v in existing)
@@ -299,7 +300,7 @@ class OperationRunner:
         the stack already runs as it should, and nothing is started or claimed.
         """
         try:
-            untouched = self.deployer.plan(self.project(order))[0].is_noop
+            untouched = self.deployer.plan(self.project(order), pull=False)[0].is_noop
         except LiveError:
             untouched = False  # cannot tell: converge, which reports its own failure
         if untouched:
@@ -323,7 +324,7 @@ class OperationRunner:
 
     # -- helpers ------------------------------------------------------------
     def _deploy(self, order: Order, progress: Progress):
-        """Converge the order's stack; a host port of the order that something else took is moved.
+        """Converge the order's project; a host port of the order that something else took is moved.
 
         Between choosing a free port and the engine binding it, another process or another installation on the
         same engine may take it: each such port is avoided and the deploy tried again, at most

@@ -67,7 +67,7 @@ class OrderQueries:
     """The reads; built once by :func:`app.bootstrap.bootstrap` from the same components as the use cases.
 
     ``engine`` is asked for containers, disk, memory and CPU (usage, GeoCat Live, engine checks);
-    ``runner`` renders an order's stack (its memory limits).
+    ``runner`` renders an order's project (its memory limits).
     """
 
     def __init__(self, settings: Settings, db: peewee.Database, catalog: Catalog, engine: Engine,

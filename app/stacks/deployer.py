@@ -1,4 +1,4 @@
-"""Deploys, stops and removes one order's stack on the container engine.
+"""Deploys, stops and removes one order's project on the container engine.
 
 The engine's labels are the only state: every run lists what exists for the
 order, computes a convergence plan and applies it, so every method is
@@ -20,7 +20,7 @@ from app.config import Settings
 from app.errors import ArchiveHelperMissing, HealthCheckFailed, LiveError, UpstreamFailed
 from app.stacks.archives import prepare_folder
 from app.stacks.engine import ContainerRequest, ContainerState, Engine
-from app.stacks.engine_requests import build_requests, network_requests, volume_requests
+from app.stacks.engine_requests import PLACEHOLDER_IMAGE_ID, build_requests, network_requests, volume_requests
 from app.stacks.plan import Action, ConvergencePlan, plan_convergence
 from app.stacks.project import REPLACES_LABEL, Project
 
@@ -63,15 +63,25 @@ class Deployer:
         self.helper_image = helper_image
 
     # -- deploy -------------------------------------------------------------
-    def plan(self, project: Project) -> tuple[ConvergencePlan, dict[str, ContainerRequest], list]:
-        """What :meth:`deploy` would do, without changing anything (plus the requests and observed containers)."""
-        image_ids = {name: self.engine.image_id(svc.image) for name, svc in project.stack.services.items()}
+    def plan(self, project: Project, *, pull: bool = True) -> tuple[ConvergencePlan, dict[str, ContainerRequest], list]:
+        """What :meth:`deploy` would do (plus the requests and the observed containers).
+
+        With ``pull`` false nothing on the engine changes at all: an image that is not present is not pulled,
+        and its services plan as created or recreated (previews, checks of the web process). :meth:`deploy`
+        plans with ``pull`` true, since it needs every image.
+        """
+        image_ids = {name: self._image_id(svc.image, pull) for name, svc in project.stack.services.items()}
         requests = build_requests(project, image_ids)
         observed = self.engine.list_containers(project.selector)
         return plan_convergence(requests.config_hashes, observed), requests.containers, observed
 
+    def _image_id(self, ref: str, pull: bool) -> str:
+        if pull or self.engine.image_present(ref):
+            return self.engine.image_id(ref)
+        return PLACEHOLDER_IMAGE_ID  # not present: whatever runs now differs from what a deploy would create
+
     def deploy(self, project: Project, progress: Progress = lambda _: None) -> DeployResult:
-        """Converge the order's stack to ``project``: networks and volumes, then each service as planned
+        """Converge the order's project to ``project``: networks and volumes, then each service as planned
         (:func:`~app.stacks.plan.plan_convergence`) in ``depends_on`` order, then wait until every service
         with a healthcheck is healthy.
 

@@ -277,6 +277,22 @@ class DockerEngine(Engine):
         with translate_errors("ping Docker"):
             self.api.ping()
 
+    # -- diagnostics (live doctor; Docker's own, not part of Engine) --------
+    def version(self) -> tuple[str, str]:
+        """``(engine version, API version)`` as ``GET /version`` reports them (``"?"`` when absent)."""
+        with translate_errors("ask the Docker engine its version"):
+            data = self.api.version()
+        return data.get("Version", "?"), data.get("ApiVersion", "?")
+
+    def address_pools(self) -> tuple[list[dict[str, Any]], list[tuple[str, str]]]:
+        """The engine's ``default-address-pools`` (``[{"Base": "10.240.0.0/12", "Size": 24}]``, empty when not
+        configured; ``GET /info``) and its networks as ``(name, driver)`` pairs (``GET /networks``)."""
+        with translate_errors("ask the Docker engine its address pools"):
+            info = self.api.info()
+            networks = self.api.networks()
+        return (info.get("DefaultAddressPools") or [],
+                [(network.get("Name"), network.get("Driver")) for network in networks])
+
     # -- images -------------------------------------------------------------
     def image_id(self, ref: str) -> str:
         """Id of a local image; pulls it once if it is missing."""

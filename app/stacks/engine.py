@@ -46,6 +46,7 @@ class ContainerState:
 
     @property
     def running(self) -> bool:
+        """Whether its process runs (``restarting`` counts: the engine is bringing it back)."""
         return self.state in ("running", "restarting")
 
 

@@ -59,9 +59,16 @@ class FakeApi:
             {"Name": f"live-o{i}_default", "Driver": "bridge"} for i in range(self.count)]
 
 
-class FakeDockerApi:
+class FakeDockerApi(DockerEngine):
+    """The Docker adapter with docker-py's client answering as ``FakeApi`` does."""
+
     def __init__(self, pools, networks=0):
-        self.api = FakeApi(pools, networks)
+        super().__init__(None)
+        self.fake_api = FakeApi(pools, networks)
+
+    @property
+    def api(self):
+        return self.fake_api
 
     def image_present(self, ref):
         return True

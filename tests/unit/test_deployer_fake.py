@@ -365,3 +365,19 @@ def test_a_replacement_that_cannot_be_removed_after_a_failure_is_removed_by_the_
     assert services(engine)["web"] == [f"{temporary} created", "t-acme_web running"]
     deployer.deploy(both("large"))
     converged(engine)
+
+
+def test_a_plan_without_pull_changes_nothing_on_the_engine(engine, deployer):
+    """Previews (the web's dry runs) plan without pulling: a missing image is not fetched, its services recreate."""
+    deployer.deploy(project())
+    engine.pullable = lambda ref: True
+    missing = "example.org/not-here:1"
+    changed = project(compose=COMPOSE.replace(IMAGES[0], missing, 1))
+    before = list(engine.calls)
+    plan, _, _ = deployer.plan(changed, pull=False)
+    assert missing not in engine.images and ("pull", missing) not in engine.calls
+    assert [call for call in engine.calls[len(before):] if call[0] != "list_containers" and call[0] != "image_present"
+            and call[0] != "image_id"] == [], "a plan without pull only reads"
+    assert plan.changed(), "the service whose image is not present is planned as recreated"
+    deployer.plan(changed)  # a deploy's plan pulls
+    assert ("pull", missing) in engine.calls
