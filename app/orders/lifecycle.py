@@ -10,11 +10,15 @@ plain words. Values read back from the database are plain ``str``: compare them 
 status follows its success or failure; the order service (:mod:`app.orders.service`) refuses requests by
 it and the operation runner (:mod:`app.orders.operations`) sets statuses by it. docs/OPERATIONS.md ("Order
 life") shows the same table; a test keeps both in step.
+
+:data:`HANDLERS` is the handler registry: the one function that carries out each kind, registered with
+:func:`handles` where it is written (the methods of :class:`app.orders.operations.OperationRunner`, which
+binds them to itself). This module only holds the registry; it knows nothing of what handlers use.
 """
 from __future__ import annotations
 
 import enum
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
@@ -156,3 +160,21 @@ TRANSITIONS: Mapping[OperationKind, Transition] = MappingProxyType({rule.kind: r
 def transition(kind: str) -> Transition:
     """The :class:`Transition` of ``kind`` (a member or its text). Raises ValueError for an unknown kind."""
     return TRANSITIONS[OperationKind(kind)]
+
+
+#: The handler registry: operation kind -> its one handler, ``handler(runner, operation, order, progress)``.
+HANDLERS: dict[OperationKind, Callable[..., None]] = {}
+
+
+def handles(kind: OperationKind) -> Callable[[Callable[..., None]], Callable[..., None]]:
+    """Decorator: register the decorated function as the handler of ``kind``.
+
+    Raises ValueError when ``kind`` has a handler already: each kind has exactly one.
+    """
+    def register(function: Callable[..., None]) -> Callable[..., None]:
+        if kind in HANDLERS:
+            raise ValueError(f"operation kind {kind} has a handler already: {HANDLERS[kind].__qualname__}")
+        HANDLERS[kind] = function
+        return function
+
+    return register

@@ -19,7 +19,7 @@ from app.catalog.product import build_project
 from app.compose.model import StackSpec
 from app.errors import DataRiskError, HostPortInUse, LiveError
 from app.models import Operation, Order, ProductRevision, record_event, utcnow
-from app.orders.lifecycle import TRANSITIONS, OperationKind, OrderStatus, transition
+from app.orders.lifecycle import HANDLERS, TRANSITIONS, OperationKind, OrderStatus, handles, transition
 from app.presenters import PRIVATE_EVENT_DATA
 from app.stacks.data_risk import DataRiskReport, data_risks
 from app.stacks.deployer import Deployer
@@ -47,16 +47,9 @@ class OperationRunner:
         self.public_scheme = public_scheme
         self.ports = ports or PortAllocator()
         self._ports_lock = threading.Lock()
-        self.handlers: dict[OperationKind, Handler] = {
-            OperationKind.CREATE: self._do_create,
-            OperationKind.SUSPEND: self._do_suspend,
-            OperationKind.UNSUSPEND: self._do_unsuspend,
-            OperationKind.CHANGE_PLAN: self._do_change_plan,
-            OperationKind.TERMINATE: self._do_terminate,
-            OperationKind.REDEPLOY: self._do_redeploy,
-            OperationKind.RESTART: self._do_restart,
-            OperationKind.UPGRADE: self._do_upgrade,
-        }
+        # The registry of app/orders/lifecycle.py, bound to this runner (tests may replace an entry).
+        self.handlers: dict[OperationKind, Handler] = {kind: HANDLERS[kind].__get__(self)
+                                                       for kind in OperationKind if kind in HANDLERS}
 
     def project(self, order: Order, revision: ProductRevision | None = None) -> Project:
         """The order's project as its revision (or ``revision``) renders it (:func:`build_project`)."""
@@ -92,14 +85,17 @@ class OperationRunner:
         handler(operation, order, progress)
 
     # -- handlers -----------------------------------------------------------
+    @handles(OperationKind.CREATE)
     def _do_create(self, operation: Operation, order: Order, progress: Progress) -> None:
         self._deploy(order, progress)
         self._succeeded(operation, order, f"order {order.instance} is active")
 
+    @handles(OperationKind.UNSUSPEND)
     def _do_unsuspend(self, operation: Operation, order: Order, progress: Progress) -> None:
         self._deploy(order, progress)
         self._succeeded(operation, order, f"order {order.instance} resumed")
 
+    @handles(OperationKind.REDEPLOY)
     def _do_redeploy(self, operation: Operation, order: Order, progress: Progress) -> None:
         if order.status in transition(operation.kind).kept_while:
             progress(f"order is {order.status}: nothing to start")
@@ -107,15 +103,18 @@ class OperationRunner:
         self._deploy(order, progress)
         self._succeeded(operation, order, f"order {order.instance} redeployed")
 
+    @handles(OperationKind.RESTART)
     def _do_restart(self, operation: Operation, order: Order, progress: Progress) -> None:
         self.deployer.stop(self.project(order), progress)
         self._deploy(order, progress)
         self._succeeded(operation, order, f"order {order.instance} restarted")
 
+    @handles(OperationKind.SUSPEND)
     def _do_suspend(self, operation: Operation, order: Order, progress: Progress) -> None:
         self.deployer.stop(self.project(order), progress)
         self._succeeded(operation, order, f"order {order.instance} suspended")
 
+    @handles(OperationKind.CHANGE_PLAN)
     def _do_change_plan(self, operation: Operation, order: Order, progress: Progress) -> None:
         plan, product = operation.params["plan"], operation.params.get("product", order.product.slug)
         revision = self.catalog.deployable_revision(product) if product != order.product.slug else order.revision
@@ -202,6 +201,7 @@ class OperationRunner:
             record_event("order.data_detached", f"volumes left behind: {', '.join(report.left_behind) or 'none'}",
                          order=order, operation=operation, **report.as_dict())
 
+    @handles(OperationKind.UPGRADE)
     def _do_upgrade(self, operation: Operation, order: Order, progress: Progress) -> None:
         revision = ProductRevision.get((ProductRevision.product == order.product)
                                        & (ProductRevision.content_hash == operation.params["revision"]))
@@ -231,6 +231,7 @@ class OperationRunner:
                            revision=order.revision.label, hostname=order.hostname,
                            stack=StackSpec(services={}, volumes=[], networks={}), deployment=self.deployment)
 
+    @handles(OperationKind.TERMINATE)
     def _do_terminate(self, operation: Operation, order: Order, progress: Progress) -> None:
         """Archive every volume, then remove the stack; works from any order status and any stack state.
 

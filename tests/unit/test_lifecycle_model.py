@@ -13,6 +13,7 @@ from app.errors import LiveError
 from app.models import Operation, Order
 from app.orders.lifecycle import (
     FINISHED_STATES,
+    HANDLERS,
     INITIAL_STATUS,
     LIFECYCLE_RESULTS,
     NOT_FINAL,
@@ -22,6 +23,7 @@ from app.orders.lifecycle import (
     OperationKind,
     OperationState,
     OrderStatus,
+    handles,
     transition,
 )
 from app.orders.operations import OperationRunner
@@ -203,6 +205,14 @@ def test_every_kind_has_exactly_one_handler_of_its_own(runner):
     functions = [handler.__func__ for handler in runner.handlers.values()]
     assert len(set(functions)) == len(functions)
     assert all(handler.__self__ is runner for handler in runner.handlers.values())
+
+
+def test_the_registry_lives_in_the_lifecycle_module_and_refuses_a_second_handler(runner):
+    assert set(HANDLERS) == set(OperationKind), "every kind registered"
+    assert {kind: handler.__func__ for kind, handler in runner.handlers.items()} == HANDLERS
+    with pytest.raises(ValueError, match="operation kind create has a handler already: OperationRunner._do_create"):
+        handles(OperationKind.CREATE)(lambda runner, operation, order, progress: None)
+    assert HANDLERS[OperationKind.CREATE].__name__ == "_do_create", "the refused one was not registered"
 
 
 def test_a_kind_without_a_handler_is_a_clear_error(runner):
