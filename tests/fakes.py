@@ -33,9 +33,11 @@ import threading
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any, Callable, Iterable
 
-from app.errors import EngineOperationError, EngineUnavailable, HostPortInUse, ImageMissing, NotFound
+from app.errors import EngineOperationError, EngineUnavailable, HostPortInUse, ImageMissing, IngressUnavailable, NotFound
+from app.ingress.routes import Route, RouteTable
 from app.stacks.archives import write_archive
 from app.stacks.docker_engine import ENGINE_API_VERSION, container_payload, network_payload, volume_payload
 from app.stacks.engine import (
@@ -455,3 +457,48 @@ class Killed(BaseException):
 
 def _matches(labels: dict[str, str], wanted: dict[str, str]) -> bool:
     return all(labels.get(key) == value for key, value in wanted.items())
+
+
+class FakeRouteTable(RouteTable):
+    """The proxy in memory (:class:`app.ingress.routes.RouteTable`): ``routes`` by order id, ``custom_domains``.
+
+    ``down`` makes every call raise IngressUnavailable, as Caddy's adapter does when Caddy does not answer;
+    ``history`` keeps every route put, in order, so a test sees the "being prepared" route of an operation.
+    """
+
+    def __init__(self):
+        self.routes: dict[int, Route] = {}
+        self.custom_domains: list[str] = []
+        self.history: list[Route] = []
+        self.down = False
+        self.syncs = 0
+
+    def _answer(self) -> None:
+        if self.down:
+            raise IngressUnavailable("the fake proxy is down")
+
+    def put_route(self, route: Route) -> None:
+        self._answer()
+        self.routes[route.order_id] = route
+        self.history.append(route)
+
+    def remove_route(self, order_id: int) -> None:
+        self._answer()
+        self.routes.pop(order_id, None)
+
+    def set_custom_domains(self, domains) -> None:
+        self._answer()
+        self.custom_domains = sorted(set(domains))
+
+    def sync(self, routes, custom_domains):
+        self._answer()
+        wanted = {route.order_id: route for route in routes}
+        changed = wanted != self.routes or sorted(set(custom_domains)) != self.custom_domains
+        self.routes = wanted
+        self.custom_domains = sorted(set(custom_domains))
+        self.syncs += 1
+        return SimpleNamespace(changed=changed)
+
+    def check(self) -> bool:
+        self._answer()
+        return True

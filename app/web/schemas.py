@@ -97,6 +97,9 @@ class OrderOut(Schema):
     revision = String(required=True)
     customer = Nested(CustomerRefOut, required=True)
     endpoints = List(Nested(EndpointOut), required=True)
+    ingress = String(required=True, validate=OneOf(["applied", "pending", "off"]), metadata={
+        "description": "Whether the proxy serves the order's URLs as the order is now: applied; pending (the "
+                       "worker applies it once the proxy answers); off (no ingress configured)."})
     operation = Nested(OperationOut, allow_none=True, required=True,
                        metadata={"description": "The operation in progress, else the latest one."})
     last_error = String(allow_none=True, required=True, metadata={

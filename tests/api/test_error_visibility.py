@@ -215,7 +215,8 @@ def test_readyz_with_the_database_down_names_each_dependency_and_shows_no_raw_te
     assert answer.headers["X-Request-ID"] == "abc123abc123"
     assert answer.json == {"status": "unavailable", "checks": {
         "database": {"ok": False, "detail": "unavailable"}, "docker": {"ok": True, "detail": "ok"},
-        "catalog": {"ok": False, "detail": "unknown"}, "worker": {"ok": False, "detail": "unknown"}}}
+        "catalog": {"ok": False, "detail": "unknown"}, "worker": {"ok": False, "detail": "unknown"},
+        "ingress": {"ok": False, "detail": "unknown"}}}
     text = answer.get_data(as_text=True)
     assert "127.0.0.1" not in text and str(port) not in text and "s3cret" not in text
     assert str(port) in caplog.text, "the log says which database could not be reached"

@@ -10,7 +10,6 @@ from __future__ import annotations
 import pytest
 
 from app.models import Order
-from app.presenters import order_view
 from tests.api.conftest import client_payload
 from tests.conftest import TEST_IMAGE
 from tests.fakes import FakeEngine
@@ -70,7 +69,7 @@ def test_a_failed_order_has_no_local_url(api, live):
     assert order.status == "failed"
     assert local_urls(api, order.id, "admin") == [None]
     # The CLI (`orders show`) uses the same view as staff do.
-    view = order_view(order, live.catalog, "https", include_private=True, include_local_urls=True)
+    view = live.queries.order_view(order, include_private=True, include_local_urls=True)
     assert [e["local_url"] for e in view["endpoints"]] == [None]
 
 

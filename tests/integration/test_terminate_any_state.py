@@ -16,7 +16,6 @@ import pytest
 
 from app.errors import ArchiveDestinationError, InvalidRequest, EngineUnavailable
 from app.models import Event, Operation, Order
-from app.presenters import order_view
 from app.stacks.archives import destination_error
 from tests.conftest import TEST_IMAGE
 from tests.fakes import FakeEngine
@@ -257,7 +256,7 @@ def test_a_stack_that_cannot_start_again_is_recorded_failed_not_active(live, eng
     assert objects(engine, live, order)["volumes"], "nothing was deleted"
     event = Event.get((Event.order == order) & (Event.kind == "order.failed"))
     assert "image" in event.data["error_detail"]
-    view = order_view(order, live.catalog, "https", include_local_urls=True)
+    view = live.queries.order_view(order, include_local_urls=True)
     assert [e["local_url"] for e in view["endpoints"]] == [None]
 
 

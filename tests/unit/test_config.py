@@ -48,3 +48,51 @@ def test_numbers_that_are_not_finite_stop_start_up(value):
 def test_an_ip_address_is_not_a_base_domain(domain):
     with pytest.raises(ConfigError, match="LIVE_BASE_DOMAIN must be a DNS name"):
         load_settings({"LIVE_BASE_DOMAIN": domain})
+
+
+# -- ingress (docs/OPERATIONS.md, "Ingress") ---------------------------------------------------------------
+def test_without_caddy_there_is_no_ingress_and_urls_are_https():
+    settings = load_settings({})
+    assert settings.caddy_admin_url is None and settings.tls == "acme"
+    assert settings.public_address.url("acme.geocat.live", "/geoserver/") == "https://acme.geocat.live/geoserver"
+
+
+@pytest.mark.parametrize("env, url", [
+    ({"LIVE_TLS": "off"}, "http://a.localhost/maps"),
+    ({"LIVE_TLS": "off", "LIVE_INGRESS_HTTP_PORT": "8080"}, "http://a.localhost:8080/maps"),
+    ({"LIVE_TLS": "internal", "LIVE_INGRESS_HTTPS_PORT": "8443"}, "https://a.localhost:8443/maps"),
+    ({"LIVE_TLS": "acme", "LIVE_INGRESS_HTTP_PORT": "8080"}, "https://a.localhost/maps"),  # the port of http only
+    ({"LIVE_PUBLIC_SCHEME": "http"}, "http://a.localhost/maps"),  # the older setting still means what it meant
+    ({"LIVE_PUBLIC_SCHEME": "https", "LIVE_TLS": "internal"}, "https://a.localhost/maps"),
+])
+def test_every_url_follows_the_tls_mode_and_a_port_that_is_not_the_default(env, url):
+    assert load_settings(env).public_address.url("a.localhost", "/maps") == url
+
+
+def test_the_ingress_settings_are_read():
+    settings = load_settings({"LIVE_CADDY_ADMIN_URL": "http://127.0.0.1:2019/", "LIVE_INGRESS_BIND": "127.0.0.1",
+                              "LIVE_ACME_EMAIL": "ops@example.org", "LIVE_BILLING_URL": "https://billing.example.org/c",
+                              "LIVE_INGRESS_RESYNC_SECONDS": "5",
+                              "LIVE_INGRESS_ASK_URL": "http://10.0.0.2:8000/ingress/v1/ask"})
+    assert settings.caddy_admin_url == "http://127.0.0.1:2019"
+    assert (settings.ingress_bind, settings.acme_email, settings.billing_url) == (
+        "127.0.0.1", "ops@example.org", "https://billing.example.org/c")
+    assert settings.ingress_resync_seconds == 5.0 and settings.ingress_ask_url == "http://10.0.0.2:8000/ingress/v1/ask"
+
+
+@pytest.mark.parametrize("env, message", [
+    ({"LIVE_TLS": "letsencrypt"}, "LIVE_TLS must be acme, internal or off, got 'letsencrypt'"),
+    ({"LIVE_TLS": "off", "LIVE_PUBLIC_SCHEME": "https"}, "LIVE_PUBLIC_SCHEME=https contradicts LIVE_TLS=off"),
+    ({"LIVE_CADDY_ADMIN_URL": "127.0.0.1:2019"}, "LIVE_CADDY_ADMIN_URL must be an http(s) URL"),
+    ({"LIVE_BILLING_URL": "https://x.example/{http.request.host}"}, "LIVE_BILLING_URL must be an http(s) URL"),
+    ({"LIVE_INGRESS_HTTPS_PORT": "70000"}, "LIVE_INGRESS_HTTPS_PORT must be a TCP port (1-65535), got 70000"),
+    ({"LIVE_INGRESS_HTTP_PORT": "0"}, "LIVE_INGRESS_HTTP_PORT must be at least 1"),
+    ({"LIVE_INGRESS_HTTP_PORT": "8443", "LIVE_INGRESS_HTTPS_PORT": "8443"}, "must differ (both are 8443)"),
+    ({"LIVE_ACME_EMAIL": "ops"}, "LIVE_ACME_EMAIL must be an email address"),
+    ({"LIVE_INGRESS_BIND": "0.0.0.0 ; rm"}, "LIVE_INGRESS_BIND must be a host address"),
+    ({"LIVE_INGRESS_RESYNC_SECONDS": "0.1"}, "LIVE_INGRESS_RESYNC_SECONDS must be at least 1.0"),
+])
+def test_bad_ingress_values_are_named(env, message):
+    with pytest.raises(ConfigError) as error:
+        load_settings(env)
+    assert message in str(error.value)
