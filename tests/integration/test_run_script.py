@@ -212,7 +212,8 @@ def test_sigterm_stops_both_and_exits_zero(run_script):
 
 def test_the_embedded_caddy_is_the_ingress_the_worker_programs(start_script, settings):
     caddy_binary()
-    script = start_script(LIVE_BASE_DOMAIN=None)  # unset: the script's default, localhost
+    # LIVE_BASE_DOMAIN unset: the script's default, localhost. A fast resync: the worker programs Caddy sooner.
+    script = start_script(LIVE_BASE_DOMAIN=None, LIVE_INGRESS_RESYNC_SECONDS="1")
     assert script.caddy, script.output()
     assert f"customer URLs: http://<instance>.localhost:{script.ingress_port}/<app>" in script.output()
     # Its admin API answers on the loopback address it was given, booted from the file the script wrote there.
@@ -229,8 +230,9 @@ def test_the_embedded_caddy_is_the_ingress_the_worker_programs(start_script, set
         assert {name: environment.get(name) for name in expected} == expected
     # The worker programs that Caddy: the bridge's server listens on the ingress port, where a Host no order holds
     # gets the bridge's 404; /readyz sees Caddy; the ask URL Caddy was given answers (404 for that name).
-    server = wait_for(lambda: requests.get(f"http://{script.admin}/config/apps/http/servers/live-{settings.deployment}",
-                                           timeout=5).json(), what="the bridge's server in Caddy")
+    server_url = f"http://{script.admin}/config/apps/http/servers/live-{settings.deployment}"
+    server = wait_for(lambda: (requests.get(server_url, timeout=5).json() or {}).get("listen") and
+                      requests.get(server_url, timeout=5).json(), what="the bridge's server in Caddy")
     assert server["listen"] == [f"127.0.0.1:{script.ingress_port}"], server
     unknown = wait_for(lambda: answers(f"http://127.0.0.1:{script.ingress_port}/geoserver",
                                        headers={"Host": "nobody.localhost"}), what="the ingress port answering")
@@ -277,7 +279,8 @@ def test_without_caddy_the_script_says_so_and_runs_without_ingress(start_script)
     assert ("note: caddy is not installed, so there is no ingress: orders get only their 127.0.0.1 ports "
             "(apt-get install caddy, then make run again)") in script.output()
     assert "LIVE_CADDY_ADMIN_URL" not in environment_of(script.worker)
-    assert script.readyz()["ingress"] == {"ok": True, "detail": "off"}
+    ingress = script.readyz()["ingress"]
+    assert ingress["ok"] and ingress["detail"].startswith("off"), ingress
 
 
 @pytest.mark.parametrize("taken", ["LIVE_EMBEDDED_CADDY_ADMIN", "LIVE_INGRESS_HTTP_PORT"])
