@@ -230,9 +230,12 @@ def test_the_embedded_caddy_is_the_ingress_the_worker_programs(start_script, set
         assert {name: environment.get(name) for name in expected} == expected
     # The worker programs that Caddy: the bridge's server listens on the ingress port, where a Host no order holds
     # gets the bridge's 404; /readyz sees Caddy; the ask URL Caddy was given answers (404 for that name).
-    server_url = f"http://{script.admin}/config/apps/http/servers/live-{settings.deployment}"
-    server = wait_for(lambda: (requests.get(server_url, timeout=5).json() or {}).get("listen") and
-                      requests.get(server_url, timeout=5).json(), what="the bridge's server in Caddy")
+    def bridge_server() -> dict | None:
+        server = requests.get(f"http://{script.admin}/config/apps/http/servers/live-{settings.deployment}",
+                              timeout=5).json()  # null until the worker wrote it
+        return server if isinstance(server, dict) and "listen" in server else None
+
+    server = wait_for(bridge_server, what="the bridge's server in Caddy")
     assert server["listen"] == [f"127.0.0.1:{script.ingress_port}"], server
     unknown = wait_for(lambda: answers(f"http://127.0.0.1:{script.ingress_port}/geoserver",
                                        headers={"Host": "nobody.localhost"}), what="the ingress port answering")
