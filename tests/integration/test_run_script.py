@@ -77,10 +77,17 @@ def caddy_binary() -> str:
 
 
 def answers(url: str, **kwargs) -> requests.Response | None:
+    """The answer to a GET of ``url``, or None when nothing answers. (A Response is false for 4xx and 5xx.)"""
     try:
         return requests.get(url, timeout=5, **kwargs)
     except requests.RequestException:
         return None
+
+
+def status_of(url: str, **kwargs) -> int | None:
+    """The status of a GET of ``url``, or None when nothing answers."""
+    response = answers(url, **kwargs)
+    return None if response is None else response.status_code
 
 
 class RunScript:
@@ -237,9 +244,9 @@ def test_the_embedded_caddy_is_the_ingress_the_worker_programs(start_script, set
 
     server = wait_for(bridge_server, what="the bridge's server in Caddy")
     assert server["listen"] == [f"127.0.0.1:{script.ingress_port}"], server
-    unknown = wait_for(lambda: answers(f"http://127.0.0.1:{script.ingress_port}/geoserver",
-                                       headers={"Host": "nobody.localhost"}), what="the ingress port answering")
-    assert unknown.status_code == 404
+    unknown = wait_for(lambda: status_of(f"http://127.0.0.1:{script.ingress_port}/geoserver",
+                                         headers={"Host": "nobody.localhost"}), what="the ingress port answering")
+    assert unknown == 404
     wait_for(lambda: script.readyz().get("ingress", {}).get("ok"), what="/readyz: ingress ok")
     ask = requests.get(expected["LIVE_INGRESS_ASK_URL"], params={"domain": "nobody.localhost"}, timeout=5)
     assert ask.status_code == 404
@@ -268,7 +275,7 @@ def test_a_caddy_admin_url_of_the_users_starts_no_embedded_caddy(start_script):
     assert script.caddy is None
     assert f"Ingress: the Caddy at {users} (LIVE_CADDY_ADMIN_URL; no embedded Caddy)" in script.output()
     assert "caddy" not in commands_in_session(script.process.pid)
-    assert answers(f"http://{script.admin}/config/") is None, "nothing listens on the embedded admin address"
+    assert status_of(f"http://{script.admin}/config/") is None, "nothing listens on the embedded admin address"
     assert not (script.caddy_dir / "boot.json").exists()
     # The bridge uses the user's Caddy, with the bridge's own defaults for the rest (none of the script's).
     environment = environment_of(script.worker)
