@@ -150,6 +150,13 @@ else
     sleep 0.1
   done
   echo "Ingress: Caddy (admin $LIVE_CADDY_ADMIN_URL, log $caddy_log); customer URLs: $(url_form)"
+  # The CLI in another terminal reads its own environment: without these it would print https:// URLs.
+  settings=""
+  for name in LIVE_CADDY_ADMIN_URL LIVE_TLS LIVE_BASE_DOMAIN LIVE_INGRESS_BIND LIVE_INGRESS_HTTP_PORT \
+              LIVE_INGRESS_HTTPS_PORT LIVE_INGRESS_ASK_URL; do
+    if [ -n "${!name+set}" ]; then settings+=" $name=${!name}"; fi
+  done
+  echo "For the CLI in another terminal to print these URLs: export$settings"
 fi
 
 "$BIN/flask" --app wsgi live worker &

@@ -235,6 +235,10 @@ def test_the_embedded_caddy_is_the_ingress_the_worker_programs(start_script, set
     for pid in (script.worker, script.gunicorn):
         environment = environment_of(pid)
         assert {name: environment.get(name) for name in expected} == expected
+    # ... and the line for the CLI in another terminal names them all.
+    export = re.search(r"^For the CLI in another terminal to print these URLs: export (.*)$", script.output(), re.M)
+    assert export, script.output()
+    assert expected.items() <= dict(item.split("=", 1) for item in export.group(1).split()).items()
     # The worker programs that Caddy: the bridge's server listens on the ingress port, where a Host no order holds
     # gets the bridge's 404; /readyz sees Caddy; the ask URL Caddy was given answers (404 for that name).
     def bridge_server() -> dict | None:
