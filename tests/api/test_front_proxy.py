@@ -107,3 +107,12 @@ def test_slow_bodies_stay_in_the_buffering_proxy(service, caddy):
                          headers={"Content-Type": "application/json"})
     assert huge.status_code == 413 and huge.json()["error"]["code"] == "payload_too_large"
     assert requests_seen_by_gunicorn(service, "/hooks/gitlab") == 0
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_the_ask_endpoint_is_not_served_through_the_front_proxy(service, caddy):
+    """GET /ingress/v1/ask is for the ingress Caddy on the loopback (docs/OPERATIONS.md): the front proxy answers 404."""
+    asked = requests.get(f"{caddy.url}/ingress/v1/ask", params={"domain": "acme.example.org"}, timeout=30)
+    assert asked.status_code == 404 and asked.json()["error"]["code"] == "not_found"
+    assert requests_seen_by_gunicorn(service, "/ingress/v1/ask") == 0
+    assert requests.get(f"{caddy.url}/healthz", timeout=30).status_code == 200, "every other path still goes through"
