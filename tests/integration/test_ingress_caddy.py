@@ -104,6 +104,14 @@ class Bridge:
         assert answer.status_code == 200 and answer.json()["result"] == "succeeded", answer.text
         return answer.json()
 
+    def wait_active(self, order_id: int) -> dict:
+        """Polls the order view until the order is active (60 s); fails at once if it failed."""
+        def active():
+            view = self.order(order_id)
+            assert view["status"] != "failed", view
+            return view["status"] == "active" and view
+        return wait_for(active, timeout=60, interval=0.2, what=f"order {order_id} active")
+
     def order(self, order_id: int) -> dict:
         answer = self.service.get(f"/api/v1/orders/{order_id}")
         assert answer.status_code == 200, answer.text
@@ -183,8 +191,10 @@ def bridge(docker_engine, tmp_path_factory):
 @pytest.fixture(scope="module")
 def orders(bridge) -> dict[str, dict]:
     """Three active orders of the page product, by instance: ``alpha``, ``beta`` and ``river`` (custom domain)."""
-    made = {"alpha": bridge.create(1201, "alpha"), "beta": bridge.create(1202, "beta"),
-            "river": bridge.create(1203, "river", domain=CUSTOM_DOMAIN)}
+    made = {"alpha": bridge.create(1201, "alpha", wait=0), "beta": bridge.create(1202, "beta", wait=0),
+            "river": bridge.create(1203, "river", wait=0, domain=CUSTOM_DOMAIN)}
+    for answer in made.values():  # created side by side by the worker
+        bridge.wait_active(answer["order"]["id"])
     return {instance: answer["order"] for instance, answer in made.items()}
 
 
@@ -297,7 +307,7 @@ def test_an_order_being_prepared_gets_the_503_page(bridge):
     selector = {"label": [f"live.deployment={bridge.deployment}", f"live.order={queued['id']}"]}
     container = wait_for(lambda: bridge.docker.containers.list(filters=selector), what="delta's container")[0]
     assert container.exec_run(["touch", "/tmp/go"]).exit_code == 0
-    wait_for(lambda: bridge.order(queued["id"])["status"] == "active", timeout=60, what="delta active")
+    bridge.wait_active(queued["id"])
     assert bridge.https_until(hostname, serves("delta")).text == page_text("delta")
 
 
