@@ -168,13 +168,26 @@ class CaddyProcess:
         against the internal CA (``ca_certs`` another bundle) for ``hostname``.
 
         The Host header is ``host`` or, as a browser sends it, ``hostname[:port]`` (no port for 443).
-        No redirects are followed, nothing is retried. Raises urllib3's errors (SSLError for a certificate
-        that does not verify, a failed handshake)."""
+        No redirects are followed and nothing is retried, with one exception: Caddy 2.6's internal issuer
+        dates a certificate from the instant it signs it (no backdating), and OpenSSL checks that date against
+        ``time()``, the kernel's coarse clock, which can still be a tick behind. A certificate issued this very
+        second can thus be "not yet valid" for a moment: that one error is retried for up to 3 s.
+        Raises urllib3's errors (SSLError for a certificate that does not verify, a failed handshake)."""
         pool = urllib3.HTTPSConnectionPool("127.0.0.1", port, server_hostname=hostname, assert_hostname=hostname,
                                            cert_reqs="CERT_REQUIRED", ca_certs=ca_certs or str(self.root_cert),
                                            retries=False, timeout=timeout)
+        host = host or (hostname if port == 443 else f"{hostname}:{port}")
+
+        def attempt() -> Answer | None:
+            try:
+                return self._get(pool, path, headers, host)
+            except urllib3.exceptions.SSLError as exc:
+                if "certificate is not yet valid" not in str(exc):
+                    raise
+                return None
+
         with pool:
-            return self._get(pool, path, headers, host or (hostname if port == 443 else f"{hostname}:{port}"))
+            return wait_for(attempt, timeout=3, interval=0.05, what="a certificate issued this second to be valid")
 
     def http_get(self, hostname: str, port: int, path: str, headers: Mapping[str, str] | None = None,
                  host: str | None = None, timeout: float = 10.0) -> Answer:
