@@ -66,7 +66,7 @@ def create_app(settings: Settings | None = None) -> APIFlask:
             live.db.close()
 
     from app.cli import live_cli
-    from app.web import api_v1, geocat_live, gitlab_hook, health, whmcs
+    from app.web import api_v1, geocat_live, gitlab_hook, health, ingress, whmcs
     from app.web.errors import register_error_handlers
     from app.web.input_guard import init_input_guard
     from app.web.openapi import register_spec_processor
@@ -74,7 +74,7 @@ def create_app(settings: Settings | None = None) -> APIFlask:
     init_input_guard(app)
     register_error_handlers(app)
     register_spec_processor(app)
-    for blueprint in (health.bp, whmcs.bp, api_v1.bp, geocat_live.bp, gitlab_hook.bp):
+    for blueprint in (health.bp, whmcs.bp, api_v1.bp, geocat_live.bp, gitlab_hook.bp, ingress.bp):
         app.register_blueprint(blueprint)
 
     # The docs page loads Swagger UI from the bridge, never from a CDN: it works on hosts without internet.

@@ -14,6 +14,9 @@ from app.catalog.gitlab_source import GitLabSource
 from app.catalog.source import CatalogSource, LocalFolderSource
 from app.config import Settings, load_settings
 from app.db import connect_database
+from app.ingress.caddy import CaddyIngress, CaddySettings
+from app.ingress.routes import RouteTable
+from app.ingress.service import IngressService
 from app.logging_setup import configure_logging
 from app.orders.operations import OperationRunner
 from app.orders.queries import OrderQueries
@@ -34,12 +37,14 @@ class Live:
     orders: OrderService
     runner: OperationRunner
     queries: OrderQueries
+    ingress: IngressService
 
     def worker(self) -> Worker:
         s = self.settings
         return Worker(self.db, self.runner, self.catalog, concurrency=s.worker_concurrency,
                       poll_seconds=s.worker_poll_seconds, retry_base_seconds=s.retry_base_seconds,
-                      lease_seconds=s.lease_seconds, catalog_sync_seconds=s.catalog_sync_seconds)
+                      lease_seconds=s.lease_seconds, catalog_sync_seconds=s.catalog_sync_seconds,
+                      ingress=self.ingress, ingress_resync_seconds=s.ingress_resync_seconds)
 
 
 def catalog_source(settings: Settings) -> CatalogSource:
@@ -50,11 +55,24 @@ def catalog_source(settings: Settings) -> CatalogSource:
     return LocalFolderSource(settings.config_repo)
 
 
-def bootstrap(settings: Settings | None = None, engine: Engine | None = None) -> Live:
+def route_table(settings: Settings) -> RouteTable | None:
+    """Caddy's admin API when LIVE_CADDY_ADMIN_URL is set, else None (no ingress)."""
+    if not settings.caddy_admin_url:
+        return None
+    return CaddyIngress(CaddySettings(
+        admin_url=settings.caddy_admin_url, deployment=settings.deployment, base_domain=settings.base_domain,
+        tls=settings.tls, acme_email=settings.acme_email, bind=settings.ingress_bind,
+        http_port=settings.ingress_http_port, https_port=settings.ingress_https_port,
+        ask_url=settings.ingress_ask_url, billing_url=settings.billing_url))
+
+
+def bootstrap(settings: Settings | None = None, engine: Engine | None = None,
+              routes: RouteTable | None = None) -> Live:
     """Build the application from ``settings`` (default: the environment's).
 
     ``engine`` is the container engine to deploy on; by default the Docker engine at ``DOCKER_HOST``
-    (tests pass an in-memory one, ``tests/fakes.py``).
+    (tests pass an in-memory one, ``tests/fakes.py``). ``routes`` is the proxy the ingress programs; by
+    default Caddy at LIVE_CADDY_ADMIN_URL, or none when it is unset (tests may pass an in-memory one).
     """
     settings = settings or load_settings()
     configure_logging(settings.log_level)
@@ -62,8 +80,9 @@ def bootstrap(settings: Settings | None = None, engine: Engine | None = None) ->
     catalog = Catalog(catalog_source(settings))
     engine = engine if engine is not None else DockerEngine(settings.docker_host)
     deployer = Deployer(engine, health_timeout=settings.health_timeout_seconds, helper_image=settings.helper_image)
-    runner = OperationRunner(catalog, deployer, settings.backup_dir, settings.public_scheme,
+    runner = OperationRunner(catalog, deployer, settings.backup_dir, settings.public_address,
                              deployment=settings.deployment)
+    ingress = IngressService(routes if routes is not None else route_table(settings), catalog, settings.base_domain)
     return Live(
         settings=settings,
         db=db,
@@ -73,5 +92,6 @@ def bootstrap(settings: Settings | None = None, engine: Engine | None = None) ->
         orders=OrderService(catalog, settings.base_domain, max_attempts=settings.operation_max_attempts,
                             data_risks=runner.data_risks, preview=runner.preview),
         runner=runner,
-        queries=OrderQueries(settings, db, catalog, engine, runner),
+        queries=OrderQueries(settings, db, catalog, engine, runner, ingress),
+        ingress=ingress,
     )

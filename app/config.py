@@ -28,7 +28,6 @@ class Settings:
     database_url: str
     config_repo: Path
     base_domain: str
-    public_scheme: str
     backup_dir: Path
     docker_host: str | None
     deployment: str = "live"
@@ -54,6 +53,46 @@ class Settings:
     helper_image: str = "live/archive-helper:1"
     # `live doctor` warns when the backup destination has less free space than this (GB; terminates archive there).
     backup_min_free_gb: float = 5.0
+    # Ingress (docs/OPERATIONS.md, "Ingress"): Caddy's admin API; None = no ingress, orders get 127.0.0.1 ports only.
+    caddy_admin_url: str | None = None
+    # "acme" (public certificates), "internal" (Caddy's local CA) or "off" (plain http): decides the public scheme.
+    tls: str = "acme"
+    acme_email: str = ""
+    ingress_bind: str = ""  # the address Caddy listens on for customers; "" = every interface
+    ingress_http_port: int = 80
+    ingress_https_port: int = 443
+    billing_url: str = ""  # shown on the suspended page: the WHMCS client area
+    ingress_resync_seconds: float = 30.0
+    ingress_ask_url: str = "http://127.0.0.1:8000/ingress/v1/ask"
+
+    @property
+    def public_scheme(self) -> str:
+        """``http`` with ``LIVE_TLS=off``, else ``https``: the scheme of every URL the bridge hands out."""
+        return "http" if self.tls == "off" else "https"
+
+    @property
+    def public_address(self) -> PublicAddress:
+        """How customers reach an order's hostname: scheme, and the ingress port when it is not the scheme's default."""
+        port = self.ingress_http_port if self.tls == "off" else self.ingress_https_port
+        return PublicAddress(self.public_scheme, port)
+
+
+@dataclass(frozen=True)
+class PublicAddress:
+    """The public origin of every order: ``scheme`` and ``port`` (the port is written in URLs only when it
+    is not the scheme's default, 80 for http and 443 for https, RFC 9110 section 4.2)."""
+
+    scheme: str = "https"
+    port: int = 443
+
+    def origin(self, hostname: str) -> str:
+        """``<scheme>://<hostname>[:<port>]``, e.g. ``https://shop.geocat.live`` or ``http://shop.localhost:8080``."""
+        default = 80 if self.scheme == "http" else 443
+        return f"{self.scheme}://{hostname}" + ("" if self.port == default else f":{self.port}")
+
+    def url(self, hostname: str, path: str = "") -> str:
+        """The origin of ``hostname`` followed by ``path`` with its trailing ``/`` dropped (``/geoserver``)."""
+        return self.origin(hostname) + path.rstrip("/")
 
 
 # gunicorn's threads per worker when GUNICORN_THREADS is unset: keep in step with config/gunicorn.conf.py.
@@ -109,9 +148,6 @@ def load_settings(environ: dict | None = None) -> Settings:
         # An IP address matches the name pattern; an all-numeric last label is never a DNS name (RFC 3696).
         raise ConfigError(f"LIVE_BASE_DOMAIN must be a DNS name like geocat.live, got {base_domain!r}")
 
-    scheme = (env.get("LIVE_PUBLIC_SCHEME") or "https").strip().lower()
-    if scheme not in ("http", "https"):
-        raise ConfigError(f"LIVE_PUBLIC_SCHEME must be http or https, got {scheme!r}")
 
     log_level = (env.get("LIVE_LOG_LEVEL") or "INFO").upper()
     if log_level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
@@ -133,7 +169,6 @@ def load_settings(environ: dict | None = None) -> Settings:
         database_url=database_url,
         config_repo=config_repo,
         base_domain=base_domain,
-        public_scheme=scheme,
         backup_dir=_path(env, "LIVE_BACKUP_DIR", PROJECT_ROOT / "var" / "backups"),
         docker_host=env.get("DOCKER_HOST") or None,
         worker_concurrency=_int(env, "LIVE_WORKER_CONCURRENCY", 4),
@@ -153,7 +188,63 @@ def load_settings(environ: dict | None = None) -> Settings:
         wait_slots=_wait_slots(env),
         helper_image=_helper_image(env),
         backup_min_free_gb=_float(env, "LIVE_BACKUP_MIN_FREE_GB", Settings.backup_min_free_gb),
+        **_ingress(env),
     )
+
+
+def _url(env: dict, name: str, example: str) -> str:
+    """An http(s) URL setting without whitespace or braces (Caddy reads ``{...}`` as a placeholder); "" when unset."""
+    value = (env.get(name) or "").strip()
+    if value and not re.match(r"^https?://[^/\s{}]+[^\s{}]*$", value):
+        raise ConfigError(f"{name} must be an http(s) URL like {example}, got {value!r}")
+    return value
+
+
+def _tls(env: dict) -> str:
+    """LIVE_TLS, or what the older LIVE_PUBLIC_SCHEME said (``http`` -> ``off``, ``https`` -> ``acme``).
+
+    Raises ConfigError naming the variable for an unknown value, or when both are set and disagree.
+    """
+    tls = (env.get("LIVE_TLS") or "").strip().lower()
+    if tls and tls not in ("acme", "internal", "off"):
+        raise ConfigError(f"LIVE_TLS must be acme, internal or off, got {tls!r}")
+    scheme = (env.get("LIVE_PUBLIC_SCHEME") or "").strip().lower()
+    if scheme and scheme not in ("http", "https"):
+        raise ConfigError(f"LIVE_PUBLIC_SCHEME must be http or https, got {scheme!r}")
+    if scheme and tls and (scheme == "http") != (tls == "off"):
+        raise ConfigError(f"LIVE_PUBLIC_SCHEME={scheme} contradicts LIVE_TLS={tls}: LIVE_TLS replaces it, remove it")
+    return tls or ("off" if scheme == "http" else "acme")
+
+
+def _ingress(env: dict) -> dict:
+    """The ingress settings (docs/OPERATIONS.md, "Ingress"); raises ConfigError naming the variable."""
+    bind = (env.get("LIVE_INGRESS_BIND") or "").strip()
+    if bind and not re.match(r"^[0-9A-Za-z.:\[\]-]+$", bind):
+        raise ConfigError(f"LIVE_INGRESS_BIND must be a host address like 127.0.0.1, got {bind!r}")
+    ports = {name: _int(env, name, default, minimum=1)
+             for name, default in (("LIVE_INGRESS_HTTP_PORT", 80), ("LIVE_INGRESS_HTTPS_PORT", 443))}
+    for name, port in ports.items():
+        if port > 65535:
+            raise ConfigError(f"{name} must be a TCP port (1-65535), got {port}")
+    tls = _tls(env)
+    if tls != "off" and ports["LIVE_INGRESS_HTTP_PORT"] == ports["LIVE_INGRESS_HTTPS_PORT"]:
+        raise ConfigError("LIVE_INGRESS_HTTP_PORT and LIVE_INGRESS_HTTPS_PORT must differ "
+                          f"(both are {ports['LIVE_INGRESS_HTTP_PORT']})")
+    email = (env.get("LIVE_ACME_EMAIL") or "").strip()
+    if email and not re.match(r"^[^@\s{}]+@[^@\s{}]+\.[^@\s{}]+$", email):
+        raise ConfigError(f"LIVE_ACME_EMAIL must be an email address, got {email!r}")
+    return {
+        "caddy_admin_url": _url(env, "LIVE_CADDY_ADMIN_URL", "http://127.0.0.1:2019").rstrip("/") or None,
+        "tls": tls,
+        "acme_email": email,
+        "ingress_bind": bind,
+        "ingress_http_port": ports["LIVE_INGRESS_HTTP_PORT"],
+        "ingress_https_port": ports["LIVE_INGRESS_HTTPS_PORT"],
+        "billing_url": _url(env, "LIVE_BILLING_URL", "https://billing.example.org/clientarea.php"),
+        "ingress_resync_seconds": _float(env, "LIVE_INGRESS_RESYNC_SECONDS", 30.0, minimum=1.0),
+        "ingress_ask_url": _url(env, "LIVE_INGRESS_ASK_URL", "http://127.0.0.1:8000/ingress/v1/ask")
+                           or Settings.ingress_ask_url,
+    }
 
 
 def _helper_image(env: dict) -> str:

@@ -174,6 +174,16 @@ class EngineUnavailable(LiveError):
     default_public = "the container platform is unavailable right now"
 
 
+class IngressUnavailable(LiveError):
+    """The proxy's admin API (Caddy) cannot be reached, or refused a change; routes stay pending and the
+    worker's resync applies them once it answers (operations never fail for it)."""
+
+    http_status = 503
+    code = "unavailable"
+    transient = True
+    default_public = "the proxy is unavailable right now"
+
+
 class EngineOperationError(LiveError):
     """The container engine refused an operation; retrying the same call will not help."""
 

@@ -12,6 +12,7 @@ import datetime as dt
 from typing import Any
 
 from app.catalog.catalog import Catalog
+from app.config import PublicAddress
 from app.models import Customer, Event, Operation, Order, Product, ProductRevision
 from app.orders.lifecycle import FINISHED_STATES, OrderStatus
 
@@ -23,11 +24,12 @@ def timestamp(value: dt.datetime | None) -> str | None:
     return None if value is None else value.isoformat(timespec="seconds") + "Z"
 
 
-def endpoint_views(order: Order, catalog: Catalog, scheme: str, *, local_urls: bool = False,
+def endpoint_views(order: Order, catalog: Catalog, public: PublicAddress, *, local_urls: bool = False,
                    busy: bool = True) -> list[dict[str, Any]]:
     """The order's endpoints: ``[{"application", "service", "url"}]``, plus ``local_url`` for staff.
 
-    ``url`` is the public one (``<scheme>://<hostname><path>``, no trailing slash). With ``local_urls``
+    ``url`` is the public one (``<scheme>://<hostname>[:<port>]<path>``, no trailing slash; ``public``
+    gives the scheme and port, :meth:`app.config.PublicAddress.url`). With ``local_urls``
     (staff only: the developer API and the CLI; never the WHMCS endpoints, whose client area customers
     see) each endpoint also has ``local_url``: ``http://127.0.0.1:<port><path>`` on the Docker host while
     the order's containers run, else ``None``. "Run" is read from the database, not asked of the engine:
@@ -41,7 +43,7 @@ def endpoint_views(order: Order, catalog: Catalog, scheme: str, *, local_urls: b
     for endpoint in definition.endpoints:
         path = endpoint.path.rstrip("/")
         view = {"application": endpoint.application, "service": endpoint.service,
-                "url": f"{scheme}://{order.hostname}{path}"}
+                "url": public.url(order.hostname, path)}
         if local_urls:
             port = (order.published_ports or {}).get(f"{endpoint.service}:{endpoint.port}")
             view["local_url"] = f"http://127.0.0.1:{port}{path or '/'}" if port and running else None
@@ -81,11 +83,14 @@ def current_operation(order: Order, recent: list[Operation] | None = None) -> Op
     return unfinished[-1] if unfinished else (recent[0] if recent else None)
 
 
-def order_view(order: Order, catalog: Catalog, scheme: str, *, include_secrets: bool = False,
+def order_view(order: Order, catalog: Catalog, public: PublicAddress, *, include_secrets: bool = False,
                include_private: bool = False, include_local_urls: bool = False,
-               recent: list[Operation] | None = None) -> dict[str, Any]:
+               recent: list[Operation] | None = None, ingress: bool = False) -> dict[str, Any]:
     """An order with its endpoints and current operation.
 
+    ``ingress`` says whether a proxy is configured: then ``ingress`` is ``applied`` (the proxy holds the
+    order's route as the order is now) or ``pending`` (not yet, or the proxy was down: the worker's
+    resync applies it), else ``off``.
     ``include_secrets`` adds the generated passwords; ``include_private`` the
     private error detail (``last_error_detail``, the operation's ``error_detail``);
     ``include_local_urls`` (staff only, never the WHMCS endpoints) each endpoint's
@@ -103,7 +108,8 @@ def order_view(order: Order, catalog: Catalog, scheme: str, *, include_secrets: 
         "plan": order.plan,
         "revision": order.revision.label,
         "customer": {"id": order.customer_id, "email": order.customer.email},
-        "endpoints": endpoint_views(order, catalog, scheme, local_urls=include_local_urls, busy=busy),
+        "endpoints": endpoint_views(order, catalog, public, local_urls=include_local_urls, busy=busy),
+        "ingress": ("pending" if order.ingress_pending else "applied") if ingress else "off",
         "operation": operation_view(operation, include_private=include_private) if operation is not None else None,
         "last_error": order.last_error,
         "created_at": timestamp(order.created_at),

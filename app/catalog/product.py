@@ -35,6 +35,8 @@ log = logging.getLogger(__name__)
 
 SLUG_RE = re.compile(r"^[a-z][a-z0-9-]{0,62}$")
 VARIABLE_NAME_RE = r"^[A-Za-z_][A-Za-z0-9_]*$"
+#: An endpoint's path: "/" then RFC 3986 path characters (section 3.3), without "*", "{" and "}".
+ENDPOINT_PATH_RE = r"^/[A-Za-z0-9._~!$&'()+,;=:@%/-]*$"
 
 BUILTIN_VARIABLES = (
     "LIVE_ORDER_ID", "LIVE_INSTANCE", "LIVE_HOSTNAME", "LIVE_BASE_URL",
@@ -86,7 +88,9 @@ MANIFEST_SCHEMA = {
                     "application": {"type": "string", "pattern": "^[a-z][a-z0-9-]*$"},
                     "service": {"type": "string"},
                     "port": {"type": "integer", "minimum": 1, "maximum": 65535},
-                    "path": {"type": "string", "pattern": "^/[^\\s]*$"},
+                    # RFC 3986 path characters, without "*" (a wildcard in Caddy's path matcher) and "{}"
+                    # (Caddy placeholders): the path is written into the proxy's route as it is.
+                    "path": {"type": "string", "pattern": ENDPOINT_PATH_RE},
                 },
             },
         },
@@ -275,9 +279,15 @@ def _validate_compose(product: ProductDefinition) -> list[str]:
         return errors
 
     services = product.compose["services"]
+    seen_paths: dict[str, str] = {}
     for endpoint in product.endpoints:
         if endpoint.service not in services:
             errors.append(f"product {slug}: product.yml: endpoint {endpoint.application} names unknown service {endpoint.service!r}")
+        path = endpoint.path.rstrip("/") or "/"
+        if path in seen_paths:
+            errors.append(f"product {slug}: product.yml: endpoint {endpoint.application} has the path {endpoint.path!r} "
+                          f"of endpoint {seen_paths[path]}: one hostname routes each path to one service")
+        seen_paths.setdefault(path, endpoint.application)
     return errors
 
 
@@ -309,7 +319,7 @@ def _deploy_path_errors(product: ProductDefinition, plan: str, secrets: Mapping[
 
 
 def build_project(definition: ProductDefinition, plan: str, builtins: Mapping[str, str], secrets: Mapping[str, str],
-                  *, revision: str, pinned_ports: Mapping[str, int] | None = None, tls: bool = True,
+                  *, revision: str, pinned_ports: Mapping[str, int] | None = None,
                   deployment: str = "live", validate: bool = False) -> Project:
     """The stack ``definition`` renders for ``plan``, as the deployer takes it. No engine is called.
 
@@ -336,7 +346,7 @@ def build_project(definition: ProductDefinition, plan: str, builtins: Mapping[st
     return Project(
         order_id=int(builtins["LIVE_ORDER_ID"]), instance=builtins["LIVE_INSTANCE"], product=builtins["LIVE_PRODUCT"],
         revision=revision, hostname=builtins["LIVE_HOSTNAME"], stack=stack,
-        endpoints=list(definition.endpoints), pinned_ports=dict(pinned_ports or {}), tls=tls, deployment=deployment,
+        endpoints=list(definition.endpoints), pinned_ports=dict(pinned_ports or {}), deployment=deployment,
     )
 
 

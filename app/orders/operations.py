@@ -16,6 +16,7 @@ import peewee
 
 from app.catalog.catalog import Catalog
 from app.catalog.product import build_project
+from app.config import PublicAddress
 from app.compose.model import StackSpec
 from app.errors import DataRiskError, HostPortInUse, LiveError
 from app.models import Operation, Order, ProductRevision, record_event, utcnow
@@ -38,13 +39,14 @@ class OperationRunner:
     """Runs operations on the Docker engine through ``deployer``: one handler per :class:`OperationKind`
     (``handlers``), and the clean-up of an operation that failed for good (:meth:`on_failure`)."""
 
-    def __init__(self, catalog: Catalog, deployer: Deployer, backup_dir: Path, public_scheme: str = "https",
-                 ports: PortAllocator | None = None, deployment: str = "live"):
+    def __init__(self, catalog: Catalog, deployer: Deployer, backup_dir: Path,
+                 public_address: PublicAddress = PublicAddress(), ports: PortAllocator | None = None,
+                 deployment: str = "live"):
         self.deployment = deployment
         self.catalog = catalog
         self.deployer = deployer
         self.backup_dir = Path(backup_dir)
-        self.public_scheme = public_scheme
+        self.public_address = public_address
         self.ports = ports or PortAllocator()
         self._ports_lock = threading.Lock()
         # The registry of app/orders/lifecycle.py, bound to this runner (tests may replace an entry).
@@ -60,7 +62,7 @@ class OperationRunner:
             "LIVE_ORDER_ID": str(order.id),
             "LIVE_INSTANCE": order.instance,
             "LIVE_HOSTNAME": order.hostname,
-            "LIVE_BASE_URL": f"{self.public_scheme}://{order.hostname}",
+            "LIVE_BASE_URL": self.public_address.origin(order.hostname),
             "LIVE_PLAN": order.plan,
             "LIVE_PRODUCT": order.product.slug,
             "LIVE_CUSTOMER_EMAIL": order.customer.email,
@@ -69,7 +71,7 @@ class OperationRunner:
         # the policy again on the real ones (defence in depth).
         return build_project(
             definition, order.plan, builtins, definition.generate_secrets(order.secrets), revision=revision.label,
-            pinned_ports=order.published_ports or {}, tls=self.public_scheme == "https", deployment=self.deployment,
+            pinned_ports=order.published_ports or {}, deployment=self.deployment,
         )
 
     def run(self, operation: Operation, progress: Progress) -> None:

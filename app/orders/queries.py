@@ -22,6 +22,7 @@ from app.catalog.product import ProductDefinition
 from app.config import Settings
 from app.db import pending_migrations
 from app.errors import LiveError, NotFound, OrderNotFound
+from app.ingress.service import IngressService, IngressStatus
 from app.models import Customer, Event, Operation, Order, Product, ProductRevision, utcnow
 from app.orders.heartbeat import WorkerStatus, worker_status
 from app.orders.lifecycle import UNFINISHED_STATES, OperationState, OrderStatus
@@ -71,12 +72,13 @@ class OrderQueries:
     """
 
     def __init__(self, settings: Settings, db: peewee.Database, catalog: Catalog, engine: Engine,
-                 runner: OperationRunner):
+                 runner: OperationRunner, ingress: IngressService | None = None):
         self.settings = settings
         self.db = db
         self.catalog = catalog
         self.engine = engine
         self.runner = runner
+        self.ingress = ingress or IngressService(None, catalog, settings.base_domain)
 
     # -- orders ---------------------------------------------------------------
     def order(self, order_id: int) -> Order:
@@ -112,8 +114,9 @@ class OrderQueries:
     def order_view(self, order: Order, *, include_secrets: bool = False, include_private: bool = False,
                    include_local_urls: bool = False) -> dict[str, Any]:
         """The order as :func:`app.presenters.order_view` shows it, with this installation's public scheme."""
-        return order_view(order, self.catalog, self.settings.public_scheme, include_secrets=include_secrets,
-                          include_private=include_private, include_local_urls=include_local_urls)
+        return order_view(order, self.catalog, self.settings.public_address, include_secrets=include_secrets,
+                          include_private=include_private, include_local_urls=include_local_urls,
+                          ingress=self.ingress.enabled)
 
     def order_page(self, *, status: str | None, product: str | None, customer_id: int | None,
                    service_id: int | None, page: int, per_page: int, **flags: bool) -> dict[str, Any]:
@@ -161,8 +164,9 @@ class OrderQueries:
         # Read once: the recent operations also tell which one is in progress (unless more than 10 are queued).
         recent = list(Operation.select().where(Operation.order == order).order_by(Operation.id.desc()).limit(10))
         # The client area shows this to the customer: public error texts only, never the private detail.
-        view = order_view(order, self.catalog, self.settings.public_scheme, include_secrets=True,
-                          include_private=False, recent=recent if len(recent) < 10 else None)
+        view = order_view(order, self.catalog, self.settings.public_address, include_secrets=True,
+                          include_private=False, recent=recent if len(recent) < 10 else None,
+                          ingress=self.ingress.enabled)
         view["recent_operations"] = [operation_view(op, include_private=False) for op in recent]
         return view
 
@@ -292,6 +296,18 @@ class OrderQueries:
                              last_error=state.last_error, sync_requested=self.catalog.sync_requested())
 
     # -- the container engine ----------------------------------------------------------
+    @staticmethod
+    def serves_hostname(hostname: str) -> bool:
+        """Whether ``hostname`` (any case, a trailing dot allowed) is the hostname of an order that is not
+        terminated: the proxy may hold a certificate for it (``GET /ingress/v1/ask``)."""
+        name = hostname.strip().lower().rstrip(".")
+        return bool(name) and Order.select().where((Order.hostname == name)
+                                                   & (Order.status != OrderStatus.TERMINATED)).exists()
+
+    def ingress_status(self) -> IngressStatus:
+        """Whether the proxy answers and holds the bridge's routes, and how many are pending (``/readyz``)."""
+        return self.ingress.status()
+
     def ping_engine(self) -> None:
         """Raises the engine's LiveError (e.g. EngineUnavailable) when the container engine does not answer."""
         self.engine.ping()
@@ -344,7 +360,7 @@ class OrderQueries:
         containers = self._containers_by_service(order)
         busy = Operation.select().where((Operation.order == order) & Operation.state.in_(UNFINISHED_STATES)).exists()
         services = []
-        for endpoint in endpoint_views(order, self.catalog, self.settings.public_scheme):
+        for endpoint in endpoint_views(order, self.catalog, self.settings.public_address):
             services.append({"application": endpoint["application"], "url": endpoint["url"],
                              "status": _live_status(order, busy, containers, endpoint["service"])})
         return services

@@ -27,6 +27,7 @@ from apscheduler.schedulers.blocking import BlockingScheduler
 
 from app.catalog.catalog import Catalog
 from app.errors import LiveError, WorkerAlreadyRunning
+from app.ingress.service import IngressService
 from app.models import Operation, record_event, utcnow
 from app.orders.heartbeat import Heartbeat
 from app.orders.lifecycle import UNFINISHED_STATES, OperationState
@@ -42,8 +43,12 @@ MAX_BACKOFF_SECONDS = 60.0
 class Worker:
     def __init__(self, db: peewee.Database, runner: OperationRunner, catalog: Catalog, *, concurrency: int = 4,
                  poll_seconds: float = 1.0, retry_base_seconds: float = 2.0, catalog_sync_seconds: float = 300.0,
-                 lease_seconds: float = 60.0):
+                 lease_seconds: float = 60.0, ingress: IngressService | None = None,
+                 ingress_resync_seconds: float = 30.0):
         self.db = db
+        # Routes follow the operations (app/ingress/service.py); None or a disabled service: no ingress.
+        self.ingress = ingress
+        self.ingress_resync_seconds = ingress_resync_seconds
         self.runner = runner
         self.catalog = catalog
         self.concurrency = concurrency
@@ -96,6 +101,9 @@ class Worker:
             scheduler.add_job(self.sync_catalog_safely, "interval", seconds=self.catalog_sync_seconds,
                               id="sync-catalog")
             scheduler.add_job(stop_if_asked, "interval", seconds=self.poll_seconds, id="stop-if-asked")
+            if self.ingress is not None and self.ingress.enabled:
+                scheduler.add_job(self.resync_ingress_safely, "interval", seconds=self.ingress_resync_seconds,
+                                  id="resync-ingress", next_run_time=dt.datetime.now())
             self._scheduler = scheduler
             if not stopping.is_set():
                 log.info("worker %s started (concurrency %d)", self.worker_id, self.concurrency)
@@ -272,7 +280,33 @@ class Worker:
                 self._in_flight.discard(operation_id)
                 self._busy_orders.discard(order_id)
 
+    def resync_ingress_safely(self) -> None:
+        """The periodic compare-and-repair of the proxy's routes (app/ingress/service.py); never raises."""
+        try:
+            with self.db.connection_context():
+                self.ingress.resync()
+        except Exception:  # the database, or a bug: the next interval tries again
+            log.exception("ingress resync failed")
+
+    def _route(self, order_id: int) -> None:
+        """Apply the order's route as it is now; the proxy being down never fails or holds the operation."""
+        if self.ingress is None:
+            return
+        try:
+            self.ingress.apply(order_id)
+        except peewee.PeeweeException:
+            raise
+        except Exception:
+            log.exception("route of order %s not applied", order_id)
+
     def _execute(self, operation: Operation) -> None:
+        self._route(operation.order_id)  # "being prepared" while the stack is (re)deployed
+        try:
+            self._run(operation)
+        finally:
+            self._route(operation.order_id)
+
+    def _run(self, operation: Operation) -> None:
         order = operation.order
         log.info("operation %s: %s of %s (attempt %d/%d)", operation.id, operation.kind, order.instance,
                  operation.attempts, operation.max_attempts)

@@ -23,7 +23,6 @@ from app.errors import StackSpecError
 from app.stacks.docker_engine import ENGINE_API_VERSION, container_payload, network_payload, volume_payload
 from app.stacks.engine import ContainerRequest, NetworkRequest, VolumeRequest
 from app.stacks.project import NETWORK_LABEL, VOLUME_LABEL, Project
-from app.stacks.routing import routing_labels
 
 log = logging.getLogger(__name__)
 
@@ -115,7 +114,6 @@ def container_request(project: Project, service: ServiceSpec, image_id: str) -> 
     endpoint_ports = sorted({e.port for e in project.endpoints if e.service == service.name})
     exposed = sorted({f"{p}/tcp" for p in endpoint_ports} | {p if "/" in p else f"{p}/tcp" for p in service.expose})
     labels = dict(service.labels)
-    labels.update(routing_labels(project, service.name))
     create = {
         "command": service.command,
         "entrypoint": service.entrypoint,

@@ -101,7 +101,6 @@ class Project:
     stack: StackSpec
     endpoints: list[Endpoint] = field(default_factory=list)
     pinned_ports: dict[str, int] = field(default_factory=dict)  # "service:port" -> host port
-    tls: bool = True
     # Several Live installations may share one engine; each labels and names its own objects.
     deployment: str = "live"
 

@@ -41,7 +41,7 @@ def healthz():
                    503: "Not ready: the body names the failing dependency"})
 def readyz():
     """Database (reachable, no pending migration) and engine checks decide readiness (503 when one fails);
-    the catalog and the worker's heartbeat make it ``degraded`` (still 200) when they fail."""
+    the catalog, the worker's heartbeat and the ingress make it ``degraded`` (still 200) when they fail."""
     checks = {}
     try:
         pending = queries.pending_migrations()
@@ -62,7 +62,10 @@ def readyz():
     checks["catalog"] = _catalog_check()
     # No worker: calls are still recorded (and run once a worker is back), so degraded, not unavailable.
     checks["worker"] = _worker_check() if checks["database"]["ok"] else {"ok": False, "detail": "unknown"}
-    status = ("ready" if checks["catalog"]["ok"] and checks["worker"]["ok"] else "degraded") if ready else "unavailable"
+    # The proxy down: orders run and operations finish; their routes wait for it. Degraded too.
+    checks["ingress"] = _ingress_check() if checks["database"]["ok"] else {"ok": False, "detail": "unknown"}
+    healthy = checks["catalog"]["ok"] and checks["worker"]["ok"] and checks["ingress"]["ok"]
+    status = ("ready" if healthy else "degraded") if ready else "unavailable"
     if ready:
         return jsonify(status=status, checks=checks), 200
     return jsonify(status=status, checks=checks), 503, {"Retry-After": "5"}  # as every 503 of the bridge
@@ -82,6 +85,23 @@ def _catalog_check() -> dict:
     if state.last_success_at is None:
         return {"ok": True, "detail": "not synced yet"}
     return {"ok": True, "detail": f"synced {state.last_success_at:{TIME}}Z at commit {(state.commit or '-')[:12]}"}
+
+
+def _ingress_check() -> dict:
+    """Whether the proxy answers and holds every order's route, in fixed words (no address)."""
+    try:
+        state = queries.ingress_status()
+    except peewee.PeeweeException as exc:
+        log.warning("readyz: ingress state unreadable: %s", exc)
+        return {"ok": False, "detail": "unknown"}
+    if not state.enabled:
+        return {"ok": True, "detail": "off (LIVE_CADDY_ADMIN_URL is not set)"}
+    routes = f"{state.pending} route{'s' if state.pending != 1 else ''} pending"
+    if not state.reachable:
+        return {"ok": False, "detail": f"the proxy is unreachable or not programmed yet; {routes}"}
+    if state.pending:
+        return {"ok": False, "detail": f"{routes}: the worker applies them"}
+    return {"ok": True, "detail": "ok"}
 
 
 def _worker_check() -> dict:

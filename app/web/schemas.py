@@ -448,3 +448,14 @@ class LegacyServiceOut(Schema):
 
 class LegacyOrderOut(Schema):
     services = List(Nested(LegacyServiceOut), required=True)
+
+
+# -- ingress ------------------------------------------------------------------
+class AskQuery(Schema):
+    domain = String(required=True, validate=Length(min=1, max=253),
+                    metadata={"description": "The hostname a TLS client asked for (SNI)."})
+
+
+class AskOut(Schema):
+    domain = String(required=True)
+    allowed = Boolean(required=True, metadata={"description": "Always true: a refused hostname is answered 404."})

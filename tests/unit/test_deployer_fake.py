@@ -76,7 +76,7 @@ def test_deploy_creates_networks_volumes_and_containers_in_dependency_order(engi
     assert (db.state, db.health, web.state) == ("running", "healthy", "running")
     assert web.networks == {"t-acme_default": ["web"], "t-acme_backend": ["web"]}
     assert sorted(web.payload["ExposedPorts"]) == ["8080/tcp", "9090/tcp", "9091/tcp"]
-    assert web.labels["live.order"] == "7" and web.labels["traefik.enable"] == "true"
+    assert web.labels["live.order"] == "7" and not any(key.startswith("traefik.") for key in web.labels)
     assert result.published_ports == {"web:8080": FIRST_EPHEMERAL_PORT}
     assert engine.networks["t-acme_backend"].labels["live.network"] == "backend"
 

@@ -269,10 +269,19 @@ def test_a_one_shot_dependency_deploys():
     assert engine.container("t-sample_app").state == "running"
 
 
-def test_an_endpoint_path_traefik_cannot_read_is_refused():
-    manifest = MANIFEST + "endpoints:\n  - {application: web, service: app, port: 80, path: \"/a`b\"}\n"
-    assert load(manifest=manifest).errors == ["product demo: service app: endpoints: web: path '/a`b' cannot "
-                                              "contain '`'"]
+def test_an_endpoint_path_the_proxy_would_read_as_a_pattern_is_refused():
+    for path in ("/a`b", "/maps/*", "/{http.request.host}", "/a b", "/a?b"):
+        manifest = MANIFEST + f"endpoints:\n  - {{application: web, service: app, port: 80, path: {path!r}}}\n"
+        errors = load(manifest=manifest).errors
+        assert len(errors) == 1 and "endpoints" in errors[0] and "path" in errors[0], (path, errors)
+
+
+def test_two_endpoints_on_one_path_are_refused():
+    manifest = MANIFEST + ("endpoints:\n  - {application: web, service: app, port: 80, path: /maps}\n"
+                           "  - {application: api, service: app, port: 81, path: /maps/}\n")
+    assert load(manifest=manifest).errors == [
+        "product demo: product.yml: endpoint api has the path '/maps/' of endpoint web: one hostname routes each "
+        "path to one service"]
 
 
 def test_plan_specific_problems_get_the_plan_suffix():
@@ -507,12 +516,14 @@ networks:
     labels: {tier: data}
 """
 # Computed by Deployer.container_request at commit 6972955, before the builder was extracted: a different
-# hash recreates every container of every order when Live is upgraded.
+# hash recreates every container of every order when Live is upgraded. The two web hashes changed once, on
+# purpose, in issue 12: endpoint services lost their Traefik labels (Caddy routes them from the bridge), so a
+# running order's endpoint containers are recreated at its next operation that converges its stack.
 GOLDEN_HASHES = {
     "large/db": "ae163263dda8f5944492fe1f4e33bfeeb5fc28f2f0384cf35d38f9145c7172bf",
-    "large/web": "3c0f2b68db78b47814cd8d86cc055273339a3687235770a5ed08b9c680cc6bc2",
+    "large/web": "15b7a8b84eb40ea7dfdf0994ac1cb35d6433495adbafea289ad3fb81dda6ef78",
     "small/db": "d8bf37d8081b8ca3d6ef39530c5edbf5e5faff44bd17879027c5a72e0e6e08f6",
-    "small/web": "cbe2801d594a501c9b0a84aa95cae9c2ca490878928fd09b9d3a9f64b36fa1d0",
+    "small/web": "be9ecb271b9f45672558d74fad2ccd9cef9ea2ec60e6a553d5703ca801ee5255",
 }
 
 

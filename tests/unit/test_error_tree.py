@@ -122,7 +122,7 @@ def test_order_not_found_is_a_not_found_with_its_own_code():
 
 def test_transient_errors_are_those_a_retry_can_fix():
     assert {cls.__name__ for cls in all_live_errors() if cls.transient} == {
-        "EngineUnavailable", "CatalogSourceError", "DatabaseUnavailable"}
+        "EngineUnavailable", "CatalogSourceError", "DatabaseUnavailable", "IngressUnavailable"}
 
 
 def test_failure_texts_of_an_operation():

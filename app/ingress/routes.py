@@ -1,0 +1,131 @@
+"""The desired route of an order: what its hostname answers, derived from the database alone.
+
+One :class:`Route` per order that is not terminated (a terminated order has none: its hostname is gone
+from the proxy). Its :class:`RouteMode` follows the order's life (issue 12, "Routes follow the order's
+life"):
+
+- ``proxy``: the order is active and no operation that (re)deploys its stack is in progress; each endpoint's
+  path prefix goes to the endpoint's published port on the engine's host (``127.0.0.1:<port>``);
+- ``preparing``: pending, failed, or being (re)deployed: a 503 page "being prepared" with ``Retry-After``;
+- ``suspended``: a 503 page that points to billing.
+
+The adapter (:mod:`app.ingress.caddy`) turns a :class:`Route` into the proxy's configuration; nothing here
+knows the proxy.
+"""
+from __future__ import annotations
+
+import abc
+import enum
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+from app.compose.model import Endpoint
+from app.orders.lifecycle import OperationKind, OrderStatus, transition
+
+#: Operation kinds that (re)create or restart an order's containers: while one runs, the order is prepared.
+DEPLOYING_KINDS = frozenset({OperationKind.CREATE, OperationKind.UNSUSPEND, OperationKind.CHANGE_PLAN,
+                             OperationKind.REDEPLOY, OperationKind.RESTART, OperationKind.UPGRADE})
+#: The host the order's published ports are bound to (one engine: the ports are on the bridge's own host).
+UPSTREAM_HOST = "127.0.0.1"
+
+
+class RouteMode(enum.StrEnum):
+    """What an order's hostname answers."""
+
+    PROXY = "proxy"
+    PREPARING = "preparing"
+    SUSPENDED = "suspended"
+
+
+@dataclass(frozen=True)
+class PathRoute:
+    """One endpoint: requests whose path is ``path`` or below it go to ``upstream`` (``host:port``), or get
+    the "being prepared" page while ``upstream`` is None (the port is not published yet)."""
+
+    path: str
+    upstream: str | None
+
+
+@dataclass(frozen=True)
+class Route:
+    """The desired route of order ``order_id``: ``hostname`` answers by ``mode``; ``paths`` (longest first)
+    are used in ``proxy`` mode only."""
+
+    order_id: int
+    instance: str
+    hostname: str
+    mode: RouteMode
+    paths: tuple[PathRoute, ...] = ()
+
+
+def route_mode(status: str, unfinished_kinds: Iterable[str]) -> RouteMode | None:
+    """The mode of an order in ``status`` with operations of ``unfinished_kinds`` pending or running; None
+    for a terminated order (no route).
+
+    A deploying operation that only records a change on a suspended order (:attr:`Transition.kept_while`)
+    leaves the suspended page; an unsuspend in progress shows "being prepared".
+    """
+    if status == OrderStatus.TERMINATED:
+        return None
+    deploying = any(kind in DEPLOYING_KINDS and status not in transition(kind).kept_while
+                    for kind in unfinished_kinds)
+    if deploying:
+        return RouteMode.PREPARING
+    if status == OrderStatus.SUSPENDED:
+        return RouteMode.SUSPENDED
+    if status == OrderStatus.ACTIVE:
+        return RouteMode.PROXY
+    return RouteMode.PREPARING  # pending, failed
+
+
+def endpoint_path(path: str) -> str:
+    """An endpoint's path prefix as routes match it: ``/geoserver/`` -> ``/geoserver``; ``/`` stays ``/``."""
+    return path.rstrip("/") or "/"
+
+
+def desired_route(*, order_id: int, instance: str, hostname: str, status: str, unfinished_kinds: Iterable[str],
+                  endpoints: Iterable[Endpoint], published_ports: Mapping[str, int]) -> Route | None:
+    """The route of one order, or None when it has none (terminated).
+
+    ``endpoints`` are the product revision's (``product.yml``), ``published_ports`` the order's
+    ``{"<service>:<port>": host port}``. Paths are ordered longest first, so ``/geoserver/web`` wins over
+    ``/geoserver`` and ``/`` comes last.
+    """
+    mode = route_mode(status, unfinished_kinds)
+    if mode is None:
+        return None
+    paths: tuple[PathRoute, ...] = ()
+    if mode is RouteMode.PROXY:
+        by_path: dict[str, PathRoute] = {}
+        for endpoint in endpoints:
+            path = endpoint_path(endpoint.path)
+            port = published_ports.get(f"{endpoint.service}:{endpoint.port}")
+            by_path.setdefault(path, PathRoute(path, f"{UPSTREAM_HOST}:{port}" if port else None))
+        paths = tuple(sorted(by_path.values(), key=lambda p: (-len(p.path), p.path)))
+    return Route(order_id, instance, hostname, mode, paths)
+
+
+class RouteTable(abc.ABC):
+    """The proxy as the ingress service uses it (:class:`app.ingress.caddy.CaddyIngress`; tests use an
+    in-memory one). Every method raises :class:`app.errors.IngressUnavailable` when the proxy cannot be
+    reached or refuses."""
+
+    @abc.abstractmethod
+    def put_route(self, route: Route) -> None:
+        """Make the proxy serve ``route`` (replacing the order's previous one)."""
+
+    @abc.abstractmethod
+    def remove_route(self, order_id: int) -> None:
+        """Make the proxy forget order ``order_id``'s hostname; nothing to do when it has none."""
+
+    @abc.abstractmethod
+    def set_custom_domains(self, domains: Iterable[str]) -> None:
+        """The orders' hostnames outside the base domain, for which certificates may be issued."""
+
+    @abc.abstractmethod
+    def sync(self, routes: Iterable[Route], custom_domains: Iterable[str]):
+        """Make the proxy hold exactly ``routes`` (and the certificate policy for ``custom_domains``)."""
+
+    @abc.abstractmethod
+    def check(self) -> bool:
+        """Whether the proxy answers (raises when not) and holds the bridge's configuration."""

@@ -1,0 +1,148 @@
+"""When and what to write into the proxy: the worker's side of ingress (issue 12).
+
+Routes are part of each order's desired state (:func:`app.ingress.routes.desired_route`, from the
+database alone). The worker applies an order's route when one of its operations starts and when it ends
+(:meth:`IngressService.apply`), and compares the proxy's whole configuration with the desired one every
+``LIVE_INGRESS_RESYNC_SECONDS`` (:meth:`IngressService.resync`), which repairs any difference: a Caddy
+restarted with an empty configuration has every route back within that interval.
+
+The proxy being down never fails or blocks an operation: a failed write is logged and leaves the order's
+``ingress_pending`` flag set, which the order views and ``/readyz`` show; the next resync applies it.
+
+Only the worker writes (one process, :class:`app.orders.worker.Worker` holds the singleton lock), and
+within it one thread at a time (``_lock``): an order's desired route is read from the database *inside*
+the lock, so a resync can never write a route older than the one an operation thread just wrote.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from app.catalog.catalog import Catalog
+from app.errors import LiveError
+from app.ingress.routes import Route, RouteTable, desired_route
+from app.models import Operation, Order
+from app.orders.lifecycle import UNFINISHED_STATES, OrderStatus
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class IngressStatus:
+    """For ``/readyz``: ``enabled`` (an ingress is configured), ``reachable`` (the proxy answers and holds the
+    bridge's server; None when disabled) and ``pending`` (orders whose route may not be applied)."""
+
+    enabled: bool
+    reachable: bool | None = None
+    pending: int = 0
+
+
+class IngressService:
+    """Applies the orders' routes to ``table`` (None: no ingress configured; every method does nothing).
+
+    ``base_domain`` tells custom domains (hostnames outside it) from generated hostnames.
+    """
+
+    def __init__(self, table: RouteTable | None, catalog: Catalog, base_domain: str):
+        self.table = table
+        self.catalog = catalog
+        self.base_domain = base_domain
+        self._lock = threading.Lock()
+
+    @property
+    def enabled(self) -> bool:
+        return self.table is not None
+
+    def route_of(self, order: Order, unfinished_kinds: Iterable[str]) -> Route | None:
+        """The desired route of ``order`` with operations of ``unfinished_kinds`` in progress (None: no route)."""
+        endpoints = self.catalog.definition(order.revision).endpoints if order.status != OrderStatus.TERMINATED else ()
+        return desired_route(order_id=order.id, instance=order.instance, hostname=order.hostname,
+                             status=order.status, unfinished_kinds=unfinished_kinds, endpoints=endpoints,
+                             published_ports=order.published_ports or {})
+
+    def is_custom(self, hostname: str) -> bool:
+        """Whether ``hostname`` is a customer's own domain (not ``<instance>.<base domain>``)."""
+        return not hostname.endswith("." + self.base_domain)
+
+    def apply(self, order_id: int) -> bool:
+        """Write order ``order_id``'s route as the database says it is now; True once the proxy holds it.
+
+        Never raises for the proxy: a failure is logged and leaves the order pending for the resync.
+        """
+        if self.table is None:
+            return True
+        with self._lock:
+            order = Order.get_or_none(Order.id == order_id)
+            if order is None:
+                return True
+            kinds = [op.kind for op in Operation.select(Operation.kind).where(
+                (Operation.order == order) & Operation.state.in_(UNFINISHED_STATES))]
+            try:
+                route = self.route_of(order, kinds)
+                if route is None:
+                    self.table.remove_route(order.id)
+                else:
+                    self.table.put_route(route)
+                if self.is_custom(order.hostname):
+                    self.table.set_custom_domains(self._custom_domains())
+            except LiveError as exc:
+                log.warning("route of order %s not applied (the resync tries again): %s", order.instance, exc)
+                self._mark([order.id], pending=True)
+                return False
+            self._mark([order.id], pending=False)
+            return True
+
+    def resync(self):
+        """Compare the proxy's configuration with every order's route and repair the differences.
+
+        Returns the table's report (:class:`app.ingress.caddy.SyncReport`), or None when there is no ingress
+        or the proxy failed (logged; every order not terminated is then pending).
+        """
+        if self.table is None:
+            return None
+        with self._lock:
+            orders = list(Order.with_relations().where(Order.status != OrderStatus.TERMINATED).order_by(Order.id))
+            busy: dict[int, list[str]] = {}
+            for order_id, kind in (Operation.select(Operation.order, Operation.kind)
+                                   .where(Operation.state.in_(UNFINISHED_STATES)).tuples()):
+                busy.setdefault(order_id, []).append(kind)
+            try:
+                routes = []
+                for order in orders:
+                    route = self.route_of(order, busy.get(order.id, ()))
+                    if route is not None:
+                        routes.append(route)
+                report = self.table.sync(routes, [o.hostname for o in orders if self.is_custom(o.hostname)])
+            except LiveError as exc:
+                log.warning("ingress resync failed (next try in the next interval): %s", exc)
+                Order.update(ingress_pending=True).where(Order.status != OrderStatus.TERMINATED).execute()
+                return None
+            if report.changed:
+                log.info("ingress resync: %s", report)
+            # Orders created after the read above are left for their own operation to apply.
+            newest = orders[-1].id if orders else 0
+            Order.update(ingress_pending=False).where((Order.ingress_pending == True)  # noqa: E712
+                                                      & ((Order.id <= newest) | (Order.status == OrderStatus.TERMINATED))).execute()
+            return report
+
+    def status(self) -> IngressStatus:
+        """Whether the proxy answers and holds the bridge's configuration, and how many routes are pending."""
+        if self.table is None:
+            return IngressStatus(enabled=False)
+        pending = Order.select().where(Order.ingress_pending == True).count()  # noqa: E712
+        try:
+            reachable = self.table.check()
+        except LiveError as exc:
+            log.warning("the proxy does not answer: %s", exc)
+            reachable = False
+        return IngressStatus(enabled=True, reachable=reachable, pending=pending)
+
+    def _custom_domains(self) -> list[str]:
+        return [hostname for (hostname,) in Order.select(Order.hostname)
+                .where(Order.status != OrderStatus.TERMINATED).tuples() if self.is_custom(hostname)]
+
+    @staticmethod
+    def _mark(order_ids: list[int], *, pending: bool) -> None:
+        Order.update(ingress_pending=pending).where(Order.id.in_(order_ids)).execute()
