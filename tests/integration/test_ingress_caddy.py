@@ -85,6 +85,7 @@ class Bridge:
     https_port: int
     http_port: int
     docker: object
+    operator_port: int  # a plain-HTTP server of the operator's own in the same Caddy
 
     def create(self, service_id: int, username: str, product: str = "pages", wait: float = 60,
                **fields) -> dict:
@@ -156,6 +157,17 @@ def status_is(code: int):
     return lambda answer: answer.status == code
 
 
+def operator_config(caddy: CaddyProcess, port: int) -> dict:
+    """What an operator configured in Caddy before the bridge came: a server of their own, a TLS policy."""
+    return {"admin": {"listen": f"127.0.0.1:{caddy.admin_port}"}, "apps": {
+        "http": {"servers": {"operator": {
+            "listen": [f"127.0.0.1:{port}"], "automatic_https": {"disable": True},
+            "routes": [{"@id": "operator-site", "handle": [{"handler": "static_response", "body": "operator site"}]}]}}},
+        "tls": {"automation": {"policies": [{"@id": "operator-tls", "subjects": ["intranet.example"],
+                                             "issuers": [{"module": "internal"}]}]}},
+    }}
+
+
 @pytest.fixture(scope="module")
 def bridge(docker_engine, tmp_path_factory):
     """One Caddy (admin API on a free port) and one bridge with its worker, ingress on free 127.0.0.1 ports."""
@@ -170,8 +182,9 @@ def bridge(docker_engine, tmp_path_factory):
         "LIVE_DEPLOYMENT": "t" + secrets.token_hex(4),
     })
     caddy = CaddyProcess(folder / "caddy").start()
+    https_port, http_port, operator_port = free_port(), free_port(), free_port()
+    caddy.load(operator_config(caddy, operator_port))
     service = Service(settings, folder)
-    https_port, http_port = free_port(), free_port()
     service.env.update({
         "LIVE_CADDY_ADMIN_URL": caddy.admin_url, "LIVE_INGRESS_BIND": "127.0.0.1",
         "LIVE_INGRESS_HTTP_PORT": str(http_port), "LIVE_INGRESS_HTTPS_PORT": str(https_port), "LIVE_TLS": "internal",
@@ -181,7 +194,7 @@ def bridge(docker_engine, tmp_path_factory):
     try:
         service.start(worker=True)
         service.flask("products", "sync")
-        yield Bridge(service, caddy, settings.deployment, https_port, http_port, docker_engine)
+        yield Bridge(service, caddy, settings.deployment, https_port, http_port, docker_engine, operator_port)
     finally:
         service.stop()
         caddy.stop()
@@ -309,6 +322,16 @@ def test_an_order_being_prepared_gets_the_503_page(bridge):
     assert container.exec_run(["touch", "/tmp/go"]).exit_code == 0
     bridge.wait_active(queued["id"])
     assert bridge.https_until(hostname, serves("delta")).text == page_text("delta")
+
+
+def test_what_the_operator_configured_in_caddy_survives_the_bridges_updates(bridge, orders):
+    bridge.https_until(f"alpha.{BASE_DOMAIN}", serves("alpha"))  # the bridge wrote its part
+    answer = bridge.caddy.http_get("intranet.example", bridge.operator_port, "/")
+    assert (answer.status, answer.text) == (200, "operator site")
+    expected = operator_config(bridge.caddy, bridge.operator_port)["apps"]
+    assert bridge.caddy.config("apps/http/servers/operator") == expected["http"]["servers"]["operator"]
+    policies = bridge.caddy.config("apps/tls/automation/policies")
+    assert expected["tls"]["automation"]["policies"][0] in policies, policies
 
 
 def test_routes_come_back_after_caddy_restarts_empty_and_operations_never_wait_for_it(bridge, orders):
