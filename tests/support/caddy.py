@@ -96,8 +96,13 @@ class CaddyProcess:
             config = self.folder / "boot.json"
             config.write_text(json.dumps({"admin": {"listen": f"127.0.0.1:{self.admin_port}"}}))
         command = [self.binary, "run", "--config", str(config)] + (["--adapter", adapter] if adapter else [])
+        # PATH is an empty folder: Caddy installs a CA root whose install_trust is not false (the default CA
+        # "local" an internal issuer uses) into the host's trust store with `tee` and `update-ca-certificates`
+        # (smallstep/truststore); without them it only logs a warning, and the host's trust store stays as it is.
+        no_tools = self.folder / "no-tools"
+        no_tools.mkdir(exist_ok=True)
         environment = {**os.environ, "XDG_DATA_HOME": str(self.data_dir), "XDG_CONFIG_HOME": str(self.config_dir),
-                       **(env or {})}
+                       "PATH": str(no_tools), **(env or {})}
         with open(self.log_path, "ab") as output:
             self.process = subprocess.Popen(command, env=environment, stdout=output, stderr=subprocess.STDOUT)
         check = ready or self.admin_answers
