@@ -1,4 +1,4 @@
-"""Ingress through a real Caddy (issue 12, tests 1-5; the contract is /work/wt/INGRESS.md, docs/OPERATIONS.md).
+"""Ingress through a real Caddy (issue 12, tests 1-5): every URL the bridge hands out works, over TLS.
 
 Black box: the real bridge (gunicorn and the worker as processes, SQLite) programs a real Caddy through its
 admin API, orders are made through the WHMCS API and deploy real containers. Every page is fetched from
@@ -11,6 +11,7 @@ and ``/app/headers.cgi`` shows the request path and the X-Forwarded-* headers th
 """
 from __future__ import annotations
 
+import json
 import secrets
 from dataclasses import dataclass
 from urllib.parse import urlsplit
@@ -30,7 +31,6 @@ BILLING_URL = "https://billing.example.org/clientarea.php?action=services"
 CUSTOM_DOMAIN = "maps.river.example"
 ENDPOINT_PATH = "/app"
 SETTLE_SECONDS = 30  # deadline for a route change to show (the resync runs every second here)
-
 
 
 def manifest(name: str) -> str:
@@ -349,7 +349,9 @@ def test_routes_come_back_after_caddy_restarts_empty_and_operations_never_wait_f
     # An operation while Caddy is down succeeds; its route waits for Caddy.
     suspended = bridge.lifecycle(beta["service_id"], "suspend")
     assert suspended["order"]["status"] == "suspended"
-    assert bridge.order(beta["id"])["ingress"] == "pending"
+    shown = json.loads(bridge.service.flask("orders", "show", str(beta["id"]), "--json"))
+    assert shown["ingress"] == "pending", "live orders show"
+    assert bridge.order(beta["id"])["ingress"] == "pending", "GET /api/v1/orders/<id>"
     assert bridge.readyz()["status"] == "degraded"
 
     bridge.caddy.restart_empty()
