@@ -125,17 +125,22 @@ def live(settings):
         live.db.close()
 
 
+def remove_deployment_objects(client, deployment: str) -> None:
+    """Removes every container, network and volume labelled ``live.deployment=<deployment>``."""
+    selector = {"label": f"live.deployment={deployment}"}
+    for container in client.containers.list(all=True, filters=selector):
+        container.remove(force=True)
+    for network in client.networks.list(filters=selector):
+        network.remove()
+    for volume in client.volumes.list(filters=selector):
+        volume.remove(force=True)
+
+
 @pytest.fixture
 def stack_cleanup(docker_engine, settings):
     """Removes every object of the test's deployment namespace, whatever the test left."""
     yield
-    selector = {"label": f"live.deployment={settings.deployment}"}
-    for container in docker_engine.containers.list(all=True, filters=selector):
-        container.remove(force=True)
-    for network in docker_engine.networks.list(filters=selector):
-        network.remove()
-    for volume in docker_engine.volumes.list(filters=selector):
-        volume.remove(force=True)
+    remove_deployment_objects(docker_engine, settings.deployment)
 
 
 @pytest.fixture

@@ -6,17 +6,16 @@ caddy``): skipped without it locally, a failure in CI.
 """
 from __future__ import annotations
 
-import os
-import shutil
-import subprocess
 import time
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 
 import pytest
 import requests
 
 from app.config import PROJECT_ROOT
-from tests.conftest import unavailable, write_product
+from tests.conftest import write_product
+from tests.support.caddy import CaddyProcess, answers_ok
 from tests.support.hostile import HealthProbe, SlowBody
 from tests.support.live_service import MINI_COMPOSE, MINI_MANIFEST, Service, free_port
 
@@ -36,45 +35,23 @@ def service(settings, config_repo, tmp_path):
     running.stop()
 
 
-class Caddy:
-    """``caddy run`` with config/Caddyfile on a free loopback port, proxying to ``upstream``, admin API off."""
+@dataclass(frozen=True)
+class FrontProxy:
+    """config/Caddyfile run by Caddy on ``port`` (``url``), proxying to the service, admin API off."""
 
-    def __init__(self, binary: str, upstream: str, tmp_path):
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.log = tmp_path / "caddy.log"
-        env = {**os.environ, "LIVE_PROXY_SITE": self.url, "LIVE_PROXY_BIND": "127.0.0.1", "LIVE_PROXY_ADMIN": "off",
-               "LIVE_PROXY_UPSTREAM": upstream, "XDG_DATA_HOME": str(tmp_path / "caddy-data"),
-               "XDG_CONFIG_HOME": str(tmp_path / "caddy-config")}
-        with open(self.log, "wb") as log:
-            self.process = subprocess.Popen([binary, "run", "--config", str(CADDYFILE), "--adapter", "caddyfile"],
-                                            env=env, stdout=log, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline and self.process.poll() is None:
-            try:
-                if requests.get(f"{self.url}/healthz", timeout=1).status_code == 200:
-                    return
-            except requests.RequestException:
-                time.sleep(0.1)
-        self.stop()
-        raise AssertionError("caddy did not start: " + self.log.read_text()[-2000:])
-
-    def stop(self) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+    port: int
+    url: str
 
 
 @pytest.fixture
 def caddy(service, tmp_path):
-    binary = shutil.which("caddy")
-    if binary is None:
-        unavailable("caddy is not installed (apt-get install caddy)")
-    proxy = Caddy(binary, f"127.0.0.1:{service.port}", tmp_path)
-    yield proxy
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    env = {"LIVE_PROXY_SITE": url, "LIVE_PROXY_BIND": "127.0.0.1", "LIVE_PROXY_ADMIN": "off",
+           "LIVE_PROXY_UPSTREAM": f"127.0.0.1:{service.port}"}
+    proxy = CaddyProcess(tmp_path / "caddy").start(config=CADDYFILE, adapter="caddyfile", env=env,
+                                                   ready=lambda: answers_ok(f"{url}/healthz"))
+    yield FrontProxy(port, url)
     proxy.stop()
 
 
