@@ -446,7 +446,8 @@ def orders_show(order, as_json):
     if as_json:
         return _echo_json(data)
     data["customer"] = data["customer"]["email"]
-    for key in ("id", "service_id", "instance", "hostname", "status", "product", "plan", "revision", "customer", "last_error"):
+    for key in ("id", "service_id", "instance", "hostname", "status", "product", "plan", "revision", "customer", "ingress",
+                "last_error"):
         click.echo(f"{key:12} {data[key]}")
     if data["last_error_detail"] and data["last_error_detail"] != data["last_error"]:
         click.echo(f"{'detail':12} {data['last_error_detail']}")  # private: never shown to customers

@@ -17,6 +17,7 @@ backups          LIVE_BACKUP_DIR is (or can be) a writable folder with LIVE_BACK
 catalog          the last sync worked; valid and invalid products
 catalog-source   GitLab answers for the project and ref (when LIVE_GITLAB_URL is set)
 api-keys         an active ``whmcs`` key that WHMCS uses; no idle ``admin`` keys
+ingress          Caddy (LIVE_CADDY_ADMIN_URL) answers and holds every order's route, when it is set
 ===============  =============================================================================
 
 The doctor only reads, except for a temporary file it creates and removes in the backup folder.
@@ -43,6 +44,7 @@ from app.catalog.gitlab_source import GitLabSource
 from app.config import Settings
 from app.db import pending_migrations
 from app.errors import CatalogSourceError, LiveError
+from app.ingress.service import IngressService
 from app.models import ApiKey, CatalogSync, Operation, Product, utcnow
 from app.orders.heartbeat import describe_seconds, worker_status
 from app.orders.lifecycle import OperationState
@@ -105,12 +107,13 @@ class Doctor:
     """
 
     def __init__(self, settings: Settings, db: peewee.Database, engine, catalog: Catalog, *,
-                 now: Callable[[], dt.datetime] = utcnow):
+                 now: Callable[[], dt.datetime] = utcnow, ingress: IngressService | None = None):
         self.settings = settings
         self.db = db
         self.engine = engine
         self.catalog = catalog
         self.now = now
+        self.ingress = ingress
 
     def run(self) -> list[Finding]:
         """Every check, in the order of the module's table; checks that need a failed one are skipped."""
@@ -133,6 +136,8 @@ class Doctor:
         findings.append(self._safely("catalog-source", self.check_catalog_source))
         findings.append(self._safely("api-keys", self.check_api_keys) if schema_ready
                         else Finding("api-keys", SKIP, "not checked: the database is not ready"))
+        findings.append(self._safely("ingress", self.check_ingress) if schema_ready
+                        else Finding("ingress", SKIP, "not checked: the database is not ready"))
         return findings
 
     @staticmethod
@@ -225,6 +230,24 @@ class Doctor:
         return Finding("worker", OK, f"worker {status.worker} alive: last heartbeat {status.describe_age()} ago, "
                                      f"running since {status.started_at:%Y-%m-%d %H:%M:%S}Z, concurrency "
                                      f"{status.concurrency}; {waiting}")
+
+    def check_ingress(self) -> Finding:
+        """The proxy (LIVE_CADDY_ADMIN_URL) answers, holds the bridge's server, and no route is pending."""
+        if self.ingress is None or not self.ingress.enabled:
+            return Finding("ingress", OK, "off: LIVE_CADDY_ADMIN_URL is not set, orders get only their 127.0.0.1 ports")
+        where = f"Caddy's admin API at {self.settings.caddy_admin_url}"
+        state = self.ingress.status()
+        pending = f"{state.pending} order route(s) pending"
+        if not state.reachable:
+            return Finding("ingress", FAIL, f"{where} does not answer, or holds no server of this installation yet; "
+                                            f"{pending}",
+                           "start Caddy (`systemctl start caddy-api`) and the worker: its resync writes every route "
+                           "within LIVE_INGRESS_RESYNC_SECONDS (docs/OPERATIONS.md, Ingress)")
+        if state.pending:
+            return Finding("ingress", WARN, f"{where} answers; {pending}",
+                           "the worker applies them within LIVE_INGRESS_RESYNC_SECONDS; if the number stays, see the "
+                           "worker's log for what Caddy refused")
+        return Finding("ingress", OK, f"{where} answers and holds every order's route (LIVE_TLS={self.settings.tls})")
 
     def check_backups(self) -> Finding:
         folder = Path(self.settings.backup_dir)
@@ -403,6 +426,6 @@ def doctor_command(live, *, as_json: bool = False, echo: Callable[[str], None] =
     from app.stacks.docker_engine import DockerEngine
 
     engine = DockerEngine(live.settings.docker_host, timeout=ENGINE_TIMEOUT_SECONDS)
-    findings = Doctor(live.settings, live.db, engine, live.catalog).run()
+    findings = Doctor(live.settings, live.db, engine, live.catalog, ingress=live.ingress).run()
     echo(json.dumps(render_json(findings), indent=2) if as_json else render_text(findings))
     return exit_code(findings)

@@ -14,14 +14,18 @@ from app.apikeys import create_key
 from app.bootstrap import bootstrap
 from app.db import connect_database, database
 from app.doctor import FAIL, OK, SKIP, WARN, Doctor, Finding, exit_code, render_text, worst
-from app.models import ApiKey, CatalogSync, Product, utcnow
+from app.bootstrap import route_table
+from app.ingress.service import IngressService
+from app.models import ApiKey, CatalogSync, Customer, Order, Product, utcnow
 from app.orders.heartbeat import Heartbeat
 from app.stacks.docker_engine import DockerEngine
 from tests.conftest import TEST_IMAGE, write_product
+from tests.fakes import FakeRouteTable
 from tests.support.gitlab_emulator import GitLabEmulator
+from tests.support.live_service import free_port
 
 CHECKS = ["engine", "address-pools", "helper-image", "database", "worker", "backups", "catalog", "catalog-source",
-          "api-keys"]
+          "api-keys", "ingress"]
 
 
 def doctor(live, engine=None, now=utcnow, **changes) -> Doctor:
@@ -144,9 +148,9 @@ def test_a_database_without_migrations_fails_and_skips_what_needs_its_schema(set
     finally:
         live.db.close()
     found = by_name(findings)
-    assert found["database"].status == FAIL and "8 migration(s) pending: 0001_initial, " in found["database"].finding
+    assert found["database"].status == FAIL and "9 migration(s) pending: 0001_initial, " in found["database"].finding
     assert found["database"].fix.startswith("apply them: `flask --app wsgi live db upgrade`")
-    assert [found[name].status for name in ("worker", "catalog", "api-keys")] == [SKIP, SKIP, SKIP]
+    assert [found[name].status for name in ("worker", "catalog", "api-keys", "ingress")] == [SKIP, SKIP, SKIP, SKIP]
     assert exit_code(findings) == 2
 
 
@@ -314,6 +318,26 @@ def test_api_keys(live):
     assert "apikey revoke NAME" in warned.fix
 
 
+def test_ingress_off_unreachable_pending_and_applied(live):
+    assert doctor(live).check_ingress().finding.startswith("off: LIVE_CADDY_ADMIN_URL is not set")
+    # Caddy's adapter against a port nothing listens on: the real "does not answer".
+    settings = dataclasses.replace(live.settings, caddy_admin_url=f"http://127.0.0.1:{free_port()}")
+    down = IngressService(route_table(settings), live.catalog, settings.base_domain)
+    found = Doctor(settings, live.db, None, live.catalog, ingress=down).check_ingress()
+    assert found.status == FAIL and "does not answer" in found.finding and "caddy-api" in found.fix
+    table = FakeRouteTable()
+    memory = IngressService(table, live.catalog, settings.base_domain)
+    customer = Customer.create(whmcs_client_id=1, email="ops@example.org")
+    product = Product.get(Product.slug == "busybox-demo")
+    order = Order.create(whmcs_service_id=1, customer=customer, product=product, revision=product.current_revision,
+                         plan="small", instance="acme", hostname="acme.test.local")
+    pending = Doctor(settings, live.db, None, live.catalog, ingress=memory).check_ingress()
+    assert pending.status == WARN and "1 order route(s) pending" in pending.finding
+    memory.resync()
+    assert table.routes[order.id].hostname == "acme.test.local"
+    assert Doctor(settings, live.db, None, live.catalog, ingress=memory).check_ingress().status == OK
+
+
 def test_a_check_that_crashes_is_a_failed_finding(live, monkeypatch):
     monkeypatch.setattr(Doctor, "check_catalog", lambda self: 1 / 0)
     found = by_name(doctor(live, engine=FakeDockerApi([{"Base": "10.240.0.0/12", "Size": 24}])).run())
@@ -334,7 +358,7 @@ def test_the_command_prints_each_check_with_its_fix_and_exits_by_the_worst(setti
     assert lines[0].startswith("ok    engine          Docker ")
     assert "FAIL  worker          no worker is running: none has a heartbeat" in text.output
     assert "                      fix: start it: `flask --app wsgi live worker`" in text.output
-    assert lines[-1] == "9 checks: 7 ok, 0 warning(s), 2 failed, 0 skipped"
+    assert lines[-1] == "10 checks: 8 ok, 0 warning(s), 2 failed, 0 skipped"
 
     as_json = runner.invoke(args=["live", "doctor", "--json"])
     assert as_json.exit_code == 2
