@@ -344,7 +344,9 @@ class CaddyIngress(RouteTable):
         node[keys[depth]] = value
 
     def _get(self, path: str) -> Any:
-        response = self._call("GET", path)
+        """The JSON at ``path``; None when it is not there (Caddy answers ``null``, or 400 "invalid traversal
+        path" when a parent object is missing too)."""
+        response = self._call("GET", path, missing_ok=True)
         return response.json() if response is not None and response.content else None
 
     def _call(self, method: str, path: str, body: Any = None, *, missing_ok: bool = False) -> requests.Response | None:
@@ -361,7 +363,8 @@ class CaddyIngress(RouteTable):
                                          headers={"Connection": "close"}, timeout=self.timeout)
         except requests.RequestException as exc:
             raise IngressUnavailable(f"Caddy's admin API at {self.admin} is unreachable: {exc}") from None
-        if response.status_code == 404 and missing_ok:
+        if missing_ok and (response.status_code == 404 or (
+                response.status_code == 400 and "invalid traversal path" in response.text)):
             return None
         if response.status_code >= 400:
             text = response.text.strip()[:500]

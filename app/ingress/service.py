@@ -17,12 +17,13 @@ from __future__ import annotations
 
 import logging
 import threading
+from functools import partial
 from collections.abc import Iterable
 from dataclasses import dataclass
 
 from app.catalog.catalog import Catalog
 from app.errors import LiveError
-from app.ingress.routes import Route, RouteTable, desired_route
+from app.ingress.routes import Route, RouteMode, RouteTable, desired_route
 from app.models import Operation, Order
 from app.orders.lifecycle import UNFINISHED_STATES, OrderStatus
 
@@ -56,11 +57,22 @@ class IngressService:
         return self.table is not None
 
     def route_of(self, order: Order, unfinished_kinds: Iterable[str]) -> Route | None:
-        """The desired route of ``order`` with operations of ``unfinished_kinds`` in progress (None: no route)."""
-        endpoints = self.catalog.definition(order.revision).endpoints if order.status != OrderStatus.TERMINATED else ()
-        return desired_route(order_id=order.id, instance=order.instance, hostname=order.hostname,
-                             status=order.status, unfinished_kinds=unfinished_kinds, endpoints=endpoints,
-                             published_ports=order.published_ports or {})
+        """The desired route of ``order`` with operations of ``unfinished_kinds`` in progress (None: no route).
+
+        An order whose product revision cannot be read gets the "being prepared" page (logged), never no
+        route: one broken order must not take every other order's routes down with the resync.
+        """
+        route = partial(desired_route, order_id=order.id, instance=order.instance, hostname=order.hostname,
+                        status=order.status, unfinished_kinds=list(unfinished_kinds),
+                        published_ports=order.published_ports or {})
+        if order.status == OrderStatus.TERMINATED:
+            return route(endpoints=())
+        try:
+            endpoints = self.catalog.definition(order.revision).endpoints
+        except Exception:  # noqa: BLE001 (a stored revision that no longer parses: the others still route)
+            log.exception("order %s: the endpoints of revision %s cannot be read", order.instance, order.revision_id)
+            return Route(order.id, order.instance, order.hostname, RouteMode.PREPARING)
+        return route(endpoints=endpoints)
 
     def is_custom(self, hostname: str) -> bool:
         """Whether ``hostname`` is a customer's own domain (not ``<instance>.<base domain>``)."""

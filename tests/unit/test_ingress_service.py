@@ -108,3 +108,20 @@ def test_without_a_proxy_nothing_is_applied_and_views_say_off(fake_live):
     assert fake_live.queries.order_view(order)["ingress"] == "off"
     assert fake_live.queries.ingress_status().enabled is False
     assert fake_live.ingress.resync() is None
+
+
+def test_an_order_whose_revision_cannot_be_read_is_prepared_and_the_others_still_route(live, proxy, monkeypatch):
+    good, broken = create(live, "good", 1), create(live, "broken", 2)
+    real, calls = live.catalog.definition, []
+
+    def definition(revision):  # the resync reads the orders oldest first: the second read is broken's
+        calls.append(revision.id)
+        if len(calls) == 2:
+            raise ValueError("a stored revision that no longer parses")
+        return real(revision)
+
+    monkeypatch.setattr(live.catalog, "definition", definition)
+    proxy.routes.clear()
+    assert live.ingress.resync() is not None
+    assert proxy.routes[good.id].mode is RouteMode.PROXY
+    assert proxy.routes[broken.id].mode is RouteMode.PREPARING
