@@ -61,9 +61,9 @@ def readyz():
     # A failing catalog source is reported, not fatal: orders keep using the last good catalog.
     checks["catalog"] = _catalog_check()
     # No worker: calls are still recorded (and run once a worker is back), so degraded, not unavailable.
-    checks["worker"] = _worker_check() if checks["database"]["ok"] else {"ok": False, "detail": "unknown"}
+    checks["worker"] = _worker_check() if checks["database"]["ok"] else UNKNOWN
     # The proxy down: orders run and operations finish; their routes wait for it. Degraded too.
-    checks["ingress"] = _ingress_check() if checks["database"]["ok"] else {"ok": False, "detail": "unknown"}
+    checks["ingress"] = _ingress_check() if checks["database"]["ok"] else UNKNOWN
     healthy = checks["catalog"]["ok"] and checks["worker"]["ok"] and checks["ingress"]["ok"]
     status = ("ready" if healthy else "degraded") if ready else "unavailable"
     if ready:
@@ -71,12 +71,23 @@ def readyz():
     return jsonify(status=status, checks=checks), 503, {"Retry-After": "5"}  # as every 503 of the bridge
 
 
-def _catalog_check() -> dict:
+#: A check whose state the database cannot give right now.
+UNKNOWN = {"ok": False, "detail": "unknown"}
+
+
+def _read(what: str, reader):
+    """``reader()``, or None when the database cannot be read now (logged, with ``what`` it was for)."""
     try:
-        state = queries.catalog_status()
+        return reader()
     except peewee.PeeweeException as exc:
-        log.warning("readyz: catalog state unreadable: %s", exc)
-        return {"ok": False, "detail": "unknown"}
+        log.warning("readyz: %s unreadable: %s", what, exc)
+        return None
+
+
+def _catalog_check() -> dict:
+    state = _read("catalog state", queries.catalog_status)
+    if state is None:
+        return UNKNOWN
     if state.last_error:
         # The error itself (GitLab URL, server answer) is in the worker's log and, for admin keys, GET /api/v1/catalog.
         failed = f"last sync failed at {state.last_attempt_at:{TIME}}Z" if state.last_attempt_at else "last sync failed"
@@ -89,11 +100,9 @@ def _catalog_check() -> dict:
 
 def _ingress_check() -> dict:
     """Whether the proxy answers and holds every order's route, in fixed words (no address)."""
-    try:
-        state = queries.ingress_status()
-    except peewee.PeeweeException as exc:
-        log.warning("readyz: ingress state unreadable: %s", exc)
-        return {"ok": False, "detail": "unknown"}
+    state = _read("ingress state", queries.ingress_status)
+    if state is None:
+        return UNKNOWN
     if not state.enabled:
         return {"ok": True, "detail": "off (LIVE_CADDY_ADMIN_URL is not set)"}
     routes = f"{state.pending} route{'s' if state.pending != 1 else ''} pending"
@@ -106,11 +115,9 @@ def _ingress_check() -> dict:
 
 def _worker_check() -> dict:
     """Whether a worker beats (the rule of app/orders/heartbeat.py), in fixed words without its host name."""
-    try:
-        worker = queries.worker_status()
-    except peewee.PeeweeException as exc:
-        log.warning("readyz: worker heartbeat unreadable: %s", exc)
-        return {"ok": False, "detail": "unknown"}
+    worker = _read("worker heartbeat", queries.worker_status)
+    if worker is None:
+        return UNKNOWN
     if worker.age_seconds is None:
         log.warning("readyz: no worker heartbeat: no worker is running")
         return {"ok": False, "detail": "no worker is running (none has a heartbeat)"}
