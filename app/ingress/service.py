@@ -78,10 +78,12 @@ class IngressService:
         """Whether ``hostname`` is a customer's own domain (not ``<instance>.<base domain>``)."""
         return not hostname.endswith("." + self.base_domain)
 
-    def apply(self, order_id: int) -> bool:
+    def apply(self, order_id: int, *, finishing: int | None = None) -> bool:
         """Write order ``order_id``'s route as the database says it is now; True once the proxy holds it.
 
-        Never raises for the proxy: a failure is logged and leaves the order pending for the resync.
+        ``finishing`` is an operation that succeeded and is about to be recorded so: it counts as finished,
+        so the route is right before a caller waiting for the operation hears of its end. Never raises for
+        the proxy: a failure is logged and leaves the order pending for the resync.
         """
         if self.table is None:
             return True
@@ -90,7 +92,7 @@ class IngressService:
             if order is None:
                 return True
             kinds = [op.kind for op in Operation.select(Operation.kind).where(
-                (Operation.order == order) & Operation.state.in_(UNFINISHED_STATES))]
+                (Operation.order == order) & Operation.state.in_(UNFINISHED_STATES) & (Operation.id != (finishing or 0)))]
             try:
                 route = self.route_of(order, kinds)
                 if route is None:

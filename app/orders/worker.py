@@ -288,12 +288,13 @@ class Worker:
         except Exception:  # the database, or a bug: the next interval tries again
             log.exception("ingress resync failed")
 
-    def _route(self, order_id: int) -> None:
-        """Apply the order's route as it is now; the proxy being down never fails or holds the operation."""
+    def _route(self, order_id: int, finishing: int | None = None) -> None:
+        """Apply the order's route as it is now (``finishing``: an operation about to be recorded as succeeded,
+        counted as finished); the proxy being down never fails or holds the operation."""
         if self.ingress is None:
             return
         try:
-            self.ingress.apply(order_id)
+            self.ingress.apply(order_id, finishing=finishing)
         except peewee.PeeweeException:
             raise
         except Exception:
@@ -301,12 +302,15 @@ class Worker:
 
     def _execute(self, operation: Operation) -> None:
         self._route(operation.order_id)  # "being prepared" while the stack is (re)deployed
+        routed = False
         try:
-            self._run(operation)
+            routed = self._run(operation)
         finally:
-            self._route(operation.order_id)
+            if not routed:  # failed, retried later, or the database went away
+                self._route(operation.order_id)
 
-    def _run(self, operation: Operation) -> None:
+    def _run(self, operation: Operation) -> bool:
+        """Run the operation and record how it ended; True when it succeeded and its route was applied first."""
         order = operation.order
         log.info("operation %s: %s of %s (attempt %d/%d)", operation.id, operation.kind, order.instance,
                  operation.attempts, operation.max_attempts)
@@ -319,18 +323,21 @@ class Worker:
                 self._schedule_retry(operation, public, detail)
             else:
                 self._fail(operation, public, progress, detail=detail)
-            return
+            return False
         except peewee.PeeweeException:
             raise  # the database is gone; leave the operation to recovery
         except Exception as exc:  # a bug: fail loudly, never retry blindly
             log.exception("operation %s crashed", operation.id)  # the traceback is for the operators only
             public, detail = failure_texts(operation.id, exc)
             self._fail(operation, public, progress, detail=detail)
-            return
+            return False
+        # The route first: a caller waiting for the operation opens the order's URL as soon as it succeeded.
+        self._route(operation.order_id, finishing=operation.id)
         Operation.update(state=OperationState.SUCCEEDED, finished_at=utcnow(), error=None, error_detail=None,
                          lease_owner=None).where(Operation.id == operation.id).execute()
         record_event("operation.succeeded", f"{operation.kind} succeeded", order=order, operation=operation)
         log.info("operation %s: %s of %s succeeded", operation.id, operation.kind, order.instance)
+        return True
 
     def _progress_recorder(self, operation: Operation):
         steps = list(operation.steps or [])

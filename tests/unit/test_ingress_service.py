@@ -125,3 +125,17 @@ def test_an_order_whose_revision_cannot_be_read_is_prepared_and_the_others_still
     assert live.ingress.resync() is not None
     assert proxy.routes[good.id].mode is RouteMode.PROXY
     assert proxy.routes[broken.id].mode is RouteMode.PREPARING
+
+
+def test_the_route_of_a_success_is_applied_before_the_operation_is_recorded_as_succeeded(live, proxy):
+    seen = []
+    put = proxy.put_route
+
+    def recording(route):
+        from app.models import Operation
+        seen.append((route.mode, [op.state for op in Operation.select().where(Operation.order == route.order_id)]))
+        put(route)
+
+    proxy.put_route = recording
+    create(live)
+    assert seen == [(RouteMode.PREPARING, ["running"]), (RouteMode.PROXY, ["running"])]
