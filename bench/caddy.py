@@ -1,9 +1,10 @@
 """A Caddy process of the bench's own (``apt-get install caddy``; Caddy 2.6 on Debian 12).
 
 Never the system service and never ports 80/443/2019: ``caddy run --config boot.json`` with a boot config
-that only sets the admin API to ``127.0.0.1:<free port>`` (Caddy 2.6 ignores ``CADDY_ADMIN``), data and
-configuration under one folder (``XDG_DATA_HOME``, ``XDG_CONFIG_HOME``). It can be SIGKILLed and started
-again *empty* (same admin port and folder), as after a crash.
+that sets the admin API to ``127.0.0.1:<free port>`` (Caddy 2.6 ignores ``CADDY_ADMIN``) and keeps Caddy's
+default CA out of the system's trust store (:data:`SAFE_APPS`); data and configuration under one folder
+(``XDG_DATA_HOME``, ``XDG_CONFIG_HOME``). It can be SIGKILLed and started again *empty* (same admin port
+and folder), as after a crash.
 
 A small copy of what the tests' helper does (the bench runs without pytest); when
 ``tests/support/caddy.py`` is on main, the bench may use that one instead.
@@ -23,6 +24,13 @@ import requests
 from tests.support.live_service import free_port
 
 
+#: Part of every boot config: Caddy's default CA ``local`` never installs its root into the system's trust store.
+#: Caddy 2.6 does that (as root: a file in /usr/local/share/ca-certificates and update-ca-certificates, on every
+#: configuration change) whenever its automatic HTTPS issues an internal certificate without an explicit CA,
+#: which the bridge's TLS server with LIVE_TLS=internal and a base domain like *.local makes it do.
+SAFE_APPS = {"apps": {"pki": {"certificate_authorities": {"local": {"install_trust": False}}}}}
+
+
 class BenchCaddy:
     """One ``caddy run`` child process with everything under ``folder``; ``admin_url`` stays the same
     across restarts; stdout and stderr of every run go to ``folder/caddy.log``."""
@@ -40,12 +48,12 @@ class BenchCaddy:
         self.process: subprocess.Popen | None = None
 
     def start(self, timeout: float = 30.0) -> "BenchCaddy":
-        """Run Caddy from a fresh boot config (nothing but the admin API) and wait until the API answers.
+        """Run Caddy from a fresh boot config (the admin API, :data:`SAFE_APPS`) and wait until the API answers.
 
         Raises RuntimeError with the log's tail when Caddy exits or does not answer within ``timeout`` s.
         """
         boot = self.folder / "boot.json"
-        boot.write_text(json.dumps({"admin": {"listen": f"127.0.0.1:{self.admin_port}"}}))
+        boot.write_text(json.dumps({"admin": {"listen": f"127.0.0.1:{self.admin_port}"}, **SAFE_APPS}))
         env = {**os.environ, "XDG_DATA_HOME": str(self.folder / "data"), "XDG_CONFIG_HOME": str(self.folder / "config")}
         with open(self.log_path, "ab") as out:
             self.process = subprocess.Popen([self.binary, "run", "--config", str(boot)], env=env, stdout=out,
@@ -64,7 +72,8 @@ class BenchCaddy:
         raise RuntimeError(f"caddy did not answer in {timeout}s: {self.log_tail()}")
 
     def restart_empty(self) -> None:
-        """SIGKILL (a crash: nothing saved), then start again with an empty configuration."""
+        """SIGKILL (a crash: nothing saved), then start again from the boot config: none of the bridge's
+        configuration is left (only :data:`SAFE_APPS`, as an operator's own configuration would be)."""
         if self.process is not None and self.process.poll() is None:
             self.process.send_signal(signal.SIGKILL)
             self.process.wait(timeout=10)
