@@ -22,9 +22,11 @@ from pathlib import Path
 
 import docker
 import requests
+import urllib3
 import yaml
 
 from app.config import PROJECT_ROOT, load_settings
+from bench.caddy import BenchCaddy
 from tests.support.live_service import BIN, MINI_COMPOSE, MINI_MANIFEST, Service, free_port
 
 POSTGRES_ADMIN_URL = os.environ.get("LIVE_TEST_POSTGRES_URL", "postgresql://live:live@127.0.0.1:5432/postgres")
@@ -34,6 +36,22 @@ WRK_SECONDS = int(os.environ.get("BENCH_WRK_SECONDS", "10"))
 SCALES = [int(n) for n in os.environ.get("BENCH_SCALES", "10,100,300").split(",")]
 BURST = int(os.environ.get("BENCH_BURST", "50"))
 REPEATS = 3
+# Ingress (issue 12): routes held by Caddy when one route update is timed, and how many updates are timed.
+INGRESS_SCALES = [int(n) for n in os.environ.get("BENCH_INGRESS_SCALES", "10,1000").split(",")]
+INGRESS_UPDATES = int(os.environ.get("BENCH_INGRESS_UPDATES", "20"))
+# The static page of the `page` product (the `mini` product's busybox httpd, with an index page).
+PAGE_HTML = "<!doctype html><title>bench</title><p>GeoCat Live bridge ingress bench page.</p>\n"
+PAGE_MANIFEST = "name: Page\nplans: {basic: {}}\nendpoints:\n  - {application: web, service: web, port: 8080}\n"
+PAGE_COMPOSE = f"""
+services:
+  web:
+    image: live-test/busybox:latest
+    init: true
+    stop_grace_period: 1s
+    environment:
+      PAGE: '{PAGE_HTML.strip()}'
+    command: ["sh", "-c", "mkdir -p /www && echo \\"$$PAGE\\" > /www/index.html && exec httpd -f -p 8080 -h /www"]
+"""
 
 
 def log(message: str) -> None:
@@ -56,6 +74,11 @@ class Bench:
         folder.mkdir(parents=True)
         (folder / "product.yml").write_text(MINI_MANIFEST)
         (folder / "docker-compose.yml").write_text(MINI_COMPOSE)
+        folder = self.config_repo / "products" / "page"
+        folder.mkdir(parents=True)
+        (folder / "product.yml").write_text(PAGE_MANIFEST)
+        (folder / "docker-compose.yml").write_text(PAGE_COMPOSE)
+        self.caddies: list[BenchCaddy] = []
 
     # -- environment --------------------------------------------------------
     def database(self, name: str) -> str:
@@ -81,11 +104,12 @@ class Bench:
             "LIVE_DEPLOYMENT": deployment or self.ns, "LIVE_LOG_LEVEL": "WARNING",
         })
 
-    def service(self, name: str, worker: bool) -> Service:
+    def service(self, name: str, worker: bool, env: dict[str, str] | None = None) -> Service:
         logs = self.tmp / name
         logs.mkdir()
         service = Service(self.settings(name), logs)
         service.env["LIVE_LOG_LEVEL"] = "WARNING"
+        service.env.update(env or {})
         self.services.append(service)
         service.start(worker=worker)
         service.flask("products", "sync")
@@ -99,21 +123,31 @@ class Bench:
         log(f"{figure}: {measured} {unit} (baseline {baseline}) ratio {ratio and round(ratio, 3)} target {target} met {met}")
 
     # -- figure 1 -----------------------------------------------------------
-    def wrk(self, url: str, script: str | None = None, args: list[str] = ()) -> dict:
-        command = ["wrk", "-t2", "-c64", f"-d{WRK_SECONDS}s", "--latency", "--timeout", "10s"]
+    def wrk(self, url: str, script: str | None = None, args: list[str] = (), headers: dict[str, str] | None = None,
+            seconds: int = WRK_SECONDS) -> dict:
+        """``wrk -t2 -c64`` for ``seconds`` against ``url`` (``script`` from bench/, its ``args``, extra
+        ``headers``): ``{"rps", "requests", "p50_ms", "p99_ms", "non_2xx", "socket_errors"}``."""
+        command = ["wrk", "-t2", "-c64", f"-d{seconds}s", "--latency", "--timeout", "10s"]
         if script:
             command += ["-s", str(HERE / script)]
+        for name, value in (headers or {}).items():
+            command += ["-H", f"{name}: {value}"]
         command.append(url)
         if args:
             command += ["--", *args]
-        out = subprocess.run(command, capture_output=True, text=True, timeout=WRK_SECONDS + 60).stdout
+        result = subprocess.run(command, capture_output=True, text=True, timeout=seconds + 60)
+        out = result.stdout
+        if "Requests/sec" not in out:
+            raise RuntimeError(f"wrk {url} failed: {result.stderr.strip()[:300]} {out[-300:]}")
         def latency(p):
             m = re.search(rf"^\s+{p}%\s+([\d.]+)(us|ms|s)\s*$", out, re.M)
             return round(float(m.group(1)) * {"us": 0.001, "ms": 1, "s": 1000}[m.group(2)], 2) if m else None
         rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
         non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
         errors = re.search(r"Socket errors: (.*)", out)
-        return {"rps": round(rps, 1), "p50_ms": latency(50), "p99_ms": latency(99),
+        done = re.search(r"(\d+) requests in", out)
+        return {"rps": round(rps, 1), "requests": int(done.group(1)) if done else None,
+                "p50_ms": latency(50), "p99_ms": latency(99),
                 "non_2xx": int(non2xx.group(1)) if non2xx else 0, "socket_errors": errors.group(1) if errors else ""}
 
     def ensure_wrk(self) -> None:
@@ -357,6 +391,247 @@ class Bench:
             self.row("schemathesis", "timeout", None, "0 5xx", False)
         service.stop()
 
+    # -- ingress (issue 12) --------------------------------------------------
+    def caddy(self, name: str) -> BenchCaddy:
+        """A Caddy of the bench's own (admin API on a free loopback port, data under the work dir), stopped
+        by :meth:`cleanup`."""
+        caddy = BenchCaddy(self.tmp / name)
+        self.caddies.append(caddy)
+        return caddy.start()
+
+    def ingress_throughput(self) -> None:
+        """Requests per second of one order's page through Caddy (plain HTTP, and HTTPS with the internal CA)
+        against the same container's published port directly, interleaved in one run."""
+        from app.ingress.caddy import CaddyIngress, CaddySettings
+        from app.ingress.routes import PathRoute, Route, RouteMode
+
+        self.ensure_wrk()
+        caddy = self.caddy("caddy-rps")
+        http_port, tls_http_port, tls_port = free_port(), free_port(), free_port()
+        # The bridge (gunicorn + worker) programs its plain-HTTP server in Caddy as an operator would run it.
+        service = self.service("ingress", worker=True, env={
+            "LIVE_CADDY_ADMIN_URL": caddy.admin_url, "LIVE_TLS": "off", "LIVE_INGRESS_BIND": "127.0.0.1",
+            "LIVE_INGRESS_HTTP_PORT": str(http_port), "LIVE_INGRESS_RESYNC_SECONDS": "5"})
+        created = service.post("/whmcs/v1/services/7001/create", {
+            "client": {"id": 7001, "email": "ingress@example.org"}, "product": "page", "plan": "basic", "wait": 120})
+        assert created.status_code == 200 and created.json().get("result") == "succeeded", created.text
+        order_id = service.get("/whmcs/v1/services/7001").json()["id"]
+        seen = []
+
+        def active() -> dict | None:
+            # The page through Caddy (polled below) is what tells that the route is applied.
+            seen[:] = [service.get(f"/api/v1/orders/{order_id}").json()]
+            return seen[0] if seen[0].get("status") == "active" else None
+
+        try:
+            view = poll(active, 60, "order active")
+        except TimeoutError as exc:
+            raise TimeoutError(f"{exc}: {json.dumps(seen)[:600]}") from None
+        hostname, endpoint = view["hostname"], view["endpoints"][0]
+        direct = endpoint["local_url"].rstrip("/") + "/"
+        upstream = direct.split("//", 1)[1].split("/", 1)[0]
+        plain = f"http://127.0.0.1:{http_port}/"
+        assert endpoint["url"].startswith(f"http://{hostname}:{http_port}"), endpoint
+        # The same route in a TLS server of the same Caddy (LIVE_TLS=internal), programmed by the adapter as the
+        # bridge would (its on-demand policy asks the bridge's ask endpoint before issuing a certificate).
+        tls_table = CaddyIngress(CaddySettings(
+            admin_url=caddy.admin_url, deployment=f"{self.ns}tls", base_domain="bench.local", tls="internal",
+            bind="127.0.0.1", http_port=tls_http_port, https_port=tls_port,
+            ask_url=f"{service.url}/ingress/v1/ask"))
+        tls_table.sync([Route(order_id, view["instance"], hostname, RouteMode.PROXY, (PathRoute("/", upstream),))], [])
+        https = f"https://{hostname}:{tls_port}/"  # wrk connects to 127.0.0.1 (bench/sni.lua), SNI = hostname
+        authorities = caddy.folder / "data" / "caddy" / "pki" / "authorities"
+        issued_by: list[str] = []
+        last: list[str] = [""]
+
+        def page(fetch) -> bool:
+            try:
+                answer = fetch()
+            except (OSError, urllib3.exceptions.HTTPError) as exc:  # not serving yet
+                last[0] = repr(exc)
+                return False
+            last[0] = f"HTTP {answer.status}: {answer.data[:200]!r}"
+            return answer.status == 200 and PAGE_HTML.strip() in answer.data.decode()
+
+        def verified_page() -> bool:
+            # The bridge's CA `live`; Caddy 2.6 may use its default CA `local` instead (noted in the row).
+            for ca in ("live", "local"):
+                root = authorities / ca / "root.crt"
+                if root.exists() and page(lambda: https_get(root, hostname, tls_port)):
+                    issued_by[:] = [ca]
+                    return True
+            return False
+
+        checks = {
+            "the page, directly": lambda: page(lambda: urllib3.request("GET", direct, retries=False, timeout=5)),
+            "the page through Caddy (http)": lambda: page(lambda: urllib3.request(
+                "GET", plain, headers={"Host": hostname}, retries=False, timeout=5)),
+            "the page through Caddy (https, certificate verified against Caddy's internal CA)": verified_page,
+        }
+        for what, check in checks.items():
+            try:
+                poll(check, 60, what)
+            except TimeoutError as exc:
+                raise TimeoutError(f"{exc}; last: {last[0]}; caddy: {caddy.log_tail(600)}") from None
+
+        runs = {"direct": (direct, {}, None), "caddy_http": (plain, {"Host": hostname}, None),
+                "caddy_https": (https, {"Host": hostname}, "sni.lua")}
+        for url, headers, script in runs.values():
+            self.wrk(url, script, headers=headers, seconds=2)  # warm-up (connections, certificate cache)
+        measured: dict[str, list[dict]] = {key: [] for key in runs}
+        # CPU seconds of Caddy and of the engine's docker-proxy for the published port, per run: where the
+        # two shared cores go.
+        processes = {"caddy": caddy.process.pid, "docker_proxy": docker_proxy_pid(int(upstream.rsplit(":", 1)[1]))}
+        for _ in range(REPEATS):  # interleaved, so drift on the shared machine hits each side alike
+            for key, (url, headers, script) in runs.items():
+                before = {name: cpu_seconds(pid) for name, pid in processes.items()}
+                result = self.wrk(url, script, headers=headers)
+                done = max(result["requests"] or result["rps"] * WRK_SECONDS, 1)
+                result.update({f"{name}_cpu_us_per_request": round((cpu_seconds(pid) - before[name]) / done * 1e6, 1)
+                               for name, pid in processes.items() if pid})
+                measured[key].append(result)
+        self.raw["ingress_rps"] = {"hostname": hostname, "upstream": upstream, "certificate_ca": issued_by[0],
+                                   "runs": measured}
+
+        def median(key: str, field: str) -> float:
+            return round(statistics.median(r[field] for r in measured[key]), 2)
+
+        def errors(key: str) -> str:
+            return (f"non-2xx {sum(r['non_2xx'] for r in measured[key])}"
+                    + "".join(f"; socket errors {r['socket_errors']}" for r in measured[key] if r["socket_errors"]))
+
+        def cpu(key: str) -> str:
+            names = [name for name, pid in processes.items() if pid and not (key == "direct" and name == "caddy")]
+            return "CPU us per request: " + ", ".join(
+                f"{name.replace('_', '-')} {median(key, f'{name}_cpu_us_per_request'):g}" for name in names)
+
+        base = median("direct", "rps")
+        for key, label in (("caddy_http", "http"), ("caddy_https", "https, internal CA")):
+            rps = median(key, "rps")
+            cert = f"; certificate from Caddy's CA `{issued_by[0]}`" if key == "caddy_https" else ""
+            self.row(f"ingress rps via Caddy ({label}), 64 conns", rps, base, "ratio >= 0.8", rps >= 0.8 * base,
+                     "req/s", f"median of {REPEATS} interleaved wrk runs; direct = the container's published port; "
+                              f"{errors(key)} (direct: {errors('direct')}){cert}; {cpu(key)} (direct: {cpu('direct')})")
+            self.row(f"ingress p50 via Caddy ({label})", median(key, "p50_ms"), median("direct", "p50_ms"), "-", None, "ms")
+            self.row(f"ingress p99 via Caddy ({label})", median(key, "p99_ms"), median("direct", "p99_ms"), "-", None, "ms")
+        service.stop()
+        caddy.stop()
+
+    def ingress_updates(self) -> None:
+        """One route update (``CaddyIngress.put_route``) with 10 and with 1,000 routes in Caddy: time, admin
+        calls and bytes sent; and the cost of a ``sync()`` that changes nothing and of one that rebuilds
+        everything after Caddy restarted empty. Plain HTTP (``LIVE_TLS=off``) in full, then the times again
+        with TLS (``internal``), where Caddy also manages the hostnames' certificates on every change."""
+        low, high = INGRESS_SCALES[0], INGRESS_SCALES[-1]
+        a, b = self.route_updates("off")
+        self.row(f"ingress route update (put_route) @{high}: time", b["update_ms"], a["update_ms"], "-", None, "ms",
+                 f"median of {INGRESS_UPDATES}; baseline = @{low} routes; Caddy re-provisions its whole config "
+                 f"on every admin change")
+        self.row(f"ingress route update @{high}: admin calls", b["update_calls"], a["update_calls"], "1 (constant)",
+                 a["update_calls"] == b["update_calls"] == 1, "calls", " / ".join(b["update_requests"]))
+        self.row(f"ingress route update @{high}: bytes sent", b["update_bytes"], a["update_bytes"],
+                 "ratio 1.0 (constant)", b["update_bytes"] == a["update_bytes"], "B", "request body")
+        self.row(f"ingress sync(), nothing to change @{high}: time", b["resync_ms"], a["resync_ms"], "-", None, "ms",
+                 f"the periodic resync; {b['resync_calls']} call(s), {b['resync_bytes_sent']} B sent, "
+                 f"{b['resync_bytes_read']} B read (@{low}: {a['resync_bytes_read']} B)")
+        self.row(f"ingress sync() after Caddy restarted empty @{high}: time", b["rebuild_ms"], a["rebuild_ms"], "-",
+                 None, "ms", f"{b['rebuild_calls']} calls, {b['rebuild_bytes_sent']} B sent "
+                             f"(@{low}: {a['rebuild_calls']} calls, {a['rebuild_bytes_sent']} B)")
+        a, b = self.route_updates("internal")
+        self.row(f"ingress route update @{high}, TLS internal: time", b["update_ms"], a["update_ms"], "-", None, "ms",
+                 f"median of {INGRESS_UPDATES}; {b['update_calls']} call, {b['update_bytes']} B "
+                 f"(@{low}: {a['update_calls']}, {a['update_bytes']} B)")
+        self.row(f"ingress sync() after Caddy restarted empty @{high}, TLS internal: time", b["rebuild_ms"],
+                 a["rebuild_ms"], "-", None, "ms", f"{b['rebuild_calls']} calls, {b['rebuild_bytes_sent']} B sent")
+
+    def route_updates(self, tls: str) -> tuple[dict, dict]:
+        """The measurements of :meth:`ingress_updates` with ``LIVE_TLS=tls`` in a Caddy of their own:
+        the results at the lowest and at the highest of INGRESS_SCALES (all in ``raw``)."""
+        from app.ingress.caddy import CaddyIngress, CaddySettings
+        from app.ingress.routes import PathRoute, Route, RouteMode
+
+        caddy = self.caddy(f"caddy-updates-{tls}")
+        recorder = RecordingSession()
+        port = free_port()
+        deployment = f"{self.ns}u{tls[:3]}"
+        table = CaddyIngress(CaddySettings(admin_url=caddy.admin_url, deployment=deployment, base_domain="bench.local",
+                                           tls=tls, bind="127.0.0.1", http_port=port, https_port=free_port(),
+                                           ask_url=f"http://127.0.0.1:{free_port()}/ask"),
+                             session=recorder, timeout=(5.0, 300.0))
+        dead = f"127.0.0.1:{free_port()}"  # nothing listens there: a proxied request answers 502
+
+        def synthetic(i: int, mode: RouteMode = RouteMode.PROXY) -> Route:
+            """Order ``i`` (100001 on: every id has as many digits, so request sizes compare exactly)."""
+            paths = (PathRoute("/geoserver", dead), PathRoute("/", dead)) if mode is RouteMode.PROXY else ()
+            return Route(i, f"o{i}", f"o{i}.bench.local", mode, paths)
+
+        def status_of(hostname: str) -> int | None:
+            """What ``hostname`` answers through Caddy (None with TLS: no request is made, no certificate asked)."""
+            if tls != "off":
+                return None
+            return urllib3.request("GET", f"http://127.0.0.1:{port}/", headers={"Host": hostname}, retries=False,
+                                   timeout=10).status
+
+        def held() -> int:
+            return len(requests.get(f"{caddy.admin_url}/config/apps/http/servers/live-{deployment}/routes",
+                                    timeout=60).json())
+
+        results: dict[int, dict] = {}
+        for n in INGRESS_SCALES:
+            routes = [synthetic(100000 + i) for i in range(1, n + 1)]
+            started = time.perf_counter()
+            table.sync(routes, [])
+            fill = time.perf_counter() - started
+            assert held() == n + 1, f"Caddy holds {held()} routes, not {n} + the 404 route"
+            target = routes[n // 2]
+            update = {"s": [], "calls": [], "bytes_sent": []}
+            for k in range(INGRESS_UPDATES):  # suspended, active, suspended, ... (ends as it began when even)
+                route = synthetic(target.order_id, RouteMode.SUSPENDED if k % 2 == 0 else RouteMode.PROXY)
+                recorder.reset()
+                started = time.perf_counter()
+                table.put_route(route)
+                update["s"].append(time.perf_counter() - started)
+                update["calls"].append(len(recorder.calls))
+                update["bytes_sent"].append(recorder.sent)
+                update.setdefault("requests", [f"{m} {path}" for m, path, _, _ in recorder.calls])
+            # The update took effect (and the order's neighbours did not change).
+            table.put_route(synthetic(target.order_id, RouteMode.SUSPENDED))
+            assert (status_of(target.hostname), status_of(routes[0].hostname)) in ((503, 502), (None, None))
+            table.put_route(target)
+            assert status_of(target.hostname) in (502, None)
+            resync = {"s": [], "calls": [], "bytes_sent": [], "bytes_read": []}
+            for _ in range(5):  # the periodic resync when Caddy already holds everything
+                recorder.reset()
+                started = time.perf_counter()
+                report = table.sync(routes, [])
+                resync["s"].append(time.perf_counter() - started)
+                assert not report.changed, report
+                resync["calls"].append(len(recorder.calls))
+                resync["bytes_sent"].append(recorder.sent)
+                resync["bytes_read"].append(recorder.read)
+            caddy.restart_empty()
+            recorder.reset()
+            started = time.perf_counter()
+            report = table.sync(routes, [])
+            rebuild = {"s": time.perf_counter() - started, "calls": len(recorder.calls), "bytes_sent": recorder.sent,
+                       "report": str(report)}
+            assert held() == n + 1 and status_of(routes[-1].hostname) in (502, None)
+            results[n] = {
+                "fill_s": round(fill, 3),
+                "update_ms": round(statistics.median(update["s"]) * 1000, 1),
+                "update_calls": max(update["calls"]), "update_bytes": max(update["bytes_sent"]),
+                "update_requests": update["requests"],
+                "resync_ms": round(statistics.median(resync["s"]) * 1000, 1), "resync_calls": max(resync["calls"]),
+                "resync_bytes_sent": max(resync["bytes_sent"]), "resync_bytes_read": max(resync["bytes_read"]),
+                "rebuild_ms": round(rebuild["s"] * 1000, 1), "rebuild_calls": rebuild["calls"],
+                "rebuild_bytes_sent": rebuild["bytes_sent"], "rebuild_report": rebuild["report"],
+                "update_all_ms": [round(t * 1000, 2) for t in update["s"]],
+            }
+            log(f"ingress tls={tls}, {n} routes: {results[n]}")
+        self.raw.setdefault("ingress_updates", {})[tls] = results
+        caddy.stop()
+        return results[INGRESS_SCALES[0]], results[INGRESS_SCALES[-1]]
+
     # -- cleanup and report -------------------------------------------------
     def cleanup(self) -> None:
         for service in self.services:
@@ -364,6 +639,8 @@ class Bench:
                 service.stop()
             except Exception:  # already stopped
                 pass
+        for caddy in self.caddies:
+            caddy.stop()
         for project, path in self.projects:
             subprocess.run(["docker-compose", "-p", project, "-f", str(path), "down", "-v", "-t", "1"],
                            capture_output=True, timeout=300, cwd=self.tmp)
@@ -407,6 +684,75 @@ class Bench:
             print("note:", note)
 
 
+class RecordingSession(requests.Session):
+    """A requests session that records each request it sends: ``calls`` (method, path, bytes of the body
+    sent, bytes of the answer read); ``sent`` and ``read`` add them up since :meth:`reset`."""
+
+    def __init__(self):
+        super().__init__()
+        self.calls: list[tuple[str, str, int, int]] = []
+
+    def reset(self) -> None:
+        self.calls = []
+
+    @property
+    def sent(self) -> int:
+        return sum(call[2] for call in self.calls)
+
+    @property
+    def read(self) -> int:
+        return sum(call[3] for call in self.calls)
+
+    def send(self, request, **kwargs):
+        response = super().send(request, **kwargs)
+        body = request.body or b""
+        self.calls.append((request.method, request.path_url, len(body), len(response.content)))
+        return response
+
+
+def https_get(root: Path, hostname: str, port: int) -> urllib3.BaseHTTPResponse:
+    """GET ``https://<hostname>:<port>/`` from 127.0.0.1 with ``hostname`` as SNI and Host, the certificate
+    verified against ``root`` (Caddy's internal CA)."""
+    with urllib3.HTTPSConnectionPool("127.0.0.1", port, server_hostname=hostname, assert_hostname=hostname,
+                                     cert_reqs="CERT_REQUIRED", ca_certs=str(root), retries=False, timeout=5) as pool:
+        return pool.request("GET", "/", headers={"Host": hostname})
+
+
+def cpu_seconds(pid: int | None) -> float:
+    """User + system CPU seconds process ``pid`` has used (0.0 when it is gone or None)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def docker_proxy_pid(port: int) -> int | None:
+    """The engine's userland proxy for 127.0.0.1:``port`` (None when the engine publishes without one)."""
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            args = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:  # gone meanwhile
+            continue
+        if args and args[0].endswith(b"docker-proxy") and b"-host-port" in args:
+            if args[args.index(b"-host-port") + 1] == str(port).encode():
+                return int(entry.name)
+    return None
+
+
+def poll(check, timeout: float, what: str):
+    """``check()``'s first true value, tried every 0.2 s; TimeoutError naming ``what`` after ``timeout`` s."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(0.2)
+    raise TimeoutError(f"{what}: not within {timeout}s")
+
+
 def wait_http(url: str, timeout: float = 60) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -423,7 +769,8 @@ def main() -> int:
     bench.raw = {}
     started = time.monotonic()
     only = set(filter(None, os.environ.get("BENCH_ONLY", "").split(",")))
-    steps = [("1", bench.figure1), ("235", bench.figures235), ("4", bench.figure4), ("bad", bench.bad_input)]
+    steps = [("1", bench.figure1), ("235", bench.figures235), ("4", bench.figure4), ("bad", bench.bad_input),
+             ("ingress", bench.ingress_throughput), ("ingress", bench.ingress_updates)]
     try:
         log(f"namespace {bench.ns}, work dir {bench.tmp}")
         for name, step in steps:
