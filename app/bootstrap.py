@@ -80,9 +80,9 @@ def bootstrap(settings: Settings | None = None, engine: Engine | None = None,
     catalog = Catalog(catalog_source(settings))
     engine = engine if engine is not None else DockerEngine(settings.docker_host)
     deployer = Deployer(engine, health_timeout=settings.health_timeout_seconds, helper_image=settings.helper_image)
-    runner = OperationRunner(catalog, deployer, settings.backup_dir, settings.public_address,
-                             deployment=settings.deployment)
     ingress = IngressService(routes if routes is not None else route_table(settings), catalog, settings.base_domain)
+    runner = OperationRunner(catalog, deployer, settings.backup_dir, settings.public_address,
+                             deployment=settings.deployment, routed_ports=ingress.ports_still_routed)
     return Live(
         settings=settings,
         db=db,

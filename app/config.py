@@ -6,11 +6,13 @@ that names the variable.
 """
 from __future__ import annotations
 
+import ipaddress
 import math
 import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from app.errors import ConfigError
 
@@ -200,6 +202,22 @@ def _url(env: dict, name: str, example: str) -> str:
     return value
 
 
+def _admin_url(env: dict) -> str | None:
+    """LIVE_CADDY_ADMIN_URL: ``http://host:port`` of Caddy's admin API, without a path; None when unset."""
+    value = _url(env, "LIVE_CADDY_ADMIN_URL", "http://127.0.0.1:2019").rstrip("/")
+    if not value:
+        return None
+    parts = urlsplit(value)
+    try:
+        port = parts.port
+    except ValueError:
+        port = -1
+    if port == -1 or parts.path or parts.query or parts.fragment or parts.username or parts.password:
+        raise ConfigError(f"LIVE_CADDY_ADMIN_URL must be http(s)://<host>:<port> of Caddy's admin API, without a "
+                          f"path, like http://127.0.0.1:2019, got {value!r}")
+    return value
+
+
 def _tls(env: dict) -> str:
     """LIVE_TLS, or what the older LIVE_PUBLIC_SCHEME said (``http`` -> ``off``, ``https`` -> ``acme``).
 
@@ -219,8 +237,12 @@ def _tls(env: dict) -> str:
 def _ingress(env: dict) -> dict:
     """The ingress settings (docs/OPERATIONS.md, "Ingress"); raises ConfigError naming the variable."""
     bind = (env.get("LIVE_INGRESS_BIND") or "").strip()
-    if bind and not re.match(r"^[0-9A-Za-z.:\[\]-]+$", bind):
-        raise ConfigError(f"LIVE_INGRESS_BIND must be a host address like 127.0.0.1, got {bind!r}")
+    if bind:
+        try:
+            bind = str(ipaddress.ip_address(bind.strip("[]")))
+        except ValueError:
+            raise ConfigError(f"LIVE_INGRESS_BIND must be an IP address of this host like 127.0.0.1 or ::1 "
+                              f"(empty: every interface), got {bind!r}") from None
     ports = {name: _int(env, name, default, minimum=1)
              for name, default in (("LIVE_INGRESS_HTTP_PORT", 80), ("LIVE_INGRESS_HTTPS_PORT", 443))}
     for name, port in ports.items():
@@ -234,7 +256,7 @@ def _ingress(env: dict) -> dict:
     if email and not re.match(r"^[^@\s{}]+@[^@\s{}]+\.[^@\s{}]+$", email):
         raise ConfigError(f"LIVE_ACME_EMAIL must be an email address, got {email!r}")
     return {
-        "caddy_admin_url": _url(env, "LIVE_CADDY_ADMIN_URL", "http://127.0.0.1:2019").rstrip("/") or None,
+        "caddy_admin_url": _admin_url(env),
         "tls": tls,
         "acme_email": email,
         "ingress_bind": bind,

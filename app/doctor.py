@@ -247,6 +247,12 @@ class Doctor:
             return Finding("ingress", WARN, f"{where} answers; {pending}",
                            "the worker applies them within LIVE_INGRESS_RESYNC_SECONDS; if the number stays, see the "
                            "worker's log for what Caddy refused")
+        host = urlsplit(self.settings.caddy_admin_url).hostname or ""
+        if not _is_loopback(host):
+            return Finding("ingress", WARN, f"{where} answers, but not on the loopback: it has no authentication, and "
+                                            "whoever reaches it rewrites the proxy in front of every customer",
+                           "give Caddy an admin address on 127.0.0.1 or ::1 (admin.listen) and run the bridge on "
+                           "the same host")
         return Finding("ingress", OK, f"{where} answers and holds every order's route (LIVE_TLS={self.settings.tls})")
 
     def check_backups(self) -> Finding:
@@ -368,6 +374,16 @@ class Doctor:
         last = max(key.last_used_at for key in whmcs if key.last_used_at is not None)
         return Finding("api-keys", OK, f"{counts}; WHMCS last called {describe_seconds((now - last).total_seconds())} "
                                        "ago (to the minute)")
+
+
+def _is_loopback(host: str) -> bool:
+    """``localhost``, or an address of 127.0.0.0/8 or ::1."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def _pool_networks(pool: dict[str, Any]) -> int:

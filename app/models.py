@@ -93,7 +93,7 @@ class Order(BaseModel):
     terminated_at = peewee.DateTimeField(null=True)
     # The proxy may not hold this order's route as the order is now (app/ingress/service.py): set until
     # the worker has written it, and again when a write failed; the resync clears it.
-    ingress_pending = peewee.BooleanField(default=True)
+    ingress_pending = peewee.BooleanField(default=True, index=True)
 
     class Meta:
         table_name = "live_order"  # ORDER is an SQL keyword

@@ -472,10 +472,12 @@ class FakeRouteTable(RouteTable):
         self.history: list[Route] = []
         self.down = False
         self.syncs = 0
+        self.calls = 0  # every call, answered or not
 
     def _answer(self) -> None:
+        self.calls += 1
         if self.down:
-            raise IngressUnavailable("the fake proxy is down")
+            raise IngressUnavailable("the fake proxy is down", unreachable=True)
 
     def put_route(self, route: Route) -> None:
         self._answer()

@@ -89,15 +89,18 @@ class CaddyIngress(RouteTable):
     """The bridge's part of one Caddy's configuration, edited through the admin API at ``settings.admin_url``.
 
     Not thread-safe by itself: one writer at a time (:class:`app.ingress.service.IngressService` holds a
-    lock). ``timeout`` is requests' ``(connect, read)`` in seconds: Caddy being slow or down must not hold
-    an operation for long.
+    lock). Timeouts are requests' ``(connect, read)`` in seconds: ``timeout`` for one order's change and
+    :meth:`check` (Caddy hung must not hold an operation or ``/readyz`` for long), ``sync_timeout`` for a
+    :meth:`sync` (which may rewrite thousands of routes in one call).
     """
 
-    def __init__(self, settings: CaddySettings, *, timeout: tuple[float, float] = (1.0, 5.0),
-                 session: requests.Session | None = None):
+    def __init__(self, settings: CaddySettings, *, timeout: tuple[float, float] = (0.5, 2.0),
+                 sync_timeout: tuple[float, float] = (1.0, 60.0), session: requests.Session | None = None):
         self.settings = settings
         self.admin = settings.admin_url.rstrip("/")
         self.timeout = timeout
+        self.sync_timeout = sync_timeout
+        self._timeout = timeout  # of the calls being made: sync_timeout during a sync
         self.http = session or requests.Session()
         prefix = f"live-{settings.deployment}"
         self.server_name = prefix
@@ -133,8 +136,9 @@ class CaddyIngress(RouteTable):
             handle = [_page(503, suspended_page(route.hostname, self.settings.billing_url))]
         else:
             handle = [_page(503, preparing_page(route.hostname), retry_after=PREPARING_RETRY_AFTER)]
-        return {"@id": self.route_id(route.order_id), "match": [{"host": [route.hostname]}], "handle": handle,
-                "terminal": True}
+        # A fully qualified Host (``acme.geocat.live.``) is the same name (RFC 1034, section 3.1).
+        return {"@id": self.route_id(route.order_id), "match": [{"host": [route.hostname, route.hostname + "."]}],
+                "handle": handle, "terminal": True}
 
     def fallback_json(self) -> dict[str, Any]:
         """The last route: any other hostname gets 404 (never an order's content)."""
@@ -149,8 +153,15 @@ class CaddyIngress(RouteTable):
         if self.tls:
             # Listening on a port other than Caddy's https_port, the server has TLS only when asked; the
             # redirect from HTTP is the bridge's own server (below), on the port the bridge was given.
+            # Certificates come from the bridge's on-demand policy alone: Caddy's automatic HTTPS would otherwise
+            # manage every hostname of the routes itself, for names that cannot have public certificates
+            # (.test, .local, localhost) with its default CA "local", without asking the bridge, and installing
+            # that CA's root into the host's trust store (caddyserver.com/docs/automatic-https).
             server["tls_connection_policies"] = [{}]
-            server["automatic_https"] = {"disable_redirects": True}
+            server["automatic_https"] = {"disable_redirects": True, "disable_certificates": True}
+            # The Host header must name the TLS handshake's server name: one customer's certificate never
+            # fronts a request for another customer's hostname.
+            server["strict_sni_host"] = True
         else:
             server["automatic_https"] = {"disable": True}
         return server
@@ -188,12 +199,10 @@ class CaddyIngress(RouteTable):
         :meth:`sync` builds it with every route. Raises IngressUnavailable.
         """
         body = self.route_json(route)
-        response = self._call("PATCH", f"/id/{body['@id']}", body, missing_ok=True)
-        if response is not None:
+        if self._call("PATCH", f"/id/{body['@id']}", body, missing_ok=True) is not None:
             return
-        if self._get(f"/config/apps/http/servers/{self.server_name}/routes") is None:
+        if self._call("PUT", f"/config/apps/http/servers/{self.server_name}/routes/0", body, missing_ok=True) is None:
             raise IngressUnavailable(f"Caddy has no server {self.server_name} yet: the resync creates it")
-        self._call("PUT", f"/config/apps/http/servers/{self.server_name}/routes/0", body)
 
     def remove_route(self, order_id: int) -> None:
         """Remove order ``order_id``'s route; nothing to do when it is not there. Raises IngressUnavailable."""
@@ -219,7 +228,13 @@ class CaddyIngress(RouteTable):
         :data:`BULK_THRESHOLD`), the redirect server, the TLS policy, the ``ask`` URL and the internal CA.
         Raises IngressUnavailable; a later sync resumes where this one stopped.
         """
-        routes = list(routes)
+        self._timeout = self.sync_timeout
+        try:
+            return self._sync(list(routes), custom_domains)
+        finally:
+            self._timeout = self.timeout
+
+    def _sync(self, routes: list[Route], custom_domains: Iterable[str]) -> SyncReport:
         report = SyncReport()
         apps = self._get("/config/apps")
         if apps is not None and not isinstance(apps, dict):
@@ -360,9 +375,10 @@ class CaddyIngress(RouteTable):
             # Connection: close, because Caddy restarts its admin server with each new configuration and
             # resets the connections kept alive to the old one.
             response = self.http.request(method, url, json=body if method not in ("GET", "DELETE") else None,
-                                         headers={"Connection": "close"}, timeout=self.timeout)
+                                         headers={"Connection": "close"}, timeout=self._timeout)
         except requests.RequestException as exc:
-            raise IngressUnavailable(f"Caddy's admin API at {self.admin} is unreachable: {exc}") from None
+            raise IngressUnavailable(f"Caddy's admin API at {self.admin} is unreachable: {exc}",
+                                     unreachable=True) from None
         if missing_ok and (response.status_code == 404 or (
                 response.status_code == 400 and "invalid traversal path" in response.text)):
             return None

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import abc
 import enum
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from app.compose.model import Endpoint
@@ -25,6 +25,8 @@ from app.orders.lifecycle import OperationKind, OrderStatus, transition
 #: Operation kinds that (re)create or restart an order's containers: while one runs, the order is prepared.
 DEPLOYING_KINDS = frozenset({OperationKind.CREATE, OperationKind.UNSUSPEND, OperationKind.CHANGE_PLAN,
                              OperationKind.REDEPLOY, OperationKind.RESTART, OperationKind.UPGRADE})
+#: Operation kinds that stop an order's containers: while one runs, the order shows the suspended page.
+STOPPING_KINDS = frozenset({OperationKind.SUSPEND, OperationKind.TERMINATE})
 #: The host the order's published ports are bound to (one engine: the ports are on the bridge's own host).
 UPSTREAM_HOST = "127.0.0.1"
 
@@ -58,19 +60,26 @@ class Route:
     paths: tuple[PathRoute, ...] = ()
 
 
-def route_mode(status: str, unfinished_kinds: Iterable[str]) -> RouteMode | None:
-    """The mode of an order in ``status`` with operations of ``unfinished_kinds`` pending or running; None
-    for a terminated order (no route).
+def route_mode(status: str, unfinished_kinds: Sequence[str]) -> RouteMode | None:
+    """The mode of an order in ``status`` whose unfinished operations (pending or running) are of
+    ``unfinished_kinds``, oldest first; None for a terminated order (no route).
 
-    A deploying operation that only records a change on a suspended order (:attr:`Transition.kept_while`)
-    leaves the suspended page; an unsuspend in progress shows "being prepared".
+    The oldest unfinished operation is the one that runs (an order's operations run one at a time, in the
+    order they were asked for), and it decides while it lasts:
+
+    - one that (re)deploys the stack (:data:`DEPLOYING_KINDS`): "being prepared", unless it only records a
+      change on a suspended order (:attr:`Transition.kept_while`);
+    - one that stops it (:data:`STOPPING_KINDS`): the suspended page, before the containers stop, so the
+      hostname never answers with a proxy error;
+    - otherwise the status: active proxies, suspended shows its page, pending and failed are being prepared.
     """
     if status == OrderStatus.TERMINATED:
         return None
-    deploying = any(kind in DEPLOYING_KINDS and status not in transition(kind).kept_while
-                    for kind in unfinished_kinds)
-    if deploying:
+    current = next(iter(unfinished_kinds), None)
+    if current in DEPLOYING_KINDS and status not in transition(current).kept_while:
         return RouteMode.PREPARING
+    if current in STOPPING_KINDS:
+        return RouteMode.SUSPENDED
     if status == OrderStatus.SUSPENDED:
         return RouteMode.SUSPENDED
     if status == OrderStatus.ACTIVE:
@@ -83,10 +92,11 @@ def endpoint_path(path: str) -> str:
     return path.rstrip("/") or "/"
 
 
-def desired_route(*, order_id: int, instance: str, hostname: str, status: str, unfinished_kinds: Iterable[str],
+def desired_route(*, order_id: int, instance: str, hostname: str, status: str, unfinished_kinds: Sequence[str],
                   endpoints: Iterable[Endpoint], published_ports: Mapping[str, int]) -> Route | None:
     """The route of one order, or None when it has none (terminated).
 
+    ``unfinished_kinds`` are the kinds of the order's unfinished operations, oldest first (:func:`route_mode`);
     ``endpoints`` are the product revision's (``product.yml``), ``published_ports`` the order's
     ``{"<service>:<port>": host port}``. Paths are ordered longest first, so ``/geoserver/web`` wins over
     ``/geoserver`` and ``/`` comes last.

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from functools import partial
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -46,11 +47,17 @@ class IngressService:
     ``base_domain`` tells custom domains (hostnames outside it) from generated hostnames.
     """
 
+    #: Seconds an order whose route write failed waits before :meth:`apply_pending` tries it again.
+    retry_seconds = 30.0
+
     def __init__(self, table: RouteTable | None, catalog: Catalog, base_domain: str):
         self.table = table
         self.catalog = catalog
         self.base_domain = base_domain
         self._lock = threading.Lock()
+        self._reachable = True  # False after a call could not reach the proxy, until a resync reaches it
+        self._custom_applied: list[str] | None = None  # the custom domains the proxy holds, when known
+        self._retry_at: dict[int, float] = {}  # order id -> monotonic time of its next try
 
     @property
     def enabled(self) -> bool:
@@ -83,30 +90,58 @@ class IngressService:
 
         ``finishing`` is an operation that succeeded and is about to be recorded so: it counts as finished,
         so the route is right before a caller waiting for the operation hears of its end. Never raises for
-        the proxy: a failure is logged and leaves the order pending for the resync.
+        the proxy: a failure is logged and leaves the order pending. While the proxy is known to be
+        unreachable (the last call could not reach it), nothing is sent until a resync reaches it again:
+        a Caddy that hangs costs one operation one timeout, not every operation one each.
         """
         if self.table is None:
             return True
         with self._lock:
             order = Order.get_or_none(Order.id == order_id)
-            if order is None:
-                return True
-            kinds = [op.kind for op in Operation.select(Operation.kind).where(
-                (Operation.order == order) & Operation.state.in_(UNFINISHED_STATES) & (Operation.id != (finishing or 0)))]
-            try:
-                route = self.route_of(order, kinds)
-                if route is None:
-                    self.table.remove_route(order.id)
-                else:
-                    self.table.put_route(route)
-                if self.is_custom(order.hostname):
-                    self.table.set_custom_domains(self._custom_domains())
-            except LiveError as exc:
-                log.warning("route of order %s not applied (the resync tries again): %s", order.instance, exc)
-                self._mark([order.id], pending=True)
-                return False
-            self._mark([order.id], pending=False)
-            return True
+            return True if order is None else self._apply(order, finishing)
+
+    def apply_pending(self, limit: int = 50) -> int:
+        """Write the routes of up to ``limit`` pending orders (new ones, and those a failed write left
+        pending), oldest first; an order whose write failed waits :attr:`retry_seconds` before the next try.
+        Returns how many were applied. Does nothing while the proxy is unreachable (the resync's job)."""
+        if self.table is None or not self._reachable:
+            return 0
+        with self._lock:
+            now = time.monotonic()
+            waiting = [order_id for order_id, at in self._retry_at.items() if at > now]
+            orders = (Order.select().where((Order.ingress_pending == True) & Order.id.not_in(waiting))  # noqa: E712
+                      .order_by(Order.id).limit(limit))
+            return sum(self._apply(order) for order in orders if self._reachable)
+
+    def _apply(self, order: Order, finishing: int | None = None) -> bool:
+        if not self._reachable:
+            self._mark([order.id], pending=True)
+            return False
+        kinds = [kind for (kind,) in Operation.select(Operation.kind).where(
+            (Operation.order == order) & Operation.state.in_(UNFINISHED_STATES)
+            & (Operation.id != (finishing or 0))).order_by(Operation.id).tuples()]
+        try:
+            route = self.route_of(order, kinds)
+            if route is None:
+                self.table.remove_route(order.id)
+            else:
+                self.table.put_route(route)
+            if self.is_custom(order.hostname):
+                domains = self._custom_domains()
+                if domains != self._custom_applied:
+                    self.table.set_custom_domains(domains)
+                    self._custom_applied = domains
+        except LiveError as exc:
+            log.warning("route of order %s not applied (tried again later): %s", order.instance, exc)
+            if exc.details.get("unreachable"):
+                self._reachable = False
+            self._custom_applied = None
+            self._retry_at[order.id] = time.monotonic() + self.retry_seconds
+            self._mark([order.id], pending=True)
+            return False
+        self._retry_at.pop(order.id, None)
+        self._mark([order.id], pending=False)
+        return True
 
     def resync(self):
         """Compare the proxy's configuration with every order's route and repair the differences.
@@ -118,9 +153,9 @@ class IngressService:
             return None
         with self._lock:
             orders = list(Order.with_relations().where(Order.status != OrderStatus.TERMINATED).order_by(Order.id))
-            busy: dict[int, list[str]] = {}
+            busy: dict[int, list[str]] = {}  # order -> kinds of its unfinished operations, oldest first
             for order_id, kind in (Operation.select(Operation.order, Operation.kind)
-                                   .where(Operation.state.in_(UNFINISHED_STATES)).tuples()):
+                                   .where(Operation.state.in_(UNFINISHED_STATES)).order_by(Operation.id).tuples()):
                 busy.setdefault(order_id, []).append(kind)
             try:
                 routes = []
@@ -128,11 +163,17 @@ class IngressService:
                     route = self.route_of(order, busy.get(order.id, ()))
                     if route is not None:
                         routes.append(route)
-                report = self.table.sync(routes, [o.hostname for o in orders if self.is_custom(o.hostname)])
+                custom = sorted({o.hostname for o in orders if self.is_custom(o.hostname)})
+                report = self.table.sync(routes, custom)
             except LiveError as exc:
                 log.warning("ingress resync failed (next try in the next interval): %s", exc)
+                self._reachable = not exc.details.get("unreachable")
+                self._custom_applied = None
                 Order.update(ingress_pending=True).where(Order.status != OrderStatus.TERMINATED).execute()
                 return None
+            self._reachable = True
+            self._custom_applied = custom
+            self._retry_at.clear()
             if report.changed:
                 log.info("ingress resync: %s", report)
             # Orders created after the read above are left for their own operation to apply.
@@ -140,6 +181,18 @@ class IngressService:
             Order.update(ingress_pending=False).where((Order.ingress_pending == True)  # noqa: E712
                                                       & ((Order.id <= newest) | (Order.status == OrderStatus.TERMINATED))).execute()
             return report
+
+    def ports_still_routed(self) -> set[int]:
+        """The host ports of terminated orders whose route removal has not reached the proxy yet
+        (``ingress_pending``): the proxy may still send their hostname there, so no other order may take
+        them until it is gone (the next resync). Empty without an ingress."""
+        if self.table is None:
+            return set()
+        held: set[int] = set()
+        for (ports,) in (Order.select(Order.published_ports).where(
+                (Order.status == OrderStatus.TERMINATED) & (Order.ingress_pending == True)).tuples()):  # noqa: E712
+            held.update((ports or {}).values())
+        return held
 
     def status(self) -> IngressStatus:
         """Whether the proxy answers and holds the bridge's configuration, and how many routes are pending."""
@@ -154,8 +207,8 @@ class IngressService:
         return IngressStatus(enabled=True, reachable=reachable, pending=pending)
 
     def _custom_domains(self) -> list[str]:
-        return [hostname for (hostname,) in Order.select(Order.hostname)
-                .where(Order.status != OrderStatus.TERMINATED).tuples() if self.is_custom(hostname)]
+        return sorted({hostname for (hostname,) in Order.select(Order.hostname)
+                       .where(Order.status != OrderStatus.TERMINATED).tuples() if self.is_custom(hostname)})
 
     @staticmethod
     def _mark(order_ids: list[int], *, pending: bool) -> None:

@@ -41,8 +41,10 @@ class OperationRunner:
 
     def __init__(self, catalog: Catalog, deployer: Deployer, backup_dir: Path,
                  public_address: PublicAddress = PublicAddress(), ports: PortAllocator | None = None,
-                 deployment: str = "live"):
+                 deployment: str = "live", routed_ports: Callable[[], set[int]] = set):
         self.deployment = deployment
+        # Ports a terminated order's route may still lead to in the proxy: never given to another order.
+        self.routed_ports = routed_ports
         self.catalog = catalog
         self.deployer = deployer
         self.backup_dir = Path(backup_dir)
@@ -362,7 +364,7 @@ class OperationRunner:
         if not missing and ports == (order.published_ports or {}):
             return
         with self._ports_lock:  # operations of different orders run in parallel threads
-            taken = _ports_in_use(exclude=order.id) | set(avoid)
+            taken = _ports_in_use(exclude=order.id) | self.routed_ports() | set(avoid)
             for key in missing:
                 ports[key] = self.ports.allocate(taken | set(ports.values()))
             order.published_ports = ports
@@ -382,7 +384,8 @@ class OperationRunner:
 
 def _ports_in_use(exclude: int) -> set[int]:
     """The host ports recorded on every order but ``exclude`` that is not terminated: what
-    :meth:`~app.stacks.ports.PortAllocator.allocate` must not choose."""
+    :meth:`~app.stacks.ports.PortAllocator.allocate` must not choose (with the ports the proxy may still
+    route, :meth:`app.ingress.service.IngressService.ports_still_routed`)."""
     taken: set[int] = set()
     for other in Order.select(Order.published_ports).where((Order.id != exclude) & (Order.status != OrderStatus.TERMINATED)):
         taken.update((other.published_ports or {}).values())

@@ -21,9 +21,10 @@ from app.catalog.catalog import Catalog
 from app.catalog.product import ProductDefinition
 from app.config import Settings
 from app.db import pending_migrations
-from app.errors import LiveError, NotFound, OrderNotFound
+from app.errors import LiveError, NamingError, NotFound, OrderNotFound
 from app.ingress.service import IngressService, IngressStatus
 from app.models import Customer, Event, Operation, Order, Product, ProductRevision, utcnow
+from app.naming import normalize_hostname
 from app.orders.heartbeat import WorkerStatus, worker_status
 from app.orders.lifecycle import UNFINISHED_STATES, OperationState, OrderStatus
 from app.orders.operations import OperationRunner
@@ -298,11 +299,15 @@ class OrderQueries:
     # -- the container engine ----------------------------------------------------------
     @staticmethod
     def serves_hostname(hostname: str) -> bool:
-        """Whether ``hostname`` (any case, a trailing dot allowed) is the hostname of an order that is not
-        terminated: the proxy may hold a certificate for it (``GET /ingress/v1/ask``)."""
-        name = hostname.strip().lower().rstrip(".")
-        return bool(name) and Order.select().where((Order.hostname == name)
-                                                   & (Order.status != OrderStatus.TERMINATED)).exists()
+        """Whether ``hostname`` is the hostname of an order that is not terminated: the proxy may hold a
+        certificate for it (``GET /ingress/v1/ask``). Compared as hostnames are stored
+        (:func:`app.naming.normalize_hostname`: any case, a trailing dot, the Unicode or the IDNA form);
+        a name that is no hostname (an IP address, invalid characters) is never served."""
+        try:
+            name = normalize_hostname(hostname)
+        except NamingError:
+            return False
+        return Order.select().where((Order.hostname == name) & (Order.status != OrderStatus.TERMINATED)).exists()
 
     def ingress_status(self) -> IngressStatus:
         """Whether the proxy answers and holds the bridge's routes, and how many are pending (``/readyz``)."""

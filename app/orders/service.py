@@ -139,6 +139,8 @@ class OrderService:
             chosen = instance or derive_instance([username, domain], self._instance_taken,
                                                  fallback=f"order-{service_id}")
             order_hostname = hostname_for(chosen, domain, self.base_domain)
+            if domain and domain.strip():
+                self._require_own_domain(order_hostname, chosen)
             if instance or (domain and domain.strip()):
                 # A hostname the caller chose (a domain, or an explicit identifier's generated name).
                 self._require_free_hostname(order_hostname)
@@ -174,6 +176,18 @@ class OrderService:
         if exclude is not None:
             query = query.where(Order.id != exclude)
         return query.exists()
+
+    def _require_own_domain(self, hostname: str, instance: str) -> None:
+        """A customer's domain is their own: the base domain and the names under it are the orders' generated
+        hostnames (and the operator's), never a customer's pick, except the order's own ``<instance>.<base>``.
+
+        Raises InvalidRequest naming the domain and the base domain.
+        """
+        base = self.base_domain
+        if (hostname == base or hostname.endswith("." + base)) and hostname != f"{instance}.{base}":
+            raise InvalidRequest(f"domain {hostname!r} is under the base domain {base}, whose names are the orders' "
+                                 f"generated hostnames; leave the domain empty to use {instance}.{base}, or give a "
+                                 "domain of the customer's own")
 
     def _require_free_hostname(self, hostname: str, exclude: int | None = None) -> None:
         # The message never names the other order or its customer.
@@ -280,6 +294,7 @@ class OrderService:
         def move_hostname(current: Order) -> None:
             if hostname is None or hostname == current.hostname:
                 return
+            self._require_own_domain(hostname, current.instance)
             self._require_free_hostname(hostname, exclude=current.id)
             previous, current.hostname = current.hostname, hostname
             current.updated_at = utcnow()

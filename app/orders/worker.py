@@ -104,6 +104,9 @@ class Worker:
             if self.ingress is not None and self.ingress.enabled:
                 scheduler.add_job(self.resync_ingress_safely, "interval", seconds=self.ingress_resync_seconds,
                                   id="resync-ingress", next_run_time=dt.datetime.now())
+                # New orders get their "being prepared" page before their create starts (it may queue).
+                scheduler.add_job(self.apply_pending_routes_safely, "interval", seconds=max(self.poll_seconds, 2.0),
+                                  id="apply-pending-routes")
             self._scheduler = scheduler
             if not stopping.is_set():
                 log.info("worker %s started (concurrency %d)", self.worker_id, self.concurrency)
@@ -287,6 +290,14 @@ class Worker:
                 self.ingress.resync()
         except Exception:  # the database, or a bug: the next interval tries again
             log.exception("ingress resync failed")
+
+    def apply_pending_routes_safely(self) -> None:
+        """Write the routes still pending (new orders, failed writes); never raises."""
+        try:
+            with self.db.connection_context():
+                self.ingress.apply_pending()
+        except Exception:  # the database, or a bug: the next interval tries again
+            log.exception("pending routes not applied")
 
     def _route(self, order_id: int, finishing: int | None = None) -> None:
         """Apply the order's route as it is now (``finishing``: an operation about to be recorded as succeeded,

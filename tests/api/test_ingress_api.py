@@ -37,7 +37,12 @@ def test_ask_answers_200_only_for_hostnames_of_orders_that_are_not_terminated(ap
         answer = api.get(f"/ingress/v1/ask?domain={domain}", scope=None)
         assert answer.status_code == 200, domain
         assert answer.json == {"domain": domain, "allowed": True}
-    for domain in ("stranger.test.local", "example.org", "river.test.local.evil.example"):
+    unicode = api.post("/whmcs/v1/services/605/create", client_payload(username="books", domain="maps.bücher.example"))
+    assert unicode.json["order"]["hostname"] == "maps.xn--bcher-kva.example"
+    for domain in ("maps.bücher.example", "maps.xn--bcher-kva.example"):  # as hostnames are compared: IDNA
+        assert api.get(f"/ingress/v1/ask?domain={domain}", scope=None).status_code == 200, domain
+    for domain in ("stranger.test.local", "example.org", "river.test.local.evil.example", "127.0.0.1", "a" * 253,
+                   "bad_name.example"):
         assert api.get(f"/ingress/v1/ask?domain={domain}", scope=None).status_code == 404, domain
     assert api.get("/ingress/v1/ask", scope=None).status_code == 422  # the API's validation error
     assert api.get("/ingress/v1/ask?domain=", scope=None).status_code == 422

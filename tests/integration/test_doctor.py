@@ -336,6 +336,9 @@ def test_ingress_off_unreachable_pending_and_applied(live):
     memory.resync()
     assert table.routes[order.id].hostname == "acme.test.local"
     assert Doctor(settings, live.db, None, live.catalog, ingress=memory).check_ingress().status == OK
+    remote = dataclasses.replace(settings, caddy_admin_url="http://10.0.0.5:2019")
+    exposed = Doctor(remote, live.db, None, live.catalog, ingress=memory).check_ingress()
+    assert exposed.status == WARN and "not on the loopback" in exposed.finding
 
 
 def test_a_check_that_crashes_is_a_failed_finding(live, monkeypatch):

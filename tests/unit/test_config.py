@@ -89,10 +89,19 @@ def test_the_ingress_settings_are_read():
     ({"LIVE_INGRESS_HTTP_PORT": "0"}, "LIVE_INGRESS_HTTP_PORT must be at least 1"),
     ({"LIVE_INGRESS_HTTP_PORT": "8443", "LIVE_INGRESS_HTTPS_PORT": "8443"}, "must differ (both are 8443)"),
     ({"LIVE_ACME_EMAIL": "ops"}, "LIVE_ACME_EMAIL must be an email address"),
-    ({"LIVE_INGRESS_BIND": "0.0.0.0 ; rm"}, "LIVE_INGRESS_BIND must be a host address"),
+    ({"LIVE_INGRESS_BIND": "0.0.0.0 ; rm"}, "LIVE_INGRESS_BIND must be an IP address of this host"),
+    ({"LIVE_INGRESS_BIND": "notanip"}, "LIVE_INGRESS_BIND must be an IP address of this host"),
+    ({"LIVE_CADDY_ADMIN_URL": "http://127.0.0.1:99999"}, "LIVE_CADDY_ADMIN_URL must be http(s)://<host>:<port>"),
+    ({"LIVE_CADDY_ADMIN_URL": "http://127.0.0.1:2019/config/"}, "without a path"),
+    ({"LIVE_CADDY_ADMIN_URL": "http://admin:pw@127.0.0.1:2019"}, "LIVE_CADDY_ADMIN_URL must be http(s)://"),
     ({"LIVE_INGRESS_RESYNC_SECONDS": "0.1"}, "LIVE_INGRESS_RESYNC_SECONDS must be at least 1.0"),
 ])
 def test_bad_ingress_values_are_named(env, message):
     with pytest.raises(ConfigError) as error:
         load_settings(env)
     assert message in str(error.value)
+
+
+def test_an_ipv6_bind_address_is_read_with_or_without_brackets():
+    assert load_settings({"LIVE_INGRESS_BIND": "[::1]"}).ingress_bind == "::1"
+    assert load_settings({"LIVE_INGRESS_BIND": "0:0::1"}).ingress_bind == "::1"

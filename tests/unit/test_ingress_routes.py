@@ -12,8 +12,11 @@ from app.orders.lifecycle import OperationKind, OrderStatus
 
 @pytest.mark.parametrize("status, kinds, mode", [
     ("active", [], RouteMode.PROXY),
-    ("active", ["suspend"], RouteMode.PROXY),  # serves until it is suspended
-    ("active", ["terminate"], RouteMode.PROXY),
+    ("active", ["suspend"], RouteMode.SUSPENDED),  # before its containers stop: never a proxy error
+    ("active", ["terminate"], RouteMode.SUSPENDED),
+    ("active", ["suspend", "unsuspend"], RouteMode.SUSPENDED),  # the oldest unfinished one runs: it decides
+    ("active", ["upgrade", "suspend"], RouteMode.PREPARING),
+    ("failed", ["terminate"], RouteMode.SUSPENDED),
     ("active", ["upgrade"], RouteMode.PREPARING),
     ("active", ["restart"], RouteMode.PREPARING),
     ("active", ["change_plan"], RouteMode.PREPARING),
@@ -74,7 +77,7 @@ def caddy(**overrides) -> CaddyIngress:
 def test_a_proxy_route_matches_the_hostname_then_each_path_prefix_and_404s_other_paths():
     got = caddy().route_json(route())
     assert got["@id"] == "live-prod-order-7" and got["terminal"] is True
-    assert got["match"] == [{"host": ["acme.geocat.live"]}]
+    assert got["match"] == [{"host": ["acme.geocat.live", "acme.geocat.live."]}]
     [subroute] = got["handle"]
     assert subroute["handler"] == "subroute"
     maps, other = subroute["routes"]
@@ -111,7 +114,9 @@ def test_the_server_with_tls_listens_on_the_https_port_and_redirects_from_the_ht
     ingress = caddy(bind="127.0.0.1", http_port=8080, https_port=8443)
     server = ingress.server_json([route()])
     assert server["listen"] == ["127.0.0.1:8443"]
-    assert server["tls_connection_policies"] == [{}]
+    assert server["tls_connection_policies"] == [{}] and server["strict_sni_host"] is True
+    # Certificates only from the bridge's on-demand policy, never Caddy's automatic ones (CA "local").
+    assert server["automatic_https"] == {"disable_redirects": True, "disable_certificates": True}
     assert server["routes"][-1] == ingress.fallback_json() and server["routes"][-1]["handle"][0]["status_code"] == 404
     redirect = ingress.redirect_server_json()
     assert redirect["listen"] == ["127.0.0.1:8080"]

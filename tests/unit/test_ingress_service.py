@@ -139,3 +139,82 @@ def test_the_route_of_a_success_is_applied_before_the_operation_is_recorded_as_s
     proxy.put_route = recording
     create(live)
     assert seen == [(RouteMode.PREPARING, ["running"]), (RouteMode.PROXY, ["running"])]
+
+
+def test_a_new_order_gets_its_page_before_its_create_runs(live, proxy):
+    order = create(live, run_it=False)
+    assert live.ingress.apply_pending() == 1
+    assert proxy.routes[order.id].mode is RouteMode.PREPARING
+    assert live.ingress.apply_pending() == 0  # nothing pending any more
+
+
+def test_once_the_proxy_is_unreachable_operations_stop_calling_it_until_a_resync_reaches_it(live, proxy):
+    first, second = create(live, "one", 1), create(live, "two", 2)
+    proxy.down = True
+    live.orders.suspend(first, requested_by="test")
+    run(live)
+    calls = proxy.calls
+    assert calls > 0  # the first write found it down
+    live.orders.suspend(second, requested_by="test")
+    run(live)
+    assert again(second).status == "suspended" and again(second).ingress_pending is True
+    assert live.ingress.apply_pending() == 0
+    assert proxy.calls == calls, "nothing sent while the proxy is known to be unreachable"
+    proxy.down = False
+    live.ingress.resync()
+    assert {proxy.routes[o.id].mode for o in (first, second)} == {RouteMode.SUSPENDED}
+    live.orders.unsuspend(again(first), requested_by="test")
+    run(live)
+    assert proxy.routes[first.id].mode is RouteMode.PROXY  # writes resumed after the resync
+
+
+def test_a_terminated_orders_port_is_not_reused_while_the_proxy_may_still_route_there(live, proxy):
+    old = create(live, "old", 1)
+    port = old.published_ports["web:8080"]
+    proxy.down = True
+    live.orders.terminate(old, requested_by="test")
+    run(live)
+    assert again(old).status == "terminated" and again(old).ingress_pending is True
+    assert live.ingress.ports_still_routed() == {port}
+    new = create(live, "new", 2)
+    assert port not in new.published_ports.values()
+    proxy.down = False
+    live.ingress.resync()
+    assert old.id not in proxy.routes and live.ingress.ports_still_routed() == set()
+
+
+def test_a_suspend_shows_the_suspended_page_before_the_containers_stop(live, proxy, fake_engine):
+    order = create(live)
+    stopped_with = []
+    stop = fake_engine.stop_container
+
+    def recording(*args, **kwargs):
+        stopped_with.append(proxy.routes[order.id].mode)
+        return stop(*args, **kwargs)
+
+    fake_engine.stop_container = recording
+    live.orders.suspend(order, requested_by="test")
+    run(live)
+    assert stopped_with and set(stopped_with) == {RouteMode.SUSPENDED}
+
+
+@pytest.mark.parametrize("domain", ["test.local", "bob.test.local", "Shop.Test.Local.", "a.b.test.local"])
+def test_a_customer_cannot_take_a_name_of_the_base_domain(live, domain):
+    from app.errors import InvalidRequest
+
+    with pytest.raises(InvalidRequest, match="under the base domain test.local") as refused:
+        live.orders.create(service_id=9, customer=CustomerInfo(email="m@example.org"), product="busybox-demo",
+                           plan="small", username="mallory", domain=domain)
+    assert "leave the domain empty to use mallory.test.local" in str(refused.value)
+    assert not Order.select().where(Order.whmcs_service_id == 9).exists()
+
+
+def test_an_orders_own_generated_name_as_its_domain_is_accepted(live):
+    outcome = live.orders.create(service_id=9, customer=CustomerInfo(email="b@example.org"), product="busybox-demo",
+                                 plan="small", username="bob", domain="bob.test.local")
+    assert outcome.order.hostname == "bob.test.local"
+    # WHMCS sends the domain field with every change-package: the same name is no move.
+    live.orders.change_plan(again(outcome.order), "small", domain="bob.test.local", requested_by="test")
+    from app.errors import InvalidRequest
+    with pytest.raises(InvalidRequest, match="under the base domain"):
+        live.orders.change_plan(again(outcome.order), "large", domain="alice.test.local", requested_by="test")
