@@ -201,8 +201,10 @@ class CaddyIngress(RouteTable):
         body = self.route_json(route)
         if self._call("PATCH", f"/id/{body['@id']}", body, missing_ok=True) is not None:
             return
-        if self._call("PUT", f"/config/apps/http/servers/{self.server_name}/routes/0", body, missing_ok=True) is None:
+        # A new order. PUT would make missing parents as objects (and Caddy then refuses the configuration).
+        if not self.check():
             raise IngressUnavailable(f"Caddy has no server {self.server_name} yet: the resync creates it")
+        self._call("PUT", f"/config/apps/http/servers/{self.server_name}/routes/0", body)
 
     def remove_route(self, order_id: int) -> None:
         """Remove order ``order_id``'s route; nothing to do when it is not there. Raises IngressUnavailable."""

@@ -83,7 +83,7 @@ def test_one_route_change_is_one_small_call(caddy):
     assert by_id(caddy, "live-t-order-7")["handle"][0]["status_code"] == 503
     session.writes.clear()
     ingress.put_route(Route(99, "new", f"new.{BASE}", RouteMode.PREPARING))  # a new order: inserted first
-    assert [method for method, _ in session.writes] == ["PATCH", "PUT"]
+    assert [method for method, _ in session.writes] == ["PATCH", "PUT"]  # and one small GET: is the server there
     assert route_ids(caddy)[0] == "live-t-order-99" and route_ids(caddy)[-1] == "live-t-unknown-host"
     session.writes.clear()
     ingress.remove_route(99)

@@ -259,12 +259,16 @@ def test_a_custom_domain_is_served_like_a_generated_hostname(bridge, orders):
 def test_an_unknown_host_never_reaches_an_order(bridge, orders):
     hostname = f"alpha.{BASE_DOMAIN}"
     bridge.https_until(hostname, serves("alpha"))
-    # A valid SNI (a known order's certificate), another Host header.
+    # A valid SNI (a known order's certificate), another Host header: 421 Misdirected Request (RFC 9110,
+    # section 15.5.20), since the server requires the Host to be the handshake's name (strict_sni_host).
     for host in (f"stranger.{BASE_DOMAIN}:{bridge.https_port}", "stranger.example", f"{BASE_DOMAIN}",
-                 f"alpha.{BASE_DOMAIN}.evil.example"):
+                 f"alpha.{BASE_DOMAIN}.evil.example", f"beta.{BASE_DOMAIN}"):
         answer = bridge.https(hostname, host=host)
-        assert answer.status == 404, (host, answer)
+        assert answer.status == 421, (host, answer)
         assert "page of" not in answer.text
+    # Plain HTTP never reaches an order either: an unknown Host is redirected, never proxied.
+    plain = bridge.caddy.http_get("stranger.example", bridge.http_port, ENDPOINT_PATH)
+    assert plain.status == 308 and "page of" not in plain.text
     # An unknown name in SNI too: the ask endpoint says no, so Caddy has no certificate and the handshake fails.
     with pytest.raises(urllib3.exceptions.SSLError):
         bridge.https(f"stranger.{BASE_DOMAIN}")
