@@ -49,6 +49,8 @@ class IngressService:
 
     #: Seconds an order whose route write failed waits before :meth:`apply_pending` tries it again.
     retry_seconds = 30.0
+    #: Seconds :meth:`apply` waits for a running resync before it leaves the order pending.
+    lock_wait_seconds = 2.0
 
     def __init__(self, table: RouteTable | None, catalog: Catalog, base_domain: str):
         self.table = table
@@ -58,6 +60,8 @@ class IngressService:
         self._reachable = True  # False after a call could not reach the proxy, until a resync reaches it
         self._custom_applied: list[str] | None = None  # the custom domains the proxy holds, when known
         self._retry_at: dict[int, float] = {}  # order id -> monotonic time of its next try
+        self._dirty: set[int] = set()  # orders an operation changed while a resync held the lock
+        self._dirty_lock = threading.Lock()
 
     @property
     def enabled(self) -> bool:
@@ -96,22 +100,33 @@ class IngressService:
         """
         if self.table is None:
             return True
-        with self._lock:
+        # A resync holds the lock for its run (milliseconds, up to its timeout when Caddy hangs): never wait long.
+        if not self._lock.acquire(timeout=self.lock_wait_seconds):
+            with self._dirty_lock:
+                self._dirty.add(order_id)  # the running resync must not mark it applied: its read is older
+            self._mark([order_id], pending=True)
+            log.warning("route of order %s not applied now: a resync of the proxy is still running", order_id)
+            return False
+        try:
             order = Order.get_or_none(Order.id == order_id)
             return True if order is None else self._apply(order, finishing)
+        finally:
+            self._lock.release()
 
     def apply_pending(self, limit: int = 50) -> int:
         """Write the routes of up to ``limit`` pending orders (new ones, and those a failed write left
         pending), oldest first; an order whose write failed waits :attr:`retry_seconds` before the next try.
         Returns how many were applied. Does nothing while the proxy is unreachable (the resync's job)."""
-        if self.table is None or not self._reachable:
-            return 0
-        with self._lock:
+        if self.table is None or not self._reachable or not self._lock.acquire(blocking=False):
+            return 0  # no proxy, known unreachable, or a resync is running (it writes every route)
+        try:
             now = time.monotonic()
             waiting = [order_id for order_id, at in self._retry_at.items() if at > now]
             orders = (Order.select().where((Order.ingress_pending == True) & Order.id.not_in(waiting))  # noqa: E712
                       .order_by(Order.id).limit(limit))
             return sum(self._apply(order) for order in orders if self._reachable)
+        finally:
+            self._lock.release()
 
     def _apply(self, order: Order, finishing: int | None = None) -> bool:
         if not self._reachable:
@@ -176,10 +191,14 @@ class IngressService:
             self._retry_at.clear()
             if report.changed:
                 log.info("ingress resync: %s", report)
-            # Orders created after the read above are left for their own operation to apply.
+            # Orders created after the read above are left to apply_pending, and so are those whose change an
+            # operation could not write while this resync held the lock (its read may be older than the change).
             newest = orders[-1].id if orders else 0
-            Order.update(ingress_pending=False).where((Order.ingress_pending == True)  # noqa: E712
-                                                      & ((Order.id <= newest) | (Order.status == OrderStatus.TERMINATED))).execute()
+            with self._dirty_lock:
+                changed, self._dirty = self._dirty, set()
+            Order.update(ingress_pending=False).where(
+                (Order.ingress_pending == True)  # noqa: E712
+                & ((Order.id <= newest) | (Order.status == OrderStatus.TERMINATED)) & Order.id.not_in(changed)).execute()
             return report
 
     def ports_still_routed(self) -> set[int]:

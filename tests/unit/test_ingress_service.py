@@ -218,3 +218,31 @@ def test_an_orders_own_generated_name_as_its_domain_is_accepted(live):
     from app.errors import InvalidRequest
     with pytest.raises(InvalidRequest, match="under the base domain"):
         live.orders.change_plan(again(outcome.order), "large", domain="alice.test.local", requested_by="test")
+
+
+def test_a_change_made_while_a_slow_resync_runs_stays_pending_and_is_applied_after_it(live, proxy, monkeypatch):
+    import threading
+
+    order = create(live)
+    live.ingress.lock_wait_seconds = 0.05
+    release, started = threading.Event(), threading.Event()
+    sync = proxy.sync
+
+    def slow_sync(routes, custom):  # the resync read the order active, then Caddy hangs
+        started.set()
+        release.wait(5)
+        return sync(routes, custom)
+
+    monkeypatch.setattr(proxy, "sync", slow_sync)
+    resync = threading.Thread(target=live.ingress.resync)
+    resync.start()
+    assert started.wait(5)
+    live.orders.suspend(order, requested_by="test")
+    run(live)  # the operation is not held by the resync: its route writes give up after lock_wait_seconds
+    assert again(order).status == "suspended"
+    release.set()
+    resync.join(5)
+    assert proxy.routes[order.id].mode is RouteMode.PROXY  # what the resync read: stale
+    assert again(order).ingress_pending is True, "the resync must not call a route it read before the change applied"
+    assert live.ingress.apply_pending() == 1
+    assert proxy.routes[order.id].mode is RouteMode.SUSPENDED and again(order).ingress_pending is False
