@@ -26,7 +26,7 @@ import urllib3
 import yaml
 
 from app.config import PROJECT_ROOT, load_settings
-from bench.caddy import BenchCaddy
+from tests.support.caddy import CaddyProcess
 from tests.support.live_service import BIN, MINI_COMPOSE, MINI_MANIFEST, Service, free_port
 
 POSTGRES_ADMIN_URL = os.environ.get("LIVE_TEST_POSTGRES_URL", "postgresql://live:live@127.0.0.1:5432/postgres")
@@ -78,7 +78,7 @@ class Bench:
         folder.mkdir(parents=True)
         (folder / "product.yml").write_text(PAGE_MANIFEST)
         (folder / "docker-compose.yml").write_text(PAGE_COMPOSE)
-        self.caddies: list[BenchCaddy] = []
+        self.caddies: list[CaddyProcess] = []
 
     # -- environment --------------------------------------------------------
     def database(self, name: str) -> str:
@@ -392,10 +392,13 @@ class Bench:
         service.stop()
 
     # -- ingress (issue 12) --------------------------------------------------
-    def caddy(self, name: str) -> BenchCaddy:
+    def caddy(self, name: str) -> CaddyProcess:
         """A Caddy of the bench's own (admin API on a free loopback port, data under the work dir), stopped
         by :meth:`cleanup`."""
-        caddy = BenchCaddy(self.tmp / name)
+        binary = shutil.which("caddy")
+        if binary is None:
+            raise RuntimeError("caddy is not installed (apt-get install caddy)")
+        caddy = CaddyProcess(self.tmp / name, binary=binary)
         self.caddies.append(caddy)
         return caddy.start()
 

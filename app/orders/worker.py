@@ -285,19 +285,18 @@ class Worker:
 
     def resync_ingress_safely(self) -> None:
         """The periodic compare-and-repair of the proxy's routes (app/ingress/service.py); never raises."""
-        try:
-            with self.db.connection_context():
-                self.ingress.resync()
-        except Exception:  # the database, or a bug: the next interval tries again
-            log.exception("ingress resync failed")
+        self._ingress_job("ingress resync", self.ingress.resync)
 
     def apply_pending_routes_safely(self) -> None:
         """Write the routes still pending (new orders, failed writes); never raises."""
+        self._ingress_job("applying pending routes", self.ingress.apply_pending)
+
+    def _ingress_job(self, what: str, job) -> None:
         try:
             with self.db.connection_context():
-                self.ingress.apply_pending()
+                job()
         except Exception:  # the database, or a bug: the next interval tries again
-            log.exception("pending routes not applied")
+            log.exception("%s failed", what)
 
     def _route(self, order_id: int, finishing: int | None = None) -> None:
         """Apply the order's route as it is now (``finishing``: an operation about to be recorded as succeeded,

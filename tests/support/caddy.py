@@ -28,11 +28,11 @@ from typing import Callable, Mapping
 import requests
 import urllib3
 
+from app.ingress.caddy import INTERNAL_CA
 from tests.support.live_service import free_port
 from tests.support.waiting import wait_for
 
 log = logging.getLogger(__name__)
-INTERNAL_CA = "live"  # the CA id the bridge's TLS policy uses with LIVE_TLS=internal (INGRESS.md)
 
 
 def caddy_binary() -> str:
