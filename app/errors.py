@@ -1,6 +1,6 @@
 """Live's own exceptions: one tree, rooted at :class:`LiveError`.
 
-Errors of external libraries (docker, peewee, yaml, jsonschema, python-gitlab)
+Errors of external libraries (docker, peewee, yaml, jsonschema, python-gitlab, boto3)
 are translated into these at the adapter boundary, so callers never catch a
 library's type.
 
@@ -242,6 +242,24 @@ class ArchiveHelperMissing(ArchiveError):
 
     code = "archive_helper_missing"
     default_public = "the archive tool of the platform is not installed; nothing was deleted"
+
+
+class BackupStoreError(LiveError):
+    """The backup store (``LIVE_BACKUP_STORE``: a folder or an S3 bucket) failed, or holds a backup that is not
+    what its manifest says.
+
+    The message names the store's location (``s3://bucket/prefix`` at its endpoint, or the path) and the cause,
+    never a credential. ``transient`` is set per error: true when the store could not be reached or answered
+    with a server error (retrying later may succeed), false otherwise (refused, missing, corrupted).
+    """
+
+    http_status = 503
+    code = "backup_store"
+    default_public = "the backup storage cannot be used right now"
+
+    def __init__(self, message: str, *, transient: bool = False, public: str | None = None, **details):
+        super().__init__(message, public=public, **details)
+        self.transient = transient
 
 
 class Conflict(LiveError):
