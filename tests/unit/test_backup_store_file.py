@@ -1,0 +1,104 @@
+"""The backup store in a folder (app/backups/file_store.py): the shared contract, then what is the folder's own."""
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+
+import pytest
+
+from app.backups.file_store import FileBackupStore
+from app.errors import BackupStoreError
+from tests.support.backup_store_contract import BackupStoreContract, Chunks, GeneratedStream, MB, header
+
+
+def _raw_keys(store: FileBackupStore) -> list[str]:
+    if not store.root.exists():
+        return []
+    return sorted(str(path.relative_to(store.root)) for path in store.root.rglob("*") if path.is_file())
+
+
+def _tamper(store: FileBackupStore, instance: str, backup_id: str, name: str, data: bytes) -> None:
+    (store.root / instance / backup_id / name).write_bytes(data)
+
+
+class TestFileStore(BackupStoreContract):
+    @pytest.fixture
+    def make_store(self, tmp_path):
+        return lambda clock: FileBackupStore(tmp_path / "backups", clock=clock)
+
+    @pytest.fixture
+    def tamper(self):
+        return _tamper
+
+    @pytest.fixture
+    def raw_keys(self):
+        return _raw_keys
+
+
+@pytest.fixture
+def store(tmp_path):
+    return FileBackupStore(tmp_path / "backups")
+
+
+def test_files_are_private_and_no_partial_file_stays(store):
+    writer = store.begin(header())
+    writer.write_artefact("volume.tar", GeneratedStream(3 * MB))
+    writer.commit()
+    folder = store.root / "acme-maps" / writer.backup_id
+    for path in (store.root / "acme-maps", folder):
+        assert stat.S_IMODE(path.stat().st_mode) == 0o700, path
+    assert sorted(p.name for p in folder.iterdir()) == ["manifest.json", "volume.tar"]
+    for path in folder.iterdir():
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600, path
+
+
+def test_a_stream_that_fails_half_way_leaves_no_file(store):
+    class Failing:
+        def __init__(self):
+            self.calls = 0
+
+        def read(self, size=-1):
+            self.calls += 1
+            if self.calls > 2:
+                raise OSError("engine went away")
+            return b"x" * size
+
+    writer = store.begin(header())
+    with pytest.raises(OSError, match="engine went away"):
+        writer.write_artefact("volume.tar", Failing())
+    assert list((store.root / "acme-maps" / writer.backup_id).iterdir()) == []
+
+
+def test_a_store_that_cannot_be_written_names_the_path_and_the_cause(tmp_path):
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("x")
+    store = FileBackupStore(blocker / "backups")
+    with pytest.raises(BackupStoreError) as error:
+        store.begin(header())
+    assert str(blocker / "backups") in str(error.value) and "(ENOTDIR)" in str(error.value)
+    assert not error.value.transient
+    assert error.value.public == "the backup storage cannot be used right now"
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only folders")
+def test_a_read_only_store_fails_with_the_path(tmp_path):
+    root = tmp_path / "backups"
+    store = FileBackupStore(root)
+    writer = store.begin(header())
+    folder = root / "acme-maps" / writer.backup_id
+    folder.chmod(0o500)
+    try:
+        with pytest.raises(BackupStoreError, match="Permission denied") as error:
+            writer.write_artefact("volume.tar", Chunks(b"data"))
+        assert str(folder) in str(error.value)
+    finally:
+        folder.chmod(0o700)
+
+
+def test_the_listing_ignores_what_is_not_a_backup_folder(store, tmp_path):
+    (store.root / "acme-maps").mkdir(parents=True)
+    (store.root / "acme-maps" / "20261201-volume.tar").write_bytes(b"terminate's loose tar")  # LIVE_BACKUP_DIR's
+    (store.root / "acme-maps" / "not-an-id").mkdir()
+    assert store.list() == [] and store.clean_up_abandoned(0) == []
+    assert (store.root / "acme-maps" / "not-an-id").is_dir()
