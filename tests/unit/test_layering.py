@@ -108,8 +108,8 @@ EXTERNAL_LIBRARIES = {
     "requests": {"app.stacks.docker_engine", "app.catalog.gitlab_source", "app.ingress.caddy"},
     "apscheduler": {"app.orders.worker"},
     "prometheus_client": {"app.web.observability"},
-    "boto3": set(),
-    "botocore": set(),
+    "boto3": {"app.backups.s3_store"},
+    "botocore": {"app.backups.s3_store"},
 }
 
 
