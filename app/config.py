@@ -66,6 +66,10 @@ class Settings:
     billing_url: str = ""  # shown on the suspended page: the WHMCS client area
     ingress_resync_seconds: float = 30.0
     ingress_ask_url: str = "http://127.0.0.1:8000/ingress/v1/ask"
+    # Backups (issue 13): file:///<absolute path> or s3://<bucket>[/<prefix>] (app/backups/); "" = the default
+    # file://<repo>/var/backups, which load_settings fills in.
+    backup_store: str = ""
+    s3_endpoint_url: str | None = None  # an S3-compatible service's URL; None = AWS
 
     @property
     def public_scheme(self) -> str:
@@ -191,6 +195,7 @@ def load_settings(environ: dict | None = None) -> Settings:
         helper_image=_helper_image(env),
         backup_min_free_gb=_float(env, "LIVE_BACKUP_MIN_FREE_GB", Settings.backup_min_free_gb),
         **_ingress(env),
+        **_backup_store(env),
     )
 
 
@@ -267,6 +272,57 @@ def _ingress(env: dict) -> dict:
         "ingress_ask_url": _url(env, "LIVE_INGRESS_ASK_URL", "http://127.0.0.1:8000/ingress/v1/ask")
                            or Settings.ingress_ask_url,
     }
+
+
+_BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+_PREFIX_SEGMENT_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+
+
+def _backup_store(env: dict) -> dict:
+    """LIVE_BACKUP_STORE and LIVE_S3_ENDPOINT_URL (docs/BACKUPS.md, "The store"); raises ConfigError naming the
+    variable.
+
+    ``file:///<absolute path>`` (normalized; default ``file://<repo>/var/backups``) or ``s3://<bucket>[/<prefix>]``
+    (an S3 bucket name; the prefix's segments letters, digits, ``.``, ``_``, ``-``). The endpoint is an http(s)
+    URL without credentials, path or query, and only goes with an ``s3://`` store.
+    """
+    raw = (env.get("LIVE_BACKUP_STORE") or "").strip()
+    default = f"file://{PROJECT_ROOT / 'var' / 'backups'}"
+    value = raw or default
+    if value.startswith("file://"):
+        path = value[len("file://"):]
+        if not path.startswith("/") or "\x00" in path:
+            raise ConfigError(f"LIVE_BACKUP_STORE must be file:///<absolute path> (three slashes) or "
+                              f"s3://<bucket>/<prefix>, got {raw!r}")
+        store = f"file://{os.path.normpath(path)}"
+    elif value.startswith("s3://"):
+        bucket, _, prefix = value[len("s3://"):].partition("/")
+        prefix = prefix.strip("/")
+        if not _BUCKET_RE.match(bucket) or ".." in bucket:
+            raise ConfigError(f"LIVE_BACKUP_STORE must name an S3 bucket (3-63 lowercase letters, digits, '.' "
+                              f"and '-') like s3://geocat-backups/live, got {raw!r}")
+        if prefix and not all(_PREFIX_SEGMENT_RE.match(part) for part in prefix.split("/")):
+            raise ConfigError(f"LIVE_BACKUP_STORE's prefix must be folders of letters, digits, '.', '_' and '-' "
+                              f"like s3://geocat-backups/live/prod, got {raw!r}")
+        store = f"s3://{bucket}" + (f"/{prefix}" if prefix else "")
+    else:
+        raise ConfigError(f"LIVE_BACKUP_STORE must be file:///<absolute path> or s3://<bucket>/<prefix>, got {raw!r}")
+    endpoint = (env.get("LIVE_S3_ENDPOINT_URL") or "").strip().rstrip("/")
+    if endpoint:
+        parts = urlsplit(endpoint)
+        try:
+            parts.port
+        except ValueError:
+            parts = None
+        if (parts is None or parts.scheme not in ("http", "https") or not parts.hostname or parts.username
+                or parts.password or parts.path or parts.query or parts.fragment):
+            # Never echo the value: it may hold a key someone pasted into the URL.
+            raise ConfigError("LIVE_S3_ENDPOINT_URL must be http(s)://<host>[:<port>] of an S3-compatible service, "
+                              "without credentials or a path, like https://s3.example.org")
+        if not store.startswith("s3://"):
+            raise ConfigError("LIVE_S3_ENDPOINT_URL is set but LIVE_BACKUP_STORE is not s3://...: set both or "
+                              "unset LIVE_S3_ENDPOINT_URL")
+    return {"backup_store": store, "s3_endpoint_url": endpoint or None}
 
 
 def _helper_image(env: dict) -> str:
