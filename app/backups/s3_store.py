@@ -6,7 +6,8 @@ The only module that imports boto3 or botocore (tests/unit/test_layering.py). Ke
 ``LIVE_S3_ENDPOINT_URL`` (any S3-compatible service; unset: AWS).
 
 - Artefacts stream through ``upload_fileobj`` with a :class:`TransferConfig`: one request below
-  :data:`PART_SIZE`, a multipart upload above it; memory holds a few parts, whatever the artefact's size.
+  :data:`PART_SIZE`, a multipart upload above it; memory holds at most ``CONCURRENCY + 1`` parts (40 MiB),
+  whatever the artefact's size.
 - A multipart object's ETag is not its MD5, so the store keeps its own sha256 in the object's metadata
   (``x-amz-meta-sha256``). The hash is known only once the stream has ended, so the object is copied onto
   itself with the metadata (a server-side copy, multipart above the part size) before the commit reads it back.
@@ -74,6 +75,9 @@ class S3BackupStore(BackupStore):
         self.page_size = 1000  # keys per listing page (S3's maximum); tests lower it to cross pages
         self.transfer = TransferConfig(multipart_threshold=part_size, multipart_chunksize=part_size,
                                        max_concurrency=CONCURRENCY, use_threads=True)
+        # Parts of a stream read ahead of their upload (s3transfer's default is 10): with the part size, this bounds
+        # an upload's memory, about (CONCURRENCY + 1) x part_size (40 MiB) whatever the artefact's size.
+        self.transfer.max_in_memory_upload_chunks = CONCURRENCY + 1
 
     def __repr__(self) -> str:
         return f"S3BackupStore({self._where!r})"

@@ -23,6 +23,7 @@ from __future__ import annotations
 import abc
 import hashlib
 import json
+import logging
 import re
 import secrets
 from dataclasses import dataclass, field
@@ -30,6 +31,8 @@ from datetime import datetime, timedelta, timezone
 from typing import BinaryIO, Callable, Iterable, Iterator, Protocol
 
 from app.errors import BackupStoreError, InvalidRequest, NotFound
+
+log = logging.getLogger(__name__)
 
 #: The manifest's ``format``: readers refuse a manifest of another format rather than guess.
 MANIFEST_FORMAT = "geocat-live-backup/1"
@@ -182,6 +185,13 @@ def check_backup_id(backup_id: str) -> str:
     return backup_id
 
 
+def check_instance(instance: str | None) -> str | None:
+    """``instance`` (None: every instance); InvalidRequest unless it is an instance identifier."""
+    if instance is not None and not _INSTANCE_RE.match(instance):
+        raise InvalidRequest(f"{instance!r} is not an instance identifier")
+    return instance
+
+
 def check_artefact_name(name: str) -> str:
     if not _ARTEFACT_RE.match(name or "") or name == MANIFEST_NAME or ".partial" in name:
         raise InvalidRequest(f"artefact name {name!r}: use letters, digits, '.', '_' and '-' (not {MANIFEST_NAME})")
@@ -263,12 +273,17 @@ class BackupStore(abc.ABC):
         Raises BackupStoreError when the store cannot be listed.
         """
         manifests = []
-        for stored in self._backups(instance):
+        for stored in self._backups(check_instance(instance)):
             if not stored.committed:
                 continue
             try:
                 manifest = self._manifest(stored.instance, stored.backup_id)
-            except BackupStoreError:
+            except NotFound:
+                continue  # deleted since the listing
+            except BackupStoreError as exc:
+                if exc.transient:
+                    raise
+                log.warning("backup %s/%s is left out of the listing: %s", stored.instance, stored.backup_id, exc)
                 continue
             if order_id is None or manifest.order_id == order_id:
                 manifests.append(manifest)
@@ -358,7 +373,7 @@ class BackupStore(abc.ABC):
     # -- helpers --------------------------------------------------------------------------------------------------
     def _locate(self, backup_id: str, instance: str | None, committed_only: bool = True) -> str:
         """The instance that holds ``backup_id`` (``instance`` when given and right). NotFound otherwise."""
-        for stored in self._backups(instance):
+        for stored in self._backups(check_instance(instance)):
             if stored.backup_id == backup_id and (stored.committed or not committed_only):
                 return stored.instance
         raise NotFound(f"no backup {backup_id} in {self.location}")

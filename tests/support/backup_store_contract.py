@@ -271,6 +271,14 @@ class BackupStoreContract:
         with pytest.raises(InvalidRequest, match="committed"):
             writer.write_artefact("b", Chunks(b"3"))
 
+    def test_an_instance_is_an_identifier_never_a_path(self, store):
+        backup(store, {"a": b"1"})
+        for call in (lambda: store.list(instance="../acme-maps"), lambda: store.list(instance="a/b"),
+                     lambda: store.verify("20261201T080000Z-00000000", instance=".."),
+                     lambda: store.begin(header(instance="../escape"))):
+            with pytest.raises(InvalidRequest):
+                call()
+
     def test_unknown_backups_and_artefacts_are_not_found(self, store):
         manifest = backup(store, {"a": b"1"})
         for call in (lambda: store.open_artefact("20990101T000000Z-00000000", "a"),
