@@ -20,7 +20,7 @@ from app.backups.s3_store import PART_SIZE, S3BackupStore
 from app.backups.store import HashingReader
 from app.errors import BackupStoreError
 from tests.support.backup_store_contract import (
-    BackupStoreContract, Chunks, Clock, GeneratedStream, MB, backup, header,
+    BackupStoreContract, Chunks, Clock, GeneratedStream, backup, header,
 )
 
 ACCESS_KEY = "AKIDLIVETESTDUMMY0001"
