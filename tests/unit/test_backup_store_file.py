@@ -101,3 +101,32 @@ def test_the_listing_ignores_what_is_not_a_backup_folder(store, tmp_path):
     (store.root / "acme-maps" / "not-an-id").mkdir()
     assert store.list() == [] and store.clean_up_abandoned(0) == []
     assert (store.root / "acme-maps" / "not-an-id").is_dir()
+
+
+# -- the values of app/backups/store.py ----------------------------------------------------------------------------
+@pytest.mark.parametrize("text, message", [
+    (b"not json", "cannot be read: JSONDecodeError"),
+    (b"\xff\xfe{", "cannot be read: "),
+    (b"[]", "is not a geocat-live-backup/1 manifest (format 'list')"),
+    (b'{"format": "geocat-live-backup/2"}', "is not a geocat-live-backup/1 manifest (format 'geocat-live-backup/2')"),
+    (b'{"format": "geocat-live-backup/1", "backup_id": "x"}', "cannot be read: KeyError"),
+])
+def test_a_manifest_that_is_not_one_is_refused_naming_where_it_is(text, message):
+    from app.backups.store import Manifest
+
+    with pytest.raises(BackupStoreError) as error:
+        Manifest.from_json(text, "s3://b/p/acme/x/manifest.json")
+    assert str(error.value).startswith("s3://b/p/acme/x/manifest.json ") and message in str(error.value)
+
+
+def test_backup_ids_sort_by_time_and_say_when_they_began():
+    from datetime import datetime, timedelta, timezone
+
+    from app.backups.store import backup_id_time, is_backup_id, new_backup_id
+
+    t = datetime(2026, 12, 31, 23, 59, 59, tzinfo=timezone.utc)
+    ids = [new_backup_id(t + timedelta(seconds=n)) for n in (0, 1, 3600, 86400 * 400)]
+    assert ids == sorted(ids) and all(is_backup_id(i) for i in ids)
+    assert ids[0].startswith("20261231T235959Z-") and backup_id_time(ids[0]) == t
+    cest = timezone(timedelta(hours=2))
+    assert new_backup_id(datetime(2026, 6, 1, 10, 0, tzinfo=cest)).startswith("20260601T080000Z-")
