@@ -1,7 +1,6 @@
 """The backup store in a folder (app/backups/file_store.py): the shared contract, then what is the folder's own."""
 from __future__ import annotations
 
-import os
 import stat
 
 import pytest
@@ -78,21 +77,6 @@ def test_a_store_that_cannot_be_written_names_the_path_and_the_cause(tmp_path):
     assert str(blocker / "backups") in str(error.value) and "(ENOTDIR)" in str(error.value)
     assert not error.value.transient
     assert error.value.public == "the backup storage cannot be used right now"
-
-
-@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only folders")
-def test_a_read_only_store_fails_with_the_path(tmp_path):
-    root = tmp_path / "backups"
-    store = FileBackupStore(root)
-    writer = store.begin(header())
-    folder = root / "acme-maps" / writer.backup_id
-    folder.chmod(0o500)
-    try:
-        with pytest.raises(BackupStoreError, match="Permission denied") as error:
-            writer.write_artefact("volume.tar", Chunks(b"data"))
-        assert str(folder) in str(error.value)
-    finally:
-        folder.chmod(0o700)
 
 
 def test_the_listing_ignores_what_is_not_a_backup_folder(store, tmp_path):
