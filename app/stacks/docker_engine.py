@@ -226,7 +226,10 @@ _TRANSIENT_ENGINE_ERROR = re.compile(
     r"connection refused|connection reset|broken pipe|transport is closing|deadline exceeded|i/o timeout"
     r"|timed? ?out|temporarily unavailable|try again|shutting down|is restarting|dial (unix|tcp)|\bEOF\b"
     r"|no such host|TLS handshake|too many open files|context canceled|device or resource busy"
-    r"|is not running|cannot connect", re.IGNORECASE)
+    r"|is not running|cannot connect"
+    # libnetwork's store (a boltdb file) is closed while the engine stops: a start at that moment fails with
+    # "failed to update store for object type *libnetwork.endpoint: open : no such file or directory".
+    r"|failed to update store for object type", re.IGNORECASE)
 
 
 def is_transient_engine_error(explanation: str) -> bool:
