@@ -262,6 +262,15 @@ class BackupStoreError(LiveError):
         self.transient = transient
 
 
+class BackupCorrupt(LiveError):
+    """A backup does not match its manifest (an artefact missing, or of another size or sha256): it is not
+    restored, and nothing of the order was touched. Not transient."""
+
+    http_status = 409
+    code = "backup_corrupt"
+    default_public = "the backup is damaged and was not restored; nothing was changed"
+
+
 class Conflict(LiveError):
     """The request contradicts the existing state (e.g. another product for the same service)."""
 

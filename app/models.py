@@ -186,8 +186,34 @@ class WorkerHeartbeat(BaseModel):
     concurrency = peewee.IntegerField()
 
 
+class Backup(BaseModel):
+    """One backup the bridge took or tried to take (migration 0010; ``app/backups/service.py``).
+
+    The store holds the backup itself (its manifest and artefacts) and is the truth about what can be
+    restored; this row records the attempt. ``kind`` is a :class:`app.backups.service.BackupKind`, ``state``
+    ``running``, ``succeeded``, ``failed`` or ``deleted`` (pruned or removed with its order's retention);
+    ``backup_id`` is the store's id (set once the upload began); ``size`` is bytes of all artefacts.
+    ``verified_at``/``verify_error`` record the last restore drill of this backup.
+    """
+
+    order = peewee.ForeignKeyField(Order, backref="backups", on_delete="CASCADE", index=True)
+    operation = peewee.ForeignKeyField(Operation, null=True, on_delete="SET NULL")
+    kind = peewee.CharField(max_length=16)
+    state = peewee.CharField(max_length=16, index=True)
+    backup_id = peewee.CharField(max_length=40, null=True, unique=True)
+    started_at = peewee.DateTimeField(default=utcnow, index=True)
+    finished_at = peewee.DateTimeField(null=True)
+    size = peewee.BigIntegerField(null=True)
+    artefacts = peewee.IntegerField(null=True)
+    error = peewee.TextField(null=True)
+    error_detail = peewee.TextField(null=True)
+    deleted_at = peewee.DateTimeField(null=True)
+    verified_at = peewee.DateTimeField(null=True)
+    verify_error = peewee.TextField(null=True)
+
+
 ALL_MODELS = [Customer, Product, ProductRevision, Order, Operation, Event, ApiKey, CatalogSync, WebhookDelivery,
-              WorkerHeartbeat]
+              WorkerHeartbeat, Backup]
 
 
 def record_event(kind: str, message: str, *, order=None, operation=None, actor: str = "system", **data) -> Event:

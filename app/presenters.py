@@ -58,7 +58,9 @@ def operation_view(operation: Operation, *, include_private: bool = False) -> di
         "order_id": operation.order_id,
         "kind": operation.kind,
         "state": operation.state,
-        "params": operation.params or {},
+        # Keys starting with "_" are the worker's own bookkeeping (a restore keeps the order's previous secrets
+        # there until it succeeded): never shown.
+        "params": {key: value for key, value in (operation.params or {}).items() if not key.startswith("_")},
         "attempts": operation.attempts,
         "max_attempts": operation.max_attempts,
         "steps": operation.steps or [],

@@ -182,6 +182,11 @@ class S3BackupStore(BackupStore):
         except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as exc:
             raise self._translate(exc, f"list {prefix or '/'}") from None
 
+    def _ping(self) -> None:
+        """One listing of at most one key: the bucket exists and the credentials may list it."""
+        self._call(f"list {self._base() or '/'}", "list_objects_v2", missing_is_not_found=False,
+                   Prefix=self._base(), MaxKeys=1)
+
     def _backups(self, instance: str | None) -> Iterable[StoredBackup]:
         base = self._base()
         folders: dict[tuple[str, str], bool] = {}

@@ -69,7 +69,9 @@ class Artefact:
 class BackupHeader:
     """What the caller knows of a backup before it starts: everything of the :class:`Manifest` but its id, time
     and artefacts. ``kind`` says why it was taken (``scheduled``, ``on_demand``, ``pre_change``, ``final``...);
-    ``services`` names the product's services it covers."""
+    ``services`` names the product's services it covers; ``contents`` says what each artefact is, so a backup
+    can be restored from the store alone (JSON-able: ``{"volumes": [{"volume", "artefact"}], "dumps":
+    [{"service", "artefact", "restore": [argv]}], "after_restore": [{"service", "command": [argv]}]}``)."""
 
     order_id: int
     instance: str
@@ -78,6 +80,7 @@ class BackupHeader:
     plan: str
     kind: str
     services: tuple[str, ...] = ()
+    contents: dict = field(default_factory=dict, compare=False)
 
     def __post_init__(self):
         object.__setattr__(self, "services", tuple(self.services))
@@ -102,6 +105,7 @@ class Manifest:
     created_at: datetime
     services: tuple[str, ...] = ()
     artefacts: tuple[Artefact, ...] = field(default_factory=tuple)
+    contents: dict = field(default_factory=dict, compare=False)  # see BackupHeader.contents
 
     @property
     def size(self) -> int:
@@ -128,6 +132,7 @@ class Manifest:
             "kind": self.kind,
             "services": list(self.services),
             "artefacts": [artefact.as_dict() for artefact in self.artefacts],
+            "contents": self.contents,
         }
 
     def to_json(self) -> str:
@@ -157,6 +162,7 @@ class Manifest:
                 services=tuple(str(name) for name in data["services"]),
                 artefacts=tuple(Artefact(str(item["name"]), int(item["size"]), str(item["sha256"]))
                                 for item in data["artefacts"]),
+                contents=dict(data.get("contents") or {}),
             )
         except BackupStoreError:
             raise
@@ -264,6 +270,15 @@ class BackupStore(abc.ABC):
         writer = BackupWriter(self, header, new_backup_id(now), now.astimezone(timezone.utc).replace(microsecond=0))
         self._prepare(header.instance, writer.backup_id)
         return writer
+
+    def check(self) -> None:
+        """Return when the store answers (one listing request, whatever it holds); BackupStoreError otherwise.
+        For ``/readyz`` and ``live doctor``."""
+        self._ping()
+
+    def _ping(self) -> None:
+        """One cheap request that proves the store is there (adapters with a cheaper one override it)."""
+        next(iter(self._backups(None)), None)
 
     # -- reading --------------------------------------------------------------------------------------------------
     def list(self, order_id: int | None = None, *, instance: str | None = None) -> list[Manifest]:
@@ -460,7 +475,8 @@ class BackupWriter:
         header = self.header
         manifest = Manifest(backup_id=self.backup_id, order_id=header.order_id, instance=header.instance,
                             product=header.product, revision=header.revision, plan=header.plan, kind=header.kind,
-                            created_at=self.created_at, services=header.services, artefacts=tuple(self.artefacts))
+                            created_at=self.created_at, services=header.services, artefacts=tuple(self.artefacts),
+                            contents=header.contents)
         problems = []
         for artefact in self.artefacts:
             try:

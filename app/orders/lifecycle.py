@@ -54,6 +54,8 @@ class OperationKind(enum.StrEnum):
     REDEPLOY = "redeploy"
     RESTART = "restart"
     UPGRADE = "upgrade"
+    BACKUP = "backup"  # an on-demand or scheduled backup (app/backups/service.py); the status stays as it is
+    RESTORE = "restore"  # replace the order's data with a backup's, after a safety backup
 
 
 class OperationState(enum.StrEnum):
@@ -139,6 +141,8 @@ class Transition:
 
 
 _SUSPENDED = frozenset({OrderStatus.SUSPENDED})
+#: The statuses an order has data to back up in: everything but a create not finished yet and the final status.
+_BACKED_UP = frozenset({OrderStatus.ACTIVE, OrderStatus.SUSPENDED, OrderStatus.FAILED})
 
 #: One :class:`Transition` per operation kind (docs/OPERATIONS.md, "Order life").
 TRANSITIONS: Mapping[OperationKind, Transition] = MappingProxyType({rule.kind: rule for rule in (
@@ -154,6 +158,15 @@ TRANSITIONS: Mapping[OperationKind, Transition] = MappingProxyType({rule.kind: r
     Transition(OperationKind.RESTART, NOT_FINAL - _SUSPENDED, OrderStatus.ACTIVE,
                hints=MappingProxyType({OrderStatus.SUSPENDED: "unsuspend it instead of restarting"})),
     Transition(OperationKind.UPGRADE, NOT_FINAL, OrderStatus.ACTIVE, kept_while=_SUSPENDED),
+    # A backup changes no status; a pending order has nothing to back up yet.
+    Transition(OperationKind.BACKUP, _BACKED_UP, OrderStatus.ACTIVE, kept_while=_BACKED_UP,
+               hints=MappingProxyType({OrderStatus.PENDING: "its create has not finished: nothing to back up yet"})),
+    # A restore runs the order's services (restore commands, health): only an active order. A failed restore
+    # brings the order back from its safety backup; when even that fails, the order is failed.
+    Transition(OperationKind.RESTORE, frozenset({OrderStatus.ACTIVE}), OrderStatus.ACTIVE,
+               hints=MappingProxyType({OrderStatus.SUSPENDED: "unsuspend it first",
+                                       OrderStatus.PENDING: "its create has not finished",
+                                       OrderStatus.FAILED: "redeploy it first"})),
 )})
 
 

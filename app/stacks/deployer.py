@@ -13,11 +13,11 @@ import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Collection
 
 from app.compose.model import topological_order
 from app.config import Settings
-from app.errors import ArchiveHelperMissing, HealthCheckFailed, LiveError, UpstreamFailed
+from app.errors import ArchiveHelperMissing, EngineOperationError, HealthCheckFailed, LiveError, UpstreamFailed
 from app.stacks.archives import prepare_folder
 from app.stacks.engine import ContainerRequest, ContainerState, Engine
 from app.stacks.engine_requests import PLACEHOLDER_IMAGE_ID, build_requests, network_requests, volume_requests
@@ -246,11 +246,14 @@ class Deployer:
             self._wait_condition("the stack", name, "service_healthy", container_ids[name])
 
     # -- stop / remove ------------------------------------------------------
-    def stop(self, project: Project, progress: Progress = lambda _: None) -> list[str]:
+    def stop(self, project: Project, progress: Progress = lambda _: None, *, keep: Collection[str] = ()) -> list[str]:
         """Stop every container of the order, dependents first; returns the services stopped. Volumes are untouched.
 
-        A service may have two containers (an interrupted recreate): both are stopped.
+        A service may have two containers (an interrupted recreate): both are stopped. Services in ``keep``
+        (and, so that they keep working, the services they depend on) are left running: a final backup dumps
+        a database once the applications writing to it have stopped.
         """
+        keep = _with_dependencies(project, keep)
         containers: dict[str, list[ContainerState]] = {}
         for container in self.engine.list_containers(project.selector):
             if container.service is None:
@@ -261,6 +264,8 @@ class Deployer:
         stopped: list[str] = []
 
         def stop_one(name: str) -> None:
+            if name in keep:
+                return
             running = [c for c in containers.get(name, []) if c.state not in ("exited", "created", "dead")]
             if running:
                 progress(f"stop {name}")
@@ -273,6 +278,38 @@ class Deployer:
         graph.update({name: [] for name in containers if name not in graph})
         run_in_dependency_order(graph, stop_one, reverse=True)
         return sorted(stopped)
+
+    def start_only(self, project: Project, services: Collection[str], progress: Progress = lambda _: None) -> dict[str, str]:
+        """Start the existing containers of ``services`` and of the services they depend on, in ``depends_on``
+        order, each waited for as its dependents ask (healthy when it has a healthcheck); nothing else is
+        started, created or removed. Returns ``{service: container id}``.
+
+        For a restore: databases run their restore commands while the applications stay stopped. Raises
+        :class:`~app.errors.EngineOperationError` when a service has no container (the order was never
+        deployed, or a container was removed by hand: a full deploy makes it), :class:`HealthCheckFailed`
+        and the engine's errors.
+        """
+        wanted = _with_dependencies(project, services)
+        containers: dict[str, ContainerState] = {}
+        for container in self.engine.list_containers(project.selector):
+            if container.service in wanted and (container.service not in containers or container.running):
+                containers[container.service] = container
+        started: dict[str, str] = {}
+        for name in project.stack.start_order():
+            if name not in wanted:
+                continue
+            container = containers.get(name)
+            if container is None:
+                raise EngineOperationError(f"service {name} of order {project.instance} has no container to start")
+            if not container.running:
+                progress(f"start {name}")
+                self.engine.start_container(container.id)
+            started[name] = container.id
+            service = project.stack.services[name]
+            healthcheck = service.healthcheck or {}
+            if healthcheck and healthcheck.get("Test") != ["NONE"]:
+                self._wait_condition("the restore", name, "service_healthy", container.id)
+        return started
 
     def archive_and_remove(self, project: Project, backup_dir: Path, stamp: str,
                            progress: Progress = lambda _: None) -> list[ArchivedVolume]:
@@ -347,6 +384,21 @@ class Deployer:
             for volume in self.engine.list_volumes(project.selector):
                 progress(f"remove volume {volume.name}")
                 self.engine.remove_volume(volume.name)
+
+
+def _with_dependencies(project: Project, services: Collection[str]) -> set[str]:
+    """``services`` and every service they depend on, directly or not (names not in the stack are kept as given)."""
+    found: set[str] = set()
+    todo = list(services)
+    while todo:
+        name = todo.pop()
+        if name in found:
+            continue
+        found.add(name)
+        service = project.stack.services.get(name)
+        if service is not None:
+            todo.extend(service.depends_on)
+    return found
 
 
 def run_in_dependency_order(graph: dict[str, list[str]], work: Callable[[str], None], reverse: bool = False) -> None:

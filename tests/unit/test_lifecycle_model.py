@@ -42,7 +42,7 @@ def test_the_words_are_the_ones_stored_and_answered_in_their_order():
     assert list(OrderStatus) == ["pending", "active", "suspended", "failed", "terminated"]
     assert list(OperationState) == ["pending", "running", "succeeded", "failed"]
     assert list(OperationKind) == ["create", "suspend", "unsuspend", "change_plan", "terminate", "redeploy",
-                                   "restart", "upgrade"]
+                                   "restart", "upgrade", "backup", "restore"]
     assert list(LIFECYCLE_RESULTS) == ["queued", "running", "succeeded", "failed", "unchanged"]
     assert list(CallResult) == [*LIFECYCLE_RESULTS, "preview", "refused"]
     assert INITIAL_STATUS == "pending"
@@ -115,11 +115,13 @@ ALLOWED = {
     "redeploy": {P, A, S, F},
     "restart": {P, A, F},  # "refused on a suspended order: unsuspend it"
     "upgrade": {P, A, S, F},
+    "backup": {A, S, F},  # issue 13: a pending order has no data yet
+    "restore": {A},  # issue 13: restore commands and health need the order running
 }
 DONE_WHEN = {"suspend": S, "unsuspend": A, "terminate": T}
 SUCCEEDS_TO = {"create": A, "suspend": S, "unsuspend": A, "change_plan": A, "terminate": T, "redeploy": A,
-               "restart": A, "upgrade": A}
-KEPT_WHILE = {"change_plan": {S}, "redeploy": {S}, "upgrade": {S}}  # "on a suspended order ... applies at unsuspend"
+               "restart": A, "upgrade": A, "backup": A, "restore": A}
+KEPT_WHILE = {"change_plan": {S}, "redeploy": {S}, "upgrade": {S}, "backup": {A, S, F}}  # "on a suspended order ... applies at unsuspend"
 
 
 @pytest.mark.parametrize("kind", list(OperationKind))
@@ -162,8 +164,11 @@ def transition_table() -> str:
         allowed = _words(rule.allowed_from)
         if rule.kind == OperationKind.CREATE:
             allowed = f"a new order (`{INITIAL_STATUS}`); {allowed} (a retry)"
-        success = f"`{rule.succeeds_to}`" + "".join(f"; `{status}` stays `{status}`" for status in OrderStatus
-                                                    if status in rule.kept_while)
+        if rule.kept_while >= rule.allowed_from:
+            success = "unchanged"
+        else:
+            success = f"`{rule.succeeds_to}`" + "".join(f"; `{status}` stays `{status}`" for status in OrderStatus
+                                                        if status in rule.kept_while)
         failure = f"`{rule.fails_to}`" if rule.fails_to else "unchanged"
         if rule.restored_from:
             failure += f"; {_words(rule.restored_from)} starts again, else `{OrderStatus.FAILED}`"
