@@ -9,6 +9,10 @@ from dataclasses import dataclass
 
 import peewee
 
+from app.backups import backup_store
+from app.backups.policy import Retention
+from app.backups.schedule import BackupScheduler
+from app.backups.service import BackupDefaults, BackupService
 from app.catalog.catalog import Catalog
 from app.catalog.gitlab_source import GitLabSource
 from app.catalog.source import CatalogSource, LocalFolderSource
@@ -38,13 +42,20 @@ class Live:
     runner: OperationRunner
     queries: OrderQueries
     ingress: IngressService
+    backups: BackupService
+
+    def backup_scheduler(self) -> BackupScheduler:
+        """The worker's backup schedule: due backups are queued as ``backup`` operations of kind ``scheduled``."""
+        return BackupScheduler(self.backups, self.runner.policy,
+                               lambda order: self.orders.back_up(order, "scheduled", requested_by="schedule"))
 
     def worker(self) -> Worker:
         s = self.settings
         return Worker(self.db, self.runner, self.catalog, concurrency=s.worker_concurrency,
                       poll_seconds=s.worker_poll_seconds, retry_base_seconds=s.retry_base_seconds,
                       lease_seconds=s.lease_seconds, catalog_sync_seconds=s.catalog_sync_seconds,
-                      ingress=self.ingress, ingress_resync_seconds=s.ingress_resync_seconds)
+                      ingress=self.ingress, ingress_resync_seconds=s.ingress_resync_seconds,
+                      backups=self.backup_scheduler())
 
 
 def catalog_source(settings: Settings) -> CatalogSource:
@@ -81,8 +92,11 @@ def bootstrap(settings: Settings | None = None, engine: Engine | None = None,
     engine = engine if engine is not None else DockerEngine(settings.docker_host)
     deployer = Deployer(engine, health_timeout=settings.health_timeout_seconds, helper_image=settings.helper_image)
     ingress = IngressService(routes if routes is not None else route_table(settings), catalog, settings.base_domain)
+    backups = BackupService(backup_store(settings), deployer, BackupDefaults(
+        schedule=settings.backup_schedule, keep=Retention.parse(settings.backup_keep),
+        keep_terminated_days=settings.backup_keep_terminated_days))
     runner = OperationRunner(catalog, deployer, settings.backup_dir, settings.public_address,
-                             deployment=settings.deployment, routed_ports=ingress.ports_still_routed)
+                             deployment=settings.deployment, routed_ports=ingress.ports_still_routed, backups=backups)
     return Live(
         settings=settings,
         db=db,
@@ -94,4 +108,5 @@ def bootstrap(settings: Settings | None = None, engine: Engine | None = None,
         runner=runner,
         queries=OrderQueries(settings, db, catalog, engine, runner, ingress),
         ingress=ingress,
+        backups=backups,
     )

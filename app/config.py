@@ -70,6 +70,9 @@ class Settings:
     # file://<repo>/var/backups, which load_settings fills in.
     backup_store: str = ""
     s3_endpoint_url: str | None = None  # an S3-compatible service's URL; None = AWS
+    backup_schedule: str = "0 3 * * *"  # cron (UTC) of products that declare no schedule: daily at 03:00
+    backup_keep: str = "daily=7,weekly=4"  # retention of products that declare none (app/backups/policy.py)
+    backup_keep_terminated_days: int = 30  # how long a terminated order's final backup is kept
 
     @property
     def public_scheme(self) -> str:
@@ -170,12 +173,13 @@ def load_settings(environ: dict | None = None) -> Settings:
     if not re.match(r"^[a-z][a-z0-9]{0,15}$", deployment):
         raise ConfigError(f"LIVE_DEPLOYMENT must be 1-16 lowercase letters or digits, starting with a letter, got {deployment!r}")
 
+    backup_dir = _path(env, "LIVE_BACKUP_DIR", PROJECT_ROOT / "var" / "backups")
     return Settings(
         deployment=deployment,
         database_url=database_url,
         config_repo=config_repo,
         base_domain=base_domain,
-        backup_dir=_path(env, "LIVE_BACKUP_DIR", PROJECT_ROOT / "var" / "backups"),
+        backup_dir=backup_dir,
         docker_host=env.get("DOCKER_HOST") or None,
         worker_concurrency=_int(env, "LIVE_WORKER_CONCURRENCY", 4),
         worker_poll_seconds=_float(env, "LIVE_WORKER_POLL_SECONDS", 1.0, minimum=0.05),
@@ -195,7 +199,8 @@ def load_settings(environ: dict | None = None) -> Settings:
         helper_image=_helper_image(env),
         backup_min_free_gb=_float(env, "LIVE_BACKUP_MIN_FREE_GB", Settings.backup_min_free_gb),
         **_ingress(env),
-        **_backup_store(env),
+        **_backup_store(env, backup_dir),
+        **_backup_policy(env),
     )
 
 
@@ -278,16 +283,38 @@ _BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 _PREFIX_SEGMENT_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
 
-def _backup_store(env: dict) -> dict:
+def _backup_policy(env: dict) -> dict:
+    """LIVE_BACKUP_SCHEDULE (5-field cron, UTC; default daily at 03:00), LIVE_BACKUP_KEEP (retention like
+    ``daily=7,weekly=4``) and LIVE_BACKUP_KEEP_TERMINATED_DAYS (default 30): the defaults of products that
+    declare none (docs/BACKUPS.md). Raises ConfigError naming the variable."""
+    from app.backups.policy import Retention, check_schedule  # the policy module owns both syntaxes
+
+    schedule = (env.get("LIVE_BACKUP_SCHEDULE") or Settings.backup_schedule).strip()
+    try:
+        check_schedule(schedule)
+    except ValueError as exc:
+        raise ConfigError(f"LIVE_BACKUP_SCHEDULE must be a 5-field cron expression like '0 3 * * *', got "
+                          f"{schedule!r}: {exc}") from None
+    keep = (env.get("LIVE_BACKUP_KEEP") or Settings.backup_keep).strip()
+    try:
+        Retention.parse(keep)
+    except (ValueError, ConfigError) as exc:
+        raise ConfigError(f"LIVE_BACKUP_KEEP must be like daily=7,weekly=4 (keys last, hourly, daily, weekly, "
+                          f"monthly, yearly), got {keep!r}: {exc}") from None
+    return {"backup_schedule": schedule, "backup_keep": keep,
+            "backup_keep_terminated_days": _int(env, "LIVE_BACKUP_KEEP_TERMINATED_DAYS", 30, minimum=0)}
+
+
+def _backup_store(env: dict, backup_dir: Path) -> dict:
     """LIVE_BACKUP_STORE and LIVE_S3_ENDPOINT_URL (docs/BACKUPS.md, "The store"); raises ConfigError naming the
     variable.
 
-    ``file:///<absolute path>`` (normalized; default ``file://<repo>/var/backups``) or ``s3://<bucket>[/<prefix>]``
+    ``file:///<absolute path>`` (normalized; default ``file://<LIVE_BACKUP_DIR>``, itself ``<repo>/var/backups``) or ``s3://<bucket>[/<prefix>]``
     (an S3 bucket name; the prefix's segments letters, digits, ``.``, ``_``, ``-``). The endpoint is an http(s)
     URL without credentials, path or query, and only goes with an ``s3://`` store.
     """
     raw = (env.get("LIVE_BACKUP_STORE") or "").strip()
-    default = f"file://{PROJECT_ROOT / 'var' / 'backups'}"
+    default = f"file://{Path(backup_dir).resolve()}"
     value = raw or default
     if value.startswith("file://"):
         path = value[len("file://"):]

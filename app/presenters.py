@@ -14,7 +14,7 @@ from typing import Any
 from app.catalog.catalog import Catalog
 from app.config import PublicAddress
 from app.models import Customer, Event, Operation, Order, Product, ProductRevision
-from app.orders.lifecycle import FINISHED_STATES, OrderStatus
+from app.orders.lifecycle import FINISHED_STATES, OrderStatus, public_params
 
 #: The key of an event's ``data`` that holds private error detail (see event_view).
 PRIVATE_EVENT_DATA = "error_detail"
@@ -60,7 +60,7 @@ def operation_view(operation: Operation, *, include_private: bool = False) -> di
         "state": operation.state,
         # Keys starting with "_" are the worker's own bookkeeping (a restore keeps the order's previous secrets
         # there until it succeeded): never shown.
-        "params": {key: value for key, value in (operation.params or {}).items() if not key.startswith("_")},
+        "params": public_params(operation.params),
         "attempts": operation.attempts,
         "max_attempts": operation.max_attempts,
         "steps": operation.steps or [],

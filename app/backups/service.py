@@ -329,6 +329,10 @@ class BackupService:
             Backup.update(state=BackupState.DELETED, deleted_at=self.clock()).where(
                 Backup.backup_id == manifest.backup_id).execute()
             deleted.append(manifest.backup_id)
+        listed = {manifest.backup_id for manifest in manifests}
+        Backup.update(state=BackupState.DELETED, deleted_at=self.clock()).where(  # removed from the store by hand
+            (Backup.order == order) & (Backup.state == BackupState.SUCCEEDED) & Backup.backup_id.not_in(listed)
+            & (Backup.started_at < self.clock() - dt.timedelta(minutes=1))).execute()
         if deleted:
             record_event("order.backups_pruned", f"{len(deleted)} backup(s) deleted by retention", order=order,
                          backup_ids=deleted)

@@ -191,3 +191,10 @@ def handles(kind: OperationKind) -> Callable[[Callable[..., None]], Callable[...
         return function
 
     return register
+
+
+def public_params(params: dict | None) -> dict:
+    """An operation's params without the worker's bookkeeping (keys starting with "_", e.g. the id of a backup
+    it took, or a restore's previous secrets): what the request said, what views show, and what a repeated
+    request is compared with."""
+    return {key: value for key, value in (params or {}).items() if not key.startswith("_")}

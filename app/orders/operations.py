@@ -14,11 +14,13 @@ from typing import Callable
 
 import peewee
 
+from app.backups.policy import BackupPolicy, ResolvedPolicy
+from app.backups.service import BackupKind, BackupService
 from app.catalog.catalog import Catalog
 from app.catalog.product import build_project
 from app.config import PublicAddress
 from app.compose.model import StackSpec
-from app.errors import DataRiskError, HostPortInUse, LiveError
+from app.errors import DataRiskError, HostPortInUse, InvalidRequest, LiveError
 from app.models import Operation, Order, ProductRevision, record_event, utcnow
 from app.orders.lifecycle import HANDLERS, TRANSITIONS, OperationKind, OrderStatus, handles, transition
 from app.presenters import PRIVATE_EVENT_DATA
@@ -41,8 +43,11 @@ class OperationRunner:
 
     def __init__(self, catalog: Catalog, deployer: Deployer, backup_dir: Path,
                  public_address: PublicAddress = PublicAddress(), ports: PortAllocator | None = None,
-                 deployment: str = "live", routed_ports: Callable[[], set[int]] = set):
+                 deployment: str = "live", routed_ports: Callable[[], set[int]] = set,
+                 backups: BackupService | None = None):
         self.deployment = deployment
+        # Backups (app/backups/service.py): taken before changes, at terminate, and by backup operations.
+        self.backups = backups
         # Ports a terminated order's route may still lead to in the proxy: never given to another order.
         self.routed_ports = routed_ports
         self.catalog = catalog
@@ -122,6 +127,8 @@ class OperationRunner:
     def _do_change_plan(self, operation: Operation, order: Order, progress: Progress) -> None:
         plan, product = operation.params["plan"], operation.params.get("product", order.product.slug)
         revision = self.catalog.deployable_revision(product) if product != order.product.slug else order.revision
+        self._guard_data(operation, order, revision, plan, progress, check_only=True)
+        self._backup_once(operation, order, BackupKind.PRE_CHANGE, "_pre_change_backup", progress)
         self._guard_data(operation, order, revision, plan, progress)
         if product != order.product.slug:
             definition = self.catalog.definition(revision)
@@ -181,7 +188,7 @@ class OperationRunner:
         return changed
 
     def _guard_data(self, operation: Operation, order: Order, revision: ProductRevision, plan: str,
-                    progress: Progress) -> None:
+                    progress: Progress, *, check_only: bool = False) -> None:
         """Refuse a change that detaches data unless the operator accepted it; list what is left behind.
 
         Checked again here (the request was checked too) because other changes may have run since.
@@ -193,6 +200,8 @@ class OperationRunner:
         if report.detaches_data and not operation.params.get("allow_data_risk"):
             raise DataRiskError(f"{operation.kind} of order {order.instance}", report,
                                 how_to_allow="Nothing was changed; an operator may accept this with --allow-data-risk")
+        if check_only:
+            return
         mounted = {mount.volume for service in after.services.values() for mount in service.volumes}
         kept = [entry for entry in (order.detached_volumes or []) if entry["volume"] not in mounted]
         listed = {entry["volume"] for entry in kept}
@@ -209,6 +218,8 @@ class OperationRunner:
     def _do_upgrade(self, operation: Operation, order: Order, progress: Progress) -> None:
         revision = ProductRevision.get((ProductRevision.product == order.product)
                                        & (ProductRevision.content_hash == operation.params["revision"]))
+        self._guard_data(operation, order, revision, order.plan, progress, check_only=True)
+        self._backup_once(operation, order, BackupKind.PRE_CHANGE, "_pre_change_backup", progress)
         self._guard_data(operation, order, revision, order.plan, progress)
         previous = order.revision.label
         order.revision = revision
@@ -242,12 +253,163 @@ class OperationRunner:
         Depends neither on the product's images nor on its services starting (see
         :meth:`Deployer.archive_and_remove`); a failure leaves every volume in place (see :meth:`on_failure`).
         """
-        stamp = f"{operation.created_at:%Y%m%dT%H%M%S}-op{operation.id}"
-        archives = self.deployer.archive_and_remove(self.teardown_project(order), self.backup_dir, stamp, progress)
+        final = self._back_up_and_remove(operation, order, self.teardown_project(order), progress)
         order.terminated_at = utcnow()
-        record_event("order.archived", f"{len(archives)} volume(s) archived", order=order, operation=operation,
-                     archives=[{"volume": a.volume, "path": a.path, "bytes": a.size} for a in archives])
+        record_event("order.archived", f"final backup {final}", order=order, operation=operation, backup_id=final)
+        if self.backups is not None:
+            self._prune(order, progress)  # a terminated order keeps its final backup only
         self._succeeded(operation, order, f"order {order.instance} terminated")
+
+    def _back_up_and_remove(self, operation: Operation, order: Order, project: Project, progress: Progress) -> str:
+        """Take the order's final backup, then remove its containers, networks and volumes; returns the backup id.
+
+        The services the product dumps (databases), and what they depend on, keep running until the others
+        have stopped, so the dump is taken with no application writing; every other volume is archived with
+        its services stopped. Nothing is removed unless the backup was committed (listed only once read back);
+        the backup's id is kept on the operation, so a retry after a crash removes without a second backup.
+        """
+        if self.backups is None:  # no backup store wired (tests of other concerns): the loose tars of before
+            stamp = f"{operation.created_at:%Y%m%dT%H%M%S}-op{operation.id}"
+            archives = self.deployer.archive_and_remove(project, self.backup_dir, stamp, progress)
+            return ", ".join(a.path for a in archives) or "none"
+        if not operation.params.get("_final_backup"):
+            dumped = {name for name, service in self._policy(order).services.items() if service.dump}
+            self.deployer.stop(project, progress, keep=dumped)
+        final = self._backup_once(operation, order, BackupKind.FINAL, "_final_backup", progress, project=project,
+                                  every_volume=True)
+        self.deployer.stop(project, progress)
+        self.deployer.remove_resources(project, progress, volumes=True)
+        return final
+
+    # -- backups ------------------------------------------------------------
+    def policy(self, order: Order) -> ResolvedPolicy:
+        """The order's backup policy: its revision's declaration for its plan, with the settings' defaults.
+        A revision that no longer loads gives the default rule (every volume as files)."""
+        return self._policy(order)
+
+    def _policy(self, order: Order) -> ResolvedPolicy:
+        defaults = self.backups.defaults
+        try:
+            declared = self.catalog.definition(order.revision).backup
+        except LiveError as exc:
+            if exc.transient:
+                raise
+            declared = BackupPolicy()
+        return declared.for_plan(order.plan, defaults.schedule, defaults.keep)
+
+    def _backup_once(self, operation: Operation, order: Order, kind: BackupKind, param: str, progress: Progress,
+                     *, project: Project | None = None, every_volume: bool = False) -> str | None:
+        """Take a backup of ``kind`` unless this operation already did (its id is in ``params[param]``, written as
+        soon as it is committed, so a retry after a crash does not take a second one); returns its id. Without a
+        backup service (tests of other concerns) nothing is taken."""
+        done = (operation.params or {}).get(param)
+        if done:
+            progress(f"{kind} backup {done} was taken by an earlier attempt")
+            return done
+        if self.backups is None:
+            return None
+        project = project or self.teardown_project(order)
+        manifest = self.backups.take(order, project, self._policy(order).services, kind, progress,
+                                     operation=operation, every_volume=every_volume)
+        self._remember(operation, **{param: manifest.backup_id})
+        return manifest.backup_id
+
+    @staticmethod
+    def _remember(operation: Operation, **values) -> None:
+        """Add bookkeeping ``values`` to the operation's params (keys start with "_": never shown, never compared
+        by a repeated request) and write them at once."""
+        operation.params = {**(operation.params or {}), **values}
+        Operation.update(params=operation.params).where(Operation.id == operation.id).execute()
+
+    def _prune(self, order: Order, progress: Progress) -> None:
+        """Apply the order's retention; a store that fails here never fails the backup that was just taken."""
+        try:
+            self.backups.prune(order, self._policy(order).keep, progress)
+        except LiveError as exc:
+            log.warning("pruning the backups of %s did not finish: %s", order.instance, exc)
+            progress(f"pruning old backups did not finish: {exc.public}")
+
+    @handles(OperationKind.BACKUP)
+    def _do_backup(self, operation: Operation, order: Order, progress: Progress) -> None:
+        """Take a backup (``params.kind``: scheduled or on_demand), then prune by the order's retention."""
+        kind = BackupKind(operation.params.get("kind", BackupKind.ON_DEMAND))
+        backup_id = self._backup_once(operation, order, kind, "_backup", progress)
+        self._prune(order, progress)
+        self._set_status(order, transition(operation.kind).status_after_success(order.status), operation,
+                         f"backup {backup_id} of order {order.instance}")
+
+    @handles(OperationKind.RESTORE)
+    def _do_restore(self, operation: Operation, order: Order, progress: Progress) -> None:
+        """Restore ``params.backup_id`` into the order (docs/BACKUPS.md, "Restore").
+
+        1. check every artefact against the manifest (nothing touched before); 2. take a safety backup; 3-4.
+        stop, replace the volumes' contents and run the restore commands; 5. deploy and wait for health, then
+        run the ``after_restore`` commands. A backup of another order (same customer and product: the late
+        payer's final backup) also brings that order's generated secrets, which its data was made with.
+        A failure for good after step 2 brings the order back from the safety backup (:meth:`on_failure`).
+        """
+        manifest = self.backups.find(operation.params["backup_id"])
+        source = self._restore_source(order, manifest)
+        if not operation.params.get("_restoring"):
+            progress(f"check backup {manifest.backup_id} ({len(manifest.artefacts)} artefact(s), {manifest.size} bytes)")
+            self.backups.check(manifest)
+            self._backup_once(operation, order, BackupKind.PRE_RESTORE, "_safety_backup", progress)
+            self._remember(operation, _restoring=True, _previous_secrets=dict(order.secrets or {}))
+        if source is not None:
+            generated = self.catalog.definition(order.revision).generated
+            order.secrets = {**(order.secrets or {}),
+                             **{k: v for k, v in (source.secrets or {}).items() if k in generated}}
+            order.save()
+        project = self.project(order)
+        self.backups.restore_data(project, manifest, progress)
+        self._deploy(order, progress)
+        self.backups.after_restore(project, manifest, progress)
+        record_event("order.restored", f"restored from backup {manifest.backup_id}", order=order, operation=operation,
+                     backup_id=manifest.backup_id, safety_backup=operation.params.get("_safety_backup"),
+                     source_order=manifest.order_id)
+        self._succeeded(operation, order, f"order {order.instance} restored from backup {manifest.backup_id}")
+
+    @staticmethod
+    def _restore_source(order: Order, manifest) -> Order | None:
+        """The other order whose backup is restored into ``order`` (None: its own). Refused unless it is of the
+        same product and customer."""
+        if manifest.product != order.product.slug:
+            raise InvalidRequest(f"backup {manifest.backup_id} is of product {manifest.product}, order "
+                                 f"{order.instance} of {order.product.slug}: nothing was changed")
+        if manifest.order_id == order.id:
+            return None
+        source = Order.get_or_none(Order.id == manifest.order_id)
+        if source is None or source.customer_id != order.customer_id:
+            raise InvalidRequest(f"backup {manifest.backup_id} belongs to another customer's order: nothing was changed")
+        return source
+
+    def _roll_back_restore(self, operation: Operation, order: Order, progress: Progress) -> None:
+        """Bring the order back from the restore's safety backup (with its secrets); ``failed`` when that fails."""
+        safety = operation.params.get("_safety_backup")
+        try:
+            if "_previous_secrets" in operation.params:
+                order.secrets = operation.params["_previous_secrets"]
+                order.save()
+            manifest = self.backups.find(safety)
+            progress(f"restore failed: bringing the order back from safety backup {safety}")
+            project = self.project(order)
+            self.backups.restore_data(project, manifest, progress)
+            self._deploy(order, progress)
+            self.backups.after_restore(project, manifest, progress)
+        except peewee.PeeweeException:
+            raise
+        except Exception as exc:  # noqa: BLE001 (whatever went wrong, the status must say the data is not back)
+            log.error("order %s: the rollback from safety backup %s failed: %s", order.instance, safety, exc)
+            public = exc.public if isinstance(exc, LiveError) else "internal error"
+            progress(f"the order could not be brought back from safety backup {safety}: {public}")
+            order.status = OrderStatus.FAILED
+            record_event(f"order.{OrderStatus.FAILED}", f"restore failed and safety backup {safety} could not be restored",
+                         order=order, operation=operation, safety_backup=safety,
+                         **{PRIVATE_EVENT_DATA: f"{type(exc).__name__}: {exc}"})
+            return
+        progress(f"the order runs again with the data of safety backup {safety}")
+        record_event("order.restore_rolled_back", f"restore failed: the order was brought back from safety backup {safety}",
+                     order=order, operation=operation, safety_backup=safety)
 
     # -- failure ------------------------------------------------------------
     def on_failure(self, operation: Operation, reason: str, progress: Progress, *, detail: str | None = None) -> None:
@@ -270,6 +432,8 @@ class OperationRunner:
         rule = TRANSITIONS.get(operation.kind)  # None: a kind this bridge does not know (``run`` refused it)
         if operation.kind == OperationKind.CREATE:
             detail = self._clean_failed_create(operation, order, progress, detail)
+        elif operation.kind == OperationKind.RESTORE and (operation.params or {}).get("_restoring"):
+            self._roll_back_restore(operation, order, progress)
         elif rule is not None and order.status in rule.restored_from:
             self._restore_after_failed_terminate(operation, order, progress)
         if rule is not None and rule.fails_to is not None:
@@ -280,11 +444,10 @@ class OperationRunner:
 
     def _clean_failed_create(self, operation: Operation, order: Order, progress: Progress, detail: str) -> str:
         """Archive and remove what a failed create made; returns ``detail``, plus why the clean-up did not finish."""
-        stamp = f"{operation.created_at:%Y%m%dT%H%M%S}-op{operation.id}-failed"
         project = None
         try:
             project = self.teardown_project(order)
-            self.deployer.archive_and_remove(project, self.backup_dir, stamp, progress)
+            self._back_up_and_remove(operation, order, project, progress)
             return detail
         except LiveError as exc:
             log.warning("cleanup after failed create of %s did not finish: %s", order.instance, exc)

@@ -17,7 +17,7 @@ from app.catalog.product import ProductDefinition
 from app.db import database, transaction
 from app.errors import Conflict, DataRiskError, HostnameTaken, InvalidRequest, LiveError, NotFound
 from app.models import Customer, Operation, Order, ProductRevision, record_event, utcnow
-from app.orders.lifecycle import INITIAL_STATUS, UNFINISHED_STATES, OperationKind, OrderStatus, transition
+from app.orders.lifecycle import INITIAL_STATUS, UNFINISHED_STATES, OperationKind, OrderStatus, public_params, transition
 from app.stacks.data_risk import DataRiskReport
 from app.naming import derive_instance, hostname_for, normalize_hostname, validate_instance
 
@@ -251,6 +251,30 @@ class OrderService:
     def restart(self, order: Order, requested_by: str = "system") -> Outcome:
         return self._transition(order, OperationKind.RESTART, {}, requested_by)
 
+    def back_up(self, order: Order, kind: str = "on_demand", requested_by: str = "system") -> Outcome:
+        """Queue a backup of the order (``kind``: ``on_demand`` or ``scheduled``); a backup of the same kind
+        already queued or running is returned instead of a second one. Conflict when the order has no data
+        to back up (pending, terminated)."""
+        if kind not in ("on_demand", "scheduled"):
+            raise InvalidRequest(f"backup kind must be on_demand or scheduled, got {kind!r}")
+        return self._transition(order, OperationKind.BACKUP, {"kind": kind}, requested_by)
+
+    def restore(self, order: Order, backup_id: str, *, product: str, source_order_id: int,
+                requested_by: str = "system") -> Outcome:
+        """Queue the restore of backup ``backup_id`` (of product ``product``, taken of order ``source_order_id``:
+        the manifest's) into ``order``. A backup of another order is accepted only of the same product and
+        customer (staff restoring a late payer's final backup into a new order). The same restore already
+        queued or running is returned. Raises InvalidRequest (another product or customer) and Conflict
+        (the order is not active)."""
+        if product != order.product.slug:
+            raise InvalidRequest(f"backup {backup_id} is of product {product}, order {order.instance} of "
+                                 f"{order.product.slug}")
+        if source_order_id != order.id:
+            source = Order.get_or_none(Order.id == source_order_id)
+            if source is None or source.customer_id != order.customer_id:
+                raise InvalidRequest(f"backup {backup_id} belongs to another customer's order")
+        return self._transition(order, OperationKind.RESTORE, {"backup_id": backup_id}, requested_by)
+
     def terminate(self, order: Order | None, requested_by: str = "system") -> Outcome | None:
         if order is None:
             return None  # terminating an unknown service is a success: nothing to remove
@@ -407,7 +431,7 @@ class OrderService:
                     return Outcome(current, None, False, f"order already {status}")
                 raise Conflict(rule.refusal(status, current.instance))
             queued = self._unfinished(current, kind)
-            if queued is not None and queued.params == params:
+            if queued is not None and public_params(queued.params) == params:
                 return Outcome(current, queued, False, f"{kind} already under way")
             refusal = rule.refusal(status, current.instance)
             if refusal is not None:

@@ -25,6 +25,7 @@ from pathlib import Path
 import peewee
 from apscheduler.schedulers.blocking import BlockingScheduler
 
+from app.backups.schedule import BackupScheduler
 from app.catalog.catalog import Catalog
 from app.errors import LiveError, WorkerAlreadyRunning
 from app.ingress.service import IngressService
@@ -38,14 +39,19 @@ log = logging.getLogger(__name__)
 
 PG_LOCK_KEY = 0x4C495645  # "LIVE"
 MAX_BACKOFF_SECONDS = 60.0
+#: How often due backups are looked for (cron has minute resolution), and how often the store is tidied.
+BACKUP_SCHEDULE_SECONDS = 60.0
+BACKUP_HOUSEKEEPING_SECONDS = 3600.0
 
 
 class Worker:
     def __init__(self, db: peewee.Database, runner: OperationRunner, catalog: Catalog, *, concurrency: int = 4,
                  poll_seconds: float = 1.0, retry_base_seconds: float = 2.0, catalog_sync_seconds: float = 300.0,
                  lease_seconds: float = 60.0, ingress: IngressService | None = None,
-                 ingress_resync_seconds: float = 30.0):
+                 ingress_resync_seconds: float = 30.0, backups: BackupScheduler | None = None):
         self.db = db
+        # Scheduled backups and the store's housekeeping (app/backups/schedule.py); None: no schedule.
+        self.backups = backups
         # Routes follow the operations (app/ingress/service.py); None or a disabled service: no ingress.
         self.ingress = ingress
         self.ingress_resync_seconds = ingress_resync_seconds
@@ -107,6 +113,11 @@ class Worker:
                 # New orders get their "being prepared" page before their create starts (it may queue).
                 scheduler.add_job(self.apply_pending_routes_safely, "interval", seconds=max(self.poll_seconds, 2.0),
                                   id="apply-pending-routes")
+            if self.backups is not None:
+                scheduler.add_job(self.queue_due_backups_safely, "interval", seconds=BACKUP_SCHEDULE_SECONDS,
+                                  id="schedule-backups", next_run_time=dt.datetime.now())
+                scheduler.add_job(self.backup_housekeeping_safely, "interval", seconds=BACKUP_HOUSEKEEPING_SECONDS,
+                                  id="backup-housekeeping")
             self._scheduler = scheduler
             if not stopping.is_set():
                 log.info("worker %s started (concurrency %d)", self.worker_id, self.concurrency)
@@ -283,18 +294,29 @@ class Worker:
                 self._in_flight.discard(operation_id)
                 self._busy_orders.discard(order_id)
 
+    def queue_due_backups_safely(self) -> None:
+        """Queue the scheduled backups that are due (app/backups/schedule.py); never raises."""
+        self._periodic_job("queueing scheduled backups", self.backups.queue_due)
+
+    def backup_housekeeping_safely(self) -> None:
+        """Delete expired final backups and abandoned uploads; never raises (a store that is down: next hour)."""
+        self._periodic_job("backup housekeeping", self.backups.housekeeping)
+
     def resync_ingress_safely(self) -> None:
         """The periodic compare-and-repair of the proxy's routes (app/ingress/service.py); never raises."""
-        self._ingress_job("ingress resync", self.ingress.resync)
+        self._periodic_job("ingress resync", self.ingress.resync)
 
     def apply_pending_routes_safely(self) -> None:
         """Write the routes still pending (new orders, failed writes); never raises."""
-        self._ingress_job("applying pending routes", self.ingress.apply_pending)
+        self._periodic_job("applying pending routes", self.ingress.apply_pending)
 
-    def _ingress_job(self, what: str, job) -> None:
+    def _periodic_job(self, what: str, job) -> None:
+        """Run a periodic job in a database connection; log and swallow its failure (the next interval tries again)."""
         try:
             with self.db.connection_context():
                 job()
+        except LiveError as exc:  # the store or the proxy is down: expected, the next interval tries again
+            log.warning("%s failed: %s", what, exc)
         except Exception:  # the database, or a bug: the next interval tries again
             log.exception("%s failed", what)
 
