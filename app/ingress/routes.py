@@ -24,7 +24,9 @@ from app.orders.lifecycle import OperationKind, OrderStatus, transition
 
 #: Operation kinds that (re)create or restart an order's containers: while one runs, the order is prepared.
 DEPLOYING_KINDS = frozenset({OperationKind.CREATE, OperationKind.UNSUSPEND, OperationKind.CHANGE_PLAN,
-                             OperationKind.REDEPLOY, OperationKind.RESTART, OperationKind.UPGRADE})
+                             OperationKind.REDEPLOY, OperationKind.RESTART, OperationKind.UPGRADE,
+                             OperationKind.RESTORE})
+# A backup stops nothing (a final backup is part of terminate): the order stays reachable while it runs.
 #: Operation kinds that stop an order's containers: while one runs, the order shows the suspended page.
 STOPPING_KINDS = frozenset({OperationKind.SUSPEND, OperationKind.TERMINATE})
 #: The host the order's published ports are bound to (one engine: the ports are on the bridge's own host).
