@@ -175,7 +175,7 @@ class BackupService:
         row.save()
         progress(f"backup {manifest.backup_id}: {len(manifest.artefacts)} artefact(s), {manifest.size} bytes")
         record_event("order.backed_up", f"{kind} backup {manifest.backup_id} ({manifest.size} bytes)", order=order,
-                     operation=operation, backup_id=manifest.backup_id, kind=str(kind), size=manifest.size,
+                     operation=operation, backup_id=manifest.backup_id, backup_kind=str(kind), size=manifest.size,
                      artefacts=[artefact.as_dict() for artefact in manifest.artefacts])
         return manifest
 
@@ -185,7 +185,7 @@ class BackupService:
         row.error, row.error_detail = public, f"{type(exc).__name__}: {exc}"
         row.save()
         record_event("order.backup_failed", f"{row.kind} backup failed: {public}", order=row.order_id,
-                     backup_id=row.backup_id, kind=row.kind)
+                     backup_id=row.backup_id, backup_kind=row.kind)
 
     def settle_interrupted(self, order: Order) -> None:
         """Settle the order's attempts a killed worker left ``running``: committed in the store ->
