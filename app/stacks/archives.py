@@ -219,6 +219,8 @@ class TarStreamCheck:
     PAX_HEADER_LIMIT = 1024 * 1024
     _HEADER_ONLY = (tarfile.LNKTYPE, tarfile.SYMTYPE, tarfile.CHRTYPE, tarfile.BLKTYPE, tarfile.DIRTYPE,
                     tarfile.FIFOTYPE)
+    #: Headers that describe the next member (GNU long names and links) or the archive (pax global): no member.
+    _META = (tarfile.GNUTYPE_LONGNAME, tarfile.GNUTYPE_LONGLINK, tarfile.XGLTYPE)
 
     def __init__(self):
         self.ended = False
@@ -267,8 +269,8 @@ class TarStreamCheck:
             if size > self.PAX_HEADER_LIMIT:
                 raise ValueError(f"a pax header of {size} bytes at byte {at}")
             self._pax, self._pax_left = bytearray(), size
-        else:
-            if info.type != tarfile.XGLTYPE and self._next_size is not None:
+        elif info.type not in self._META:
+            if self._next_size is not None:
                 size, self._next_size = self._next_size, None
             if info.type in self._HEADER_ONLY:
                 size = 0
