@@ -17,7 +17,7 @@ from app.errors import BackupStoreError
 from app.models import Backup, Event, Operation, Order
 from app.orders.service import CustomerInfo
 from tests.fakes import Killed
-from tests.unit.test_operations_fake import again, containers, create, last_operation, run
+from tests.unit.test_operations_fake import InlineExecutor, again, containers, create, last_operation, run
 
 DUMP_DECLARATION = """
 backup:
@@ -93,7 +93,7 @@ def test_an_on_demand_backup_archives_every_volume_and_changes_nothing(fake_live
     assert manifest.kind == "on_demand" and manifest.order_id == order.id and manifest.plan == "small"
     with fake_live.backups.store.open_artefact(manifest.backup_id, volume_artefact("db-data")) as stream:
         archive = tarfile.open(fileobj=io.BytesIO(stream.read()))
-    assert archive.extractfile("records").read() == b"customer data"
+    assert archive.extractfile("./records").read() == b"customer data"
     row = Backup.get(Backup.backup_id == manifest.backup_id)
     assert (row.state, row.kind, row.size, row.operation_id) == ("succeeded", "on_demand", manifest.size, operation.id)
     assert again(order).status == "active"
@@ -117,7 +117,7 @@ def test_a_backup_restores_over_changed_data_after_a_safety_backup(fake_live, fa
     assert safety.state == "succeeded" and operation.params["_safety_backup"] == safety.backup_id
     with fake_live.backups.store.open_artefact(safety.backup_id, volume_artefact("db-data")) as stream:
         kept = tarfile.open(fileobj=io.BytesIO(stream.read()))
-    assert kept.extractfile("records").read() == b"version 2 (a mistake)"
+    assert kept.extractfile("./records").read() == b"version 2 (a mistake)"
     assert again(order).status == "active"
     assert set(containers(fake_engine, fake_live, order).values()) == {"running"}
     steps = [step["message"] for step in operation.steps]
@@ -178,7 +178,7 @@ def test_a_corrupted_backup_is_refused_before_anything_is_touched(fake_live, fak
     run(fake_live)
     operation = last_operation(order)
     assert operation.state == "failed" and "does not match its manifest" in operation.error_detail
-    assert operation.error == "the backup is damaged and was not restored; nothing was changed"
+    assert operation.error.startswith("the backup is damaged and was not restored; nothing was changed")
     assert fake_engine.volumes[volume].files == {"records": b"version 2"}
     assert not Backup.select().where(Backup.kind == BackupKind.PRE_RESTORE).exists()
     assert set(containers(fake_engine, fake_live, order).values()) == {"running"}
@@ -192,7 +192,7 @@ def test_an_unreachable_store_fails_the_backup_visibly_and_the_order_keeps_runni
 
     monkeypatch.setattr(fake_live.backups.store, "begin", unreachable)
     operation = back_up(fake_live, order)
-    assert operation.state == "failed" and operation.error == "the backup storage cannot be used right now"
+    assert operation.state == "failed" and operation.error.startswith("the backup storage cannot be used right now")
     assert [row.state for row in Backup.select()] == ["failed"] * operation.attempts
     assert again(order).status == "active"
     assert set(containers(fake_engine, fake_live, order).values()) == {"running"}
@@ -204,10 +204,11 @@ def test_a_worker_killed_during_a_backup_leaves_nothing_listed_and_the_retry_con
     fake_engine.failures[("export_volume", volume_of(fake_live, order, "db-data"))] = Killed()
     fake_live.orders.back_up(order)
     worker = fake_live.worker()
+    worker._pool = InlineExecutor()
     with pytest.raises(Killed):
         worker.dispatch()
-        worker.run_until_idle(timeout=10)
     assert fake_live.backups.list(order) == []
+    assert [row.state for row in Backup.select()] == ["running"]
     worker = fake_live.worker()
     worker.recover()
     run(fake_live)
