@@ -276,7 +276,7 @@ class OperationRunner:
             dumped = {name for name, service in self._policy(order).services.items() if service.dump}
             self.deployer.stop(project, progress, keep=dumped)
         final = self._backup_once(operation, order, BackupKind.FINAL, "_final_backup", progress, project=project,
-                                  every_volume=True)
+                                  every_volume=True, skip_empty=True)
         self.deployer.stop(project, progress)
         self.deployer.remove_resources(project, progress, volumes=True)
         return final
@@ -298,7 +298,8 @@ class OperationRunner:
         return declared.for_plan(order.plan, defaults.schedule, defaults.keep)
 
     def _backup_once(self, operation: Operation, order: Order, kind: BackupKind, param: str, progress: Progress,
-                     *, project: Project | None = None, every_volume: bool = False) -> str | None:
+                     *, project: Project | None = None, every_volume: bool = False,
+                     skip_empty: bool = False) -> str | None:
         """Take a backup of ``kind`` unless this operation already did (its id is in ``params[param]``, written as
         soon as it is committed, so a retry after a crash does not take a second one); returns its id. Without a
         backup service (tests of other concerns) nothing is taken."""
@@ -310,7 +311,9 @@ class OperationRunner:
             return None
         project = project or self.teardown_project(order)
         manifest = self.backups.take(order, project, self._policy(order).services, kind, progress,
-                                     operation=operation, every_volume=every_volume)
+                                     operation=operation, every_volume=every_volume, skip_empty=skip_empty)
+        if manifest is None:
+            return None
         self._remember(operation, **{param: manifest.backup_id})
         return manifest.backup_id
 
