@@ -20,7 +20,6 @@ import socket
 import struct
 import threading
 import time
-from pathlib import Path
 from typing import Any, ContextManager, Iterator, Sequence
 
 import docker
@@ -41,7 +40,7 @@ from app.errors import (
     NotFound,
     StackSpecError,
 )
-from app.stacks.archives import TarStreamCheck, write_archive
+from app.stacks.archives import TarStreamCheck
 from app.stacks.engine import (
     OUTPUT_TAIL_BYTES,
     ContainerRequest,
@@ -453,42 +452,6 @@ class DockerEngine(Engine):
         except NotFound:
             pass
 
-    def archive_volume(self, volume: str, image: str, destination: Path, helper_name: str,
-                       labels: dict[str, str]) -> int:
-        """Write the volume's content as a tar file at ``destination`` (mode 0600); returns its size in bytes.
-
-        A helper container of ``image`` (the bridge's archive helper, ``LIVE_HELPER_IMAGE``; it is never
-        pulled) is created, never started, with the volume mounted read-only, and the engine streams its
-        content: no host access needed, so it works with a remote DOCKER_HOST too. The file is written by
-        :func:`app.stacks.archives.write_archive` (``.partial`` file, read back, renamed).
-
-        The helper is always removed, also when the engine or the destination fails midway; the engine's
-        stream is closed first (the engine does not remove a container while it streams from it).
-
-        Raises :class:`ArchiveDestinationError` (the file system failed: full, read-only, ...),
-        :class:`ArchiveError` (not a readable tar file), :class:`ImageMissing` (no such image),
-        :class:`EngineUnavailable` (engine unreachable, or its stream broke) or
-        :class:`EngineOperationError` (the engine refused).
-        """
-        helper = {"Id": self._create_helper(volume, image, helper_name, labels, read_only=True, command=["true"])}
-        api = self.api
-        response = None
-        try:
-            with translate_errors(f"read volume {volume}"):
-                # docker-py's get_archive() hides the response, so it could not be closed when the
-                # destination fails midway; these are the calls get_archive() makes.
-                response = api._get(api._url("/containers/{0}/archive", helper["Id"]), params={"path": "/volume/."},
-                                    stream=True)
-                api._raise_for_status(response)
-            return write_archive(destination, _archive_chunks(response, volume))
-        finally:
-            if response is not None:
-                response.close()
-            try:
-                self.remove_container(helper["Id"])
-            except LiveError as exc:  # never hide the error that brought us here; stop() removes it next time
-                log.warning("archive helper %s of volume %s was not removed: %s", helper_name, volume, exc)
-
     def _create_helper(self, volume: str, image: str, helper_name: str, labels: dict[str, str], *,
                        read_only: bool, command: list[str]) -> str:
         """Create (not start) a helper container of ``image`` with ``volume`` at ``/volume``; returns its id.
@@ -740,22 +703,6 @@ class DockerEngine(Engine):
 
 #: Bytes read at a time from the engine's archive stream.
 ARCHIVE_CHUNK_BYTES = 1024 * 1024
-
-
-def _archive_chunks(response: requests.Response, volume: str) -> Iterator[bytes]:
-    """The body of the engine's archive answer, with the engine's failures as Live errors.
-
-    A stream that breaks midway (the engine restarted, the connection dropped) is
-    :class:`EngineUnavailable`; the caller's own failures (writing the file) never pass through here.
-    """
-    action = f"read volume {volume}"
-    try:
-        with translate_errors(action):
-            yield from response.iter_content(ARCHIVE_CHUNK_BYTES)
-    except LiveError:
-        raise
-    except (requests.exceptions.RequestException, urllib3.exceptions.HTTPError, OSError) as exc:
-        raise EngineUnavailable(f"{action}: the Docker engine's stream broke: {exc}") from exc
 
 
 class _ResponseStream:
