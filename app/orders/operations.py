@@ -37,6 +37,12 @@ Progress = Callable[[str], None]
 Handler = Callable[[Operation, Order, Progress], None]
 
 
+#: The backups an operation takes before its own work, and how a failure of one is told (the public text).
+BACKUP_BEFORE = {BackupKind.PRE_CHANGE: "the backup before the change",
+                 BackupKind.PRE_RESTORE: "the safety backup before the restore",
+                 BackupKind.FINAL: "the final backup"}
+
+
 class OperationRunner:
     """Runs operations on the Docker engine through ``deployer``: one handler per :class:`OperationKind`
     (``handlers``), and the clean-up of an operation that failed for good (:meth:`on_failure`)."""
@@ -310,8 +316,13 @@ class OperationRunner:
         if self.backups is None:
             return None
         project = project or self.teardown_project(order)
-        manifest = self.backups.take(order, project, self._policy(order).services, kind, progress,
-                                     operation=operation, every_volume=every_volume, skip_empty=skip_empty)
+        try:
+            manifest = self.backups.take(order, project, self._policy(order).services, kind, progress,
+                                         operation=operation, every_volume=every_volume, skip_empty=skip_empty)
+        except LiveError as exc:
+            if kind in BACKUP_BEFORE:  # say which step failed: the billing side reports failed backups as such
+                exc.public = f"{BACKUP_BEFORE[kind]} failed: {exc.public}"
+            raise
         if manifest is None:
             return None
         self._remember(operation, **{param: manifest.backup_id})
