@@ -72,6 +72,15 @@ final class BackupsTemplateTest extends TestCase
         $this->assertStringNotContainsString('Last successful backup', $html);
     }
 
+    public function testAFailureOlderThanTheLastSuccessIsNotShown(): void
+    {
+        $html = $this->render(['backups' => [$this->backup()], 'last_success_at' => '2026-01-03T02:15:42Z',
+            'last_failure' => ['at' => '2026-01-02T02:15:09Z', 'kind' => 'scheduled', 'error' => 'store down']]);
+        $this->assertStringNotContainsString('failed', $html);
+        $this->assertStringNotContainsString('store down', $html);
+        $this->assertStringContainsString('Last successful backup: 2026-01-03 02:15 UTC.', $html);
+    }
+
     public function testEveryValueOfABackupIsEscaped(): void
     {
         $evil = '<script>alert(1)</script>';

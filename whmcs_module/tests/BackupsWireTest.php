@@ -87,6 +87,7 @@ final class BackupsWireTest extends TestCase
         $this->assertSame('2026-01-03 02:15 UTC', $backups['lastSuccessAt']);
         $this->assertSame(['at' => '2026-01-02 02:15 UTC', 'kind' => 'scheduled', 'kindLabel' => 'Scheduled',
             'error' => 'the backup storage cannot be used right now <b>'], $backups['lastFailure']);
+        $this->assertFalse($backups['failing'], 'the last failure is older than the last success');
         $this->assertTrue($backups['canBackUp']);
         $this->assertFalse($backups['canRestore'], 'the product does not let clients restore (default)');
         $this->assertSame(['GET /whmcs/v1/services/9401', 'GET /whmcs/v1/services/9401/backups'], $this->calls());

@@ -1057,7 +1057,8 @@ function geocatlive_backupView(array $backup): array
 
 /**
  * The backups answer as plain strings: items (newest first, as the bridge lists them),
- * restorable, lastSuccessAt ('' when none), lastFailure (null, or at, kind, kindLabel, error).
+ * restorable, lastSuccessAt ('' when none), lastFailure (null, or at, kind, kindLabel, error),
+ * failing (true when the last failure is newer than the last success, or there is no success).
  * Entries without a backup id are dropped.
  */
 function geocatlive_backupsView(array $answer): array
@@ -1084,9 +1085,12 @@ function geocatlive_backupsView(array $answer): array
             'error' => geocatlive_text($answer['last_failure']['error'] ?? ''),
         ];
     }
+    $successTime = is_string($answer['last_success_at'] ?? null) ? strtotime($answer['last_success_at']) : false;
+    $failureTime = $failure !== null && is_string($answer['last_failure']['at'] ?? null) ? strtotime($answer['last_failure']['at']) : false;
     return $lists + [
         'lastSuccessAt' => geocatlive_when($answer['last_success_at'] ?? ''),
         'lastFailure' => $failure,
+        'failing' => $failure !== null && ($successTime === false || $failureTime === false || $failureTime > $successTime),
     ];
 }
 
@@ -1099,7 +1103,7 @@ function geocatlive_clientBackups(array $params, string $status): array
 {
     $section = [
         'available' => false, 'notice' => '', 'serviceId' => (int) ($params['serviceid'] ?? 0), 'items' => [],
-        'lastSuccessAt' => '', 'lastFailure' => null, 'canBackUp' => $status === 'active',
+        'lastSuccessAt' => '', 'lastFailure' => null, 'failing' => false, 'canBackUp' => $status === 'active',
         'canRestore' => $status === 'active' && geocatlive_clientsMayRestore($params),
     ];
     try {

@@ -76,7 +76,7 @@
         {if !$live.backups.available}
             <div class="alert alert-info geocatlive-backups-notice" role="status">{$live.backups.notice|escape}</div>
         {else}
-            {if $live.backups.lastFailure}
+            {if $live.backups.failing}
                 <div class="alert alert-warning geocatlive-backup-failure" role="alert">
                     <strong>The last backup attempt failed</strong> ({$live.backups.lastFailure.at|escape}, {$live.backups.lastFailure.kindLabel|escape}){if $live.backups.lastFailure.error}:
                     {$live.backups.lastFailure.error|escape}{/if}.
