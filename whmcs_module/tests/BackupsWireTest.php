@@ -183,6 +183,13 @@ final class BackupsWireTest extends TestCase
         $this->assertSame(['wait' => 0], self::$stub->requests()[1]['body']);
     }
 
+    public function testALinkNeverRestores(): void
+    {
+        $_GET = $_REQUEST = ['action' => 'productdetails', 'id' => '9407', 'modop' => 'custom', 'a' => 'RestoreBackup', 'backup_id' => self::NEWEST];
+        $this->assertSame('GeoCat Live: no backup was chosen to restore.', geocatlive_RestoreBackup($this->params(9407, 'record', ['configoption4' => 'on'])));
+        $this->assertSame([], self::$stub->requests());
+    }
+
     public function testAClientCannotRestoreAnotherServicesFinalBackup(): void
     {
         // The final backup of the client's terminated service 9050 is listed as restorable: for staff only.

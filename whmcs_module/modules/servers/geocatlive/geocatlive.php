@@ -293,7 +293,8 @@ function geocatlive_RestoreBackup(array $params)
             throw new BridgeException('GeoCat Live: restoring a backup from the client area is not enabled for this product;'
                 . ' please contact support to have a backup restored.', 0, 'refused');
         }
-        $backupId = geocatlive_requestedBackupId($_POST['backup_id'] ?? ($_REQUEST['backup_id'] ?? ''));
+        // Only from a form post: a link (GET) never restores.
+        $backupId = geocatlive_requestedBackupId($_POST['backup_id'] ?? '');
     } catch (BridgeException $e) {
         geocatlive_logLocal('RestoreBackup', $params, $e);
         return $e->getMessage();
