@@ -290,8 +290,8 @@ final class BackupsWireTest extends TestCase
         $this->post(['geocatlive_restore' => self::NEWEST]);
         geocatlive_AdminServicesTabFieldsSave($this->params(9415));
         $this->assertSame([], self::$stub->requests());
-        $expected = 'GeoCat Live: restore of backup ' . self::NEWEST . ' into service #9415 not started: backup ' . self::NEWEST
-            . ' was not restored: tick "Replace this service\'s data" next to the backup to confirm, then save.';
+        $expected = 'GeoCat Live: restore of backup ' . self::NEWEST . ' into service #9415 not started: tick "Replace this service\'s data"'
+            . ' next to the backup to confirm, then save.';
         $this->assertSame([$expected], WhmcsRecorder::$activity);
         $this->assertSame(htmlspecialchars($expected, ENT_QUOTES), geocatlive_AdminServicesTabFields($this->params(9415))['GeoCat Live restore result']);
     }

@@ -495,7 +495,7 @@ function geocatlive_AdminServicesTabFieldsSave(array $params)
     }
     $serviceId = (int) ($params['serviceid'] ?? 0);
     if (empty($_POST['geocatlive_restore_confirm'])) {
-        $result = 'GeoCat Live: backup ' . $chosen . ' was not restored: tick "Replace this service\'s data" next to the backup to confirm, then save.';
+        $result = 'GeoCat Live: tick "Replace this service\'s data" next to the backup to confirm, then save.';
     } else {
         try {
             $result = geocatlive_restore($params, 'AdminServicesTabFieldsSave', geocatlive_requestedBackupId($chosen), true);
