@@ -479,16 +479,13 @@ class DockerEngine(Engine):
                 # docker-py's get_archive() hides the response, so it could not be closed when the
                 # destination fails midway; these are the calls get_archive() makes.
                 response = api._get(api._url("/containers/{0}/archive", helper["Id"]), params={"path": "/volume/."},
-                                    stream=True)
+                                    headers={"Accept-Encoding": "identity"}, stream=True)  # as export_volume
                 api._raise_for_status(response)
             return write_archive(destination, _archive_chunks(response, volume))
         finally:
             if response is not None:
                 response.close()
-            try:
-                self.remove_container(helper["Id"])
-            except LiveError as exc:  # never hide the error that brought us here; stop() removes it next time
-                log.warning("archive helper %s of volume %s was not removed: %s", helper_name, volume, exc)
+            self._remove_helper(helper["Id"], helper_name, volume)  # stop() removes one left next time
 
     def _create_helper(self, volume: str, image: str, helper_name: str, labels: dict[str, str], *,
                        read_only: bool, command: list[str]) -> str:
@@ -639,8 +636,12 @@ class DockerEngine(Engine):
                     raise
                 raise failure[0] from exc
             if isinstance(exc, (EngineOperationError, EngineUnavailable)) and "Error processing tar file" in str(exc):
-                raise ArchiveError(f"{action}: the engine cannot extract the stream: {exc}; the volume is partly "
-                                   "restored", volume=volume) from exc
+                if _NOT_A_TAR.search(str(exc)):
+                    raise ArchiveError(f"{action}: the stream is not a tar archive the engine can extract: {exc}; the "
+                                       "volume is partly restored", volume=volume) from exc
+                # The archive is fine, the volume is not (no space left on device, read-only file system).
+                raise EngineOperationError(f"{action}: the engine could not write the files: {exc}; the volume is "
+                                           "partly restored", volume=volume) from exc
             raise
         return sent[0]
 
@@ -749,6 +750,10 @@ class DockerEngine(Engine):
 
 #: Bytes read at a time from the engine's archive stream.
 ARCHIVE_CHUNK_BYTES = 1024 * 1024
+#: The engine's words (Go's archive/tar, its decompressors) for an archive it cannot read, after "Error processing
+#: tar file(exit status 1): ", e.g. "archive/tar: invalid tar header", "unexpected EOF".
+_NOT_A_TAR = re.compile(r"archive/tar|unexpected EOF|invalid tar|gzip|bzip2|xz:|zstd", re.IGNORECASE)
+_CONTAINER_ID = re.compile(r"[0-9a-f]{64}")
 
 
 def _archive_chunks(response: requests.Response, volume: str) -> Iterator[bytes]:
@@ -846,7 +851,8 @@ class _ExecSession:
         self.response, self.buffered, self.sock, self.action = response, buffered, sock, action
 
     def describe(self) -> str:
-        return f"command {shlex.join(self.command)} in container {self.container[:12]}"
+        container = self.container[:12] if _CONTAINER_ID.fullmatch(self.container) else self.container
+        return f"command {shlex.join(self.command)} in container {container}"
 
     def frames(self) -> Iterator[tuple[int, bytes]]:
         """``(stream, data)`` frames (1: standard output, 2: standard error) until the command's output ends."""

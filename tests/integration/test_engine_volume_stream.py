@@ -15,7 +15,7 @@ import textwrap
 import pytest
 
 from app.config import PROJECT_ROOT
-from app.errors import ArchiveError, ImageMissing, NotFound
+from app.errors import ArchiveError, EngineOperationError, ImageMissing, NotFound
 from app.stacks.docker_engine import DockerEngine
 from app.stacks.engine import VolumeRequest
 from tests.conftest import HELPER_IMAGE, TEST_IMAGE, remove_deployment_objects
@@ -69,10 +69,10 @@ def run(docker_engine, volume: str, script: str) -> str:
 
 def export_bytes(engine: DockerEngine, volume: str, namespace: str) -> bytes:
     with engine.export_volume(volume, HELPER_IMAGE, f"{namespace}-export", {"live.deployment": namespace}) as stream:
-        data = b""
+        data = bytearray()
         while piece := stream.read(65536):
             data += piece
-    return data
+    return bytes(data)
 
 
 def helpers_left(docker_engine, namespace: str) -> list[str]:
@@ -208,3 +208,18 @@ def test_the_exported_archive_is_plain_tar_not_compressed(engine, namespace, doc
     data = export_bytes(engine, volume, namespace)
     assert len(data) > 100_000 and data[257:262] == b"ustar"  # the engine gzips for clients that accept it
     assert hashlib.md5(data[1024:1024 + 100_000]).digest() == hashlib.md5(b"\0" * 100_000).digest()
+
+
+def test_a_full_volume_is_an_engine_refusal_not_a_bad_archive(docker_engine, engine, namespace):
+    source = make_volume(engine, namespace, "source")
+    run(docker_engine, source, "head -c 60000000 /dev/urandom > /v/big")  # far beyond the socket's buffers
+    data = export_bytes(engine, source, namespace)
+    small = f"{namespace}-small"
+    docker_engine.volumes.create(small, driver="local", labels={"live.deployment": namespace},
+                                 driver_opts={"type": "tmpfs", "device": "tmpfs", "o": "size=1m"})
+    with pytest.raises(EngineOperationError, match=f"^restore volume {small}: the engine could not write the files: "
+                                                   ".*no space left on device") as refused:
+        engine.import_volume(small, HELPER_IMAGE, f"{namespace}-import", {"live.deployment": namespace},
+                             io.BytesIO(data))
+    assert not isinstance(refused.value, ArchiveError)
+    assert helpers_left(docker_engine, namespace) == []
