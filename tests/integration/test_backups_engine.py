@@ -250,3 +250,21 @@ def test_a_worker_killed_during_a_restore_converges_to_the_backup(live, settings
     [safety] = [m for m in live.backups.list(order) if m.kind == "pre_restore"]
     with live.backups.store.open_artefact(safety.backup_id, "dump.db") as stream:
         assert stream.read() == b"a mistake"
+
+
+def test_a_restore_drill_brings_the_latest_backup_up_in_a_temporary_order(live, make_customer, docker_engine,
+                                                                         deployed_objects):
+    from app.backups.drill import RestoreDrills
+
+    declare(live, DECLARATION + "  verify: weekly\n")
+    order = create(live, make_customer, 709, "drilled")
+    write(docker_engine, live, order, "db", "/data/records", "drilled rows")
+    back_up(live, order)
+    before = deployed_objects()
+    drills = RestoreDrills(live.backups, live.runner.policy, live.runner.project, live.settings.deployment)
+    assert drills.due().id == order.id
+    assert drills.drill(order) is None
+    assert deployed_objects() == before, "the temporary order is gone, the real one untouched"
+    row = Backup.get(Backup.order == order.id)
+    assert row.verified_at is not None and row.verify_error is None
+    assert read(docker_engine, live, order, "db", "/data/records") == "drilled rows"
