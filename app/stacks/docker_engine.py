@@ -661,7 +661,7 @@ class DockerEngine(Engine):
     def _exec_output(self, container_id: str, command: tuple[str, ...]) -> Iterator[Readable]:
         session = self._exec_start(container_id, command, stdin=False)
         try:
-            yield _ExecOutput(self, session)
+            yield _ExecOutput(session)
         finally:
             session.close()
 
@@ -911,7 +911,7 @@ class _ExecSession:
 class _ExecOutput:
     """``read(n)`` of an exec's standard output; its standard error's tail is kept for the exit check."""
 
-    def __init__(self, engine: DockerEngine, session: _ExecSession):
+    def __init__(self, session: _ExecSession):
         self._session = session
         self._frames = session.frames()
         self._pending = memoryview(b"")
