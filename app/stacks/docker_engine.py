@@ -599,6 +599,7 @@ class DockerEngine(Engine):
                      check: TarStreamCheck) -> int:
         failure: list[BaseException] = []  # what the body raised, raised again as it was (requests may wrap it)
         sent = [len(first)]
+        finished = [False]
 
         def body() -> Iterator[bytes]:
             try:
@@ -611,6 +612,7 @@ class DockerEngine(Engine):
                     if not check.ended:
                         check.feed(data)
                     yield data
+                finished[0] = True
                 if not check.ended:
                     raise ArchiveError(f"{action}: the stream ends before the end of the tar archive after "
                                        f"{sent[0]} bytes ({check.members} members); the volume is partly restored",
@@ -643,6 +645,11 @@ class DockerEngine(Engine):
                 raise EngineOperationError(f"{action}: the engine could not write the files: {exc}; the volume is "
                                            "partly restored", volume=volume) from exc
             raise
+        if not finished[0]:
+            # The engine answered once its extractor met the archive's end, before the body was all sent (padding
+            # after the end): read the stream to its end all the same, so the caller's checks of it run.
+            while data := stream.read(ARCHIVE_CHUNK_BYTES):
+                sent[0] += len(data)
         return sent[0]
 
     def exec_output(self, container_id: str, command: Sequence[str]) -> ContextManager[Readable]:
@@ -654,7 +661,7 @@ class DockerEngine(Engine):
     def _exec_output(self, container_id: str, command: tuple[str, ...]) -> Iterator[Readable]:
         session = self._exec_start(container_id, command, stdin=False)
         try:
-            yield _ExecOutput(self, session)
+            yield _ExecOutput(session)
         finally:
             session.close()
 
@@ -722,7 +729,11 @@ class DockerEngine(Engine):
             # (the command's first output) is in the response's buffered reader, so read from that.
             response = api._post_json(api._url("/exec/{0}/start", exec_id), data={"Tty": False, "Detach": False},
                                       headers={"Connection": "Upgrade", "Upgrade": "tcp"}, stream=True)
-            api._raise_for_status(response)
+            try:
+                api._raise_for_status(response)
+            except BaseException:
+                response.close()
+                raise
         try:
             buffered = response.raw._fp.fp
             sock = buffered.raw._sock
@@ -900,7 +911,7 @@ class _ExecSession:
 class _ExecOutput:
     """``read(n)`` of an exec's standard output; its standard error's tail is kept for the exit check."""
 
-    def __init__(self, engine: DockerEngine, session: _ExecSession):
+    def __init__(self, session: _ExecSession):
         self._session = session
         self._frames = session.frames()
         self._pending = memoryview(b"")
