@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Builds the archive helper image on the Docker engine the bridge deploys on (DOCKER_HOST, as the
 # docker CLI reads it): the only image terminate, the clean-up of a failed create, backups and restores
-# use to read and write volumes, so none depends on a product's images. A busybox rootfs (tar, sh, true,
-# rm, find: a restore empties the volume first), loaded with `docker import`: no registry is needed.
-# Version 2 added rm and find: the default tag changed so machines with version 1 build it again.
+# use to read and write volumes, so none depends on a product's images. A busybox rootfs (tar, sh, true;
+# rm, find, chown, chmod, touch: a restore empties the volume and sets its root's owner, mode and time),
+# loaded with `docker import`: no registry is needed. Version 2 added rm, find, chown, chmod and touch: the
+# default tag changed so machines with version 1 build it again.
 #
 # Usage: scripts/build-helper-image.sh [IMAGE]     (default: $LIVE_HELPER_IMAGE, else live/archive-helper:2)
 #        scripts/build-helper-image.sh --force [IMAGE]   (rebuild even when the image is present)
@@ -38,7 +39,7 @@ trap 'rm -rf "$root"' EXIT
 mkdir -p "$root"/{bin,etc,tmp,volume}
 chmod 1777 "$root/tmp"
 cp "$busybox" "$root/bin/busybox"
-for applet in sh tar true ls cat rm find; do
+for applet in sh tar true ls cat rm find chown chmod touch; do
   ln -s busybox "$root/bin/$applet"
 done
 echo 'root:x:0:0:root:/:/bin/sh' > "$root/etc/passwd"

@@ -125,8 +125,10 @@ class BackupService:
         contents = backup_contents(services, project.stack, stopped=stopped)
         engine_volumes = self._engine_volumes(project)
         volumes = [item.volume for item in contents.volumes]
-        if every_volume:
-            volumes += sorted(name for name in engine_volumes if name not in volumes and name not in contents.excluded)
+        if every_volume:  # volumes no service of the stack mounts any more (a change left them behind)
+            declared = set(project.stack.volumes)
+            volumes += sorted(name for name in engine_volumes
+                              if name not in declared and name not in volumes and name not in contents.excluded)
         present = [volume for volume in volumes if volume in engine_volumes]
         for volume in volumes:
             if volume not in engine_volumes:

@@ -36,6 +36,12 @@ Progress = Callable[[str], None]
 Handler = Callable[[Operation, Order, Progress], None]
 
 
+#: The backups an operation takes before its own work, and how a failure of one is told (the public text).
+BACKUP_BEFORE = {BackupKind.PRE_CHANGE: "the backup before the change",
+                 BackupKind.PRE_RESTORE: "the safety backup before the restore",
+                 BackupKind.FINAL: "the final backup"}
+
+
 class OperationRunner:
     """Runs operations on the Docker engine through ``deployer``: one handler per :class:`OperationKind`
     (``handlers``), and the clean-up of an operation that failed for good (:meth:`on_failure`)."""
@@ -272,9 +278,13 @@ class OperationRunner:
         leaves the containers stopped and every volume in place (:meth:`on_failure` starts them again).
         """
         if not operation.params.get("_final_backup"):
-            self.backups.store.check()
-            if self.deployer.engine.list_volumes(project.selector):
-                self.deployer.require_helper_image()
+            try:
+                self.backups.store.check()
+                if self.deployer.engine.list_volumes(project.selector):
+                    self.deployer.require_helper_image()
+            except LiveError as exc:  # told as a failure of the final backup, as _backup_once tells the others
+                exc.public = f"{BACKUP_BEFORE[BackupKind.FINAL]} failed: {exc.public}"
+                raise
             dumped = {name for name, service in self._policy(order).services.items() if service.dump}
             self.deployer.stop(project, progress, keep=dumped)
         final = self._backup_once(operation, order, BackupKind.FINAL, "_final_backup", progress, project=project,
@@ -310,8 +320,13 @@ class OperationRunner:
             progress(f"{kind} backup {done} was taken by an earlier attempt")
             return done
         project = project or self.teardown_project(order)
-        manifest = self.backups.take(order, project, self._policy(order).services, kind, progress,
-                                     operation=operation, every_volume=every_volume, skip_empty=skip_empty)
+        try:
+            manifest = self.backups.take(order, project, self._policy(order).services, kind, progress,
+                                         operation=operation, every_volume=every_volume, skip_empty=skip_empty)
+        except LiveError as exc:
+            if kind in BACKUP_BEFORE:  # say which step failed: the billing side reports failed backups as such
+                exc.public = f"{BACKUP_BEFORE[kind]} failed: {exc.public}"
+            raise
         if manifest is None:
             return None
         self._remember(operation, **{param: manifest.backup_id})

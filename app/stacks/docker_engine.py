@@ -18,6 +18,7 @@ import re
 import shlex
 import socket
 import struct
+import tarfile
 import threading
 import time
 from typing import Any, ContextManager, Iterator, Sequence
@@ -511,13 +512,17 @@ class DockerEngine(Engine):
         """Empty the volume, then extract the tar archive of ``stream`` into it; returns the bytes read.
 
         The first block of ``stream`` is read and checked before anything is removed: a stream that does not
-        start as a tar archive leaves the volume as it was. The helper then runs once (``find /volume
-        -mindepth 1 -maxdepth 1 -exec rm -rf {} +``; the helper image has ``rm`` and ``find`` since version 2)
-        and the archive is sent to the engine (``PUT /containers/{helper}/archive`` at ``/volume``, a chunked
-        body streamed from ``stream``), which keeps the archive's owners (``copyUIDGID`` unset: the headers'
-        uid/gid, not the helper's user), modes, times and links. :class:`~app.stacks.archives.TarStreamCheck`
-        follows the archive's framing on the way, so a stream that breaks off at a member boundary (which
-        the engine's extractor accepts) is an :class:`ArchiveError` too.
+        start as a tar archive leaves the volume as it was. The helper (rw, no network) then runs
+        :func:`_restore_script`: it removes everything in the volume and gives the volume's root the owner and
+        mode of the archive's first member when that is the root (``.``, as :meth:`export_volume` writes it:
+        the engine's extractor skips the root's own entry). The archive is then sent to the engine (``PUT
+        /containers/{helper}/archive`` at ``/volume``, a chunked body streamed from ``stream``), which keeps
+        the archive's owners (``copyUIDGID`` unset: the headers' uid/gid, not the helper's user), modes, times
+        and links; the helper runs once more to set the root's time. The helper image has ``rm``, ``find``,
+        ``chown``, ``chmod`` and ``touch`` since version 2.
+
+        :class:`~app.stacks.archives.TarStreamCheck` follows the archive's framing on the way, so a stream that
+        breaks off at a member boundary (which the engine's extractor accepts) is an :class:`ArchiveError` too.
         """
         action = f"restore volume {volume}"
         self._require_volume(volume, action)
@@ -531,31 +536,36 @@ class DockerEngine(Engine):
         except ValueError as exc:
             raise ArchiveError(f"{action}: the stream is not a tar archive ({exc}); the volume was left as it was",
                                volume=volume) from exc
+        root = _archive_root(first)
         helper_id = self._create_helper(volume, image, helper_name, labels, read_only=False,
-                                        command=["find", "/volume", "-mindepth", "1", "-maxdepth", "1",
-                                                 "-exec", "rm", "-rf", "{}", "+"])
+                                        command=["sh", "-c", _restore_script(root)])
         try:
-            self._empty_volume(helper_id, volume, action)
-            return self._put_archive(helper_id, volume, action, stream, first, check)
+            self._run_helper(helper_id, volume, f"{action}: empty it")
+            read = self._put_archive(helper_id, volume, action, stream, first, check)
+            if root is not None:
+                self._run_helper(helper_id, volume, f"{action}: set the time of its root")
+            return read
         finally:
             self._remove_helper(helper_id, helper_name, volume)
 
-    def _empty_volume(self, helper_id: str, volume: str, action: str) -> None:
+    def _run_helper(self, helper_id: str, volume: str, action: str) -> None:
+        """Start the helper and wait for it (as long as it takes: removing files goes at the disk's pace)."""
         api = self.api
-        with translate_errors(f"{action}: empty it"):
+        with translate_errors(action):
             api.start(helper_id)
-            status = api.wait(helper_id, timeout=None)  # as long as it takes: removing files is the engine's pace
+            status = api.wait(helper_id, timeout=None)
         code = status.get("StatusCode")
         if code != 0:
             with translate_errors(f"{action}: read the helper's output"):
                 output = api.logs(helper_id, stdout=True, stderr=True, tail=20).decode("utf-8", "replace")
-            raise EngineOperationError(f"{action}: emptying the volume failed (exit code {code}): {output.strip()}",
+            raise EngineOperationError(f"{action}: the helper failed (exit code {code}): {output.strip()}",
                                        volume=volume, exit_code=code)
 
     def _put_archive(self, helper_id: str, volume: str, action: str, stream: Readable, first: bytes,
                      check: TarStreamCheck) -> int:
         failure: list[BaseException] = []  # what the body raised, raised again as it was (requests may wrap it)
         sent = [len(first)]
+        finished = [False]
 
         def body() -> Iterator[bytes]:
             try:
@@ -568,6 +578,7 @@ class DockerEngine(Engine):
                     if not check.ended:
                         check.feed(data)
                     yield data
+                finished[0] = True
                 if not check.ended:
                     raise ArchiveError(f"{action}: the stream ends before the end of the tar archive after "
                                        f"{sent[0]} bytes ({check.members} members); the volume is partly restored",
@@ -593,9 +604,18 @@ class DockerEngine(Engine):
                     raise
                 raise failure[0] from exc
             if isinstance(exc, (EngineOperationError, EngineUnavailable)) and "Error processing tar file" in str(exc):
-                raise ArchiveError(f"{action}: the engine cannot extract the stream: {exc}; the volume is partly "
-                                   "restored", volume=volume) from exc
+                if _NOT_A_TAR.search(str(exc)):
+                    raise ArchiveError(f"{action}: the stream is not a tar archive the engine can extract: {exc}; the "
+                                       "volume is partly restored", volume=volume) from exc
+                # The archive is fine, the volume is not (no space left on device, read-only file system).
+                raise EngineOperationError(f"{action}: the engine could not write the files: {exc}; the volume is "
+                                           "partly restored", volume=volume) from exc
             raise
+        if not finished[0]:
+            # The engine answered once its extractor met the archive's end, before the body was all sent (padding
+            # after the end): read the stream to its end all the same, so the caller's checks of it run.
+            while data := stream.read(ARCHIVE_CHUNK_BYTES):
+                sent[0] += len(data)
         return sent[0]
 
     def exec_output(self, container_id: str, command: Sequence[str]) -> ContextManager[Readable]:
@@ -607,7 +627,7 @@ class DockerEngine(Engine):
     def _exec_output(self, container_id: str, command: tuple[str, ...]) -> Iterator[Readable]:
         session = self._exec_start(container_id, command, stdin=False)
         try:
-            yield _ExecOutput(self, session)
+            yield _ExecOutput(session)
         finally:
             session.close()
 
@@ -675,7 +695,11 @@ class DockerEngine(Engine):
             # (the command's first output) is in the response's buffered reader, so read from that.
             response = api._post_json(api._url("/exec/{0}/start", exec_id), data={"Tty": False, "Detach": False},
                                       headers={"Connection": "Upgrade", "Upgrade": "tcp"}, stream=True)
-            api._raise_for_status(response)
+            try:
+                api._raise_for_status(response)
+            except BaseException:
+                response.close()
+                raise
         try:
             buffered = response.raw._fp.fp
             sock = buffered.raw._sock
@@ -703,6 +727,10 @@ class DockerEngine(Engine):
 
 #: Bytes read at a time from the engine's archive stream.
 ARCHIVE_CHUNK_BYTES = 1024 * 1024
+#: The engine's words (Go's archive/tar, its decompressors) for an archive it cannot read, after "Error processing
+#: tar file(exit status 1): ", e.g. "archive/tar: invalid tar header", "unexpected EOF".
+_NOT_A_TAR = re.compile(r"archive/tar|unexpected EOF|invalid tar|gzip|bzip2|xz:|zstd", re.IGNORECASE)
+_CONTAINER_ID = re.compile(r"[0-9a-f]{64}")
 
 
 class _ResponseStream:
@@ -722,6 +750,27 @@ class _ResponseStream:
             raise
         except (requests.exceptions.RequestException, urllib3.exceptions.HTTPError, OSError, ValueError) as exc:
             raise EngineUnavailable(f"{self._action}: the Docker engine's stream broke: {exc}") from exc
+
+
+def _archive_root(block: bytes) -> tarfile.TarInfo | None:
+    """The header of the archive's root (a first member named ``.`` or ``./``, a folder), else ``None``."""
+    try:
+        info = tarfile.TarInfo.frombuf(block, "utf-8", "surrogateescape")
+    except tarfile.HeaderError:
+        return None
+    return info if info.isdir() and info.name.rstrip("/") == "." else None
+
+
+def _restore_script(root: tarfile.TarInfo | None) -> str:
+    """The helper's shell script for a restore into ``/volume``; the helper runs twice (the second start finds
+    its mark in the container's own ``/tmp``). First: remove everything in the volume, give its root the
+    archive root's owner and mode. Second (after the engine extracted the archive): the root's time."""
+    empty = "find /volume -mindepth 1 -maxdepth 1 -exec rm -rf {} +"
+    if root is None:
+        return f"set -e; {empty}"
+    return (f"set -e; if [ -e /tmp/.emptied ]; then touch -c -d @{int(root.mtime)} /volume; else {empty}; "
+            f"chown {int(root.uid)}:{int(root.gid)} /volume; chmod {root.mode & 0o7777:o} /volume; "
+            "touch /tmp/.emptied; fi")
 
 
 def _read_block(stream: Readable, size: int) -> bytes:
@@ -763,7 +812,8 @@ class _ExecSession:
         self.response, self.buffered, self.sock, self.action = response, buffered, sock, action
 
     def describe(self) -> str:
-        return f"command {shlex.join(self.command)} in container {self.container[:12]}"
+        container = self.container[:12] if _CONTAINER_ID.fullmatch(self.container) else self.container
+        return f"command {shlex.join(self.command)} in container {container}"
 
     def frames(self) -> Iterator[tuple[int, bytes]]:
         """``(stream, data)`` frames (1: standard output, 2: standard error) until the command's output ends."""
@@ -811,7 +861,7 @@ class _ExecSession:
 class _ExecOutput:
     """``read(n)`` of an exec's standard output; its standard error's tail is kept for the exit check."""
 
-    def __init__(self, engine: DockerEngine, session: _ExecSession):
+    def __init__(self, session: _ExecSession):
         self._session = session
         self._frames = session.frames()
         self._pending = memoryview(b"")

@@ -23,7 +23,7 @@ from app.models import Backup, Event, Operation, Order
 
 pytestmark = pytest.mark.usefixtures("docker_engine", "stack_cleanup")
 
-PUBLIC_STORE = "the backup storage cannot be used right now"
+PUBLIC_STORE = "the final backup failed: the backup storage cannot be used right now"
 
 
 def run_all(live):

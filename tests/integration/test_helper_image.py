@@ -39,8 +39,8 @@ def test_the_script_builds_a_labelled_helper_that_can_read_and_restore_archives(
         # The restore command of docs/OPERATIONS.md needs tar in it.
         output = docker_engine.containers.run(image, ["tar", "--help"], remove=True, stderr=True)
         assert b"tar" in output
-        # A restore empties the volume first (DockerEngine.import_volume): version 2 added rm and find.
-        for applet in ("rm", "find"):
+        # A restore empties the volume and sets its root's owner, mode and time (DockerEngine.import_volume).
+        for applet in ("rm", "find", "chown", "chmod", "touch"):
             output = docker_engine.containers.run(image, [applet, "--help"], remove=True, stderr=True)
             assert f"Usage: {applet}".encode() in output, applet
         again = subprocess.run(["bash", str(SCRIPT), image], capture_output=True, text=True, timeout=120)

@@ -215,8 +215,8 @@ def test_helper_image_missing_fails_at_once_naming_the_setting_and_the_script(li
     before = objects(engine, live, order)
     operation = terminate(live, order)
     assert operation.state == "failed" and operation.attempts == 1, "not retried: only an operator can fix it"
-    assert operation.error == ("the archive tool of the platform is not installed; nothing was deleted "
-                               f"(operation {operation.id})")
+    assert operation.error == ("the final backup failed: the archive tool of the platform is not installed; nothing "
+                               f"was deleted (operation {operation.id})")
     assert "live/archive-helper:2 (LIVE_HELPER_IMAGE) is not on the Docker engine" in operation.error_detail
     assert "bash scripts/build-helper-image.sh live/archive-helper:2" in operation.error_detail
     order = Order.get_by_id(order.id)
@@ -234,7 +234,8 @@ def test_a_store_that_cannot_be_listed_fails_at_once_before_anything_stops(live,
     before = objects(engine, live, order)
     operation = terminate(live, order)
     assert operation.state == "failed" and operation.attempts == 1
-    assert operation.error == f"the backup storage cannot be used right now (operation {operation.id})"
+    assert operation.error == ("the final backup failed: the backup storage cannot be used right now "
+                               f"(operation {operation.id})")
     assert operation.error_detail == f"backup store: cannot list {root}: Not a directory (ENOTDIR)"
     order = Order.get_by_id(order.id)
     assert order.status == "active" and order.last_error_detail == operation.error_detail
