@@ -148,7 +148,7 @@ def test_a_database_without_migrations_fails_and_skips_what_needs_its_schema(set
     finally:
         live.db.close()
     found = by_name(findings)
-    assert found["database"].status == FAIL and "9 migration(s) pending: 0001_initial, " in found["database"].finding
+    assert found["database"].status == FAIL and "10 migration(s) pending: 0001_initial, " in found["database"].finding
     assert found["database"].fix.startswith("apply them: `flask --app wsgi live db upgrade`")
     assert [found[name].status for name in ("worker", "catalog", "api-keys", "ingress")] == [SKIP, SKIP, SKIP, SKIP]
     assert exit_code(findings) == 2
