@@ -264,8 +264,10 @@ class OperationRunner:
         self._prune(order, progress)  # a terminated order keeps its final backup only
         self._succeeded(operation, order, f"order {order.instance} terminated")
 
-    def _back_up_and_remove(self, operation: Operation, order: Order, project: Project, progress: Progress) -> str:
-        """Take the order's final backup, then remove its containers, networks and volumes; returns the backup id.
+    def _back_up_and_remove(self, operation: Operation, order: Order, project: Project,
+                            progress: Progress) -> str | None:
+        """Take the order's final backup, then remove its containers, networks and volumes; returns the backup id
+        (None: the order had no volume and no dump, so nothing was backed up).
 
         The services the product dumps (databases), and what they depend on, keep running until the others
         have stopped, so the dump is taken with no application writing; every other volume is archived with
