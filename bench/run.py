@@ -735,8 +735,21 @@ class Bench:
                     "backups": rows, "steps": [f"{s['at']} {s['message']}" for s in op.steps or []],
                     "params": {k: v for k, v in (op.params or {}).items()}}
 
+        # Context for the baselines: a `docker run --rm` of the helper that does nothing (its fixed cost), and tar
+        # on the host straight from the volume's folder (no container, no stream through the engine: the floor;
+        # only when this process may read the engine's folders).
+        mountpoint = Path(volume.attrs["Mountpoint"])
+        host = os.access(mountpoint, os.R_OK | os.X_OK)
+        host_archive = baseline_dir / "volume-host.tar"
+        noop = []
+        for _ in range(REPEATS):
+            started = time.monotonic()
+            subprocess.run(["docker", "run", "--rm", "-v", f"{volume.name}:/v", helper, "true"], check=True, timeout=120)
+            noop.append(time.monotonic() - started)
+        raw["docker_run_noop_s"] = noop
+
         # Backup: tar -c of the volume into a file vs the `backup` operation; interleaved.
-        base_c, base_c_fsync, backups = [], [], []
+        base_c, base_c_fsync, host_c, backups = [], [], [], []
         for n in range(REPEATS):
             started = time.monotonic()
             with open(archive, "wb") as out:
@@ -744,29 +757,38 @@ class Bench:
                                stdout=out, check=True, timeout=900)
             base_c.append(time.monotonic() - started)
             base_c_fsync.append(base_c[-1] + fsynced(archive))
+            if host:
+                started = time.monotonic()
+                subprocess.run(["tar", "-c", "-f", str(host_archive), "-C", str(mountpoint), "."], check=True, timeout=900)
+                host_c.append(time.monotonic() - started + fsynced(host_archive))
+                host_archive.unlink()
             result = operation(lambda: live.orders.back_up(Order.get_by_id(order_id), requested_by="bench"))
             backups.append(result)
             log(f"backups: backup {n + 1}: tar -c {base_c[-1]:.2f}s (+fsync {base_c_fsync[-1]:.2f}s); operation "
                 f"{result['operation_s']}s, wall {result['wall_s']}s, peak +{result['peak_growth_mib']} MiB")
-        raw["backup"] = {"tar_c_s": base_c, "tar_c_fsync_s": base_c_fsync, "archive_bytes": archive.stat().st_size,
-                         "runs": backups}
+        raw["backup"] = {"tar_c_s": base_c, "tar_c_fsync_s": base_c_fsync, "host_tar_c_fsync_s": host_c,
+                         "archive_bytes": archive.stat().st_size, "runs": backups}
         backup_id = backups[-1]["params"]["_backup"]
         manifest = live.backups.find(backup_id)
 
         # Restore: tar -x of that file into the volume vs the `restore` operation of the last backup; interleaved.
-        base_x, restores = [], []
+        base_x, host_x, restores = [], [], []
         for n in range(REPEATS):
             started = time.monotonic()
             with open(archive, "rb") as source:
                 subprocess.run(["docker", "run", "--rm", "-i", "-v", f"{volume.name}:/v", helper, "tar", "-x", "-C", "/v"],
                                stdin=source, check=True, timeout=900, capture_output=False)
             base_x.append(time.monotonic() - started)
+            if host:
+                started = time.monotonic()
+                subprocess.run(["tar", "-x", "-f", str(archive), "-C", str(mountpoint)], check=True, timeout=900)
+                host_x.append(time.monotonic() - started)
             result = operation(lambda: live.orders.restore(Order.get_by_id(order_id), backup_id, product=manifest.product,
                                                            source_order_id=manifest.order_id, requested_by="bench"))
             restores.append(result)
             log(f"backups: restore {n + 1}: tar -x {base_x[-1]:.2f}s; operation {result['operation_s']}s, "
                 f"wall {result['wall_s']}s, peak +{result['peak_growth_mib']} MiB")
-        raw["restore"] = {"tar_x_s": base_x, "runs": restores}
+        raw["restore"] = {"tar_x_s": base_x, "host_tar_x_s": host_x, "runs": restores}
         for result in restores:  # the safety backups: not needed once measured
             for row in result["backups"]:
                 live.backups.store.delete(row["backup_id"], instance=manifest.instance)
@@ -811,6 +833,10 @@ class Bench:
                  "queued in-process (live.orders.back_up), polled through GET /api/v1/operations/{id} every 50 ms")
         self.row("backups: backup operation vs tar -c + fsync", op_backup, tar_c_fsync, "-", None, "s",
                  "the baseline's file fsynced too (the store fsyncs every artefact)")
+        if host_c:
+            self.row("backups: backup operation vs host tar -c + fsync", op_backup, med(host_c), "-", None, "s",
+                     "the floor: tar on the host from the volume's folder into a file, fsynced (no container, no "
+                     f"stream through the engine); docker run --rm of the helper alone takes {med(noop)} s")
         self.row("backups: backup, export + sha256 + write + fsync part", med(t["export_write_s"] for t in takes),
                  tar_c_fsync, "-", None, "s", "in-process BackupService.take, from its progress steps; baseline tar -c + fsync")
         self.row("backups: backup, read-back + sha256 before commit part", med(t["read_back_commit_s"] for t in takes),
@@ -827,6 +853,9 @@ class Bench:
         self.row("backups: restore, volume replacement part", replace, tar_x, "ratio <= 1.2", replace <= 1.2 * tar_x, "s",
                  "in-process BackupService.restore_data after its stop step: empty the volume, stream the artefact "
                  "through the engine's archive API, sha256 on the way; the baseline extracts over the existing files")
+        if host_x:
+            self.row("backups: restore, volume replacement vs host tar -x", replace, med(host_x), "-", None, "s",
+                     "the floor: tar -x on the host into the volume's folder (over the existing files)")
         for what, runs in (("backup", backups), ("restore", restores)):
             growth = max(r["peak_growth_mib"] for r in runs)
             self.row(f"backups: worker peak memory growth during a {what}", growth, round(mib), "< 100 MiB (flat)",
