@@ -678,7 +678,8 @@ class Bench:
         if os.stat(baseline_dir).st_dev != os.stat(store_root.parent).st_dev:
             self.notes.append("backups: the baseline's file and the store are on different file systems")
         archive = baseline_dir / "volume.tar"
-        raw: dict = {"mib": BACKUP_MIB, "files": BACKUP_FILES, "helper_image": helper, "store": str(store_root)}
+        raw: dict = {"mib": BACKUP_MIB, "files": BACKUP_FILES, "helper_image": helper, "store": str(store_root),
+                     "loadavg_before": os.getloadavg()}
         self.raw["backups"] = raw
 
         worker = self.start_worker(service, "create")
@@ -724,6 +725,7 @@ class Bench:
                 peak = proc_status(worker.pid)
             finally:
                 self.stop_worker(worker)
+            load = os.getloadavg()[0]
             op = Operation.get_by_id(outcome.operation.id)
             rows = [{"kind": str(b.kind), "backup_id": b.backup_id, "size": b.size,
                      "s": round((b.finished_at - b.started_at).total_seconds(), 3)}
@@ -733,7 +735,7 @@ class Bench:
                     "idle_rss_mib": round(idle["VmRSS"] / 1024, 1), "idle_hwm_mib": round(idle["VmHWM"] / 1024, 1),
                     "hwm_mib": round(peak["VmHWM"] / 1024, 1), "rss_after_mib": round(peak["VmRSS"] / 1024, 1),
                     "peak_growth_mib": round((peak["VmHWM"] - idle["VmRSS"]) / 1024, 1),
-                    "backups": rows, "steps": [f"{s['at']} {s['message']}" for s in op.steps or []],
+                    "loadavg_1min_after": load, "backups": rows, "steps": [f"{s['at']} {s['message']}" for s in op.steps or []],
                     "params": {k: v for k, v in (op.params or {}).items()}}
 
         # Context for the baselines: a `docker run --rm` of the helper that does nothing (its fixed cost), and tar
@@ -844,6 +846,9 @@ class Bench:
             replaces.append({"total_s": ended - started, "stop_s": restore - started, "replace_s": ended - restore})
             log(f"backups: in-process {n + 1}: take {takes[-1]}; restore_data {replaces[-1]}")
         raw["in_process"] = {"take": takes, "restore_data": replaces}
+        raw["loadavg_after"] = os.getloadavg()
+        self.notes.append(f"backups: load average (1, 5, 15 min) {raw['loadavg_before']} before, "
+                          f"{raw['loadavg_after']} after")
 
         def med(values) -> float:
             return round(statistics.median(values), 2)
