@@ -52,6 +52,23 @@ services:
       PAGE: '{PAGE_HTML.strip()}'
     command: ["sh", "-c", "mkdir -p /www && echo \\"$$PAGE\\" > /www/index.html && exec httpd -f -p 8080 -h /www"]
 """
+# Backups (issue 13): the `vol` product (the `mini` product's busybox with a named volume at /data), whose volume
+# is filled with BENCH_BACKUP_MIB MiB of random bytes (incompressible) in BENCH_BACKUP_FILES files.
+BACKUP_MIB = int(os.environ.get("BENCH_BACKUP_MIB", "1024"))
+BACKUP_FILES = int(os.environ.get("BENCH_BACKUP_FILES", "8"))
+VOL_MANIFEST = "name: Vol\nplans: {basic: {}}\nendpoints:\n  - {application: web, service: web, port: 8080}\n"
+VOL_COMPOSE = """
+services:
+  web:
+    image: live-test/busybox:latest
+    init: true
+    stop_grace_period: 1s
+    command: ["httpd", "-f", "-p", "8080", "-h", "/data"]
+    volumes:
+      - data:/data
+volumes:
+  data: {}
+"""
 
 
 def log(message: str) -> None:
@@ -78,6 +95,10 @@ class Bench:
         folder.mkdir(parents=True)
         (folder / "product.yml").write_text(PAGE_MANIFEST)
         (folder / "docker-compose.yml").write_text(PAGE_COMPOSE)
+        folder = self.config_repo / "products" / "vol"
+        folder.mkdir(parents=True)
+        (folder / "product.yml").write_text(VOL_MANIFEST)
+        (folder / "docker-compose.yml").write_text(VOL_COMPOSE)
         self.caddies: list[CaddyProcess] = []
 
     # -- environment --------------------------------------------------------
@@ -635,6 +656,295 @@ class Bench:
         caddy.stop()
         return results[INGRESS_SCALES[0]], results[INGRESS_SCALES[-1]]
 
+    # -- backups (issue 13) --------------------------------------------------
+    def backups(self) -> None:
+        """One order of the `vol` product (created through the WHMCS API, run by the real worker) with
+        BACKUP_MIB MiB of random bytes in its volume: a ``backup`` and a ``restore`` operation against
+        ``docker run --rm -v VOL:/v <helper> tar -c|-x`` on the same volume and disk, REPEATS times each,
+        interleaved. Each operation runs in a fresh worker process, whose VmHWM/VmRSS (/proc) give its peak
+        memory. Then the same code in this process, timed from its progress steps, splits the figures into
+        their parts (volume export and store write, the store's read-back; the volume replacement)."""
+        from app.backups.service import BackupKind
+        from app.backups.store import CHUNK_SIZE
+        from app.bootstrap import bootstrap
+        from app.models import Backup, Operation, Order
+
+        service = self.service("backups", worker=False)
+        live = bootstrap(self.settings("backups", url=service.env["LIVE_DATABASE_URL"]))
+        helper = live.settings.helper_image
+        store_root = Path(live.settings.backup_dir)
+        baseline_dir = self.tmp / "baseline"  # the same file system as the store (both under the bench's work dir)
+        baseline_dir.mkdir()
+        if os.stat(baseline_dir).st_dev != os.stat(store_root.parent).st_dev:
+            self.notes.append("backups: the baseline's file and the store are on different file systems")
+        archive = baseline_dir / "volume.tar"
+        raw: dict = {"mib": BACKUP_MIB, "files": BACKUP_FILES, "helper_image": helper, "store": str(store_root),
+                     "loadavg_before": os.getloadavg()}
+        self.raw["backups"] = raw
+
+        worker = self.start_worker(service, "create")
+        try:
+            created = service.post("/whmcs/v1/services/13001/create", {
+                "client": {"id": 13001, "email": "backups@example.org"}, "product": "vol", "plan": "basic", "wait": 120})
+            assert created.status_code == 200 and created.json().get("result") == "succeeded", created.text
+        finally:
+            self.stop_worker(worker)
+        order_id = service.get("/whmcs/v1/services/13001").json()["id"]
+        selector = [f"live.deployment={self.ns}", f"live.order={order_id}"]
+        (container,) = self.docker.containers.list(filters={"label": selector})
+        (volume,) = self.docker.volumes.list(filters={"label": selector})
+        per_file = BACKUP_MIB // BACKUP_FILES
+        fill = (f"i=0; while [ $i -lt {BACKUP_FILES} ]; do i=$((i+1)); "
+                f"dd if=/dev/urandom of=/data/random-$i bs=1M count={per_file} 2>/dev/null || exit 1; done; "
+                "sync; du -sk /data")
+        started = time.monotonic()
+        code, out = container.exec_run(["sh", "-c", fill])
+        assert code == 0, out.decode(errors="replace")[-500:]
+        volume_bytes = BACKUP_FILES * per_file * 1024 * 1024
+        raw["fill"] = {"s": round(time.monotonic() - started, 1), "du": out.decode().strip(), "bytes": volume_bytes}
+        log(f"backups: volume {volume.name} filled with {volume_bytes} random bytes ({raw['fill']})")
+        mib = volume_bytes / 2 ** 20
+
+        def fsynced(path: Path) -> float:
+            started = time.monotonic()
+            fd = os.open(path, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            return time.monotonic() - started
+
+        def wait_state(operation_id: int, timeout: float) -> float:
+            """When the operation succeeded (time.monotonic()), read from the database every 50 ms: polling the
+            API instead would cost gunicorn's CPU (request, API key check, view) on the cores the worker uses."""
+            deadline = time.monotonic() + timeout
+            while time.monotonic() < deadline:
+                state = Operation.select(Operation.state).where(Operation.id == operation_id).scalar()
+                if state in ("succeeded", "failed"):
+                    assert state == "succeeded", service.get(f"/api/v1/operations/{operation_id}").text
+                    return time.monotonic()
+                time.sleep(0.05)
+            raise TimeoutError(f"operation {operation_id}")
+
+        def operation(call) -> dict:
+            """Run ``call()`` (queues one operation) in a fresh worker: times, memory, steps, Backup rows."""
+            worker = self.start_worker(service, "op")
+            try:
+                idle = proc_status(worker.pid)
+                started = time.monotonic()
+                outcome = call()
+                done = wait_state(outcome.operation.id, timeout=900)
+                peak = proc_status(worker.pid)
+            finally:
+                self.stop_worker(worker)
+            load = os.getloadavg()[0]
+            op = Operation.get_by_id(outcome.operation.id)
+            rows = [{"kind": str(b.kind), "backup_id": b.backup_id, "size": b.size,
+                     "s": round((b.finished_at - b.started_at).total_seconds(), 3)}
+                    for b in Backup.select().where(Backup.operation == op.id).order_by(Backup.id)]
+            return {"wall_s": round(done - started, 3), "operation_s": round((op.finished_at - op.started_at).total_seconds(), 3),
+                    "queued_s": round((op.started_at - op.created_at).total_seconds(), 3),
+                    "idle_rss_mib": round(idle["VmRSS"] / 1024, 1), "idle_hwm_mib": round(idle["VmHWM"] / 1024, 1),
+                    "hwm_mib": round(peak["VmHWM"] / 1024, 1), "rss_after_mib": round(peak["VmRSS"] / 1024, 1),
+                    "peak_growth_mib": round((peak["VmHWM"] - idle["VmRSS"]) / 1024, 1),
+                    "loadavg_1min_after": load, "backups": rows, "steps": [f"{s['at']} {s['message']}" for s in op.steps or []],
+                    "params": {k: v for k, v in (op.params or {}).items()}}
+
+        # Context for the baselines: a `docker run --rm` of the helper that does nothing (its fixed cost), and tar
+        # on the host straight from the volume's folder (no container, no stream through the engine: the floor;
+        # only when this process may read the engine's folders).
+        mountpoint = Path(volume.attrs["Mountpoint"])
+        host = os.access(mountpoint, os.R_OK | os.X_OK)
+        host_archive = baseline_dir / "volume-host.tar"
+        noop = []
+        for _ in range(REPEATS):
+            started = time.monotonic()
+            subprocess.run(["docker", "run", "--rm", "-v", f"{volume.name}:/v", helper, "true"], check=True, timeout=120)
+            noop.append(time.monotonic() - started)
+        raw["docker_run_noop_s"] = noop
+
+        def tar_c(*options: str) -> float:
+            """``docker run --rm <options> -v VOL:/v <helper> tar -c -C /v . > archive``: seconds."""
+            started = time.monotonic()
+            with open(archive, "wb") as out:
+                subprocess.run(["docker", "run", "--rm", *options, "-v", f"{volume.name}:/v", helper,
+                                "tar", "-c", "-C", "/v", "."], stdout=out, check=True, timeout=900)
+            return time.monotonic() - started
+
+        # Backup: tar -c of the volume into a file vs the `backup` operation; interleaved. The engine's default
+        # log driver (json-file) would also write the container's 1 GiB of stdout, JSON-escaped, into the
+        # container's log: the baseline runs without it (--log-driver none); the command as written is timed
+        # afterwards, for the record. Every measurement starts with no dirty pages (os.sync, not timed): the
+        # writeback of the one before would slow it down.
+        base_c, base_c_fsync, host_c, logged_c, backups = [], [], [], [], []
+        for n in range(REPEATS):
+            os.sync()
+            base_c.append(tar_c("--log-driver", "none"))
+            base_c_fsync.append(base_c[-1] + fsynced(archive))
+            if host:
+                os.sync()
+                started = time.monotonic()
+                subprocess.run(["tar", "-c", "-f", str(host_archive), "-C", str(mountpoint), "."], check=True, timeout=900)
+                host_c.append(time.monotonic() - started + fsynced(host_archive))
+                host_archive.unlink()
+            os.sync()
+            result = operation(lambda: live.orders.back_up(Order.get_by_id(order_id), requested_by="bench"))
+            backups.append(result)
+            log(f"backups: backup {n + 1}: tar -c {base_c[-1]:.2f}s (+fsync {base_c_fsync[-1]:.2f}s); operation "
+                f"{result['operation_s']}s, wall {result['wall_s']}s, peak +{result['peak_growth_mib']} MiB")
+        for n in range(REPEATS):
+            os.sync()
+            logged_c.append(tar_c())
+            log(f"backups: tar -c with the engine's default log driver {n + 1}: {logged_c[-1]:.2f}s")
+        raw["backup"] = {"tar_c_s": base_c, "tar_c_fsync_s": base_c_fsync, "host_tar_c_fsync_s": host_c,
+                         "tar_c_default_log_driver_s": logged_c, "archive_bytes": archive.stat().st_size, "runs": backups}
+        backup_id = backups[-1]["params"]["_backup"]
+        manifest = live.backups.find(backup_id)
+
+        # Restore: tar -x of that file into the volume vs the `restore` operation of the last backup; interleaved.
+        base_x, host_x, restores = [], [], []
+        for n in range(REPEATS):
+            os.sync()
+            started = time.monotonic()
+            with open(archive, "rb") as source:
+                subprocess.run(["docker", "run", "--rm", "-i", "-v", f"{volume.name}:/v", helper, "tar", "-x", "-C", "/v"],
+                               stdin=source, check=True, timeout=900, capture_output=False)
+            base_x.append(time.monotonic() - started)
+            if host:
+                started = time.monotonic()
+                subprocess.run(["tar", "-x", "-f", str(archive), "-C", str(mountpoint)], check=True, timeout=900)
+                host_x.append(time.monotonic() - started)
+            os.sync()
+            result = operation(lambda: live.orders.restore(Order.get_by_id(order_id), backup_id, product=manifest.product,
+                                                           source_order_id=manifest.order_id, requested_by="bench"))
+            restores.append(result)
+            log(f"backups: restore {n + 1}: tar -x {base_x[-1]:.2f}s; operation {result['operation_s']}s, "
+                f"wall {result['wall_s']}s, peak +{result['peak_growth_mib']} MiB")
+        raw["restore"] = {"tar_x_s": base_x, "host_tar_x_s": host_x, "runs": restores}
+        for result in restores:  # the safety backups: not needed once measured
+            for row in result["backups"]:
+                live.backups.store.delete(row["backup_id"], instance=manifest.instance)
+
+        # The parts, timed in this process from the same code's progress steps (the operations' own steps are
+        # stamped to the second only).
+        order = Order.get_by_id(order_id)
+        project = live.runner.project(order)
+        services = live.runner.policy(order).services
+        takes, replaces = [], []
+        for n in range(REPEATS):
+            marks: list[tuple[float, str]] = []
+            os.sync()
+            started = time.monotonic()
+            taken = live.backups.take(order, project, services, BackupKind.ON_DEMAND,
+                                      lambda message: marks.append((time.monotonic(), message)))
+            ended = time.monotonic()
+            export = next(t for t, m in marks if m.startswith("archive volume"))
+            check = next(t for t, m in marks if m.startswith("read the backup back"))
+            takes.append({"total_s": ended - started, "before_s": export - started, "export_write_s": check - export,
+                          "read_back_commit_s": ended - check})
+            live.backups.store.delete(taken.backup_id, instance=order.instance)
+            started = time.monotonic()  # the engine's archive stream alone, read and thrown away
+            with live.engine.export_volume(volume.name, helper, project.archive_helper_name,
+                                           project.archive_helper_labels()) as stream:
+                while stream.read(CHUNK_SIZE):
+                    pass
+            takes[-1]["export_only_s"] = time.monotonic() - started
+            marks = []
+            os.sync()
+            started = time.monotonic()
+            live.backups.restore_data(project, manifest, lambda message: marks.append((time.monotonic(), message)))
+            ended = time.monotonic()
+            restore = next(t for t, m in marks if m.startswith("restore volume"))
+            replaces.append({"total_s": ended - started, "stop_s": restore - started, "replace_s": ended - restore})
+            log(f"backups: in-process {n + 1}: take {takes[-1]}; restore_data {replaces[-1]}")
+        raw["in_process"] = {"take": takes, "restore_data": replaces}
+        raw["loadavg_after"] = os.getloadavg()
+        self.notes.append(f"backups: load average (1, 5, 15 min) {raw['loadavg_before']} before, "
+                          f"{raw['loadavg_after']} after")
+
+        def med(values) -> float:
+            return round(statistics.median(values), 2)
+
+        size = f"{mib:.0f} MiB of random bytes in {BACKUP_FILES} files"
+        tar_c, tar_c_fsync, tar_x = med(base_c), med(base_c_fsync), med(base_x)
+        op_backup = med(r["operation_s"] for r in backups)
+        self.row("backups: backup operation (started -> finished)", op_backup, tar_c, "ratio <= 1.2",
+                 op_backup <= 1.2 * tar_c, "s",
+                 f"{size}; median of {REPEATS}; baseline docker run --rm --log-driver none -v VOL:/v {helper} tar -c "
+                 f"-C /v . > file (no fsync, no hash); the operation: export, sha256, write + fsync, read-back + sha256, "
+                 f"manifest, prune")
+        self.row("backups: backup operation vs tar -c with the default log driver", op_backup, med(logged_c), "-", None,
+                 "s", "the same docker run without --log-driver none: the engine also writes the 1 GiB of stdout, "
+                      "JSON-escaped, into the container's json-file log")
+        self.row("backups: backup, request -> succeeded", med(r["wall_s"] for r in backups), tar_c, "-", None, "s",
+                 "queued in-process (live.orders.back_up), its state read from the database every 50 ms")
+        self.row("backups: backup operation vs tar -c + fsync", op_backup, tar_c_fsync, "-", None, "s",
+                 "the baseline's file fsynced too (the store fsyncs every artefact)")
+        if host_c:
+            self.row("backups: backup operation vs host tar -c + fsync", op_backup, med(host_c), "-", None, "s",
+                     "the floor: tar on the host from the volume's folder into a file, fsynced (no container, no "
+                     f"stream through the engine); docker run --rm of the helper alone takes {med(noop)} s")
+        self.row("backups: backup, export + sha256 + write + fsync part", med(t["export_write_s"] for t in takes),
+                 tar_c_fsync, "-", None, "s", "in-process BackupService.take, from its progress steps; baseline tar -c + fsync")
+        self.row("backups: backup, the engine's archive stream alone", med(t["export_only_s"] for t in takes),
+                 med(host_c) if host_c else None, "-", None, "s",
+                 "Engine.export_volume read to its end and thrown away (no hash, no file); baseline host tar -c + fsync")
+        self.row("backups: backup, read-back + sha256 before commit part", med(t["read_back_commit_s"] for t in takes),
+                 None, "-", None, "s", "BackupWriter.commit: every artefact read back from the store and hashed (the "
+                                       "baseline has no such step); the file is in the page cache")
+        op_restore = med(r["operation_s"] for r in restores)
+        self.row("backups: restore operation (started -> finished)", op_restore, tar_x, "-", None, "s",
+                 "check of the backup (read + sha256), safety backup (as a backup operation), stop, replace the volume, "
+                 "redeploy; baseline docker run --rm -i -v VOL:/v helper tar -x -C /v < file")
+        self.row("backups: restore, request -> succeeded", med(r["wall_s"] for r in restores), tar_x, "-", None, "s")
+        self.row("backups: restore, safety backup part", med(r["backups"][0]["s"] for r in restores), tar_c, "-", None,
+                 "s", "the pre_restore Backup row's started_at -> finished_at; baseline tar -c")
+        replace = med(t["replace_s"] for t in replaces)
+        self.row("backups: restore, volume replacement part", replace, tar_x, "ratio <= 1.2", replace <= 1.2 * tar_x, "s",
+                 "in-process BackupService.restore_data after its stop step: empty the volume, stream the artefact "
+                 "through the engine's archive API, sha256 on the way; the baseline extracts over the existing files")
+        if host_x:
+            self.row("backups: restore, volume replacement vs host tar -x", replace, med(host_x), "-", None, "s",
+                     "the floor: tar -x on the host into the volume's folder (over the existing files)")
+        for what, runs in (("backup", backups), ("restore", restores)):
+            growth = max(r["peak_growth_mib"] for r in runs)
+            self.row(f"backups: worker peak memory growth during a {what}", growth, round(mib), "< 100 MiB (flat)",
+                     growth < 100, "MiB",
+                     f"fresh worker per run: VmHWM after - VmRSS idle (max of {REPEATS}); idle RSS "
+                     f"{max(r['idle_rss_mib'] for r in runs)} MiB; baseline = the volume's size")
+        live.db.close()
+        service.stop()
+
+    def start_worker(self, service: Service, name: str) -> subprocess.Popen:
+        """A fresh ``live worker`` process for ``service``, once it has written its heartbeat row (it holds the
+        single-instance lock then) and had a second to settle; stop it with :meth:`stop_worker`."""
+        from app.models import WorkerHeartbeat
+
+        env = dict(service.env)
+        if os.environ.get("BENCH_WORKER_POLL_SECONDS"):  # the tests' 0.1 s otherwise (production default: 1 s)
+            env["LIVE_WORKER_POLL_SECONDS"] = os.environ["BENCH_WORKER_POLL_SECONDS"]
+        with open(service.logs / f"worker-{name}.log", "ab") as out:
+            process = subprocess.Popen([str(BIN / "flask"), "--app", "wsgi", "live", "worker"], cwd=PROJECT_ROOT,
+                                       env=env, stdout=out, stderr=subprocess.STDOUT)
+        try:
+            poll(lambda: process.poll() is not None or WorkerHeartbeat.select().where(
+                WorkerHeartbeat.worker.endswith(f":{process.pid}")).exists(), 60, "worker heartbeat")
+            assert process.poll() is None, (service.logs / f"worker-{name}.log").read_text()[-2000:]
+            time.sleep(1.0)  # the scheduler's first ticks: the idle RSS is read after them
+        except BaseException:
+            self.stop_worker(process)
+            raise
+        return process
+
+    @staticmethod
+    def stop_worker(process: subprocess.Popen) -> None:
+        process.terminate()
+        try:
+            process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=30)
+
     # -- cleanup and report -------------------------------------------------
     def cleanup(self) -> None:
         for service in self.services:
@@ -745,6 +1055,16 @@ def docker_proxy_pid(port: int) -> int | None:
     return None
 
 
+def proc_status(pid: int) -> dict[str, int]:
+    """The ``Vm*`` lines of /proc/``pid``/status in KiB (``VmHWM``: peak resident set; ``VmRSS``: now)."""
+    values = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("Vm"):
+            key, value = line.split(":", 1)
+            values[key] = int(value.split()[0])
+    return values
+
+
 def poll(check, timeout: float, what: str):
     """``check()``'s first true value, tried every 0.2 s; TimeoutError naming ``what`` after ``timeout`` s."""
     deadline = time.monotonic() + timeout
@@ -773,7 +1093,7 @@ def main() -> int:
     started = time.monotonic()
     only = set(filter(None, os.environ.get("BENCH_ONLY", "").split(",")))
     steps = [("1", bench.figure1), ("235", bench.figures235), ("4", bench.figure4), ("bad", bench.bad_input),
-             ("ingress", bench.ingress_throughput), ("ingress", bench.ingress_updates)]
+             ("ingress", bench.ingress_throughput), ("ingress", bench.ingress_updates), ("backups", bench.backups)]
     try:
         log(f"namespace {bench.ns}, work dir {bench.tmp}")
         for name, step in steps:
