@@ -19,6 +19,7 @@ from app.orders.service import CustomerInfo, Outcome
 from app.presenters import operation_view
 from app.web.auth import actor, auth, current_principal
 from app.web.schemas import (
+    BackupsOut,
     ChangePackageIn,
     CreateIn,
     LifecycleOut,
@@ -45,6 +46,12 @@ LIFECYCLE_RESPONSES = {202: "Queued (not started yet) or running (started, not f
                             "a change that would leave the customer's data behind (data_risk)",
                        404: "No order for this service (code order_not_found)",
                        422: "Invalid request: unknown product or plan (named with the valid choices), invalid domain"}
+#: Paths of one backup: ids look like 20261201T083452Z-3f2a9c1b (anything else is a 404).
+BACKUP = "/backups/<string(maxlength=64):backup_id>"
+BACKUP_STORE_DOWN = {503: "The backup store cannot be reached (code backup_store); nothing was recorded"}
+RESTORE_RESPONSES = {**LIFECYCLE_RESPONSES, **BACKUP_STORE_DOWN,
+                     404: "No order for this service (order_not_found), or no such backup (not_found)",
+                     422: "The backup is of another product, or of another customer's order"}
 
 
 def lifecycle_answer(outcome: Outcome | None, wait: float, unchanged: str = "", *, include_private: bool = False,
@@ -223,6 +230,39 @@ def restart(service_id: int, body: dict):
 @bp.doc(summary="Converge the stack to its definition (admin button)", responses=LIFECYCLE_RESPONSES)
 def redeploy(service_id: int, body: dict):
     return lifecycle_answer(orders.redeploy(queries.order_for_service(service_id), requested_by=actor()), body["wait"])
+
+
+@bp.get(f"{SERVICE}/backups")
+@bp.auth_required(auth, roles=["whmcs"])
+@bp.output(BackupsOut)
+@bp.doc(summary="The service's backups, newest first, and the final backups staff may restore into it (client area)",
+        responses={404: "No order for this service (code order_not_found)", **BACKUP_STORE_DOWN})
+def service_backups(service_id: int):
+    return queries.order_backups(queries.order_for_service(service_id))
+
+
+@bp.post(f"{SERVICE}/backups")
+@bp.auth_required(auth, roles=["whmcs"])
+@bp.input(WaitIn, arg_name="body")
+@bp.output(LifecycleOut)
+@bp.doc(summary="Back the service's data up now (client area and admin button \"Back up now\")",
+        responses=LIFECYCLE_RESPONSES)
+def back_up(service_id: int, body: dict):
+    return lifecycle_answer(orders.back_up(queries.order_for_service(service_id), requested_by=actor()), body["wait"])
+
+
+@bp.post(f"{SERVICE}{BACKUP}/restore")
+@bp.auth_required(auth, roles=["whmcs"])
+@bp.input(WaitIn, arg_name="body")
+@bp.output(LifecycleOut)
+@bp.doc(summary="Replace the service's data with a backup's: its own, or a final backup listed as restorable "
+                "(after a safety backup; rolled back if it fails)", responses=RESTORE_RESPONSES)
+def restore(service_id: int, backup_id: str, body: dict):
+    order = queries.order_for_service(service_id)
+    manifest = queries.find_backup(backup_id)
+    outcome = orders.restore(order, backup_id, product=manifest.product, source_order_id=manifest.order_id,
+                             requested_by=actor())
+    return lifecycle_answer(outcome, body["wait"])
 
 
 @bp.get(SERVICE)
