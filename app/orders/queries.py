@@ -267,8 +267,11 @@ class OrderQueries:
 
     def find_backup(self, backup_id: str) -> Manifest:
         """The manifest of the committed backup ``backup_id``, whatever order it was taken of. Raises NotFound
-        (no such backup, or not a backup id) and BackupStoreError."""
-        return self.backups.find(backup_id)
+        (no such backup, or not a backup id: its public text never names the store) and BackupStoreError."""
+        try:
+            return self.backups.find(backup_id)
+        except NotFound as exc:
+            raise NotFound(str(exc), public=f"no backup {backup_id!r}") from None
 
     def backup_policy(self, order: Order) -> ResolvedPolicy:
         """The order's resolved backup policy (schedule, keep, verify, services)."""

@@ -200,6 +200,9 @@ def test_restore_refusals(api):
     order = order_of(api, 871)
     unknown = api.post("/whmcs/v1/services/871/backups/20261201T030000Z-0123abcd/restore", {})
     assert unknown.status_code == 404 and unknown.json["error"]["code"] == "not_found"
+    assert unknown.json["error"]["message"] == "no backup '20261201T030000Z-0123abcd'", "never the store's location"
+    admin = api.post(f"/api/v1/orders/{order.id}/backups/20261201T030000Z-0123abcd/restore", {}, scope="admin")
+    assert "file://" in admin.json["error"]["details"]["detail"], "admin keys see where it was looked for"
     not_an_id = api.post(f"/api/v1/orders/{order.id}/backups/..%2Fetc/restore", {}, scope="admin")
     assert not_an_id.status_code == 404
     assert api.post("/whmcs/v1/services/879/backups/20261201T030000Z-0123abcd/restore", {}).json["error"]["code"] == \
