@@ -10,6 +10,7 @@ from dataclasses import dataclass
 import peewee
 
 from app.backups import backup_store
+from app.backups.drill import RestoreDrills
 from app.backups.policy import Retention
 from app.backups.schedule import BackupScheduler
 from app.backups.service import BackupDefaults, BackupService
@@ -49,13 +50,17 @@ class Live:
         return BackupScheduler(self.backups, self.runner.policy,
                                lambda order: self.orders.back_up(order, "scheduled", requested_by="schedule"))
 
+    def restore_drills(self) -> RestoreDrills:
+        """The worker's restore drills (products with ``backup.verify``)."""
+        return RestoreDrills(self.backups, self.runner.policy, self.runner.project, self.settings.deployment)
+
     def worker(self) -> Worker:
         s = self.settings
         return Worker(self.db, self.runner, self.catalog, concurrency=s.worker_concurrency,
                       poll_seconds=s.worker_poll_seconds, retry_base_seconds=s.retry_base_seconds,
                       lease_seconds=s.lease_seconds, catalog_sync_seconds=s.catalog_sync_seconds,
                       ingress=self.ingress, ingress_resync_seconds=s.ingress_resync_seconds,
-                      backups=self.backup_scheduler())
+                      backups=self.backup_scheduler(), drills=self.restore_drills())
 
 
 def catalog_source(settings: Settings) -> CatalogSource:

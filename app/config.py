@@ -52,7 +52,7 @@ class Settings:
     wait_slots: int = 4
     # The image of the archive helper (scripts/build-helper-image.sh): the only image terminate and the clean-up
     # of a failed create use, so neither depends on the product's images.
-    helper_image: str = "live/archive-helper:1"
+    helper_image: str = "live/archive-helper:2"
     # `live doctor` warns when the backup destination has less free space than this (GB; terminates archive there).
     backup_min_free_gb: float = 5.0
     # Ingress (docs/OPERATIONS.md, "Ingress"): Caddy's admin API; None = no ingress, orders get 127.0.0.1 ports only.
@@ -353,13 +353,13 @@ def _backup_store(env: dict, backup_dir: Path) -> dict:
 
 
 def _helper_image(env: dict) -> str:
-    """LIVE_HELPER_IMAGE: the archive helper's image reference (default ``live/archive-helper:1``).
+    """LIVE_HELPER_IMAGE: the archive helper's image reference (default ``live/archive-helper:2``).
 
     Raises ConfigError naming the variable when the value is not a Docker image reference.
     """
     ref = (env.get("LIVE_HELPER_IMAGE") or Settings.helper_image).strip()
     if not _IMAGE_REF_RE.match(ref):
-        raise ConfigError(f"LIVE_HELPER_IMAGE must be a Docker image reference like live/archive-helper:1, got {ref!r}")
+        raise ConfigError(f"LIVE_HELPER_IMAGE must be a Docker image reference like live/archive-helper:2, got {ref!r}")
     return ref
 
 

@@ -203,6 +203,17 @@ class ImageMissing(EngineOperationError):
     default_public = "a service image is not available"
 
 
+class CommandFailed(EngineOperationError):
+    """A command run in a service's container (a backup's dump, a restore) exited with a non-zero code.
+
+    The message names the container, the command and the exit code, and ends with the last 4 KiB of its
+    error output; details ``exit_code`` and ``output`` (that tail; private, like the message).
+    """
+
+    code = "command_failed"
+    default_public = "a command in one of the order's services failed"
+
+
 class HealthCheckFailed(LiveError):
     """A service did not become healthy (or exited) within its time limit; the message names only services."""
 

@@ -16,39 +16,62 @@ answers like the engine does where the deployer depends on it:
   container (or by another process: :attr:`FakeEngine.busy_ports`) is refused
   with the engine's message, as :class:`~app.errors.HostPortInUse`;
 - ``rename_container`` refuses a name in use, as ``docker rename`` does;
-- ``archive_volume`` writes a real tar file of the volume's files.
+- ``archive_volume`` writes a real tar file of the volume's files; ``export_volume`` streams one and
+  ``import_volume`` replaces the volume's files with a tar stream's regular files;
+- ``exec_output`` and ``exec_input`` run a command in a running container through
+  :attr:`FakeEngine.exec_handlers` (none registered: exit code 127, ``command not found``), and raise
+  :class:`~app.errors.CommandFailed` for a non-zero exit code as the engine adapter does.
 
 :attr:`FakeEngine.failures` makes one call fail (or the worker die there, :class:`Killed`) for the
-failure paths. Errors are Live's, with the texts ``app.stacks.docker_engine.translate_errors``
+failure paths, :attr:`FakeEngine.stream_failures` one stream break midway. Errors are Live's, with the texts ``app.stacks.docker_engine.translate_errors``
 gives the engine's answers. Everything the deployer sent is kept
 (:attr:`FakeContainer.payload`, :attr:`FakeEngine.calls`) for assertions.
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import itertools
+import shlex
 import tarfile
 import threading
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, ContextManager, Iterable, Iterator, Sequence
 
-from app.errors import EngineOperationError, EngineUnavailable, HostPortInUse, ImageMissing, IngressUnavailable, NotFound
+from app.errors import (
+    ArchiveError,
+    CommandFailed,
+    EngineOperationError,
+    EngineUnavailable,
+    HostPortInUse,
+    ImageMissing,
+    IngressUnavailable,
+    NotFound,
+)
 from app.ingress.routes import Route, RouteTable
 from app.stacks.archives import write_archive
 from app.stacks.docker_engine import ENGINE_API_VERSION, container_payload, network_payload, volume_payload
 from app.stacks.engine import (
+    OUTPUT_TAIL_BYTES,
     ContainerRequest,
     ContainerState,
     Engine,
     NetworkRequest,
     NetworkState,
+    Readable,
     VolumeRequest,
     VolumeState,
 )
+
+#: What an exec handler does: ``fn(command, stdin, container) -> (exit code, stdout, stderr)``; ``stdin`` is
+#: ``None`` for :meth:`FakeEngine.exec_output` and for :meth:`FakeEngine.exec_input` without a stream.
+ExecHandler = Callable[[tuple[str, ...], "bytes | None", "FakeContainer"], tuple[int, bytes, bytes]]
+#: Bytes a fake stream hands out at a time (a stream failure strikes after the first piece).
+FAKE_CHUNK_BYTES = 4096
 
 FIRST_EPHEMERAL_PORT = 32768  # where the engine starts picking host ports for HostPort ""
 
@@ -131,9 +154,19 @@ class FakeEngine(Engine):
         self.archive_failure: dict[str, Exception] = {}
         #: (call, container name or service) -> exception the call raises once, before it changes anything; calls
         #: are create_container, connect_container (after the container is made, as its other networks are
-        #: connected), start_container, stop_container, rename_container and remove_container. A BaseException
+        #: connected), start_container, stop_container, rename_container and remove_container, exec_output and
+        #: exec_input; and (call, volume) for export_volume and import_volume. A BaseException
         #: that is no Exception (:class:`Killed`) passes every ``except Exception``: the worker died there.
         self.failures: dict[tuple[str, str], BaseException] = {}
+        #: (call, volume or container name or service) -> exception raised once midway: export_volume's and
+        #: exec_output's streams raise it from read() after their first piece; import_volume after the volume
+        #: was emptied and the first piece read (the volume is left empty); exec_input after the first piece of
+        #: input was read (the command is not run).
+        self.stream_failures: dict[tuple[str, str], BaseException] = {}
+        #: container name or service -> what a command run there does (:data:`ExecHandler`).
+        self.exec_handlers: dict[str, ExecHandler] = {}
+        #: Every command run: (container name, command, stdin or None).
+        self.execs: list[tuple[str, tuple[str, ...], bytes | None]] = []
         self.api_calls = 0
         self._lock = threading.RLock()  # the deployer converges services in parallel threads
 
@@ -396,7 +429,159 @@ class FakeEngine(Engine):
         self.calls.append(("archive_volume", volume))
         return size
 
+    def export_volume(self, volume: str, image: str, helper_name: str,
+                      labels: dict[str, str]) -> ContextManager[Readable]:
+        """A tar stream of the volume's files (``.`` then ``./<path>`` members, mode 0644), through a helper
+        container that is removed when the context exits; :attr:`stream_failures` breaks it midway."""
+        return self._exported(volume, image, helper_name, labels)
+
+    @contextlib.contextmanager
+    def _exported(self, volume: str, image: str, helper_name: str, labels: dict[str, str]) -> Iterator[Readable]:
+        self._call()
+        with self._lock:
+            if volume not in self.volumes:
+                raise NotFound(f"read volume {volume}: inspect volume {volume}: get {volume}: no such volume")
+            self._fail_once(("export_volume", volume))
+            files = dict(self.volumes[volume].files)
+        helper = self._add_helper(volume, image, helper_name, labels)
+        try:
+            with self._lock:
+                failure = self.stream_failures.pop(("export_volume", volume), None)
+                self.calls.append(("export_volume", volume))
+            yield _FakeStream(tar_of(files), failure)
+        finally:
+            with self._lock:
+                self.containers.pop(helper.id, None)
+
+    def import_volume(self, volume: str, image: str, helper_name: str, labels: dict[str, str],
+                      stream: Readable) -> int:
+        """Replace the volume's files with the regular files of the tar archive ``stream`` holds; the bytes read.
+
+        A stream that is no tar archive leaves the volume as it was (:class:`ArchiveError`); errors of
+        ``stream.read`` pass unchanged; :attr:`stream_failures` fails it after emptying the volume.
+        """
+        self._call()
+        action = f"restore volume {volume}"
+        with self._lock:
+            if volume not in self.volumes:
+                raise NotFound(f"{action}: inspect volume {volume}: get {volume}: no such volume")
+            self._fail_once(("import_volume", volume))
+        helper = self._add_helper(volume, image, helper_name, labels)
+        try:
+            data = bytearray()
+            while True:
+                piece = stream.read(FAKE_CHUNK_BYTES)
+                if not piece:
+                    break
+                data += piece
+                with self._lock:
+                    failure = self.stream_failures.pop(("import_volume", volume), None)
+                if failure is not None:
+                    self.volumes[volume].files = {}
+                    raise failure
+            try:
+                files = files_of(bytes(data))
+            except (tarfile.TarError, EOFError) as exc:
+                raise ArchiveError(f"{action}: the stream is not a tar archive ({exc}); the volume was left as it was",
+                                   volume=volume) from exc
+            with self._lock:
+                self.volumes[volume].files = files
+                self.calls.append(("import_volume", volume))
+            return len(data)
+        finally:
+            with self._lock:
+                self.containers.pop(helper.id, None)
+
+    def exec_output(self, container_id: str, command: Sequence[str]) -> ContextManager[Readable]:
+        """The handler's stdout as a stream; its exit code checked at the end of it (:class:`CommandFailed`)."""
+        return self._exec_output(container_id, tuple(command))
+
+    @contextlib.contextmanager
+    def _exec_output(self, container_id: str, command: tuple[str, ...]) -> Iterator[Readable]:
+        container, code, stdout, stderr = self._exec(container_id, command, None, "exec_output")
+        with self._lock:
+            failure = self._stream_failure("exec_output", container)
+
+        def check() -> None:
+            if code != 0:
+                raise _command_failed(container, command, code, stderr)
+
+        yield _FakeStream(stdout, failure, at_end=check)
+
+    def exec_input(self, container_id: str, command: Sequence[str], stream: Readable | None = None) -> str:
+        """Run the handler with everything ``stream`` holds as its stdin; the last 4 KiB of stdout + stderr."""
+        command = tuple(command)
+        container = self._running(container_id, command, "exec_input")
+        stdin = None
+        if stream is not None:
+            stdin = bytearray()
+            while True:
+                piece = stream.read(FAKE_CHUNK_BYTES)  # its errors propagate unchanged
+                if not piece:
+                    break
+                stdin += piece
+                with self._lock:
+                    failure = self._stream_failure("exec_input", container)
+                if failure is not None:
+                    raise failure
+            stdin = bytes(stdin)
+        container, code, stdout, stderr = self._exec(container.id, command, stdin, None)
+        output = (stdout + stderr)[-OUTPUT_TAIL_BYTES:]
+        if code != 0:
+            raise _command_failed(container, command, code, output)
+        return output.decode("utf-8", "replace")
+
     # -- internals ----------------------------------------------------------
+    def _add_helper(self, volume: str, image: str, helper_name: str, labels: dict[str, str]) -> FakeContainer:
+        """The helper container of a volume's export or import (a missing image fails, as on the engine)."""
+        self.remove_container(helper_name)
+        if image not in self.images:
+            raise ImageMissing(f"create archive helper for volume {volume}: image not found: No such image: {image}")
+        with self._lock:
+            helper = FakeContainer(id=uuid.uuid4().hex + uuid.uuid4().hex, name=helper_name, image=image,
+                                   payload={"Image": image, "Labels": dict(labels), "HostConfig": {}}, networks={},
+                                   volumes=[volume])
+            self.containers[helper.id] = helper
+        return helper
+
+    def _running(self, container_id: str, command: tuple[str, ...], call: str) -> FakeContainer:
+        self._call()
+        action = f"run {shlex.join(command)} in container {container_id[:12]}"
+        with self._lock:
+            container = self._find(container_id, action)
+            self._fail(call, container.name, container.service)
+            if container.state == "paused":
+                raise EngineOperationError(f"{action}: Container {container.id} is paused, unpause the container "
+                                           "before exec")
+            if container.state != "running":
+                raise EngineOperationError(f"{action}: Container {container.id} is not running")
+        return container
+
+    def _exec(self, container_id: str, command: tuple[str, ...], stdin: bytes | None,
+              call: str | None) -> tuple[FakeContainer, int, bytes, bytes]:
+        if call is not None:
+            container = self._running(container_id, command, call)
+        else:
+            container = self._find(container_id, "exec")
+        with self._lock:
+            handler = self.exec_handlers.get(container.name) or self.exec_handlers.get(container.service or "")
+            self.execs.append((container.name, command, stdin))
+            self.calls.append(("exec", f"{container.name}: {shlex.join(command)}"))
+        if handler is None:
+            return container, 127, b"", f"sh: {command[0] if command else ''}: command not found\n".encode()
+        code, stdout, stderr = handler(command, stdin, container)
+        return container, code, stdout, stderr
+
+    def _stream_failure(self, call: str, container: FakeContainer) -> BaseException | None:
+        for key in ((call, container.name), (call, container.service)):
+            if key in self.stream_failures:
+                return self.stream_failures.pop(key)
+        return None
+
+    def _fail_once(self, key: tuple[str, str]) -> None:
+        if key in self.failures:
+            raise self.failures.pop(key)
+
     def _call(self) -> None:
         self.api_calls += 1
         if not self.reachable:
@@ -449,6 +634,62 @@ class FakeEngine(Engine):
                 taken.add(host_port)
                 bound[port] = host_port
         return bound
+
+
+class _FakeStream:
+    """``read(n)`` over bytes in pieces of at most :data:`FAKE_CHUNK_BYTES`; ``failure`` is raised after the first
+    piece; ``at_end`` is called once when the end is reached (the exit code check of exec_output)."""
+
+    def __init__(self, data: bytes, failure: BaseException | None = None, at_end: Callable[[], None] | None = None):
+        self._data, self._position = data, 0
+        self._failure, self._at_end = failure, at_end
+
+    def read(self, size: int = -1) -> bytes:
+        if self._position and self._failure is not None:
+            failure, self._failure = self._failure, None
+            raise failure
+        if size is None or size < 0:
+            size = FAKE_CHUNK_BYTES
+        piece = self._data[self._position:self._position + min(size, FAKE_CHUNK_BYTES)]
+        self._position += len(piece)
+        if not piece and self._at_end is not None:
+            at_end, self._at_end = self._at_end, None
+            at_end()
+        return piece
+
+
+def tar_of(files: dict[str, bytes]) -> bytes:
+    """A tar archive of ``files`` (path -> content) as export_volume streams it: a ``.`` directory, then
+    ``./<path>`` regular files (mode 0644, owner 0), sorted."""
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w", format=tarfile.PAX_FORMAT) as archive:
+        root = tarfile.TarInfo(".")
+        root.type, root.mode = tarfile.DIRTYPE, 0o755
+        archive.addfile(root)
+        for path, data in sorted(files.items()):
+            info = tarfile.TarInfo("./" + path.lstrip("/"))
+            info.size, info.mode = len(data), 0o644
+            archive.addfile(info, io.BytesIO(data))
+    return buffer.getvalue()
+
+
+def files_of(archive_bytes: bytes) -> dict[str, bytes]:
+    """The regular files of a tar archive (path without a leading ``./`` -> content); raises tarfile.TarError."""
+    if not archive_bytes:
+        raise tarfile.ReadError("empty stream")
+    files: dict[str, bytes] = {}
+    with tarfile.open(fileobj=io.BytesIO(archive_bytes), mode="r:") as archive:
+        for member in archive:
+            if member.isreg():
+                name = member.name[2:] if member.name.startswith("./") else member.name.lstrip("/")
+                files[name] = archive.extractfile(member).read()
+    return files
+
+
+def _command_failed(container: FakeContainer, command: tuple[str, ...], code: int, output: bytes) -> CommandFailed:
+    text = output[-OUTPUT_TAIL_BYTES:].decode("utf-8", "replace")
+    return CommandFailed(f"command {shlex.join(command)} in container {container.id[:12]} exited with code {code}: "
+                         f"{text.strip()}", exit_code=code, output=text)
 
 
 class Killed(BaseException):

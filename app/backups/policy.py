@@ -205,7 +205,7 @@ class BackupContents:
 def command(value: str | Sequence[str]) -> Command:
     """product.yml's command: a string runs in a shell (``("sh", "-c", text)``), a list is the argv itself."""
     if isinstance(value, str):
-        return ("sh", "-c", value)
+        return ("sh", "-c", str(value))  # str(): a plain str, not the YAML reader's KeptText
     return tuple(str(part) for part in value)
 
 

@@ -103,13 +103,14 @@ class BackupService:
     # -- taking -------------------------------------------------------------------------------------------------
     def take(self, order: Order, project: Project, services: Mapping[str, ServiceBackup], kind: BackupKind,
              progress: Progress = lambda _: None, *, operation: Operation | None = None,
-             every_volume: bool = False) -> Manifest:
+             every_volume: bool = False, skip_empty: bool = False) -> Manifest | None:
         """Back up the order's data as it is now; returns the committed manifest.
 
         ``services`` is the product's declaration (``ResolvedPolicy.services``). ``every_volume`` (a final
         backup) also archives the order's volumes no service mounts any more (left behind by a change), found
         by the engine's labels. Volumes the declaration excludes are left out; declared volumes the engine
-        does not have (never created) are skipped with a step saying so.
+        does not have (never created) are skipped with a step saying so. With ``skip_empty``, nothing is taken
+        (and None returned) when there is nothing to back up.
 
         The attempt is recorded as a :class:`~app.models.Backup` row (``running``, then ``succeeded`` or
         ``failed``) and an ``order.backed_up`` event. On failure what was uploaded is removed (best effort: the
@@ -124,12 +125,17 @@ class BackupService:
         contents = backup_contents(services, project.stack, stopped=stopped)
         engine_volumes = self._engine_volumes(project)
         volumes = [item.volume for item in contents.volumes]
-        if every_volume:
-            volumes += sorted(name for name in engine_volumes if name not in volumes and name not in contents.excluded)
+        if every_volume:  # volumes no service of the stack mounts any more (a change left them behind)
+            declared = set(project.stack.volumes)
+            volumes += sorted(name for name in engine_volumes
+                              if name not in declared and name not in volumes and name not in contents.excluded)
         present = [volume for volume in volumes if volume in engine_volumes]
         for volume in volumes:
             if volume not in engine_volumes:
                 progress(f"volume {volume} does not exist yet: nothing to archive")
+        if skip_empty and not present and not contents.dumps:
+            progress("nothing to back up: the order has no volume and no dump")
+            return None
         if present:
             self.deployer.require_helper_image()
         header = BackupHeader(
@@ -175,7 +181,7 @@ class BackupService:
         row.save()
         progress(f"backup {manifest.backup_id}: {len(manifest.artefacts)} artefact(s), {manifest.size} bytes")
         record_event("order.backed_up", f"{kind} backup {manifest.backup_id} ({manifest.size} bytes)", order=order,
-                     operation=operation, backup_id=manifest.backup_id, kind=str(kind), size=manifest.size,
+                     operation=operation, backup_id=manifest.backup_id, backup_kind=str(kind), size=manifest.size,
                      artefacts=[artefact.as_dict() for artefact in manifest.artefacts])
         return manifest
 
@@ -185,7 +191,7 @@ class BackupService:
         row.error, row.error_detail = public, f"{type(exc).__name__}: {exc}"
         row.save()
         record_event("order.backup_failed", f"{row.kind} backup failed: {public}", order=row.order_id,
-                     backup_id=row.backup_id, kind=row.kind)
+                     backup_id=row.backup_id, backup_kind=row.kind)
 
     def settle_interrupted(self, order: Order) -> None:
         """Settle the order's attempts a killed worker left ``running``: committed in the store ->
@@ -308,16 +314,16 @@ class BackupService:
         """Delete the order's backups its retention no longer keeps; returns the backup ids deleted.
 
         A live order keeps what ``keep`` selects (:func:`~app.backups.policy.kept_backups`; the newest is
-        always kept). A terminated order keeps only its newest final backup, and that one until
+        always kept). A terminated order keeps only its final backups (terminate's, and a failed create's), until
         ``keep_terminated_days`` after the order was terminated. Reads the store (the truth), marks the rows
         ``deleted``. Raises BackupStoreError.
         """
         manifests = self.list(order)
         now = self.clock().replace(tzinfo=dt.timezone.utc)
         if order.terminated_at is not None:
-            finals = [m for m in manifests if m.kind in FINAL_KINDS]
+            # Its final backups: terminate's, and a failed create's before it (the data it removed then).
             expires = order.terminated_at.replace(tzinfo=dt.timezone.utc) + dt.timedelta(days=self.defaults.keep_terminated_days)
-            kept = {finals[-1].backup_id} if finals and now < expires else set()
+            kept = {m.backup_id for m in manifests if m.kind in FINAL_KINDS} if now < expires else set()
         else:
             kept = kept_backups([(m.backup_id, m.created_at) for m in manifests], keep, now)
         deleted = []

@@ -28,9 +28,10 @@ import re
 import secrets
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
-from typing import BinaryIO, Callable, Iterable, Iterator, Protocol
+from typing import BinaryIO, Callable, Iterable, Iterator
 
 from app.errors import BackupStoreError, InvalidRequest, NotFound
+from app.stacks.engine import Readable  # noqa: F401  (the protocol lives with the engine port, which streams too)
 
 log = logging.getLogger(__name__)
 
@@ -44,12 +45,6 @@ _BACKUP_ID_RE = re.compile(r"^\d{8}T\d{6}Z-[0-9a-f]{8}$")
 #: Artefact names: one path segment of letters, digits, ``.``, ``_`` and ``-``, not starting with a dot.
 _ARTEFACT_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 _INSTANCE_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
-
-
-class Readable(Protocol):
-    """What an artefact is read from: ``read(n)`` returns at most ``n`` bytes, ``b""`` at the end."""
-
-    def read(self, size: int = -1) -> bytes: ...
 
 
 # -- values ---------------------------------------------------------------------------------------------------------

@@ -21,8 +21,15 @@ from typing import Any, Collection, Mapping, Sequence
 import jsonschema
 import yaml
 
+from app.backups.policy import (
+    RETENTION_KEYS,
+    VERIFY_VALUES,
+    BackupPolicy,
+    check_schedule,
+    policy_from_manifest,
+)
 from app.compose.interpolate import interpolate, referenced_variables
-from app.compose.model import Endpoint
+from app.compose.model import Endpoint, StackSpec
 from app.compose.pipeline import has_services, load_stack, outline_problems
 from app.compose.schema import schema_message
 from app.errors import InterpolationError, InvalidRequest, LiveError, ProductError, YamlContentError
@@ -94,6 +101,63 @@ MANIFEST_SCHEMA = {
                 },
             },
         },
+        "backup": {"$ref": "#/$defs/backup"},
+    },
+    # The ``backup`` section (issue 13; docs/BACKUPS.md, "What is backed up"): its shape. What it names (services,
+    # volumes, plans) and its cron expressions are checked by _backup_problems and _backup_compose_problems.
+    "$defs": {
+        # Text (run by sh -c) or an argv; each keyword applies to its own type only.
+        "command": {
+            "type": ["string", "array"],
+            "minLength": 1,  # a blank text is _backup_problems's
+            "minItems": 1,
+            "prefixItems": [{"type": "string", "minLength": 1}],
+            "items": {"type": "string"},
+        },
+        "volume_names": {"type": "array", "uniqueItems": True, "items": {"type": "string", "minLength": 1}},
+        "keep": {
+            "type": "object",
+            "minProperties": 1,
+            "additionalProperties": False,
+            "properties": {period: {"type": "integer", "minimum": 0, "maximum": 100000} for period in RETENTION_KEYS},
+        },
+        "verify": {"enum": list(VERIFY_VALUES)},
+        "schedule": {"type": "string", "minLength": 1},
+        "backup": {
+            "type": "object",
+            "additionalProperties": False,
+            "properties": {
+                "schedule": {"$ref": "#/$defs/schedule"},
+                "keep": {"$ref": "#/$defs/keep"},
+                "verify": {"$ref": "#/$defs/verify"},
+                "services": {
+                    "type": "object",
+                    "additionalProperties": {
+                        "type": ["object", "null"],
+                        "additionalProperties": False,
+                        "properties": {
+                            "dump": {"$ref": "#/$defs/command"},
+                            "restore": {"$ref": "#/$defs/command"},
+                            "volumes": {"$ref": "#/$defs/volume_names"},
+                            "exclude": {"$ref": "#/$defs/volume_names"},
+                            "after_restore": {"$ref": "#/$defs/command"},
+                        },
+                    },
+                },
+                "plans": {
+                    "type": "object",
+                    "additionalProperties": {
+                        "type": ["object", "null"],
+                        "additionalProperties": False,
+                        "properties": {
+                            "schedule": {"$ref": "#/$defs/schedule"},
+                            "keep": {"$ref": "#/$defs/keep"},
+                            "verify": {"$ref": "#/$defs/verify"},
+                        },
+                    },
+                },
+            },
+        },
     },
 }
 
@@ -116,6 +180,8 @@ class ProductDefinition:
     plans: dict[str, dict[str, str]] = field(default_factory=dict)
     endpoints: list[Endpoint] = field(default_factory=list)
     compose: dict[str, Any] = field(default_factory=dict)
+    # product.yml's backup section (docs/BACKUPS.md, "What is backed up"); BackupPolicy(): no declarations.
+    backup: BackupPolicy = field(default_factory=BackupPolicy)
     errors: list[str] = field(default_factory=list)
     # Why the source could not read a file or the folder (each also in errors). Part of the
     # content hash: two different unreadable states are two revisions, each with its own errors.
@@ -243,8 +309,84 @@ def load_product(slug: str, manifest_text: str, compose_text: str, *, problems: 
     if errors:
         return product
 
+    product.backup = policy_from_manifest(manifest.get("backup"))
+    errors.extend(_backup_problems(slug, manifest.get("backup"), product.plans))
     errors.extend(_validate_compose(product))
     return product
+
+
+def _backup_problems(slug: str, section: Mapping[str, Any] | None, plans: Collection[str]) -> list[str]:
+    """What is wrong in product.yml's ``backup`` section on its own (its shape passed the schema): cron
+    expressions, retentions that keep nothing, ``dump`` without ``restore`` (and the reverse), a volume both
+    archived and excluded, plans the product does not have. What it names in the compose file is
+    :func:`_backup_compose_problems`'s. Each problem is ``product <slug>: product.yml: backup.<key>: <what>``."""
+    if not section:
+        return []
+    where = f"product {slug}: product.yml: backup"
+    problems: list[str] = []
+
+    def timing(prefix: str, values: Mapping[str, Any]) -> None:
+        if values.get("schedule") is not None:
+            try:
+                check_schedule(values["schedule"])
+            except ValueError as exc:
+                problems.append(f"{prefix}.schedule: {exc}")
+        if values.get("keep") and not any(values["keep"].values()):
+            problems.append(f"{prefix}.keep: at least one count must be more than 0 "
+                            f"(periods: {', '.join(RETENTION_KEYS)})")
+
+    timing(where, section)
+    excluded_by: dict[str, str] = {}  # volume -> the first service that excludes it
+    services = section.get("services") or {}
+    for name in sorted(services):
+        for volume in (services[name] or {}).get("exclude") or ():
+            excluded_by.setdefault(volume, name)
+    for name in sorted(services):
+        entry = services[name] or {}
+        key = f"{where}.services.{name}"
+        for command_key in ("dump", "restore", "after_restore"):
+            if isinstance(entry.get(command_key), str) and entry[command_key] and not entry[command_key].strip():
+                problems.append(f"{key}.{command_key}: blank: give the command to run")
+        if "dump" in entry and "restore" not in entry:
+            problems.append(f"{key}.restore: required with dump (the command that reads the dump on stdin)")
+        if "restore" in entry and "dump" not in entry:
+            problems.append(f"{key}.dump: required with restore (the command whose output restore reads)")
+        listed = entry.get("volumes") or ()
+        for volume in entry.get("exclude") or ():
+            if volume in listed:
+                problems.append(f"{key}.exclude: {volume!r} is also in volumes")
+        for volume in listed:
+            other = excluded_by.get(volume)
+            if other is not None and other != name:
+                problems.append(f"{key}.volumes: {volume!r} is excluded by service {other}")
+    for plan in sorted(section.get("plans") or {}):
+        if plan not in plans:
+            problems.append(f"{where}.plans.{plan}: no such plan (plans: {', '.join(sorted(plans))})")
+        else:
+            timing(f"{where}.plans.{plan}", section["plans"][plan] or {})
+    return problems
+
+
+def _backup_compose_problems(product: ProductDefinition, stack: StackSpec | None) -> list[str]:
+    """What product.yml's ``backup.services`` names that the compose file does not have: services (read from the
+    compose document) and, with ``stack`` (one plan's, rendered), volumes a service does not mount. Each problem
+    is ``product <slug>: product.yml: backup.services.<service>.<key>: <what>``."""
+    slug = product.slug
+    known = product.compose.get("services") or {}
+    problems = []
+    for name, entry in sorted(product.backup.services.items()):
+        key = f"product {slug}: product.yml: backup.services.{name}"
+        if name not in known:
+            problems.append(f"{key}: no such service (services: {', '.join(sorted(known))})")
+            continue
+        if stack is None or name not in stack.services:
+            continue
+        mounted = {mount.volume for mount in stack.services[name].volumes}
+        for list_key, volumes in (("volumes", entry.volumes or ()), ("exclude", entry.exclude)):
+            for volume in volumes:
+                if volume not in mounted:
+                    problems.append(f"{key}.{list_key}: {name} does not mount volume {volume!r}")
+    return problems
 
 
 def _validate_compose(product: ProductDefinition) -> list[str]:
@@ -252,6 +394,7 @@ def _validate_compose(product: ProductDefinition) -> list[str]:
     errors = outline_problems(slug, product.compose)
     if not has_services(product.compose):
         return errors
+    errors.extend(_backup_compose_problems(product, None))
 
     # Build every plan's project with sample built-ins: catches undefined variables per plan,
     # and validates structure and policy after interpolation, as Compose does. A plan
@@ -262,13 +405,16 @@ def _validate_compose(product: ProductDefinition) -> list[str]:
     rendered_plans = []
     for plan in sorted(product.plans):
         try:
-            plan_errors = _deploy_path_errors(product, plan, sample_secrets)
+            plan_errors, project = _deploy_path_errors(product, plan, sample_secrets)
         except InterpolationError as exc:
             missing = sorted(referenced_variables(product.compose) - known - set(product.plans[plan]))
             hint = f" (not defined for plan {plan}: {', '.join(missing)})" if missing else f" (plan {plan})"
             errors.append(f"product {slug}: docker-compose.yml: {exc}{hint}")
             continue
         rendered_plans.append(plan)
+        if project is not None:  # the names backup.services uses, in this plan's rendered stack
+            plan_errors = plan_errors + [problem for problem in _backup_compose_problems(product, project.stack)
+                                         if problem not in errors]
         for error in plan_errors:
             plans_with_error = found.setdefault(error, [])
             if plan not in plans_with_error:  # the same problem found twice (a null value, by two checks)
@@ -291,8 +437,10 @@ def _validate_compose(product: ProductDefinition) -> list[str]:
     return errors
 
 
-def _deploy_path_errors(product: ProductDefinition, plan: str, secrets: Mapping[str, str]) -> list[str]:
-    """Run, for one plan, what the worker runs to deploy an order, without an engine; return the problems.
+def _deploy_path_errors(product: ProductDefinition, plan: str,
+                        secrets: Mapping[str, str]) -> tuple[list[str], Project | None]:
+    """Run, for one plan, what the worker runs to deploy an order, without an engine; return the problems and the
+    project (``None`` when it could not be built).
 
     The project is built as ``OperationRunner.project`` builds it (:func:`build_project`, with sample
     built-ins and secrets, and every problem of the compose file reported: ``validate``), then every
@@ -306,16 +454,16 @@ def _deploy_path_errors(product: ProductDefinition, plan: str, secrets: Mapping[
     try:
         project = build_project(product, plan, sample_builtins(slug, plan), secrets, revision="validation",
                                 validate=True)
-        return [f"product {slug}: {problem}" for problem in dry_run(project, ENGINE_API_VERSION)]
+        return [f"product {slug}: {problem}" for problem in dry_run(project, ENGINE_API_VERSION)], project
     except InterpolationError:
         raise
     except ProductError as exc:
-        return list(exc.errors)
+        return list(exc.errors), None
     except LiveError as exc:
-        return [f"product {slug}: {exc}"]
+        return [f"product {slug}: {exc}"], None
     except Exception as exc:  # last line of defence: a crash of the deploy path refuses the product
         log.exception("product %s: plan %s: the deploy path failed", slug, plan)
-        return [f"product {slug}: docker-compose.yml: the project cannot be built ({type(exc).__name__}: {exc})"]
+        return [f"product {slug}: docker-compose.yml: the project cannot be built ({type(exc).__name__}: {exc})"], None
 
 
 def build_project(definition: ProductDefinition, plan: str, builtins: Mapping[str, str], secrets: Mapping[str, str],

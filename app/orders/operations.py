@@ -37,6 +37,12 @@ Progress = Callable[[str], None]
 Handler = Callable[[Operation, Order, Progress], None]
 
 
+#: The backups an operation takes before its own work, and how a failure of one is told (the public text).
+BACKUP_BEFORE = {BackupKind.PRE_CHANGE: "the backup before the change",
+                 BackupKind.PRE_RESTORE: "the safety backup before the restore",
+                 BackupKind.FINAL: "the final backup"}
+
+
 class OperationRunner:
     """Runs operations on the Docker engine through ``deployer``: one handler per :class:`OperationKind`
     (``handlers``), and the clean-up of an operation that failed for good (:meth:`on_failure`)."""
@@ -276,7 +282,7 @@ class OperationRunner:
             dumped = {name for name, service in self._policy(order).services.items() if service.dump}
             self.deployer.stop(project, progress, keep=dumped)
         final = self._backup_once(operation, order, BackupKind.FINAL, "_final_backup", progress, project=project,
-                                  every_volume=True)
+                                  every_volume=True, skip_empty=True)
         self.deployer.stop(project, progress)
         self.deployer.remove_resources(project, progress, volumes=True)
         return final
@@ -298,7 +304,8 @@ class OperationRunner:
         return declared.for_plan(order.plan, defaults.schedule, defaults.keep)
 
     def _backup_once(self, operation: Operation, order: Order, kind: BackupKind, param: str, progress: Progress,
-                     *, project: Project | None = None, every_volume: bool = False) -> str | None:
+                     *, project: Project | None = None, every_volume: bool = False,
+                     skip_empty: bool = False) -> str | None:
         """Take a backup of ``kind`` unless this operation already did (its id is in ``params[param]``, written as
         soon as it is committed, so a retry after a crash does not take a second one); returns its id. Without a
         backup service (tests of other concerns) nothing is taken."""
@@ -309,8 +316,15 @@ class OperationRunner:
         if self.backups is None:
             return None
         project = project or self.teardown_project(order)
-        manifest = self.backups.take(order, project, self._policy(order).services, kind, progress,
-                                     operation=operation, every_volume=every_volume)
+        try:
+            manifest = self.backups.take(order, project, self._policy(order).services, kind, progress,
+                                         operation=operation, every_volume=every_volume, skip_empty=skip_empty)
+        except LiveError as exc:
+            if kind in BACKUP_BEFORE:  # say which step failed: the billing side reports failed backups as such
+                exc.public = f"{BACKUP_BEFORE[kind]} failed: {exc.public}"
+            raise
+        if manifest is None:
+            return None
         self._remember(operation, **{param: manifest.backup_id})
         return manifest.backup_id
 

@@ -25,6 +25,7 @@ from pathlib import Path
 import peewee
 from apscheduler.schedulers.blocking import BlockingScheduler
 
+from app.backups.drill import RestoreDrills
 from app.backups.schedule import BackupScheduler
 from app.catalog.catalog import Catalog
 from app.errors import LiveError, WorkerAlreadyRunning
@@ -42,16 +43,21 @@ MAX_BACKOFF_SECONDS = 60.0
 #: How often due backups are looked for (cron has minute resolution), and how often the store is tidied.
 BACKUP_SCHEDULE_SECONDS = 60.0
 BACKUP_HOUSEKEEPING_SECONDS = 3600.0
+#: How often the worker looks for a restore drill that is due (one runs at a time).
+DRILL_SECONDS = 300.0
 
 
 class Worker:
     def __init__(self, db: peewee.Database, runner: OperationRunner, catalog: Catalog, *, concurrency: int = 4,
                  poll_seconds: float = 1.0, retry_base_seconds: float = 2.0, catalog_sync_seconds: float = 300.0,
                  lease_seconds: float = 60.0, ingress: IngressService | None = None,
-                 ingress_resync_seconds: float = 30.0, backups: BackupScheduler | None = None):
+                 ingress_resync_seconds: float = 30.0, backups: BackupScheduler | None = None,
+                 drills: RestoreDrills | None = None):
         self.db = db
         # Scheduled backups and the store's housekeeping (app/backups/schedule.py); None: no schedule.
         self.backups = backups
+        # Restore drills of products that opt in (app/backups/drill.py); None: no drills.
+        self.drills = drills
         # Routes follow the operations (app/ingress/service.py); None or a disabled service: no ingress.
         self.ingress = ingress
         self.ingress_resync_seconds = ingress_resync_seconds
@@ -118,6 +124,8 @@ class Worker:
                                   id="schedule-backups", next_run_time=dt.datetime.now())
                 scheduler.add_job(self.backup_housekeeping_safely, "interval", seconds=BACKUP_HOUSEKEEPING_SECONDS,
                                   id="backup-housekeeping")
+            if self.drills is not None:
+                scheduler.add_job(self.restore_drill_safely, "interval", seconds=DRILL_SECONDS, id="restore-drills")
             self._scheduler = scheduler
             if not stopping.is_set():
                 log.info("worker %s started (concurrency %d)", self.worker_id, self.concurrency)
@@ -301,6 +309,10 @@ class Worker:
     def backup_housekeeping_safely(self) -> None:
         """Delete expired final backups and abandoned uploads; never raises (a store that is down: next hour)."""
         self._periodic_job("backup housekeeping", self.backups.housekeeping)
+
+    def restore_drill_safely(self) -> None:
+        """Run the most overdue restore drill, if any; never raises."""
+        self._periodic_job("restore drill", self.drills.run_due)
 
     def resync_ingress_safely(self) -> None:
         """The periodic compare-and-repair of the proxy's routes (app/ingress/service.py); never raises."""

@@ -17,7 +17,7 @@ from typing import Callable, Collection
 
 from app.compose.model import topological_order
 from app.config import Settings
-from app.errors import ArchiveHelperMissing, EngineOperationError, HealthCheckFailed, LiveError, UpstreamFailed
+from app.errors import ArchiveHelperMissing, HealthCheckFailed, LiveError, UpstreamFailed
 from app.stacks.archives import prepare_folder
 from app.stacks.engine import ContainerRequest, ContainerState, Engine
 from app.stacks.engine_requests import PLACEHOLDER_IMAGE_ID, build_requests, network_requests, volume_requests
@@ -284,31 +284,40 @@ class Deployer:
         order, each waited for as its dependents ask (healthy when it has a healthcheck); nothing else is
         started, created or removed. Returns ``{service: container id}``.
 
-        For a restore: databases run their restore commands while the applications stay stopped. Raises
-        :class:`~app.errors.EngineOperationError` when a service has no container (the order was never
-        deployed, or a container was removed by hand: a full deploy makes it), :class:`HealthCheckFailed`
-        and the engine's errors.
+        For a restore: databases run their restore commands while the applications stay stopped. A service
+        without a container (a project never deployed: a restore drill) gets one as :meth:`deploy` would
+        create it, with the project's networks and volumes. Raises :class:`HealthCheckFailed` and the
+        engine's errors.
         """
         wanted = _with_dependencies(project, services)
         containers: dict[str, ContainerState] = {}
         for container in self.engine.list_containers(project.selector):
             if container.service in wanted and (container.service not in containers or container.running):
                 containers[container.service] = container
+        requests = None
         started: dict[str, str] = {}
         for name in project.stack.start_order():
             if name not in wanted:
                 continue
             container = containers.get(name)
             if container is None:
-                raise EngineOperationError(f"service {name} of order {project.instance} has no container to start")
-            if not container.running:
-                progress(f"start {name}")
-                self.engine.start_container(container.id)
-            started[name] = container.id
+                if requests is None:
+                    self._ensure_networks(project, progress)
+                    self._ensure_volumes(project, progress)
+                    requests = self.plan(project)[1]
+                progress(f"create {name}")
+                container_id = self.engine.create_container(requests[name])
+                self.engine.start_container(container_id)
+            else:
+                container_id = container.id
+                if not container.running:
+                    progress(f"start {name}")
+                    self.engine.start_container(container_id)
+            started[name] = container_id
             service = project.stack.services[name]
             healthcheck = service.healthcheck or {}
             if healthcheck and healthcheck.get("Test") != ["NONE"]:
-                self._wait_condition("the restore", name, "service_healthy", container.id)
+                self._wait_condition("the restore", name, "service_healthy", container_id)
         return started
 
     def archive_and_remove(self, project: Project, backup_dir: Path, stamp: str,

@@ -15,8 +15,14 @@ import logging
 import math
 import os
 import re
+import shlex
+import socket
+import struct
+import tarfile
+import threading
+import time
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, ContextManager, Iterator, Sequence
 
 import docker
 import docker.errors
@@ -26,6 +32,8 @@ import urllib3.exceptions
 from docker.utils import version_lt
 
 from app.errors import (
+    ArchiveError,
+    CommandFailed,
     EngineOperationError,
     EngineUnavailable,
     HostPortInUse,
@@ -34,13 +42,15 @@ from app.errors import (
     NotFound,
     StackSpecError,
 )
-from app.stacks.archives import write_archive
+from app.stacks.archives import TarStreamCheck, write_archive
 from app.stacks.engine import (
+    OUTPUT_TAIL_BYTES,
     ContainerRequest,
     ContainerState,
     Engine,
     NetworkRequest,
     NetworkState,
+    Readable,
     VolumeRequest,
     VolumeState,
 )
@@ -461,28 +471,267 @@ class DockerEngine(Engine):
         :class:`EngineUnavailable` (engine unreachable, or its stream broke) or
         :class:`EngineOperationError` (the engine refused).
         """
-        self.remove_container(helper_name)  # left by an interrupted attempt
+        helper = {"Id": self._create_helper(volume, image, helper_name, labels, read_only=True, command=["true"])}
         api = self.api
-        with translate_errors(f"create archive helper for volume {volume}"):
-            host_config = api.create_host_config(binds={volume: {"bind": "/volume", "mode": "ro"}}, network_mode="none")
-            helper = api.create_container(image=image, name=helper_name, command=["true"], labels=labels,
-                                          host_config=host_config, network_disabled=True)
         response = None
         try:
             with translate_errors(f"read volume {volume}"):
                 # docker-py's get_archive() hides the response, so it could not be closed when the
                 # destination fails midway; these are the calls get_archive() makes.
                 response = api._get(api._url("/containers/{0}/archive", helper["Id"]), params={"path": "/volume/."},
-                                    stream=True)
+                                    headers={"Accept-Encoding": "identity"}, stream=True)  # as export_volume
                 api._raise_for_status(response)
             return write_archive(destination, _archive_chunks(response, volume))
         finally:
             if response is not None:
                 response.close()
+            self._remove_helper(helper["Id"], helper_name, volume)  # stop() removes one left next time
+
+    def _create_helper(self, volume: str, image: str, helper_name: str, labels: dict[str, str], *,
+                       read_only: bool, command: list[str]) -> str:
+        """Create (not start) a helper container of ``image`` with ``volume`` at ``/volume``; returns its id.
+
+        A helper of that name left by an interrupted attempt is removed first. No network; never pulled.
+        """
+        self.remove_container(helper_name)
+        api = self.api
+        with translate_errors(f"create archive helper for volume {volume}"):
+            host_config = api.create_host_config(binds={volume: {"bind": "/volume", "mode": "ro" if read_only else "rw"}},
+                                                 network_mode="none")
+            return api.create_container(image=image, name=helper_name, command=command, labels=labels,
+                                        host_config=host_config, network_disabled=True)["Id"]
+
+    def _remove_helper(self, helper_id: str, helper_name: str, volume: str) -> None:
+        """Remove a helper; a failure is logged, never raised (it would hide the error that brought us here)."""
+        try:
+            self.remove_container(helper_id)
+        except LiveError as exc:
+            log.warning("archive helper %s of volume %s was not removed: %s", helper_name, volume, exc)
+
+    def _require_volume(self, volume: str, action: str) -> None:
+        """NotFound unless the volume exists: the engine would create a missing one for a helper, silently."""
+        with translate_errors(f"{action}: inspect volume {volume}"):
+            self.api.inspect_volume(volume)
+
+    def export_volume(self, volume: str, image: str, helper_name: str,
+                      labels: dict[str, str]) -> ContextManager[Readable]:
+        """The volume's files as a tar stream (``GET /containers/{helper}/archive`` of ``/volume/.``).
+
+        The helper is created, never started; the engine mounts the volume for the copy. The archive is
+        asked for uncompressed (``Accept-Encoding: identity``): the engine would gzip it for a client that
+        accepts gzip, which costs its CPU and the throughput on a local socket.
+        """
+        return self._exported(volume, image, helper_name, labels)
+
+    @contextlib.contextmanager
+    def _exported(self, volume: str, image: str, helper_name: str, labels: dict[str, str]) -> Iterator[Readable]:
+        action = f"read volume {volume}"
+        self._require_volume(volume, action)
+        helper_id = self._create_helper(volume, image, helper_name, labels, read_only=True, command=["true"])
+        response = None
+        try:
+            api = self.api
+            with translate_errors(action):
+                response = api._get(api._url("/containers/{0}/archive", helper_id), params={"path": "/volume/."},
+                                    headers={"Accept-Encoding": "identity"}, stream=True)
+                api._raise_for_status(response)
+            yield _ResponseStream(response, action)
+        finally:
+            if response is not None:
+                response.close()
+            self._remove_helper(helper_id, helper_name, volume)
+
+    def import_volume(self, volume: str, image: str, helper_name: str, labels: dict[str, str],
+                      stream: Readable) -> int:
+        """Empty the volume, then extract the tar archive of ``stream`` into it; returns the bytes read.
+
+        The first block of ``stream`` is read and checked before anything is removed: a stream that does not
+        start as a tar archive leaves the volume as it was. The helper (rw, no network) then runs
+        :func:`_restore_script`: it removes everything in the volume and gives the volume's root the owner and
+        mode of the archive's first member when that is the root (``.``, as :meth:`export_volume` writes it:
+        the engine's extractor skips the root's own entry). The archive is then sent to the engine (``PUT
+        /containers/{helper}/archive`` at ``/volume``, a chunked body streamed from ``stream``), which keeps
+        the archive's owners (``copyUIDGID`` unset: the headers' uid/gid, not the helper's user), modes, times
+        and links; the helper runs once more to set the root's time. The helper image has ``rm``, ``find``,
+        ``chown``, ``chmod`` and ``touch`` since version 2.
+
+        :class:`~app.stacks.archives.TarStreamCheck` follows the archive's framing on the way, so a stream that
+        breaks off at a member boundary (which the engine's extractor accepts) is an :class:`ArchiveError` too.
+        """
+        action = f"restore volume {volume}"
+        self._require_volume(volume, action)
+        check = TarStreamCheck()
+        first = _read_block(stream, 512)
+        if len(first) < 512:
+            raise ArchiveError(f"{action}: the stream is not a tar archive ({len(first)} bytes); the volume was left "
+                               "as it was", volume=volume)
+        try:
+            check.feed(first)
+        except ValueError as exc:
+            raise ArchiveError(f"{action}: the stream is not a tar archive ({exc}); the volume was left as it was",
+                               volume=volume) from exc
+        root = _archive_root(first)
+        helper_id = self._create_helper(volume, image, helper_name, labels, read_only=False,
+                                        command=["sh", "-c", _restore_script(root)])
+        try:
+            self._run_helper(helper_id, volume, f"{action}: empty it")
+            read = self._put_archive(helper_id, volume, action, stream, first, check)
+            if root is not None:
+                self._run_helper(helper_id, volume, f"{action}: set the time of its root")
+            return read
+        finally:
+            self._remove_helper(helper_id, helper_name, volume)
+
+    def _run_helper(self, helper_id: str, volume: str, action: str) -> None:
+        """Start the helper and wait for it (as long as it takes: removing files goes at the disk's pace)."""
+        api = self.api
+        with translate_errors(action):
+            api.start(helper_id)
+            status = api.wait(helper_id, timeout=None)
+        code = status.get("StatusCode")
+        if code != 0:
+            with translate_errors(f"{action}: read the helper's output"):
+                output = api.logs(helper_id, stdout=True, stderr=True, tail=20).decode("utf-8", "replace")
+            raise EngineOperationError(f"{action}: the helper failed (exit code {code}): {output.strip()}",
+                                       volume=volume, exit_code=code)
+
+    def _put_archive(self, helper_id: str, volume: str, action: str, stream: Readable, first: bytes,
+                     check: TarStreamCheck) -> int:
+        failure: list[BaseException] = []  # what the body raised, raised again as it was (requests may wrap it)
+        sent = [len(first)]
+
+        def body() -> Iterator[bytes]:
             try:
-                self.remove_container(helper["Id"])
-            except LiveError as exc:  # never hide the error that brought us here; stop() removes it next time
-                log.warning("archive helper %s of volume %s was not removed: %s", helper_name, volume, exc)
+                yield first
+                while True:
+                    data = stream.read(ARCHIVE_CHUNK_BYTES)
+                    if not data:
+                        break
+                    sent[0] += len(data)
+                    if not check.ended:
+                        check.feed(data)
+                    yield data
+                if not check.ended:
+                    raise ArchiveError(f"{action}: the stream ends before the end of the tar archive after "
+                                       f"{sent[0]} bytes ({check.members} members); the volume is partly restored",
+                                       volume=volume)
+            except ValueError as exc:
+                error = ArchiveError(f"{action}: the stream is not a tar archive ({exc}); the volume is partly "
+                                     "restored", volume=volume)
+                failure.append(error)
+                raise error from exc
+            except BaseException as exc:
+                failure.append(exc)
+                raise
+
+        api = self.api
+        try:
+            with translate_errors(action):
+                response = api._put(api._url("/containers/{0}/archive", helper_id), params={"path": "/volume"},
+                                    data=body())
+                api._raise_for_status(response)
+        except BaseException as exc:
+            if failure:  # the body's own error (stream.read's, or the framing's), as it was raised
+                if failure[0] is exc:
+                    raise
+                raise failure[0] from exc
+            if isinstance(exc, (EngineOperationError, EngineUnavailable)) and "Error processing tar file" in str(exc):
+                if _NOT_A_TAR.search(str(exc)):
+                    raise ArchiveError(f"{action}: the stream is not a tar archive the engine can extract: {exc}; the "
+                                       "volume is partly restored", volume=volume) from exc
+                # The archive is fine, the volume is not (no space left on device, read-only file system).
+                raise EngineOperationError(f"{action}: the engine could not write the files: {exc}; the volume is "
+                                           "partly restored", volume=volume) from exc
+            raise
+        return sent[0]
+
+    def exec_output(self, container_id: str, command: Sequence[str]) -> ContextManager[Readable]:
+        """A stream of the command's standard output, from an exec whose hijacked connection is read frame by
+        frame (the engine multiplexes standard output and error on it, without a TTY)."""
+        return self._exec_output(container_id, tuple(command))
+
+    @contextlib.contextmanager
+    def _exec_output(self, container_id: str, command: tuple[str, ...]) -> Iterator[Readable]:
+        session = self._exec_start(container_id, command, stdin=False)
+        try:
+            yield _ExecOutput(self, session)
+        finally:
+            session.close()
+
+    def exec_input(self, container_id: str, command: Sequence[str], stream: Readable | None = None) -> str:
+        """Run the command with ``stream`` sent on the exec's hijacked connection (then half-closed: the command
+        reads the end of its input) while a thread reads its output, keeping the last
+        :data:`~app.stacks.engine.OUTPUT_TAIL_BYTES`.
+
+        When the command stops reading before the input ends (it exited), sending stops and its exit code
+        decides (zero: logged, the rest of the input is dropped). The hijacked connection has no timeout: a
+        command may be silent for long.
+        """
+        session = self._exec_start(container_id, tuple(command), stdin=stream is not None)
+        tail = _Tail()
+        broken: list[BaseException] = []
+
+        def pump() -> None:
+            try:
+                for _, data in session.frames():
+                    tail.add(data)
+            except BaseException as exc:  # reported by the caller's thread
+                broken.append(exc)
+            # Its output ended: the command ended (as for `docker exec -i`). The engine keeps reading input it
+            # can no longer deliver until the connection closes, so stop a send that would wait forever.
+            session.close()
+
+        reader = threading.Thread(target=pump, name=f"exec-output-{session.container[:12]}", daemon=True)
+        reader.start()
+        unsent = False
+        try:
+            if stream is not None:
+                while True:
+                    data = stream.read(ARCHIVE_CHUNK_BYTES)  # its errors propagate unchanged (finally closes)
+                    if not data:
+                        break
+                    try:
+                        session.sock.sendall(data)
+                    except OSError as exc:
+                        log.info("%s stopped reading its input: %s", session.describe(), exc)
+                        unsent = True
+                        break
+                if not unsent:
+                    try:
+                        session.sock.shutdown(socket.SHUT_WR)
+                    except OSError:
+                        unsent = True
+            reader.join()
+        finally:
+            session.close()
+            reader.join(timeout=10)
+        if broken:
+            raise broken[0]
+        session.check_exit(tail.text())
+        if unsent:
+            log.warning("%s ended (exit code 0) before reading all its input", session.describe())
+        return tail.text()
+
+    def _exec_start(self, container_id: str, command: tuple[str, ...], *, stdin: bool) -> "_ExecSession":
+        api = self.api
+        action = f"run {shlex.join(command)} in container {container_id[:12]}"
+        with translate_errors(action):
+            exec_id = api.exec_create(container_id, list(command), stdout=True, stderr=True, stdin=stdin,
+                                      tty=False)["Id"]
+            # exec_start(socket=True) hands over the socket alone; what http.client read past the headers
+            # (the command's first output) is in the response's buffered reader, so read from that.
+            response = api._post_json(api._url("/exec/{0}/start", exec_id), data={"Tty": False, "Detach": False},
+                                      headers={"Connection": "Upgrade", "Upgrade": "tcp"}, stream=True)
+            api._raise_for_status(response)
+        try:
+            buffered = response.raw._fp.fp
+            sock = buffered.raw._sock
+        except AttributeError as exc:
+            response.close()
+            raise EngineOperationError(f"{action}: the connection to the Docker engine ({api.base_url}) cannot "
+                                       "stream a command's input and output") from exc
+        sock.settimeout(None)
+        return _ExecSession(self, container_id, command, exec_id, response, buffered, sock, action)
 
     # -- images (helpers) ---------------------------------------------------
     def image_present(self, ref: str) -> bool:
@@ -501,6 +750,10 @@ class DockerEngine(Engine):
 
 #: Bytes read at a time from the engine's archive stream.
 ARCHIVE_CHUNK_BYTES = 1024 * 1024
+#: The engine's words (Go's archive/tar, its decompressors) for an archive it cannot read, after "Error processing
+#: tar file(exit status 1): ", e.g. "archive/tar: invalid tar header", "unexpected EOF".
+_NOT_A_TAR = re.compile(r"archive/tar|unexpected EOF|invalid tar|gzip|bzip2|xz:|zstd", re.IGNORECASE)
+_CONTAINER_ID = re.compile(r"[0-9a-f]{64}")
 
 
 def _archive_chunks(response: requests.Response, volume: str) -> Iterator[bytes]:
@@ -517,6 +770,157 @@ def _archive_chunks(response: requests.Response, volume: str) -> Iterator[bytes]
         raise
     except (requests.exceptions.RequestException, urllib3.exceptions.HTTPError, OSError) as exc:
         raise EngineUnavailable(f"{action}: the Docker engine's stream broke: {exc}") from exc
+
+
+class _ResponseStream:
+    """``read(n)`` over the body of an engine answer; a stream that breaks midway is :class:`EngineUnavailable`."""
+
+    def __init__(self, response: requests.Response, action: str):
+        self._response = response
+        self._action = action
+
+    def read(self, size: int = -1) -> bytes:
+        if size is None or size < 0:
+            size = ARCHIVE_CHUNK_BYTES
+        try:
+            with translate_errors(self._action):
+                return self._response.raw.read(size, decode_content=True) or b""
+        except LiveError:
+            raise
+        except (requests.exceptions.RequestException, urllib3.exceptions.HTTPError, OSError, ValueError) as exc:
+            raise EngineUnavailable(f"{self._action}: the Docker engine's stream broke: {exc}") from exc
+
+
+def _archive_root(block: bytes) -> tarfile.TarInfo | None:
+    """The header of the archive's root (a first member named ``.`` or ``./``, a folder), else ``None``."""
+    try:
+        info = tarfile.TarInfo.frombuf(block, "utf-8", "surrogateescape")
+    except tarfile.HeaderError:
+        return None
+    return info if info.isdir() and info.name.rstrip("/") == "." else None
+
+
+def _restore_script(root: tarfile.TarInfo | None) -> str:
+    """The helper's shell script for a restore into ``/volume``; the helper runs twice (the second start finds
+    its mark in the container's own ``/tmp``). First: remove everything in the volume, give its root the
+    archive root's owner and mode. Second (after the engine extracted the archive): the root's time."""
+    empty = "find /volume -mindepth 1 -maxdepth 1 -exec rm -rf {} +"
+    if root is None:
+        return f"set -e; {empty}"
+    return (f"set -e; if [ -e /tmp/.emptied ]; then touch -c -d @{int(root.mtime)} /volume; else {empty}; "
+            f"chown {int(root.uid)}:{int(root.gid)} /volume; chmod {root.mode & 0o7777:o} /volume; "
+            "touch /tmp/.emptied; fi")
+
+
+def _read_block(stream: Readable, size: int) -> bytes:
+    """Up to ``size`` bytes of ``stream``: fewer only at its end (``read`` may return less than asked)."""
+    data = b""
+    while len(data) < size:
+        more = stream.read(size - len(data))
+        if not more:
+            break
+        data += more
+    return data
+
+
+class _Tail:
+    """The last :data:`OUTPUT_TAIL_BYTES` of what was added (thread-safe enough: one writer)."""
+
+    def __init__(self, limit: int = OUTPUT_TAIL_BYTES):
+        self._limit = limit
+        self._data = bytearray()
+
+    def add(self, data: bytes) -> None:
+        self._data += data[-self._limit:]
+        if len(self._data) > self._limit:
+            del self._data[:len(self._data) - self._limit]
+
+    def text(self) -> str:
+        return bytes(self._data).decode("utf-8", "replace")
+
+
+class _ExecSession:
+    """One exec's hijacked connection: frames of its output, its socket for input, its exit code."""
+
+    #: How long the exec may still report itself running once its output ended (the engine updates it after).
+    EXIT_WAIT_SECONDS = 30
+
+    def __init__(self, engine: DockerEngine, container: str, command: tuple[str, ...], exec_id: str,
+                 response: requests.Response, buffered, sock: socket.socket, action: str):
+        self.engine, self.container, self.command, self.exec_id = engine, container, command, exec_id
+        self.response, self.buffered, self.sock, self.action = response, buffered, sock, action
+
+    def describe(self) -> str:
+        container = self.container[:12] if _CONTAINER_ID.fullmatch(self.container) else self.container
+        return f"command {shlex.join(self.command)} in container {container}"
+
+    def frames(self) -> Iterator[tuple[int, bytes]]:
+        """``(stream, data)`` frames (1: standard output, 2: standard error) until the command's output ends."""
+        try:
+            while True:
+                header = self.buffered.read(8)
+                if not header:
+                    return
+                if len(header) < 8:
+                    raise EngineUnavailable(f"{self.action}: the Docker engine's stream broke (a frame header of "
+                                            f"{len(header)} bytes)")
+                kind, size = struct.unpack(">BxxxL", header)
+                data = self.buffered.read(size) if size else b""
+                if len(data) < size:
+                    raise EngineUnavailable(f"{self.action}: the Docker engine's stream broke ({len(data)} of a "
+                                            f"frame's {size} bytes)")
+                yield kind, data
+        except (OSError, ValueError) as exc:  # ValueError: read from a connection closed under us
+            raise EngineUnavailable(f"{self.action}: the Docker engine's stream broke: {exc}") from exc
+
+    def check_exit(self, output: str) -> None:
+        """Raise :class:`CommandFailed` when the command ended with a non-zero code (``output``: what it printed)."""
+        deadline = time.monotonic() + self.EXIT_WAIT_SECONDS
+        while True:
+            with translate_errors(f"{self.action}: read its exit code"):
+                info = self.engine.api.exec_inspect(self.exec_id)
+            if not info.get("Running") and info.get("ExitCode") is not None:
+                break
+            if time.monotonic() > deadline:
+                raise EngineUnavailable(f"{self.action}: its output ended but the engine still reports it running")
+            time.sleep(0.05)
+        code = info["ExitCode"]
+        if code != 0:
+            raise CommandFailed(f"{self.describe()} exited with code {code}: {output.strip()}",
+                                exit_code=code, output=output)
+
+    def close(self) -> None:
+        try:
+            self.sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        self.response.close()
+
+
+class _ExecOutput:
+    """``read(n)`` of an exec's standard output; its standard error's tail is kept for the exit check."""
+
+    def __init__(self, engine: DockerEngine, session: _ExecSession):
+        self._session = session
+        self._frames = session.frames()
+        self._pending = memoryview(b"")
+        self._errors = _Tail()
+        self._done = False
+
+    def read(self, size: int = -1) -> bytes:
+        if size is None or size < 0:
+            size = ARCHIVE_CHUNK_BYTES
+        while not self._pending and not self._done:
+            frame = next(self._frames, None)
+            if frame is None:
+                self._done = True
+                self._session.check_exit(self._errors.text())
+            elif frame[0] == 2:
+                self._errors.add(frame[1])
+            else:
+                self._pending = memoryview(frame[1])
+        data, self._pending = bytes(self._pending[:size]), self._pending[size:]
+        return data
 
 
 def _split_image(ref: str) -> tuple[str, str | None]:

@@ -1,8 +1,9 @@
 """The container engine port: what the deployer and the operation handlers need from an orchestrator.
 
 :class:`Engine` lists, creates, starts, stops, renames and removes containers, networks and volumes,
-archives a volume, and answers questions about images and usage; the value types of this module are
-what goes in and out. Nothing here knows an orchestrator's own types: :class:`~app.stacks.docker_engine.DockerEngine`
+archives a volume, streams a volume's files out and back in (backups, restores), runs commands in running
+containers with their input and output streamed, and answers questions about images and usage; the value
+types of this module are what goes in and out, and :class:`Readable` is what a stream is. Nothing here knows an orchestrator's own types: :class:`~app.stacks.docker_engine.DockerEngine`
 is the Docker Engine adapter (docker-py), ``tests/fakes.py`` has an in-memory one, and another orchestrator
 (Docker Swarm) is another implementation of the same class.
 
@@ -13,8 +14,9 @@ contract is :mod:`app.stacks.project`), never by name. Every implementation rais
 - :class:`~app.errors.EngineUnavailable`: the engine cannot be reached, or is in trouble for now (transient:
   the worker retries the operation);
 - :class:`~app.errors.EngineOperationError`: the engine refused the call, retrying cannot help; its
-  subclasses :class:`~app.errors.ImageMissing` (an image is neither present nor pullable) and
-  :class:`~app.errors.HostPortInUse` (a host port to publish is taken, ``port`` detail);
+  subclasses :class:`~app.errors.ImageMissing` (an image is neither present nor pullable),
+  :class:`~app.errors.HostPortInUse` (a host port to publish is taken, ``port`` detail) and
+  :class:`~app.errors.CommandFailed` (a command run in a container exited with a non-zero code);
 - :class:`~app.errors.NotFound`: the named object does not exist (removals ignore it).
 """
 from __future__ import annotations
@@ -22,9 +24,20 @@ from __future__ import annotations
 import abc
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ContextManager, Protocol, Sequence
 
 from app.stacks.project import service_of
+
+
+class Readable(Protocol):
+    """A stream of bytes: ``read(n)`` returns at most ``n`` bytes, ``b""`` at the end (a file opened ``rb``,
+    an engine's stream, a backup store's artefact). Consumers loop until ``b""``; memory stays flat."""
+
+    def read(self, size: int = -1) -> bytes: ...
+
+
+#: How much of a command's output :meth:`Engine.exec_input` returns and :class:`~app.errors.CommandFailed` quotes.
+OUTPUT_TAIL_BYTES = 4096
 
 
 @dataclass
@@ -217,4 +230,64 @@ class Engine(abc.ABC):
         :func:`app.stacks.archives.write_archive`, whose :class:`~app.errors.ArchiveDestinationError` and
         :class:`~app.errors.ArchiveError` pass through; a stream that breaks midway is
         :class:`~app.errors.EngineUnavailable`.
+        """
+
+    @abc.abstractmethod
+    def export_volume(self, volume: str, image: str, helper_name: str,
+                      labels: dict[str, str]) -> ContextManager[Readable]:
+        """A stream (``read(n)`` until ``b""``) of the volume's files as a tar archive (uncompressed), member
+        names relative to the volume root (``.``, ``./a``, ``./a/b``), with owners, modes, times and links.
+
+        Read through a helper container of ``image`` (never pulled, never started; the volume mounted
+        read-only) named ``helper_name`` and carrying ``labels``, removed when the context exits (the stream
+        is closed first). Memory stays flat whatever the volume's size.
+
+        Raises :class:`~app.errors.NotFound` (no such volume), :class:`~app.errors.ImageMissing` (no such
+        image) and :class:`~app.errors.EngineUnavailable` (the engine cannot be reached; or, from ``read()``,
+        the stream broke midway).
+        """
+
+    @abc.abstractmethod
+    def import_volume(self, volume: str, image: str, helper_name: str, labels: dict[str, str],
+                      stream: Readable) -> int:
+        """Replace the volume's whole content with the tar archive read from ``stream`` (what
+        :meth:`export_volume` wrote); returns the bytes read from ``stream``.
+
+        Everything in the volume is removed first, then the archive is extracted with owners, modes, times
+        and links as archived, through a helper container of ``image`` (never pulled) named ``helper_name``
+        and carrying ``labels``, always removed afterwards. Memory stays flat whatever the size.
+
+        Raises :class:`~app.errors.NotFound` (no such volume: it is never created here),
+        :class:`~app.errors.ImageMissing`, :class:`~app.errors.ArchiveError` naming the volume when the
+        stream is not a whole tar archive (one that does not start as a tar archive leaves the volume as it
+        was; one that breaks off later leaves it partly restored), :class:`~app.errors.EngineUnavailable`.
+        Errors of ``stream.read`` itself propagate unchanged (the volume is then partly restored).
+        """
+
+    @abc.abstractmethod
+    def exec_output(self, container_id: str, command: Sequence[str]) -> ContextManager[Readable]:
+        """Run ``command`` (argv) in the running container; a stream of its standard output.
+
+        Once the output ends, its exit code is checked: a non-zero one raises
+        :class:`~app.errors.CommandFailed` from ``read()`` (message: the container, the command, the exit code
+        and the last :data:`OUTPUT_TAIL_BYTES` of its error output). Leaving the context early closes the
+        stream (the command then fails writing, or is left to end). Memory stays flat.
+
+        Raises :class:`~app.errors.EngineOperationError` when the container is not running,
+        :class:`~app.errors.NotFound` when it does not exist, :class:`~app.errors.EngineUnavailable`
+        (also from ``read()`` when the stream breaks).
+        """
+
+    @abc.abstractmethod
+    def exec_input(self, container_id: str, command: Sequence[str], stream: Readable | None = None) -> str:
+        """Run ``command`` (argv) in the running container with ``stream`` on its standard input (``None``: no
+        input) and wait for it to end; returns the last :data:`OUTPUT_TAIL_BYTES` of its output (standard
+        output and error, interleaved as written; UTF-8, undecodable bytes replaced).
+
+        The input is streamed and the output read at the same time, so a command that writes much before it
+        reads all its input cannot block; memory stays flat. Errors of ``stream.read`` propagate unchanged;
+        the command then sees its input end early (it is not waited for).
+
+        Raises :class:`~app.errors.CommandFailed` (a non-zero exit code), and the errors of
+        :meth:`exec_output`.
         """

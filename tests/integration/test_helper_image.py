@@ -14,7 +14,7 @@ SCRIPT = PROJECT_ROOT / "scripts" / "build-helper-image.sh"
 
 
 def test_the_setting_defaults_to_the_scripts_image_and_refuses_what_is_no_image_reference():
-    assert load_settings({}).helper_image == "live/archive-helper:1"
+    assert load_settings({}).helper_image == "live/archive-helper:2"
     for ref in ("registry.example.org:5000/ops/archive-helper:2", "archive-helper",
                 "live/archive-helper@sha256:" + "a" * 64):
         assert load_settings({"LIVE_HELPER_IMAGE": ref}).helper_image == ref
@@ -39,6 +39,10 @@ def test_the_script_builds_a_labelled_helper_that_can_read_and_restore_archives(
         # The restore command of docs/OPERATIONS.md needs tar in it.
         output = docker_engine.containers.run(image, ["tar", "--help"], remove=True, stderr=True)
         assert b"tar" in output
+        # A restore empties the volume and sets its root's owner, mode and time (DockerEngine.import_volume).
+        for applet in ("rm", "find", "chown", "chmod", "touch"):
+            output = docker_engine.containers.run(image, [applet, "--help"], remove=True, stderr=True)
+            assert f"Usage: {applet}".encode() in output, applet
         again = subprocess.run(["bash", str(SCRIPT), image], capture_output=True, text=True, timeout=120)
         assert again.returncode == 0 and again.stdout.strip() == f"{image} already present"
     finally:

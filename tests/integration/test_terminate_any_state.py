@@ -194,8 +194,8 @@ def test_helper_image_missing_fails_at_once_naming_the_setting_and_the_script(li
     assert operation.state == "failed" and operation.attempts == 1, "not retried: only an operator can fix it"
     assert operation.error == ("the archive tool of the platform is not installed; nothing was deleted "
                                f"(operation {operation.id})")
-    assert "live/archive-helper:1 (LIVE_HELPER_IMAGE) is not on the Docker engine" in operation.error_detail
-    assert "bash scripts/build-helper-image.sh live/archive-helper:1" in operation.error_detail
+    assert "live/archive-helper:2 (LIVE_HELPER_IMAGE) is not on the Docker engine" in operation.error_detail
+    assert "bash scripts/build-helper-image.sh live/archive-helper:2" in operation.error_detail
     order = Order.get_by_id(order.id)
     assert order.status == "active" and running(engine, live, order) == ["app", "db", "web"]
     assert objects(engine, live, order) == before, "nothing was stopped, nothing deleted"

@@ -7,6 +7,8 @@ from __future__ import annotations
 from datetime import date, datetime, timedelta, timezone
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from app.backups.policy import (
     BackupContents,
@@ -153,6 +155,32 @@ def test_input_order_does_not_matter():
     now = at("2026-04-30 12:00")
 
     assert kept_backups(list(reversed(backups)), keep, now) == kept_backups(backups, keep, now)
+
+
+RETENTIONS = st.builds(Retention, last=st.integers(0, 3), hourly=st.integers(0, 3), daily=st.integers(0, 4),
+                       weekly=st.integers(0, 3), monthly=st.integers(0, 3), yearly=st.integers(0, 2))
+#: Minutes between one backup and the next: from a minute to 20 days, so every period's boundary is crossed.
+GAPS = st.lists(st.integers(1, 60 * 24 * 20), min_size=1, max_size=60)
+
+
+@settings(max_examples=500, derandomize=True, deadline=None, database=None, print_blob=False)
+@given(RETENTIONS, GAPS)
+def test_pruning_after_every_backup_keeps_what_pruning_once_keeps_for_any_retention_and_times(keep, gaps):
+    """Deterministic (derandomized): what a backup's pruning deletes is never something a later pruning would have
+    kept, so pruning after every backup is safe, whatever the rules and however irregular the times."""
+    backups, time = [], datetime(2026, 1, 1, tzinfo=UTC)
+    for index, minutes in enumerate(gaps):
+        time += timedelta(minutes=minutes)
+        backups.append((f"{index:04d}", time))
+    stored: list[tuple[str, datetime]] = []
+    for backup in backups:
+        stored.append(backup)
+        kept = kept_backups(stored, keep, now=backup[1])
+        assert backup[0] in kept  # the newest
+        assert len(kept) <= 1 + sum(keep.as_dict().values())
+        stored = [item for item in stored if item[0] in kept]
+
+    assert {backup_id for backup_id, _ in stored} == kept_backups(backups, keep, now=time)
 
 
 # -- Retention ----------------------------------------------------------------------------------------------------

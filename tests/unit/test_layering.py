@@ -106,7 +106,7 @@ EXTERNAL_LIBRARIES = {
     "docker": {"app.stacks.docker_engine"},
     "gitlab": {"app.catalog.gitlab_source"},
     "requests": {"app.stacks.docker_engine", "app.catalog.gitlab_source", "app.ingress.caddy"},
-    "apscheduler": {"app.orders.worker"},
+    "apscheduler": {"app.orders.worker", "app.backups.policy"},  # the worker's scheduler; the policy's cron reader
     "prometheus_client": {"app.web.observability"},
     "boto3": {"app.backups.s3_store"},
     "botocore": {"app.backups.s3_store"},

@@ -121,11 +121,10 @@ def test_a_failed_create_archives_and_removes_what_it_made(live, engine):
     assert order.last_error == f"the container platform refused the operation (operation {operation.id})"
     assert "refused by the engine" in order.last_error_detail
     assert objects(engine, live, order) == {"containers": [], "networks": [], "volumes": []}
-    archives = sorted((live.settings.backup_dir / "broken").glob("*-failed-*.tar"))
-    assert [a.name.rsplit("_", 1)[1] for a in archives] == ["app-state.tar", "db-data.tar"]
-    for archive in archives:
-        with tarfile.open(archive) as tar:
-            tar.getmembers()
+    [manifest] = live.backups.list(order)
+    assert manifest.kind == "final" and [a.name for a in manifest.artefacts] == ["volume.app-state.tar",
+                                                                                  "volume.db-data.tar"]
+    assert live.backups.store.verify(manifest.backup_id) == []
 
 
 def test_a_failed_create_whose_cleanup_cannot_finish_still_stops_its_containers(live, engine):
@@ -344,9 +343,13 @@ def test_terminate_archives_and_removes_everything_from_any_state(live, engine, 
     assert order.status == "terminated" and order.terminated_at is not None
     assert last_operation(order).state == "succeeded"
     assert objects(engine, live, order) == {"containers": [], "networks": [], "volumes": []}
-    archived = Event.get((Event.order == order) & (Event.kind == "order.archived")).data["archives"]
-    if state is not failed:  # a failed create archived (and removed) its volumes already
-        assert sorted(a["volume"].rsplit("_", 1)[1] for a in archived) == ["app-state", "db-data"]
+    final = Event.get((Event.order == order) & (Event.kind == "order.archived")).data["backup_id"]
+    [manifest] = live.backups.list(order)  # the terminated order keeps its final backup only
+    assert manifest.kind == "final"
+    assert sorted(a.name for a in manifest.artefacts) == ["volume.app-state.tar", "volume.db-data.tar"]
+    # A failed create took the final backup of its volumes already and removed them: the terminate has nothing
+    # left to back up, and takes no empty backup.
+    assert final == (None if state is failed else manifest.backup_id)
 
 
 def test_a_failed_terminate_starts_the_active_stack_again(live, engine):
@@ -354,7 +357,7 @@ def test_a_failed_terminate_starts_the_active_stack_again(live, engine):
     volume = f"{live.settings.deployment}-kept_db-data"
     engine.write_file(volume, "base/1", b"rows")
     before = objects(engine, live, order)
-    engine.archive_failure[volume] = ArchiveDestinationError("cannot write the archive /b/x: No space left (ENOSPC)")
+    engine.stream_failures[("export_volume", volume)] = EngineOperationError("read volume: refused by the engine")
     live.orders.terminate(order)
     run(live)
     operation = last_operation(order)
@@ -367,7 +370,8 @@ def test_a_failed_terminate_starts_the_active_stack_again(live, engine):
 
 def test_a_failed_terminate_whose_stack_cannot_start_again_leaves_the_order_failed(live, engine):
     order = create(live, "down")
-    engine.archive_failure[f"{live.settings.deployment}-down_app-state"] = ArchiveDestinationError("full")
+    engine.stream_failures[("export_volume", f"{live.settings.deployment}-down_app-state")] = \
+        EngineOperationError("read volume: refused")
     engine.failures[("start_container", "db")] = EngineOperationError("start container: runc refused")
     live.orders.terminate(order)
     run(live)

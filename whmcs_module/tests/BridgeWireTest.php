@@ -262,7 +262,9 @@ final class BridgeWireTest extends TestCase
         geocatlive_AdminServicesTabFields($params);
         geocatlive_Restart($this->params(9014, 'unauthorized'));
 
-        $this->assertSame(['CreateAccount', 'ClientArea', 'AdminServicesTabFields', 'Restart'], array_column(WhmcsRecorder::$moduleLog, 'action'));
+        // The client area and the admin tab each read the service, then its backups.
+        $this->assertSame(['CreateAccount', 'ClientArea', 'ClientArea', 'AdminServicesTabFields', 'AdminServicesTabFields', 'Restart'],
+            array_column(WhmcsRecorder::$moduleLog, 'action'));
         foreach (WhmcsRecorder::$moduleLog as $entry) {
             $this->assertSame('geocatlive', $entry['module']);
             $this->assertContains(self::TOKEN, $entry['replaceVars']);

@@ -36,7 +36,11 @@ final class ModuleContractTest extends TestCase
             'ClientAreaCustomButtonArray' => ['ClientAreaCustomButtonArray', 'array'],
             'Restart' => ['Restart', 'string'],
             'Redeploy' => ['Redeploy', 'string'],
+            'BackUpNow' => ['BackUpNow', 'string'],
+            'RestoreBackup' => ['RestoreBackup', 'string'],
+            'ClientAreaAllowedFunctions' => ['ClientAreaAllowedFunctions', 'array'],
             'AdminServicesTabFields' => ['AdminServicesTabFields', 'array'],
+            'AdminServicesTabFieldsSave' => ['AdminServicesTabFieldsSave', 'NULL'],
             'ServiceSingleSignOn' => ['ServiceSingleSignOn', 'array'],
             'ClientArea' => ['ClientArea', 'array'],
             'UsageUpdate' => ['UsageUpdate', 'string'],
@@ -95,10 +99,11 @@ final class ModuleContractTest extends TestCase
         $this->assertSame('443', $meta['DefaultSSLPort']);
     }
 
-    public function testConfigOptionsAreProductPlanAndWaitInThatOrder(): void
+    public function testConfigOptionsAreProductPlanWaitAndClientRestoresInThatOrder(): void
     {
         $options = geocatlive_ConfigOptions();
-        $this->assertSame(['Live product', 'Plan', 'Wait (seconds)'], array_keys($options));
+        // Only ever appended: WHMCS stores them as configoption1..N.
+        $this->assertSame(['Live product', 'Plan', 'Wait (seconds)', 'Clients may restore backups'], array_keys($options));
         $this->assertLessThanOrEqual(24, count($options));
         $this->assertSame('geocatlive_LoadProducts', $options['Live product']['Loader']);
         $this->assertSame('geocatlive_LoadPlans', $options['Plan']['Loader']);
@@ -109,16 +114,33 @@ final class ModuleContractTest extends TestCase
             }
         }
         $this->assertSame('60', $options['Wait (seconds)']['Default']);
+        $this->assertSame('yesno', $options['Clients may restore backups']['Type']);
+        $this->assertArrayNotHasKey('Default', $options['Clients may restore backups'], 'off unless staff tick it');
+    }
+
+    public static function clientRestoreSettings(): array
+    {
+        return [['on', true], ['1', true], ['yes', true], [true, true], ['', false], ['0', false], ['off', false], [null, false], [false, false]];
+    }
+
+    /**
+     * @dataProvider clientRestoreSettings
+     */
+    public function testClientsMayRestoreOnlyWhenTheSettingIsTicked($value, bool $expected): void
+    {
+        $this->assertSame($expected, geocatlive_clientsMayRestore(['configoption4' => $value]));
+        $this->assertFalse(geocatlive_clientsMayRestore([]));
     }
 
     public function testButtonsAndOnlyAdminsMayRedeploy(): void
     {
-        $this->assertSame(['Restart' => 'Restart', 'Redeploy' => 'Redeploy'], geocatlive_AdminCustomButtonArray());
-        $this->assertSame(['Restart' => 'Restart'], geocatlive_ClientAreaCustomButtonArray());
-        foreach (array_merge(geocatlive_AdminCustomButtonArray(), geocatlive_ClientAreaCustomButtonArray()) as $suffix) {
+        $this->assertSame(['Restart' => 'Restart', 'Redeploy' => 'Redeploy', 'Back up now' => 'BackUpNow'], geocatlive_AdminCustomButtonArray());
+        $this->assertSame(['Restart' => 'Restart', 'Back up now' => 'BackUpNow'], geocatlive_ClientAreaCustomButtonArray());
+        // RestoreBackup has no button (it needs a backup id: the Backups section posts it) and checks the product's setting itself.
+        $this->assertSame(['Restore a backup' => 'RestoreBackup'], geocatlive_ClientAreaAllowedFunctions());
+        foreach (array_merge(geocatlive_AdminCustomButtonArray(), geocatlive_ClientAreaCustomButtonArray(), geocatlive_ClientAreaAllowedFunctions()) as $suffix) {
             $this->assertTrue(function_exists('geocatlive_' . $suffix));
         }
-        $this->assertFalse(function_exists('geocatlive_ClientAreaAllowedFunctions'));
     }
 
     /**

@@ -13,10 +13,16 @@
  * agree with the "Secure" tick. Plain http passes Test Connection only to a
  * loopback address (the bridge on the WHMCS host).
  * Product: configoption1 = Live product slug, configoption2 = plan,
- * configoption3 = seconds to wait (0-120). A configurable option named "Plan"
+ * configoption3 = seconds to wait (0-120), configoption4 = "Clients may restore
+ * backups" (yes/no, default no). A configurable option named "Plan"
  * overrides the plan. Product and plan are sent trimmed; the bridge matches them
  * without regard to case. The service's domain is sent as WHMCS has it (trimmed);
  * the bridge refuses an IP address.
+ *
+ * Backups (issue 13): the client area lists the service's backups and has "Back up
+ * now"; staff restore from the admin services tab (any backup of the service, or the
+ * final backup of one of the client's terminated services); clients restore only
+ * when configoption4 allows it, which is checked here, in PHP, on every call.
  *
  * @see docs/WHMCS.md in the bridge's repository
  */
@@ -78,6 +84,13 @@ function geocatlive_ConfigOptions(array $params = [])
             'Default' => '60',
             'SimpleMode' => true,
             'Description' => '0-120: how long a call waits for the bridge to finish before returning; 0 = return once the bridge has accepted the job.',
+        ],
+        // configoption4
+        'Clients may restore backups' => [
+            'Type' => 'yesno',
+            'SimpleMode' => true,
+            'Description' => 'Tick to let clients restore their own backups from the client area (the bridge backs up the current data first).'
+                . ' Staff can always restore, from the service\'s page in the admin area.',
         ],
     ];
 }
@@ -248,21 +261,74 @@ function geocatlive_Redeploy(array $params)
 }
 
 /**
+ * Custom button (clients and staff): take a backup now (POST /whmcs/v1/services/{id}/backups).
+ * 'success' once the bridge has recorded it with a worker to run it, as for every lifecycle
+ * call; the backup itself may still be running (the client area's Backups section lists it
+ * once it is complete; a failed one is in the daily activity log report).
+ *
+ * @return string 'success' or the reason
+ */
+function geocatlive_BackUpNow(array $params)
+{
+    return geocatlive_lifecycle($params, 'BackUpNow', 'backup', 'geocatlive_waitBody', 'backups');
+}
+
+/**
+ * Client area function (a form per backup in the Backups section, `a=RestoreBackup`,
+ * `backup_id`): restore one of the service's own backups into it.
+ *
+ * Refused here, before anything is sent, unless the product's "Clients may restore backups"
+ * (configoption4) is ticked: WHMCS lets a client call every allowed function, whatever the
+ * template shows. The backup id comes from the request, so it must be one the bridge lists for
+ * this service (the service id itself only ever comes from $params); the bridge checks again.
+ * A final backup of a terminated service is for staff only.
+ *
+ * @return string 'success' or the reason
+ */
+function geocatlive_RestoreBackup(array $params)
+{
+    try {
+        geocatlive_serviceId($params);
+        if (!geocatlive_clientsMayRestore($params)) {
+            throw new BridgeException('GeoCat Live: restoring a backup from the client area is not enabled for this product;'
+                . ' please contact support to have a backup restored.', 0, 'refused');
+        }
+        // Only from a form post: a link (GET) never restores.
+        $backupId = geocatlive_requestedBackupId($_POST['backup_id'] ?? '');
+    } catch (BridgeException $e) {
+        geocatlive_logLocal('RestoreBackup', $params, $e);
+        return $e->getMessage();
+    }
+    return geocatlive_restore($params, 'RestoreBackup', $backupId, false);
+}
+
+/**
  * @return array
  */
 function geocatlive_AdminCustomButtonArray()
 {
-    return ['Restart' => 'Restart', 'Redeploy' => 'Redeploy'];
+    return ['Restart' => 'Restart', 'Redeploy' => 'Redeploy', 'Back up now' => 'BackUpNow'];
 }
 
 /**
- * Clients may only restart; Redeploy is not listed, so WHMCS refuses it from the client area.
+ * Clients may restart and back up; Redeploy is not listed, so WHMCS refuses it from the client area.
  *
  * @return array
  */
 function geocatlive_ClientAreaCustomButtonArray()
 {
-    return ['Restart' => 'Restart'];
+    return ['Restart' => 'Restart', 'Back up now' => 'BackUpNow'];
+}
+
+/**
+ * Client area functions without a button of their own: RestoreBackup is posted by the forms of the
+ * Backups section (it needs a backup id). It checks the product's setting itself on every call.
+ *
+ * @return array
+ */
+function geocatlive_ClientAreaAllowedFunctions()
+{
+    return ['Restore a backup' => 'RestoreBackup'];
 }
 
 /**
@@ -329,8 +395,9 @@ function geocatlive_testConnectionWith(BridgeClient $client, array $params)
 }
 
 /**
- * The client area: status, endpoints, progress of a running operation, last error
- * and the generated credentials. Values are plain text; the template escapes them.
+ * The client area: status, endpoints, progress of a running operation, last error,
+ * the generated credentials and the Backups section (see geocatlive_clientBackups).
+ * Values are plain text; the template escapes them.
  *
  * @return array
  */
@@ -339,6 +406,7 @@ function geocatlive_ClientArea(array $params)
     $live = ['available' => false, 'notice' => ''];
     try {
         $live = array_merge(geocatlive_serviceView(geocatlive_serviceInfo($params, 'ClientArea')), ['available' => true, 'notice' => '']);
+        $live['backups'] = geocatlive_clientBackups($params, $live['status']);
     } catch (BridgeException $e) {
         geocatlive_logLocal('ClientArea', $params, $e);
         // Clients get no internal detail (the bridge's address, keys); staff have the module log.
@@ -407,7 +475,45 @@ function geocatlive_AdminServicesTabFields(array $params)
         'GeoCat Live operation' => $operation !== '' ? $operation : 'none',
         'GeoCat Live last error' => $view['lastError'] !== '' ? geocatlive_h($view['lastError']) : 'none',
         'GeoCat Live last operations' => $history,
-    ];
+    ] + geocatlive_adminBackupRows($params, $view['status']);
+}
+
+/**
+ * The admin tab's "Save Changes": starts the restore chosen in the tab's "GeoCat Live restore" row
+ * (`geocatlive_restore`, a backup id of the service or one of the client's terminated services'
+ * final backups) when its confirmation box (`geocatlive_restore_confirm`) is ticked. Any other save
+ * does nothing here. WHMCS shows nothing a Save returns: the outcome goes to the activity log and
+ * is shown at the top of the backup rows the next time the tab is shown.
+ *
+ * @return void
+ */
+function geocatlive_AdminServicesTabFieldsSave(array $params)
+{
+    $chosen = isset($_POST['geocatlive_restore']) && is_scalar($_POST['geocatlive_restore']) ? geocatlive_cut($_POST['geocatlive_restore'], 128) : '';
+    if ($chosen === '') {
+        return;
+    }
+    $serviceId = (int) ($params['serviceid'] ?? 0);
+    if (empty($_POST['geocatlive_restore_confirm'])) {
+        $result = 'GeoCat Live: tick "Replace this service\'s data" next to the backup to confirm, then save.';
+    } else {
+        try {
+            $result = geocatlive_restore($params, 'AdminServicesTabFieldsSave', geocatlive_requestedBackupId($chosen), true);
+        } catch (BridgeException $e) {
+            geocatlive_logLocal('AdminServicesTabFieldsSave', $params, $e);
+            $result = $e->getMessage();
+        }
+    }
+    $message = $result === 'success'
+        ? 'GeoCat Live: restore of backup ' . $chosen . ' into service #' . $serviceId . ' started; the bridge backs up the current data first.'
+            . ' Follow it in "GeoCat Live operation".'
+        : 'GeoCat Live: restore of backup ' . $chosen . ' into service #' . $serviceId . ' not started: ' . preg_replace('/^GeoCat Live: /', '', $result);
+    if (function_exists('logActivity')) {
+        logActivity($message, (int) ($params['userid'] ?? 0));
+    }
+    if (isset($_SESSION) && is_array($_SESSION) && $serviceId > 0) {
+        $_SESSION['geocatlive_restore_result'][$serviceId] = $message;
+    }
 }
 
 /**
@@ -483,17 +589,18 @@ function geocatlive_UsageUpdate(array $params)
 // ---------------------------------------------------------------------------
 
 /**
- * Runs one lifecycle call: POST /whmcs/v1/services/{serviceid}/{verb}.
+ * Runs one lifecycle call: POST /whmcs/v1/services/{serviceid}/{route} ($route defaults to $verb;
+ * $verb names the operation in messages when the answer does not).
  *
  * @param callable $body function (array $params): array, may throw BridgeException
  * @return string 'success' or the reason
  */
-function geocatlive_lifecycle(array $params, string $action, string $verb, callable $body)
+function geocatlive_lifecycle(array $params, string $action, string $verb, callable $body, string $route = '')
 {
     try {
         $serviceId = geocatlive_serviceId($params);
         $payload = $body($params);
-        $answer = geocatlive_bridge($params, $action)->post('/whmcs/v1/services/' . $serviceId . '/' . $verb, $payload);
+        $answer = geocatlive_bridge($params, $action)->post('/whmcs/v1/services/' . $serviceId . '/' . ($route !== '' ? $route : $verb), $payload);
         return geocatlive_lifecycleResult($answer, $verb);
     } catch (BridgeException $e) {
         geocatlive_logLocal($action, $params, $e);
@@ -829,10 +936,10 @@ function geocatlive_secrets(array $params): array
     return $secrets;
 }
 
-/** Logs a failure that never reached the bridge (bad settings, missing ids). */
+/** Logs a failure that never reached the bridge (bad settings, missing ids, a refused request). */
 function geocatlive_logLocal(string $action, array $params, BridgeException $e)
 {
-    if ($e->getErrorCode() === 'configuration' && function_exists('logModuleCall')) {
+    if (in_array($e->getErrorCode(), ['configuration', 'refused'], true) && function_exists('logModuleCall')) {
         logModuleCall('geocatlive', $action, '(not sent)', $e->getMessage(), '', geocatlive_secrets($params));
     }
 }
@@ -845,4 +952,280 @@ function geocatlive_unexpected(string $action, array $params, \Throwable $e): st
         logModuleCall('geocatlive', $action, '(not sent)', $message, '', geocatlive_secrets($params));
     }
     return $message;
+}
+
+// ---------------------------------------------------------------------------
+// Backups (issue 13)
+// ---------------------------------------------------------------------------
+
+/** configoption4 "Clients may restore backups": WHMCS stores a ticked yesno as "on". Default: no. */
+function geocatlive_clientsMayRestore(array $params): bool
+{
+    $value = $params['configoption4'] ?? '';
+    if (is_bool($value)) {
+        return $value;
+    }
+    return in_array(strtolower(trim(is_scalar($value) ? (string) $value : '')), ['on', '1', 'yes', 'true'], true);
+}
+
+/**
+ * A backup id from the request: letters, digits, ".", "_", "-" (the bridge's ids look like
+ * 20260103T021500Z-0a1b2c3d), at most 128 characters.
+ *
+ * @throws BridgeException (error code "refused")
+ */
+function geocatlive_requestedBackupId($value): string
+{
+    $id = is_scalar($value) ? trim((string) $value) : '';
+    if ($id === '') {
+        throw new BridgeException('GeoCat Live: no backup was chosen to restore.', 0, 'refused');
+    }
+    if (preg_match('/^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/', $id) !== 1) {
+        throw new BridgeException('GeoCat Live: "' . geocatlive_cut($id, 40) . '" is not a backup id.', 0, 'refused');
+    }
+    return $id;
+}
+
+/**
+ * GET /whmcs/v1/services/{serviceid}/backups: {order_id, instance, backups (newest first),
+ * restorable (final backups of the same customer's terminated services of the same product),
+ * last_success_at, last_failure}. The store unreachable: BridgeException backup_store (HTTP 503).
+ *
+ * @throws BridgeException
+ */
+function geocatlive_backupList(array $params, string $action, ?BridgeClient $client = null): array
+{
+    $serviceId = geocatlive_serviceId($params);
+    return ($client ?: geocatlive_bridge($params, $action))->get('/whmcs/v1/services/' . $serviceId . '/backups');
+}
+
+/**
+ * Restores $backupId into the service: checks that the bridge lists it for this service (among
+ * `backups`, and for staff also among `restorable`), then POST
+ * /whmcs/v1/services/{serviceid}/backups/{backup_id}/restore with `wait`.
+ *
+ * @return string 'success' or the reason
+ */
+function geocatlive_restore(array $params, string $action, string $backupId, bool $staff): string
+{
+    try {
+        $serviceId = geocatlive_serviceId($params);
+        $client = geocatlive_bridge($params, $action);
+        $list = geocatlive_backupList($params, $action, $client);
+        $known = [];
+        foreach (['backups', $staff ? 'restorable' : null] as $key) {
+            foreach ($key !== null && is_array($list[$key] ?? null) ? $list[$key] : [] as $backup) {
+                if (is_array($backup) && isset($backup['backup_id']) && is_scalar($backup['backup_id'])) {
+                    $known[(string) $backup['backup_id']] = true;
+                }
+            }
+        }
+        if (!isset($known[$backupId])) {
+            throw new BridgeException('GeoCat Live: backup ' . $backupId . ' is not a backup of this service'
+                . ($staff ? ', nor the final backup of one of this client\'s terminated services of the same product' : '')
+                . '; reload the page to see the current list.', 0, 'refused');
+        }
+        $answer = $client->post('/whmcs/v1/services/' . $serviceId . '/backups/' . rawurlencode($backupId) . '/restore', geocatlive_waitBody($params));
+        return geocatlive_lifecycleResult($answer, 'restore');
+    } catch (BridgeException $e) {
+        geocatlive_logLocal($action, $params, $e);
+        return $e->getMessage();
+    } catch (\Throwable $e) {
+        return geocatlive_unexpected($action, $params, $e);
+    }
+}
+
+/** A BackupOut of the bridge as plain strings: id, time, kind, size, services, and whose it is. */
+function geocatlive_backupView(array $backup): array
+{
+    $bytes = is_numeric($backup['size'] ?? null) ? max(0, (int) $backup['size']) : 0;
+    $services = array_map('geocatlive_text', array_filter(is_array($backup['services'] ?? null) ? $backup['services'] : [], 'is_scalar'));
+    $kind = geocatlive_text($backup['kind'] ?? '');
+    return [
+        'id' => geocatlive_text($backup['backup_id'] ?? ''),
+        'createdAt' => geocatlive_when($backup['created_at'] ?? ''),
+        'kind' => $kind,
+        'kindLabel' => geocatlive_backupKindLabel($kind),
+        'bytes' => $bytes,
+        'size' => geocatlive_bytes($bytes),
+        'services' => implode(', ', $services),
+        'revision' => geocatlive_text($backup['revision'] ?? ''),
+        'plan' => geocatlive_text($backup['plan'] ?? ''),
+        'serviceId' => (int) ($backup['service_id'] ?? 0),
+        'orderId' => (int) ($backup['order_id'] ?? 0),
+    ];
+}
+
+/**
+ * The backups answer as plain strings: items (newest first, as the bridge lists them),
+ * restorable, lastSuccessAt ('' when none), lastFailure (null, or at, kind, kindLabel, error),
+ * failing (true when the last failure is newer than the last success, or there is no success).
+ * Entries without a backup id are dropped.
+ */
+function geocatlive_backupsView(array $answer): array
+{
+    $lists = [];
+    foreach (['backups' => 'items', 'restorable' => 'restorable'] as $key => $name) {
+        $lists[$name] = [];
+        foreach (is_array($answer[$key] ?? null) ? $answer[$key] : [] as $backup) {
+            if (is_array($backup)) {
+                $view = geocatlive_backupView($backup);
+                if ($view['id'] !== '') {
+                    $lists[$name][] = $view;
+                }
+            }
+        }
+    }
+    $failure = null;
+    if (is_array($answer['last_failure'] ?? null)) {
+        $kind = geocatlive_text($answer['last_failure']['kind'] ?? '');
+        $failure = [
+            'at' => geocatlive_when($answer['last_failure']['at'] ?? ''),
+            'kind' => $kind,
+            'kindLabel' => geocatlive_backupKindLabel($kind),
+            'error' => geocatlive_text($answer['last_failure']['error'] ?? ''),
+        ];
+    }
+    $successTime = is_string($answer['last_success_at'] ?? null) ? strtotime($answer['last_success_at']) : false;
+    $failureTime = $failure !== null && is_string($answer['last_failure']['at'] ?? null) ? strtotime($answer['last_failure']['at']) : false;
+    return $lists + [
+        'lastSuccessAt' => geocatlive_when($answer['last_success_at'] ?? ''),
+        'lastFailure' => $failure,
+        'failing' => $failure !== null && ($successTime === false || $failureTime === false || $failureTime > $successTime),
+    ];
+}
+
+/**
+ * The client area's Backups section: the service's own backups (never another service's),
+ * whether "Back up now" and "Restore" are offered (an active service; Restore only when the
+ * product allows clients to restore), or a notice when the list cannot be had.
+ */
+function geocatlive_clientBackups(array $params, string $status): array
+{
+    $section = [
+        'available' => false, 'notice' => '', 'serviceId' => (int) ($params['serviceid'] ?? 0), 'items' => [],
+        'lastSuccessAt' => '', 'lastFailure' => null, 'failing' => false, 'canBackUp' => $status === 'active',
+        'canRestore' => $status === 'active' && geocatlive_clientsMayRestore($params),
+    ];
+    try {
+        $view = geocatlive_backupsView(geocatlive_backupList($params, 'ClientArea'));
+    } catch (BridgeException $e) {
+        geocatlive_logLocal('ClientArea', $params, $e);
+        $section['notice'] = 'The list of backups is not available right now; please try again in a few minutes.';
+        return $section;
+    } catch (\Throwable $e) {
+        geocatlive_unexpected('ClientArea', $params, $e);
+        $section['notice'] = 'The list of backups is not available right now; please try again in a few minutes.';
+        return $section;
+    }
+    unset($view['restorable']);
+    return array_merge($section, $view, ['available' => true]);
+}
+
+/**
+ * The admin tab's backup rows: the outcome of the last restore started from this tab (once), the
+ * last success and failure, the service's backups, the client's restorable final backups, and the
+ * restore control (a choice of backup and a confirmation box, used by "Save Changes").
+ *
+ * @return array label => HTML
+ */
+function geocatlive_adminBackupRows(array $params, string $status): array
+{
+    $rows = [];
+    $serviceId = (int) ($params['serviceid'] ?? 0);
+    if (isset($_SESSION['geocatlive_restore_result'][$serviceId]) && is_scalar($_SESSION['geocatlive_restore_result'][$serviceId])) {
+        $rows['GeoCat Live restore result'] = geocatlive_h($_SESSION['geocatlive_restore_result'][$serviceId]);
+        unset($_SESSION['geocatlive_restore_result'][$serviceId]);
+    }
+    try {
+        $view = geocatlive_backupsView(geocatlive_backupList($params, 'AdminServicesTabFields'));
+    } catch (BridgeException $e) {
+        geocatlive_logLocal('AdminServicesTabFields', $params, $e);
+        $message = $e->getMessage();
+        if ($e->isNotTheBridge()) {
+            $message .= ' A bridge from before backups (issue 13) has no backup routes either: update the bridge if the rest of this page works.';
+        }
+        return $rows + ['GeoCat Live backups' => geocatlive_h($message)];
+    } catch (\Throwable $e) {
+        return $rows + ['GeoCat Live backups' => geocatlive_h(geocatlive_unexpected('AdminServicesTabFields', $params, $e))];
+    }
+
+    $last = 'last success: ' . ($view['lastSuccessAt'] !== '' ? $view['lastSuccessAt'] : 'never');
+    if ($view['lastFailure'] !== null) {
+        $failure = $view['lastFailure'];
+        $last .= '; last failure: ' . $failure['at'] . ' (' . $failure['kindLabel'] . ')' . ($failure['error'] !== '' ? ': ' . $failure['error'] : '');
+    }
+    $rows['GeoCat Live last backup'] = geocatlive_h($last);
+
+    $table = function (array $backups, bool $owner) {
+        $body = '';
+        foreach ($backups as $backup) {
+            $body .= '<tr>' . ($owner ? '<td>' . geocatlive_h('service #' . $backup['serviceId'] . ' (order ' . $backup['orderId'] . ')') . '</td>' : '')
+                . '<td>' . geocatlive_h($backup['createdAt']) . '</td><td>' . geocatlive_h($backup['kindLabel']) . '</td><td>' . geocatlive_h($backup['size'])
+                . '</td><td>' . geocatlive_h($backup['services']) . '</td><td>' . geocatlive_h($backup['revision'] . ', plan ' . $backup['plan'])
+                . '</td><td><code>' . geocatlive_h($backup['id']) . '</code></td></tr>';
+        }
+        return '<table class="table table-condensed"><thead><tr>' . ($owner ? '<th>Terminated service</th>' : '')
+            . '<th>Created</th><th>Kind</th><th>Size</th><th>Services</th><th>Revision</th><th>Backup id</th></tr></thead><tbody>' . $body . '</tbody></table>';
+    };
+    $rows['GeoCat Live backups'] = $view['items'] ? $table($view['items'], false) : 'none yet';
+    if ($view['restorable']) {
+        $rows['GeoCat Live restorable final backups'] = $table($view['restorable'], true);
+    }
+
+    if (!$view['items'] && !$view['restorable']) {
+        return $rows;
+    }
+    if ($status !== 'active') {
+        $rows['GeoCat Live restore'] = geocatlive_h('A backup can be restored into an active service only (this one is ' . ($status !== '' ? $status : 'unknown') . ').');
+        return $rows;
+    }
+    $options = '<option value="" selected>(no restore)</option>';
+    foreach ($view['items'] as $backup) {
+        $options .= '<option value="' . geocatlive_h($backup['id']) . '">' . geocatlive_h($backup['createdAt'] . ', ' . $backup['kindLabel'] . ', ' . $backup['size']) . '</option>';
+    }
+    foreach ($view['restorable'] as $backup) {
+        $options .= '<option value="' . geocatlive_h($backup['id']) . '">' . geocatlive_h('final backup of terminated service #' . $backup['serviceId'] . ', '
+            . $backup['createdAt'] . ', ' . $backup['size']) . '</option>';
+    }
+    $rows['GeoCat Live restore'] = '<select name="geocatlive_restore" class="form-control select-inline">' . $options . '</select> '
+        . '<label class="checkbox-inline"><input type="checkbox" name="geocatlive_restore_confirm" value="1"> Replace this service\'s data</label> '
+        . '<span class="help-block">Choose a backup, tick the box and click "Save Changes": the bridge backs up the current data, then restores'
+        . ' the chosen backup (the service is briefly unavailable).</span>';
+    return $rows;
+}
+
+/** "Scheduled", "On demand", "Before a change", "Before a restore", "Final (at termination)"; other kinds as they are. */
+function geocatlive_backupKindLabel(string $kind): string
+{
+    $labels = ['scheduled' => 'Scheduled', 'on_demand' => 'On demand', 'pre_change' => 'Before a change', 'pre_restore' => 'Before a restore',
+        'final' => 'Final (at termination)'];
+    return $labels[$kind] ?? ucfirst(str_replace('_', ' ', $kind));
+}
+
+/** An ISO 8601 time of the bridge as "2026-01-03 02:15 UTC"; text that is not a time as it is ('' for none). */
+function geocatlive_when($value): string
+{
+    $text = geocatlive_text($value);
+    if ($text === '' || preg_match('/^\d{4}-\d\d-\d\dT\d\d:\d\d/', $text) !== 1) {
+        return $text;
+    }
+    $time = strtotime($text);
+    return $time === false ? $text : gmdate('Y-m-d H:i', $time) . ' UTC';
+}
+
+/** Bytes in words: "900 bytes", "50.0 MB", "1.2 GB" (units of 1024). */
+function geocatlive_bytes(int $bytes): string
+{
+    if ($bytes < 1024) {
+        return $bytes . ($bytes === 1 ? ' byte' : ' bytes');
+    }
+    $size = (float) $bytes;
+    foreach (['KB', 'MB', 'GB', 'TB'] as $unit) {
+        $size /= 1024;
+        if ($size < 1024 || $unit === 'TB') {
+            return number_format($size, 1, '.', '') . ' ' . $unit;
+        }
+    }
+    return $bytes . ' bytes';
 }

@@ -6,7 +6,9 @@
  * later in its worker, after the module function returned "success". Once a day
  * this asks every GeoCat Live server for the operations that failed in the last
  * 24 hours and writes one line per failure to the activity log:
- * "GeoCat Live: create of service #N failed: <reason>".
+ * "GeoCat Live: create of service #N failed: <reason>". Failed backups (scheduled,
+ * on demand, or the one taken before a change) start with "GeoCat Live: BACKUP FAILED:",
+ * and each server with failed backups gets a summary line (lib/FailureReport.php).
  */
 
 if (!defined('WHMCS')) {

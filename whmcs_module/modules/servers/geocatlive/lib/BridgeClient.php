@@ -424,10 +424,27 @@ class BridgeClient
             return new BridgeException($this->notTheBridgeMessage($method, $url, 'HTTP ' . $status . ', JSON without the bridge\'s error object'
                 . self::snippet($raw)), $status, 'not_bridge');
         }
+        if ($status === 404 && self::isUnknownBackup($url, $code, $error['message'])) {
+            return new BridgeException($this->httpErrorMessage($status, $decoded, $headers, $requestId), $status, 'backup_not_found');
+        }
         if ($status === 404 && $code !== 'order_not_found') {
             return new BridgeException($this->notTheBridgeMessage($method, $url, 'HTTP 404 ' . $code . self::snippet($error['message'], 160)), 404, 'not_bridge');
         }
         return new BridgeException($this->httpErrorMessage($status, $decoded, $headers, $requestId), $status, $code);
+    }
+
+    /**
+     * True for the bridge's own "no such backup" on a backup route (.../backups/{backup_id}/...): its error
+     * code backup_not_found, or not_found with a message that names a backup ("no backup X"). An unknown
+     * route (a wrong path prefix, a bridge from before backups) answers not_found with werkzeug's "The
+     * requested URL was not found" instead, which stays a `not_bridge` error.
+     */
+    private static function isUnknownBackup(string $url, string $code, string $message): bool
+    {
+        if (preg_match('#/backups/[^/?]+(/|$)#', (string) parse_url($url, PHP_URL_PATH)) !== 1) {
+            return false;
+        }
+        return $code === 'backup_not_found' || ($code === 'not_found' && stripos($message, 'backup') !== false);
     }
 
     /**

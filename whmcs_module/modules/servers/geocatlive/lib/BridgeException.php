@@ -17,7 +17,7 @@ class BridgeException extends \RuntimeException
     /** @var int HTTP status of the bridge's answer, 0 when there was none (network error, bad input). */
     private $httpStatus;
 
-    /** @var string The bridge's error code (order_not_found, validation_error, ...), or a local one (configuration, network, not_bridge, ...). */
+    /** @var string The bridge's error code (order_not_found, validation_error, backup_store, ...), or a local one (configuration, network, not_bridge, backup_not_found, ...). */
     private $errorCode;
 
     public function __construct(string $message, int $httpStatus = 0, string $errorCode = '', ?\Throwable $previous = null)
@@ -46,6 +46,12 @@ class BridgeException extends \RuntimeException
     public function isOrderNotFound(): bool
     {
         return $this->httpStatus === 404 && $this->errorCode === 'order_not_found';
+    }
+
+    /** True when the bridge answered that the backup asked for does not exist (HTTP 404 on a backup route). */
+    public function isBackupNotFound(): bool
+    {
+        return $this->httpStatus === 404 && $this->errorCode === 'backup_not_found';
     }
 
     /**

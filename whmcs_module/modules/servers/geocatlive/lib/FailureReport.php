@@ -3,6 +3,12 @@
  * Finds operations that failed on the bridge after WHMCS's call had returned
  * (the bridge accepted the job, then the worker failed it) and reports each one
  * in WHMCS's activity log. Run by the DailyCronJob hook in hooks.php.
+ *
+ * Failed backups (issue 13) are operations too: a scheduled or on-demand backup
+ * (kind `backup`), and a change of plan or an upgrade that failed at the backup
+ * the bridge takes before every change. Their lines say so, and each server with
+ * failed backups gets one more line that sums them up, so a silent run of failing
+ * backups cannot hide among provisioning errors.
  */
 
 namespace WHMCS\Module\Server\Geocatlive;
@@ -63,11 +69,24 @@ class FailureReport
                 }
                 $asked[$client->baseUrl()] = true;
                 $answer = $client->get('/whmcs/v1/failures', ['since' => $sinceIso]);
+                $backupServices = [];
+                $backupFailures = 0;
                 foreach (is_array($answer['failures'] ?? null) ? $answer['failures'] : [] as $failure) {
                     if (is_array($failure)) {
                         call_user_func($logActivity, self::line($failure));
                         $lines++;
+                        if (self::backupFailure($failure) !== '') {
+                            $backupFailures++;
+                            $backupServices['#' . (int) ($failure['service_id'] ?? 0)] = true;
+                        }
                     }
+                }
+                if ($backupFailures > 0) {
+                    call_user_func($logActivity, 'GeoCat Live: ' . $backupFailures . ' failed backup' . ($backupFailures === 1 ? '' : 's') . ' since ' . $sinceIso
+                        . ' on server ' . $name . ' (service' . (count($backupServices) === 1 ? ' ' : 's ') . implode(', ', array_keys($backupServices))
+                        . '): those services may have no recent backup. `flask --app wsgi live doctor` on the bridge checks the backup store;'
+                        . ' "Back up now" on a service\'s page takes a new one.');
+                    $lines++;
                 }
             } catch (\Throwable $e) {
                 $reason = $e instanceof BridgeException ? $e->getMessage() : get_class($e) . ': ' . $e->getMessage();
@@ -78,16 +97,58 @@ class FailureReport
         return $lines;
     }
 
-    /** "GeoCat Live: create of service #N failed: <reason>" */
+    /**
+     * "GeoCat Live: create of service #N failed: <reason>"; for backups
+     * "GeoCat Live: BACKUP FAILED: backup of service #N failed, no new backup was taken: <reason>" and
+     * "GeoCat Live: BACKUP FAILED: change_plan of service #N failed at the backup before the change: <reason>".
+     */
     public static function line(array $failure): string
     {
         $kind = is_scalar($failure['kind'] ?? null) ? (string) $failure['kind'] : 'operation';
         $error = is_scalar($failure['error'] ?? null) ? trim((string) $failure['error']) : '';
-        $line = 'GeoCat Live: ' . $kind . ' of service #' . (int) ($failure['service_id'] ?? 0) . ' failed: ' . ($error !== '' ? $error : 'no reason given');
+        $reason = $error !== '' ? $error : 'no reason given';
+        $service = 'service #' . (int) ($failure['service_id'] ?? 0);
+        $backup = self::backupFailure($failure);
+        if ($backup === 'backup') {
+            $line = 'GeoCat Live: BACKUP FAILED: ' . self::backupKind($failure) . 'backup of ' . $service . ' failed, no new backup was taken: ' . $reason;
+        } elseif ($backup === 'pre_change') {
+            $line = 'GeoCat Live: BACKUP FAILED: ' . $kind . ' of ' . $service . ' failed at the backup before the change: ' . $reason;
+        } else {
+            $line = 'GeoCat Live: ' . $kind . ' of ' . $service . ' failed: ' . $reason;
+        }
         if (is_scalar($failure['instance'] ?? null) && (string) $failure['instance'] !== '') {
             $line .= ' (instance ' . $failure['instance'] . ', ' . ($failure['finished_at'] ?? '') . ')';
         }
         return (string) preg_replace('/[\x00-\x1f\x7f]+/', ' ', $line);
+    }
+
+    /**
+     * What kind of backup failure an entry of /whmcs/v1/failures is: 'backup' (a backup operation),
+     * 'pre_change' (a change of plan or an upgrade whose backup before the change failed: its
+     * `backup_kind` says pre_change, or, from a bridge that does not send it, its public error
+     * names the backup), or '' (not a backup failure).
+     */
+    public static function backupFailure(array $failure): string
+    {
+        $kind = is_scalar($failure['kind'] ?? null) ? (string) $failure['kind'] : '';
+        if ($kind === 'backup') {
+            return 'backup';
+        }
+        if (in_array($kind, ['change_plan', 'upgrade'], true)) {
+            $backupKind = is_scalar($failure['backup_kind'] ?? null) ? (string) $failure['backup_kind'] : '';
+            $error = is_scalar($failure['error'] ?? null) ? (string) $failure['error'] : '';
+            if ($backupKind === 'pre_change' || ($backupKind === '' && stripos($error, 'backup') !== false)) {
+                return 'pre_change';
+            }
+        }
+        return '';
+    }
+
+    /** "scheduled " or "on_demand " when the entry says which backup it was (backup_kind), else "". */
+    private static function backupKind(array $failure): string
+    {
+        $kind = is_scalar($failure['backup_kind'] ?? null) ? (string) $failure['backup_kind'] : '';
+        return preg_match('/^[a-z_]{1,32}$/', $kind) === 1 ? str_replace('_', '-', $kind) . ' ' : '';
     }
 
     /** tblservers.password is encrypted with WHMCS's key. */

@@ -1,5 +1,7 @@
-{* GeoCat Live: the client area of a service (vars from geocatlive_ClientArea, under $live).
-   The values are plain text from the bridge: every one is escaped here. *}
+{* GeoCat Live: the client area of a service (vars from geocatlive_ClientArea, under $live;
+   the Backups section from geocatlive_clientBackups, under $live.backups).
+   The values are plain text from the bridge: every one is escaped here. The Restore forms
+   are shown only when the product lets clients restore; RestoreBackup checks that again. *}
 <div class="geocatlive-service">
 {if !$live.available}
     <div class="alert alert-info" role="status">{$live.notice|escape}</div>
@@ -66,6 +68,63 @@
             {/foreach}
             </tbody>
         </table>
+    {/if}
+
+    {if isset($live.backups)}
+        <h4>Backups</h4>
+        <div class="geocatlive-backups">
+        {if !$live.backups.available}
+            <div class="alert alert-info geocatlive-backups-notice" role="status">{$live.backups.notice|escape}</div>
+        {else}
+            {if $live.backups.failing}
+                <div class="alert alert-warning geocatlive-backup-failure" role="alert">
+                    <strong>The last backup attempt failed</strong> ({$live.backups.lastFailure.at|escape}, {$live.backups.lastFailure.kindLabel|escape}){if $live.backups.lastFailure.error}:
+                    {$live.backups.lastFailure.error|escape}{/if}.
+                </div>
+            {/if}
+            {if $live.backups.items}
+                <table class="table table-sm geocatlive-backup-list">
+                    <thead>
+                        <tr><th scope="col">Time</th><th scope="col">Kind</th><th scope="col">Size</th>{if $live.backups.canRestore}<th scope="col"><span class="sr-only">Restore</span></th>{/if}</tr>
+                    </thead>
+                    <tbody>
+                    {foreach $live.backups.items as $backup}
+                        <tr>
+                            <td>{$backup.createdAt|escape}</td>
+                            <td>{$backup.kindLabel|escape}</td>
+                            <td>{$backup.size|escape}</td>
+                            {if $live.backups.canRestore}
+                                <td>
+                                    <form method="post" action="clientarea.php?action=productdetails&amp;id={$live.backups.serviceId|escape}"
+                                          onsubmit="return confirm('Restore this backup? The current data of the service is replaced by the backup\'s; a backup of the current data is taken first.');">
+                                        <input type="hidden" name="id" value="{$live.backups.serviceId|escape}" />
+                                        <input type="hidden" name="modop" value="custom" />
+                                        <input type="hidden" name="a" value="RestoreBackup" />
+                                        <input type="hidden" name="backup_id" value="{$backup.id|escape}" />
+                                        <button type="submit" class="btn btn-default btn-sm geocatlive-restore">Restore</button>
+                                    </form>
+                                </td>
+                            {/if}
+                        </tr>
+                    {/foreach}
+                    </tbody>
+                </table>
+            {else}
+                <p><em>No backups yet.</em></p>
+            {/if}
+            {if $live.backups.lastSuccessAt}
+                <p class="geocatlive-backup-last">Last successful backup: {$live.backups.lastSuccessAt|escape}.</p>
+            {/if}
+        {/if}
+        {if $live.backups.available && $live.backups.canBackUp}
+            <form method="post" action="clientarea.php?action=productdetails&amp;id={$live.backups.serviceId|escape}">
+                <input type="hidden" name="id" value="{$live.backups.serviceId|escape}" />
+                <input type="hidden" name="modop" value="custom" />
+                <input type="hidden" name="a" value="BackUpNow" />
+                <button type="submit" class="btn btn-primary btn-sm geocatlive-backup-now">Back up now</button>
+            </form>
+        {/if}
+        </div>
     {/if}
 {/if}
 </div>
