@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from apiflask import APIBlueprint
+from flask.views import MethodView
 
 from app.collaborators import orders, queries, wait_slots
 from app.orders.heartbeat import WorkerStatus
@@ -232,23 +233,29 @@ def redeploy(service_id: int, body: dict):
     return lifecycle_answer(orders.redeploy(queries.order_for_service(service_id), requested_by=actor()), body["wait"])
 
 
-@bp.get(f"{SERVICE}/backups")
-@bp.auth_required(auth, roles=["whmcs"])
-@bp.output(BackupsOut)
-@bp.doc(summary="The service's backups, newest first, and the final backups staff may restore into it (client area)",
-        responses={404: "No order for this service (code order_not_found)", **BACKUP_STORE_DOWN})
-def service_backups(service_id: int):
-    return queries.order_backups(queries.order_for_service(service_id))
+class ServiceBackups(MethodView):
+    """``/services/{id}/backups``: one rule for both methods, so an id out of range is a 404 for each (two rules of
+    one path make Werkzeug answer 405 for the method whose rule comes second)."""
+
+    @bp.auth_required(auth, roles=["whmcs"])
+    @bp.output(BackupsOut)
+    @bp.doc(summary="The service's backups, newest first, and the final backups staff may restore into it "
+                    "(client area)",
+            responses={404: "No order for this service (code order_not_found)", **BACKUP_STORE_DOWN})
+    def get(self, service_id: int):
+        return queries.order_backups(queries.order_for_service(service_id))
+
+    @bp.auth_required(auth, roles=["whmcs"])
+    @bp.input(WaitIn, arg_name="body")
+    @bp.output(LifecycleOut)
+    @bp.doc(summary="Back the service's data up now (client area and admin button \"Back up now\")",
+            responses=LIFECYCLE_RESPONSES)
+    def post(self, service_id: int, body: dict):
+        return lifecycle_answer(orders.back_up(queries.order_for_service(service_id), requested_by=actor()),
+                                body["wait"])
 
 
-@bp.post(f"{SERVICE}/backups")
-@bp.auth_required(auth, roles=["whmcs"])
-@bp.input(WaitIn, arg_name="body")
-@bp.output(LifecycleOut)
-@bp.doc(summary="Back the service's data up now (client area and admin button \"Back up now\")",
-        responses=LIFECYCLE_RESPONSES)
-def back_up(service_id: int, body: dict):
-    return lifecycle_answer(orders.back_up(queries.order_for_service(service_id), requested_by=actor()), body["wait"])
+bp.add_url_rule(f"{SERVICE}/backups", view_func=ServiceBackups.as_view("service_backups"))
 
 
 @bp.post(f"{SERVICE}{BACKUP}/restore")
