@@ -100,8 +100,8 @@ def bootstrap(settings: Settings | None = None, engine: Engine | None = None,
     backups = BackupService(backup_store(settings), deployer, BackupDefaults(
         schedule=settings.backup_schedule, keep=Retention.parse(settings.backup_keep),
         keep_terminated_days=settings.backup_keep_terminated_days))
-    runner = OperationRunner(catalog, deployer, settings.backup_dir, settings.public_address,
-                             deployment=settings.deployment, routed_ports=ingress.ports_still_routed, backups=backups)
+    runner = OperationRunner(catalog, deployer, backups, settings.public_address,
+                             deployment=settings.deployment, routed_ports=ingress.ports_still_routed)
     return Live(
         settings=settings,
         db=db,

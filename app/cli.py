@@ -357,8 +357,8 @@ def _lifecycle_command(name: str, method: str, help_text: str):
 
 _lifecycle_command("suspend", "suspend", "Stop every container of the order; volumes are kept.")
 _lifecycle_command("unsuspend", "unsuspend", "Start the order's containers again, data intact.")
-_lifecycle_command("terminate", "terminate", "Take a final backup of the order's data (kept "
-                   "LIVE_BACKUP_KEEP_TERMINATED_DAYS), then remove the project.")
+_lifecycle_command("terminate", "terminate", "Take the order's final backup into the backup store, then remove the "
+                                             "project.")
 _lifecycle_command("redeploy", "redeploy", "Converge the project to its definition (recreates only what differs).")
 
 

@@ -237,17 +237,6 @@ class ArchiveError(LiveError):
     default_public = "a data volume could not be archived; it was kept"
 
 
-class ArchiveDestinationError(ArchiveError):
-    """The backup folder cannot take an archive (full, read-only, missing, not a folder, no permission).
-
-    The message names the path and the cause (``No space left on device (ENOSPC)``); nothing of the
-    order was deleted. Not transient: retrying cannot help until an operator fixes the folder.
-    """
-
-    code = "archive_destination"
-    default_public = "the data archive could not be written to the backup storage; nothing was deleted"
-
-
 class ArchiveHelperMissing(ArchiveError):
     """The archive helper image (``LIVE_HELPER_IMAGE``) is not on the engine; nothing of the order was deleted."""
 

@@ -171,7 +171,8 @@ def event_view(event: Event, *, include_private: bool = False) -> dict[str, Any]
     data = dict(event.data or {})
     if not include_private:
         data.pop(PRIVATE_EVENT_DATA, None)
-        if isinstance(data.get("archives"), list):  # where archives are stored is a host path: staff only
+        # Terminates before issue 13 listed their loose archives (host paths: staff only); now a backup id.
+        if isinstance(data.get("archives"), list):
             data["archives"] = [{k: v for k, v in archive.items() if k != "path"} if isinstance(archive, dict)
                                 else archive for archive in data["archives"]]
     return {"id": event.id, "order_id": event.order_id, "operation_id": event.operation_id, "kind": event.kind,

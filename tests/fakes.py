@@ -16,8 +16,8 @@ answers like the engine does where the deployer depends on it:
   container (or by another process: :attr:`FakeEngine.busy_ports`) is refused
   with the engine's message, as :class:`~app.errors.HostPortInUse`;
 - ``rename_container`` refuses a name in use, as ``docker rename`` does;
-- ``archive_volume`` writes a real tar file of the volume's files; ``export_volume`` streams one and
-  ``import_volume`` replaces the volume's files with a tar stream's regular files;
+- ``export_volume`` streams a tar archive of the volume's files and ``import_volume`` replaces the
+  volume's files with a tar stream's regular files (a missing helper image fails, as on the engine);
 - ``exec_output`` and ``exec_input`` run a command in a running container through
   :attr:`FakeEngine.exec_handlers` (none registered: exit code 127, ``command not found``), and raise
   :class:`~app.errors.CommandFailed` for a non-zero exit code as the engine adapter does.
@@ -38,7 +38,6 @@ import tarfile
 import threading
 import uuid
 from dataclasses import dataclass, field
-from pathlib import Path
 from types import SimpleNamespace
 from typing import Any, Callable, ContextManager, Iterable, Iterator, Sequence
 
@@ -53,7 +52,6 @@ from app.errors import (
     NotFound,
 )
 from app.ingress.routes import Route, RouteTable
-from app.stacks.archives import write_archive
 from app.stacks.docker_engine import ENGINE_API_VERSION, container_payload, network_payload, volume_payload
 from app.stacks.engine import (
     OUTPUT_TAIL_BYTES,
@@ -150,8 +148,6 @@ class FakeEngine(Engine):
         #: Every state-changing call, in order: ("create_container", name), ("start_container", name), ...
         self.calls: list[tuple[str, str]] = []
         self.reachable = True
-        #: volume -> exception: archive_volume's stream raises it after its first chunk, once (a failure midway).
-        self.archive_failure: dict[str, Exception] = {}
         #: (call, container name or service) -> exception the call raises once, before it changes anything; calls
         #: are create_container, connect_container (after the container is made, as its other networks are
         #: connected), start_container, stop_container, rename_container and remove_container, exec_output and
@@ -386,48 +382,6 @@ class FakeEngine(Engine):
         self._call()
         with self._lock:
             return ref in self.images
-
-    def archive_volume(self, volume: str, image: str, destination: Path, helper_name: str,
-                       labels: dict[str, str]) -> int:
-        """Write the volume's files as a tar file at ``destination`` with the production
-        :func:`~app.stacks.archives.write_archive` (``.partial`` file, modes, errors); its size.
-
-        Like the engine, a helper container of ``image`` is created (and always removed), so a missing
-        image fails; :attr:`archive_failure` (``volume -> exception``) makes the stream fail midway, once.
-        """
-        self._call()
-        self.remove_container(helper_name)
-        if image not in self.images:
-            raise ImageMissing(f"create archive helper for volume {volume}: image not found: No such image: {image}")
-        with self._lock:
-            files = dict(self.volumes.setdefault(volume, FakeVolume(volume, {})).files)
-            helper = FakeContainer(id=uuid.uuid4().hex + uuid.uuid4().hex, name=helper_name, image=image,
-                                   payload={"Image": image, "Labels": dict(labels), "HostConfig": {}}, networks={},
-                                   volumes=[volume])
-            self.containers[helper.id] = helper
-        buffer = io.BytesIO()
-        with tarfile.open(fileobj=buffer, mode="w") as archive:
-            for path, data in sorted(files.items()):
-                info = tarfile.TarInfo(path.lstrip("/"))
-                info.size = len(data)
-                archive.addfile(info, io.BytesIO(data))
-        with self._lock:
-            failure = self.archive_failure.pop(volume, None)
-
-        def chunks():
-            data = buffer.getvalue()
-            for start in range(0, len(data), 4096):
-                if failure is not None and start > 0:
-                    raise failure
-                yield data[start:start + 4096]
-
-        try:
-            size = write_archive(Path(destination), chunks())
-        finally:
-            with self._lock:
-                self.containers.pop(helper.id, None)
-        self.calls.append(("archive_volume", volume))
-        return size
 
     def export_volume(self, volume: str, image: str, helper_name: str,
                       labels: dict[str, str]) -> ContextManager[Readable]:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import threading
-from pathlib import Path
 from typing import Callable
 
 import peewee
@@ -47,18 +46,17 @@ class OperationRunner:
     """Runs operations on the Docker engine through ``deployer``: one handler per :class:`OperationKind`
     (``handlers``), and the clean-up of an operation that failed for good (:meth:`on_failure`)."""
 
-    def __init__(self, catalog: Catalog, deployer: Deployer, backup_dir: Path,
+    def __init__(self, catalog: Catalog, deployer: Deployer, backups: BackupService,
                  public_address: PublicAddress = PublicAddress(), ports: PortAllocator | None = None,
-                 deployment: str = "live", routed_ports: Callable[[], set[int]] = set,
-                 backups: BackupService | None = None):
+                 deployment: str = "live", routed_ports: Callable[[], set[int]] = set):
         self.deployment = deployment
-        # Backups (app/backups/service.py): taken before changes, at terminate, and by backup operations.
+        # Backups (app/backups/service.py): taken before changes, at terminate (the final backup), by backup
+        # operations; restores read them.
         self.backups = backups
         # Ports a terminated order's route may still lead to in the proxy: never given to another order.
         self.routed_ports = routed_ports
         self.catalog = catalog
         self.deployer = deployer
-        self.backup_dir = Path(backup_dir)
         self.public_address = public_address
         self.ports = ports or PortAllocator()
         self._ports_lock = threading.Lock()
@@ -198,7 +196,7 @@ class OperationRunner:
         """Refuse a change that detaches data unless the operator accepted it; list what is left behind.
 
         Checked again here (the request was checked too) because other changes may have run since.
-        Volumes left behind are kept on the engine, listed on the order and archived at terminate; a
+        Volumes left behind are kept on the engine, listed on the order and in terminate's final backup; a
         volume mounted again (a rollback) leaves the list.
         """
         after = self._changed_stack(order, revision, plan)
@@ -254,31 +252,41 @@ class OperationRunner:
 
     @handles(OperationKind.TERMINATE)
     def _do_terminate(self, operation: Operation, order: Order, progress: Progress) -> None:
-        """Archive every volume, then remove the stack; works from any order status and any stack state.
+        """Take the order's final backup, then remove the stack; works from any order status and any stack state.
 
-        Depends neither on the product's images nor on its services starting (see
-        :meth:`Deployer.archive_and_remove`); a failure leaves every volume in place (see :meth:`on_failure`).
+        Depends neither on the product's images nor on its services starting other than its dumped ones (see
+        :meth:`_back_up_and_remove`); a failure leaves every volume in place (see :meth:`on_failure`). The
+        ``order.archived`` event's data is ``{"backup_id": <id>}`` (None: there was nothing to back up).
         """
         final = self._back_up_and_remove(operation, order, self.teardown_project(order), progress)
         order.terminated_at = utcnow()
         record_event("order.archived", f"final backup {final}", order=order, operation=operation, backup_id=final)
-        if self.backups is not None:
-            self._prune(order, progress)  # a terminated order keeps its final backup only
+        self._prune(order, progress)  # a terminated order keeps its final backup only
         self._succeeded(operation, order, f"order {order.instance} terminated")
 
-    def _back_up_and_remove(self, operation: Operation, order: Order, project: Project, progress: Progress) -> str:
-        """Take the order's final backup, then remove its containers, networks and volumes; returns the backup id.
+    def _back_up_and_remove(self, operation: Operation, order: Order, project: Project,
+                            progress: Progress) -> str | None:
+        """Take the order's final backup, then remove its containers, networks and volumes; returns the backup id
+        (None: the order had no volume and no dump, so nothing was backed up).
 
         The services the product dumps (databases), and what they depend on, keep running until the others
         have stopped, so the dump is taken with no application writing; every other volume is archived with
         its services stopped. Nothing is removed unless the backup was committed (listed only once read back);
         the backup's id is kept on the operation, so a retry after a crash removes without a second backup.
+
+        Before anything is stopped, the store must answer and, when the order has volumes, the archive helper
+        image must be on the engine: those failures (:class:`~app.errors.BackupStoreError`,
+        :class:`~app.errors.ArchiveHelperMissing`) leave the stack as it was. A store failing later (the upload)
+        leaves the containers stopped and every volume in place (:meth:`on_failure` starts them again).
         """
-        if self.backups is None:  # no backup store wired (tests of other concerns): the loose tars of before
-            stamp = f"{operation.created_at:%Y%m%dT%H%M%S}-op{operation.id}"
-            archives = self.deployer.archive_and_remove(project, self.backup_dir, stamp, progress)
-            return ", ".join(a.path for a in archives) or "none"
         if not operation.params.get("_final_backup"):
+            try:
+                self.backups.store.check()
+                if self.deployer.engine.list_volumes(project.selector):
+                    self.deployer.require_helper_image()
+            except LiveError as exc:  # told as a failure of the final backup, as _backup_once tells the others
+                exc.public = f"{BACKUP_BEFORE[BackupKind.FINAL]} failed: {exc.public}"
+                raise
             dumped = {name for name, service in self._policy(order).services.items() if service.dump}
             self.deployer.stop(project, progress, keep=dumped)
         final = self._backup_once(operation, order, BackupKind.FINAL, "_final_backup", progress, project=project,
@@ -307,14 +315,12 @@ class OperationRunner:
                      *, project: Project | None = None, every_volume: bool = False,
                      skip_empty: bool = False) -> str | None:
         """Take a backup of ``kind`` unless this operation already did (its id is in ``params[param]``, written as
-        soon as it is committed, so a retry after a crash does not take a second one); returns its id. Without a
-        backup service (tests of other concerns) nothing is taken."""
+        soon as it is committed, so a retry after a crash does not take a second one); returns its id (None when
+        ``skip_empty`` and there was nothing to back up)."""
         done = (operation.params or {}).get(param)
         if done:
             progress(f"{kind} backup {done} was taken by an earlier attempt")
             return done
-        if self.backups is None:
-            return None
         project = project or self.teardown_project(order)
         try:
             manifest = self.backups.take(order, project, self._policy(order).services, kind, progress,
@@ -434,9 +440,9 @@ class OperationRunner:
 
         The order's status follows the transition table (``fails_to``, ``restored_from``):
 
-        - ``create``: what the create made is archived and removed (with the helper image, so also when
-          the product's images are missing); when that cannot finish, its containers are at least
-          stopped. The order becomes ``failed``.
+        - ``create``: what the create made goes into a final backup and is removed (volumes are read with the
+          helper image, so also when the product's images are missing); when that cannot finish, its
+          containers are at least stopped. The order becomes ``failed``.
         - ``terminate``: nothing was deleted. An ``active`` order is converged back (as ``unsuspend``
           does: the containers terminate stopped start again) and stays ``active``; when that fails its
           stack is down and the order becomes ``failed``. Other statuses already mean "not running".
@@ -457,7 +463,8 @@ class OperationRunner:
         order.save()
 
     def _clean_failed_create(self, operation: Operation, order: Order, progress: Progress, detail: str) -> str:
-        """Archive and remove what a failed create made; returns ``detail``, plus why the clean-up did not finish."""
+        """Take the final backup of what a failed create made and remove it; returns ``detail``, plus why the
+        clean-up did not finish."""
         project = None
         try:
             project = self.teardown_project(order)
@@ -478,7 +485,7 @@ class OperationRunner:
     def _restore_after_failed_terminate(self, operation: Operation, order: Order, progress: Progress) -> None:
         """Start the stack of an active order again after its terminate failed; ``failed`` when it cannot run.
 
-        Most failures come before anything was stopped (helper image missing, backup folder unusable): then
+        Most failures come before anything was stopped (helper image missing, backup store unreachable): then
         the stack already runs as it should, and nothing is started or claimed.
         """
         try:

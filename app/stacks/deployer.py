@@ -12,13 +12,11 @@ import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Callable, Collection
 
 from app.compose.model import topological_order
 from app.config import Settings
 from app.errors import ArchiveHelperMissing, HealthCheckFailed, LiveError, UpstreamFailed
-from app.stacks.archives import prepare_folder
 from app.stacks.engine import ContainerRequest, ContainerState, Engine
 from app.stacks.engine_requests import PLACEHOLDER_IMAGE_ID, build_requests, network_requests, volume_requests
 from app.stacks.plan import Action, ConvergencePlan, plan_convergence
@@ -34,13 +32,6 @@ class DeployResult:
     actions: dict[str, str]
     published_ports: dict[str, int]
     orphans_removed: list[str]
-
-
-@dataclass
-class ArchivedVolume:
-    volume: str
-    path: str
-    size: int
 
 
 #: The archive helper image when no setting names one (LIVE_HELPER_IMAGE; built by scripts/build-helper-image.sh).
@@ -320,44 +311,6 @@ class Deployer:
                 self._wait_condition("the restore", name, "service_healthy", container_id)
         return started
 
-    def archive_and_remove(self, project: Project, backup_dir: Path, stamp: str,
-                           progress: Progress = lambda _: None) -> list[ArchivedVolume]:
-        """Stop, archive every named volume, then remove containers, networks and volumes.
-
-        Works from the engine's labels alone (``project.stack`` only orders the stop), whatever state the
-        stack is in: half made, containers or networks missing, the product's images gone. Archives are
-        ``<backup_dir>/<instance>/<stamp>-<volume>.tar`` (folder 0700, files 0600), made with the archive
-        helper image only.
-
-        Before anything is stopped: the helper image must be on the engine and the backup folder must
-        take the archives (exists or can be made, is a folder, writable, room for the volumes' size from
-        ``docker system df`` plus a margin); there is no such check when the order has no volume.
-        Nothing is removed unless every volume was archived and the archive read back; a crash midway
-        leaves a state the next call finishes.
-
-        Returns the archives, by volume name. Raises :class:`ArchiveHelperMissing` and
-        :class:`~app.errors.ArchiveDestinationError` (nothing stopped or deleted, or, when the
-        destination fails while writing, containers stopped and nothing deleted), and the engine's
-        errors (:class:`~app.errors.EngineUnavailable` is transient: the call can simply be repeated).
-        """
-        volumes = sorted(self.engine.list_volumes(project.selector), key=lambda v: v.name)
-        folder = None
-        if volumes:
-            self.require_helper_image()
-            folder = prepare_folder(backup_dir, project.instance, self._volume_bytes(project, volumes))
-        self.stop(project, progress)
-        archives = []
-        for volume in volumes:
-            destination = folder / f"{stamp}-{volume.name}.tar"
-            progress(f"archive volume {volume.name}")
-            size = self.engine.archive_volume(
-                volume.name, self.helper_image, destination,
-                helper_name=project.archive_helper_name, labels=project.archive_helper_labels(),
-            )
-            archives.append(ArchivedVolume(volume.name, str(destination), size))
-        self.remove_resources(project, progress, volumes=True)
-        return archives
-
     def require_helper_image(self) -> None:
         """Raise :class:`ArchiveHelperMissing` (naming the setting and the script) unless the helper image is present.
 
@@ -369,20 +322,8 @@ class Deployer:
                 f"build it there with `bash {HELPER_SCRIPT} {self.helper_image}` (nothing was stopped or deleted)",
                 image=self.helper_image)
 
-    def _volume_bytes(self, project: Project, volumes: list) -> int | None:
-        """Bytes the order's volumes hold (``docker system df``), or ``None`` when the engine cannot tell."""
-        names = {volume.name for volume in volumes}
-        try:
-            usage = self.engine.volume_usage(project.selector)
-        except LiveError as exc:
-            if exc.transient:
-                raise
-            log.warning("sizes of the volumes of %s are unknown, checking the margin only: %s", project.instance, exc)
-            return None
-        return sum(volume.size for volume in usage if volume.name in names)
-
     def remove_resources(self, project: Project, progress: Progress, volumes: bool) -> None:
-        """Remove the order's containers and networks, and its volumes when ``volumes`` (archive them first)."""
+        """Remove the order's containers and networks, and its volumes when ``volumes`` (back them up first)."""
         for container in self.engine.list_containers(project.selector):
             progress(f"remove container {container.name}")
             self.engine.remove_container(container.id)

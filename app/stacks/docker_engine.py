@@ -21,7 +21,6 @@ import struct
 import tarfile
 import threading
 import time
-from pathlib import Path
 from typing import Any, ContextManager, Iterator, Sequence
 
 import docker
@@ -42,7 +41,7 @@ from app.errors import (
     NotFound,
     StackSpecError,
 )
-from app.stacks.archives import TarStreamCheck, write_archive
+from app.stacks.archives import TarStreamCheck
 from app.stacks.engine import (
     OUTPUT_TAIL_BYTES,
     ContainerRequest,
@@ -454,39 +453,6 @@ class DockerEngine(Engine):
         except NotFound:
             pass
 
-    def archive_volume(self, volume: str, image: str, destination: Path, helper_name: str,
-                       labels: dict[str, str]) -> int:
-        """Write the volume's content as a tar file at ``destination`` (mode 0600); returns its size in bytes.
-
-        A helper container of ``image`` (the bridge's archive helper, ``LIVE_HELPER_IMAGE``; it is never
-        pulled) is created, never started, with the volume mounted read-only, and the engine streams its
-        content: no host access needed, so it works with a remote DOCKER_HOST too. The file is written by
-        :func:`app.stacks.archives.write_archive` (``.partial`` file, read back, renamed).
-
-        The helper is always removed, also when the engine or the destination fails midway; the engine's
-        stream is closed first (the engine does not remove a container while it streams from it).
-
-        Raises :class:`ArchiveDestinationError` (the file system failed: full, read-only, ...),
-        :class:`ArchiveError` (not a readable tar file), :class:`ImageMissing` (no such image),
-        :class:`EngineUnavailable` (engine unreachable, or its stream broke) or
-        :class:`EngineOperationError` (the engine refused).
-        """
-        helper = {"Id": self._create_helper(volume, image, helper_name, labels, read_only=True, command=["true"])}
-        api = self.api
-        response = None
-        try:
-            with translate_errors(f"read volume {volume}"):
-                # docker-py's get_archive() hides the response, so it could not be closed when the
-                # destination fails midway; these are the calls get_archive() makes.
-                response = api._get(api._url("/containers/{0}/archive", helper["Id"]), params={"path": "/volume/."},
-                                    headers={"Accept-Encoding": "identity"}, stream=True)  # as export_volume
-                api._raise_for_status(response)
-            return write_archive(destination, _archive_chunks(response, volume))
-        finally:
-            if response is not None:
-                response.close()
-            self._remove_helper(helper["Id"], helper_name, volume)  # stop() removes one left next time
-
     def _create_helper(self, volume: str, image: str, helper_name: str, labels: dict[str, str], *,
                        read_only: bool, command: list[str]) -> str:
         """Create (not start) a helper container of ``image`` with ``volume`` at ``/volume``; returns its id.
@@ -599,6 +565,7 @@ class DockerEngine(Engine):
                      check: TarStreamCheck) -> int:
         failure: list[BaseException] = []  # what the body raised, raised again as it was (requests may wrap it)
         sent = [len(first)]
+        finished = [False]
 
         def body() -> Iterator[bytes]:
             try:
@@ -611,6 +578,7 @@ class DockerEngine(Engine):
                     if not check.ended:
                         check.feed(data)
                     yield data
+                finished[0] = True
                 if not check.ended:
                     raise ArchiveError(f"{action}: the stream ends before the end of the tar archive after "
                                        f"{sent[0]} bytes ({check.members} members); the volume is partly restored",
@@ -643,6 +611,11 @@ class DockerEngine(Engine):
                 raise EngineOperationError(f"{action}: the engine could not write the files: {exc}; the volume is "
                                            "partly restored", volume=volume) from exc
             raise
+        if not finished[0]:
+            # The engine answered once its extractor met the archive's end, before the body was all sent (padding
+            # after the end): read the stream to its end all the same, so the caller's checks of it run.
+            while data := stream.read(ARCHIVE_CHUNK_BYTES):
+                sent[0] += len(data)
         return sent[0]
 
     def exec_output(self, container_id: str, command: Sequence[str]) -> ContextManager[Readable]:
@@ -654,7 +627,7 @@ class DockerEngine(Engine):
     def _exec_output(self, container_id: str, command: tuple[str, ...]) -> Iterator[Readable]:
         session = self._exec_start(container_id, command, stdin=False)
         try:
-            yield _ExecOutput(self, session)
+            yield _ExecOutput(session)
         finally:
             session.close()
 
@@ -722,7 +695,11 @@ class DockerEngine(Engine):
             # (the command's first output) is in the response's buffered reader, so read from that.
             response = api._post_json(api._url("/exec/{0}/start", exec_id), data={"Tty": False, "Detach": False},
                                       headers={"Connection": "Upgrade", "Upgrade": "tcp"}, stream=True)
-            api._raise_for_status(response)
+            try:
+                api._raise_for_status(response)
+            except BaseException:
+                response.close()
+                raise
         try:
             buffered = response.raw._fp.fp
             sock = buffered.raw._sock
@@ -754,22 +731,6 @@ ARCHIVE_CHUNK_BYTES = 1024 * 1024
 #: tar file(exit status 1): ", e.g. "archive/tar: invalid tar header", "unexpected EOF".
 _NOT_A_TAR = re.compile(r"archive/tar|unexpected EOF|invalid tar|gzip|bzip2|xz:|zstd", re.IGNORECASE)
 _CONTAINER_ID = re.compile(r"[0-9a-f]{64}")
-
-
-def _archive_chunks(response: requests.Response, volume: str) -> Iterator[bytes]:
-    """The body of the engine's archive answer, with the engine's failures as Live errors.
-
-    A stream that breaks midway (the engine restarted, the connection dropped) is
-    :class:`EngineUnavailable`; the caller's own failures (writing the file) never pass through here.
-    """
-    action = f"read volume {volume}"
-    try:
-        with translate_errors(action):
-            yield from response.iter_content(ARCHIVE_CHUNK_BYTES)
-    except LiveError:
-        raise
-    except (requests.exceptions.RequestException, urllib3.exceptions.HTTPError, OSError) as exc:
-        raise EngineUnavailable(f"{action}: the Docker engine's stream broke: {exc}") from exc
 
 
 class _ResponseStream:
@@ -900,7 +861,7 @@ class _ExecSession:
 class _ExecOutput:
     """``read(n)`` of an exec's standard output; its standard error's tail is kept for the exit check."""
 
-    def __init__(self, engine: DockerEngine, session: _ExecSession):
+    def __init__(self, session: _ExecSession):
         self._session = session
         self._frames = session.frames()
         self._pending = memoryview(b"")

@@ -1,7 +1,7 @@
 """The container engine port: what the deployer and the operation handlers need from an orchestrator.
 
 :class:`Engine` lists, creates, starts, stops, renames and removes containers, networks and volumes,
-archives a volume, streams a volume's files out and back in (backups, restores), runs commands in running
+streams a volume's files out and back in (backups, restores), runs commands in running
 containers with their input and output streamed, and answers questions about images and usage; the value
 types of this module are what goes in and out, and :class:`Readable` is what a stream is. Nothing here knows an orchestrator's own types: :class:`~app.stacks.docker_engine.DockerEngine`
 is the Docker Engine adapter (docker-py), ``tests/fakes.py`` has an in-memory one, and another orchestrator
@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import abc
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, ContextManager, Protocol, Sequence
 
 from app.stacks.project import service_of
@@ -219,18 +218,6 @@ class Engine(abc.ABC):
     @abc.abstractmethod
     def volume_usage(self, labels: dict[str, str]) -> list[VolumeState]:
         """Every named volume carrying ``labels``, with its size in bytes."""
-
-    @abc.abstractmethod
-    def archive_volume(self, volume: str, image: str, destination: Path, helper_name: str,
-                       labels: dict[str, str]) -> int:
-        """Write the volume's files as a tar file at ``destination`` (mode 0600); returns its size in bytes.
-
-        The content is read through a helper container of ``image`` (the archive helper, never pulled) named
-        ``helper_name`` and carrying ``labels``, always removed afterwards. The file is written by
-        :func:`app.stacks.archives.write_archive`, whose :class:`~app.errors.ArchiveDestinationError` and
-        :class:`~app.errors.ArchiveError` pass through; a stream that breaks midway is
-        :class:`~app.errors.EngineUnavailable`.
-        """
 
     @abc.abstractmethod
     def export_volume(self, volume: str, image: str, helper_name: str,

@@ -1,50 +1,29 @@
-"""Issue 10 on the real Docker engine: missing images, a missing helper and broken backup destinations.
+"""Issues 10 and 13 on the real Docker engine: terminate's final backup when images, the helper or the store fail.
 
-- A create whose images cannot be pulled is cleaned up with the archive helper alone, and its order can
-  be terminated (it used to fail forever with "image ... is not available").
-- When the helper image or the backup folder fails, terminate fails at once with the cause, deletes
-  nothing, leaves no helper container, and the order's status tells the truth about its containers.
+- A create whose images cannot be pulled is cleaned up with the archive helper alone (its volumes go into a
+  final backup in the store), and its order can be terminated (it used to fail forever with "image ... is
+  not available").
+- When the helper image is missing or the store cannot be listed, terminate fails at once with the cause,
+  stops and deletes nothing, and leaves no helper container.
+- When the store fails once the stack is stopped, nothing is deleted and the containers run again; once the
+  operator fixes the store, the same terminate goes through.
 
-Small file systems are tmpfs mounts (the tests run as root, as CI does).
+The store is the default one, ``file://<LIVE_BACKUP_DIR>``; its failures are made with plain files in the
+way of its folders (the tests run as root, where permissions would not stop a write).
 """
 from __future__ import annotations
 
-import os
 import stat
-import subprocess
 import tarfile
-import time
 
 import pytest
 
-from app.models import Operation, Order
-from app.stacks import archives
-from tests.conftest import unavailable
+from app.backups.file_store import FileBackupStore
+from app.models import Backup, Event, Operation, Order
 
 pytestmark = pytest.mark.usefixtures("docker_engine", "stack_cleanup")
 
-PUBLIC_DESTINATION = "the data archive could not be written to the backup storage; nothing was deleted"
-
-
-@pytest.fixture
-def small_filesystem(tmp_path):
-    """``mount(size, read_only)``: a fresh tmpfs of ``size`` (``1m``), unmounted after the test."""
-    mounted = []
-
-    def mount(size: str = "1m", read_only: bool = False):
-        point = tmp_path / f"fs{len(mounted)}"
-        point.mkdir()
-        options = f"size={size},mode=0700" + (",ro" if read_only else "")
-        result = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(point)],
-                                capture_output=True, text=True)
-        if result.returncode != 0:
-            unavailable(f"cannot mount a tmpfs (the test needs root): {result.stderr.strip()}")
-        mounted.append(point)
-        return point
-
-    yield mount
-    for point in mounted:
-        subprocess.run(["umount", "-l", str(point)], check=False)
+PUBLIC_STORE = "the final backup failed: the backup storage cannot be used right now"
 
 
 def run_all(live):
@@ -60,11 +39,10 @@ def create_busybox(live, make_customer, service_id: int, name: str) -> Order:
     return order
 
 
-def terminate(live, order: Order) -> tuple[Operation, float]:
-    started = time.monotonic()
+def terminate(live, order: Order) -> Operation:
     outcome = live.orders.terminate(Order.get_by_id(order.id))
     run_all(live)
-    return Operation.get_by_id(outcome.operation.id), time.monotonic() - started
+    return Operation.get_by_id(outcome.operation.id)
 
 
 def states(docker_engine, settings, order: Order) -> dict[str, str]:
@@ -81,6 +59,17 @@ def assert_untouched(docker_engine, settings, deployed_objects, order: Order, be
     assert not [name for name in states(docker_engine, settings, order) if name.endswith("-archive")]
 
 
+def assert_private(settings, manifest) -> None:
+    """Backups hold customer data and generated passwords: folders 0700, files 0600, tar artefacts readable."""
+    folder = settings.backup_dir / manifest.instance / manifest.backup_id
+    assert stat.S_IMODE(folder.stat().st_mode) == 0o700
+    for artefact in manifest.artefacts:
+        path = folder / artefact.name
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600, path
+        with tarfile.open(path) as archive:
+            archive.getmembers()
+
+
 def test_failed_create_with_unpullable_images_is_cleaned_up_and_can_be_terminated(live, settings, deployed_objects,
                                                                                     make_customer):
     """The issue's case: geoserver-postgis where postgis/postgis:17-3.5 cannot be pulled."""
@@ -95,19 +84,19 @@ def test_failed_create_with_unpullable_images_is_cleaned_up_and_can_be_terminate
     assert "could not be pulled" in order.last_error_detail
     assert "cleanup did not finish" not in order.last_error_detail
     assert not [s for s in operation.steps if "cleanup did not finish" in s["message"]]
-    # The failed create removed what it made (2 networks, 2 volumes), archiving the volumes first.
+    # The failed create removed what it made (2 networks, 2 volumes), with a final backup of the volumes first;
+    # PostGIS never ran, so its volume is archived as files instead of dumped.
     assert deployed_objects() == {"containers": [], "networks": [], "volumes": []}
-    failed = sorted((settings.backup_dir / "geo").glob("*-failed-*.tar"))
-    assert [p.name.rsplit("_", 1)[1] for p in failed] == ["geoserver-data.tar", "postgis-data.tar"]
-    for path in failed:
-        assert stat.S_IMODE(path.stat().st_mode) == 0o600
-        with tarfile.open(path) as archive:
-            archive.getmembers()
-    assert stat.S_IMODE((settings.backup_dir / "geo").stat().st_mode) == 0o700
+    [final] = live.backups.list(order)
+    assert final.kind == "final"
+    assert [a.name for a in final.artefacts] == ["volume.geoserver-data.tar", "volume.postgis-data.tar"]
+    assert live.backups.store.verify(final.backup_id) == []
+    assert_private(settings, final)
 
-    terminated, _ = terminate(live, order)
+    terminated = terminate(live, order)
     assert terminated.state == "succeeded", terminated.error_detail
     assert Order.get_by_id(order.id).status == "terminated"
+    assert [m.backup_id for m in live.backups.list(order)] == [final.backup_id], "the failed create's backup is kept"
 
 
 def test_missing_helper_image_fails_at_once_and_changes_nothing(live, settings, docker_engine, deployed_objects,
@@ -115,7 +104,7 @@ def test_missing_helper_image_fails_at_once_and_changes_nothing(live, settings, 
     order = create_busybox(live, make_customer, 302, "no-helper")
     live.deployer.helper_image = "live/archive-helper:absent"  # as LIVE_HELPER_IMAGE naming an image not built
     before = deployed_objects()
-    operation, _ = terminate(live, order)
+    operation = terminate(live, order)
     assert operation.state == "failed" and operation.attempts == 1
     assert operation.error_detail == (
         "the archive helper image live/archive-helper:absent (LIVE_HELPER_IMAGE) is not on the Docker engine; build "
@@ -123,85 +112,61 @@ def test_missing_helper_image_fails_at_once_and_changes_nothing(live, settings, 
         "deleted)")
     assert Order.get_by_id(order.id).status == "active"
     assert_untouched(docker_engine, settings, deployed_objects, order, before)
+    assert not [step for step in operation.steps if step["message"].startswith("stop ")]
+    assert live.backups.list(order) == []
 
 
-def test_destination_that_is_a_file_fails_at_once_and_changes_nothing(live, settings, docker_engine, deployed_objects,
-                                                                      make_customer, tmp_path):
+def test_a_store_that_is_a_file_fails_at_once_and_changes_nothing(live, settings, docker_engine, deployed_objects,
+                                                                  make_customer, tmp_path):
     order = create_busybox(live, make_customer, 303, "to-a-file")
-    target = tmp_path / "backups"
+    target = tmp_path / "elsewhere"
     target.write_text("not a folder")
-    live.runner.backup_dir = target
+    live.backups.store = FileBackupStore(target)  # as LIVE_BACKUP_STORE (or LIVE_BACKUP_DIR) naming a file
     before = deployed_objects()
-    operation, _ = terminate(live, order)
+    operation = terminate(live, order)
     assert operation.state == "failed" and operation.attempts == 1
-    assert operation.error == f"{PUBLIC_DESTINATION} (operation {operation.id})"
-    assert operation.error_detail == f"cannot use the backup folder {target}: Not a directory (ENOTDIR)"
+    assert operation.error == f"{PUBLIC_STORE} (operation {operation.id})"
+    assert operation.error_detail == f"backup store: cannot list {target}: Not a directory (ENOTDIR)"
     assert Order.get_by_id(order.id).status == "active"
     assert_untouched(docker_engine, settings, deployed_objects, order, before)
+    assert not [step for step in operation.steps if step["message"].startswith("stop ")]
 
 
-def test_full_destination_fails_at_once_before_anything_stops(live, settings, docker_engine, deployed_objects,
-                                                              make_customer, small_filesystem):
-    order = create_busybox(live, make_customer, 304, "full")
-    live.runner.backup_dir = small_filesystem("1m")
-    before = deployed_objects()
-    operation, seconds = terminate(live, order)
-    assert operation.state == "failed" and operation.attempts == 1 and seconds < 30
-    assert operation.error_detail.startswith(f"cannot write archives to {live.runner.backup_dir / 'full'}: "
-                                             "No space left on device (ENOSPC): 1.0 MiB free, ")
-    assert Order.get_by_id(order.id).status == "active"
-    assert_untouched(docker_engine, settings, deployed_objects, order, before)
-
-
-def test_read_only_destination_fails_at_once(live, settings, docker_engine, deployed_objects, make_customer,
-                                             small_filesystem):
-    order = create_busybox(live, make_customer, 305, "read-only")
-    live.runner.backup_dir = small_filesystem("4m", read_only=True)
-    before = deployed_objects()
-    operation, _ = terminate(live, order)
-    assert operation.state == "failed" and operation.attempts == 1
-    assert operation.error_detail == (f"cannot create the backup folder {live.runner.backup_dir / 'read-only'}: "
-                                      "Read-only file system (EROFS)")
-    assert Order.get_by_id(order.id).status == "active"
-    assert_untouched(docker_engine, settings, deployed_objects, order, before)
-
-
-def test_destination_filling_up_while_writing_fails_fast_with_the_cause(live, settings, docker_engine,
-                                                                        deployed_objects, make_customer,
-                                                                        small_filesystem, monkeypatch):
-    """The issue's 2-minute hang: the engine's stream was left open, so removing the helper timed out."""
-    order = create_busybox(live, make_customer, 306, "fills-up")
-    db = docker_engine.containers.get(f"{settings.deployment}-fills-up_db")
+def test_the_store_failing_after_the_stop_keeps_everything_and_the_containers_run_again(
+        live, settings, docker_engine, deployed_objects, make_customer):
+    order = create_busybox(live, make_customer, 306, "fails-later")
+    db = docker_engine.containers.get(f"{settings.deployment}-fails-later_db")
     assert db.exec_run(["sh", "-c", "head -c 3145728 /dev/urandom > /data/big"]).exit_code == 0
-    destination = small_filesystem("1m")
-    live.runner.backup_dir = destination
-    # Let the checks before the stop pass, as when the volumes' size is unknown and the margin too small.
-    monkeypatch.setattr(archives, "FREE_SPACE_MARGIN_BYTES", 0)
-    monkeypatch.setattr(live.deployer, "_volume_bytes", lambda project, volumes: None)
+    # The store answers (it can be listed) but cannot make the order's folder: a file is in the way.
+    blocker = settings.backup_dir / order.instance
+    settings.backup_dir.mkdir(parents=True, exist_ok=True)
+    blocker.write_text("an operator's file")
     before = deployed_objects()
-    operation, seconds = terminate(live, order)
-    assert operation.state == "failed" and operation.attempts == 1, "not retried as an engine error"
-    assert seconds < 60
-    partial = destination / "fills-up" / f"{operation.created_at:%Y%m%dT%H%M%S}-op{operation.id}-{db.name}"
-    assert operation.error_detail == (f"cannot write the archive {partial.parent}/"
-                                      f"{partial.name.replace(db.name, settings.deployment + '-fills-up_db-data')}"
-                                      ".tar.partial: No space left on device (ENOSPC)")
-    assert operation.error == f"{PUBLIC_DESTINATION} (operation {operation.id})"
-    # Nothing deleted, no partial file, no helper; the containers terminate stopped run again.
-    assert not list((destination / "fills-up").glob("*.partial"))
+    operation = terminate(live, order)
+    assert operation.state == "failed" and operation.attempts == 1, "not retried: an operator must fix the store"
+    assert operation.error == f"{PUBLIC_STORE} (operation {operation.id})"
+    assert operation.error_detail == f"backup store: cannot create the folder {blocker}: File exists (EEXIST)"
+    # Nothing deleted, no helper; the containers terminate stopped run again.
     order = Order.get_by_id(order.id)
     assert order.status == "active", order.last_error_detail
     assert_untouched(docker_engine, settings, deployed_objects, order, before)
+    db = docker_engine.containers.get(f"{settings.deployment}-fails-later_db")
     assert db.exec_run(["test", "-s", "/data/big"]).exit_code == 0, "the customer's data is still there"
     steps = [step["message"] for step in operation.steps]
     assert "stop db" in steps
     assert steps[-1] == "terminate failed and nothing was deleted: the order's containers run again"
+    assert [row.state for row in Backup.select().where(Backup.order == order)] == ["failed"]
 
-    # Once the operator gives it room, the same terminate goes through.
-    live.runner.backup_dir = settings.backup_dir
-    again, _ = terminate(live, order)
+    # Once the operator moves the file away, the same terminate goes through.
+    blocker.unlink()
+    again = terminate(live, order)
     assert again.state == "succeeded", again.error_detail
     assert deployed_objects() == {"containers": [], "networks": [], "volumes": []}
-    archive = next((settings.backup_dir / "fills-up").glob("*_db-data.tar"))
-    assert stat.S_IMODE(archive.stat().st_mode) == 0o600 and archive.stat().st_size > 3 * 1048576
-    assert os.path.getsize(archive) == archive.stat().st_size
+    [final] = live.backups.list(order)
+    assert Event.get((Event.order == order) & (Event.kind == "order.archived")).data == {"backup_id": final.backup_id}
+    assert [a.name for a in final.artefacts] == ["volume.app-state.tar", "volume.db-data.tar"]
+    assert final.artefact("volume.db-data.tar").size > 3 * 1048576
+    assert live.backups.store.verify(final.backup_id) == []
+    assert_private(settings, final)
+    with tarfile.open(settings.backup_dir / order.instance / final.backup_id / "volume.db-data.tar") as archive:
+        assert archive.getmember("./big").size == 3145728

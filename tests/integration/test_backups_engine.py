@@ -105,7 +105,7 @@ def test_data_in_a_volume_and_in_a_dump_survives_backup_destruction_and_restore(
     with live.backups.store.open_artefact(safety.backup_id, "dump.db") as stream:
         assert stream.read() == b"DROP TABLE", "the safety backup holds the data the restore replaced"
     states = {c.name: c.status for c in docker_engine.containers.list(
-        all=True, filters={"label": f"live.order={order.id}"})}
+        all=True, filters={"label": [f"live.order={order.id}", f"live.deployment={live.settings.deployment}"]})}
     assert set(states.values()) == {"running"}, states
 
 

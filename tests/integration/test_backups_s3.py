@@ -105,8 +105,8 @@ def test_an_unreachable_store_fails_the_backup_visibly_and_the_order_keeps_runni
         assert "127.0.0.1" in operation.error_detail  # operators see where
         assert [row.state for row in Backup.select().where(Backup.order == order.id)] == ["failed"] * 3
         assert Order.get_by_id(order.id).status == "active"
-        states = {c.status for c in docker_engine.containers.list(all=True, filters={"label": f"live.order={order.id}"})
-                  if c.labels.get("live.deployment") == live.settings.deployment}
+        states = {c.status for c in docker_engine.containers.list(all=True, filters={"label": [
+            f"live.order={order.id}", f"live.deployment={live.settings.deployment}"]})}
         assert states == {"running"}
     finally:
         live.db.close()

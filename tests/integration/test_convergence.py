@@ -87,8 +87,9 @@ volumes:
     live.orders.terminate(order)
     run_all(live)
     assert deployed_objects() == {"containers": [], "networks": [], "volumes": []}
-    archived = sorted(p.name.rsplit("_", 1)[-1] for p in (settings.backup_dir / "converge").glob("*.tar"))
-    assert archived == ["app-state.tar", "db-data.tar"]
+    [final] = live.backups.list(order)
+    assert final.kind == "final"
+    assert sorted(a.name for a in final.artefacts) == ["volume.app-state.tar", "volume.db-data.tar"]
 
 
 def test_redeploy_repairs_paused_stopped_and_removed_containers(live, settings, docker_engine, active_order):

@@ -96,8 +96,10 @@ def test_an_accepted_risk_keeps_lists_and_archives_the_old_volume(live, config_r
 
     live.orders.terminate(order)
     run_all(live)
-    archived = sorted(p.name.rsplit("_", 1)[-1] for p in (settings.backup_dir / "keeper").glob("*.tar"))
-    assert archived == ["db-data.tar", "pgdata.tar"], "terminate archives the volumes left behind too"
+    [final] = live.backups.list(order)
+    assert final.kind == "final"
+    assert sorted(a.name for a in final.artefacts) == ["volume.db-data.tar", "volume.pgdata.tar"], \
+        "terminate's final backup holds the volumes left behind too"
 
 
 def test_a_volume_mounted_at_another_path_is_a_data_risk(live, config_repo, keeper):

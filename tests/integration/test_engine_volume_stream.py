@@ -223,3 +223,18 @@ def test_a_full_volume_is_an_engine_refusal_not_a_bad_archive(docker_engine, eng
                              io.BytesIO(data))
     assert not isinstance(refused.value, ArchiveError)
     assert helpers_left(docker_engine, namespace) == []
+
+
+def test_an_archive_from_another_tar_with_padding_after_its_end_is_read_to_its_end(docker_engine, engine, namespace):
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w", format=tarfile.GNU_FORMAT) as tar:  # no "." member first
+        info = tarfile.TarInfo("sub/file.txt")
+        info.size, info.uid, info.mode, info.mtime = 5, 70, 0o640, 1_600_000_000
+        tar.addfile(info, io.BytesIO(b"hello"))
+    data = buffer.getvalue() + b"\0" * 2_000_000  # record padding, and far more than the engine reads after the end
+    target = make_volume(engine, namespace, "target")
+    run(docker_engine, target, "echo old > /v/old")
+    assert engine.import_volume(target, HELPER_IMAGE, f"{namespace}-import", {"live.deployment": namespace},
+                                io.BytesIO(data)) == len(data)
+    assert run(docker_engine, target, "cd /v && find . | sort && stat -c '%u %a %Y' sub/file.txt && cat sub/file.txt && echo") \
+        == ".\n./sub\n./sub/file.txt\n70 640 1600000000\nhello\n"

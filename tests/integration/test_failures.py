@@ -103,9 +103,10 @@ volumes:
     assert order.last_error == f"a service image is not available (operation {operation.id})"
     assert "live-test/does-not-exist:1.0" in order.last_error_detail and "not available" in order.last_error_detail
     assert operation.attempts == 1, "a missing image is not retried"
-    # What the failed create made is gone, and its volume was archived first.
+    # What the failed create made is gone, and its volume went into a final backup first.
     assert deployed_objects() == {"containers": [], "networks": [], "volumes": []}
-    assert list((settings.backup_dir / "ghost").glob("*-failed-*_data.tar"))
+    [final] = live.backups.list(order)
+    assert final.kind == "final" and [a.name for a in final.artefacts] == ["volume.data.tar"]
 
     # Billing retries the create: same order, a new attempt.
     again = live.orders.create(service_id=11, customer=make_customer(), product="ghost", plan="basic", username="ghost")

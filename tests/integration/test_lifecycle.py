@@ -91,17 +91,20 @@ def test_full_lifecycle(live, settings, docker_engine, deployed_objects, make_cu
     run_all(live)
     assert {n: c.id for n, c in containers_by_service(docker_engine, settings, order).items()} == ids_after
 
-    # Terminate: readable archives of every volume, then nothing left.
+    # Terminate: a final backup with a readable archive of every volume, then nothing left.
     live.orders.terminate(order)
     run_all(live)
     order = Order.get_by_id(order.id)
     assert order.status == "terminated" and order.terminated_at is not None
     assert deployed_objects() == {"containers": [], "networks": [], "volumes": []}
-    archives = sorted((settings.backup_dir / "acme-maps").glob("*.tar"))
-    assert [a.name.rsplit("_", 1)[-1] for a in archives] == ["app-state.tar", "db-data.tar"]
-    with tarfile.open(next(a for a in archives if a.name.endswith("db-data.tar"))) as archive:
-        member = next(m for m in archive.getmembers() if m.name.endswith("customer.txt"))
-        assert archive.extractfile(member).read() == b"precious\n"
+    [final] = live.backups.list(order)  # the change of plan's pre-change backup was pruned
+    assert final.kind == "final"
+    assert [a.name for a in final.artefacts] == ["volume.app-state.tar", "volume.db-data.tar"]
+    assert (settings.backup_dir / "acme-maps" / final.backup_id / "manifest.json").is_file()
+    with live.backups.store.open_artefact(final.backup_id, "volume.db-data.tar") as body, \
+            tarfile.open(fileobj=body, mode="r|") as archive:
+        contents = {m.name: archive.extractfile(m).read() for m in archive if m.name.endswith("customer.txt")}
+    assert list(contents.values()) == [b"precious\n"]
     kinds = [op.kind for op in Operation.select().where(Operation.order == order).order_by(Operation.id)]
     assert kinds == ["create", "suspend", "unsuspend", "change_plan", "redeploy", "terminate"]
     assert all(op.state == "succeeded" for op in Operation.select())

@@ -14,6 +14,7 @@ import subprocess
 
 import pytest
 
+from app.backups import backup_store
 from app.config import PROJECT_ROOT
 from tests.conftest import unavailable
 from tests.support.live_service import Service
@@ -69,5 +70,7 @@ def test_the_try_it_block_runs_as_written(settings, docker_engine, stack_cleanup
     assert "local: http://127.0.0.1:" in show, show  # the comment in the block promises a local URL
     terminate = next(output for line, output in outputs.items() if " orders terminate " in line)
     assert "terminate succeeded" in terminate, terminate
-    # "archives every volume to <backup dir>/jane-s-maps/*.tar first" (var/backups on the embedded defaults).
-    assert sorted((settings.backup_dir / INSTANCE).glob("*.tar")), list(settings.backup_dir.rglob("*"))
+    # "takes a final backup into var/backups/jane-s-maps/<backup id>/ first" (the store in the backup folder).
+    [final] = backup_store(settings).list(instance=INSTANCE)
+    assert final.kind == "final" and (settings.backup_dir / INSTANCE / final.backup_id / "manifest.json").is_file()
+    assert [a.name for a in final.artefacts] == ["volume.app-state.tar", "volume.db-data.tar"]

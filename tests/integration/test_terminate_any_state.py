@@ -1,22 +1,23 @@
 """Terminate finishes from any order state, and a failed one tells the truth (issue 10), on the in-memory engine.
 
-The real worker and database (SQLite and PostgreSQL) run every operation; only the container engine is
-:class:`tests.fakes.FakeEngine`, so each branch (half-made stacks, missing networks, images gone, a
-product that no longer renders, destinations failing midway) is cheap to reach. The cases that matter
-most also run on the real engine in ``test_archive_destination.py``.
+The real worker, database (SQLite and PostgreSQL) and backup store (the file store in ``LIVE_BACKUP_DIR``) run
+every operation; only the container engine is :class:`tests.fakes.FakeEngine`, so each branch (half-made
+stacks, missing networks, images gone, a product that no longer renders, the store failing) is cheap to
+reach. Terminate takes the order's final backup into the store (issue 13) before it removes anything. The
+cases that matter most also run on the real engine in ``test_archive_destination.py``.
 """
 from __future__ import annotations
 
-import errno
 import os
 import stat
 import tarfile
 
 import pytest
 
-from app.errors import ArchiveDestinationError, InvalidRequest, EngineUnavailable
-from app.models import Event, Operation, Order
-from app.stacks.archives import destination_error
+from app.backups.file_store import FileBackupStore
+from app.backups.service import BackupState
+from app.errors import InvalidRequest, EngineUnavailable
+from app.models import Backup, Event, Operation, Order
 from tests.conftest import TEST_IMAGE
 from tests.fakes import FakeEngine
 
@@ -56,9 +57,23 @@ def running(engine: FakeEngine, live, order: Order) -> list[str]:
 
 
 def assert_private(path) -> None:
-    """Archives hold customer data and generated passwords: folders 0700, files 0600."""
+    """Backups hold customer data and generated passwords: folders 0700, files 0600."""
     assert stat.S_IMODE(os.stat(path.parent).st_mode) == 0o700, path.parent
     assert stat.S_IMODE(os.stat(path).st_mode) == 0o600, path
+
+
+def artefacts(volumes: list[str]) -> list[str]:
+    """The artefact names of a final backup of the engine volumes ``volumes`` (``<deployment>-<instance>_<volume>``)."""
+    return sorted(f"volume.{name.rsplit('_', 1)[1]}.tar" for name in volumes)
+
+
+def block_the_order_folder(live, order: Order) -> str:
+    """Put a file where the store makes the order's folder: the store answers, but cannot take the backup. The
+    error detail the terminate then fails with."""
+    folder = live.settings.backup_dir / order.instance
+    live.settings.backup_dir.mkdir(parents=True, exist_ok=True)
+    folder.write_text("an operator's file")
+    return f"backup store: cannot create the folder {folder}: File exists (EEXIST)"
 
 
 # -- the states an order can be in when billing terminates it ----------------------------------------------------
@@ -79,8 +94,8 @@ def failed_create(live, engine, make_customer):
     order = create(live, make_customer, 203, "failed-create")
     assert Order.get_by_id(order.id).status == "failed"
     assert objects(engine, live, order) == {"containers": [], "networks": [], "volumes": []}
-    assert sorted(p.name.rsplit("_", 1)[1] for p in (live.settings.backup_dir / "failed-create").glob("*-failed-*")) \
-        == ["app-state.tar", "db-data.tar"]
+    [final] = live.backups.list(order)
+    assert final.kind == "final" and [a.name for a in final.artefacts] == ["volume.app-state.tar", "volume.db-data.tar"]
     return order
 
 
@@ -90,7 +105,8 @@ def failed_create_left_objects(live, engine, make_customer):
     del engine.images[live.settings.helper_image]
     order = create(live, make_customer, 204, "half-cleaned")
     assert Order.get_by_id(order.id).status == "failed"
-    assert objects(engine, live, order)["volumes"], "nothing was dropped without an archive"
+    assert objects(engine, live, order)["volumes"], "nothing was dropped without a backup"
+    assert live.backups.list(order) == []
     assert "cleanup did not finish" in Order.get_by_id(order.id).last_error_detail
     engine.add_image(live.settings.helper_image)  # an operator installs the helper
     return order
@@ -158,21 +174,28 @@ def test_terminate_succeeds_from_any_state(live, engine, make_customer, state):
     order = Order.get_by_id(order.id)
     assert order.status == "terminated" and order.terminated_at is not None
     assert objects(engine, live, order) == {"containers": [], "networks": [], "volumes": []}
-    archived = Event.get((Event.order == order) & (Event.kind == "order.archived")).data["archives"]
-    if state not in (pending_with_create_queued, pending_with_create_that_will_fail):
-        assert sorted(a["volume"] for a in archived) == volumes_before, "every volume there was is archived"
-    for entry in archived:
-        path = live.settings.backup_dir / order.instance / os.path.basename(entry["path"])
-        assert_private(path)
-        with tarfile.open(path) as archive:
-            archive.getmembers()
+    final = Event.get((Event.order == order) & (Event.kind == "order.archived")).data["backup_id"]
+    manifests = live.backups.list(order)
+    assert manifests and {m.kind for m in manifests} == {"final"}, "a terminated order keeps its final backups only"
+    if volumes_before:
+        manifest = live.backups.find(final, order)
+        assert sorted(a.name for a in manifest.artefacts) == artefacts(volumes_before), "every volume there was is in it"
+    elif state is failed_create:  # its clean-up backed the volumes up and removed them: nothing left to back up
+        assert final is None
+    for manifest in manifests:
+        assert live.backups.store.verify(manifest.backup_id) == []
+        for artefact in manifest.artefacts:
+            path = live.settings.backup_dir / order.instance / manifest.backup_id / artefact.name
+            assert_private(path)
+            with tarfile.open(path) as archive:
+                archive.getmembers()
     assert engine.calls_of("pull") == [], "terminate never pulls an image"
 
 
 def test_terminate_never_uses_the_products_images(live, engine, make_customer):
     order = create(live, make_customer, 220, "helper-only")
     terminate(live, order)
-    helpers = [c for c in engine.calls if c == ("archive_volume", f"{live.settings.deployment}-helper-only_db-data")]
+    helpers = [c for c in engine.calls if c == ("export_volume", f"{live.settings.deployment}-helper-only_db-data")]
     assert helpers, engine.calls
     assert Order.get_by_id(order.id).status == "terminated"
 
@@ -192,8 +215,8 @@ def test_helper_image_missing_fails_at_once_naming_the_setting_and_the_script(li
     before = objects(engine, live, order)
     operation = terminate(live, order)
     assert operation.state == "failed" and operation.attempts == 1, "not retried: only an operator can fix it"
-    assert operation.error == ("the archive tool of the platform is not installed; nothing was deleted "
-                               f"(operation {operation.id})")
+    assert operation.error == ("the final backup failed: the archive tool of the platform is not installed; nothing "
+                               f"was deleted (operation {operation.id})")
     assert "live/archive-helper:2 (LIVE_HELPER_IMAGE) is not on the Docker engine" in operation.error_detail
     assert "bash scripts/build-helper-image.sh live/archive-helper:2" in operation.error_detail
     order = Order.get_by_id(order.id)
@@ -203,17 +226,17 @@ def test_helper_image_missing_fails_at_once_naming_the_setting_and_the_script(li
     assert_nothing_claimed(operation, order)
 
 
-def test_destination_that_is_a_file_fails_at_once_before_anything_stops(live, engine, make_customer, tmp_path):
+def test_a_store_that_cannot_be_listed_fails_at_once_before_anything_stops(live, engine, make_customer, tmp_path):
     order = create(live, make_customer, 231, "to-a-file")
-    live.runner.backup_dir = tmp_path / "backups.tar"
-    live.runner.backup_dir.write_text("an operator's file")
+    root = tmp_path / "backups.tar"
+    root.write_text("an operator's file")
+    live.backups.store = FileBackupStore(root)  # as LIVE_BACKUP_STORE naming a file
     before = objects(engine, live, order)
     operation = terminate(live, order)
     assert operation.state == "failed" and operation.attempts == 1
-    assert operation.error == ("the data archive could not be written to the backup storage; nothing was deleted "
+    assert operation.error == ("the final backup failed: the backup storage cannot be used right now "
                                f"(operation {operation.id})")
-    assert operation.error_detail == (f"cannot use the backup folder {tmp_path / 'backups.tar'}: "
-                                      "Not a directory (ENOTDIR)")
+    assert operation.error_detail == f"backup store: cannot list {root}: Not a directory (ENOTDIR)"
     order = Order.get_by_id(order.id)
     assert order.status == "active" and order.last_error_detail == operation.error_detail
     assert objects(engine, live, order) == before and running(engine, live, order) == ["app", "db", "web"]
@@ -221,32 +244,30 @@ def test_destination_that_is_a_file_fails_at_once_before_anything_stops(live, en
     assert_nothing_claimed(operation, order)
 
 
-def test_destination_failing_midway_restarts_the_stopped_stack_and_keeps_everything(live, engine, make_customer):
+def test_the_store_failing_after_the_stop_restarts_the_stack_and_keeps_everything(live, engine, make_customer):
     order = create(live, make_customer, 232, "midway")
     volume = f"{live.settings.deployment}-midway_db-data"
     engine.write_file(volume, "base/1/rows", os.urandom(20000))
     before = objects(engine, live, order)
-    full = os.path.join(live.settings.backup_dir, "midway", "x.tar.partial")
-    engine.archive_failure[volume] = destination_error(OSError(errno.ENOSPC, os.strerror(errno.ENOSPC)), full,
-                                                       "write the archive")
+    detail = block_the_order_folder(live, order)
     operation = terminate(live, order)
     assert operation.state == "failed" and operation.attempts == 1
-    assert operation.error_detail == f"cannot write the archive {full}: No space left on device (ENOSPC)"
+    assert operation.error_detail == detail
     order = Order.get_by_id(order.id)
     # The containers terminate stopped run again: the order is truly active, nothing was deleted.
     assert order.status == "active" and running(engine, live, order) == ["app", "db", "web"]
     assert objects(engine, live, order) == before
-    assert engine.volumes[volume].files, "the data is still there"
-    assert not list((live.settings.backup_dir / "midway").glob("*.partial"))
+    assert len(engine.volumes[volume].files["base/1/rows"]) == 20000, "the data is still there"
+    assert [row.state for row in Backup.select().where(Backup.order == order)] == [BackupState.FAILED]
     assert Event.select().where((Event.order == order) & (Event.kind == "order.active")).count() == 2  # create, restore
     steps = [step["message"] for step in operation.steps]
+    assert "stop db" in steps
     assert "terminate failed and nothing was deleted: the order's containers run again" in steps
 
 
 def test_a_stack_that_cannot_start_again_is_recorded_failed_not_active(live, engine, make_customer):
     order = create(live, make_customer, 233, "stays-down")
-    volume = f"{live.settings.deployment}-stays-down_app-state"
-    engine.archive_failure[volume] = ArchiveDestinationError("cannot write the archive /b/x: Input/output error (EIO)")
+    block_the_order_folder(live, order)
     del engine.images[TEST_IMAGE]  # so the stack cannot be converged back
     operation = terminate(live, order)
     assert operation.state == "failed"
@@ -262,7 +283,7 @@ def test_a_stack_that_cannot_start_again_is_recorded_failed_not_active(live, eng
 
 def test_a_suspended_order_stays_suspended_when_terminate_fails(live, engine, make_customer):
     order = suspended(live, engine, make_customer)
-    engine.archive_failure[f"{live.settings.deployment}-suspended_app-state"] = ArchiveDestinationError("full")
+    block_the_order_folder(live, order)
     operation = terminate(live, order)
     assert operation.state == "failed"
     order = Order.get_by_id(order.id)
@@ -272,12 +293,15 @@ def test_a_suspended_order_stays_suspended_when_terminate_fails(live, engine, ma
 
 def test_a_transient_engine_failure_midway_is_retried_and_finishes(live, engine, make_customer):
     order = create(live, make_customer, 234, "blip")
-    engine.archive_failure[f"{live.settings.deployment}-blip_db-data"] = EngineUnavailable(
+    engine.stream_failures[("export_volume", f"{live.settings.deployment}-blip_db-data")] = EngineUnavailable(
         "read volume: the Docker engine's stream broke: connection reset")
     operation = terminate(live, order)
     assert operation.state == "succeeded" and operation.attempts == 2
     assert Order.get_by_id(order.id).status == "terminated"
     assert objects(engine, live, order) == {"containers": [], "networks": [], "volumes": []}
+    [final] = live.backups.list(order)  # the broken attempt's upload was removed: one backup in the store
+    assert sorted(os.listdir(live.settings.backup_dir / order.instance)) == [final.backup_id]
+    assert sorted(row.state for row in Backup.select().where(Backup.order == order)) == ["failed", "succeeded"]
 
 
 @pytest.mark.parametrize("kind", ["suspend", "unsuspend", "restart", "redeploy"])

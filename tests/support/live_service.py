@@ -19,8 +19,14 @@ def settings_env(settings, **tuning: str) -> dict[str, str]:
     env.update({
         "LIVE_DATABASE_URL": settings.database_url, "LIVE_CONFIG_REPO": str(settings.config_repo),
         "LIVE_BASE_DOMAIN": settings.base_domain, "LIVE_BACKUP_DIR": str(settings.backup_dir),
+        # The test's store (by default file://<its LIVE_BACKUP_DIR>), never one the calling shell names.
+        "LIVE_BACKUP_STORE": settings.backup_store,
         "LIVE_DEPLOYMENT": settings.deployment,
     })
+    if settings.s3_endpoint_url:
+        env["LIVE_S3_ENDPOINT_URL"] = settings.s3_endpoint_url
+    else:
+        env.pop("LIVE_S3_ENDPOINT_URL", None)
     env.update(tuning)
     return env
 

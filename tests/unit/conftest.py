@@ -4,7 +4,7 @@
 database is a copy of one made once per session (migrated, catalog synced), so a test starts in
 milliseconds; its catalog is a private copy of ``busybox-demo`` that the test may change and sync. Its
 files are in memory (``/dev/shm``) where the machine has it: the worker commits at every step and writes
-archives with fsync, which a busy disk makes slower than the whole test.
+backups with fsync, which a busy disk makes slower than the whole test.
 """
 from __future__ import annotations
 

@@ -1,7 +1,6 @@
 """The deployer on the in-memory engine (tests/fakes.py): convergence in milliseconds, no Docker needed."""
 from __future__ import annotations
 
-import tarfile
 
 import pytest
 
@@ -154,16 +153,6 @@ def test_a_pinned_port_taken_by_another_container_is_refused_with_the_engine_mes
                           revision="r1", pinned_ports={"web:8080": 20001}, deployment="t")
     with pytest.raises(EngineOperationError, match=r"Bind for 127\.0\.0\.1:20001 failed: port is already allocated"):
         deployer.deploy(clash)
-
-
-def test_archive_and_remove_writes_a_real_tar_and_removes_everything(engine, deployer, tmp_path):
-    deployer.deploy(project())
-    engine.write_file("t-acme_db-data", "base/1/data", b"rows")
-    archives = deployer.archive_and_remove(project(), tmp_path, "stamp")
-    assert [a.volume for a in archives] == ["t-acme_db-data"]
-    with tarfile.open(archives[0].path) as archive:
-        assert archive.extractfile("base/1/data").read() == b"rows"
-    assert (engine.containers, engine.networks, engine.volumes) == ({}, {}, {})
 
 
 def test_the_fake_refuses_what_the_engine_refuses(engine):

@@ -21,7 +21,7 @@ def test_the_port_has_the_operations_the_deployer_and_the_handlers_use():
         "list_containers", "inspect_container", "create_container", "start_container", "unpause_container",
         "stop_container", "rename_container", "remove_container", "container_usage",
         "list_networks", "create_network", "remove_network",
-        "list_volumes", "volume_exists", "create_volume", "remove_volume", "volume_usage", "archive_volume",
+        "list_volumes", "volume_exists", "create_volume", "remove_volume", "volume_usage",
         "export_volume", "import_volume", "exec_output", "exec_input",
     ])
 

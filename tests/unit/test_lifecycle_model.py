@@ -8,6 +8,8 @@ import re
 import pytest
 from flask import Flask
 
+from app.backups.file_store import FileBackupStore
+from app.backups.service import BackupService
 from app.config import PROJECT_ROOT
 from app.errors import LiveError
 from app.models import Operation, Order
@@ -202,7 +204,7 @@ def test_the_api_doc_lists_every_lifecycle_result():
 # -- the handler registry -------------------------------------------------------
 @pytest.fixture
 def runner(tmp_path):
-    return OperationRunner(catalog=None, deployer=None, backup_dir=tmp_path)
+    return OperationRunner(catalog=None, deployer=None, backups=BackupService(FileBackupStore(tmp_path), deployer=None))
 
 
 def test_every_kind_has_exactly_one_handler_of_its_own(runner):

@@ -7,12 +7,11 @@ are in tests/integration.
 """
 from __future__ import annotations
 
-import tarfile
 import time
 
 import pytest
 
-from app.errors import ArchiveDestinationError, EngineOperationError, EngineUnavailable
+from app.errors import EngineOperationError, EngineUnavailable
 from app.models import Event, Operation, Order
 from app.orders.service import CustomerInfo
 from app.stacks.ports import PortAllocator
