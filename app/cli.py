@@ -18,7 +18,7 @@ from flask.cli import AppGroup
 
 from app.catalog.product import load_product_folder
 from app.catalog.source import LocalFolderSource
-from app.collaborators import catalog, live, orders, queries, settings
+from app.collaborators import backups, catalog, live, orders, queries, settings
 from app.db import upgrade
 from app.apikeys import SCOPES, create_key, list_keys, revoke_key
 from app.errors import DataRiskError, LiveError
@@ -469,6 +469,132 @@ def orders_show(order, as_json):
         click.echo(f"  {e['created_at']} {e['kind']:22} {e['message']}")
         if e["data"].get(PRIVATE_EVENT_DATA):
             click.echo(f"      detail: {e['data'][PRIVATE_EVENT_DATA]}")
+
+
+# -- backups -------------------------------------------------------------------
+backups_cli = AppGroup("backups", help="Backups of orders' data in the store LIVE_BACKUP_STORE (docs/BACKUPS.md). ORDER "
+                       "is an order id, an instance identifier or service:<WHMCS service id>.")
+live_cli.add_command(backups_cli)
+
+
+def _size(size: int) -> str:
+    """Bytes for people: ``512 B``, ``3.2 MB``, ``1.4 GB`` (powers of 1000)."""
+    for unit, factor in (("GB", 1000 ** 3), ("MB", 1000 ** 2), ("kB", 1000)):
+        if size >= factor:
+            return f"{size / factor:.1f} {unit}"
+    return f"{size} B"
+
+
+def _echo_backup(row: dict, owner: str = "") -> None:
+    click.echo(f"{row['backup_id']}  {row['created_at']}  {row['kind']:10} {_size(row['size']):>9}  {owner}revision "
+               f"{row['revision']}, plan {row['plan']}, {len(row['artefacts'])} artefact(s): "
+               + ", ".join(artefact["name"] for artefact in row["artefacts"]))
+
+
+@backups_cli.command("list")
+@click.argument("order", required=False)
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def backups_list(order, as_json):
+    """List an order's backups, newest first, with how its last ones went and the final backups of the same
+    customer that may be restored into it; without ORDER, every backup in the store, read from the manifests alone
+    (works without the database's orders)."""
+    try:
+        data = queries.order_backups(_get_order(order)) if order else queries.store_backups()
+    except LiveError as exc:
+        _fail(exc)
+    if as_json:
+        return _echo_json(data)
+    if not order:
+        for row in data:
+            _echo_backup(row, f"{row['instance']} (order {row['order_id']}), ")
+        click.echo(f"{len(data)} backup(s)")
+        return
+    for row in data["backups"]:
+        _echo_backup(row)
+    click.echo(f"{len(data['backups'])} backup(s) of order {data['order_id']} ({data['instance']}); last success: "
+               f"{data['last_success_at'] or 'never'}")
+    failure = data["last_failure"]
+    if failure:
+        click.echo(f"last failure: {failure['at']} ({failure['kind']}): {failure['error']}")
+    if data["restorable"]:
+        click.echo("final backups of the customer's terminated orders that can be restored into it:")
+        for row in data["restorable"]:
+            _echo_backup(row, f"order {row['order_id']} (service {row['service_id']}), ")
+
+
+@backups_cli.command("create")
+@click.argument("order")
+@wait_option
+def backups_create(order, wait):
+    """Back the order's data up now (an on_demand backup operation); --wait shows its steps."""
+    try:
+        outcome = orders.back_up(_get_order(order), requested_by="cli")
+    except LiveError as exc:
+        _fail(exc)
+    _report(outcome, wait)
+
+
+@backups_cli.command("restore")
+@click.argument("order")
+@click.argument("backup_id")
+@wait_option
+def backups_restore(order, backup_id, wait):
+    """Replace ORDER's data with backup BACKUP_ID's: one of its own, or the final backup of a terminated order of
+    the same customer and product. Every checksum is verified first and a safety backup taken; a failure brings the
+    order back from it."""
+    try:
+        record = _get_order(order)
+        manifest = queries.find_backup(backup_id)
+        outcome = orders.restore(record, backup_id, product=manifest.product, source_order_id=manifest.order_id,
+                                 requested_by="cli")
+    except LiveError as exc:
+        _fail(exc)
+    _report(outcome, wait)
+
+
+@backups_cli.command("verify")
+@click.argument("backup_id")
+def backups_verify(backup_id):
+    """Read every artefact of a backup back and compare it with its manifest; exit 1 and name each problem."""
+    try:
+        problems = backups.store.verify(backup_id)
+    except LiveError as exc:
+        _fail(exc)
+    for problem in problems:
+        click.echo(f"PROBLEM: {problem}")
+    if problems:
+        click.echo(f"backup {backup_id}: {len(problems)} problem(s): do not rely on it")
+        sys.exit(1)
+    click.echo(f"backup {backup_id}: every artefact matches its manifest (size and sha256)")
+
+
+@backups_cli.command("prune")
+@click.argument("order", required=False)
+def backups_prune(order):
+    """Delete the backups retention no longer keeps: of ORDER, or of every order the store has backups of, each
+    with its policy's keep (a terminated order keeps its final backup LIVE_BACKUP_KEEP_TERMINATED_DAYS). Prints
+    what was deleted; exit 1 when an order could not be pruned."""
+    try:
+        targets, unknown = ([_get_order(order)], []) if order else queries.orders_with_backups()
+    except LiveError as exc:
+        _fail(exc)
+    failed = 0
+    for record in targets:
+        try:
+            keep = queries.backup_policy(record).keep
+            deleted = backups.prune(record, keep)
+        except LiveError as exc:
+            failed += 1
+            click.echo(f"order {record.id} ({record.instance}): FAILED: {exc}")
+            continue
+        rule = ("terminated: its newest final backup for LIVE_BACKUP_KEEP_TERMINATED_DAYS" if record.terminated_at
+                else "keep " + ", ".join(f"{period} {count}" for period, count in keep.as_dict().items()))
+        click.echo(f"order {record.id} ({record.instance}): "
+                   + (f"deleted {len(deleted)}: {', '.join(deleted)}" if deleted else "nothing to delete") + f" ({rule})")
+    for name in unknown:
+        click.echo(f"left alone: {name}: its order is not in this database")
+    if failed:
+        sys.exit(1)
 
 
 # -- API keys ------------------------------------------------------------------

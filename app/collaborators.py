@@ -15,6 +15,8 @@ tests make one each) never share them.
 - ``queries``: every read (:class:`app.orders.queries.OrderQueries`);
 - ``orders``: the order use cases (:class:`app.orders.service.OrderService`);
 - ``catalog``: catalog syncs (:class:`app.catalog.catalog.Catalog`);
+- ``backups``: taking, checking and pruning backups (:class:`app.backups.service.BackupService`; its reads
+  for views are in ``queries``);
 - ``settings``: the configuration (:class:`app.config.Settings`);
 - ``wait_slots``: the bound on lifecycle calls that wait (:class:`app.web.wait_slots.WaitSlots`);
 - ``live``: all components (:class:`app.bootstrap.Live`), for the CLI's installation commands
@@ -28,6 +30,7 @@ from flask import Flask, current_app
 from werkzeug.local import LocalProxy
 
 if TYPE_CHECKING:
+    from app.backups.service import BackupService
     from app.bootstrap import Live
     from app.catalog.catalog import Catalog
     from app.config import Settings
@@ -54,5 +57,6 @@ live: Live = LocalProxy(_live)  # type: ignore[assignment]
 queries: OrderQueries = LocalProxy(lambda: _live().queries)  # type: ignore[assignment]
 orders: OrderService = LocalProxy(lambda: _live().orders)  # type: ignore[assignment]
 catalog: Catalog = LocalProxy(lambda: _live().catalog)  # type: ignore[assignment]
+backups: BackupService = LocalProxy(lambda: _live().backups)  # type: ignore[assignment]
 settings: Settings = LocalProxy(lambda: _live().settings)  # type: ignore[assignment]
 wait_slots: WaitSlots = LocalProxy(lambda: current_app.extensions[WAIT_SLOTS])  # type: ignore[assignment]

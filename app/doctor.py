@@ -13,14 +13,14 @@ address-pools    ``default-address-pools`` leave room for many networks (one per
 helper-image     the archive helper image (LIVE_HELPER_IMAGE) is on the engine
 database         LIVE_DATABASE_URL answers and no migration is pending
 worker           a worker's heartbeat is fresh (the rule of ``app/orders/heartbeat.py``)
-backups          LIVE_BACKUP_DIR is (or can be) a writable folder with LIVE_BACKUP_MIN_FREE_GB free
+backup-store     LIVE_BACKUP_STORE answers; a folder store is (or can be) writable, with LIVE_BACKUP_MIN_FREE_GB free
 catalog          the last sync worked; valid and invalid products
 catalog-source   GitLab answers for the project and ref (when LIVE_GITLAB_URL is set)
 api-keys         an active ``whmcs`` key that WHMCS uses; no idle ``admin`` keys
 ingress          Caddy (LIVE_CADDY_ADMIN_URL) answers and holds every order's route, when it is set
 ===============  =============================================================================
 
-The doctor only reads, except for a temporary file it creates and removes in the backup folder.
+The doctor only reads, except for a temporary file it creates and removes in a folder backup store.
 No check raises: an unexpected error is a ``fail`` finding naming it.
 """
 from __future__ import annotations
@@ -39,6 +39,9 @@ from urllib.parse import urlsplit
 
 import peewee
 
+from app.backups import backup_store
+from app.backups.file_store import FileBackupStore
+from app.backups.store import BackupStore
 from app.catalog.catalog import REMOVED, Catalog
 from app.catalog.gitlab_source import GitLabSource
 from app.config import Settings
@@ -103,12 +106,15 @@ class Doctor:
     """Runs the checks against one installation.
 
     ``engine`` is a :class:`~app.stacks.docker_engine.DockerEngine` (give it a short timeout: the CLI uses
-    :data:`ENGINE_TIMEOUT_SECONDS`); ``now`` returns naive UTC (tests pass their own clock).
+    :data:`ENGINE_TIMEOUT_SECONDS`); ``now`` returns naive UTC (tests pass their own clock). ``store`` is the
+    backup store (default: the one ``settings.backup_store`` names).
     """
 
     def __init__(self, settings: Settings, db: peewee.Database, engine, catalog: Catalog, *,
-                 now: Callable[[], dt.datetime] = utcnow, ingress: IngressService | None = None):
+                 now: Callable[[], dt.datetime] = utcnow, ingress: IngressService | None = None,
+                 store: BackupStore | None = None):
         self.settings = settings
+        self.store = store if store is not None else backup_store(settings)
         self.db = db
         self.engine = engine
         self.catalog = catalog
@@ -130,7 +136,7 @@ class Doctor:
             findings.append(self._safely("worker", self.check_worker))
         else:
             findings.append(Finding("worker", SKIP, "not checked: the database is not ready"))
-        findings.append(self._safely("backups", self.check_backups))
+        findings.append(self._safely("backup-store", self.check_backup_store))
         findings.append(self._safely("catalog", self.check_catalog) if schema_ready
                         else Finding("catalog", SKIP, "not checked: the database is not ready"))
         findings.append(self._safely("catalog-source", self.check_catalog_source))
@@ -255,38 +261,61 @@ class Doctor:
                            "the same host")
         return Finding("ingress", OK, f"{where} answers and holds every order's route (LIVE_TLS={self.settings.tls})")
 
-    def check_backups(self) -> Finding:
-        folder = Path(self.settings.backup_dir)
+    def check_backup_store(self) -> Finding:
+        """The store answers a listing; a folder store is also (or can be created) writable, with
+        LIVE_BACKUP_MIN_FREE_GB free (one check: the default store is the folder LIVE_BACKUP_DIR)."""
+        if isinstance(self.store, FileBackupStore):
+            return self._check_folder_store(self.store)
+        where = f"LIVE_BACKUP_STORE={self.store.location}"
+        try:
+            self.store.check()
+        except LiveError as exc:
+            return Finding("backup-store", FAIL, f"{where} cannot be used: {exc}: every backup fails (orders keep "
+                                                 "running)",
+                           "check the bucket and prefix, LIVE_S3_ENDPOINT_URL, the AWS_* credentials (they need list, "
+                           "get, put and delete on the prefix) and the network to the store")
+        return Finding("backup-store", OK, f"{where}: answers")
+
+    def _check_folder_store(self, store: FileBackupStore) -> Finding:
+        folder = store.root
         existing = folder
         while not existing.exists() and existing != existing.parent:
             existing = existing.parent
-        setting = f"LIVE_BACKUP_DIR={folder}"
+        setting = f"LIVE_BACKUP_STORE={store.location}"
         if not existing.is_dir():
             what = "is a file" if existing == folder else f"cannot be created: {existing} is a file"
-            return Finding("backups", FAIL, f"{setting} {what}, not a folder: terminates cannot archive volumes",
-                           "point LIVE_BACKUP_DIR at a folder (or move that file away)")
+            return Finding("backup-store", FAIL, f"{setting}: {folder} {what}, not a folder: every backup fails, and "
+                                                 "terminates stop before deleting anything",
+                           "point LIVE_BACKUP_STORE (or LIVE_BACKUP_DIR, its default) at a folder, or move that file "
+                           "away")
         try:
             handle, probe = tempfile.mkstemp(prefix=".live-doctor-", dir=existing)
             os.close(handle)
             os.unlink(probe)
         except OSError as exc:
             if exc.errno == errno.EROFS:  # no ownership change helps a read-only file system
-                fix = f"remount {existing}'s file system read-write, or point LIVE_BACKUP_DIR at a writable disk"
+                fix = f"remount {existing}'s file system read-write, or point LIVE_BACKUP_STORE at a writable disk"
             else:
                 fix = f"let the bridge's user write there: `chown -R <user> {existing}`"
-            return Finding("backups", FAIL, f"{setting}: {existing} is not writable: {exc.strerror or exc}", fix)
+            return Finding("backup-store", FAIL, f"{setting}: {existing} is not writable: {exc.strerror or exc}", fix)
+        if existing == folder:
+            try:
+                store.check()
+            except LiveError as exc:
+                return Finding("backup-store", FAIL, f"{setting}: cannot be listed: {exc}",
+                               f"let the bridge's user read everything under {folder}: `chown -R <user> {folder}`")
         free = shutil.disk_usage(existing).free
         minimum = self.settings.backup_min_free_gb * GB
-        later = "" if existing == folder else f" (created at the first archive, in {existing})"
+        later = "" if existing == folder else f" (created at the first backup, in {existing})"
         place = f"{setting}: writable{later}"
         space = f"{free / GB:.1f} GB free"
         if free < minimum:
             status = FAIL if free < minimum / 10 else WARN
-            return Finding("backups", status, f"{place}, only {space} (LIVE_BACKUP_MIN_FREE_GB is "
-                                              f"{self.settings.backup_min_free_gb:g}): terminates archive every volume "
-                                              "there and stop when it is full",
-                           "free space there, or move LIVE_BACKUP_DIR to a larger disk")
-        return Finding("backups", OK, f"{place}, {space}")
+            return Finding("backup-store", status, f"{place}, only {space} (LIVE_BACKUP_MIN_FREE_GB is "
+                                                   f"{self.settings.backup_min_free_gb:g}): backups stop when it is "
+                                                   "full, and terminates take a final backup there",
+                           "free space there (`live backups prune`), or move the store to a larger disk")
+        return Finding("backup-store", OK, f"{place}, {space}")
 
     def check_catalog(self) -> Finding:
         state = CatalogSync.get_or_none()
@@ -442,6 +471,7 @@ def doctor_command(live, *, as_json: bool = False, echo: Callable[[str], None] =
     from app.stacks.docker_engine import DockerEngine
 
     engine = DockerEngine(live.settings.docker_host, timeout=ENGINE_TIMEOUT_SECONDS)
-    findings = Doctor(live.settings, live.db, engine, live.catalog, ingress=live.ingress).run()
+    findings = Doctor(live.settings, live.db, engine, live.catalog, ingress=live.ingress,
+                      store=live.backups.store).run()
     echo(json.dumps(render_json(findings), indent=2) if as_json else render_text(findings))
     return exit_code(findings)

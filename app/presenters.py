@@ -9,12 +9,16 @@ CLI get the detail too. Callers decide and pass the flag; nothing here infers it
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from app.backups.service import BackupState
 from app.catalog.catalog import Catalog
 from app.config import PublicAddress
-from app.models import Customer, Event, Operation, Order, Product, ProductRevision
+from app.models import Backup, Customer, Event, Operation, Order, Product, ProductRevision
 from app.orders.lifecycle import FINISHED_STATES, OrderStatus, public_params
+
+if TYPE_CHECKING:
+    from app.backups.store import Manifest
 
 #: The key of an event's ``data`` that holds private error detail (see event_view).
 PRIVATE_EVENT_DATA = "error_detail"
@@ -118,12 +122,47 @@ def order_view(order: Order, catalog: Catalog, public: PublicAddress, *, include
         "updated_at": timestamp(order.updated_at),
         "terminated_at": timestamp(order.terminated_at),
         "detached_volumes": [dict(entry) for entry in order.detached_volumes or []],
+        "backups": backup_summary(order),
     }
     if include_secrets:
         view["secrets"] = dict(order.secrets or {})
     if include_private:
         view["last_error_detail"] = order.last_error_detail
     return view
+
+
+#: Backup rows that were a successful backup: still in the store, or pruned since.
+_SUCCEEDED_BACKUPS = (BackupState.SUCCEEDED, BackupState.DELETED)
+
+
+def backup_summary(order: Order) -> dict[str, Any]:
+    """How the order's backups went, from its :class:`~app.models.Backup` rows (two indexed queries):
+    ``{"last_success_at": iso | None, "last_failure": {"at", "kind", "error"} | None}``.
+
+    ``last_success_at`` is when the newest successful backup finished (pruned ones count: they succeeded);
+    ``last_failure`` is the newest failed attempt, whenever it was (compare its ``at`` with ``last_success_at``),
+    its ``error`` the public text (customers see it; the detail stays in the row).
+    """
+    success = (Backup.select(Backup.finished_at).where((Backup.order == order) & Backup.state.in_(_SUCCEEDED_BACKUPS))
+               .order_by(Backup.finished_at.desc()).first())
+    failure = (Backup.select(Backup.started_at, Backup.finished_at, Backup.kind, Backup.error)
+               .where((Backup.order == order) & (Backup.state == BackupState.FAILED)).order_by(Backup.id.desc()).first())
+    return {"last_success_at": timestamp(success.finished_at) if success else None,
+            "last_failure": None if failure is None else {
+                "at": timestamp(failure.finished_at or failure.started_at), "kind": failure.kind,
+                "error": failure.error or f"{failure.kind} backup failed"}}
+
+
+def backup_view(manifest: Manifest, service_id: int | None) -> dict[str, Any]:
+    """A backup as its manifest describes it (``BackupOut``): ``{"backup_id", "created_at" (ISO, UTC), "kind",
+    "size" (bytes, every artefact), "revision", "plan", "services", "artefacts": [{"name", "size", "sha256"}],
+    "order_id", "service_id"}``. ``service_id`` is the WHMCS service of the order it was taken of (None when
+    the database does not know that order). Nothing in it is private: no path, no store location."""
+    return {"backup_id": manifest.backup_id,
+            "created_at": manifest.created_at.astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "kind": manifest.kind, "size": manifest.size, "revision": manifest.revision, "plan": manifest.plan,
+            "services": list(manifest.services), "artefacts": [artefact.as_dict() for artefact in manifest.artefacts],
+            "order_id": manifest.order_id, "service_id": service_id}
 
 
 def event_view(event: Event, *, include_private: bool = False) -> dict[str, Any]:

@@ -17,19 +17,24 @@ from typing import Any
 
 import peewee
 
+from app.backups.policy import ResolvedPolicy
+from app.backups.service import FINAL_KINDS, BackupKind, BackupService, BackupState
+from app.backups.store import Manifest
 from app.catalog.catalog import Catalog
 from app.catalog.product import ProductDefinition
 from app.config import Settings
 from app.db import pending_migrations
 from app.errors import LiveError, NamingError, NotFound, OrderNotFound
 from app.ingress.service import IngressService, IngressStatus
-from app.models import Customer, Event, Operation, Order, Product, ProductRevision, utcnow
+from app.models import Backup, Customer, Event, Operation, Order, Product, ProductRevision, utcnow
 from app.naming import normalize_hostname
 from app.orders.heartbeat import WorkerStatus, worker_status
 from app.orders.lifecycle import UNFINISHED_STATES, OperationState, OrderStatus
 from app.orders.operations import OperationRunner
 from app.orders.usage import collect_usage
 from app.presenters import (
+    backup_summary,
+    backup_view,
     customer_view,
     endpoint_views,
     event_view,
@@ -222,6 +227,91 @@ class OrderQueries:
              "operation_id": op.id, "kind": op.kind, "error": op.error or "",  # public text; the detail stays private
              "finished_at": timestamp(op.finished_at)}
             for op in failed]}
+
+    # -- backups ------------------------------------------------------------------------
+    @property
+    def backups(self) -> BackupService:
+        """The backup service the runner takes and restores backups with (its store is the truth)."""
+        return self.runner.backups
+
+    def order_backups(self, order: Order) -> dict[str, Any]:
+        """The order's backups for its owner (``BackupsOut``)::
+
+            {"order_id", "instance", "backups": [BackupOut, newest first],
+             "restorable": [BackupOut of the final backups of the same customer's terminated orders of the same
+                            product, newest first: what staff may restore into this order],
+             "last_success_at": iso | None, "last_failure": {"at", "kind", "error"} | None}
+
+        ``backups`` and ``restorable`` come from the store (one listing per order: this one and each terminated
+        one), ``last_*`` from the order's Backup rows (:func:`app.presenters.backup_summary`). Raises
+        BackupStoreError when the store cannot be read.
+        """
+        own = [backup_view(manifest, order.whmcs_service_id) for manifest in reversed(self.backups.list(order))]
+        terminated = (Order.select().where((Order.customer == order.customer_id) & (Order.product == order.product_id)
+                                           & (Order.status == OrderStatus.TERMINATED) & (Order.id != order.id))
+                      .order_by(Order.id))
+        restorable = [(manifest, other.whmcs_service_id) for other in list(terminated)
+                      for manifest in self.backups.list(other)
+                      if manifest.kind in FINAL_KINDS and manifest.product == order.product.slug]
+        restorable.sort(key=lambda item: (item[0].created_at, item[0].backup_id), reverse=True)
+        return {"order_id": order.id, "instance": order.instance, "backups": own,
+                "restorable": [backup_view(manifest, service_id) for manifest, service_id in restorable],
+                **backup_summary(order)}
+
+    def store_backups(self) -> list[dict[str, Any]]:
+        """Every committed backup in the store, newest first, read from the manifests alone (no database: it works
+        for a store without its bridge): ``BackupOut`` with ``service_id`` None, plus ``instance``. Raises
+        BackupStoreError."""
+        return [{**backup_view(manifest, None), "instance": manifest.instance}
+                for manifest in reversed(self.backups.store.list())]
+
+    def find_backup(self, backup_id: str) -> Manifest:
+        """The manifest of the committed backup ``backup_id``, whatever order it was taken of. Raises NotFound
+        (no such backup, or not a backup id: its public text never names the store) and BackupStoreError."""
+        try:
+            return self.backups.find(backup_id)
+        except NotFound as exc:
+            raise NotFound(str(exc), public=f"no backup {backup_id!r}") from None
+
+    def backup_policy(self, order: Order) -> ResolvedPolicy:
+        """The order's resolved backup policy (schedule, keep, verify, services)."""
+        return self.runner.policy(order)
+
+    def orders_with_backups(self) -> tuple[list[Order], list[str]]:
+        """The orders the store holds backups of, by id, and the ``<instance>/<backup_id>`` of backups whose order
+        this database does not have (another installation's, or a deleted database's). Raises BackupStoreError."""
+        manifests = self.backups.store.list()
+        known = {order.id: order for order in
+                 Order.select().where(Order.id.in_(sorted({m.order_id for m in manifests}))).order_by(Order.id)}
+        orders = {m.order_id: known[m.order_id] for m in manifests
+                  if m.order_id in known and known[m.order_id].instance == m.instance}
+        unknown = [f"{m.instance}/{m.backup_id}" for m in manifests
+                   if m.order_id not in orders or orders[m.order_id].instance != m.instance]
+        return [orders[order_id] for order_id in sorted(orders)], unknown
+
+    def check_backup_store(self) -> None:
+        """Return when the backup store answers; raises BackupStoreError otherwise (``/readyz``)."""
+        self.backups.store.check()
+
+    @staticmethod
+    def backup_figures() -> tuple[list[tuple[str, float, int]], list[tuple[str, int]]]:
+        """What ``/metrics`` shows of backups, in two grouped queries whatever the number of orders:
+        ``([(instance, last success as a Unix time, its size in bytes)] for each order not terminated that has a
+        successful backup, [(kind, failed attempts)] for every BackupKind)``."""
+        succeeded = Backup.state.in_((BackupState.SUCCEEDED, BackupState.DELETED))
+        newest = (Backup.select(Backup.order.alias("order_id"), peewee.fn.MAX(Backup.finished_at).alias("at"))
+                  .where(succeeded).group_by(Backup.order).alias("newest"))
+        rows = (Backup.select(Order.instance, Backup.finished_at, Backup.size, Backup.id)
+                .join(newest, on=((Backup.order == newest.c.order_id) & (Backup.finished_at == newest.c.at)))
+                .switch(Backup).join(Order, on=(Backup.order == Order.id))
+                .where(succeeded & (Order.status != OrderStatus.TERMINATED)).order_by(Backup.id).tuples())
+        last = {instance: (at.replace(tzinfo=dt.timezone.utc).timestamp(), size or 0)
+                for instance, at, size, _ in rows}  # two rows of the same instant: the later id wins
+        failed = dict(Backup.select(Backup.kind, peewee.fn.COUNT(Backup.id)).where(Backup.state == BackupState.FAILED)
+                      .group_by(Backup.kind).tuples())
+        kinds = [str(kind) for kind in BackupKind] + sorted(set(failed) - {str(kind) for kind in BackupKind})
+        return ([(instance, at, size) for instance, (at, size) in sorted(last.items())],
+                [(kind, failed.get(kind, 0)) for kind in kinds])
 
     # -- products and customers ---------------------------------------------------
     def products(self) -> list[dict[str, Any]]:

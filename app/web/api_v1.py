@@ -4,6 +4,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from apiflask import APIBlueprint
+from flask.views import MethodView
 
 from app.collaborators import catalog, orders, queries
 from app.errors import DataRiskError
@@ -12,6 +13,8 @@ from app.presenters import timestamp
 from app.web.auth import actor, auth, current_principal
 from app.web.errors import caller_sees_detail
 from app.web.schemas import (
+    ApiLifecycleOut,
+    BackupsOut,
     CustomerOut,
     CustomerPageOut,
     CatalogStatusOut,
@@ -32,6 +35,7 @@ from app.web.schemas import (
     SyncOut,
     UpgradeIn,
     UpgradeOut,
+    WaitIn,
 )
 
 if TYPE_CHECKING:
@@ -93,6 +97,53 @@ def order_events(order_id: int, query: dict):
     # An event's error detail (in its data) is for admin keys only.
     return queries.order_events(order, page=query["page"], per_page=query["per_page"],
                                 include_private=caller_sees_detail())
+
+
+class OrderBackups(MethodView):
+    """``/orders/{id}/backups``: one rule for both methods, so an id out of range is a 404 for each (two rules of
+    one path make Werkzeug answer 405 for the method whose rule comes second)."""
+
+    @bp.auth_required(auth, roles=["read"])
+    @bp.output(BackupsOut)
+    @bp.doc(summary="The order's backups, newest first, and the final backups that may be restored into it",
+            responses={404: "Not found", 503: "The backup store cannot be reached (code backup_store)"})
+    def get(self, order_id: int):
+        return queries.order_backups(queries.order(order_id))
+
+    @bp.auth_required(auth, roles=["admin"])
+    @bp.input(WaitIn, arg_name="body")
+    @bp.output(ApiLifecycleOut)
+    @bp.doc(summary="Back the order's data up now (an on_demand backup operation)",
+            responses={202: "Queued, or still running after the wait", 404: "Not found",
+                       409: "The order has no data to back up yet, or is terminated (code conflict)"})
+    def post(self, order_id: int, body: dict):
+        from app.web.whmcs import lifecycle_answer
+
+        outcome = orders.back_up(queries.order(order_id), requested_by=actor())
+        return lifecycle_answer(outcome, body["wait"], include_private=caller_sees_detail(), include_local_urls=True)
+
+
+bp.add_url_rule(f"/orders/{ID.format('order_id')}/backups", view_func=OrderBackups.as_view("order_backups"))
+
+
+@bp.post(f"/orders/{ID.format('order_id')}/backups/<string(maxlength=64):backup_id>/restore")
+@bp.auth_required(auth, roles=["admin"])
+@bp.input(WaitIn, arg_name="body")
+@bp.output(ApiLifecycleOut)
+@bp.doc(summary="Replace the order's data with a backup's: its own, or a final backup of the same customer's "
+                "terminated order of the same product (a safety backup first; rolled back if it fails)",
+        responses={202: "Queued, or still running after the wait", 404: "No such order or backup",
+                   409: "The order is not active (code conflict)",
+                   422: "The backup is of another product, or of another customer's order",
+                   503: "The backup store cannot be reached (code backup_store)"})
+def restore_order(order_id: int, backup_id: str, body: dict):
+    from app.web.whmcs import lifecycle_answer
+
+    order = queries.order(order_id)
+    manifest = queries.find_backup(backup_id)
+    outcome = orders.restore(order, backup_id, product=manifest.product, source_order_id=manifest.order_id,
+                             requested_by=actor())
+    return lifecycle_answer(outcome, body["wait"], include_private=caller_sees_detail(), include_local_urls=True)
 
 
 @bp.get(f"/operations/{ID.format('operation_id')}")

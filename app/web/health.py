@@ -8,7 +8,8 @@ URLs and library text go to the log.
 ``/readyz`` answers ``ready`` (200), ``degraded`` (200: this process serves
 and records calls, but the catalog source failed or no worker runs the
 operations) or ``unavailable`` (503: the database or the engine cannot be
-used, or a migration is pending). Degraded stays 200 on purpose: a load
+used, or a migration is pending). The backup store unreachable is ``degraded`` too:
+orders run, backups fail (visibly) until it answers. Degraded stays 200 on purpose: a load
 balancer must keep sending calls, which are recorded and run once the worker
 is back; monitoring alerts on the status word or on the metrics
 ``live_worker_alive`` and ``live_worker_heartbeat_age_seconds``.
@@ -41,7 +42,8 @@ def healthz():
                    503: "Not ready: the body names the failing dependency"})
 def readyz():
     """Database (reachable, no pending migration) and engine checks decide readiness (503 when one fails);
-    the catalog, the worker's heartbeat and the ingress make it ``degraded`` (still 200) when they fail."""
+    the catalog, the worker's heartbeat, the ingress and the backup store make it ``degraded`` (still 200) when
+    they fail."""
     checks = {}
     try:
         pending = queries.pending_migrations()
@@ -64,7 +66,9 @@ def readyz():
     checks["worker"] = _worker_check() if checks["database"]["ok"] else UNKNOWN
     # The proxy down: orders run and operations finish; their routes wait for it. Degraded too.
     checks["ingress"] = _ingress_check() if checks["database"]["ok"] else UNKNOWN
-    healthy = checks["catalog"]["ok"] and checks["worker"]["ok"] and checks["ingress"]["ok"]
+    # The backup store down: orders run, backups fail (each one visibly) until it answers. Degraded too.
+    checks["backup_store"] = _backup_store_check()
+    healthy = all(checks[name]["ok"] for name in ("catalog", "worker", "ingress", "backup_store"))
     status = ("ready" if healthy else "degraded") if ready else "unavailable"
     if ready:
         return jsonify(status=status, checks=checks), 200
@@ -110,6 +114,16 @@ def _ingress_check() -> dict:
         return {"ok": False, "detail": f"the proxy is unreachable or not programmed yet; {routes}"}
     if state.pending:
         return {"ok": False, "detail": f"{routes}: the worker applies them"}
+    return {"ok": True, "detail": "ok"}
+
+
+def _backup_store_check() -> dict:
+    """Whether the backup store (LIVE_BACKUP_STORE) answers, in fixed words: never its location or the cause."""
+    try:
+        queries.check_backup_store()
+    except LiveError as exc:
+        log.warning("readyz: backup store unavailable: %s", exc)
+        return {"ok": False, "detail": "unreachable: backups fail until it answers"}
     return {"ok": True, "detail": "ok"}
 
 

@@ -12,7 +12,7 @@ import uuid
 from flask import Flask, Response, g, request
 from peewee import PeeweeException
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 from app.collaborators import queries
 from app.orders.queries import OrderQueries
@@ -40,6 +40,12 @@ class DatabaseCollector:
       ``app/orders/heartbeat.py`` (``max(15 s, 10 × LIVE_WORKER_POLL_SECONDS)``), else 0; also 0 while the
       database cannot be read (unknown is not alive).
     - ``live_database_up``: 1 when the database answered the scrape, else 0.
+    - ``live_backup_last_success_timestamp_seconds{instance}``: when the newest successful backup of each order
+      that is not terminated finished (Unix time); orders without one have no series (alert on ``absent`` or on
+      ``time() - ... > 2 * 86400``). ``live_backup_bytes{instance}``: that backup's size.
+    - ``live_backup_failures_total{kind}``: failed backup attempts (Backup rows), every kind present from 0.
+
+    Read with a fixed number of grouped queries, whatever the number of orders.
 
     ``queries`` reads them (:class:`~app.orders.queries.OrderQueries`).
     """
@@ -76,7 +82,18 @@ class DatabaseCollector:
         operations = GaugeMetricFamily("live_operations", "Operations by kind and state", labels=["kind", "state"])
         for kind, state, count in self.queries.operation_counts():
             operations.add_metric([kind, state], count)
-        return [orders, operations]
+        instances, failures = self.queries.backup_figures()
+        last = GaugeMetricFamily("live_backup_last_success_timestamp_seconds",
+                                 "When the order's newest successful backup finished (Unix time)", labels=["instance"])
+        size = GaugeMetricFamily("live_backup_bytes", "Size of the order's newest successful backup (bytes)",
+                                 labels=["instance"])
+        for instance, at, size_bytes in instances:
+            last.add_metric([instance], at)
+            size.add_metric([instance], size_bytes)
+        failed = CounterMetricFamily("live_backup_failures", "Failed backup attempts by kind", labels=["kind"])
+        for kind, count in failures:
+            failed.add_metric([kind], count)
+        return [orders, operations, last, size, failed]
 
 
 @functools.lru_cache(maxsize=1024)

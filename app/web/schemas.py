@@ -86,6 +86,20 @@ class CustomerRefOut(Schema):
     email = String(required=True)
 
 
+class BackupFailureOut(Schema):
+    at = String(required=True, metadata={"description": "When the attempt ended (ISO 8601, UTC)."})
+    kind = String(required=True, metadata={
+        "description": "Why it was taken: scheduled, on_demand, pre_change, pre_restore or final."})
+    error = String(required=True, metadata={"description": "Why it failed, in words safe to show customers."})
+
+
+class BackupSummaryOut(Schema):
+    last_success_at = String(allow_none=True, required=True, metadata={
+        "description": "When the newest successful backup finished (ISO 8601, UTC); null: none yet."})
+    last_failure = Nested(BackupFailureOut, allow_none=True, required=True, metadata={
+        "description": "The newest failed backup attempt, whenever it was (compare its at with last_success_at)."})
+
+
 class OrderOut(Schema):
     id = Integer(required=True)
     service_id = Integer(required=True)
@@ -111,6 +125,8 @@ class OrderOut(Schema):
     terminated_at = String(allow_none=True, required=True)
     detached_volumes = List(Nested(DetachedVolumeOut), required=True, metadata={
         "description": "Volumes an operator-accepted change left behind: kept, archived at terminate."})
+    backups = Nested(BackupSummaryOut, required=True, metadata={
+        "description": "How the order's backups went (GET .../backups lists them)."})
     secrets = Dict(keys=String(), values=String(),
                    metadata={"description": "Generated passwords; only for whmcs and admin keys."})
 
@@ -229,6 +245,44 @@ class LifecycleOut(Schema):
     operation = Nested(OperationOut, allow_none=True, required=True)
     worker = Nested(WorkerOut, required=True, metadata={
         "description": "Whether a worker runs the bridge's operations, as the call answered."})
+
+
+class ApiLifecycleOut(LifecycleOut):
+    """A lifecycle answer of the developer API: the order as staff see it (local URLs)."""
+
+    order = Nested(OrderOut, allow_none=True, required=True)
+
+
+class BackupArtefactOut(Schema):
+    name = String(required=True, metadata={"description": "volume.<volume>.tar or dump.<service>."})
+    size = Integer(required=True, metadata={"description": "Bytes."})
+    sha256 = String(required=True)
+
+
+class BackupOut(Schema):
+    backup_id = String(required=True, metadata={"description": "<UTC time>-<8 hex digits>; sorts by time."})
+    created_at = String(required=True, metadata={"description": "When the backup began (ISO 8601, UTC)."})
+    kind = String(required=True, metadata={
+        "description": "scheduled, on_demand, pre_change (before a change of plan or an upgrade), pre_restore "
+                       "(the safety backup of a restore) or final (at terminate)."})
+    size = Integer(required=True, metadata={"description": "Bytes of all artefacts."})
+    revision = String(required=True, metadata={"description": "The product revision the order was on."})
+    plan = String(required=True)
+    services = List(String(), required=True, metadata={"description": "The product's services it covers."})
+    artefacts = List(Nested(BackupArtefactOut), required=True)
+    order_id = Integer(required=True, metadata={"description": "The order it was taken of."})
+    service_id = Integer(allow_none=True, required=True, metadata={"description": "That order's WHMCS service id."})
+
+
+class BackupsOut(BackupSummaryOut):
+    order_id = Integer(required=True)
+    instance = String(required=True)
+    backups = List(Nested(BackupOut), required=True, metadata={
+        "description": "The order's backups in the store, newest first: only backups whose every artefact was "
+                       "written and read back are listed."})
+    restorable = List(Nested(BackupOut), required=True, metadata={
+        "description": "Final backups of the same customer's terminated orders of the same product, newest first: "
+                       "staff may restore one into this order (POST .../backups/{backup_id}/restore)."})
 
 
 class TestConnectionOut(Schema):

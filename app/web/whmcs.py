@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from apiflask import APIBlueprint
+from flask.views import MethodView
 
 from app.collaborators import orders, queries, wait_slots
 from app.orders.heartbeat import WorkerStatus
@@ -19,6 +20,7 @@ from app.orders.service import CustomerInfo, Outcome
 from app.presenters import operation_view
 from app.web.auth import actor, auth, current_principal
 from app.web.schemas import (
+    BackupsOut,
     ChangePackageIn,
     CreateIn,
     LifecycleOut,
@@ -45,6 +47,12 @@ LIFECYCLE_RESPONSES = {202: "Queued (not started yet) or running (started, not f
                             "a change that would leave the customer's data behind (data_risk)",
                        404: "No order for this service (code order_not_found)",
                        422: "Invalid request: unknown product or plan (named with the valid choices), invalid domain"}
+#: Paths of one backup: ids look like 20261201T083452Z-3f2a9c1b (anything else is a 404).
+BACKUP = "/backups/<string(maxlength=64):backup_id>"
+BACKUP_STORE_DOWN = {503: "The backup store cannot be reached (code backup_store); nothing was recorded"}
+RESTORE_RESPONSES = {**LIFECYCLE_RESPONSES, **BACKUP_STORE_DOWN,
+                     404: "No order for this service (order_not_found), or no such backup (not_found)",
+                     422: "The backup is of another product, or of another customer's order"}
 
 
 def lifecycle_answer(outcome: Outcome | None, wait: float, unchanged: str = "", *, include_private: bool = False,
@@ -223,6 +231,45 @@ def restart(service_id: int, body: dict):
 @bp.doc(summary="Converge the stack to its definition (admin button)", responses=LIFECYCLE_RESPONSES)
 def redeploy(service_id: int, body: dict):
     return lifecycle_answer(orders.redeploy(queries.order_for_service(service_id), requested_by=actor()), body["wait"])
+
+
+class ServiceBackups(MethodView):
+    """``/services/{id}/backups``: one rule for both methods, so an id out of range is a 404 for each (two rules of
+    one path make Werkzeug answer 405 for the method whose rule comes second)."""
+
+    @bp.auth_required(auth, roles=["whmcs"])
+    @bp.output(BackupsOut)
+    @bp.doc(summary="The service's backups, newest first, and the final backups staff may restore into it "
+                    "(client area)",
+            responses={404: "No order for this service (code order_not_found)", **BACKUP_STORE_DOWN})
+    def get(self, service_id: int):
+        return queries.order_backups(queries.order_for_service(service_id))
+
+    @bp.auth_required(auth, roles=["whmcs"])
+    @bp.input(WaitIn, arg_name="body")
+    @bp.output(LifecycleOut)
+    @bp.doc(summary="Back the service's data up now (client area and admin button \"Back up now\")",
+            responses=LIFECYCLE_RESPONSES)
+    def post(self, service_id: int, body: dict):
+        return lifecycle_answer(orders.back_up(queries.order_for_service(service_id), requested_by=actor()),
+                                body["wait"])
+
+
+bp.add_url_rule(f"{SERVICE}/backups", view_func=ServiceBackups.as_view("service_backups"))
+
+
+@bp.post(f"{SERVICE}{BACKUP}/restore")
+@bp.auth_required(auth, roles=["whmcs"])
+@bp.input(WaitIn, arg_name="body")
+@bp.output(LifecycleOut)
+@bp.doc(summary="Replace the service's data with a backup's: its own, or a final backup listed as restorable "
+                "(after a safety backup; rolled back if it fails)", responses=RESTORE_RESPONSES)
+def restore(service_id: int, backup_id: str, body: dict):
+    order = queries.order_for_service(service_id)
+    manifest = queries.find_backup(backup_id)
+    outcome = orders.restore(order, backup_id, product=manifest.product, source_order_id=manifest.order_id,
+                             requested_by=actor())
+    return lifecycle_answer(outcome, body["wait"])
 
 
 @bp.get(SERVICE)

@@ -216,7 +216,8 @@ def test_readyz_with_the_database_down_names_each_dependency_and_shows_no_raw_te
     assert answer.json == {"status": "unavailable", "checks": {
         "database": {"ok": False, "detail": "unavailable"}, "docker": {"ok": True, "detail": "ok"},
         "catalog": {"ok": False, "detail": "unknown"}, "worker": {"ok": False, "detail": "unknown"},
-        "ingress": {"ok": False, "detail": "unknown"}}}
+        "ingress": {"ok": False, "detail": "unknown"},
+        "backup_store": {"ok": True, "detail": "ok"}}}, "the backup store needs no database"
     text = answer.get_data(as_text=True)
     assert "127.0.0.1" not in text and str(port) not in text and "s3cret" not in text
     assert str(port) in caplog.text, "the log says which database could not be reached"

@@ -24,7 +24,7 @@ from tests.fakes import FakeRouteTable
 from tests.support.gitlab_emulator import GitLabEmulator
 from tests.support.live_service import free_port
 
-CHECKS = ["engine", "address-pools", "helper-image", "database", "worker", "backups", "catalog", "catalog-source",
+CHECKS = ["engine", "address-pools", "helper-image", "database", "worker", "backup-store", "catalog", "catalog-source",
           "api-keys", "ingress"]
 
 
@@ -192,51 +192,76 @@ def test_worker_none_alive_and_stale(live, make_customer):
     assert "journalctl -u live-worker" in stale.fix
 
 
-# -- backups --------------------------------------------------------------------------------------------------
-def test_backups_ok_missing_file_and_unwritable(live, tmp_path, monkeypatch):
+# -- the backup store ---------------------------------------------------------------------------------------------
+def store_at(live, folder, **changes) -> Doctor:
+    """The doctor of ``live`` with LIVE_BACKUP_STORE=file://<folder>, as load_settings writes it."""
+    return doctor(live, backup_store=f"file://{folder}", **changes)
+
+
+def test_backup_store_folder_ok_missing_file_and_unwritable(live, tmp_path, monkeypatch):
     folder = tmp_path / "archives"
     folder.mkdir()
-    ok = doctor(live, backup_dir=folder).check_backups()
-    assert ok.status == OK and ok.finding.startswith(f"LIVE_BACKUP_DIR={folder}: writable, ")
+    ok = store_at(live, folder).check_backup_store()
+    assert ok.status == OK and ok.finding.startswith(f"LIVE_BACKUP_STORE=file://{folder}: writable, ")
     assert ok.finding.endswith(" GB free")
     assert list(folder.iterdir()) == [], "the probe file is removed"
 
-    later = doctor(live, backup_dir=folder / "not" / "yet").check_backups()
-    assert later.status == OK and f"(created at the first archive, in {folder})" in later.finding
+    later = store_at(live, folder / "not" / "yet").check_backup_store()
+    assert later.status == OK and f"(created at the first backup, in {folder})" in later.finding
     assert not (folder / "not").exists(), "the doctor creates nothing"
 
     afile = tmp_path / "afile"
     afile.write_text("x")
-    assert doctor(live, backup_dir=afile).check_backups() == Finding(
-        "backups", FAIL, f"LIVE_BACKUP_DIR={afile} is a file, not a folder: terminates cannot archive volumes",
-        "point LIVE_BACKUP_DIR at a folder (or move that file away)")
-    below = doctor(live, backup_dir=afile / "sub").check_backups()
+    assert store_at(live, afile).check_backup_store() == Finding(
+        "backup-store", FAIL, f"LIVE_BACKUP_STORE=file://{afile}: {afile} is a file, not a folder: every backup "
+                              "fails, and terminates stop before deleting anything",
+        "point LIVE_BACKUP_STORE (or LIVE_BACKUP_DIR, its default) at a folder, or move that file away")
+    below = store_at(live, afile / "sub").check_backup_store()
     assert below.status == FAIL and f"cannot be created: {afile} is a file" in below.finding
 
     def refuse(**_kwargs):
         raise PermissionError(13, "Permission denied")
 
     monkeypatch.setattr("app.doctor.tempfile.mkstemp", refuse)
-    denied = doctor(live, backup_dir=folder).check_backups()
-    assert denied == Finding("backups", FAIL, f"LIVE_BACKUP_DIR={folder}: {folder} is not writable: Permission denied",
+    denied = store_at(live, folder).check_backup_store()
+    assert denied == Finding("backup-store", FAIL, f"LIVE_BACKUP_STORE=file://{folder}: {folder} is not writable: "
+                                                   "Permission denied",
                              f"let the bridge's user write there: `chown -R <user> {folder}`")
 
     def read_only(**_kwargs):
         raise OSError(30, "Read-only file system")
 
     monkeypatch.setattr("app.doctor.tempfile.mkstemp", read_only)
-    mounted_ro = doctor(live, backup_dir=folder).check_backups()
-    assert mounted_ro == Finding("backups", FAIL, f"LIVE_BACKUP_DIR={folder}: {folder} is not writable: Read-only "
-                                 "file system", f"remount {folder}'s file system read-write, or point "
-                                 "LIVE_BACKUP_DIR at a writable disk"), "no chown helps a read-only file system"
+    mounted_ro = store_at(live, folder).check_backup_store()
+    assert mounted_ro == Finding("backup-store", FAIL, f"LIVE_BACKUP_STORE=file://{folder}: {folder} is not writable: "
+                                 "Read-only file system", f"remount {folder}'s file system read-write, or point "
+                                 "LIVE_BACKUP_STORE at a writable disk"), "no chown helps a read-only file system"
 
 
-def test_backups_free_space_below_the_minimum(live, tmp_path):
+def test_backup_store_free_space_below_the_minimum(live, tmp_path):
     free_gb = shutil.disk_usage(tmp_path).free / 1000 ** 3
-    low = doctor(live, backup_dir=tmp_path, backup_min_free_gb=free_gb * 2).check_backups()
+    low = store_at(live, tmp_path, backup_min_free_gb=free_gb * 2).check_backup_store()
     assert low.status == WARN and "GB free (LIVE_BACKUP_MIN_FREE_GB is " in low.finding
-    assert low.fix == "free space there, or move LIVE_BACKUP_DIR to a larger disk"
-    assert doctor(live, backup_dir=tmp_path, backup_min_free_gb=free_gb * 20).check_backups().status == FAIL
+    assert low.fix == "free space there (`live backups prune`), or move the store to a larger disk"
+    assert store_at(live, tmp_path, backup_min_free_gb=free_gb * 20).check_backup_store().status == FAIL
+
+
+def test_an_s3_store_that_does_not_answer_fails_with_the_cause(live, monkeypatch):
+    from app.backups.s3_store import S3BackupStore
+
+    for name, value in (("AWS_ACCESS_KEY_ID", "testing"), ("AWS_SECRET_ACCESS_KEY", "testing"),
+                        ("AWS_DEFAULT_REGION", "us-east-1"), ("AWS_CONFIG_FILE", "/nonexistent"),
+                        ("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent")):
+        monkeypatch.setenv(name, value)
+
+    port = free_port()  # nothing listens there
+    store = S3BackupStore("live-backups", "prod", endpoint_url=f"http://127.0.0.1:{port}")
+    found = Doctor(live.settings, live.db, DockerEngine(None, timeout=10), live.catalog, store=store).check_backup_store()
+    assert found.status == FAIL
+    assert found.finding.startswith("LIVE_BACKUP_STORE=s3://live-backups/prod cannot be used: ")
+    assert f"127.0.0.1:{port}" in found.finding, "the operator sees where it tried"
+    assert found.finding.endswith("every backup fails (orders keep running)")
+    assert "LIVE_S3_ENDPOINT_URL" in found.fix
 
 
 # -- the catalog ----------------------------------------------------------------------------------------------
