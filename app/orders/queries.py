@@ -212,6 +212,8 @@ class OrderQueries:
     @staticmethod
     def failures(since: dt.datetime | None) -> dict[str, Any]:
         """Operations that failed since ``since`` (default: the last 24 hours), oldest first (``FailuresOut``).
+        ``backup_kind`` names the backup whose failure failed the operation (``scheduled``, ``pre_change``...),
+        ``None`` when no backup failed in it.
 
         An aware ``since`` is converted to UTC; a naive one is taken as UTC. Errors are the public texts.
         """
@@ -219,13 +221,18 @@ class OrderQueries:
             since = utcnow() - dt.timedelta(hours=24)
         elif since.tzinfo is not None:
             since = since.astimezone(dt.timezone.utc).replace(tzinfo=None)
-        failed = (Operation.select(Operation, Order).join(Order)
-                  .where((Operation.state == OperationState.FAILED) & (Operation.finished_at >= since))
-                  .order_by(Operation.finished_at))
+        failed = list(Operation.select(Operation, Order).join(Order)
+                      .where((Operation.state == OperationState.FAILED) & (Operation.finished_at >= since))
+                      .order_by(Operation.finished_at))
+        # Which backup failed an operation (a backup's own, or the one a change, restore or terminate takes first):
+        # the last failed backup attempt of each operation, one query whatever their number.
+        backup_kinds = dict(Backup.select(Backup.operation, Backup.kind)
+                            .where(Backup.operation.in_([op.id for op in failed]) & (Backup.state == BackupState.FAILED))
+                            .order_by(Backup.id).tuples()) if failed else {}
         return {"since": timestamp(since), "failures": [
             {"service_id": op.order.whmcs_service_id, "instance": op.order.instance, "order_status": op.order.status,
              "operation_id": op.id, "kind": op.kind, "error": op.error or "",  # public text; the detail stays private
-             "finished_at": timestamp(op.finished_at)}
+             "finished_at": timestamp(op.finished_at), "backup_kind": backup_kinds.get(op.id)}
             for op in failed]}
 
     # -- backups ------------------------------------------------------------------------

@@ -154,6 +154,9 @@ class FailureOut(Schema):
     kind = String(required=True)
     error = String(required=True)
     finished_at = String(required=True)
+    backup_kind = String(required=True, allow_none=True, metadata={
+        "description": "the backup whose failure failed this operation (scheduled, on_demand, pre_change, "
+                       "pre_restore, final), null when none did"})
 
 
 class FailuresOut(Schema):

@@ -254,6 +254,7 @@ def test_a_failed_backup_operation_is_in_the_failures_with_its_kind_and_public_e
     failures = answer.json["failures"]
     assert [(f["service_id"], f["operation_id"], f["kind"], f["error"]) for f in failures] == [
         (891, operation_id, "backup", "the backup storage cannot be used right now")]
+    assert failures[0]["backup_kind"] is None, "no backup attempt of it failed (the operation was failed by hand)"
     assert SECRET_PATH not in answer.get_data(as_text=True)
 
 

@@ -238,7 +238,11 @@ def test_a_failed_pre_change_backup_changes_nothing(fake_live, fake_engine, monk
     run(fake_live)
     operation = last_operation(order)
     assert operation.state == "failed" and again(order).plan == "small"
+    assert operation.error.startswith("the backup before the change failed: the backup storage cannot be used")
     assert set(containers(fake_engine, fake_live, order).values()) == {"running"}
+    # The billing side's failure report says a backup failed, and which one.
+    [failure] = fake_live.queries.failures(None)["failures"]
+    assert (failure["kind"], failure["backup_kind"]) == ("change_plan", "pre_change")
 
 
 def test_a_terminated_orders_final_backup_restores_into_a_new_order_of_the_same_customer(fake_live, fake_engine):
