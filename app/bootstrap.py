@@ -99,7 +99,8 @@ def bootstrap(settings: Settings | None = None, engine: Engine | None = None,
     ingress = IngressService(routes if routes is not None else route_table(settings), catalog, settings.base_domain)
     backups = BackupService(backup_store(settings), deployer, BackupDefaults(
         schedule=settings.backup_schedule, keep=Retention.parse(settings.backup_keep),
-        keep_terminated_days=settings.backup_keep_terminated_days))
+        keep_terminated_days=settings.backup_keep_terminated_days,
+        keep_unscheduled_days=settings.backup_keep_unscheduled_days))
     runner = OperationRunner(catalog, deployer, backups, settings.public_address,
                              deployment=settings.deployment, routed_ports=ingress.ports_still_routed)
     return Live(

@@ -572,7 +572,7 @@ def backups_verify(backup_id):
 @click.argument("order", required=False)
 def backups_prune(order):
     """Delete the backups retention no longer keeps: of ORDER, or of every order the store has backups of, each
-    with its policy's keep (a terminated order keeps its final backup LIVE_BACKUP_KEEP_TERMINATED_DAYS). Prints
+    with its policy's keep (a terminated order keeps its final backups LIVE_BACKUP_KEEP_TERMINATED_DAYS). Prints
     what was deleted; exit 1 when an order could not be pruned."""
     try:
         targets, unknown = ([_get_order(order)], []) if order else queries.orders_with_backups()
@@ -587,7 +587,7 @@ def backups_prune(order):
             failed += 1
             click.echo(f"order {record.id} ({record.instance}): FAILED: {exc}")
             continue
-        rule = ("terminated: its newest final backup for LIVE_BACKUP_KEEP_TERMINATED_DAYS" if record.terminated_at
+        rule = ("terminated: its final backups for LIVE_BACKUP_KEEP_TERMINATED_DAYS" if record.terminated_at
                 else "keep " + ", ".join(f"{period} {count}" for period, count in keep.as_dict().items()))
         click.echo(f"order {record.id} ({record.instance}): "
                    + (f"deleted {len(deleted)}: {', '.join(deleted)}" if deleted else "nothing to delete") + f" ({rule})")

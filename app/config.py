@@ -73,6 +73,7 @@ class Settings:
     backup_schedule: str = "0 3 * * *"  # cron (UTC) of products that declare no schedule: daily at 03:00
     backup_keep: str = "daily=7,weekly=4"  # retention of products that declare none (app/backups/policy.py)
     backup_keep_terminated_days: int = 30  # how long a terminated order's final backup is kept
+    backup_keep_unscheduled_days: int = 14  # how long on-demand, pre-change and safety backups are kept
 
     @property
     def public_scheme(self) -> str:
@@ -284,9 +285,10 @@ _PREFIX_SEGMENT_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
 
 def _backup_policy(env: dict) -> dict:
-    """LIVE_BACKUP_SCHEDULE (5-field cron, UTC; default daily at 03:00), LIVE_BACKUP_KEEP (retention like
-    ``daily=7,weekly=4``) and LIVE_BACKUP_KEEP_TERMINATED_DAYS (default 30): the defaults of products that
-    declare none (docs/BACKUPS.md). Raises ConfigError naming the variable."""
+    """LIVE_BACKUP_SCHEDULE (5-field cron, UTC; default daily at 03:00) and LIVE_BACKUP_KEEP (retention like
+    ``daily=7,weekly=4``): the defaults of products that declare none; LIVE_BACKUP_KEEP_TERMINATED_DAYS (default
+    30) and LIVE_BACKUP_KEEP_UNSCHEDULED_DAYS (default 14) (docs/BACKUPS.md). Raises ConfigError naming the
+    variable."""
     from app.backups.policy import Retention, check_schedule  # the policy module owns both syntaxes
 
     schedule = (env.get("LIVE_BACKUP_SCHEDULE") or Settings.backup_schedule).strip()
@@ -302,7 +304,8 @@ def _backup_policy(env: dict) -> dict:
         raise ConfigError(f"LIVE_BACKUP_KEEP must be like daily=7,weekly=4 (keys last, hourly, daily, weekly, "
                           f"monthly, yearly), got {keep!r}: {exc}") from None
     return {"backup_schedule": schedule, "backup_keep": keep,
-            "backup_keep_terminated_days": _int(env, "LIVE_BACKUP_KEEP_TERMINATED_DAYS", 30, minimum=0)}
+            "backup_keep_terminated_days": _int(env, "LIVE_BACKUP_KEEP_TERMINATED_DAYS", 30, minimum=0),
+            "backup_keep_unscheduled_days": _int(env, "LIVE_BACKUP_KEEP_UNSCHEDULED_DAYS", 14, minimum=0)}
 
 
 def _backup_store(env: dict, backup_dir: Path) -> dict:

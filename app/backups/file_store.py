@@ -57,9 +57,20 @@ class FileBackupStore(BackupStore):
     def _prepare(self, instance: str, backup_id: str) -> None:
         for path in (self.root, self.root / instance, self._folder(instance, backup_id)):
             try:
-                path.mkdir(mode=FOLDER_MODE, exist_ok=True)
+                path.mkdir(mode=FOLDER_MODE, parents=path == self.root, exist_ok=True)
             except OSError as exc:
                 raise _error(exc, "create the folder", path) from None
+
+    def _ping(self) -> None:
+        """The root is a writable folder, or one can be made there: its nearest existing parent is a writable
+        folder. Raises BackupStoreError naming the path otherwise (nothing is created)."""
+        path = self.root
+        while not path.exists() and path != path.parent:
+            path = path.parent
+        if not path.is_dir():
+            raise _error(OSError(errno.ENOTDIR, os.strerror(errno.ENOTDIR)), "use the folder", path)
+        if not os.access(path, os.W_OK | os.X_OK):
+            raise _error(OSError(errno.EACCES, os.strerror(errno.EACCES)), "write to", path)
 
     def _write_file(self, path: Path, pieces: Iterable[bytes]) -> None:
         """Write ``pieces`` to ``path`` atomically: a temporary file, fsync, rename, fsync of the folder."""
@@ -115,11 +126,15 @@ class FileBackupStore(BackupStore):
         try:
             if not self.root.exists():
                 return []
+            if not self.root.is_dir():  # a store that is a file holds no backups: never answer "none"
+                raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), str(self.root))
             instances = [self.root / instance] if instance else sorted(p for p in self.root.iterdir() if p.is_dir())
             found = []
             for folder in instances:
-                if not folder.is_dir():
+                if not folder.exists():
                     continue
+                if not folder.is_dir():
+                    raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), str(folder))
                 for backup in sorted(folder.iterdir()):
                     if backup.is_dir() and is_backup_id(backup.name):
                         found.append(StoredBackup(folder.name, backup.name, (backup / MANIFEST_NAME).is_file()))

@@ -348,7 +348,8 @@ def check_schedule(expr: str) -> str:
 
     Read by APScheduler's ``CronTrigger.from_crontab``. The day of week must be written with names (``sun``,
     ``mon-fri``) or ``*``: APScheduler counts day 0 as Monday where cron counts it as Sunday, so numbers would mean
-    another day than the author meant. An expression that never fires (``0 0 31 2 *``) is refused.
+    another day than the author meant. Restricting both the day of month and the day of week is refused too
+    (cron fires on either, APScheduler on both). An expression that never fires (``0 0 31 2 *``) is refused.
     """
     if not isinstance(expr, str):
         raise ValueError(f"{expr!r} is not a cron expression: expected text like '0 3 * * *'")
@@ -357,10 +358,15 @@ def check_schedule(expr: str) -> str:
         trigger = _trigger(text)
     except ValueError as exc:
         raise ValueError(f"{expr!r} is not a cron expression: {exc}") from None
-    day_of_week = text.split(" ")[4]
+    day_of_month, day_of_week = text.split(" ")[2], text.split(" ")[4]
     if re.search(r"[0-9]", day_of_week):
         raise ValueError(f"{expr!r}: write the day of week with names (sun, mon-fri, sat,sun) or *, not numbers: "
                          "cron counts day 0 as Sunday, the scheduler as Monday")
+    if day_of_month != "*" and day_of_week != "*":
+        # cron fires when EITHER matches (POSIX crontab, "day of month or day of week"); the scheduler only when
+        # both do. Neither reading is safe to guess: ask for one of the two.
+        raise ValueError(f"{expr!r}: restrict the day of month or the day of week, not both: cron fires on either, "
+                         "the scheduler only on days matching both")
     if trigger.get_next_fire_time(None, _REFERENCE) is None:
         raise ValueError(f"{expr!r} never fires (no such date)")
     return text

@@ -37,6 +37,8 @@ from app.errors import BackupStoreError, NotFound
 PART_SIZE = 8 * 1024 * 1024
 #: Parts in flight at once, per artefact.
 CONCURRENCY = 4
+#: Seconds the probe of /readyz and `live doctor` waits to connect, and then for an answer (one attempt).
+PROBE_TIMEOUT = 3.0
 #: Keys per DeleteObjects request (S3's maximum).
 DELETE_BATCH = 1000
 SHA256_METADATA = "sha256"
@@ -72,6 +74,12 @@ class S3BackupStore(BackupStore):
         )
         self.client = client or boto3.session.Session().client(
             "s3", endpoint_url=endpoint_url, region_name=region, config=config)
+        # /readyz and `live doctor` ask whether the store answers: a store that hangs must not hang them. One
+        # attempt, short timeouts (seconds).
+        probe = config.merge(Config(connect_timeout=PROBE_TIMEOUT, read_timeout=PROBE_TIMEOUT,
+                                    retries={"mode": "standard", "max_attempts": 1}))
+        self.probe_client = client or boto3.session.Session().client(
+            "s3", endpoint_url=endpoint_url, region_name=region, config=probe)
         self.page_size = 1000  # keys per listing page (S3's maximum); tests lower it to cross pages
         self.transfer = TransferConfig(multipart_threshold=part_size, multipart_chunksize=part_size,
                                        max_concurrency=CONCURRENCY, use_threads=True)
@@ -183,9 +191,12 @@ class S3BackupStore(BackupStore):
             raise self._translate(exc, f"list {prefix or '/'}") from None
 
     def _ping(self) -> None:
-        """One listing of at most one key: the bucket exists and the credentials may list it."""
-        self._call(f"list {self._base() or '/'}", "list_objects_v2", missing_is_not_found=False,
-                   Prefix=self._base(), MaxKeys=1)
+        """One listing of at most one key, one attempt of at most :data:`PROBE_TIMEOUT` seconds per step: the
+        bucket exists, the credentials may list it, and it answers in time."""
+        try:
+            self.probe_client.list_objects_v2(Bucket=self.bucket, Prefix=self._base(), MaxKeys=1)
+        except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as exc:
+            raise self._translate(exc, f"list {self._base() or '/'}") from None
 
     def _backups(self, instance: str | None) -> Iterable[StoredBackup]:
         base = self._base()

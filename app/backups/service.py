@@ -76,11 +76,13 @@ def dump_artefact(service: str) -> str:
 @dataclass(frozen=True)
 class BackupDefaults:
     """Settings of every product that declares none: ``schedule`` (5-field cron, UTC; LIVE_BACKUP_SCHEDULE),
-    ``keep`` (LIVE_BACKUP_KEEP) and ``keep_terminated_days`` (LIVE_BACKUP_KEEP_TERMINATED_DAYS)."""
+    ``keep`` (LIVE_BACKUP_KEEP); and of every order: ``keep_terminated_days`` (LIVE_BACKUP_KEEP_TERMINATED_DAYS),
+    ``keep_unscheduled_days`` (LIVE_BACKUP_KEEP_UNSCHEDULED_DAYS: on-demand, pre-change and safety backups)."""
 
     schedule: str = "0 3 * * *"
     keep: Retention = field(default_factory=lambda: Retention(daily=7, weekly=4))
     keep_terminated_days: int = 30
+    keep_unscheduled_days: int = 14
 
 
 class BackupService:
@@ -313,8 +315,9 @@ class BackupService:
     def prune(self, order: Order, keep: Retention, progress: Progress = lambda _: None) -> list[str]:
         """Delete the order's backups its retention no longer keeps; returns the backup ids deleted.
 
-        A live order keeps what ``keep`` selects (:func:`~app.backups.policy.kept_backups`; the newest is
-        always kept). A terminated order keeps only its final backups (terminate's, and a failed create's), until
+        A live order keeps the scheduled backups ``keep`` selects (:func:`~app.backups.policy.kept_backups`), every
+        other backup (on demand, before a change or a restore) younger than ``keep_unscheduled_days``, and its
+        newest backup whatever it is. A terminated order keeps only its final backups (terminate's, and a failed create's), until
         ``keep_terminated_days`` after the order was terminated. Reads the store (the truth), marks the rows
         ``deleted``. Raises BackupStoreError.
         """
@@ -325,7 +328,14 @@ class BackupService:
             expires = order.terminated_at.replace(tzinfo=dt.timezone.utc) + dt.timedelta(days=self.defaults.keep_terminated_days)
             kept = {m.backup_id for m in manifests if m.kind in FINAL_KINDS} if now < expires else set()
         else:
-            kept = kept_backups([(m.backup_id, m.created_at) for m in manifests], keep, now)
+            # The schedule's backups follow ``keep``; a backup taken for a reason of its own (on demand, before a
+            # change or a restore) is kept keep_unscheduled_days whatever else was taken that day.
+            scheduled = [(m.backup_id, m.created_at) for m in manifests if m.kind == BackupKind.SCHEDULED]
+            kept = kept_backups(scheduled, keep, now) if scheduled else set()
+            young = now - dt.timedelta(days=self.defaults.keep_unscheduled_days)
+            kept |= {m.backup_id for m in manifests if m.kind != BackupKind.SCHEDULED and m.created_at >= young}
+            if manifests:
+                kept.add(manifests[-1].backup_id)  # the newest backup, whatever its kind and age
         deleted = []
         for manifest in manifests:
             if manifest.backup_id in kept:

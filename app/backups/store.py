@@ -118,7 +118,7 @@ class Manifest:
         return {
             "format": MANIFEST_FORMAT,
             "backup_id": self.backup_id,
-            "created_at": self.created_at.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "created_at": _iso_millis(self.created_at),
             "order_id": self.order_id,
             "instance": self.instance,
             "product": self.product,
@@ -132,7 +132,7 @@ class Manifest:
 
     def to_json(self) -> str:
         """The manifest's text: indented JSON with a ``format`` key (:data:`MANIFEST_FORMAT`), UTF-8, ending with
-        a newline; ``created_at`` as ``YYYY-MM-DDTHH:MM:SSZ``; each artefact with ``name``, ``size`` (bytes) and
+        a newline; ``created_at`` as ``YYYY-MM-DDTHH:MM:SS.mmmZ``; each artefact with ``name``, ``size`` (bytes) and
         ``sha256`` (hex)."""
         return json.dumps(self.to_dict(), indent=2) + "\n"
 
@@ -153,7 +153,7 @@ class Manifest:
                 revision=str(data["revision"]),
                 plan=str(data["plan"]),
                 kind=str(data["kind"]),
-                created_at=datetime.strptime(data["created_at"], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc),
+                created_at=_parse_time(data["created_at"]),
                 services=tuple(str(name) for name in data["services"]),
                 artefacts=tuple(Artefact(str(item["name"]), int(item["size"]), str(item["sha256"]))
                                 for item in data["artefacts"]),
@@ -163,6 +163,22 @@ class Manifest:
             raise
         except (ValueError, KeyError, TypeError) as exc:  # json.JSONDecodeError and UnicodeDecodeError are ValueErrors
             raise BackupStoreError(f"{where} cannot be read: {type(exc).__name__}: {exc}") from None
+
+
+def _iso_millis(value: datetime) -> str:
+    """``2026-12-01T08:34:52.123Z``: UTC to the millisecond, so backups begun in the same second still sort."""
+    value = value.astimezone(timezone.utc)
+    return value.strftime("%Y-%m-%dT%H:%M:%S") + f".{value.microsecond // 1000:03d}Z"
+
+
+def _parse_time(text: str) -> datetime:
+    """A manifest's ``created_at``: with milliseconds, or to the second (the first manifests)."""
+    for layout in ("%Y-%m-%dT%H:%M:%S.%fZ", "%Y-%m-%dT%H:%M:%SZ"):
+        try:
+            return datetime.strptime(text, layout).replace(tzinfo=timezone.utc)
+        except ValueError:
+            continue
+    raise ValueError(f"created_at {text!r} is not a UTC time like 2026-12-01T08:34:52.123Z")
 
 
 # -- ids and names ------------------------------------------------------------------------------------------------
@@ -212,13 +228,26 @@ class HashingReader:
         self.size = 0
 
     def read(self, size: int = -1) -> bytes:
+        """Up to ``size`` bytes, fewer only at the end of the stream: a short read of the stream underneath (a
+        socket, an exec frame) is filled up, because some consumers take a short read for the end (boto3's
+        multipart upload does)."""
         if size is None or size < 0:
             size = CHUNK_SIZE  # never read a stream whole: callers loop until b""
-        data = self._stream.read(size)
+        data = self._stream.read(size) or b""
+        if data and len(data) < size:
+            pieces = [data]
+            missing = size - len(data)
+            while missing > 0:
+                more = self._stream.read(missing)
+                if not more:
+                    break
+                pieces.append(more)
+                missing -= len(more)
+            data = b"".join(pieces)
         if data:
             self._hash.update(data)
             self.size += len(data)
-        return data or b""
+        return data
 
     @property
     def sha256(self) -> str:
@@ -262,7 +291,8 @@ class BackupStore(abc.ABC):
         """Start a backup described by ``header``: returns the :class:`BackupWriter` that takes its artefacts and
         commits it. Nothing is listed until :meth:`BackupWriter.commit`. Raises BackupStoreError."""
         now = self.clock()
-        writer = BackupWriter(self, header, new_backup_id(now), now.astimezone(timezone.utc).replace(microsecond=0))
+        now = now.astimezone(timezone.utc)
+        writer = BackupWriter(self, header, new_backup_id(now), now.replace(microsecond=now.microsecond // 1000 * 1000))
         self._prepare(header.instance, writer.backup_id)
         return writer
 

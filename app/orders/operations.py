@@ -391,16 +391,17 @@ class OperationRunner:
 
     @staticmethod
     def _restore_source(order: Order, manifest) -> Order | None:
-        """The other order whose backup is restored into ``order`` (None: its own). Refused unless it is of the
-        same product and customer."""
+        """The other order whose backup is restored into ``order`` (None: its own). Refused unless it is a
+        terminated order of the same product and customer (checked again here: the request was checked too)."""
         if manifest.product != order.product.slug:
             raise InvalidRequest(f"backup {manifest.backup_id} is of product {manifest.product}, order "
                                  f"{order.instance} of {order.product.slug}: nothing was changed")
         if manifest.order_id == order.id:
             return None
         source = Order.get_or_none(Order.id == manifest.order_id)
-        if source is None or source.customer_id != order.customer_id:
-            raise InvalidRequest(f"backup {manifest.backup_id} belongs to another customer's order: nothing was changed")
+        if source is None or source.customer_id != order.customer_id or source.status != OrderStatus.TERMINATED:
+            raise InvalidRequest(f"backup {manifest.backup_id} is not a backup of this order or of a terminated order "
+                                 "of its customer: nothing was changed")
         return source
 
     def _roll_back_restore(self, operation: Operation, order: Order, progress: Progress) -> None:

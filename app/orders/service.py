@@ -262,17 +262,22 @@ class OrderService:
     def restore(self, order: Order, backup_id: str, *, product: str, source_order_id: int,
                 requested_by: str = "system") -> Outcome:
         """Queue the restore of backup ``backup_id`` (of product ``product``, taken of order ``source_order_id``:
-        the manifest's) into ``order``. A backup of another order is accepted only of the same product and
-        customer (staff restoring a late payer's final backup into a new order). The same restore already
-        queued or running is returned. Raises InvalidRequest (another product or customer) and Conflict
-        (the order is not active)."""
-        if product != order.product.slug:
-            raise InvalidRequest(f"backup {backup_id} is of product {product}, order {order.instance} of "
-                                 f"{order.product.slug}")
+        the manifest's) into ``order``. A backup of another order is accepted only when that order is terminated
+        and of the same customer and product (staff restoring a late payer's final backup into a new order). The
+        same restore already queued or running is returned. Raises NotFound (another customer's backup: the same
+        answer as an unknown id), InvalidRequest (another product, or an order that is not terminated) and
+        Conflict (the order is not active)."""
         if source_order_id != order.id:
             source = Order.get_or_none(Order.id == source_order_id)
             if source is None or source.customer_id != order.customer_id:
-                raise InvalidRequest(f"backup {backup_id} belongs to another customer's order")
+                # Another customer's backup answers as one that does not exist: its id says nothing.
+                raise NotFound(f"order {order.instance} has no backup {backup_id}")
+            if source.status != OrderStatus.TERMINATED:
+                raise InvalidRequest(f"backup {backup_id} is of order {source.instance}, which is not terminated: "
+                                     "only a terminated order's backups restore into another order")
+        if product != order.product.slug:
+            raise InvalidRequest(f"backup {backup_id} is of product {product}, order {order.instance} of "
+                                 f"{order.product.slug}")
         return self._transition(order, OperationKind.RESTORE, {"backup_id": backup_id}, requested_by)
 
     def terminate(self, order: Order | None, requested_by: str = "system") -> Outcome | None:

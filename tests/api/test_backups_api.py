@@ -211,8 +211,14 @@ def test_restore_refusals(api):
     stranger = order_of(api, 872, client_id=2, status="terminated")
     theirs = store_backup(api, stranger, "final")
     refused = api.post(f"/whmcs/v1/services/871/backups/{theirs.backup_id}/restore", {})
-    assert refused.status_code == 422 and refused.json["error"]["code"] == "validation_error"
-    assert "another customer" in refused.json["error"]["message"]
+    # Answered like an unknown id: a customer cannot tell another customer's backup ids from made-up ones.
+    assert refused.status_code == 404 and refused.json["error"]["code"] == "not_found"
+    assert refused.json["error"]["message"] == f"no backup '{theirs.backup_id}'"
+
+    sibling = order_of(api, 874)  # the same customer's, still active: its data and secrets are its own
+    live_sibling = store_backup(api, sibling, "on_demand")
+    not_terminated = api.post(f"/whmcs/v1/services/871/backups/{live_sibling.backup_id}/restore", {})
+    assert not_terminated.status_code == 422 and "not terminated" in not_terminated.json["error"]["message"]
 
     foreign = store_backup(api, order, product="geonetwork")
     other_product = api.post(f"/whmcs/v1/services/871/backups/{foreign.backup_id}/restore", {})

@@ -264,7 +264,7 @@ def test_a_terminated_orders_final_backup_restores_into_a_new_order_of_the_same_
 
 
 def test_another_customers_backup_is_refused(fake_live, fake_engine):
-    from app.errors import InvalidRequest
+    from app.errors import NotFound
 
     old = create(fake_live)
     fake_live.orders.terminate(old)
@@ -273,16 +273,41 @@ def test_another_customers_backup_is_refused(fake_live, fake_engine):
     outcome = fake_live.orders.create(service_id=3, customer=CustomerInfo(email="someone@else.org"),
                                       product="busybox-demo", plan="small", username="other")
     run(fake_live)
-    with pytest.raises(InvalidRequest, match="another customer"):
+    with pytest.raises(NotFound, match="has no backup"):
         fake_live.orders.restore(Order.get_by_id(outcome.order.id), final.backup_id, product=final.product,
                                  source_order_id=final.order_id)
 
 
-def test_a_backup_prunes_by_the_retention_afterwards(fake_live, fake_engine):
+def test_a_backup_prunes_scheduled_backups_by_the_retention_and_keeps_the_others_two_weeks(fake_live, fake_engine):
     order = create(fake_live)
     for _ in range(3):
-        back_up(fake_live, order)
-    # Default retention (daily 7, weekly 4) keeps one backup per day: the newest of today.
-    manifests = fake_live.backups.list(order)
-    assert len(manifests) == 1
+        fake_live.orders.back_up(order, "scheduled")
+        run(fake_live)
+    # Default retention (daily 7, weekly 4) keeps one scheduled backup per day: the newest of today.
+    assert [m.kind for m in fake_live.backups.list(order)] == ["scheduled"]
     assert Backup.select().where(Backup.state == BackupState.DELETED).count() == 2
+    # "Back up now" twice, then a restore (its safety backup), then the night's backup: nothing of them is pruned.
+    back_up(fake_live, order)
+    back_up(fake_live, order)
+    first = fake_live.backups.list(order)[0]
+    fake_live.orders.restore(order, first.backup_id, product=first.product, source_order_id=order.id)
+    run(fake_live)
+    fake_live.orders.back_up(order, "scheduled")
+    run(fake_live)
+    kinds = [m.kind for m in fake_live.backups.list(order)]
+    assert kinds == ["on_demand", "on_demand", "pre_restore", "scheduled"], kinds
+
+
+def test_unscheduled_backups_older_than_the_setting_are_pruned(fake_live, fake_engine):
+    import dataclasses
+    import datetime as dt
+
+    order = create(fake_live)
+    back_up(fake_live, order)
+    back_up(fake_live, order)
+    service = fake_live.backups
+    service.clock = lambda: dt.datetime.utcnow() + dt.timedelta(days=15)
+    deleted = service.prune(order, fake_live.runner.policy(order).keep)
+    assert len(deleted) == 1, "the older one; the newest backup is always kept"
+    service.defaults = dataclasses.replace(service.defaults, keep_unscheduled_days=30)
+    assert service.prune(order, fake_live.runner.policy(order).keep) == []

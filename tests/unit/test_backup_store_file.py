@@ -114,3 +114,30 @@ def test_backup_ids_sort_by_time_and_say_when_they_began():
     assert ids[0].startswith("20261231T235959Z-") and backup_id_time(ids[0]) == t
     cest = timezone(timedelta(hours=2))
     assert new_backup_id(datetime(2026, 6, 1, 10, 0, tzinfo=cest)).startswith("20260601T080000Z-")
+
+
+def test_a_store_whose_parent_folders_are_missing_makes_them_at_the_first_backup(tmp_path):
+    store = FileBackupStore(tmp_path / "missing" / "deeper" / "store")
+    store.check()  # the nearest existing parent is a writable folder: the store can be made
+    writer = store.begin(header())
+    writer.write_artefact("volume.data.tar", Chunks(b"data"))
+    committed = writer.commit()
+    assert [m.backup_id for m in store.list()] == [committed.backup_id]
+
+
+def test_a_store_that_is_a_file_is_an_error_not_an_empty_listing(tmp_path):
+    (tmp_path / "store").write_text("not a folder")
+    store = FileBackupStore(tmp_path / "store")
+    for call in (store.check, store.list, lambda: store.list(instance="acme-maps")):
+        with pytest.raises(BackupStoreError, match="Not a directory"):
+            call()
+    blocked = FileBackupStore(tmp_path / "store" / "below")
+    with pytest.raises(BackupStoreError, match="Not a directory"):
+        blocked.check()
+
+
+def test_an_instance_folder_that_is_a_file_is_an_error_too(tmp_path):
+    store = FileBackupStore(tmp_path)
+    (tmp_path / "acme-maps").write_text("in the way")
+    with pytest.raises(BackupStoreError, match="Not a directory"):
+        store.list(instance="acme-maps")
