@@ -67,7 +67,7 @@ class S3BackupStore(BackupStore):
         self._where = self.location + (f" at {endpoint_url}" if endpoint_url else "")
         config = Config(
             connect_timeout=connect_timeout, read_timeout=read_timeout,
-            retries={"mode": "standard", "max_attempts": max_attempts},
+            retries={"mode": "standard", "total_max_attempts": max_attempts},  # botocore: max_attempts excludes the first
             request_checksum_calculation="when_required", response_checksum_validation="when_required",
             # A custom endpoint (MinIO, Ceph, moto) is addressed by path: no bucket in the host name.
             s3={"addressing_style": "path"} if endpoint_url else None,
@@ -77,7 +77,7 @@ class S3BackupStore(BackupStore):
         # /readyz and `live doctor` ask whether the store answers: a store that hangs must not hang them. One
         # attempt, short timeouts (seconds).
         probe = config.merge(Config(connect_timeout=PROBE_TIMEOUT, read_timeout=PROBE_TIMEOUT,
-                                    retries={"mode": "standard", "max_attempts": 1}))
+                                    retries={"mode": "standard", "total_max_attempts": 1}))
         self.probe_client = client or boto3.session.Session().client(
             "s3", endpoint_url=endpoint_url, region_name=region, config=probe)
         self.page_size = 1000  # keys per listing page (S3's maximum); tests lower it to cross pages

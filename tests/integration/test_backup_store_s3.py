@@ -186,3 +186,41 @@ def test_no_credentials_is_a_lasting_error_that_says_where_they_come_from(endpoi
     with pytest.raises(BackupStoreError, match="no credentials") as error:
         store.list()
     assert not error.value.transient and "AWS_ACCESS_KEY_ID" in str(error.value)
+
+
+def test_the_readiness_probe_of_a_store_that_hangs_gives_up_after_one_attempt():
+    """/readyz and `live doctor` call check(): a store that accepts connections and never answers must not hold
+    them for the upload's timeouts and retries (60 s x 3)."""
+    import threading
+
+    from app.backups.s3_store import PROBE_TIMEOUT
+
+    accepted = []
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(8)
+    stop = threading.Event()
+
+    def accept():
+        server.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                accepted.append(server.accept()[0])  # kept open, never answered
+            except OSError:
+                continue
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    try:
+        store = S3BackupStore("live-backups", "prod", endpoint_url=f"http://127.0.0.1:{server.getsockname()[1]}")
+        assert store.probe_client.meta.config.read_timeout == PROBE_TIMEOUT
+        with pytest.raises(BackupStoreError) as caught:
+            store.check()
+        assert caught.value.transient and "127.0.0.1" in str(caught.value)
+        assert len(accepted) == 1, "one attempt: no retry"
+    finally:
+        stop.set()
+        thread.join()
+        for connection in accepted:
+            connection.close()
+        server.close()
