@@ -14,42 +14,14 @@ from datetime import datetime, timedelta, timezone
 import boto3
 import pytest
 from botocore.config import Config
-from moto.server import ThreadedMotoServer
 
 from app.backups.s3_store import PART_SIZE, S3BackupStore
 from app.backups.store import HashingReader
 from app.errors import BackupStoreError
+from tests.support.moto_s3 import ACCESS_KEY, SECRET_KEY, dummy_credentials, endpoint  # noqa: F401 (fixtures)
 from tests.support.backup_store_contract import (
     BackupStoreContract, Chunks, Clock, GeneratedStream, backup, header,
 )
-
-ACCESS_KEY = "AKIDLIVETESTDUMMY0001"
-SECRET_KEY = "live-test-dummy-secret-do-not-print"
-
-
-@pytest.fixture(autouse=True)
-def dummy_credentials(monkeypatch):
-    """Only the dummy keys: never a developer's real AWS settings (a profile, a region, an endpoint)."""
-    import os
-
-    for name in list(os.environ):
-        if name.startswith("AWS_"):
-            monkeypatch.delenv(name)
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", ACCESS_KEY)
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", SECRET_KEY)
-    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
-    monkeypatch.setenv("AWS_CONFIG_FILE", "/nonexistent")
-    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent")
-
-
-@pytest.fixture(scope="module")
-def endpoint():
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    yield f"http://{host}:{port}"
-    server.stop()
-
 
 @pytest.fixture
 def s3(endpoint, dummy_credentials):

@@ -10,37 +10,13 @@ import uuid
 import boto3
 import pytest
 from botocore.config import Config
-from moto.server import ThreadedMotoServer
 
 from app.config import load_settings
 from app.models import Backup, Order
 from tests.integration.test_backups_engine import back_up, create, read, restore, run, write
-from tests.integration.test_backup_store_s3 import ACCESS_KEY, SECRET_KEY
+from tests.support.moto_s3 import dummy_credentials, endpoint  # noqa: F401 (fixtures)
 
 pytestmark = pytest.mark.usefixtures("docker_engine", "stack_cleanup")
-
-
-@pytest.fixture(autouse=True)
-def credentials(monkeypatch):
-    import os
-
-    for name in list(os.environ):
-        if name.startswith("AWS_"):
-            monkeypatch.delenv(name)
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", ACCESS_KEY)
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", SECRET_KEY)
-    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
-    monkeypatch.setenv("AWS_CONFIG_FILE", "/nonexistent")
-    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent")
-
-
-@pytest.fixture(scope="module")
-def endpoint():
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    yield f"http://{host}:{port}"
-    server.stop()
 
 
 def s3_settings(settings, store: str, endpoint: str):
@@ -53,7 +29,7 @@ def s3_settings(settings, store: str, endpoint: str):
 
 
 @pytest.fixture
-def s3_live(settings, endpoint, credentials):
+def s3_live(settings, endpoint, dummy_credentials):
     from app.bootstrap import bootstrap
     from app.db import upgrade
 
@@ -90,7 +66,7 @@ def free_port() -> int:
 
 
 def test_an_unreachable_store_fails_the_backup_visibly_and_the_order_keeps_running(settings, make_customer,
-                                                                                   docker_engine, credentials):
+                                                                                   docker_engine, dummy_credentials):
     from app.bootstrap import bootstrap
     from app.db import upgrade
 
