@@ -271,7 +271,7 @@ class OrderService:
             source = Order.get_or_none(Order.id == source_order_id)
             if source is None or source.customer_id != order.customer_id:
                 # Another customer's backup answers as one that does not exist: its id says nothing.
-                raise NotFound(f"order {order.instance} has no backup {backup_id}")
+                raise NotFound(f"no backup {backup_id!r}")
             if source.status != OrderStatus.TERMINATED:
                 raise InvalidRequest(f"backup {backup_id} is of order {source.instance}, which is not terminated: "
                                      "only a terminated order's backups restore into another order")

@@ -125,6 +125,7 @@ def broken_store(api, monkeypatch):
 
     store = api.app.extensions["live"].backups.store
     monkeypatch.setattr(store, "_backups", unreachable)
+    monkeypatch.setattr(store, "_ping", unreachable)  # the readiness probe (check())
 
 
 def test_an_unreachable_store_is_a_503_with_the_public_text_only(api, monkeypatch, caplog):

@@ -273,7 +273,7 @@ def test_another_customers_backup_is_refused(fake_live, fake_engine):
     outcome = fake_live.orders.create(service_id=3, customer=CustomerInfo(email="someone@else.org"),
                                       product="busybox-demo", plan="small", username="other")
     run(fake_live)
-    with pytest.raises(NotFound, match="has no backup"):
+    with pytest.raises(NotFound, match="no backup"):
         fake_live.orders.restore(Order.get_by_id(outcome.order.id), final.backup_id, product=final.product,
                                  source_order_id=final.order_id)
 
