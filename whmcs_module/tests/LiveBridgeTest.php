@@ -8,7 +8,8 @@
  *   GEOCATLIVE_FAILING_PRODUCT  optional: a product with a plan "basic" whose deployment fails (for the cron hook test)
  *   GEOCATLIVE_SERVICE_ID_BASE  optional, default 9000: service ids are base+1, base+2, ...
  *
- * The bridge must offer the example product busybox-demo (plans small and large).
+ * The bridge must offer the example product busybox-demo (plans small and large), and have a
+ * backup store it can use (the test's own file:// store, as tests/support/live_service.py sets it).
  */
 
 use PHPUnit\Framework\TestCase;
@@ -31,6 +32,12 @@ final class LiveBridgeTest extends TestCase
         }
         WhmcsRecorder::reset();
         Capsule::reset();
+        $_GET = $_POST = $_REQUEST = [];
+    }
+
+    protected function tearDown(): void
+    {
+        $_GET = $_POST = $_REQUEST = [];
     }
 
     private static function serviceId(int $offset): int
@@ -47,6 +54,131 @@ final class LiveBridgeTest extends TestCase
     private function info(int $serviceId): array
     {
         return (new BridgeClient($this->url, $this->token))->get('/whmcs/v1/services/' . $serviceId);
+    }
+
+    /**
+     * Calls $probe until it answers something other than null, for at most $seconds.
+     *
+     * @return mixed what $probe answered
+     */
+    private static function eventually(callable $probe, int $seconds, string $what)
+    {
+        $deadline = microtime(true) + $seconds;
+        while (($value = $probe()) === null) {
+            if (microtime(true) > $deadline) {
+                self::fail('not within ' . $seconds . ' s: ' . $what);
+            }
+            usleep(250000);
+        }
+        return $value;
+    }
+
+    /** The newest operation the bridge lists for the service once it has finished: [kind, state, error]. */
+    private function finishedOperation(int $serviceId, string $kind, int $seconds): array
+    {
+        return self::eventually(function () use ($serviceId, $kind) {
+            $operation = $this->info($serviceId)['recent_operations'][0] ?? null;
+            if ($operation === null || $operation['kind'] !== $kind || !in_array($operation['state'], ['succeeded', 'failed'], true)) {
+                return null;
+            }
+            return [$operation['kind'], $operation['state'], (string) ($operation['error'] ?? '')];
+        }, $seconds, 'a finished ' . $kind . ' of service #' . $serviceId);
+    }
+
+    /**
+     * Issue 13 end to end: "Back up now", the client restore and its setting, and a staff restore of a
+     * terminated service's final backup into the client's new service, through the module functions
+     * as WHMCS calls them, against the real bridge, worker, Docker engine and backup store.
+     */
+    public function testBackupsAndRestoresThroughTheModuleFunctions(): void
+    {
+        $a = self::serviceId(11);
+        $b = self::serviceId(12);
+        $paramsA = $this->params($a, ['configoption3' => '60']);
+
+        // 1. The service, active.
+        $this->assertSame('success', geocatlive_CreateAccount($paramsA));
+        self::eventually(function () use ($a) {
+            return $this->info($a)['status'] === 'active' ? true : null;
+        }, 120, 'service #' . $a . ' active');
+
+        // 2. "Back up now" (the same function behind the client's and the admin's button).
+        $this->assertContains('BackUpNow', geocatlive_ClientAreaCustomButtonArray());
+        $this->assertContains('BackUpNow', geocatlive_AdminCustomButtonArray());
+        $this->assertSame('success', geocatlive_BackUpNow($paramsA));
+        $backup = self::eventually(function () use ($paramsA) {
+            $backups = geocatlive_ClientArea($paramsA)['vars']['live']['backups'] ?? [];
+            foreach ($backups['items'] ?? [] as $item) {
+                if ($item['kind'] === 'on_demand' && $item['bytes'] > 0) {
+                    return $item;
+                }
+            }
+            return null;
+        }, 120, 'an on_demand backup of service #' . $a . ' in the client area');
+        $this->assertSame('On demand', $backup['kindLabel']);
+        $this->assertMatchesRegularExpression('/^\d{8}T\d{6}Z-[0-9a-f]{8}$/', $backup['id']);
+
+        // 3. The product does not let clients restore: refused, and nothing reaches the bridge.
+        $before = array_column($this->info($a)['recent_operations'], 'id');
+        $this->post(['modop' => 'custom', 'a' => 'RestoreBackup', 'backup_id' => $backup['id']]);
+        $this->assertSame('GeoCat Live: restoring a backup from the client area is not enabled for this product;'
+            . ' please contact support to have a backup restored.', geocatlive_RestoreBackup($paramsA));
+        $after = $this->info($a)['recent_operations'];
+        $this->assertSame($before, array_column($after, 'id'), 'no operation was recorded');
+        $this->assertNotContains('restore', array_column($after, 'kind'));
+
+        // 4. With "Clients may restore backups" ticked, the client restores it.
+        $allowed = array_replace($paramsA, ['configoption4' => 'on']);
+        $this->assertTrue(geocatlive_ClientArea($allowed)['vars']['live']['backups']['canRestore']);
+        $this->assertSame('success', geocatlive_RestoreBackup($allowed));
+        $this->assertSame(['restore', 'succeeded', ''], $this->finishedOperation($a, 'restore', 180));
+        $this->assertSame('active', $this->info($a)['status']);
+
+        // 5. Terminate A (its final backup is taken); B, a new service of the same client and product.
+        $this->assertSame('success', geocatlive_TerminateAccount($paramsA));
+        self::eventually(function () use ($a) {
+            return $this->info($a)['status'] === 'terminated' ? true : null;
+        }, 180, 'service #' . $a . ' terminated');
+        $paramsB = $this->params($b, ['configoption3' => '60']);
+        $this->assertSame('success', geocatlive_CreateAccount($paramsB));
+        self::eventually(function () use ($b) {
+            return $this->info($b)['status'] === 'active' ? true : null;
+        }, 120, 'service #' . $b . ' active');
+
+        $final = self::eventually(function () use ($b, $a) {
+            $list = (new BridgeClient($this->url, $this->token))->get('/whmcs/v1/services/' . $b . '/backups');
+            foreach ($list['restorable'] as $item) {
+                if ((int) $item['service_id'] === $a && $item['kind'] === 'final') {
+                    return $item;
+                }
+            }
+            return null;
+        }, 60, 'the final backup of service #' . $a . ' restorable into #' . $b);
+        $this->assertGreaterThan(0, $final['size']);
+        $tab = geocatlive_AdminServicesTabFields($paramsB);
+        $this->assertStringContainsString('<code>' . $final['backup_id'] . '</code>', $tab['GeoCat Live restorable final backups']);
+        $this->assertStringContainsString('<td>service #' . $a . ' (order ', $tab['GeoCat Live restorable final backups']);
+        $this->assertStringContainsString('<option value="' . $final['backup_id'] . '">final backup of terminated service #' . $a . ', ',
+            $tab['GeoCat Live restore']);
+
+        // The staff restore: choose it in the tab, tick the box, "Save Changes".
+        $this->post(['geocatlive_restore' => $final['backup_id'], 'geocatlive_restore_confirm' => '1']);
+        $this->assertNull(geocatlive_AdminServicesTabFieldsSave($paramsB));
+        $this->assertSame(['GeoCat Live: restore of backup ' . $final['backup_id'] . ' into service #' . $b . ' started;'
+            . ' the bridge backs up the current data first. Follow it in "GeoCat Live operation".'], WhmcsRecorder::$activity);
+        $this->assertSame(['restore', 'succeeded', ''], $this->finishedOperation($b, 'restore', 180));
+        $this->assertSame('active', $this->info($b)['status']);
+
+        $this->assertSame('success', geocatlive_TerminateAccount($paramsB));
+        $stored = WhmcsRecorder::storedLog();
+        $this->assertStringNotContainsString($this->token, $stored);
+    }
+
+    /** A form post, as PHP presents it to the module. */
+    private function post(array $fields): void
+    {
+        $_POST = $fields;
+        $_REQUEST = $fields;
     }
 
     public function testWholeLifecycleThroughTheModuleFunctions(): void
