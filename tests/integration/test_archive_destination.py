@@ -126,7 +126,7 @@ def test_a_store_that_is_a_file_fails_at_once_and_changes_nothing(live, settings
     operation = terminate(live, order)
     assert operation.state == "failed" and operation.attempts == 1
     assert operation.error == f"{PUBLIC_STORE} (operation {operation.id})"
-    assert operation.error_detail == f"backup store: cannot list {target}: Not a directory (ENOTDIR)"
+    assert operation.error_detail == f"backup store: cannot use the folder {target}: Not a directory (ENOTDIR)"
     assert Order.get_by_id(order.id).status == "active"
     assert_untouched(docker_engine, settings, deployed_objects, order, before)
     assert not [step for step in operation.steps if step["message"].startswith("stop ")]

@@ -236,7 +236,7 @@ def test_a_store_that_cannot_be_listed_fails_at_once_before_anything_stops(live,
     assert operation.state == "failed" and operation.attempts == 1
     assert operation.error == ("the final backup failed: the backup storage cannot be used right now "
                                f"(operation {operation.id})")
-    assert operation.error_detail == f"backup store: cannot list {root}: Not a directory (ENOTDIR)"
+    assert operation.error_detail == f"backup store: cannot use the folder {root}: Not a directory (ENOTDIR)"
     order = Order.get_by_id(order.id)
     assert order.status == "active" and order.last_error_detail == operation.error_detail
     assert objects(engine, live, order) == before and running(engine, live, order) == ["app", "db", "web"]
