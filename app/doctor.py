@@ -278,9 +278,7 @@ class Doctor:
 
     def _check_folder_store(self, store: FileBackupStore) -> Finding:
         folder = store.root
-        existing = folder
-        while not existing.exists() and existing != existing.parent:
-            existing = existing.parent
+        existing = store.nearest_existing()
         setting = f"LIVE_BACKUP_STORE={store.location}"
         if not existing.is_dir():
             what = "is a file" if existing == folder else f"cannot be created: {existing} is a file"

@@ -61,12 +61,17 @@ class FileBackupStore(BackupStore):
             except OSError as exc:
                 raise _error(exc, "create the folder", path) from None
 
-    def _ping(self) -> None:
-        """The root is a writable folder, or one can be made there: its nearest existing parent is a writable
-        folder. Raises BackupStoreError naming the path otherwise (nothing is created)."""
+    def nearest_existing(self) -> Path:
+        """The root, or its nearest parent that exists when the root does not yet (it is made at the first backup)."""
         path = self.root
         while not path.exists() and path != path.parent:
             path = path.parent
+        return path
+
+    def _ping(self) -> None:
+        """The root is a writable folder, or one can be made there: its nearest existing parent is a writable
+        folder. Raises BackupStoreError naming the path otherwise (nothing is created)."""
+        path = self.nearest_existing()
         if not path.is_dir():
             raise _error(OSError(errno.ENOTDIR, os.strerror(errno.ENOTDIR)), "use the folder", path)
         if not os.access(path, os.W_OK | os.X_OK):

@@ -32,7 +32,7 @@ from app.backups.store import BackupHeader, BackupStore, HashingReader, Manifest
 from app.errors import BackupCorrupt, BackupStoreError, InvalidRequest, LiveError, NotFound
 from app.models import Backup, Operation, Order, record_event, utcnow
 from app.stacks.deployer import Deployer
-from app.stacks.engine import VolumeRequest
+from app.stacks.engine import ContainerState, VolumeRequest
 from app.stacks.project import VOLUME_LABEL, Project
 
 log = logging.getLogger(__name__)
@@ -121,8 +121,7 @@ class BackupService:
         is changed either way.
         """
         self.settle_interrupted(order)
-        containers = self.engine.list_containers(project.selector)
-        running = {c.service: c for c in containers if c.service and c.running}
+        running = self._running(project)
         stopped = set(project.stack.services) - set(running)
         contents = backup_contents(services, project.stack, stopped=stopped)
         engine_volumes = self._engine_volumes(project)
@@ -217,6 +216,10 @@ class BackupService:
             row.error = row.error_detail = "interrupted: the worker stopped during this backup"
             row.save()
 
+    def _running(self, project: Project) -> dict[str, ContainerState]:
+        """The order's running containers by service (one listing)."""
+        return {c.service: c for c in self.engine.list_containers(project.selector) if c.service and c.running}
+
     def _engine_volumes(self, project: Project) -> dict[str, str]:
         """The order's volumes on the engine: compose volume name -> engine volume name."""
         return {volume.labels[VOLUME_LABEL]: volume.name for volume in self.engine.list_volumes(project.selector)
@@ -304,7 +307,7 @@ class BackupService:
                     if entry["service"] in project.stack.services]
         if not commands:
             return
-        running = {c.service: c.id for c in self.engine.list_containers(project.selector) if c.service and c.running}
+        running = {service: container.id for service, container in self._running(project).items()}
         for entry in commands:
             if entry["service"] not in running:
                 raise InvalidRequest(f"service {entry['service']} is not running: its after_restore command cannot run")

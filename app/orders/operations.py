@@ -287,7 +287,7 @@ class OperationRunner:
             except LiveError as exc:  # told as a failure of the final backup, as _backup_once tells the others
                 exc.public = f"{BACKUP_BEFORE[BackupKind.FINAL]} failed: {exc.public}"
                 raise
-            dumped = {name for name, service in self._policy(order).services.items() if service.dump}
+            dumped = {name for name, service in self.policy(order).services.items() if service.dump}
             self.deployer.stop(project, progress, keep=dumped)
         final = self._backup_once(operation, order, BackupKind.FINAL, "_final_backup", progress, project=project,
                                   every_volume=True, skip_empty=True)
@@ -299,9 +299,6 @@ class OperationRunner:
     def policy(self, order: Order) -> ResolvedPolicy:
         """The order's backup policy: its revision's declaration for its plan, with the settings' defaults.
         A revision that no longer loads gives the default rule (every volume as files)."""
-        return self._policy(order)
-
-    def _policy(self, order: Order) -> ResolvedPolicy:
         defaults = self.backups.defaults
         try:
             declared = self.catalog.definition(order.revision).backup
@@ -323,7 +320,7 @@ class OperationRunner:
             return done
         project = project or self.teardown_project(order)
         try:
-            manifest = self.backups.take(order, project, self._policy(order).services, kind, progress,
+            manifest = self.backups.take(order, project, self.policy(order).services, kind, progress,
                                          operation=operation, every_volume=every_volume, skip_empty=skip_empty)
         except LiveError as exc:
             if kind in BACKUP_BEFORE:  # say which step failed: the billing side reports failed backups as such
@@ -344,7 +341,7 @@ class OperationRunner:
     def _prune(self, order: Order, progress: Progress) -> None:
         """Apply the order's retention; a store that fails here never fails the backup that was just taken."""
         try:
-            self.backups.prune(order, self._policy(order).keep, progress)
+            self.backups.prune(order, self.policy(order).keep, progress)
         except LiveError as exc:
             log.warning("pruning the backups of %s did not finish: %s", order.instance, exc)
             progress(f"pruning old backups did not finish: {exc.public}")
