@@ -29,6 +29,7 @@ from app.orders.service import OrderService
 from app.orders.worker import Worker
 from app.stacks.deployer import Deployer
 from app.stacks.docker_engine import DockerEngine
+from app.stacks.swarm_engine import SwarmEngine
 from app.stacks.engine import Engine
 
 
@@ -82,6 +83,14 @@ def route_table(settings: Settings) -> RouteTable | None:
         ask_url=settings.ingress_ask_url, billing_url=settings.billing_url))
 
 
+def container_engine(settings: Settings) -> Engine:
+    """The orchestrator of LIVE_ORCHESTRATOR: the Docker engine at ``DOCKER_HOST`` (``docker``), or the Docker
+    Swarm whose manager is at ``DOCKER_HOST`` (``swarm``, docs/SCALING.md)."""
+    if settings.orchestrator == "swarm":
+        return SwarmEngine(settings.docker_host, encrypt_networks=settings.swarm_encrypt_networks)
+    return DockerEngine(settings.docker_host)
+
+
 def bootstrap(settings: Settings | None = None, engine: Engine | None = None,
               routes: RouteTable | None = None) -> Live:
     """Build the application from ``settings`` (default: the environment's).
@@ -94,7 +103,7 @@ def bootstrap(settings: Settings | None = None, engine: Engine | None = None,
     configure_logging(settings.log_level)
     db = connect_database(settings.database_url)
     catalog = Catalog(catalog_source(settings))
-    engine = engine if engine is not None else DockerEngine(settings.docker_host)
+    engine = engine if engine is not None else container_engine(settings)
     deployer = Deployer(engine, health_timeout=settings.health_timeout_seconds, helper_image=settings.helper_image)
     ingress = IngressService(routes if routes is not None else route_table(settings), catalog, settings.base_domain)
     backups = BackupService(backup_store(settings), deployer, BackupDefaults(
@@ -102,7 +111,8 @@ def bootstrap(settings: Settings | None = None, engine: Engine | None = None,
         keep_terminated_days=settings.backup_keep_terminated_days,
         keep_unscheduled_days=settings.backup_keep_unscheduled_days))
     runner = OperationRunner(catalog, deployer, backups, settings.public_address,
-                             deployment=settings.deployment, routed_ports=ingress.ports_still_routed)
+                             deployment=settings.deployment, routed_ports=ingress.ports_still_routed,
+                             swarm_pool=settings.swarm_pool)
     return Live(
         settings=settings,
         db=db,

@@ -429,7 +429,8 @@ def orders_list(status, as_json):
         return _echo_json(rows)
     for row in rows:
         click.echo(f"{row['id']:>5} {row['instance']:24} {row['status']:11} {row['product'] + '/' + row['plan']:28} "
-                   f"service {row['service_id']}  {row['hostname']}")
+                   f"service {row['service_id']}  {row['hostname']}"
+                   + (f"  node {row['node']['hostname']}" if row.get("node") else ""))
         error = row["last_error_detail"] or row["last_error"]
         if error:
             click.echo(f"      last error: {error}")
@@ -452,6 +453,8 @@ def orders_show(order, as_json):
         click.echo(f"{key:12} {data[key]}")
     if data["last_error_detail"] and data["last_error_detail"] != data["last_error"]:
         click.echo(f"{'detail':12} {data['last_error_detail']}")  # private: never shown to customers
+    if data["node"]:
+        click.echo(f"{'node':12} {data['node']['hostname']} ({data['node']['id']})")
     click.echo("endpoints:")
     for e in data["endpoints"]:
         click.echo(f"  {e['application']:12} {e['url']}   local: {e['local_url'] or '-'}")

@@ -74,6 +74,10 @@ class Settings:
     backup_keep: str = "daily=7,weekly=4"  # retention of products that declare none (app/backups/policy.py)
     backup_keep_terminated_days: int = 30  # how long a terminated order's final backup is kept
     backup_keep_unscheduled_days: int = 14  # how long on-demand, pre-change and safety backups are kept
+    # Docker Swarm (issue 14, docs/SCALING.md): "docker" (one engine) or "swarm" (DOCKER_HOST is a manager).
+    orchestrator: str = "docker"
+    swarm_encrypt_networks: bool = False  # overlay networks encrypted between nodes (IPsec)
+    swarm_pool: str = ""  # only nodes labelled live.pool=<this> take new orders; "" = every ready, active node
 
     @property
     def public_scheme(self) -> str:
@@ -202,7 +206,29 @@ def load_settings(environ: dict | None = None) -> Settings:
         **_ingress(env),
         **_backup_store(env, backup_dir),
         **_backup_policy(env),
+        **_orchestrator(env),
     )
+
+
+def _orchestrator(env: dict) -> dict:
+    """LIVE_ORCHESTRATOR (``docker`` or ``swarm``), LIVE_SWARM_ENCRYPT_NETWORKS (``true``/``false``) and
+    LIVE_SWARM_POOL (a node label value); raises ConfigError naming the setting (docs/SCALING.md)."""
+    orchestrator = (env.get("LIVE_ORCHESTRATOR") or "docker").strip().lower()
+    if orchestrator not in ("docker", "swarm"):
+        raise ConfigError(f"LIVE_ORCHESTRATOR must be docker (one engine) or swarm (a Docker Swarm manager at "
+                          f"DOCKER_HOST), got {orchestrator!r}")
+    encrypt = (env.get("LIVE_SWARM_ENCRYPT_NETWORKS") or "false").strip().lower()
+    if encrypt not in ("true", "false", "1", "0", "yes", "no"):
+        raise ConfigError(f"LIVE_SWARM_ENCRYPT_NETWORKS must be true or false, got {encrypt!r}")
+    pool = (env.get("LIVE_SWARM_POOL") or "").strip()
+    if pool and not re.match(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$", pool):
+        raise ConfigError(f"LIVE_SWARM_POOL must be a node label value like sdi-large (letters, digits, '.', '_', "
+                          f"'-'), got {pool!r}")
+    if orchestrator == "docker" and (pool or encrypt in ("true", "1", "yes")):
+        raise ConfigError("LIVE_SWARM_POOL and LIVE_SWARM_ENCRYPT_NETWORKS apply to LIVE_ORCHESTRATOR=swarm only; "
+                          "set LIVE_ORCHESTRATOR=swarm or unset them")
+    return {"orchestrator": orchestrator, "swarm_encrypt_networks": encrypt in ("true", "1", "yes"),
+            "swarm_pool": pool}
 
 
 def _url(env: dict, name: str, example: str) -> str:

@@ -214,6 +214,15 @@ class CommandFailed(EngineOperationError):
     default_public = "a command in one of the order's services failed"
 
 
+class NoCapacity(LiveError):
+    """No swarm node may take an order: none is ready, active and in the pool, or none has the memory the
+    order reserves unreserved (the message names the nodes and the figures; docs/SCALING.md, "Placement")."""
+
+    http_status = 503
+    code = "no_capacity"
+    default_public = "no machine has room for this service right now"
+
+
 class HealthCheckFailed(LiveError):
     """A service did not become healthy (or exited) within its time limit; the message names only services."""
 

@@ -94,6 +94,10 @@ class Order(BaseModel):
     # The proxy may not hold this order's route as the order is now (app/ingress/service.py): set until
     # the worker has written it, and again when a write failed; the resync clears it.
     ingress_pending = peewee.BooleanField(default=True, index=True)
+    # Docker Swarm: the node (id) every container and volume of the order is placed on, and its hostname then
+    # (app/stacks/placement.py); NULL on one engine.
+    node = peewee.CharField(max_length=64, null=True)
+    node_name = peewee.CharField(max_length=253, null=True)
 
     class Meta:
         table_name = "live_order"  # ORDER is an SQL keyword

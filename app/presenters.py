@@ -123,6 +123,7 @@ def order_view(order: Order, catalog: Catalog, public: PublicAddress, *, include
         "terminated_at": timestamp(order.terminated_at),
         "detached_volumes": [dict(entry) for entry in order.detached_volumes or []],
         "backups": backup_summary(order),
+        "node": {"id": order.node, "hostname": order.node_name or order.node} if order.node else None,
     }
     if include_secrets:
         view["secrets"] = dict(order.secrets or {})

@@ -96,7 +96,27 @@ def config_repo(tmp_path):
 
 
 @pytest.fixture
-def settings(database_url, config_repo, tmp_path):
+def orchestrator():
+    """LIVE_ORCHESTRATOR of the ``settings`` fixture: one engine. A module that runs in both modes overrides it
+    with ``@pytest.fixture(params=ORCHESTRATORS)`` (and uses :func:`swarm_manager` for swarm)."""
+    return "docker"
+
+
+#: The values of LIVE_ORCHESTRATOR a test module runs in both modes with.
+ORCHESTRATORS = ["docker", "swarm"]
+
+
+def require_swarm_manager(client) -> None:
+    """Fail (CI) or skip unless the engine is a swarm manager (.ci/run runs `docker swarm init`)."""
+    swarm = client.info().get("Swarm") or {}
+    if swarm.get("LocalNodeState") != "active" or not swarm.get("ControlAvailable"):
+        unavailable("the Docker engine is not a swarm manager (`docker swarm init`; .ci/run does it)")
+
+
+@pytest.fixture
+def settings(database_url, config_repo, tmp_path, orchestrator, request):
+    if orchestrator == "swarm":
+        require_swarm_manager(request.getfixturevalue("docker_engine"))
     return load_settings({
         "LIVE_DATABASE_URL": database_url,
         "LIVE_CONFIG_REPO": str(config_repo),
@@ -108,6 +128,7 @@ def settings(database_url, config_repo, tmp_path):
         "LIVE_OPERATION_MAX_ATTEMPTS": "3",
         # Its own namespace, so the test never touches objects of a real installation.
         "LIVE_DEPLOYMENT": "t" + secrets.token_hex(4),
+        "LIVE_ORCHESTRATOR": orchestrator,
     })
 
 
@@ -128,6 +149,9 @@ def live(settings):
 def remove_deployment_objects(client, deployment: str) -> None:
     """Removes every container, network and volume labelled ``live.deployment=<deployment>``."""
     selector = {"label": f"live.deployment={deployment}"}
+    if (client.info().get("Swarm") or {}).get("ControlAvailable"):
+        for service in client.services.list(filters=selector):
+            service.remove()
     for container in client.containers.list(all=True, filters=selector):
         container.remove(force=True)
     for network in client.networks.list(filters=selector):

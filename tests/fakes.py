@@ -164,6 +164,10 @@ class FakeEngine(Engine):
         #: Every command run: (container name, command, stdin or None).
         self.execs: list[tuple[str, tuple[str, ...], bytes | None]] = []
         self.api_calls = 0
+        #: What nodes() answers: empty models one engine; NodeState entries model a swarm's nodes for placement.
+        self.swarm_nodes: list = []
+        #: container or volume name -> the request's node (where a swarm would place it).
+        self.placements: dict[str, str | None] = {}
         self._lock = threading.RLock()  # the deployer converges services in parallel threads
 
     # -- test helpers -------------------------------------------------------
@@ -210,8 +214,13 @@ class FakeEngine(Engine):
         with self._lock:
             return self._find(container_id, f"inspect container {container_id[:12]}").snapshot()
 
+    def nodes(self):
+        self._call()
+        return list(self.swarm_nodes)
+
     def create_container(self, request: ContainerRequest) -> str:
         self._call()
+        self.placements[request.name] = request.node
         payload = container_payload(request, self.api_version)
         action = f"create container {request.name}"
         with self._lock:
@@ -347,6 +356,7 @@ class FakeEngine(Engine):
 
     def create_volume(self, request: VolumeRequest) -> None:
         self._call()
+        self.placements[request.name] = request.node
         payload = volume_payload(request, self.api_version)
         with self._lock:
             if request.name not in self.volumes:  # the engine answers with the existing volume, unchanged

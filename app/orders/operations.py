@@ -25,6 +25,7 @@ from app.orders.lifecycle import HANDLERS, TRANSITIONS, OperationKind, OrderStat
 from app.presenters import PRIVATE_EVENT_DATA
 from app.stacks.data_risk import DataRiskReport, data_risks
 from app.stacks.deployer import Deployer
+from app.stacks.placement import MIB, choose_node, order_reservation
 from app.stacks.plan import Action
 from app.stacks.ports import PORT_MOVES, PortAllocator
 from app.stacks.project import VOLUME_LABEL, Project
@@ -48,8 +49,10 @@ class OperationRunner:
 
     def __init__(self, catalog: Catalog, deployer: Deployer, backups: BackupService,
                  public_address: PublicAddress = PublicAddress(), ports: PortAllocator | None = None,
-                 deployment: str = "live", routed_ports: Callable[[], set[int]] = set):
+                 deployment: str = "live", routed_ports: Callable[[], set[int]] = set, swarm_pool: str = ""):
         self.deployment = deployment
+        # Docker Swarm: the pool (node label live.pool) new orders are placed in; "" = every eligible node.
+        self.swarm_pool = swarm_pool
         # Backups (app/backups/service.py): taken before changes, at terminate (the final backup), by backup
         # operations; restores read them.
         self.backups = backups
@@ -80,10 +83,12 @@ class OperationRunner:
         }
         # The catalog validated the product with this same function on sample values; build_project checks
         # the policy again on the real ones (defence in depth).
-        return build_project(
+        project = build_project(
             definition, order.plan, builtins, definition.generate_secrets(order.secrets), revision=revision.label,
             pinned_ports=order.published_ports or {}, deployment=self.deployment,
         )
+        project.node = order.node  # the swarm node the order is placed on (None on one engine)
+        return project
 
     def run(self, operation: Operation, progress: Progress) -> None:
         """Run the handler of the operation's kind. Raises LiveError (not transient) for a kind without one."""
@@ -517,7 +522,9 @@ class OperationRunner:
         same engine may take it: each such port is avoided and the deploy tried again, at most
         :data:`~app.stacks.ports.PORT_MOVES` times.
         """
-        self._assign_ports(order)
+        self.place(order, progress)
+        if self.deployer.engine.publishes_host_ports:
+            self._assign_ports(order)
         avoid: set[int] = set()
         while True:
             try:
@@ -536,6 +543,26 @@ class OperationRunner:
             order.published_ports = result.published_ports
             order.save()
         return result
+
+    def place(self, order: Order, progress: Progress) -> None:
+        """Choose the swarm node of an order that has none yet (:func:`~app.stacks.placement.choose_node`) and
+        record it on the order; nothing to do on one engine (no nodes) or once the order is placed.
+
+        Raises :class:`~app.errors.NoCapacity` when no node may take it.
+        """
+        if order.node:
+            return
+        nodes = self.deployer.engine.nodes()
+        if not nodes:
+            return
+        need = order_reservation(self.project(order).stack)
+        node = choose_node(nodes, need, pool=self.swarm_pool)
+        order.node, order.node_name = node.id, node.hostname
+        order.save()
+        progress(f"place the order on node {node.hostname} ({node.free_bytes // MIB} MiB unreserved, "
+                 f"the order reserves {need // MIB} MiB)")
+        record_event("order.placed", f"order {order.instance} is placed on node {node.hostname}", order=order,
+                     node=node.id, node_name=node.hostname)
 
     def _assign_ports(self, order: Order, avoid: set[int] = frozenset()) -> None:
         """Record a host port per endpoint before deploying, so it survives recreates and restarts."""

@@ -131,6 +131,9 @@ class Deployer:
                 container_ids[name] = new_id
 
         run_in_dependency_order({n: list(s.depends_on) for n, s in project.stack.services.items()}, converge)
+        if self.engine.starts_asynchronously:  # every service has left "created" (a swarm task was started)
+            for name in sorted(container_ids):
+                self._wait_condition("the stack", name, "service_started", container_ids[name])
         self._wait_all_healthy(project, container_ids, progress)
 
         containers = self.engine.list_containers(project.selector)
@@ -157,7 +160,12 @@ class Deployer:
         replacement does not start, the old container is started again (if it was running) and the
         replacement removed. Either way the failure is raised. Killed midway, the next deploy finishes the
         job (see :mod:`app.stacks.plan`).
+
+        An engine that :attr:`~app.stacks.engine.Engine.updates_in_place` (Docker Swarm) updates the container
+        instead: the orchestrator replaces what runs.
         """
+        if self.engine.updates_in_place:  # a swarm service: swarm replaces its task (stop-first)
+            return self.engine.update_container(current.id, request)
         replacement = dataclasses.replace(request, name=f"{current.id[:12]}_{request.name}",
                                           labels={**request.labels, REPLACES_LABEL: current.id})
         try:
@@ -205,15 +213,25 @@ class Deployer:
                 self.engine.create_volume(request)
 
     def _wait_condition(self, service: str, dependency: str, condition: str, container_id: str) -> None:
-        if condition == "service_started":
+        """Wait until ``dependency`` (its container ``container_id``) meets ``condition`` (compose's
+        ``depends_on`` conditions) so that ``service`` may start. ``service_started`` is met at once on one engine;
+        where containers start asynchronously (a swarm task is scheduled first), once the container has left the
+        ``created`` state. Raises :class:`HealthCheckFailed` naming both, after at most ``health_timeout``."""
+        if condition == "service_started" and not self.engine.starts_asynchronously:
             return
         deadline = time.monotonic() + self.health_timeout
         while True:
             state = self.engine.inspect_container(container_id)
-            if condition == "service_healthy":
+            if state.state == "dead" and state.error:
+                raise HealthCheckFailed(f"{dependency} could not be started: {state.error}",
+                                        public=f"{dependency} could not be started")
+            if condition == "service_started":
+                if state.state != "created":
+                    return
+            elif condition == "service_healthy":
                 if state.health == "healthy":
                     return
-                if state.health is None:
+                if state.health is None and state.state != "created":  # created: a swarm task not started yet
                     raise HealthCheckFailed(f"{service} waits for {dependency} to be healthy, but {dependency} has no healthcheck")
                 if state.health == "unhealthy":
                     raise HealthCheckFailed(f"{dependency} is unhealthy, so {service} was not started")
@@ -257,7 +275,10 @@ class Deployer:
         def stop_one(name: str) -> None:
             if name in keep:
                 return
-            running = [c for c in containers.get(name, []) if c.state not in ("exited", "created", "dead")]
+            if self.engine.starts_asynchronously:  # a swarm service scaled up but not started yet is scaled down too
+                running = [c for c in containers.get(name, []) if c.state != "exited"]
+            else:
+                running = [c for c in containers.get(name, []) if c.state not in ("exited", "created", "dead")]
             if running:
                 progress(f"stop {name}")
                 grace = project.stack.services[name].stop_grace_seconds if name in project.stack.services else 10
@@ -305,6 +326,8 @@ class Deployer:
                     progress(f"start {name}")
                     self.engine.start_container(container_id)
             started[name] = container_id
+            if self.engine.starts_asynchronously:
+                self._wait_condition("the restore", name, "service_started", container_id)
             service = project.stack.services[name]
             healthcheck = service.healthcheck or {}
             if healthcheck and healthcheck.get("Test") != ["NONE"]:

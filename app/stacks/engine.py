@@ -50,6 +50,8 @@ class ContainerState:
     health: str | None = None  # healthy, unhealthy, starting; None without a healthcheck
     exit_code: int | None = None
     host_ports: dict[str, int] = field(default_factory=dict)  # "8080/tcp" -> 32768
+    node: str | None = None  # the swarm node it runs on (its id); None on one engine
+    error: str | None = None  # why the orchestrator could not run it (a swarm task's error), if it says
 
     @property
     def service(self) -> str | None:
@@ -79,6 +81,7 @@ class ContainerRequest:
     host_config: dict[str, Any]  # HostConfig keyword arguments
     networks: dict[str, list[str]]  # network name -> aliases; the first is attached at create
     stop_grace_seconds: int
+    node: str | None = None  # the swarm node (id) the container must run on; None: wherever (one engine)
 
 
 @dataclass(frozen=True)
@@ -98,6 +101,32 @@ class VolumeRequest:
     name: str
     labels: dict[str, str]
     driver: str = "local"
+    node: str | None = None  # the swarm node (id) whose engine holds it; None: the one engine
+
+
+@dataclass(frozen=True)
+class NodeState:
+    """One machine of a cluster (a Docker Swarm node) as the orchestrator reports it.
+
+    ``memory_bytes`` is the node's memory (``Description.Resources.MemoryBytes``), ``reserved_bytes`` the sum of
+    the memory reservations of the tasks that should run on it; ``engine`` is the address of the node's own
+    Docker engine (its ``live.engine`` label, or the manager's for the manager itself), None when unknown.
+    """
+
+    id: str
+    hostname: str
+    labels: dict[str, str]
+    ready: bool
+    active: bool
+    memory_bytes: int
+    reserved_bytes: int = 0
+    engine: str | None = None
+    manager: bool = False
+
+    @property
+    def free_bytes(self) -> int:
+        """Memory not reserved by tasks (bytes; may be negative when reservations exceed memory)."""
+        return self.memory_bytes - self.reserved_bytes
 
 
 @dataclass
@@ -115,6 +144,7 @@ class VolumeState:
     name: str
     labels: dict[str, str]
     size: int = 0  # bytes; only filled by volume_usage()
+    node: str | None = None  # the swarm node (id) whose engine holds it; None on one engine
 
 
 class Engine(abc.ABC):
@@ -124,6 +154,25 @@ class Engine(abc.ABC):
     references (``container_id``) are ids; a name is accepted too. Removals are idempotent: removing an
     object that does not exist is not an error.
     """
+
+    #: Whether a changed container is updated where it is (:meth:`update_container`: a swarm service update)
+    #: rather than replaced by a new one the deployer creates, swaps in and renames (compose's recreate).
+    updates_in_place = False
+    #: Whether a started container may not run yet when :meth:`start_container` returns (a swarm task is
+    #: scheduled, then started): the deployer then waits until it runs before starting its dependents.
+    starts_asynchronously = False
+    #: Whether endpoints are published on host ports (one engine: ``127.0.0.1:<port>``, which the proxy dials);
+    #: a swarm publishes nothing: the proxy reaches endpoint services over the order's overlay network.
+    publishes_host_ports = True
+
+    def update_container(self, container_id: str, request: ContainerRequest) -> str:
+        """Give the existing container ``container_id`` the definition of ``request`` (running it if it was
+        stopped); returns its id. Only engines with :attr:`updates_in_place` implement it."""
+        raise NotImplementedError(f"{type(self).__name__} replaces containers instead of updating them")
+
+    def nodes(self) -> list[NodeState]:
+        """The machines the orchestrator places containers on; empty on one engine (nothing to choose)."""
+        return []
 
     @abc.abstractmethod
     def ping(self) -> None:

@@ -155,10 +155,13 @@ def container_request(project: Project, service: ServiceSpec, image_id: str) -> 
     host_config["port_bindings"] = {
         port: ("127.0.0.1", project.pinned_ports.get(f"{service.name}:{port}")) for port in endpoint_ports
     } or None
-    config_hash = _hash({
+    hashed = {
         "image": image_id, "labels": labels, "create": create, "host_config": _hashed_host_config(host_config),
         "networks": networks, "stop_grace": service.stop_grace_seconds,
-    })
+    }
+    if project.node is not None:  # only in swarm mode, so the hashes of containers on one engine never change
+        hashed["node"] = project.node
+    config_hash = _hash(hashed)
     labels.update(project.container_labels(service.name, config_hash))
     request = ContainerRequest(
         name=project.container_name(service.name),
@@ -168,6 +171,7 @@ def container_request(project: Project, service: ServiceSpec, image_id: str) -> 
         host_config={k: v for k, v in host_config.items() if v is not None},
         networks=networks,
         stop_grace_seconds=service.stop_grace_seconds,
+        node=project.node,
     )
     return request, config_hash
 
@@ -186,7 +190,8 @@ def volume_requests(project: Project) -> list[VolumeRequest]:
     """The order's named volumes: the product's labels, then Live's (which win), and ``live.volume``."""
     return [
         VolumeRequest(project.volume_name(name), labels={**project.stack.volume_labels.get(name, {}),
-                                                         **project.volume_labels(name)})
+                                                         **project.volume_labels(name)},
+                      node=project.node)
         for name in project.stack.volumes
     ]
 

@@ -48,6 +48,12 @@ ROLE_LABEL = "live.role"
 #: On a replacement container: the id of the container it replaces (compose's ``com.docker.compose.replace``).
 REPLACES_LABEL = "live.replaces"
 
+#: Node labels an operator sets on Docker Swarm nodes (docs/SCALING.md): the address of the node's own Docker
+#: engine (``unix:///...`` or ``tcp://...``; the bridge runs exec and volume archives there) and the placement
+#: pool the node belongs to (``LIVE_SWARM_POOL``).
+NODE_ENGINE_LABEL = "live.engine"
+NODE_POOL_LABEL = "live.pool"
+
 #: Every label key Live sets.
 LABEL_KEYS = (DEPLOYMENT_LABEL, ORDER_LABEL, INSTANCE_LABEL, PRODUCT_LABEL, REVISION_LABEL, SERVICE_LABEL,
               CONFIG_HASH_LABEL, NETWORK_LABEL, VOLUME_LABEL, ROLE_LABEL, REPLACES_LABEL)
@@ -90,7 +96,8 @@ class Project:
 
     ``stack`` is the parsed compose model, ``endpoints`` the product's published endpoints,
     ``pinned_ports`` the host port recorded per ``"service:port"`` endpoint, ``deployment`` the
-    installation the project's objects are labelled and named for.
+    installation the project's objects are labelled and named for, ``node`` the swarm node the order is placed
+    on (None on one engine).
     """
 
     order_id: int
@@ -103,6 +110,9 @@ class Project:
     pinned_ports: dict[str, int] = field(default_factory=dict)  # "service:port" -> host port
     # Several Live installations may share one engine; each labels and names its own objects.
     deployment: str = "live"
+    # The swarm node (id) every container and volume of the order is placed on (app/stacks/placement.py);
+    # None on one engine.
+    node: str | None = None
 
     @property
     def prefix(self) -> str:

@@ -100,6 +100,11 @@ class BackupSummaryOut(Schema):
         "description": "The newest failed backup attempt, whenever it was (compare its at with last_success_at)."})
 
 
+class NodeOut(Schema):
+    id = String(required=True, metadata={"description": "The swarm node's id."})
+    hostname = String(required=True, metadata={"description": "The node's hostname when the order was placed."})
+
+
 class OrderOut(Schema):
     id = Integer(required=True)
     service_id = Integer(required=True)
@@ -127,6 +132,9 @@ class OrderOut(Schema):
         "description": "Volumes an operator-accepted change left behind: kept, archived at terminate."})
     backups = Nested(BackupSummaryOut, required=True, metadata={
         "description": "How the order's backups went (GET .../backups lists them)."})
+    node = Nested(NodeOut, allow_none=True, required=True, metadata={
+        "description": "The Docker Swarm node the order runs on (LIVE_ORCHESTRATOR=swarm); null on one engine "
+                       "or before the order is placed."})
     secrets = Dict(keys=String(), values=String(),
                    metadata={"description": "Generated passwords; only for whmcs and admin keys."})
 

@@ -1,4 +1,5 @@
-"""The whole order lifecycle on the real Docker engine, on SQLite and PostgreSQL."""
+"""The whole order lifecycle on the real Docker engine and on a (single-node) Docker Swarm, on SQLite and
+PostgreSQL."""
 from __future__ import annotations
 
 import tarfile
@@ -8,8 +9,20 @@ import docker.errors
 import pytest
 
 from app.models import Operation, Order
+from tests.conftest import ORCHESTRATORS
+from tests.support.observed import Observer
 
 pytestmark = pytest.mark.usefixtures("docker_engine", "stack_cleanup")
+
+#: An HTTP request to the web service by its name, from another service (busybox's static wget crashes resolving
+#: names; nc does not).
+HTTP_GET_WEB = "printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 5 web 8080"
+
+
+@pytest.fixture(params=ORCHESTRATORS)
+def orchestrator(request):
+    """Each test here runs on one engine and on a swarm, unless it sets its own mode."""
+    return request.param
 
 
 def run_all(live):
@@ -21,7 +34,9 @@ def containers_by_service(docker_engine, settings, order):
     return {c.labels["live.service"]: c for c in found}
 
 
-def test_full_lifecycle(live, settings, docker_engine, deployed_objects, make_customer):
+def test_full_lifecycle(live, settings, docker_engine, orchestrator, make_customer):
+    """Create, suspend, unsuspend, change plan, redeploy and terminate: on one engine and on a swarm."""
+    observer = Observer(docker_engine, settings.deployment, orchestrator)
     outcome = live.orders.create(service_id=101, customer=make_customer(), product="busybox-demo", plan="small",
                                  username="Acme Maps")
     assert outcome.created and outcome.operation.kind == "create"
@@ -31,11 +46,11 @@ def test_full_lifecycle(live, settings, docker_engine, deployed_objects, make_cu
     assert order.status == "active", order.last_error
     assert order.instance == "acme-maps"
     assert order.hostname == "acme-maps.test.local"
-    containers = containers_by_service(docker_engine, settings, order)
-    assert sorted(containers) == ["app", "db", "web"]
-    for service, container in containers.items():
-        assert container.status == "running"
-        labels = container.labels
+    services = observer.services(order.id)
+    assert sorted(services) == ["app", "db", "web"]
+    for service, observed in services.items():
+        assert observed.running
+        labels = observed.labels
         assert labels["live.order"] == str(order.id)
         assert labels["live.instance"] == "acme-maps"
         assert labels["live.product"] == "busybox-demo"
@@ -43,60 +58,68 @@ def test_full_lifecycle(live, settings, docker_engine, deployed_objects, make_cu
         assert labels["live.service"] == service
         assert len(labels["live.config-hash"]) == 64
     # Routing is the bridge's (Caddy's admin API), never labels a proxy would read off the containers.
-    assert not [key for container in containers.values() for key in container.labels if key.startswith("traefik.")]
+    assert not [key for observed in services.values() for key in observed.labels if key.startswith("traefik.")]
     # Every network and volume carries the order's labels too.
-    objects = deployed_objects()
+    objects = observer.objects()
     assert objects["networks"] == [f"{settings.deployment}-acme-maps_default"]
     assert objects["volumes"] == [f"{settings.deployment}-acme-maps_app-state", f"{settings.deployment}-acme-maps_db-data"]
-
-    # The endpoint is published on 127.0.0.1 at the recorded port.
-    port = order.published_ports["web:8080"]
-    body = urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5).read().decode()
-    assert "acme-maps.test.local" in body
+    # The services reach each other by name on the order's network (an overlay network in a swarm).
+    assert b"acme-maps.test.local" in services["app"].run(["sh", "-c", HTTP_GET_WEB])
+    if orchestrator == "swarm":
+        node = docker_engine.info()["Swarm"]["NodeID"]
+        assert (order.node, order.node_name) == (node, docker_engine.info()["Name"])
+        assert {observed.node for observed in services.values()} == {node}
+        assert order.published_ports == {}  # nothing is published in a swarm: the proxy reaches the services
+    else:
+        assert order.node is None
+        # The endpoint is published on 127.0.0.1 at the recorded port.
+        port = order.published_ports["web:8080"]
+        body = urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5).read().decode()
+        assert "acme-maps.test.local" in body
 
     # Data written before suspend survives suspend/unsuspend.
-    containers["db"].exec_run(["sh", "-c", "echo precious > /data/customer.txt"])
+    services["db"].run(["sh", "-c", "echo precious > /data/customer.txt"])
     live.orders.suspend(order)
     run_all(live)
     order = Order.get_by_id(order.id)
     assert order.status == "suspended"
-    assert {c.status for c in containers_by_service(docker_engine, settings, order).values()} == {"exited"}
-    assert len(deployed_objects()["volumes"]) == 2
+    assert {observed.running for observed in observer.services(order.id).values()} == {False}
+    assert len(observer.objects()["volumes"]) == 2
 
     live.orders.unsuspend(order)
     run_all(live)
     order = Order.get_by_id(order.id)
     assert order.status == "active"
-    after = containers_by_service(docker_engine, settings, order)
-    assert after["db"].exec_run(["cat", "/data/customer.txt"]).output == b"precious\n"
-    assert order.published_ports["web:8080"] == port, "the host port is stable across suspend/unsuspend"
-    urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5).read()
+    after = observer.services(order.id)
+    assert after["db"].run(["cat", "/data/customer.txt"]) == b"precious\n"
+    if orchestrator == "docker":
+        assert order.published_ports["web:8080"] == port, "the host port is stable across suspend/unsuspend"
+        urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5).read()
 
-    # A plan change recreates only the service whose configuration it touches (app).
-    ids_before = {name: c.id for name, c in after.items()}
+    # A plan change recreates (a swarm: updates) only the service whose configuration it touches (app).
+    before = {name: observed.container for name, observed in after.items()}
     live.orders.change_plan(order, "large")
     run_all(live)
     order = Order.get_by_id(order.id)
     assert order.status == "active" and order.plan == "large"
-    ids_after = {name: c.id for name, c in containers_by_service(docker_engine, settings, order).items()}
-    assert ids_after["db"] == ids_before["db"]
-    assert ids_after["web"] == ids_before["web"]
-    assert ids_after["app"] != ids_before["app"]
-    app_config = docker_engine.containers.get(ids_after["app"]).attrs["HostConfig"]
-    assert app_config["Memory"] == 128 * 1024 * 1024
-    assert after["db"].exec_run(["cat", "/data/customer.txt"]).output == b"precious\n"
+    changed = observer.services(order.id)
+    assert changed["db"].container == before["db"]
+    assert changed["web"].container == before["web"]
+    assert changed["app"].container != before["app"] and changed["app"].running
+    assert changed["app"].memory_limit == 128 * 1024 * 1024
+    assert changed["db"].run(["cat", "/data/customer.txt"]) == b"precious\n"
 
     # Redeploying the same thing recreates nothing.
     live.orders.redeploy(order)
     run_all(live)
-    assert {n: c.id for n, c in containers_by_service(docker_engine, settings, order).items()} == ids_after
+    assert {n: o.container for n, o in observer.services(order.id).items()} == {n: o.container for n, o in changed.items()}
 
     # Terminate: a final backup with a readable archive of every volume, then nothing left.
     live.orders.terminate(order)
     run_all(live)
     order = Order.get_by_id(order.id)
     assert order.status == "terminated" and order.terminated_at is not None
-    assert deployed_objects() == {"containers": [], "networks": [], "volumes": []}
+    assert observer.wait_until_nothing_left() == {"containers": [], "services": [], "networks": [], "volumes": []}
     [final] = live.backups.list(order)  # the change of plan's pre-change backup was pruned
     assert final.kind == "final"
     assert [a.name for a in final.artefacts] == ["volume.app-state.tar", "volume.db-data.tar"]
@@ -110,7 +133,7 @@ def test_full_lifecycle(live, settings, docker_engine, deployed_objects, make_cu
     assert all(op.state == "succeeded" for op in Operation.select())
 
 
-def test_same_create_twice_makes_one_stack(live, settings, docker_engine, deployed_objects, make_customer):
+def test_same_create_twice_makes_one_stack(live, settings, docker_engine, orchestrator, make_customer):
     first = live.orders.create(service_id=7, customer=make_customer(), product="busybox-demo", plan="small", username="twice")
     second = live.orders.create(service_id=7, customer=make_customer(), product="busybox-demo", plan="small", username="twice")
     assert second.order.id == first.order.id and second.operation.id == first.operation.id
@@ -119,9 +142,10 @@ def test_same_create_twice_makes_one_stack(live, settings, docker_engine, deploy
     assert third.operation is None and third.message == "order already active"
     assert Order.select().count() == 1
     assert Operation.select().count() == 1
-    assert len(deployed_objects()["containers"]) == 3
+    assert len(Observer(docker_engine, settings.deployment, orchestrator).services(first.order.id)) == 3
 
 
+@pytest.mark.parametrize("orchestrator", ["docker"])  # nothing is published in a swarm
 @pytest.mark.parametrize("taker", ["process", "container"])
 def test_a_port_taken_while_suspended_moves_the_endpoint(live, settings, docker_engine, make_customer, taker):
     """Another process (or another installation's container) takes the order's host port while it is suspended:

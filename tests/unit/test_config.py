@@ -105,3 +105,23 @@ def test_bad_ingress_values_are_named(env, message):
 def test_an_ipv6_bind_address_is_read_with_or_without_brackets():
     assert load_settings({"LIVE_INGRESS_BIND": "[::1]"}).ingress_bind == "::1"
     assert load_settings({"LIVE_INGRESS_BIND": "0:0::1"}).ingress_bind == "::1"
+
+
+def test_the_orchestrator_is_one_engine_by_default_and_swarm_when_asked():
+    default = load_settings({})
+    assert (default.orchestrator, default.swarm_encrypt_networks, default.swarm_pool) == ("docker", False, "")
+    swarm = load_settings({"LIVE_ORCHESTRATOR": "Swarm", "LIVE_SWARM_ENCRYPT_NETWORKS": "true",
+                           "LIVE_SWARM_POOL": "sdi-large"})
+    assert (swarm.orchestrator, swarm.swarm_encrypt_networks, swarm.swarm_pool) == ("swarm", True, "sdi-large")
+
+
+@pytest.mark.parametrize("env, message", [
+    ({"LIVE_ORCHESTRATOR": "kubernetes"}, "LIVE_ORCHESTRATOR must be docker .* or swarm"),
+    ({"LIVE_ORCHESTRATOR": "swarm", "LIVE_SWARM_ENCRYPT_NETWORKS": "maybe"}, "LIVE_SWARM_ENCRYPT_NETWORKS must be"),
+    ({"LIVE_ORCHESTRATOR": "swarm", "LIVE_SWARM_POOL": "a b"}, "LIVE_SWARM_POOL must be a node label value"),
+    ({"LIVE_SWARM_POOL": "large"}, "apply to LIVE_ORCHESTRATOR=swarm only"),
+    ({"LIVE_SWARM_ENCRYPT_NETWORKS": "true"}, "apply to LIVE_ORCHESTRATOR=swarm only"),
+])
+def test_bad_orchestrator_settings_are_named(env, message):
+    with pytest.raises(ConfigError, match=message):
+        load_settings(env)

@@ -1,0 +1,511 @@
+"""The Docker Swarm adapter of the engine port (:class:`~app.stacks.engine.Engine`), for ``LIVE_ORCHESTRATOR=swarm``.
+
+What one engine calls a container is here a **swarm service** with at most one task: the deployer's words keep
+their meaning (docs/SCALING.md, "How Live uses a swarm"):
+
+========================  ==========================================================================
+engine port               Docker Swarm
+========================  ==========================================================================
+create (not started)      ``POST /services/create`` with 0 replicas, placed on the order's node
+start / stop              scale to 1 / scale to 0 (stop waits until the task has stopped)
+update (a changed spec)   ``POST /services/{id}/update``: swarm stops the old task, starts the new one
+remove                    ``DELETE /services/{id}``
+state, health             the service's newest task: a task with a healthcheck stays ``starting`` until
+                          healthy; swarm replaces an unhealthy task
+networks                  attachable overlay networks (``LIVE_SWARM_ENCRYPT_NETWORKS``: encrypted)
+volumes, exec, archives   the Docker engine of the node that holds them (its ``live.engine`` label)
+========================  ==========================================================================
+
+Swarm volumes are node-local: every service and volume of an order is placed on one node (the request's
+``node``), so no task with data ever starts on a node without that data. Reads are label-filtered: listing an
+order's (or every order's) containers costs two manager calls (services, tasks) whatever the number of orders;
+listing volumes costs one call per node.
+
+The manager is ``DOCKER_HOST`` (or ``base_url``). Every error is translated into Live's errors
+(:mod:`app.errors`) at this boundary, as :class:`~app.stacks.docker_engine.DockerEngine` does.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import Any, ContextManager, Iterable, Sequence
+
+from app.errors import EngineOperationError, EngineUnavailable, LiveError, NotFound
+from app.stacks.docker_engine import DockerEngine, translate_errors
+from app.stacks.engine import (ContainerRequest, ContainerState, Engine, NetworkRequest, NetworkState, NodeState,
+                               Readable, VolumeRequest, VolumeState)
+from app.stacks.project import CONFIG_HASH_LABEL, DEPLOYMENT_LABEL, NODE_ENGINE_LABEL, ORDER_LABEL
+from app.stacks.swarm_spec import service_spec, swarm_network_spec
+
+log = logging.getLogger(__name__)
+
+#: The node label that gives the address of a node's own Docker engine (``unix:///...`` or ``tcp://...``).
+ENGINE_LABEL = NODE_ENGINE_LABEL
+
+#: Task states before the task's container runs (swarmkit ``api.TaskState``).
+_PENDING_TASK_STATES = frozenset({"new", "allocated", "pending", "assigned", "accepted", "preparing", "ready"})
+#: Task states of a task whose container runs or may still run.
+_LIVE_TASK_STATES = _PENDING_TASK_STATES | {"starting", "running"}
+
+#: How long to wait, at most, for swarm to let go of a removed service's containers (seconds): until then the
+#: engine refuses to remove their networks and volumes ("in use", "has active endpoints").
+RELEASE_TIMEOUT = 60.0
+
+
+class SwarmEngine(Engine):
+    """Docker Swarm through a manager's API; each node's own engine for what swarm has no API for (exec,
+    volumes, archives).
+
+    ``encrypt_networks`` encrypts the overlay networks it creates (IPsec between nodes: ``--opt encrypted``).
+    ``poll_interval`` is seconds between two looks while waiting for a task to stop.
+    """
+
+    updates_in_place = True
+    starts_asynchronously = True
+    publishes_host_ports = False
+
+    def __init__(self, base_url: str | None = None, timeout: int = 120, *, encrypt_networks: bool = False,
+                 poll_interval: float = 0.25):
+        self.manager = DockerEngine(base_url, timeout)
+        self._timeout = timeout
+        self.encrypt_networks = encrypt_networks
+        self.poll_interval = poll_interval
+        self._node_engines: dict[str, DockerEngine] = {}
+        self._lock = threading.Lock()
+        self._own_node: str | None = None
+
+    @property
+    def api_calls(self) -> int:
+        """API calls made to the manager and to every node's engine (benchmarks)."""
+        return self.manager.api_calls + sum(engine.api_calls for engine in self._node_engines.values())
+
+    @property
+    def api(self):
+        return self.manager.api
+
+    # -- the cluster --------------------------------------------------------
+    def ping(self) -> None:
+        """Return when the manager answers and is a swarm manager; :class:`~app.errors.EngineUnavailable`
+        otherwise (a plain engine, or a worker node, cannot run services)."""
+        with translate_errors("ping the swarm manager"):
+            info = self.api.info()
+        swarm = info.get("Swarm") or {}
+        if swarm.get("LocalNodeState") != "active" or not swarm.get("ControlAvailable"):
+            raise EngineUnavailable(
+                "the Docker engine at DOCKER_HOST is not a swarm manager (LIVE_ORCHESTRATOR=swarm needs one: "
+                f"`docker swarm init`); its swarm state is {swarm.get('LocalNodeState') or 'unknown'}")
+        self._own_node = swarm.get("NodeID") or self._own_node
+
+    def version(self) -> tuple[str, str]:
+        """The manager's ``(engine version, API version)`` (live doctor)."""
+        return self.manager.version()
+
+    def address_pools(self):
+        """The manager's address pools and networks (live doctor)."""
+        return self.manager.address_pools()
+
+    def own_node(self) -> str:
+        """The id of the manager node the bridge talks to."""
+        if self._own_node is None:
+            self.ping()
+        return self._own_node or ""
+
+    def nodes(self) -> list[NodeState]:
+        """Every node of the swarm with the memory reserved on it (three manager calls: nodes, services, tasks).
+
+        A node's reserved memory counts every service pinned to it (``node.id==<id>``), running or scaled to
+        zero: a suspended order has no task but comes back on its node only. Per service its memory
+        reservation, else its memory limit (as :func:`~app.stacks.placement.order_reservation` counts an order).
+        Services not pinned to one node count by the tasks swarm placed on each node.
+        """
+        own = self.own_node()
+        with translate_errors("list swarm nodes"):
+            raw_nodes = self.api.nodes()
+            services = self.api.services()
+            tasks = self.api.tasks(filters={"desired-state": "running"})
+        reserved: dict[str, int] = {}
+        floating: set[str] = set()
+        for service in services:
+            template = (service.get("Spec") or {}).get("TaskTemplate") or {}
+            pinned = _pinned_node(template)
+            if pinned is None:
+                floating.add(service["ID"])
+            else:
+                reserved[pinned] = reserved.get(pinned, 0) + _memory(template)
+        for task in tasks:
+            node = task.get("NodeID")
+            if node and task.get("ServiceID") in floating:
+                reserved[node] = reserved.get(node, 0) + _memory(task.get("Spec") or {})
+        found = []
+        for raw in raw_nodes:
+            spec = raw.get("Spec") or {}
+            labels = spec.get("Labels") or {}
+            node_id = raw["ID"]
+            found.append(NodeState(
+                id=node_id,
+                hostname=(raw.get("Description") or {}).get("Hostname") or node_id,
+                labels=labels,
+                ready=(raw.get("Status") or {}).get("State") == "ready",
+                active=spec.get("Availability") == "active",
+                memory_bytes=int(((raw.get("Description") or {}).get("Resources") or {}).get("MemoryBytes") or 0),
+                reserved_bytes=reserved.get(node_id, 0),
+                engine=labels.get(ENGINE_LABEL) or ("" if node_id == own else None),
+                manager=spec.get("Role") == "manager",
+            ))
+        return found
+
+    def node_engine(self, node_id: str | None) -> DockerEngine:
+        """The Docker engine of node ``node_id`` (None, or the manager's own node: the manager's engine).
+
+        Raises :class:`~app.errors.EngineOperationError` when the node has no ``live.engine`` label (the bridge
+        cannot reach its engine), :class:`~app.errors.NotFound` when there is no such node.
+        """
+        if node_id is None or node_id == self.own_node():
+            return self.manager
+        with self._lock:
+            cached = self._node_engines.get(node_id)
+        if cached is not None:
+            return cached
+        with translate_errors(f"inspect swarm node {node_id}"):
+            raw = self.api.inspect_node(node_id)
+        address = ((raw.get("Spec") or {}).get("Labels") or {}).get(ENGINE_LABEL)
+        if not address:
+            hostname = (raw.get("Description") or {}).get("Hostname") or node_id
+            raise EngineOperationError(
+                f"swarm node {hostname} has no {ENGINE_LABEL} label: the bridge cannot reach its Docker engine "
+                f"(`docker node update --label-add {ENGINE_LABEL}=tcp://<address>:2376 {hostname}`; docs/SCALING.md)")
+        engine = DockerEngine(address, self._timeout)
+        with self._lock:
+            return self._node_engines.setdefault(node_id, engine)
+
+    def _engines(self) -> list[tuple[str, DockerEngine]]:
+        """``(node id, engine)`` of every ready node whose engine the bridge can reach."""
+        found = []
+        for node in self.nodes():
+            if node.ready and node.engine is not None:
+                found.append((node.id, self.node_engine(node.id)))
+        return found
+
+    # -- images -------------------------------------------------------------
+    def image_id(self, ref: str) -> str:
+        """The image's id on the manager (pulled once there when missing); every node must hold or pull the
+        same image: a node without it rejects the task, and the deploy fails naming the error."""
+        return self.manager.image_id(ref)
+
+    def image_present(self, ref: str) -> bool:
+        return self.manager.image_present(ref)
+
+    # -- containers (swarm services) ------------------------------------------
+    def list_containers(self, labels: dict[str, str]) -> list[ContainerState]:
+        """Every service carrying ``labels`` as a container: two manager calls (services, tasks)."""
+        filters = {"label": [f"{k}={v}" for k, v in labels.items()]}
+        with translate_errors("list swarm services"):
+            services = self.api.services(filters=filters)
+            tasks = self.api.tasks(filters=filters) if services else []
+        by_service: dict[str, list[dict]] = {}
+        for task in tasks:
+            by_service.setdefault(task.get("ServiceID", ""), []).append(task)
+        return [_service_state(service, by_service.get(service["ID"], [])) for service in services]
+
+    def inspect_container(self, container_id: str) -> ContainerState:
+        with translate_errors(f"inspect swarm service {container_id[:12]}"):
+            service = self.api.inspect_service(container_id)
+            tasks = self.api.tasks(filters={"service": service["ID"]})
+        return _service_state(service, tasks)
+
+    def create_container(self, request: ContainerRequest) -> str:
+        """Create the service of ``request`` with no task (0 replicas), on ``request.node``; returns its id."""
+        spec = service_spec(request, replicas=0, constraints=_constraints(request))
+        with translate_errors(f"create swarm service {request.name}"):
+            created = self.api.create_service(**_service_kwargs(spec))
+        return created["ID"]
+
+    def update_container(self, container_id: str, request: ContainerRequest) -> str:
+        """Give the service the spec of ``request`` and one task: swarm stops the old task, then starts the new
+        one (its default update order, ``stop-first``: the old task releases the volumes first)."""
+        spec = service_spec(request, replicas=1, constraints=_constraints(request))
+
+        def change(current: dict[str, Any]) -> dict[str, Any]:
+            force = int(((current.get("Spec") or {}).get("TaskTemplate") or {}).get("ForceUpdate") or 0)
+            # A service whose task was rejected (an image missing on the node) is retried with the same spec.
+            spec["TaskTemplate"]["ForceUpdate"] = force + 1
+            return spec
+
+        self._update(container_id, f"update swarm service {request.name}", change)
+        return container_id
+
+    def start_container(self, container_id: str) -> None:
+        """Scale the service to one task (it runs once swarm has started it: see the state's ``running``)."""
+        self._scale(container_id, 1)
+
+    def stop_container(self, container_id: str, timeout: int) -> None:
+        """Scale the service to no task and wait until its task has stopped (swarm kills it after the service's
+        stop grace period; ``timeout`` seconds plus a margin are waited at most)."""
+        self._scale(container_id, 0)
+        deadline = time.monotonic() + timeout + RELEASE_TIMEOUT
+        while True:
+            with translate_errors(f"list the tasks of swarm service {container_id[:12]}"):
+                tasks = self.api.tasks(filters={"service": container_id})
+            if not any((t.get("Status") or {}).get("State") in _LIVE_TASK_STATES for t in tasks):
+                return
+            if time.monotonic() > deadline:
+                raise EngineUnavailable(f"the task of swarm service {container_id[:12]} did not stop within "
+                                        f"{timeout + RELEASE_TIMEOUT:.0f}s")
+            time.sleep(self.poll_interval)
+
+    def unpause_container(self, container_id: str) -> None:
+        node, task_container = self._task_container(container_id)
+        self.node_engine(node).unpause_container(task_container)
+
+    def rename_container(self, container_id: str, name: str) -> None:
+        raise EngineOperationError(f"swarm service {container_id[:12]} cannot be renamed to {name}: Docker Swarm "
+                                   "does not rename services (Live updates them in place)")
+
+    def remove_container(self, container_id: str) -> None:
+        """Remove the service; a missing one is not an error. Its tasks' containers go soon after (removing
+        the order's networks and volumes waits for them)."""
+        try:
+            with translate_errors(f"remove swarm service {container_id[:12]}"):
+                self.api.remove_service(container_id)
+        except NotFound:
+            pass
+
+    def container_usage(self, container_id: str) -> tuple[float, float]:
+        node, task_container = self._task_container(container_id)
+        return self.node_engine(node).container_usage(task_container)
+
+    def _task_container(self, service_id: str) -> tuple[str | None, str]:
+        """``(node id, container id)`` of the service's running task; EngineOperationError when none runs."""
+        with translate_errors(f"list the tasks of swarm service {service_id[:12]}"):
+            tasks = self.api.tasks(filters={"service": service_id, "desired-state": "running"})
+        for task in _newest_first(tasks):
+            status = task.get("Status") or {}
+            container = (status.get("ContainerStatus") or {}).get("ContainerID")
+            if status.get("State") == "running" and container:
+                return task.get("NodeID"), container
+        raise EngineOperationError(f"swarm service {service_id[:12]} has no running task")
+
+    def _scale(self, service_id: str, replicas: int) -> None:
+        def change(current: dict[str, Any]) -> dict[str, Any] | None:
+            spec = current["Spec"]
+            if ((spec.get("Mode") or {}).get("Replicated") or {}).get("Replicas") == replicas:
+                return None
+            spec["Mode"] = {"Replicated": {"Replicas": replicas}}
+            return spec
+
+        self._update(service_id, f"scale swarm service {service_id[:12]} to {replicas}", change)
+
+    def _update(self, service_id: str, action: str, change) -> None:
+        """Apply ``change(current service)`` (a new spec, or None: nothing to do) with the service's version;
+        a concurrent change ("update out of sequence") is read again and applied once more."""
+        for attempt in (1, 2):
+            with translate_errors(action):
+                current = self.api.inspect_service(service_id)
+            spec = change(current)
+            if spec is None:
+                return
+            try:
+                with translate_errors(action):
+                    self.api.update_service(current["ID"], current["Version"]["Index"], fetch_current_spec=False,
+                                            **_service_kwargs(spec))
+                return
+            except EngineOperationError as exc:
+                if attempt == 2 or "out of sequence" not in str(exc):
+                    raise
+
+    # -- networks -------------------------------------------------------------
+    def list_networks(self, labels: dict[str, str]) -> list[NetworkState]:
+        return self.manager.list_networks(labels)
+
+    def create_network(self, request: NetworkRequest) -> None:
+        """Create the order network as an attachable overlay network (encrypted if so configured)."""
+        with translate_errors(f"create overlay network {request.name}"):
+            self.api.create_network(**swarm_network_spec(request, encrypted=self.encrypt_networks))
+
+    def remove_network(self, name: str) -> None:
+        """Remove the network, waiting (at most :data:`RELEASE_TIMEOUT`) while removed services still use it."""
+        _retry_while_in_use(lambda: self.manager.remove_network(name), f"network {name}")
+
+    # -- volumes (on the nodes' own engines) ----------------------------------
+    def list_volumes(self, labels: dict[str, str]) -> list[VolumeState]:
+        """The labelled volumes of every node (one call per node), each with its ``node``."""
+        found = []
+        for node, engine in self._engines():
+            for volume in engine.list_volumes(labels):
+                volume.node = node
+                found.append(volume)
+        return found
+
+    def volume_usage(self, labels: dict[str, str]) -> list[VolumeState]:
+        found = []
+        for node, engine in self._engines():
+            for volume in engine.volume_usage(labels):
+                volume.node = node
+                found.append(volume)
+        return found
+
+    def volume_exists(self, name: str) -> bool:
+        return any(engine.volume_exists(name) for _, engine in self._engines())
+
+    def create_volume(self, request: VolumeRequest) -> None:
+        """Create the volume on the engine of ``request.node`` (the manager's when None)."""
+        self.node_engine(request.node).create_volume(request)
+
+    def remove_volume(self, name: str) -> None:
+        """Remove the volume from every node that holds it, waiting while a removed service's task still
+        mounts it."""
+        for _, engine in self._engines():
+            _retry_while_in_use(lambda engine=engine: engine.remove_volume(name), f"volume {name}")
+
+    def _volume_engine(self, volume: str) -> DockerEngine:
+        """The engine of the node that holds ``volume``; NotFound when none does. When several do (a move that
+        was interrupted), the node its order's services are placed on."""
+        holders = [(node, engine) for node, engine in self._engines() if engine.volume_exists(volume)]
+        if not holders:
+            raise NotFound(f"no swarm node holds volume {volume}", public="an object on the container platform is missing")
+        if len(holders) > 1:
+            with translate_errors(f"inspect volume {volume}"):
+                labels = holders[0][1].api.inspect_volume(volume).get("Labels") or {}
+            pinned = self._placed_node({k: v for k, v in labels.items()
+                                        if k in (DEPLOYMENT_LABEL, ORDER_LABEL)})
+            for node, engine in holders:
+                if node == pinned:
+                    return engine
+        return holders[0][1]
+
+    def _placed_node(self, selector: dict[str, str]) -> str | None:
+        """The node the services selected by ``selector`` are constrained to (``node.id==...``), if any."""
+        if not selector:
+            return None
+        with translate_errors("list swarm services"):
+            services = self.api.services(filters={"label": [f"{k}={v}" for k, v in selector.items()]})
+        for service in services:
+            pinned = _pinned_node((service.get("Spec") or {}).get("TaskTemplate") or {})
+            if pinned is not None:
+                return pinned
+        return None
+
+    def export_volume(self, volume: str, image: str, helper_name: str,
+                      labels: dict[str, str]) -> ContextManager[Readable]:
+        """The volume's archive, read by a helper container on the node that holds it."""
+        return self._volume_engine(volume).export_volume(volume, image, helper_name, labels)
+
+    def import_volume(self, volume: str, image: str, helper_name: str, labels: dict[str, str],
+                      stream: Readable) -> int:
+        return self._volume_engine(volume).import_volume(volume, image, helper_name, labels, stream)
+
+    # -- commands in the running task ------------------------------------------
+    def exec_output(self, container_id: str, command: Sequence[str]) -> ContextManager[Readable]:
+        node, task_container = self._task_container(container_id)
+        return self.node_engine(node).exec_output(task_container, command)
+
+    def exec_input(self, container_id: str, command: Sequence[str], stream: Readable | None = None) -> str:
+        node, task_container = self._task_container(container_id)
+        return self.node_engine(node).exec_input(task_container, command, stream)
+
+
+def _pinned_node(template: dict[str, Any]) -> str | None:
+    """The node id a task template's ``node.id==<id>`` placement constraint names, if it has one."""
+    for constraint in (template.get("Placement") or {}).get("Constraints") or []:
+        compact = constraint.replace(" ", "")
+        if compact.startswith("node.id=="):
+            return compact.split("==", 1)[1]
+    return None
+
+
+def _memory(template: dict[str, Any]) -> int:
+    """A task template's memory reservation in bytes, else its memory limit, else 0."""
+    resources = template.get("Resources") or {}
+    return int((resources.get("Reservations") or {}).get("MemoryBytes")
+               or (resources.get("Limits") or {}).get("MemoryBytes") or 0)
+
+
+def _constraints(request: ContainerRequest) -> list[str]:
+    return [f"node.id=={request.node}"] if request.node else []
+
+
+def _service_kwargs(spec: dict[str, Any]) -> dict[str, Any]:
+    """docker-py ``create_service``/``update_service`` keyword arguments of a ServiceSpec JSON."""
+    return {"task_template": spec["TaskTemplate"], "name": spec["Name"], "labels": spec.get("Labels"),
+            "mode": spec.get("Mode"), "endpoint_spec": spec.get("EndpointSpec")}
+
+
+def _newest_first(tasks: Iterable[dict]) -> list[dict]:
+    return sorted(tasks, key=lambda t: ((t.get("Version") or {}).get("Index") or 0, t.get("CreatedAt") or ""),
+                  reverse=True)
+
+
+def _service_state(service: dict[str, Any], tasks: list[dict[str, Any]]) -> ContainerState:
+    """One service as a container (see the module docstring): its state and health from its newest task.
+
+    - No task should run (0 replicas): ``exited`` once none runs any more, else ``running`` (stopping).
+    - The newest task that should run was made from another spec (an update swarm has not acted on yet):
+      ``created``.
+    - That task: pending states -> ``created``; ``starting`` -> ``running`` with health ``starting`` when the
+      service has a healthcheck, else ``created``; ``running`` -> ``running`` (health ``healthy`` with a
+      healthcheck: swarm reports a task running only once it is healthy); ``complete`` -> ``exited`` 0;
+      ``failed`` -> ``restarting`` (swarm starts another task, unless its restart condition is ``none``:
+      ``exited``), health ``unhealthy`` when swarm killed it for that; ``rejected`` -> ``dead`` (the error
+      says why: an image missing on the node, a mount that cannot be made).
+    """
+    spec = service.get("Spec") or {}
+    labels = spec.get("Labels") or {}
+    template = spec.get("TaskTemplate") or {}
+    checked = ((template.get("ContainerSpec") or {}).get("Healthcheck") or {}).get("Test") not in (None, [], ["NONE"])
+    replicas = ((spec.get("Mode") or {}).get("Replicated") or {}).get("Replicas", 1)
+    base = dict(id=service["ID"], name=spec.get("Name", service["ID"]), labels=labels)
+    ordered = _newest_first(tasks)
+    if replicas == 0:
+        live = [t for t in ordered if (t.get("Status") or {}).get("State") in _LIVE_TASK_STATES]
+        node = (live[0] if live else (ordered[0] if ordered else {})).get("NodeID")
+        exit_code = _exit_code(ordered[0]) if ordered else None
+        return ContainerState(**base, state="running" if live else "exited", exit_code=exit_code, node=node)
+    wanted = [t for t in ordered if t.get("DesiredState") in ("running", "ready")]
+    task = wanted[0] if wanted else (ordered[0] if ordered else None)
+    if task is None:
+        return ContainerState(**base, state="created")
+    status = task.get("Status") or {}
+    state = status.get("State")
+    node = task.get("NodeID")
+    error = status.get("Err") or None
+    task_hash = (((task.get("Spec") or {}).get("ContainerSpec") or {}).get("Labels") or {}).get(CONFIG_HASH_LABEL)
+    if task_hash != labels.get(CONFIG_HASH_LABEL):
+        return ContainerState(**base, state="created", node=node)
+    if state in _PENDING_TASK_STATES:
+        return ContainerState(**base, state="created", node=node)
+    if state == "starting":
+        return ContainerState(**base, state="running" if checked else "created", health="starting" if checked else None,
+                              node=node)
+    if state == "running":
+        return ContainerState(**base, state="running", health="healthy" if checked else None, node=node)
+    if state == "complete":
+        return ContainerState(**base, state="exited", exit_code=_exit_code(task) or 0, node=node)
+    if state == "rejected":
+        return ContainerState(**base, state="dead", node=node, error=error or status.get("Message"))
+    unhealthy = "unhealthy" in (error or "")
+    condition = (template.get("RestartPolicy") or {}).get("Condition", "any")
+    return ContainerState(**base, state="exited" if condition == "none" else "restarting",
+                          health="unhealthy" if unhealthy else ("starting" if checked else None),
+                          exit_code=_exit_code(task), node=node, error=error)
+
+
+def _exit_code(task: dict[str, Any]) -> int | None:
+    code = ((task.get("Status") or {}).get("ContainerStatus") or {}).get("ExitCode")
+    return int(code) if code is not None else None
+
+
+def _retry_while_in_use(remove, what: str) -> None:
+    """Run ``remove()`` until the engine stops refusing it because removed services still use ``what``."""
+    deadline = time.monotonic() + RELEASE_TIMEOUT
+    while True:
+        try:
+            remove()
+            return
+        except LiveError as exc:
+            text = str(exc)
+            busy = "in use" in text or "active endpoints" in text
+            if not busy or time.monotonic() > deadline:
+                raise
+            log.debug("%s is still in use by a removed service's task; waiting", what)
+        time.sleep(0.5)
