@@ -29,8 +29,9 @@ tmpfs ``{path: options}``     ContainerSpec.Mounts ``{"Type": "tmpfs", "Target",
 shm_size (bytes)              ContainerSpec.Mounts tmpfs at ``/dev/shm`` of that size, mode 1777 (the
                               engine skips its own /dev/shm when a mount is there)
 mem_limit, nano_cpus          TaskTemplate.Resources.Limits.MemoryBytes (bytes), .NanoCPUs (cpus x 10^9)
-mem_reservation               TaskTemplate.Resources.Reservations.MemoryBytes (bytes; swarm also places
-                              the task only on a node with that much memory unreserved)
+mem_reservation               TaskTemplate.Resources.Reservations.MemoryBytes (bytes): swarm places the task
+                              only on a node with that much memory unreserved; unlike on one engine it is
+                              no soft limit of the container (Engine 20.10's executor applies limits only)
 restart_policy                TaskTemplate.RestartPolicy: absent (compose ``no``) -> ``none``, ``always``
                               and ``unless-stopped`` -> ``any``, ``on-failure[:N]`` -> ``on-failure``
                               (+ ``MaxAttempts`` N); Delay stays the engine's default (5 s)
