@@ -38,17 +38,19 @@ restart_policy                TaskTemplate.RestartPolicy: absent (compose ``no``
 log_config                    TaskTemplate.LogDriver ``{"Name", "Options"}``
 networks {name: aliases}      TaskTemplate.Networks ``[{"Target": name, "Aliases": [...]}]``
 labels                        Spec.Labels and ContainerSpec.Labels (the same mapping)
-ports, port_bindings          ignored: nothing is published in swarm mode (/work/wt/SWARM.md)
+ports, port_bindings          ignored: nothing is published in swarm mode (the proxy joins the order's
+                              overlay networks and reaches services by name)
 ============================  =====================================================================
 
 Refused (:class:`~app.errors.StackSpecError` with ``argument``, the docker-py argument name, and ``reason``,
 the text after the compose key; checked on Engine 20.10.24, whose manager drops these fields silently):
 ``domainname`` and ``memswap_limit`` (ContainerSpec has neither), an empty ``entrypoint`` (swarm cannot
 clear the image's entrypoint: an empty Command means "the image's"), tmpfs options other than ``size`` (in
-bytes, not a percentage) and ``mode`` (and the flags ``rw``, ``noexec``, ``nosuid``, ``nodev`` the engine
-applies to every swarm tmpfs anyway), ``shm_size`` together with another mount at ``/dev/shm``, and a
-service name swarm does not take (``name``: letters, digits, ``-`` and ``_``, ending with a letter or a
-digit, at most 63 characters; swarmkit ``validateAnnotations``).
+bytes; not a percentage, nor 0, which swarm reads as "not set") and ``mode`` (and the flags ``rw``,
+``noexec``, ``nosuid``, ``nodev`` the engine applies to every swarm tmpfs anyway), ``shm_size`` together
+with another mount at ``/dev/shm``, and a service name swarm does not take (``name``: letters, digits, ``-``
+and ``_``, ending with a letter or a digit, at most 63 characters; swarmkit ``validateAnnotations``; at
+validation the longest order prefix is assumed, so a compose service name has at most 15 characters).
 
 Named volumes are node-local in swarm (a task gets the volume of the node it runs on, created empty there
 if missing): the order is pinned to one node and its volumes are created on that node's engine beforehand
@@ -65,6 +67,7 @@ from typing import Any, Callable, Mapping
 from app.errors import StackSpecError
 from app.naming import MAX_INSTANCE_LENGTH
 from app.stacks.engine import ContainerRequest, NetworkRequest
+from app.stacks.project import Project
 
 log = logging.getLogger(__name__)
 
@@ -122,11 +125,11 @@ def swarm_network_spec(request: NetworkRequest, *, encrypted: bool) -> dict[str,
     }
 
 
-def swarm_problems(project) -> list[str]:
+def swarm_problems(project: Project) -> list[str]:
     """What a swarm service cannot express in ``project``: ``service <name>: <compose key>: Docker Swarm cannot ...``.
 
-    ``project`` is a :class:`~app.stacks.project.Project`; its requests are built as the deployer builds them
-    (:func:`~app.stacks.engine_requests.build_requests`, placeholder image ids). When they cannot be built at
+    The requests are built as the deployer builds them (:func:`~app.stacks.engine_requests.build_requests`,
+    placeholder image ids). When they cannot be built at
     all, those problems are returned (the same as :func:`~app.stacks.engine_requests.dry_run`'s).
     """
     from app.stacks.engine_requests import PLACEHOLDER_IMAGE_ID, build_requests  # engine_requests imports us
@@ -279,7 +282,7 @@ def _tmpfs(spec: _Spec, value: Any, request: ContainerRequest) -> None:
         for option in filter(None, (options or "").split(",")):
             name, sep, text = option.partition("=")
             size = _TMPFS_SIZE.fullmatch(text) if name == "size" else None
-            if size:
+            if size and int(size.group(1)):
                 tmpfs["SizeBytes"] = int(size.group(1)) * _TMPFS_FACTOR[size.group(2).lower()]
             elif name == "mode" and sep and re.fullmatch("[0-7]{1,4}", text):
                 tmpfs["Mode"] = int(text, 8)
@@ -293,7 +296,7 @@ def _tmpfs(spec: _Spec, value: Any, request: ContainerRequest) -> None:
         spec.mounts.append(mount)
     if refused:
         raise _refuse("tmpfs", f"Docker Swarm cannot mount a tmpfs at {', '.join(refused)}: a swarm tmpfs takes "
-                               "size (bytes, with k, m or g, not a percentage) and mode only")
+                               "size (bytes, with k, m or g: not a percentage, not 0) and mode only")
 
 
 def _shm_size(spec: _Spec, value: Any, request: ContainerRequest) -> None:
@@ -341,6 +344,15 @@ def _extra_hosts(spec: _Spec, value: Any, request: ContainerRequest) -> None:
     spec.container["Hosts"] = hosts
 
 
+def _ulimits(spec: _Spec, value: Any, request: ContainerRequest) -> None:
+    """The engine's Ulimits (``{"Name", "Soft", "Hard"}``, -1 unlimited) are swarm's (API 1.41) too."""
+    spec.container["Ulimits"] = [{"Name": u["Name"], "Soft": u["Soft"], "Hard": u["Hard"]} for u in value]
+
+
+def _sysctls(spec: _Spec, value: Any, request: ContainerRequest) -> None:
+    spec.container["Sysctls"] = dict(value)
+
+
 def _log_config(spec: _Spec, value: Any, request: ContainerRequest) -> None:
     spec.log_driver = {"Name": value.get("Type") or "json-file", "Options": dict(value.get("Config") or {})}
 
@@ -355,10 +367,9 @@ _HANDLERS: dict[str, Callable[[_Spec, Any, ContainerRequest], None]] = {
     "binds": _binds, "tmpfs": _tmpfs, "restart_policy": _restart, "init": _set("Init"),
     "mem_limit": _resource("limits", "MemoryBytes"), "nano_cpus": _resource("limits", "NanoCPUs"),
     "mem_reservation": _resource("reservations", "MemoryBytes"), "memswap_limit": _memswap,
-    "ulimits": lambda spec, value, request: spec.container.__setitem__(
-        "Ulimits", [{"Name": u["Name"], "Soft": u["Soft"], "Hard": u["Hard"]} for u in value]),
+    "ulimits": _ulimits,
     "shm_size": _shm_size, "read_only": _set("ReadOnly"),
     "cap_add": _list("CapabilityAdd"), "cap_drop": _list("CapabilityDrop"),
-    "sysctls": lambda spec, value, request: spec.container.__setitem__("Sysctls", dict(value)),
+    "sysctls": _sysctls,
     "extra_hosts": _extra_hosts, "log_config": _log_config, "port_bindings": _ignored,
 }

@@ -202,6 +202,7 @@ def test_every_request_argument_has_a_swarm_mapping():
     ("entrypoint: []\n", "entrypoint", "Docker Swarm cannot clear the image's entrypoint"),
     ('tmpfs: ["/run/a:size=10%"]\n', "tmpfs", "Docker Swarm cannot mount a tmpfs at /run/a with 'size=10%'"),
     ('tmpfs: ["/run/a:uid=1000,exec"]\n', "tmpfs", "/run/a with 'uid=1000', /run/a with 'exec'"),
+    ('tmpfs: ["/run/a:size=0"]\n', "tmpfs", "/run/a with 'size=0'"),
     ('shm_size: 64m\ntmpfs: ["/dev/shm:size=1m"]\n', "shm_size", "Docker Swarm cannot size /dev/shm"),
 ])
 def test_what_swarm_cannot_express_is_refused_naming_the_compose_key(extra, key, words):
