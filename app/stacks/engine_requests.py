@@ -74,13 +74,18 @@ def build_requests(project: Project, image_ids: Mapping[str, str]) -> StackReque
     return StackRequests(containers, hashes, network_requests(project), volume_requests(project))
 
 
-def dry_run(project: Project, api_version: str = ENGINE_API_VERSION) -> list[str]:
+def dry_run(project: Project, api_version: str = ENGINE_API_VERSION, *, orchestrator: str = "docker") -> list[str]:
     """Build every request of ``project`` and its engine JSON without an engine; return the problems.
 
     Each problem names the service and the compose key (``service web: expose: ...``) or the network or
     volume (``networks.backend: ...``). Image ids are :data:`PLACEHOLDER_IMAGE_ID`. ``api_version`` is the
     Docker Engine API version the payloads are built for (docker-py checks some arguments against it).
+    ``orchestrator`` is ``LIVE_ORCHESTRATOR``: with ``"swarm"`` the problems also list what a swarm service
+    cannot express (:func:`app.stacks.swarm_spec.container_problems`: ``service web: domainname: Docker Swarm
+    cannot ...``). Raises :class:`ValueError` for another orchestrator.
     """
+    if orchestrator not in ("docker", "swarm"):
+        raise ValueError(f"unknown orchestrator {orchestrator!r} (docker or swarm)")
     try:
         requests = build_requests(project, {name: PLACEHOLDER_IMAGE_ID for name in project.stack.services})
     except StackSpecError as exc:
@@ -99,6 +104,14 @@ def dry_run(project: Project, api_version: str = ENGINE_API_VERSION) -> list[str
         except Exception as exc:  # last line of defence: a crash here is a refusal, never a pass
             log.exception("cannot build the engine payload of %s", where)
             problems.append(f"{where}: the engine request cannot be built ({type(exc).__name__}: {exc})")
+    if orchestrator == "swarm":
+        from app.stacks.swarm_spec import container_problems  # swarm_spec builds on this module
+
+        try:
+            problems += container_problems(requests.containers)
+        except Exception as exc:  # as above: a crash is a refusal
+            log.exception("cannot build the swarm service specs")
+            problems.append(f"the swarm service specs cannot be built ({type(exc).__name__}: {exc})")
     return problems
 
 
