@@ -102,7 +102,7 @@ def bootstrap(settings: Settings | None = None, engine: Engine | None = None,
     settings = settings or load_settings()
     configure_logging(settings.log_level)
     db = connect_database(settings.database_url)
-    catalog = Catalog(catalog_source(settings))
+    catalog = Catalog(catalog_source(settings), orchestrator=settings.orchestrator)
     engine = engine if engine is not None else container_engine(settings)
     deployer = Deployer(engine, health_timeout=settings.health_timeout_seconds, helper_image=settings.helper_image)
     ingress = IngressService(routes if routes is not None else route_table(settings), catalog, settings.base_domain)

@@ -246,13 +246,13 @@ def products_validate(folders):
     size, symbolic links, folder names): what validates here syncs.
     """
     if folders:
-        definitions = [load_product_folder(folder) for folder in folders]
+        definitions = [load_product_folder(folder, orchestrator=settings.orchestrator) for folder in folders]
     else:
         try:
             items = LocalFolderSource(settings.config_repo).read()
         except LiveError as exc:
             _fail(exc)
-        definitions = [item.load() for item in items]
+        definitions = [item.load(settings.orchestrator) for item in items]
     invalid = 0
     for definition in definitions:
         if definition.valid:

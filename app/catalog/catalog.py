@@ -48,8 +48,10 @@ DATABASE_DOWN = (peewee.OperationalError, peewee.InterfaceError)
 
 
 class Catalog:
-    def __init__(self, source: CatalogSource):
+    def __init__(self, source: CatalogSource, orchestrator: str = "docker"):
         self.source = source
+        # LIVE_ORCHESTRATOR: products are validated for what it can run (a swarm refuses more than one engine).
+        self.orchestrator = orchestrator
         self._definitions: dict[str, ProductDefinition] = {}
         self._lock = threading.Lock()
         self._seeded = False
@@ -156,11 +158,10 @@ class Catalog:
                 remember(revision.compose_blob, revision.compose)
         self._seeded = True
 
-    @staticmethod
-    def _load(item: SourceProduct) -> ProductDefinition:
+    def _load(self, item: SourceProduct) -> ProductDefinition:
         """Validate one product; a crash on its content makes that product invalid, never the sync fail."""
         try:
-            return item.load()
+            return item.load(self.orchestrator)
         except Exception as exc:  # a bug met by this product's content: log it for the operators, go on
             log.exception("product %s: validation crashed", item.slug)
             return ProductDefinition(
@@ -274,7 +275,8 @@ class Catalog:
         with self._lock:
             cached = self._definitions.get(key)
         if cached is None:
-            cached = load_product(revision.product.slug, revision.manifest, revision.compose)
+            cached = load_product(revision.product.slug, revision.manifest, revision.compose,
+                                  orchestrator=self.orchestrator)
             with self._lock:
                 self._definitions[key] = cached
         return cached

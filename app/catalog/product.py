@@ -245,8 +245,9 @@ def sample_builtins(slug: str, plan: str) -> dict[str, str]:
     }
 
 
-def load_product_folder(folder: Path) -> ProductDefinition:
-    """Read and validate one product folder with the local source's rules (``app/catalog/files.py``).
+def load_product_folder(folder: Path, orchestrator: str = "docker") -> ProductDefinition:
+    """Read and validate one product folder with the local source's rules (``app/catalog/files.py``), for
+    ``orchestrator`` (LIVE_ORCHESTRATOR).
 
     Never raises for the folder's content: files that cannot be read are errors
     of the product. A folder that is a link to a file is reported as such.
@@ -258,17 +259,19 @@ def load_product_folder(folder: Path) -> ProductDefinition:
         name = Path(folder).name
         return ProductDefinition(slug=name, manifest_text="", compose_text="", name=name,
                                  errors=[f"product {name}: {folder} is not a product folder (a link to a file)"])
-    return item.load()
+    return item.load(orchestrator)
 
 
 def load_product(slug: str, manifest_text: str, compose_text: str, *, problems: Sequence[str] = (),
-                 unreadable: Collection[str] = ()) -> ProductDefinition:
+                 unreadable: Collection[str] = (), orchestrator: str = "docker") -> ProductDefinition:
     """Parse and validate a product; never raises: problems are in ``errors``.
 
     ``problems`` are complete messages from the source about files or the
     folder that could not be read; ``unreadable`` names the files
     (``product.yml``, ``docker-compose.yml``) whose text is not available, so
     they are not parsed. A readable file is still checked for YAML errors.
+    ``orchestrator`` is LIVE_ORCHESTRATOR: with ``swarm`` what a swarm service cannot express is an error too
+    (:func:`app.stacks.swarm_spec.swarm_problems`).
     """
     product = ProductDefinition(slug=slug, manifest_text=manifest_text, compose_text=compose_text,
                                 name=slug[:200], read_problems=tuple(problems))
@@ -311,7 +314,7 @@ def load_product(slug: str, manifest_text: str, compose_text: str, *, problems: 
 
     product.backup = policy_from_manifest(manifest.get("backup"))
     errors.extend(_backup_problems(slug, manifest.get("backup"), product.plans))
-    errors.extend(_validate_compose(product))
+    errors.extend(_validate_compose(product, orchestrator))
     return product
 
 
@@ -389,7 +392,7 @@ def _backup_compose_problems(product: ProductDefinition, stack: StackSpec | None
     return problems
 
 
-def _validate_compose(product: ProductDefinition) -> list[str]:
+def _validate_compose(product: ProductDefinition, orchestrator: str = "docker") -> list[str]:
     slug = product.slug
     errors = outline_problems(slug, product.compose)
     if not has_services(product.compose):
@@ -405,7 +408,7 @@ def _validate_compose(product: ProductDefinition) -> list[str]:
     rendered_plans = []
     for plan in sorted(product.plans):
         try:
-            plan_errors, project = _deploy_path_errors(product, plan, sample_secrets)
+            plan_errors, project = _deploy_path_errors(product, plan, sample_secrets, orchestrator)
         except InterpolationError as exc:
             missing = sorted(referenced_variables(product.compose) - known - set(product.plans[plan]))
             hint = f" (not defined for plan {plan}: {', '.join(missing)})" if missing else f" (plan {plan})"
@@ -437,15 +440,16 @@ def _validate_compose(product: ProductDefinition) -> list[str]:
     return errors
 
 
-def _deploy_path_errors(product: ProductDefinition, plan: str,
-                        secrets: Mapping[str, str]) -> tuple[list[str], Project | None]:
+def _deploy_path_errors(product: ProductDefinition, plan: str, secrets: Mapping[str, str],
+                        orchestrator: str = "docker") -> tuple[list[str], Project | None]:
     """Run, for one plan, what the worker runs to deploy an order, without an engine; return the problems and the
     project (``None`` when it could not be built).
 
     The project is built as ``OperationRunner.project`` builds it (:func:`build_project`, with sample
     built-ins and secrets, and every problem of the compose file reported: ``validate``), then every
     container, network and volume request and its engine JSON (:func:`app.stacks.engine_requests.dry_run`,
-    for Docker Engine API :data:`~app.stacks.docker_engine.ENGINE_API_VERSION`). Each problem is ``product
+    for Docker Engine API :data:`~app.stacks.docker_engine.ENGINE_API_VERSION`; with ``orchestrator`` ``swarm``
+    also what a swarm service cannot express). Each problem is ``product
     <slug>: service <name>: <key>: <what>`` (or names the network or volume). Raises
     :class:`~app.errors.InterpolationError` when the plan does not render; any other exception is a
     problem too, never a pass.
@@ -454,7 +458,8 @@ def _deploy_path_errors(product: ProductDefinition, plan: str,
     try:
         project = build_project(product, plan, sample_builtins(slug, plan), secrets, revision="validation",
                                 validate=True)
-        return [f"product {slug}: {problem}" for problem in dry_run(project, ENGINE_API_VERSION)], project
+        problems = dry_run(project, ENGINE_API_VERSION, orchestrator=orchestrator)
+        return [f"product {slug}: {problem}" for problem in problems], project
     except InterpolationError:
         raise
     except ProductError as exc:

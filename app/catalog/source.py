@@ -61,10 +61,11 @@ class SourceProduct:
     problems: tuple[str, ...] = ()
     unreadable: tuple[str, ...] = ()
 
-    def load(self) -> ProductDefinition:
-        """Parse and validate what was read (never raises; see :func:`app.catalog.product.load_product`)."""
+    def load(self, orchestrator: str = "docker") -> ProductDefinition:
+        """Parse and validate what was read for ``orchestrator`` (LIVE_ORCHESTRATOR); never raises (see
+        :func:`app.catalog.product.load_product`)."""
         return load_product(self.slug, self.manifest_text, self.compose_text,
-                            problems=self.problems, unreadable=self.unreadable)
+                            problems=self.problems, unreadable=self.unreadable, orchestrator=orchestrator)
 
 
 def read_products(view: RepositoryView, commit: str | None, only: list[str] | None = None) -> list[SourceProduct]:

@@ -38,6 +38,7 @@ restart_policy                TaskTemplate.RestartPolicy: absent (compose ``no``
 log_config                    TaskTemplate.LogDriver ``{"Name", "Options"}``
 networks {name: aliases}      TaskTemplate.Networks ``[{"Target": name, "Aliases": [...]}]``
 labels                        Spec.Labels and ContainerSpec.Labels (the same mapping)
+(the service's address)       EndpointSpec.Mode ``dnsrr`` (:data:`ENDPOINT_MODE`)
 ports, port_bindings          ignored: nothing is published in swarm mode (the proxy joins the order's
                               overlay networks and reaches services by name)
 ============================  =====================================================================
@@ -74,6 +75,11 @@ log = logging.getLogger(__name__)
 #: swarmkit's service names (manager/controlapi/common.go ``isValidDNSName``), at most 63 characters.
 _SERVICE_NAME = re.compile(r"^[a-zA-Z0-9](?:[-_]*[A-Za-z0-9]+)*$")
 MAX_SERVICE_NAME_LENGTH = 63
+#: How a service is addressed on its networks: ``dnsrr``, its name resolves to its task's address. A ``vip``
+#: (swarm's default) is a virtual address balanced by the kernel's IPVS, which Live does not need (one task per
+#: service) and which needs the ``ip_vs`` module: on a host without it a VIP answers "no route to host" (seen on
+#: the CI machines, which have no /proc/net/ip_vs), while dnsrr works.
+ENDPOINT_MODE = "dnsrr"
 #: The longest ``<deployment>-<instance>_`` before a compose service name: LIVE_DEPLOYMENT has at most 16
 #: characters (app/config.py), an instance at most MAX_INSTANCE_LENGTH (app/naming.py).
 MAX_NAME_PREFIX_LENGTH = 16 + 1 + MAX_INSTANCE_LENGTH + 1
@@ -93,7 +99,7 @@ def service_spec(request: ContainerRequest, *, replicas: int, constraints: list[
 
     Shape: ``{"Name", "Labels", "TaskTemplate": {"ContainerSpec", "Resources", "RestartPolicy", "Placement":
     {"Constraints"}, "Networks"?, "LogDriver"?}, "Mode": {"Replicated": {"Replicas"}}, "EndpointSpec": {"Mode":
-    "vip"}}`` (see the module docstring for each field and its unit). The parts go to
+    "dnsrr"}}`` (see the module docstring for each field and its unit). The parts go to
     ``docker.APIClient.create_service(task_template=spec["TaskTemplate"], name=spec["Name"],
     labels=spec["Labels"], mode=spec["Mode"], endpoint_spec=spec["EndpointSpec"])``.
 
@@ -223,7 +229,7 @@ def _build(request: ContainerRequest, replicas: int,
         task["LogDriver"] = spec.log_driver
     return {
         "Name": request.name, "Labels": dict(request.labels), "TaskTemplate": task,
-        "Mode": {"Replicated": {"Replicas": int(replicas)}}, "EndpointSpec": {"Mode": "vip"},
+        "Mode": {"Replicated": {"Replicas": int(replicas)}}, "EndpointSpec": {"Mode": ENDPOINT_MODE},
     }, refusals
 
 

@@ -259,7 +259,7 @@ def test_the_engine_drops_what_swarm_spec_refuses(swarm, deployments):
     service = create(api, {"Name": f"{deployment}-probe", "Labels": {"live.deployment": deployment},
                            "TaskTemplate": {"ContainerSpec": container,
                                             "Placement": {"Constraints": [f"node.id=={node}"]}},
-                           "Mode": {"Replicated": {"Replicas": 0}}, "EndpointSpec": {"Mode": "vip"}})
+                           "Mode": {"Replicated": {"Replicas": 0}}, "EndpointSpec": {"Mode": "dnsrr"}})
     kept = service["Spec"]["TaskTemplate"]["ContainerSpec"]
     assert kept["Image"] == TEST_IMAGE
     assert not {"Domainname", "MemorySwap", "ShmSize"} & set(kept)

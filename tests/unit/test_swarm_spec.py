@@ -51,7 +51,7 @@ def test_service_shape_name_labels_mode_placement_and_endpoint():
     assert spec["Labels"] == spec["TaskTemplate"]["ContainerSpec"]["Labels"] == request.labels
     assert spec["Labels"]["org.example.role"] == "web" and spec["Labels"]["live.service"] == "app"
     assert spec["Mode"] == {"Replicated": {"Replicas": 0}}
-    assert spec["EndpointSpec"] == {"Mode": "vip"}
+    assert spec["EndpointSpec"] == {"Mode": "dnsrr"}
     assert spec["TaskTemplate"]["Placement"] == {"Constraints": ["node.id==n1", "node.labels.live.pool==true"]}
     assert spec["TaskTemplate"]["ContainerSpec"]["Image"] == IMAGE
     assert spec["Labels"] is not spec["TaskTemplate"]["ContainerSpec"]["Labels"]  # two mappings, not one shared
@@ -71,7 +71,7 @@ def test_ports_and_endpoint_bindings_publish_nothing():
     request = request_of('expose: ["9090"]\n', manifest=manifest)
     assert request.create["ports"] and request.host_config["port_bindings"]
     spec = service_spec(request, replicas=1, constraints=[])
-    assert spec["EndpointSpec"] == {"Mode": "vip"}
+    assert spec["EndpointSpec"] == {"Mode": "dnsrr"}
     assert "port" not in repr(spec["TaskTemplate"]).lower()
 
 
@@ -301,3 +301,22 @@ def test_network_spec_is_an_attachable_swarm_overlay():
     assert swarm_network_spec(request, encrypted=True)["options"] == {"encrypted": ""}
     accepted = inspect.signature(docker.APIClient.create_network).parameters
     assert set(kwargs) <= set(accepted)
+
+
+def test_the_catalog_validates_for_the_configured_orchestrator(tmp_path):
+    """A key a swarm cannot express passes on one engine and is refused in swarm mode, naming file and key."""
+    from app.catalog.catalog import Catalog
+    from app.catalog.source import LocalFolderSource
+
+    folder = tmp_path / "repo" / "products" / "demo"
+    folder.mkdir(parents=True)
+    (folder / "product.yml").write_text(MANIFEST)
+    (folder / "docker-compose.yml").write_text(
+        "services:\n  app:\n    image: live-test/busybox:latest\n    domainname: example.org\n")
+    assert load_product_folder(folder).errors == []
+    [error] = load_product_folder(folder, orchestrator="swarm").errors
+    assert error.startswith("product demo: service app: domainname: Docker Swarm cannot")
+    for orchestrator, valid in (("docker", True), ("swarm", False)):
+        catalog = Catalog(LocalFolderSource(tmp_path / "repo"), orchestrator=orchestrator)
+        [item] = catalog.source.read()
+        assert item.load(catalog.orchestrator).valid is valid
