@@ -113,6 +113,7 @@ network_up() {
 
 dockerd_up() {
   [ -n "$(dockerd_pid)" ] && return 0
+  rm -f "$pidfile"  # stale (dockerd refuses to start while the pid in it belongs to a live process)
   mkdir -p "$exec_root" "$data_root"
   chmod 700 "$exec_root" "$data_root"
   # Its own config file: without --config-file dockerd reads /etc/docker/daemon.json (the host's pools,
@@ -219,18 +220,24 @@ down() {
   local id="" pid
   if [ -n "$(dockerd_pid)" ] && node version >/dev/null 2>&1; then
     id="$(node_id)"
-    node swarm leave --force >/dev/null 2>&1 || true
+    # Containers first, while dockerd can still stop them (task containers of removed services).
     node ps -aq | xargs -r docker -H "$engine" rm -f >/dev/null 2>&1 || true
   fi
   # The manager forgets the node: by id, or by its live.engine label when the daemon is already gone.
+  # (No `swarm leave` on the node: it takes ~7 s, and its state is deleted with the data-root anyway.)
   if [ -z "$id" ]; then
     id="$(manager node ls -q --filter "node.label=live.engine=$engine" 2>/dev/null || true)"
   fi
   for one in $id; do
     manager node rm --force "$one" >/dev/null 2>&1 || true
   done
+  # SIGKILL: a clean stop of a dockerd still in swarm mode waits ~9 s for its cluster component; nothing
+  # of its state is kept, and what a kill leaves behind (its containerd, mounts, netns) is removed below.
   pid="$(dockerd_pid)"
-  if [ -n "$pid" ]; then kill_pids "$pid"; fi
+  if [ -n "$pid" ]; then
+    kill -KILL "$pid" 2>/dev/null || true
+    while kill -0 "$pid" 2>/dev/null; do sleep 0.05; done
+  fi
   # shellcheck disable=SC2046
   kill_pids $(leftover_pids)
   unmount_under "$exec_root"
