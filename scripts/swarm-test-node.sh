@@ -46,9 +46,10 @@ pidfile="$exec_root/dockerd.pid"
 config="$exec_root/daemon.json"
 log="/run/live-$name.dockerd.log"
 
+started_dockerd=0
 die() {
   echo "swarm-test-node: $*" >&2
-  if [ -f "$log" ]; then
+  if [ "$started_dockerd" = 1 ] && [ -f "$log" ]; then
     echo "--- last lines of $log ---" >&2
     tail -n 20 "$log" >&2
   fi
@@ -126,6 +127,7 @@ dockerd_up() {
                       --containerd-namespace "$ns" --containerd-plugins-namespace "$ns-plugins")
   fi
   : >"$log"
+  started_dockerd=1
   # nsenter --net only (not `ip netns exec`, which remounts /sys and hides the cgroup mounts);
   # unshare --uts gives the node its own hostname (swarm shows NAME, not the manager's hostname).
   # DOCKER_SERVICE_PREFER_OFFLINE_IMAGE=1: a worker otherwise tries to pull every task's image first; the
@@ -148,8 +150,12 @@ dockerd_up() {
 join_swarm() {
   local state token manager_addr="$1"
   state="$(node info --format '{{.Swarm.LocalNodeState}}')"
-  if [ "$state" = "active" ]; then
+  if [ "$state" = "active" ] && manager node inspect "$(node_id)" >/dev/null 2>&1; then
     return 0
+  fi
+  if [ "$state" != "inactive" ]; then
+    # pending/error/locked, or active in a swarm whose manager removed this node: start over.
+    node swarm leave --force >/dev/null 2>&1 || true
   fi
   token="$(manager swarm join-token -q worker)"
   node swarm join --token "$token" --advertise-addr "$node_ip" --listen-addr "$node_ip:2377" \
@@ -167,6 +173,10 @@ up() {
   manager_addr="$(manager info --format '{{.Swarm.NodeAddr}}')"
   ip -o -4 addr show | grep -F " inet $manager_addr/" >/dev/null \
     || die "the manager's advertised address $manager_addr is not an address of this machine"
+  for image in $images; do
+    manager image inspect "$image" >/dev/null 2>&1 \
+      || die "image $image is not on the manager (tests/images/build-busybox-image.sh, scripts/build-helper-image.sh)"
+  done
   network_up "$manager_addr"
   dockerd_up
   join_swarm "$manager_addr"
@@ -210,7 +220,7 @@ leftover_pids() {
   # containerd and shims this node's dockerd started (their command line names its exec-root).
   local proc
   for proc in /proc/[0-9]*; do
-    if tr '\0' ' ' <"$proc/cmdline" 2>/dev/null | grep -F -- "$exec_root/containerd" >/dev/null; then
+    if { tr "\0" " " <"$proc/cmdline"; } 2>/dev/null | grep -F -- "$exec_root/containerd" >/dev/null; then
       echo "${proc#/proc/}"
     fi
   done
