@@ -5,6 +5,7 @@ when those are missing; in CI (CI=true) a missing one is a failure.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import shutil
@@ -48,6 +49,22 @@ def docker_engine():
                 unavailable(f"cannot build {image}: {result.stderr.strip()}")
     yield client
     client.close()
+
+
+@pytest.fixture(scope="session")
+def swarm_worker(docker_engine):
+    """A second engine joined to the local swarm as a worker: tests/support/swarm_node.py SwarmNode.
+
+    Needs root and DOCKER_HOST a swarm manager on this machine; otherwise unavailable (CI: a failure).
+    """
+    from tests.support.swarm_node import SwarmNodeUnavailable, second_node
+
+    with contextlib.ExitStack() as stack:
+        try:
+            node = stack.enter_context(second_node(docker_engine))
+        except SwarmNodeUnavailable as exc:
+            unavailable(f"no second swarm node: {exc}")
+        yield node
 
 
 def _postgres_available() -> str | None:
