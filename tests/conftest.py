@@ -51,9 +51,12 @@ def docker_engine():
     client.close()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def swarm_worker(docker_engine):
     """A second engine joined to the local swarm as a worker: tests/support/swarm_node.py SwarmNode.
+
+    Module-scoped (up about 1 s, down about 2 s): outside the modules that use it the swarm has one node, so
+    orders of other tests are never placed on it.
 
     Needs root and DOCKER_HOST a swarm manager on this machine; otherwise unavailable (CI: a failure).
     """
