@@ -35,6 +35,8 @@ HERE = Path(__file__).parent
 WRK_SECONDS = int(os.environ.get("BENCH_WRK_SECONDS", "10"))
 SCALES = [int(n) for n in os.environ.get("BENCH_SCALES", "10,100,300").split(",")]
 BURST = int(os.environ.get("BENCH_BURST", "50"))
+# Swarm (issue 14): orders of the one-service `mini` product on a single-node swarm at each scale.
+SWARM_SCALES = [int(n) for n in os.environ.get("BENCH_SWARM_SCALES", "10,300").split(",")]
 REPEATS = 3
 # Ingress (issue 12): routes held by Caddy when one route update is timed, and how many updates are timed.
 INGRESS_SCALES = [int(n) for n in os.environ.get("BENCH_INGRESS_SCALES", "10,1000").split(",")]
@@ -118,11 +120,11 @@ class Bench:
             self.notes.append(f"{name}: PostgreSQL unavailable ({exc}); SQLite used")
             return f"sqlite:///{self.tmp / (name + '.db')}"
 
-    def settings(self, name: str, deployment: str | None = None, url: str | None = None):
+    def settings(self, name: str, deployment: str | None = None, url: str | None = None, **extra: str):
         return load_settings({
             "LIVE_DATABASE_URL": url or self.database(name), "LIVE_CONFIG_REPO": str(self.config_repo),
             "LIVE_BASE_DOMAIN": "bench.local", "LIVE_BACKUP_DIR": str(self.tmp / "backups"),
-            "LIVE_DEPLOYMENT": deployment or self.ns, "LIVE_LOG_LEVEL": "WARNING",
+            "LIVE_DEPLOYMENT": deployment or self.ns, "LIVE_LOG_LEVEL": "WARNING", **extra,
         })
 
     def service(self, name: str, worker: bool, env: dict[str, str] | None = None) -> Service:
@@ -384,6 +386,79 @@ class Bench:
                      b["calls"] == a["calls"], "calls", f"baseline = @{low} orders")
             self.row(f"4 {label}: time @{high}", round(b["s"] * 1000, 1), round(a["s"] * 1000, 1),
                      f"ratio <= {growth:.0f} (linear)", b["s"] <= a["s"] * growth, "ms", f"baseline = @{low} orders")
+        live.db.close()
+
+    # -- swarm (issue 14) ------------------------------------------------------
+    def swarm_reads(self) -> None:
+        """Status passes on a single-node swarm (LIVE_ORCHESTRATOR=swarm) at each of SWARM_SCALES orders of the
+        `mini` product (one service each), created through the bridge: manager API calls and time of one pass
+        over every order (SwarmEngine.list_containers by the deployment's label) against the same two raw
+        calls (GET /services and GET /tasks by label, nothing done with the answers), and of one placement
+        look (SwarmEngine.nodes)."""
+        from app.bootstrap import bootstrap
+        from app.db import upgrade
+        from app.orders.service import CustomerInfo
+
+        swarm = self.docker.info().get("Swarm") or {}
+        if not swarm.get("ControlAvailable"):
+            self.row("swarm (skipped)", "the engine is not a swarm manager", None, "-", None)
+            return
+        ns = self.ns + "w"
+        self.swarm_ns = ns
+        live = bootstrap(self.settings("swarm", deployment=ns, LIVE_ORCHESTRATOR="swarm"))
+        upgrade(live.db)
+        live.catalog.sync()
+        worker = live.worker()
+        worker.concurrency = 8
+        worker._pool = ThreadPoolExecutor(max_workers=8)
+        engine = live.engine
+        selector = {"live.deployment": ns}
+        filters = {"label": [f"live.deployment={ns}"]}
+        results, made = {}, 0
+        for scale in SWARM_SCALES:
+            started = time.monotonic()
+            while made < scale:
+                live.orders.create(service_id=70000 + made, customer=CustomerInfo(email=f"w{made}@example.org"),
+                                   product="mini", plan="basic")
+                made += 1
+            worker.run_until_idle(timeout=1800)
+            listed = engine.list_containers(selector)
+            running = sum(1 for c in listed if c.running)
+            log(f"swarm scale {scale}: {running} services running, ready in {time.monotonic() - started:.0f}s")
+
+            def measure(fn):
+                times, calls = [], []
+                for _ in range(REPEATS):
+                    before, t0 = engine.api_calls, time.perf_counter()
+                    fn()
+                    times.append(time.perf_counter() - t0)
+                    calls.append(engine.api_calls - before)
+                return {"s": round(statistics.median(times), 4), "calls": max(calls)}
+
+            raw_times = []
+            for _ in range(REPEATS):
+                t0 = time.perf_counter()
+                self.docker.api.services(filters=filters)
+                self.docker.api.tasks(filters=filters)
+                raw_times.append(time.perf_counter() - t0)
+            results[scale] = {"running": running, "status_pass": measure(lambda: engine.list_containers(selector)),
+                              "raw_two_calls_s": round(statistics.median(raw_times), 4),
+                              "placement": measure(engine.nodes)}
+            log(f"swarm scale {scale}: {results[scale]}")
+        self.raw["swarm"] = results
+        low, high = SWARM_SCALES[0], SWARM_SCALES[-1]
+        a, b = results[low], results[high]
+        self.row(f"swarm status pass: API calls @{high} services", b["status_pass"]["calls"], a["status_pass"]["calls"],
+                 "ratio 1.0 (constant)", b["status_pass"]["calls"] == a["status_pass"]["calls"], "calls",
+                 f"baseline = @{low} services")
+        self.row(f"swarm status pass: time @{high} services", round(b["status_pass"]["s"] * 1000, 1),
+                 round(b["raw_two_calls_s"] * 1000, 1), "ratio <= 1.5", b["status_pass"]["s"] <= 1.5 * b["raw_two_calls_s"],
+                 "ms", "baseline = the same two raw API calls (services, tasks) in the same run")
+        self.row(f"swarm status pass: time @{high} vs @{low}", round(b["status_pass"]["s"] * 1000, 1),
+                 round(a["status_pass"]["s"] * 1000, 1), f"ratio <= {high / low:.0f} (linear)",
+                 b["status_pass"]["s"] <= a["status_pass"]["s"] * high / low, "ms")
+        self.row(f"swarm placement look: API calls @{high}", b["placement"]["calls"], a["placement"]["calls"],
+                 "ratio 1.0 (constant)", b["placement"]["calls"] == a["placement"]["calls"], "calls")
         live.db.close()
 
     # -- bad input ----------------------------------------------------------
@@ -957,8 +1032,11 @@ class Bench:
         for project, path in self.projects:
             subprocess.run(["docker-compose", "-p", project, "-f", str(path), "down", "-v", "-t", "1"],
                            capture_output=True, timeout=300, cwd=self.tmp)
-        for ns in (self.ns, self.ns + "s"):
+        for ns in (self.ns, self.ns + "s", self.ns + "w"):
             selector = {"label": f"live.deployment={ns}"}
+            if (self.docker.info().get("Swarm") or {}).get("ControlAvailable"):
+                for service in self.docker.services.list(filters=selector):
+                    service.remove()
             found = self.docker.api.containers(all=True, filters=selector)
             with ThreadPoolExecutor(max_workers=8) as pool:
                 list(pool.map(lambda c: self.docker.api.remove_container(c["Id"], force=True), found))
@@ -1093,7 +1171,8 @@ def main() -> int:
     started = time.monotonic()
     only = set(filter(None, os.environ.get("BENCH_ONLY", "").split(",")))
     steps = [("1", bench.figure1), ("235", bench.figures235), ("4", bench.figure4), ("bad", bench.bad_input),
-             ("ingress", bench.ingress_throughput), ("ingress", bench.ingress_updates), ("backups", bench.backups)]
+             ("ingress", bench.ingress_throughput), ("ingress", bench.ingress_updates), ("backups", bench.backups),
+             ("swarm", bench.swarm_reads)]
     try:
         log(f"namespace {bench.ns}, work dir {bench.tmp}")
         for name, step in steps:

@@ -11,7 +11,9 @@ import pytest
 
 from app.config import PROJECT_ROOT
 from app.models import Operation, Order
+from tests.conftest import ORCHESTRATORS
 from tests.support.live_service import settings_env
+from tests.support.observed import Observer
 from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.usefixtures("docker_engine", "stack_cleanup")
@@ -29,10 +31,12 @@ def operation_state(operation_id):
     return Operation.get_by_id(operation_id)
 
 
+@pytest.mark.parametrize("orchestrator", ORCHESTRATORS)
 @pytest.mark.parametrize("kill_after_step", [0, 2, 4])
-def test_worker_killed_mid_create_converges(live, settings, docker_engine, deployed_objects, make_customer, tmp_path,
-                                            kill_after_step):
-    """Kill at several points (claimed only, networks/volumes made, some containers made)."""
+def test_worker_killed_mid_create_converges(live, settings, docker_engine, make_customer, tmp_path, kill_after_step,
+                                            orchestrator):
+    """Kill at several points (claimed only, networks/volumes made, some containers or swarm services made), on
+    one engine and on a swarm."""
     outcome = live.orders.create(service_id=500 + kill_after_step, customer=make_customer(), product="busybox-demo",
                                  plan="small", username=f"crash{kill_after_step}")
     operation_id = outcome.operation.id
@@ -60,14 +64,18 @@ def test_worker_killed_mid_create_converges(live, settings, docker_engine, deplo
     order = Order.get_by_id(outcome.order.id)
     assert order.status == "active"
     prefix = f"{settings.deployment}-{order.instance}"
-    # Exactly one container per service, no duplicates, no orphans; all running.
-    assert deployed_objects() == {
-        "containers": [f"{prefix}_app", f"{prefix}_db", f"{prefix}_web"],
-        "networks": [f"{prefix}_default"],
-        "volumes": [f"{prefix}_app-state", f"{prefix}_db-data"],
-    }
-    states = {c.name: c.status for c in docker_engine.containers.list(all=True, filters={"label": f"live.deployment={settings.deployment}"})}
-    assert set(states.values()) == {"running"}
+    observer = Observer(docker_engine, settings.deployment, orchestrator)
+    objects = observer.objects()
+    # Exactly one container (swarm: one service with one task) per service, no duplicates, no orphans; all running.
+    stacked = objects["services"] if orchestrator == "swarm" else objects["containers"]
+    assert stacked == [f"{prefix}_app", f"{prefix}_db", f"{prefix}_web"]
+    assert objects["networks"] == [f"{prefix}_default"]
+    assert objects["volumes"] == [f"{prefix}_app-state", f"{prefix}_db-data"]
+    services = observer.services(order.id)
+    assert sorted(services) == ["app", "db", "web"] and all(s.running for s in services.values())
+    if orchestrator == "swarm":  # one task container per service runs; a killed attempt left no second one
+        running = docker_engine.containers.list(filters={"label": f"live.deployment={settings.deployment}"})
+        assert len(running) == 3
 
 
 def test_second_worker_refuses_to_start(live, settings, tmp_path):

@@ -22,7 +22,11 @@ def settings_env(settings, **tuning: str) -> dict[str, str]:
         # The test's store (by default file://<its LIVE_BACKUP_DIR>), never one the calling shell names.
         "LIVE_BACKUP_STORE": settings.backup_store,
         "LIVE_DEPLOYMENT": settings.deployment,
+        "LIVE_ORCHESTRATOR": settings.orchestrator,
     })
+    if settings.orchestrator == "swarm":
+        env.update({"LIVE_SWARM_POOL": settings.swarm_pool,
+                    "LIVE_SWARM_ENCRYPT_NETWORKS": "true" if settings.swarm_encrypt_networks else "false"})
     if settings.s3_endpoint_url:
         env["LIVE_S3_ENDPOINT_URL"] = settings.s3_endpoint_url
     else:
