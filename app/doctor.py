@@ -11,6 +11,8 @@ The checks, in the order printed:
 engine           the Docker engine answers (DOCKER_HOST); its version
 address-pools    ``default-address-pools`` leave room for many networks (one per order)
 helper-image     the archive helper image (LIVE_HELPER_IMAGE) is on the engine
+swarm            (LIVE_ORCHESTRATOR=swarm) the engine is a manager; the nodes that take orders, their free
+                 memory, and every node's own engine answering with the helper image (docs/SCALING.md)
 database         LIVE_DATABASE_URL answers and no migration is pending
 worker           a worker's heartbeat is fresh (the rule of ``app/orders/heartbeat.py``)
 backup-store     LIVE_BACKUP_STORE answers; a folder store is (or can be) writable, with LIVE_BACKUP_MIN_FREE_GB free
@@ -126,7 +128,10 @@ class Doctor:
         findings = []
         engine = self._safely("engine", self.check_engine)
         findings.append(engine)
-        for name, check in (("address-pools", self.check_address_pools), ("helper-image", self.check_helper_image)):
+        checks = [("address-pools", self.check_address_pools), ("helper-image", self.check_helper_image)]
+        if self.settings.orchestrator == "swarm":
+            checks.append(("swarm", self.check_swarm))
+        for name, check in checks:
             findings.append(self._safely(name, check) if engine.status == OK
                             else Finding(name, SKIP, "not checked: the Docker engine does not answer"))
         database = self._safely("database", self.check_database)
@@ -199,6 +204,47 @@ class Doctor:
                        f"build it there: `bash {HELPER_SCRIPT} {image}` (it is never pulled)")
 
     # -- the database and what it holds -----------------------------------------
+    def check_swarm(self) -> Finding:
+        """The manager, the nodes placement may choose (app/stacks/placement.py) and each node's engine."""
+        from app.stacks.placement import eligible_nodes
+        from app.stacks.swarm_engine import SwarmEngine
+
+        swarm = SwarmEngine(self.settings.docker_host, timeout=ENGINE_TIMEOUT_SECONDS)
+        try:
+            swarm.ping()
+        except LiveError as exc:
+            return Finding("swarm", FAIL, str(exc), "make DOCKER_HOST a swarm manager (`docker swarm init`, or the "
+                                                    "address of a manager), or set LIVE_ORCHESTRATOR=docker")
+        nodes = swarm.nodes()
+        problems = []
+        for node in nodes:
+            if not node.ready:
+                continue
+            if node.engine is None:
+                problems.append(f"{node.hostname}: no live.engine label (its orders cannot be backed up)")
+                continue
+            try:
+                engine = swarm.node_engine(node.id)
+                engine.ping()
+                if not engine.image_present(self.settings.helper_image):
+                    problems.append(f"{node.hostname}: no {self.settings.helper_image} image")
+            except LiveError as exc:
+                problems.append(f"{node.hostname}: its engine does not answer ({exc})")
+        eligible = eligible_nodes(nodes, self.settings.swarm_pool)
+        pool = f" in pool {self.settings.swarm_pool!r}" if self.settings.swarm_pool else ""
+        free = ", ".join(f"{n.hostname} {n.free_bytes / 2**30:.1f} GiB free" for n in eligible)
+        summary = f"{len(nodes)} node(s), {len(eligible)} taking orders{pool}" + (f": {free}" if free else "")
+        fix = ("label each node with its engine's address (`docker node update --label-add live.engine=tcp://<address>"
+               f":2376 <node>`, TLS), build the helper image on it (`bash {HELPER_SCRIPT}`)"
+               + (f", and label nodes for new orders (`--label-add live.pool={self.settings.swarm_pool}`)"
+                  if self.settings.swarm_pool else ""))
+        if not eligible:
+            return Finding("swarm", FAIL, f"{summary}: new orders cannot be placed" +
+                           (f"; {'; '.join(problems)}" if problems else ""), fix)
+        if problems:
+            return Finding("swarm", WARN, f"{summary}; {'; '.join(problems)}", fix)
+        return Finding("swarm", OK, summary)
+
     def check_database(self) -> Finding:
         where = _describe_database(self.settings.database_url)
         sqlite_file = self.settings.database_url.split(":///", 1)[-1] if self.settings.database_url.startswith(

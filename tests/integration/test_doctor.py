@@ -12,6 +12,7 @@ import pytest
 from app import create_app
 from app.apikeys import create_key
 from app.bootstrap import bootstrap
+from app.config import PROJECT_ROOT
 from app.db import connect_database, database
 from app.doctor import FAIL, OK, SKIP, WARN, Doctor, Finding, exit_code, render_text, worst
 from app.bootstrap import route_table
@@ -148,7 +149,8 @@ def test_a_database_without_migrations_fails_and_skips_what_needs_its_schema(set
     finally:
         live.db.close()
     found = by_name(findings)
-    assert found["database"].status == FAIL and "10 migration(s) pending: 0001_initial, " in found["database"].finding
+    count = len(list((PROJECT_ROOT / "migrations").glob("0*.py")))
+    assert found["database"].status == FAIL and f"{count} migration(s) pending: 0001_initial, " in found["database"].finding
     assert found["database"].fix.startswith("apply them: `flask --app wsgi live db upgrade`")
     assert [found[name].status for name in ("worker", "catalog", "api-keys", "ingress")] == [SKIP, SKIP, SKIP, SKIP]
     assert exit_code(findings) == 2
@@ -400,3 +402,16 @@ def test_the_command_prints_each_check_with_its_fix_and_exits_by_the_worst(setti
         key, _ = create_key("whmcs-prod", "whmcs")
         ApiKey.update(last_used_at=utcnow()).where(ApiKey.id == key.id).execute()
     assert runner.invoke(args=["live", "doctor"]).exit_code == 0
+
+
+def test_swarm_mode_reports_the_nodes_that_take_orders(live, docker_engine):
+    from tests.conftest import require_swarm_manager
+
+    require_swarm_manager(docker_engine)
+    found = by_name(doctor(live, orchestrator="swarm").run())["swarm"]
+    assert found.status == OK, found
+    assert "taking orders" in found.finding and "GiB free" in found.finding
+    nowhere = by_name(doctor(live, orchestrator="swarm", swarm_pool="nowhere").run())["swarm"]
+    assert nowhere.status == FAIL and "0 taking orders in pool 'nowhere'" in nowhere.finding
+    assert "live.pool=nowhere" in nowhere.fix
+    assert "swarm" not in by_name(doctor(live).run())  # one engine: no such check
