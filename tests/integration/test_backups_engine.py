@@ -16,7 +16,9 @@ import pytest
 from app.backups.service import BackupKind
 from app.config import PROJECT_ROOT
 from app.models import Backup, Operation, Order
+from tests.conftest import ORCHESTRATORS
 from tests.support.live_service import settings_env
+from tests.support.observed import Observer
 from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.usefixtures("docker_engine", "stack_cleanup")
@@ -50,17 +52,18 @@ def create(live, make_customer, service_id: int, name: str) -> Order:
 
 
 def container(docker_engine, live, order, service: str):
-    return docker_engine.containers.get(f"{live.settings.deployment}-{order.instance}_{service}")
+    """What runs ``service`` of the order (one engine or swarm: tests/support/observed.py)."""
+    return Observer(docker_engine, live.settings.deployment, live.settings.orchestrator).services(order.id)[service]
 
 
 def write(docker_engine, live, order, service: str, path: str, text: str) -> None:
-    result = container(docker_engine, live, order, service).exec_run(["sh", "-c", f'printf "%s" "$1" > {path}', "sh", text])
-    assert result.exit_code == 0, result.output
+    code, output = container(docker_engine, live, order, service).exec(["sh", "-c", f'printf "%s" "$1" > {path}', "sh", text])
+    assert code == 0, output
 
 
 def read(docker_engine, live, order, service: str, path: str) -> str:
-    result = container(docker_engine, live, order, service).exec_run(["cat", path])
-    return result.output.decode() if result.exit_code == 0 else f"<missing: {result.output.decode().strip()}>"
+    code, output = container(docker_engine, live, order, service).exec(["cat", path])
+    return output.decode() if code == 0 else f"<missing: {output.decode().strip()}>"
 
 
 def run(live, call) -> Operation:
@@ -81,6 +84,7 @@ def restore(live, order, backup_id: str) -> Operation:
                                                  source_order_id=manifest.order_id))
 
 
+@pytest.mark.parametrize("orchestrator", ORCHESTRATORS)
 def test_data_in_a_volume_and_in_a_dump_survives_backup_destruction_and_restore(live, make_customer, docker_engine):
     declare(live)
     order = create(live, make_customer, 701, "keeper")
@@ -93,7 +97,7 @@ def test_data_in_a_volume_and_in_a_dump_survives_backup_destruction_and_restore(
 
     # The customer destroys both.
     write(docker_engine, live, order, "db", "/data/records", "DROP TABLE")
-    container(docker_engine, live, order, "app").exec_run(["sh", "-c", "rm -rf /state/*"])
+    container(docker_engine, live, order, "app").exec(["sh", "-c", "rm -rf /state/*"])
 
     operation = restore(live, order, backup_id)
     assert operation.state == "succeeded", operation.error_detail
@@ -104,9 +108,9 @@ def test_data_in_a_volume_and_in_a_dump_survives_backup_destruction_and_restore(
     assert safety.kind == "pre_restore"
     with live.backups.store.open_artefact(safety.backup_id, "dump.db") as stream:
         assert stream.read() == b"DROP TABLE", "the safety backup holds the data the restore replaced"
-    states = {c.name: c.status for c in docker_engine.containers.list(
-        all=True, filters={"label": [f"live.order={order.id}", f"live.deployment={live.settings.deployment}"]})}
-    assert set(states.values()) == {"running"}, states
+    running = {name: s.running for name, s in Observer(
+        docker_engine, live.settings.deployment, live.settings.orchestrator).services(order.id).items()}
+    assert set(running.values()) == {True}, running
 
 
 def test_a_corrupted_artefact_is_refused_before_the_data_is_touched(live, make_customer, docker_engine):
@@ -124,6 +128,7 @@ def test_a_corrupted_artefact_is_refused_before_the_data_is_touched(live, make_c
     assert not Backup.select().where(Backup.kind == BackupKind.PRE_RESTORE).exists()
 
 
+@pytest.mark.parametrize("orchestrator", ORCHESTRATORS)
 def test_a_failing_restore_command_rolls_back_to_the_safety_backup(live, make_customer, docker_engine):
     declare(live)
     order = create(live, make_customer, 703, "rollback")

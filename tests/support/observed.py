@@ -21,7 +21,8 @@ class ObservedService:
 
     ``container`` is the id of the container that runs it (a new one after a recreate or a swarm update, the
     same one while nothing changed); ``running`` whether it runs; ``memory_limit`` in bytes (0: none);
-    ``node`` the swarm node (None on one engine); ``run(argv)`` runs a command in it and returns its output.
+    ``node`` the swarm node (None on one engine); ``exec(argv)`` runs a command in it and returns its exit code
+    and output, ``run(argv)`` only the output.
     """
 
     name: str
@@ -30,7 +31,10 @@ class ObservedService:
     running: bool
     memory_limit: int
     node: str | None
-    run: Callable[[list[str]], bytes]
+    exec: Callable[[list[str]], tuple[int, bytes]]
+
+    def run(self, argv: list[str]) -> bytes:
+        return self.exec(argv)[1]
 
 
 class Observer:
@@ -66,7 +70,7 @@ class Observer:
             found[container.labels["live.service"]] = ObservedService(
                 name=container.labels["live.service"], labels=container.labels, container=container.id,
                 running=container.status == "running", memory_limit=container.attrs["HostConfig"].get("Memory") or 0,
-                node=None, run=lambda argv, c=container: c.exec_run(argv).output)
+                node=None, exec=lambda argv, c=container: tuple(c.exec_run(argv)))
         return found
 
     def _swarm_service(self, service) -> ObservedService:
@@ -80,12 +84,12 @@ class Observer:
         def run(argv, node=node, container=container):
             if container is None:
                 raise AssertionError(f"swarm service {spec['Name']} has no running task")
-            return self.node_client(node).containers.get(container).exec_run(argv).output
+            return tuple(self.node_client(node).containers.get(container).exec_run(argv))
 
         limits = (spec["TaskTemplate"].get("Resources") or {}).get("Limits") or {}
         return ObservedService(name=spec["Labels"]["live.service"], labels=spec["Labels"], container=container,
                                running=task is not None, memory_limit=limits.get("MemoryBytes") or 0, node=node,
-                               run=run)
+                               exec=run)
 
     def objects(self) -> dict[str, list[str]]:
         """The names of every object of the deployment: containers (task containers too, on every node),
