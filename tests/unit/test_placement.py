@@ -88,6 +88,7 @@ def test_a_new_order_is_placed_once_and_everything_it_creates_goes_there(fake_li
     assert event.data == {"node": "id-n2", "node_name": "n2"} and "placed on node n2" in event.message
     steps = [step["message"] for step in order.operations.first().steps]
     assert any(step.startswith("place the order on node n2") for step in steps)
+    assert fake_live.queries.order_view(order)["node"] == {"id": "id-n2", "hostname": "n2"}  # every view shows it
 
     fake_engine.swarm_nodes = [node("n1", 64), node("n2", 8, 7)]  # n1 is emptier now: the order stays on n2
     fake_live.orders.redeploy(Order.get_by_id(order.id))
@@ -110,3 +111,4 @@ def test_on_one_engine_no_node_is_recorded(fake_live, fake_engine):
     order = create(fake_live)
     assert order.status == "active" and order.node is None and order.node_name is None
     assert set(fake_engine.placements.values()) == {None}
+    assert fake_live.queries.order_view(order)["node"] is None
