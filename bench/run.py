@@ -438,12 +438,12 @@ class Bench:
             raw_times = []
             for _ in range(REPEATS):
                 t0 = time.perf_counter()
-                self.docker.api.services(filters=filters)
-                self.docker.api.tasks(filters=filters)
+                answers = (self.docker.api.services(filters=filters), self.docker.api.tasks(filters=filters))
                 raw_times.append(time.perf_counter() - t0)
             results[scale] = {"running": running, "status_pass": measure(lambda: engine.list_containers(selector)),
                               "raw_two_calls_s": round(statistics.median(raw_times), 4),
-                              "placement": measure(engine.nodes)}
+                              "answer_bytes": sum(len(json.dumps(answer)) for answer in answers),
+                              "placement": measure(engine.nodes), **_manager_footprint()}
             log(f"swarm scale {scale}: {results[scale]}")
         self.raw["swarm"] = results
         low, high = SWARM_SCALES[0], SWARM_SCALES[-1]
@@ -460,6 +460,46 @@ class Bench:
         self.row(f"swarm placement look: API calls @{high}", b["placement"]["calls"], a["placement"]["calls"],
                  "ratio 1.0 (constant)", b["placement"]["calls"] == a["placement"]["calls"], "calls")
         live.db.close()
+
+    def swarm_lifecycle(self) -> None:
+        """Create, suspend, unsuspend and terminate of one busybox-demo order (3 services, a healthcheck, two
+        volumes) on a single-node swarm, against the same on the one engine in the same run (REPEATS each,
+        median)."""
+        from app.bootstrap import bootstrap
+        from app.db import upgrade
+        from app.models import Order
+        from app.orders.service import CustomerInfo
+
+        if not (self.docker.info().get("Swarm") or {}).get("ControlAvailable"):
+            self.row("swarm lifecycle (skipped)", "the engine is not a swarm manager", None, "-", None)
+            return
+        timings: dict[str, dict[str, list[float]]] = {}
+        for mode in ("docker", "swarm"):
+            ns = self.ns + ("w" if mode == "swarm" else "s")
+            live = bootstrap(self.settings(f"life-{mode}", deployment=ns, LIVE_ORCHESTRATOR=mode))
+            upgrade(live.db)
+            live.catalog.sync()
+            worker = live.worker()
+            steps = timings[mode] = {"create": [], "suspend": [], "unsuspend": [], "terminate": []}
+            for attempt in range(REPEATS):
+                outcome = live.orders.create(service_id=90000 + attempt, product="busybox-demo", plan="small",
+                                             customer=CustomerInfo(email=f"l{attempt}@example.org"))
+                order_id = outcome.order.id
+                for step, call in (("create", None), ("suspend", live.orders.suspend),
+                                   ("unsuspend", live.orders.unsuspend), ("terminate", live.orders.terminate)):
+                    started = time.monotonic()
+                    if call is not None:
+                        call(Order.get_by_id(order_id))
+                    worker.run_until_idle(timeout=300)
+                    steps[step].append(time.monotonic() - started)
+                    status = Order.get_by_id(order_id).status
+                    assert status in ("active", "suspended", "terminated"), f"{mode} {step}: {status}"
+            live.db.close()
+        self.raw["swarm_lifecycle"] = timings
+        for step in ("create", "suspend", "unsuspend", "terminate"):
+            swarm, one = statistics.median(timings["swarm"][step]), statistics.median(timings["docker"][step])
+            self.row(f"swarm {step} (busybox-demo, 3 services)", round(swarm, 2), round(one, 2), "-", None, "s",
+                     "baseline = the same operation on the one engine, same run")
 
     # -- bad input ----------------------------------------------------------
     def bad_input(self) -> None:
@@ -1165,6 +1205,19 @@ def wait_http(url: str, timeout: float = 60) -> None:
     raise TimeoutError(url)
 
 
+def _manager_footprint() -> dict[str, int]:
+    """The local manager's Raft folder size and dockerd's resident memory (bytes), when this machine runs it."""
+    raft = Path("/var/lib/docker/swarm/raft")
+    found = {}
+    if raft.is_dir():
+        found["raft_bytes"] = sum(f.stat().st_size for f in raft.rglob("*") if f.is_file())
+    pids = subprocess.run(["pgrep", "-x", "dockerd"], capture_output=True, text=True).stdout.split()
+    if pids:
+        status = Path(f"/proc/{pids[0]}/status").read_text()
+        found["dockerd_rss_bytes"] = int(re.search(r"VmRSS:\s+(\d+) kB", status).group(1)) * 1024
+    return found
+
+
 def main() -> int:
     bench = Bench()
     bench.raw = {}
@@ -1172,7 +1225,7 @@ def main() -> int:
     only = set(filter(None, os.environ.get("BENCH_ONLY", "").split(",")))
     steps = [("1", bench.figure1), ("235", bench.figures235), ("4", bench.figure4), ("bad", bench.bad_input),
              ("ingress", bench.ingress_throughput), ("ingress", bench.ingress_updates), ("backups", bench.backups),
-             ("swarm", bench.swarm_reads)]
+             ("swarm", bench.swarm_lifecycle), ("swarm", bench.swarm_reads)]
     try:
         log(f"namespace {bench.ns}, work dir {bench.tmp}")
         for name, step in steps:
