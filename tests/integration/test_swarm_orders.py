@@ -141,3 +141,32 @@ def test_no_room_in_the_pool_fails_the_create_naming_the_figures(live, settings,
     assert "no node has 65" in order.last_error_detail and "MiB unreserved for the order" in order.last_error_detail
     assert order.node is None
     assert not docker_engine.services.list(filters={"label": [f"live.deployment={settings.deployment}"]})
+
+
+def test_a_worker_is_no_manager_and_a_node_without_its_engine_label_is_named(docker_engine, swarm_worker):
+    from app.errors import EngineOperationError, EngineUnavailable
+    from app.stacks.swarm_engine import SwarmEngine
+
+    with pytest.raises(EngineUnavailable, match="is not a swarm manager .*`docker swarm init`"):
+        SwarmEngine(swarm_worker.socket_url, timeout=10).ping()
+    engine = SwarmEngine(timeout=10)
+    assert engine.node_engine(swarm_worker.node_id).api.info()["Name"] == swarm_worker.client.info()["Name"]
+    node = docker_engine.nodes.get(swarm_worker.node_id)
+    label = node.attrs["Spec"]["Labels"]["live.engine"]
+    try:
+        spec = node.attrs["Spec"]
+        node.update({**spec, "Labels": {k: v for k, v in spec["Labels"].items() if k != "live.engine"}})
+        fresh = SwarmEngine(timeout=10)
+        with pytest.raises(EngineOperationError, match=f"swarm node {swarm_worker.hostname} has no live.engine label"):
+            fresh.node_engine(swarm_worker.node_id)
+        assert swarm_worker.node_id not in {n.id for n in fresh.nodes() if n.engine is not None}
+    finally:
+        for attempt in range(5):
+            node.reload()
+            spec = node.attrs["Spec"]
+            try:
+                node.update({**spec, "Labels": {**spec.get("Labels", {}), "live.engine": label}})
+                break
+            except Exception:
+                if attempt == 4:
+                    raise
