@@ -12,7 +12,8 @@ update (a changed spec)   ``POST /services/{id}/update``: swarm stops the old ta
 remove                    ``DELETE /services/{id}``
 state, health             the service's newest task: a task with a healthcheck stays ``starting`` until
                           healthy; swarm replaces an unhealthy task
-networks                  attachable overlay networks (``LIVE_SWARM_ENCRYPT_NETWORKS``: encrypted)
+networks                  attachable overlay networks (``LIVE_SWARM_ENCRYPT_NETWORKS``: encrypted); the
+                          proxy container (``LIVE_SWARM_PROXY_CONTAINER``) joins those it reaches endpoints on
 volumes, exec, archives   the Docker engine of the node that holds them (its ``live.engine`` label)
 ========================  ==========================================================================
 
@@ -58,7 +59,9 @@ class SwarmEngine(Engine):
     volumes, archives).
 
     ``encrypt_networks`` encrypts the overlay networks it creates (IPsec between nodes: ``--opt encrypted``).
-    ``poll_interval`` is seconds between two looks while waiting for a task to stop.
+    ``proxy_container`` is the name (or id) of the ingress proxy's container on the manager, which joins every
+    ``proxied`` order network and dials the endpoint services by name (docs/SCALING.md, "Ingress in a swarm");
+    None: no proxy to attach. ``poll_interval`` is seconds between two looks while waiting for a task to stop.
     """
 
     updates_in_place = True
@@ -66,10 +69,11 @@ class SwarmEngine(Engine):
     publishes_host_ports = False
 
     def __init__(self, base_url: str | None = None, timeout: int = 120, *, encrypt_networks: bool = False,
-                 poll_interval: float = 0.25):
+                 proxy_container: str | None = None, poll_interval: float = 0.25):
         self.manager = DockerEngine(base_url, timeout)
         self._timeout = timeout
         self.encrypt_networks = encrypt_networks
+        self.proxy_container = proxy_container or None
         self.poll_interval = poll_interval
         self._node_engines: dict[str, DockerEngine] = {}
         self._lock = threading.Lock()
@@ -323,9 +327,56 @@ class SwarmEngine(Engine):
         with translate_errors(f"create overlay network {request.name}"):
             self.api.create_network(**swarm_network_spec(request, encrypted=self.encrypt_networks))
 
+    def connect_proxy(self, request: NetworkRequest) -> None:
+        """Connect the proxy container to the ``proxied`` network ``request`` (on the manager, by the network's
+        name); already connected is fine. A proxy container that does not exist is logged, never raised: the
+        proxy being away never fails an operation (the next deploy of the order attaches it; docs/OPERATIONS.md).
+        """
+        if self.proxy_container is None or not request.proxied:
+            return
+        action = f"connect the proxy container {self.proxy_container} to network {request.name}"
+        try:
+            with translate_errors(action):
+                self.api.connect_container_to_network(self.proxy_container, request.name)
+        except NotFound as exc:
+            if self._proxy_missing():
+                log.warning("%s: the container does not exist (LIVE_SWARM_PROXY_CONTAINER); the order's routes "
+                            "fail until it runs and the order is deployed again", action)
+                return
+            raise EngineOperationError(str(exc)) from exc
+        except EngineOperationError as exc:
+            if "already attached" not in str(exc) and "already exists" not in str(exc):
+                raise
+        else:
+            log.info("the proxy container %s joined network %s", self.proxy_container, request.name)
+
     def remove_network(self, name: str) -> None:
-        """Remove the network, waiting (at most :data:`RELEASE_TIMEOUT`) while removed services still use it."""
+        """Disconnect the proxy container from the network (when it is connected), then remove the network,
+        waiting (at most :data:`RELEASE_TIMEOUT`) while removed services still use it."""
+        if self.proxy_container is not None:
+            self._disconnect_proxy(name)
         _retry_while_in_use(lambda: self.manager.remove_network(name), f"network {name}")
+
+    def _disconnect_proxy(self, network: str) -> None:
+        """Disconnect the proxy container from ``network``; nothing to do when either is missing or they are not
+        connected (a network the proxy never joined: it is not ``proxied``)."""
+        try:
+            with translate_errors(f"disconnect the proxy container {self.proxy_container} from network {network}"):
+                self.api.disconnect_container_from_network(self.proxy_container, network)
+        except NotFound:
+            return
+        except EngineOperationError as exc:
+            if "is not connected" not in str(exc):
+                raise
+
+    def _proxy_missing(self) -> bool:
+        """Whether the proxy container does not exist on the manager."""
+        try:
+            with translate_errors(f"inspect the proxy container {self.proxy_container}"):
+                self.api.inspect_container(self.proxy_container)
+        except NotFound:
+            return True
+        return False
 
     # -- volumes (on the nodes' own engines) ----------------------------------
     def list_volumes(self, labels: dict[str, str]) -> list[VolumeState]:
