@@ -365,8 +365,8 @@ class SwarmEngine(Engine):
                 self.api.disconnect_container_from_network(self.proxy_container, network)
         except NotFound:
             return
-        except EngineOperationError as exc:
-            if "is not connected" not in str(exc):
+        except EngineOperationError as exc:  # the manager answers 500 for both
+            if "is not connected" not in str(exc) and "not found" not in str(exc):
                 raise
 
     def _proxy_missing(self) -> bool:

@@ -9,6 +9,7 @@ on a host port: the proxy reaches the web service by its swarm service name over
 """
 from __future__ import annotations
 
+import secrets
 import threading
 
 import docker.errors
@@ -17,6 +18,7 @@ import urllib3
 from werkzeug.serving import make_server
 
 from app.models import Order
+from app.stacks.project import NODE_POOL_LABEL
 from tests.conftest import require_swarm_manager, unavailable
 from tests.support.caddy_container import CaddyContainer, ensure_caddy_image
 from tests.support.observed import Observer
@@ -38,14 +40,15 @@ def database_url(tmp_path):
     return f"sqlite:///{tmp_path / 'live.db'}"
 
 
-@pytest.fixture(scope="module")
-def proxy(docker_engine, tmp_path_factory):
-    """The proxy container, for the whole module."""
+@pytest.fixture
+def proxy(docker_engine, tmp_path):
+    """A proxy container of the test's own: one installation per Caddy (two would both claim the base domain's
+    certificate policy and port 443, which Caddy refuses; docs/OPERATIONS.md)."""
     require_swarm_manager(docker_engine)
     problem = ensure_caddy_image(docker_engine)
     if problem:
         unavailable(f"cannot build the Caddy image: {problem}")
-    caddy = CaddyContainer(docker_engine, tmp_path_factory.mktemp("proxy"))
+    caddy = CaddyContainer(docker_engine, tmp_path / "proxy")
     try:
         yield caddy.start()
     finally:
@@ -74,7 +77,28 @@ def ask_server(proxy):
 
 
 @pytest.fixture
-def settings(settings, proxy, ask_server):
+def worker_pool(request):
+    """For a test that uses the second node (``swarm_worker``): a placement pool only that node is in
+    (``live.pool`` on the node the fixture created), so the order is placed there; "" otherwise."""
+    if "swarm_worker" not in request.fixturenames:
+        yield ""
+        return
+    node = request.getfixturevalue("swarm_worker")
+    client = request.getfixturevalue("docker_engine")
+    pool = f"ingress-{secrets.token_hex(3)}"
+    swarm_node = client.nodes.get(node.node_id)
+    spec = swarm_node.attrs["Spec"]
+    spec["Labels"] = {**(spec.get("Labels") or {}), NODE_POOL_LABEL: pool}
+    swarm_node.update(spec)
+    yield pool
+    swarm_node.reload()
+    spec = swarm_node.attrs["Spec"]
+    spec["Labels"] = {k: v for k, v in (spec.get("Labels") or {}).items() if k != NODE_POOL_LABEL}
+    swarm_node.update(spec)
+
+
+@pytest.fixture
+def settings(settings, proxy, ask_server, worker_pool):
     """The shared test settings, with the proxy container as the swarm's ingress."""
     from dataclasses import replace
 
@@ -83,7 +107,7 @@ def settings(settings, proxy, ask_server):
     # start on a busy machine: the health timeout is a deadline, not a measure.
     return replace(settings, caddy_admin_url=proxy.admin_url, swarm_proxy_container=proxy.name, tls="internal",
                    ingress_https_port=443, ingress_http_port=80, ingress_resync_seconds=1.0,
-                   health_timeout_seconds=180,
+                   health_timeout_seconds=180, swarm_pool=worker_pool,
                    ingress_ask_url=f"http://{proxy.gateway}:{server.server_port}/ingress/v1/ask")
 
 
@@ -236,3 +260,26 @@ def test_the_proxy_reaches_the_order_by_service_name_and_follows_its_life(bridge
     assert network not in proxy.networks()
     assert observer.wait_until_nothing_left() == {"containers": [], "services": [], "networks": [], "volumes": []}
     assert https_until(proxy, hostname, lambda a: a.status == 404, "the unknown-site page").status == 404
+
+
+def test_the_proxy_on_the_manager_reaches_an_order_placed_on_another_node(bridge, settings, docker_engine, proxy,
+                                                                          swarm_worker, make_customer):
+    """The order runs on the second node (its own engine in a network namespace); the proxy on the manager
+    reaches its web service over the order's overlay network, across the nodes."""
+    live = bridge
+    outcome = live.orders.create(service_id=142, customer=make_customer(), product="busybox-demo", plan="small",
+                                 username="Far Away")
+    run_all(live)
+    order = Order.get_by_id(outcome.order.id)
+    assert order.status == "active", order.last_error
+    assert order.node == swarm_worker.node_id
+    tasks = Observer(docker_engine, settings.deployment, "swarm").services(order.id)
+    assert {service.node for service in tasks.values()} == {swarm_worker.node_id}
+    assert f"{settings.deployment}-far-away_default" in proxy.networks()
+    page = https_until(proxy, order.hostname, lambda a: a.status == 200, "the far order's page through the proxy")
+    assert f"<h1>{order.hostname}</h1>" in page.text
+
+    live.orders.terminate(order)
+    run_all(live)
+    assert Order.get_by_id(order.id).status == "terminated"
+    assert f"{settings.deployment}-far-away_default" not in proxy.networks()
