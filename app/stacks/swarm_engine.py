@@ -369,6 +369,36 @@ class SwarmEngine(Engine):
             if "is not connected" not in str(exc) and "not found" not in str(exc):
                 raise
 
+    def proxy_problem(self) -> str | None:
+        """What keeps the proxy container from reaching the orders' services, or None when nothing does (live
+        doctor): it must exist on the manager, run, and have been created on a user-defined network: only then is
+        its resolver Docker's 127.0.0.11 (its ``/etc/resolv.conf``, read with ``cat`` in it), which resolves the
+        services of the overlay networks it joins later; one created on the default bridge keeps the host's
+        resolver even once connected. Raises :class:`~app.errors.EngineUnavailable`."""
+        if self.proxy_container is None:
+            return "LIVE_SWARM_PROXY_CONTAINER is not set"
+        name = self.proxy_container
+        try:
+            with translate_errors(f"inspect the proxy container {name}"):
+                raw = self.api.inspect_container(name)
+        except NotFound:
+            return f"there is no container {name} on the swarm manager"
+        status = (raw.get("State") or {}).get("Status") or "unknown"
+        if status != "running":
+            return f"the container {name} is {status}, not running"
+        mode = (raw.get("HostConfig") or {}).get("NetworkMode") or "default"
+        if mode in ("host", "none") or mode.startswith("container:"):
+            return f"the container {name} runs with network mode {mode}: it cannot join the orders' overlay networks"
+        try:
+            resolv = self.manager.exec_input(name, ["cat", "/etc/resolv.conf"])
+        except EngineOperationError as exc:
+            return f"the resolver of the container {name} cannot be read ({exc})"
+        if "127.0.0.11" not in resolv:
+            return (f"the container {name} does not use Docker's resolver 127.0.0.11 (created on the default bridge "
+                    "network?), so it resolves no swarm service name: create it with --network <a user-defined "
+                    "network>")
+        return None
+
     def _proxy_missing(self) -> bool:
         """Whether the proxy container does not exist on the manager."""
         try:

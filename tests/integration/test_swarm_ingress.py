@@ -283,3 +283,30 @@ def test_the_proxy_on_the_manager_reaches_an_order_placed_on_another_node(bridge
     run_all(live)
     assert Order.get_by_id(order.id).status == "terminated"
     assert f"{settings.deployment}-far-away_default" not in proxy.networks()
+
+
+def test_the_doctor_checks_the_proxy_container(bridge, settings, docker_engine, proxy):
+    """``swarm-proxy``: ok for the proxy run as documented; a container on the default bridge (which never resolves
+    a service name), a stopped one and a missing one fail, naming what is wrong."""
+    from app.doctor import FAIL, OK, Doctor
+    from app.stacks.swarm_engine import SwarmEngine
+    from tests.conftest import TEST_IMAGE
+
+    def check(container: str):
+        swarm = SwarmEngine(settings.docker_host, timeout=10, proxy_container=container)
+        return Doctor(settings, bridge.db, None, bridge.catalog, swarm=swarm).check_swarm_proxy()
+
+    found = check(proxy.name)
+    assert (found.status, found.finding) == (OK, f"the proxy container {settings.swarm_proxy_container} runs on the "
+                                                 "manager, on a user-defined network")
+    wrong = docker_engine.containers.run(TEST_IMAGE, ["sleep", "600"], name=f"{proxy.name}-default-bridge",
+                                         init=True, detach=True, labels={"live.test.caddy-container": "1"})
+    try:
+        found = check(wrong.name)
+        assert found.status == FAIL and "does not use Docker's resolver 127.0.0.11" in found.finding
+        assert "docs/OPERATIONS.md" in found.fix
+        wrong.stop(timeout=1)
+        assert "is exited, not running" in check(wrong.name).finding
+    finally:
+        wrong.remove(force=True)
+    assert f"there is no container {wrong.name}" in check(wrong.name).finding
