@@ -1,7 +1,7 @@
 """Ingress in a swarm (issue 14): the real local swarm and a real Caddy container (scripts/build-caddy-image.sh)
-run as docs/SCALING.md ("Ingress in a swarm") says, programmed by the bridge through its published admin API.
+run as docs/OPERATIONS.md ("The proxy in a swarm") says, programmed by the bridge through its published admin API.
 
-An order of busybox-demo is created, suspended, redeployed and terminated by the real worker; every page is
+An order of busybox-demo is created, redeployed, suspended and terminated by the real worker; every page is
 fetched over HTTPS through the proxy's published port with the order's hostname as SNI and Host, the certificate
 verified against Caddy's internal CA (LIVE_TLS=internal), which Caddy obtains on demand after asking the bridge
 (the real ask endpoint, served on the host's address of the proxy's network). Nothing of the order is published

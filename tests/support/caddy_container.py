@@ -1,5 +1,5 @@
 """The ingress proxy of swarm mode for tests: Caddy from ``scripts/build-caddy-image.sh`` run as a container on
-the manager, exactly as docs/SCALING.md ("Ingress in a swarm") tells an operator to run it:
+the manager, exactly as docs/OPERATIONS.md ("The proxy in a swarm") tells an operator to run it:
 
 - on a user-defined bridge network of its own (Docker's resolver 127.0.0.11, which resolves the swarm services
   of every overlay network the bridge connects it to later) with a fixed address on a subnet chosen here;
