@@ -87,7 +87,8 @@ def container_engine(settings: Settings) -> Engine:
     """The orchestrator of LIVE_ORCHESTRATOR: the Docker engine at ``DOCKER_HOST`` (``docker``), or the Docker
     Swarm whose manager is at ``DOCKER_HOST`` (``swarm``, docs/SCALING.md)."""
     if settings.orchestrator == "swarm":
-        return SwarmEngine(settings.docker_host, encrypt_networks=settings.swarm_encrypt_networks)
+        return SwarmEngine(settings.docker_host, encrypt_networks=settings.swarm_encrypt_networks,
+                           proxy_container=settings.swarm_proxy_container)
     return DockerEngine(settings.docker_host)
 
 
@@ -105,7 +106,8 @@ def bootstrap(settings: Settings | None = None, engine: Engine | None = None,
     catalog = Catalog(catalog_source(settings), orchestrator=settings.orchestrator)
     engine = engine if engine is not None else container_engine(settings)
     deployer = Deployer(engine, health_timeout=settings.health_timeout_seconds, helper_image=settings.helper_image)
-    ingress = IngressService(routes if routes is not None else route_table(settings), catalog, settings.base_domain)
+    ingress = IngressService(routes if routes is not None else route_table(settings), catalog, settings.base_domain,
+                             swarm_deployment=settings.deployment if settings.orchestrator == "swarm" else None)
     backups = BackupService(backup_store(settings), deployer, BackupDefaults(
         schedule=settings.backup_schedule, keep=Retention.parse(settings.backup_keep),
         keep_terminated_days=settings.backup_keep_terminated_days,

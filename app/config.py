@@ -78,6 +78,8 @@ class Settings:
     orchestrator: str = "docker"
     swarm_encrypt_networks: bool = False  # overlay networks encrypted between nodes (IPsec)
     swarm_pool: str = ""  # only nodes labelled live.pool=<this> take new orders; "" = every ready, active node
+    # The ingress proxy's container on the swarm manager: it joins the order networks it reaches endpoints on.
+    swarm_proxy_container: str = ""
 
     @property
     def public_scheme(self) -> str:
@@ -211,8 +213,9 @@ def load_settings(environ: dict | None = None) -> Settings:
 
 
 def _orchestrator(env: dict) -> dict:
-    """LIVE_ORCHESTRATOR (``docker`` or ``swarm``), LIVE_SWARM_ENCRYPT_NETWORKS (``true``/``false``) and
-    LIVE_SWARM_POOL (a node label value); raises ConfigError naming the setting (docs/SCALING.md)."""
+    """LIVE_ORCHESTRATOR (``docker`` or ``swarm``), LIVE_SWARM_ENCRYPT_NETWORKS (``true``/``false``),
+    LIVE_SWARM_POOL (a node label value) and LIVE_SWARM_PROXY_CONTAINER (a container name, required in swarm mode
+    with an ingress, LIVE_CADDY_ADMIN_URL); raises ConfigError naming the setting (docs/SCALING.md)."""
     orchestrator = (env.get("LIVE_ORCHESTRATOR") or "docker").strip().lower()
     if orchestrator not in ("docker", "swarm"):
         raise ConfigError(f"LIVE_ORCHESTRATOR must be docker (one engine) or swarm (a Docker Swarm manager at "
@@ -224,11 +227,19 @@ def _orchestrator(env: dict) -> dict:
     if pool and not re.match(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$", pool):
         raise ConfigError(f"LIVE_SWARM_POOL must be a node label value like sdi-large (letters, digits, '.', '_', "
                           f"'-'), got {pool!r}")
-    if orchestrator == "docker" and (pool or encrypt in ("true", "1", "yes")):
-        raise ConfigError("LIVE_SWARM_POOL and LIVE_SWARM_ENCRYPT_NETWORKS apply to LIVE_ORCHESTRATOR=swarm only; "
-                          "set LIVE_ORCHESTRATOR=swarm or unset them")
+    proxy = (env.get("LIVE_SWARM_PROXY_CONTAINER") or "").strip()
+    if proxy and not re.match(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$", proxy):
+        raise ConfigError(f"LIVE_SWARM_PROXY_CONTAINER must be a container name like live-proxy (letters, digits, "
+                          f"'.', '_', '-'), got {proxy!r}")
+    if orchestrator == "docker" and (pool or proxy or encrypt in ("true", "1", "yes")):
+        raise ConfigError("LIVE_SWARM_POOL, LIVE_SWARM_ENCRYPT_NETWORKS and LIVE_SWARM_PROXY_CONTAINER apply to "
+                          "LIVE_ORCHESTRATOR=swarm only; set LIVE_ORCHESTRATOR=swarm or unset them")
+    if orchestrator == "swarm" and (env.get("LIVE_CADDY_ADMIN_URL") or "").strip() and not proxy:
+        raise ConfigError("LIVE_SWARM_PROXY_CONTAINER must name the ingress proxy's container on the swarm manager "
+                          "with LIVE_ORCHESTRATOR=swarm and LIVE_CADDY_ADMIN_URL: the proxy reaches the orders' "
+                          "services only over the networks the bridge connects it to (docs/SCALING.md)")
     return {"orchestrator": orchestrator, "swarm_encrypt_networks": encrypt in ("true", "1", "yes"),
-            "swarm_pool": pool}
+            "swarm_pool": pool, "swarm_proxy_container": proxy}
 
 
 def _url(env: dict, name: str, example: str) -> str:

@@ -20,6 +20,8 @@ catalog          the last sync worked; valid and invalid products
 catalog-source   GitLab answers for the project and ref (when LIVE_GITLAB_URL is set)
 api-keys         an active ``whmcs`` key that WHMCS uses; no idle ``admin`` keys
 ingress          Caddy (LIVE_CADDY_ADMIN_URL) answers and holds every order's route, when it is set
+swarm-proxy      swarm mode with an ingress only: the proxy's container (LIVE_SWARM_PROXY_CONTAINER) runs on the
+                 manager, created on a user-defined network
 ===============  =============================================================================
 
 The doctor only reads, except for a temporary file it creates and removes in a folder backup store.
@@ -109,12 +111,14 @@ class Doctor:
 
     ``engine`` is a :class:`~app.stacks.docker_engine.DockerEngine` (give it a short timeout: the CLI uses
     :data:`ENGINE_TIMEOUT_SECONDS`); ``now`` returns naive UTC (tests pass their own clock). ``store`` is the
-    backup store (default: the one ``settings.backup_store`` names).
+    backup store (default: the one ``settings.backup_store`` names). ``swarm`` is the
+    :class:`~app.stacks.swarm_engine.SwarmEngine` of swarm mode (the ``swarm-proxy`` check), None on one engine.
     """
 
     def __init__(self, settings: Settings, db: peewee.Database, engine, catalog: Catalog, *,
                  now: Callable[[], dt.datetime] = utcnow, ingress: IngressService | None = None,
-                 store: BackupStore | None = None):
+                 store: BackupStore | None = None, swarm=None):
+        self.swarm = swarm
         self.settings = settings
         self.store = store if store is not None else backup_store(settings)
         self.db = db
@@ -149,6 +153,9 @@ class Doctor:
                         else Finding("api-keys", SKIP, "not checked: the database is not ready"))
         findings.append(self._safely("ingress", self.check_ingress) if schema_ready
                         else Finding("ingress", SKIP, "not checked: the database is not ready"))
+        if self.settings.orchestrator == "swarm" and self.settings.caddy_admin_url:
+            findings.append(self._safely("swarm-proxy", self.check_swarm_proxy) if engine.status == OK
+                            else Finding("swarm-proxy", SKIP, "not checked: the Docker engine does not answer"))
         return findings
 
     @staticmethod
@@ -306,6 +313,17 @@ class Doctor:
                            "give Caddy an admin address on 127.0.0.1 or ::1 (admin.listen) and run the bridge on "
                            "the same host")
         return Finding("ingress", OK, f"{where} answers and holds every order's route (LIVE_TLS={self.settings.tls})")
+
+    def check_swarm_proxy(self) -> Finding:
+        """Swarm mode: the proxy's container (LIVE_SWARM_PROXY_CONTAINER) can join the orders' networks and
+        resolve their services (:meth:`~app.stacks.swarm_engine.SwarmEngine.proxy_problem`)."""
+        problem = self.swarm.proxy_problem() if self.swarm is not None else "no swarm engine was given"
+        if problem:
+            return Finding("swarm-proxy", FAIL, f"{problem}: no order's endpoint is reachable through the proxy",
+                           "run the proxy as docs/OPERATIONS.md, \"The proxy in a swarm\", shows, and set "
+                           "LIVE_SWARM_PROXY_CONTAINER to its name; each order gets it back at its next deploy")
+        return Finding("swarm-proxy", OK, f"the proxy container {self.settings.swarm_proxy_container} runs on the "
+                                          "manager, on a user-defined network")
 
     def check_backup_store(self) -> Finding:
         """The store answers a listing; a folder store is also (or can be created) writable, with
@@ -514,8 +532,13 @@ def doctor_command(live, *, as_json: bool = False, echo: Callable[[str], None] =
 
     from app.stacks.docker_engine import DockerEngine
 
+    from app.stacks.swarm_engine import SwarmEngine
+
     engine = DockerEngine(live.settings.docker_host, timeout=ENGINE_TIMEOUT_SECONDS)
+    swarm = (SwarmEngine(live.settings.docker_host, timeout=ENGINE_TIMEOUT_SECONDS,
+                         proxy_container=live.settings.swarm_proxy_container)
+             if live.settings.orchestrator == "swarm" else None)
     findings = Doctor(live.settings, live.db, engine, live.catalog, ingress=live.ingress,
-                      store=live.backups.store).run()
+                      store=live.backups.store, swarm=swarm).run()
     echo(json.dumps(render_json(findings), indent=2) if as_json else render_text(findings))
     return exit_code(findings)

@@ -5,7 +5,9 @@ from the proxy). Its :class:`RouteMode` follows the order's life (issue 12, "Rou
 life"):
 
 - ``proxy``: the order is active and no operation that (re)deploys its stack is in progress; each endpoint's
-  path prefix goes to the endpoint's published port on the engine's host (``127.0.0.1:<port>``);
+  path prefix goes to the endpoint's published port on the engine's host (``127.0.0.1:<port>``), or in a swarm
+  to the endpoint's service by name on the order's network (``<deployment>-<instance>_<service>:<port>``,
+  :func:`upstream`);
 - ``preparing``: pending, failed, or being (re)deployed: a 503 page "being prepared" with ``Retry-After``;
 - ``suspended``: a 503 page that points to billing.
 
@@ -21,6 +23,7 @@ from dataclasses import dataclass
 
 from app.compose.model import Endpoint
 from app.orders.lifecycle import OperationKind, OrderStatus, transition
+from app.stacks.project import container_name
 
 #: Operation kinds that (re)create or restart an order's containers: while one runs, the order is prepared.
 DEPLOYING_KINDS = frozenset({OperationKind.CREATE, OperationKind.UNSUSPEND, OperationKind.CHANGE_PLAN,
@@ -44,7 +47,7 @@ class RouteMode(enum.StrEnum):
 @dataclass(frozen=True)
 class PathRoute:
     """One endpoint: requests whose path is ``path`` or below it go to ``upstream`` (``host:port``), or get
-    the "being prepared" page while ``upstream`` is None (the port is not published yet)."""
+    the "being prepared" page while ``upstream`` is None (one engine: the port is not published yet)."""
 
     path: str
     upstream: str | None
@@ -94,14 +97,35 @@ def endpoint_path(path: str) -> str:
     return path.rstrip("/") or "/"
 
 
+def upstream(endpoint: Endpoint, *, instance: str, published_ports: Mapping[str, int],
+             swarm_deployment: str | None = None) -> str | None:
+    """Where the proxy sends requests for ``endpoint`` of order ``instance``: ``host:port``, or None while it has
+    nowhere to send them.
+
+    - One engine (``swarm_deployment`` None): the endpoint's published port on the engine's host,
+      ``127.0.0.1:<port>`` from ``published_ports`` (``{"<service>:<port>": host port}``); None while the
+      order has no port for it yet.
+    - A swarm (``swarm_deployment`` is ``LIVE_DEPLOYMENT``): nothing is published; the proxy's container is on
+      the order's network (:attr:`~app.stacks.engine.NetworkRequest.proxied`) and dials the swarm service by
+      its name, ``<deployment>-<instance>_<service>:<port>`` (:func:`~app.stacks.project.container_name`),
+      which that network's DNS resolves to the service's task (endpoint mode ``dnsrr``).
+    """
+    if swarm_deployment is not None:
+        return f"{container_name(swarm_deployment, instance, endpoint.service)}:{endpoint.port}"
+    port = published_ports.get(f"{endpoint.service}:{endpoint.port}")
+    return f"{UPSTREAM_HOST}:{port}" if port else None
+
+
 def desired_route(*, order_id: int, instance: str, hostname: str, status: str, unfinished_kinds: Sequence[str],
-                  endpoints: Iterable[Endpoint], published_ports: Mapping[str, int]) -> Route | None:
+                  endpoints: Iterable[Endpoint], published_ports: Mapping[str, int],
+                  swarm_deployment: str | None = None) -> Route | None:
     """The route of one order, or None when it has none (terminated).
 
     ``unfinished_kinds`` are the kinds of the order's unfinished operations, oldest first (:func:`route_mode`);
     ``endpoints`` are the product revision's (``product.yml``), ``published_ports`` the order's
-    ``{"<service>:<port>": host port}``. Paths are ordered longest first, so ``/geoserver/web`` wins over
-    ``/geoserver`` and ``/`` comes last.
+    ``{"<service>:<port>": host port}``, ``swarm_deployment`` the installation whose swarm services the proxy
+    dials by name (None on one engine; :func:`upstream`). Paths are ordered longest first, so ``/geoserver/web``
+    wins over ``/geoserver`` and ``/`` comes last.
     """
     mode = route_mode(status, unfinished_kinds)
     if mode is None:
@@ -111,8 +135,9 @@ def desired_route(*, order_id: int, instance: str, hostname: str, status: str, u
         by_path: dict[str, PathRoute] = {}
         for endpoint in endpoints:
             path = endpoint_path(endpoint.path)
-            port = published_ports.get(f"{endpoint.service}:{endpoint.port}")
-            by_path.setdefault(path, PathRoute(path, f"{UPSTREAM_HOST}:{port}" if port else None))
+            target = upstream(endpoint, instance=instance, published_ports=published_ports,
+                              swarm_deployment=swarm_deployment)
+            by_path.setdefault(path, PathRoute(path, target))
         paths = tuple(sorted(by_path.values(), key=lambda p: (-len(p.path), p.path)))
     return Route(order_id, instance, hostname, mode, paths)
 

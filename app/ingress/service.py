@@ -44,7 +44,9 @@ class IngressStatus:
 class IngressService:
     """Applies the orders' routes to ``table`` (None: no ingress configured; every method does nothing).
 
-    ``base_domain`` tells custom domains (hostnames outside it) from generated hostnames.
+    ``base_domain`` tells custom domains (hostnames outside it) from generated hostnames. ``swarm_deployment``
+    is ``LIVE_DEPLOYMENT`` in swarm mode, where the proxy dials the orders' services by name
+    (:func:`app.ingress.routes.upstream`); None on one engine (published host ports).
     """
 
     #: Seconds an order whose route write failed waits before :meth:`apply_pending` tries it again.
@@ -52,10 +54,12 @@ class IngressService:
     #: Seconds :meth:`apply` waits for a running resync before it leaves the order pending.
     lock_wait_seconds = 2.0
 
-    def __init__(self, table: RouteTable | None, catalog: Catalog, base_domain: str):
+    def __init__(self, table: RouteTable | None, catalog: Catalog, base_domain: str, *,
+                 swarm_deployment: str | None = None):
         self.table = table
         self.catalog = catalog
         self.base_domain = base_domain
+        self.swarm_deployment = swarm_deployment
         self._lock = threading.Lock()
         self._reachable = True  # False after a call could not reach the proxy, until a resync reaches it
         self._custom_applied: list[str] | None = None  # the custom domains the proxy holds, when known
@@ -75,7 +79,7 @@ class IngressService:
         """
         route = partial(desired_route, order_id=order.id, instance=order.instance, hostname=order.hostname,
                         status=order.status, unfinished_kinds=list(unfinished_kinds),
-                        published_ports=order.published_ports or {})
+                        published_ports=order.published_ports or {}, swarm_deployment=self.swarm_deployment)
         if order.status == OrderStatus.TERMINATED:
             return route(endpoints=())
         try:

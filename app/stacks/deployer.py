@@ -199,11 +199,14 @@ class Deployer:
             log.warning("the replacement of container %s was not removed: %s", replaced.name, exc)
 
     def _ensure_networks(self, project: Project, progress: Progress) -> None:
+        """Create the order's missing networks; the proxy joins those it must reach endpoints on (every
+        deploy: a proxy recreated since the network was made is attached again; :meth:`Engine.connect_proxy`)."""
         existing = {n.name for n in self.engine.list_networks(project.selector)}
         for request in network_requests(project):
             if request.name not in existing:
                 progress(f"create network {request.name}")
                 self.engine.create_network(request)
+            self.engine.connect_proxy(request)
 
     def _ensure_volumes(self, project: Project, progress: Progress) -> None:
         existing = {v.name for v in self.engine.list_volumes(project.selector)}

@@ -86,12 +86,18 @@ class ContainerRequest:
 
 @dataclass(frozen=True)
 class NetworkRequest:
-    """One network to create."""
+    """One network to create.
+
+    ``proxied``: the ingress proxy must reach an endpoint service over this network (set by
+    :func:`~app.stacks.engine_requests.network_requests`); an engine whose proxy dials service names (a swarm)
+    attaches the proxy to it (:meth:`Engine.connect_proxy`); one engine ignores it (the proxy dials host ports).
+    """
 
     name: str
     labels: dict[str, str]
     internal: bool = False
     driver: str = "bridge"
+    proxied: bool = False
 
 
 @dataclass(frozen=True)
@@ -173,6 +179,12 @@ class Engine(abc.ABC):
     def nodes(self) -> list[NodeState]:
         """The machines the orchestrator places containers on; empty on one engine (nothing to choose)."""
         return []
+
+    def connect_proxy(self, request: NetworkRequest) -> None:
+        """Let the ingress proxy reach the services on the existing network ``request`` when it is
+        :attr:`~NetworkRequest.proxied`. Called at every deploy for every network of the order (so a proxy
+        recreated since is attached again); connecting twice is not an error. Nothing to do on one engine,
+        whose proxy dials the endpoints' published host ports (:attr:`publishes_host_ports`)."""
 
     @abc.abstractmethod
     def ping(self) -> None:

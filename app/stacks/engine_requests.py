@@ -190,11 +190,21 @@ def container_request(project: Project, service: ServiceSpec, image_id: str) -> 
 
 
 def network_requests(project: Project) -> list[NetworkRequest]:
-    """The order's networks: the product's labels, then Live's (which win), and ``live.network``."""
+    """The order's networks: the product's labels, then Live's (which win), and ``live.network``.
+
+    A network is ``proxied`` when it is the first network (in the compose file's order) of a service that has
+    an endpoint (``product.yml``): the one network over which a proxy that dials service names reaches that
+    service. The proxy joins no other network of the order (a database's own network stays closed to it).
+    """
+    proxied = set()
+    for service in {endpoint.service for endpoint in project.endpoints}:
+        spec = project.stack.services.get(service)
+        if spec is not None and spec.networks:
+            proxied.add(next(iter(spec.networks)))
     return [
         NetworkRequest(project.network_name(name),
                        labels={**options.get("labels", {}), **project.network_labels(name)},
-                       internal=options.get("internal", False))
+                       internal=options.get("internal", False), proxied=name in proxied)
         for name, options in project.stack.networks.items()
     ]
 

@@ -68,6 +68,12 @@ def object_prefix(deployment: str, instance: str) -> str:
     return f"{deployment}-{instance}"
 
 
+def container_name(deployment: str, instance: str, service: str) -> str:
+    """``<deployment>-<instance>_<service>``: the name of the container (in a swarm: the service, which the
+    order's networks resolve) of ``service`` of order ``instance`` (see :meth:`Project.container_name`)."""
+    return f"{object_prefix(deployment, instance)}_{service}"
+
+
 def deployment_selector(deployment: str) -> dict[str, str]:
     """Labels that select every object of the Live installation ``deployment``, and only those."""
     return {DEPLOYMENT_LABEL: deployment}
@@ -129,7 +135,7 @@ class Project:
         ``_`` ends the order's prefix and two orders can never make the same name (with ``-``, order ``shop``'s
         service ``db-main`` and order ``shop-db``'s service ``main`` did). Containers made before keep their
         names: convergence finds containers by their labels, never by name."""
-        return f"{self.prefix}_{service}"
+        return container_name(self.deployment, self.instance, service)
 
     def network_name(self, network: str) -> str:
         """``<deployment>-<instance>_<network>`` for the compose file's network ``network``."""

@@ -12,7 +12,8 @@ update (a changed spec)   ``POST /services/{id}/update``: swarm stops the old ta
 remove                    ``DELETE /services/{id}``
 state, health             the service's newest task: a task with a healthcheck stays ``starting`` until
                           healthy; swarm replaces an unhealthy task
-networks                  attachable overlay networks (``LIVE_SWARM_ENCRYPT_NETWORKS``: encrypted)
+networks                  attachable overlay networks (``LIVE_SWARM_ENCRYPT_NETWORKS``: encrypted); the
+                          proxy container (``LIVE_SWARM_PROXY_CONTAINER``) joins those it reaches endpoints on
 volumes, exec, archives   the Docker engine of the node that holds them (its ``live.engine`` label)
 ========================  ==========================================================================
 
@@ -58,7 +59,9 @@ class SwarmEngine(Engine):
     volumes, archives).
 
     ``encrypt_networks`` encrypts the overlay networks it creates (IPsec between nodes: ``--opt encrypted``).
-    ``poll_interval`` is seconds between two looks while waiting for a task to stop.
+    ``proxy_container`` is the name (or id) of the ingress proxy's container on the manager, which joins every
+    ``proxied`` order network and dials the endpoint services by name (docs/SCALING.md, "Ingress in a swarm");
+    None: no proxy to attach. ``poll_interval`` is seconds between two looks while waiting for a task to stop.
     """
 
     updates_in_place = True
@@ -66,10 +69,11 @@ class SwarmEngine(Engine):
     publishes_host_ports = False
 
     def __init__(self, base_url: str | None = None, timeout: int = 120, *, encrypt_networks: bool = False,
-                 poll_interval: float = 0.25):
+                 proxy_container: str | None = None, poll_interval: float = 0.25):
         self.manager = DockerEngine(base_url, timeout)
         self._timeout = timeout
         self.encrypt_networks = encrypt_networks
+        self.proxy_container = proxy_container or None
         self.poll_interval = poll_interval
         self._node_engines: dict[str, DockerEngine] = {}
         self._lock = threading.Lock()
@@ -323,9 +327,86 @@ class SwarmEngine(Engine):
         with translate_errors(f"create overlay network {request.name}"):
             self.api.create_network(**swarm_network_spec(request, encrypted=self.encrypt_networks))
 
+    def connect_proxy(self, request: NetworkRequest) -> None:
+        """Connect the proxy container to the ``proxied`` network ``request`` (on the manager, by the network's
+        name); already connected is fine. A proxy container that does not exist is logged, never raised: the
+        proxy being away never fails an operation (the next deploy of the order attaches it; docs/OPERATIONS.md).
+        """
+        if self.proxy_container is None or not request.proxied:
+            return
+        action = f"connect the proxy container {self.proxy_container} to network {request.name}"
+        try:
+            with translate_errors(action):
+                self.api.connect_container_to_network(self.proxy_container, request.name)
+        except NotFound as exc:
+            if self._proxy_missing():
+                log.warning("%s: the container does not exist (LIVE_SWARM_PROXY_CONTAINER); the order's routes "
+                            "fail until it runs and the order is deployed again", action)
+                return
+            raise EngineOperationError(str(exc)) from exc
+        except EngineOperationError as exc:
+            if "already attached" not in str(exc) and "already exists" not in str(exc):
+                raise
+        else:
+            log.info("the proxy container %s joined network %s", self.proxy_container, request.name)
+
     def remove_network(self, name: str) -> None:
-        """Remove the network, waiting (at most :data:`RELEASE_TIMEOUT`) while removed services still use it."""
+        """Disconnect the proxy container from the network (when it is connected), then remove the network,
+        waiting (at most :data:`RELEASE_TIMEOUT`) while removed services still use it."""
+        if self.proxy_container is not None:
+            self._disconnect_proxy(name)
         _retry_while_in_use(lambda: self.manager.remove_network(name), f"network {name}")
+
+    def _disconnect_proxy(self, network: str) -> None:
+        """Disconnect the proxy container from ``network``; nothing to do when either is missing or they are not
+        connected (a network the proxy never joined: it is not ``proxied``)."""
+        try:
+            with translate_errors(f"disconnect the proxy container {self.proxy_container} from network {network}"):
+                self.api.disconnect_container_from_network(self.proxy_container, network)
+        except NotFound:
+            return
+        except EngineOperationError as exc:  # the manager answers 500 for both
+            if "is not connected" not in str(exc) and "not found" not in str(exc):
+                raise
+
+    def proxy_problem(self) -> str | None:
+        """What keeps the proxy container from reaching the orders' services, or None when nothing does (live
+        doctor): it must exist on the manager, run, and have been created on a user-defined network: only then is
+        its resolver Docker's 127.0.0.11 (its ``/etc/resolv.conf``, read with ``cat`` in it), which resolves the
+        services of the overlay networks it joins later; one created on the default bridge keeps the host's
+        resolver even once connected. Raises :class:`~app.errors.EngineUnavailable`."""
+        if self.proxy_container is None:
+            return "LIVE_SWARM_PROXY_CONTAINER is not set"
+        name = self.proxy_container
+        try:
+            with translate_errors(f"inspect the proxy container {name}"):
+                raw = self.api.inspect_container(name)
+        except NotFound:
+            return f"there is no container {name} on the swarm manager"
+        status = (raw.get("State") or {}).get("Status") or "unknown"
+        if status != "running":
+            return f"the container {name} is {status}, not running"
+        mode = (raw.get("HostConfig") or {}).get("NetworkMode") or "default"
+        if mode in ("host", "none") or mode.startswith("container:"):
+            return f"the container {name} runs with network mode {mode}: it cannot join the orders' overlay networks"
+        try:
+            resolv = self.manager.exec_input(name, ["cat", "/etc/resolv.conf"])
+        except EngineOperationError as exc:
+            return f"the resolver of the container {name} cannot be read ({exc})"
+        if "127.0.0.11" not in resolv:
+            return (f"the container {name} does not use Docker's resolver 127.0.0.11 (created on the default bridge "
+                    "network?), so it resolves no swarm service name: create it with --network <a user-defined "
+                    "network>")
+        return None
+
+    def _proxy_missing(self) -> bool:
+        """Whether the proxy container does not exist on the manager."""
+        try:
+            with translate_errors(f"inspect the proxy container {self.proxy_container}"):
+                self.api.inspect_container(self.proxy_container)
+        except NotFound:
+            return True
+        return False
 
     # -- volumes (on the nodes' own engines) ----------------------------------
     def list_volumes(self, labels: dict[str, str]) -> list[VolumeState]:
