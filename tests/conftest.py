@@ -10,6 +10,7 @@ import os
 import secrets
 import shutil
 import subprocess
+import time
 import uuid
 from pathlib import Path
 
@@ -168,16 +169,29 @@ def live(settings):
 
 def remove_deployment_objects(client, deployment: str) -> None:
     """Removes every container, network and volume labelled ``live.deployment=<deployment>``."""
+    import docker.errors
+
     selector = {"label": f"live.deployment={deployment}"}
     if (client.info().get("Swarm") or {}).get("ControlAvailable"):
         for service in client.services.list(filters=selector):
             service.remove()
-    for container in client.containers.list(all=True, filters=selector):
-        container.remove(force=True)
-    for network in client.networks.list(filters=selector):
-        network.remove()
-    for volume in client.volumes.list(filters=selector):
-        volume.remove(force=True)
+    # A swarm removes a removed service's task containers soon after; until then networks and volumes are in use.
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            for container in client.containers.list(all=True, filters=selector):
+                container.remove(force=True)
+            for network in client.networks.list(filters=selector):
+                network.remove()
+            for volume in client.volumes.list(filters=selector):
+                volume.remove(force=True)
+            return
+        except docker.errors.NotFound:
+            continue  # gone meanwhile (a task container swarm removed itself): look again
+        except docker.errors.APIError as exc:
+            if time.monotonic() > deadline or not any(word in str(exc) for word in ("in use", "active endpoints")):
+                raise
+            time.sleep(0.5)
 
 
 @pytest.fixture
