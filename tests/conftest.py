@@ -187,6 +187,8 @@ def remove_deployment_objects(client, deployment: str) -> None:
                 volume.remove(force=True)
             return
         except docker.errors.NotFound:
+            if time.monotonic() > deadline:
+                raise
             continue  # gone meanwhile (a task container swarm removed itself): look again
         except docker.errors.APIError as exc:
             if time.monotonic() > deadline or not any(word in str(exc) for word in ("in use", "active endpoints")):
