@@ -164,7 +164,8 @@ class BackupService:
             for volume in present:
                 progress(f"archive volume {volume}")
                 with self.engine.export_volume(engine_volumes[volume], self.deployer.helper_image,
-                                               project.archive_helper_name, project.archive_helper_labels()) as stream:
+                                               project.archive_helper_name, project.archive_helper_labels(),
+                                               node=project.node) as stream:
                     writer.write_artefact(volume_artefact(volume), stream)
             progress("read the backup back and check it")
             manifest = writer.commit()
@@ -221,9 +222,11 @@ class BackupService:
         return {c.service: c for c in self.engine.list_containers(project.selector) if c.service and c.running}
 
     def _engine_volumes(self, project: Project) -> dict[str, str]:
-        """The order's volumes on the engine: compose volume name -> engine volume name."""
+        """The order's volumes on the engine (in a swarm: on the project's node): compose volume name -> engine
+        volume name."""
         return {volume.labels[VOLUME_LABEL]: volume.name for volume in self.engine.list_volumes(project.selector)
-                if volume.labels.get(VOLUME_LABEL)}
+                if volume.labels.get(VOLUME_LABEL)
+                and (project.node is None or volume.node in (None, project.node))}
 
     # -- reading ------------------------------------------------------------------------------------------------
     def list(self, order: Order) -> list[Manifest]:
@@ -272,10 +275,11 @@ class BackupService:
             name = engine_volumes.get(volume)
             if name is None:
                 name = project.volume_name(volume)
-                self.engine.create_volume(VolumeRequest(name, project.volume_labels(volume)))
+                self.engine.create_volume(VolumeRequest(name, project.volume_labels(volume), node=project.node))
             progress(f"restore volume {volume}")
             self._stream_artefact(manifest, entry["artefact"], lambda reader: self.engine.import_volume(
-                name, self.deployer.helper_image, project.archive_helper_name, project.archive_helper_labels(), reader))
+                name, self.deployer.helper_image, project.archive_helper_name, project.archive_helper_labels(), reader,
+                node=project.node))
         dumps = [entry for entry in contents.get("dumps", []) if entry["service"] in project.stack.services]
         for entry in contents.get("dumps", []):
             if entry["service"] not in project.stack.services:

@@ -206,9 +206,12 @@ class Deployer:
                 self.engine.create_network(request)
 
     def _ensure_volumes(self, project: Project, progress: Progress) -> None:
-        existing = {v.name for v in self.engine.list_volumes(project.selector)}
+        """Create the project's missing volumes, on the project's swarm node (a volume of the same name on another
+        node does not count: an order being moved has its volumes on two nodes for a while)."""
+        existing = {v.name for v in self.engine.list_volumes(project.selector)
+                    if project.node is None or v.node in (None, project.node)}
         for request in volume_requests(project):
-            if request.name not in existing and not self.engine.volume_exists(request.name):
+            if request.name not in existing and not self.engine.volume_exists(request.name, node=project.node):
                 progress(f"create volume {request.name}")
                 self.engine.create_volume(request)
 
