@@ -86,6 +86,7 @@ class FakeContainer:
     health: str | None = None
     exit_code: int | None = None
     host_ports: dict[str, int] = field(default_factory=dict)
+    node: str | None = None  # the request's swarm node (where a swarm would run it)
 
     @property
     def labels(self) -> dict[str, str]:
@@ -99,7 +100,8 @@ class FakeContainer:
         """As inspect reports it; ``listed``: as ``docker ps`` does, which shows health only while running."""
         health = self.health if not listed or self.state == "running" else None
         return ContainerState(id=self.id, name=self.name, labels=dict(self.labels), state=self.state,
-                              health=health, exit_code=self.exit_code, host_ports=dict(self.host_ports))
+                              health=health, exit_code=self.exit_code, host_ports=dict(self.host_ports),
+                              node=self.node)
 
     def exit(self, code: int) -> None:
         """The main process ended: the engine marks a container with a healthcheck unhealthy."""
@@ -256,6 +258,7 @@ class FakeEngine(Engine):
             container = FakeContainer(
                 id=uuid.uuid4().hex + uuid.uuid4().hex, name=request.name, image=payload["Image"], payload=payload,
                 networks={name: list(e.get("Aliases") or []) for name, e in endpoints.items()}, volumes=volumes,
+                node=request.node,
             )
             self.containers[container.id] = container
             self.calls.append(("create_container", request.name))

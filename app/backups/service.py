@@ -249,13 +249,15 @@ class BackupService:
                                 + "; ".join(problems) + "; nothing was changed", backup_id=manifest.backup_id)
 
     # -- restoring ----------------------------------------------------------------------------------------------
-    def restore_data(self, project: Project, manifest: Manifest, progress: Progress = lambda _: None) -> None:
+    def restore_data(self, project: Project, manifest: Manifest, progress: Progress = lambda _: None, *,
+                     every_volume: bool = False) -> None:
         """Replace the order's data with the backup's: stop every service, replace the content of each archived
         volume the project declares, then start the dumped services (and what they depend on) and feed each
         dump to its restore command (the manifest's). The caller deploys the stack afterwards and runs
-        :meth:`after_restore`.
+        :meth:`after_restore`. Volumes are created where missing, on the project's node.
 
-        Volumes of the backup the project no longer declares are left out, with a step saying so. Every
+        Volumes of the backup the project no longer declares are left out, with a step saying so; with
+        ``every_volume`` (a move to another node) they are restored too, as volumes no service mounts. Every
         artefact's sha256 is checked as it streams; a mismatch raises :class:`~app.errors.BackupCorrupt`.
         Raises the engine's errors, :class:`~app.errors.CommandFailed` and BackupStoreError. Safe to repeat:
         each volume is emptied before it is filled, and restore commands are expected to replace (``pg_restore
@@ -269,7 +271,7 @@ class BackupService:
             self.deployer.require_helper_image()
         for entry in volumes:
             volume = entry["volume"]
-            if volume not in project.stack.volumes:
+            if volume not in project.stack.volumes and not every_volume:
                 progress(f"volume {volume} of the backup is not in revision {project.revision}: left out")
                 continue
             name = engine_volumes.get(volume)

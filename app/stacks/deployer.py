@@ -348,11 +348,15 @@ class Deployer:
                 f"build it there with `bash {HELPER_SCRIPT} {self.helper_image}` (nothing was stopped or deleted)",
                 image=self.helper_image)
 
-    def remove_resources(self, project: Project, progress: Progress, volumes: bool) -> None:
-        """Remove the order's containers and networks, and its volumes when ``volumes`` (back them up first)."""
+    def remove_containers(self, project: Project, progress: Progress) -> None:
+        """Remove the order's containers (swarm services), running or not; networks and volumes are kept."""
         for container in self.engine.list_containers(project.selector):
             progress(f"remove container {container.name}")
             self.engine.remove_container(container.id)
+
+    def remove_resources(self, project: Project, progress: Progress, volumes: bool) -> None:
+        """Remove the order's containers and networks, and its volumes when ``volumes`` (back them up first)."""
+        self.remove_containers(project, progress)
         for network in self.engine.list_networks(project.selector):
             progress(f"remove network {network.name}")
             self.engine.remove_network(network.name)
