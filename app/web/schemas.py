@@ -419,6 +419,12 @@ class UpgradeIn(Schema):
     wait = wait_field()
 
 
+class MoveIn(Schema):
+    node = String(required=True, validate=Length(1, 128), metadata={
+        "description": "The swarm node to move the order to: its hostname or its id (`docker node ls`)."})
+    wait = wait_field()
+
+
 class ChangePlanIn(Schema):
     plan = whmcs_name_field("product's plan", required=True)
     product = whmcs_name_field("Live product (slug); default: the order's", load_default=None, allow_none=True)
