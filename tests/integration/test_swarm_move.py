@@ -1,0 +1,111 @@
+"""Moving an order between the two nodes of a real swarm (issue 14): the manager and the harness's worker
+(tests/support/swarm_node.py), LIVE_ORCHESTRATOR=swarm.
+
+The order (busybox-demo: db, app, web; volumes db-data and app-state) is created while the worker is paused (so it
+is placed on the manager whatever the nodes' memory), gets data, moves to the worker and back. Each move checks
+what Docker itself reports (tests/support/observed.py): the services run on the target, the data is there, the
+source node holds none of the order's volumes any more, and the services still reach each other by name.
+"""
+from __future__ import annotations
+
+import pytest
+
+from app.models import Event, Operation, Order
+from tests.support.observed import Observer
+from tests.support.waiting import wait_for
+
+#: From the app service to the web service by name over the order's overlay network (busybox wget crashes; nc not).
+HTTP_GET_WEB = "printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 5 web 8080"
+
+
+@pytest.fixture
+def orchestrator():
+    return "swarm"
+
+
+def set_availability(docker_engine, node_id: str, availability: str) -> None:
+    node = docker_engine.nodes.get(node_id)
+    spec = dict(node.attrs["Spec"], Availability=availability)
+    node.update(spec)
+
+
+@pytest.fixture
+def two_nodes(docker_engine, swarm_worker, settings):
+    """The swarm with the worker; afterwards the worker is active again and every object of the test's deployment
+    is removed from both nodes (services first, then what their tasks used, once those are gone)."""
+    yield swarm_worker
+    set_availability(docker_engine, swarm_worker.node_id, "active")
+    selector = {"label": f"live.deployment={settings.deployment}"}
+    clients = (docker_engine, swarm_worker.client)
+    for service in docker_engine.services.list(filters=selector):
+        service.remove()
+    for client in clients:
+        for container in client.containers.list(all=True, filters=selector):
+            container.remove(force=True)
+    for client in clients:
+        for volume in client.volumes.list(filters=selector):
+            volume.remove(force=True)
+    for network in docker_engine.networks.list(filters=selector):
+        network.remove()
+
+
+def run_all(live) -> None:
+    live.worker().run_until_idle(timeout=120)
+
+
+def check_on(observer: Observer, docker_engine, worker, settings, order: Order, node_id: str) -> None:
+    """The order runs on ``node_id`` only, with its data, and its volumes are on that node only."""
+    services = observer.services(order.id)
+    assert sorted(services) == ["app", "db", "web"]
+    assert {s.node for s in services.values()} == {node_id}, {n: s.node for n, s in services.items()}
+    assert all(s.running for s in services.values())
+    assert services["db"].run(["cat", "/data/customer.txt"]) == b"precious\n"
+    assert services["app"].run(["cat", "/state/kept.txt"]) == b"state\n"
+    assert order.hostname.encode() in services["app"].run(["sh", "-c", HTTP_GET_WEB])  # same names, same network
+    selector = {"label": [f"live.deployment={settings.deployment}", f"live.order={order.id}"]}
+    manager_id = docker_engine.info()["Swarm"]["NodeID"]
+    where = {manager_id: docker_engine, worker.node_id: worker.client}
+    expected = sorted(f"{settings.deployment}-{order.instance}_{v}" for v in ("app-state", "db-data"))
+    for node, client in where.items():
+        names = sorted(v.name for v in client.volumes.list(filters=selector))
+        assert names == (expected if node == node_id else []), f"volumes on {node}: {names}"
+
+
+def test_an_order_moves_to_the_worker_with_its_data_and_back(live, settings, docker_engine, two_nodes,
+                                                                make_customer):
+    worker = two_nodes
+    observer = Observer(docker_engine, settings.deployment, "swarm")
+    manager_id = docker_engine.info()["Swarm"]["NodeID"]
+    set_availability(docker_engine, worker.node_id, "pause")  # placement: the manager only
+    outcome = live.orders.create(service_id=1401, customer=make_customer(), product="busybox-demo", plan="small",
+                                 username="mover")
+    run_all(live)
+    order = Order.get_by_id(outcome.order.id)
+    assert (order.status, order.node) == ("active", manager_id), order.last_error_detail
+    set_availability(docker_engine, worker.node_id, "active")
+    services = observer.services(order.id)
+    services["db"].run(["sh", "-c", "echo precious > /data/customer.txt"])
+    services["app"].run(["sh", "-c", "echo state > /state/kept.txt"])
+
+    live.orders.move(order, worker.hostname, requested_by="test")  # by hostname
+    run_all(live)
+    operation = Operation.select().where(Operation.order == order).order_by(Operation.id.desc()).get()
+    assert (operation.kind, operation.state) == ("move", "succeeded"), operation.error_detail
+    order = Order.get_by_id(order.id)
+    assert (order.status, order.node, order.node_name) == ("active", worker.node_id, worker.hostname)
+    check_on(observer, docker_engine, worker, settings, order, worker.node_id)
+
+    live.orders.move(order, manager_id, requested_by="test")  # and back, by id
+    run_all(live)
+    operation = Operation.select().where(Operation.order == order).order_by(Operation.id.desc()).get()
+    assert (operation.kind, operation.state) == ("move", "succeeded"), operation.error_detail
+    order = Order.get_by_id(order.id)
+    assert order.node == manager_id
+    check_on(observer, docker_engine, worker, settings, order, manager_id)
+    moves = [(e.data["from_node"], e.data["to_node"]) for e in Event.select().where(
+        (Event.kind == "order.moved") & (Event.order == order)).order_by(Event.id)]
+    assert moves == [(manager_id, worker.node_id), (worker.node_id, manager_id)]
+    # The worker's task containers of the order are gone too (swarm removed them with the old tasks).
+    wait_for(lambda: not worker.client.containers.list(
+        all=True, filters={"label": [f"live.deployment={settings.deployment}", f"live.order={order.id}"]}),
+        timeout=30, interval=0.5, what="the order's containers gone from the worker")
