@@ -109,3 +109,35 @@ def test_an_order_moves_to_the_worker_with_its_data_and_back(live, settings, doc
     wait_for(lambda: not worker.client.containers.list(
         all=True, filters={"label": [f"live.deployment={settings.deployment}", f"live.order={order.id}"]}),
         timeout=30, interval=0.5, what="the order's containers gone from the worker")
+
+
+def test_swarm_volumes_are_per_node_while_an_order_moves(docker_engine, swarm_worker, settings, two_nodes):
+    """SwarmEngine: one volume name on both nodes (a move's window); each node's is created, checked, filled, read
+    and removed on its own."""
+    import io
+
+    from app.stacks.engine import VolumeRequest
+    from app.stacks.swarm_engine import SwarmEngine
+    from tests.conftest import HELPER_IMAGE
+    from tests.fakes import files_of, tar_of
+
+    engine = SwarmEngine()
+    manager_id = engine.own_node()
+    name = f"{settings.deployment}-pernode_data"
+    labels = {"live.deployment": settings.deployment}
+    for node in (manager_id, swarm_worker.node_id):
+        engine.create_volume(VolumeRequest(name, labels, node=node))
+    assert engine.volume_exists(name, node=swarm_worker.node_id) and engine.volume_exists(name, node=manager_id)
+    assert sorted(v.node for v in engine.list_volumes(labels)) == sorted([manager_id, swarm_worker.node_id])
+    archive = tar_of({"where": b"worker"})
+    helper = f"{settings.deployment}-pernode-helper"
+    engine.import_volume(name, HELPER_IMAGE, helper, labels, io.BytesIO(archive), node=swarm_worker.node_id)
+    with engine.export_volume(name, HELPER_IMAGE, helper, labels, node=swarm_worker.node_id) as stream:
+        assert files_of(b"".join(iter(lambda: stream.read(65536), b""))) == {"where": b"worker"}
+    with engine.export_volume(name, HELPER_IMAGE, helper, labels, node=manager_id) as stream:
+        assert files_of(b"".join(iter(lambda: stream.read(65536), b""))) == {}  # the manager's is another volume
+    engine.remove_volume(name, node=swarm_worker.node_id)
+    assert not engine.volume_exists(name, node=swarm_worker.node_id)
+    assert engine.volume_exists(name, node=manager_id)
+    engine.remove_volume(name)
+    assert not engine.volume_exists(name)
