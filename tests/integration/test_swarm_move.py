@@ -49,6 +49,15 @@ def two_nodes(docker_engine, swarm_worker, settings):
         network.remove()
 
 
+@pytest.fixture
+def cli(settings, live):
+    """``flask --app wsgi live ...`` on the test's settings (the ``live`` fixture migrated the database)."""
+    from app import create_app
+
+    runner = create_app(settings).test_cli_runner()
+    return lambda *args: runner.invoke(args=["live", *args], catch_exceptions=False)
+
+
 def run_all(live) -> None:
     live.worker().run_until_idle(timeout=120)
 
@@ -72,7 +81,7 @@ def check_on(observer: Observer, docker_engine, worker, settings, order: Order, 
 
 
 def test_an_order_moves_to_the_worker_with_its_data_and_back(live, settings, docker_engine, two_nodes,
-                                                                make_customer):
+                                                                make_customer, cli):
     worker = two_nodes
     observer = Observer(docker_engine, settings.deployment, "swarm")
     manager_id = docker_engine.info()["Swarm"]["NodeID"]
@@ -95,7 +104,11 @@ def test_an_order_moves_to_the_worker_with_its_data_and_back(live, settings, doc
     assert (order.status, order.node, order.node_name) == ("active", worker.node_id, worker.hostname)
     check_on(observer, docker_engine, worker, settings, order, worker.node_id)
 
-    live.orders.move(order, manager_id, requested_by="test")  # and back, by id
+    same = cli("orders", "move", order.instance, "--node", worker.hostname)
+    assert same.exit_code == 1 and f"is on node {worker.hostname} already: nothing to move" in same.output
+    back = cli("orders", "move", str(order.id), "--node", manager_id)  # and back, by id, from the CLI
+    assert back.exit_code == 0, back.output
+    assert f"order {order.id} ({order.instance}): move accepted" in back.output
     run_all(live)
     operation = Operation.select().where(Operation.order == order).order_by(Operation.id.desc()).get()
     assert (operation.kind, operation.state) == ("move", "succeeded"), operation.error_detail
