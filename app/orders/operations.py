@@ -524,7 +524,8 @@ class OperationRunner:
         """Bring a move that failed for good back to the source node: record it on the order again, converge an
         active order there (its volumes there were never touched), then remove the volumes made on the target. A
         suspended order's services are stopped and removed (its unsuspend makes them again on the source node).
-        An active order becomes ``failed`` when it cannot run on its source node again."""
+        An active order becomes ``failed`` when it cannot run on its source node again; target volumes that cannot
+        be removed (the node unreachable) are only reported."""
         params = operation.params
         source, source_name = params["_source"], params["_source_name"]
         target, target_name = params["_target"], params["_target_name"]
@@ -539,7 +540,6 @@ class OperationRunner:
                 self.deployer.remove_containers(project, progress)
             else:
                 self._deploy(order, progress)
-            self._remove_volumes_on(order, target, target_name, progress)
         except peewee.PeeweeException:
             raise
         except Exception as exc:  # noqa: BLE001 (whatever went wrong, the status must say the order does not run)
@@ -552,6 +552,11 @@ class OperationRunner:
                          f"run on node {source_name} again", order=order, operation=operation,
                          **{PRIVATE_EVENT_DATA: f"{type(exc).__name__}: {exc}"})
             return
+        try:  # the order runs where it was: what the target keeps is left over, not a failure of the order
+            self._remove_volumes_on(order, target, target_name, progress)
+        except LiveError as exc:
+            log.warning("order %s: the volumes made on node %s were not removed: %s", order.instance, target_name, exc)
+            progress(f"the volumes made on node {target_name} were not removed: {exc.public}")
         progress(f"the order runs on node {source_name} again, with its data as it was")
         record_event("order.move_rolled_back", f"move to node {target_name} failed: the order stays on node "
                      f"{source_name}", order=order, operation=operation, from_node=source, to_node=target)

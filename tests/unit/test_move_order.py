@@ -265,3 +265,18 @@ def test_a_source_volume_that_cannot_be_removed_leaves_the_order_on_its_new_node
     assert set(containers(swarm, fake_live, order).values()) == {"running"}
     assert swarm.volume_exists(volume_of(fake_live, order, "db-data"), node=N1)  # left for the operator
     assert not Event.select().where(Event.kind == "order.move_rolled_back").exists()
+
+
+def test_target_volumes_that_cannot_be_removed_do_not_fail_the_rollback(fake_live, swarm):
+    order = with_data(fake_live, swarm)
+    swarm.failures[("start_container", "web")] = EngineOperationError("start container: the target is broken")
+    swarm.failures[("remove_volume", f"{volume_of(fake_live, order, 'db-data')}@{N2}")] = EngineOperationError(
+        "remove volume: the node's disk is read-only")
+    operation = move(fake_live, order)
+    assert operation.state == "failed"
+    order = again(order)
+    assert (order.status, order.node) == ("active", N1)
+    assert set(containers(swarm, fake_live, order).values()) == {"running"}
+    steps = [step["message"] for step in operation.steps]
+    assert any(step.startswith("the volumes made on node n2 were not removed") for step in steps)
+    assert Event.select().where(Event.kind == "order.move_rolled_back").exists()
