@@ -45,7 +45,7 @@ class BackupKind(enum.StrEnum):
 
     SCHEDULED = "scheduled"  # the product's (or plan's) schedule
     ON_DEMAND = "on_demand"  # the CLI, the API or WHMCS asked
-    PRE_CHANGE = "pre_change"  # before a change of plan or product, or an upgrade
+    PRE_CHANGE = "pre_change"  # before a change of plan or product, an upgrade, or a move to another node
     PRE_RESTORE = "pre_restore"  # the safety backup before a restore
     FINAL = "final"  # at terminate (or the clean-up of a failed create): the last copy of the data
 
