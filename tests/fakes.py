@@ -16,6 +16,9 @@ answers like the engine does where the deployer depends on it:
   container (or by another process: :attr:`FakeEngine.busy_ports`) is refused
   with the engine's message, as :class:`~app.errors.HostPortInUse`;
 - ``rename_container`` refuses a name in use, as ``docker rename`` does;
+- volumes are per swarm node when requests name one (:attr:`FakeEngine.volumes` keys ``<name>@<node>``, see
+  :func:`volume_key`): a volume of one name may be on two nodes while an order moves; containers record their
+  request's node (``ContainerState.node``), and :attr:`FakeEngine.swarm_nodes` is what ``nodes()`` answers;
 - ``export_volume`` streams a tar archive of the volume's files and ``import_volume`` replaces the
   volume's files with a tar stream's regular files (a missing helper image fails, as on the engine);
 - ``exec_output`` and ``exec_input`` run a command in a running container through
