@@ -403,6 +403,20 @@ def orders_upgrade(order, revision, dry_run, allow_data_risk, wait):
     _report(outcome, wait)
 
 
+@orders_cli.command("move")
+@click.argument("order")
+@click.option("--node", required=True, help="The swarm node to move the order to: its hostname or id.")
+@wait_option
+def orders_move(order, node, wait):
+    """Move the order to another swarm node (LIVE_ORCHESTRATOR=swarm): back its data up, restore it on NODE and run
+    it there, then remove its volumes from the node it was on. A failure leaves it running where it was."""
+    try:
+        outcome = orders.move(_get_order(order), node, requested_by="cli")
+    except LiveError as exc:
+        _fail(exc)
+    _report(outcome, wait)
+
+
 def _echo_preview(preview: dict) -> None:
     click.echo(f"order {preview['order_id']} ({preview['instance']}): revision {preview['from']} -> {preview['to']}")
     for service, action in preview["services"].items():

@@ -16,6 +16,9 @@ answers like the engine does where the deployer depends on it:
   container (or by another process: :attr:`FakeEngine.busy_ports`) is refused
   with the engine's message, as :class:`~app.errors.HostPortInUse`;
 - ``rename_container`` refuses a name in use, as ``docker rename`` does;
+- volumes are per swarm node when requests name one (:attr:`FakeEngine.volumes` keys ``<name>@<node>``, see
+  :func:`volume_key`): a volume of one name may be on two nodes while an order moves; containers record their
+  request's node (``ContainerState.node``), and :attr:`FakeEngine.swarm_nodes` is what ``nodes()`` answers;
 - ``export_volume`` streams a tar archive of the volume's files and ``import_volume`` replaces the
   volume's files with a tar stream's regular files (a missing helper image fails, as on the engine);
 - ``exec_output`` and ``exec_input`` run a command in a running container through
@@ -86,6 +89,7 @@ class FakeContainer:
     health: str | None = None
     exit_code: int | None = None
     host_ports: dict[str, int] = field(default_factory=dict)
+    node: str | None = None  # the request's swarm node (where a swarm would run it)
 
     @property
     def labels(self) -> dict[str, str]:
@@ -99,7 +103,8 @@ class FakeContainer:
         """As inspect reports it; ``listed``: as ``docker ps`` does, which shows health only while running."""
         health = self.health if not listed or self.state == "running" else None
         return ContainerState(id=self.id, name=self.name, labels=dict(self.labels), state=self.state,
-                              health=health, exit_code=self.exit_code, host_ports=dict(self.host_ports))
+                              health=health, exit_code=self.exit_code, host_ports=dict(self.host_ports),
+                              node=self.node)
 
     def exit(self, code: int) -> None:
         """The main process ended: the engine marks a container with a healthcheck unhealthy."""
@@ -113,6 +118,13 @@ class FakeVolume:
     name: str
     labels: dict[str, str]
     files: dict[str, bytes] = field(default_factory=dict)  # path inside the volume -> content
+    node: str | None = None  # the swarm node whose engine holds it (None: the one engine)
+
+
+def volume_key(name: str, node: str | None = None) -> str:
+    """The key of :attr:`FakeEngine.volumes`: the name on one engine (node None), ``<name>@<node>`` on a swarm
+    node (a volume of one name may be on several nodes while an order moves)."""
+    return name if node is None else f"{name}@{node}"
 
 
 class FakeEngine(Engine):
@@ -136,6 +148,7 @@ class FakeEngine(Engine):
             self.add_image(ref, healthcheck=True)
         self.containers: dict[str, FakeContainer] = {}
         self.networks: dict[str, NetworkState] = {}
+        #: :func:`volume_key` (the name, or ``<name>@<node>`` for a swarm node's) -> volume.
         self.volumes: dict[str, FakeVolume] = {}
         #: service (or container name) -> health reached once started: "healthy" (default), "unhealthy", "starting".
         self.health: dict[str, str] = {}
@@ -151,7 +164,8 @@ class FakeEngine(Engine):
         #: (call, container name or service) -> exception the call raises once, before it changes anything; calls
         #: are create_container, connect_container (after the container is made, as its other networks are
         #: connected), start_container, stop_container, rename_container and remove_container, exec_output and
-        #: exec_input; and (call, volume) for export_volume and import_volume. A BaseException
+        #: exec_input; and (call, volume) for export_volume and import_volume, ("remove_volume",
+        #: :func:`volume_key`) for remove_volume. A BaseException
         #: that is no Exception (:class:`Killed`) passes every ``except Exception``: the worker died there.
         self.failures: dict[tuple[str, str], BaseException] = {}
         #: (call, volume or container name or service) -> exception raised once midway: export_volume's and
@@ -183,8 +197,12 @@ class FakeEngine(Engine):
         """The container named ``name`` (KeyError if there is none)."""
         return next(c for c in self.containers.values() if c.name == name)
 
-    def write_file(self, volume: str, path: str, data: bytes) -> None:
-        self.volumes[volume].files[path] = data
+    def write_file(self, volume: str, path: str, data: bytes, node: str | None = None) -> None:
+        self.volumes[volume_key(volume, node)].files[path] = data
+
+    def volume(self, name: str, node: str | None = None) -> FakeVolume:
+        """The volume ``name`` of swarm node ``node`` (None: of the one engine); KeyError if there is none."""
+        return self.volumes[volume_key(name, node)]
 
     def calls_of(self, kind: str) -> list[str]:
         return [name for call, name in self.calls if call == kind]
@@ -236,12 +254,14 @@ class FakeEngine(Engine):
             for network in endpoints:
                 if network not in self.networks:
                     raise NotFound(f"{action}: network {network} not found")
-            volumes = [bind.split(":")[0] for bind in (payload["HostConfig"].get("Binds") or [])]
-            for volume in volumes:  # the engine creates a named volume that does not exist, without labels
-                self.volumes.setdefault(volume, FakeVolume(volume, {}))
+            volumes = [volume_key(bind.split(":")[0], request.node)
+                       for bind in (payload["HostConfig"].get("Binds") or [])]
+            for key in volumes:  # the engine creates a named volume that does not exist, without labels
+                self.volumes.setdefault(key, FakeVolume(key.split("@")[0], {}, node=request.node))
             container = FakeContainer(
                 id=uuid.uuid4().hex + uuid.uuid4().hex, name=request.name, image=payload["Image"], payload=payload,
                 networks={name: list(e.get("Aliases") or []) for name, e in endpoints.items()}, volumes=volumes,
+                node=request.node,
             )
             self.containers[container.id] = container
             self.calls.append(("create_container", request.name))
@@ -348,37 +368,47 @@ class FakeEngine(Engine):
     def list_volumes(self, labels: dict[str, str]) -> list[VolumeState]:
         self._call()
         with self._lock:
-            return [VolumeState(v.name, dict(v.labels)) for v in self.volumes.values() if _matches(v.labels, labels)]
+            return [VolumeState(v.name, dict(v.labels), node=v.node) for v in self.volumes.values()
+                    if _matches(v.labels, labels)]
 
-    def volume_exists(self, name: str) -> bool:
+    def volume_exists(self, name: str, node: str | None = None) -> bool:
         self._call()
-        return name in self.volumes
+        with self._lock:
+            if node is not None:
+                return volume_key(name, node) in self.volumes
+            return any(v.name == name for v in self.volumes.values())
 
     def create_volume(self, request: VolumeRequest) -> None:
         self._call()
         self.placements[request.name] = request.node
         payload = volume_payload(request, self.api_version)
         with self._lock:
-            if request.name not in self.volumes:  # the engine answers with the existing volume, unchanged
-                self.volumes[request.name] = FakeVolume(payload["Name"], dict(payload["Labels"]))
+            key = volume_key(request.name, request.node)
+            if key not in self.volumes:  # the engine answers with the existing volume, unchanged
+                self.volumes[key] = FakeVolume(payload["Name"], dict(payload["Labels"]), node=request.node)
                 self.calls.append(("create_volume", request.name))
 
-    def remove_volume(self, name: str) -> None:
+    def remove_volume(self, name: str, node: str | None = None) -> None:
+        """Remove the volume from node ``node`` (every node holding it when None)."""
         self._call()
         with self._lock:
-            if name not in self.volumes:
-                return
-            users = [c.id[:12] for c in self.containers.values() if name in c.volumes]
-            if users:
-                raise EngineOperationError(f"remove volume {name}: remove {name}: volume is in use - "
-                                            f"[{', '.join(users)}]")
-            del self.volumes[name]
-            self.calls.append(("remove_volume", name))
+            keys = ([volume_key(name, node)] if node is not None
+                    else [key for key, v in self.volumes.items() if v.name == name])
+            for key in keys:
+                if key not in self.volumes:
+                    continue
+                self._fail_once(("remove_volume", key))
+                users = [c.id[:12] for c in self.containers.values() if key in c.volumes]
+                if users:
+                    raise EngineOperationError(f"remove volume {name}: remove {name}: volume is in use - "
+                                                f"[{', '.join(users)}]")
+                del self.volumes[key]
+                self.calls.append(("remove_volume", key))
 
     def volume_usage(self, labels: dict[str, str]) -> list[VolumeState]:
         self._call()
         with self._lock:
-            return [VolumeState(v.name, dict(v.labels), sum(len(d) for d in v.files.values()))
+            return [VolumeState(v.name, dict(v.labels), sum(len(d) for d in v.files.values()), node=v.node)
                     for v in self.volumes.values() if _matches(v.labels, labels)]
 
     def container_usage(self, container_id: str) -> tuple[float, float]:
@@ -394,20 +424,32 @@ class FakeEngine(Engine):
             return ref in self.images
 
     def export_volume(self, volume: str, image: str, helper_name: str,
-                      labels: dict[str, str]) -> ContextManager[Readable]:
+                      labels: dict[str, str], node: str | None = None) -> ContextManager[Readable]:
         """A tar stream of the volume's files (``.`` then ``./<path>`` members, mode 0644), through a helper
-        container that is removed when the context exits; :attr:`stream_failures` breaks it midway."""
-        return self._exported(volume, image, helper_name, labels)
+        container that is removed when the context exits; :attr:`stream_failures` breaks it midway. ``node``:
+        the swarm node's volume (None: the one engine's, else the first node holding one of that name)."""
+        return self._exported(volume, image, helper_name, labels, node)
+
+    def _volume_key_of(self, volume: str, node: str | None) -> str | None:
+        """The key of the volume an export or import reads or fills (None: there is none)."""
+        if node is not None:
+            key = volume_key(volume, node)
+            return key if key in self.volumes else None
+        if volume in self.volumes:
+            return volume
+        return next((key for key, v in self.volumes.items() if v.name == volume), None)
 
     @contextlib.contextmanager
-    def _exported(self, volume: str, image: str, helper_name: str, labels: dict[str, str]) -> Iterator[Readable]:
+    def _exported(self, volume: str, image: str, helper_name: str, labels: dict[str, str],
+                  node: str | None = None) -> Iterator[Readable]:
         self._call()
         with self._lock:
-            if volume not in self.volumes:
+            key = self._volume_key_of(volume, node)
+            if key is None:
                 raise NotFound(f"read volume {volume}: inspect volume {volume}: get {volume}: no such volume")
             self._fail_once(("export_volume", volume))
-            files = dict(self.volumes[volume].files)
-        helper = self._add_helper(volume, image, helper_name, labels)
+            files = dict(self.volumes[key].files)
+        helper = self._add_helper(key, image, helper_name, labels)
         try:
             with self._lock:
                 failure = self.stream_failures.pop(("export_volume", volume), None)
@@ -418,7 +460,7 @@ class FakeEngine(Engine):
                 self.containers.pop(helper.id, None)
 
     def import_volume(self, volume: str, image: str, helper_name: str, labels: dict[str, str],
-                      stream: Readable) -> int:
+                      stream: Readable, node: str | None = None) -> int:
         """Replace the volume's files with the regular files of the tar archive ``stream`` holds; the bytes read.
 
         A stream that is no tar archive leaves the volume as it was (:class:`ArchiveError`); errors of
@@ -427,10 +469,11 @@ class FakeEngine(Engine):
         self._call()
         action = f"restore volume {volume}"
         with self._lock:
-            if volume not in self.volumes:
+            key = self._volume_key_of(volume, node)
+            if key is None:
                 raise NotFound(f"{action}: inspect volume {volume}: get {volume}: no such volume")
             self._fail_once(("import_volume", volume))
-        helper = self._add_helper(volume, image, helper_name, labels)
+        helper = self._add_helper(key, image, helper_name, labels)
         try:
             data = bytearray()
             while True:
@@ -441,7 +484,7 @@ class FakeEngine(Engine):
                 with self._lock:
                     failure = self.stream_failures.pop(("import_volume", volume), None)
                 if failure is not None:
-                    self.volumes[volume].files = {}
+                    self.volumes[key].files = {}
                     raise failure
             try:
                 files = files_of(bytes(data))
@@ -449,7 +492,7 @@ class FakeEngine(Engine):
                 raise ArchiveError(f"{action}: the stream is not a tar archive ({exc}); the volume was left as it was",
                                    volume=volume) from exc
             with self._lock:
-                self.volumes[volume].files = files
+                self.volumes[key].files = files
                 self.calls.append(("import_volume", volume))
             return len(data)
         finally:

@@ -45,7 +45,7 @@ class BackupKind(enum.StrEnum):
 
     SCHEDULED = "scheduled"  # the product's (or plan's) schedule
     ON_DEMAND = "on_demand"  # the CLI, the API or WHMCS asked
-    PRE_CHANGE = "pre_change"  # before a change of plan or product, or an upgrade
+    PRE_CHANGE = "pre_change"  # before a change of plan or product, an upgrade, or a move to another node
     PRE_RESTORE = "pre_restore"  # the safety backup before a restore
     FINAL = "final"  # at terminate (or the clean-up of a failed create): the last copy of the data
 
@@ -164,7 +164,8 @@ class BackupService:
             for volume in present:
                 progress(f"archive volume {volume}")
                 with self.engine.export_volume(engine_volumes[volume], self.deployer.helper_image,
-                                               project.archive_helper_name, project.archive_helper_labels()) as stream:
+                                               project.archive_helper_name, project.archive_helper_labels(),
+                                               node=project.node) as stream:
                     writer.write_artefact(volume_artefact(volume), stream)
             progress("read the backup back and check it")
             manifest = writer.commit()
@@ -221,9 +222,11 @@ class BackupService:
         return {c.service: c for c in self.engine.list_containers(project.selector) if c.service and c.running}
 
     def _engine_volumes(self, project: Project) -> dict[str, str]:
-        """The order's volumes on the engine: compose volume name -> engine volume name."""
+        """The order's volumes on the engine (in a swarm: on the project's node): compose volume name -> engine
+        volume name."""
         return {volume.labels[VOLUME_LABEL]: volume.name for volume in self.engine.list_volumes(project.selector)
-                if volume.labels.get(VOLUME_LABEL)}
+                if volume.labels.get(VOLUME_LABEL)
+                and (project.node is None or volume.node in (None, project.node))}
 
     # -- reading ------------------------------------------------------------------------------------------------
     def list(self, order: Order) -> list[Manifest]:
@@ -246,13 +249,15 @@ class BackupService:
                                 + "; ".join(problems) + "; nothing was changed", backup_id=manifest.backup_id)
 
     # -- restoring ----------------------------------------------------------------------------------------------
-    def restore_data(self, project: Project, manifest: Manifest, progress: Progress = lambda _: None) -> None:
+    def restore_data(self, project: Project, manifest: Manifest, progress: Progress = lambda _: None, *,
+                     every_volume: bool = False) -> None:
         """Replace the order's data with the backup's: stop every service, replace the content of each archived
         volume the project declares, then start the dumped services (and what they depend on) and feed each
         dump to its restore command (the manifest's). The caller deploys the stack afterwards and runs
-        :meth:`after_restore`.
+        :meth:`after_restore`. Volumes are created where missing, on the project's node.
 
-        Volumes of the backup the project no longer declares are left out, with a step saying so. Every
+        Volumes of the backup the project no longer declares are left out, with a step saying so; with
+        ``every_volume`` (a move to another node) they are restored too, as volumes no service mounts. Every
         artefact's sha256 is checked as it streams; a mismatch raises :class:`~app.errors.BackupCorrupt`.
         Raises the engine's errors, :class:`~app.errors.CommandFailed` and BackupStoreError. Safe to repeat:
         each volume is emptied before it is filled, and restore commands are expected to replace (``pg_restore
@@ -266,16 +271,17 @@ class BackupService:
             self.deployer.require_helper_image()
         for entry in volumes:
             volume = entry["volume"]
-            if volume not in project.stack.volumes:
+            if volume not in project.stack.volumes and not every_volume:
                 progress(f"volume {volume} of the backup is not in revision {project.revision}: left out")
                 continue
             name = engine_volumes.get(volume)
             if name is None:
                 name = project.volume_name(volume)
-                self.engine.create_volume(VolumeRequest(name, project.volume_labels(volume)))
+                self.engine.create_volume(VolumeRequest(name, project.volume_labels(volume), node=project.node))
             progress(f"restore volume {volume}")
             self._stream_artefact(manifest, entry["artefact"], lambda reader: self.engine.import_volume(
-                name, self.deployer.helper_image, project.archive_helper_name, project.archive_helper_labels(), reader))
+                name, self.deployer.helper_image, project.archive_helper_name, project.archive_helper_labels(), reader,
+                node=project.node))
         dumps = [entry for entry in contents.get("dumps", []) if entry["service"] in project.stack.services]
         for entry in contents.get("dumps", []):
             if entry["service"] not in project.stack.services:

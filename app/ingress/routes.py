@@ -28,7 +28,7 @@ from app.stacks.project import container_name
 #: Operation kinds that (re)create or restart an order's containers: while one runs, the order is prepared.
 DEPLOYING_KINDS = frozenset({OperationKind.CREATE, OperationKind.UNSUSPEND, OperationKind.CHANGE_PLAN,
                              OperationKind.REDEPLOY, OperationKind.RESTART, OperationKind.UPGRADE,
-                             OperationKind.RESTORE})
+                             OperationKind.RESTORE, OperationKind.MOVE})
 # A backup stops nothing (a final backup is part of terminate): the order stays reachable while it runs.
 #: Operation kinds that stop an order's containers: while one runs, the order shows the suspended page.
 STOPPING_KINDS = frozenset({OperationKind.SUSPEND, OperationKind.TERMINATE})

@@ -56,6 +56,7 @@ class OperationKind(enum.StrEnum):
     UPGRADE = "upgrade"
     BACKUP = "backup"  # an on-demand or scheduled backup (app/backups/service.py); the status stays as it is
     RESTORE = "restore"  # replace the order's data with a backup's, after a safety backup
+    MOVE = "move"  # Docker Swarm: move the order to another node (backup, restore there, switch)
 
 
 class OperationState(enum.StrEnum):
@@ -166,6 +167,12 @@ TRANSITIONS: Mapping[OperationKind, Transition] = MappingProxyType({rule.kind: r
     Transition(OperationKind.RESTORE, frozenset({OrderStatus.ACTIVE}), OrderStatus.ACTIVE,
                hints=MappingProxyType({OrderStatus.SUSPENDED: "unsuspend it first",
                                        OrderStatus.PENDING: "its create has not finished",
+                                       OrderStatus.FAILED: "redeploy it first"})),
+    # A move (Docker Swarm) takes the order's data to another node; a suspended order moves and stays suspended.
+    # A failed move leaves the order on its node as it was (the handler's rollback).
+    Transition(OperationKind.MOVE, frozenset({OrderStatus.ACTIVE, OrderStatus.SUSPENDED}), OrderStatus.ACTIVE,
+               kept_while=_SUSPENDED,
+               hints=MappingProxyType({OrderStatus.PENDING: "its create has not finished",
                                        OrderStatus.FAILED: "redeploy it first"})),
 )})
 

@@ -25,7 +25,8 @@ from app.orders.lifecycle import HANDLERS, TRANSITIONS, OperationKind, OrderStat
 from app.presenters import PRIVATE_EVENT_DATA
 from app.stacks.data_risk import DataRiskReport, data_risks
 from app.stacks.deployer import Deployer
-from app.stacks.placement import MIB, choose_node, order_reservation
+from app.stacks.engine import NodeState
+from app.stacks.placement import MIB, check_target, choose_node, order_reservation
 from app.stacks.plan import Action
 from app.stacks.ports import PORT_MOVES, PortAllocator
 from app.stacks.project import VOLUME_LABEL, Project
@@ -434,6 +435,132 @@ class OperationRunner:
         record_event("order.restore_rolled_back", f"restore failed: the order was brought back from safety backup {safety}",
                      order=order, operation=operation, safety_backup=safety)
 
+    # -- moving an order to another swarm node -------------------------------
+    def move_target(self, order: Order, node: str, *, check: bool = True) -> NodeState:
+        """The swarm node named ``node`` (its id or hostname) as the node ``order`` moves to.
+
+        Raises :class:`~app.errors.InvalidRequest` on one engine (no nodes), for an unknown node and for an order
+        that has no node yet; with ``check`` also for the order's own node, and :class:`~app.errors.NoCapacity`
+        when the node may not take it (:func:`~app.stacks.placement.check_target`: ready, active, reachable and
+        with room; ``LIVE_SWARM_POOL`` does not apply to an operator's choice).
+        """
+        nodes = self.deployer.engine.nodes()
+        if not nodes:
+            raise InvalidRequest("moving an order needs Docker Swarm (LIVE_ORCHESTRATOR=swarm): one engine has no "
+                                 "other node to move it to; nothing was changed")
+        wanted = (node or "").strip()
+        target = next((n for n in nodes if n.id == wanted), None) or next((n for n in nodes if n.hostname == wanted),
+                                                                          None)
+        if target is None:
+            known = ", ".join(f"{n.hostname} ({n.id})" for n in sorted(nodes, key=lambda n: n.hostname))
+            raise InvalidRequest(f"no swarm node {wanted!r}: the nodes are {known}; nothing was changed")
+        if not order.node:
+            raise InvalidRequest(f"order {order.instance} is not placed on a node yet: redeploy it first; nothing "
+                                 "was changed")
+        if check:
+            if target.id == order.node:
+                raise InvalidRequest(f"order {order.instance} is on node {target.hostname} already: nothing to move")
+            check_target(target, order_reservation(self.project(order).stack))
+        return target
+
+    @handles(OperationKind.MOVE)
+    def _do_move(self, operation: Operation, order: Order, progress: Progress) -> None:
+        """Move the order to swarm node ``params.node`` (docs/OPERATIONS.md, "Moving an order to another node").
+
+        1. check the node (:meth:`move_target`) and remember both nodes; 2. take a ``pre_change`` backup (every
+        volume, left-behind ones too); 3. stop the order, record the target node on it and remove its services
+        (they are made again there); 4. restore the backup into volumes created on the target and run its
+        restore commands there; 5. deploy there, wait for health, run the ``after_restore`` commands (a
+        suspended order is stopped again); 6. remove the order's volumes from the source node.
+
+        Each step is remembered in the operation's params (``_source``, ``_pre_change_backup``, ``_switching``,
+        ``_moved``), so a worker killed at any point resumes where it was. A failure for good before step 6
+        brings the order back on its source node, whose volumes were not touched (:meth:`on_failure`).
+        """
+        if "_source" not in (operation.params or {}):
+            target = self.move_target(order, operation.params["node"])
+            self._remember(operation, _source=order.node, _source_name=order.node_name or order.node,
+                           _target=target.id, _target_name=target.hostname)
+        params = operation.params
+        source, target, target_name = params["_source"], params["_target"], params["_target_name"]
+        if not params.get("_moved"):
+            backup_id = self._backup_once(operation, order, BackupKind.PRE_CHANGE, "_pre_change_backup", progress,
+                                          every_volume=True)
+            manifest = self.backups.find(backup_id)
+            self._remember(operation, _switching=True)
+            project = self.project(order)
+            self.deployer.stop(project, progress)
+            if order.node != target:
+                progress(f"move the order to node {target_name}")
+                order.node, order.node_name = target, target_name
+                order.updated_at = utcnow()
+                order.save()
+            self.deployer.remove_containers(project, progress)  # made again on the target node
+            project = self.project(order)
+            self.backups.restore_data(project, manifest, progress, every_volume=True)
+            self._deploy(order, progress)
+            self.backups.after_restore(project, manifest, progress)
+            if order.status in transition(operation.kind).kept_while:
+                progress(f"order is {order.status}: stop it again")
+                self.deployer.stop(project, progress)
+            self._remember(operation, _moved=True)
+        params = operation.params
+        self._remove_volumes_on(order, source, params["_source_name"], progress)
+        record_event("order.moved", f"order {order.instance} moved from node {params['_source_name']} to node "
+                     f"{target_name}", order=order, operation=operation, from_node=source,
+                     from_node_name=params["_source_name"], to_node=target, to_node_name=target_name,
+                     backup_id=params.get("_pre_change_backup"))
+        self._succeeded(operation, order, f"order {order.instance} moved to node {target_name}")
+
+    def _remove_volumes_on(self, order: Order, node: str, node_name: str, progress: Progress) -> None:
+        """Remove every volume of the order (found by its labels) from swarm node ``node`` only."""
+        engine = self.deployer.engine
+        for volume in engine.list_volumes(self.teardown_project(order).selector):
+            if volume.node == node:
+                progress(f"remove volume {volume.name} from node {node_name}")
+                engine.remove_volume(volume.name, node=node)
+
+    def _roll_back_move(self, operation: Operation, order: Order, progress: Progress) -> None:
+        """Bring a move that failed for good back to the source node: record it on the order again, converge an
+        active order there (its volumes there were never touched), then remove the volumes made on the target. A
+        suspended order's services are stopped and removed (its unsuspend makes them again on the source node).
+        An active order becomes ``failed`` when it cannot run on its source node again; target volumes that cannot
+        be removed (the node unreachable) are only reported."""
+        params = operation.params
+        source, source_name = params["_source"], params["_source_name"]
+        target, target_name = params["_target"], params["_target_name"]
+        try:
+            progress(f"move failed: bringing the order back on node {source_name}")
+            if order.node != source:
+                order.node, order.node_name = source, source_name
+                order.save()
+            if order.status in transition(operation.kind).kept_while:
+                project = self.project(order)
+                self.deployer.stop(project, progress)
+                self.deployer.remove_containers(project, progress)
+            else:
+                self._deploy(order, progress)
+        except peewee.PeeweeException:
+            raise
+        except Exception as exc:  # noqa: BLE001 (whatever went wrong, the status must say the order does not run)
+            log.error("order %s: the move to node %s failed and the order could not be brought back on node %s: %s",
+                      order.instance, target_name, source_name, exc)
+            public = exc.public if isinstance(exc, LiveError) else "internal error"
+            progress(f"the order could not be brought back on node {source_name}: {public}")
+            order.status = OrderStatus.FAILED
+            record_event(f"order.{OrderStatus.FAILED}", f"move to node {target_name} failed and the order could not "
+                         f"run on node {source_name} again", order=order, operation=operation,
+                         **{PRIVATE_EVENT_DATA: f"{type(exc).__name__}: {exc}"})
+            return
+        try:  # the order runs where it was: what the target keeps is left over, not a failure of the order
+            self._remove_volumes_on(order, target, target_name, progress)
+        except LiveError as exc:
+            log.warning("order %s: the volumes made on node %s were not removed: %s", order.instance, target_name, exc)
+            progress(f"the volumes made on node {target_name} were not removed: {exc.public}")
+        progress(f"the order runs on node {source_name} again, with its data as it was")
+        record_event("order.move_rolled_back", f"move to node {target_name} failed: the order stays on node "
+                     f"{source_name}", order=order, operation=operation, from_node=source, to_node=target)
+
     # -- failure ------------------------------------------------------------
     def on_failure(self, operation: Operation, reason: str, progress: Progress, *, detail: str | None = None) -> None:
         """Called once when an operation has failed for good; leaves the order's status telling the truth.
@@ -446,6 +573,8 @@ class OperationRunner:
         - ``create``: what the create made goes into a final backup and is removed (volumes are read with the
           helper image, so also when the product's images are missing); when that cannot finish, its
           containers are at least stopped. The order becomes ``failed``.
+        - ``move`` (once it began to stop the order, until the target runs it): the order is brought back on its
+          source node (:meth:`_roll_back_move`); ``failed`` when it cannot run there again.
         - ``terminate``: nothing was deleted. An ``active`` order is converged back (as ``unsuspend``
           does: the containers terminate stopped start again) and stays ``active``; when that fails its
           stack is down and the order becomes ``failed``. Other statuses already mean "not running".
@@ -457,6 +586,9 @@ class OperationRunner:
             detail = self._clean_failed_create(operation, order, progress, detail)
         elif operation.kind == OperationKind.RESTORE and (operation.params or {}).get("_restoring"):
             self._roll_back_restore(operation, order, progress)
+        elif operation.kind == OperationKind.MOVE and (operation.params or {}).get("_switching") \
+                and not operation.params.get("_moved"):
+            self._roll_back_move(operation, order, progress)
         elif rule is not None and order.status in rule.restored_from:
             self._restore_after_failed_terminate(operation, order, progress)
         if rule is not None and rule.fails_to is not None:

@@ -19,6 +19,7 @@ from app.errors import Conflict, DataRiskError, HostnameTaken, InvalidRequest, L
 from app.models import Customer, Operation, Order, ProductRevision, record_event, utcnow
 from app.orders.lifecycle import INITIAL_STATUS, UNFINISHED_STATES, OperationKind, OrderStatus, public_params, transition
 from app.stacks.data_risk import DataRiskReport
+from app.stacks.engine import NodeState
 from app.naming import derive_instance, hostname_for, normalize_hostname, validate_instance
 
 log = logging.getLogger(__name__)
@@ -51,16 +52,19 @@ class OrderService:
     """The order use cases. ``data_risks(order, revision=, plan=)`` compares the order's stack with the one a
     change would give it (``OperationRunner.data_risks``); without it, changes are not checked for data risks.
     ``preview(order, revision, plan)`` tells what a change would do (``OperationRunner.preview``), for
-    :meth:`preview_change_plan` and :meth:`preview_upgrade`."""
+    :meth:`preview_change_plan` and :meth:`preview_upgrade`. ``move_target(order, node, check=)`` resolves and
+    checks the swarm node an order moves to (``OperationRunner.move_target``); without it, :meth:`move` is refused."""
 
     def __init__(self, catalog: Catalog, base_domain: str, max_attempts: int = 5,
                  data_risks: Callable[..., DataRiskReport] | None = None,
-                 preview: Callable[[Order, ProductRevision, str | None], dict] | None = None):
+                 preview: Callable[[Order, ProductRevision, str | None], dict] | None = None,
+                 move_target: Callable[..., NodeState] | None = None):
         self.catalog = catalog
         self.base_domain = base_domain
         self.max_attempts = max_attempts
         self.data_risks = data_risks
         self.preview = preview
+        self.move_target = move_target
 
     # -- customers ----------------------------------------------------------
     def upsert_customer(self, info: CustomerInfo) -> Customer:
@@ -279,6 +283,26 @@ class OrderService:
             raise InvalidRequest(f"backup {backup_id} is of product {product}, order {order.instance} of "
                                  f"{order.product.slug}")
         return self._transition(order, OperationKind.RESTORE, {"backup_id": backup_id}, requested_by)
+
+    def move(self, order: Order, node: str, requested_by: str = "system") -> Outcome:
+        """Queue the move of the order to swarm node ``node`` (its id or hostname): its data is backed up, restored
+        there, and its services run there (``OperationRunner._do_move``). The same move already queued or running
+        is returned.
+
+        Raises Conflict (the order is neither active nor suspended), InvalidRequest (one engine, an unknown node,
+        the order's own node), NoCapacity (the node is not ready, active and reachable, or has no room for the
+        order) and EngineUnavailable; nothing is recorded then.
+        """
+        refusal = transition(OperationKind.MOVE).refusal(order.status, order.instance)
+        if refusal is not None:
+            raise Conflict(refusal)
+        if self.move_target is None:
+            raise InvalidRequest("moving orders between nodes is not available here")
+        target = self.move_target(order, node, check=False)
+        queued = self._unfinished(order, OperationKind.MOVE)
+        if queued is None or public_params(queued.params) != {"node": target.id}:
+            self.move_target(order, node)
+        return self._transition(order, OperationKind.MOVE, {"node": target.id}, requested_by)
 
     def terminate(self, order: Order | None, requested_by: str = "system") -> Outcome | None:
         if order is None:

@@ -209,9 +209,12 @@ class Deployer:
             self.engine.connect_proxy(request)
 
     def _ensure_volumes(self, project: Project, progress: Progress) -> None:
-        existing = {v.name for v in self.engine.list_volumes(project.selector)}
+        """Create the project's missing volumes, on the project's swarm node (a volume of the same name on another
+        node does not count: an order being moved has its volumes on two nodes for a while)."""
+        existing = {v.name for v in self.engine.list_volumes(project.selector)
+                    if project.node is None or v.node in (None, project.node)}
         for request in volume_requests(project):
-            if request.name not in existing and not self.engine.volume_exists(request.name):
+            if request.name not in existing and not self.engine.volume_exists(request.name, node=project.node):
                 progress(f"create volume {request.name}")
                 self.engine.create_volume(request)
 
@@ -348,11 +351,15 @@ class Deployer:
                 f"build it there with `bash {HELPER_SCRIPT} {self.helper_image}` (nothing was stopped or deleted)",
                 image=self.helper_image)
 
-    def remove_resources(self, project: Project, progress: Progress, volumes: bool) -> None:
-        """Remove the order's containers and networks, and its volumes when ``volumes`` (back them up first)."""
+    def remove_containers(self, project: Project, progress: Progress) -> None:
+        """Remove the order's containers (swarm services), running or not; networks and volumes are kept."""
         for container in self.engine.list_containers(project.selector):
             progress(f"remove container {container.name}")
             self.engine.remove_container(container.id)
+
+    def remove_resources(self, project: Project, progress: Progress, volumes: bool) -> None:
+        """Remove the order's containers and networks, and its volumes when ``volumes`` (back them up first)."""
+        self.remove_containers(project, progress)
         for network in self.engine.list_networks(project.selector):
             progress(f"remove network {network.name}")
             self.engine.remove_network(network.name)

@@ -432,7 +432,7 @@ class DockerEngine(Engine):
         cpu = ((stats.get("cpu_stats") or {}).get("cpu_usage") or {}).get("total_usage") or 0
         return float(used), cpu / 1e9
 
-    def volume_exists(self, name: str) -> bool:
+    def volume_exists(self, name: str, node: str | None = None) -> bool:
         try:
             with translate_errors(f"inspect volume {name}"):
                 self.api.inspect_volume(name)
@@ -446,7 +446,7 @@ class DockerEngine(Engine):
         with translate_errors(f"create volume {request.name}"):
             self.api.create_volume(request.name, driver=request.driver, labels=request.labels)
 
-    def remove_volume(self, name: str) -> None:
+    def remove_volume(self, name: str, node: str | None = None) -> None:
         try:
             with translate_errors(f"remove volume {name}"):
                 self.api.remove_volume(name)
@@ -480,7 +480,7 @@ class DockerEngine(Engine):
             self.api.inspect_volume(volume)
 
     def export_volume(self, volume: str, image: str, helper_name: str,
-                      labels: dict[str, str]) -> ContextManager[Readable]:
+                      labels: dict[str, str], node: str | None = None) -> ContextManager[Readable]:
         """The volume's files as a tar stream (``GET /containers/{helper}/archive`` of ``/volume/.``).
 
         The helper is created, never started; the engine mounts the volume for the copy. The archive is
@@ -508,7 +508,7 @@ class DockerEngine(Engine):
             self._remove_helper(helper_id, helper_name, volume)
 
     def import_volume(self, volume: str, image: str, helper_name: str, labels: dict[str, str],
-                      stream: Readable) -> int:
+                      stream: Readable, node: str | None = None) -> int:
         """Empty the volume, then extract the tar archive of ``stream`` into it; returns the bytes read.
 
         The first block of ``stream`` is read and checked before anything is removed: a stream that does not

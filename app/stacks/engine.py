@@ -265,16 +265,20 @@ class Engine(abc.ABC):
         """Every named volume carrying ``labels`` (``size`` is 0: see :meth:`volume_usage`)."""
 
     @abc.abstractmethod
-    def volume_exists(self, name: str) -> bool:
-        """Whether a volume named ``name`` exists, whatever its labels."""
+    def volume_exists(self, name: str, node: str | None = None) -> bool:
+        """Whether a volume named ``name`` exists, whatever its labels: on swarm node ``node`` (its id), or on any
+        node when None (one engine: ``node`` is ignored)."""
 
     @abc.abstractmethod
     def create_volume(self, request: VolumeRequest) -> None:
-        """Create the named volume of ``request``; an existing one is left as it is."""
+        """Create the named volume of ``request`` on ``request.node`` (one engine: the engine); an existing one
+        there is left as it is, and one of the same name on another swarm node does not count (an order being
+        moved has its volumes on two nodes for a while)."""
 
     @abc.abstractmethod
-    def remove_volume(self, name: str) -> None:
-        """Remove a volume and its data; a missing one is not an error, one in use is refused."""
+    def remove_volume(self, name: str, node: str | None = None) -> None:
+        """Remove a volume and its data: from swarm node ``node`` only, or from every node holding it when None
+        (one engine: ``node`` is ignored). A missing one is not an error, one in use is refused."""
 
     @abc.abstractmethod
     def volume_usage(self, labels: dict[str, str]) -> list[VolumeState]:
@@ -282,13 +286,14 @@ class Engine(abc.ABC):
 
     @abc.abstractmethod
     def export_volume(self, volume: str, image: str, helper_name: str,
-                      labels: dict[str, str]) -> ContextManager[Readable]:
+                      labels: dict[str, str], node: str | None = None) -> ContextManager[Readable]:
         """A stream (``read(n)`` until ``b""``) of the volume's files as a tar archive (uncompressed), member
         names relative to the volume root (``.``, ``./a``, ``./a/b``), with owners, modes, times and links.
 
         Read through a helper container of ``image`` (never pulled, never started; the volume mounted
         read-only) named ``helper_name`` and carrying ``labels``, removed when the context exits (the stream
-        is closed first). Memory stays flat whatever the volume's size.
+        is closed first). Memory stays flat whatever the volume's size. ``node``: the swarm node whose volume
+        is read (None: the node that holds it; one engine: ignored).
 
         Raises :class:`~app.errors.NotFound` (no such volume), :class:`~app.errors.ImageMissing` (no such
         image) and :class:`~app.errors.EngineUnavailable` (the engine cannot be reached; or, from ``read()``,
@@ -297,9 +302,10 @@ class Engine(abc.ABC):
 
     @abc.abstractmethod
     def import_volume(self, volume: str, image: str, helper_name: str, labels: dict[str, str],
-                      stream: Readable) -> int:
+                      stream: Readable, node: str | None = None) -> int:
         """Replace the volume's whole content with the tar archive read from ``stream`` (what
-        :meth:`export_volume` wrote); returns the bytes read from ``stream``.
+        :meth:`export_volume` wrote); returns the bytes read from ``stream``. ``node``: the swarm node whose
+        volume is replaced (None: the node that holds it; one engine: ignored).
 
         Everything in the volume is removed first, then the archive is extracted with owners, modes, times
         and links as archived, through a helper container of ``image`` (never pulled) named ``helper_name``

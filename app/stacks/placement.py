@@ -50,7 +50,7 @@ def choose_node(nodes: list[NodeState], need_bytes: int, pool: str = "") -> Node
     candidates = eligible_nodes(nodes, pool)
     if not candidates:
         where = f"in pool {pool!r} (node label {POOL_LABEL})" if pool else "in the swarm"
-        listed = ", ".join(f"{n.hostname} ({_why_not(n, pool)})" for n in nodes) or "none"
+        listed = ", ".join(f"{n.hostname} ({why_not(n, pool)})" for n in nodes) or "none"
         raise NoCapacity(f"no ready, active node reachable by the bridge {where}; nodes: {listed}")
     best = sorted(candidates, key=lambda n: (-n.free_bytes, n.reserved_bytes, n.hostname))[0]
     if best.free_bytes < need_bytes:
@@ -60,7 +60,22 @@ def choose_node(nodes: list[NodeState], need_bytes: int, pool: str = "") -> Node
     return best
 
 
-def _why_not(node: NodeState, pool: str) -> str:
+def check_target(node: NodeState, need_bytes: int) -> None:
+    """Refuse ``node`` as the node an operator moves an order needing ``need_bytes`` to: it must be eligible but for
+    the pool (an explicit choice overrides ``LIVE_SWARM_POOL``) and have ``need_bytes`` unreserved.
+
+    Raises :class:`~app.errors.NoCapacity` naming the node and why, with the figures in MiB.
+    """
+    if not eligible_nodes([node]):
+        raise NoCapacity(f"node {node.hostname} cannot take orders: {why_not(node)}")
+    if node.free_bytes < need_bytes:
+        raise NoCapacity(f"node {node.hostname} has {node.free_bytes // MIB} MiB unreserved ({node.memory_bytes // MIB} "
+                         f"MiB, {node.reserved_bytes // MIB} MiB reserved); the order reserves {need_bytes // MIB} MiB")
+
+
+def why_not(node: NodeState, pool: str = "") -> str:
+    """Why ``node`` is not eligible (rule 1): ``not ready``, ``not active``, ``no live.engine label``, the pool
+    label it has; ``eligible`` when it is."""
     if not node.ready:
         return "not ready"
     if not node.active:

@@ -426,17 +426,22 @@ class SwarmEngine(Engine):
                 found.append(volume)
         return found
 
-    def volume_exists(self, name: str) -> bool:
+    def volume_exists(self, name: str, node: str | None = None) -> bool:
+        """Whether node ``node`` holds the volume; any node when None."""
+        if node is not None:
+            return self.node_engine(node).volume_exists(name)
         return any(engine.volume_exists(name) for _, engine in self._engines())
 
     def create_volume(self, request: VolumeRequest) -> None:
-        """Create the volume on the engine of ``request.node`` (the manager's when None)."""
+        """Create the volume on the engine of ``request.node`` (the manager's when None), whether or not another
+        node holds one of that name."""
         self.node_engine(request.node).create_volume(request)
 
-    def remove_volume(self, name: str) -> None:
-        """Remove the volume from every node that holds it, waiting while a removed service's task still
-        mounts it."""
-        for _, engine in self._engines():
+    def remove_volume(self, name: str, node: str | None = None) -> None:
+        """Remove the volume from node ``node`` (every node that holds it when None), waiting while a removed
+        service's task still mounts it."""
+        engines = [(node, self.node_engine(node))] if node is not None else self._engines()
+        for _, engine in engines:
             _retry_while_in_use(lambda engine=engine: engine.remove_volume(name), f"volume {name}")
 
     def _volume_engine(self, volume: str) -> DockerEngine:
@@ -468,13 +473,16 @@ class SwarmEngine(Engine):
         return None
 
     def export_volume(self, volume: str, image: str, helper_name: str,
-                      labels: dict[str, str]) -> ContextManager[Readable]:
-        """The volume's archive, read by a helper container on the node that holds it."""
-        return self._volume_engine(volume).export_volume(volume, image, helper_name, labels)
+                      labels: dict[str, str], node: str | None = None) -> ContextManager[Readable]:
+        """The volume's archive, read by a helper container on node ``node`` (None: the node that holds it)."""
+        engine = self.node_engine(node) if node is not None else self._volume_engine(volume)
+        return engine.export_volume(volume, image, helper_name, labels)
 
     def import_volume(self, volume: str, image: str, helper_name: str, labels: dict[str, str],
-                      stream: Readable) -> int:
-        return self._volume_engine(volume).import_volume(volume, image, helper_name, labels, stream)
+                      stream: Readable, node: str | None = None) -> int:
+        """Fill the volume of node ``node`` (None: the node that holds it) through a helper container there."""
+        engine = self.node_engine(node) if node is not None else self._volume_engine(volume)
+        return engine.import_volume(volume, image, helper_name, labels, stream)
 
     # -- commands in the running task ------------------------------------------
     def exec_output(self, container_id: str, command: Sequence[str]) -> ContextManager[Readable]:

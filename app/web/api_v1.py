@@ -21,6 +21,7 @@ from app.web.schemas import (
     ChangePlanIn,
     CustomerQuery,
     EventPageOut,
+    MoveIn,
     OperationListOut,
     OperationOut,
     OrderOut,
@@ -143,6 +144,24 @@ def restore_order(order_id: int, backup_id: str, body: dict):
     manifest = queries.find_backup(backup_id)
     outcome = orders.restore(order, backup_id, product=manifest.product, source_order_id=manifest.order_id,
                              requested_by=actor())
+    return lifecycle_answer(outcome, body["wait"], include_private=caller_sees_detail(), include_local_urls=True)
+
+
+@bp.post(f"/orders/{ID.format('order_id')}/move")
+@bp.auth_required(auth, roles=["admin"])
+@bp.input(MoveIn, arg_name="body")
+@bp.output(ApiLifecycleOut)
+@bp.doc(summary="Move the order to another swarm node (LIVE_ORCHESTRATOR=swarm): a backup, restored on the node, "
+                "and the order run there; a failure leaves it running where it was",
+        responses={202: "Queued, or still running after the wait", 404: "Not found",
+                   409: "The order is neither active nor suspended (code conflict)",
+                   422: "One engine (no swarm), an unknown node, or the order's own node",
+                   503: "The node is not ready, active and reachable, or has no room for the order (code "
+                        "no_capacity)"})
+def move_order(order_id: int, body: dict):
+    from app.web.whmcs import lifecycle_answer
+
+    outcome = orders.move(queries.order(order_id), body["node"], requested_by=actor())
     return lifecycle_answer(outcome, body["wait"], include_private=caller_sees_detail(), include_local_urls=True)
 
 

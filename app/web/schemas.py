@@ -274,7 +274,7 @@ class BackupOut(Schema):
     backup_id = String(required=True, metadata={"description": "<UTC time>-<8 hex digits>; sorts by time."})
     created_at = String(required=True, metadata={"description": "When the backup began (ISO 8601, UTC)."})
     kind = String(required=True, metadata={
-        "description": "scheduled, on_demand, pre_change (before a change of plan or an upgrade), pre_restore "
+        "description": "scheduled, on_demand, pre_change (before a change of plan, an upgrade or a move), pre_restore "
                        "(the safety backup of a restore) or final (at terminate)."})
     size = Integer(required=True, metadata={"description": "Bytes of all artefacts."})
     revision = String(required=True, metadata={"description": "The product revision the order was on."})
@@ -416,6 +416,12 @@ class UpgradeIn(Schema):
                       metadata={"description": "Hash or commit prefix; default: the product's current revision."})
     dry_run = Boolean(load_default=False, metadata={"description": "Only report what would be recreated."})
     allow_data_risk = allow_data_risk_field()
+    wait = wait_field()
+
+
+class MoveIn(Schema):
+    node = String(required=True, validate=Length(1, 128), metadata={
+        "description": "The swarm node to move the order to: its hostname or its id (`docker node ls`)."})
     wait = wait_field()
 
 

@@ -44,7 +44,7 @@ def test_the_words_are_the_ones_stored_and_answered_in_their_order():
     assert list(OrderStatus) == ["pending", "active", "suspended", "failed", "terminated"]
     assert list(OperationState) == ["pending", "running", "succeeded", "failed"]
     assert list(OperationKind) == ["create", "suspend", "unsuspend", "change_plan", "terminate", "redeploy",
-                                   "restart", "upgrade", "backup", "restore"]
+                                   "restart", "upgrade", "backup", "restore", "move"]
     assert list(LIFECYCLE_RESULTS) == ["queued", "running", "succeeded", "failed", "unchanged"]
     assert list(CallResult) == [*LIFECYCLE_RESULTS, "preview", "refused"]
     assert INITIAL_STATUS == "pending"
@@ -119,11 +119,12 @@ ALLOWED = {
     "upgrade": {P, A, S, F},
     "backup": {A, S, F},  # issue 13: a pending order has no data yet
     "restore": {A},  # issue 13: restore commands and health need the order running
+    "move": {A, S},  # issue 14: a node is drained of its active and suspended orders
 }
 DONE_WHEN = {"suspend": S, "unsuspend": A, "terminate": T}
 SUCCEEDS_TO = {"create": A, "suspend": S, "unsuspend": A, "change_plan": A, "terminate": T, "redeploy": A,
-               "restart": A, "upgrade": A, "backup": A, "restore": A}
-KEPT_WHILE = {"change_plan": {S}, "redeploy": {S}, "upgrade": {S}, "backup": {A, S, F}}  # "on a suspended order ... applies at unsuspend"
+               "restart": A, "upgrade": A, "backup": A, "restore": A, "move": A}
+KEPT_WHILE = {"change_plan": {S}, "redeploy": {S}, "upgrade": {S}, "backup": {A, S, F}, "move": {S}}  # "on a suspended order ... applies at unsuspend"
 
 
 @pytest.mark.parametrize("kind", list(OperationKind))

@@ -43,9 +43,9 @@ def test_a_drill_restores_the_latest_backup_into_a_temporary_order_and_removes_i
     seen = {}
     original = fake_engine.import_volume
 
-    def spy(volume, *args):
+    def spy(volume, *args, **kwargs):
         seen[volume] = True
-        return original(volume, *args)
+        return original(volume, *args, **kwargs)
 
     fake_engine.import_volume = spy
     assert drill.drill(order) is None
