@@ -88,7 +88,8 @@ def dockerd_pid() -> int | None:
 def start_dockerd() -> None:
     """Start the engine the way .ci/run does, detached from the test process."""
     # Through a shell that exits at once: the engine is re-parented and outlives the tests.
-    subprocess.run(["sh", "-c", f"nohup {DOCKERD} >>{DOCKERD_LOG} 2>&1 </dev/null &"], check=True, start_new_session=True)
+    subprocess.run(["sh", "-c", f"DOCKER_SERVICE_PREFER_OFFLINE_IMAGE=1 nohup {DOCKERD} >>{DOCKERD_LOG} 2>&1 </dev/null &"],
+                   check=True, start_new_session=True)
     wait_for(docker_answers, timeout=90, interval=0.5, what="docker info after starting dockerd")
 
 
