@@ -365,11 +365,11 @@ class FakeEngine(Engine):
             del self.networks[name]
             self.calls.append(("remove_network", name))
 
-    def list_volumes(self, labels: dict[str, str]) -> list[VolumeState]:
+    def list_volumes(self, labels: dict[str, str], node: str | None = None) -> list[VolumeState]:
         self._call()
         with self._lock:
             return [VolumeState(v.name, dict(v.labels), node=v.node) for v in self.volumes.values()
-                    if _matches(v.labels, labels)]
+                    if _matches(v.labels, labels) and (node is None or v.node in (None, node))]
 
     def volume_exists(self, name: str, node: str | None = None) -> bool:
         self._call()

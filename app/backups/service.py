@@ -224,9 +224,9 @@ class BackupService:
     def _engine_volumes(self, project: Project) -> dict[str, str]:
         """The order's volumes on the engine (in a swarm: on the project's node): compose volume name -> engine
         volume name."""
-        return {volume.labels[VOLUME_LABEL]: volume.name for volume in self.engine.list_volumes(project.selector)
-                if volume.labels.get(VOLUME_LABEL)
-                and (project.node is None or volume.node in (None, project.node))}
+        return {volume.labels[VOLUME_LABEL]: volume.name
+                for volume in self.engine.list_volumes(project.selector, node=project.node)
+                if volume.labels.get(VOLUME_LABEL)}
 
     # -- reading ------------------------------------------------------------------------------------------------
     def list(self, order: Order) -> list[Manifest]:

@@ -174,7 +174,8 @@ class OperationRunner:
         project = self.project(self._changed(order, revision, plan), revision)
         convergence, _, _ = self.deployer.plan(project, pull=False)  # a preview changes nothing, pulls nothing
         data = data_risks(self.project(order).stack, project.stack).as_dict()
-        existing = {volume.labels.get(VOLUME_LABEL) for volume in self.deployer.engine.list_volumes(project.selector)}
+        existing = {volume.labels.get(VOLUME_LABEL)
+                    for volume in self.deployer.engine.list_volumes(project.selector, node=project.node)}
         data["existing_volumes"] = sorted(v for v in data["new_volumes"] if v in existing)
         return {"order_id": order.id, "instance": order.instance, "from": order.revision.label, "to": revision.label,
                 "services": {name: action.value for name, action in sorted(convergence.actions.items())},
@@ -254,7 +255,8 @@ class OperationRunner:
             log.warning("order %s no longer renders (%s); tearing it down by its labels alone", order.instance, exc)
             return Project(order_id=order.id, instance=order.instance, product=order.product.slug,
                            revision=order.revision.label, hostname=order.hostname,
-                           stack=StackSpec(services={}, volumes=[], networks={}), deployment=self.deployment)
+                           stack=StackSpec(services={}, volumes=[], networks={}), deployment=self.deployment,
+                           node=order.node)
 
     @handles(OperationKind.TERMINATE)
     def _do_terminate(self, operation: Operation, order: Order, progress: Progress) -> None:
@@ -288,7 +290,7 @@ class OperationRunner:
         if not operation.params.get("_final_backup"):
             try:
                 self.backups.store.check()
-                if self.deployer.engine.list_volumes(project.selector):
+                if self.deployer.engine.list_volumes(project.selector, node=project.node):
                     self.deployer.require_helper_image()
             except LiveError as exc:  # told as a failure of the final backup, as _backup_once tells the others
                 exc.public = f"{BACKUP_BEFORE[BackupKind.FINAL]} failed: {exc.public}"
@@ -515,10 +517,9 @@ class OperationRunner:
     def _remove_volumes_on(self, order: Order, node: str, node_name: str, progress: Progress) -> None:
         """Remove every volume of the order (found by its labels) from swarm node ``node`` only."""
         engine = self.deployer.engine
-        for volume in engine.list_volumes(self.teardown_project(order).selector):
-            if volume.node == node:
-                progress(f"remove volume {volume.name} from node {node_name}")
-                engine.remove_volume(volume.name, node=node)
+        for volume in engine.list_volumes(self.teardown_project(order).selector, node=node):
+            progress(f"remove volume {volume.name} from node {node_name}")
+            engine.remove_volume(volume.name, node=node)
 
     def _roll_back_move(self, operation: Operation, order: Order, progress: Progress) -> None:
         """Bring a move that failed for good back to the source node: record it on the order again, converge an

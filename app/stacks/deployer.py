@@ -211,8 +211,7 @@ class Deployer:
     def _ensure_volumes(self, project: Project, progress: Progress) -> None:
         """Create the project's missing volumes, on the project's swarm node (a volume of the same name on another
         node does not count: an order being moved has its volumes on two nodes for a while)."""
-        existing = {v.name for v in self.engine.list_volumes(project.selector)
-                    if project.node is None or v.node in (None, project.node)}
+        existing = {v.name for v in self.engine.list_volumes(project.selector, node=project.node)}
         for request in volume_requests(project):
             if request.name not in existing and not self.engine.volume_exists(request.name, node=project.node):
                 progress(f"create volume {request.name}")
@@ -364,9 +363,9 @@ class Deployer:
             progress(f"remove network {network.name}")
             self.engine.remove_network(network.name)
         if volumes:
-            for volume in self.engine.list_volumes(project.selector):
+            for volume in self.engine.list_volumes(project.selector, node=project.node):
                 progress(f"remove volume {volume.name}")
-                self.engine.remove_volume(volume.name)
+                self.engine.remove_volume(volume.name, node=project.node)
 
 
 def _with_dependencies(project: Project, services: Collection[str]) -> set[str]:

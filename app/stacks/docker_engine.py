@@ -268,16 +268,22 @@ class DockerEngine(Engine):
     ``timeout`` is seconds per API call. ``api_calls`` counts the calls made (benchmarks of reconcile passes).
     """
 
-    def __init__(self, base_url: str | None = None, timeout: int = 120):
+    def __init__(self, base_url: str | None = None, timeout: int = 120, where: str | None = None):
         self._base_url = base_url
+        # Which engine this is, in error messages ("the engine of swarm node n2"); None: the one engine.
+        self.where = where
         self._timeout = timeout
         self._client: docker.DockerClient | None = None
         self.api_calls = 0  # counted for benchmarks of reconcile passes
 
+    def _errors(self, action: str):
+        """:func:`translate_errors` for ``action`` on this engine (named when it is not the only one)."""
+        return translate_errors(f"{action} on {self.where}" if self.where else action)
+
     @property
     def api(self) -> docker.APIClient:
         if self._client is None:
-            with translate_errors("connect to Docker"):
+            with self._errors("connect to Docker"):
                 if self._base_url:
                     self._client = docker.DockerClient(base_url=self._base_url, timeout=self._timeout)
                 else:
@@ -286,20 +292,20 @@ class DockerEngine(Engine):
         return self._client.api
 
     def ping(self) -> None:
-        with translate_errors("ping Docker"):
+        with self._errors("ping Docker"):
             self.api.ping()
 
     # -- diagnostics (live doctor; Docker's own, not part of Engine) --------
     def version(self) -> tuple[str, str]:
         """``(engine version, API version)`` as ``GET /version`` reports them (``"?"`` when absent)."""
-        with translate_errors("ask the Docker engine its version"):
+        with self._errors("ask the Docker engine its version"):
             data = self.api.version()
         return data.get("Version", "?"), data.get("ApiVersion", "?")
 
     def address_pools(self) -> tuple[list[dict[str, Any]], list[tuple[str, str]]]:
         """The engine's ``default-address-pools`` (``[{"Base": "10.240.0.0/12", "Size": 24}]``, empty when not
         configured; ``GET /info``) and its networks as ``(name, driver)`` pairs (``GET /networks``)."""
-        with translate_errors("ask the Docker engine its address pools"):
+        with self._errors("ask the Docker engine its address pools"):
             info = self.api.info()
             networks = self.api.networks()
         return (info.get("DefaultAddressPools") or [],
@@ -309,13 +315,13 @@ class DockerEngine(Engine):
     def image_id(self, ref: str) -> str:
         """Id of a local image; pulls it once if it is missing."""
         try:
-            with translate_errors(f"inspect image {ref}"):
+            with self._errors(f"inspect image {ref}"):
                 return self.api.inspect_image(ref)["Id"]
         except (NotFound, ImageMissing):
             pass
         log.info("image %s is not present locally, pulling it", ref)
         try:
-            with translate_errors(f"pull image {ref}"):
+            with self._errors(f"pull image {ref}"):
                 repository, tag = _split_image(ref)
                 self.api.pull(repository, tag=tag)
                 return self.api.inspect_image(ref)["Id"]
@@ -325,12 +331,12 @@ class DockerEngine(Engine):
     # -- containers ---------------------------------------------------------
     def list_containers(self, labels: dict[str, str]) -> list[ContainerState]:
         filters = {"label": [f"{k}={v}" for k, v in labels.items()]}
-        with translate_errors("list containers"):
+        with self._errors("list containers"):
             summaries = self.api.containers(all=True, filters=filters)
         return [_from_summary(s) for s in summaries]
 
     def inspect_container(self, container_id: str) -> ContainerState:
-        with translate_errors(f"inspect container {container_id[:12]}"):
+        with self._errors(f"inspect container {container_id[:12]}"):
             data = self.api.inspect_container(container_id)
         return _from_inspect(data)
 
@@ -345,28 +351,28 @@ class DockerEngine(Engine):
         proxies = getattr(api, "_proxy_configs", None)  # docker-py keeps the client's proxy settings here
         if proxies:
             payload["Env"] = proxies.inject_proxy_environment(payload.get("Env")) or None
-        with translate_errors(f"create container {request.name}"):
+        with self._errors(f"create container {request.name}"):
             created = api.create_container_from_config(payload, request.name)
         container_id = created["Id"]
         for network, aliases in list(request.networks.items())[1:]:
-            with translate_errors(f"connect {request.name} to {network}"):
+            with self._errors(f"connect {request.name} to {network}"):
                 api.connect_container_to_network(container_id, network, aliases=aliases or None)
         return container_id
 
     def start_container(self, container_id: str) -> None:
-        with translate_errors(f"start container {container_id[:12]}"):
+        with self._errors(f"start container {container_id[:12]}"):
             self.api.start(container_id)
 
     def unpause_container(self, container_id: str) -> None:
-        with translate_errors(f"unpause container {container_id[:12]}"):
+        with self._errors(f"unpause container {container_id[:12]}"):
             self.api.unpause(container_id)
 
     def stop_container(self, container_id: str, timeout: int) -> None:
-        with translate_errors(f"stop container {container_id[:12]}"):
+        with self._errors(f"stop container {container_id[:12]}"):
             self.api.stop(container_id, timeout=timeout)
 
     def rename_container(self, container_id: str, name: str) -> None:
-        with translate_errors(f"rename container {container_id[:12]} to {name}"):
+        with self._errors(f"rename container {container_id[:12]} to {name}"):
             self.api.rename(container_id, name)
 
     def remove_container(self, container_id: str) -> None:
@@ -375,7 +381,7 @@ class DockerEngine(Engine):
         A removal the engine already has in progress is :class:`EngineUnavailable` (retried later).
         """
         try:
-            with translate_errors(f"remove container {container_id[:12]}"):
+            with self._errors(f"remove container {container_id[:12]}"):
                 self.api.remove_container(container_id, force=True)
         except NotFound:
             pass  # already gone: removal is idempotent
@@ -387,31 +393,31 @@ class DockerEngine(Engine):
 
     # -- networks and volumes -----------------------------------------------
     def list_networks(self, labels: dict[str, str]) -> list[NetworkState]:
-        with translate_errors("list networks"):
+        with self._errors("list networks"):
             found = self.api.networks(filters={"label": [f"{k}={v}" for k, v in labels.items()]})
         return [NetworkState(n["Name"], n.get("Labels") or {}) for n in found]
 
     def create_network(self, request: NetworkRequest) -> None:
         """Create the network of ``request`` (its body is :func:`network_payload`)."""
         network_payload(request, self.api.api_version)  # the same checks as at validation, before any call
-        with translate_errors(f"create network {request.name}"):
+        with self._errors(f"create network {request.name}"):
             self.api.create_network(**network_create_kwargs(request))
 
     def remove_network(self, name: str) -> None:
         try:
-            with translate_errors(f"remove network {name}"):
+            with self._errors(f"remove network {name}"):
                 self.api.remove_network(name)
         except NotFound:
             pass
 
-    def list_volumes(self, labels: dict[str, str]) -> list[VolumeState]:
-        with translate_errors("list volumes"):
+    def list_volumes(self, labels: dict[str, str], node: str | None = None) -> list[VolumeState]:
+        with self._errors("list volumes"):
             found = self.api.volumes(filters={"label": [f"{k}={v}" for k, v in labels.items()]})
         return [VolumeState(v["Name"], v.get("Labels") or {}) for v in (found.get("Volumes") or [])]
 
     def volume_usage(self, labels: dict[str, str]) -> list[VolumeState]:
         """Sizes of the labelled volumes, in one engine call (``docker system df``)."""
-        with translate_errors("read disk usage"):
+        with self._errors("read disk usage"):
             report = self.api.df()
         found = []
         for volume in report.get("Volumes") or []:
@@ -423,7 +429,7 @@ class DockerEngine(Engine):
 
     def container_usage(self, container_id: str) -> tuple[float, float]:
         """(memory bytes in use, CPU seconds used) of a running container, from one stats sample."""
-        with translate_errors(f"read stats of {container_id[:12]}"):
+        with self._errors(f"read stats of {container_id[:12]}"):
             stats = self.api.stats(container_id, stream=False, one_shot=True)
         memory = stats.get("memory_stats") or {}
         detail = memory.get("stats") or {}
@@ -434,7 +440,7 @@ class DockerEngine(Engine):
 
     def volume_exists(self, name: str, node: str | None = None) -> bool:
         try:
-            with translate_errors(f"inspect volume {name}"):
+            with self._errors(f"inspect volume {name}"):
                 self.api.inspect_volume(name)
             return True
         except NotFound:
@@ -443,12 +449,12 @@ class DockerEngine(Engine):
     def create_volume(self, request: VolumeRequest) -> None:
         """Create the named volume of ``request`` (its body is :func:`volume_payload`)."""
         volume_payload(request, self.api.api_version)
-        with translate_errors(f"create volume {request.name}"):
+        with self._errors(f"create volume {request.name}"):
             self.api.create_volume(request.name, driver=request.driver, labels=request.labels)
 
     def remove_volume(self, name: str, node: str | None = None) -> None:
         try:
-            with translate_errors(f"remove volume {name}"):
+            with self._errors(f"remove volume {name}"):
                 self.api.remove_volume(name)
         except NotFound:
             pass
@@ -461,7 +467,7 @@ class DockerEngine(Engine):
         """
         self.remove_container(helper_name)
         api = self.api
-        with translate_errors(f"create archive helper for volume {volume}"):
+        with self._errors(f"create archive helper for volume {volume}"):
             host_config = api.create_host_config(binds={volume: {"bind": "/volume", "mode": "ro" if read_only else "rw"}},
                                                  network_mode="none")
             return api.create_container(image=image, name=helper_name, command=command, labels=labels,
@@ -476,7 +482,7 @@ class DockerEngine(Engine):
 
     def _require_volume(self, volume: str, action: str) -> None:
         """NotFound unless the volume exists: the engine would create a missing one for a helper, silently."""
-        with translate_errors(f"{action}: inspect volume {volume}"):
+        with self._errors(f"{action}: inspect volume {volume}"):
             self.api.inspect_volume(volume)
 
     def export_volume(self, volume: str, image: str, helper_name: str,
@@ -497,7 +503,7 @@ class DockerEngine(Engine):
         response = None
         try:
             api = self.api
-            with translate_errors(action):
+            with self._errors(action):
                 response = api._get(api._url("/containers/{0}/archive", helper_id), params={"path": "/volume/."},
                                     headers={"Accept-Encoding": "identity"}, stream=True)
                 api._raise_for_status(response)
@@ -551,12 +557,12 @@ class DockerEngine(Engine):
     def _run_helper(self, helper_id: str, volume: str, action: str) -> None:
         """Start the helper and wait for it (as long as it takes: removing files goes at the disk's pace)."""
         api = self.api
-        with translate_errors(action):
+        with self._errors(action):
             api.start(helper_id)
             status = api.wait(helper_id, timeout=None)
         code = status.get("StatusCode")
         if code != 0:
-            with translate_errors(f"{action}: read the helper's output"):
+            with self._errors(f"{action}: read the helper's output"):
                 output = api.logs(helper_id, stdout=True, stderr=True, tail=20).decode("utf-8", "replace")
             raise EngineOperationError(f"{action}: the helper failed (exit code {code}): {output.strip()}",
                                        volume=volume, exit_code=code)
@@ -594,7 +600,7 @@ class DockerEngine(Engine):
 
         api = self.api
         try:
-            with translate_errors(action):
+            with self._errors(action):
                 response = api._put(api._url("/containers/{0}/archive", helper_id), params={"path": "/volume"},
                                     data=body())
                 api._raise_for_status(response)
@@ -688,7 +694,7 @@ class DockerEngine(Engine):
     def _exec_start(self, container_id: str, command: tuple[str, ...], *, stdin: bool) -> "_ExecSession":
         api = self.api
         action = f"run {shlex.join(command)} in container {container_id[:12]}"
-        with translate_errors(action):
+        with self._errors(action):
             exec_id = api.exec_create(container_id, list(command), stdout=True, stderr=True, stdin=stdin,
                                       tty=False)["Id"]
             # exec_start(socket=True) hands over the socket alone; what http.client read past the headers
@@ -718,7 +724,7 @@ class DockerEngine(Engine):
         :class:`EngineOperationError` when it refuses the question (e.g. an invalid reference).
         """
         try:
-            with translate_errors(f"inspect image {ref}"):
+            with self._errors(f"inspect image {ref}"):
                 self.api.inspect_image(ref)
             return True
         except (NotFound, ImageMissing):
@@ -838,7 +844,7 @@ class _ExecSession:
         """Raise :class:`CommandFailed` when the command ended with a non-zero code (``output``: what it printed)."""
         deadline = time.monotonic() + self.EXIT_WAIT_SECONDS
         while True:
-            with translate_errors(f"{self.action}: read its exit code"):
+            with self.engine._errors(f"{self.action}: read its exit code"):
                 info = self.engine.api.exec_inspect(self.exec_id)
             if not info.get("Running") and info.get("ExitCode") is not None:
                 break

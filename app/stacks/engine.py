@@ -261,8 +261,10 @@ class Engine(abc.ABC):
 
     # -- volumes ------------------------------------------------------------
     @abc.abstractmethod
-    def list_volumes(self, labels: dict[str, str]) -> list[VolumeState]:
-        """Every named volume carrying ``labels`` (``size`` is 0: see :meth:`volume_usage`)."""
+    def list_volumes(self, labels: dict[str, str], node: str | None = None) -> list[VolumeState]:
+        """Every named volume carrying ``labels`` (``size`` is 0: see :meth:`volume_usage`): on swarm node
+        ``node`` only (its id; a node whose engine cannot be reached is an error, never "no volumes"), or on
+        every node when None (one engine: ``node`` is ignored)."""
 
     @abc.abstractmethod
     def volume_exists(self, name: str, node: str | None = None) -> bool:

@@ -179,7 +179,8 @@ class SwarmEngine(Engine):
             raise EngineOperationError(
                 f"swarm node {hostname} has no {ENGINE_LABEL} label: the bridge cannot reach its Docker engine "
                 f"(`docker node update --label-add {ENGINE_LABEL}=tcp://<address>:2376 {hostname}`; docs/SCALING.md)")
-        engine = DockerEngine(address, self._timeout)
+        hostname = (raw.get("Description") or {}).get("Hostname") or node_id
+        engine = DockerEngine(address, self._timeout, where=f"the engine of swarm node {hostname} ({address})")
         with self._lock:
             return self._node_engines.setdefault(node_id, engine)
 
@@ -409,8 +410,15 @@ class SwarmEngine(Engine):
         return False
 
     # -- volumes (on the nodes' own engines) ----------------------------------
-    def list_volumes(self, labels: dict[str, str]) -> list[VolumeState]:
-        """The labelled volumes of every node (one call per node), each with its ``node``."""
+    def list_volumes(self, labels: dict[str, str], node: str | None = None) -> list[VolumeState]:
+        """The labelled volumes of node ``node`` (one call to its engine: an engine that cannot be reached, or a
+        node without its ``live.engine`` label, raises; it never reads as "no volumes"), or of every ready node
+        whose engine is known when None (one call per node), each with its ``node``."""
+        if node is not None:
+            volumes = self.node_engine(node).list_volumes(labels)
+            for volume in volumes:
+                volume.node = node
+            return volumes
         found = []
         for node, engine in self._engines():
             for volume in engine.list_volumes(labels):

@@ -170,3 +170,57 @@ def test_a_worker_is_no_manager_and_a_node_without_its_engine_label_is_named(doc
             except Exception:
                 if attempt == 4:
                     raise
+
+
+def set_engine_label(client, node_id: str, address: str) -> None:
+    """Point the node's live.engine label at ``address`` (a concurrent change of the node is read again)."""
+    import docker.errors
+
+    for attempt in range(5):
+        node = client.nodes.get(node_id)
+        spec = node.attrs["Spec"]
+        try:
+            node.update({**spec, "Labels": {**(spec.get("Labels") or {}), "live.engine": address}})
+            return
+        except docker.errors.APIError as exc:
+            if "out of sequence" not in str(exc) or attempt == 4:
+                raise
+
+
+def test_an_unreachable_node_engine_never_reads_as_no_volumes(live, settings, docker_engine, swarm_worker,
+                                                             make_customer):
+    """Terminate of an order whose node's engine cannot be reached fails and deletes nothing (no final backup
+    without the volumes, no pruning); once the engine answers again, terminate archives the data."""
+    outcome = live.orders.create(service_id=1404, customer=make_customer(), product="busybox-demo", plan="small",
+                                 username="cut off")
+    run_all(live)
+    order = Order.get_by_id(outcome.order.id)
+    assert order.node == swarm_worker.node_id, order.last_error_detail
+    Observer(docker_engine, settings.deployment, "swarm").services(order.id)["db"].run(
+        ["sh", "-c", "echo kept > /data/customer.txt"])
+    live.orders.suspend(order)
+    run_all(live)
+    before = [b.backup_id for b in live.backups.list(order)]
+
+    set_engine_label(docker_engine, swarm_worker.node_id, "unix:///run/live-nowhere.sock")
+    live.engine._node_engines.clear()  # the bridge reads the label again, as after a restart
+    try:
+        live.orders.terminate(Order.get_by_id(order.id))
+        run_all(live)
+        failed = Order.get_by_id(order.id)
+        assert failed.status != "terminated"
+        assert f"on the engine of swarm node {swarm_worker.hostname} (unix:///run/live-nowhere.sock)" in \
+            (failed.last_error_detail or "")
+        assert [b.backup_id for b in live.backups.list(failed)] == before  # nothing pruned, no empty final backup
+        assert len(swarm_worker.client.volumes.list(filters={"label": f"live.order={order.id}"})) == 2
+    finally:
+        set_engine_label(docker_engine, swarm_worker.node_id, swarm_worker.socket_url)
+        live.engine._node_engines.clear()
+    live.orders.terminate(Order.get_by_id(order.id))
+    run_all(live)
+    order = Order.get_by_id(order.id)
+    assert order.status == "terminated", order.last_error_detail
+    [final] = [b for b in live.backups.list(order) if b.kind == "final"]
+    with live.backups.store.open_artefact(final.backup_id, "volume.db-data.tar") as body, \
+            tarfile.open(fileobj=body, mode="r|") as archive:
+        assert [archive.extractfile(m).read() for m in archive if m.name.endswith("customer.txt")] == [b"kept\n"]
