@@ -276,6 +276,12 @@ class DockerEngine(Engine):
         self._client: docker.DockerClient | None = None
         self.api_calls = 0  # counted for benchmarks of reconcile passes
 
+    def close(self) -> None:
+        """Close the connection to the engine (a later call opens a new one)."""
+        client, self._client = self._client, None
+        if client is not None:
+            client.close()
+
     def _errors(self, action: str):
         """:func:`translate_errors` for ``action`` on this engine (named when it is not the only one)."""
         return translate_errors(f"{action} on {self.where}" if self.where else action)
@@ -283,11 +289,16 @@ class DockerEngine(Engine):
     @property
     def api(self) -> docker.APIClient:
         if self._client is None:
+            # The API version is Live's own (ENGINE_API_VERSION, which Docker Engine 20.10 and later serve), so making
+            # the client opens no connection: asking the engine its version, docker-py leaks the connection of
+            # every attempt that fails (an engine that is down is tried again and again).
             with self._errors("connect to Docker"):
                 if self._base_url:
-                    self._client = docker.DockerClient(base_url=self._base_url, timeout=self._timeout)
+                    self._client = docker.DockerClient(base_url=self._base_url, timeout=self._timeout,
+                                                       version=ENGINE_API_VERSION)
                 else:
-                    self._client = docker.DockerClient.from_env(timeout=self._timeout, environment=dict(os.environ))
+                    self._client = docker.DockerClient.from_env(timeout=self._timeout, environment=dict(os.environ),
+                                                                version=ENGINE_API_VERSION)
         self.api_calls += 1
         return self._client.api
 

@@ -184,6 +184,14 @@ class SwarmEngine(Engine):
         with self._lock:
             return self._node_engines.setdefault(node_id, engine)
 
+    def forget_node_engines(self) -> None:
+        """Close the connections to the nodes' engines; the next use reads each node's ``live.engine`` label again
+        (after an operator changed one)."""
+        with self._lock:
+            engines, self._node_engines = list(self._node_engines.values()), {}
+        for engine in engines:
+            engine.close()
+
     def _engines(self) -> list[tuple[str, DockerEngine]]:
         """``(node id, engine)`` of every ready node whose engine the bridge can reach."""
         found = []
