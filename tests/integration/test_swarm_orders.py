@@ -4,6 +4,8 @@ from the worker's engine, and nothing left on either node after terminate."""
 from __future__ import annotations
 
 import dataclasses
+import socket
+import threading
 import secrets
 import tarfile
 
@@ -187,11 +189,37 @@ def set_engine_label(client, node_id: str, address: str) -> None:
                 raise
 
 
-# docker-py's UnixHTTPConnection.connect does not close its socket when connect() fails (a socket path that does
-# not exist, as here): the garbage collector then warns about each attempt. Not the bridge's socket to close.
-@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+@pytest.fixture
+def hanging_up_engine(tmp_path):
+    """A unix socket that accepts every connection and closes it at once: an engine that does not answer.
+
+    (A socket path that does not exist would do too, but docker-py's UnixHTTPConnection leaks the socket of each
+    failed connect, and the garbage collector's warnings would land in later tests.)"""
+    path = tmp_path / "hangs-up.sock"
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    server.bind(str(path))
+    server.listen(16)
+    stop = threading.Event()
+
+    def serve():
+        server.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                connection, _ = server.accept()
+            except OSError:
+                continue
+            connection.close()
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    yield f"unix://{path}"
+    stop.set()
+    thread.join(timeout=5)
+    server.close()
+
+
 def test_an_unreachable_node_engine_never_reads_as_no_volumes(live, settings, docker_engine, swarm_worker,
-                                                             make_customer):
+                                                             make_customer, hanging_up_engine):
     """Terminate of an order whose node's engine cannot be reached fails and deletes nothing (no final backup
     without the volumes, no pruning); once the engine answers again, terminate archives the data."""
     outcome = live.orders.create(service_id=1404, customer=make_customer(), product="busybox-demo", plan="small",
@@ -205,14 +233,14 @@ def test_an_unreachable_node_engine_never_reads_as_no_volumes(live, settings, do
     run_all(live)
     before = [b.backup_id for b in live.backups.list(order)]
 
-    set_engine_label(docker_engine, swarm_worker.node_id, "unix:///run/live-nowhere.sock")
+    set_engine_label(docker_engine, swarm_worker.node_id, hanging_up_engine)
     live.engine.forget_node_engines()  # the bridge reads the label again, as after a restart
     try:
         live.orders.terminate(Order.get_by_id(order.id))
         run_all(live)
         failed = Order.get_by_id(order.id)
         assert failed.status != "terminated"
-        assert f"on the engine of swarm node {swarm_worker.hostname} (unix:///run/live-nowhere.sock)" in \
+        assert f"on the engine of swarm node {swarm_worker.hostname} ({hanging_up_engine})" in \
             (failed.last_error_detail or "")
         assert [b.backup_id for b in live.backups.list(failed)] == before  # nothing pruned, no empty final backup
         assert len(swarm_worker.client.volumes.list(filters={"label": f"live.order={order.id}"})) == 2
