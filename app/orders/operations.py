@@ -469,9 +469,10 @@ class OperationRunner:
     def _do_move(self, operation: Operation, order: Order, progress: Progress) -> None:
         """Move the order to swarm node ``params.node`` (docs/OPERATIONS.md, "Moving an order to another node").
 
-        1. check the node (:meth:`move_target`) and remember both nodes; 2. take a ``pre_change`` backup (every
-        volume, left-behind ones too); 3. stop the order, record the target node on it and remove its services
-        (they are made again there); 4. restore the backup into volumes created on the target and run its
+        1. check the node (:meth:`move_target`) and remember both nodes; 2. stop every service but those the
+        product dumps and take a ``pre_change`` backup (every volume, left-behind ones too, but those the product
+        excludes as rebuildable: they start empty there); 3. stop the rest, record the target node on the order and
+        remove its services (they are made again there); 4. restore the backup into volumes created on the target and run its
         restore commands there; 5. deploy there, wait for health, run the ``after_restore`` commands (a
         suspended order is stopped again); 6. remove the order's volumes from the source node.
 
@@ -486,11 +487,24 @@ class OperationRunner:
         params = operation.params
         source, target, target_name = params["_source"], params["_target"], params["_target_name"]
         if not params.get("_moved"):
+            project = self.project(order)
+            # Consistent data: the services the product dumps (and what they need) keep running for their dump,
+            # every other service stops before its volumes are archived; writes after the backup are impossible.
+            # _switching first, so that any failure from here on brings the order back on its source node.
+            if not params.get("_pre_change_backup") and not params.get("_switching"):
+                try:  # before anything stops: the store answers, the helper image is there
+                    self.backups.store.check()
+                    self.deployer.require_helper_image()
+                except LiveError as exc:
+                    exc.public = f"{BACKUP_BEFORE[BackupKind.PRE_CHANGE]} failed: {exc.public}"
+                    raise
+            self._remember(operation, _switching=True)
+            if not params.get("_pre_change_backup"):
+                self.deployer.stop(project, progress,
+                                   keep={name for name, service in self.policy(order).services.items() if service.dump})
             backup_id = self._backup_once(operation, order, BackupKind.PRE_CHANGE, "_pre_change_backup", progress,
                                           every_volume=True)
             manifest = self.backups.find(backup_id)
-            self._remember(operation, _switching=True)
-            project = self.project(order)
             self.deployer.stop(project, progress)
             if order.node != target:
                 progress(f"move the order to node {target_name}")

@@ -241,9 +241,9 @@ def test_a_suspended_order_whose_move_fails_stays_suspended_on_its_source(fake_l
     assert_on(swarm, fake_live, order, N1)
 
 
-def test_a_failed_backup_changes_nothing(fake_live, swarm, monkeypatch):
+def test_a_store_that_does_not_answer_changes_nothing(fake_live, swarm, monkeypatch):
     order = with_data(fake_live, swarm)
-    monkeypatch.setattr(fake_live.backups.store, "begin", lambda header: (_ for _ in ()).throw(
+    monkeypatch.setattr(fake_live.backups.store, "check", lambda: (_ for _ in ()).throw(
         BackupStoreError("the bucket is gone")))
     stops = len(swarm.calls_of("stop_container"))
     operation = move(fake_live, order)
@@ -252,6 +252,29 @@ def test_a_failed_backup_changes_nothing(fake_live, swarm, monkeypatch):
     assert len(swarm.calls_of("stop_container")) == stops  # never stopped
     assert_on(swarm, fake_live, order, N1)
     assert not Event.select().where(Event.kind == "order.move_rolled_back").exists()
+
+
+def test_the_backup_is_taken_with_the_applications_stopped_and_a_failed_one_brings_the_order_back(
+        fake_live, swarm, monkeypatch):
+    order = with_data(fake_live, swarm)
+    running_at_backup = []
+
+    def take(*args, **kwargs):
+        running_at_backup.extend(sorted(name for name, state in containers(swarm, fake_live, order).items()
+                                        if state == "running"))
+        raise BackupStoreError("the bucket is gone")
+
+    monkeypatch.setattr(fake_live.backups, "take", take)
+    operation = move(fake_live, order)
+    assert operation.state == "failed" and operation.error.startswith("the backup before the change failed")
+    dumped = {name for name, s in fake_live.runner.policy(order).services.items() if s.dump}
+    kept = set(dumped)  # the dumped services and what they depend on keep running; nothing else
+    stack = fake_live.runner.project(order).stack
+    for name in list(kept):
+        kept |= set(stack.services[name].depends_on)
+    assert {name.rsplit("_", 1)[-1] for name in running_at_backup} == kept
+    assert Event.select().where(Event.kind == "order.move_rolled_back").exists()
+    assert_on(swarm, fake_live, order, N1)  # back on its source node, running
 
 
 def test_a_source_volume_that_cannot_be_removed_leaves_the_order_on_its_new_node(fake_live, swarm):
