@@ -7,6 +7,7 @@ table says (:data:`app.orders.lifecycle.TRANSITIONS`).
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 from typing import Callable
@@ -64,6 +65,10 @@ class OperationRunner:
         self.public_address = public_address
         self.ports = ports or PortAllocator()
         self._ports_lock = threading.Lock()
+        # Placement (swarm): one choice at a time, and the memory of orders placed but whose services the swarm
+        # does not hold yet (their deploy is under way), which nodes() cannot count: order id -> (node, bytes).
+        self._placement_lock = threading.Lock()
+        self._placing: dict[int, tuple[str, int]] = {}
         # The registry of app/orders/lifecycle.py, bound to this runner (tests may replace an entry).
         self.handlers: dict[OperationKind, Handler] = {kind: HANDLERS[kind].__get__(self)
                                                        for kind in OperationKind if kind in HANDLERS}
@@ -663,13 +668,21 @@ class OperationRunner:
 
     # -- helpers ------------------------------------------------------------
     def _deploy(self, order: Order, progress: Progress):
-        """Converge the order's project; a host port of the order that something else took is moved.
+        """Place the order when it has no node yet (:meth:`place`), then converge its project; a host port of the
+        order that something else took is moved.
 
         Between choosing a free port and the engine binding it, another process or another installation on the
         same engine may take it: each such port is avoided and the deploy tried again, at most
         :data:`~app.stacks.ports.PORT_MOVES` times.
         """
         self.place(order, progress)
+        try:
+            return self._converge(order, progress)
+        finally:
+            self._placing.pop(order.id, None)  # its services hold its reservation now (or it failed)
+
+    def _converge(self, order: Order, progress: Progress):
+        """:meth:`_deploy` once the order is placed."""
         if self.deployer.engine.publishes_host_ports:
             self._assign_ports(order)
         avoid: set[int] = set()
@@ -699,13 +712,20 @@ class OperationRunner:
         """
         if order.node:
             return
-        nodes = self.deployer.engine.nodes()
-        if not nodes:
-            return
         need = order_reservation(self.project(order).stack)
-        node = choose_node(nodes, need, pool=self.swarm_pool)
-        order.node, order.node_name = node.id, node.hostname
-        order.save()
+        with self._placement_lock:  # operations of different orders run in parallel threads
+            nodes = self.deployer.engine.nodes()
+            if not nodes:
+                return
+            pending: dict[str, int] = {}
+            for other, (where, size) in self._placing.items():
+                if other != order.id:
+                    pending[where] = pending.get(where, 0) + size
+            nodes = [dataclasses.replace(n, reserved_bytes=n.reserved_bytes + pending.get(n.id, 0)) for n in nodes]
+            node = choose_node(nodes, need, pool=self.swarm_pool)
+            order.node, order.node_name = node.id, node.hostname
+            order.save()
+            self._placing[order.id] = (node.id, need)
         progress(f"place the order on node {node.hostname} ({node.free_bytes // MIB} MiB unreserved, "
                  f"the order reserves {need // MIB} MiB)")
         record_event("order.placed", f"order {order.instance} is placed on node {node.hostname}", order=order,

@@ -112,3 +112,27 @@ def test_on_one_engine_no_node_is_recorded(fake_live, fake_engine):
     assert order.status == "active" and order.node is None and order.node_name is None
     assert set(fake_engine.placements.values()) == {None}
     assert fake_live.queries.order_view(order)["node"] is None
+
+
+def test_orders_placed_at_the_same_time_count_each_other_until_their_services_exist(fake_live, fake_engine):
+    """nodes() counts only services the swarm holds: an order placed whose deploy is under way is counted by
+    the runner itself, so two creates in parallel threads do not both take the emptiest node."""
+    import threading
+
+    fake_engine.swarm_nodes = [node("n1", 8, 3), node("n2", 8, 2)]  # n2 is emptier by 1 GiB
+    first = create(fake_live, "first", service_id=11, run_it=False)
+    second = create(fake_live, "second", service_id=12, run_it=False)
+    need = order_reservation(fake_live.runner.project(first).stack)
+    assert need > 0
+    fake_engine.swarm_nodes = [node("n1", 8, 3), node("n2", 8, 3 - need / GIB / 2)]  # n2 emptier by less than need
+    steps = []
+    threads = [threading.Thread(target=fake_live.runner.place, args=(Order.get_by_id(o.id), steps.append))
+               for o in (first, second)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    placed = sorted(Order.get_by_id(o.id).node for o in (first, second))
+    assert placed == ["id-n1", "id-n2"]  # not both on n2
+    run(fake_live)  # their deploys hold the reservations now: the runner forgets them
+    assert fake_live.runner._placing == {}
