@@ -268,8 +268,10 @@ class DockerEngine(Engine):
     ``timeout`` is seconds per API call. ``api_calls`` counts the calls made (benchmarks of reconcile passes).
     """
 
-    def __init__(self, base_url: str | None = None, timeout: int = 120, where: str | None = None):
+    def __init__(self, base_url: str | None = None, timeout: int = 120, where: str | None = None,
+                 tls: "docker.tls.TLSConfig | None" = None):
         self._base_url = base_url
+        self._tls = tls  # client certificate and CA of an engine reached over TCP (a swarm node's)
         # Which engine this is, in error messages ("the engine of swarm node n2"); None: the one engine.
         self.where = where
         self._timeout = timeout
@@ -295,7 +297,7 @@ class DockerEngine(Engine):
             with self._errors("connect to Docker"):
                 if self._base_url:
                     self._client = docker.DockerClient(base_url=self._base_url, timeout=self._timeout,
-                                                       version=ENGINE_API_VERSION)
+                                                       version=ENGINE_API_VERSION, tls=self._tls or False)
                 else:
                     self._client = docker.DockerClient.from_env(timeout=self._timeout, environment=dict(os.environ),
                                                                 version=ENGINE_API_VERSION)

@@ -28,9 +28,13 @@ The manager is ``DOCKER_HOST`` (or ``base_url``). Every error is translated into
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
+from pathlib import Path
 from typing import Any, ContextManager, Iterable, Sequence
+
+import docker.tls
 
 from app.errors import EngineOperationError, EngineUnavailable, LiveError, NotFound
 from app.stacks.docker_engine import DockerEngine, translate_errors
@@ -69,10 +73,12 @@ class SwarmEngine(Engine):
     publishes_host_ports = False
 
     def __init__(self, base_url: str | None = None, timeout: int = 120, *, encrypt_networks: bool = False,
-                 proxy_container: str | None = None, poll_interval: float = 0.25):
+                 proxy_container: str | None = None, poll_interval: float = 0.25, cert_path: str | None = None):
         self.manager = DockerEngine(base_url, timeout)
         self._timeout = timeout
         self.encrypt_networks = encrypt_networks
+        # Client certificate, key and CA for node engines reached over TCP (Docker's DOCKER_CERT_PATH convention).
+        self.cert_path = cert_path if cert_path is not None else os.environ.get("DOCKER_CERT_PATH", "")
         self.proxy_container = proxy_container or None
         self.poll_interval = poll_interval
         self._node_engines: dict[str, DockerEngine] = {}
@@ -180,7 +186,8 @@ class SwarmEngine(Engine):
                 f"swarm node {hostname} has no {ENGINE_LABEL} label: the bridge cannot reach its Docker engine "
                 f"(`docker node update --label-add {ENGINE_LABEL}=tcp://<address>:2376 {hostname}`; docs/SCALING.md)")
         hostname = (raw.get("Description") or {}).get("Hostname") or node_id
-        engine = DockerEngine(address, self._timeout, where=f"the engine of swarm node {hostname} ({address})")
+        tls = node_tls(address, hostname, self.cert_path)
+        engine = DockerEngine(address, self._timeout, where=f"the engine of swarm node {hostname} ({address})", tls=tls)
         with self._lock:
             return self._node_engines.setdefault(node_id, engine)
 
@@ -508,6 +515,33 @@ class SwarmEngine(Engine):
     def exec_input(self, container_id: str, command: Sequence[str], stream: Readable | None = None) -> str:
         node, task_container = self._task_container(container_id)
         return self.node_engine(node).exec_input(task_container, command, stream)
+
+
+def node_tls(address: str, hostname: str, cert_path: str) -> docker.tls.TLSConfig | None:
+    """The TLS configuration to reach the engine of swarm node ``hostname`` at ``address`` (its ``live.engine``).
+
+    ``unix://`` (and ``ssh://``) need none. ``tcp://`` (or ``https://``) is refused without TLS: an engine's API is
+    root on its machine (Docker docs, "Protect the Docker daemon socket"), so the bridge verifies the node's
+    certificate against ``ca.pem`` and presents ``cert.pem``/``key.pem``, all in ``cert_path`` (Docker's
+    ``DOCKER_CERT_PATH``; one CA per cluster). Raises :class:`~app.errors.EngineOperationError` naming the node
+    and the missing files.
+    """
+    scheme = address.split("://", 1)[0].lower() if "://" in address else ""
+    if scheme in ("unix", "ssh"):
+        return None
+    if scheme not in ("tcp", "https"):
+        raise EngineOperationError(f"swarm node {hostname}: its {ENGINE_LABEL} label {address!r} is not unix://, "
+                                   "ssh:// or tcp://<host>:<port>")
+    folder = Path(cert_path) if cert_path else None
+    files = {name: (folder / name if folder else None) for name in ("ca.pem", "cert.pem", "key.pem")}
+    missing = [name for name, path in files.items() if path is None or not path.is_file()]
+    if missing:
+        where = f"in DOCKER_CERT_PATH ({folder})" if folder else "(DOCKER_CERT_PATH is not set)"
+        raise EngineOperationError(
+            f"swarm node {hostname}: its engine {address} is reached over TCP, which needs TLS: {', '.join(missing)} "
+            f"missing {where}; see docs/SCALING.md, \"Access to every node's engine\"")
+    return docker.tls.TLSConfig(client_cert=(str(files["cert.pem"]), str(files["key.pem"])),
+                                ca_cert=str(files["ca.pem"]), verify=True)
 
 
 def _pinned_node(template: dict[str, Any]) -> str | None:

@@ -79,3 +79,25 @@ def test_a_completed_task_exited_zero_and_a_rejected_one_is_dead_with_the_reason
             _service_state(service(restart="none"), [task("complete")]).exit_code) == ("exited", 0)
     rejected = _service_state(service(), [task("rejected", err="No such image: live-test/missing:1")])
     assert (rejected.state, rejected.error) == ("dead", "No such image: live-test/missing:1")
+
+
+def test_a_node_engine_over_tcp_needs_tls_from_docker_cert_path(tmp_path):
+    import pytest
+
+    from app.errors import EngineOperationError
+    from app.stacks.swarm_engine import node_tls
+
+    assert node_tls("unix:///run/live-node2/docker.sock", "n2", "") is None
+    assert node_tls("ssh://live@n2", "n2", "") is None
+    with pytest.raises(EngineOperationError, match=r"swarm node n2: its engine tcp://10.0.0.2:2376 is reached over TCP, "
+                                                   r"which needs TLS: ca.pem, cert.pem, key.pem missing \(DOCKER_CERT_PATH"):
+        node_tls("tcp://10.0.0.2:2376", "n2", "")
+    (tmp_path / "ca.pem").write_text("ca")
+    with pytest.raises(EngineOperationError, match=f"cert.pem, key.pem missing in DOCKER_CERT_PATH \\({tmp_path}\\)"):
+        node_tls("tcp://10.0.0.2:2376", "n2", str(tmp_path))
+    (tmp_path / "cert.pem").write_text("cert")
+    (tmp_path / "key.pem").write_text("key")
+    tls = node_tls("tcp://10.0.0.2:2376", "n2", str(tmp_path))
+    assert tls.verify is True and tls.ca_cert == str(tmp_path / "ca.pem") and tls.cert == (str(tmp_path / "cert.pem"), str(tmp_path / "key.pem"))
+    with pytest.raises(EngineOperationError, match="is not unix://, ssh:// or tcp://"):
+        node_tls("10.0.0.2:2376", "n2", str(tmp_path))
