@@ -269,9 +269,10 @@ class DockerEngine(Engine):
     """
 
     def __init__(self, base_url: str | None = None, timeout: int = 120, where: str | None = None,
-                 tls: "docker.tls.TLSConfig | None" = None):
+                 tls: tuple[str, str, str] | None = None):
         self._base_url = base_url
-        self._tls = tls  # client certificate and CA of an engine reached over TCP (a swarm node's)
+        # (CA, client certificate, client key) files of an engine reached over TCP with TLS (a swarm node's).
+        self._tls = tls
         # Which engine this is, in error messages ("the engine of swarm node n2"); None: the one engine.
         self.where = where
         self._timeout = timeout
@@ -283,6 +284,13 @@ class DockerEngine(Engine):
         client, self._client = self._client, None
         if client is not None:
             client.close()
+
+    def _tls_config(self) -> docker.tls.TLSConfig | bool:
+        """The TLS configuration of ``tls`` (the engine's certificate verified against the CA), else False."""
+        if self._tls is None:
+            return False
+        ca, cert, key = self._tls
+        return docker.tls.TLSConfig(client_cert=(cert, key), ca_cert=ca, verify=True)
 
     def _errors(self, action: str):
         """:func:`translate_errors` for ``action`` on this engine (named when it is not the only one)."""
@@ -297,7 +305,7 @@ class DockerEngine(Engine):
             with self._errors("connect to Docker"):
                 if self._base_url:
                     self._client = docker.DockerClient(base_url=self._base_url, timeout=self._timeout,
-                                                       version=ENGINE_API_VERSION, tls=self._tls or False)
+                                                       version=ENGINE_API_VERSION, tls=self._tls_config())
                 else:
                     self._client = docker.DockerClient.from_env(timeout=self._timeout, environment=dict(os.environ),
                                                                 version=ENGINE_API_VERSION)

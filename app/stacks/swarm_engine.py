@@ -34,8 +34,6 @@ import time
 from pathlib import Path
 from typing import Any, ContextManager, Iterable, Sequence
 
-import docker.tls
-
 from app.errors import EngineOperationError, EngineUnavailable, LiveError, NotFound
 from app.stacks.docker_engine import DockerEngine, translate_errors
 from app.stacks.engine import (ContainerRequest, ContainerState, Engine, NetworkRequest, NetworkState, NodeState,
@@ -517,13 +515,13 @@ class SwarmEngine(Engine):
         return self.node_engine(node).exec_input(task_container, command, stream)
 
 
-def node_tls(address: str, hostname: str, cert_path: str) -> docker.tls.TLSConfig | None:
+def node_tls(address: str, hostname: str, cert_path: str) -> tuple[str, str, str] | None:
     """The TLS configuration to reach the engine of swarm node ``hostname`` at ``address`` (its ``live.engine``).
 
     ``unix://`` (and ``ssh://``) need none. ``tcp://`` (or ``https://``) is refused without TLS: an engine's API is
     root on its machine (Docker docs, "Protect the Docker daemon socket"), so the bridge verifies the node's
     certificate against ``ca.pem`` and presents ``cert.pem``/``key.pem``, all in ``cert_path`` (Docker's
-    ``DOCKER_CERT_PATH``; one CA per cluster). Raises :class:`~app.errors.EngineOperationError` naming the node
+    ``DOCKER_CERT_PATH``; one CA per cluster): returns the paths ``(ca, cert, key)``. Raises :class:`~app.errors.EngineOperationError` naming the node
     and the missing files.
     """
     scheme = address.split("://", 1)[0].lower() if "://" in address else ""
@@ -540,8 +538,7 @@ def node_tls(address: str, hostname: str, cert_path: str) -> docker.tls.TLSConfi
         raise EngineOperationError(
             f"swarm node {hostname}: its engine {address} is reached over TCP, which needs TLS: {', '.join(missing)} "
             f"missing {where}; see docs/SCALING.md, \"Access to every node's engine\"")
-    return docker.tls.TLSConfig(client_cert=(str(files["cert.pem"]), str(files["key.pem"])),
-                                ca_cert=str(files["ca.pem"]), verify=True)
+    return str(files["ca.pem"]), str(files["cert.pem"]), str(files["key.pem"])
 
 
 def _pinned_node(template: dict[str, Any]) -> str | None:

@@ -97,7 +97,11 @@ def test_a_node_engine_over_tcp_needs_tls_from_docker_cert_path(tmp_path):
         node_tls("tcp://10.0.0.2:2376", "n2", str(tmp_path))
     (tmp_path / "cert.pem").write_text("cert")
     (tmp_path / "key.pem").write_text("key")
-    tls = node_tls("tcp://10.0.0.2:2376", "n2", str(tmp_path))
-    assert tls.verify is True and tls.ca_cert == str(tmp_path / "ca.pem") and tls.cert == (str(tmp_path / "cert.pem"), str(tmp_path / "key.pem"))
+    files = node_tls("tcp://10.0.0.2:2376", "n2", str(tmp_path))
+    assert files == (str(tmp_path / "ca.pem"), str(tmp_path / "cert.pem"), str(tmp_path / "key.pem"))
+    from app.stacks.docker_engine import DockerEngine
+
+    tls = DockerEngine("tcp://10.0.0.2:2376", tls=files)._tls_config()
+    assert tls.verify is True and tls.ca_cert == files[0] and tls.cert == files[1:]
     with pytest.raises(EngineOperationError, match="is not unix://, ssh:// or tcp://"):
         node_tls("10.0.0.2:2376", "n2", str(tmp_path))
