@@ -578,6 +578,9 @@ def _service_state(service: dict[str, Any], tasks: list[dict[str, Any]]) -> Cont
     - No task should run (0 replicas): ``exited`` once none runs any more, else ``running`` (stopping).
     - The newest task that should run was made from another spec (an update swarm has not acted on yet):
       ``created``.
+    - The task before it (same spec) failed: ``restarting`` with its error (health ``unhealthy`` when swarm killed
+      it for that), since swarm replaces a failed task at once. A pending task swarm cannot place (its ``Err``:
+      "no suitable node ..."): ``dead`` with that error.
     - That task: pending states -> ``created``; ``starting`` -> ``running`` with health ``starting`` when the
       service has a healthcheck, else ``created``; ``running`` -> ``running`` (health ``healthy`` with a
       healthcheck: swarm reports a task running only once it is healthy); ``complete`` -> ``exited`` 0;
@@ -608,6 +611,20 @@ def _service_state(service: dict[str, Any], tasks: list[dict[str, Any]]) -> Cont
     task_hash = (((task.get("Spec") or {}).get("ContainerSpec") or {}).get("Labels") or {}).get(CONFIG_HASH_LABEL)
     if task_hash != labels.get(CONFIG_HASH_LABEL):
         return ContainerState(**base, state="created", node=node)
+    if state in _PENDING_TASK_STATES | {"starting"}:
+        # Swarm replaces a failed task at once (its desired state becomes shutdown): the failure shows on the
+        # task before this one, of the same spec.
+        failed = next((t for t in ordered if t is not task and t.get("DesiredState") == "shutdown"
+                       and (t.get("Status") or {}).get("State") in ("failed", "rejected")
+                       and (((t.get("Spec") or {}).get("ContainerSpec") or {}).get("Labels") or {}).get(
+                           CONFIG_HASH_LABEL) == task_hash), None)
+        if failed is not None:
+            reason = (failed.get("Status") or {}).get("Err") or (failed.get("Status") or {}).get("Message")
+            return ContainerState(**base, state="restarting", health="unhealthy" if "unhealthy" in (reason or "")
+                                  else ("starting" if checked else None), exit_code=_exit_code(failed), node=node,
+                                  error=reason)
+        if state in _PENDING_TASK_STATES and error:  # "no suitable node (...)": swarm cannot place it
+            return ContainerState(**base, state="dead", node=node, error=error)
     if state in _PENDING_TASK_STATES:
         return ContainerState(**base, state="created", node=node)
     if state == "starting":

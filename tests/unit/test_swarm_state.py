@@ -105,3 +105,23 @@ def test_a_node_engine_over_tcp_needs_tls_from_docker_cert_path(tmp_path):
     assert tls.verify is True and tls.ca_cert == files[0] and tls.cert == files[1:]
     with pytest.raises(EngineOperationError, match="is not unix://, ssh:// or tcp://"):
         node_tls("10.0.0.2:2376", "n2", str(tmp_path))
+
+
+def test_a_task_swarm_replaced_after_a_failure_reads_as_restarting_with_the_failure():
+    """Swarm sets a failed task's desired state to shutdown and starts a new one at once: the failure is on the
+    task before the newest one."""
+    killed = task("failed", desired="shutdown", index=5, exit_code=137,
+                  err="task: non-zero exit (137): dockerexec: unhealthy container")
+    state = _service_state(service(), [killed, task("starting", index=9)])
+    assert (state.state, state.health, state.exit_code) == ("restarting", "unhealthy", 137)
+    assert "unhealthy container" in state.error
+    crashed = task("failed", desired="shutdown", index=5, exit_code=2, err="task: non-zero exit (2)")
+    state = _service_state(service(healthcheck=False), [crashed, task("pending", index=9)])
+    assert (state.state, state.health, state.exit_code) == ("restarting", None, 2)
+    old = task("failed", desired="shutdown", index=5, exit_code=2, config_hash="h0")  # a failure of the old spec
+    assert _service_state(service(), [old, task("starting", index=9)]).state == "running"
+
+
+def test_a_task_swarm_cannot_place_is_dead_with_the_reason():
+    state = _service_state(service(), [task("pending", err="no suitable node (insufficient resources on 2 nodes)")])
+    assert (state.state, state.error) == ("dead", "no suitable node (insufficient resources on 2 nodes)")
