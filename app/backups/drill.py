@@ -5,7 +5,8 @@ order whose drill is the most overdue (``daily``, ``weekly`` or ``monthly`` sinc
 latest backup into a **temporary order**, waits for health, records the result on that backup's row
 (``verified_at``, ``verify_error``) and as an ``order.restore_drill`` event, and removes the temporary order.
 
-The temporary order is a project of its own on the engine: instance ``<instance>--drill`` (``--`` is never in
+The temporary order is a project of its own on the engine: instance ``<instance>--drill`` (:func:`drill_instance`: cut
+to the length of an instance, with the order's id, when it is long; ``--`` is never in
 a real instance) and order label ``-<order id>`` (never a real order's), so nothing of the real order is
 touched or listed with it. It publishes no port and has no route: the ingress reads orders from the database,
 where the drill has no row. A worker killed during a drill leaves its objects; the next drill run removes
@@ -23,6 +24,7 @@ import peewee
 from app.backups.service import BackupService, BackupState
 from app.errors import LiveError
 from app.models import Backup, Order, record_event, utcnow
+from app.naming import MAX_INSTANCE_LENGTH
 from app.orders.lifecycle import OrderStatus
 from app.stacks.project import ORDER_LABEL, Project, deployment_selector
 
@@ -31,6 +33,18 @@ log = logging.getLogger(__name__)
 #: How long after its last drill an order is due again, per ``backup.verify`` value.
 DRILL_PERIODS = {"daily": dt.timedelta(days=1), "weekly": dt.timedelta(days=7), "monthly": dt.timedelta(days=30)}
 DRILL_INSTANCE_SUFFIX = "--drill"
+
+
+def drill_instance(instance: str, order_id: int) -> str:
+    """The temporary order's instance: ``<instance>--drill``, no longer than any instance
+    (:data:`~app.naming.MAX_INSTANCE_LENGTH`, so every name made from it stays within the engine's limits, a swarm
+    service name's 63 characters included): a long instance is cut and the order's id added
+    (``<start>-<id>--drill``), which keeps it unique."""
+    name = instance + DRILL_INSTANCE_SUFFIX
+    if len(name) <= MAX_INSTANCE_LENGTH:
+        return name
+    tail = f"-{order_id}{DRILL_INSTANCE_SUFFIX}"
+    return instance[:MAX_INSTANCE_LENGTH - len(tail)].rstrip("-") + tail
 
 
 class RestoreDrills:
@@ -80,7 +94,7 @@ class RestoreDrills:
         """The temporary order's project: the order's stack under instance ``<instance>--drill`` and order label
         ``-<id>``, with no endpoint (no published port)."""
         twin = Order(**order.__data__)
-        twin.id, twin.instance, twin.published_ports = -order.id, order.instance + DRILL_INSTANCE_SUFFIX, {}
+        twin.id, twin.instance, twin.published_ports = -order.id, drill_instance(order.instance, order.id), {}
         return dataclasses.replace(self.project(twin), endpoints=[], pinned_ports={})
 
     def drill(self, order: Order) -> str | None:

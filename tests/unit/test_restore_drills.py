@@ -101,3 +101,14 @@ def test_leftovers_of_a_killed_drill_are_removed_before_the_next(fake_live, fake
     assert drill.remove_leftovers() > 0
     assert objects_of(fake_engine, fake_live, f"-{order.id}") == {"containers": [], "networks": [], "volumes": []}
     assert set(containers(fake_engine, fake_live, order).values()) == {"running"}
+
+
+def test_a_drill_instance_is_never_longer_than_an_instance():
+    from app.backups.drill import drill_instance
+    from app.naming import MAX_INSTANCE_LENGTH
+
+    assert drill_instance("acme", 7) == "acme--drill"
+    long = "a" * MAX_INSTANCE_LENGTH
+    assert drill_instance(long, 1234) == "a" * (MAX_INSTANCE_LENGTH - 12) + "-1234--drill"
+    assert len(drill_instance(long, 1234)) == MAX_INSTANCE_LENGTH
+    assert drill_instance("abc-" + "d" * 25, 5).count("--") == 1  # a cut never ends in "-" before the id
