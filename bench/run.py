@@ -357,13 +357,7 @@ class Bench:
             log(f"scale {scale}: {active} active orders ready in {time.monotonic() - started:.0f}s")
 
             def measure(fn):
-                times, calls = [], []
-                for _ in range(REPEATS):
-                    before, t0 = engine.api_calls, time.perf_counter()
-                    fn()
-                    times.append(time.perf_counter() - t0)
-                    calls.append(engine.api_calls - before)
-                return {"s": round(statistics.median(times), 4), "calls": max(calls)}
+                return _measure_calls(engine, fn)
 
             selector = {"live.deployment": ns}
             results[scale] = {
@@ -427,13 +421,7 @@ class Bench:
             log(f"swarm scale {scale}: {running} services running, ready in {time.monotonic() - started:.0f}s")
 
             def measure(fn):
-                times, calls = [], []
-                for _ in range(REPEATS):
-                    before, t0 = engine.api_calls, time.perf_counter()
-                    fn()
-                    times.append(time.perf_counter() - t0)
-                    calls.append(engine.api_calls - before)
-                return {"s": round(statistics.median(times), 4), "calls": max(calls)}
+                return _measure_calls(engine, fn)
 
             raw_times = []
             for _ in range(REPEATS):
@@ -1203,6 +1191,17 @@ def wait_http(url: str, timeout: float = 60) -> None:
         except requests.RequestException:
             time.sleep(0.2)
     raise TimeoutError(url)
+
+
+def _measure_calls(engine, fn) -> dict[str, float]:
+    """``fn()`` run REPEATS times: the median seconds and the most engine API calls of one run."""
+    times, calls = [], []
+    for _ in range(REPEATS):
+        before, t0 = engine.api_calls, time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+        calls.append(engine.api_calls - before)
+    return {"s": round(statistics.median(times), 4), "calls": max(calls)}
 
 
 def _manager_footprint() -> dict[str, int]:

@@ -427,25 +427,12 @@ class SwarmEngine(Engine):
         """The labelled volumes of node ``node`` (one call to its engine: an engine that cannot be reached, or a
         node without its ``live.engine`` label, raises; it never reads as "no volumes"), or of every ready node
         whose engine is known when None (one call per node), each with its ``node``."""
-        if node is not None:
-            volumes = self.node_engine(node).list_volumes(labels)
-            for volume in volumes:
-                volume.node = node
-            return volumes
-        found = []
-        for node, engine in self._engines():
-            for volume in engine.list_volumes(labels):
-                volume.node = node
-                found.append(volume)
-        return found
+        engines = [(node, self.node_engine(node))] if node is not None else self._engines()
+        return _on_nodes(engines, lambda engine: engine.list_volumes(labels))
 
     def volume_usage(self, labels: dict[str, str]) -> list[VolumeState]:
-        found = []
-        for node, engine in self._engines():
-            for volume in engine.volume_usage(labels):
-                volume.node = node
-                found.append(volume)
-        return found
+        """The labelled volumes of every ready node whose engine is known, with their sizes (one call per node)."""
+        return _on_nodes(self._engines(), lambda engine: engine.volume_usage(labels))
 
     def volume_exists(self, name: str, node: str | None = None) -> bool:
         """Whether node ``node`` holds the volume; any node when None."""
@@ -513,6 +500,16 @@ class SwarmEngine(Engine):
     def exec_input(self, container_id: str, command: Sequence[str], stream: Readable | None = None) -> str:
         node, task_container = self._task_container(container_id)
         return self.node_engine(node).exec_input(task_container, command, stream)
+
+
+def _on_nodes(engines: list[tuple[str, DockerEngine]], read) -> list[VolumeState]:
+    """``read(engine)`` on each ``(node, engine)``, every volume it returns marked with its node."""
+    found = []
+    for node, engine in engines:
+        for volume in read(engine):
+            volume.node = node
+            found.append(volume)
+    return found
 
 
 def node_tls(address: str, hostname: str, cert_path: str) -> tuple[str, str, str] | None:

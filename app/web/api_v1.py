@@ -133,9 +133,10 @@ bp.add_url_rule(f"/orders/{ID.format('order_id')}/backups", view_func=OrderBacku
 @bp.output(ApiLifecycleOut)
 @bp.doc(summary="Replace the order's data with a backup's: its own, or a final backup of the same customer's "
                 "terminated order of the same product (a safety backup first; rolled back if it fails)",
-        responses={202: "Queued, or still running after the wait", 404: "No such order or backup",
+        responses={202: "Queued, or still running after the wait",
+                   404: "No such order or backup (another customer's backup is not found either)",
                    409: "The order is not active (code conflict)",
-                   422: "The backup is of another product, or of another customer's order",
+                   422: "The backup is of another product, or of another order that is not terminated",
                    503: "The backup store cannot be reached (code backup_store)"})
 def restore_order(order_id: int, backup_id: str, body: dict):
     from app.web.whmcs import lifecycle_answer
