@@ -126,6 +126,12 @@ def orchestrator():
 #: The values of LIVE_ORCHESTRATOR a test module runs in both modes with.
 ORCHESTRATORS = ["docker", "swarm"]
 
+#: A test run in both modes: on one engine with each database, and on a swarm with PostgreSQL (what production
+#: uses; the database does not change what the swarm does, and each swarm case costs tens of seconds).
+BOTH_MODES = pytest.mark.parametrize("database_url,orchestrator", [("sqlite", "docker"), ("postgresql", "docker"),
+                                                                   ("postgresql", "swarm")],
+                                     indirect=["database_url"])
+
 
 def require_swarm_manager(client) -> None:
     """Fail (CI) or skip unless the engine is a swarm manager (.ci/run runs `docker swarm init`)."""

@@ -16,7 +16,7 @@ import pytest
 from app.backups.service import BackupKind
 from app.config import PROJECT_ROOT
 from app.models import Backup, Operation, Order
-from tests.conftest import ORCHESTRATORS
+from tests.conftest import BOTH_MODES
 from tests.support.live_service import settings_env
 from tests.support.observed import Observer
 from tests.support.waiting import wait_for
@@ -84,7 +84,7 @@ def restore(live, order, backup_id: str) -> Operation:
                                                  source_order_id=manifest.order_id))
 
 
-@pytest.mark.parametrize("orchestrator", ORCHESTRATORS)
+@BOTH_MODES
 def test_data_in_a_volume_and_in_a_dump_survives_backup_destruction_and_restore(live, make_customer, docker_engine):
     declare(live)
     order = create(live, make_customer, 701, "keeper")
@@ -128,7 +128,7 @@ def test_a_corrupted_artefact_is_refused_before_the_data_is_touched(live, make_c
     assert not Backup.select().where(Backup.kind == BackupKind.PRE_RESTORE).exists()
 
 
-@pytest.mark.parametrize("orchestrator", ORCHESTRATORS)
+@BOTH_MODES
 def test_a_failing_restore_command_rolls_back_to_the_safety_backup(live, make_customer, docker_engine):
     declare(live)
     order = create(live, make_customer, 703, "rollback")

@@ -9,7 +9,7 @@ import docker.errors
 import pytest
 
 from app.models import Operation, Order
-from tests.conftest import ORCHESTRATORS
+from tests.conftest import BOTH_MODES
 from tests.support.observed import Observer
 
 pytestmark = pytest.mark.usefixtures("docker_engine", "stack_cleanup")
@@ -17,12 +17,6 @@ pytestmark = pytest.mark.usefixtures("docker_engine", "stack_cleanup")
 #: An HTTP request to the web service by its name, from another service (busybox's static wget crashes resolving
 #: names; nc does not).
 HTTP_GET_WEB = "printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 5 web 8080"
-
-
-@pytest.fixture(params=ORCHESTRATORS)
-def orchestrator(request):
-    """Each test here runs on one engine and on a swarm, unless it sets its own mode."""
-    return request.param
 
 
 def run_all(live):
@@ -34,6 +28,7 @@ def containers_by_service(docker_engine, settings, order):
     return {c.labels["live.service"]: c for c in found}
 
 
+@BOTH_MODES
 def test_full_lifecycle(live, settings, docker_engine, orchestrator, make_customer):
     """Create, suspend, unsuspend, change plan, redeploy and terminate: on one engine and on a swarm."""
     observer = Observer(docker_engine, settings.deployment, orchestrator)
@@ -132,6 +127,7 @@ def test_full_lifecycle(live, settings, docker_engine, orchestrator, make_custom
     assert all(op.state == "succeeded" for op in Operation.select())
 
 
+@BOTH_MODES
 def test_same_create_twice_makes_one_stack(live, settings, docker_engine, orchestrator, make_customer):
     first = live.orders.create(service_id=7, customer=make_customer(), product="busybox-demo", plan="small", username="twice")
     second = live.orders.create(service_id=7, customer=make_customer(), product="busybox-demo", plan="small", username="twice")
@@ -144,7 +140,6 @@ def test_same_create_twice_makes_one_stack(live, settings, docker_engine, orches
     assert len(Observer(docker_engine, settings.deployment, orchestrator).services(first.order.id)) == 3
 
 
-@pytest.mark.parametrize("orchestrator", ["docker"])  # nothing is published in a swarm
 @pytest.mark.parametrize("taker", ["process", "container"])
 def test_a_port_taken_while_suspended_moves_the_endpoint(live, settings, docker_engine, make_customer, taker):
     """Another process (or another installation's container) takes the order's host port while it is suspended:

@@ -14,6 +14,9 @@ from app.models import Event, Operation, Order
 from tests.support.observed import Observer
 from tests.support.waiting import wait_for
 
+# Moves do not depend on the database: PostgreSQL only (the lifecycle runs on both).
+pytestmark = pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+
 #: From the app service to the web service by name over the order's overlay network (busybox wget crashes; nc not).
 HTTP_GET_WEB = "printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 5 web 8080"
 

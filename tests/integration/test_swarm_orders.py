@@ -14,9 +14,9 @@ import pytest
 from app.models import Event, Order
 from tests.support.observed import Observer
 
-# Placement and node-local data do not depend on the database: SQLite only (the lifecycle runs on both).
+# Placement and node-local data do not depend on the database: PostgreSQL only (the lifecycle runs on both).
 pytestmark = [pytest.mark.usefixtures("docker_engine", "stack_cleanup"),
-              pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)]
+              pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)]
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ import pytest
 
 from app.config import PROJECT_ROOT
 from app.models import Operation, Order
-from tests.conftest import ORCHESTRATORS
+from tests.conftest import BOTH_MODES
 from tests.support.live_service import settings_env
 from tests.support.observed import Observer
 from tests.support.waiting import wait_for
@@ -31,7 +31,7 @@ def operation_state(operation_id):
     return Operation.get_by_id(operation_id)
 
 
-@pytest.mark.parametrize("orchestrator", ORCHESTRATORS)
+@BOTH_MODES
 @pytest.mark.parametrize("kill_after_step", [0, 2, 4])
 def test_worker_killed_mid_create_converges(live, settings, docker_engine, make_customer, tmp_path, kill_after_step,
                                             orchestrator):
