@@ -62,6 +62,12 @@ log = logging.getLogger(__name__)
 OK, WARN, FAIL, SKIP = "ok", "warn", "fail", "skip"
 _SEVERITY = {SKIP: 0, OK: 0, WARN: 1, FAIL: 2}
 
+#: The bridge network through which a swarm node's task containers reach outside their overlay networks: each
+#: running task on an overlay network takes one of its addresses, and swarm makes it a /24 (~250) by default.
+GWBRIDGE = "docker_gwbridge"
+#: Fewer task addresses than this on a node's docker_gwbridge is a warning (a /22 holds 1,021).
+MIN_GWBRIDGE_ADDRESSES = 1000
+
 #: Seconds the doctor waits for the Docker engine per request.
 ENGINE_TIMEOUT_SECONDS = 10
 #: Fewer networks than this in the engine's address pools is a warning (every order has its own network).
@@ -235,13 +241,18 @@ class Doctor:
                 engine.ping()
                 if not engine.image_present(self.settings.helper_image):
                     problems.append(f"{node.hostname}: no {self.settings.helper_image} image")
+                tasks = sum(ipaddress.ip_network(s).num_addresses - 3 for s in engine.network_subnets(GWBRIDGE))
+                if tasks < MIN_GWBRIDGE_ADDRESSES:
+                    problems.append(f"{node.hostname}: {GWBRIDGE} holds {tasks} addresses, so at most {tasks} running "
+                                    "tasks on overlay networks")
             except LiveError as exc:
                 problems.append(f"{node.hostname}: its engine does not answer ({exc})")
         eligible = eligible_nodes(nodes, self.settings.swarm_pool)
         pool = f" in pool {self.settings.swarm_pool!r}" if self.settings.swarm_pool else ""
         free = ", ".join(f"{n.hostname} {n.free_bytes / 2**30:.1f} GiB free" for n in eligible)
         summary = f"{len(nodes)} node(s), {len(eligible)} taking orders{pool}" + (f": {free}" if free else "")
-        fix = ("label each node with its engine's address (`docker node update --label-add live.engine=tcp://<address>"
+        fix = (f"make {GWBRIDGE} a /16 on each node before it joins the swarm (docs/SCALING.md, section 0); "
+               "label each node with its engine's address (`docker node update --label-add live.engine=tcp://<address>"
                f":2376 <node>`, TLS), build the helper image on it (`bash {HELPER_SCRIPT}`)"
                + (f", and label nodes for new orders (`--label-add live.pool={self.settings.swarm_pool}`)"
                   if self.settings.swarm_pool else ""))

@@ -1067,10 +1067,13 @@ class Bench:
                     service.remove()
             found = self.docker.api.containers(all=True, filters=selector)
             with ThreadPoolExecutor(max_workers=8) as pool:
-                list(pool.map(lambda c: self.docker.api.remove_container(c["Id"], force=True), found))
+                list(pool.map(lambda c: _remove_quietly(self.docker, c["Id"]), found))
                 list(pool.map(lambda n: n.remove(), self.docker.networks.list(filters=selector)))
             for volume in self.docker.volumes.list(filters=selector):
-                volume.remove(force=True)
+                try:
+                    volume.remove(force=True)
+                except docker.errors.APIError as exc:  # a swarm task's container is still being removed
+                    log(f"volume {volume.name} not removed: {exc}")
         if self.databases:
             import psycopg2
 
@@ -1191,6 +1194,15 @@ def wait_http(url: str, timeout: float = 60) -> None:
         except requests.RequestException:
             time.sleep(0.2)
     raise TimeoutError(url)
+
+
+def _remove_quietly(client, container_id: str) -> None:
+    """Remove a container; one swarm is removing already (its service was removed) or that is gone is fine."""
+    try:
+        client.api.remove_container(container_id, force=True)
+    except docker.errors.APIError as exc:
+        if exc.status_code not in (404, 409):
+            raise
 
 
 def _measure_calls(engine, fn) -> dict[str, float]:

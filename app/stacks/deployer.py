@@ -280,7 +280,13 @@ class Deployer:
         def stop_one(name: str) -> None:
             if name in keep:
                 return
-            if self.engine.starts_asynchronously:  # a swarm service scaled up but not started yet is scaled down too
+            if self.engine.starts_asynchronously:
+                # Every swarm service is stopped: one scaled down by an interrupted stop may still be stopping (the
+                # stop waits for its container), one scaled up may not have started yet.
+                grace = project.stack.services[name].stop_grace_seconds if name in project.stack.services else 10
+                for container in containers.get(name, []):
+                    if container.state == "exited":
+                        self.engine.stop_container(container.id, timeout=grace)
                 running = [c for c in containers.get(name, []) if c.state != "exited"]
             else:
                 running = [c for c in containers.get(name, []) if c.state not in ("exited", "created", "dead")]

@@ -332,6 +332,13 @@ class DockerEngine(Engine):
         return (info.get("DefaultAddressPools") or [],
                 [(network.get("Name"), network.get("Driver")) for network in networks])
 
+    def network_subnets(self, name: str) -> list[str]:
+        """The IPv4 subnets of the network ``name`` (``["10.127.0.0/16"]``; ``GET /networks/{name}``); NotFound when
+        it does not exist (live doctor: the size of a swarm node's ``docker_gwbridge``)."""
+        with self._errors(f"inspect network {name}"):
+            data = self.api.inspect_network(name)
+        return [c["Subnet"] for c in ((data.get("IPAM") or {}).get("Config") or []) if ":" not in c.get("Subnet", ":")]
+
     # -- images -------------------------------------------------------------
     def image_id(self, ref: str) -> str:
         """Id of a local image; pulls it once if it is missing."""

@@ -55,9 +55,10 @@ def test_a_task_of_the_previous_spec_is_not_taken_for_the_new_one():
     assert state.state == "created"
 
 
-def test_scaled_to_zero_reads_exited_once_no_task_runs_and_running_while_one_stops():
+def test_scaled_to_zero_reads_exited_even_while_the_manager_still_lists_the_task_running():
+    # So a deploy right after a stop starts it again (a "running" service would be left as it is).
     assert _service_state(service(replicas=0), [task("shutdown", desired="shutdown", exit_code=143)]).state == "exited"
-    assert _service_state(service(replicas=0), [task("running", desired="shutdown")]).state == "running"
+    assert _service_state(service(replicas=0), [task("running", desired="shutdown")]).state == "exited"
     assert _service_state(service(replicas=0), []).state == "exited"
 
 
@@ -125,3 +126,10 @@ def test_a_task_swarm_replaced_after_a_failure_reads_as_restarting_with_the_fail
 def test_a_task_swarm_cannot_place_is_dead_with_the_reason():
     state = _service_state(service(), [task("pending", err="no suitable node (insufficient resources on 2 nodes)")])
     assert (state.state, state.error) == ("dead", "no suitable node (insufficient resources on 2 nodes)")
+
+
+def test_scaled_up_before_swarm_made_the_new_task_reads_created_not_the_old_task():
+    """Right after an unsuspend (0 -> 1 replica) the only tasks are the stopped ones, whose desired state is
+    shutdown (the manager may even still list the last one running): nothing runs for the new spec yet."""
+    for old_state in ("running", "shutdown", "complete"):
+        assert _service_state(service(), [task(old_state, desired="shutdown")]).state == "created"
