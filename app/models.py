@@ -216,8 +216,55 @@ class Backup(BaseModel):
     verify_error = peewee.TextField(null=True)
 
 
+class ObservedContainer(BaseModel):
+    """One container of this installation as the engine last reported it (migration 0012; written only by the
+    worker's mirror, ``app/stacks/mirror.py``; read by the views, usage and drift).
+
+    In swarm mode a row is one swarm service (Live's "container"), its state that of its newest task.
+    ``order_id`` is the ``live.order`` label (not a foreign key: a container may outlive or predate its row);
+    ``state``/``health``/``exit_code``/``node``/``error`` are :class:`~app.stacks.engine.ContainerState`'s;
+    ``config_hash`` the ``live.config-hash`` label; ``deaths`` how often the mirror saw it die (``die``
+    events, or a task that failed) since the row was made, ``last_died_at`` the last time (UTC);
+    ``changed_at`` when state or health last changed, ``observed_at`` when the engine last confirmed the row.
+    """
+
+    container_id = peewee.CharField(max_length=64, unique=True)
+    order_id = peewee.IntegerField(index=True)
+    service = peewee.CharField(max_length=100, null=True)
+    name = peewee.CharField(max_length=255)
+    state = peewee.CharField(max_length=16)
+    health = peewee.CharField(max_length=16, null=True)
+    exit_code = peewee.IntegerField(null=True)
+    config_hash = peewee.CharField(max_length=64, null=True)
+    node = peewee.CharField(max_length=64, null=True)
+    error = peewee.TextField(null=True)
+    deaths = peewee.IntegerField(default=0)
+    last_died_at = peewee.DateTimeField(null=True)
+    changed_at = peewee.DateTimeField(default=utcnow)
+    observed_at = peewee.DateTimeField(default=utcnow)
+
+
+class EngineMirror(BaseModel):
+    """Whether the worker follows the engine's event stream, per deployment (migration 0012).
+
+    ``follower`` is the worker (``<host>:<pid>``); ``connected`` whether its stream is open now; ``beat_at``
+    moves every few seconds while it is; ``last_listing_at`` the last full listing by label;
+    ``last_event_at`` the engine time of the last event applied (the ``since`` of a reconnection);
+    ``error`` why the stream is down (private text). The views' freshness rule is in ``app/stacks/mirror.py``.
+    """
+
+    deployment = peewee.CharField(max_length=64, unique=True)
+    follower = peewee.CharField(max_length=255)
+    connected = peewee.BooleanField(default=False)
+    started_at = peewee.DateTimeField(default=utcnow)
+    beat_at = peewee.DateTimeField(default=utcnow)
+    last_listing_at = peewee.DateTimeField(null=True)
+    last_event_at = peewee.DateTimeField(null=True)
+    error = peewee.TextField(null=True)
+
+
 ALL_MODELS = [Customer, Product, ProductRevision, Order, Operation, Event, ApiKey, CatalogSync, WebhookDelivery,
-              WorkerHeartbeat, Backup]
+              WorkerHeartbeat, Backup, ObservedContainer, EngineMirror]
 
 
 def record_event(kind: str, message: str, *, order=None, operation=None, actor: str = "system", **data) -> Event:
