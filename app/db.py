@@ -12,6 +12,7 @@ import random
 import time
 from pathlib import Path
 from typing import Callable, TypeVar
+from urllib.parse import unquote
 
 import peewee
 from playhouse.db_url import parse
@@ -46,7 +47,13 @@ class JSONField(peewee.TextField):
 
 
 def connect_database(url: str) -> peewee.Database:
-    """Open ``url`` and bind the models' proxy to it."""
+    """Open ``url`` and bind the models' proxy to it.
+
+    ``sqlite:///<path>`` or ``postgresql://user:password@host:port/database`` (``postgres://`` too). User,
+    password and database name are percent-decoded as RFC 3986 URLs are (``p%40ss`` is ``p@ss``): a password
+    holding ``@``, ``:`` or ``/`` must be written encoded. Raises ConfigError naming LIVE_DATABASE_URL for a
+    URL that cannot be read.
+    """
     if url.startswith("sqlite:///"):
         path = Path(url[len("sqlite:///"):])
         if str(path) != ":memory:":
@@ -69,6 +76,9 @@ def connect_database(url: str) -> peewee.Database:
         # Connections broken by a database restart are detected and dropped on check-in.
         try:
             params = parse(url.replace("postgres://", "postgresql://", 1))
+            for key in ("user", "password", "database"):  # playhouse leaves them percent-encoded
+                if isinstance(params.get(key), str):
+                    params[key] = unquote(params[key])
             params.setdefault("max_connections", POOL_SIZE)
             params.setdefault("stale_timeout", 300)
             params.setdefault("timeout", 10)  # wait for a free connection rather than fail at once
