@@ -22,24 +22,14 @@ from app.stacks.project import order_selector
 MEMORY_LIMIT_MB = 128.0  # busybox-demo's small plan: db 64m + app 64m; web has none (so the order has none)
 
 
-@pytest.fixture
-def live(fake_live):
-    return fake_live
-
-
-@pytest.fixture
-def engine(fake_engine):
-    return fake_engine
-
-
-def make_orders(live, count: int, start: int = 1) -> list[Order]:
+def make_orders(fake_live, count: int, start: int = 1) -> list[Order]:
     """``count`` active orders of busybox-demo (3 containers each, 2 volumes), run by the worker."""
     ids = []
     for number in range(start, start + count):
-        outcome = live.orders.create(service_id=number, customer=CustomerInfo(email=f"o{number}@example.org"),
+        outcome = fake_live.orders.create(service_id=number, customer=CustomerInfo(email=f"o{number}@example.org"),
                                      product="busybox-demo", plan="small", username=f"order{number}")
         ids.append(outcome.order.id)
-    live.worker().run_until_idle(timeout=120)
+    fake_live.worker().run_until_idle(timeout=120)
     return list(Order.select().where(Order.id.in_(ids)).order_by(Order.id))
 
 
@@ -65,8 +55,8 @@ def fake_cgroup_v2(root: Path, container_id: str, *, memory: int, inactive: int,
     (folder / "cpu.stat").write_text(f"usage_usec {cpu_us}\nuser_usec 1\nsystem_usec 2\n")
 
 
-def sampler(live, engine, cgroups=None, **kwargs) -> UsageSampler:
-    return UsageSampler(engine, live.settings.deployment, live.runner.project, cgroups=cgroups,
+def sampler(fake_live, fake_engine, cgroups=None, **kwargs) -> UsageSampler:
+    return UsageSampler(fake_engine, fake_live.settings.deployment, fake_live.runner.project, cgroups=cgroups,
                         stats_per_second=kwargs.pop("stats_per_second", 1000.0), **kwargs)
 
 
@@ -105,18 +95,18 @@ def test_cgroup_v1_without_a_cpu_controller_is_not_local(tmp_path):
 
 
 # -- a sampling pass ---------------------------------------------------------------------------------------------
-def test_a_pass_costs_one_engine_call_whatever_the_number_of_orders_with_cgroup_files(live, engine, tmp_path):
+def test_a_pass_costs_one_engine_call_whatever_the_number_of_orders_with_cgroup_files(fake_live, fake_engine, tmp_path):
     cgroups = CgroupReader(tmp_path)
-    usage = sampler(live, engine, cgroups)
+    usage = sampler(fake_live, fake_engine, cgroups)
     calls = {}
     for count, start in ((2, 1), (6, 10)):
-        make_orders(live, count, start)
-        for container in engine.containers.values():
+        make_orders(fake_live, count, start)
+        for container in fake_engine.containers.values():
             if not (tmp_path / "memory" / "docker" / container.id).exists():
                 fake_cgroup_v1(tmp_path, container.id, memory=3 * MB, inactive=MB, cpu_ns=10**9)
-        before = engine.api_calls
+        before = fake_engine.api_calls
         done = usage.sample()
-        calls[count] = engine.api_calls - before
+        calls[count] = fake_engine.api_calls - before
         orders = Order.select().count()
         assert (done.orders, done.cgroup_reads, done.stats_calls) == (orders, 3 * orders, 0)
     assert calls == {2: 1, 6: 1}, "one listing, no stats call: calls constant in the number of orders"
@@ -126,16 +116,16 @@ def test_a_pass_costs_one_engine_call_whatever_the_number_of_orders_with_cgroup_
                and a["containers_total"] == 3 and a["sampled_at"] for a in answer)
 
 
-def test_without_cgroup_files_each_running_container_costs_one_stats_call(live, engine):
-    orders = make_orders(live, 2)
-    for container in engine.containers.values():
-        engine.usage[container.id] = (2 * MB, 0.5)
-    victim = next(c for c in engine.containers.values() if c.labels.get("live.order") == str(orders[0].id))
-    engine.stop_container(victim.id, 1)
-    running = sum(1 for c in engine.containers.values() if c.state == "running")
-    before = engine.api_calls
-    done = sampler(live, engine).sample()
-    assert engine.api_calls - before == 1 + running
+def test_without_cgroup_files_each_running_container_costs_one_stats_call(fake_live, fake_engine):
+    orders = make_orders(fake_live, 2)
+    for container in fake_engine.containers.values():
+        fake_engine.usage[container.id] = (2 * MB, 0.5)
+    victim = next(c for c in fake_engine.containers.values() if c.labels.get("live.order") == str(orders[0].id))
+    fake_engine.stop_container(victim.id, 1)
+    running = sum(1 for c in fake_engine.containers.values() if c.state == "running")
+    before = fake_engine.api_calls
+    done = sampler(fake_live, fake_engine).sample()
+    assert fake_engine.api_calls - before == 1 + running
     assert (done.stats_calls, done.cgroup_reads) == (running, 0)
     by_service = {a["service_id"]: a for a in usage_answers()}
     first = by_service[orders[0].whmcs_service_id]
@@ -158,45 +148,45 @@ def test_stats_calls_are_spaced_by_the_rate_bound():
     assert waits == [0.0, 0.25, 0.5, 0.75], "at most 4 starts a second, whatever the threads"
 
 
-def test_a_stopped_sampler_makes_no_more_stats_calls_and_writes_nothing(live, engine):
-    make_orders(live, 1)
-    usage = sampler(live, engine)
+def test_a_stopped_sampler_makes_no_more_stats_calls_and_writes_nothing(fake_live, fake_engine):
+    make_orders(fake_live, 1)
+    usage = sampler(fake_live, fake_engine)
     usage.stop()
-    before = engine.api_calls
+    before = fake_engine.api_calls
     done = usage.sample()
-    assert engine.api_calls - before == 1 and done.stats_calls == 0
+    assert fake_engine.api_calls - before == 1 and done.stats_calls == 0
     assert OrderUsage.select().count() == 0
 
 
-def test_a_node_that_cannot_be_reached_keeps_the_orders_previous_sample(live, engine):
-    orders = make_orders(live, 2)
-    usage = sampler(live, engine)
+def test_a_node_that_cannot_be_reached_keeps_the_orders_previous_sample(fake_live, fake_engine):
+    orders = make_orders(fake_live, 2)
+    usage = sampler(fake_live, fake_engine)
     usage.sample()
     first = OrderUsage.get(OrderUsage.order == orders[0].id)
-    unreachable = {c.id for c in engine.containers.values() if c.labels.get("live.order") == str(orders[0].id)}
-    original = engine.running_usage
+    unreachable = {c.id for c in fake_engine.containers.values() if c.labels.get("live.order") == str(orders[0].id)}
+    original = fake_engine.running_usage
 
     def node_down(container):
         if container.id in unreachable:
             raise EngineUnavailable("cannot reach the engine of swarm node n2")
         return original(container)
 
-    engine.running_usage = node_down
+    fake_engine.running_usage = node_down
     done = usage.sample()
     assert done.stats_failures == 3 and done.orders == 1
     assert OrderUsage.get(OrderUsage.order == orders[0].id).sampled_at == first.sampled_at
     assert OrderUsage.get(OrderUsage.order == orders[1].id).sampled_at >= first.sampled_at
 
 
-def test_a_swarm_task_is_read_by_its_task_container_locally_or_on_its_node(live, engine, tmp_path):
+def test_a_swarm_task_is_read_by_its_task_container_locally_or_on_its_node(fake_live, fake_engine, tmp_path):
     """Swarm: the listing gives each service's running task container and node; cgroup files of this machine when
     they exist (the manager's own tasks), else one stats call to that node's engine (Engine.running_usage)."""
-    orders = make_orders(live, 1)
-    listed = engine.list_containers(order_selector(live.settings.deployment, orders[0].id))
+    orders = make_orders(fake_live, 1)
+    listed = fake_engine.list_containers(order_selector(fake_live.settings.deployment, orders[0].id))
     tasks = {c.id: (f"task{i:02d}" + "0" * 58, "node-local" if i == 0 else "node-other") for i, c in enumerate(listed)}
     fake_cgroup_v1(tmp_path, tasks[listed[0].id][0], memory=7 * MB, inactive=0, cpu_ns=0)
     asked = []
-    original_list = engine.list_containers
+    original_list = fake_engine.list_containers
 
     def as_swarm(labels):
         return [ContainerState(**{**vars(c), "task_container": tasks[c.id][0], "node": tasks[c.id][1]})
@@ -206,55 +196,55 @@ def test_a_swarm_task_is_read_by_its_task_container_locally_or_on_its_node(live,
         asked.append((container.node, container.task_container))
         return float(MB), 0.0
 
-    engine.list_containers, engine.running_usage = as_swarm, node_engine_stats
-    done = sampler(live, engine, CgroupReader(tmp_path)).sample()
+    fake_engine.list_containers, fake_engine.running_usage = as_swarm, node_engine_stats
+    done = sampler(fake_live, fake_engine, CgroupReader(tmp_path)).sample()
     assert (done.cgroup_reads, done.stats_calls) == (1, 2)
     assert sorted(asked) == sorted(("node-other", tasks[c.id][0]) for c in listed[1:])
     assert usage_answers()[0]["memory_mb"] == 9.0
 
 
-def test_memory_limits_are_rendered_once_per_revision_and_plan(live, engine):
-    make_orders(live, 3)
+def test_memory_limits_are_rendered_once_per_revision_and_plan(fake_live, fake_engine):
+    make_orders(fake_live, 3)
     rendered = []
 
     def render(order):
         rendered.append(order.id)
-        return live.runner.project(order)
+        return fake_live.runner.project(order)
 
-    usage = UsageSampler(engine, live.settings.deployment, render, stats_per_second=1000.0)
+    usage = UsageSampler(fake_engine, fake_live.settings.deployment, render, stats_per_second=1000.0)
     usage.sample()
     usage.sample()
     assert len(rendered) == 1, "three orders of one revision and plan, two passes: one render"
     assert {a["memory_limit_mb"] for a in usage_answers()} == {None}, "web has no limit: the order has none"
 
 
-def test_memory_limit_is_the_sum_of_the_services_limits(live, engine):
-    orders = make_orders(live, 1)
-    project = live.runner.project(orders[0])
+def test_memory_limit_is_the_sum_of_the_services_limits(fake_live, fake_engine):
+    orders = make_orders(fake_live, 1)
+    project = fake_live.runner.project(orders[0])
     for service in project.stack.services.values():
         service.mem_limit = service.mem_limit or 32 * MB
-    usage = UsageSampler(engine, live.settings.deployment, lambda order: project, stats_per_second=1000.0)
+    usage = UsageSampler(fake_engine, fake_live.settings.deployment, lambda order: project, stats_per_second=1000.0)
     usage.sample()
     assert usage_answers()[0]["memory_limit_mb"] == MEMORY_LIMIT_MB + 32.0
 
 
 # -- disk ----------------------------------------------------------------------------------------------------------
-def test_disk_is_one_df_for_every_order(live, engine):
-    orders = make_orders(live, 3)
-    volume = next(v for v in engine.volumes.values() if v.labels.get("live.order") == str(orders[0].id))
-    engine.write_file(volume.name, "blob", b"x" * (3 * MB))
-    usage = sampler(live, engine)
-    before = engine.api_calls
+def test_disk_is_one_df_for_every_order(fake_live, fake_engine):
+    orders = make_orders(fake_live, 3)
+    volume = next(v for v in fake_engine.volumes.values() if v.labels.get("live.order") == str(orders[0].id))
+    fake_engine.write_file(volume.name, "blob", b"x" * (3 * MB))
+    usage = sampler(fake_live, fake_engine)
+    before = fake_engine.api_calls
     assert usage.sample_disk() == 3
-    assert engine.api_calls - before == 1
+    assert fake_engine.api_calls - before == 1
     disk = {a["service_id"]: a["disk_mb"] for a in usage_answers()}
     assert disk[orders[0].whmcs_service_id] >= 3.0 and disk[orders[1].whmcs_service_id] < 1.0
 
 
-def test_df_is_never_called_twice_at_once(live, engine):
-    make_orders(live, 1)
+def test_df_is_never_called_twice_at_once(fake_live, fake_engine):
+    make_orders(fake_live, 1)
     inside, release, active, most = threading.Event(), threading.Event(), [0], [0]
-    original = engine.volume_usage
+    original = fake_engine.volume_usage
 
     def slow_df(labels):
         active[0] += 1
@@ -266,12 +256,12 @@ def test_df_is_never_called_twice_at_once(live, engine):
         finally:
             active[0] -= 1
 
-    engine.volume_usage = slow_df
-    usage = sampler(live, engine)
+    fake_engine.volume_usage = slow_df
+    usage = sampler(fake_live, fake_engine)
     results = []
 
     def disk():
-        with live.db.connection_context():
+        with fake_live.db.connection_context():
             results.append(usage.sample_disk())
 
     first = threading.Thread(target=disk)
@@ -288,14 +278,14 @@ def test_df_is_never_called_twice_at_once(live, engine):
     assert sorted(results, key=lambda r: r is None) == [1, None, None, None, None]
 
 
-def test_tick_samples_memory_every_sample_interval_and_disk_every_disk_interval(live, engine):
-    make_orders(live, 1)
+def test_tick_samples_memory_every_sample_interval_and_disk_every_disk_interval(fake_live, fake_engine):
+    make_orders(fake_live, 1)
     now = [1000.0]
-    usage = sampler(live, engine, sample_seconds=30, disk_seconds=300, clock=lambda: now[0])
+    usage = sampler(fake_live, fake_engine, sample_seconds=30, disk_seconds=300, clock=lambda: now[0])
     assert usage.tick_seconds == 30
     dfs = []
-    original = engine.volume_usage
-    engine.volume_usage = lambda labels: dfs.append(now[0]) or original(labels)
+    original = fake_engine.volume_usage
+    fake_engine.volume_usage = lambda labels: dfs.append(now[0]) or original(labels)
     passes = []
     original_sample = usage.sample
     usage.sample = lambda: passes.append(now[0]) or original_sample()
@@ -307,15 +297,15 @@ def test_tick_samples_memory_every_sample_interval_and_disk_every_disk_interval(
 
 
 # -- the answer ----------------------------------------------------------------------------------------------------
-def test_an_order_not_sampled_yet_answers_null_figures_and_the_engine_is_never_asked(live, engine):
-    orders = make_orders(live, 2)
-    usage = sampler(live, engine)
+def test_an_order_not_sampled_yet_answers_null_figures_and_the_engine_is_never_asked(fake_live, fake_engine):
+    orders = make_orders(fake_live, 2)
+    usage = sampler(fake_live, fake_engine)
     usage.sample()
-    late = make_orders(live, 1, start=50)[0]
-    engine.reachable = False  # the answer reads the table only
-    before = engine.api_calls
-    answer = {a["service_id"]: a for a in live.queries.usage()}
-    assert engine.api_calls == before
+    late = make_orders(fake_live, 1, start=50)[0]
+    fake_engine.reachable = False  # the answer reads the table only
+    before = fake_engine.api_calls
+    answer = {a["service_id"]: a for a in fake_live.queries.usage()}
+    assert fake_engine.api_calls == before
     assert answer[late.whmcs_service_id] == {
         "service_id": late.whmcs_service_id, "status": "active", "sampled_at": None, "memory_mb": None,
         "memory_limit_mb": None, "cpu_seconds": None, "containers_running": None, "containers_total": None,
@@ -323,39 +313,65 @@ def test_an_order_not_sampled_yet_answers_null_figures_and_the_engine_is_never_a
     sampled = answer[orders[0].whmcs_service_id]
     assert sampled["sampled_at"].endswith("Z") and sampled["containers_total"] == 3
     assert sampled["disk_sampled_at"] is None and sampled["disk_mb"] is None, "disk has its own time"
-    assert [a["service_id"] for a in live.queries.usage([late.whmcs_service_id])] == [late.whmcs_service_id]
+    assert [a["service_id"] for a in fake_live.queries.usage([late.whmcs_service_id])] == [late.whmcs_service_id]
 
 
-def test_terminated_orders_are_not_answered_and_their_rows_go(live, engine):
-    orders = make_orders(live, 2)
-    usage = sampler(live, engine)
+def test_terminated_orders_are_not_answered_and_their_rows_go(fake_live, fake_engine):
+    orders = make_orders(fake_live, 2)
+    usage = sampler(fake_live, fake_engine)
     usage.sample()
-    live.orders.terminate(orders[0])
-    live.worker().run_until_idle(timeout=60)
+    fake_live.orders.terminate(orders[0])
+    fake_live.worker().run_until_idle(timeout=60)
     usage.sample()
     assert [a["service_id"] for a in usage_answers()] == [orders[1].whmcs_service_id]
     assert OrderUsage.select().where(OrderUsage.order == orders[0].id).count() == 0
 
 
-def test_the_answer_is_one_query(live, engine, monkeypatch):
-    orders = make_orders(live, 1)
-    usage = sampler(live, engine)
+def test_the_answer_is_one_query(fake_live, fake_engine, monkeypatch):
+    orders = make_orders(fake_live, 1)
+    usage = sampler(fake_live, fake_engine)
     usage.sample()
     queries = []
-    original = live.db.execute_sql
+    original = fake_live.db.execute_sql
 
     def counting(sql, *args, **kwargs):
         queries.append(sql)
         return original(sql, *args, **kwargs)
 
-    monkeypatch.setattr(live.db, "execute_sql", counting)
+    monkeypatch.setattr(fake_live.db, "execute_sql", counting)
     answer = usage_answers()
     assert len(queries) == 1 and len(answer) == len(orders)
 
 
-def test_the_worker_runs_the_sampler_built_from_the_settings(live):
-    worker = live.worker()
+def test_the_worker_runs_the_sampler_built_from_the_settings(fake_live):
+    worker = fake_live.worker()
     assert isinstance(worker.usage, UsageSampler)
     assert (worker.usage.sample_seconds, worker.usage.disk_seconds) == (30.0, 300.0)
     assert worker.usage.tick_seconds == 30.0
     assert isinstance(worker.usage.cgroups, CgroupReader)
+
+
+# -- settings --------------------------------------------------------------------------------------------------------
+def test_the_usage_settings_are_read():
+    from app.config import load_settings
+
+    defaults = load_settings({})
+    assert (defaults.usage_sample_seconds, defaults.usage_disk_seconds,
+            defaults.usage_stats_per_second) == (30, 300, 10)
+    settings = load_settings({"LIVE_USAGE_SAMPLE_SECONDS": "5", "LIVE_USAGE_DISK_SECONDS": "60",
+                              "LIVE_USAGE_STATS_PER_SECOND": "2.5"})
+    assert (settings.usage_sample_seconds, settings.usage_disk_seconds, settings.usage_stats_per_second) == (5, 60, 2.5)
+
+
+@pytest.mark.parametrize("env, message", [
+    ({"LIVE_USAGE_SAMPLE_SECONDS": "0.5"}, "LIVE_USAGE_SAMPLE_SECONDS must be at least 1.0"),
+    ({"LIVE_USAGE_DISK_SECONDS": "1"}, "LIVE_USAGE_DISK_SECONDS must be at least 10.0"),
+    ({"LIVE_USAGE_STATS_PER_SECOND": "0"}, "LIVE_USAGE_STATS_PER_SECOND must be at least 0.1"),
+    ({"LIVE_USAGE_STATS_PER_SECOND": "fast"}, "LIVE_USAGE_STATS_PER_SECOND must be a number, got 'fast'"),
+])
+def test_bad_usage_settings_are_named(env, message):
+    from app.config import load_settings
+    from app.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=message):
+        load_settings(env)
