@@ -203,6 +203,31 @@ def test_a_swarm_task_is_read_by_its_task_container_locally_or_on_its_node(fake_
     assert usage_answers()[0]["memory_mb"] == 9.0
 
 
+def test_a_swarm_service_names_its_running_task_container_and_its_node_engine_is_asked_once():
+    from app.stacks.swarm_engine import SwarmEngine, _service_state
+
+    spec = {"Name": "live-acme_web", "Labels": {"live.order": "1"}, "Mode": {"Replicated": {"Replicas": 1}},
+            "TaskTemplate": {"ContainerSpec": {"Image": "img"}}}
+    task = {"ID": "t1", "ServiceID": "svc1", "NodeID": "n2", "DesiredState": "running", "Version": {"Index": 5},
+            "Status": {"State": "running", "ContainerStatus": {"ContainerID": "c" * 64}}, "Spec": {"ContainerSpec": {}}}
+    listed = _service_state({"ID": "svc1", "Spec": spec}, [task])
+    assert (listed.id, listed.task_container, listed.node) == ("svc1", "c" * 64, "n2")
+    assert _service_state({"ID": "svc1", "Spec": spec}, []).task_container is None, "no task runs"
+
+    asked = []
+
+    class NodeEngine:
+        @staticmethod
+        def container_usage(container_id):
+            asked.append(container_id)
+            return 5.0 * MB, 1.5
+
+    swarm = SwarmEngine.__new__(SwarmEngine)  # no manager: only the node's engine may be asked
+    swarm.node_engine = lambda node: asked.append(node) or NodeEngine()
+    assert swarm.running_usage(listed) == (5.0 * MB, 1.5)
+    assert asked == ["n2", "c" * 64], "one stats call to the node's engine, no task lookup on the manager"
+
+
 def test_memory_limits_are_rendered_once_per_revision_and_plan(fake_live, fake_engine):
     make_orders(fake_live, 3)
     rendered = []
