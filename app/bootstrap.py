@@ -26,6 +26,7 @@ from app.logging_setup import configure_logging
 from app.orders.operations import OperationRunner
 from app.orders.queries import OrderQueries
 from app.orders.service import OrderService
+from app.orders.usage import CgroupReader, UsageSampler
 from app.orders.worker import Worker
 from app.stacks.deployer import Deployer
 from app.stacks.docker_engine import DockerEngine
@@ -61,7 +62,15 @@ class Live:
                       poll_seconds=s.worker_poll_seconds, retry_base_seconds=s.retry_base_seconds,
                       lease_seconds=s.lease_seconds, catalog_sync_seconds=s.catalog_sync_seconds,
                       ingress=self.ingress, ingress_resync_seconds=s.ingress_resync_seconds,
-                      backups=self.backup_scheduler(), drills=self.restore_drills())
+                      backups=self.backup_scheduler(), drills=self.restore_drills(), usage=self.usage_sampler())
+
+    def usage_sampler(self) -> UsageSampler:
+        """The worker's usage sampler (app/orders/usage.py): cgroup files of this machine where it runs the
+        containers, else stats calls; memory limits from the orders' rendered projects."""
+        s = self.settings
+        return UsageSampler(self.engine, s.deployment, self.runner.project, sample_seconds=s.usage_sample_seconds,
+                            disk_seconds=s.usage_disk_seconds, stats_per_second=s.usage_stats_per_second,
+                            cgroups=CgroupReader())
 
 
 def catalog_source(settings: Settings) -> CatalogSource:

@@ -80,6 +80,11 @@ class Settings:
     swarm_pool: str = ""  # only nodes labelled live.pool=<this> take new orders; "" = every ready, active node
     # The ingress proxy's container on the swarm manager: it joins the order networks it reaches endpoints on.
     swarm_proxy_container: str = ""
+    # The worker's usage sampler (app/orders/usage.py): memory/CPU every this many seconds, disk (one `docker system
+    # df`) at most this often, and at most this many stats calls a second (containers whose cgroup files it cannot read).
+    usage_sample_seconds: float = 30.0
+    usage_disk_seconds: float = 300.0
+    usage_stats_per_second: float = 10.0
 
     @property
     def public_scheme(self) -> str:
@@ -205,6 +210,10 @@ def load_settings(environ: dict | None = None) -> Settings:
         wait_slots=_wait_slots(env),
         helper_image=_helper_image(env),
         backup_min_free_gb=_float(env, "LIVE_BACKUP_MIN_FREE_GB", Settings.backup_min_free_gb),
+        usage_sample_seconds=_float(env, "LIVE_USAGE_SAMPLE_SECONDS", Settings.usage_sample_seconds, minimum=1.0),
+        usage_disk_seconds=_float(env, "LIVE_USAGE_DISK_SECONDS", Settings.usage_disk_seconds, minimum=10.0),
+        usage_stats_per_second=_float(env, "LIVE_USAGE_STATS_PER_SECOND", Settings.usage_stats_per_second,
+                                      minimum=0.1),
         **_ingress(env),
         **_backup_store(env, backup_dir),
         **_backup_policy(env),

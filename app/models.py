@@ -263,8 +263,30 @@ class EngineMirror(BaseModel):
     error = peewee.TextField(null=True)
 
 
+class OrderUsage(BaseModel):
+    """What the order's containers use, as the worker's usage sampler last measured it (migration 0013; written
+    only by ``app/orders/usage.py``, read by every usage answer, which never asks the engine).
+
+    One row per order. ``sampled_at`` (UTC) is when memory, CPU and the container counts were sampled, NULL until
+    they were: ``memory_bytes`` in use by its running containers (page cache excluded, as ``docker stats``),
+    ``cpu_seconds`` the CPU time they used since each started, ``containers_running``/``containers_total``, and
+    ``memory_limit_bytes`` the sum of its services' memory limits (NULL: one is unlimited, or not sampled yet).
+    ``disk_sampled_at`` is when ``disk_bytes`` (its named volumes, from one ``docker system df``) was sampled.
+    """
+
+    order = peewee.ForeignKeyField(Order, unique=True, on_delete="CASCADE")
+    sampled_at = peewee.DateTimeField(null=True)
+    memory_bytes = peewee.BigIntegerField(null=True)
+    memory_limit_bytes = peewee.BigIntegerField(null=True)
+    cpu_seconds = peewee.FloatField(null=True)
+    containers_running = peewee.IntegerField(null=True)
+    containers_total = peewee.IntegerField(null=True)
+    disk_bytes = peewee.BigIntegerField(null=True)
+    disk_sampled_at = peewee.DateTimeField(null=True)
+
+
 ALL_MODELS = [Customer, Product, ProductRevision, Order, Operation, Event, ApiKey, CatalogSync, WebhookDelivery,
-              WorkerHeartbeat, Backup, ObservedContainer, EngineMirror]
+              WorkerHeartbeat, Backup, ObservedContainer, EngineMirror, OrderUsage]
 
 
 def record_event(kind: str, message: str, *, order=None, operation=None, actor: str = "system", **data) -> Event:

@@ -26,6 +26,7 @@ import urllib3
 import yaml
 
 from app.config import PROJECT_ROOT, load_settings
+from bench import usage_sampler
 from tests.support.caddy import CaddyProcess
 from tests.support.live_service import BIN, MINI_COMPOSE, MINI_MANIFEST, Service, free_port
 
@@ -332,7 +333,6 @@ class Bench:
         from app.db import upgrade
         from app.models import Order
         from app.orders.service import CustomerInfo
-        from app.orders.usage import collect_usage
 
         ns = self.ns + "s"
         self.scale_ns = ns
@@ -362,8 +362,6 @@ class Bench:
             selector = {"live.deployment": ns}
             results[scale] = {
                 "active": active,
-                "usage_full": measure(lambda: collect_usage(engine, ns, orders, {})),
-                "usage_listing": measure(lambda: (engine.volume_usage(selector), engine.list_containers(selector))),
                 "status_per_order": measure(lambda: [engine.list_containers({**selector, "live.order": str(o.id)})
                                                      for o in orders]),
                 "plan_per_order": measure(lambda: [live.deployer.plan(live.runner.project(o)) for o in orders]),
@@ -372,8 +370,8 @@ class Bench:
         self.raw["figure4"] = results
         low, high = SCALES[0], SCALES[-1]
         growth = high / low
-        labels = {"usage_full": "usage pass (df + list + stats)", "usage_listing": "usage listing only (df + list)",
-                  "status_per_order": "status per order (GeoCat Live)", "plan_per_order": "Deployer.plan per order"}
+        # The usage pass is bench/usage_sampler.py's (BENCH_ONLY=usage).
+        labels = {"status_per_order": "status per order (GeoCat Live)", "plan_per_order": "Deployer.plan per order"}
         for key, label in labels.items():
             a, b = results[low][key], results[high][key]
             self.row(f"4 {label}: API calls @{high}", b["calls"], a["calls"], "ratio 1.0 (constant)",
@@ -1060,7 +1058,7 @@ class Bench:
         for project, path in self.projects:
             subprocess.run(["docker-compose", "-p", project, "-f", str(path), "down", "-v", "-t", "1"],
                            capture_output=True, timeout=300, cwd=self.tmp)
-        for ns in (self.ns, self.ns + "s", self.ns + "w"):
+        for ns in (self.ns, self.ns + "s", self.ns + "w", usage_sampler.namespace(self)):
             selector = {"label": f"live.deployment={ns}"}
             if (self.docker.info().get("Swarm") or {}).get("ControlAvailable"):
                 for service in self.docker.services.list(filters=selector):
@@ -1236,7 +1234,8 @@ def main() -> int:
     only = set(filter(None, os.environ.get("BENCH_ONLY", "").split(",")))
     steps = [("1", bench.figure1), ("235", bench.figures235), ("4", bench.figure4), ("bad", bench.bad_input),
              ("ingress", bench.ingress_throughput), ("ingress", bench.ingress_updates), ("backups", bench.backups),
-             ("swarm", bench.swarm_lifecycle), ("swarm", bench.swarm_reads)]
+             ("swarm", bench.swarm_lifecycle), ("swarm", bench.swarm_reads),
+             ("usage", lambda: usage_sampler.run(bench))]
     try:
         log(f"namespace {bench.ns}, work dir {bench.tmp}")
         for name, step in steps:

@@ -31,7 +31,7 @@ from app.naming import normalize_hostname
 from app.orders.heartbeat import WorkerStatus, worker_status
 from app.orders.lifecycle import UNFINISHED_STATES, OperationState, OrderStatus
 from app.orders.operations import OperationRunner
-from app.orders.usage import collect_usage
+from app.orders.usage import usage_answers
 from app.presenters import (
     backup_summary,
     backup_view,
@@ -73,8 +73,8 @@ class CatalogStatus:
 class OrderQueries:
     """The reads; built once by :func:`app.bootstrap.bootstrap` from the same components as the use cases.
 
-    ``engine`` is asked for containers, disk, memory and CPU (usage, GeoCat Live, engine checks);
-    ``runner`` renders an order's project (its memory limits).
+    ``engine`` is asked for containers (GeoCat Live) and engine checks (usage is read from the table the worker's
+    sampler writes); ``runner`` takes and restores backups.
     """
 
     def __init__(self, settings: Settings, db: peewee.Database, catalog: Catalog, engine: Engine,
@@ -429,25 +429,12 @@ class OrderQueries:
         return {"products": Product.select().where(Product.valid == True).count(),  # noqa: E712
                 "docker": docker}
 
-    def usage(self, service_ids: list[int] | None = None) -> list[dict[str, Any]]:
-        """Disk, memory and CPU of every order not terminated (or of those services), by order id (``UsageOut``).
-
-        See :func:`app.orders.usage.collect_usage`; ``memory_limit_mb`` is the sum of the services' limits,
-        None when one is unlimited. Raises the errors of rendering an order's stack (StackSpecError...).
-        """
-        orders = Order.select().where(Order.status != OrderStatus.TERMINATED).order_by(Order.id)
-        if service_ids:
-            orders = orders.where(Order.whmcs_service_id.in_(service_ids))
-        orders = list(orders)
-        limits = {order.id: self._memory_limit_mb(order) for order in orders}
-        items = collect_usage(self.engine, self.settings.deployment, orders, limits)
-        return [vars(item) for item in items]
-
-    def _memory_limit_mb(self, order: Order) -> float | None:
-        """Sum of the services' memory limits; None when one service is unlimited."""
-        services = self.runner.project(order).stack.services.values()
-        limits = [service.mem_limit for service in services]
-        return None if not limits or any(limit is None for limit in limits) else round(sum(limits) / 1024 / 1024, 2)
+    @staticmethod
+    def usage(service_ids: list[int] | None = None) -> list[dict[str, Any]]:
+        """Disk, memory and CPU of every order not terminated (or of those services), by order id (``UsageOut``), as
+        the worker's usage sampler last measured them, with ``sampled_at``/``disk_sampled_at`` (None: not sampled
+        yet, the figures None too). One query; never asks the engine (:func:`app.orders.usage.usage_answers`)."""
+        return usage_answers(service_ids)
 
     def geocat_live_services(self, instance: str) -> list[dict[str, str]]:
         """The endpoints of the order ``instance`` for GeoCat Live 1.0: ``[{"application", "url", "status"}]``.

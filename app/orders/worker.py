@@ -34,6 +34,7 @@ from app.models import Operation, record_event, utcnow
 from app.orders.heartbeat import Heartbeat
 from app.orders.lifecycle import UNFINISHED_STATES, OperationState
 from app.orders.operations import OperationRunner
+from app.orders.usage import UsageSampler
 from app.presenters import PRIVATE_EVENT_DATA
 
 log = logging.getLogger(__name__)
@@ -52,8 +53,10 @@ class Worker:
                  poll_seconds: float = 1.0, retry_base_seconds: float = 2.0, catalog_sync_seconds: float = 300.0,
                  lease_seconds: float = 60.0, ingress: IngressService | None = None,
                  ingress_resync_seconds: float = 30.0, backups: BackupScheduler | None = None,
-                 drills: RestoreDrills | None = None):
+                 drills: RestoreDrills | None = None, usage: UsageSampler | None = None):
         self.db = db
+        # The background usage sampler (app/orders/usage.py); None: usage is not sampled.
+        self.usage = usage
         # Scheduled backups and the store's housekeeping (app/backups/schedule.py); None: no schedule.
         self.backups = backups
         # Restore drills of products that opt in (app/backups/drill.py); None: no drills.
@@ -92,6 +95,8 @@ class Worker:
         def stop(signum, _frame):
             log.info("signal %s: finishing running operations, then exiting", signum)
             stopping.set()
+            if self.usage is not None:
+                self.usage.stop()
             if scheduler.running:
                 scheduler.shutdown(wait=False)
 
@@ -126,6 +131,9 @@ class Worker:
                                   id="backup-housekeeping")
             if self.drills is not None:
                 scheduler.add_job(self.restore_drill_safely, "interval", seconds=DRILL_SECONDS, id="restore-drills")
+            if self.usage is not None:
+                scheduler.add_job(self.sample_usage_safely, "interval", seconds=self.usage.tick_seconds,
+                                  id="sample-usage", next_run_time=dt.datetime.now())
             self._scheduler = scheduler
             if not stopping.is_set():
                 log.info("worker %s started (concurrency %d)", self.worker_id, self.concurrency)
@@ -321,6 +329,10 @@ class Worker:
     def apply_pending_routes_safely(self) -> None:
         """Write the routes still pending (new orders, failed writes); never raises."""
         self._periodic_job("applying pending routes", self.ingress.apply_pending)
+
+    def sample_usage_safely(self) -> None:
+        """Sample the orders' usage when due (memory/CPU, and disk: app/orders/usage.py); never raises."""
+        self._periodic_job("usage sample", self.usage.tick)
 
     def _periodic_job(self, what: str, job) -> None:
         """Run a periodic job in a database connection; log and swallow its failure (the next interval tries again)."""

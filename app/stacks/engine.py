@@ -52,6 +52,9 @@ class ContainerState:
     host_ports: dict[str, int] = field(default_factory=dict)  # "8080/tcp" -> 32768
     node: str | None = None  # the swarm node it runs on (its id); None on one engine
     error: str | None = None  # why the orchestrator could not run it (a swarm task's error), if it says
+    # The id of the container that runs it on its node's engine when that is not ``id`` (a swarm service's running
+    # task); None on one engine, and while no task runs.
+    task_container: str | None = None
 
     @property
     def service(self) -> str | None:
@@ -245,6 +248,11 @@ class Engine(abc.ABC):
     @abc.abstractmethod
     def container_usage(self, container_id: str) -> tuple[float, float]:
         """(memory bytes in use, CPU seconds used) of a running container, from one sample."""
+
+    def running_usage(self, container: ContainerState) -> tuple[float, float]:
+        """:meth:`container_usage` of a container as a listing returned it, in one call to the engine that runs it
+        (a swarm asks the node's engine for its task's container: :attr:`ContainerState.task_container`)."""
+        return self.container_usage(container.id)
 
     # -- networks -----------------------------------------------------------
     @abc.abstractmethod

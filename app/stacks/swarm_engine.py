@@ -308,6 +308,13 @@ class SwarmEngine(Engine):
         node, task_container = self._task_container(container_id)
         return self.node_engine(node).container_usage(task_container)
 
+    def running_usage(self, container: ContainerState) -> tuple[float, float]:
+        """One stats call to the engine of the node the service's task runs on (no task lookup: the listing
+        named its container)."""
+        if container.task_container is None:
+            return self.container_usage(container.id)
+        return self.node_engine(container.node).container_usage(container.task_container)
+
     def _task_container(self, service_id: str) -> tuple[str | None, str]:
         """``(node id, container id)`` of the service's running task; EngineOperationError when none runs."""
         with translate_errors(f"list the tasks of swarm service {service_id[:12]}"):
@@ -644,7 +651,8 @@ def _service_state(service: dict[str, Any], tasks: list[dict[str, Any]]) -> Cont
         return ContainerState(**base, state="running" if checked else "created", health="starting" if checked else None,
                               node=node)
     if state == "running":
-        return ContainerState(**base, state="running", health="healthy" if checked else None, node=node)
+        return ContainerState(**base, state="running", health="healthy" if checked else None, node=node,
+                              task_container=(status.get("ContainerStatus") or {}).get("ContainerID") or None)
     if state == "complete":
         return ContainerState(**base, state="exited", exit_code=_exit_code(task) or 0, node=node)
     if state == "rejected":

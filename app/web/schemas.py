@@ -323,12 +323,21 @@ class UsageQuery(Schema):
 class ServiceUsageOut(Schema):
     service_id = Integer(required=True)
     status = String(required=True)
-    disk_mb = Float(required=True, metadata={"description": "Disk used by the order's named volumes, in MB."})
-    memory_mb = Float(required=True, metadata={"description": "Memory used by its running containers, in MB."})
-    memory_limit_mb = Float(allow_none=True, required=True)
-    cpu_seconds = Float(required=True, metadata={"description": "CPU time used by its running containers."})
-    containers_running = Integer(required=True)
-    containers_total = Integer(required=True)
+    sampled_at = String(allow_none=True, required=True, metadata={
+        "description": "When the worker's usage sampler measured memory, CPU and containers (UTC); null: not sampled "
+                       "yet, and those figures are null."})
+    memory_mb = Float(allow_none=True, required=True,
+                      metadata={"description": "Memory used by its running containers, in MB (MiB)."})
+    memory_limit_mb = Float(allow_none=True, required=True, metadata={
+        "description": "Sum of its services' memory limits, in MB; null when one is unlimited (or not sampled yet)."})
+    cpu_seconds = Float(allow_none=True, required=True,
+                        metadata={"description": "CPU time used by its running containers since each started."})
+    containers_running = Integer(allow_none=True, required=True)
+    containers_total = Integer(allow_none=True, required=True)
+    disk_sampled_at = String(allow_none=True, required=True, metadata={
+        "description": "When its disk was measured (UTC); null: not yet, and disk_mb is null."})
+    disk_mb = Float(allow_none=True, required=True,
+                    metadata={"description": "Disk used by the order's named volumes, in MB (MiB)."})
 
 
 class UsageOut(Schema):

@@ -132,10 +132,10 @@ def test_a_stack_spec_error_in_a_request_is_a_422(api, monkeypatch):
     api.post("/whmcs/v1/services/703/create", client_payload(username="spec"))  # no worker: stays pending
     private = f"volumes: named volume 'keys' is not declared (while reading {SECRET_PATH})"
 
-    def invalid(order, revision=None):
+    def invalid(service_ids=None):  # a read that renders the order's stack and meets an invalid product
         raise StackSpecError(private)
 
-    monkeypatch.setattr(api.app.extensions["live"].runner, "project", invalid)
+    monkeypatch.setattr(api.app.extensions["live"].queries, "usage", invalid)
     answer = api.get("/whmcs/v1/usage")
     assert answer.status_code == 422, answer.json
     assert answer.json["error"] == {"code": "product_invalid", "message": "the product's service definition is invalid",
@@ -151,10 +151,10 @@ def test_internal_errors_in_requests_answer_the_public_text_and_log_the_detail(a
     live = api.app.extensions["live"]
     private = "pull image registry.internal:5000/acme/app:1: 500 Server Error: s3cret"
 
-    def missing_image(order, revision=None):
+    def missing_image(service_ids=None):
         raise ImageMissing(private)
 
-    monkeypatch.setattr(live.runner, "project", missing_image)
+    monkeypatch.setattr(live.queries, "usage", missing_image)
     answer = api.get("/whmcs/v1/usage", headers={"X-Request-ID": "usage-run-1"})
     assert answer.status_code == 502
     assert answer.json["error"] == {"code": "image_missing", "message": "a service image is not available",
@@ -162,10 +162,10 @@ def test_internal_errors_in_requests_answer_the_public_text_and_log_the_detail(a
     assert "registry.internal" not in answer.get_data(as_text=True)
     assert "usage-run-1" in caplog.text and private in caplog.text
 
-    def bug(order, revision=None):
+    def bug(service_ids=None):
         raise KeyError(SECRET_URL)
 
-    monkeypatch.setattr(live.runner, "project", bug)
+    monkeypatch.setattr(live.queries, "usage", bug)
     crashed = api.get("/whmcs/v1/usage", headers={"X-Request-ID": "usage-run-2"}, scope="admin")
     assert crashed.status_code == 500
     assert crashed.json["error"] == {"code": "internal_error", "message": "internal error (request usage-run-2)",

@@ -44,9 +44,12 @@ def test_whole_lifecycle_through_http(api, background_worker, settings, deployed
     restarted = api.post("/whmcs/v1/services/501/restart", {"wait": 60}).json
     assert restarted["result"] == "succeeded"
 
+    background_worker.usage.sample()  # the worker's sampler writes what the usage answer reads
+    background_worker.usage.sample_disk()
     usage = api.get("/whmcs/v1/usage").json["services"]
     assert len(usage) == 1
     row = usage[0]
+    assert row["sampled_at"] and row["disk_sampled_at"]
     assert row["service_id"] == 501 and row["containers_running"] == 3 and row["containers_total"] == 3
     assert row["memory_mb"] > 0 and row["disk_mb"] >= 0
     assert row["memory_limit_mb"] is None, "web has no memory limit, so the order has none"

@@ -57,7 +57,9 @@ def test_phpunit_suite_against_the_real_bridge(settings, config_repo, tmp_path):
     write_product(config_repo, "ghost", FAILING_MANIFEST, FAILING_COMPOSE)
     service = Service(settings, tmp_path)
     # The failing product should fail fast: one retry, short back-off.
-    service.env.update(LIVE_OPERATION_MAX_ATTEMPTS="2", LIVE_RETRY_BASE_SECONDS="0.2")
+    service.env.update(LIVE_OPERATION_MAX_ATTEMPTS="2", LIVE_RETRY_BASE_SECONDS="0.2",
+                       # UsageUpdate reads what the worker's sampler measured: measure often.
+                       LIVE_USAGE_SAMPLE_SECONDS="1", LIVE_USAGE_DISK_SECONDS="10")
     try:
         service.start(worker=True)
         token = service.flask("apikey", "create", "whmcs-php", "--scope", "whmcs").strip().splitlines()[-1]

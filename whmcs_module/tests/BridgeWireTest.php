@@ -336,6 +336,7 @@ final class BridgeWireTest extends TestCase
             ['id' => 9101, 'server' => WhmcsParams::SERVER_ID, 'diskusage' => 0, 'disklimit' => 0, 'bwusage' => 0, 'bwlimit' => 0, 'lastupdate' => '0000-00-00 00:00:00'],
             ['id' => 9102, 'server' => WhmcsParams::SERVER_ID, 'diskusage' => 7, 'disklimit' => 0, 'bwusage' => 0, 'bwlimit' => 0, 'lastupdate' => '0000-00-00 00:00:00'],
             ['id' => 9103, 'server' => 99, 'diskusage' => 1, 'disklimit' => 0, 'bwusage' => 0, 'bwlimit' => 0, 'lastupdate' => '0000-00-00 00:00:00'],
+            ['id' => 9104, 'server' => WhmcsParams::SERVER_ID, 'diskusage' => 4, 'disklimit' => 0, 'bwusage' => 0, 'bwlimit' => 0, 'lastupdate' => '0000-00-00 00:00:00'],
         ];
         $params = WhmcsParams::server(self::$stub->url . '/record', self::TOKEN) + ['serverid' => WhmcsParams::SERVER_ID];
         $this->assertSame('success', geocatlive_UsageUpdate($params));
@@ -347,7 +348,7 @@ final class BridgeWireTest extends TestCase
         $this->assertCount(3, $updates);
         $this->assertSame([['id', '=', 9101], ['server', '=', WhmcsParams::SERVER_ID]], $updates[0]['wheres']);
         $this->assertSame(['diskusage', 'disklimit', 'bwusage', 'bwlimit', 'lastupdate'], array_keys($updates[0]['values']));
-        list($first, $second, $other) = Capsule::$tables['tblhosting'];
+        list($first, $second, $other, $unmeasured) = Capsule::$tables['tblhosting'];
         $this->assertSame(13, $first['diskusage'], '12.3 MB, rounded up');
         $this->assertSame(0, $second['diskusage']);
         $this->assertSame(0, $first['disklimit'], 'no quota: unlimited');
@@ -355,6 +356,8 @@ final class BridgeWireTest extends TestCase
         $this->assertLessThan(5, abs(strtotime($first['lastupdate']) - time()));
         $this->assertSame(1, $other['diskusage'], 'a service of another server is left alone');
         $this->assertSame('0000-00-00 00:00:00', $other['lastupdate']);
+        $this->assertSame([4, '0000-00-00 00:00:00'], [$unmeasured['diskusage'], $unmeasured['lastupdate']],
+            'a service the bridge has not measured yet (disk_mb null) keeps what WHMCS has');
     }
 
     public function testTestConnection(): void

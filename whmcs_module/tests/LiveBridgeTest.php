@@ -238,6 +238,11 @@ final class LiveBridgeTest extends TestCase
         $this->assertSame(['restart', 'succeeded'], [$this->info($id)['operation']['kind'], $this->info($id)['operation']['state']]);
         $this->assertSame('success', geocatlive_Redeploy($params));
 
+        // The bridge answers what its worker's usage sampler measured (LIVE_USAGE_DISK_SECONDS): wait for a measure.
+        self::eventually(function () use ($id) {
+            $answer = (new BridgeClient($this->url, $this->token))->get('/whmcs/v1/usage?service_id=' . $id);
+            return ($answer['services'][0]['disk_mb'] ?? null) === null ? null : true;
+        }, 60, 'the disk of service ' . $id . ' measured by the bridge');
         Capsule::$tables['tblhosting'] = [['id' => $id, 'server' => WhmcsParams::SERVER_ID, 'diskusage' => -1, 'disklimit' => 5, 'bwusage' => 3, 'bwlimit' => 3, 'lastupdate' => '0000-00-00 00:00:00']];
         $server = WhmcsParams::server($this->url, $this->token);
         $this->assertSame('success', geocatlive_UsageUpdate($server));

@@ -544,6 +544,8 @@ function geocatlive_ServiceSingleSignOn(array $params)
 /**
  * Daily cron, once per server: disk usage of every service of this server, in MB,
  * from one bridge request. The bridge has no disk quota or bandwidth counter.
+ * The bridge answers what its worker last measured; a service whose disk it has not
+ * measured yet (disk_mb null: a new order) is left as WHMCS has it until the next run.
  *
  * @return string 'success' or the reason
  */
@@ -561,7 +563,7 @@ function geocatlive_UsageUpdate(array $params)
         $now = date('Y-m-d H:i:s');
         foreach ($answer['services'] as $usage) {
             $serviceId = is_array($usage) ? (int) ($usage['service_id'] ?? 0) : 0;
-            if ($serviceId < 1) {
+            if ($serviceId < 1 || (array_key_exists('disk_mb', $usage) && $usage['disk_mb'] === null)) {
                 continue;
             }
             Capsule::table('tblhosting')
