@@ -223,7 +223,10 @@ class Worker:
         if scheduler is None or not scheduler.running:
             return
         try:
-            scheduler.add_job(self.dispatch_safely, id="dispatch-now", replace_existing=True)
+            # One waiting at most (replace_existing); several may run at once (slots that finish together), which
+            # _dispatch_lock serialises: APScheduler would otherwise skip one with a warning.
+            scheduler.add_job(self.dispatch_safely, id="dispatch-now", replace_existing=True,
+                              max_instances=self.concurrency + 1)
         except Exception:  # noqa: BLE001 (the scheduler is shutting down: the next start recovers the queue)
             log.debug("no dispatch after operation: the scheduler is stopping", exc_info=True)
 

@@ -12,8 +12,9 @@ class RecordingScheduler:
         self.running = running
         self.jobs: list[tuple[object, str]] = []
 
-    def add_job(self, func, id: str, replace_existing: bool = False):  # noqa: A002 (APScheduler's name)
+    def add_job(self, func, id: str, replace_existing: bool = False, max_instances: int = 1):  # noqa: A002
         assert replace_existing, "a second wake-up must replace a pending one, not queue beside it"
+        assert max_instances > 1, "a wake-up while another tick runs must not be skipped"
         self.jobs.append((func, id))
 
 
