@@ -180,6 +180,11 @@ def bridge_burst(bench, number: int) -> dict:
     first_created = min((float(c) for c, _, _ in timeline), default=0.0)
     last_finished = max((float(f) for _, _, f in timeline if f), default=0.0)
     busy = sum(float(d) for d in durations)
+    # A slot's turnover: the j-th create to finish frees the slot the (concurrency + j)-th create to start takes.
+    concurrency = int(service.env.get("LIVE_WORKER_CONCURRENCY", "4"))
+    starts = sorted(float(s) for _, s, _ in timeline if s)
+    finishes = sorted(float(f) for _, _, f in timeline if f)
+    gaps = [starts[concurrency + j] - finishes[j] for j in range(min(len(starts) - concurrency, len(finishes)))]
     result = {
         "all_active_s": round(elapsed, 2), "accept_s": round(accepted, 2), "active": statuses.get("active", 0),
         "failures": failures, "refused_calls": refused[:5], "create_operations_per_order": per_order,
@@ -188,12 +193,16 @@ def bridge_burst(bench, number: int) -> dict:
         "operation_s_max": round(float(max(durations)), 2) if durations else None,
         # Average number of creates running at once over the burst (the worker's concurrency is the most).
         "mean_parallel": round(busy / (last_finished - first_created), 2) if last_finished > first_created else None,
+        # Seconds from an operation's finished_at to the start of the operation that takes its slot.
+        "slot_gap_s_median": round(statistics.median(gaps), 3) if gaps else None,
+        "slot_gap_s_mean": round(statistics.mean(gaps), 3) if gaps else None,
         "engine_calls_per_create": round(sum(profile.get("engine_calls", {}).values()) / BURST, 1),
         "sql_per_create": round(sum(profile.get("sql", {}).values()) / BURST, 1),
         "profile": summarise(profile),
     }
     log(f"burst bridge: {result['active']}/{BURST} active in {elapsed:.1f} s; operation median "
-        f"{result['operation_s_median']} s, mean parallel {result['mean_parallel']}, engine calls/create "
+        f"{result['operation_s_median']} s, mean parallel {result['mean_parallel']}, slot gap median "
+        f"{result['slot_gap_s_median']} s (mean {result['slot_gap_s_mean']}), engine calls/create "
         f"{result['engine_calls_per_create']}, SQL/create {result['sql_per_create']}")
     for line in report_lines(result["profile"]):
         log("  " + line)
