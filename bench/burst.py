@@ -120,8 +120,6 @@ def wait_stack(client, label: str, services: int = 3, timeout: float = 300) -> N
 
 def bridge_burst(bench, number: int) -> dict:
     """BURST creates at once through a fresh bridge (gunicorn + the profiled worker); removed after."""
-    import psycopg2
-
     from tests.support.live_service import Service
 
     ns = f"{bench.ns}u{number}"
@@ -141,9 +139,10 @@ def bridge_burst(bench, number: int) -> dict:
         service.spawn("worker", sys.executable, "-m", "bench.burst", "worker", str(profile_path))
         service.wait_for_worker()
         ids = [2000 + n for n in range(BURST)]
-        connection = psycopg2.connect(settings.database_url)
-        connection.autocommit = True
+        connection = _connect(settings.database_url)
         cursor = connection.cursor()
+        epoch = ("(julianday({}) - 2440587.5) * 86400.0" if settings.database_url.startswith("sqlite")
+                 else "extract(epoch from {})")
         log(f"burst bridge: {BURST} creates at once")
         started = time.monotonic()
         with ThreadPoolExecutor(max_workers=BURST) as pool:
@@ -162,8 +161,8 @@ def bridge_burst(bench, number: int) -> dict:
         elapsed = time.monotonic() - started
         cursor.execute("SELECT order_id, count(*) FROM operation WHERE kind = 'create' GROUP BY order_id")
         per_order = [count for _, count in cursor.fetchall()]
-        cursor.execute("SELECT extract(epoch from created_at), extract(epoch from started_at), "
-                       "extract(epoch from finished_at) FROM operation WHERE kind = 'create'")
+        cursor.execute(f"SELECT {epoch.format('created_at')}, {epoch.format('started_at')}, "
+                       f"{epoch.format('finished_at')} FROM operation WHERE kind = 'create'")
         timeline = cursor.fetchall()
         cursor.execute("SELECT last_error FROM live_order WHERE status <> 'active' LIMIT 5")
         failures = [row[0] for row in cursor.fetchall()]
@@ -207,6 +206,19 @@ def bridge_burst(bench, number: int) -> dict:
     for line in report_lines(result["profile"]):
         log("  " + line)
     return result
+
+
+def _connect(url: str):
+    """A DB-API connection in autocommit mode to the bridge's database (PostgreSQL, or the bench's SQLite fallback)."""
+    if url.startswith("sqlite:///"):
+        import sqlite3
+
+        return sqlite3.connect(url[len("sqlite:///"):], isolation_level=None)
+    import psycopg2
+
+    connection = psycopg2.connect(url)
+    connection.autocommit = True
+    return connection
 
 
 def remove_by_label(client, key: str, wanted) -> None:
