@@ -6,7 +6,6 @@ Results: a table on stdout and var/bench/latest.json.
 from __future__ import annotations
 
 import json
-import math
 import os
 import platform
 import re
@@ -26,7 +25,7 @@ import urllib3
 import yaml
 
 from app.config import PROJECT_ROOT, load_settings
-from bench import usage_sampler
+from bench import burst, usage_sampler
 from tests.support.caddy import CaddyProcess
 from tests.support.live_service import BIN, MINI_COMPOSE, MINI_MANIFEST, Service, free_port
 
@@ -35,7 +34,6 @@ RESULTS = PROJECT_ROOT / "var" / "bench" / "latest.json"
 HERE = Path(__file__).parent
 WRK_SECONDS = int(os.environ.get("BENCH_WRK_SECONDS", "10"))
 SCALES = [int(n) for n in os.environ.get("BENCH_SCALES", "10,100,300").split(",")]
-BURST = int(os.environ.get("BENCH_BURST", "50"))
 # Swarm (issue 14): orders of the one-service `mini` product on a single-node swarm at each scale.
 SWARM_SCALES = [int(n) for n in os.environ.get("BENCH_SWARM_SCALES", "10,300").split(",")]
 REPEATS = 3
@@ -288,43 +286,6 @@ class Bench:
         self.row("3 unsuspend", round(statistics.median(unsuspend), 2), round(statistics.median(start), 2), "-", None,
                  "s", "until healthy, vs docker-compose start")
 
-        # Figure 5: a burst of creates at once.
-        ids = [2000 + n for n in range(BURST)]
-        started = time.monotonic()
-        with ThreadPoolExecutor(max_workers=BURST) as pool:
-            answers = list(pool.map(lambda i: service.post(f"/whmcs/v1/services/{i}/create", {
-                "client": {"id": i, "email": f"burst{i}@example.org"}, "product": "busybox-demo", "plan": "small"}), ids))
-        accepted = time.monotonic() - started
-        bad = [a.text[:200] for a in answers if a.status_code not in (200, 202)]
-        statuses = {}
-        deadline = time.monotonic() + 420
-        while time.monotonic() < deadline:
-            statuses = {i: service.get(f"/whmcs/v1/services/{i}").json()["status"] for i in ids}
-            if all(s in ("active", "failed") for s in statuses.values()):
-                break
-            time.sleep(0.5)
-        elapsed = time.monotonic() - started
-        containers = [c for c in self.docker.api.containers(all=True, filters={"label": f"live.deployment={self.ns}"})
-                      if c["Labels"].get("live.order") and int(service.get(f"/whmcs/v1/services/{ids[0]}").json()["id"]) <= int(c["Labels"]["live.order"])]
-        operations = []
-        for i in ids:
-            order_id = service.get(f"/whmcs/v1/services/{i}").json()["id"]
-            operations.append(len([o for o in service.get(f"/api/v1/orders/{order_id}/operations").json()["items"]
-                                   if o["kind"] == "create"]))
-        active = sum(1 for s in statuses.values() if s == "active")
-        failures = [service.get(f"/whmcs/v1/services/{i}").json().get("last_error") for i, s in statuses.items() if s != "active"]
-        names = [c["Names"][0] for c in containers]
-        lost_or_dup = (len(bad) + sum(1 for n in operations if n != 1) + (len(names) - len(set(names)))
-                       + abs(len(containers) - 3 * BURST))
-        concurrency = int(service.env.get("LIVE_WORKER_CONCURRENCY", "4"))
-        ideal = math.ceil(BURST / concurrency) * baseline
-        self.raw["figure5"] = {"accept_s": accepted, "all_active_s": elapsed, "active": active, "failures": failures[:5],
-                               "refused_calls": bad[:5], "create_operations_per_order": operations,
-                               "containers": len(containers)}
-        self.row(f"5 burst {BURST} creates: all active", round(elapsed, 1), round(ideal, 1), "-", active == BURST, "s",
-                 f"{active}/{BURST} active; baseline derived: ceil({BURST}/{concurrency} workers) x compose deploy")
-        self.row("5 burst: lost or duplicated operations", lost_or_dup, None, "0", lost_or_dup == 0, "",
-                 f"{len(containers)} containers, {len(set(names))} distinct names")
         service.stop()
 
     # -- figure 4 -----------------------------------------------------------
@@ -1232,7 +1193,7 @@ def main() -> int:
     bench.raw = {}
     started = time.monotonic()
     only = set(filter(None, os.environ.get("BENCH_ONLY", "").split(",")))
-    steps = [("1", bench.figure1), ("235", bench.figures235), ("4", bench.figure4), ("bad", bench.bad_input),
+    steps = [("1", bench.figure1), ("235", bench.figures235), ("5", lambda: burst.figure5(bench)), ("4", bench.figure4), ("bad", bench.bad_input),
              ("ingress", bench.ingress_throughput), ("ingress", bench.ingress_updates), ("backups", bench.backups),
              ("swarm", bench.swarm_lifecycle), ("swarm", bench.swarm_reads),
              ("usage", lambda: usage_sampler.run(bench))]

@@ -77,6 +77,9 @@ class Worker:
         self._in_flight: set[int] = set()
         self._busy_orders: set[int] = set()
         self._lock = threading.Lock()
+        # One dispatch tick at a time: recover() must never see an operation claimed by another tick that is not in
+        # _in_flight yet (it would put it back in the queue while it runs).
+        self._dispatch_lock = threading.Lock()
         self._lock_file = None
         self._lock_connection = None
         self._scheduler: BlockingScheduler | None = None
@@ -212,13 +215,28 @@ class Worker:
         """One dispatch tick: beat, recover, claim what may run, start a requested catalog sync; never raises
         for an unreachable database or engine (logged; the next tick tries again)."""
         try:
-            with self.db.connection_context():
-                self.heartbeat.beat()
-            self.recover()  # also catches operations whose result could not be recorded
-            self.dispatch()
+            with self._dispatch_lock:
+                with self.db.connection_context():
+                    self.heartbeat.beat()
+                self.recover()  # also catches operations whose result could not be recorded
+                self.dispatch()
             self._sync_if_requested()
         except (peewee.PeeweeException, LiveError) as exc:
             log.warning("dispatch failed, will try again: %s", exc)
+
+    def _dispatch_soon(self) -> None:
+        """An operation finished, so a slot is free: run a dispatch tick now rather than at the next poll (up to
+        ``poll_seconds`` later; a burst of creates lost that at every slot). Nothing when no scheduler runs."""
+        scheduler = self._scheduler
+        if scheduler is None or not scheduler.running:
+            return
+        try:
+            # One waiting at most (replace_existing); several may run at once (slots that finish together), which
+            # _dispatch_lock serialises: APScheduler would otherwise skip one with a warning.
+            scheduler.add_job(self.dispatch_safely, id="dispatch-now", replace_existing=True,
+                              max_instances=self.concurrency + 1)
+        except Exception:  # noqa: BLE001 (the scheduler is shutting down: the next start recovers the queue)
+            log.debug("no dispatch after operation: the scheduler is stopping", exc_info=True)
 
     def _sync_if_requested(self) -> None:
         """A webhook asked for a sync: run it now, off the dispatch thread when the scheduler runs."""
@@ -309,6 +327,7 @@ class Worker:
             with self._lock:
                 self._in_flight.discard(operation_id)
                 self._busy_orders.discard(order_id)
+            self._dispatch_soon()
 
     def queue_due_backups_safely(self) -> None:
         """Queue the scheduled backups that are due (app/backups/schedule.py); never raises."""

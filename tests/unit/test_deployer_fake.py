@@ -370,3 +370,23 @@ def test_a_plan_without_pull_changes_nothing_on_the_engine(engine, deployer):
     assert plan.changed(), "the service whose image is not present is planned as recreated"
     deployer.plan(changed)  # a deploy's plan pulls
     assert ("pull", missing) in engine.calls
+
+
+def test_a_plan_inspects_each_distinct_image_once(engine):
+    shared = COMPOSE.replace("image: nginx:1.25", "image: postgres:17")
+    asked = []
+    image_id = engine.image_id
+    engine.image_id = lambda ref: (asked.append(ref), image_id(ref))[1]
+    plan, requests, _ = Deployer(engine).plan(project(compose=shared))
+    assert asked == ["postgres:17"]
+    assert requests["db"].image == requests["web"].image == "postgres:17"
+    assert set(plan.actions) == {"db", "web"}
+
+
+def test_waits_look_every_tenth_of_a_second_and_every_quarter_on_a_swarm(engine):
+    from app.stacks.deployer import POLL_SECONDS, SWARM_POLL_SECONDS
+
+    assert Deployer(engine).poll_interval == POLL_SECONDS == 0.1
+    engine.starts_asynchronously = True
+    assert Deployer(engine).poll_interval == SWARM_POLL_SECONDS == 0.25
+    assert Deployer(engine, poll_interval=0.5).poll_interval == 0.5
