@@ -109,7 +109,8 @@ def runtime_view(order: Order, catalog: Catalog, reading: MirrorReading | None) 
     - ``unknown``: the mirror is not fresh (no worker follows the engine, its stream is down, or its beat is older
       than LIVE_MIRROR_STALE_SECONDS); every service is ``unknown`` too: never a stale ``running``;
     - ``stopped``: no service runs or is starting (suspended, terminated, not deployed yet, or everything stopped);
-    - ``running``: every service runs (healthy where it has a healthcheck), or exited 0 (a one-shot job done);
+    - ``running``: every service runs (healthy where it has a healthcheck), or exited 0 if it is a one-shot job (a
+      service another one waits for with ``condition: service_completed_successfully``);
     - ``starting``: the others are created or running with their health ``starting``;
     - ``degraded``: some run, others are missing, exited with an error, dead, paused, restarting or unhealthy.
     """
@@ -119,9 +120,14 @@ def runtime_view(order: Order, catalog: Catalog, reading: MirrorReading | None) 
                             "observed_at": timestamp(reading.freshness.beat_at) if reading is not None else None,
                             "age_seconds": age, "services": []}
     containers = reading.containers if reading is not None else {}
-    services = set() if order.status == OrderStatus.TERMINATED else set(
-        catalog.definition(order.revision).compose.get("services") or {})
-    names = sorted(services | set(containers))
+    compose = {} if order.status == OrderStatus.TERMINATED else (catalog.definition(order.revision).compose.get(
+        "services") or {})
+    # One-shot jobs: services another one waits for to complete (depends_on condition service_completed_successfully).
+    one_shot = {name for service in compose.values() if isinstance(service, dict)
+                and isinstance(service.get("depends_on"), dict)
+                for name, wait in service["depends_on"].items()
+                if isinstance(wait, dict) and wait.get("condition") == "service_completed_successfully"}
+    names = sorted(set(compose) | set(containers))
     if not fresh:
         view["services"] = [{"service": name, "state": RUNTIME_UNKNOWN, "health": None} for name in names]
         return view
@@ -134,7 +140,7 @@ def runtime_view(order: Order, catalog: Catalog, reading: MirrorReading | None) 
             running += 1
         elif state == "created" or (state == "running" and health == "starting"):
             starting += 1
-        elif not (state == "exited" and row is not None and row.exit_code == 0):
+        elif not (name in one_shot and state == "exited" and row.exit_code == 0):
             bad += 1
     if not running and not starting:
         view["state"] = RUNTIME_STOPPED

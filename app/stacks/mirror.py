@@ -326,9 +326,11 @@ class MirrorFollower:
         return True
 
     def _write_time(self) -> None:
+        self._time_dirty = False
+        if self._last_time is None:  # only LISTED events so far (a swarm's poll): no engine time to resume from
+            return
         EngineMirror.update(last_event_at=utc_of(self._last_time)).where(
             EngineMirror.deployment == self.deployment).execute()
-        self._time_dirty = False
 
     def apply(self, event: EngineEvent) -> bool:
         """Apply one event to the table; returns whether a row was written. Events at or before the last one
