@@ -244,13 +244,12 @@ class FakeEngine(Engine):
             self._events_changed.notify_all()
 
     def events(self, labels: dict[str, str], since: float | None = None) -> ContextManager[Iterator[EngineEvent]]:
-        """See :meth:`_events`."""
+        """The recorded events of containers carrying ``labels`` from ``since`` (inclusive; None: only new ones),
+        then new ones as they happen, until the context exits or :meth:`break_events` (a :class:`FakeEventStream`)."""
         return self._events(labels, since)
 
     @contextlib.contextmanager
     def _events(self, labels: dict[str, str], since: float | None) -> Iterator[Iterator[EngineEvent]]:
-        """The recorded events of containers carrying ``labels`` from ``since`` (inclusive; None: only new ones),
-        then new ones as they happen, until the context exits or :meth:`break_events` (a :class:`FakeEventStream`)."""
         self._call()
         with self._lock:
             position = len(self.event_log) if since is None else next(

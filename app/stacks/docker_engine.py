@@ -365,14 +365,13 @@ class DockerEngine(Engine):
         return [_from_summary(s) for s in summaries]
 
     def events(self, labels: dict[str, str], since: float | None = None) -> ContextManager[Iterator[EngineEvent]]:
-        """See :meth:`_events`."""
+        """The engine's container events for ``labels`` (``GET /events`` with ``type=container`` and the label
+        filters, from ``since``; see :meth:`Engine.events`). ``labels`` of an event are the actor's attributes (the
+        container's labels, next to ``name``, ``image`` and, for ``die``, ``exitCode``). Closed on exit."""
         return self._events(labels, since)
 
     @contextlib.contextmanager
     def _events(self, labels: dict[str, str], since: float | None) -> Iterator[Iterator[EngineEvent]]:
-        """The engine's container events for ``labels`` (``GET /events`` with ``type=container`` and the label
-        filters, from ``since``; see :meth:`Engine.events`). ``labels`` of an event are the actor's attributes (the
-        container's labels, next to ``name``, ``image`` and, for ``die``, ``exitCode``). Closed on exit."""
         filters = {"type": ["container"], "label": [f"{k}={v}" for k, v in labels.items()]}
         with self._errors("follow the Docker engine's events"):
             stream = self.api.events(since=None if since is None else f"{since:.9f}", filters=filters, decode=True)

@@ -239,11 +239,6 @@ class SwarmEngine(Engine):
                 for service in services]
 
     def events(self, labels: dict[str, str], since: float | None = None) -> ContextManager[Iterator[EngineEvent]]:
-        """See :meth:`_events`."""
-        return self._events(labels, since)
-
-    @contextlib.contextmanager
-    def _events(self, labels: dict[str, str], since: float | None) -> Iterator[Iterator[EngineEvent]]:
         """The services carrying ``labels`` as a stream of changes (see :meth:`Engine.events`).
 
         Tasks on other nodes send the manager no event, so the stream is a poll: services and tasks (two manager
@@ -255,6 +250,10 @@ class SwarmEngine(Engine):
         LISTED and destroy events carry the bridge's clock. The manager's stream breaking raises
         :class:`~app.errors.EngineUnavailable` at the next poll.
         """
+        return self._events(labels, since)
+
+    @contextlib.contextmanager
+    def _events(self, labels: dict[str, str], since: float | None) -> Iterator[Iterator[EngineEvent]]:
         with translate_errors("follow the swarm manager's events"):
             stream = self.api.events(filters={"type": ["service", "node", "container"]}, decode=True)
         closed, wake = threading.Event(), threading.Event()
@@ -300,7 +299,8 @@ class SwarmEngine(Engine):
                             continue
                         yield EngineEvent(time=when or now, action="die", container_id=state.id,
                                           labels=dict(state.labels),
-                                          attributes={"exitCode": str(_exit_code(task) or ""), "task": task["ID"],
+                                          attributes={"exitCode": "" if _exit_code(task) is None else str(_exit_code(task)),
+                                                      "task": task["ID"],
                                                       "name": state.name})
                     if previous.get(state.id) != state:
                         yield EngineEvent(time=now, action=LISTED, container_id=state.id, labels=dict(state.labels),

@@ -10,7 +10,7 @@ import pytest
 from app.models import EngineMirror, ObservedContainer, utcnow
 from app.orders.service import CustomerInfo
 from app.stacks.engine import LISTED, ContainerState, EngineEvent
-from app.stacks.mirror import MirrorFollower, freshness, observed
+from app.stacks.mirror import MirrorFollower, freshness, observed, readings
 from app.stacks.project import deployment_selector
 from tests.fakes import FakeEngine
 from tests.support.waiting import wait_for
@@ -295,14 +295,10 @@ def test_the_worker_runs_the_follower_with_its_name(live):
     assert worker.mirror is not None and worker.mirror.follower == worker.worker_id
 
 
-def test_observed_is_one_query_for_many_orders(live, stepper):
-    stepper.connect()
-    for n in range(3):
-        create(live, name=f"o{n}", service_id=10 + n)
-    stepper.pump()
+def counted(fn):
+    """``fn()``'s result and the SQL statements it ran."""
     from app.db import database
 
-    ids = [o for o in range(1, 10)]
     queries = []
     original = database.obj.execute_sql
 
@@ -312,11 +308,29 @@ def test_observed_is_one_query_for_many_orders(live, stepper):
 
     database.obj.execute_sql = counting
     try:
-        found = observed(ids)
+        return fn(), queries
     finally:
         database.obj.execute_sql = original
+
+
+def test_observed_and_readings_are_one_query_for_many_orders(live, stepper):
+    deployment = live.settings.deployment
+    assert not readings(deployment, [1])[1].freshness.fresh  # no follower yet: nothing is fresh
+    stepper.connect()
+    for n in range(3):
+        create(live, name=f"o{n}", service_id=10 + n)
+    stepper.pump()
+    ids = list(range(1, 10))
+    found, queries = counted(lambda: observed(ids))
     assert len(queries) == 1 and len(found) == 3
     assert all(set(services) == set(SERVICES) for services in found.values())
+    read, queries = counted(lambda: readings(deployment, ids))
+    assert len(queries) == 1
+    assert {i: {s: r.container_id for s, r in m.containers.items()} for i, m in read.items() if m.containers} == {
+        i: {s: r.container_id for s, r in services.items()} for i, services in found.items()}
+    assert all(m.freshness.fresh for m in read.values())
+    assert readings(deployment, [])  == {} and readings(deployment, [99])[99].containers == {}
+    assert readings(deployment, [99])[99].freshness.fresh
 
 
 def test_time_is_kept_between_followers():
