@@ -2,7 +2,7 @@
 the mirror instead of the engine.
 
 A *status pass* asks, for every order, its GeoCat Live 1.0 answer and its WHMCS status view (``service_info``, with
-``runtime``): what WHMCS crons and desktop clients do. Measured, each a median of REPEATS passes:
+``runtime``): what WHMCS crons and desktop clients do. Measured, each the median of 3 passes:
 
 - on the real engine at each of BENCH_MIRROR_SCALES orders (default 10 and 300) of the one-service ``mini``
   product, with the worker's follower running (its own engine client, so the views' engine calls are counted
@@ -18,16 +18,15 @@ from __future__ import annotations
 
 import os
 import secrets
-import statistics
 import threading
 import time
 from typing import Any
 
 from app.stacks.project import deployment_selector, order_selector
+from tests.support.waiting import wait_for
 
 SCALES = [int(n) for n in os.environ.get("BENCH_MIRROR_SCALES", "10,300").split(",")]
 FAKE_ROWS = int(os.environ.get("BENCH_MIRROR_FAKE_ROWS", "10000"))
-REPEATS = 3
 
 
 def log(message: str) -> None:
@@ -42,28 +41,15 @@ def status_pass(live, orders) -> None:
 
 
 def measure(engine, fn) -> dict[str, float]:
-    """``fn()`` run REPEATS times: the median seconds and the most engine API calls of one run."""
-    times, calls = [], []
-    for _ in range(REPEATS):
-        before, started = engine.api_calls, time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - started)
-        calls.append(engine.api_calls - before)
-    return {"s": round(statistics.median(times), 4), "calls": max(calls)}
+    """``fn()`` run REPEATS times: the median seconds and the most engine API calls of one run (bench/run.py's)."""
+    from bench.run import _measure_calls
+
+    return _measure_calls(engine, fn)
 
 
 def run(bench) -> None:
     """Both parts; rows and ``raw["mirror"]`` on ``bench`` (bench/run.py's Bench)."""
     bench.raw["mirror"] = {"real": real_engine(bench), "fake": fake_engine(bench)}
-
-
-def _wait(predicate, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.1)
-    raise TimeoutError(f"{what} not reached within {timeout:.0f}s")
 
 
 def real_engine(bench) -> dict[int, Any]:
@@ -105,8 +91,9 @@ def real_engine(bench) -> dict[int, Any]:
             listing = {"s": round(time.perf_counter() - t0, 4), "calls": follower_engine.api_calls,
                        "rows_written": written}
             follower.start()
-            _wait(lambda: live.queries.mirror_freshness().fresh, 60, "the mirror fresh")
-            _wait(lambda: ObservedContainer.select().count() >= len(orders), 120, "every container mirrored")
+            wait_for(lambda: live.queries.mirror_freshness().fresh, timeout=60, what="the mirror fresh")
+            wait_for(lambda: ObservedContainer.select().count() >= len(orders), timeout=120,
+                     what="every container mirrored")
             engine = live.engine
             mirror_pass = measure(engine, lambda: status_pass(live, orders))
             selector = deployment_selector(ns)

@@ -393,14 +393,12 @@ class DockerEngine(Engine):
             if not closed.is_set():
                 raise EngineUnavailable("the Docker engine ended its event stream (did it restart?)")
 
+        sock = stream_socket(stream)
         try:
             yield follow()
         finally:
             closed.set()
-            try:
-                stream.close()
-            except Exception as exc:  # noqa: BLE001 (closing a broken stream: nothing left to do)
-                log.debug("closing the event stream: %s", exc)
+            close_stream(stream, sock)
 
     def inspect_container(self, container_id: str) -> ContainerState:
         with self._errors(f"inspect container {container_id[:12]}"):
@@ -984,6 +982,32 @@ def _from_summary(summary: dict[str, Any]) -> ContainerState:
         exit_code=int(exit_match.group(1)) if exit_match else None,
         host_ports=ports,
     )
+
+
+def stream_socket(stream: Any) -> list[Any]:
+    """What holds the socket under a docker-py streaming answer (``CancellableStream``), read while it is open:
+    the buffered reader, its ``SocketIO`` and the socket (any of them may be missing)."""
+    try:
+        reader = stream._response.raw._fp.fp
+    except AttributeError:
+        return []
+    raw = getattr(reader, "raw", None)
+    return [reader, raw, getattr(raw, "_sock", None)]
+
+
+def close_stream(stream: Any, holders: list[Any]) -> None:
+    """Close a docker-py streaming answer and its socket, also when the stream broke (docker-py's own ``close()``
+    then fails before closing the socket, and a socket closed while its reader is open stays open: one socket
+    leaked per broken stream otherwise). ``holders``: :func:`stream_socket`'s."""
+    closers = [getattr(stream, "close", None)] + [getattr(holder, "close", None) for holder in holders]
+    closers.append(getattr(getattr(stream, "_response", None), "close", None))
+    for close in closers:
+        if close is None:
+            continue
+        try:
+            close()
+        except Exception as exc:  # noqa: BLE001 (closing a broken stream: nothing left to do)
+            log.debug("closing an event stream: %s", exc)
 
 
 def _engine_event(raw: dict[str, Any]) -> EngineEvent | None:

@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import Any, ContextManager, Iterable, Iterator, Sequence
 
 from app.errors import EngineOperationError, EngineUnavailable, LiveError, NotFound
-from app.stacks.docker_engine import DockerEngine, translate_errors
+from app.stacks.docker_engine import DockerEngine, close_stream, stream_socket, translate_errors
 from app.stacks.engine import (LISTED, ContainerRequest, ContainerState, Engine, EngineEvent, NetworkRequest,
                                NetworkState, NodeState, Readable, VolumeRequest, VolumeState)
 from app.stacks.project import CONFIG_HASH_LABEL, DEPLOYMENT_LABEL, NODE_ENGINE_LABEL, ORDER_LABEL
@@ -256,6 +256,7 @@ class SwarmEngine(Engine):
     def _events(self, labels: dict[str, str], since: float | None) -> Iterator[Iterator[EngineEvent]]:
         with translate_errors("follow the swarm manager's events"):
             stream = self.api.events(filters={"type": ["service", "node", "container"]}, decode=True)
+        sock = stream_socket(stream)
         closed, wake = threading.Event(), threading.Event()
         broken: list[str] = []
 
@@ -317,10 +318,7 @@ class SwarmEngine(Engine):
         finally:
             closed.set()
             wake.set()
-            try:
-                stream.close()
-            except Exception as exc:  # noqa: BLE001 (closing a broken stream: nothing left to do)
-                log.debug("closing the swarm event stream: %s", exc)
+            close_stream(stream, sock)
 
     def inspect_container(self, container_id: str) -> ContainerState:
         with translate_errors(f"inspect swarm service {container_id[:12]}"):

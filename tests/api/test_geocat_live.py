@@ -94,7 +94,7 @@ def test_failed_and_unknown_orders(api, background_worker, config_repo):
 def _wait_for_container(docker_engine, name, timeout=60):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if docker_engine.containers.list(all=True, filters={"name": name}):
+        if docker_engine.containers.list(filters={"name": name, "status": "running"}):  # exec needs it running
             return
         time.sleep(0.1)
     raise AssertionError(f"{name} never appeared")

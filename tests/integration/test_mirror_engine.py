@@ -69,4 +69,5 @@ def test_the_mirror_follows_the_engine_and_says_unknown_when_its_stream_breaks(l
         assert follower.connections >= 2
     finally:
         follower.stop()
-        proxy.cut()
+        (engine.manager if orchestrator == "swarm" else engine).close()
+        proxy.stop()

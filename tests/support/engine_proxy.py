@@ -1,6 +1,8 @@
 """A Unix-socket proxy in front of the local Docker engine, for tests that need the engine to "go away" without
 touching the real one: :meth:`EngineProxy.cut` closes every connection through it (a stream the bridge follows
-breaks, new connections are refused) and :meth:`EngineProxy.restore` accepts connections again."""
+breaks) and closes every new one at once (as an engine that is restarting); :meth:`EngineProxy.restore` forwards
+connections again. (It keeps listening while cut: docker-py leaks the socket of a connection that is refused, which
+the tests' warnings-as-errors would report.)"""
 from __future__ import annotations
 
 import os
@@ -17,55 +19,53 @@ def engine_socket() -> str:
 
 class EngineProxy:
     """Forwards every connection to ``path`` (a Unix socket it makes) to the engine's socket; ``url`` is its
-    ``unix://`` address for DOCKER_HOST or an engine adapter's ``base_url``."""
+    ``unix://`` address for an engine adapter's ``base_url``. :meth:`stop` ends it."""
 
     def __init__(self, path: Path):
         self.path = str(path)
         self.url = f"unix://{self.path}"
-        self._server: socket.socket | None = None
+        self._cut = False
         self._open: set[socket.socket] = set()
         self._lock = threading.Lock()
-        self.restore()
+        self._server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self._server.bind(self.path)
+        self._server.listen(64)
+        threading.Thread(target=self._accept, daemon=True, name="engine-proxy").start()
 
     def restore(self) -> None:
-        """Listen (again) and forward new connections."""
-        if os.path.exists(self.path):
-            os.unlink(self.path)
-        server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        server.bind(self.path)
-        server.listen(64)
-        self._server = server
-        threading.Thread(target=self._accept, args=(server,), daemon=True, name="engine-proxy").start()
+        """Forward new connections again."""
+        self._cut = False
 
     def cut(self) -> None:
-        """Close the listener and every connection (as an engine that stopped); new connections are refused."""
-        server, self._server = self._server, None
-        if server is not None:
-            server.close()
-        if os.path.exists(self.path):
-            os.unlink(self.path)
+        """Close every connection, and each new one at once, until :meth:`restore`."""
+        self._cut = True
         with self._lock:
             sockets, self._open = list(self._open), set()
         for sock in sockets:
-            try:
-                sock.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-            sock.close()
+            _close(sock)
 
-    close = cut
+    def stop(self) -> None:
+        """Cut, and stop listening."""
+        self.cut()
+        self._server.close()
+        if os.path.exists(self.path):
+            os.unlink(self.path)
 
-    def _accept(self, server: socket.socket) -> None:
+    def _accept(self) -> None:
         while True:
             try:
-                client, _ = server.accept()
+                client, _ = self._server.accept()
             except OSError:
                 return
+            if self._cut:
+                _close(client)
+                continue
             upstream = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
             try:
                 upstream.connect(engine_socket())
             except OSError:
-                client.close()
+                _close(upstream)
+                _close(client)
                 continue
             with self._lock:
                 self._open.update((client, upstream))
@@ -81,8 +81,15 @@ class EngineProxy:
                 target.sendall(data)
         except OSError:
             pass
-        for sock in (source, target):
-            try:
-                sock.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
+        for sock in (source, target):  # the other pump ends too; closing twice is harmless
+            _close(sock)
+        with self._lock:
+            self._open.difference_update((source, target))
+
+
+def _close(sock: socket.socket) -> None:
+    try:
+        sock.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass
+    sock.close()

@@ -12,6 +12,7 @@ from app.orders.service import CustomerInfo
 from app.stacks.engine import LISTED, ContainerState, EngineEvent
 from app.stacks.mirror import MirrorFollower, freshness, observed, readings
 from app.stacks.project import deployment_selector
+from tests.conftest import HELPER_IMAGE
 from tests.fakes import FakeEngine
 from tests.support.waiting import wait_for
 from tests.unit.test_operations_fake import run
@@ -75,6 +76,19 @@ def stepper(live):
     stepper.close()
 
 
+@pytest.fixture
+def mirrored(live, stepper):
+    """busybox-demo's order ``acme``, deployed while the stepper's follower was connected, its events applied."""
+    stepper.connect()
+    order = create(live)
+    stepper.pump()
+    return order
+
+
+def container(live, engine, service):
+    return engine.container(f"{live.settings.deployment}-acme_{service}")
+
+
 def rows(order_id) -> dict[str, ObservedContainer]:
     return observed([order_id]).get(order_id, {})
 
@@ -95,19 +109,17 @@ def test_the_first_listing_writes_every_container_and_a_second_one_nothing(live,
     assert stepper.mirror.writes == 3  # the create's events were before the listing: the table already says so
 
 
-def test_events_are_applied_and_only_changed_rows_written(live, engine, stepper):
-    stepper.connect()
-    order = create(live)
-    stepper.pump()
+def test_events_are_applied_and_only_changed_rows_written(live, engine, stepper, mirrored):
+    order = mirrored
     assert states(order.id) == {"app": "running", "db": "running", "web": "running"}
     writes = stepper.mirror.writes
-    web = engine.container(f"{live.settings.deployment}-acme_web")
+    web = container(live, engine, "web")
     engine.stop_container(web.id, 1)  # kill, die, stop: one row changes, once
     stepper.pump()
     assert states(order.id)["web"] == "exited"
     assert stepper.mirror.writes == writes + 1
     assert rows(order.id)["web"].deaths == 0  # a stop is no death
-    engine.pause_container(engine.container(f"{live.settings.deployment}-acme_app").id)
+    engine.pause_container(container(live, engine, "app").id)
     stepper.pump()
     assert states(order.id)["app"] == "paused"
     engine.remove_container(web.id)
@@ -115,11 +127,9 @@ def test_events_are_applied_and_only_changed_rows_written(live, engine, stepper)
     assert "web" not in rows(order.id)
 
 
-def test_a_crash_is_a_death_and_a_restart_is_seen(live, engine, stepper):
-    stepper.connect()
-    order = create(live)
-    stepper.pump()
-    db = engine.container(f"{live.settings.deployment}-acme_db")
+def test_a_crash_is_a_death_and_a_restart_is_seen(live, engine, stepper, mirrored):
+    order = mirrored
+    db = container(live, engine, "db")
     engine.crash(db.id, 2)
     stepper.pump()
     row = rows(order.id)["db"]
@@ -133,23 +143,26 @@ def test_a_crash_is_a_death_and_a_restart_is_seen(live, engine, stepper):
     assert (row.state, row.deaths) == ("running", 2)
 
 
-def test_health_events_and_archive_helpers(live, engine, stepper):
-    stepper.connect()
-    order = create(live)
-    stepper.pump()
-    web = engine.container(f"{live.settings.deployment}-acme_web")
+def test_health_events_and_archive_helpers(live, engine, stepper, mirrored):
+    order = mirrored
+    web = container(live, engine, "web")
     engine.record(web, "health_status: unhealthy")
     stepper.pump()
     assert rows(order.id)["web"].health == "unhealthy"
-    # A container without a service label (an archive helper) is never a row.
-    assert all(row.service for row in ObservedContainer.select())
-
-
-def test_a_reconnection_resumes_from_the_last_event_and_counts_deaths_once(live, engine, stepper):
-    stepper.connect()
-    order = create(live)
+    # A container without a service label (an archive helper of the order) is never a row.
+    helper = engine._add_helper("db-data", HELPER_IMAGE, "helper", {"live.deployment": live.settings.deployment,
+                                                                     "live.order": str(order.id),
+                                                                     "live.role": "archive-helper"})
+    engine.record(helper, "create")
+    engine.record(helper, "die", exitCode="0")
     stepper.pump()
-    db = engine.container(f"{live.settings.deployment}-acme_db")
+    stepper.mirror.sync()  # nor from a listing
+    assert not ObservedContainer.select().where(ObservedContainer.container_id == helper.id).exists()
+
+
+def test_a_reconnection_resumes_from_the_last_event_and_counts_deaths_once(live, engine, stepper, mirrored):
+    order = mirrored
+    db = container(live, engine, "db")
     engine.crash(db.id, 1)
     stepper.pump()
     assert rows(order.id)["db"].deaths == 1
@@ -169,12 +182,10 @@ def test_a_reconnection_resumes_from_the_last_event_and_counts_deaths_once(live,
     again.close()
 
 
-def test_a_listing_removes_rows_of_containers_gone_while_away(live, engine, stepper):
-    stepper.connect()
-    order = create(live)
-    stepper.pump()
+def test_a_listing_removes_rows_of_containers_gone_while_away(live, engine, stepper, mirrored):
+    order = mirrored
     stepper.close()
-    web = engine.container(f"{live.settings.deployment}-acme_web")
+    web = container(live, engine, "web")
     del engine.containers[web.id]  # gone without an event the follower could see (a lost engine buffer)
     again = Stepper(follower(live))
     again.connect()
@@ -208,20 +219,18 @@ def test_freshness_needs_a_connection_and_a_recent_beat(live, stepper):
     assert not freshness(deployment).fresh
 
 
-def test_order_views_show_the_runtime_and_unknown_when_stale(live, engine, stepper):
-    stepper.connect()
-    order = create(live)
-    stepper.pump()
+def test_order_views_show_the_runtime_and_unknown_when_stale(live, engine, stepper, mirrored):
+    order = mirrored
     runtime = live.queries.order_view(order)["runtime"]
     assert runtime["state"] == "running"
     assert [s["service"] for s in runtime["services"]] == SERVICES
     assert runtime["age_seconds"] is not None and runtime["observed_at"].endswith("Z")
-    engine.crash(engine.container(f"{live.settings.deployment}-acme_db").id, 1)
+    engine.crash(container(live, engine, "db").id, 1)
     stepper.pump()
     assert live.queries.order_view(order)["runtime"]["state"] == "degraded"
     assert live.queries.service_info(order.whmcs_service_id)["runtime"]["state"] == "degraded"
     assert [s["status"] for s in live.queries.geocat_live_services("acme")] == ["SERVICE_RUNNING"]  # web's endpoint
-    engine.crash(engine.container(f"{live.settings.deployment}-acme_web").id, 1)
+    engine.crash(container(live, engine, "web").id, 1)
     stepper.pump()
     assert [s["status"] for s in live.queries.geocat_live_services("acme")] == ["SERVICE_ERROR"]
     # The stream down: every view says unknown, never a stale state.
@@ -242,22 +251,20 @@ def test_runtime_states_stopped_starting_and_missing(live, engine, stepper):
     assert live.queries.order_view(order)["runtime"]["state"] == "stopped"
     live.orders.unsuspend(order)
     run(live)
-    db = engine.container(f"{live.settings.deployment}-acme_db")
+    db = container(live, engine, "db")
     engine.record(db, "health_status: starting")  # db has a healthcheck: running, not healthy yet
     stepper.pump()
     runtime = live.queries.order_view(order)["runtime"]
     assert runtime["state"] == "starting"
     assert {"service": "db", "state": "running", "health": "starting"} in runtime["services"]
-    engine.remove_container(engine.container(f"{live.settings.deployment}-acme_app").id)
+    engine.remove_container(container(live, engine, "app").id)
     stepper.pump()
     services = {s["service"]: s["state"] for s in live.queries.order_view(order)["runtime"]["services"]}
     assert services["app"] == "missing"
 
 
-def test_views_never_call_the_engine(live, engine, stepper):
-    stepper.connect()
-    order = create(live)
-    stepper.pump()
+def test_views_never_call_the_engine(live, engine, stepper, mirrored):
+    order = mirrored
     calls = engine.api_calls
     live.queries.order_view(order)
     live.queries.service_info(order.whmcs_service_id)
@@ -279,7 +286,7 @@ def test_the_follower_thread_reconnects_after_the_stream_breaks(live, engine):
         wait_for(lambda: not freshness(live.settings.deployment).connected, timeout=10, what="disconnected")
         assert "fake engine" in (freshness(live.settings.deployment).error or "")
         assert live.queries.order_view(order)["runtime"]["state"] == "unknown"
-        engine.crash(engine.container(f"{live.settings.deployment}-acme_web").id, 3)
+        engine.crash(container(live, engine, "web").id, 3)
         engine.reachable = True
         wait_for(lambda: freshness(live.settings.deployment).fresh, timeout=10, what="reconnected")
         wait_for(lambda: rows(order.id)["web"].deaths == 1, timeout=10, what="the death while away counted")

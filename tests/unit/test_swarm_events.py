@@ -47,6 +47,13 @@ class FakeManagerApi:
         return Stream()
 
 
+def failed(index, when, exit_code=1):
+    """A task that failed at ``when`` (RFC 3339), swarm having replaced it."""
+    found = task("failed", desired="shutdown", index=index, exit_code=exit_code)
+    found["Status"]["Timestamp"] = when
+    return found
+
+
 @pytest.fixture
 def swarm(monkeypatch):
     engine = SwarmEngine("unix:///nonexistent.sock", mirror_poll_seconds=0.01)
@@ -57,16 +64,13 @@ def swarm(monkeypatch):
 
 def test_polls_report_changes_failed_tasks_and_removals(swarm):
     engine, api = swarm
-    old_failure = task("failed", desired="shutdown", index=5, exit_code=1)
-    old_failure["Status"]["Timestamp"] = "2020-01-01T00:00:00.000000001Z"
+    old_failure = failed(5, "2020-01-01T00:00:00.000000001Z")
     api.tasks_list.append(old_failure)
     with engine.events({"live.deployment": "t"}, since=1_600_000_000.0) as stream:
         first = next(stream)
         assert (first.action, first.container_id, first.state.state) == (LISTED, "svc1", "running")
         # The task fails; swarm starts another one.
-        failed = task("failed", desired="shutdown", index=20, exit_code=3)
-        failed["Status"]["Timestamp"] = "2030-01-01T00:00:00Z"
-        api.tasks_list = [old_failure, failed, task("starting", index=21)]
+        api.tasks_list = [old_failure, failed(20, "2030-01-01T00:00:00Z", exit_code=3), task("starting", index=21)]
         died = next(stream)
         assert (died.action, died.attributes["exitCode"]) == ("die", "3")
         assert died.time == pytest.approx(1893456000.0)
@@ -80,8 +84,7 @@ def test_polls_report_changes_failed_tasks_and_removals(swarm):
 
 def test_a_failure_before_since_is_not_reported_and_a_broken_stream_raises(swarm):
     engine, api = swarm
-    old_failure = task("failed", desired="shutdown", index=5, exit_code=1)
-    old_failure["Status"]["Timestamp"] = "2020-01-01T00:00:00Z"
+    old_failure = failed(5, "2020-01-01T00:00:00Z")
     api.tasks_list.append(old_failure)
     with engine.events({"live.deployment": "t"}, since=1_700_000_000.0) as stream:
         assert next(stream).action == LISTED  # no die: that failure is older than since
