@@ -32,6 +32,7 @@ from app.stacks.deployer import Deployer
 from app.stacks.docker_engine import DockerEngine
 from app.stacks.swarm_engine import SwarmEngine
 from app.stacks.engine import Engine
+from app.stacks.mirror import MirrorFollower
 
 
 @dataclass
@@ -62,7 +63,8 @@ class Live:
                       poll_seconds=s.worker_poll_seconds, retry_base_seconds=s.retry_base_seconds,
                       lease_seconds=s.lease_seconds, catalog_sync_seconds=s.catalog_sync_seconds,
                       ingress=self.ingress, ingress_resync_seconds=s.ingress_resync_seconds,
-                      backups=self.backup_scheduler(), drills=self.restore_drills(), usage=self.usage_sampler())
+                      backups=self.backup_scheduler(), drills=self.restore_drills(), usage=self.usage_sampler(),
+                      mirror=self.mirror_follower())
 
     def usage_sampler(self) -> UsageSampler:
         """The worker's usage sampler (app/orders/usage.py): cgroup files of this machine where it runs the
@@ -71,6 +73,10 @@ class Live:
         return UsageSampler(self.engine, s.deployment, self.runner.project, sample_seconds=s.usage_sample_seconds,
                             disk_seconds=s.usage_disk_seconds, stats_per_second=s.usage_stats_per_second,
                             cgroups=CgroupReader())
+
+    def mirror_follower(self) -> MirrorFollower:
+        """The worker's follower of the engine's events (app/stacks/mirror.py); the worker names it."""
+        return MirrorFollower(self.engine, self.db, self.settings.deployment, follower="")
 
 
 def catalog_source(settings: Settings) -> CatalogSource:
@@ -97,7 +103,8 @@ def container_engine(settings: Settings) -> Engine:
     Swarm whose manager is at ``DOCKER_HOST`` (``swarm``, docs/SCALING.md)."""
     if settings.orchestrator == "swarm":
         return SwarmEngine(settings.docker_host, encrypt_networks=settings.swarm_encrypt_networks,
-                           proxy_container=settings.swarm_proxy_container)
+                           proxy_container=settings.swarm_proxy_container,
+                           mirror_poll_seconds=settings.mirror_poll_seconds)
     return DockerEngine(settings.docker_host)
 
 

@@ -26,6 +26,7 @@ import yaml
 
 from app.config import PROJECT_ROOT, load_settings
 from bench import burst, usage_sampler
+from bench import mirror as mirror_bench
 from tests.support.caddy import CaddyProcess
 from tests.support.live_service import BIN, MINI_COMPOSE, MINI_MANIFEST, Service, free_port
 
@@ -1196,7 +1197,7 @@ def main() -> int:
     steps = [("1", bench.figure1), ("235", bench.figures235), ("5", lambda: burst.figure5(bench)), ("4", bench.figure4), ("bad", bench.bad_input),
              ("ingress", bench.ingress_throughput), ("ingress", bench.ingress_updates), ("backups", bench.backups),
              ("swarm", bench.swarm_lifecycle), ("swarm", bench.swarm_reads),
-             ("usage", lambda: usage_sampler.run(bench))]
+             ("usage", lambda: usage_sampler.run(bench)), ("mirror", lambda: mirror_bench.run(bench))]
     try:
         log(f"namespace {bench.ns}, work dir {bench.tmp}")
         for name, step in steps:
