@@ -23,6 +23,7 @@ from app.ingress.caddy import CaddyIngress, CaddySettings
 from app.ingress.routes import RouteTable
 from app.ingress.service import IngressService
 from app.logging_setup import configure_logging
+from app.orders.drift import DriftChecker, DriftMode, DriftRules
 from app.orders.operations import OperationRunner
 from app.orders.queries import OrderQueries
 from app.orders.service import OrderService
@@ -61,7 +62,16 @@ class Live:
                       poll_seconds=s.worker_poll_seconds, retry_base_seconds=s.retry_base_seconds,
                       lease_seconds=s.lease_seconds, catalog_sync_seconds=s.catalog_sync_seconds,
                       ingress=self.ingress, ingress_resync_seconds=s.ingress_resync_seconds,
-                      backups=self.backup_scheduler(), drills=self.restore_drills())
+                      backups=self.backup_scheduler(), drills=self.restore_drills(), drift=self.drift_checker(),
+                      drift_seconds=s.drift_seconds)
+
+    def drift_checker(self) -> DriftChecker:
+        """The worker's drift checker (app/orders/drift.py) with the LIVE_DRIFT settings."""
+        s = self.settings
+        return DriftChecker(s.deployment, self.orders, self.engine, DriftRules(
+            mode=DriftMode(s.drift), max_repairs=s.drift_max_repairs, window_seconds=s.drift_window_seconds,
+            crash_deaths=s.drift_crash_deaths, unhealthy_seconds=s.drift_unhealthy_seconds,
+            log_lines=s.drift_log_lines))
 
 
 def catalog_source(settings: Settings) -> CatalogSource:

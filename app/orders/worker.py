@@ -31,6 +31,7 @@ from app.catalog.catalog import Catalog
 from app.errors import LiveError, WorkerAlreadyRunning
 from app.ingress.service import IngressService
 from app.models import Operation, record_event, utcnow
+from app.orders.drift import DriftChecker
 from app.orders.heartbeat import Heartbeat
 from app.orders.lifecycle import UNFINISHED_STATES, OperationState
 from app.orders.operations import OperationRunner
@@ -52,8 +53,11 @@ class Worker:
                  poll_seconds: float = 1.0, retry_base_seconds: float = 2.0, catalog_sync_seconds: float = 300.0,
                  lease_seconds: float = 60.0, ingress: IngressService | None = None,
                  ingress_resync_seconds: float = 30.0, backups: BackupScheduler | None = None,
-                 drills: RestoreDrills | None = None):
+                 drills: RestoreDrills | None = None, drift: DriftChecker | None = None, drift_seconds: float = 2.0):
         self.db = db
+        # Drift found and repaired (app/orders/drift.py) every drift_seconds; None: not checked.
+        self.drift = drift
+        self.drift_seconds = drift_seconds
         # Scheduled backups and the store's housekeeping (app/backups/schedule.py); None: no schedule.
         self.backups = backups
         # Restore drills of products that opt in (app/backups/drill.py); None: no drills.
@@ -126,6 +130,8 @@ class Worker:
                                   id="backup-housekeeping")
             if self.drills is not None:
                 scheduler.add_job(self.restore_drill_safely, "interval", seconds=DRILL_SECONDS, id="restore-drills")
+            if self.drift is not None:
+                scheduler.add_job(self.check_drift_safely, "interval", seconds=self.drift_seconds, id="check-drift")
             self._scheduler = scheduler
             if not stopping.is_set():
                 log.info("worker %s started (concurrency %d)", self.worker_id, self.concurrency)
@@ -313,6 +319,10 @@ class Worker:
     def restore_drill_safely(self) -> None:
         """Run the most overdue restore drill, if any; never raises."""
         self._periodic_job("restore drill", self.drills.run_due)
+
+    def check_drift_safely(self) -> None:
+        """Compare what runs with what should and repair or report it (app/orders/drift.py); never raises."""
+        self._periodic_job("drift check", self.drift.check)
 
     def resync_ingress_safely(self) -> None:
         """The periodic compare-and-repair of the proxy's routes (app/ingress/service.py); never raises."""
