@@ -19,19 +19,14 @@ import sys
 import time
 
 from app.config import PROJECT_ROOT
+from tests.support.waiting import wait_for
 
 REPEATS = int(os.environ.get("BENCH_DRIFT_REPEATS", "3"))
 POLL_SECONDS = 0.05
 
 
 def poll(predicate, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(POLL_SECONDS)
-    raise TimeoutError(f"{what} not reached within {timeout:.0f}s")
+    return wait_for(predicate, timeout=timeout, interval=POLL_SECONDS, what=what)
 
 
 def run(bench) -> None:

@@ -3,7 +3,7 @@
 **What should run** (``order_drift.expected``, :class:`app.models.OrderDrift`) is recorded by
 :func:`record_expected`, the one function the operation handlers call: at the end of every successful deploy
 (create, unsuspend, redeploy, restart, change_plan, upgrade, restore, move, and the roll-backs that deploy
-again) with ``{service: {"config_hash", "one_shot"}}`` (:func:`expected_services`), and at suspend with ``{}``
+again) with ``{service: {"config_hash", "one_shot"}}`` (:func:`expected_services`), and at suspend and terminate with ``{}``
 (nothing should run). A service is *one-shot* when another waits for it with ``service_completed_successfully``
 or its restart policy is ``on-failure``: it exiting with code 0 is what it is for.
 

@@ -277,6 +277,7 @@ class OperationRunner:
         order.terminated_at = utcnow()
         record_event("order.archived", f"final backup {final}", order=order, operation=operation, backup_id=final)
         self._prune(order, progress)  # a terminated order keeps its final backup only
+        record_expected(order, {})  # nothing runs any more
         self._succeeded(operation, order, f"order {order.instance} terminated")
 
     def _back_up_and_remove(self, operation: Operation, order: Order, project: Project,

@@ -85,3 +85,27 @@ def web_state(order_id: int) -> str | None:
     """The state of the order's ``web`` container as the mirror has it (None: no row)."""
     row = observed([order_id]).get(order_id, {}).get("web")
     return row.state if row is not None else None
+
+
+@pytest.mark.parametrize("orchestrator", ["docker", "swarm"])
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_the_engine_gives_the_last_log_lines_of_a_container_that_stopped(live, settings, docker_engine, orchestrator):
+    """``container_logs`` of a stopped container (a swarm: of a service whose task ended), as a crash loop needs."""
+    from docker.types import RestartPolicy
+
+    from tests.conftest import TEST_IMAGE
+
+    script = ["sh", "-c", "for i in 1 2 3 4 5; do echo line $i; done"]
+    labels = {"live.deployment": settings.deployment}
+    if orchestrator == "swarm":
+        service = docker_engine.services.create(TEST_IMAGE, script, name=f"{settings.deployment}-logs", labels=labels,
+                                                container_labels=labels, init=True,
+                                                restart_policy=RestartPolicy(condition="none"))
+        target = service.id
+    else:
+        container = docker_engine.containers.run(TEST_IMAGE, script, detach=True, labels=labels, init=True)
+        container.wait(timeout=30)
+        target = container.id
+    logs = wait_for(lambda: (text := live.engine.container_logs(target, 2)).endswith("line 5\n") and text, timeout=60,
+                    what="the last lines")
+    assert logs == "line 4\nline 5\n"

@@ -25,19 +25,7 @@ from app.orders.drift import (
 )
 from app.presenters import PRIVATE_EVENT_DATA, event_view
 from app.stacks.project import CONFIG_HASH_LABEL
-from tests.unit.test_operations_fake import create, run
-
-SERVICES = ["app", "db", "web"]
-
-
-@pytest.fixture
-def live(fake_live):
-    return fake_live
-
-
-@pytest.fixture
-def engine(fake_engine):
-    return fake_engine
+from tests.unit.test_operations_fake import SERVICES, create, engine, live, run  # noqa: F401 (fixtures)
 
 
 def mirror(live, engine, *, fresh: bool = True, beat_age: float = 0.0) -> None:
