@@ -57,9 +57,9 @@ def measure(bench, mode: str) -> None:
     log_path = bench.tmp / f"drift-{mode}-worker.log"
     env = settings_env(settings, LIVE_WORKER_POLL_SECONDS="0.1", LIVE_DRIFT_SECONDS="0.5",
                        LIVE_MIRROR_POLL_SECONDS="0.5", LIVE_DRIFT_MAX_REPAIRS=str(REPEATS + 1), LIVE_LOG_LEVEL="WARNING")
-    with open(log_path, "ab") as log:
+    with open(log_path, "ab") as output:  # the child keeps its own copy of the descriptor
         worker = subprocess.Popen([sys.executable, "-m", "flask", "--app", "wsgi", "live", "worker"], cwd=PROJECT_ROOT,
-                                  env=env, stdout=log, stderr=subprocess.STDOUT)
+                                  env=env, stdout=output, stderr=subprocess.STDOUT)
     timings: dict[str, list[float]] = {"shown": [], "running": [], "repaired": []}
     try:
         outcome = live.orders.create(service_id=9151, customer=CustomerInfo(email="drift@example.org"),
