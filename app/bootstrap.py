@@ -32,6 +32,7 @@ from app.stacks.deployer import Deployer
 from app.stacks.docker_engine import DockerEngine
 from app.stacks.swarm_engine import SwarmEngine
 from app.stacks.engine import Engine
+from app.stacks.mirror import MirrorFollower
 
 
 @dataclass
@@ -62,8 +63,8 @@ class Live:
                       poll_seconds=s.worker_poll_seconds, retry_base_seconds=s.retry_base_seconds,
                       lease_seconds=s.lease_seconds, catalog_sync_seconds=s.catalog_sync_seconds,
                       ingress=self.ingress, ingress_resync_seconds=s.ingress_resync_seconds,
-                      backups=self.backup_scheduler(), drills=self.restore_drills(), drift=self.drift_checker(),
-                      drift_seconds=s.drift_seconds)
+                      backups=self.backup_scheduler(), drills=self.restore_drills(), mirror=self.mirror_follower(),
+                      drift=self.drift_checker(), drift_seconds=s.drift_seconds)
 
     def drift_checker(self) -> DriftChecker:
         """The worker's drift checker (app/orders/drift.py) with the LIVE_DRIFT settings."""
@@ -71,7 +72,11 @@ class Live:
         return DriftChecker(s.deployment, self.orders, self.engine, DriftRules(
             mode=DriftMode(s.drift), max_repairs=s.drift_max_repairs, window_seconds=s.drift_window_seconds,
             crash_deaths=s.drift_crash_deaths, unhealthy_seconds=s.drift_unhealthy_seconds,
-            log_lines=s.drift_log_lines))
+            log_lines=s.drift_log_lines), stale_seconds=s.mirror_stale_seconds)
+
+    def mirror_follower(self) -> MirrorFollower:
+        """The worker's follower of the engine's events (app/stacks/mirror.py); the worker names it."""
+        return MirrorFollower(self.engine, self.db, self.settings.deployment, follower="")
 
 
 def catalog_source(settings: Settings) -> CatalogSource:
@@ -98,7 +103,8 @@ def container_engine(settings: Settings) -> Engine:
     Swarm whose manager is at ``DOCKER_HOST`` (``swarm``, docs/SCALING.md)."""
     if settings.orchestrator == "swarm":
         return SwarmEngine(settings.docker_host, encrypt_networks=settings.swarm_encrypt_networks,
-                           proxy_container=settings.swarm_proxy_container)
+                           proxy_container=settings.swarm_proxy_container,
+                           mirror_poll_seconds=settings.mirror_poll_seconds)
     return DockerEngine(settings.docker_host)
 
 

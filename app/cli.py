@@ -22,6 +22,7 @@ from app.collaborators import backups, catalog, live, orders, queries, settings
 from app.db import upgrade
 from app.apikeys import SCOPES, create_key, list_keys, revoke_key
 from app.errors import DataRiskError, LiveError
+from app.orders.heartbeat import describe_seconds
 from app.orders.lifecycle import OperationState
 from app.orders.service import CustomerInfo, Outcome
 from app.presenters import PRIVATE_EVENT_DATA
@@ -469,6 +470,11 @@ def orders_show(order, as_json):
         click.echo(f"{'detail':12} {data['last_error_detail']}")  # private: never shown to customers
     if data["node"]:
         click.echo(f"{'node':12} {data['node']['hostname']} ({data['node']['id']})")
+    runtime = data["runtime"]
+    age = "never" if runtime["age_seconds"] is None else f"{describe_seconds(runtime['age_seconds'])} ago"
+    click.echo(f"{'runtime':12} {runtime['state']} (engine mirror, last confirmed {age})")
+    for service in runtime["services"]:
+        click.echo(f"  {service['service']:24} {service['state']}" + (f" ({service['health']})" if service["health"] else ""))
     click.echo("endpoints:")
     for e in data["endpoints"]:
         click.echo(f"  {e['application']:12} {e['url']}   local: {e['local_url'] or '-'}")

@@ -39,6 +39,10 @@ class Settings:
     retry_base_seconds: float = 2.0
     health_timeout_seconds: float = 300.0
     lease_seconds: float = 60.0
+    # The engine mirror (app/stacks/mirror.py): a view trusts it while its beat is younger than this (seconds); a
+    # swarm's tasks are polled this often (seconds).
+    mirror_stale_seconds: float = 10.0
+    mirror_poll_seconds: float = 2.0
     log_level: str = "INFO"
     catalog_sync_seconds: float = 300.0
     # GitLab catalog source; when gitlab_url is None the local LIVE_CONFIG_REPO is used.
@@ -203,6 +207,8 @@ def load_settings(environ: dict | None = None) -> Settings:
         retry_base_seconds=_float(env, "LIVE_RETRY_BASE_SECONDS", 2.0),
         health_timeout_seconds=_float(env, "LIVE_HEALTH_TIMEOUT_SECONDS", 300.0, minimum=1.0),
         lease_seconds=_float(env, "LIVE_LEASE_SECONDS", 60.0, minimum=1.0),
+        mirror_stale_seconds=_float(env, "LIVE_MIRROR_STALE_SECONDS", 10.0, minimum=3.0),
+        mirror_poll_seconds=_float(env, "LIVE_MIRROR_POLL_SECONDS", 2.0, minimum=0.2),
         log_level=log_level,
         catalog_sync_seconds=_float(env, "LIVE_CATALOG_SYNC_SECONDS", 300.0, minimum=5.0),
         gitlab_url=gitlab_url,

@@ -19,6 +19,7 @@ from app.orders.lifecycle import FINISHED_STATES, OrderStatus, public_params
 
 if TYPE_CHECKING:
     from app.backups.store import Manifest
+    from app.stacks.mirror import MirrorReading
 
 #: The key of an event's ``data`` that holds private error detail (see event_view).
 PRIVATE_EVENT_DATA = "error_detail"
@@ -89,10 +90,77 @@ def current_operation(order: Order, recent: list[Operation] | None = None) -> Op
     return unfinished[-1] if unfinished else (recent[0] if recent else None)
 
 
+#: The order's ``runtime.state`` (:func:`runtime_view`).
+RUNTIME_RUNNING, RUNTIME_STARTING, RUNTIME_DEGRADED, RUNTIME_STOPPED, RUNTIME_UNKNOWN = (
+    "running", "starting", "degraded", "stopped", "unknown")
+
+
+def runtime_view(order: Order, catalog: Catalog, reading: MirrorReading | None) -> dict[str, Any]:
+    """What runs of the order, from the engine mirror (``app/stacks/mirror.py``), never from the engine::
+
+        {"state": "running" | "starting" | "degraded" | "stopped" | "unknown",
+         "observed_at": ISO time of the mirror's last beat (UTC) | None, "age_seconds": its age | None,
+         "services": [{"service", "state", "health"}]}
+
+    The services (by name) are the compose services of the order's revision (none once terminated) and any other
+    the mirror has a container of; a service the mirror has no container of is ``missing``. Per service ``state``/``health`` are the container's (``running``, ``exited``, ``created``,
+    ``paused``, ``restarting``, ``dead``; ``healthy``, ``unhealthy``, ``starting`` or None), and the order's:
+
+    - ``unknown``: the mirror is not fresh (no worker follows the engine, its stream is down, or its beat is older
+      than LIVE_MIRROR_STALE_SECONDS); every service is ``unknown`` too: never a stale ``running``;
+    - ``stopped``: no service runs or is starting (suspended, terminated, not deployed yet, or everything stopped);
+    - ``running``: every service runs (healthy where it has a healthcheck), or exited 0 if it is a one-shot job (a
+      service another one waits for with ``condition: service_completed_successfully``);
+    - ``starting``: the others are created or running with their health ``starting``;
+    - ``degraded``: some run, others are missing, exited with an error, dead, paused, restarting or unhealthy.
+    """
+    fresh = reading is not None and reading.freshness.fresh
+    age = reading.freshness.age_seconds if reading is not None else None
+    view: dict[str, Any] = {"state": RUNTIME_UNKNOWN,
+                            "observed_at": timestamp(reading.freshness.beat_at) if reading is not None else None,
+                            "age_seconds": age, "services": []}
+    containers = reading.containers if reading is not None else {}
+    compose = {} if order.status == OrderStatus.TERMINATED else (catalog.definition(order.revision).compose.get(
+        "services") or {})
+    # One-shot jobs: services another one waits for to complete (depends_on condition service_completed_successfully).
+    one_shot = {name for service in compose.values() if isinstance(service, dict)
+                and isinstance(service.get("depends_on"), dict)
+                for name, wait in service["depends_on"].items()
+                if isinstance(wait, dict) and wait.get("condition") == "service_completed_successfully"}
+    names = sorted(set(compose) | set(containers))
+    if not fresh:
+        view["services"] = [{"service": name, "state": RUNTIME_UNKNOWN, "health": None} for name in names]
+        return view
+    running = starting = bad = 0
+    for name in names:
+        row = containers.get(name)
+        state, health = (row.state, row.health) if row is not None else ("missing", None)
+        view["services"].append({"service": name, "state": state, "health": health})
+        if state == "running" and health in (None, "healthy"):
+            running += 1
+        elif state == "created" or (state == "running" and health == "starting"):
+            starting += 1
+        elif not (name in one_shot and state == "exited" and row.exit_code == 0):
+            bad += 1
+    if not running and not starting:
+        view["state"] = RUNTIME_STOPPED
+    elif bad:
+        view["state"] = RUNTIME_DEGRADED
+    elif starting:
+        view["state"] = RUNTIME_STARTING
+    else:
+        view["state"] = RUNTIME_RUNNING
+    return view
+
+
 def order_view(order: Order, catalog: Catalog, public: PublicAddress, *, include_secrets: bool = False,
                include_private: bool = False, include_local_urls: bool = False,
-               recent: list[Operation] | None = None, ingress: bool = False) -> dict[str, Any]:
+               recent: list[Operation] | None = None, ingress: bool = False,
+               mirror: MirrorReading | None = None) -> dict[str, Any]:
     """An order with its endpoints and current operation.
+
+    ``runtime`` is what runs of it, from ``mirror`` (its :class:`~app.stacks.mirror.MirrorReading`; None: unknown),
+    see :func:`runtime_view`.
 
     ``ingress`` says whether a proxy is configured: then ``ingress`` is ``applied`` (the proxy holds the
     order's route as the order is now) or ``pending`` (not yet, or the proxy was down: the worker's
@@ -124,6 +192,7 @@ def order_view(order: Order, catalog: Catalog, public: PublicAddress, *, include
         "detached_volumes": [dict(entry) for entry in order.detached_volumes or []],
         "backups": backup_summary(order),
         "node": {"id": order.node, "hostname": order.node_name or order.node} if order.node else None,
+        "runtime": runtime_view(order, catalog, mirror),
         "drift": drift_view(order),
     }
     if include_secrets:

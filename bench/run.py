@@ -1243,6 +1243,8 @@ def main() -> int:
     steps = [("1", bench.figure1), ("235", bench.figures235), ("4", bench.figure4), ("bad", bench.bad_input),
              ("ingress", bench.ingress_throughput), ("ingress", bench.ingress_updates), ("backups", bench.backups),
              ("swarm", bench.swarm_lifecycle), ("swarm", bench.swarm_reads), ("drift", bench.drift)]
+    from bench import mirror as mirror_bench  # issue 15: the engine mirror (bench/mirror.py)
+    steps.append(("mirror", lambda: mirror_bench.run(bench)))
     try:
         log(f"namespace {bench.ns}, work dir {bench.tmp}")
         for name, step in steps:

@@ -21,6 +21,11 @@ answers like the engine does where the deployer depends on it:
   request's node (``ContainerState.node``), and :attr:`FakeEngine.swarm_nodes` is what ``nodes()`` answers;
 - ``export_volume`` streams a tar archive of the volume's files and ``import_volume`` replaces the
   volume's files with a tar stream's regular files (a missing helper image fails, as on the engine);
+- every change of a container is recorded as the engine's event (:attr:`FakeEngine.event_log`, Docker's actions:
+  ``create``, ``start``, ``health_status: <health>``, ``kill``, ``die`` with ``exitCode``, ``stop``, ``pause``,
+  ``unpause``, ``rename``, ``destroy``), on a fake engine clock (:attr:`FakeEngine.now`); ``events()`` replays them
+  from ``since`` and follows new ones until closed; :meth:`FakeEngine.crash` is a process dying by itself,
+  :meth:`FakeEngine.break_events` the engine restarting (every open stream raises EngineUnavailable);
 - ``exec_output`` and ``exec_input`` run a command in a running container through
   :attr:`FakeEngine.exec_handlers` (none registered: exit code 127, ``command not found``), and raise
   :class:`~app.errors.CommandFailed` for a non-zero exit code as the engine adapter does.
@@ -61,6 +66,7 @@ from app.stacks.engine import (
     ContainerRequest,
     ContainerState,
     Engine,
+    EngineEvent,
     NetworkRequest,
     NetworkState,
     Readable,
@@ -185,6 +191,12 @@ class FakeEngine(Engine):
         #: container or volume name -> the request's node (where a swarm would place it).
         self.placements: dict[str, str | None] = {}
         self._lock = threading.RLock()  # the deployer converges services in parallel threads
+        #: Every container event, oldest first (see :meth:`events`); ``now`` is the engine clock (seconds), moved
+        #: 1 ms by each event.
+        self.event_log: list[EngineEvent] = []
+        self.now = 1_700_000_000.0
+        self._events_changed = threading.Condition(self._lock)
+        self._stream_generation = 0  # break_events() moves it: streams opened before it break
 
     # -- test helpers -------------------------------------------------------
     def add_image(self, ref: str, healthcheck: bool = False) -> str:
@@ -208,6 +220,49 @@ class FakeEngine(Engine):
 
     def calls_of(self, kind: str) -> list[str]:
         return [name for call, name in self.calls if call == kind]
+
+    def record(self, container: FakeContainer, action: str, **attributes: str) -> EngineEvent:
+        """Record a container event as the engine emits it (labels and name in its attributes), waking streams."""
+        with self._lock:
+            self.now = round(self.now + 0.001, 6)
+            merged = {**container.labels, "name": container.name, **attributes}
+            event = EngineEvent(time=self.now, action=action, container_id=container.id, labels=dict(merged),
+                                attributes=merged)
+            self.event_log.append(event)
+            self._events_changed.notify_all()
+            return event
+
+    def crash(self, container_id: str, code: int = 1) -> None:
+        """The container's process ends by itself (no kill): ``die`` with ``code``, as a crash looks on the engine."""
+        with self._lock:
+            container = self._find(container_id, "crash")
+            container.exit(code)
+            self.record(container, "die", exitCode=str(code))
+
+    def break_events(self) -> None:
+        """The engine restarts: every event stream open now raises EngineUnavailable (new ones work)."""
+        with self._lock:
+            self._stream_generation += 1
+            self._events_changed.notify_all()
+
+    def events(self, labels: dict[str, str], since: float | None = None) -> ContextManager[Iterator[EngineEvent]]:
+        """The recorded events of containers carrying ``labels`` from ``since`` (inclusive; None: only new ones),
+        then new ones as they happen, until the context exits or :meth:`break_events` (a :class:`FakeEventStream`)."""
+        return self._events(labels, since)
+
+    @contextlib.contextmanager
+    def _events(self, labels: dict[str, str], since: float | None) -> Iterator[Iterator[EngineEvent]]:
+        self._call()
+        with self._lock:
+            position = len(self.event_log) if since is None else next(
+                (i for i, e in enumerate(self.event_log) if e.time >= since), len(self.event_log))
+            stream = FakeEventStream(self, labels, position, self._stream_generation)
+        try:
+            yield stream
+        finally:
+            stream.closed = True
+            with self._lock:
+                self._events_changed.notify_all()
 
     # -- engine -------------------------------------------------------------
     def ping(self) -> None:
@@ -266,6 +321,7 @@ class FakeEngine(Engine):
                 node=request.node,
             )
             self.containers[container.id] = container
+            self.record(container, "create")
             self.calls.append(("create_container", request.name))
             for network, aliases in list(request.networks.items())[1:]:
                 self._fail("connect_container", request.name, container.service)
@@ -289,8 +345,12 @@ class FakeEngine(Engine):
             key = container.service or container.name
             container.state, container.exit_code = "running", None
             container.health = self._health_after_start(container, key)
+            self.record(container, "start")
+            if container.health is not None and container.health != "starting":
+                self.record(container, f"health_status: {container.health}")
             if key in self.exit_codes:
                 container.exit(self.exit_codes[key])
+                self.record(container, "die", exitCode=str(self.exit_codes[key]))
 
     def stop_container(self, container_id: str, timeout: int) -> None:
         self._call()
@@ -298,7 +358,10 @@ class FakeEngine(Engine):
             container = self._find(container_id, f"stop container {container_id[:12]}")
             self._fail("stop_container", container.name, container.service)
             if container.state in ("running", "paused", "restarting"):
+                self.record(container, "kill", signal="15")
                 container.exit(0)
+                self.record(container, "die", exitCode="0")
+                self.record(container, "stop")
                 self.calls.append(("stop_container", container.name))
 
     def unpause_container(self, container_id: str) -> None:
@@ -309,12 +372,15 @@ class FakeEngine(Engine):
             if container.state != "paused":
                 raise EngineOperationError(f"{action}: Container {container.id} is not paused")
             container.state = "running"
+            self.record(container, "unpause")
             self.calls.append(("unpause_container", container.name))
 
     def pause_container(self, container_id: str) -> None:
         """Not used by the deployer; lets a test put a container in the paused state."""
         with self._lock:
-            self._find(container_id, "pause").state = "paused"
+            container = self._find(container_id, "pause")
+            container.state = "paused"
+            self.record(container, "pause")
 
     def rename_container(self, container_id: str, name: str) -> None:
         self._call()
@@ -329,6 +395,7 @@ class FakeEngine(Engine):
                                            'remove (or rename) that container to be able to reuse that name.')
             self.calls.append(("rename_container", f"{container.name} -> {name}"))
             container.name = name
+            self.record(container, "rename")
 
     def remove_container(self, container_id: str) -> None:
         self._call()
@@ -338,7 +405,12 @@ class FakeEngine(Engine):
             except NotFound:
                 return  # removal is idempotent, as in DockerEngine
             self._fail("remove_container", container.name, container.service)
+            if container.state in ("running", "paused", "restarting"):
+                self.record(container, "kill", signal="9")
+                container.exit(137)
+                self.record(container, "die", exitCode="137")
             del self.containers[container.id]
+            self.record(container, "destroy")
             self.calls.append(("remove_container", container.name))
 
     def list_networks(self, labels: dict[str, str]) -> list[NetworkState]:
@@ -652,6 +724,45 @@ class FakeEngine(Engine):
                 taken.add(host_port)
                 bound[port] = host_port
         return bound
+
+
+class FakeEventStream:
+    """An open stream of :meth:`FakeEngine.events`: iterating blocks until an event comes, the stream is closed
+    (the iteration ends) or broken (EngineUnavailable). :meth:`ready` tells whether an event can be read at once."""
+
+    def __init__(self, engine: FakeEngine, labels: dict[str, str], position: int, generation: int):
+        self.engine, self.labels, self.position, self.generation = engine, labels, position, generation
+        self.closed = False
+
+    def __iter__(self):
+        return self
+
+    def _skip_others(self) -> None:
+        log = self.engine.event_log
+        while self.position < len(log) and not _matches(log[self.position].labels, self.labels):
+            self.position += 1
+
+    def ready(self) -> bool:
+        """Whether :meth:`__next__` returns (or raises) without waiting."""
+        with self.engine._lock:
+            self._skip_others()
+            return (self.position < len(self.engine.event_log) or self.closed
+                    or self.generation != self.engine._stream_generation or not self.engine.reachable)
+
+    def __next__(self) -> EngineEvent:
+        engine = self.engine
+        with engine._lock:
+            while True:
+                self._skip_others()
+                if self.closed:
+                    raise StopIteration
+                if self.generation != engine._stream_generation or not engine.reachable:
+                    raise EngineUnavailable("read the Docker engine's events: the fake engine's stream broke")
+                if self.position < len(engine.event_log):
+                    event = engine.event_log[self.position]
+                    self.position += 1
+                    return event
+                engine._events_changed.wait(0.05)
 
 
 class _FakeStream:

@@ -42,9 +42,10 @@ from typing import TYPE_CHECKING, Any, Callable, Mapping
 import peewee
 
 from app.errors import LiveError
-from app.models import EngineMirror, ObservedContainer, Operation, Order, OrderDrift, record_event, utcnow
+from app.models import ObservedContainer, Operation, Order, OrderDrift, record_event, utcnow
 from app.orders.lifecycle import UNFINISHED_STATES, OperationState, OrderStatus
 from app.presenters import PRIVATE_EVENT_DATA
+from app.stacks import mirror
 
 if TYPE_CHECKING:
     from app.compose.model import StackSpec
@@ -109,39 +110,6 @@ def record_expected(order: Order, services: dict[str, dict[str, Any]]) -> None:
                 OrderDrift.create(order=order.id, **values)
         except peewee.IntegrityError:  # made meanwhile (never by two deploys of one order: they are serial)
             OrderDrift.update(**values).where(OrderDrift.order == order.id).execute()
-
-
-# -- the mirror (local readers until the mirror's own: app/stacks/mirror.py) ------------------------
-#: How old the mirror's beat may be for its rows to count (the mirror's LIVE_MIRROR_STALE_SECONDS default).
-MIRROR_STALE_SECONDS = 10.0
-
-
-def mirror_fresh(deployment: str, now: dt.datetime | None = None) -> bool:
-    """Whether the worker's mirror of ``deployment`` follows the engine now: connected, beat recently."""
-    row = EngineMirror.get_or_none(EngineMirror.deployment == deployment)
-    now = now or utcnow()
-    return bool(row and row.connected and (now - row.beat_at).total_seconds() <= MIRROR_STALE_SECONDS)
-
-
-def observed(order_ids: list[int]) -> dict[int, dict[str, ObservedContainer]]:
-    """``{order_id: {service: ObservedContainer}}`` of ``order_ids`` (one query); of two rows of one service
-    (an interrupted recreate) the running one, else the one changed last."""
-    found: dict[int, dict[str, ObservedContainer]] = {}
-    if not order_ids:
-        return found
-    for row in ObservedContainer.select().where(ObservedContainer.order_id.in_(order_ids)):
-        services = found.setdefault(row.order_id, {})
-        current = services.get(row.service)
-        if current is None or _preferred(row, current):
-            services[row.service] = row
-    return found
-
-
-def _preferred(row: ObservedContainer, other: ObservedContainer) -> bool:
-    running = row.state in ("running", "restarting")
-    if running != (other.state in ("running", "restarting")):
-        return running
-    return row.changed_at > other.changed_at
 
 
 # -- the rules --------------------------------------------------------------------------------------
@@ -233,24 +201,22 @@ class DriftChecker:
 
     ``orders`` queues the repairs (:meth:`app.orders.service.OrderService.redeploy` with ``only_if_idle``);
     ``engine`` is asked only for the log lines of a failing order (:meth:`~app.stacks.engine.Engine.container_logs`).
-    ``fresh(deployment)`` and ``observed(order_ids)`` are the mirror's readers.
+    The mirror's readers decide what is seen (:func:`app.stacks.mirror.freshness` with ``stale_seconds``,
+    LIVE_MIRROR_STALE_SECONDS, and :func:`app.stacks.mirror.observed`).
     """
 
     def __init__(self, deployment: str, orders: OrderService, engine: Engine, rules: DriftRules = DriftRules(), *,
-                 fresh: Callable[[str], bool] = mirror_fresh,
-                 observed: Callable[[list[int]], dict[int, dict[str, ObservedContainer]]] = observed,
-                 clock: Callable[[], dt.datetime] = utcnow):
+                 stale_seconds: float = mirror.DEFAULT_STALE_SECONDS, clock: Callable[[], dt.datetime] = utcnow):
         self.deployment = deployment
+        self.stale_seconds = stale_seconds
         self.orders = orders
         self.engine = engine
         self.rules = rules
-        self.fresh = fresh
-        self.observed = observed
         self.clock = clock
 
     def check(self) -> DriftPass:
         """One pass over every order that may be judged now; needs a database connection."""
-        if not self.fresh(self.deployment):
+        if not mirror.freshness(self.deployment, stale_seconds=self.stale_seconds).fresh:
             log.debug("drift: the engine mirror of %s is not fresh: no decision", self.deployment)
             return DriftPass(fresh=False)
         now = self.clock()
@@ -260,7 +226,7 @@ class DriftChecker:
                     .where((Order.status == OrderStatus.ACTIVE) & Order.id.not_in(busy)
                            & (OrderDrift.expected_at <= settled)))
         result = DriftPass(fresh=True, checked=len(rows))
-        containers = self.observed([row.order_id for row in rows])
+        containers = mirror.observed([row.order_id for row in rows])
         for row in rows:
             try:
                 self._judge(row, containers.get(row.order_id, {}), now, result)

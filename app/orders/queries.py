@@ -24,7 +24,7 @@ from app.catalog.catalog import Catalog
 from app.catalog.product import ProductDefinition
 from app.config import Settings
 from app.db import pending_migrations
-from app.errors import LiveError, NamingError, NotFound, OrderNotFound
+from app.errors import NamingError, NotFound, OrderNotFound
 from app.ingress.service import IngressService, IngressStatus
 from app.models import Backup, Customer, Event, Operation, Order, Product, ProductRevision, utcnow
 from app.naming import normalize_hostname
@@ -45,8 +45,8 @@ from app.presenters import (
     revision_view,
     timestamp,
 )
-from app.stacks.engine import ContainerState, Engine
-from app.stacks.project import order_selector
+from app.stacks.engine import Engine
+from app.stacks.mirror import MirrorFreshness, MirrorReading, freshness, readings
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +74,8 @@ class CatalogStatus:
 class OrderQueries:
     """The reads; built once by :func:`app.bootstrap.bootstrap` from the same components as the use cases.
 
-    ``engine`` is asked for containers, disk, memory and CPU (usage, GeoCat Live, engine checks);
+    ``engine`` is asked for disk, memory and CPU (usage) and pinged (engine checks); what runs comes from the
+    engine mirror (``app/stacks/mirror.py``), never from the engine;
     ``runner`` renders an order's project (its memory limits).
     """
 
@@ -119,11 +120,23 @@ class OrderQueries:
         return order
 
     def order_view(self, order: Order, *, include_secrets: bool = False, include_private: bool = False,
-                   include_local_urls: bool = False) -> dict[str, Any]:
-        """The order as :func:`app.presenters.order_view` shows it, with this installation's public scheme."""
+                   include_local_urls: bool = False, mirror: MirrorReading | None = None) -> dict[str, Any]:
+        """The order as :func:`app.presenters.order_view` shows it, with this installation's public scheme and its
+        ``runtime`` from the engine mirror (``mirror``, else read now: two queries)."""
+        if mirror is None:
+            mirror = self.mirror_readings([order.id])[order.id]
         return order_view(order, self.catalog, self.settings.public_address, include_secrets=include_secrets,
                           include_private=include_private, include_local_urls=include_local_urls,
-                          ingress=self.ingress.enabled)
+                          ingress=self.ingress.enabled, mirror=mirror)
+
+    # -- the engine mirror ------------------------------------------------------------
+    def mirror_freshness(self) -> MirrorFreshness:
+        """How fresh the engine mirror is (:func:`app.stacks.mirror.freshness`, LIVE_MIRROR_STALE_SECONDS)."""
+        return freshness(self.settings.deployment, stale_seconds=self.settings.mirror_stale_seconds)
+
+    def mirror_readings(self, order_ids: list[int]) -> dict[int, MirrorReading]:
+        """The mirror's reading of each order (its freshness and rows by service): two queries whatever their number."""
+        return readings(self.settings.deployment, order_ids, stale_seconds=self.settings.mirror_stale_seconds)
 
     def order_page(self, *, status: str | None, product: str | None, customer_id: int | None,
                    service_id: int | None, page: int, per_page: int, **flags: bool) -> dict[str, Any]:
@@ -140,15 +153,18 @@ class OrderQueries:
             orders = orders.where(Order.customer == customer_id)
         if service_id:
             orders = orders.where(Order.whmcs_service_id == service_id)
-        return {**_page(orders, page, per_page),
-                "items": [self.order_view(o, **flags) for o in orders.paginate(page, per_page)]}
+        rows = list(orders.paginate(page, per_page))
+        mirror = self.mirror_readings([o.id for o in rows])
+        return {**_page(orders, page, per_page), "items": [self.order_view(o, mirror=mirror[o.id], **flags) for o in rows]}
 
     def order_views(self, status: str | None = None, **flags: bool) -> list[dict[str, Any]]:
         """Every order oldest first, or those with ``status``; ``flags`` are :meth:`order_view`'s."""
         query = Order.select().order_by(Order.id)
         if status:
             query = query.where(Order.status == status)
-        return [self.order_view(order, **flags) for order in query]
+        rows = list(query)
+        mirror = self.mirror_readings([o.id for o in rows])
+        return [self.order_view(order, mirror=mirror[order.id], **flags) for order in rows]
 
     def product_orders(self, slug: str, *, require_product: bool = False) -> list[Order]:
         """The orders of product ``slug`` that are not terminated, oldest first, read in full.
@@ -173,7 +189,7 @@ class OrderQueries:
         # The client area shows this to the customer: public error texts only, never the private detail.
         view = order_view(order, self.catalog, self.settings.public_address, include_secrets=True,
                           include_private=False, recent=recent if len(recent) < 10 else None,
-                          ingress=self.ingress.enabled)
+                          ingress=self.ingress.enabled, mirror=self.mirror_readings([order.id])[order.id])
         view["recent_operations"] = [operation_view(op, include_private=False) for op in recent]
         return view
 
@@ -455,27 +471,22 @@ class OrderQueries:
         """The endpoints of the order ``instance`` for GeoCat Live 1.0: ``[{"application", "url", "status"}]``.
 
         ``status`` is RUNNING, WAITING or ERROR from the order's status, its operations in progress and its
-        containers as the engine lists them (ERROR when the engine cannot be asked). Raises NotFound for an
-        unknown or terminated order.
+        containers as the engine mirror has them (``app/stacks/mirror.py``; no engine call). A mirror that is not
+        fresh (no worker, the engine's stream down) gives WAITING for an active order: GeoCat Live 1.0 has no
+        "unknown", and WAITING ("ask again") is the one that claims nothing; never a stale RUNNING. Raises NotFound
+        for an unknown or terminated order.
         """
         order = Order.get_or_none(Order.instance == instance)
         if order is None or order.status == OrderStatus.TERMINATED:
             raise NotFound(f"no order with instance identifier {instance!r}")
-        containers = self._containers_by_service(order)
+        reading = self.mirror_readings([order.id])[order.id]
+        containers = reading.containers if reading.freshness.fresh else None
         busy = Operation.select().where((Operation.order == order) & Operation.state.in_(UNFINISHED_STATES)).exists()
         services = []
         for endpoint in endpoint_views(order, self.catalog, self.settings.public_address):
             services.append({"application": endpoint["application"], "url": endpoint["url"],
                              "status": _live_status(order, busy, containers, endpoint["service"])})
         return services
-
-    def _containers_by_service(self, order: Order) -> dict[str | None, ContainerState] | None:
-        try:
-            selector = order_selector(self.settings.deployment, order.id)
-            return {c.service: c for c in self.engine.list_containers(selector)}
-        except LiveError as exc:
-            log.warning("cannot read containers of %s: %s", order.instance, exc)
-            return None
 
     # -- health ------------------------------------------------------------------------
     def pending_migrations(self) -> list[str]:
@@ -516,9 +527,9 @@ def _live_status(order: Order, busy: bool, containers, service: str) -> str:
     if order.status == OrderStatus.PENDING:
         return WAITING
     if containers is None:
-        return ERROR  # the engine cannot be asked: do not claim the service runs
+        return WAITING  # the mirror is not fresh: claim nothing, the client asks again
     container = containers.get(service)
-    if container is None or not container.running or container.health == "unhealthy":
+    if container is None or container.state not in ("running", "restarting") or container.health == "unhealthy":
         return WAITING if busy else ERROR
     if container.health == "starting" or busy:
         return WAITING

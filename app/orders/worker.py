@@ -7,7 +7,8 @@ different orders run in parallel up to ``concurrency``. Transient errors are
 retried with exponential backoff. Killed at any moment, the worker converges
 on restart: operations left ``running`` go back to ``pending`` and are
 re-executed by handlers that are idempotent. It writes a heartbeat that the
-web side reads (``app/orders/heartbeat.py``).
+web side reads (``app/orders/heartbeat.py``), and follows the engine's events in a thread of its own (the engine
+mirror the views read, ``app/stacks/mirror.py``).
 """
 from __future__ import annotations
 
@@ -36,6 +37,7 @@ from app.orders.heartbeat import Heartbeat
 from app.orders.lifecycle import UNFINISHED_STATES, OperationState
 from app.orders.operations import OperationRunner
 from app.presenters import PRIVATE_EVENT_DATA
+from app.stacks.mirror import MirrorFollower
 
 log = logging.getLogger(__name__)
 
@@ -53,8 +55,11 @@ class Worker:
                  poll_seconds: float = 1.0, retry_base_seconds: float = 2.0, catalog_sync_seconds: float = 300.0,
                  lease_seconds: float = 60.0, ingress: IngressService | None = None,
                  ingress_resync_seconds: float = 30.0, backups: BackupScheduler | None = None,
-                 drills: RestoreDrills | None = None, drift: DriftChecker | None = None, drift_seconds: float = 2.0):
+                 drills: RestoreDrills | None = None, mirror: MirrorFollower | None = None,
+                 drift: DriftChecker | None = None, drift_seconds: float = 2.0):
         self.db = db
+        # The engine mirror's follower (app/stacks/mirror.py): a thread from start to stop; None: no mirror.
+        self.mirror = mirror
         # Drift found and repaired (app/orders/drift.py) every drift_seconds; None: not checked.
         self.drift = drift
         self.drift_seconds = drift_seconds
@@ -74,6 +79,8 @@ class Worker:
         self.lease_seconds = lease_seconds
         self.worker_id = f"{socket.gethostname()}:{os.getpid()}"
         self.heartbeat = Heartbeat(self.worker_id, poll_seconds=poll_seconds, concurrency=concurrency)
+        if mirror is not None:
+            mirror.follower = self.worker_id
         self._pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="operation")
         self._in_flight: set[int] = set()
         self._busy_orders: set[int] = set()
@@ -109,6 +116,8 @@ class Worker:
         try:
             with self.db.connection_context():
                 self.heartbeat.start()
+            if self.mirror is not None and not stopping.is_set():
+                self.mirror.start()  # the views' status comes from it: first, before anything slow
             if not stopping.is_set():
                 self.recover()
                 self.sync_catalog_safely()
@@ -139,6 +148,8 @@ class Worker:
         finally:
             self._drain()
             self._pool.shutdown(wait=True)
+            if self.mirror is not None:
+                self.mirror.stop()
             with self.db.connection_context():
                 self.heartbeat.stop()
             log.info("worker %s stopped", self.worker_id)

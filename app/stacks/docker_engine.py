@@ -47,6 +47,7 @@ from app.stacks.engine import (
     ContainerRequest,
     ContainerState,
     Engine,
+    EngineEvent,
     NetworkRequest,
     NetworkState,
     Readable,
@@ -362,6 +363,44 @@ class DockerEngine(Engine):
         with self._errors("list containers"):
             summaries = self.api.containers(all=True, filters=filters)
         return [_from_summary(s) for s in summaries]
+
+    def events(self, labels: dict[str, str], since: float | None = None) -> ContextManager[Iterator[EngineEvent]]:
+        """The engine's container events for ``labels`` (``GET /events`` with ``type=container`` and the label
+        filters, from ``since``; see :meth:`Engine.events`). ``labels`` of an event are the actor's attributes (the
+        container's labels, next to ``name``, ``image`` and, for ``die``, ``exitCode``). Closed on exit."""
+        return self._events(labels, since)
+
+    @contextlib.contextmanager
+    def _events(self, labels: dict[str, str], since: float | None) -> Iterator[Iterator[EngineEvent]]:
+        filters = {"type": ["container"], "label": [f"{k}={v}" for k, v in labels.items()]}
+        with self._errors("follow the Docker engine's events"):
+            stream = self.api.events(since=None if since is None else f"{since:.9f}", filters=filters, decode=True)
+        closed = threading.Event()
+
+        def follow() -> Iterator[EngineEvent]:
+            try:
+                with self._errors("read the Docker engine's events"):
+                    for raw in stream:
+                        event = _engine_event(raw)
+                        if event is not None:
+                            yield event
+            except (EngineUnavailable, urllib3.exceptions.HTTPError, OSError, AttributeError, ValueError) as exc:
+                if closed.is_set():  # closed by us: a socket error, or docker-py reading a closed response
+                    return
+                if isinstance(exc, EngineUnavailable):
+                    raise
+                raise EngineUnavailable(f"the Docker engine's event stream broke: {exc}") from exc
+            if not closed.is_set():
+                raise EngineUnavailable("the Docker engine ended its event stream (did it restart?)")
+
+        try:
+            yield follow()
+        finally:
+            closed.set()
+            try:
+                stream.close()
+            except Exception as exc:  # noqa: BLE001 (closing a broken stream: nothing left to do)
+                log.debug("closing the event stream: %s", exc)
 
     def inspect_container(self, container_id: str) -> ContainerState:
         with self._errors(f"inspect container {container_id[:12]}"):
@@ -951,6 +990,22 @@ def _from_summary(summary: dict[str, Any]) -> ContainerState:
         exit_code=int(exit_match.group(1)) if exit_match else None,
         host_ports=ports,
     )
+
+
+def _engine_event(raw: dict[str, Any]) -> EngineEvent | None:
+    """One decoded ``/events`` message as an :class:`EngineEvent` (None for what is not a container's event)."""
+    if (raw.get("Type") or "container") != "container":
+        return None
+    actor = raw.get("Actor") or {}
+    container_id = actor.get("ID") or raw.get("id")
+    action = raw.get("Action") or raw.get("status")
+    if not container_id or not action:
+        return None
+    nanos = raw.get("timeNano")
+    when = nanos / 1e9 if isinstance(nanos, int) and nanos else float(raw.get("time") or 0)
+    attributes = {str(k): str(v) for k, v in (actor.get("Attributes") or {}).items()}
+    return EngineEvent(time=when, action=action, container_id=container_id, labels=attributes,
+                       attributes=attributes)
 
 
 def _from_inspect(data: dict[str, Any]) -> ContainerState:

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import abc
 from dataclasses import dataclass, field
-from typing import Any, ContextManager, Protocol, Sequence
+from typing import Any, ContextManager, Iterator, Protocol, Sequence
 
 from app.stacks.project import service_of
 
@@ -153,6 +153,31 @@ class VolumeState:
     node: str | None = None  # the swarm node (id) whose engine holds it; None on one engine
 
 
+@dataclass(frozen=True)
+class EngineEvent:
+    """One change the engine reports on its event stream (:meth:`Engine.events`).
+
+    ``time`` is the engine's time of the event (seconds since the epoch, float, nanosecond digits kept where the
+    engine gives them): the ``since`` of a stream opened later. ``action`` is the engine's word: Docker's container
+    actions (``create``, ``start``, ``restart``, ``die``, ``kill``, ``stop``, ``pause``, ``unpause``,
+    ``health_status: healthy``, ``rename``, ``destroy``, ...), or :data:`LISTED` when the adapter read the
+    container's whole state (``state``; a swarm's task poll). ``container_id`` is the container's (a swarm service's)
+    id, ``labels`` its labels, ``attributes`` the engine's other attributes as text (``exitCode``, ``name``,
+    ``signal``). ``state``: the container as the engine reports it now, when the adapter has it (else None).
+    """
+
+    time: float
+    action: str
+    container_id: str
+    labels: dict[str, str] = field(default_factory=dict)
+    attributes: dict[str, str] = field(default_factory=dict)
+    state: ContainerState | None = None
+
+
+#: :attr:`EngineEvent.action` of an event that carries the container's whole state (:attr:`EngineEvent.state`).
+LISTED = "listed"
+
+
 class Engine(abc.ABC):
     """The operations Live needs from a container orchestrator (see the module docstring for the errors).
 
@@ -206,6 +231,18 @@ class Engine(abc.ABC):
     @abc.abstractmethod
     def list_containers(self, labels: dict[str, str]) -> list[ContainerState]:
         """Every container carrying ``labels``, whatever its state."""
+
+    @abc.abstractmethod
+    def events(self, labels: dict[str, str], since: float | None = None) -> ContextManager[Iterator[EngineEvent]]:
+        """The engine's stream of container changes for containers carrying ``labels``, as a context whose value is
+        an iterator of :class:`EngineEvent` in the engine's order; leaving the context closes the stream (from
+        another thread too: the iterator then ends).
+
+        ``since`` (engine time, seconds): start with the events the engine still holds from that time on (inclusive;
+        Docker keeps its last 256), then follow live; None: only new events. The iterator blocks while nothing
+        happens; it raises :class:`~app.errors.EngineUnavailable` when the stream breaks (the engine restarted or
+        cannot be reached), and also when the engine ends it: a stream only ends when it was closed.
+        """
 
     @abc.abstractmethod
     def inspect_container(self, container_id: str) -> ContainerState:

@@ -27,17 +27,20 @@ The manager is ``DOCKER_HOST`` (or ``base_url``). Every error is translated into
 """
 from __future__ import annotations
 
+import contextlib
+import datetime as dt
 import logging
 import os
+import re
 import threading
 import time
 from pathlib import Path
-from typing import Any, ContextManager, Iterable, Sequence
+from typing import Any, ContextManager, Iterable, Iterator, Sequence
 
 from app.errors import EngineOperationError, EngineUnavailable, LiveError, NotFound
 from app.stacks.docker_engine import DockerEngine, translate_errors
-from app.stacks.engine import (ContainerRequest, ContainerState, Engine, NetworkRequest, NetworkState, NodeState,
-                               Readable, VolumeRequest, VolumeState)
+from app.stacks.engine import (LISTED, ContainerRequest, ContainerState, Engine, EngineEvent, NetworkRequest,
+                               NetworkState, NodeState, Readable, VolumeRequest, VolumeState)
 from app.stacks.project import CONFIG_HASH_LABEL, DEPLOYMENT_LABEL, NODE_ENGINE_LABEL, ORDER_LABEL
 from app.stacks.swarm_spec import service_spec, swarm_network_spec
 
@@ -71,8 +74,12 @@ class SwarmEngine(Engine):
     publishes_host_ports = False
 
     def __init__(self, base_url: str | None = None, timeout: int = 120, *, encrypt_networks: bool = False,
-                 proxy_container: str | None = None, poll_interval: float = 0.25, cert_path: str | None = None):
+                 proxy_container: str | None = None, poll_interval: float = 0.25, cert_path: str | None = None,
+                 mirror_poll_seconds: float = 2.0):
         self.manager = DockerEngine(base_url, timeout)
+        # How often events() polls services and tasks (LIVE_MIRROR_POLL_SECONDS): tasks on other nodes send the
+        # manager no event.
+        self.mirror_poll_seconds = mirror_poll_seconds
         self._timeout = timeout
         self.encrypt_networks = encrypt_networks
         # Client certificate, key and CA for node engines reached over TCP (Docker's DOCKER_CERT_PATH convention).
@@ -217,6 +224,10 @@ class SwarmEngine(Engine):
     # -- containers (swarm services) ------------------------------------------
     def list_containers(self, labels: dict[str, str]) -> list[ContainerState]:
         """Every service carrying ``labels`` as a container: two manager calls (services, tasks)."""
+        return [state for state, _tasks in self._services_and_tasks(labels)]
+
+    def _services_and_tasks(self, labels: dict[str, str]) -> list[tuple[ContainerState, list[dict[str, Any]]]]:
+        """Every service carrying ``labels`` as a container, with its tasks (two manager calls)."""
         filters = {"label": [f"{k}={v}" for k, v in labels.items()]}
         with translate_errors("list swarm services"):
             services = self.api.services(filters=filters)
@@ -224,7 +235,92 @@ class SwarmEngine(Engine):
         by_service: dict[str, list[dict]] = {}
         for task in tasks:
             by_service.setdefault(task.get("ServiceID", ""), []).append(task)
-        return [_service_state(service, by_service.get(service["ID"], [])) for service in services]
+        return [(_service_state(service, by_service.get(service["ID"], [])), by_service.get(service["ID"], []))
+                for service in services]
+
+    def events(self, labels: dict[str, str], since: float | None = None) -> ContextManager[Iterator[EngineEvent]]:
+        """The services carrying ``labels`` as a stream of changes (see :meth:`Engine.events`).
+
+        Tasks on other nodes send the manager no event, so the stream is a poll: services and tasks (two manager
+        calls, :meth:`list_containers`) every ``mirror_poll_seconds`` and soon after any event of the manager's own
+        stream (a service, a node, or a container of the manager node), at most every 0.25 s. Each poll yields a
+        :data:`~app.stacks.engine.LISTED` event for every service whose state changed (all of them at the first
+        poll), ``destroy`` for a service gone, and ``die`` for a task that failed (timed by the task's status, so
+        a follower resuming from ``since`` counts each failure once; at the first poll only those after ``since``).
+        LISTED and destroy events carry the bridge's clock. The manager's stream breaking raises
+        :class:`~app.errors.EngineUnavailable` at the next poll.
+        """
+        return self._events(labels, since)
+
+    @contextlib.contextmanager
+    def _events(self, labels: dict[str, str], since: float | None) -> Iterator[Iterator[EngineEvent]]:
+        with translate_errors("follow the swarm manager's events"):
+            stream = self.api.events(filters={"type": ["service", "node", "container"]}, decode=True)
+        closed, wake = threading.Event(), threading.Event()
+        broken: list[str] = []
+
+        def read() -> None:
+            try:
+                for _raw in stream:
+                    wake.set()
+                reason = "the swarm manager ended its event stream (did it restart?)"
+            except Exception as exc:  # noqa: BLE001 (reported by the poll below)
+                reason = f"the swarm manager's event stream broke: {exc}"
+            if not closed.is_set():
+                broken.append(reason)
+            wake.set()
+
+        reader = threading.Thread(target=read, name="swarm-events", daemon=True)
+        reader.start()
+
+        def follow() -> Iterator[EngineEvent]:
+            previous: dict[str, ContainerState] = {}
+            failed_seen: set[str] = set()
+            first = True
+            last_poll = 0.0
+            while not closed.is_set():
+                if broken:
+                    raise EngineUnavailable(broken[0])
+                pause = 0.25 - (time.monotonic() - last_poll)
+                if pause > 0 and closed.wait(pause):
+                    return
+                last_poll = time.monotonic()
+                listed = self._services_and_tasks(labels)
+                now = time.time()
+                current = {}
+                for state, tasks in listed:
+                    current[state.id] = state
+                    for task in tasks:
+                        if (task.get("Status") or {}).get("State") not in ("failed", "rejected") or task["ID"] in failed_seen:
+                            continue
+                        failed_seen.add(task["ID"])
+                        when = _task_time(task)
+                        if first and (since is None or when is None or when <= since):
+                            continue
+                        yield EngineEvent(time=when or now, action="die", container_id=state.id,
+                                          labels=dict(state.labels),
+                                          attributes={"exitCode": "" if _exit_code(task) is None else str(_exit_code(task)),
+                                                      "task": task["ID"],
+                                                      "name": state.name})
+                    if previous.get(state.id) != state:
+                        yield EngineEvent(time=now, action=LISTED, container_id=state.id, labels=dict(state.labels),
+                                          attributes={"name": state.name}, state=state)
+                for gone in [sid for sid in previous if sid not in current]:
+                    yield EngineEvent(time=now, action="destroy", container_id=gone,
+                                      labels=dict(previous[gone].labels), attributes={"name": previous[gone].name})
+                previous, first = current, False
+                wake.wait(self.mirror_poll_seconds)
+                wake.clear()
+
+        try:
+            yield follow()
+        finally:
+            closed.set()
+            wake.set()
+            try:
+                stream.close()
+            except Exception as exc:  # noqa: BLE001 (closing a broken stream: nothing left to do)
+                log.debug("closing the swarm event stream: %s", exc)
 
     def inspect_container(self, container_id: str) -> ContainerState:
         with translate_errors(f"inspect swarm service {container_id[:12]}"):
@@ -663,6 +759,19 @@ def _service_state(service: dict[str, Any], tasks: list[dict[str, Any]]) -> Cont
     return ContainerState(**base, state="exited" if condition == "none" else "restarting",
                           health="unhealthy" if unhealthy else ("starting" if checked else None),
                           exit_code=_exit_code(task), node=node, error=error)
+
+
+_TASK_TIME = re.compile(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(\.\d+)?(Z|[+-]\d\d:\d\d)$")
+
+
+def _task_time(task: dict[str, Any]) -> float | None:
+    """The time of the task's status (``Status.Timestamp``, RFC 3339 with nanoseconds) as seconds since the epoch."""
+    match = _TASK_TIME.match((task.get("Status") or {}).get("Timestamp") or "")
+    if not match:
+        return None
+    zone = "+00:00" if match.group(3) == "Z" else match.group(3)
+    when = dt.datetime.fromisoformat(match.group(1) + zone)
+    return when.timestamp() + float("0" + (match.group(2) or ".0"))
 
 
 def _exit_code(task: dict[str, Any]) -> int | None:

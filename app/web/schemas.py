@@ -127,6 +127,27 @@ class DriftOut(Schema):
     expected_at = String(required=True, metadata={"description": "When what should run was last recorded."})
 
 
+class RuntimeServiceOut(Schema):
+    service = String(required=True, metadata={"description": "The compose service."})
+    state = String(required=True, metadata={
+        "description": "Its container's state as the engine mirror has it: running, created, restarting, paused, "
+                       "exited, dead; missing (no container); unknown (the mirror is not fresh)."})
+    health = String(allow_none=True, required=True, metadata={
+        "description": "healthy, unhealthy or starting; null without a healthcheck (or unknown)."})
+
+
+class RuntimeOut(Schema):
+    state = String(required=True, validate=OneOf(["running", "starting", "degraded", "stopped", "unknown"]), metadata={
+        "description": "What runs of the order, from the worker's mirror of the engine (never asked of the engine "
+                       "per request): running, starting, degraded (some services are down), stopped (none runs), "
+                       "unknown (the mirror is not fresh: no worker follows the engine, or its stream is down; never "
+                       "a stale running). See docs/MIRROR.md."})
+    observed_at = String(allow_none=True, required=True, metadata={
+        "description": "When the mirror last confirmed the engine's state (ISO 8601, UTC); null: never."})
+    age_seconds = Float(allow_none=True, required=True, metadata={"description": "Seconds since observed_at."})
+    services = List(Nested(RuntimeServiceOut), required=True)
+
+
 class OrderOut(Schema):
     id = Integer(required=True)
     service_id = Integer(required=True)
@@ -157,6 +178,8 @@ class OrderOut(Schema):
     node = Nested(NodeOut, allow_none=True, required=True, metadata={
         "description": "The Docker Swarm node the order runs on (LIVE_ORCHESTRATOR=swarm); null on one engine "
                        "or before the order is placed."})
+    runtime = Nested(RuntimeOut, required=True, metadata={
+        "description": "What runs of the order, from the engine mirror (docs/MIRROR.md)."})
     drift = Nested(DriftOut, allow_none=True, required=True, metadata={
         "description": "What the worker's drift checker made of the order's containers (docs/OPERATIONS.md, "
                        "\"Drift\"); null before any deploy recorded what should run."})

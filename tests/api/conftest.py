@@ -47,8 +47,9 @@ def api(settings):
 
 @pytest.fixture
 def background_worker(api):
-    """The real worker's dispatch loop in a thread, as `live worker` runs it."""
+    """The real worker's dispatch loop in a thread, as `live worker` runs it, and its engine mirror's follower."""
     worker = api.app.extensions["live"].worker()
+    worker.mirror.start()
     stop = threading.Event()
 
     def loop():
@@ -62,6 +63,7 @@ def background_worker(api):
     stop.set()
     thread.join(timeout=10)
     worker.run_until_idle(timeout=120)
+    worker.mirror.stop()
 
 
 def client_payload(product="busybox-demo", plan="small", client_id=1, **extra):

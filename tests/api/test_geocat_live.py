@@ -1,4 +1,7 @@
-"""GeoCat Live 1.0 for the desktop clients: exact shape for running, starting and broken orders."""
+"""GeoCat Live 1.0 for the desktop clients: exact shape for running, starting and broken orders.
+
+The statuses come from the worker's engine mirror (app/stacks/mirror.py), which follows the engine's events a few
+milliseconds behind it: a test waits for a change to show (tests/support/waiting.py), never for a fixed time."""
 from __future__ import annotations
 
 import time
@@ -8,6 +11,7 @@ import pytest
 from app.models import Operation, Order
 from tests.api.conftest import client_payload
 from tests.conftest import write_product
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.usefixtures("docker_engine", "stack_cleanup")
 
@@ -44,11 +48,9 @@ def legacy(api, instance):
 
 def test_running_order(api, background_worker):
     api.post("/whmcs/v1/services/801/create", client_payload(username="volaya", wait=60))
-    response = legacy(api, "volaya")
-    assert response.status_code == 200
-    assert response.json == {"services": [
-        {"application": "web", "url": "https://volaya.test.local", "status": "SERVICE_RUNNING"},
-    ]}
+    running = {"services": [{"application": "web", "url": "https://volaya.test.local", "status": "SERVICE_RUNNING"}]}
+    wait_for(lambda: legacy(api, "volaya").json == running, timeout=30, what="the order running in the mirror")
+    assert legacy(api, "volaya").status_code == 200
 
 
 def test_starting_then_broken_order(api, background_worker, config_repo, docker_engine, settings):
@@ -65,12 +67,17 @@ def test_starting_then_broken_order(api, background_worker, config_repo, docker_
     _wait_for_container(docker_engine, f"{settings.deployment}-slowpoke_geoserver")
     docker_engine.containers.get(f"{settings.deployment}-slowpoke_geoserver").exec_run(["touch", "/tmp/ready"])
     _wait_for_status(order.id, "active")
-    assert {s["status"] for s in legacy(api, "slowpoke").json["services"]} == {"SERVICE_RUNNING"}
+    wait_for(lambda: {s["status"] for s in legacy(api, "slowpoke").json["services"]} == {"SERVICE_RUNNING"},
+             timeout=30, what="both services running in the mirror")
 
     # A service that dies is an error for the client, the other keeps running.
     docker_engine.containers.get(f"{settings.deployment}-slowpoke_geonetwork").kill()
-    statuses = {s["application"]: s["status"] for s in legacy(api, "slowpoke").json["services"]}
-    assert statuses == {"geoserver": "SERVICE_RUNNING", "geonetwork": "SERVICE_ERROR"}
+
+    def statuses():
+        return {s["application"]: s["status"] for s in legacy(api, "slowpoke").json["services"]}
+
+    wait_for(lambda: statuses() == {"geoserver": "SERVICE_RUNNING", "geonetwork": "SERVICE_ERROR"}, timeout=30,
+             what="the killed service an error")
 
 
 def test_failed_and_unknown_orders(api, background_worker, config_repo):

@@ -1,0 +1,514 @@
+"""The engine mirror: the worker follows the engine's event stream and keeps a table of every container's state
+(``observed_container``, :class:`~app.models.ObservedContainer`); views read that table, never the engine.
+
+**The follower** (:class:`MirrorFollower`, a thread of the worker, ``app/orders/worker.py``):
+
+1. opens the engine's stream of container events for this installation's label (:meth:`Engine.events`), with
+   ``since`` = the engine time of the last event it applied (``engine_mirror.last_event_at``; none at the very first
+   start), so nothing that happened while it was away is lost (the Docker engine holds its last 256 events);
+2. lists every container by label once (the truth after any gap: a restarted worker, a restarted engine) and
+   writes the rows that differ from the table, deleting those of containers that are gone;
+3. applies the events as they come (:meth:`MirrorFollower.apply`): only a row that changes is written; a ``die``
+   the engine did not cause by a ``kill`` (a stop, a removal by force) is a death (``deaths``, ``last_died_at``),
+   and so is a failed swarm task;
+4. beats ``engine_mirror.beat_at`` every :data:`BEAT_SECONDS` with ``connected`` true;
+5. when the stream breaks (the engine restarts, cannot be reached, the database fails), writes ``connected`` false
+   with the error and starts again from 1 after a backoff (:data:`BACKOFF_BASE_SECONDS` doubling up to
+   :data:`BACKOFF_MAX_SECONDS`). A worker SIGKILLed leaves ``connected`` true, but its beat ages: the next worker's
+   follower takes the row over and resumes from ``last_event_at``.
+
+In swarm mode a row is a swarm service; the adapter's stream polls services and tasks (2 manager calls) every
+LIVE_MIRROR_POLL_SECONDS and at every manager event, and reports each service whose state changed
+(:data:`~app.stacks.engine.LISTED`), removed services and failed tasks (``die``).
+
+**The readers** (every view): :func:`freshness` (is the mirror fresh: connected, and beaten within
+LIVE_MIRROR_STALE_SECONDS) and :func:`observed` (the rows of some orders, one query). A view shows runtime states only
+from a fresh mirror, else ``unknown`` (``app/presenters.py`` :func:`~app.presenters.runtime_view`): it never shows
+a stale ``running``.
+"""
+from __future__ import annotations
+
+import calendar
+import datetime as dt
+import logging
+import queue
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable
+
+import peewee
+
+from app.errors import EngineUnavailable, LiveError, NotFound
+from app.models import EngineMirror, ObservedContainer, utcnow
+from app.stacks.engine import LISTED, ContainerState, Engine, EngineEvent
+from app.stacks.project import CONFIG_HASH_LABEL, deployment_selector, order_id_of, service_of
+
+log = logging.getLogger(__name__)
+
+#: How often the follower moves ``engine_mirror.beat_at`` while connected (seconds).
+BEAT_SECONDS = 2.0
+#: LIVE_MIRROR_STALE_SECONDS's default: a mirror whose beat is older is not fresh (views say ``unknown``).
+DEFAULT_STALE_SECONDS = 10.0
+#: LIVE_MIRROR_POLL_SECONDS's default: how often a swarm's tasks are polled (seconds).
+DEFAULT_POLL_SECONDS = 2.0
+#: Reconnection backoff: BASE × 2^(failures − 1) seconds, at most MAX.
+BACKOFF_BASE_SECONDS = 0.5
+BACKOFF_MAX_SECONDS = 30.0
+#: At most this many events are applied in one database transaction.
+BATCH_EVENTS = 200
+
+#: The columns of a row the engine decides (compared to decide whether a row changed).
+_FIELDS = ("order_id", "service", "name", "state", "health", "exit_code", "config_hash", "node", "error")
+_RUNNING_STATES = ("running", "restarting")
+
+
+# -- readers ---------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class MirrorFreshness:
+    """How fresh the mirror of a deployment is (:func:`freshness`).
+
+    ``fresh``: the follower is connected and its beat is at most ``stale_after`` seconds old; only then may a view
+    show what the rows say. ``age_seconds`` is the beat's age (never negative; None without a row: no worker ever
+    followed the engine), ``beat_at``/``last_event_at``/``last_listing_at`` naive UTC, ``follower`` the worker
+    (``host:pid``), ``error`` why the stream is down (private text).
+    """
+
+    fresh: bool
+    connected: bool
+    age_seconds: float | None
+    stale_after: float
+    beat_at: dt.datetime | None = None
+    follower: str | None = None
+    error: str | None = None
+    last_event_at: dt.datetime | None = None
+    last_listing_at: dt.datetime | None = None
+
+
+def freshness(deployment: str, *, stale_seconds: float = DEFAULT_STALE_SECONDS,
+              now: dt.datetime | None = None) -> MirrorFreshness:
+    """The freshness of ``deployment``'s mirror (one query): fresh only if connected and beaten within
+    ``stale_seconds`` (LIVE_MIRROR_STALE_SECONDS). ``now`` is naive UTC (default: now). Raises peewee's errors."""
+    row = EngineMirror.get_or_none(EngineMirror.deployment == deployment)
+    if row is None:
+        return _no_follower(stale_seconds)
+    return _freshness_of(row.connected, row.beat_at, row.follower, row.error, row.last_event_at, row.last_listing_at,
+                         stale_seconds=stale_seconds, now=now)
+
+
+def observed(order_ids: Iterable[int]) -> dict[int, dict[str, ObservedContainer]]:
+    """The mirror's rows of the orders ``order_ids`` (one query): ``{order_id: {service: ObservedContainer}}``; an
+    order without rows is absent. Where a service has two containers (one engine, while the deployer swaps a
+    recreated container in), the running one wins, else the one changed last."""
+    ids = sorted(set(order_ids))
+    found: dict[int, dict[str, ObservedContainer]] = {}
+    if not ids:
+        return found
+    rows = ObservedContainer.select().where(ObservedContainer.order_id.in_(ids) & ObservedContainer.service.is_null(False))
+    for row in rows:
+        services = found.setdefault(row.order_id, {})
+        other = services.get(row.service)
+        if other is None or _rank(row) > _rank(other):
+            services[row.service] = row
+    return found
+
+
+def _rank(row: ObservedContainer) -> tuple:
+    return (row.state in _RUNNING_STATES, row.changed_at or dt.datetime.min, row.id or 0)
+
+
+@dataclass(frozen=True)
+class MirrorReading:
+    """What a view needs from the mirror for one order: its freshness and the order's rows by service."""
+
+    freshness: MirrorFreshness
+    containers: dict[str, ObservedContainer] = field(default_factory=dict)
+
+
+def readings(deployment: str, order_ids: Iterable[int], *,
+             stale_seconds: float = DEFAULT_STALE_SECONDS) -> dict[int, MirrorReading]:
+    """:class:`MirrorReading` of each order of ``order_ids``: the mirror's freshness and the orders' rows in ONE
+    query whatever their number (the ``engine_mirror`` row left-joined with the orders' ``observed_container``
+    rows; :func:`freshness` and :func:`observed` give the same answers). Raises peewee's errors."""
+    ids = sorted(set(order_ids))
+    mirror_columns = [EngineMirror.connected, EngineMirror.beat_at, EngineMirror.follower, EngineMirror.error,
+                      EngineMirror.last_event_at, EngineMirror.last_listing_at]
+    row_columns = [getattr(ObservedContainer, name) for name in _ROW_COLUMNS]
+    on = (ObservedContainer.order_id.in_(ids) & ObservedContainer.service.is_null(False)) if ids else (
+        ObservedContainer.id.is_null(True) & ObservedContainer.id.is_null(False))  # no order: no row joins
+    query = (EngineMirror.select(*mirror_columns, *row_columns)
+             .join(ObservedContainer, peewee.JOIN.LEFT_OUTER, on=on)
+             .where(EngineMirror.deployment == deployment).tuples())
+    found: dict[int, dict[str, ObservedContainer]] = {}
+    state = None
+    for values in query:
+        if state is None:
+            state = _freshness_of(*values[:len(mirror_columns)], stale_seconds=stale_seconds)
+        data = dict(zip(_ROW_COLUMNS, values[len(mirror_columns):]))
+        if data["id"] is None:
+            continue
+        row = ObservedContainer(**data)
+        services = found.setdefault(row.order_id, {})
+        other = services.get(row.service)
+        if other is None or _rank(row) > _rank(other):
+            services[row.service] = row
+    if state is None:
+        state = _no_follower(stale_seconds)
+    return {order_id: MirrorReading(state, found.get(order_id, {})) for order_id in order_ids}
+
+
+_ROW_COLUMNS = ("id", "container_id", "order_id", "service", "name", "state", "health", "exit_code", "config_hash",
+                "node", "error", "deaths", "last_died_at", "changed_at", "observed_at")
+
+
+def _no_follower(stale_seconds: float) -> MirrorFreshness:
+    return MirrorFreshness(fresh=False, connected=False, age_seconds=None, stale_after=stale_seconds,
+                           error="no worker has followed the engine yet")
+
+
+def _freshness_of(connected, beat_at, follower, error, last_event_at, last_listing_at, *, stale_seconds: float,
+                  now: dt.datetime | None = None) -> MirrorFreshness:
+    age = max(0.0, ((now or utcnow()) - beat_at).total_seconds())
+    return MirrorFreshness(fresh=bool(connected) and age <= stale_seconds, connected=bool(connected),
+                           age_seconds=round(age, 3), stale_after=stale_seconds, beat_at=beat_at, follower=follower,
+                           error=error, last_event_at=last_event_at, last_listing_at=last_listing_at)
+
+
+# -- the follower -------------------------------------------------------------------------------------------------
+def engine_time(value: dt.datetime) -> float:
+    """A naive UTC time as engine time (seconds since the epoch)."""
+    return calendar.timegm(value.timetuple()) + value.microsecond / 1e6
+
+
+def utc_of(seconds: float) -> dt.datetime:
+    """Engine time (seconds since the epoch) as naive UTC."""
+    return dt.datetime.fromtimestamp(seconds, dt.timezone.utc).replace(tzinfo=None)
+
+
+_END = object()  # the engine ended its stream
+
+
+class MirrorFollower:
+    """Keeps ``observed_container`` and the ``engine_mirror`` row of ``deployment`` up to date (module docstring).
+
+    ``follower`` names the worker (``host:pid``). :meth:`start` runs :meth:`run` in a daemon thread,
+    :meth:`stop` ends it (the row is left ``connected`` false: no worker follows the engine any more). Each step
+    opens its own database connection. ``sleep``/``clock`` are for tests.
+    """
+
+    def __init__(self, engine: Engine, db: peewee.Database, deployment: str, follower: str, *,
+                 beat_seconds: float = BEAT_SECONDS, backoff_base: float = BACKOFF_BASE_SECONDS,
+                 backoff_max: float = BACKOFF_MAX_SECONDS, clock: Callable[[], float] = time.monotonic):
+        self.engine = engine
+        self.db = db
+        self.deployment = deployment
+        self.follower = follower
+        self.beat_seconds = beat_seconds
+        self.backoff_base = backoff_base
+        self.backoff_max = backoff_max
+        self._clock = clock
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        # container id -> {field: value, "deaths", "last_died_at"} as in the table (loaded at each listing)
+        self._rows: dict[str, dict[str, Any]] = {}
+        self._killed: set[str] = set()  # containers the engine killed (stop, removal): their next die is no death
+        self._last_time: float | None = None  # engine time of the last event applied (not LISTED ones)
+        self._last_beat: float | None = None
+        self._time_dirty = False
+        self._connected_once = False  # the current connection got as far as its listing
+        #: Counters for tests and benchmarks: rows written (inserted, updated, deleted), events applied, connections.
+        self.writes = 0
+        self.events_applied = 0
+        self.connections = 0
+        self.failures = 0
+
+    # -- thread -----------------------------------------------------------------
+    def start(self) -> threading.Thread:
+        """Run :meth:`run` in a daemon thread named ``engine-mirror``."""
+        self._stop.clear()
+        self._thread = threading.Thread(target=self.run, name="engine-mirror", daemon=True)
+        self._thread.start()
+        return self._thread
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Ask the follower to stop and wait for it (at most ``timeout`` seconds)."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    @property
+    def stopping(self) -> bool:
+        return self._stop.is_set()
+
+    def run(self) -> None:
+        """Follow until :meth:`stop`: connect, list, apply events, beat; on a failure mark the mirror disconnected
+        and try again after the backoff. Never raises."""
+        failures = 0
+        while not self._stop.is_set():
+            try:
+                self.follow()
+            except Exception as exc:  # noqa: BLE001 (the engine, the database, or a bug: the mirror says so, retries)
+                if self._stop.is_set():
+                    break
+                failures = 1 if self._connected_once else failures + 1
+                self._connected_once = False
+                self.failures += 1
+                delay = min(self.backoff_base * 2 ** (failures - 1), self.backoff_max)
+                if isinstance(exc, (LiveError, peewee.PeeweeException)):
+                    log.warning("engine mirror disconnected, reconnecting in %.1fs: %s", delay, exc)
+                else:
+                    log.exception("engine mirror crashed, reconnecting in %.1fs", delay)
+                self._mark_disconnected(f"{type(exc).__name__}: {exc}" if not isinstance(exc, LiveError) else str(exc))
+                self._stop.wait(delay)
+        self._mark_disconnected("the worker stopped following the engine")
+
+    def follow(self) -> None:
+        """One connection: claim the row, open the stream from the last event, list, then apply events and beat
+        until :meth:`stop` (returns) or the stream breaks (raises)."""
+        with self.db.connection_context():
+            since = self._claim()
+        with self.engine.events(deployment_selector(self.deployment), since) as stream:
+            items: queue.Queue = queue.Queue()
+            reader = threading.Thread(target=_read_into, args=(stream, items), name="engine-mirror-reader",
+                                      daemon=True)
+            reader.start()
+            with self.db.connection_context():
+                self.sync()
+            self._connected_once = True
+            self.connections += 1
+            while not self._stop.is_set():
+                try:
+                    first = items.get(timeout=min(0.5, self.beat_seconds))
+                except queue.Empty:
+                    first = None
+                batch = []
+                item = first
+                while item is not None:
+                    if item is _END:
+                        raise EngineUnavailable("the engine ended its event stream")
+                    if isinstance(item, BaseException):
+                        raise item
+                    batch.append(item)
+                    if len(batch) >= BATCH_EVENTS:
+                        break
+                    try:
+                        item = items.get_nowait()
+                    except queue.Empty:
+                        item = None
+                with self.db.connection_context():
+                    if batch:
+                        with self.db.atomic():
+                            for event in batch:
+                                self.apply(event)
+                    self.beat()
+        reader.join(5.0)  # leaving the stream's context closed it: the reader thread ends
+
+    # -- steps (also called by tests, with a database connection open) -------------------------------------------
+    def _claim(self) -> float | None:
+        """Take the deployment's row (creating it) for this follower; returns the ``since`` to resume from."""
+        now = utcnow()
+        row = EngineMirror.get_or_none(EngineMirror.deployment == self.deployment)
+        if row is None:
+            EngineMirror.create(deployment=self.deployment, follower=self.follower, connected=False, started_at=now,
+                                beat_at=now)
+            since = None
+        else:
+            EngineMirror.update(follower=self.follower, started_at=now).where(
+                EngineMirror.deployment == self.deployment).execute()
+            since = engine_time(row.last_event_at) if row.last_event_at is not None else None
+        if self._last_time is None and since is not None:
+            # The table's time has microseconds; the engine's may have more digits: what is at most 1 µs later was
+            # applied already (the stream replays from ``since`` inclusive).
+            self._last_time = since + 1e-6
+        return self._last_time if self._last_time is not None else since
+
+    def sync(self) -> int:
+        """The full listing by label: write the rows that differ, delete those of containers gone; mark the mirror
+        connected. Returns the rows written."""
+        listed = self.engine.list_containers(deployment_selector(self.deployment))
+        self._rows = {row.container_id: _as_cache(row) for row in ObservedContainer.select()}
+        written = 0
+        seen = set()
+        with self.db.atomic():
+            for container in listed:
+                if service_of(container.labels) is None or order_id_of(container.labels) is None:
+                    continue  # an archive helper, or not an order's container
+                seen.add(container.id)
+                written += self._put(container.id, _values_of_state(container))
+            for gone in [cid for cid in self._rows if cid not in seen]:
+                written += self._delete(gone)
+            now = utcnow()
+            EngineMirror.update(connected=True, error=None, beat_at=now, last_listing_at=now,
+                                follower=self.follower).where(EngineMirror.deployment == self.deployment).execute()
+        self._last_beat = self._clock()
+        log.info("engine mirror connected: %d container(s) listed, %d row(s) written", len(seen), written)
+        return written
+
+    def beat(self, force: bool = False) -> bool:
+        """Move ``beat_at`` (and record the last event's time) at most every ``beat_seconds``; returns whether it
+        wrote."""
+        now = self._clock()
+        if not force and self._last_beat is not None and now - self._last_beat < self.beat_seconds:
+            if self._time_dirty:
+                self._write_time()
+            return False
+        values: dict[Any, Any] = {EngineMirror.beat_at: utcnow(), EngineMirror.connected: True,
+                                  EngineMirror.error: None}
+        if self._last_time is not None:
+            values[EngineMirror.last_event_at] = utc_of(self._last_time)
+        EngineMirror.update(values).where(EngineMirror.deployment == self.deployment).execute()
+        self._time_dirty = False
+        self._last_beat = now
+        return True
+
+    def _write_time(self) -> None:
+        self._time_dirty = False
+        if self._last_time is None:  # only LISTED events so far (a swarm's poll): no engine time to resume from
+            return
+        EngineMirror.update(last_event_at=utc_of(self._last_time)).where(
+            EngineMirror.deployment == self.deployment).execute()
+
+    def apply(self, event: EngineEvent) -> bool:
+        """Apply one event to the table; returns whether a row was written. Events at or before the last one
+        applied (a replay after a reconnection) are skipped, except :data:`LISTED` ones (a whole state: idempotent)."""
+        if event.action != LISTED:
+            if self._last_time is not None and event.time <= self._last_time:
+                return False
+            self._last_time = event.time
+        self.events_applied += 1
+        cid = event.container_id
+        action = event.action
+        if action == LISTED:
+            if event.state is None or service_of(event.state.labels) is None or order_id_of(event.state.labels) is None:
+                return False
+            return bool(self._put(cid, _values_of_state(event.state)))
+        if action == "destroy":
+            self._killed.discard(cid)
+            return bool(self._delete(cid))
+        if service_of(event.labels) is None or order_id_of(event.labels) is None:
+            return False  # an archive helper
+        if action == "kill":
+            self._killed.add(cid)
+            return False
+        current = self._rows.get(cid)
+        values = dict(current) if current is not None else _values_of_labels(event)
+        values.pop("deaths", None)
+        values.pop("last_died_at", None)
+        if action in ("start", "restart"):
+            self._killed.discard(cid)
+            try:
+                return bool(self._put(cid, _values_of_state(self.engine.inspect_container(cid))))
+            except NotFound:
+                return False  # already gone: its destroy follows
+        if action == "create":
+            values.update(state="created", exit_code=None)
+        elif action == "die":
+            values.update(state="exited", exit_code=_int(event.attributes.get("exitCode")))
+            death = cid not in self._killed
+            self._killed.discard(cid)
+            return bool(self._put(cid, values, died_at=utc_of(event.time) if death else None))
+        elif action == "stop":
+            if values.get("state") in _RUNNING_STATES:
+                values.update(state="exited")
+        elif action == "pause":
+            values.update(state="paused")
+        elif action == "unpause":
+            values.update(state="running")
+        elif action.startswith("health_status"):
+            health = action.partition(":")[2].strip() or event.attributes.get("health_status")
+            if not health:
+                return False
+            values.update(health=health.replace("health: ", ""))
+        elif action == "rename":
+            values.update(name=event.attributes.get("name") or values.get("name"))
+        else:
+            return False  # exec_*, attach, resize, top, oom (its die follows), ...
+        return bool(self._put(cid, values))
+
+    # -- writes -------------------------------------------------------------------------------------------------
+    def _put(self, cid: str, values: dict[str, Any], died_at: dt.datetime | None = None) -> int:
+        """Insert or update the row of ``cid`` when ``values`` (or a death) change it; returns rows written."""
+        current = self._rows.get(cid)
+        wanted = {name: values.get(name) for name in _FIELDS}
+        if current is not None and died_at is None and all(current[name] == wanted[name] for name in _FIELDS):
+            return 0
+        now = utcnow()
+        if current is None:
+            deaths = 1 if died_at else 0
+            ObservedContainer.insert(container_id=cid, **wanted, deaths=deaths, last_died_at=died_at, changed_at=now,
+                                     observed_at=now).on_conflict(
+                conflict_target=[ObservedContainer.container_id],
+                update={**{getattr(ObservedContainer, name): wanted[name] for name in _FIELDS},
+                        ObservedContainer.observed_at: now}).execute()
+            self._rows[cid] = {**wanted, "deaths": deaths, "last_died_at": died_at}
+        else:
+            changes: dict[Any, Any] = {getattr(ObservedContainer, name): wanted[name] for name in _FIELDS
+                                       if current[name] != wanted[name]}
+            changes[ObservedContainer.observed_at] = now
+            if current["state"] != wanted["state"] or current["health"] != wanted["health"]:
+                changes[ObservedContainer.changed_at] = now
+            if died_at is not None:
+                changes[ObservedContainer.deaths] = ObservedContainer.deaths + 1
+                changes[ObservedContainer.last_died_at] = died_at
+                current["deaths"] = current["deaths"] + 1
+                current["last_died_at"] = died_at
+            ObservedContainer.update(changes).where(ObservedContainer.container_id == cid).execute()
+            current.update(wanted)
+        self._time_dirty = True
+        self.writes += 1
+        return 1
+
+    def _delete(self, cid: str) -> int:
+        if self._rows.pop(cid, None) is None:
+            return 0
+        ObservedContainer.delete().where(ObservedContainer.container_id == cid).execute()
+        self._time_dirty = True
+        self.writes += 1
+        return 1
+
+    def _mark_disconnected(self, error: str) -> None:
+        """Record that the stream is down (views say ``unknown`` at once); a database that is down is only logged."""
+        try:
+            with self.db.connection_context():
+                EngineMirror.update(connected=False, error=error[:2000]).where(
+                    (EngineMirror.deployment == self.deployment) & (EngineMirror.follower == self.follower)).execute()
+        except peewee.PeeweeException as exc:
+            log.warning("engine mirror: could not record the disconnection: %s", exc)
+
+
+def _read_into(stream, items: queue.Queue) -> None:
+    """The reader thread: every event of ``stream`` into ``items``, then its error or the end marker."""
+    try:
+        for event in stream:
+            items.put(event)
+    except BaseException as exc:  # noqa: BLE001 (handed to the follower, which decides)
+        items.put(exc)
+        return
+    items.put(_END)
+
+
+def _as_cache(row: ObservedContainer) -> dict[str, Any]:
+    return {**{name: getattr(row, name) for name in _FIELDS}, "deaths": row.deaths, "last_died_at": row.last_died_at}
+
+
+def _values_of_state(container: ContainerState) -> dict[str, Any]:
+    return {"order_id": order_id_of(container.labels), "service": service_of(container.labels),
+            "name": container.name[:255], "state": container.state[:16],
+            "health": container.health, "exit_code": container.exit_code,
+            "config_hash": container.labels.get(CONFIG_HASH_LABEL), "node": container.node,
+            "error": container.error}
+
+
+def _values_of_labels(event: EngineEvent) -> dict[str, Any]:
+    """A row known only from an event (its container was not listed): what its labels say."""
+    return {"order_id": order_id_of(event.labels), "service": service_of(event.labels),
+            "name": (event.attributes.get("name") or event.container_id)[:255], "state": "created",
+            "health": None, "exit_code": None, "config_hash": event.labels.get(CONFIG_HASH_LABEL), "node": None,
+            "error": None}
+
+
+def _int(value: str | None) -> int | None:
+    try:
+        return int(value) if value is not None else None
+    except ValueError:
+        return None

@@ -1,0 +1,340 @@
+"""The engine mirror (app/stacks/mirror.py) on the in-memory engine: the listing, the events, only changed rows
+written, deaths, reconnection with ``since``, freshness, and the views that read it (``runtime``, GeoCat Live)."""
+from __future__ import annotations
+
+import datetime as dt
+import time
+
+import pytest
+
+from app.models import EngineMirror, ObservedContainer, utcnow
+from app.orders.service import CustomerInfo
+from app.stacks.engine import LISTED, ContainerState, EngineEvent
+from app.stacks.mirror import MirrorFollower, freshness, observed, readings
+from app.stacks.project import deployment_selector
+from tests.fakes import FakeEngine
+from tests.support.waiting import wait_for
+from tests.unit.test_operations_fake import run
+
+SERVICES = ["app", "db", "web"]
+
+
+@pytest.fixture
+def live(fake_live):
+    return fake_live
+
+
+@pytest.fixture
+def engine(fake_engine) -> FakeEngine:
+    return fake_engine
+
+
+def create(live, name="acme", service_id=1):
+    outcome = live.orders.create(service_id=service_id, customer=CustomerInfo(email="ops@example.org"),
+                                 product="busybox-demo", plan="small", username=name)
+    run(live)
+    return outcome.order
+
+
+def follower(live, **kwargs) -> MirrorFollower:
+    return MirrorFollower(live.engine, live.db, live.settings.deployment, "test:1", **kwargs)
+
+
+class Stepper:
+    """Drives a follower by hand: claim, open the stream from ``since``, list; then apply what the engine has."""
+
+    def __init__(self, mirror: MirrorFollower):
+        self.mirror = mirror
+        self.context = None
+        self.stream = None
+
+    def connect(self) -> int:
+        since = self.mirror._claim()
+        self.context = self.mirror.engine.events(deployment_selector(self.mirror.deployment), since)
+        self.stream = self.context.__enter__()
+        return self.mirror.sync()
+
+    def pump(self) -> int:
+        """Apply every event the engine has recorded so far; returns the rows written."""
+        written = 0
+        while self.stream.ready():
+            written += self.mirror.apply(next(self.stream))
+        self.mirror.beat(force=True)
+        return written
+
+    def close(self):
+        if self.context is not None:
+            self.context.__exit__(None, None, None)
+            self.context = None
+
+
+@pytest.fixture
+def stepper(live):
+    stepper = Stepper(follower(live))
+    yield stepper
+    stepper.close()
+
+
+def rows(order_id) -> dict[str, ObservedContainer]:
+    return observed([order_id]).get(order_id, {})
+
+
+def states(order_id) -> dict[str, str]:
+    return {service: row.state for service, row in rows(order_id).items()}
+
+
+def test_the_first_listing_writes_every_container_and_a_second_one_nothing(live, engine, stepper):
+    order = create(live)
+    assert stepper.connect() == 3
+    assert states(order.id) == {"app": "running", "db": "running", "web": "running"}
+    row = rows(order.id)["web"]
+    assert row.name.endswith("acme_web") and row.config_hash and row.deaths == 0
+    assert freshness(live.settings.deployment).fresh
+    assert stepper.mirror.sync() == 0  # nothing changed: nothing written
+    stepper.pump()
+    assert stepper.mirror.writes == 3  # the create's events were before the listing: the table already says so
+
+
+def test_events_are_applied_and_only_changed_rows_written(live, engine, stepper):
+    stepper.connect()
+    order = create(live)
+    stepper.pump()
+    assert states(order.id) == {"app": "running", "db": "running", "web": "running"}
+    writes = stepper.mirror.writes
+    web = engine.container(f"{live.settings.deployment}-acme_web")
+    engine.stop_container(web.id, 1)  # kill, die, stop: one row changes, once
+    stepper.pump()
+    assert states(order.id)["web"] == "exited"
+    assert stepper.mirror.writes == writes + 1
+    assert rows(order.id)["web"].deaths == 0  # a stop is no death
+    engine.pause_container(engine.container(f"{live.settings.deployment}-acme_app").id)
+    stepper.pump()
+    assert states(order.id)["app"] == "paused"
+    engine.remove_container(web.id)
+    stepper.pump()
+    assert "web" not in rows(order.id)
+
+
+def test_a_crash_is_a_death_and_a_restart_is_seen(live, engine, stepper):
+    stepper.connect()
+    order = create(live)
+    stepper.pump()
+    db = engine.container(f"{live.settings.deployment}-acme_db")
+    engine.crash(db.id, 2)
+    stepper.pump()
+    row = rows(order.id)["db"]
+    assert (row.state, row.exit_code, row.deaths) == ("exited", 2, 1)
+    assert row.last_died_at is not None
+    engine.start_container(db.id)
+    engine.crash(db.id, 2)
+    engine.start_container(db.id)
+    stepper.pump()
+    row = rows(order.id)["db"]
+    assert (row.state, row.deaths) == ("running", 2)
+
+
+def test_health_events_and_archive_helpers(live, engine, stepper):
+    stepper.connect()
+    order = create(live)
+    stepper.pump()
+    web = engine.container(f"{live.settings.deployment}-acme_web")
+    engine.record(web, "health_status: unhealthy")
+    stepper.pump()
+    assert rows(order.id)["web"].health == "unhealthy"
+    # A container without a service label (an archive helper) is never a row.
+    assert all(row.service for row in ObservedContainer.select())
+
+
+def test_a_reconnection_resumes_from_the_last_event_and_counts_deaths_once(live, engine, stepper):
+    stepper.connect()
+    order = create(live)
+    stepper.pump()
+    db = engine.container(f"{live.settings.deployment}-acme_db")
+    engine.crash(db.id, 1)
+    stepper.pump()
+    assert rows(order.id)["db"].deaths == 1
+    # The stream breaks (the engine restarted); meanwhile the container dies again and is started.
+    engine.break_events()
+    with pytest.raises(Exception):
+        next(stepper.stream)
+    stepper.close()
+    engine.start_container(db.id)
+    engine.crash(db.id, 1)
+    # A new follower (the worker restarted) resumes from the table's last event time.
+    again = Stepper(follower(live))
+    again.connect()
+    again.pump()
+    assert rows(order.id)["db"].deaths == 2  # the death while away counted, the first one not again
+    assert rows(order.id)["db"].state == "exited"
+    again.close()
+
+
+def test_a_listing_removes_rows_of_containers_gone_while_away(live, engine, stepper):
+    stepper.connect()
+    order = create(live)
+    stepper.pump()
+    stepper.close()
+    web = engine.container(f"{live.settings.deployment}-acme_web")
+    del engine.containers[web.id]  # gone without an event the follower could see (a lost engine buffer)
+    again = Stepper(follower(live))
+    again.connect()
+    assert set(rows(order.id)) == {"app", "db"}
+    again.close()
+
+
+def test_listed_events_carry_a_whole_state(live, stepper):
+    stepper.connect()
+    labels = {"live.deployment": live.settings.deployment, "live.order": "7", "live.service": "web"}
+    state = ContainerState(id="svc1", name="x_web", labels=labels, state="restarting", node="n1", error="boom")
+    mirror = stepper.mirror
+    assert mirror.apply(EngineEvent(time=1.0, action=LISTED, container_id="svc1", labels=labels, state=state))
+    assert not mirror.apply(EngineEvent(time=2.0, action=LISTED, container_id="svc1", labels=labels, state=state))
+    assert mirror.apply(EngineEvent(time=3.0, action="die", container_id="svc1", labels=labels,
+                                    attributes={"exitCode": "1"}))
+    row = rows(7)["web"]
+    assert (row.node, row.error, row.deaths) == ("n1", "boom", 1)
+
+
+def test_freshness_needs_a_connection_and_a_recent_beat(live, stepper):
+    deployment = live.settings.deployment
+    assert not freshness(deployment).fresh  # no follower yet
+    assert freshness(deployment).age_seconds is None
+    stepper.connect()
+    assert freshness(deployment).fresh
+    EngineMirror.update(beat_at=utcnow() - dt.timedelta(seconds=11)).execute()
+    assert not freshness(deployment, stale_seconds=10).fresh
+    assert freshness(deployment, stale_seconds=20).fresh
+    EngineMirror.update(beat_at=utcnow(), connected=False).execute()
+    assert not freshness(deployment).fresh
+
+
+def test_order_views_show_the_runtime_and_unknown_when_stale(live, engine, stepper):
+    stepper.connect()
+    order = create(live)
+    stepper.pump()
+    runtime = live.queries.order_view(order)["runtime"]
+    assert runtime["state"] == "running"
+    assert [s["service"] for s in runtime["services"]] == SERVICES
+    assert runtime["age_seconds"] is not None and runtime["observed_at"].endswith("Z")
+    engine.crash(engine.container(f"{live.settings.deployment}-acme_db").id, 1)
+    stepper.pump()
+    assert live.queries.order_view(order)["runtime"]["state"] == "degraded"
+    assert live.queries.service_info(order.whmcs_service_id)["runtime"]["state"] == "degraded"
+    assert [s["status"] for s in live.queries.geocat_live_services("acme")] == ["SERVICE_RUNNING"]  # web's endpoint
+    engine.crash(engine.container(f"{live.settings.deployment}-acme_web").id, 1)
+    stepper.pump()
+    assert [s["status"] for s in live.queries.geocat_live_services("acme")] == ["SERVICE_ERROR"]
+    # The stream down: every view says unknown, never a stale state.
+    EngineMirror.update(connected=False).execute()
+    runtime = live.queries.order_view(order)["runtime"]
+    assert runtime["state"] == "unknown" and {s["state"] for s in runtime["services"]} == {"unknown"}
+    assert live.queries.order_page(status=None, product=None, customer_id=None, service_id=None, page=1,
+                                   per_page=10)["items"][0]["runtime"]["state"] == "unknown"
+    assert [s["status"] for s in live.queries.geocat_live_services("acme")] == ["SERVICE_WAITING"]
+
+
+def test_runtime_states_stopped_starting_and_missing(live, engine, stepper):
+    stepper.connect()
+    order = create(live)
+    live.orders.suspend(order)
+    run(live)
+    stepper.pump()
+    assert live.queries.order_view(order)["runtime"]["state"] == "stopped"
+    live.orders.unsuspend(order)
+    run(live)
+    db = engine.container(f"{live.settings.deployment}-acme_db")
+    engine.record(db, "health_status: starting")  # db has a healthcheck: running, not healthy yet
+    stepper.pump()
+    runtime = live.queries.order_view(order)["runtime"]
+    assert runtime["state"] == "starting"
+    assert {"service": "db", "state": "running", "health": "starting"} in runtime["services"]
+    engine.remove_container(engine.container(f"{live.settings.deployment}-acme_app").id)
+    stepper.pump()
+    services = {s["service"]: s["state"] for s in live.queries.order_view(order)["runtime"]["services"]}
+    assert services["app"] == "missing"
+
+
+def test_views_never_call_the_engine(live, engine, stepper):
+    stepper.connect()
+    order = create(live)
+    stepper.pump()
+    calls = engine.api_calls
+    live.queries.order_view(order)
+    live.queries.service_info(order.whmcs_service_id)
+    live.queries.geocat_live_services("acme")
+    live.queries.order_views()
+    assert engine.api_calls == calls
+
+
+def test_the_follower_thread_reconnects_after_the_stream_breaks(live, engine):
+    mirror = follower(live, backoff_base=0.01, beat_seconds=0.1)
+    mirror.start()
+    try:
+        wait_for(lambda: freshness(live.settings.deployment).fresh, timeout=10, what="connected")
+        order = create(live)
+        wait_for(lambda: states(order.id) == {"app": "running", "db": "running", "web": "running"}, timeout=10,
+                 what="the deploy mirrored")
+        engine.reachable = False
+        engine.break_events()
+        wait_for(lambda: not freshness(live.settings.deployment).connected, timeout=10, what="disconnected")
+        assert "fake engine" in (freshness(live.settings.deployment).error or "")
+        assert live.queries.order_view(order)["runtime"]["state"] == "unknown"
+        engine.crash(engine.container(f"{live.settings.deployment}-acme_web").id, 3)
+        engine.reachable = True
+        wait_for(lambda: freshness(live.settings.deployment).fresh, timeout=10, what="reconnected")
+        wait_for(lambda: rows(order.id)["web"].deaths == 1, timeout=10, what="the death while away counted")
+        assert mirror.connections >= 2
+    finally:
+        mirror.stop()
+    state = freshness(live.settings.deployment)
+    assert not state.connected and "stopped" in state.error
+
+
+def test_the_worker_runs_the_follower_with_its_name(live):
+    worker = live.worker()
+    assert worker.mirror is not None and worker.mirror.follower == worker.worker_id
+
+
+def counted(fn):
+    """``fn()``'s result and the SQL statements it ran."""
+    from app.db import database
+
+    queries = []
+    original = database.obj.execute_sql
+
+    def counting(sql, *args, **kwargs):
+        queries.append(sql)
+        return original(sql, *args, **kwargs)
+
+    database.obj.execute_sql = counting
+    try:
+        return fn(), queries
+    finally:
+        database.obj.execute_sql = original
+
+
+def test_observed_and_readings_are_one_query_for_many_orders(live, stepper):
+    deployment = live.settings.deployment
+    assert not readings(deployment, [1])[1].freshness.fresh  # no follower yet: nothing is fresh
+    stepper.connect()
+    for n in range(3):
+        create(live, name=f"o{n}", service_id=10 + n)
+    stepper.pump()
+    ids = list(range(1, 10))
+    found, queries = counted(lambda: observed(ids))
+    assert len(queries) == 1 and len(found) == 3
+    assert all(set(services) == set(SERVICES) for services in found.values())
+    read, queries = counted(lambda: readings(deployment, ids))
+    assert len(queries) == 1
+    assert {i: {s: r.container_id for s, r in m.containers.items()} for i, m in read.items() if m.containers} == {
+        i: {s: r.container_id for s, r in services.items()} for i, services in found.items()}
+    assert all(m.freshness.fresh for m in read.values())
+    assert readings(deployment, [])  == {} and readings(deployment, [99])[99].containers == {}
+    assert readings(deployment, [99])[99].freshness.fresh
+
+
+def test_time_is_kept_between_followers():
+    from app.stacks.mirror import engine_time, utc_of
+
+    now = time.time()
+    assert abs(engine_time(utc_of(now)) - now) < 1e-5
