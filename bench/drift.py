@@ -61,6 +61,7 @@ def measure(bench, mode: str) -> None:
         worker = subprocess.Popen([sys.executable, "-m", "flask", "--app", "wsgi", "live", "worker"], cwd=PROJECT_ROOT,
                                   env=env, stdout=output, stderr=subprocess.STDOUT)
     timings: dict[str, list[float]] = {"shown": [], "running": [], "repaired": []}
+    timeline: list[list[tuple[str, float]]] = []
     try:
         outcome = live.orders.create(service_id=9151, customer=CustomerInfo(email="drift@example.org"),
                                      product="mini", plan="basic", username=f"drift {mode}")
@@ -82,7 +83,7 @@ def measure(bench, mode: str) -> None:
             repairs = Operation.select().where((Operation.order == order_id) & (Operation.requested_by == "drift")
                                                & (Operation.state == "succeeded")).count()
             repaired_events = Event.select().where((Event.order == order_id) & (Event.kind == "drift_repaired")).count()
-            started = time.monotonic()
+            started, removed_at = time.monotonic(), utcnow()
             if mode == "swarm":
                 bench.docker.services.get(name).scale(0)
             else:
@@ -98,8 +99,15 @@ def measure(bench, mode: str) -> None:
                                               & (Event.kind == "drift_repaired")).count() > repaired_events, 120,
                  "drift_repaired")
             timings["repaired"].append(time.monotonic() - started)
+            # Where the time went (seconds after the removal): the checker's events and operations, the mirror's row.
+            timeline.append(sorted(
+                [(e.kind, round((e.created_at - removed_at).total_seconds(), 2)) for e in Event.select().where(
+                    (Event.order == order_id) & (Event.created_at >= removed_at)
+                    & (Event.kind.startswith("drift_") | Event.kind.startswith("operation.")))],
+                key=lambda item: item[1]))
+            log(f"drift {mode} #{attempt + 1} timeline: {timeline[-1]}")
             log(f"drift {mode} #{attempt + 1}: shown {timings['shown'][-1]:.2f}s, running again "
-                      f"{timings['running'][-1]:.2f}s, repaired {timings['repaired'][-1]:.2f}s")
+                f"{timings['running'][-1]:.2f}s, repaired {timings['repaired'][-1]:.2f}s")
     finally:
         worker.send_signal(signal.SIGTERM)
         try:
@@ -112,7 +120,8 @@ def measure(bench, mode: str) -> None:
     labels = {"shown": f"drift ({mode}): from `{how}` to the order's drift showing it",
               "running": f"drift ({mode}): to the checker's redeploy succeeded (running again)",
               "repaired": f"drift ({mode}): to drift_repaired (the view says ok)"}
-    bench.raw[f"drift_{mode}"] = {key: [round(v, 3) for v in values] for key, values in timings.items()}
+    bench.raw[f"drift_{mode}"] = {**{key: [round(v, 3) for v in values] for key, values in timings.items()},
+                                  "timeline": timeline}
     for key, label in labels.items():
         bench.row(label, round(statistics.median(timings[key]), 2), None, "-", None, "s",
                   f"median of {REPEATS}; LIVE_DRIFT_SECONDS=0.5, LIVE_MIRROR_POLL_SECONDS=0.5, settle "

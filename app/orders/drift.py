@@ -20,7 +20,8 @@ re-detected; suspended, terminated and failed orders never) whose expectation wa
 ``config_changed`` (its ``live.config-hash`` is not the deploy's), ``crash_loop`` (its container died
 LIVE_DRIFT_CRASH_DEATHS times since the deploy, none more than LIVE_DRIFT_WINDOW_SECONDS after the one
 before: the mirror counts deaths). A container the restart policy is bringing back (``restarting``) is no
-drift by itself: its deaths are counted.
+drift by itself: its deaths are counted. A state counts once it lasted :data:`CONFIRM_SECONDS` (a container
+removed by force is ``exited`` for an instant first); a missing container counts at once.
 
 **What it does** (LIVE_DRIFT): ``report``: events only. ``repair`` (default): queue a ``redeploy`` through the
 order service, requested by ``drift``, refused inside the order's lock when another operation is unfinished or
@@ -58,6 +59,9 @@ log = logging.getLogger(__name__)
 DRIFT_ACTOR = "drift"
 #: Seconds after an expectation is recorded before the checker judges the order (the mirror catches up first).
 SETTLE_SECONDS = 5.0
+#: Seconds a container's state must have lasted before it counts as drift (``docker rm -f`` kills, then removes: the
+#: container is ``exited`` for an instant, and a redeploy then would race the removal). A missing one counts at once.
+CONFIRM_SECONDS = 2.0
 #: Secret values shorter than this are not masked in log lines (they would mask ordinary text).
 MIN_MASKED_LENGTH = 4
 MASK = "********"
@@ -124,6 +128,7 @@ class DriftRules:
     unhealthy_seconds: float = 60.0
     log_lines: int = 20
     settle_seconds: float = SETTLE_SECONDS
+    confirm_seconds: float = CONFIRM_SECONDS
 
 
 def problems_of(expected: Mapping[str, Mapping[str, Any]], containers: Mapping[str, ObservedContainer],
@@ -136,6 +141,8 @@ def problems_of(expected: Mapping[str, Mapping[str, Any]], containers: Mapping[s
         kind = detail = None
         if row is None:
             kind, detail = "missing", "no container"
+        elif (now - row.changed_at).total_seconds() < rules.confirm_seconds:
+            pass  # just changed: judged once it lasted
         elif wanted.get("config_hash") and row.config_hash and row.config_hash != wanted["config_hash"]:
             kind, detail = "config_changed", "made from another definition than the last deploy's"
         elif row.state in ("exited", "dead"):

@@ -48,7 +48,7 @@ def mirror(live, engine, *, fresh: bool = True, beat_age: float = 0.0) -> None:
 def checker(live, **rules):
     """The worker's checker (bootstrap's), with no settle time and ``rules`` changed."""
     drift = live.drift_checker()
-    drift.rules = dataclasses.replace(drift.rules, settle_seconds=0.0, **rules)
+    drift.rules = dataclasses.replace(drift.rules, settle_seconds=0.0, confirm_seconds=0.0, **rules)
     return drift
 
 
@@ -104,7 +104,7 @@ def test_a_service_waited_for_to_complete_or_restarted_on_failure_only_is_one_sh
 
 def test_a_one_shot_service_that_exited_0_is_no_drift_and_one_that_failed_is():
     now = utcnow()
-    rules = SimpleNamespace(unhealthy_seconds=60.0)
+    rules = SimpleNamespace(unhealthy_seconds=60.0, confirm_seconds=0.0)
     expected = {"migrate": {"config_hash": "h", "one_shot": True}, "web": {"config_hash": "w", "one_shot": False}}
 
     def row(state, code, service):
@@ -344,3 +344,16 @@ def test_drift_settings_have_defaults_and_are_read():
     settings = load_settings({"LIVE_DRIFT": " Report ", "LIVE_DRIFT_MAX_REPAIRS": "0", "LIVE_DRIFT_SECONDS": "0.5"})
     assert (settings.drift, settings.drift_max_repairs, settings.drift_seconds) == ("report", 0, 0.5)
     assert load_settings({}).drift == "repair"
+
+
+def test_a_state_is_drift_only_once_it_lasted_and_a_missing_container_at_once(live, engine):
+    order = create(live)
+    container(engine, order, "app").exit(137)  # `docker rm -f`: killed, about to be removed
+    mirror(live, engine)
+    drift = checker(live)
+    drift.rules = dataclasses.replace(drift.rules, confirm_seconds=2.0)
+    assert drift.check().detected == []
+    engine.remove_container(container(engine, order, "app").id)
+    mirror(live, engine)
+    assert drift.check().detected == [order.id]
+    assert drift_key(live, order)["problems"][0]["kind"] == "missing"
