@@ -32,7 +32,8 @@ def poll(predicate, timeout: float, what: str):
 def run(bench) -> None:
     """Both modes on ``bench`` (bench/run.py's :class:`Bench`: its settings, database, rows, log)."""
     swarm = bool((bench.docker.info().get("Swarm") or {}).get("ControlAvailable"))
-    for mode in ("docker", "swarm") if swarm else ("docker",):
+    modes = [m for m in os.environ.get("BENCH_DRIFT_MODES", "docker,swarm").split(",") if m]
+    for mode in [m for m in modes if m == "docker" or swarm]:
         measure(bench, mode)
     if not swarm:
         bench.row("drift (swarm, skipped)", "the engine is not a swarm manager", None, "-", None)
@@ -56,7 +57,7 @@ def measure(bench, mode: str) -> None:
     live.catalog.sync()
     log_path = bench.tmp / f"drift-{mode}-worker.log"
     env = settings_env(settings, LIVE_WORKER_POLL_SECONDS="0.1", LIVE_DRIFT_SECONDS="0.5",
-                       LIVE_MIRROR_POLL_SECONDS="0.5", LIVE_DRIFT_MAX_REPAIRS=str(REPEATS + 1), LIVE_LOG_LEVEL="WARNING")
+                       LIVE_MIRROR_POLL_SECONDS="0.5", LIVE_DRIFT_MAX_REPAIRS=str(REPEATS + 1), LIVE_LOG_LEVEL="INFO")
     with open(log_path, "ab") as output:  # the child keeps its own copy of the descriptor
         worker = subprocess.Popen([sys.executable, "-m", "flask", "--app", "wsgi", "live", "worker"], cwd=PROJECT_ROOT,
                                   env=env, stdout=output, stderr=subprocess.STDOUT)
@@ -108,6 +109,12 @@ def measure(bench, mode: str) -> None:
             log(f"drift {mode} #{attempt + 1} timeline: {timeline[-1]}")
             log(f"drift {mode} #{attempt + 1}: shown {timings['shown'][-1]:.2f}s, running again "
                 f"{timings['running'][-1]:.2f}s, repaired {timings['repaired'][-1]:.2f}s")
+    except Exception:
+        drift_events = [(e.kind, e.message[:200]) for e in Event.select().where(
+            (Event.order == order_id) & (Event.kind.startswith("drift_") | Event.kind.startswith("operation.")))
+            .order_by(Event.id)] if "order_id" in locals() else []
+        log(f"drift {mode} failed; events: {drift_events}; worker log: {log_path.read_text()[-4000:]}")
+        raise
     finally:
         worker.send_signal(signal.SIGTERM)
         try:
