@@ -23,6 +23,7 @@ from app.ingress.caddy import CaddyIngress, CaddySettings
 from app.ingress.routes import RouteTable
 from app.ingress.service import IngressService
 from app.logging_setup import configure_logging
+from app.orders.drift import DriftChecker, DriftMode, DriftRules
 from app.orders.operations import OperationRunner
 from app.orders.queries import OrderQueries
 from app.orders.service import OrderService
@@ -64,7 +65,7 @@ class Live:
                       lease_seconds=s.lease_seconds, catalog_sync_seconds=s.catalog_sync_seconds,
                       ingress=self.ingress, ingress_resync_seconds=s.ingress_resync_seconds,
                       backups=self.backup_scheduler(), drills=self.restore_drills(), usage=self.usage_sampler(),
-                      mirror=self.mirror_follower())
+                      mirror=self.mirror_follower(), drift=self.drift_checker(), drift_seconds=s.drift_seconds)
 
     def usage_sampler(self) -> UsageSampler:
         """The worker's usage sampler (app/orders/usage.py): cgroup files of this machine where it runs the
@@ -73,6 +74,14 @@ class Live:
         return UsageSampler(self.engine, s.deployment, self.runner.project, sample_seconds=s.usage_sample_seconds,
                             disk_seconds=s.usage_disk_seconds, stats_per_second=s.usage_stats_per_second,
                             cgroups=CgroupReader())
+
+    def drift_checker(self) -> DriftChecker:
+        """The worker's drift checker (app/orders/drift.py) with the LIVE_DRIFT settings."""
+        s = self.settings
+        return DriftChecker(s.deployment, self.orders, self.engine, DriftRules(
+            mode=DriftMode(s.drift), max_repairs=s.drift_max_repairs, window_seconds=s.drift_window_seconds,
+            crash_deaths=s.drift_crash_deaths, unhealthy_seconds=s.drift_unhealthy_seconds,
+            log_lines=s.drift_log_lines), stale_seconds=s.mirror_stale_seconds)
 
     def mirror_follower(self) -> MirrorFollower:
         """The worker's follower of the engine's events (app/stacks/mirror.py); the worker names it."""

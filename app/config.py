@@ -89,6 +89,15 @@ class Settings:
     usage_sample_seconds: float = 30.0
     usage_disk_seconds: float = 300.0
     usage_stats_per_second: float = 10.0
+    # Drift (issue 15, app/orders/drift.py): "repair" (queue a redeploy) or "report" (events only), how often the
+    # worker compares what runs with what should, and the bounds of repairs and crash loops.
+    drift: str = "repair"
+    drift_seconds: float = 2.0
+    drift_max_repairs: int = 3  # redeploys the checker queues per order within drift_window_seconds
+    drift_window_seconds: float = 600.0
+    drift_crash_deaths: int = 3  # deaths of a container (counted by the mirror) that make a crash loop
+    drift_unhealthy_seconds: float = 60.0  # how long a container may stay unhealthy before it is drift
+    drift_log_lines: int = 20  # last log lines quoted when an order is failing
 
     @property
     def public_scheme(self) -> str:
@@ -224,7 +233,25 @@ def load_settings(environ: dict | None = None) -> Settings:
         **_backup_store(env, backup_dir),
         **_backup_policy(env),
         **_orchestrator(env),
+        **_drift(env),
     )
+
+
+def _drift(env: dict) -> dict:
+    """LIVE_DRIFT (``repair`` or ``report``) and the drift checker's numbers (app/orders/drift.py); raises
+    ConfigError naming the setting."""
+    mode = (env.get("LIVE_DRIFT") or Settings.drift).strip().lower()
+    if mode not in ("repair", "report"):
+        raise ConfigError(f"LIVE_DRIFT must be repair (redeploy an order whose containers drifted) or report "
+                          f"(events only), got {mode!r}")
+    return {"drift": mode,
+            "drift_seconds": _float(env, "LIVE_DRIFT_SECONDS", Settings.drift_seconds, minimum=0.1),
+            "drift_max_repairs": _int(env, "LIVE_DRIFT_MAX_REPAIRS", Settings.drift_max_repairs, minimum=0),
+            "drift_window_seconds": _float(env, "LIVE_DRIFT_WINDOW_SECONDS", Settings.drift_window_seconds,
+                                           minimum=1.0),
+            "drift_crash_deaths": _int(env, "LIVE_DRIFT_CRASH_DEATHS", Settings.drift_crash_deaths, minimum=1),
+            "drift_unhealthy_seconds": _float(env, "LIVE_DRIFT_UNHEALTHY_SECONDS", Settings.drift_unhealthy_seconds),
+            "drift_log_lines": _int(env, "LIVE_DRIFT_LOG_LINES", Settings.drift_log_lines, minimum=0)}
 
 
 def _orchestrator(env: dict) -> dict:

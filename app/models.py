@@ -285,8 +285,39 @@ class OrderUsage(BaseModel):
     disk_sampled_at = peewee.DateTimeField(null=True)
 
 
+
+class OrderDrift(BaseModel):
+    """What should run on an order, and what the drift checker made of what runs (migration 0014;
+    ``app/orders/drift.py`` owns the rules).
+
+    ``expected`` is ``{service: {"config_hash": str, "one_shot": bool}}`` as the last successful deploy made it
+    (``{}``: nothing should run, as after a suspend), ``expected_at`` when it was recorded (UTC);
+    ``baseline`` ``{container_id: deaths}`` the mirror's death counters the checker counts crashes from.
+    ``state`` is a :class:`app.orders.drift.DriftState` (``ok``, ``drifted``, ``repairing``, ``failing``);
+    ``problems`` ``[{"service", "kind", "detail"}]`` the drift last detected (``kind``: missing, exited, dead,
+    paused, created, unhealthy, config_changed, crash_loop), ``detected_at`` when it was first seen;
+    ``repairs`` the ISO times of the redeploys the checker queued within the repair window;
+    ``failing_since``/``failing_reason`` set while the order counts as failing (private text: may quote logs,
+    masked).
+    """
+
+    order = peewee.ForeignKeyField(Order, unique=True, backref="drift_rows", on_delete="CASCADE")
+    expected = JSONField(default=dict)
+    expected_at = peewee.DateTimeField(default=utcnow)
+    baseline = JSONField(default=dict)
+    state = peewee.CharField(max_length=16, default="ok", index=True)
+    problems = JSONField(default=list)
+    detected_at = peewee.DateTimeField(null=True)
+    repairs = JSONField(default=list)
+    failing_since = peewee.DateTimeField(null=True)
+    failing_reason = peewee.TextField(null=True)
+
+    class Meta:
+        table_name = "order_drift"
+
+
 ALL_MODELS = [Customer, Product, ProductRevision, Order, Operation, Event, ApiKey, CatalogSync, WebhookDelivery,
-              WorkerHeartbeat, Backup, ObservedContainer, EngineMirror, OrderUsage]
+              WorkerHeartbeat, Backup, ObservedContainer, EngineMirror, OrderUsage, OrderDrift]
 
 
 def record_event(kind: str, message: str, *, order=None, operation=None, actor: str = "system", **data) -> Event:

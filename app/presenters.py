@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 from app.backups.service import BackupState
 from app.catalog.catalog import Catalog
 from app.config import PublicAddress
-from app.models import Backup, Customer, Event, Operation, Order, Product, ProductRevision
+from app.models import Backup, Customer, Event, Operation, Order, OrderDrift, Product, ProductRevision
 from app.orders.lifecycle import FINISHED_STATES, OrderStatus, public_params
 
 if TYPE_CHECKING:
@@ -193,12 +193,41 @@ def order_view(order: Order, catalog: Catalog, public: PublicAddress, *, include
         "backups": backup_summary(order),
         "node": {"id": order.node, "hostname": order.node_name or order.node} if order.node else None,
         "runtime": runtime_view(order, catalog, mirror),
+        "drift": drift_view(order),
     }
     if include_secrets:
         view["secrets"] = dict(order.secrets or {})
     if include_private:
         view["last_error_detail"] = order.last_error_detail
     return view
+
+
+def drift_view(order: Order) -> dict[str, Any] | None:
+    """What the drift checker made of the order's containers (``app/orders/drift.py``; one indexed query):
+    ``{"state": ok | drifted | repairing | failing, "problems": [{"service", "kind", "detail"}], "detected_at",
+    "failing_since", "reason", "repairs", "expected_at"}``; ``reason`` says why it is failing (no log lines:
+    those are in the private data of the ``drift_failing`` event), ``repairs`` counts the redeploys the checker
+    queued within LIVE_DRIFT_WINDOW_SECONDS, ``expected_at`` when what should run was last recorded. None for an
+    order no deploy recorded anything for yet (made before migration 0014 and not deployed since)."""
+    row = (OrderDrift.select(OrderDrift.state, OrderDrift.problems, OrderDrift.detected_at, OrderDrift.failing_since,
+                             OrderDrift.failing_reason, OrderDrift.repairs, OrderDrift.expected_at)
+           .where(OrderDrift.order == order.id).first())
+    if row is None:
+        return None
+    return {"state": row.state, "problems": [dict(p) for p in row.problems or []],
+            "detected_at": timestamp(row.detected_at), "failing_since": timestamp(row.failing_since),
+            "reason": row.failing_reason.split("\n", 1)[0] if row.failing_reason else None,
+            "repairs": len(row.repairs or []), "expected_at": timestamp(row.expected_at)}
+
+
+def failing_orders() -> list[dict[str, Any]]:
+    """The orders the drift checker calls failing, longest failing first (``FailingOrderOut``; one query):
+    ``[{"service_id", "instance", "order_status", "failing_since", "reason", "problems"}]``."""
+    rows = (OrderDrift.select(OrderDrift, Order).join(Order)
+            .where(OrderDrift.state == "failing").order_by(OrderDrift.failing_since))
+    return [{"service_id": row.order.whmcs_service_id, "instance": row.order.instance, "order_status": row.order.status,
+             "failing_since": timestamp(row.failing_since), "reason": (row.failing_reason or "").split("\n", 1)[0],
+             "problems": [dict(p) for p in row.problems or []]} for row in rows]
 
 
 #: Backup rows that were a successful backup: still in the store, or pruned since.

@@ -409,6 +409,12 @@ class Bench:
                  "ratio 1.0 (constant)", b["placement"]["calls"] == a["placement"]["calls"], "calls")
         live.db.close()
 
+    def drift(self) -> None:
+        """A container removed by hand: seconds until its order shows drift and until it is repaired (bench/drift.py)."""
+        from bench.drift import run
+
+        run(self)
+
     def swarm_lifecycle(self) -> None:
         """Create, suspend, unsuspend and terminate of one busybox-demo order (3 services, a healthcheck, two
         volumes) on a single-node swarm, against the same on the one engine in the same run (REPEATS each,
@@ -1197,7 +1203,8 @@ def main() -> int:
     steps = [("1", bench.figure1), ("235", bench.figures235), ("5", lambda: burst.figure5(bench)), ("4", bench.figure4), ("bad", bench.bad_input),
              ("ingress", bench.ingress_throughput), ("ingress", bench.ingress_updates), ("backups", bench.backups),
              ("swarm", bench.swarm_lifecycle), ("swarm", bench.swarm_reads),
-             ("usage", lambda: usage_sampler.run(bench)), ("mirror", lambda: mirror_bench.run(bench))]
+             ("usage", lambda: usage_sampler.run(bench)), ("mirror", lambda: mirror_bench.run(bench)),
+             ("drift", bench.drift)]
     try:
         log(f"namespace {bench.ns}, work dir {bench.tmp}")
         for name, step in steps:

@@ -160,6 +160,8 @@ class FakeEngine(Engine):
         self.health: dict[str, str] = {}
         #: service (or container name) -> exit code: the container exits right after it starts.
         self.exit_codes: dict[str, int] = {}
+        #: container id, name or service -> what container_logs reads (lines).
+        self.logs: dict[str, str] = {}
         #: container id -> (memory bytes, CPU seconds) for container_usage.
         self.usage: dict[str, tuple[float, float]] = {}
         #: Host ports another process listens on: a container publishing one does not start.
@@ -488,6 +490,15 @@ class FakeEngine(Engine):
         with self._lock:
             container = self._find(container_id, f"read stats of {container_id[:12]}")
             return self.usage.get(container.id, (0.0, 0.0))
+
+    def container_logs(self, container_id: str, tail: int) -> str:
+        """The last ``tail`` lines of :attr:`logs` for the container (by id; by name or service too)."""
+        self._call()
+        with self._lock:
+            container = self._find(container_id, f"read the logs of {container_id[:12]}")
+            text = self.logs.get(container.id) or self.logs.get(container.name) or self.logs.get(container.service or "", "")
+        lines = text.splitlines(keepends=True)
+        return "".join(lines[-tail:]) if tail > 0 else ""
 
     def image_present(self, ref: str) -> bool:
         """Whether ``ref`` is present locally (never pulls), as ``DockerEngine.image_present``."""

@@ -22,6 +22,7 @@ from app.config import PublicAddress
 from app.compose.model import StackSpec
 from app.errors import DataRiskError, HostPortInUse, InvalidRequest, LiveError
 from app.models import Operation, Order, ProductRevision, record_event, utcnow
+from app.orders.drift import expected_services, record_expected
 from app.orders.lifecycle import HANDLERS, TRANSITIONS, OperationKind, OrderStatus, handles, transition
 from app.presenters import PRIVATE_EVENT_DATA
 from app.stacks.data_risk import DataRiskReport, data_risks
@@ -136,6 +137,7 @@ class OperationRunner:
     @handles(OperationKind.SUSPEND)
     def _do_suspend(self, operation: Operation, order: Order, progress: Progress) -> None:
         self.deployer.stop(self.project(order), progress)
+        record_expected(order, {})  # nothing should run
         self._succeeded(operation, order, f"order {order.instance} suspended")
 
     @handles(OperationKind.CHANGE_PLAN)
@@ -275,6 +277,7 @@ class OperationRunner:
         order.terminated_at = utcnow()
         record_event("order.archived", f"final backup {final}", order=order, operation=operation, backup_id=final)
         self._prune(order, progress)  # a terminated order keeps its final backup only
+        record_expected(order, {})  # nothing runs any more
         self._succeeded(operation, order, f"order {order.instance} terminated")
 
     def _back_up_and_remove(self, operation: Operation, order: Order, project: Project,
@@ -524,6 +527,7 @@ class OperationRunner:
             if order.status in transition(operation.kind).kept_while:
                 progress(f"order is {order.status}: stop it again")
                 self.deployer.stop(project, progress)
+                record_expected(order, {})
             self._remember(operation, _moved=True)
         params = operation.params
         self._remove_volumes_on(order, source, params["_source_name"], progress)
@@ -677,18 +681,21 @@ class OperationRunner:
         """
         self.place(order, progress)
         try:
-            return self._converge(order, progress)
+            result, stack = self._converge(order, progress)
         finally:
             self._placing.pop(order.id, None)  # its services hold its reservation now (or it failed)
+        record_expected(order, expected_services(stack, result.config_hashes))  # what should run now (drift)
+        return result
 
     def _converge(self, order: Order, progress: Progress):
-        """:meth:`_deploy` once the order is placed."""
+        """:meth:`_deploy` once the order is placed; returns the deploy's result and the stack deployed."""
         if self.deployer.engine.publishes_host_ports:
             self._assign_ports(order)
         avoid: set[int] = set()
         while True:
             try:
-                result = self.deployer.deploy(self.project(order), progress)
+                project = self.project(order)
+                result = self.deployer.deploy(project, progress)
                 break
             except HostPortInUse as exc:
                 taken = exc.details.get("port")
@@ -702,7 +709,7 @@ class OperationRunner:
         if result.published_ports and result.published_ports != order.published_ports:
             order.published_ports = result.published_ports
             order.save()
-        return result
+        return result, project.stack
 
     def place(self, order: Order, progress: Progress) -> None:
         """Choose the swarm node of an order that has none yet (:func:`~app.stacks.placement.choose_node`) and

@@ -38,6 +38,7 @@ from app.presenters import (
     customer_view,
     endpoint_views,
     event_view,
+    failing_orders,
     operation_view,
     order_view,
     product_view,
@@ -227,7 +228,8 @@ class OrderQueries:
 
     @staticmethod
     def failures(since: dt.datetime | None) -> dict[str, Any]:
-        """Operations that failed since ``since`` (default: the last 24 hours), oldest first (``FailuresOut``).
+        """Operations that failed since ``since`` (default: the last 24 hours), oldest first, and the orders the
+        drift checker calls failing now (``failing_orders``, :func:`app.presenters.failing_orders`) (``FailuresOut``).
         ``backup_kind`` names the backup whose failure failed the operation (``scheduled``, ``pre_change``...),
         ``None`` when no backup failed in it.
 
@@ -249,7 +251,7 @@ class OrderQueries:
             {"service_id": op.order.whmcs_service_id, "instance": op.order.instance, "order_status": op.order.status,
              "operation_id": op.id, "kind": op.kind, "error": op.error or "",  # public text; the detail stays private
              "finished_at": timestamp(op.finished_at), "backup_kind": backup_kinds.get(op.id)}
-            for op in failed]}
+            for op in failed], "failing_orders": failing_orders()}
 
     # -- backups ------------------------------------------------------------------------
     @property

@@ -249,8 +249,15 @@ class OrderService:
     def unsuspend(self, order: Order, requested_by: str = "system") -> Outcome:
         return self._transition(order, OperationKind.UNSUSPEND, {}, requested_by)
 
-    def redeploy(self, order: Order, requested_by: str = "system") -> Outcome:
-        return self._transition(order, OperationKind.REDEPLOY, {}, requested_by)
+    def redeploy(self, order: Order, requested_by: str = "system", *, only_if_idle: bool = False) -> Outcome:
+        """Queue a redeploy. ``only_if_idle`` (the drift checker's repairs, app/orders/drift.py): nothing is queued
+        (``operation`` None) unless the order is ``active`` with no unfinished operation, checked in its lock."""
+        def idle(current: Order) -> str | None:
+            if current.status != OrderStatus.ACTIVE:
+                return f"order is {current.status}: not redeployed"
+            return "another operation is under way: not redeployed" if self._unfinished(current) else None
+
+        return self._transition(order, OperationKind.REDEPLOY, {}, requested_by, check=idle if only_if_idle else None)
 
     def restart(self, order: Order, requested_by: str = "system") -> Outcome:
         return self._transition(order, OperationKind.RESTART, {}, requested_by)

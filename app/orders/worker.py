@@ -32,6 +32,7 @@ from app.catalog.catalog import Catalog
 from app.errors import LiveError, WorkerAlreadyRunning
 from app.ingress.service import IngressService
 from app.models import Operation, record_event, utcnow
+from app.orders.drift import DriftChecker
 from app.orders.heartbeat import Heartbeat
 from app.orders.lifecycle import UNFINISHED_STATES, OperationState
 from app.orders.operations import OperationRunner
@@ -56,12 +57,16 @@ class Worker:
                  lease_seconds: float = 60.0, ingress: IngressService | None = None,
                  ingress_resync_seconds: float = 30.0, backups: BackupScheduler | None = None,
                  drills: RestoreDrills | None = None, usage: UsageSampler | None = None,
-                 mirror: MirrorFollower | None = None):
+                 mirror: MirrorFollower | None = None, drift: DriftChecker | None = None,
+                 drift_seconds: float = 2.0):
         self.db = db
         # The background usage sampler (app/orders/usage.py); None: usage is not sampled.
         self.usage = usage
         # The engine mirror's follower (app/stacks/mirror.py): a thread from start to stop; None: no mirror.
         self.mirror = mirror
+        # Drift found and repaired (app/orders/drift.py) every drift_seconds; None: not checked.
+        self.drift = drift
+        self.drift_seconds = drift_seconds
         # Scheduled backups and the store's housekeeping (app/backups/schedule.py); None: no schedule.
         self.backups = backups
         # Restore drills of products that opt in (app/backups/drill.py); None: no drills.
@@ -146,6 +151,8 @@ class Worker:
             if self.usage is not None:
                 scheduler.add_job(self.sample_usage_safely, "interval", seconds=self.usage.tick_seconds,
                                   id="sample-usage", next_run_time=dt.datetime.now())
+            if self.drift is not None:
+                scheduler.add_job(self.check_drift_safely, "interval", seconds=self.drift_seconds, id="check-drift")
             self._scheduler = scheduler
             if not stopping.is_set():
                 log.info("worker %s started (concurrency %d)", self.worker_id, self.concurrency)
@@ -351,6 +358,10 @@ class Worker:
     def restore_drill_safely(self) -> None:
         """Run the most overdue restore drill, if any; never raises."""
         self._periodic_job("restore drill", self.drills.run_due)
+
+    def check_drift_safely(self) -> None:
+        """Compare what runs with what should and repair or report it (app/orders/drift.py); never raises."""
+        self._periodic_job("drift check", self.drift.check)
 
     def resync_ingress_safely(self) -> None:
         """The periodic compare-and-repair of the proxy's routes (app/ingress/service.py); never raises."""

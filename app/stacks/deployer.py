@@ -11,7 +11,7 @@ import logging
 import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable, Collection
 
 from app.compose.model import topological_order
@@ -20,7 +20,7 @@ from app.errors import ArchiveHelperMissing, HealthCheckFailed, LiveError, Upstr
 from app.stacks.engine import ContainerRequest, ContainerState, Engine
 from app.stacks.engine_requests import PLACEHOLDER_IMAGE_ID, build_requests, network_requests, volume_requests
 from app.stacks.plan import Action, ConvergencePlan, plan_convergence
-from app.stacks.project import REPLACES_LABEL, Project
+from app.stacks.project import CONFIG_HASH_LABEL, REPLACES_LABEL, Project
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +32,8 @@ class DeployResult:
     actions: dict[str, str]
     published_ports: dict[str, int]
     orphans_removed: list[str]
+    # service -> the config hash (live.config-hash) its container was made with: what should run (app/orders/drift.py)
+    config_hashes: dict[str, str] = field(default_factory=dict)
 
 
 #: The archive helper image when no setting names one (LIVE_HELPER_IMAGE; built by scripts/build-helper-image.sh).
@@ -158,6 +160,7 @@ class Deployer:
             actions={name: action.value for name, action in plan.actions.items()},
             published_ports=ports,
             orphans_removed=[o.name for o in plan.orphans],
+            config_hashes={name: request.labels.get(CONFIG_HASH_LABEL) for name, request in requests.items()},
         )
 
     def _replace(self, current: ContainerState, request: ContainerRequest, progress: Progress) -> str:

@@ -503,6 +503,12 @@ class DockerEngine(Engine):
         cpu = ((stats.get("cpu_stats") or {}).get("cpu_usage") or {}).get("total_usage") or 0
         return float(used), cpu / 1e9
 
+    def container_logs(self, container_id: str, tail: int) -> str:
+        """The container's last ``tail`` log lines (``docker logs --tail``), standard output and error together."""
+        with self._errors(f"read the logs of {container_id[:12]}"):
+            output = self.api.logs(container_id, stdout=True, stderr=True, tail=max(0, tail), timestamps=False)
+        return (output or b"").decode("utf-8", errors="replace")
+
     def volume_exists(self, name: str, node: str | None = None) -> bool:
         try:
             with self._errors(f"inspect volume {name}"):

@@ -291,6 +291,13 @@ class Engine(abc.ABC):
         (a swarm asks the node's engine for its task's container: :attr:`ContainerState.task_container`)."""
         return self.container_usage(container.id)
 
+    @abc.abstractmethod
+    def container_logs(self, container_id: str, tail: int) -> str:
+        """The last ``tail`` lines the container wrote (standard output and error, interleaved as written; UTF-8,
+        undecodable bytes replaced), whatever its state: a stopped or crash-looping one's too. In a swarm, the
+        service's (its tasks' lines, on whichever node they ran). :class:`~app.errors.NotFound` when it is gone.
+        """
+
     # -- networks -----------------------------------------------------------
     @abc.abstractmethod
     def list_networks(self, labels: dict[str, str]) -> list[NetworkState]:

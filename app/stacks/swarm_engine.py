@@ -409,6 +409,15 @@ class SwarmEngine(Engine):
             return self.container_usage(container.id)
         return self.node_engine(container.node).container_usage(container.task_container)
 
+    def container_logs(self, container_id: str, tail: int) -> str:
+        """The service's last ``tail`` log lines, read by the manager from its tasks wherever they ran (``docker
+        service logs --tail``; tasks that failed included, which a crash loop needs)."""
+        with translate_errors(f"read the logs of swarm service {container_id[:12]}"):
+            chunks = self.api.service_logs(container_id, stdout=True, stderr=True, tail=max(0, tail),
+                                           timestamps=False, is_tty=False)
+            output = b"".join(chunks) if not isinstance(chunks, bytes) else chunks
+        return output.decode("utf-8", errors="replace")
+
     def _task_container(self, service_id: str) -> tuple[str | None, str]:
         """``(node id, container id)`` of the service's running task; EngineOperationError when none runs."""
         with translate_errors(f"list the tasks of swarm service {service_id[:12]}"):

@@ -105,6 +105,28 @@ class NodeOut(Schema):
     hostname = String(required=True, metadata={"description": "The node's hostname when the order was placed."})
 
 
+class DriftProblemOut(Schema):
+    service = String(required=True)
+    kind = String(required=True, metadata={
+        "description": "missing, exited, dead, paused, created (never started), unhealthy, config_changed or "
+                       "crash_loop."})
+    detail = String(required=True)
+
+
+class DriftOut(Schema):
+    state = String(required=True, validate=OneOf(["ok", "drifted", "repairing", "failing"]), metadata={
+        "description": "ok: what the last deploy made runs; drifted: it does not (reported); repairing: a redeploy "
+                       "was queued for it; failing: a crash loop, or drift again after the repairs allowed "
+                       "(not redeployed until an operation succeeds on the order)."})
+    problems = List(Nested(DriftProblemOut), required=True)
+    detected_at = String(allow_none=True, required=True)
+    failing_since = String(allow_none=True, required=True)
+    reason = String(allow_none=True, required=True, metadata={"description": "Why the order is failing."})
+    repairs = Integer(required=True, metadata={
+        "description": "Redeploys the drift checker queued within LIVE_DRIFT_WINDOW_SECONDS."})
+    expected_at = String(required=True, metadata={"description": "When what should run was last recorded."})
+
+
 class RuntimeServiceOut(Schema):
     service = String(required=True, metadata={"description": "The compose service."})
     state = String(required=True, metadata={
@@ -158,6 +180,9 @@ class OrderOut(Schema):
                        "or before the order is placed."})
     runtime = Nested(RuntimeOut, required=True, metadata={
         "description": "What runs of the order, from the engine mirror (docs/MIRROR.md)."})
+    drift = Nested(DriftOut, allow_none=True, required=True, metadata={
+        "description": "What the worker's drift checker made of the order's containers (docs/OPERATIONS.md, "
+                       "\"Drift\"); null before any deploy recorded what should run."})
     secrets = Dict(keys=String(), values=String(),
                    metadata={"description": "Generated passwords; only for whmcs and admin keys."})
 
@@ -190,9 +215,22 @@ class FailureOut(Schema):
                        "pre_restore, final), null when none did"})
 
 
+class FailingOrderOut(Schema):
+    service_id = Integer(required=True)
+    instance = String(required=True)
+    order_status = String(required=True)
+    failing_since = String(required=True)
+    reason = String(required=True, metadata={"description": "Why the drift checker calls it failing."})
+    problems = List(Nested(DriftProblemOut), required=True)
+
+
 class FailuresOut(Schema):
     since = String(required=True)
     failures = List(Nested(FailureOut), required=True)
+    failing_orders = List(Nested(FailingOrderOut), required=True, metadata={
+        "description": "Orders the drift checker calls failing now (a crash loop, or drift again after its "
+                       "repairs), whenever that began; the checker redeploys none of them until an operation "
+                       "succeeds on it."})
 
 
 class PageQuery(Schema):

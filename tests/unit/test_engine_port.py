@@ -19,7 +19,7 @@ def test_the_port_has_the_operations_the_deployer_and_the_handlers_use():
     assert PORT_METHODS == sorted([
         "ping", "image_id", "image_present",
         "list_containers", "inspect_container", "create_container", "start_container", "unpause_container",
-        "stop_container", "rename_container", "remove_container", "container_usage",
+        "stop_container", "rename_container", "remove_container", "container_usage", "container_logs",
         "list_networks", "create_network", "remove_network",
         "list_volumes", "volume_exists", "create_volume", "remove_volume", "volume_usage",
         "export_volume", "import_volume", "exec_output", "exec_input", "events",
