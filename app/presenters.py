@@ -14,12 +14,15 @@ from typing import TYPE_CHECKING, Any
 from app.backups.service import BackupState
 from app.catalog.catalog import Catalog
 from app.config import PublicAddress
+from app.db import PreparedSelect
 from app.models import Backup, Customer, Event, Operation, Order, Product, ProductRevision
 from app.orders.lifecycle import FINISHED_STATES, OrderStatus, public_params
 
 if TYPE_CHECKING:
     from app.backups.store import Manifest
 
+#: The keys of an order's ``detached_volumes`` entries that views show (``DetachedVolumeOut``).
+_DETACHED_VOLUME_KEYS = ("volume", "revision", "at")
 #: The key of an event's ``data`` that holds private error detail (see event_view).
 PRIVATE_EVENT_DATA = "error_detail"
 
@@ -121,7 +124,8 @@ def order_view(order: Order, catalog: Catalog, public: PublicAddress, *, include
         "created_at": timestamp(order.created_at),
         "updated_at": timestamp(order.updated_at),
         "terminated_at": timestamp(order.terminated_at),
-        "detached_volumes": [dict(entry) for entry in order.detached_volumes or []],
+        "detached_volumes": [{key: entry[key] for key in _DETACHED_VOLUME_KEYS if key in entry}
+                             for entry in order.detached_volumes or []],
         "backups": backup_summary(order),
         "node": {"id": order.node, "hostname": order.node_name or order.node} if order.node else None,
     }
@@ -136,6 +140,16 @@ def order_view(order: Order, catalog: Catalog, public: PublicAddress, *, include
 _SUCCEEDED_BACKUPS = (BackupState.SUCCEEDED, BackupState.DELETED)
 
 
+_LAST_BACKUP_SUCCESS = PreparedSelect(
+    lambda order_id: Backup.select(Backup.finished_at)
+    .where((Backup.order == order_id) & Backup.state.in_(_SUCCEEDED_BACKUPS))
+    .order_by(Backup.finished_at.desc()).limit(1), "order_id")
+_LAST_BACKUP_FAILURE = PreparedSelect(
+    lambda order_id: Backup.select(Backup.started_at, Backup.finished_at, Backup.kind, Backup.error)
+    .where((Backup.order == order_id) & (Backup.state == BackupState.FAILED)).order_by(Backup.id.desc()).limit(1),
+    "order_id")
+
+
 def backup_summary(order: Order) -> dict[str, Any]:
     """How the order's backups went, from its :class:`~app.models.Backup` rows (two indexed queries):
     ``{"last_success_at": iso | None, "last_failure": {"at", "kind", "error"} | None}``.
@@ -144,10 +158,8 @@ def backup_summary(order: Order) -> dict[str, Any]:
     ``last_failure`` is the newest failed attempt, whenever it was (compare its ``at`` with ``last_success_at``),
     its ``error`` the public text (customers see it; the detail stays in the row).
     """
-    success = (Backup.select(Backup.finished_at).where((Backup.order == order) & Backup.state.in_(_SUCCEEDED_BACKUPS))
-               .order_by(Backup.finished_at.desc()).first())
-    failure = (Backup.select(Backup.started_at, Backup.finished_at, Backup.kind, Backup.error)
-               .where((Backup.order == order) & (Backup.state == BackupState.FAILED)).order_by(Backup.id.desc()).first())
+    success = _LAST_BACKUP_SUCCESS.first(order_id=order.id)
+    failure = _LAST_BACKUP_FAILURE.first(order_id=order.id)
     return {"last_success_at": timestamp(success.finished_at) if success else None,
             "last_failure": None if failure is None else {
                 "at": timestamp(failure.finished_at or failure.started_at), "kind": failure.kind,

@@ -23,7 +23,7 @@ from app.backups.store import Manifest
 from app.catalog.catalog import Catalog
 from app.catalog.product import ProductDefinition
 from app.config import Settings
-from app.db import pending_migrations
+from app.db import PreparedSelect, pending_migrations
 from app.errors import LiveError, NamingError, NotFound, OrderNotFound
 from app.ingress.service import IngressService, IngressStatus
 from app.models import Backup, Customer, Event, Operation, Order, Product, ProductRevision, utcnow
@@ -51,6 +51,14 @@ log = logging.getLogger(__name__)
 
 #: The service states of GeoCat Live 1.0 (``GET /geocat-live/api/1.0/order/<instance>``).
 RUNNING, WAITING, ERROR = "SERVICE_RUNNING", "SERVICE_WAITING", "SERVICE_ERROR"
+
+
+#: The hot reads of the WHMCS status call, compiled once (see :class:`app.db.PreparedSelect`).
+_ORDER_FOR_SERVICE = PreparedSelect(
+    lambda service_id: Order.with_relations().where(Order.whmcs_service_id == service_id).limit(1), "service_id")
+_RECENT_OPERATIONS = PreparedSelect(
+    lambda order_id: Operation.select().where(Operation.order == order_id).order_by(Operation.id.desc()).limit(10),
+    "order_id")
 
 
 @dataclass(frozen=True)
@@ -96,7 +104,7 @@ class OrderQueries:
 
         Raises OrderNotFound when there is none and ``required``; else returns None.
         """
-        order = Order.with_relations().where(Order.whmcs_service_id == service_id).first()
+        order = _ORDER_FOR_SERVICE.first(service_id=int(service_id))
         if order is None and required:
             raise OrderNotFound(f"no order for WHMCS service {service_id}")
         return order
@@ -118,11 +126,14 @@ class OrderQueries:
         return order
 
     def order_view(self, order: Order, *, include_secrets: bool = False, include_private: bool = False,
-                   include_local_urls: bool = False) -> dict[str, Any]:
-        """The order as :func:`app.presenters.order_view` shows it, with this installation's public scheme."""
+                   include_local_urls: bool = False, recent: list[Operation] | None = None) -> dict[str, Any]:
+        """The order as :func:`app.presenters.order_view` shows it, with this installation's public scheme.
+
+        ``recent``: the order's operations newest first when the caller knows them all (a create that just
+        wrote the order's only operation), which saves reading them."""
         return order_view(order, self.catalog, self.settings.public_address, include_secrets=include_secrets,
                           include_private=include_private, include_local_urls=include_local_urls,
-                          ingress=self.ingress.enabled)
+                          recent=recent, ingress=self.ingress.enabled)
 
     def order_page(self, *, status: str | None, product: str | None, customer_id: int | None,
                    service_id: int | None, page: int, per_page: int, **flags: bool) -> dict[str, Any]:
@@ -168,7 +179,7 @@ class OrderQueries:
         """
         order = self.order_for_service(service_id)
         # Read once: the recent operations also tell which one is in progress (unless more than 10 are queued).
-        recent = list(Operation.select().where(Operation.order == order).order_by(Operation.id.desc()).limit(10))
+        recent = _RECENT_OPERATIONS.rows(order_id=order.id)
         # The client area shows this to the customer: public error texts only, never the private detail.
         view = order_view(order, self.catalog, self.settings.public_address, include_secrets=True,
                           include_private=False, recent=recent if len(recent) < 10 else None,

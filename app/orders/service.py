@@ -73,9 +73,7 @@ class OrderService:
         Safe under concurrency: two calls for the same new client insert it once; the loser of the
         race sees a unique violation, and its transaction is run again and finds the winner's row.
         """
-        email = (info.email or "").strip().lower()
-        if "@" not in email or len(email) > 254:
-            raise InvalidRequest(f"customer email {info.email!r} is not a valid address")
+        email = _customer_email(info)
         return transaction(lambda: self._upsert_customer(info, email), retry_on_integrity_error=True)
 
     @staticmethod
@@ -109,7 +107,8 @@ class OrderService:
 
         ``product`` and ``plan`` are matched without regard to case and surrounding spaces (WHMCS
         admins type them). The hostname (``domain``, else ``<instance>.<base domain>``) must not be
-        held by another order that is not terminated.
+        held by another order that is not terminated. The customer (upserted), the order, its operation and
+        their events are written in ONE transaction: all of them or nothing.
 
         Raises:
             InvalidRequest: unknown product or plan, invalid service id, email or domain.
@@ -131,13 +130,17 @@ class OrderService:
             instance = validate_instance(instance)
         if domain and domain.strip():
             normalize_hostname(domain)  # an invalid domain is refused before anything is written
-        owner = self.upsert_customer(customer)
+        email = _customer_email(customer)
 
         def insert() -> Outcome:
             existing = Order.get_or_none(Order.whmcs_service_id == service_id)
             if existing is not None:
                 # A concurrent create for the same service id won the race: answer as a repeat.
                 return self._repeat_create(existing, product, requested_by)
+            # The customer is written in the same transaction as the order, its operation and their events:
+            # one commit, and a failure anywhere leaves none of them (a concurrent insert of the same new
+            # customer is a unique violation: the transaction runs again and finds the other's row).
+            owner = self._upsert_customer(customer, email)
             if instance and Order.select().where(Order.instance == instance).exists():
                 raise Conflict(f"instance identifier {instance!r} is already used by another order")
             chosen = instance or derive_instance([username, domain], self._instance_taken,
@@ -502,6 +505,14 @@ class OrderService:
         if kind is not None:
             query = query.where(Operation.kind == kind)
         return query.order_by(Operation.id.desc()).first()
+
+
+def _customer_email(info: CustomerInfo) -> str:
+    """The customer's email as stored (trimmed, lower case); raises InvalidRequest for one that is not an address."""
+    email = (info.email or "").strip().lower()
+    if "@" not in email or len(email) > 254:
+        raise InvalidRequest(f"customer email {info.email!r} is not a valid address")
+    return email
 
 
 def _product_slug(product: str) -> str:
