@@ -14,7 +14,7 @@ import peewee
 
 from app.catalog.catalog import Catalog
 from app.catalog.product import ProductDefinition
-from app.db import database, transaction
+from app.db import PreparedSelect, database, transaction
 from app.errors import Conflict, DataRiskError, HostnameTaken, InvalidRequest, LiveError, NotFound
 from app.models import Customer, Operation, Order, ProductRevision, record_event, utcnow
 from app.orders.lifecycle import INITIAL_STATUS, UNFINISHED_STATES, OperationKind, OrderStatus, public_params, transition
@@ -27,6 +27,23 @@ log = logging.getLogger(__name__)
 # A create that derives its identifier loses the race to every concurrent create of the same name at most
 # once each: enough attempts for a burst of same-name orders, each cheap (a few indexed queries).
 CREATE_ATTEMPTS = 40
+
+
+#: The reads of a create, compiled once (app.db.PreparedSelect): a create is the call billing repeats most.
+_ORDER_BY_SERVICE = PreparedSelect(
+    lambda service_id: Order.select().where(Order.whmcs_service_id == service_id).limit(1), "service_id")
+_ORDER_WITH_INSTANCE = PreparedSelect(
+    lambda instance: Order.select(Order.id).where(Order.instance == instance).limit(1).tuples(), "instance")
+_ORDER_WITH_HOSTNAME = PreparedSelect(
+    lambda hostname: Order.select(Order.id).where((Order.hostname == hostname) & (Order.status != OrderStatus.TERMINATED))
+    .limit(1).tuples(), "hostname")
+_CUSTOMER_BY_CLIENT = PreparedSelect(
+    lambda client_id: Customer.select().where(Customer.whmcs_client_id == client_id).limit(1), "client_id")
+# A customer of another WHMCS client id is never taken by email (NULL never equals: the IS NULL test covers it).
+_CUSTOMER_BY_EMAIL = PreparedSelect(
+    lambda email, client_id: Customer.select().where(
+        (Customer.email == email) & (Customer.whmcs_client_id.is_null(True) | (Customer.whmcs_client_id == client_id)))
+    .limit(1), "email", "client_id")
 
 
 @dataclass(frozen=True)
@@ -80,9 +97,9 @@ class OrderService:
     def _upsert_customer(info: CustomerInfo, email: str) -> Customer:
         customer = None
         if info.whmcs_client_id is not None:
-            customer = Customer.get_or_none(Customer.whmcs_client_id == info.whmcs_client_id)
+            customer = _CUSTOMER_BY_CLIENT.first(client_id=info.whmcs_client_id)
         if customer is None:
-            customer = Customer.get_or_none((Customer.email == email) & (Customer.whmcs_client_id.is_null(True) | (Customer.whmcs_client_id == info.whmcs_client_id)))
+            customer = _CUSTOMER_BY_EMAIL.first(email=email, client_id=info.whmcs_client_id)
         if customer is None:
             return Customer.create(whmcs_client_id=info.whmcs_client_id, email=email, first_name=info.first_name,
                                    last_name=info.last_name, company=info.company)
@@ -97,7 +114,7 @@ class OrderService:
 
     # -- lookups ------------------------------------------------------------
     def by_service_id(self, service_id: int) -> Order | None:
-        return Order.get_or_none(Order.whmcs_service_id == service_id)
+        return _ORDER_BY_SERVICE.first(service_id=service_id)
 
     # -- lifecycle ----------------------------------------------------------
     def create(self, *, service_id: int, customer: CustomerInfo, product: str, plan: str,
@@ -133,7 +150,7 @@ class OrderService:
         email = _customer_email(customer)
 
         def insert() -> Outcome:
-            existing = Order.get_or_none(Order.whmcs_service_id == service_id)
+            existing = self.by_service_id(service_id)
             if existing is not None:
                 # A concurrent create for the same service id won the race: answer as a repeat.
                 return self._repeat_create(existing, product, requested_by)
@@ -174,15 +191,15 @@ class OrderService:
 
     def _instance_taken(self, name: str) -> bool:
         """An identifier is taken by any order ever made, or when its generated hostname is in use."""
-        return (Order.select().where(Order.instance == name).exists()
+        return (_ORDER_WITH_INSTANCE.first(instance=name) is not None
                 or self._hostname_in_use(f"{name}.{self.base_domain}"))
 
     @staticmethod
     def _hostname_in_use(hostname: str, exclude: int | None = None) -> bool:
-        query = Order.select().where((Order.hostname == hostname) & (Order.status != OrderStatus.TERMINATED))
-        if exclude is not None:
-            query = query.where(Order.id != exclude)
-        return query.exists()
+        if exclude is None:
+            return _ORDER_WITH_HOSTNAME.first(hostname=hostname) is not None
+        return Order.select().where((Order.hostname == hostname) & (Order.status != OrderStatus.TERMINATED)
+                                    & (Order.id != exclude)).exists()
 
     def _require_own_domain(self, hostname: str, instance: str) -> None:
         """A customer's domain is their own: the base domain and the names under it are the orders' generated
