@@ -94,7 +94,8 @@ def current_operation(order: Order, recent: list[Operation] | None = None) -> Op
 
 def order_view(order: Order, catalog: Catalog, public: PublicAddress, *, include_secrets: bool = False,
                include_private: bool = False, include_local_urls: bool = False,
-               recent: list[Operation] | None = None, ingress: bool = False) -> dict[str, Any]:
+               recent: list[Operation] | None = None, ingress: bool = False,
+               new: bool = False) -> dict[str, Any]:
     """An order with its endpoints and current operation.
 
     ``ingress`` says whether a proxy is configured: then ``ingress`` is ``applied`` (the proxy holds the
@@ -104,6 +105,7 @@ def order_view(order: Order, catalog: Catalog, public: PublicAddress, *, include
     private error detail (``last_error_detail``, the operation's ``error_detail``);
     ``include_local_urls`` (staff only, never the WHMCS endpoints) each endpoint's
     ``local_url``, set only while the order runs (see :func:`endpoint_views`).
+    ``new``: the order was created in the caller's own transaction, so it has no backups yet (not read).
     """
     operation = current_operation(order, recent)
     busy = operation is not None and operation.state not in FINISHED_STATES
@@ -126,7 +128,7 @@ def order_view(order: Order, catalog: Catalog, public: PublicAddress, *, include
         "terminated_at": timestamp(order.terminated_at),
         "detached_volumes": [{key: entry[key] for key in _DETACHED_VOLUME_KEYS if key in entry}
                              for entry in order.detached_volumes or []],
-        "backups": backup_summary(order),
+        "backups": {"last_success_at": None, "last_failure": None} if new else backup_summary(order),
         "node": {"id": order.node, "hostname": order.node_name or order.node} if order.node else None,
     }
     if include_secrets:

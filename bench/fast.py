@@ -1,12 +1,13 @@
 """Issue 15's fast read path: an in-process profile of the hot WHMCS calls (``BENCH_ONLY=fast``).
 
-``python -m bench.fast [N]`` (or ``BENCH_ONLY=fast python -m bench``): a fresh PostgreSQL database (SQLite when
-PostgreSQL does not answer), the app of ``create_app`` with the example catalog plus the bench's ``mini`` product,
+``python -m bench.fast [N]`` (or ``BENCH_ONLY=fast python -m bench``): the bench's fresh PostgreSQL database (SQLite
+when PostgreSQL does not answer), the app of ``create_app`` with the example catalog plus the bench's ``mini`` product,
 then N (default 300) ``GET /whmcs/v1/services/1`` and N ``POST /whmcs/v1/services/<new id>/create`` (no wait)
 through Flask's test client, each batch under cProfile. Prints, per batch, the mean milliseconds of one call
-(wall and CPU of this process, without the profiler; then with it), the database statements per call, and the profile's top functions by cumulative time
-(``BENCH_PROFILE_TOP``, default 25). ``BENCH_FAST_SQL=1`` prints the statements of one status and one create call. No gunicorn, no network, no worker: it shows where one call's CPU goes,
-not throughput (figure 1 measures that).
+(wall and CPU of this process, without the profiler; then with it), the database statements per call, and the
+profile's top functions by cumulative time (``BENCH_PROFILE_TOP``, default 25). ``BENCH_FAST_SQL=1`` prints the
+statements of one status and one create call. No gunicorn, no network, no worker: it shows where one call's CPU
+goes, not throughput (figure 1 measures that).
 """
 from __future__ import annotations
 
@@ -14,47 +15,13 @@ import cProfile
 import io
 import os
 import pstats
-import shutil
 import sys
-import tempfile
 import time
 import uuid
-from pathlib import Path
 
-from app.config import PROJECT_ROOT, load_settings
-from tests.support.live_service import MINI_COMPOSE, MINI_MANIFEST
+from app.config import load_settings
 
-POSTGRES_ADMIN_URL = os.environ.get("LIVE_TEST_POSTGRES_URL", "postgresql://live:live@127.0.0.1:5432/postgres")
 TOP = int(os.environ.get("BENCH_PROFILE_TOP", "25"))
-
-
-def _database(tmp: Path) -> tuple[str, str | None]:
-    """A fresh database URL and the PostgreSQL database's name to drop afterwards (None for SQLite)."""
-    try:
-        import psycopg2
-
-        admin = psycopg2.connect(POSTGRES_ADMIN_URL, connect_timeout=3)
-        admin.autocommit = True
-        name = f"live_bench_fast_{uuid.uuid4().hex[:10]}"
-        with admin.cursor() as cursor:
-            cursor.execute(f"CREATE DATABASE {name}")
-        admin.close()
-        return POSTGRES_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}", name
-    except Exception as exc:  # no PostgreSQL: say so and use SQLite
-        print(f"PostgreSQL unavailable ({exc}): SQLite used")
-        return f"sqlite:///{tmp / 'fast.db'}", None
-
-
-def _drop(name: str | None) -> None:
-    if name is None:
-        return
-    import psycopg2
-
-    admin = psycopg2.connect(POSTGRES_ADMIN_URL)
-    admin.autocommit = True
-    with admin.cursor() as cursor:
-        cursor.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-    admin.close()
 
 
 class _StatementCounter:
@@ -95,72 +62,70 @@ def _timed(calls: int, call) -> tuple[float, float]:
             round(1000 * (time.process_time() - cpu) / calls, 3))
 
 
-def main(calls: int = 300) -> dict:
+def main(bench, calls: int = 300) -> dict:
+    """Profile on ``bench`` (a :class:`bench.run.Bench`: its config repository with the ``mini`` product, its
+    fresh database, removed by its ``cleanup``); returns the figures."""
     from app import create_app
     from app.apikeys import create_key
     from app.db import upgrade
 
-    tmp = Path(tempfile.mkdtemp(prefix="live-bench-fast-"))
-    repo = tmp / "config-repo"
-    shutil.copytree(PROJECT_ROOT / "examples" / "config-repo", repo)
-    (repo / "products" / "mini").mkdir(parents=True)
-    (repo / "products" / "mini" / "product.yml").write_text(MINI_MANIFEST)
-    (repo / "products" / "mini" / "docker-compose.yml").write_text(MINI_COMPOSE)
-    url, name = _database(tmp)
-    results: dict = {"database": "postgresql" if name else "sqlite"}
-    try:
-        settings = load_settings({"LIVE_DATABASE_URL": url, "LIVE_CONFIG_REPO": str(repo),
-                                  "LIVE_BASE_DOMAIN": "bench.local", "LIVE_BACKUP_DIR": str(tmp / "backups"),
-                                  "LIVE_DEPLOYMENT": "bf" + uuid.uuid4().hex[:6], "LIVE_LOG_LEVEL": "WARNING"})
-        app = create_app(settings)
-        live = app.extensions["live"]
-        upgrade(live.db)
-        live.catalog.sync()
-        token = create_key("bench-fast", "whmcs")[1]
-        client = app.test_client()
-        headers = {"Authorization": f"Bearer {token}"}
+    url = bench.database("fast")
+    results: dict = {"database": "sqlite" if url.startswith("sqlite") else "postgresql"}
+    settings = load_settings({"LIVE_DATABASE_URL": url, "LIVE_CONFIG_REPO": str(bench.config_repo),
+                              "LIVE_BASE_DOMAIN": "bench.local", "LIVE_BACKUP_DIR": str(bench.tmp / "backups"),
+                              "LIVE_DEPLOYMENT": "bf" + uuid.uuid4().hex[:6], "LIVE_LOG_LEVEL": "WARNING"})
+    app = create_app(settings)
+    live = app.extensions["live"]
+    upgrade(live.db)
+    live.catalog.sync()
+    token = create_key("bench-fast", "whmcs")[1]
+    client = app.test_client()
+    headers = {"Authorization": f"Bearer {token}"}
 
-        def create(service_id: int):
-            answer = client.post(f"/whmcs/v1/services/{service_id}/create", headers=headers,
-                                 json={"client": {"id": service_id, "email": f"c{service_id}@example.org"},
-                                       "product": "mini", "plan": "basic"})
-            assert answer.status_code in (200, 202), answer.get_data(as_text=True)
+    def create(service_id: int):
+        answer = client.post(f"/whmcs/v1/services/{service_id}/create", headers=headers,
+                             json={"client": {"id": service_id, "email": f"c{service_id}@example.org"},
+                                   "product": "mini", "plan": "basic"})
+        assert answer.status_code in (200, 202), answer.get_data(as_text=True)
 
-        def status(_n: int):
-            answer = client.get("/whmcs/v1/services/1", headers=headers)
-            assert answer.status_code == 200, answer.get_data(as_text=True)
+    def status(_n: int):
+        answer = client.get("/whmcs/v1/services/1", headers=headers)
+        assert answer.status_code == 200, answer.get_data(as_text=True)
 
-        create(1)
-        if os.environ.get("BENCH_FAST_SQL"):  # the statements of one status and one create call
-            import logging
+    create(1)
+    if os.environ.get("BENCH_FAST_SQL"):  # the statements of one status and one create call
+        import logging
 
-            handler = logging.StreamHandler(sys.stdout)
-            logging.getLogger("peewee").addHandler(handler)
-            logging.getLogger("peewee").setLevel(logging.DEBUG)
-            print("--- status"), status(0), print("--- create"), create(999_999)
-            logging.getLogger("peewee").removeHandler(handler)
-            logging.getLogger("peewee").setLevel(logging.WARNING)
-        for _ in range(20):  # warm-up: pools, caches, imports
-            status(0)
-        counter = _StatementCounter(live.db)
-        results["status_ms"], results["status_cpu_ms"] = _timed(calls, status)
-        results["status_statements"] = round(counter.count / calls, 2)
-        counter.count = 0
-        results["create_ms"], results["create_cpu_ms"] = _timed(calls, lambda n: create(1000 + n))
-        results["create_statements"] = round(counter.count / calls, 2)
-        print(f"without profiler: status {results['status_ms']} ms/call ({results['status_cpu_ms']} ms CPU), "
-              f"{results['status_statements']} statements; create {results['create_ms']} ms/call "
-              f"({results['create_cpu_ms']} ms CPU), {results['create_statements']} statements")
-        results["status_profiled"] = _profiled("GET /whmcs/v1/services/1", calls, status)
-        results["create_profiled"] = _profiled("POST /whmcs/v1/services/<id>/create", calls,
-                                               lambda n: create(100000 + n))
-        if not live.db.is_closed():
-            live.db.close()
-    finally:
-        _drop(name)
-        shutil.rmtree(tmp, ignore_errors=True)
+        handler = logging.StreamHandler(sys.stdout)
+        logging.getLogger("peewee").addHandler(handler)
+        logging.getLogger("peewee").setLevel(logging.DEBUG)
+        print("--- status"), status(0), print("--- create"), create(999_999)
+        logging.getLogger("peewee").removeHandler(handler)
+        logging.getLogger("peewee").setLevel(logging.WARNING)
+    for _ in range(20):  # warm-up: pools, caches, imports
+        status(0)
+    counter = _StatementCounter(live.db)
+    results["status_ms"], results["status_cpu_ms"] = _timed(calls, status)
+    results["status_statements"] = round(counter.count / calls, 2)
+    counter.count = 0
+    results["create_ms"], results["create_cpu_ms"] = _timed(calls, lambda n: create(1000 + n))
+    results["create_statements"] = round(counter.count / calls, 2)
+    print(f"without profiler: status {results['status_ms']} ms/call ({results['status_cpu_ms']} ms CPU), "
+          f"{results['status_statements']} statements; create {results['create_ms']} ms/call "
+          f"({results['create_cpu_ms']} ms CPU), {results['create_statements']} statements")
+    results["status_profiled"] = _profiled("GET /whmcs/v1/services/1", calls, status)
+    results["create_profiled"] = _profiled("POST /whmcs/v1/services/<id>/create", calls,
+                                           lambda n: create(100000 + n))
+    if not live.db.is_closed():
+        live.db.close()
     return results
 
 
 if __name__ == "__main__":
-    print(main(int(sys.argv[1]) if len(sys.argv) > 1 else 300))
+    from bench.run import Bench
+
+    runner = Bench()
+    try:
+        print(main(runner, int(sys.argv[1]) if len(sys.argv) > 1 else 300))
+    finally:
+        runner.cleanup()

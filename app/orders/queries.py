@@ -126,14 +126,14 @@ class OrderQueries:
         return order
 
     def order_view(self, order: Order, *, include_secrets: bool = False, include_private: bool = False,
-                   include_local_urls: bool = False, recent: list[Operation] | None = None) -> dict[str, Any]:
+                   include_local_urls: bool = False, new: Operation | None = None) -> dict[str, Any]:
         """The order as :func:`app.presenters.order_view` shows it, with this installation's public scheme.
 
-        ``recent``: the order's operations newest first when the caller knows them all (a create that just
-        wrote the order's only operation), which saves reading them."""
+        ``new``: the create operation of an order the caller's use case has just created (its only operation;
+        no backups yet), which saves reading them."""
         return order_view(order, self.catalog, self.settings.public_address, include_secrets=include_secrets,
                           include_private=include_private, include_local_urls=include_local_urls,
-                          recent=recent, ingress=self.ingress.enabled)
+                          recent=None if new is None else [new], ingress=self.ingress.enabled, new=new is not None)
 
     def order_page(self, *, status: str | None, product: str | None, customer_id: int | None,
                    service_id: int | None, page: int, per_page: int, **flags: bool) -> dict[str, Any]:

@@ -104,11 +104,11 @@ def lifecycle_answer(outcome: Outcome | None, wait: float, unchanged: str = "", 
     else:
         message = _unfinished_message(operation, outcome.message, wait, waited, worker)
     order = queries.order(operation.order_id) if waited else outcome.order
-    # A new order's only operation is the one just recorded: no need to read it back.
-    recent = [operation] if outcome.created and not waited else None
+    # A new order's only operation is the one just recorded, and it has no backups: nothing to read back.
+    new = operation if outcome.created and not waited else None
     body = {"result": result, "message": message,
             "order": queries.order_view(order, include_private=include_private, include_local_urls=include_local_urls,
-                                        recent=recent),
+                                        new=new),
             "operation": operation_view(operation, include_private=include_private),
             "worker": _worker_view(worker)}
     return body, 202 if result in (CallResult.QUEUED, CallResult.RUNNING) else 200

@@ -8,10 +8,10 @@ import json
 import pytest
 
 from app import apikeys
-from app.apikeys import VerifiedKeys
 from app.models import ApiKey, Backup, Operation, Order, utcnow
 from app.web.schemas import ServiceInfoOut
 from tests.api.conftest import client_payload
+from tests.support.key_cache import manual_key_cache
 
 
 def _schema_dump(api, service_id: int) -> dict:
@@ -58,19 +58,9 @@ def test_an_unknown_service_is_still_a_404(api):
     assert answer.status_code == 404 and answer.json["error"]["code"] == "order_not_found"
 
 
-class Clock:
-    def __init__(self):
-        self.now = 50.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 @pytest.fixture
 def key_clock(monkeypatch):
-    clock = Clock()
-    monkeypatch.setattr(apikeys, "verified_keys", VerifiedKeys(seconds=apikeys.CACHE_SECONDS, clock=clock))
-    return clock
+    return manual_key_cache(monkeypatch)[1]
 
 
 def test_a_key_revoked_by_another_process_is_refused_within_the_ttl(api, key_clock):
@@ -89,3 +79,13 @@ def test_a_wrong_secret_is_refused_while_the_right_one_is_cached(api, key_clock)
     wrong = api.client.post("/whmcs/v1/test-connection", headers={"Authorization": f"Bearer {prefix}_{'z' * 43}"})
     assert wrong.status_code == 401
     assert api.post("/whmcs/v1/test-connection").status_code == 200
+
+
+def test_a_create_answers_its_new_order_as_a_read_shows_it(api):
+    """The create answer does not read the new order's operation and backups back: it knows them."""
+    created = api.post("/whmcs/v1/services/321/create", client_payload(client_id=321))
+    assert created.status_code == 202
+    shown = api.get("/whmcs/v1/services/321").json
+    shown.pop("recent_operations"), shown.pop("secrets")
+    assert created.json["order"] == shown
+    assert created.json["order"]["operation"]["id"] == created.json["operation"]["id"]

@@ -4,25 +4,16 @@ from __future__ import annotations
 
 import pytest
 
-from app import apikeys
 from app.apikeys import Principal, VerifiedKeys, create_key, revoke_key, verify_token
 from app.models import ApiKey, utcnow
-
-
-class Clock:
-    def __init__(self):
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
+from tests.support.key_cache import ManualClock, manual_key_cache
 
 
 @pytest.fixture
 def keys(fake_live, monkeypatch):
-    """A fresh cache on a clock the test moves, and a whmcs key: ``(cache, clock, token)``."""
-    clock = Clock()
-    cache = VerifiedKeys(seconds=5.0, clock=clock)
-    monkeypatch.setattr(apikeys, "verified_keys", cache)
+    """A fresh cache (5 s) on a clock the test moves, and a whmcs key: ``(cache, clock, token)``."""
+    cache, clock = manual_key_cache(monkeypatch)
+    assert cache.seconds == 5.0
     return cache, clock, create_key("billing", "whmcs")[1]
 
 
@@ -69,8 +60,7 @@ def test_an_unknown_token_is_never_cached(keys):
 
 
 def test_the_cache_is_bounded(fake_live):
-    clock = Clock()
-    cache = VerifiedKeys(seconds=5.0, entries=3, clock=clock)
+    cache = VerifiedKeys(seconds=5.0, entries=3, clock=ManualClock())
     for n in range(3):
         cache.put(f"digest{n}", Principal(f"k{n}", "read"))
     assert cache.get("digest2") == Principal("k2", "read")
