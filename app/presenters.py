@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 from app.backups.service import BackupState
 from app.catalog.catalog import Catalog
 from app.config import PublicAddress
+from app.db import PreparedSelect
 from app.models import Backup, Customer, Event, Operation, Order, OrderDrift, Product, ProductRevision
 from app.orders.lifecycle import FINISHED_STATES, OrderStatus, public_params
 
@@ -21,6 +22,8 @@ if TYPE_CHECKING:
     from app.backups.store import Manifest
     from app.stacks.mirror import MirrorReading
 
+#: The keys of an order's ``detached_volumes`` entries that views show (``DetachedVolumeOut``).
+_DETACHED_VOLUME_KEYS = ("volume", "revision", "at")
 #: The key of an event's ``data`` that holds private error detail (see event_view).
 PRIVATE_EVENT_DATA = "error_detail"
 
@@ -156,7 +159,7 @@ def runtime_view(order: Order, catalog: Catalog, reading: MirrorReading | None) 
 def order_view(order: Order, catalog: Catalog, public: PublicAddress, *, include_secrets: bool = False,
                include_private: bool = False, include_local_urls: bool = False,
                recent: list[Operation] | None = None, ingress: bool = False,
-               mirror: MirrorReading | None = None) -> dict[str, Any]:
+               mirror: MirrorReading | None = None, new: bool = False) -> dict[str, Any]:
     """An order with its endpoints and current operation.
 
     ``runtime`` is what runs of it, from ``mirror`` (its :class:`~app.stacks.mirror.MirrorReading`; None: unknown),
@@ -169,6 +172,8 @@ def order_view(order: Order, catalog: Catalog, public: PublicAddress, *, include
     private error detail (``last_error_detail``, the operation's ``error_detail``);
     ``include_local_urls`` (staff only, never the WHMCS endpoints) each endpoint's
     ``local_url``, set only while the order runs (see :func:`endpoint_views`).
+    ``new``: the order was created in the caller's own transaction, so it has no backups and no drift record yet
+    (neither is read).
     """
     operation = current_operation(order, recent)
     busy = operation is not None and operation.state not in FINISHED_STATES
@@ -189,11 +194,12 @@ def order_view(order: Order, catalog: Catalog, public: PublicAddress, *, include
         "created_at": timestamp(order.created_at),
         "updated_at": timestamp(order.updated_at),
         "terminated_at": timestamp(order.terminated_at),
-        "detached_volumes": [dict(entry) for entry in order.detached_volumes or []],
-        "backups": backup_summary(order),
+        "detached_volumes": [{key: entry[key] for key in _DETACHED_VOLUME_KEYS if key in entry}
+                             for entry in order.detached_volumes or []],
+        "backups": {"last_success_at": None, "last_failure": None} if new else backup_summary(order),
         "node": {"id": order.node, "hostname": order.node_name or order.node} if order.node else None,
         "runtime": runtime_view(order, catalog, mirror),
-        "drift": drift_view(order),
+        "drift": None if new else drift_view(order),
     }
     if include_secrets:
         view["secrets"] = dict(order.secrets or {})
@@ -234,6 +240,16 @@ def failing_orders() -> list[dict[str, Any]]:
 _SUCCEEDED_BACKUPS = (BackupState.SUCCEEDED, BackupState.DELETED)
 
 
+_LAST_BACKUP_SUCCESS = PreparedSelect(
+    lambda order_id: Backup.select(Backup.finished_at)
+    .where((Backup.order == order_id) & Backup.state.in_(_SUCCEEDED_BACKUPS))
+    .order_by(Backup.finished_at.desc()).limit(1), "order_id")
+_LAST_BACKUP_FAILURE = PreparedSelect(
+    lambda order_id: Backup.select(Backup.started_at, Backup.finished_at, Backup.kind, Backup.error)
+    .where((Backup.order == order_id) & (Backup.state == BackupState.FAILED)).order_by(Backup.id.desc()).limit(1),
+    "order_id")
+
+
 def backup_summary(order: Order) -> dict[str, Any]:
     """How the order's backups went, from its :class:`~app.models.Backup` rows (two indexed queries):
     ``{"last_success_at": iso | None, "last_failure": {"at", "kind", "error"} | None}``.
@@ -242,10 +258,8 @@ def backup_summary(order: Order) -> dict[str, Any]:
     ``last_failure`` is the newest failed attempt, whenever it was (compare its ``at`` with ``last_success_at``),
     its ``error`` the public text (customers see it; the detail stays in the row).
     """
-    success = (Backup.select(Backup.finished_at).where((Backup.order == order) & Backup.state.in_(_SUCCEEDED_BACKUPS))
-               .order_by(Backup.finished_at.desc()).first())
-    failure = (Backup.select(Backup.started_at, Backup.finished_at, Backup.kind, Backup.error)
-               .where((Backup.order == order) & (Backup.state == BackupState.FAILED)).order_by(Backup.id.desc()).first())
+    success = _LAST_BACKUP_SUCCESS.first(order_id=order.id)
+    failure = _LAST_BACKUP_FAILURE.first(order_id=order.id)
     return {"last_success_at": timestamp(success.finished_at) if success else None,
             "last_failure": None if failure is None else {
                 "at": timestamp(failure.finished_at or failure.started_at), "kind": failure.kind,

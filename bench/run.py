@@ -209,6 +209,16 @@ class Bench:
         self.row("1 create p99", create["p99_ms"], base["p99_ms"], "< 50 ms", (create["p99_ms"] or 1e9) < 50, "ms")
         service.stop()
 
+    def fast_profile(self) -> None:
+        """Issue 15's in-process profile of the status and create calls (bench/fast.py; ``BENCH_ONLY=fast``)."""
+        from bench import fast
+
+        found = fast.main(self)
+        self.raw["fast"] = found
+        for call in ("status", "create"):
+            self.row(f"fast: {call} in-process (test client, PostgreSQL)", found[f"{call}_cpu_ms"], None, "-", None,
+                     "ms CPU", f"{found[f'{call}_ms']} ms wall, {found[f'{call}_statements']} statements per call")
+
     # -- figures 2, 3 and 5 -------------------------------------------------
     def compose_file(self, index: int) -> Path:
         from app.catalog.product import load_product_folder, sample_builtins
@@ -1204,7 +1214,8 @@ def main() -> int:
              ("ingress", bench.ingress_throughput), ("ingress", bench.ingress_updates), ("backups", bench.backups),
              ("swarm", bench.swarm_lifecycle), ("swarm", bench.swarm_reads),
              ("usage", lambda: usage_sampler.run(bench)), ("mirror", lambda: mirror_bench.run(bench)),
-             ("drift", bench.drift)]
+             ("drift", bench.drift),
+             ("fast", bench.fast_profile)]
     try:
         log(f"namespace {bench.ns}, work dir {bench.tmp}")
         for name, step in steps:

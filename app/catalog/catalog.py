@@ -17,7 +17,7 @@ import peewee
 
 from app.catalog.product import ProductDefinition, load_product
 from app.catalog.source import CatalogSource, SourceProduct
-from app.db import database
+from app.db import PreparedSelect, database
 from app.errors import LiveError, NotFound, ProductError
 from app.models import CatalogSync, Product, ProductRevision, WebhookDelivery, record_event, utcnow
 
@@ -45,6 +45,13 @@ class SyncReport:
 # The database is down or the connection broke: the sync stops (the worker tries again later).
 # Any other database error while recording one product is about that product's content.
 DATABASE_DOWN = (peewee.OperationalError, peewee.InterfaceError)
+
+
+#: A product's current revision with the product, by slug (the create call's read; app.db.PreparedSelect).
+_CURRENT_REVISION = PreparedSelect(
+    lambda slug: ProductRevision.select(ProductRevision, Product)
+    .join(Product, on=(Product.current_revision == ProductRevision.id), attr="product")
+    .where(Product.slug == slug).limit(1), "slug")
 
 
 class Catalog:
@@ -252,11 +259,14 @@ class Catalog:
         return product
 
     def deployable_revision(self, slug: str) -> ProductRevision:
-        """The revision new orders of ``slug`` get: the newest valid one.
+        """The revision new orders of ``slug`` get: the newest valid one (its ``product`` loaded with it).
 
         A product not seen yet triggers one sync first, so a fresh installation
         does not depend on the worker having synced before the first order.
         """
+        found = _CURRENT_REVISION.first(slug=slug)  # the usual case: one prepared query
+        if found is not None and found.product.errors != [REMOVED]:
+            return found
         if not Product.select().where(Product.slug == slug).exists():
             try:
                 self.sync()

@@ -27,6 +27,7 @@ from typing import Callable
 
 import peewee
 
+from app.db import PreparedSelect
 from app.errors import LiveError
 from app.models import WorkerHeartbeat, utcnow
 
@@ -85,13 +86,17 @@ def describe_seconds(seconds: float | None) -> str:
     return f"{seconds / 86400:.0f} d"
 
 
+#: The newest heartbeat (read by every lifecycle answer), compiled once (app.db.PreparedSelect).
+_NEWEST_HEARTBEAT = PreparedSelect(lambda: WorkerHeartbeat.select().order_by(WorkerHeartbeat.beat_at.desc()).limit(1))
+
+
 def worker_status(now: dt.datetime | None = None) -> WorkerStatus:
     """The state of the newest heartbeat, read from the database (one query).
 
     ``now`` (naive UTC) defaults to the current time. Raises peewee's errors when the database
     cannot be read (callers that must answer anyway catch ``peewee.PeeweeException``).
     """
-    row = WorkerHeartbeat.select().order_by(WorkerHeartbeat.beat_at.desc()).first()
+    row = _NEWEST_HEARTBEAT.first()
     if row is None:
         return WorkerStatus(alive=False, age_seconds=None)
     age = max(0.0, ((now or utcnow()) - row.beat_at).total_seconds())

@@ -23,8 +23,8 @@ from app.backups.store import Manifest
 from app.catalog.catalog import Catalog
 from app.catalog.product import ProductDefinition
 from app.config import Settings
-from app.db import pending_migrations
-from app.errors import NamingError, NotFound, OrderNotFound
+from app.db import PreparedSelect, pending_migrations
+from app.errors import LiveError, NamingError, NotFound, OrderNotFound
 from app.ingress.service import IngressService, IngressStatus
 from app.models import Backup, Customer, Event, Operation, Order, Product, ProductRevision, utcnow
 from app.naming import normalize_hostname
@@ -52,6 +52,14 @@ log = logging.getLogger(__name__)
 
 #: The service states of GeoCat Live 1.0 (``GET /geocat-live/api/1.0/order/<instance>``).
 RUNNING, WAITING, ERROR = "SERVICE_RUNNING", "SERVICE_WAITING", "SERVICE_ERROR"
+
+
+#: The hot reads of the WHMCS status call, compiled once (see :class:`app.db.PreparedSelect`).
+_ORDER_FOR_SERVICE = PreparedSelect(
+    lambda service_id: Order.with_relations().where(Order.whmcs_service_id == service_id).limit(1), "service_id")
+_RECENT_OPERATIONS = PreparedSelect(
+    lambda order_id: Operation.select().where(Operation.order == order_id).order_by(Operation.id.desc()).limit(10),
+    "order_id")
 
 
 @dataclass(frozen=True)
@@ -98,7 +106,7 @@ class OrderQueries:
 
         Raises OrderNotFound when there is none and ``required``; else returns None.
         """
-        order = Order.with_relations().where(Order.whmcs_service_id == service_id).first()
+        order = _ORDER_FOR_SERVICE.first(service_id=int(service_id))
         if order is None and required:
             raise OrderNotFound(f"no order for WHMCS service {service_id}")
         return order
@@ -120,14 +128,19 @@ class OrderQueries:
         return order
 
     def order_view(self, order: Order, *, include_secrets: bool = False, include_private: bool = False,
-                   include_local_urls: bool = False, mirror: MirrorReading | None = None) -> dict[str, Any]:
+                   include_local_urls: bool = False, mirror: MirrorReading | None = None,
+                   new: Operation | None = None) -> dict[str, Any]:
         """The order as :func:`app.presenters.order_view` shows it, with this installation's public scheme and its
-        ``runtime`` from the engine mirror (``mirror``, else read now: two queries)."""
+        ``runtime`` from the engine mirror (``mirror``, else read now: one query).
+
+        ``new``: the create operation of an order the caller's use case has just created (its only operation;
+        no backups, no drift record yet), which saves reading them."""
         if mirror is None:
             mirror = self.mirror_readings([order.id])[order.id]
         return order_view(order, self.catalog, self.settings.public_address, include_secrets=include_secrets,
                           include_private=include_private, include_local_urls=include_local_urls,
-                          ingress=self.ingress.enabled, mirror=mirror)
+                          recent=None if new is None else [new], ingress=self.ingress.enabled, mirror=mirror,
+                          new=new is not None)
 
     # -- the engine mirror ------------------------------------------------------------
     def mirror_freshness(self) -> MirrorFreshness:
@@ -185,7 +198,7 @@ class OrderQueries:
         """
         order = self.order_for_service(service_id)
         # Read once: the recent operations also tell which one is in progress (unless more than 10 are queued).
-        recent = list(Operation.select().where(Operation.order == order).order_by(Operation.id.desc()).limit(10))
+        recent = _RECENT_OPERATIONS.rows(order_id=order.id)
         # The client area shows this to the customer: public error texts only, never the private detail.
         view = order_view(order, self.catalog, self.settings.public_address, include_secrets=True,
                           include_private=False, recent=recent if len(recent) < 10 else None,

@@ -14,7 +14,7 @@ import peewee
 
 from app.catalog.catalog import Catalog
 from app.catalog.product import ProductDefinition
-from app.db import database, transaction
+from app.db import PreparedSelect, database, transaction
 from app.errors import Conflict, DataRiskError, HostnameTaken, InvalidRequest, LiveError, NotFound
 from app.models import Customer, Operation, Order, ProductRevision, record_event, utcnow
 from app.orders.lifecycle import INITIAL_STATUS, UNFINISHED_STATES, OperationKind, OrderStatus, public_params, transition
@@ -27,6 +27,23 @@ log = logging.getLogger(__name__)
 # A create that derives its identifier loses the race to every concurrent create of the same name at most
 # once each: enough attempts for a burst of same-name orders, each cheap (a few indexed queries).
 CREATE_ATTEMPTS = 40
+
+
+#: The reads of a create, compiled once (app.db.PreparedSelect): a create is the call billing repeats most.
+_ORDER_BY_SERVICE = PreparedSelect(
+    lambda service_id: Order.select().where(Order.whmcs_service_id == service_id).limit(1), "service_id")
+_ORDER_WITH_INSTANCE = PreparedSelect(
+    lambda instance: Order.select(Order.id).where(Order.instance == instance).limit(1).tuples(), "instance")
+_ORDER_WITH_HOSTNAME = PreparedSelect(
+    lambda hostname: Order.select(Order.id).where((Order.hostname == hostname) & (Order.status != OrderStatus.TERMINATED))
+    .limit(1).tuples(), "hostname")
+_CUSTOMER_BY_CLIENT = PreparedSelect(
+    lambda client_id: Customer.select().where(Customer.whmcs_client_id == client_id).limit(1), "client_id")
+# A customer of another WHMCS client id is never taken by email (NULL never equals: the IS NULL test covers it).
+_CUSTOMER_BY_EMAIL = PreparedSelect(
+    lambda email, client_id: Customer.select().where(
+        (Customer.email == email) & (Customer.whmcs_client_id.is_null(True) | (Customer.whmcs_client_id == client_id)))
+    .limit(1), "email", "client_id")
 
 
 @dataclass(frozen=True)
@@ -73,18 +90,16 @@ class OrderService:
         Safe under concurrency: two calls for the same new client insert it once; the loser of the
         race sees a unique violation, and its transaction is run again and finds the winner's row.
         """
-        email = (info.email or "").strip().lower()
-        if "@" not in email or len(email) > 254:
-            raise InvalidRequest(f"customer email {info.email!r} is not a valid address")
+        email = _customer_email(info)
         return transaction(lambda: self._upsert_customer(info, email), retry_on_integrity_error=True)
 
     @staticmethod
     def _upsert_customer(info: CustomerInfo, email: str) -> Customer:
         customer = None
         if info.whmcs_client_id is not None:
-            customer = Customer.get_or_none(Customer.whmcs_client_id == info.whmcs_client_id)
+            customer = _CUSTOMER_BY_CLIENT.first(client_id=info.whmcs_client_id)
         if customer is None:
-            customer = Customer.get_or_none((Customer.email == email) & (Customer.whmcs_client_id.is_null(True) | (Customer.whmcs_client_id == info.whmcs_client_id)))
+            customer = _CUSTOMER_BY_EMAIL.first(email=email, client_id=info.whmcs_client_id)
         if customer is None:
             return Customer.create(whmcs_client_id=info.whmcs_client_id, email=email, first_name=info.first_name,
                                    last_name=info.last_name, company=info.company)
@@ -99,7 +114,7 @@ class OrderService:
 
     # -- lookups ------------------------------------------------------------
     def by_service_id(self, service_id: int) -> Order | None:
-        return Order.get_or_none(Order.whmcs_service_id == service_id)
+        return _ORDER_BY_SERVICE.first(service_id=service_id)
 
     # -- lifecycle ----------------------------------------------------------
     def create(self, *, service_id: int, customer: CustomerInfo, product: str, plan: str,
@@ -109,7 +124,8 @@ class OrderService:
 
         ``product`` and ``plan`` are matched without regard to case and surrounding spaces (WHMCS
         admins type them). The hostname (``domain``, else ``<instance>.<base domain>``) must not be
-        held by another order that is not terminated.
+        held by another order that is not terminated. The customer (upserted), the order, its operation and
+        their events are written in ONE transaction: all of them or nothing.
 
         Raises:
             InvalidRequest: unknown product or plan, invalid service id, email or domain.
@@ -131,13 +147,17 @@ class OrderService:
             instance = validate_instance(instance)
         if domain and domain.strip():
             normalize_hostname(domain)  # an invalid domain is refused before anything is written
-        owner = self.upsert_customer(customer)
+        email = _customer_email(customer)
 
         def insert() -> Outcome:
-            existing = Order.get_or_none(Order.whmcs_service_id == service_id)
+            existing = self.by_service_id(service_id)
             if existing is not None:
                 # A concurrent create for the same service id won the race: answer as a repeat.
                 return self._repeat_create(existing, product, requested_by)
+            # The customer is written in the same transaction as the order, its operation and their events:
+            # one commit, and a failure anywhere leaves none of them (a concurrent insert of the same new
+            # customer is a unique violation: the transaction runs again and finds the other's row).
+            owner = self._upsert_customer(customer, email)
             if instance and Order.select().where(Order.instance == instance).exists():
                 raise Conflict(f"instance identifier {instance!r} is already used by another order")
             chosen = instance or derive_instance([username, domain], self._instance_taken,
@@ -171,15 +191,15 @@ class OrderService:
 
     def _instance_taken(self, name: str) -> bool:
         """An identifier is taken by any order ever made, or when its generated hostname is in use."""
-        return (Order.select().where(Order.instance == name).exists()
+        return (_ORDER_WITH_INSTANCE.first(instance=name) is not None
                 or self._hostname_in_use(f"{name}.{self.base_domain}"))
 
     @staticmethod
     def _hostname_in_use(hostname: str, exclude: int | None = None) -> bool:
-        query = Order.select().where((Order.hostname == hostname) & (Order.status != OrderStatus.TERMINATED))
-        if exclude is not None:
-            query = query.where(Order.id != exclude)
-        return query.exists()
+        if exclude is None:
+            return _ORDER_WITH_HOSTNAME.first(hostname=hostname) is not None
+        return Order.select().where((Order.hostname == hostname) & (Order.status != OrderStatus.TERMINATED)
+                                    & (Order.id != exclude)).exists()
 
     def _require_own_domain(self, hostname: str, instance: str) -> None:
         """A customer's domain is their own: the base domain and the names under it are the orders' generated
@@ -509,6 +529,14 @@ class OrderService:
         if kind is not None:
             query = query.where(Operation.kind == kind)
         return query.order_by(Operation.id.desc()).first()
+
+
+def _customer_email(info: CustomerInfo) -> str:
+    """The customer's email as stored (trimmed, lower case); raises InvalidRequest for one that is not an address."""
+    email = (info.email or "").strip().lower()
+    if "@" not in email or len(email) > 254:
+        raise InvalidRequest(f"customer email {info.email!r} is not a valid address")
+    return email
 
 
 def _product_slug(product: str) -> str:

@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from apiflask import APIBlueprint
+from flask import jsonify
 from flask.views import MethodView
 
 from app.collaborators import orders, queries, wait_slots
@@ -103,8 +104,11 @@ def lifecycle_answer(outcome: Outcome | None, wait: float, unchanged: str = "", 
     else:
         message = _unfinished_message(operation, outcome.message, wait, waited, worker)
     order = queries.order(operation.order_id) if waited else outcome.order
+    # A new order's only operation is the one just recorded, and it has no backups: nothing to read back.
+    new = operation if outcome.created and not waited else None
     body = {"result": result, "message": message,
-            "order": queries.order_view(order, include_private=include_private, include_local_urls=include_local_urls),
+            "order": queries.order_view(order, include_private=include_private, include_local_urls=include_local_urls,
+                                        new=new),
             "operation": operation_view(operation, include_private=include_private),
             "worker": _worker_view(worker)}
     return body, 202 if result in (CallResult.QUEUED, CallResult.RUNNING) else 200
@@ -278,7 +282,10 @@ def restore(service_id: int, backup_id: str, body: dict):
 @bp.doc(summary="Status, endpoints, progress, last error and recent operations (client area, admin tab)",
         responses={404: "No order for this service"})
 def service_info(service_id: int):
-    return queries.service_info(service_id)
+    # The flat serialiser: the presenters' dict already has ServiceInfoOut's shape and values
+    # (tests/api/test_flat_status.py holds them equal to the schema's dump), so it is sent as it is,
+    # without marshmallow's dump of the nested schemas; the schema above still documents it.
+    return jsonify(queries.service_info(service_id))
 
 
 @bp.get("/failures")
