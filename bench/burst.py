@@ -23,7 +23,6 @@ import collections
 import json
 import os
 import statistics
-import subprocess
 import sys
 import threading
 import time

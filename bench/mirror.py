@@ -53,32 +53,24 @@ def run(bench) -> None:
 
 
 def real_engine(bench) -> dict[int, Any]:
-    from concurrent.futures import ThreadPoolExecutor
-
     from app.bootstrap import bootstrap
     from app.db import upgrade
     from app.models import ObservedContainer, Order
-    from app.orders.service import CustomerInfo
     from app.stacks.docker_engine import DockerEngine
     from app.stacks.mirror import MirrorFollower
+    from bench.run import bench_worker, grow_orders
 
     ns = bench.ns + "m"
     live = bootstrap(bench.settings("mirror", deployment=ns))
     upgrade(live.db)
     live.catalog.sync()
-    worker = live.worker()
-    worker.concurrency = 8
-    worker._pool = ThreadPoolExecutor(max_workers=8)
+    worker = bench_worker(live)
     results: dict[int, Any] = {}
     made = 0
     try:
         for scale in SCALES:
             started = time.monotonic()
-            while made < scale:
-                live.orders.create(service_id=70000 + made, customer=CustomerInfo(email=f"m{made}@example.org"),
-                                   product="mini", plan="basic")
-                made += 1
-            worker.run_until_idle(timeout=1800)
+            made = grow_orders(live, worker, made, scale, 70000, "m")
             orders = list(Order.select().where(Order.status == "active"))
             log(f"scale {scale}: {len(orders)} active orders ready in {time.monotonic() - started:.0f}s")
 

@@ -304,26 +304,19 @@ class Bench:
         from app.bootstrap import bootstrap
         from app.db import upgrade
         from app.models import Order
-        from app.orders.service import CustomerInfo
 
         ns = self.ns + "s"
         self.scale_ns = ns
         live = bootstrap(self.settings("fig4", deployment=ns))
         upgrade(live.db)
         live.catalog.sync()
-        worker = live.worker()
-        worker.concurrency = 8
-        worker._pool = ThreadPoolExecutor(max_workers=8)
+        worker = bench_worker(live)
         engine = live.engine
         results = {}
         made = 0
         for scale in SCALES:
             started = time.monotonic()
-            while made < scale:
-                live.orders.create(service_id=50000 + made, customer=CustomerInfo(email=f"s{made}@example.org"),
-                                   product="mini", plan="basic")
-                made += 1
-            worker.run_until_idle(timeout=900)
+            made = grow_orders(live, worker, made, scale, 50000, "s", timeout=900)
             orders = list(Order.select().where(Order.status != "terminated"))
             active = sum(1 for o in orders if o.status == "active")
             log(f"scale {scale}: {active} active orders ready in {time.monotonic() - started:.0f}s")
@@ -361,7 +354,6 @@ class Bench:
         look (SwarmEngine.nodes)."""
         from app.bootstrap import bootstrap
         from app.db import upgrade
-        from app.orders.service import CustomerInfo
 
         swarm = self.docker.info().get("Swarm") or {}
         if not swarm.get("ControlAvailable"):
@@ -372,20 +364,14 @@ class Bench:
         live = bootstrap(self.settings("swarm", deployment=ns, LIVE_ORCHESTRATOR="swarm"))
         upgrade(live.db)
         live.catalog.sync()
-        worker = live.worker()
-        worker.concurrency = 8
-        worker._pool = ThreadPoolExecutor(max_workers=8)
+        worker = bench_worker(live)
         engine = live.engine
         selector = {"live.deployment": ns}
         filters = {"label": [f"live.deployment={ns}"]}
         results, made = {}, 0
         for scale in SWARM_SCALES:
             started = time.monotonic()
-            while made < scale:
-                live.orders.create(service_id=70000 + made, customer=CustomerInfo(email=f"w{made}@example.org"),
-                                   product="mini", plan="basic")
-                made += 1
-            worker.run_until_idle(timeout=1800)
+            made = grow_orders(live, worker, made, scale, 70000, "w")
             listed = engine.list_containers(selector)
             running = sum(1 for c in listed if c.running)
             log(f"swarm scale {scale}: {running} services running, ready in {time.monotonic() - started:.0f}s")
@@ -1179,6 +1165,29 @@ def _remove_quietly(client, container_id: str) -> None:
     except docker.errors.APIError as exc:
         if exc.status_code not in (404, 409):
             raise
+
+
+def bench_worker(live, slots: int = 8):
+    """The bridge's worker, run in-process by the bench with ``slots`` operations at a time (more than the
+    default 4: the bench only needs many orders made quickly)."""
+    worker = live.worker()
+    worker.concurrency = slots
+    worker._pool = ThreadPoolExecutor(max_workers=slots)
+    return worker
+
+
+def grow_orders(live, worker, made: int, scale: int, service_base: int, tag: str, timeout: float = 1800) -> int:
+    """Create orders of the one-service ``mini`` product until ``scale`` exist (``made`` exist already; WHMCS
+    service ids from ``service_base``, e-mails ``<tag><n>@example.org``), then run ``worker`` until no operation
+    is left. Returns the number made (``scale``)."""
+    from app.orders.service import CustomerInfo
+
+    while made < scale:
+        live.orders.create(service_id=service_base + made, customer=CustomerInfo(email=f"{tag}{made}@example.org"),
+                           product="mini", plan="basic")
+        made += 1
+    worker.run_until_idle(timeout=timeout)
+    return made
 
 
 def _measure_calls(engine, fn) -> dict[str, float]:

@@ -19,7 +19,6 @@ from __future__ import annotations
 import os
 import statistics
 import time
-from concurrent.futures import ThreadPoolExecutor
 
 import peewee
 
@@ -39,9 +38,8 @@ def run(bench) -> None:
     from app import create_app
     from app.apikeys import create_key
     from app.db import upgrade
-    from app.orders.service import CustomerInfo
     from app.orders.usage import CgroupReader, UsageSampler
-    from bench.run import REPEATS, _measure_calls, log
+    from bench.run import REPEATS, _measure_calls, bench_worker, grow_orders, log
 
     app = create_app(bench.settings("usage", deployment=namespace(bench)))
     live = app.extensions["live"]
@@ -50,9 +48,7 @@ def run(bench) -> None:
     token = create_key("bench-usage", "whmcs")[1]
     client = app.test_client()
     headers = {"Authorization": f"Bearer {token}"}
-    worker = live.worker()
-    worker.concurrency = 8
-    worker._pool = ThreadPoolExecutor(max_workers=8)
+    worker = bench_worker(live)
     engine = live.engine
     local = worker.usage  # cgroup files where this machine runs the containers, as the worker does
     remote = UsageSampler(engine, live.settings.deployment, live.runner.project, stats_per_second=1e6)
@@ -77,11 +73,7 @@ def run(bench) -> None:
     made = 0
     for scale in SCALES:
         started = time.monotonic()
-        while made < scale:
-            live.orders.create(service_id=SERVICE_ID_BASE + made, customer=CustomerInfo(email=f"u{made}@example.org"),
-                               product="mini", plan="basic")
-            made += 1
-        worker.run_until_idle(timeout=1800)
+        made = grow_orders(live, worker, made, scale, SERVICE_ID_BASE, "u")
         running = sum(1 for c in engine.list_containers({"live.deployment": live.settings.deployment}) if c.running)
         log(f"usage scale {scale}: {running} containers running, ready in {time.monotonic() - started:.0f}s")
         passes = {}
