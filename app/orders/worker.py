@@ -209,12 +209,17 @@ class Worker:
     def recover(self) -> int:
         """Operations left running by a dead worker go back to the queue (or fail if they keep dying)."""
         recovered = 0
+        # What runs here is read BEFORE the running rows: an operation that finishes in between is then in this
+        # copy and skipped, never taken for a dead worker's (read after, it would be gone from the set while its
+        # row still said running, and a last attempt's success would be failed and cleaned up). No operation
+        # starts meanwhile: claims happen only in dispatch, under the same dispatch lock as this call.
+        with self._lock:
+            in_flight = set(self._in_flight)
         with self.db.connection_context():
             # Read in full before writing: see app/db.py on SQLite read snapshots.
             for operation in list(Operation.select().where(Operation.state == OperationState.RUNNING)):
-                with self._lock:
-                    if operation.id in self._in_flight:
-                        continue
+                if operation.id in in_flight:
+                    continue
                 if operation.attempts >= operation.max_attempts:
                     self._fail(operation, f"the worker stopped during this operation {operation.attempts} times",
                                self._progress_recorder(operation))
