@@ -13,7 +13,8 @@ or its restart policy is ``on-failure``: it exiting with code 0 is what it is fo
 **The checker** (:class:`DriftChecker`, run by the worker every LIVE_DRIFT_SECONDS) decides only while the
 mirror is fresh (connected, beat recently): a stale mirror means no decision at all, never a repair made on
 old rows. It looks at ``active`` orders with no unfinished operation (an order being repaired is not
-re-detected; suspended, terminated and failed orders never) whose expectation was recorded more than
+re-detected; suspended, terminated and failed orders never, nor one whose latest operation other than a backup
+failed: see :func:`_last_change_failed`) whose expectation was recorded more than
 :data:`SETTLE_SECONDS` ago (the mirror catches up with the deploy that recorded it). Drift of a service
 (:func:`problems_of`): ``missing`` (no container), ``exited``/``dead`` (a one-shot service exited 0 is fine),
 ``paused``, ``created`` (never started), ``unhealthy`` for longer than LIVE_DRIFT_UNHEALTHY_SECONDS,
@@ -28,8 +29,8 @@ order service, requested by ``drift``, refused inside the order's lock when anot
 the order is no longer active. Bounded: at most LIVE_DRIFT_MAX_REPAIRS redeploys per order within
 LIVE_DRIFT_WINDOW_SECONDS; drift again after that many, or a crash loop, makes the order **failing**: reported
 once (``drift_failing``, with the last LIVE_DRIFT_LOG_LINES log lines of each drifted container, the order's
-secrets masked) and never redeployed by the checker until an operation not requested by ``drift`` succeeds
-on the order. Events (``actor`` ``drift``): ``drift_detected`` (the problems, and what is done),
+secrets masked) and never redeployed by the checker until a deploy not requested by ``drift`` succeeds
+on the order (its recorded expectation is newer than ``failing_since``; a backup does not count). Events (``actor`` ``drift``): ``drift_detected`` (the problems, and what is done),
 ``drift_repaired`` (what should run runs again), ``drift_failing``.
 """
 from __future__ import annotations
@@ -44,7 +45,7 @@ import peewee
 
 from app.errors import LiveError
 from app.models import ObservedContainer, Operation, Order, OrderDrift, record_event, utcnow
-from app.orders.lifecycle import UNFINISHED_STATES, OperationState, OrderStatus
+from app.orders.lifecycle import UNFINISHED_STATES, OperationKind, OperationState, OrderStatus
 from app.presenters import PRIVATE_EVENT_DATA
 from app.stacks import mirror
 
@@ -232,6 +233,8 @@ class DriftChecker:
         rows = list(OrderDrift.select(OrderDrift, Order).join(Order)
                     .where((Order.status == OrderStatus.ACTIVE) & Order.id.not_in(busy)
                            & (OrderDrift.expected_at <= settled)))
+        unsettled = _last_change_failed([row.order_id for row in rows])
+        rows = [row for row in rows if row.order_id not in unsettled]
         result = DriftPass(fresh=True, checked=len(rows))
         containers = mirror.observed([row.order_id for row in rows])
         for row in rows:
@@ -259,13 +262,13 @@ class DriftChecker:
         if repairs != (row.repairs or []):
             changes["repairs"] = repairs
         state = DriftState(row.state)
-        if state == DriftState.FAILING and self._operation_succeeded_since(order, row.failing_since):
-            log.info("order %s: an operation succeeded since it was failing: drift is judged again", order.instance)
+        if state == DriftState.FAILING and row.failing_since is not None and row.expected_at > row.failing_since:
+            log.info("order %s: a deploy succeeded since it was failing: drift is judged again", order.instance)
             state, repairs = DriftState.OK, []
             changes.update(state=state, failing_since=None, failing_reason=None, repairs=[], problems=[],
                            detected_at=None)
         if state == DriftState.FAILING:
-            pass  # reported once; nothing more until an operation succeeds on the order
+            pass  # reported once; nothing more until a deploy succeeds on the order
         elif not problems:
             if state != DriftState.OK:
                 record_event("drift_repaired", f"order {order.instance}: what should run runs again", order=order,
@@ -279,7 +282,10 @@ class DriftChecker:
         else:
             changes.update(self._act(order, row, state, problems, loops, repairs, containers, now, result))
         if changes:
-            OrderDrift.update(**changes).where(OrderDrift.id == row.id).execute()
+            # Only if no deploy recorded a new expectation meanwhile (a suspend or redeploy that ended during this
+            # pass reset the row: this pass's verdict was about the containers before it).
+            OrderDrift.update(**changes).where((OrderDrift.id == row.id)
+                                               & (OrderDrift.expected_at == row.expected_at)).execute()
 
     def _act(self, order: Order, row: OrderDrift, state: DriftState, problems: list[dict], loops: list[dict],
              repairs: list[str], containers: dict[str, ObservedContainer], now: dt.datetime,
@@ -344,15 +350,19 @@ class DriftChecker:
             parts.append(f"--- {service} ({row.name}), last {self.rules.log_lines} lines ---\n{text.rstrip()}")
         return mask_secrets("\n".join(parts), order.secrets)
 
-    @staticmethod
-    def _operation_succeeded_since(order: Order, since: dt.datetime | None) -> bool:
-        """Whether an operation not requested by the checker succeeded on ``order`` after ``since``."""
-        query = Operation.select(Operation.id).where(
-            (Operation.order == order.id) & (Operation.state == OperationState.SUCCEEDED)
-            & (Operation.requested_by != DRIFT_ACTOR))
-        if since is not None:
-            query = query.where(Operation.finished_at >= since)
-        return query.exists()
+
+def _last_change_failed(order_ids: list[int]) -> set[int]:
+    """The orders of ``order_ids`` whose latest operation that changes the stack (any kind but ``backup``) failed:
+    what runs of them is what the failure left (a suspend that stopped half the services, a change that could
+    not finish), so it is no drift to repair: the failure is reported as such (failures view, the order's
+    ``last_error``) and an operator or billing decides. Two queries whatever the number of orders."""
+    if not order_ids:
+        return set()
+    latest = (Operation.select(peewee.fn.MAX(Operation.id))
+              .where(Operation.order.in_(order_ids) & (Operation.kind != OperationKind.BACKUP))
+              .group_by(Operation.order))
+    return {order_id for (order_id,) in Operation.select(Operation.order)
+            .where(Operation.id.in_(latest) & (Operation.state == OperationState.FAILED)).tuples()}
 
 
 def _parse(text: str) -> dt.datetime:

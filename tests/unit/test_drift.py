@@ -357,3 +357,63 @@ def test_a_state_is_drift_only_once_it_lasted_and_a_missing_container_at_once(li
     mirror(live, engine)
     assert drift.check().detected == [order.id]
     assert drift_key(live, order)["problems"][0]["kind"] == "missing"
+
+
+# -- review of issue 15: what the checker must leave alone ---------------------------------------------
+def _failed(order: Order, kind: str) -> None:
+    Operation.create(order=order.id, kind=kind, state="failed", requested_by="whmcs", finished_at=utcnow(),
+                     error="it failed")
+
+
+def test_an_order_whose_last_change_failed_is_not_repaired_a_backup_after_it_does_not_count(live, engine):
+    order = create(live)
+    _failed(order, "suspend")  # billing's suspend stopped "app", then failed for good: the order stays active
+    engine.stop_container(container(engine, order, "app").id, timeout=1)
+    Operation.create(order=order.id, kind="backup", state="succeeded", requested_by="system", finished_at=utcnow())
+    mirror(live, engine)
+    drift = checker(live)
+
+    done = drift.check()
+
+    assert done.detected == [] and done.repaired == [] and done.checked == 0
+    assert not [o for o in operations(order) if o[2] == "drift"]
+    assert container(engine, order, "app").state == "exited"  # what billing asked for is not undone
+    live.orders.redeploy(Order.get_by_id(order.id), requested_by="ops")  # staff decide: a deploy that succeeds
+    run(live)
+    mirror(live, engine)
+    assert drift.check().checked == 1
+
+
+def test_a_backup_that_succeeds_does_not_clear_failing_a_deploy_does(live, engine):
+    order = create(live)
+    drift = checker(live, max_repairs=0)
+    engine.remove_container(container(engine, order, "web").id)
+    mirror(live, engine)
+    assert drift.check().failing == [order.id]
+    Operation.create(order=order.id, kind="backup", state="succeeded", requested_by="system", finished_at=utcnow())
+
+    assert drift.check().failing == []
+    assert drift_key(live, order)["state"] == "failing"
+    assert kinds(order).count("drift_failing") == 1  # not reported again, no repair round opened by the backup
+    assert not [o for o in operations(order) if o[2] == "drift"]
+
+
+def test_a_verdict_is_not_written_over_an_expectation_recorded_during_the_pass(live, engine):
+    from app.orders.drift import record_expected
+
+    order = create(live)
+    engine.remove_container(container(engine, order, "web").id)
+    mirror(live, engine)
+    drift = checker(live, mode=DriftMode.REPORT)
+    judge = drift._act
+
+    def suspended_meanwhile(order_row, *args, **kwargs):
+        changes = judge(order_row, *args, **kwargs)
+        record_expected(order_row, {})  # a suspend ended while the pass judged the containers before it
+        return changes
+
+    drift._act = suspended_meanwhile
+    drift.check()
+
+    row = OrderDrift.get(OrderDrift.order == order.id)
+    assert row.expected == {} and row.state == "ok" and row.problems == []
