@@ -11,7 +11,11 @@
 3. applies the events as they come (:meth:`MirrorFollower.apply`): only a row that changes is written; a ``die``
    the engine did not cause by a ``kill`` (a stop, a removal by force) is a death (``deaths``, ``last_died_at``),
    and so is a failed swarm task;
-4. beats ``engine_mirror.beat_at`` every :data:`BEAT_SECONDS` with ``connected`` true;
+4. beats ``engine_mirror.beat_at`` every :data:`BEAT_SECONDS` with ``connected`` true, each beat after the engine
+   answered a ping (a hung engine or swarm manager stops the beat, and the mirror goes stale); and lists again
+   every :data:`RESYNC_SECONDS` while the stream is quiet: a stream that stopped delivering without breaking (a
+   half-open connection to a remote engine, a hung swarm poll) leaves rows wrong for at most that long, and when
+   the listing finds changes no event reported, the follower reconnects;
 5. when the stream breaks (the engine restarts, cannot be reached, the database fails), writes ``connected`` false
    with the error and starts again from 1 after a backoff (:data:`BACKOFF_BASE_SECONDS` doubling up to
    :data:`BACKOFF_MAX_SECONDS`). A worker SIGKILLed leaves ``connected`` true, but its beat ages: the next worker's
@@ -53,6 +57,9 @@ DEFAULT_STALE_SECONDS = 10.0
 #: LIVE_MIRROR_POLL_SECONDS's default: how often a swarm's tasks are polled (seconds).
 DEFAULT_POLL_SECONDS = 2.0
 #: Reconnection backoff: BASE × 2^(failures − 1) seconds, at most MAX.
+#: How often the follower lists every container again while its stream is quiet (one engine call): the bound on how
+#: long a silently dead stream can leave rows wrong.
+RESYNC_SECONDS = 30.0
 BACKOFF_BASE_SECONDS = 0.5
 BACKOFF_MAX_SECONDS = 30.0
 #: At most this many events are applied in one database transaction.
@@ -197,13 +204,17 @@ class MirrorFollower:
     """
 
     def __init__(self, engine: Engine, db: peewee.Database, deployment: str, follower: str, *,
-                 beat_seconds: float = BEAT_SECONDS, backoff_base: float = BACKOFF_BASE_SECONDS,
+                 beat_seconds: float = BEAT_SECONDS, resync_seconds: float = RESYNC_SECONDS,
+                 backoff_base: float = BACKOFF_BASE_SECONDS,
                  backoff_max: float = BACKOFF_MAX_SECONDS, clock: Callable[[], float] = time.monotonic):
         self.engine = engine
         self.db = db
         self.deployment = deployment
         self.follower = follower
         self.beat_seconds = beat_seconds
+        self.resync_seconds = resync_seconds
+        self._last_sync: float | None = None
+        self._events_since_sync = 0
         self.backoff_base = backoff_base
         self.backoff_max = backoff_max
         self._clock = clock
@@ -297,9 +308,12 @@ class MirrorFollower:
                         item = None
                 with self.db.connection_context():
                     if batch:
+                        self._events_since_sync += len(batch)
                         with self.db.atomic():
                             for event in batch:
                                 self.apply(event)
+                    elif self._last_sync is not None and self._clock() - self._last_sync >= self.resync_seconds:
+                        self._resync()
                     self.beat()
         reader.join(5.0)  # leaving the stream's context closed it: the reader thread ends
 
@@ -340,18 +354,32 @@ class MirrorFollower:
             now = utcnow()
             EngineMirror.update(connected=True, error=None, beat_at=now, last_listing_at=now,
                                 follower=self.follower).where(EngineMirror.deployment == self.deployment).execute()
-        self._last_beat = self._clock()
-        log.info("engine mirror connected: %d container(s) listed, %d row(s) written", len(seen), written)
+        self._last_beat = self._last_sync = self._clock()
+        self._events_since_sync = 0
+        log.log(logging.DEBUG if self._connected_once else logging.INFO,  # a resync of a live connection: debug
+                "engine mirror listed %d container(s), %d row(s) written", len(seen), written)
         return written
 
+    def _resync(self) -> None:
+        """The periodic listing of a quiet stream (:data:`RESYNC_SECONDS`): rows it had to correct although no event
+        came since the last listing mean the stream stopped delivering: raises EngineUnavailable to reconnect."""
+        quiet = self._events_since_sync == 0
+        written = self.sync()
+        if written and quiet:
+            raise EngineUnavailable(f"the engine's event stream reported nothing while {written} container(s) "
+                                    "changed: reconnecting")
+
     def beat(self, force: bool = False) -> bool:
-        """Move ``beat_at`` (and record the last event's time) at most every ``beat_seconds``; returns whether it
-        wrote."""
+        """Move ``beat_at`` (and record the last event's time) at most every ``beat_seconds``, each time after the
+        engine answered a ping (``force``: without one); returns whether it wrote. Raises the engine's
+        EngineUnavailable when it does not answer: the beat stops and the mirror goes stale."""
         now = self._clock()
         if not force and self._last_beat is not None and now - self._last_beat < self.beat_seconds:
             if self._time_dirty:
                 self._write_time()
             return False
+        if not force:
+            self.engine.ping()
         values: dict[Any, Any] = {EngineMirror.beat_at: utcnow(), EngineMirror.connected: True,
                                   EngineMirror.error: None}
         if self._last_time is not None:

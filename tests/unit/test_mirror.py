@@ -2,7 +2,9 @@
 written, deaths, reconnection with ``since``, freshness, and the views that read it (``runtime``, GeoCat Live)."""
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import threading
 import time
 
 import pytest
@@ -345,3 +347,52 @@ def test_time_is_kept_between_followers():
 
     now = time.time()
     assert abs(engine_time(utc_of(now)) - now) < 1e-5
+
+
+def _silent_events(engine, monkeypatch):
+    """The engine's stream stops delivering without breaking (a half-open connection, a hung swarm poll)."""
+    hang = threading.Event()
+
+    @contextlib.contextmanager
+    def silent(labels, since=None):
+        def stream():
+            hang.wait()
+            return
+            yield
+        yield stream()
+
+    monkeypatch.setattr(engine, "events", silent)
+    return hang
+
+
+def test_a_silent_stream_is_corrected_by_the_periodic_listing_and_reconnected(live, engine, monkeypatch):
+    order = create(live)
+    hang = _silent_events(engine, monkeypatch)
+    mirror = follower(live, beat_seconds=0.05, resync_seconds=0.3, backoff_base=0.01)
+    mirror.start()
+    try:
+        wait_for(lambda: freshness(live.settings.deployment).fresh and states(order.id).get("web") == "running",
+                 timeout=10, what="connected")
+        engine.stop_container(container(live, engine, "web").id, timeout=1)  # the stream says nothing of it
+        wait_for(lambda: states(order.id)["web"] == "exited", timeout=10, what="the listing corrected the row")
+        wait_for(lambda: mirror.connections >= 2, timeout=10, what="a reconnection after the missed change")
+    finally:
+        hang.set()
+        mirror.stop()
+
+
+def test_no_beat_while_the_engine_does_not_answer(live, engine, monkeypatch):
+    create(live)
+    hang = _silent_events(engine, monkeypatch)
+    mirror = follower(live, beat_seconds=0.05, backoff_base=0.01)
+    mirror.start()
+    try:
+        wait_for(lambda: freshness(live.settings.deployment).fresh, timeout=10, what="connected")
+        engine.reachable = False  # the stream stays open and quiet: only the ping tells
+        wait_for(lambda: not freshness(live.settings.deployment, stale_seconds=0.5).fresh, timeout=10,
+                 what="the mirror went stale")
+        assert not freshness(live.settings.deployment).connected
+    finally:
+        engine.reachable = True
+        hang.set()
+        mirror.stop()
