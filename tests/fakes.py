@@ -72,6 +72,7 @@ from app.stacks.engine import (
     Readable,
     VolumeRequest,
     VolumeState,
+    VolumeUsage,
 )
 
 #: What an exec handler does: ``fn(command, stdin, container) -> (exit code, stdout, stderr)``; ``stdin`` is
@@ -169,6 +170,8 @@ class FakeEngine(Engine):
         #: Every state-changing call, in order: ("create_container", name), ("start_container", name), ...
         self.calls: list[tuple[str, str]] = []
         self.reachable = True
+        # Swarm node ids volume_usage() reports as unread (a node whose engine is down).
+        self.unread_nodes: set[str] = set()
         #: (call, container name or service) -> exception the call raises once, before it changes anything; calls
         #: are create_container, connect_container (after the container is made, as its other networks are
         #: connected), start_container, stop_container, rename_container and remove_container, exec_output and
@@ -479,11 +482,12 @@ class FakeEngine(Engine):
                 del self.volumes[key]
                 self.calls.append(("remove_volume", key))
 
-    def volume_usage(self, labels: dict[str, str]) -> list[VolumeState]:
+    def volume_usage(self, labels: dict[str, str]) -> VolumeUsage:
         self._call()
         with self._lock:
-            return [VolumeState(v.name, dict(v.labels), sum(len(d) for d in v.files.values()), node=v.node)
-                    for v in self.volumes.values() if _matches(v.labels, labels)]
+            return VolumeUsage([VolumeState(v.name, dict(v.labels), sum(len(d) for d in v.files.values()), node=v.node)
+                                for v in self.volumes.values() if _matches(v.labels, labels)],
+                               frozenset(self.unread_nodes))
 
     def container_usage(self, container_id: str) -> tuple[float, float]:
         self._call()

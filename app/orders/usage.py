@@ -298,15 +298,17 @@ class UsageSampler:
             return None
         try:
             self._last_df = self.clock()
-            volumes = self.engine.volume_usage(deployment_selector(self.deployment))
+            usage = self.engine.volume_usage(deployment_selector(self.deployment))
             sizes: dict[int, int] = {}
-            for volume in volumes:
+            for volume in usage.volumes:
                 order_id = order_id_of(volume.labels)
                 if order_id is not None:
                     sizes[order_id] = sizes.get(order_id, 0) + volume.size
             now = utcnow()
-            ids = [order_id for (order_id,) in Order.select(Order.id)
-                   .where(Order.status != OrderStatus.TERMINATED).order_by(Order.id).tuples()]
+            orders = Order.select(Order.id).where(Order.status != OrderStatus.TERMINATED).order_by(Order.id)
+            if usage.unread_nodes:  # their disk is unknown: keep the last figure and its time, never write 0
+                orders = orders.where(Order.node.is_null() | Order.node.not_in(sorted(usage.unread_nodes)))
+            ids = [order_id for (order_id,) in orders.tuples()]
             if self._stopping.is_set():
                 return 0
             _upsert([{"order": order_id, "disk_bytes": sizes.get(order_id, 0), "disk_sampled_at": now}

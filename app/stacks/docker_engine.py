@@ -53,6 +53,7 @@ from app.stacks.engine import (
     Readable,
     VolumeRequest,
     VolumeState,
+    VolumeUsage,
 )
 
 log = logging.getLogger(__name__)
@@ -480,7 +481,7 @@ class DockerEngine(Engine):
             found = self.api.volumes(filters={"label": [f"{k}={v}" for k, v in labels.items()]})
         return [VolumeState(v["Name"], v.get("Labels") or {}) for v in (found.get("Volumes") or [])]
 
-    def volume_usage(self, labels: dict[str, str]) -> list[VolumeState]:
+    def volume_usage(self, labels: dict[str, str]) -> VolumeUsage:
         """Sizes of the labelled volumes, in one engine call (``docker system df``)."""
         with self._errors("read disk usage"):
             report = self.api.df()
@@ -490,7 +491,7 @@ class DockerEngine(Engine):
             if all(volume_labels.get(k) == v for k, v in labels.items()):
                 size = max(0, int((volume.get("UsageData") or {}).get("Size") or 0))
                 found.append(VolumeState(volume["Name"], volume_labels, size))
-        return found
+        return VolumeUsage(found)
 
     def container_usage(self, container_id: str) -> tuple[float, float]:
         """(memory bytes in use, CPU seconds used) of a running container, from one stats sample."""

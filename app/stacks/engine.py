@@ -156,6 +156,16 @@ class VolumeState:
     node: str | None = None  # the swarm node (id) whose engine holds it; None on one engine
 
 
+@dataclass
+class VolumeUsage:
+    """What :meth:`Engine.volume_usage` read: ``volumes`` with their sizes, and ``unread_nodes``, the swarm nodes
+    (ids) whose engine could not be read (down, unreachable, without a ``live.engine`` label): their volumes are
+    absent, so the disk of what they hold is unknown, not 0. Empty on one engine."""
+
+    volumes: list[VolumeState]
+    unread_nodes: frozenset[str] = frozenset()
+
+
 @dataclass(frozen=True)
 class EngineEvent:
     """One change the engine reports on its event stream (:meth:`Engine.events`).
@@ -335,8 +345,9 @@ class Engine(abc.ABC):
         (one engine: ``node`` is ignored). A missing one is not an error, one in use is refused."""
 
     @abc.abstractmethod
-    def volume_usage(self, labels: dict[str, str]) -> list[VolumeState]:
-        """Every named volume carrying ``labels``, with its size in bytes."""
+    def volume_usage(self, labels: dict[str, str]) -> VolumeUsage:
+        """Every named volume carrying ``labels``, with its size in bytes, and the nodes that could not be read
+        (:class:`VolumeUsage`). Raises the engine's errors when the (manager's) engine itself cannot be asked."""
 
     @abc.abstractmethod
     def export_volume(self, volume: str, image: str, helper_name: str,

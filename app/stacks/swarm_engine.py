@@ -40,7 +40,7 @@ from typing import Any, ContextManager, Iterable, Iterator, Sequence
 from app.errors import EngineOperationError, EngineUnavailable, LiveError, NotFound
 from app.stacks.docker_engine import DockerEngine, close_stream, stream_socket, translate_errors
 from app.stacks.engine import (LISTED, ContainerRequest, ContainerState, Engine, EngineEvent, NetworkRequest,
-                               NetworkState, NodeState, Readable, VolumeRequest, VolumeState)
+                               NetworkState, NodeState, Readable, VolumeRequest, VolumeState, VolumeUsage)
 from app.stacks.project import CONFIG_HASH_LABEL, DEPLOYMENT_LABEL, NODE_ENGINE_LABEL, ORDER_LABEL
 from app.stacks.swarm_spec import service_spec, swarm_network_spec
 
@@ -555,9 +555,26 @@ class SwarmEngine(Engine):
         engines = [(node, self.node_engine(node))] if node is not None else self._engines()
         return _on_nodes(engines, lambda engine: engine.list_volumes(labels))
 
-    def volume_usage(self, labels: dict[str, str]) -> list[VolumeState]:
-        """The labelled volumes of every ready node whose engine is known, with their sizes (one call per node)."""
-        return _on_nodes(self._engines(), lambda engine: engine.volume_usage(labels))
+    def volume_usage(self, labels: dict[str, str]) -> VolumeUsage:
+        """The labelled volumes of every node, with their sizes (one call per node engine, plus the node listing).
+        A node that is not ready, has no ``live.engine`` label or whose engine fails is in ``unread_nodes`` (logged):
+        the disk of its orders is unknown, never 0."""
+        found: list[VolumeState] = []
+        unread = set()
+        for node in self.nodes():
+            if not node.ready or node.engine is None:
+                unread.add(node.id)
+                continue
+            try:
+                volumes = self.node_engine(node.id).volume_usage(labels).volumes
+            except LiveError as exc:
+                log.warning("disk usage of swarm node %s not read: %s", node.hostname or node.id, exc)
+                unread.add(node.id)
+                continue
+            for volume in volumes:
+                volume.node = node.id
+                found.append(volume)
+        return VolumeUsage(found, frozenset(unread))
 
     def volume_exists(self, name: str, node: str | None = None) -> bool:
         """Whether node ``node`` holds the volume; any node when None."""

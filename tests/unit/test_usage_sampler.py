@@ -266,6 +266,20 @@ def test_disk_is_one_df_for_every_order(fake_live, fake_engine):
     assert disk[orders[0].whmcs_service_id] >= 3.0 and disk[orders[1].whmcs_service_id] < 1.0
 
 
+def test_the_disk_of_orders_on_a_node_that_was_not_read_stays_unknown_never_0(fake_live, fake_engine):
+    orders = make_orders(fake_live, 2)
+    Order.update(node="n-down").where(Order.id == orders[0].id).execute()
+    Order.update(node="n-up").where(Order.id == orders[1].id).execute()
+    fake_engine.unread_nodes = {"n-down"}
+    usage = sampler(fake_live, fake_engine)
+
+    assert usage.sample_disk() == 1
+
+    disk = {a["service_id"]: (a["disk_mb"], a["disk_sampled_at"]) for a in usage_answers()}
+    assert disk[orders[0].whmcs_service_id] == (None, None)  # not "0 MB, measured now"
+    assert disk[orders[1].whmcs_service_id][1] is not None
+
+
 def test_df_is_never_called_twice_at_once(fake_live, fake_engine):
     make_orders(fake_live, 1)
     inside, release, active, most = threading.Event(), threading.Event(), [0], [0]
