@@ -149,7 +149,9 @@ def problems_of(expected: Mapping[str, Mapping[str, Any]], containers: Mapping[s
         elif row.state in ("exited", "dead"):
             if not (wanted.get("one_shot") and row.state == "exited" and row.exit_code == 0):
                 kind = row.state
-                detail = row.error or (f"exit code {row.exit_code}" if row.exit_code is not None else row.state)
+                # Never the engine's own text (``row.error``, a swarm task's error): problems and the reason built
+                # from them are shown to customers; that text stays in the mirror's row and the worker's log.
+                detail = f"exit code {row.exit_code}" if row.exit_code is not None else row.state
         elif row.state in ("paused", "created"):
             kind, detail = row.state, "paused" if row.state == "paused" else "not started"
         elif row.health == "unhealthy" and (now - row.changed_at).total_seconds() >= rules.unhealthy_seconds:

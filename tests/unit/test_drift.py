@@ -417,3 +417,15 @@ def test_a_verdict_is_not_written_over_an_expectation_recorded_during_the_pass(l
 
     row = OrderDrift.get(OrderDrift.order == order.id)
     assert row.expected == {} and row.state == "ok" and row.problems == []
+
+
+def test_a_problem_never_quotes_the_engines_own_error_text():
+    from app.orders.drift import DriftRules
+
+    now = utcnow()
+    row = ObservedContainer(container_id="c1", order_id=1, service="app", name="x", state="dead", exit_code=None,
+                            error="starting container failed: OCI runtime create failed: /var/lib/docker/secret-path",
+                            changed_at=now - dt.timedelta(minutes=5), observed_at=now)
+    problems = problems_of({"app": {"config_hash": None, "one_shot": False}}, {"app": row}, now,
+                           dataclasses.replace(DriftRules(), confirm_seconds=0.0))
+    assert [(p["kind"], p["detail"]) for p in problems] == [("dead", "dead")]
