@@ -247,7 +247,11 @@ class SwarmEngine(Engine):
         :data:`~app.stacks.engine.LISTED` event for every service whose state changed (all of them at the first
         poll), ``destroy`` for a service gone, and ``die`` for a task that failed (timed by the task's status, so
         a follower resuming from ``since`` counts each failure once; at the first poll only those after ``since``).
-        LISTED and destroy events carry the bridge's clock. The manager's stream breaking raises
+        A poll yields its ``die`` events first, in the order of their times (it reads services one after the other:
+        a failure found later may be the earlier one), each with the service's state as the poll read it (swarm has
+        replaced the task already), then its LISTED and destroy events. LISTED and destroy
+        events (and a ``die`` whose task has no time) carry the bridge's clock: marked
+        :attr:`~app.stacks.engine.EngineEvent.bridge_clock`. The manager's stream breaking raises
         :class:`~app.errors.EngineUnavailable` at the next poll.
         """
         return self._events(labels, since)
@@ -289,6 +293,8 @@ class SwarmEngine(Engine):
                 listed = self._services_and_tasks(labels)
                 now = time.time()
                 current = {}
+                deaths: list[EngineEvent] = []
+                seen: list[EngineEvent] = []
                 for state, tasks in listed:
                     current[state.id] = state
                     for task in tasks:
@@ -298,17 +304,21 @@ class SwarmEngine(Engine):
                         when = _task_time(task)
                         if first and (since is None or when is None or when <= since):
                             continue
-                        yield EngineEvent(time=when or now, action="die", container_id=state.id,
-                                          labels=dict(state.labels),
-                                          attributes={"exitCode": "" if _exit_code(task) is None else str(_exit_code(task)),
-                                                      "task": task["ID"],
-                                                      "name": state.name})
+                        deaths.append(EngineEvent(
+                            time=when if when is not None else now, action="die", container_id=state.id,
+                            labels=dict(state.labels), bridge_clock=when is None, state=state,
+                            attributes={"exitCode": "" if _exit_code(task) is None else str(_exit_code(task)),
+                                        "task": task["ID"], "name": state.name}))
                     if previous.get(state.id) != state:
-                        yield EngineEvent(time=now, action=LISTED, container_id=state.id, labels=dict(state.labels),
-                                          attributes={"name": state.name}, state=state)
+                        seen.append(EngineEvent(time=now, action=LISTED, container_id=state.id,
+                                                labels=dict(state.labels), attributes={"name": state.name},
+                                                state=state, bridge_clock=True))
                 for gone in [sid for sid in previous if sid not in current]:
-                    yield EngineEvent(time=now, action="destroy", container_id=gone,
-                                      labels=dict(previous[gone].labels), attributes={"name": previous[gone].name})
+                    seen.append(EngineEvent(time=now, action="destroy", container_id=gone, bridge_clock=True,
+                                            labels=dict(previous[gone].labels), attributes={"name": previous[gone].name}))
+                # The poll walks services, not time: the failures in the engine's order, then what the poll saw.
+                yield from sorted(deaths, key=lambda event: event.time)
+                yield from seen
                 previous, first = current, False
                 wake.wait(self.mirror_poll_seconds)
                 wake.clear()
