@@ -368,13 +368,14 @@ class SwarmEngine(Engine):
         """Give the service one task to run and return once swarm has made it (it runs once swarm has started it:
         see the state's ``running``).
 
-        The service is scaled to one replica. When none of its tasks is meant to run (desired ``running``, not
-        ended), its ``TaskTemplate.ForceUpdate`` is bumped too, as :meth:`update_container` does: swarm makes no
-        new task for a replica whose last task ended and is not restarted (restart condition ``none``, or
-        ``on-failure`` past its attempts; also a service scaled to 0 and back to 1 before swarm removed the old
-        task: the replica counts as present), so the start would wait for nothing. A service whose task is meant
-        to run is left as it is. Raises :class:`~app.errors.EngineOperationError` naming the service when swarm has
-        made no task within ``schedule_timeout`` seconds; the manager's errors as translated.
+        A service with one replica and a task meant to run (desired ``running``, not ended) is left as it is.
+        Any other is scaled to one replica with its ``TaskTemplate.ForceUpdate`` bumped, as :meth:`update_container`
+        does: swarm makes no new task for a replica whose last task ended and is not restarted (restart condition
+        ``none``, or ``on-failure`` past its attempts), and counts such a task as the replica even once the service
+        was scaled to 0 (by hand, an instant before: measured, a start then waited for a task that never came).
+        Returns once swarm has made a new task (whatever its state: it may have failed already). Raises
+        :class:`~app.errors.EngineOperationError` naming the service when it has made none within
+        ``schedule_timeout`` seconds; the manager's errors as translated.
         """
         before: set[str] = set()
         names = [container_id[:12]]
@@ -386,28 +387,25 @@ class SwarmEngine(Engine):
                 tasks = self.api.tasks(filters={"service": current["ID"]})
             before.clear()
             before.update(task["ID"] for task in tasks)
-            meant = any(_meant_to_run(task) for task in tasks)
-            if meant and ((spec.get("Mode") or {}).get("Replicated") or {}).get("Replicas") == 1:
+            if (((spec.get("Mode") or {}).get("Replicated") or {}).get("Replicas") == 1
+                    and any(_meant_to_run(task) for task in tasks)):
                 return None
             spec["Mode"] = {"Replicated": {"Replicas": 1}}
-            if not meant:
-                template = spec.setdefault("TaskTemplate", {})
-                template["ForceUpdate"] = int(template.get("ForceUpdate") or 0) + 1
+            template = spec.setdefault("TaskTemplate", {})
+            template["ForceUpdate"] = int(template.get("ForceUpdate") or 0) + 1
             return spec
 
         if self._update(container_id, f"start swarm service {container_id[:12]}", change):
             self._wait_scheduled(container_id, names[0], before)
 
     def _wait_scheduled(self, service_id: str, name: str, before: set[str]) -> None:
-        """Wait until the service has a task meant to run that is new (not in ``before``: its state may already
-        be an end) or not ended; :class:`~app.errors.EngineOperationError` naming service ``name`` after
-        ``schedule_timeout`` seconds."""
+        """Wait until the service has a task not in ``before`` (its state may already be an end);
+        :class:`~app.errors.EngineOperationError` naming service ``name`` after ``schedule_timeout`` seconds."""
         deadline = time.monotonic() + self.schedule_timeout
         while True:
             with translate_errors(f"list the tasks of swarm service {name}"):
                 tasks = self.api.tasks(filters={"service": service_id})
-            if any(task.get("DesiredState") in ("running", "ready") and (task["ID"] not in before or _meant_to_run(task))
-                   for task in tasks):
+            if any(task["ID"] not in before for task in tasks):
                 return
             if time.monotonic() > deadline:
                 raise EngineOperationError(

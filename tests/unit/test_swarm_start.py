@@ -69,15 +69,17 @@ def test_a_service_scaled_to_zero_is_scaled_up_and_forced_since_its_old_task_may
     assert update["Mode"] == {"Replicated": {"Replicas": 1}} and update["TaskTemplate"]["ForceUpdate"] == 1
 
 
-def test_a_task_meant_to_run_is_left_alone_and_a_stopping_service_only_scaled_up(swarm):
+def test_a_task_meant_to_run_is_left_alone_but_one_being_scaled_away_is_replaced(swarm):
     engine, api = swarm(service(replicas=1), [task("running")])
     engine.start_container("svc1")
     assert api.updates == []
-    # Scaled to zero an instant ago: swarm has not shut its task down yet; scaling up again keeps it.
+    # Scaled to zero by hand an instant ago: swarm has not shut its task down yet, and will (then counting it as the
+    # replica): a new one is forced.
     engine, api = swarm(service(replicas=0), [task("running")])
     engine.start_container("svc1")
     [update] = api.updates
-    assert update["Mode"] == {"Replicated": {"Replicas": 1}} and "ForceUpdate" not in update["TaskTemplate"]
+    assert update["Mode"] == {"Replicated": {"Replicas": 1}} and update["TaskTemplate"]["ForceUpdate"] == 1
+    assert [t["DesiredState"] for t in api.tasks_list] == ["shutdown", "running"]
 
 
 def test_a_service_swarm_makes_no_task_for_fails_naming_it(swarm):
