@@ -7,8 +7,8 @@ their meaning (docs/SCALING.md, "How Live uses a swarm"):
 engine port               Docker Swarm
 ========================  ==========================================================================
 create (not started)      ``POST /services/create`` with 0 replicas, placed on the order's node
-start / stop              scale to 1 (a new task forced when none is meant to run) / scale to 0 (stop
-                          waits until the task has stopped)
+start / stop              scale to 1 and force a new task, unless one runs already (start waits until swarm
+                          made it) / scale to 0 (stop waits until the task has stopped)
 update (a changed spec)   ``POST /services/{id}/update``: swarm stops the old task, starts the new one
 remove                    ``DELETE /services/{id}``
 state, health             the service's newest task: a task with a healthcheck stays ``starting`` until
