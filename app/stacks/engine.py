@@ -177,6 +177,8 @@ class EngineEvent:
     container's whole state (``state``; a swarm's task poll). ``container_id`` is the container's (a swarm service's)
     id, ``labels`` its labels, ``attributes`` the engine's other attributes as text (``exitCode``, ``name``,
     ``signal``). ``state``: the container as the engine reports it now, when the adapter has it (else None).
+    ``bridge_clock``: ``time`` is the bridge's clock, not the engine's (what a swarm's poll observed: a service
+    listed or gone); such an event is no replay to skip and no point to resume a stream from.
     """
 
     time: float
@@ -185,6 +187,7 @@ class EngineEvent:
     labels: dict[str, str] = field(default_factory=dict)
     attributes: dict[str, str] = field(default_factory=dict)
     state: ContainerState | None = None
+    bridge_clock: bool = False
 
 
 #: :attr:`EngineEvent.action` of an event that carries the container's whole state (:attr:`EngineEvent.state`).

@@ -223,7 +223,8 @@ class MirrorFollower:
         # container id -> {field: value, "deaths", "last_died_at"} as in the table (loaded at each listing)
         self._rows: dict[str, dict[str, Any]] = {}
         self._killed: set[str] = set()  # containers the engine killed (stop, removal): their next die is no death
-        self._last_time: float | None = None  # engine time of the last event applied (not LISTED ones)
+        self._last_time: float | None = None  # latest engine time of the events applied (not bridge-clock ones)
+        self._resumed_from: float | None = None  # the ``since`` of the current stream: events up to it are replays
         self._last_beat: float | None = None
         self._time_dirty = False
         self._connected_once = False  # the current connection got as far as its listing
@@ -334,7 +335,8 @@ class MirrorFollower:
             # The table's time has microseconds; the engine's may have more digits: what is at most 1 µs later was
             # applied already (the stream replays from ``since`` inclusive).
             self._last_time = since + 1e-6
-        return self._last_time if self._last_time is not None else since
+        self._resumed_from = self._last_time if self._last_time is not None else since
+        return self._resumed_from
 
     def sync(self) -> int:
         """The full listing by label: write the rows that differ, delete those of containers gone; mark the mirror
@@ -397,12 +399,19 @@ class MirrorFollower:
             EngineMirror.deployment == self.deployment).execute()
 
     def apply(self, event: EngineEvent) -> bool:
-        """Apply one event to the table; returns whether a row was written. Events at or before the last one
-        applied (a replay after a reconnection) are skipped, except :data:`LISTED` ones (a whole state: idempotent)."""
-        if event.action != LISTED:
-            if self._last_time is not None and event.time <= self._last_time:
+        """Apply one event to the table; returns whether a row was written.
+
+        Events at or before the ``since`` the stream resumed from (a replay after a reconnection) are skipped,
+        except :data:`LISTED` ones (a whole state: idempotent) and those on the bridge's clock
+        (:attr:`~app.stacks.engine.EngineEvent.bridge_clock`: a swarm poll's observations, which neither replay
+        nor move the point to resume from). An event older than one applied on the same stream is applied (a
+        swarm's failed task reported by a later poll than a newer one); the point to resume from is the latest
+        engine time applied."""
+        if event.action != LISTED and not event.bridge_clock:
+            if self._resumed_from is not None and event.time <= self._resumed_from:
                 return False
-            self._last_time = event.time
+            if self._last_time is None or event.time > self._last_time:
+                self._last_time = event.time
         self.events_applied += 1
         cid = event.container_id
         action = event.action
@@ -431,7 +440,10 @@ class MirrorFollower:
         if action == "create":
             values.update(state="created", exit_code=None)
         elif action == "die":
-            values.update(state="exited", exit_code=_int(event.attributes.get("exitCode")))
+            if event.state is not None:  # a swarm's failed task: the service as the same poll saw it (a new task)
+                values = _values_of_state(event.state)
+            else:
+                values.update(state="exited", exit_code=_int(event.attributes.get("exitCode")))
             death = cid not in self._killed
             self._killed.discard(cid)
             return bool(self._put(cid, values, died_at=utc_of(event.time) if death else None))

@@ -7,7 +7,8 @@ their meaning (docs/SCALING.md, "How Live uses a swarm"):
 engine port               Docker Swarm
 ========================  ==========================================================================
 create (not started)      ``POST /services/create`` with 0 replicas, placed on the order's node
-start / stop              scale to 1 / scale to 0 (stop waits until the task has stopped)
+start / stop              scale to 1 and force a new task, unless one runs already (start waits until swarm
+                          made it) / scale to 0 (stop waits until the task has stopped)
 update (a changed spec)   ``POST /services/{id}/update``: swarm stops the old task, starts the new one
 remove                    ``DELETE /services/{id}``
 state, health             the service's newest task: a task with a healthcheck stays ``starting`` until
@@ -57,6 +58,10 @@ _LIVE_TASK_STATES = _PENDING_TASK_STATES | {"starting", "running"}
 #: How long to wait, at most, for swarm to let go of a removed service's containers (seconds): until then the
 #: engine refuses to remove their networks and volumes ("in use", "has active endpoints").
 RELEASE_TIMEOUT = 60.0
+#: How long :meth:`SwarmEngine.start_container` waits, at most, for swarm to make the task of a service it started
+#: (seconds). Swarm's orchestrator makes it within a second, one it cannot place included (pending, with the
+#: reason): none after this long is an error, not a start to wait for.
+SCHEDULE_TIMEOUT = 30.0
 
 
 class SwarmEngine(Engine):
@@ -66,7 +71,8 @@ class SwarmEngine(Engine):
     ``encrypt_networks`` encrypts the overlay networks it creates (IPsec between nodes: ``--opt encrypted``).
     ``proxy_container`` is the name (or id) of the ingress proxy's container on the manager, which joins every
     ``proxied`` order network and dials the endpoint services by name (docs/SCALING.md, "Ingress in a swarm");
-    None: no proxy to attach. ``poll_interval`` is seconds between two looks while waiting for a task to stop.
+    None: no proxy to attach. ``poll_interval`` is seconds between two looks while waiting for a task to stop (or
+    to be made); ``schedule_timeout`` the seconds a start waits for swarm to make its task (:data:`SCHEDULE_TIMEOUT`).
     """
 
     updates_in_place = True
@@ -75,8 +81,9 @@ class SwarmEngine(Engine):
 
     def __init__(self, base_url: str | None = None, timeout: int = 120, *, encrypt_networks: bool = False,
                  proxy_container: str | None = None, poll_interval: float = 0.25, cert_path: str | None = None,
-                 mirror_poll_seconds: float = 2.0):
+                 mirror_poll_seconds: float = 2.0, schedule_timeout: float = SCHEDULE_TIMEOUT):
         self.manager = DockerEngine(base_url, timeout)
+        self.schedule_timeout = schedule_timeout
         # How often events() polls services and tasks (LIVE_MIRROR_POLL_SECONDS): tasks on other nodes send the
         # manager no event.
         self.mirror_poll_seconds = mirror_poll_seconds
@@ -247,7 +254,11 @@ class SwarmEngine(Engine):
         :data:`~app.stacks.engine.LISTED` event for every service whose state changed (all of them at the first
         poll), ``destroy`` for a service gone, and ``die`` for a task that failed (timed by the task's status, so
         a follower resuming from ``since`` counts each failure once; at the first poll only those after ``since``).
-        LISTED and destroy events carry the bridge's clock. The manager's stream breaking raises
+        A poll yields its ``die`` events first, in the order of their times (it reads services one after the other:
+        a failure found later may be the earlier one), each with the service's state as the poll read it (swarm has
+        replaced the task already), then its LISTED and destroy events. LISTED and destroy
+        events (and a ``die`` whose task has no time) carry the bridge's clock: marked
+        :attr:`~app.stacks.engine.EngineEvent.bridge_clock`. The manager's stream breaking raises
         :class:`~app.errors.EngineUnavailable` at the next poll.
         """
         return self._events(labels, since)
@@ -289,6 +300,8 @@ class SwarmEngine(Engine):
                 listed = self._services_and_tasks(labels)
                 now = time.time()
                 current = {}
+                deaths: list[EngineEvent] = []
+                seen: list[EngineEvent] = []
                 for state, tasks in listed:
                     current[state.id] = state
                     for task in tasks:
@@ -298,17 +311,21 @@ class SwarmEngine(Engine):
                         when = _task_time(task)
                         if first and (since is None or when is None or when <= since):
                             continue
-                        yield EngineEvent(time=when or now, action="die", container_id=state.id,
-                                          labels=dict(state.labels),
-                                          attributes={"exitCode": "" if _exit_code(task) is None else str(_exit_code(task)),
-                                                      "task": task["ID"],
-                                                      "name": state.name})
+                        deaths.append(EngineEvent(
+                            time=when if when is not None else now, action="die", container_id=state.id,
+                            labels=dict(state.labels), bridge_clock=when is None, state=state,
+                            attributes={"exitCode": "" if _exit_code(task) is None else str(_exit_code(task)),
+                                        "task": task["ID"], "name": state.name}))
                     if previous.get(state.id) != state:
-                        yield EngineEvent(time=now, action=LISTED, container_id=state.id, labels=dict(state.labels),
-                                          attributes={"name": state.name}, state=state)
+                        seen.append(EngineEvent(time=now, action=LISTED, container_id=state.id,
+                                                labels=dict(state.labels), attributes={"name": state.name},
+                                                state=state, bridge_clock=True))
                 for gone in [sid for sid in previous if sid not in current]:
-                    yield EngineEvent(time=now, action="destroy", container_id=gone,
-                                      labels=dict(previous[gone].labels), attributes={"name": previous[gone].name})
+                    seen.append(EngineEvent(time=now, action="destroy", container_id=gone, bridge_clock=True,
+                                            labels=dict(previous[gone].labels), attributes={"name": previous[gone].name}))
+                # The poll walks services, not time: the failures in the engine's order, then what the poll saw.
+                yield from sorted(deaths, key=lambda event: event.time)
+                yield from seen
                 previous, first = current, False
                 wake.wait(self.mirror_poll_seconds)
                 wake.clear()
@@ -348,8 +365,53 @@ class SwarmEngine(Engine):
         return container_id
 
     def start_container(self, container_id: str) -> None:
-        """Scale the service to one task (it runs once swarm has started it: see the state's ``running``)."""
-        self._scale(container_id, 1)
+        """Give the service one task to run and return once swarm has made it (it runs once swarm has started it:
+        see the state's ``running``).
+
+        A service with one replica and a task meant to run (desired ``running``, not ended) is left as it is.
+        Any other is scaled to one replica with its ``TaskTemplate.ForceUpdate`` bumped, as :meth:`update_container`
+        does: swarm makes no new task for a replica whose last task ended and is not restarted (restart condition
+        ``none``, or ``on-failure`` past its attempts), and counts such a task as the replica even once the service
+        was scaled to 0 (by hand, an instant before: measured, a start then waited for a task that never came).
+        Returns once swarm has made a new task (whatever its state: it may have failed already). Raises
+        :class:`~app.errors.EngineOperationError` naming the service when it has made none within
+        ``schedule_timeout`` seconds; the manager's errors as translated.
+        """
+        before: set[str] = set()
+        names = [container_id[:12]]
+
+        def change(current: dict[str, Any]) -> dict[str, Any] | None:
+            spec = current["Spec"]
+            names[0] = spec.get("Name") or names[0]
+            with translate_errors(f"list the tasks of swarm service {names[0]}"):
+                tasks = self.api.tasks(filters={"service": current["ID"]})
+            before.clear()
+            before.update(task["ID"] for task in tasks)
+            if (((spec.get("Mode") or {}).get("Replicated") or {}).get("Replicas") == 1
+                    and any(_meant_to_run(task) for task in tasks)):
+                return None
+            spec["Mode"] = {"Replicated": {"Replicas": 1}}
+            template = spec.setdefault("TaskTemplate", {})
+            template["ForceUpdate"] = int(template.get("ForceUpdate") or 0) + 1
+            return spec
+
+        if self._update(container_id, f"start swarm service {container_id[:12]}", change):
+            self._wait_scheduled(container_id, names[0], before)
+
+    def _wait_scheduled(self, service_id: str, name: str, before: set[str]) -> None:
+        """Wait until the service has a task not in ``before`` (its state may already be an end);
+        :class:`~app.errors.EngineOperationError` naming service ``name`` after ``schedule_timeout`` seconds."""
+        deadline = time.monotonic() + self.schedule_timeout
+        while True:
+            with translate_errors(f"list the tasks of swarm service {name}"):
+                tasks = self.api.tasks(filters={"service": service_id})
+            if any(task["ID"] not in before for task in tasks):
+                return
+            if time.monotonic() > deadline:
+                raise EngineOperationError(
+                    f"swarm service {name} was started but swarm made no task for it within "
+                    f"{self.schedule_timeout:.0f}s (`docker service ps {name}`)")
+            time.sleep(self.poll_interval)
 
     def stop_container(self, container_id: str, timeout: int) -> None:
         """Scale the service to no task and wait until its task has stopped (swarm kills it after the service's
@@ -439,23 +501,25 @@ class SwarmEngine(Engine):
 
         self._update(service_id, f"scale swarm service {service_id[:12]} to {replicas}", change)
 
-    def _update(self, service_id: str, action: str, change) -> None:
+    def _update(self, service_id: str, action: str, change) -> bool:
         """Apply ``change(current service)`` (a new spec, or None: nothing to do) with the service's version;
-        a concurrent change ("update out of sequence") is read again and applied once more."""
+        a concurrent change ("update out of sequence") is read again and applied once more. Returns whether the
+        service was updated."""
         for attempt in (1, 2):
             with translate_errors(action):
                 current = self.api.inspect_service(service_id)
             spec = change(current)
             if spec is None:
-                return
+                return False
             try:
                 with translate_errors(action):
                     self.api.update_service(current["ID"], current["Version"]["Index"], fetch_current_spec=False,
                                             **_service_kwargs(spec))
-                return
+                return True
             except EngineOperationError as exc:
                 if attempt == 2 or "out of sequence" not in str(exc):
                     raise
+        return False
 
     # -- networks -------------------------------------------------------------
     def list_networks(self, labels: dict[str, str]) -> list[NetworkState]:
@@ -706,6 +770,13 @@ def _service_kwargs(spec: dict[str, Any]) -> dict[str, Any]:
             "mode": spec.get("Mode"), "endpoint_spec": spec.get("EndpointSpec")}
 
 
+def _meant_to_run(task: dict[str, Any]) -> bool:
+    """Whether swarm means the task to run (desired ``running``, or ``ready``: a restart waiting for its delay) and it
+    has not ended."""
+    return (task.get("DesiredState") in ("running", "ready")
+            and (task.get("Status") or {}).get("State") in _LIVE_TASK_STATES)
+
+
 def _newest_first(tasks: Iterable[dict]) -> list[dict]:
     return sorted(tasks, key=lambda t: ((t.get("Version") or {}).get("Index") or 0, t.get("CreatedAt") or ""),
                   reverse=True)
@@ -717,6 +788,13 @@ def _service_state(service: dict[str, Any], tasks: list[dict[str, Any]]) -> Cont
     - No task should run (0 replicas): ``exited``, also while the manager still lists the last task running (it
       learns of the stop a few seconds after the container stopped; :meth:`SwarmEngine.stop_container` waits for
       the container itself).
+    - No task should run although the service has a replica: swarm is about to make one (scaled up an instant
+      ago; restart condition ``any``: swarm replaces every task that ends) -> ``created``; else swarm makes none
+      (the last one ended and is not restarted: restart condition ``none``, ``on-failure`` after an exit 0 or past
+      its attempts): the newest task as it ended (``complete`` -> ``exited`` 0, ``failed``/``shutdown`` ->
+      ``exited`` with its error, ``rejected`` -> ``dead``; one still stopping -> ``created``). So no
+      ``created`` lasts: a deploy waits while a service reads so (:meth:`SwarmEngine.start_container` makes an
+      ended service a new task, and returns once swarm has made it).
     - The newest task that should run was made from another spec (an update swarm has not acted on yet):
       ``created``.
     - The task before it (same spec) failed: ``restarting`` with its error (health ``unhealthy`` when swarm killed
@@ -742,8 +820,8 @@ def _service_state(service: dict[str, Any], tasks: list[dict[str, Any]]) -> Cont
         return ContainerState(**base, state="exited", exit_code=exit_code, node=node)
     wanted = [t for t in ordered if t.get("DesiredState") in ("running", "ready")]
     task = wanted[0] if wanted else None
-    if task is None:  # scaled up, no task made yet: the tasks listed are history (desired shutdown)
-        return ContainerState(**base, state="created")
+    if task is None:
+        return _ended_state(base, ordered, checked, (template.get("RestartPolicy") or {}).get("Condition", "any"))
     status = task.get("Status") or {}
     state = status.get("State")
     node = task.get("NodeID")
@@ -782,6 +860,29 @@ def _service_state(service: dict[str, Any], tasks: list[dict[str, Any]]) -> Cont
     return ContainerState(**base, state="exited" if condition == "none" else "restarting",
                           health="unhealthy" if unhealthy else ("starting" if checked else None),
                           exit_code=_exit_code(task), node=node, error=error)
+
+
+#: Task states of a task that has ended (swarmkit ``api.TaskState`` after ``running``).
+_ENDED_TASK_STATES = frozenset({"complete", "shutdown", "failed", "rejected", "orphaned", "remove"})
+
+
+def _ended_state(base: dict[str, Any], ordered: list[dict[str, Any]], checked: bool, condition: str) -> ContainerState:
+    """A service with a replica and no task meant to run (:func:`_service_state`), from its tasks newest first and
+    its restart condition."""
+    if not ordered or condition == "any":  # created or scaled up an instant ago: swarm makes the task
+        return ContainerState(**base, state="created")
+    last = ordered[0]
+    status = last.get("Status") or {}
+    state, node = status.get("State"), last.get("NodeID")
+    error = status.get("Err") or None
+    if state not in _ENDED_TASK_STATES:  # still being stopped (scaled down and up again, an update): in between
+        return ContainerState(**base, state="created", node=node)
+    if state == "rejected":
+        return ContainerState(**base, state="dead", node=node, error=error or status.get("Message"))
+    exit_code = _exit_code(last)
+    return ContainerState(**base, state="exited", exit_code=exit_code if exit_code is not None or state != "complete"
+                          else 0, node=node, error=error if state == "failed" else None,
+                          health="unhealthy" if checked and "unhealthy" in (error or "") else None)
 
 
 _TASK_TIME = re.compile(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(\.\d+)?(Z|[+-]\d\d:\d\d)$")

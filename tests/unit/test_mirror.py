@@ -12,7 +12,7 @@ import pytest
 from app.models import EngineMirror, ObservedContainer, utcnow
 from app.orders.service import CustomerInfo
 from app.stacks.engine import LISTED, ContainerState, EngineEvent
-from app.stacks.mirror import MirrorFollower, freshness, observed, readings
+from app.stacks.mirror import MirrorFollower, freshness, observed, readings, utc_of
 from app.stacks.project import deployment_selector
 from tests.conftest import HELPER_IMAGE
 from tests.fakes import FakeEngine
@@ -206,6 +206,66 @@ def test_listed_events_carry_a_whole_state(live, stepper):
                                     attributes={"exitCode": "1"}))
     row = rows(7)["web"]
     assert (row.node, row.error, row.deaths) == ("n1", "boom", 1)
+
+
+def swarm_labels(live, order_id, service):
+    return {"live.deployment": live.settings.deployment, "live.order": str(order_id), "live.service": service}
+
+
+def test_deaths_out_of_time_order_on_one_stream_are_all_counted(live, stepper):
+    # A swarm poll reads services one after the other: service b's failure (earlier) may come after a's.
+    stepper.connect()
+    mirror = stepper.mirror
+    assert mirror.apply(EngineEvent(time=2_000_000_000.0, action="die", container_id="svc-a",
+                                    labels=swarm_labels(live, 7, "a"), attributes={"exitCode": "1"}))
+    assert mirror.apply(EngineEvent(time=1_999_999_999.0, action="die", container_id="svc-b",
+                                    labels=swarm_labels(live, 7, "b"), attributes={"exitCode": "1"}))
+    assert (rows(7)["a"].deaths, rows(7)["b"].deaths) == (1, 1)
+    assert mirror._last_time == 2_000_000_000.0  # the point to resume from is the latest engine time
+
+
+def test_a_swarm_death_takes_the_state_the_poll_read(live, stepper):
+    stepper.connect()
+    labels = swarm_labels(live, 7, "web")
+    replaced = ContainerState(id="svc1", name="x_web", labels=labels, state="restarting", node="n1", error="boom")
+    assert stepper.mirror.apply(EngineEvent(time=1.0, action="die", container_id="svc1", labels=labels,
+                                            attributes={"exitCode": "1"}, state=replaced))
+    row = rows(7)["web"]
+    assert (row.state, row.error, row.deaths) == ("restarting", "boom", 1)
+
+
+def test_bridge_clock_events_neither_move_the_resume_point_nor_are_skipped_as_replays(live, stepper):
+    stepper.connect()
+    mirror = stepper.mirror
+    a, b = swarm_labels(live, 7, "a"), swarm_labels(live, 7, "b")
+    state_of = {cid: ContainerState(id=cid, name=f"x_{labels['live.service']}", labels=labels, state="running")
+                for cid, labels in (("svc-a", a), ("svc-b", b))}
+    for cid, state in state_of.items():
+        mirror.apply(EngineEvent(time=5_000.0, action=LISTED, container_id=cid, labels=state.labels, state=state,
+                                 bridge_clock=True))
+    mirror.apply(EngineEvent(time=1_000.0, action="die", container_id="svc-a", labels=a, attributes={"exitCode": "1"}))
+    # The bridge's clock runs ahead of the manager's: a service gone, seen by the poll "at 5001".
+    assert mirror.apply(EngineEvent(time=5_001.0, action="destroy", container_id="svc-a", labels=a,
+                                    bridge_clock=True))
+    assert mirror._last_time == 1_000.0
+    mirror.beat(force=True)
+    assert EngineMirror.get().last_event_at == utc_of(1_000.0)
+    # A task failure of 1500 (engine time, after the last one) still counts.
+    assert mirror.apply(EngineEvent(time=1_500.0, action="die", container_id="svc-b", labels=b,
+                                    attributes={"exitCode": "1"}))
+    assert rows(7)["b"].deaths == 1 and "a" not in rows(7)
+    mirror.beat(force=True)
+    # Resumed (a new stream from 1500): an engine event up to it is a replay, a bridge-clock one is not.
+    again = Stepper(follower(live))
+    assert again.mirror._claim() == pytest.approx(1_500.0, abs=1e-5)
+    assert not again.mirror.apply(EngineEvent(time=1_500.0, action="die", container_id="svc-b", labels=b,
+                                              attributes={"exitCode": "1"}))
+    again.mirror.sync()
+    assert again.mirror.apply(EngineEvent(time=1_000.0, action=LISTED, container_id="svc-b", labels=b, bridge_clock=True,
+                                          state=ContainerState(id="svc-b", name="x_b", labels=b, state="exited")))
+    assert again.mirror.apply(EngineEvent(time=1_000.0, action="destroy", container_id="svc-b", labels=b,
+                                          bridge_clock=True))
+    assert rows(7) == {}
 
 
 def test_freshness_needs_a_connection_and_a_recent_beat(live, stepper):

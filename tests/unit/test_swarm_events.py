@@ -91,3 +91,30 @@ def test_a_failure_before_since_is_not_reported_and_a_broken_stream_raises(swarm
         api.breaks.set()
         with pytest.raises(EngineUnavailable, match="event stream broke"):
             next(stream)
+
+
+def test_a_poll_reports_failures_in_time_order_then_what_it_saw_on_the_bridge_clock(swarm):
+    engine, api = swarm
+    other = service(healthcheck=False)
+    other["ID"] = "svc2"
+    api.services_list = [service(healthcheck=False), other]
+    with engine.events({"live.deployment": "t"}, since=1_600_000_000.0) as stream:
+        assert [next(stream).action for _ in range(2)] == [LISTED, LISTED]
+        # Both fail; svc1 (listed first) failed later than svc2.
+        late, early = failed(20, "2030-01-01T00:00:02Z"), failed(30, "2030-01-01T00:00:01Z")
+        early["ServiceID"] = "svc2"
+        api.tasks_list = [late, task("starting", index=21), early]
+        events = [next(stream) for _ in range(3)]
+    assert [(e.action, e.container_id) for e in events] == [("die", "svc2"), ("die", "svc1"), (LISTED, "svc1")]
+    assert events[0].time < events[1].time and not events[0].bridge_clock and not events[1].bridge_clock
+    assert events[1].state.state == "restarting"  # the service as the same poll read it
+    assert events[2].bridge_clock
+
+
+def test_removed_services_are_reported_on_the_bridge_clock(swarm):
+    engine, api = swarm
+    with engine.events({"live.deployment": "t"}) as stream:
+        assert next(stream).bridge_clock
+        api.services_list = []
+        gone = next(stream)
+    assert (gone.action, gone.bridge_clock) == ("destroy", True)
