@@ -9,7 +9,10 @@ CLI get the detail too. Callers decide and pass the flag; nothing here infers it
 from __future__ import annotations
 
 import datetime as dt
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar, Mapping
+
+import peewee
 
 from app.backups.service import BackupState
 from app.catalog.catalog import Catalog
@@ -98,24 +101,32 @@ RUNTIME_RUNNING, RUNTIME_STARTING, RUNTIME_DEGRADED, RUNTIME_STOPPED, RUNTIME_UN
     "running", "starting", "degraded", "stopped", "unknown")
 
 
-def runtime_view(order: Order, catalog: Catalog, reading: MirrorReading | None) -> dict[str, Any]:
+def runtime_view(order: Order, catalog: Catalog, reading: MirrorReading | None,
+                 expected: Mapping[str, Mapping[str, Any]] | None = None) -> dict[str, Any]:
     """What runs of the order, from the engine mirror (``app/stacks/mirror.py``), never from the engine::
 
         {"state": "running" | "starting" | "degraded" | "stopped" | "unknown",
          "observed_at": ISO time of the mirror's last beat (UTC) | None, "age_seconds": its age | None,
          "services": [{"service", "state", "health"}]}
 
-    The services (by name) are the compose services of the order's revision (none once terminated) and any other
-    the mirror has a container of; a service the mirror has no container of is ``missing``. Per service ``state``/``health`` are the container's (``running``, ``exited``, ``created``,
-    ``paused``, ``restarting``, ``dead``; ``healthy``, ``unhealthy``, ``starting`` or None), and the order's:
+    The services (by name) are what should run of the order: ``expected``, the drift record the last successful
+    deploy made (``order_drift.expected``, ``{service: {"config_hash", "one_shot"}}``, see
+    :func:`app.orders.drift.expected_services`); when that is empty or absent (not deployed yet, suspended,
+    terminated) the compose services of the order's revision (none once terminated); plus any other service the
+    mirror has a container of. A service the mirror has no container of is ``missing``. Per service
+    ``state``/``health`` are the container's (``running``, ``exited``, ``created``, ``paused``, ``restarting``,
+    ``dead``; ``healthy``, ``unhealthy``, ``starting`` or None), and the order's:
 
     - ``unknown``: the mirror is not fresh (no worker follows the engine, its stream is down, or its beat is older
       than LIVE_MIRROR_STALE_SECONDS); every service is ``unknown`` too: never a stale ``running``;
     - ``stopped``: no service runs or is starting (suspended, terminated, not deployed yet, or everything stopped);
-    - ``running``: every service runs (healthy where it has a healthcheck), or exited 0 if it is a one-shot job (a
-      service another one waits for with ``condition: service_completed_successfully``);
+    - ``running``: every service runs (healthy where it has a healthcheck), or exited 0 if it is a one-shot job;
     - ``starting``: the others are created or running with their health ``starting``;
     - ``degraded``: some run, others are missing, exited with an error, dead, paused, restarting or unhealthy.
+
+    One-shot jobs are those ``expected`` marks so, the drift checker's own rule (a service another one waits for
+    with ``condition: service_completed_successfully``, or restarted ``on-failure`` only); before a deploy recorded
+    them (a first deploy under way) any service that exited 0 counts as one.
     """
     fresh = reading is not None and reading.freshness.fresh
     age = reading.freshness.age_seconds if reading is not None else None
@@ -123,14 +134,15 @@ def runtime_view(order: Order, catalog: Catalog, reading: MirrorReading | None) 
                             "observed_at": timestamp(reading.freshness.beat_at) if reading is not None else None,
                             "age_seconds": age, "services": []}
     containers = reading.containers if reading is not None else {}
-    compose = {} if order.status == OrderStatus.TERMINATED else (catalog.definition(order.revision).compose.get(
-        "services") or {})
-    # One-shot jobs: services another one waits for to complete (depends_on condition service_completed_successfully).
-    one_shot = {name for service in compose.values() if isinstance(service, dict)
-                and isinstance(service.get("depends_on"), dict)
-                for name, wait in service["depends_on"].items()
-                if isinstance(wait, dict) and wait.get("condition") == "service_completed_successfully"}
-    names = sorted(set(compose) | set(containers))
+    if expected:
+        wanted: Any = expected
+        one_shot = {name for name, service in expected.items() if service.get("one_shot")}
+    else:
+        # Parsed only when no deploy recorded what runs (the hot status path reads ``expected``).
+        wanted = {} if order.status == OrderStatus.TERMINATED else (
+            catalog.definition(order.revision).compose.get("services") or {})
+        one_shot = None  # not recorded yet: any exit 0 is taken for a finished job
+    names = sorted(set(wanted) | set(containers))
     if not fresh:
         view["services"] = [{"service": name, "state": RUNTIME_UNKNOWN, "health": None} for name in names]
         return view
@@ -143,7 +155,7 @@ def runtime_view(order: Order, catalog: Catalog, reading: MirrorReading | None) 
             running += 1
         elif state == "created" or (state == "running" and health == "starting"):
             starting += 1
-        elif not (name in one_shot and state == "exited" and row.exit_code == 0):
+        elif not ((one_shot is None or name in one_shot) and state == "exited" and row.exit_code == 0):
             bad += 1
     if not running and not starting:
         view["state"] = RUNTIME_STOPPED
@@ -156,10 +168,68 @@ def runtime_view(order: Order, catalog: Catalog, reading: MirrorReading | None) 
     return view
 
 
+# -- what an order view adds from other tables: its drift record and its backups' outcome -----------------------
+#: Backup rows that were a successful backup: still in the store, or pruned since.
+_SUCCEEDED_BACKUPS = (BackupState.SUCCEEDED, BackupState.DELETED)
+_LAST_FAILED_BACKUP = Backup.alias("last_failed_backup")
+#: The drift record's columns views use (not ``baseline``: the checker's own).
+_DRIFT_COLUMNS = (OrderDrift.state, OrderDrift.problems, OrderDrift.detected_at, OrderDrift.failing_since,
+                  OrderDrift.failing_reason, OrderDrift.repairs, OrderDrift.expected_at, OrderDrift.expected)
+
+
+def with_extras(query: peewee.ModelSelect) -> peewee.ModelSelect:
+    """``query`` (a select of :class:`~app.models.Order` rows) with what :func:`order_view` reads from other tables,
+    in the same statement: the order's drift record (left-joined), when its newest successful backup finished and
+    its newest failed backup (correlated subqueries on ``backup``'s ``order_id`` index). :func:`extras_of` reads
+    them from each order the query returns. Works on SQLite and PostgreSQL alike."""
+    success = (Backup.select(peewee.fn.MAX(Backup.finished_at))
+               .where((Backup.order == Order.id) & Backup.state.in_(_SUCCEEDED_BACKUPS)))
+    failure = (Backup.select(Backup.id).where((Backup.order == Order.id) & (Backup.state == BackupState.FAILED))
+               .order_by(Backup.id.desc()).limit(1))
+    failed = _LAST_FAILED_BACKUP
+    return (query.select_extend(*_DRIFT_COLUMNS, failed.started_at, failed.finished_at, failed.kind, failed.error,
+                                success.alias("last_backup_success_at"))
+            .switch(Order).join(OrderDrift, peewee.JOIN.LEFT_OUTER, on=(OrderDrift.order == Order.id), attr="drift_row")
+            .switch(Order).join(failed, peewee.JOIN.LEFT_OUTER, on=(failed.id == failure), attr="last_failed_backup")
+            .switch(Order))
+
+
+@dataclass(frozen=True)
+class OrderExtras:
+    """What an order view shows from other tables than the order's own (:func:`with_extras`)."""
+
+    drift: OrderDrift | None  # its drift record; None when no deploy recorded one yet
+    last_success_at: dt.datetime | None  # when its newest successful backup finished (UTC)
+    last_failure: Backup | None  # its newest failed backup (started_at, finished_at, kind, error)
+
+    #: An order created in the caller's own transaction: no backup, no drift record yet.
+    NONE: ClassVar["OrderExtras"]
+
+
+OrderExtras.NONE = OrderExtras(None, None, None)
+
+
+def extras_of(order: Order) -> OrderExtras:
+    """The extras of an order read by a :func:`with_extras` query."""
+    # A subquery's column gets no field conversion: SQLite gives the time as text (PostgreSQL a datetime).
+    return OrderExtras(order.drift_row, Backup.finished_at.python_value(order.last_backup_success_at),
+                       order.last_failed_backup)
+
+
+_ORDER_EXTRAS = PreparedSelect(lambda order_id: with_extras(Order.select(Order.id)).where(Order.id == order_id),
+                               "order_id")
+
+
+def read_extras(order: Order) -> OrderExtras:
+    """The extras of ``order`` read now (one indexed query); for an order read without :func:`with_extras`."""
+    row = _ORDER_EXTRAS.first(order_id=order.id)
+    return OrderExtras.NONE if row is None else extras_of(row)
+
+
 def order_view(order: Order, catalog: Catalog, public: PublicAddress, *, include_secrets: bool = False,
                include_private: bool = False, include_local_urls: bool = False,
                recent: list[Operation] | None = None, ingress: bool = False,
-               mirror: MirrorReading | None = None, new: bool = False) -> dict[str, Any]:
+               mirror: MirrorReading | None = None, extras: OrderExtras | None = None) -> dict[str, Any]:
     """An order with its endpoints and current operation.
 
     ``runtime`` is what runs of it, from ``mirror`` (its :class:`~app.stacks.mirror.MirrorReading`; None: unknown),
@@ -172,9 +242,12 @@ def order_view(order: Order, catalog: Catalog, public: PublicAddress, *, include
     private error detail (``last_error_detail``, the operation's ``error_detail``);
     ``include_local_urls`` (staff only, never the WHMCS endpoints) each endpoint's
     ``local_url``, set only while the order runs (see :func:`endpoint_views`).
-    ``new``: the order was created in the caller's own transaction, so it has no backups and no drift record yet
-    (neither is read).
+    ``extras``: its drift record and backups' outcome (:class:`OrderExtras`: :func:`extras_of` an order read with
+    :func:`with_extras`, or ``OrderExtras.NONE`` for an order the caller has just created); None reads them now (one
+    query).
     """
+    if extras is None:
+        extras = read_extras(order)
     operation = current_operation(order, recent)
     busy = operation is not None and operation.state not in FINISHED_STATES
     view = {
@@ -196,10 +269,10 @@ def order_view(order: Order, catalog: Catalog, public: PublicAddress, *, include
         "terminated_at": timestamp(order.terminated_at),
         "detached_volumes": [{key: entry[key] for key in _DETACHED_VOLUME_KEYS if key in entry}
                              for entry in order.detached_volumes or []],
-        "backups": {"last_success_at": None, "last_failure": None} if new else backup_summary(order),
+        "backups": backup_summary(order, extras),
         "node": {"id": order.node, "hostname": order.node_name or order.node} if order.node else None,
-        "runtime": runtime_view(order, catalog, mirror),
-        "drift": None if new else drift_view(order),
+        "runtime": runtime_view(order, catalog, mirror, extras.drift.expected if extras.drift is not None else None),
+        "drift": drift_view(extras.drift),
     }
     if include_secrets:
         view["secrets"] = dict(order.secrets or {})
@@ -208,16 +281,14 @@ def order_view(order: Order, catalog: Catalog, public: PublicAddress, *, include
     return view
 
 
-def drift_view(order: Order) -> dict[str, Any] | None:
-    """What the drift checker made of the order's containers (``app/orders/drift.py``; one indexed query):
-    ``{"state": ok | drifted | repairing | failing, "problems": [{"service", "kind", "detail"}], "detected_at",
-    "failing_since", "reason", "repairs", "expected_at"}``; ``reason`` says why it is failing (no log lines:
-    those are in the private data of the ``drift_failing`` event), ``repairs`` counts the redeploys the checker
-    queued within LIVE_DRIFT_WINDOW_SECONDS, ``expected_at`` when what should run was last recorded. None for an
-    order no deploy recorded anything for yet (made before migration 0014 and not deployed since)."""
-    row = (OrderDrift.select(OrderDrift.state, OrderDrift.problems, OrderDrift.detected_at, OrderDrift.failing_since,
-                             OrderDrift.failing_reason, OrderDrift.repairs, OrderDrift.expected_at)
-           .where(OrderDrift.order == order.id).first())
+def drift_view(row: OrderDrift | None) -> dict[str, Any] | None:
+    """What the drift checker made of the order's containers (``app/orders/drift.py``), from its drift record ``row``
+    (:class:`OrderExtras`): ``{"state": ok | drifted | repairing | failing, "problems": [{"service", "kind",
+    "detail"}], "detected_at", "failing_since", "reason", "repairs", "expected_at"}``; ``reason`` says why it is
+    failing (no log lines: those are in the private data of the ``drift_failing`` event), ``repairs`` counts the
+    redeploys the checker queued within LIVE_DRIFT_WINDOW_SECONDS, ``expected_at`` when what should run was last
+    recorded. None for an order no deploy recorded anything for yet (made before migration 0014 and not deployed
+    since)."""
     if row is None:
         return None
     return {"state": row.state, "problems": [dict(p) for p in row.problems or []],
@@ -236,31 +307,18 @@ def failing_orders() -> list[dict[str, Any]]:
              "problems": [dict(p) for p in row.problems or []]} for row in rows]
 
 
-#: Backup rows that were a successful backup: still in the store, or pruned since.
-_SUCCEEDED_BACKUPS = (BackupState.SUCCEEDED, BackupState.DELETED)
-
-
-_LAST_BACKUP_SUCCESS = PreparedSelect(
-    lambda order_id: Backup.select(Backup.finished_at)
-    .where((Backup.order == order_id) & Backup.state.in_(_SUCCEEDED_BACKUPS))
-    .order_by(Backup.finished_at.desc()).limit(1), "order_id")
-_LAST_BACKUP_FAILURE = PreparedSelect(
-    lambda order_id: Backup.select(Backup.started_at, Backup.finished_at, Backup.kind, Backup.error)
-    .where((Backup.order == order_id) & (Backup.state == BackupState.FAILED)).order_by(Backup.id.desc()).limit(1),
-    "order_id")
-
-
-def backup_summary(order: Order) -> dict[str, Any]:
-    """How the order's backups went, from its :class:`~app.models.Backup` rows (two indexed queries):
-    ``{"last_success_at": iso | None, "last_failure": {"at", "kind", "error"} | None}``.
+def backup_summary(order: Order, extras: OrderExtras | None = None) -> dict[str, Any]:
+    """How the order's backups went, from its :class:`~app.models.Backup` rows (``extras``, else read now: one
+    indexed query): ``{"last_success_at": iso | None, "last_failure": {"at", "kind", "error"} | None}``.
 
     ``last_success_at`` is when the newest successful backup finished (pruned ones count: they succeeded);
     ``last_failure`` is the newest failed attempt, whenever it was (compare its ``at`` with ``last_success_at``),
     its ``error`` the public text (customers see it; the detail stays in the row).
     """
-    success = _LAST_BACKUP_SUCCESS.first(order_id=order.id)
-    failure = _LAST_BACKUP_FAILURE.first(order_id=order.id)
-    return {"last_success_at": timestamp(success.finished_at) if success else None,
+    if extras is None:
+        extras = read_extras(order)
+    failure = extras.last_failure
+    return {"last_success_at": timestamp(extras.last_success_at),
             "last_failure": None if failure is None else {
                 "at": timestamp(failure.finished_at or failure.started_at), "kind": failure.kind,
                 "error": failure.error or f"{failure.kind} backup failed"}}

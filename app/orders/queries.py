@@ -36,16 +36,19 @@ from app.presenters import (
     backup_summary,
     backup_view,
     customer_view,
+    OrderExtras,
     endpoint_views,
     event_view,
+    extras_of,
     failing_orders,
     operation_view,
     order_view,
     product_view,
     revision_view,
     timestamp,
+    with_extras,
 )
-from app.stacks.engine import Engine
+from app.stacks.engine import RUNNING_STATES, Engine
 from app.stacks.mirror import MirrorFreshness, MirrorReading, freshness, readings
 
 log = logging.getLogger(__name__)
@@ -57,6 +60,10 @@ RUNNING, WAITING, ERROR = "SERVICE_RUNNING", "SERVICE_WAITING", "SERVICE_ERROR"
 #: The hot reads of the WHMCS status call, compiled once (see :class:`app.db.PreparedSelect`).
 _ORDER_FOR_SERVICE = PreparedSelect(
     lambda service_id: Order.with_relations().where(Order.whmcs_service_id == service_id).limit(1), "service_id")
+#: The status view's order: with its relations and extras (drift record, backups' outcome) in one statement.
+_STATUS_ORDER = PreparedSelect(
+    lambda service_id: with_extras(Order.with_relations()).where(Order.whmcs_service_id == service_id).limit(1),
+    "service_id")
 _RECENT_OPERATIONS = PreparedSelect(
     lambda order_id: Operation.select().where(Operation.order == order_id).order_by(Operation.id.desc()).limit(10),
     "order_id")
@@ -129,18 +136,19 @@ class OrderQueries:
 
     def order_view(self, order: Order, *, include_secrets: bool = False, include_private: bool = False,
                    include_local_urls: bool = False, mirror: MirrorReading | None = None,
-                   new: Operation | None = None) -> dict[str, Any]:
+                   new: Operation | None = None, extras: OrderExtras | None = None) -> dict[str, Any]:
         """The order as :func:`app.presenters.order_view` shows it, with this installation's public scheme and its
         ``runtime`` from the engine mirror (``mirror``, else read now: one query).
 
         ``new``: the create operation of an order the caller's use case has just created (its only operation;
-        no backups, no drift record yet), which saves reading them."""
+        no backups, no drift record yet), which saves reading them. ``extras``: its drift record and backups'
+        outcome when the caller read them (:func:`app.presenters.with_extras`), else read now (one query)."""
         if mirror is None:
             mirror = self.mirror_readings([order.id])[order.id]
         return order_view(order, self.catalog, self.settings.public_address, include_secrets=include_secrets,
                           include_private=include_private, include_local_urls=include_local_urls,
                           recent=None if new is None else [new], ingress=self.ingress.enabled, mirror=mirror,
-                          new=new is not None)
+                          extras=OrderExtras.NONE if new is not None else extras)
 
     # -- the engine mirror ------------------------------------------------------------
     def mirror_freshness(self) -> MirrorFreshness:
@@ -166,18 +174,19 @@ class OrderQueries:
             orders = orders.where(Order.customer == customer_id)
         if service_id:
             orders = orders.where(Order.whmcs_service_id == service_id)
-        rows = list(orders.paginate(page, per_page))
+        rows = list(with_extras(orders).paginate(page, per_page))
         mirror = self.mirror_readings([o.id for o in rows])
-        return {**_page(orders, page, per_page), "items": [self.order_view(o, mirror=mirror[o.id], **flags) for o in rows]}
+        return {**_page(orders, page, per_page),
+                "items": [self.order_view(o, mirror=mirror[o.id], extras=extras_of(o), **flags) for o in rows]}
 
     def order_views(self, status: str | None = None, **flags: bool) -> list[dict[str, Any]]:
         """Every order oldest first, or those with ``status``; ``flags`` are :meth:`order_view`'s."""
-        query = Order.select().order_by(Order.id)
+        query = with_extras(Order.select()).order_by(Order.id)
         if status:
             query = query.where(Order.status == status)
         rows = list(query)
         mirror = self.mirror_readings([o.id for o in rows])
-        return [self.order_view(order, mirror=mirror[order.id], **flags) for order in rows]
+        return [self.order_view(order, mirror=mirror[order.id], extras=extras_of(order), **flags) for order in rows]
 
     def product_orders(self, slug: str, *, require_product: bool = False) -> list[Order]:
         """The orders of product ``slug`` that are not terminated, oldest first, read in full.
@@ -196,13 +205,16 @@ class OrderQueries:
         With its generated passwords, its 10 most recent operations (``recent_operations``) and public
         error texts only: the client area shows it to the customer. Raises OrderNotFound.
         """
-        order = self.order_for_service(service_id)
+        order = _STATUS_ORDER.first(service_id=int(service_id))  # with its extras: one statement
+        if order is None:
+            raise OrderNotFound(f"no order for WHMCS service {service_id}")
         # Read once: the recent operations also tell which one is in progress (unless more than 10 are queued).
         recent = _RECENT_OPERATIONS.rows(order_id=order.id)
         # The client area shows this to the customer: public error texts only, never the private detail.
         view = order_view(order, self.catalog, self.settings.public_address, include_secrets=True,
                           include_private=False, recent=recent if len(recent) < 10 else None,
-                          ingress=self.ingress.enabled, mirror=self.mirror_readings([order.id])[order.id])
+                          ingress=self.ingress.enabled, mirror=self.mirror_readings([order.id])[order.id],
+                          extras=extras_of(order))
         view["recent_operations"] = [operation_view(op, include_private=False) for op in recent]
         return view
 
@@ -529,7 +541,7 @@ def _live_status(order: Order, busy: bool, containers, service: str) -> str:
     if containers is None:
         return WAITING  # the mirror is not fresh: claim nothing, the client asks again
     container = containers.get(service)
-    if container is None or container.state not in ("running", "restarting") or container.health == "unhealthy":
+    if container is None or container.state not in RUNNING_STATES or container.health == "unhealthy":
         return WAITING if busy else ERROR
     if container.health == "starting" or busy:
         return WAITING

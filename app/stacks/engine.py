@@ -39,6 +39,11 @@ class Readable(Protocol):
 OUTPUT_TAIL_BYTES = 4096
 
 
+#: The container states in which its process runs (``restarting``: the engine is bringing it back). The one rule of
+#: "running" for listings (:attr:`ContainerState.running`) and the engine mirror's rows (``app/stacks/mirror.py``).
+RUNNING_STATES = ("running", "restarting")
+
+
 @dataclass
 class ContainerState:
     """One container as the engine reports it (a listing, or an inspect)."""
@@ -64,7 +69,7 @@ class ContainerState:
     @property
     def running(self) -> bool:
         """Whether its process runs (``restarting`` counts: the engine is bringing it back)."""
-        return self.state in ("running", "restarting")
+        return self.state in RUNNING_STATES
 
 
 @dataclass

@@ -43,9 +43,10 @@ from typing import Any, Callable, Iterable
 
 import peewee
 
+from app.db import PreparedSelect
 from app.errors import EngineUnavailable, LiveError, NotFound
 from app.models import EngineMirror, ObservedContainer, utcnow
-from app.stacks.engine import LISTED, ContainerState, Engine, EngineEvent
+from app.stacks.engine import LISTED, RUNNING_STATES, ContainerState, Engine, EngineEvent
 from app.stacks.project import CONFIG_HASH_LABEL, deployment_selector, order_id_of, service_of
 
 log = logging.getLogger(__name__)
@@ -67,7 +68,6 @@ BATCH_EVENTS = 200
 
 #: The columns of a row the engine decides (compared to decide whether a row changed).
 _FIELDS = ("order_id", "service", "name", "state", "health", "exit_code", "config_hash", "node", "error")
-_RUNNING_STATES = ("running", "restarting")
 
 
 # -- readers ---------------------------------------------------------------------------------------------------
@@ -121,7 +121,7 @@ def observed(order_ids: Iterable[int]) -> dict[int, dict[str, ObservedContainer]
 
 
 def _rank(row: ObservedContainer) -> tuple:
-    return (row.state in _RUNNING_STATES, row.changed_at or dt.datetime.min, row.id or 0)
+    return (row.state in RUNNING_STATES, row.changed_at or dt.datetime.min, row.id or 0)
 
 
 @dataclass(frozen=True)
@@ -138,20 +138,18 @@ def readings(deployment: str, order_ids: Iterable[int], *,
     query whatever their number (the ``engine_mirror`` row left-joined with the orders' ``observed_container``
     rows; :func:`freshness` and :func:`observed` give the same answers). Raises peewee's errors."""
     ids = sorted(set(order_ids))
-    mirror_columns = [EngineMirror.connected, EngineMirror.beat_at, EngineMirror.follower, EngineMirror.error,
-                      EngineMirror.last_event_at, EngineMirror.last_listing_at]
-    row_columns = [getattr(ObservedContainer, name) for name in _ROW_COLUMNS]
-    on = (ObservedContainer.order_id.in_(ids) & ObservedContainer.service.is_null(False)) if ids else (
-        ObservedContainer.id.is_null(True) & ObservedContainer.id.is_null(False))  # no order: no row joins
-    query = (EngineMirror.select(*mirror_columns, *row_columns)
-             .join(ObservedContainer, peewee.JOIN.LEFT_OUTER, on=on)
-             .where(EngineMirror.deployment == deployment).tuples())
+    if len(ids) == 1:  # the status view's case: compiled once
+        found_rows = _ONE_ORDER_READING.rows(deployment=deployment, order_id=ids[0])
+    else:
+        on = (ObservedContainer.order_id.in_(ids) & ObservedContainer.service.is_null(False)) if ids else (
+            ObservedContainer.id.is_null(True) & ObservedContainer.id.is_null(False))  # no order: no row joins
+        found_rows = _reading_query(deployment, on)
     found: dict[int, dict[str, ObservedContainer]] = {}
     state = None
-    for values in query:
+    for values in found_rows:
         if state is None:
-            state = _freshness_of(*values[:len(mirror_columns)], stale_seconds=stale_seconds)
-        data = dict(zip(_ROW_COLUMNS, values[len(mirror_columns):]))
+            state = _freshness_of(*values[:len(_MIRROR_COLUMNS)], stale_seconds=stale_seconds)
+        data = dict(zip(_ROW_COLUMNS, values[len(_MIRROR_COLUMNS):]))
         if data["id"] is None:
             continue
         row = ObservedContainer(**data)
@@ -166,6 +164,21 @@ def readings(deployment: str, order_ids: Iterable[int], *,
 
 _ROW_COLUMNS = ("id", "container_id", "order_id", "service", "name", "state", "health", "exit_code", "config_hash",
                 "node", "error", "deaths", "last_died_at", "changed_at", "observed_at")
+_MIRROR_COLUMNS = ("connected", "beat_at", "follower", "error", "last_event_at", "last_listing_at")
+
+
+def _reading_query(deployment: Any, on: peewee.Expression) -> peewee.ModelSelect:
+    """The ``engine_mirror`` row of ``deployment`` left-joined with the ``observed_container`` rows ``on`` selects."""
+    return (EngineMirror.select(*(getattr(EngineMirror, name) for name in _MIRROR_COLUMNS),
+                                *(getattr(ObservedContainer, name) for name in _ROW_COLUMNS))
+            .join(ObservedContainer, peewee.JOIN.LEFT_OUTER, on=on)
+            .where(EngineMirror.deployment == deployment).tuples())
+
+
+_ONE_ORDER_READING = PreparedSelect(
+    lambda deployment, order_id: _reading_query(
+        deployment, (ObservedContainer.order_id == order_id) & ObservedContainer.service.is_null(False)),
+    "deployment", "order_id")
 
 
 def _no_follower(stale_seconds: float) -> MirrorFreshness:
@@ -448,7 +461,7 @@ class MirrorFollower:
             self._killed.discard(cid)
             return bool(self._put(cid, values, died_at=utc_of(event.time) if death else None))
         elif action == "stop":
-            if values.get("state") in _RUNNING_STATES:
+            if values.get("state") in RUNNING_STATES:
                 values.update(state="exited")
         elif action == "pause":
             values.update(state="paused")

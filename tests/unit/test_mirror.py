@@ -325,6 +325,58 @@ def test_runtime_states_stopped_starting_and_missing(live, engine, stepper):
     assert services["app"] == "missing"
 
 
+def test_runtime_takes_services_and_one_shot_jobs_from_what_the_deploy_recorded(live, engine, stepper, mirrored):
+    """One rule of "one-shot" (the drift checker's, recorded at deploy): ``runtime`` and ``drift`` agree on a service
+    restarted ``on-failure`` that exited 0."""
+    from app.orders.drift import record_expected
+
+    order = mirrored
+    record_expected(order, {"app": {"config_hash": None, "one_shot": True},
+                            "db": {"config_hash": None, "one_shot": False},
+                            "web": {"config_hash": None, "one_shot": False}})
+    engine.crash(container(live, engine, "app").id, 0)  # a job that finished
+    stepper.pump()
+    view = live.queries.service_info(order.whmcs_service_id)
+    assert view["runtime"]["state"] == "running"
+    assert {"service": "app", "state": "exited", "health": None} in view["runtime"]["services"]
+    assert [s["service"] for s in view["runtime"]["services"]] == SERVICES
+    engine.crash(container(live, engine, "web").id, 0)  # not a job: exit 0 of a server is a stop
+    stepper.pump()
+    assert live.queries.order_view(order)["runtime"]["state"] == "degraded"
+
+
+def test_before_any_deploy_recorded_what_runs_the_compose_services_are_shown(live, engine, stepper, mirrored):
+    from app.models import OrderDrift
+
+    order = mirrored
+    OrderDrift.delete().where(OrderDrift.order == order.id).execute()  # an order made before migration 0014
+    engine.crash(container(live, engine, "app").id, 0)
+    stepper.pump()
+    view = live.queries.order_view(order)
+    assert view["drift"] is None
+    assert [s["service"] for s in view["runtime"]["services"]] == SERVICES
+    assert view["runtime"]["state"] == "running"  # not recorded: an exit 0 is taken for a finished job
+
+
+def test_the_status_view_is_three_statements_and_agrees_with_the_order_view(live, engine, stepper, mirrored):
+    """The WHMCS status view reads the order with its relations, drift record and backups' outcome in one statement,
+    then its recent operations and the mirror's reading: 3 in all, whatever the order has."""
+    from app.models import Backup, utcnow
+
+    order = mirrored
+    Backup.create(order=order, kind="scheduled", state="succeeded", started_at=utcnow(), finished_at=utcnow())
+    Backup.create(order=order, kind="manual", state="failed", started_at=utcnow(), error="store full")
+    view, queries = counted(lambda: live.queries.service_info(order.whmcs_service_id))
+    assert len(queries) == 3, queries
+    full = live.queries.order_view(live.queries.order(order.id))
+    for key in ("backups", "drift", "runtime", "status", "customer", "revision"):
+        assert view[key] == {**full, "runtime": {**full["runtime"], "age_seconds": view["runtime"]["age_seconds"]}}[key]
+    assert view["backups"]["last_failure"]["error"] == "store full" and view["backups"]["last_success_at"]
+    assert view["drift"]["state"] == "ok"
+    with pytest.raises(Exception, match="no order for WHMCS service 999"):
+        live.queries.service_info(999)
+
+
 def test_views_never_call_the_engine(live, engine, stepper, mirrored):
     order = mirrored
     calls = engine.api_calls
