@@ -1167,6 +1167,25 @@ def _remove_quietly(client, container_id: str) -> None:
             raise
 
 
+def in_process_app(settings, key_name: str):
+    """The bridge's app for in-process calls through Flask's test client: ``create_app(settings)``, its database
+    upgraded, the catalog synced, and a new ``whmcs``-scope API key named ``key_name``.
+
+    Returns ``(app, live, client, headers)``: the APIFlask app; its ``app.extensions["live"]`` (the bootstrap's
+    services: ``db``, ``catalog``, ``engine``...); ``app.test_client()``; and ``{"Authorization": "Bearer <token>"}``
+    carrying the new key. The caller closes ``live.db`` when done."""
+    from app import create_app
+    from app.apikeys import create_key
+    from app.db import upgrade
+
+    app = create_app(settings)
+    live = app.extensions["live"]
+    upgrade(live.db)
+    live.catalog.sync()
+    token = create_key(key_name, "whmcs")[1]
+    return app, live, app.test_client(), {"Authorization": f"Bearer {token}"}
+
+
 def bench_worker(live, slots: int = 8):
     """The bridge's worker, run in-process by the bench with ``slots`` operations at a time (more than the
     default 4: the bench only needs many orders made quickly)."""
