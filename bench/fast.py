@@ -65,22 +65,14 @@ def _timed(calls: int, call) -> tuple[float, float]:
 def main(bench, calls: int = 300) -> dict:
     """Profile on ``bench`` (a :class:`bench.run.Bench`: its config repository with the ``mini`` product, its
     fresh database, removed by its ``cleanup``); returns the figures."""
-    from app import create_app
-    from app.apikeys import create_key
-    from app.db import upgrade
+    from bench.run import in_process_app
 
     url = bench.database("fast")
     results: dict = {"database": "sqlite" if url.startswith("sqlite") else "postgresql"}
     settings = load_settings({"LIVE_DATABASE_URL": url, "LIVE_CONFIG_REPO": str(bench.config_repo),
                               "LIVE_BASE_DOMAIN": "bench.local", "LIVE_BACKUP_DIR": str(bench.tmp / "backups"),
                               "LIVE_DEPLOYMENT": "bf" + uuid.uuid4().hex[:6], "LIVE_LOG_LEVEL": "WARNING"})
-    app = create_app(settings)
-    live = app.extensions["live"]
-    upgrade(live.db)
-    live.catalog.sync()
-    token = create_key("bench-fast", "whmcs")[1]
-    client = app.test_client()
-    headers = {"Authorization": f"Bearer {token}"}
+    _app, live, client, headers = in_process_app(settings, "bench-fast")
 
     def create(service_id: int):
         answer = client.post(f"/whmcs/v1/services/{service_id}/create", headers=headers,

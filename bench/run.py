@@ -179,29 +179,58 @@ class Bench:
         log("wrk is missing: apt-get install -y wrk")
         subprocess.run(["apt-get", "install", "-y", "-qq", "wrk"], check=True, capture_output=True, timeout=300)
 
+    def gunicorn(self, name: str, target: str, env: dict[str, str]) -> tuple[subprocess.Popen, str]:
+        """``gunicorn -c config/gunicorn.conf.py <target>`` (a ``module:app``) with ``env`` plus 2 workers bound to a
+        free port of 127.0.0.1, its output in ``<tmp>/<name>.log``, once it answers ``/`` (any status). Returns the
+        process (the caller terminates it) and its base URL ``http://127.0.0.1:<port>``."""
+        url = f"http://127.0.0.1:{free_port()}"
+        env = dict(env, GUNICORN_BIND=url.removeprefix("http://"), GUNICORN_WORKERS="2")
+        with open(self.tmp / f"{name}.log", "ab") as out:
+            process = subprocess.Popen([str(BIN / "gunicorn"), "-c", "config/gunicorn.conf.py", target],
+                                       cwd=PROJECT_ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
+        try:
+            wait_http(f"{url}/")
+        except BaseException:
+            process.terminate()
+            raise
+        return process, url
+
+    def ceiling(self, service: Service) -> dict:
+        """wrk's figures for ``GET /bench/ceiling`` of bench/ceiling.py (the bridge's app, authentication, a constant
+        answer, no query) served with ``service``'s settings and database and authenticated with its key."""
+        process, url = self.gunicorn("ceiling", "bench.ceiling:app", service.env)
+        try:
+            answer = requests.get(f"{url}/bench/ceiling", timeout=30,
+                                  headers={"Authorization": f"Bearer {service.token}"})
+            assert answer.status_code == 200, answer.text
+            return self.wrk(f"{url}/bench/ceiling", "auth.lua", [service.token])
+        finally:
+            process.terminate()
+            process.wait(timeout=30)
+
     def figure1(self) -> None:
         self.ensure_wrk()
-        port = free_port()
-        env = dict(os.environ, GUNICORN_BIND=f"127.0.0.1:{port}", GUNICORN_WORKERS="2")
-        with open(self.tmp / "hello.log", "ab") as out:
-            hello = subprocess.Popen([str(BIN / "gunicorn"), "-c", "config/gunicorn.conf.py", "bench.hello:app"],
-                                     cwd=PROJECT_ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
+        hello, url = self.gunicorn("hello", "bench.hello:app", os.environ)
         try:
-            wait_http(f"http://127.0.0.1:{port}/")
-            self.wrk(f"http://127.0.0.1:{port}/")  # warm-up
-            base = self.wrk(f"http://127.0.0.1:{port}/")
+            self.wrk(f"{url}/")  # warm-up
+            base = self.wrk(f"{url}/")
         finally:
             hello.terminate()
             hello.wait(timeout=30)
         service = self.service("fig1", worker=False)
+        ceiling = self.ceiling(service)
         created = service.post("/whmcs/v1/services/1/create", {"client": {"id": 1, "email": "c1@example.org"},
                                                                "product": "mini", "plan": "basic"})
         assert created.status_code in (200, 202), created.text
         status = self.wrk(f"{service.url}/whmcs/v1/services/1", "auth.lua", [service.token])
         create = self.wrk(f"{service.url}/whmcs/v1/services/0/create", "create.lua", [service.token, "100000"])
-        self.raw["figure1"] = {"hello": base, "status": status, "create": create}
+        self.raw["figure1"] = {"hello": base, "ceiling": ceiling, "status": status, "create": create}
+        self.row("1 ceiling rps (auth, no DB)", ceiling["rps"], base["rps"], "-", None, "req/s",
+                 f"bench/ceiling.py: the bridge's app, whmcs-key auth, constant JSON; non-2xx {ceiling['non_2xx']}")
         self.row("1 status rps (64 conns)", status["rps"], base["rps"], "ratio >= 0.5", status["rps"] >= base["rps"] / 2,
                  "req/s", f"non-2xx {status['non_2xx']}")
+        self.row("1 status rps vs ceiling", status["rps"], ceiling["rps"], "-", None, "req/s",
+                 "baseline = the ceiling (auth + framework, no DB): what the status query and its answer cost")
         self.row("1 status p50", status["p50_ms"], base["p50_ms"], "-", None, "ms")
         self.row("1 status p99", status["p99_ms"], base["p99_ms"], "-", None, "ms")
         self.row("1 create rps (no wait)", create["rps"], base["rps"], "-", None, "req/s", f"non-2xx {create['non_2xx']}")
@@ -1165,6 +1194,25 @@ def _remove_quietly(client, container_id: str) -> None:
     except docker.errors.APIError as exc:
         if exc.status_code not in (404, 409):
             raise
+
+
+def in_process_app(settings, key_name: str):
+    """The bridge's app for in-process calls through Flask's test client: ``create_app(settings)``, its database
+    upgraded, the catalog synced, and a new ``whmcs``-scope API key named ``key_name``.
+
+    Returns ``(app, live, client, headers)``: the APIFlask app; its ``app.extensions["live"]`` (the bootstrap's
+    services: ``db``, ``catalog``, ``engine``...); ``app.test_client()``; and ``{"Authorization": "Bearer <token>"}``
+    carrying the new key. The caller closes ``live.db`` when done."""
+    from app import create_app
+    from app.apikeys import create_key
+    from app.db import upgrade
+
+    app = create_app(settings)
+    live = app.extensions["live"]
+    upgrade(live.db)
+    live.catalog.sync()
+    token = create_key(key_name, "whmcs")[1]
+    return app, live, app.test_client(), {"Authorization": f"Bearer {token}"}
 
 
 def bench_worker(live, slots: int = 8):

@@ -35,19 +35,10 @@ def namespace(bench) -> str:
 
 
 def run(bench) -> None:
-    from app import create_app
-    from app.apikeys import create_key
-    from app.db import upgrade
     from app.orders.usage import CgroupReader, UsageSampler
-    from bench.run import REPEATS, _measure_calls, bench_worker, grow_orders, log
+    from bench.run import REPEATS, _measure_calls, bench_worker, grow_orders, in_process_app, log
 
-    app = create_app(bench.settings("usage", deployment=namespace(bench)))
-    live = app.extensions["live"]
-    upgrade(live.db)
-    live.catalog.sync()
-    token = create_key("bench-usage", "whmcs")[1]
-    client = app.test_client()
-    headers = {"Authorization": f"Bearer {token}"}
+    _app, live, client, headers = in_process_app(bench.settings("usage", deployment=namespace(bench)), "bench-usage")
     worker = bench_worker(live)
     engine = live.engine
     local = worker.usage  # cgroup files where this machine runs the containers, as the worker does

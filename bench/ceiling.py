@@ -1,0 +1,21 @@
+"""The ceiling of figure 1: the bridge's own app plus one bench-only route that authenticates and answers a constant.
+
+``gunicorn -c config/gunicorn.conf.py bench.ceiling:app``: ``create_app()`` with its settings read from the
+environment as wsgi.py reads them (the same middleware, APIFlask, database hooks and bearer-key authentication),
+then ``GET /bench/ceiling`` behind the same whmcs-scope check as the WHMCS routes (app/web/whmcs.py). It answers
+``{"status": "ok"}`` without a database query of its own (the request still opens and closes its pooled
+connection, as every bridge request does, and each process reads the key's row again once its verification is
+older than ``app.apikeys.CACHE_SECONDS``, as for the status call). No status answer of this framework can be
+faster: figure 1 (bench/run.py ``figure1``) reports it between hello and the status call.
+"""
+from app import create_app
+from app.web.auth import auth
+
+app = create_app()
+
+
+@app.get("/bench/ceiling")
+@app.auth_required(auth, roles=["whmcs"])
+def ceiling() -> dict[str, str]:
+    """``{"status": "ok"}``: authentication and framework only."""
+    return {"status": "ok"}
