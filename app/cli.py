@@ -475,6 +475,13 @@ def orders_show(order, as_json):
     click.echo(f"{'runtime':12} {runtime['state']} (engine mirror, last confirmed {age})")
     for service in runtime["services"]:
         click.echo(f"  {service['service']:24} {service['state']}" + (f" ({service['health']})" if service["health"] else ""))
+    drift = data["drift"]
+    if drift is not None:
+        click.echo(f"{'drift':12} {drift['state']}" + (f" since {drift['failing_since']}: {drift['reason']}"
+                                                         if drift["state"] == "failing" else "")
+                   + (f", {drift['repairs']} repair(s) in the window" if drift["repairs"] else ""))
+        for problem in drift["problems"]:
+            click.echo(f"  {problem['service']:24} {problem['kind']}: {problem['detail']}")
     click.echo("endpoints:")
     for e in data["endpoints"]:
         click.echo(f"  {e['application']:12} {e['url']}   local: {e['local_url'] or '-'}")

@@ -6,9 +6,11 @@ scripts in ``migrations/``.
 """
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import random
+import re
 import time
 from pathlib import Path
 from typing import Any, Callable, TypeVar
@@ -64,6 +66,24 @@ class PostgresPool(PooledPostgresqlDatabase):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self._returned_at: dict[int, float] = {}  # conn_key -> time.monotonic() of its last check-in
+        self._prepared: dict[int, set[str]] = {}  # conn_key -> names of the statements prepared on it
+
+    def execute_prepared(self, name: str, sql: str, params: list):
+        """Run ``sql`` (peewee's, ``%s`` placeholders) with ``params`` as the server-side prepared statement ``name``
+        of this thread's connection: prepared (parsed and planned, ``PREPARE``) on the connection's first use of it,
+        then only ``EXECUTE``d, so PostgreSQL plans a hot query once per connection instead of at every request
+        (PostgreSQL docs, "PREPARE": after five runs the server may keep one generic plan). A prepared statement
+        lives as long as its connection (a rollback keeps it); it is forgotten with the connection. ``name`` must
+        be unique to ``sql`` in this process. Returns the cursor; raises peewee's errors."""
+        conn = self.connection()
+        prepared = self._prepared.setdefault(self.conn_key(conn), set())
+        if name not in prepared:
+            numbered = iter(range(1, len(params) + 1))
+            body = "%".join(re.sub(r"%s", lambda _m: f"${next(numbered)}", part) for part in sql.split("%%"))
+            self.execute_sql(f"PREPARE {name} AS {body}")
+            prepared.add(name)
+        placeholders = ", ".join(["%s"] * len(params))
+        return self.execute_sql(f"EXECUTE {name} ({placeholders})" if params else f"EXECUTE {name}", params)
 
     def _is_closed(self, conn) -> bool:
         if conn.closed:
@@ -80,6 +100,7 @@ class PostgresPool(PooledPostgresqlDatabase):
 
     def _close_raw(self, conn):
         self._returned_at.pop(self.conn_key(conn), None)
+        self._prepared.pop(self.conn_key(conn), None)
         super()._close_raw(conn)
 
 
@@ -148,27 +169,36 @@ class PreparedSelect:
     strings: no field conversion is applied to them). Rows come back as the query would give them (models
     with their joined relations, tuples...), through peewee's own cursor wrapper, so conversions of the
     columns (dates, JSON) are the same. Compiled again when the models' database changes (tests switch
-    between SQLite and PostgreSQL). Thread-safe (a race compiles twice, harmlessly). Raises peewee's errors.
+    between SQLite and PostgreSQL). On PostgreSQL (:class:`PostgresPool`) the statement is also prepared on the
+    server, once per connection (:meth:`PostgresPool.execute_prepared`): planning a join of six tables costs
+    PostgreSQL about 1 ms, running it 0.07 ms. Thread-safe (a race compiles twice, harmlessly; each compiled
+    form has its own statement name). Raises peewee's errors.
     """
+
+    _names_made = itertools.count(1)
 
     def __init__(self, build: Callable[..., peewee.SelectBase], *names: str):
         self._build = build
         self._names = names
-        self._compiled: tuple[Any, peewee.SelectBase, str, list] | None = None
+        self._compiled: tuple[Any, peewee.SelectBase, str, list, str] | None = None
 
-    def _compile(self) -> tuple[Any, peewee.SelectBase, str, list]:
+    def _compile(self) -> tuple[Any, peewee.SelectBase, str, list, str]:
         db = database.obj
         compiled = self._compiled
         if compiled is None or compiled[0] is not db:
             query = self._build(**{name: peewee.Value(Slot(name), converter=False) for name in self._names})
             sql, params = query.sql()
-            compiled = self._compiled = (db, query, sql, list(params))
+            compiled = self._compiled = (db, query, sql, list(params), f"live_select_{next(self._names_made)}")
         return compiled
 
     def rows(self, **values: Any) -> list:
         """Every row of the query with these parameter values (one statement)."""
-        _db, query, sql, params = self._compile()
-        cursor = database.execute_sql(sql, [values[p.name] if isinstance(p, Slot) else p for p in params])
+        db, query, sql, params, name = self._compile()
+        args = [values[p.name] if isinstance(p, Slot) else p for p in params]
+        if isinstance(db, PostgresPool):
+            cursor = db.execute_prepared(name, sql, args)
+        else:
+            cursor = database.execute_sql(sql, args)
         return list(query._get_cursor_wrapper(cursor))
 
     def first(self, **values: Any):
