@@ -11,22 +11,16 @@ import json
 
 import peewee
 import pytest
-from apiflask import APIFlask
 
-from app import collaborators
 from app.backups.store import BackupHeader
-from app.cli import live_cli
 from app.models import Backup, Operation, Order, utcnow
-from app.web.wait_slots import WaitSlots
+from tests.support.cli_runner import live_cli_runner
 from tests.unit.test_operations_fake import create
 
 
 @pytest.fixture
 def cli(fake_live):
-    app = APIFlask(__name__)
-    collaborators.init_app(app, fake_live, WaitSlots(0))
-    app.cli.add_command(live_cli)
-    runner = app.test_cli_runner()
+    runner = live_cli_runner(fake_live)
 
     def invoke(*args):
         return runner.invoke(args=["live", "backups", *args], catch_exceptions=False)

@@ -3,22 +3,16 @@ event's log lines as private detail (the CLI is staff's)."""
 from __future__ import annotations
 
 import pytest
-from apiflask import APIFlask
 
-from app import collaborators
-from app.cli import live_cli
 from app.models import ObservedContainer, utcnow
-from app.web.wait_slots import WaitSlots
+from tests.support.cli_runner import live_cli_runner
 from tests.unit.test_drift import checker, container, mirror
 from tests.unit.test_operations_fake import create, engine, live  # noqa: F401 (fixtures)
 
 
 @pytest.fixture
 def show(live):
-    app = APIFlask(__name__)
-    collaborators.init_app(app, live, WaitSlots(0))
-    app.cli.add_command(live_cli)
-    runner = app.test_cli_runner()
+    runner = live_cli_runner(live)
     return lambda order: runner.invoke(args=["live", "orders", "show", order], catch_exceptions=False).output
 
 
