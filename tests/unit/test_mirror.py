@@ -57,12 +57,15 @@ class Stepper:
         self.stream = self.context.__enter__()
         return self.mirror.sync()
 
-    def pump(self) -> int:
-        """Apply every event the engine has recorded so far; returns the rows written."""
-        written = 0
+    def pump(self, beat: bool = True) -> int:
+        """Apply every event the engine has recorded so far as one batch (as the follower's thread does), then beat
+        (``beat`` false: the worker is killed before its beat); returns the rows written."""
+        batch = []
         while self.stream.ready():
-            written += self.mirror.apply(next(self.stream))
-        self.mirror.beat(force=True)
+            batch.append(next(self.stream))
+        written = self.mirror.apply_batch(batch)
+        if beat:
+            self.mirror.beat(force=True)
         return written
 
     def close(self):
@@ -116,10 +119,11 @@ def test_events_are_applied_and_only_changed_rows_written(live, engine, stepper,
     assert states(order.id) == {"app": "running", "db": "running", "web": "running"}
     writes = stepper.mirror.writes
     web = container(live, engine, "web")
-    engine.stop_container(web.id, 1)  # kill, die, stop: one row changes, once
+    engine.stop_container(web.id, 1)  # kill (kept on the row), die (exited, the kill used), stop (nothing new)
     stepper.pump()
     assert states(order.id)["web"] == "exited"
-    assert stepper.mirror.writes == writes + 1
+    assert stepper.mirror.writes == writes + 2
+    assert rows(order.id)["web"].killed_at is None
     assert rows(order.id)["web"].deaths == 0  # a stop is no death
     engine.pause_container(container(live, engine, "app").id)
     stepper.pump()
@@ -182,6 +186,107 @@ def test_a_reconnection_resumes_from_the_last_event_and_counts_deaths_once(live,
     assert rows(order.id)["db"].deaths == 2  # the death while away counted, the first one not again
     assert rows(order.id)["db"].state == "exited"
     again.close()
+
+
+def test_a_batch_calls_the_engine_before_its_transaction(live, engine, stepper, mirrored, monkeypatch):
+    """An engine call inside a transaction would hold SQLite's write lock for as long as the engine takes."""
+    order = mirrored
+    inspect = engine.inspect_container
+    inspected = []
+
+    def outside_transactions(container_id):
+        assert not live.db.in_transaction(), "the engine was called inside a database transaction"
+        inspected.append(container_id)
+        return inspect(container_id)
+
+    monkeypatch.setattr(engine, "inspect_container", outside_transactions)
+    db = container(live, engine, "db")
+    for _ in range(2):
+        engine.crash(db.id, 1)
+        engine.start_container(db.id)
+    stepper.pump()
+    assert inspected == [db.id]  # one inspect per started container, however many starts the batch has
+    row = rows(order.id)["db"]
+    assert (row.state, row.deaths) == ("running", 2)
+
+
+def test_a_worker_killed_after_a_batch_resumes_after_it(live, engine, stepper, mirrored):
+    """The batch's rows and the point to resume from commit together: a worker SIGKILLed before its next beat
+    leaves no batch to replay, so its deaths are counted once."""
+    order = mirrored
+    db = container(live, engine, "db")
+    engine.crash(db.id, 1)
+    stepper.pump(beat=False)
+    stepper.close()
+    again = Stepper(follower(live))
+    again.connect()
+    again.pump()
+    assert rows(order.id)["db"].deaths == 1
+    again.close()
+
+
+def test_a_batch_that_fails_is_replayed_whole(live, engine, stepper, mirrored, monkeypatch):
+    """Rolled back: neither its rows nor its resume point stay, in the table or in memory; the reconnection
+    applies it again, counting its death once."""
+    order = mirrored
+    mirror = stepper.mirror
+    resume_point = EngineMirror.get().last_event_at
+    db, web = container(live, engine, "db"), container(live, engine, "web")
+    engine.crash(db.id, 1)
+    engine.crash(web.id, 1)
+    put = mirror._put
+
+    def fails_at_the_second_row(cid, *args, **kwargs):
+        if cid == web.id:
+            raise RuntimeError("the database went away")
+        return put(cid, *args, **kwargs)
+
+    monkeypatch.setattr(mirror, "_put", fails_at_the_second_row)
+    with pytest.raises(RuntimeError):
+        stepper.pump()
+    assert rows(order.id)["db"].deaths == 0 and EngineMirror.get().last_event_at == resume_point
+    monkeypatch.setattr(mirror, "_put", put)
+    stepper.close()
+    stepper.connect()  # the same follower reconnects: from the committed point
+    stepper.pump()
+    assert (rows(order.id)["db"].deaths, rows(order.id)["web"].deaths) == (1, 1)
+
+
+def test_a_stop_whose_kill_and_die_two_workers_saw_is_no_death(live, engine, stepper, mirrored):
+    order = mirrored
+    web = container(live, engine, "web")
+    engine.stop_container(web.id, 1)
+    batch = []
+    while stepper.stream.ready():
+        batch.append(next(stepper.stream))
+    assert [e.action for e in batch] == ["kill", "die", "stop"]
+    stepper.mirror.apply_batch(batch[:1])  # the first worker applies the kill, then is SIGKILLed
+    assert rows(order.id)["web"].killed_at is not None
+    stepper.close()
+    again = Stepper(follower(live))  # the next worker sees the die
+    again.connect()
+    again.pump()
+    row = rows(order.id)["web"]
+    assert (row.state, row.deaths, row.killed_at) == ("exited", 0, None)
+    again.close()
+
+
+def test_a_kill_excuses_only_a_die_soon_after_it_and_before_a_start(live, engine, stepper, mirrored):
+    from app.stacks.mirror import KILL_SECONDS
+
+    order = mirrored
+    web, db = container(live, engine, "web"), container(live, engine, "db")
+    engine.record(web, "kill", signal="1")  # a signal the process handles: it keeps running
+    engine.now += KILL_SECONDS + 1
+    engine.crash(web.id, 1)  # long after: a death
+    engine.record(db, "kill", signal="1")
+    engine.stop_container(db.id, 1)  # kill, die: no death
+    engine.start_container(db.id)  # a start forgets the kill
+    stepper.pump()
+    assert rows(order.id)["db"].killed_at is None
+    engine.crash(db.id, 1)
+    stepper.pump()
+    assert (rows(order.id)["web"].deaths, rows(order.id)["db"].deaths) == (1, 1)
 
 
 def test_a_listing_removes_rows_of_containers_gone_while_away(live, engine, stepper, mirrored):
