@@ -409,6 +409,16 @@ def test_order_views_show_the_runtime_and_unknown_when_stale(live, engine, stepp
     assert [s["status"] for s in live.queries.geocat_live_services("acme")] == ["SERVICE_WAITING"]
 
 
+def test_geocat_live_says_waiting_while_the_engine_restarts_the_endpoint(live, engine, stepper, mirrored):
+    order = mirrored
+    web = container(live, engine, "web")
+    ObservedContainer.update(state="restarting").where(ObservedContainer.container_id == web.id).execute()
+    assert [s["status"] for s in live.queries.geocat_live_services("acme")] == ["SERVICE_WAITING"]
+    assert live.queries.order_view(order)["runtime"]["state"] == "degraded"
+    ObservedContainer.update(state="running").where(ObservedContainer.container_id == web.id).execute()
+    assert [s["status"] for s in live.queries.geocat_live_services("acme")] == ["SERVICE_RUNNING"]
+
+
 def test_runtime_states_stopped_starting_and_missing(live, engine, stepper):
     stepper.connect()
     order = create(live)
