@@ -40,6 +40,11 @@ class DatabaseCollector:
       ``app/orders/heartbeat.py`` (``max(15 s, 10 × LIVE_WORKER_POLL_SECONDS)``), else 0; also 0 while the
       database cannot be read (unknown is not alive).
     - ``live_database_up``: 1 when the database answered the scrape, else 0.
+    - ``live_mirror_fresh``: 1 while the engine mirror is fresh (the rule of ``app/stacks/mirror.py``
+      :func:`~app.stacks.mirror.freshness`: the worker's follower connected and beaten within
+      LIVE_MIRROR_STALE_SECONDS; views show runtime states only then), else 0; also 0 while the database cannot be
+      read. ``live_mirror_age_seconds``: seconds since the mirror's last beat; ``-1`` when no worker ever followed
+      the engine; absent while the database cannot be read. Read from the ``engine_mirror`` row, never the engine.
     - ``live_backup_last_success_timestamp_seconds{instance}``: when the newest successful backup of each order
       that is not terminated finished (Unix time); orders without one have no series (alert on ``absent`` or on
       ``time() - ... > 2 * 86400``). ``live_backup_bytes{instance}``: that backup's size.
@@ -74,6 +79,17 @@ class DatabaseCollector:
         # Unknown counts as not alive: an alert on live_worker_alive == 0 must fire while the database is down.
         yield GaugeMetricFamily("live_worker_alive", "1 while a worker's heartbeat is fresh, else 0",
                                 value=1 if worker is not None and worker.alive else 0)
+        try:
+            mirror = self.queries.mirror_freshness()
+        except PeeweeException as exc:
+            log.warning("metrics: engine mirror unreadable: %s", exc)
+            mirror = None
+        if mirror is not None:
+            yield GaugeMetricFamily("live_mirror_age_seconds", "Seconds since the engine mirror's last beat; -1 when "
+                                    "no worker ever followed the engine",
+                                    value=mirror.age_seconds if mirror.age_seconds is not None else -1.0)
+        yield GaugeMetricFamily("live_mirror_fresh", "1 while the engine mirror is fresh (views show runtime states), "
+                                "else 0", value=1 if mirror is not None and mirror.fresh else 0)
 
     def _counts(self):
         orders = GaugeMetricFamily("live_orders", "Orders by status", labels=["status"])

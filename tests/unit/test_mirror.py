@@ -623,3 +623,62 @@ def test_no_beat_while_the_engine_does_not_answer(live, engine, monkeypatch):
         engine.reachable = True
         hang.set()
         mirror.stop()
+
+
+# -- operator signals: /metrics and `live doctor` ---------------------------------------------------------------
+def mirror_metrics(live) -> dict[str, float]:
+    from prometheus_client import CollectorRegistry, generate_latest
+
+    from app.web.observability import DatabaseCollector
+
+    registry = CollectorRegistry()
+    registry.register(DatabaseCollector(live.queries))
+    return {line.split(" ")[0]: float(line.split(" ")[1]) for line in generate_latest(registry).decode().splitlines()
+            if line.startswith("live_mirror_")}
+
+
+def test_metrics_show_whether_the_mirror_is_fresh_and_its_age(live, stepper):
+    assert mirror_metrics(live) == {"live_mirror_age_seconds": -1.0, "live_mirror_fresh": 0.0}  # no follower ever
+    stepper.connect()
+    figures = mirror_metrics(live)
+    assert figures["live_mirror_fresh"] == 1.0 and 0 <= figures["live_mirror_age_seconds"] < 10
+    EngineMirror.update(beat_at=utcnow() - dt.timedelta(seconds=42)).execute()  # a worker killed 42 s ago
+    figures = mirror_metrics(live)
+    assert figures["live_mirror_fresh"] == 0.0 and 42 <= figures["live_mirror_age_seconds"] < 100
+    EngineMirror.update(beat_at=utcnow(), connected=False).execute()
+    assert mirror_metrics(live)["live_mirror_fresh"] == 0.0
+
+
+def test_metrics_say_not_fresh_while_the_database_cannot_be_read(live, monkeypatch):
+    import peewee
+
+    def unreadable(*args, **kwargs):
+        raise peewee.OperationalError("database is down")
+
+    monkeypatch.setattr(live.queries, "mirror_freshness", unreadable)
+    assert mirror_metrics(live) == {"live_mirror_fresh": 0.0}
+
+
+def test_doctor_reports_the_mirror_as_a_warning_unless_fresh(live, engine, stepper):
+    from app.doctor import OK, WARN, Doctor
+
+    doctor = Doctor(live.settings, live.db, engine, live.catalog, store=live.backups.store)
+
+    def check():
+        calls = engine.api_calls
+        finding = doctor.check_mirror()
+        assert engine.api_calls == calls and finding.check == "mirror"  # the row, never the engine
+        return finding
+
+    none = check()
+    assert none.status == WARN and none.finding.startswith("no worker has followed the engine yet")
+    assert "start the worker" in none.fix
+    stepper.connect()
+    fresh = check()
+    assert fresh.status == OK and fresh.finding.startswith("fresh: test:1 follows the engine, last beat ")
+    EngineMirror.update(beat_at=utcnow() - dt.timedelta(minutes=7)).execute()
+    stale = check()
+    assert stale.status == WARN and stale.finding.startswith("stale: last beat 7 min ago by test:1")
+    stepper.mirror._mark_disconnected("the worker stopped following the engine")
+    stopped = check()
+    assert stopped.status == WARN and "the worker stopped following the engine" in stopped.finding
