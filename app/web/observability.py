@@ -67,11 +67,7 @@ class DatabaseCollector:
             database_up = 0
         yield GaugeMetricFamily("live_database_up", "1 when the bridge's database answered this scrape, else 0",
                                 value=database_up)
-        try:
-            worker = self.queries.worker_status()
-        except PeeweeException as exc:
-            log.warning("metrics: worker heartbeat unreadable: %s", exc)
-            worker = None
+        worker = _unless_down("worker heartbeat", self.queries.worker_status)
         if worker is not None:
             age = worker.age_seconds if worker.age_seconds is not None else -1.0
             yield GaugeMetricFamily("live_worker_heartbeat_age_seconds",
@@ -79,15 +75,12 @@ class DatabaseCollector:
         # Unknown counts as not alive: an alert on live_worker_alive == 0 must fire while the database is down.
         yield GaugeMetricFamily("live_worker_alive", "1 while a worker's heartbeat is fresh, else 0",
                                 value=1 if worker is not None and worker.alive else 0)
-        try:
-            mirror = self.queries.mirror_freshness()
-        except PeeweeException as exc:
-            log.warning("metrics: engine mirror unreadable: %s", exc)
-            mirror = None
+        mirror = _unless_down("engine mirror", self.queries.mirror_freshness)
         if mirror is not None:
             yield GaugeMetricFamily("live_mirror_age_seconds", "Seconds since the engine mirror's last beat; -1 when "
                                     "no worker ever followed the engine",
                                     value=mirror.age_seconds if mirror.age_seconds is not None else -1.0)
+        # Unknown is not fresh, as for live_worker_alive.
         yield GaugeMetricFamily("live_mirror_fresh", "1 while the engine mirror is fresh (views show runtime states), "
                                 "else 0", value=1 if mirror is not None and mirror.fresh else 0)
 
@@ -110,6 +103,15 @@ class DatabaseCollector:
         for kind, count in failures:
             failed.add_metric([kind], count)
         return [orders, operations, last, size, failed]
+
+
+def _unless_down(what: str, read):
+    """``read()``, or None (logged) when the database cannot answer it."""
+    try:
+        return read()
+    except PeeweeException as exc:
+        log.warning("metrics: %s unreadable: %s", what, exc)
+        return None
 
 
 @functools.lru_cache(maxsize=1024)
