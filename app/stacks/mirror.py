@@ -241,7 +241,7 @@ class MirrorFollower:
         self._clock = clock
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        # container id -> {field: value, "deaths", "last_died_at"} as in the table (loaded at each listing)
+        # container id -> {field: value, "deaths", "last_died_at", "killed_at"} as in the table (loaded at each listing)
         self._rows: dict[str, dict[str, Any]] = {}
         self._last_time: float | None = None  # latest engine time of the events applied (not bridge-clock ones)
         self._resumed_from: float | None = None  # the ``since`` of the current stream: events up to it are replays
