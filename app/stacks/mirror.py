@@ -525,7 +525,8 @@ class MirrorFollower:
         clear it, :data:`_KEEP` to leave it) change it; returns rows written."""
         current = self._rows.get(cid)
         wanted = {name: values.get(name) for name in _FIELDS}
-        kill_changes = killed_at is not _KEEP and (current.get("killed_at") if current is not None else None) != killed_at
+        was_killed_at = current.get("killed_at") if current is not None else None
+        kill_changes = killed_at is not _KEEP and was_killed_at != killed_at
         if (current is not None and died_at is None and not kill_changes
                 and all(current[name] == wanted[name] for name in _FIELDS)):
             return 0
