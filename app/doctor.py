@@ -15,6 +15,8 @@ swarm            (LIVE_ORCHESTRATOR=swarm) the engine is a manager; the nodes th
                  memory, and every node's own engine answering with the helper image (docs/SCALING.md)
 database         LIVE_DATABASE_URL answers and no migration is pending
 worker           a worker's heartbeat is fresh (the rule of ``app/orders/heartbeat.py``)
+mirror           the worker follows the engine: the engine mirror is fresh (``app/stacks/mirror.py``); a warning when
+                 not (views show runtime ``unknown``), the ``worker`` check failing already when no worker runs
 backup-store     LIVE_BACKUP_STORE answers; a folder store is (or can be) writable, with LIVE_BACKUP_MIN_FREE_GB free
 catalog          the last sync worked; valid and invalid products
 catalog-source   GitLab answers for the project and ref (when LIVE_GITLAB_URL is set)
@@ -55,6 +57,7 @@ from app.ingress.service import IngressService
 from app.models import ApiKey, CatalogSync, Operation, Product, utcnow
 from app.orders.heartbeat import describe_seconds, worker_status
 from app.orders.lifecycle import OperationState
+from app.stacks.mirror import freshness
 from app.stacks.deployer import HELPER_SCRIPT
 
 log = logging.getLogger(__name__)
@@ -149,8 +152,10 @@ class Doctor:
         schema_ready = database.status == OK
         if schema_ready:
             findings.append(self._safely("worker", self.check_worker))
+            findings.append(self._safely("mirror", self.check_mirror))
         else:
             findings.append(Finding("worker", SKIP, "not checked: the database is not ready"))
+            findings.append(Finding("mirror", SKIP, "not checked: the database is not ready"))
         findings.append(self._safely("backup-store", self.check_backup_store))
         findings.append(self._safely("catalog", self.check_catalog) if schema_ready
                         else Finding("catalog", SKIP, "not checked: the database is not ready"))
@@ -300,6 +305,27 @@ class Doctor:
         return Finding("worker", OK, f"worker {status.worker} alive: last heartbeat {status.describe_age()} ago, "
                                      f"running since {status.started_at:%Y-%m-%d %H:%M:%S}Z, concurrency "
                                      f"{status.concurrency}; {waiting}")
+
+    def check_mirror(self) -> Finding:
+        """The engine mirror's freshness (the ``engine_mirror`` row, never the engine): ok when fresh, else a warning
+        (views and the GeoCat Live lookup cannot say what runs: ``unknown``, ``SERVICE_WAITING``)."""
+        state = freshness(self.settings.deployment, stale_seconds=self.settings.mirror_stale_seconds, now=self.now())
+        fix = ("the worker follows the engine (docs/MIRROR.md): when the `worker` check fails, start the worker; else "
+               "its log (`journalctl -u live-worker`, logger app.stacks.mirror) says why (it reconnects by itself)")
+        unknown = "views show runtime `unknown` (GeoCat Live: SERVICE_WAITING)"
+        if state.age_seconds is None:
+            return Finding("mirror", WARN, f"no worker has followed the engine yet: {unknown}", fix)
+        age = describe_seconds(state.age_seconds)
+        if not state.connected:
+            return Finding("mirror", WARN, f"not following the engine (last beat {age} ago, by {state.follower}): "
+                                           f"{state.error or 'disconnected'}; {unknown}", fix)
+        if not state.fresh:
+            return Finding("mirror", WARN, f"stale: last beat {age} ago by {state.follower} (fresh means within "
+                                           f"{state.stale_after:.0f} s, LIVE_MIRROR_STALE_SECONDS): the worker was "
+                                           f"killed or hangs, or the engine does not answer; {unknown}", fix)
+        listed = (f", last full listing {describe_seconds((self.now() - state.last_listing_at).total_seconds())} ago"
+                  if state.last_listing_at is not None else "")
+        return Finding("mirror", OK, f"fresh: {state.follower} follows the engine, last beat {age} ago{listed}")
 
     def check_ingress(self) -> Finding:
         """The proxy (LIVE_CADDY_ADMIN_URL) answers, holds the bridge's server, and no route is pending."""

@@ -225,7 +225,9 @@ class ObservedContainer(BaseModel):
     ``state``/``health``/``exit_code``/``node``/``error`` are :class:`~app.stacks.engine.ContainerState`'s;
     ``config_hash`` the ``live.config-hash`` label; ``deaths`` how often the mirror saw it die (``die``
     events, or a task that failed) since the row was made, ``last_died_at`` the last time (UTC);
-    ``changed_at`` when state or health last changed, ``observed_at`` when the engine last confirmed the row.
+    ``changed_at`` when state or health last changed, ``observed_at`` when the engine last confirmed the row;
+    ``killed_at`` (migration 0015) the engine time (UTC) of its last ``kill`` event not yet followed by a ``die`` or
+    a ``start``: the ``die`` it causes is a stop, not a death, whichever worker sees it.
     """
 
     container_id = peewee.CharField(max_length=64, unique=True)
@@ -242,6 +244,7 @@ class ObservedContainer(BaseModel):
     last_died_at = peewee.DateTimeField(null=True)
     changed_at = peewee.DateTimeField(default=utcnow)
     observed_at = peewee.DateTimeField(default=utcnow)
+    killed_at = peewee.DateTimeField(null=True)
 
 
 class EngineMirror(BaseModel):

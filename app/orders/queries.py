@@ -156,7 +156,7 @@ class OrderQueries:
         return freshness(self.settings.deployment, stale_seconds=self.settings.mirror_stale_seconds)
 
     def mirror_readings(self, order_ids: list[int]) -> dict[int, MirrorReading]:
-        """The mirror's reading of each order (its freshness and rows by service): two queries whatever their number."""
+        """The mirror's reading of each order (its freshness and rows by service): one query whatever their number."""
         return readings(self.settings.deployment, order_ids, stale_seconds=self.settings.mirror_stale_seconds)
 
     def order_page(self, *, status: str | None, product: str | None, customer_id: int | None,
@@ -534,6 +534,8 @@ def _page(query: peewee.ModelSelect, page: int, per_page: int) -> dict[str, int]
 
 
 def _live_status(order: Order, busy: bool, containers, service: str) -> str:
+    """The GeoCat Live 1.0 word of ``order``'s endpoint ``service``: ``containers`` its mirror rows by service (None:
+    the mirror is not fresh), ``busy`` whether an operation is under way (docs/MIRROR.md)."""
     if order.status in (OrderStatus.FAILED, OrderStatus.SUSPENDED):
         return ERROR
     if order.status == OrderStatus.PENDING:
@@ -543,6 +545,6 @@ def _live_status(order: Order, busy: bool, containers, service: str) -> str:
     container = containers.get(service)
     if container is None or container.state not in RUNNING_STATES or container.health == "unhealthy":
         return WAITING if busy else ERROR
-    if container.health == "starting" or busy:
-        return WAITING
+    if container.state != "running" or container.health == "starting" or busy:
+        return WAITING  # restarting: the engine is bringing it back (``runtime`` says degraded)
     return RUNNING

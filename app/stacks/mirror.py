@@ -8,9 +8,11 @@
    start), so nothing that happened while it was away is lost (the Docker engine holds its last 256 events);
 2. lists every container by label once (the truth after any gap: a restarted worker, a restarted engine) and
    writes the rows that differ from the table, deleting those of containers that are gone;
-3. applies the events as they come (:meth:`MirrorFollower.apply`): only a row that changes is written; a ``die``
-   the engine did not cause by a ``kill`` (a stop, a removal by force) is a death (``deaths``, ``last_died_at``),
-   and so is a failed swarm task;
+3. applies the events as they come, in batches (:meth:`MirrorFollower.apply_batch`): the engine calls of a batch
+   first, then its rows and the point to resume from in one transaction; only a row that changes is written; a
+   ``die`` the engine did not cause by a ``kill`` (a stop, a removal by force; the kill is kept on the row,
+   ``killed_at``, so the next worker knows it too) is a death (``deaths``, ``last_died_at``), and so is a failed
+   swarm task;
 4. beats ``engine_mirror.beat_at`` every :data:`BEAT_SECONDS` with ``connected`` true, each beat after the engine
    answered a ping (a hung engine or swarm manager stops the beat, and the mirror goes stale); and lists again
    every :data:`RESYNC_SECONDS` while the stream is quiet: a stream that stopped delivering without breaking (a
@@ -65,6 +67,11 @@ BACKOFF_BASE_SECONDS = 0.5
 BACKOFF_MAX_SECONDS = 30.0
 #: At most this many events are applied in one database transaction.
 BATCH_EVENTS = 200
+#: A ``die`` at most this long (engine seconds) after the container's last ``kill`` is the end of a stop or a removal,
+#: not a death. ``docker stop`` sends SIGKILL (a second ``kill``) when the grace period ends, so its ``die`` follows
+#: its last ``kill`` within the service's ``stop_grace_period``; a kill that did not end the container (a signal it
+#: handles) stops excusing a crash after this long.
+KILL_SECONDS = 300.0
 
 #: The columns of a row the engine decides (compared to decide whether a row changed).
 _FIELDS = ("order_id", "service", "name", "state", "health", "exit_code", "config_hash", "node", "error")
@@ -206,6 +213,7 @@ def utc_of(seconds: float) -> dt.datetime:
 
 
 _END = object()  # the engine ended its stream
+_KEEP = object()  # MirrorFollower._put: leave ``killed_at`` as it is
 
 
 class MirrorFollower:
@@ -233,13 +241,11 @@ class MirrorFollower:
         self._clock = clock
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        # container id -> {field: value, "deaths", "last_died_at"} as in the table (loaded at each listing)
+        # container id -> {field: value, "deaths", "last_died_at", "killed_at"} as in the table (loaded at each listing)
         self._rows: dict[str, dict[str, Any]] = {}
-        self._killed: set[str] = set()  # containers the engine killed (stop, removal): their next die is no death
         self._last_time: float | None = None  # latest engine time of the events applied (not bridge-clock ones)
         self._resumed_from: float | None = None  # the ``since`` of the current stream: events up to it are replays
         self._last_beat: float | None = None
-        self._time_dirty = False
         self._connected_once = False  # the current connection got as far as its listing
         #: Counters for tests and benchmarks: rows written (inserted, updated, deleted), events applied, connections.
         self.writes = 0
@@ -323,9 +329,7 @@ class MirrorFollower:
                 with self.db.connection_context():
                     if batch:
                         self._events_since_sync += len(batch)
-                        with self.db.atomic():
-                            for event in batch:
-                                self.apply(event)
+                        self.apply_batch(batch)
                     elif self._last_sync is not None and self._clock() - self._last_sync >= self.resync_seconds:
                         self._resync()
                     self.beat()
@@ -390,8 +394,6 @@ class MirrorFollower:
         EngineUnavailable when it does not answer: the beat stops and the mirror goes stale."""
         now = self._clock()
         if not force and self._last_beat is not None and now - self._last_beat < self.beat_seconds:
-            if self._time_dirty:
-                self._write_time()
             return False
         if not force:
             self.engine.ping()
@@ -400,19 +402,56 @@ class MirrorFollower:
         if self._last_time is not None:
             values[EngineMirror.last_event_at] = utc_of(self._last_time)
         EngineMirror.update(values).where(EngineMirror.deployment == self.deployment).execute()
-        self._time_dirty = False
         self._last_beat = now
         return True
 
-    def _write_time(self) -> None:
-        self._time_dirty = False
-        if self._last_time is None:  # only LISTED events so far (a swarm's poll): no engine time to resume from
-            return
-        EngineMirror.update(last_event_at=utc_of(self._last_time)).where(
-            EngineMirror.deployment == self.deployment).execute()
+    def apply_batch(self, events: list[EngineEvent]) -> int:
+        """Apply ``events`` (at most :data:`BATCH_EVENTS`) in ONE database transaction, together with the point to
+        resume from (``engine_mirror.last_event_at``); returns the rows written.
 
-    def apply(self, event: EngineEvent) -> bool:
-        """Apply one event to the table; returns whether a row was written.
+        The engine calls the events need (an inspect per started container) are made first, before the transaction:
+        an engine slow to answer (its timeout is minutes) never holds the database's write lock (SQLite's is one for
+        the whole database). The rows and the resume point commit together: a worker killed at any moment either
+        applied the batch and resumes after it, or did not and replays it, so no death is counted twice. Raises the
+        engine's and peewee's errors (the transaction is rolled back, and the resume point in memory with it)."""
+        inspected = self._inspect_started(events)
+        before = self._last_time
+        written = 0
+        try:
+            with self.db.atomic():
+                for event in events:
+                    written += self.apply(event, inspected)
+                if self._last_time is not None and self._last_time != before:
+                    EngineMirror.update(last_event_at=utc_of(self._last_time)).where(
+                        EngineMirror.deployment == self.deployment).execute()
+        except BaseException:
+            self._last_time = before  # not committed: the next connection replays the batch
+            raise
+        return written
+
+    def _inspect_started(self, events: list[EngineEvent]) -> dict[str, ContainerState | None]:
+        """The state of each order container ``events`` start (one inspect per container, however many starts; None:
+        gone already). Replays are not inspected: :meth:`apply` skips them."""
+        found: dict[str, ContainerState | None] = {}
+        for event in events:
+            if (event.action not in ("start", "restart") or event.container_id in found or self._replayed(event)
+                    or service_of(event.labels) is None or order_id_of(event.labels) is None):
+                continue
+            try:
+                found[event.container_id] = self.engine.inspect_container(event.container_id)
+            except NotFound:
+                found[event.container_id] = None  # already gone: its destroy follows
+        return found
+
+    def _replayed(self, event: EngineEvent) -> bool:
+        """Whether ``event`` was applied before the stream resumed (at or before its ``since``)."""
+        return (event.action != LISTED and not event.bridge_clock and self._resumed_from is not None
+                and event.time <= self._resumed_from)
+
+    def apply(self, event: EngineEvent, inspected: dict[str, ContainerState | None] | None = None) -> bool:
+        """Apply one event to the table; returns whether a row was written. :meth:`apply_batch` calls it in its
+        transaction, with ``inspected`` (:meth:`_inspect_started`) for a ``start``; without, a ``start`` inspects
+        the container itself (tests).
 
         Events at or before the ``since`` the stream resumed from (a replay after a reconnection) are skipped,
         except :data:`LISTED` ones (a whole state: idempotent) and those on the bridge's clock
@@ -421,7 +460,7 @@ class MirrorFollower:
         swarm's failed task reported by a later poll than a newer one); the point to resume from is the latest
         engine time applied."""
         if event.action != LISTED and not event.bridge_clock:
-            if self._resumed_from is not None and event.time <= self._resumed_from:
+            if self._replayed(event):
                 return False
             if self._last_time is None or event.time > self._last_time:
                 self._last_time = event.time
@@ -433,23 +472,24 @@ class MirrorFollower:
                 return False
             return bool(self._put(cid, _values_of_state(event.state)))
         if action == "destroy":
-            self._killed.discard(cid)
             return bool(self._delete(cid))
         if service_of(event.labels) is None or order_id_of(event.labels) is None:
             return False  # an archive helper
-        if action == "kill":
-            self._killed.add(cid)
-            return False
         current = self._rows.get(cid)
         values = dict(current) if current is not None else _values_of_labels(event)
-        values.pop("deaths", None)
-        values.pop("last_died_at", None)
+        if action == "kill":  # on the row: the next worker knows it too
+            return bool(self._put(cid, values, killed_at=utc_of(event.time)))
         if action in ("start", "restart"):
-            self._killed.discard(cid)
-            try:
-                return bool(self._put(cid, _values_of_state(self.engine.inspect_container(cid))))
-            except NotFound:
+            if inspected is not None and cid in inspected:
+                state = inspected[cid]
+            else:
+                try:
+                    state = self.engine.inspect_container(cid)
+                except NotFound:
+                    state = None
+            if state is None:
                 return False  # already gone: its destroy follows
+            return bool(self._put(cid, _values_of_state(state), killed_at=None))
         if action == "create":
             values.update(state="created", exit_code=None)
         elif action == "die":
@@ -457,9 +497,9 @@ class MirrorFollower:
                 values = _values_of_state(event.state)
             else:
                 values.update(state="exited", exit_code=_int(event.attributes.get("exitCode")))
-            death = cid not in self._killed
-            self._killed.discard(cid)
-            return bool(self._put(cid, values, died_at=utc_of(event.time) if death else None))
+            killed_at = current.get("killed_at") if current is not None else None
+            death = killed_at is None or event.time - engine_time(killed_at) > KILL_SECONDS
+            return bool(self._put(cid, values, died_at=utc_of(event.time) if death else None, killed_at=None))
         elif action == "stop":
             if values.get("state") in RUNNING_STATES:
                 values.update(state="exited")
@@ -479,24 +519,33 @@ class MirrorFollower:
         return bool(self._put(cid, values))
 
     # -- writes -------------------------------------------------------------------------------------------------
-    def _put(self, cid: str, values: dict[str, Any], died_at: dt.datetime | None = None) -> int:
-        """Insert or update the row of ``cid`` when ``values`` (or a death) change it; returns rows written."""
+    def _put(self, cid: str, values: dict[str, Any], died_at: dt.datetime | None = None,
+             killed_at: Any = _KEEP) -> int:
+        """Insert or update the row of ``cid`` when ``values`` (or a death, or ``killed_at``: a kill's time, None to
+        clear it, :data:`_KEEP` to leave it) change it; returns rows written."""
         current = self._rows.get(cid)
         wanted = {name: values.get(name) for name in _FIELDS}
-        if current is not None and died_at is None and all(current[name] == wanted[name] for name in _FIELDS):
+        was_killed_at = current.get("killed_at") if current is not None else None
+        kill_changes = killed_at is not _KEEP and was_killed_at != killed_at
+        if (current is not None and died_at is None and not kill_changes
+                and all(current[name] == wanted[name] for name in _FIELDS)):
             return 0
         now = utcnow()
         if current is None:
             deaths = 1 if died_at else 0
+            killed = None if killed_at is _KEEP else killed_at
             ObservedContainer.insert(container_id=cid, **wanted, deaths=deaths, last_died_at=died_at, changed_at=now,
-                                     observed_at=now).on_conflict(
+                                     observed_at=now, killed_at=killed).on_conflict(
                 conflict_target=[ObservedContainer.container_id],
                 update={**{getattr(ObservedContainer, name): wanted[name] for name in _FIELDS},
                         ObservedContainer.observed_at: now}).execute()
-            self._rows[cid] = {**wanted, "deaths": deaths, "last_died_at": died_at}
+            self._rows[cid] = {**wanted, "deaths": deaths, "last_died_at": died_at, "killed_at": killed}
         else:
             changes: dict[Any, Any] = {getattr(ObservedContainer, name): wanted[name] for name in _FIELDS
                                        if current[name] != wanted[name]}
+            if kill_changes:
+                changes[ObservedContainer.killed_at] = killed_at
+                current["killed_at"] = killed_at
             changes[ObservedContainer.observed_at] = now
             if current["state"] != wanted["state"] or current["health"] != wanted["health"]:
                 changes[ObservedContainer.changed_at] = now
@@ -507,7 +556,6 @@ class MirrorFollower:
                 current["last_died_at"] = died_at
             ObservedContainer.update(changes).where(ObservedContainer.container_id == cid).execute()
             current.update(wanted)
-        self._time_dirty = True
         self.writes += 1
         return 1
 
@@ -515,7 +563,6 @@ class MirrorFollower:
         if self._rows.pop(cid, None) is None:
             return 0
         ObservedContainer.delete().where(ObservedContainer.container_id == cid).execute()
-        self._time_dirty = True
         self.writes += 1
         return 1
 
@@ -541,7 +588,8 @@ def _read_into(stream, items: queue.Queue) -> None:
 
 
 def _as_cache(row: ObservedContainer) -> dict[str, Any]:
-    return {**{name: getattr(row, name) for name in _FIELDS}, "deaths": row.deaths, "last_died_at": row.last_died_at}
+    return {**{name: getattr(row, name) for name in _FIELDS}, "deaths": row.deaths, "last_died_at": row.last_died_at,
+            "killed_at": row.killed_at}
 
 
 def _values_of_state(container: ContainerState) -> dict[str, Any]:

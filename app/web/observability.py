@@ -40,6 +40,11 @@ class DatabaseCollector:
       ``app/orders/heartbeat.py`` (``max(15 s, 10 × LIVE_WORKER_POLL_SECONDS)``), else 0; also 0 while the
       database cannot be read (unknown is not alive).
     - ``live_database_up``: 1 when the database answered the scrape, else 0.
+    - ``live_mirror_fresh``: 1 while the engine mirror is fresh (the rule of ``app/stacks/mirror.py``
+      :func:`~app.stacks.mirror.freshness`: the worker's follower connected and beaten within
+      LIVE_MIRROR_STALE_SECONDS; views show runtime states only then), else 0; also 0 while the database cannot be
+      read. ``live_mirror_age_seconds``: seconds since the mirror's last beat; ``-1`` when no worker ever followed
+      the engine; absent while the database cannot be read. Read from the ``engine_mirror`` row, never the engine.
     - ``live_backup_last_success_timestamp_seconds{instance}``: when the newest successful backup of each order
       that is not terminated finished (Unix time); orders without one have no series (alert on ``absent`` or on
       ``time() - ... > 2 * 86400``). ``live_backup_bytes{instance}``: that backup's size.
@@ -62,11 +67,7 @@ class DatabaseCollector:
             database_up = 0
         yield GaugeMetricFamily("live_database_up", "1 when the bridge's database answered this scrape, else 0",
                                 value=database_up)
-        try:
-            worker = self.queries.worker_status()
-        except PeeweeException as exc:
-            log.warning("metrics: worker heartbeat unreadable: %s", exc)
-            worker = None
+        worker = _unless_down("worker heartbeat", self.queries.worker_status)
         if worker is not None:
             age = worker.age_seconds if worker.age_seconds is not None else -1.0
             yield GaugeMetricFamily("live_worker_heartbeat_age_seconds",
@@ -74,6 +75,14 @@ class DatabaseCollector:
         # Unknown counts as not alive: an alert on live_worker_alive == 0 must fire while the database is down.
         yield GaugeMetricFamily("live_worker_alive", "1 while a worker's heartbeat is fresh, else 0",
                                 value=1 if worker is not None and worker.alive else 0)
+        mirror = _unless_down("engine mirror", self.queries.mirror_freshness)
+        if mirror is not None:
+            yield GaugeMetricFamily("live_mirror_age_seconds", "Seconds since the engine mirror's last beat; -1 when "
+                                    "no worker ever followed the engine",
+                                    value=mirror.age_seconds if mirror.age_seconds is not None else -1.0)
+        # Unknown is not fresh, as for live_worker_alive.
+        yield GaugeMetricFamily("live_mirror_fresh", "1 while the engine mirror is fresh (views show runtime states), "
+                                "else 0", value=1 if mirror is not None and mirror.fresh else 0)
 
     def _counts(self):
         orders = GaugeMetricFamily("live_orders", "Orders by status", labels=["status"])
@@ -94,6 +103,15 @@ class DatabaseCollector:
         for kind, count in failures:
             failed.add_metric([kind], count)
         return [orders, operations, last, size, failed]
+
+
+def _unless_down(what: str, read):
+    """``read()``, or None (logged) when the database cannot answer it."""
+    try:
+        return read()
+    except PeeweeException as exc:
+        log.warning("metrics: %s unreadable: %s", what, exc)
+        return None
 
 
 @functools.lru_cache(maxsize=1024)

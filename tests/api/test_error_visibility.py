@@ -239,6 +239,7 @@ def test_with_the_database_down_every_answer_keeps_its_request_id_and_metrics_sa
     assert "\nlive_database_up 0.0\n" in metrics
     assert "\nlive_worker_alive 0.0\n" in metrics, "unknown is not alive: the alert on live_worker_alive == 0 fires"
     assert "live_worker_heartbeat_age_seconds " not in metrics
+    assert "\nlive_mirror_fresh 0.0\n" in metrics and "live_mirror_age_seconds " not in metrics
 
 
 def test_readyz_when_a_check_fails_mid_request(api, monkeypatch, caplog):

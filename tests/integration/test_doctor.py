@@ -17,7 +17,7 @@ from app.db import connect_database, database
 from app.doctor import FAIL, OK, SKIP, WARN, Doctor, Finding, exit_code, render_text, worst
 from app.bootstrap import route_table
 from app.ingress.service import IngressService
-from app.models import ApiKey, CatalogSync, Customer, Order, Product, utcnow
+from app.models import ApiKey, CatalogSync, Customer, EngineMirror, Order, Product, utcnow
 from app.orders.heartbeat import Heartbeat
 from app.stacks.docker_engine import DockerEngine
 from tests.conftest import TEST_IMAGE, write_product
@@ -25,8 +25,8 @@ from tests.fakes import FakeRouteTable
 from tests.support.gitlab_emulator import GitLabEmulator
 from tests.support.live_service import free_port
 
-CHECKS = ["engine", "address-pools", "helper-image", "database", "worker", "backup-store", "catalog", "catalog-source",
-          "api-keys", "ingress"]
+CHECKS = ["engine", "address-pools", "helper-image", "database", "worker", "mirror", "backup-store", "catalog",
+          "catalog-source", "api-keys", "ingress"]
 
 
 def doctor(live, engine=None, now=utcnow, **changes) -> Doctor:
@@ -40,10 +40,17 @@ def by_name(findings: list[Finding]) -> dict[str, Finding]:
 
 
 def healthy(live) -> None:
-    """What a running installation has: a worker beating, WHMCS calling with its key."""
+    """What a running installation has: a worker beating and following the engine, WHMCS calling with its key."""
     Heartbeat("host:1", poll_seconds=1.0, concurrency=4).start()
+    following(live.settings.deployment)
     key, _ = create_key("whmcs-prod", "whmcs")
     ApiKey.update(last_used_at=utcnow()).where(ApiKey.id == key.id).execute()
+
+
+def following(deployment: str) -> None:
+    """The engine mirror's row as a worker following the engine keeps it (app/stacks/mirror.py)."""
+    EngineMirror.create(deployment=deployment, follower="host:1", connected=True, beat_at=utcnow(),
+                        last_listing_at=utcnow())
 
 
 class FakeApi:
@@ -387,8 +394,9 @@ def test_the_command_prints_each_check_with_its_fix_and_exits_by_the_worst(setti
     lines = text.output.splitlines()
     assert lines[0].startswith("ok    engine          Docker ")
     assert "FAIL  worker          no worker is running: none has a heartbeat" in text.output
+    assert "WARN  mirror          no worker has followed the engine yet" in text.output
     assert "                      fix: start it: `flask --app wsgi live worker`" in text.output
-    assert lines[-1] == "10 checks: 8 ok, 0 warning(s), 2 failed, 0 skipped"
+    assert lines[-1] == "11 checks: 8 ok, 1 warning(s), 2 failed, 0 skipped"
 
     as_json = runner.invoke(args=["live", "doctor", "--json"])
     assert as_json.exit_code == 2
@@ -399,6 +407,7 @@ def test_the_command_prints_each_check_with_its_fix_and_exits_by_the_worst(setti
 
     with app.app_context():
         Heartbeat("host:1", poll_seconds=1.0, concurrency=4).start()
+        following(settings.deployment)
         key, _ = create_key("whmcs-prod", "whmcs")
         ApiKey.update(last_used_at=utcnow()).where(ApiKey.id == key.id).execute()
     assert runner.invoke(args=["live", "doctor"]).exit_code == 0

@@ -10,7 +10,7 @@ import pytest
 
 from app.models import Order
 from app.stacks.docker_engine import DockerEngine
-from app.stacks.mirror import MirrorFollower
+from app.stacks.mirror import MirrorFollower, observed
 from app.stacks.swarm_engine import SwarmEngine
 from tests.conftest import BOTH_MODES
 from tests.support.engine_proxy import EngineProxy
@@ -54,6 +54,8 @@ def test_the_mirror_follows_the_engine_and_says_unknown_when_its_stream_breaks(l
             docker_engine.containers.list(filters=selector)[0].stop(timeout=1)
         wait_for(lambda: service_states(live, order)["web"] == "exited", timeout=30, what="web exited in the mirror")
         assert runtime(live, order)["state"] == "degraded"
+        web = observed([order.id])[order.id]["web"]
+        assert (web.deaths, web.killed_at) == (0, None), "a stop is no death, and its kill is used up by its die"
         assert [s["status"] for s in live.queries.geocat_live_services("mirrored")] == ["SERVICE_ERROR"]
 
         # The engine's stream breaks: every view says unknown, never what it last saw.

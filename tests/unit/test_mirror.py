@@ -57,12 +57,15 @@ class Stepper:
         self.stream = self.context.__enter__()
         return self.mirror.sync()
 
-    def pump(self) -> int:
-        """Apply every event the engine has recorded so far; returns the rows written."""
-        written = 0
+    def pump(self, beat: bool = True) -> int:
+        """Apply every event the engine has recorded so far as one batch (as the follower's thread does), then beat
+        (``beat`` false: the worker is killed before its beat); returns the rows written."""
+        batch = []
         while self.stream.ready():
-            written += self.mirror.apply(next(self.stream))
-        self.mirror.beat(force=True)
+            batch.append(next(self.stream))
+        written = self.mirror.apply_batch(batch)
+        if beat:
+            self.mirror.beat(force=True)
         return written
 
     def close(self):
@@ -116,10 +119,11 @@ def test_events_are_applied_and_only_changed_rows_written(live, engine, stepper,
     assert states(order.id) == {"app": "running", "db": "running", "web": "running"}
     writes = stepper.mirror.writes
     web = container(live, engine, "web")
-    engine.stop_container(web.id, 1)  # kill, die, stop: one row changes, once
+    engine.stop_container(web.id, 1)  # kill (kept on the row), die (exited, the kill used), stop (nothing new)
     stepper.pump()
     assert states(order.id)["web"] == "exited"
-    assert stepper.mirror.writes == writes + 1
+    assert stepper.mirror.writes == writes + 2
+    assert rows(order.id)["web"].killed_at is None
     assert rows(order.id)["web"].deaths == 0  # a stop is no death
     engine.pause_container(container(live, engine, "app").id)
     stepper.pump()
@@ -182,6 +186,107 @@ def test_a_reconnection_resumes_from_the_last_event_and_counts_deaths_once(live,
     assert rows(order.id)["db"].deaths == 2  # the death while away counted, the first one not again
     assert rows(order.id)["db"].state == "exited"
     again.close()
+
+
+def test_a_batch_calls_the_engine_before_its_transaction(live, engine, stepper, mirrored, monkeypatch):
+    """An engine call inside a transaction would hold SQLite's write lock for as long as the engine takes."""
+    order = mirrored
+    inspect = engine.inspect_container
+    inspected = []
+
+    def outside_transactions(container_id):
+        assert not live.db.in_transaction(), "the engine was called inside a database transaction"
+        inspected.append(container_id)
+        return inspect(container_id)
+
+    monkeypatch.setattr(engine, "inspect_container", outside_transactions)
+    db = container(live, engine, "db")
+    for _ in range(2):
+        engine.crash(db.id, 1)
+        engine.start_container(db.id)
+    stepper.pump()
+    assert inspected == [db.id]  # one inspect per started container, however many starts the batch has
+    row = rows(order.id)["db"]
+    assert (row.state, row.deaths) == ("running", 2)
+
+
+def test_a_worker_killed_after_a_batch_resumes_after_it(live, engine, stepper, mirrored):
+    """The batch's rows and the point to resume from commit together: a worker SIGKILLed before its next beat
+    leaves no batch to replay, so its deaths are counted once."""
+    order = mirrored
+    db = container(live, engine, "db")
+    engine.crash(db.id, 1)
+    stepper.pump(beat=False)
+    stepper.close()
+    again = Stepper(follower(live))
+    again.connect()
+    again.pump()
+    assert rows(order.id)["db"].deaths == 1
+    again.close()
+
+
+def test_a_batch_that_fails_is_replayed_whole(live, engine, stepper, mirrored, monkeypatch):
+    """Rolled back: neither its rows nor its resume point stay, in the table or in memory; the reconnection
+    applies it again, counting its death once."""
+    order = mirrored
+    mirror = stepper.mirror
+    resume_point = EngineMirror.get().last_event_at
+    db, web = container(live, engine, "db"), container(live, engine, "web")
+    engine.crash(db.id, 1)
+    engine.crash(web.id, 1)
+    put = mirror._put
+
+    def fails_at_the_second_row(cid, *args, **kwargs):
+        if cid == web.id:
+            raise RuntimeError("the database went away")
+        return put(cid, *args, **kwargs)
+
+    monkeypatch.setattr(mirror, "_put", fails_at_the_second_row)
+    with pytest.raises(RuntimeError):
+        stepper.pump()
+    assert rows(order.id)["db"].deaths == 0 and EngineMirror.get().last_event_at == resume_point
+    monkeypatch.setattr(mirror, "_put", put)
+    stepper.close()
+    stepper.connect()  # the same follower reconnects: from the committed point
+    stepper.pump()
+    assert (rows(order.id)["db"].deaths, rows(order.id)["web"].deaths) == (1, 1)
+
+
+def test_a_stop_whose_kill_and_die_two_workers_saw_is_no_death(live, engine, stepper, mirrored):
+    order = mirrored
+    web = container(live, engine, "web")
+    engine.stop_container(web.id, 1)
+    batch = []
+    while stepper.stream.ready():
+        batch.append(next(stepper.stream))
+    assert [e.action for e in batch] == ["kill", "die", "stop"]
+    stepper.mirror.apply_batch(batch[:1])  # the first worker applies the kill, then is SIGKILLed
+    assert rows(order.id)["web"].killed_at is not None
+    stepper.close()
+    again = Stepper(follower(live))  # the next worker sees the die
+    again.connect()
+    again.pump()
+    row = rows(order.id)["web"]
+    assert (row.state, row.deaths, row.killed_at) == ("exited", 0, None)
+    again.close()
+
+
+def test_a_kill_excuses_only_a_die_soon_after_it_and_before_a_start(live, engine, stepper, mirrored):
+    from app.stacks.mirror import KILL_SECONDS
+
+    order = mirrored
+    web, db = container(live, engine, "web"), container(live, engine, "db")
+    engine.record(web, "kill", signal="1")  # a signal the process handles: it keeps running
+    engine.now += KILL_SECONDS + 1
+    engine.crash(web.id, 1)  # long after: a death
+    engine.record(db, "kill", signal="1")
+    engine.stop_container(db.id, 1)  # kill, die: no death
+    engine.start_container(db.id)  # a start forgets the kill
+    stepper.pump()
+    assert rows(order.id)["db"].killed_at is None
+    engine.crash(db.id, 1)
+    stepper.pump()
+    assert (rows(order.id)["web"].deaths, rows(order.id)["db"].deaths) == (1, 1)
 
 
 def test_a_listing_removes_rows_of_containers_gone_while_away(live, engine, stepper, mirrored):
@@ -302,6 +407,16 @@ def test_order_views_show_the_runtime_and_unknown_when_stale(live, engine, stepp
     assert live.queries.order_page(status=None, product=None, customer_id=None, service_id=None, page=1,
                                    per_page=10)["items"][0]["runtime"]["state"] == "unknown"
     assert [s["status"] for s in live.queries.geocat_live_services("acme")] == ["SERVICE_WAITING"]
+
+
+def test_geocat_live_says_waiting_while_the_engine_restarts_the_endpoint(live, engine, stepper, mirrored):
+    order = mirrored
+    web = container(live, engine, "web")
+    ObservedContainer.update(state="restarting").where(ObservedContainer.container_id == web.id).execute()
+    assert [s["status"] for s in live.queries.geocat_live_services("acme")] == ["SERVICE_WAITING"]
+    assert live.queries.order_view(order)["runtime"]["state"] == "degraded"
+    ObservedContainer.update(state="running").where(ObservedContainer.container_id == web.id).execute()
+    assert [s["status"] for s in live.queries.geocat_live_services("acme")] == ["SERVICE_RUNNING"]
 
 
 def test_runtime_states_stopped_starting_and_missing(live, engine, stepper):
@@ -508,3 +623,62 @@ def test_no_beat_while_the_engine_does_not_answer(live, engine, monkeypatch):
         engine.reachable = True
         hang.set()
         mirror.stop()
+
+
+# -- operator signals: /metrics and `live doctor` ---------------------------------------------------------------
+def mirror_metrics(live) -> dict[str, float]:
+    from prometheus_client import CollectorRegistry, generate_latest
+
+    from app.web.observability import DatabaseCollector
+
+    registry = CollectorRegistry()
+    registry.register(DatabaseCollector(live.queries))
+    return {line.split(" ")[0]: float(line.split(" ")[1]) for line in generate_latest(registry).decode().splitlines()
+            if line.startswith("live_mirror_")}
+
+
+def test_metrics_show_whether_the_mirror_is_fresh_and_its_age(live, stepper):
+    assert mirror_metrics(live) == {"live_mirror_age_seconds": -1.0, "live_mirror_fresh": 0.0}  # no follower ever
+    stepper.connect()
+    figures = mirror_metrics(live)
+    assert figures["live_mirror_fresh"] == 1.0 and 0 <= figures["live_mirror_age_seconds"] < 10
+    EngineMirror.update(beat_at=utcnow() - dt.timedelta(seconds=42)).execute()  # a worker killed 42 s ago
+    figures = mirror_metrics(live)
+    assert figures["live_mirror_fresh"] == 0.0 and 42 <= figures["live_mirror_age_seconds"] < 100
+    EngineMirror.update(beat_at=utcnow(), connected=False).execute()
+    assert mirror_metrics(live)["live_mirror_fresh"] == 0.0
+
+
+def test_metrics_say_not_fresh_while_the_database_cannot_be_read(live, monkeypatch):
+    import peewee
+
+    def unreadable(*args, **kwargs):
+        raise peewee.OperationalError("database is down")
+
+    monkeypatch.setattr(live.queries, "mirror_freshness", unreadable)
+    assert mirror_metrics(live) == {"live_mirror_fresh": 0.0}
+
+
+def test_doctor_reports_the_mirror_as_a_warning_unless_fresh(live, engine, stepper):
+    from app.doctor import OK, WARN, Doctor
+
+    doctor = Doctor(live.settings, live.db, engine, live.catalog, store=live.backups.store)
+
+    def check():
+        calls = engine.api_calls
+        finding = doctor.check_mirror()
+        assert engine.api_calls == calls and finding.check == "mirror"  # the row, never the engine
+        return finding
+
+    none = check()
+    assert none.status == WARN and none.finding.startswith("no worker has followed the engine yet")
+    assert "start the worker" in none.fix
+    stepper.connect()
+    fresh = check()
+    assert fresh.status == OK and fresh.finding.startswith("fresh: test:1 follows the engine, last beat ")
+    EngineMirror.update(beat_at=utcnow() - dt.timedelta(minutes=7)).execute()
+    stale = check()
+    assert stale.status == WARN and stale.finding.startswith("stale: last beat 7 min ago by test:1")
+    stepper.mirror._mark_disconnected("the worker stopped following the engine")
+    stopped = check()
+    assert stopped.status == WARN and "the worker stopped following the engine" in stopped.finding
