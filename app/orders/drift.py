@@ -4,8 +4,10 @@
 :func:`record_expected`, the one function the operation handlers call: at the end of every successful deploy
 (create, unsuspend, redeploy, restart, change_plan, upgrade, restore, move, and the roll-backs that deploy
 again) with ``{service: {"config_hash", "one_shot"}}`` (:func:`expected_services`), and at suspend and terminate with ``{}``
-(nothing should run). A service is *one-shot* when another waits for it with ``service_completed_successfully``
-or its restart policy is ``on-failure``: it exiting with code 0 is what it is for.
+(nothing should run). A service is *one-shot* when another service of the stack waits for it with
+``condition: service_completed_successfully`` (:func:`app.compose.model.one_shot_services`), and only then: it
+exiting with code 0 is what it is for. A restart policy says nothing of it: a server restarted ``on-failure`` that
+exits 0 when stopped (PostgreSQL does) is no finished job.
 
 **What runs** is the engine mirror's (``observed_container``, written by the worker's mirror,
 ``app/stacks/mirror.py``); the checker never asks the engine, except for the log lines of a failing order.
@@ -16,7 +18,9 @@ old rows. It looks at ``active`` orders with no unfinished operation (an order b
 re-detected; suspended, terminated and failed orders never, nor one whose latest operation other than a backup
 failed: see :func:`_last_change_failed`) whose expectation was recorded more than
 :data:`SETTLE_SECONDS` ago (the mirror catches up with the deploy that recorded it). Drift of a service
-(:func:`problems_of`): ``missing`` (no container), ``exited``/``dead`` (a one-shot service exited 0 is fine),
+(:func:`problems_of`): ``missing`` (no container; not for a one-shot service: the deploy that recorded it waited
+for it to exit 0, so its container removed since, ``docker rm`` or ``docker container prune``, is a job done),
+``exited``/``dead`` (a one-shot service exited 0 is fine),
 ``paused``, ``created`` (never started), ``unhealthy`` for longer than LIVE_DRIFT_UNHEALTHY_SECONDS,
 ``config_changed`` (its ``live.config-hash`` is not the deploy's), ``crash_loop`` (its container died
 LIVE_DRIFT_CRASH_DEATHS times since the deploy, none more than LIVE_DRIFT_WINDOW_SECONDS after the one
@@ -43,6 +47,7 @@ from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 import peewee
 
+from app.compose.model import one_shot_services
 from app.errors import LiveError
 from app.models import ObservedContainer, Operation, Order, OrderDrift, record_event, utcnow
 from app.orders.lifecycle import UNFINISHED_STATES, OperationKind, OperationState, OrderStatus
@@ -85,13 +90,11 @@ class DriftMode(enum.StrEnum):
 # -- what should run --------------------------------------------------------------------------------
 def expected_services(stack: StackSpec, config_hashes: Mapping[str, str]) -> dict[str, dict[str, Any]]:
     """``{service: {"config_hash": str | None, "one_shot": bool}}`` of ``stack`` as deployed with
-    ``config_hashes`` (service -> the ``live.config-hash`` its container was made with)."""
-    completed = {dependency for service in stack.services.values()
-                 for dependency, condition in service.depends_on.items()
-                 if condition == "service_completed_successfully"}
-    return {name: {"config_hash": config_hashes.get(name),
-                   "one_shot": name in completed or (service.restart or {}).get("Name") == "on-failure"}
-            for name, service in sorted(stack.services.items())}
+    ``config_hashes`` (service -> the ``live.config-hash`` its container was made with); one-shot:
+    :func:`app.compose.model.one_shot_services`."""
+    completed = one_shot_services(stack)
+    return {name: {"config_hash": config_hashes.get(name), "one_shot": name in completed}
+            for name in sorted(stack.services)}
 
 
 def record_expected(order: Order, services: dict[str, dict[str, Any]]) -> None:
@@ -141,7 +144,8 @@ def problems_of(expected: Mapping[str, Mapping[str, Any]], containers: Mapping[s
         row = containers.get(service)
         kind = detail = None
         if row is None:
-            kind, detail = "missing", "no container"
+            if not wanted.get("one_shot"):  # a job's container removed after it exited 0 (recorded after it did)
+                kind, detail = "missing", "no container"
         elif (now - row.changed_at).total_seconds() < rules.confirm_seconds:
             pass  # just changed: judged once it lasted
         elif wanted.get("config_hash") and row.config_hash and row.config_hash != wanted["config_hash"]:

@@ -90,16 +90,37 @@ def test_each_deploy_records_what_should_run_and_suspend_that_nothing_should(liv
     assert drift_key(live, order)["state"] == "ok"
 
 
-def test_a_service_waited_for_to_complete_or_restarted_on_failure_only_is_one_shot():
+def test_only_a_service_waited_for_to_complete_is_one_shot_not_one_restarted_on_failure():
+    """A server restarted ``on-failure`` that exits 0 on SIGTERM (PostgreSQL) is no job: stopped, it is drift."""
     stack = SimpleNamespace(services={
         "migrate": SimpleNamespace(depends_on={}, restart={"Name": "no"}),
-        "seed": SimpleNamespace(depends_on={}, restart={"Name": "on-failure", "MaximumRetryCount": 3}),
-        "web": SimpleNamespace(depends_on={"migrate": "service_completed_successfully"}, restart={"Name": "always"}),
+        "db": SimpleNamespace(depends_on={}, restart={"Name": "on-failure", "MaximumRetryCount": 3}),
+        "web": SimpleNamespace(depends_on={"migrate": "service_completed_successfully", "db": "service_started"},
+                               restart={"Name": "always"}),
     })
     expected = expected_services(stack, {"migrate": "h1", "web": "h2"})
-    assert expected == {"migrate": {"config_hash": "h1", "one_shot": True},
-                        "seed": {"config_hash": None, "one_shot": True},
+    assert expected == {"db": {"config_hash": None, "one_shot": False},
+                        "migrate": {"config_hash": "h1", "one_shot": True},
                         "web": {"config_hash": "h2", "one_shot": False}}
+    now = utcnow()
+
+    def row(service, state, code=None):
+        return ObservedContainer(container_id=service, order_id=1, service=service, name=service, state=state,
+                                 exit_code=code, config_hash=expected[service]["config_hash"], changed_at=now)
+
+    containers = {"db": row("db", "exited", 0), "migrate": row("migrate", "exited", 0), "web": row("web", "running")}
+    assert problems_of(expected, containers, now, SimpleNamespace(unhealthy_seconds=60.0, confirm_seconds=0.0)) == [
+        {"service": "db", "kind": "exited", "detail": "exit code 0"}]
+
+
+def test_a_one_shot_service_whose_container_was_removed_after_it_finished_is_no_drift():
+    now = utcnow()
+    rules = SimpleNamespace(unhealthy_seconds=60.0, confirm_seconds=0.0)
+    expected = {"migrate": {"config_hash": "h", "one_shot": True}, "web": {"config_hash": "w", "one_shot": False}}
+    web = ObservedContainer(container_id="w", order_id=1, service="web", name="web", state="running",
+                            config_hash="w", changed_at=now)
+    assert problems_of(expected, {"web": web}, now, rules) == []  # `docker container prune` after the job
+    assert problems_of(expected, {}, now, rules) == [{"service": "web", "kind": "missing", "detail": "no container"}]
 
 
 def test_a_one_shot_service_that_exited_0_is_no_drift_and_one_that_failed_is():
