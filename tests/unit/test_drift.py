@@ -450,3 +450,49 @@ def test_a_problem_never_quotes_the_engines_own_error_text():
     problems = problems_of({"app": {"config_hash": None, "one_shot": False}}, {"app": row}, now,
                            dataclasses.replace(DriftRules(), confirm_seconds=0.0))
     assert [(p["kind"], p["detail"]) for p in problems] == [("dead", "dead")]
+
+
+def test_a_repair_that_failed_makes_the_order_failing_naming_the_operation_not_the_engines_text(live, engine):
+    """The checker's own redeploy failed: the order is failing (never "repairing" for ever), reported once; a deploy
+    not requested by drift that succeeds clears it."""
+    from app.errors import ImageMissing
+
+    order = create(live)
+    drift = checker(live)
+    web = container(engine, order, "web")
+    engine.remove_container(web.id)
+    mirror(live, engine)
+    assert drift.check().repaired == [order.id]
+    engine.failures[("create_container", "web")] = ImageMissing("pull access denied for /var/lib/secret-engine-path")
+    run(live)
+    repair = Operation.select().where((Operation.order == order.id) & (Operation.requested_by == "drift")).get()
+    assert repair.state == "failed"
+    mirror(live, engine)
+
+    done = drift.check()
+
+    assert done.failing == [order.id] and done.repaired == [] and done.checked == 1
+    view = drift_key(live, order)
+    assert view["state"] == "failing" and view["reason"] == f"the drift repair (redeploy operation {repair.id}) failed"
+    assert "secret-engine-path" not in str(view) and view["problems"][0]["kind"] == "missing"
+    event = Event.select().where((Event.order == order) & (Event.kind == "drift_failing")).get()
+    assert event.data["operation_id"] == repair.id and "secret-engine-path" not in str(event_view(event))
+    assert [f["instance"] for f in live.queries.failures(None)["failing_orders"]] == [order.instance]
+    assert drift.check().failing == [] and kinds(order).count("drift_failing") == 1  # reported once
+    assert len([o for o in operations(order) if o[2] == "drift"]) == 1  # and not repaired again
+
+    live.orders.redeploy(Order.get_by_id(order.id), requested_by="ops")
+    run(live)
+    mirror(live, engine)
+    assert drift.check().failing == []
+    assert drift_key(live, order)["state"] == "ok"
+
+
+def test_a_failed_operation_of_another_after_a_repair_leaves_the_drift_state_alone(live, engine):
+    order = create(live)
+    OrderDrift.update(state="repairing").where(OrderDrift.order == order.id).execute()
+    _failed(order, "suspend")  # billing's, not the checker's: no drift verdict on what the failure left
+    mirror(live, engine)
+    done = checker(live).check()
+    assert done.failing == [] and done.checked == 0
+    assert drift_key(live, order)["state"] == "repairing"
