@@ -280,11 +280,13 @@ class Deployer:
     def stop(self, project: Project, progress: Progress = lambda _: None, *, keep: Collection[str] = ()) -> list[str]:
         """Stop every container of the order, dependents first; returns the services stopped. Volumes are untouched.
 
-        A service may have two containers (an interrupted recreate): both are stopped. Services in ``keep``
+        A service may have two containers (an interrupted recreate): both are stopped. A one-shot job that finished
+        (exited 0) is left as it is, also in a swarm (its service keeps its completed task). Services in ``keep``
         (and, so that they keep working, the services they depend on) are left running: a final backup dumps
         a database once the applications writing to it have stopped.
         """
         keep = _with_dependencies(project, keep)
+        finished_jobs = one_shot_services(project.stack)
         containers: dict[str, list[ContainerState]] = {}
         for container in self.engine.list_containers(project.selector):
             if container.service is None:
@@ -302,7 +304,9 @@ class Deployer:
                 # stop waits for its container), one scaled up may not have started yet.
                 grace = project.stack.services[name].stop_grace_seconds if name in project.stack.services else 10
                 for container in containers.get(name, []):
-                    if container.state == "exited":
+                    # Not a finished job (its task completed): scaled to 0, swarm would drop that task, and the next
+                    # deploy could no longer tell it finished (it would run it again, :mod:`app.stacks.plan`).
+                    if container.state == "exited" and not (name in finished_jobs and container.exit_code == 0):
                         self.engine.stop_container(container.id, timeout=grace)
                 running = [c for c in containers.get(name, []) if c.state != "exited"]
             else:

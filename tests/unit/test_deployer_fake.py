@@ -169,6 +169,19 @@ def test_a_finished_job_is_not_run_again_unless_its_definition_changed_or_it_fai
     assert engine.calls[-1] == ("start_container", "t-acme_migrate")
 
 
+def test_a_stop_on_a_swarm_leaves_a_finished_job_and_stops_every_other_exited_service(engine, deployer):
+    """Scaled to 0, a swarm service drops its completed task: the next deploy could not tell the job finished."""
+    engine.exit_codes["migrate"] = 0
+    deployer.deploy(job_project())
+    engine.exit_codes.pop("migrate")
+    engine.stop_container(engine.container("t-acme_db").id, timeout=1)  # a service already exited
+    engine.starts_asynchronously = True
+    stopped = []
+    engine.stop_container = lambda container_id, timeout: stopped.append(engine.containers[container_id].name)
+    assert deployer.stop(job_project()) == ["web"]
+    assert sorted(stopped) == ["t-acme_db", "t-acme_web"]  # the exited db too (a stop may be under way), not migrate
+
+
 DB_ONLY_MANIFEST = "name: Demo\nplans:\n  small: {MEM: 64m}\n"
 DB_ONLY_COMPOSE = COMPOSE[:COMPOSE.index("  web:")] + COMPOSE[COMPOSE.index("volumes:\n  db-data:"):]
 
