@@ -133,7 +133,13 @@ class PublicAddress:
 DEFAULT_GUNICORN_THREADS = 16
 
 
-def _number(env: dict, name: str, default, minimum, cast=int):
+#: The longest interval or duration (seconds) a LIVE_*_SECONDS setting of the worker's loops (drift, mirror, usage)
+#: may have: 7 days. Larger values would overflow ``time.sleep`` or ``datetime.timedelta`` (OverflowError) when
+#: the worker starts, instead of a setting refused by name.
+MAX_INTERVAL_SECONDS = 7 * 24 * 3600.0
+
+
+def _number(env: dict, name: str, default, minimum, cast=int, maximum=None):
     raw = env.get(name)
     if raw in (None, ""):
         return default
@@ -146,6 +152,8 @@ def _number(env: dict, name: str, default, minimum, cast=int):
         raise ConfigError(f"{name} must be {kind}, got {raw!r}")
     if value < minimum:
         raise ConfigError(f"{name} must be at least {minimum}, got {value}")
+    if maximum is not None and value > maximum:
+        raise ConfigError(f"{name} must be at most {maximum:g}, got {value:g}")
     return value
 
 
@@ -153,8 +161,13 @@ def _int(env: dict, name: str, default: int, minimum: int = 1) -> int:
     return _number(env, name, default, minimum, int)
 
 
-def _float(env: dict, name: str, default: float, minimum: float = 0.0) -> float:
-    return _number(env, name, default, minimum, float)
+def _float(env: dict, name: str, default: float, minimum: float = 0.0, maximum: float | None = None) -> float:
+    return _number(env, name, default, minimum, float, maximum)
+
+
+def _interval(env: dict, name: str, default: float, minimum: float = 0.0) -> float:
+    """A worker loop's interval or duration in seconds, at most :data:`MAX_INTERVAL_SECONDS`."""
+    return _float(env, name, default, minimum, MAX_INTERVAL_SECONDS)
 
 
 def _path(env: dict, name: str, default: Path) -> Path:
@@ -212,8 +225,8 @@ def load_settings(environ: dict | None = None) -> Settings:
         retry_base_seconds=_float(env, "LIVE_RETRY_BASE_SECONDS", 2.0),
         health_timeout_seconds=_float(env, "LIVE_HEALTH_TIMEOUT_SECONDS", 300.0, minimum=1.0),
         lease_seconds=_float(env, "LIVE_LEASE_SECONDS", 60.0, minimum=1.0),
-        mirror_stale_seconds=_float(env, "LIVE_MIRROR_STALE_SECONDS", 10.0, minimum=3.0),
-        mirror_poll_seconds=_float(env, "LIVE_MIRROR_POLL_SECONDS", 2.0, minimum=0.2),
+        mirror_stale_seconds=_interval(env, "LIVE_MIRROR_STALE_SECONDS", 10.0, minimum=3.0),
+        mirror_poll_seconds=_interval(env, "LIVE_MIRROR_POLL_SECONDS", 2.0, minimum=0.2),
         log_level=log_level,
         catalog_sync_seconds=_float(env, "LIVE_CATALOG_SYNC_SECONDS", 300.0, minimum=5.0),
         gitlab_url=gitlab_url,
@@ -225,8 +238,8 @@ def load_settings(environ: dict | None = None) -> Settings:
         wait_slots=_wait_slots(env),
         helper_image=_helper_image(env),
         backup_min_free_gb=_float(env, "LIVE_BACKUP_MIN_FREE_GB", Settings.backup_min_free_gb),
-        usage_sample_seconds=_float(env, "LIVE_USAGE_SAMPLE_SECONDS", Settings.usage_sample_seconds, minimum=1.0),
-        usage_disk_seconds=_float(env, "LIVE_USAGE_DISK_SECONDS", Settings.usage_disk_seconds, minimum=10.0),
+        usage_sample_seconds=_interval(env, "LIVE_USAGE_SAMPLE_SECONDS", Settings.usage_sample_seconds, minimum=1.0),
+        usage_disk_seconds=_interval(env, "LIVE_USAGE_DISK_SECONDS", Settings.usage_disk_seconds, minimum=10.0),
         usage_stats_per_second=_float(env, "LIVE_USAGE_STATS_PER_SECOND", Settings.usage_stats_per_second,
                                       minimum=0.1),
         **_ingress(env),
@@ -245,12 +258,12 @@ def _drift(env: dict) -> dict:
         raise ConfigError(f"LIVE_DRIFT must be repair (redeploy an order whose containers drifted) or report "
                           f"(events only), got {mode!r}")
     return {"drift": mode,
-            "drift_seconds": _float(env, "LIVE_DRIFT_SECONDS", Settings.drift_seconds, minimum=0.1),
+            "drift_seconds": _interval(env, "LIVE_DRIFT_SECONDS", Settings.drift_seconds, minimum=0.1),
             "drift_max_repairs": _int(env, "LIVE_DRIFT_MAX_REPAIRS", Settings.drift_max_repairs, minimum=0),
-            "drift_window_seconds": _float(env, "LIVE_DRIFT_WINDOW_SECONDS", Settings.drift_window_seconds,
+            "drift_window_seconds": _interval(env, "LIVE_DRIFT_WINDOW_SECONDS", Settings.drift_window_seconds,
                                            minimum=1.0),
             "drift_crash_deaths": _int(env, "LIVE_DRIFT_CRASH_DEATHS", Settings.drift_crash_deaths, minimum=1),
-            "drift_unhealthy_seconds": _float(env, "LIVE_DRIFT_UNHEALTHY_SECONDS", Settings.drift_unhealthy_seconds),
+            "drift_unhealthy_seconds": _interval(env, "LIVE_DRIFT_UNHEALTHY_SECONDS", Settings.drift_unhealthy_seconds),
             "drift_log_lines": _int(env, "LIVE_DRIFT_LOG_LINES", Settings.drift_log_lines, minimum=0)}
 
 

@@ -125,8 +125,10 @@ def runtime_view(order: Order, catalog: Catalog, reading: MirrorReading | None,
     - ``degraded``: some run, others are missing, exited with an error, dead, paused, restarting or unhealthy.
 
     One-shot jobs are those ``expected`` marks so, the drift checker's own rule (a service another one waits for
-    with ``condition: service_completed_successfully``, or restarted ``on-failure`` only); before a deploy recorded
-    them (a first deploy under way) any service that exited 0 counts as one.
+    with ``condition: service_completed_successfully``, :func:`app.compose.model.one_shot_services`); before a deploy
+    recorded them (a first deploy under way) any service that exited 0 counts as one. A one-shot job that exited 0,
+    or whose container is ``missing`` (removed after it finished: the deploy that recorded it waited for its exit 0),
+    is not bad.
     """
     fresh = reading is not None and reading.freshness.fresh
     age = reading.freshness.age_seconds if reading is not None else None
@@ -155,6 +157,8 @@ def runtime_view(order: Order, catalog: Catalog, reading: MirrorReading | None,
             running += 1
         elif state == "created" or (state == "running" and health == "starting"):
             starting += 1
+        elif one_shot is not None and name in one_shot and row is None:
+            pass  # a finished job's container, removed since (``docker rm``, ``docker container prune``)
         elif not ((one_shot is None or name in one_shot) and state == "exited" and row.exit_code == 0):
             bad += 1
     if not running and not starting:

@@ -96,6 +96,20 @@ class StackSpec:
         return topological_order({name: list(svc.depends_on) for name, svc in self.services.items()})
 
 
+#: The ``depends_on`` condition that makes the service waited for a one-shot job (:func:`one_shot_services`).
+COMPLETED_SUCCESSFULLY = "service_completed_successfully"
+
+
+def one_shot_services(stack: StackSpec) -> set[str]:
+    """The one-shot services (jobs: migrations, seeds) of ``stack``: those another service of it waits for with
+    ``condition: service_completed_successfully``, and only those (a restart policy says nothing of it: a server
+    restarted ``on-failure`` that exits 0 when stopped, as PostgreSQL does, is no finished job). The one rule of it:
+    the drift checker's (:func:`app.orders.drift.expected_services`) and the deployer's (a finished job is not run
+    again, :func:`app.stacks.plan.plan_convergence`)."""
+    return {dependency for service in stack.services.values()
+            for dependency, condition in service.depends_on.items() if condition == COMPLETED_SUCCESSFULLY}
+
+
 def topological_order(graph: dict[str, list[str]]) -> list[str]:
     """The nodes of ``graph`` (node -> the nodes it depends on) with every dependency before its dependents.
 

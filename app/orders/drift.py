@@ -4,8 +4,10 @@
 :func:`record_expected`, the one function the operation handlers call: at the end of every successful deploy
 (create, unsuspend, redeploy, restart, change_plan, upgrade, restore, move, and the roll-backs that deploy
 again) with ``{service: {"config_hash", "one_shot"}}`` (:func:`expected_services`), and at suspend and terminate with ``{}``
-(nothing should run). A service is *one-shot* when another waits for it with ``service_completed_successfully``
-or its restart policy is ``on-failure``: it exiting with code 0 is what it is for.
+(nothing should run). A service is *one-shot* when another service of the stack waits for it with
+``condition: service_completed_successfully`` (:func:`app.compose.model.one_shot_services`), and only then: it
+exiting with code 0 is what it is for. A restart policy says nothing of it: a server restarted ``on-failure`` that
+exits 0 when stopped (PostgreSQL does) is no finished job.
 
 **What runs** is the engine mirror's (``observed_container``, written by the worker's mirror,
 ``app/stacks/mirror.py``); the checker never asks the engine, except for the log lines of a failing order.
@@ -14,9 +16,12 @@ or its restart policy is ``on-failure``: it exiting with code 0 is what it is fo
 mirror is fresh (connected, beat recently): a stale mirror means no decision at all, never a repair made on
 old rows. It looks at ``active`` orders with no unfinished operation (an order being repaired is not
 re-detected; suspended, terminated and failed orders never, nor one whose latest operation other than a backup
-failed: see :func:`_last_change_failed`) whose expectation was recorded more than
+failed: see :func:`_last_change_failed`; but when that operation is the checker's own repair, the order is
+*failing*, below) whose expectation was recorded more than
 :data:`SETTLE_SECONDS` ago (the mirror catches up with the deploy that recorded it). Drift of a service
-(:func:`problems_of`): ``missing`` (no container), ``exited``/``dead`` (a one-shot service exited 0 is fine),
+(:func:`problems_of`): ``missing`` (no container; not for a one-shot service: the deploy that recorded it waited
+for it to exit 0, so its container removed since, ``docker rm`` or ``docker container prune``, is a job done),
+``exited``/``dead`` (a one-shot service exited 0 is fine),
 ``paused``, ``created`` (never started), ``unhealthy`` for longer than LIVE_DRIFT_UNHEALTHY_SECONDS,
 ``config_changed`` (its ``live.config-hash`` is not the deploy's), ``crash_loop`` (its container died
 LIVE_DRIFT_CRASH_DEATHS times since the deploy, none more than LIVE_DRIFT_WINDOW_SECONDS after the one
@@ -27,7 +32,8 @@ removed by force is ``exited`` for an instant first); a missing container counts
 **What it does** (LIVE_DRIFT): ``report``: events only. ``repair`` (default): queue a ``redeploy`` through the
 order service, requested by ``drift``, refused inside the order's lock when another operation is unfinished or
 the order is no longer active. Bounded: at most LIVE_DRIFT_MAX_REPAIRS redeploys per order within
-LIVE_DRIFT_WINDOW_SECONDS; drift again after that many, or a crash loop, makes the order **failing**: reported
+LIVE_DRIFT_WINDOW_SECONDS; drift again after that many, a crash loop, or a repair (the checker's redeploy) that
+failed makes the order **failing**: reported
 once (``drift_failing``, with the last LIVE_DRIFT_LOG_LINES log lines of each drifted container, the order's
 secrets masked) and never redeployed by the checker until a deploy not requested by ``drift`` succeeds
 on the order (its recorded expectation is newer than ``failing_since``; a backup does not count). Events (``actor`` ``drift``): ``drift_detected`` (the problems, and what is done),
@@ -43,6 +49,7 @@ from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 import peewee
 
+from app.compose.model import one_shot_services
 from app.errors import LiveError
 from app.models import ObservedContainer, Operation, Order, OrderDrift, record_event, utcnow
 from app.orders.lifecycle import UNFINISHED_STATES, OperationKind, OperationState, OrderStatus
@@ -85,13 +92,11 @@ class DriftMode(enum.StrEnum):
 # -- what should run --------------------------------------------------------------------------------
 def expected_services(stack: StackSpec, config_hashes: Mapping[str, str]) -> dict[str, dict[str, Any]]:
     """``{service: {"config_hash": str | None, "one_shot": bool}}`` of ``stack`` as deployed with
-    ``config_hashes`` (service -> the ``live.config-hash`` its container was made with)."""
-    completed = {dependency for service in stack.services.values()
-                 for dependency, condition in service.depends_on.items()
-                 if condition == "service_completed_successfully"}
-    return {name: {"config_hash": config_hashes.get(name),
-                   "one_shot": name in completed or (service.restart or {}).get("Name") == "on-failure"}
-            for name, service in sorted(stack.services.items())}
+    ``config_hashes`` (service -> the ``live.config-hash`` its container was made with); one-shot:
+    :func:`app.compose.model.one_shot_services`."""
+    completed = one_shot_services(stack)
+    return {name: {"config_hash": config_hashes.get(name), "one_shot": name in completed}
+            for name in sorted(stack.services)}
 
 
 def record_expected(order: Order, services: dict[str, dict[str, Any]]) -> None:
@@ -141,7 +146,8 @@ def problems_of(expected: Mapping[str, Mapping[str, Any]], containers: Mapping[s
         row = containers.get(service)
         kind = detail = None
         if row is None:
-            kind, detail = "missing", "no container"
+            if not wanted.get("one_shot"):  # a job's container removed after it exited 0 (recorded after it did)
+                kind, detail = "missing", "no container"
         elif (now - row.changed_at).total_seconds() < rules.confirm_seconds:
             pass  # just changed: judged once it lasted
         elif wanted.get("config_hash") and row.config_hash and row.config_hash != wanted["config_hash"]:
@@ -236,17 +242,41 @@ class DriftChecker:
                     .where((Order.status == OrderStatus.ACTIVE) & Order.id.not_in(busy)
                            & (OrderDrift.expected_at <= settled)))
         unsettled = _last_change_failed([row.order_id for row in rows])
+        # The checker's own repair failed: the order is failing (else it would read "repairing" for ever).
+        repair_failed = [row for row in rows if row.order_id in unsettled and row.state == DriftState.REPAIRING
+                         and unsettled[row.order_id].requested_by == DRIFT_ACTOR]
         rows = [row for row in rows if row.order_id not in unsettled]
-        result = DriftPass(fresh=True, checked=len(rows))
-        containers = mirror.observed([row.order_id for row in rows])
-        for row in rows:
+        result = DriftPass(fresh=True, checked=len(rows) + len(repair_failed))
+        containers = mirror.observed([row.order_id for row in rows + repair_failed])
+        for row in repair_failed + rows:
             try:
-                self._judge(row, containers.get(row.order_id, {}), now, result)
+                if row.order_id in unsettled:
+                    self._repair_failed(row, unsettled[row.order_id], containers.get(row.order_id, {}), now, result)
+                else:
+                    self._judge(row, containers.get(row.order_id, {}), now, result)
             except peewee.PeeweeException:
                 raise
             except LiveError as exc:  # the order service refused, the engine would not give logs: next pass
                 log.warning("drift of order %s: %s", row.order.instance, exc)
         return result
+
+    def _repair_failed(self, row: OrderDrift, operation: Operation, containers: dict[str, ObservedContainer],
+                       now: dt.datetime, result: DriftPass) -> None:
+        """The redeploy the checker queued for ``row``'s order (``operation``) failed: the order is failing, reported
+        once as any failing order (``drift_failing``, the last log lines of its drifted containers), until a deploy
+        not requested by ``drift`` succeeds. The reason names the operation, never its error (the engine's text:
+        the operation's own ``error`` and the failures view say what went wrong, to staff)."""
+        order = row.order
+        problems = row.problems or []
+        why = f"the drift repair (redeploy operation {operation.id}) failed"
+        logs = self._logs(order, problems, containers)
+        record_event("drift_failing", f"order {order.instance} is failing: {why}", order=order, actor=DRIFT_ACTOR,
+                     problems=problems, reason=why, operation_id=operation.id,
+                     **({PRIVATE_EVENT_DATA: logs} if logs else {}))
+        log.error("order %s is failing: %s", order.instance, why)
+        result.failing.append(order.id)
+        OrderDrift.update(state=DriftState.FAILING, failing_since=now, failing_reason=why).where(
+            (OrderDrift.id == row.id) & (OrderDrift.expected_at == row.expected_at)).execute()
 
     def _judge(self, row: OrderDrift, containers: dict[str, ObservedContainer], now: dt.datetime,
                result: DriftPass) -> None:
@@ -353,18 +383,20 @@ class DriftChecker:
         return mask_secrets("\n".join(parts), order.secrets)
 
 
-def _last_change_failed(order_ids: list[int]) -> set[int]:
-    """The orders of ``order_ids`` whose latest operation that changes the stack (any kind but ``backup``) failed:
-    what runs of them is what the failure left (a suspend that stopped half the services, a change that could
-    not finish), so it is no drift to repair: the failure is reported as such (failures view, the order's
-    ``last_error``) and an operator or billing decides. Two queries whatever the number of orders."""
+def _last_change_failed(order_ids: list[int]) -> dict[int, Operation]:
+    """The orders of ``order_ids`` whose latest operation that changes the stack (any kind but ``backup``) failed,
+    each with that operation (``id``, ``kind``, ``requested_by``): what runs of them is what the failure left (a
+    suspend that stopped half the services, a change that could not finish), so it is no drift to repair: the
+    failure is reported as such (failures view, the order's ``last_error``) and an operator or billing decides. One
+    query whatever the number of orders."""
     if not order_ids:
-        return set()
+        return {}
     latest = (Operation.select(peewee.fn.MAX(Operation.id))
               .where(Operation.order.in_(order_ids) & (Operation.kind != OperationKind.BACKUP))
               .group_by(Operation.order))
-    return {order_id for (order_id,) in Operation.select(Operation.order)
-            .where(Operation.id.in_(latest) & (Operation.state == OperationState.FAILED)).tuples()}
+    return {operation.order_id: operation for operation in
+            Operation.select(Operation.id, Operation.order, Operation.kind, Operation.requested_by)
+            .where(Operation.id.in_(latest) & (Operation.state == OperationState.FAILED))}
 
 
 def _parse(text: str) -> dt.datetime:

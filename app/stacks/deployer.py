@@ -14,7 +14,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Callable, Collection
 
-from app.compose.model import topological_order
+from app.compose.model import one_shot_services, topological_order
 from app.config import Settings
 from app.errors import ArchiveHelperMissing, HealthCheckFailed, LiveError, UpstreamFailed
 from app.stacks.engine import ContainerRequest, ContainerState, Engine
@@ -78,7 +78,8 @@ class Deployer:
         image_ids = {name: by_ref[svc.image] for name, svc in project.stack.services.items()}
         requests = build_requests(project, image_ids)
         observed = self.engine.list_containers(project.selector)
-        return plan_convergence(requests.config_hashes, observed), requests.containers, observed
+        return (plan_convergence(requests.config_hashes, observed, one_shot_services(project.stack)), requests.containers,
+                observed)
 
     def _image_id(self, ref: str, pull: bool) -> str:
         if pull or self.engine.image_present(ref):
@@ -88,7 +89,8 @@ class Deployer:
     def deploy(self, project: Project, progress: Progress = lambda _: None) -> DeployResult:
         """Converge the order's project to ``project``: networks and volumes, then each service as planned
         (:func:`~app.stacks.plan.plan_convergence`) in ``depends_on`` order, then wait until every service
-        with a healthcheck is healthy.
+        with a healthcheck is healthy. A one-shot job that exited 0 with its definition unchanged is not run again:
+        its dependants' ``service_completed_successfully`` is met by its exited container.
 
         A changed service is recreated as compose does it (:meth:`_replace`): its replacement is created
         before the old container is stopped, so a replacement that cannot be made or started leaves the old
@@ -278,11 +280,13 @@ class Deployer:
     def stop(self, project: Project, progress: Progress = lambda _: None, *, keep: Collection[str] = ()) -> list[str]:
         """Stop every container of the order, dependents first; returns the services stopped. Volumes are untouched.
 
-        A service may have two containers (an interrupted recreate): both are stopped. Services in ``keep``
+        A service may have two containers (an interrupted recreate): both are stopped. A one-shot job that finished
+        (exited 0) is left as it is, also in a swarm (its service keeps its completed task). Services in ``keep``
         (and, so that they keep working, the services they depend on) are left running: a final backup dumps
         a database once the applications writing to it have stopped.
         """
         keep = _with_dependencies(project, keep)
+        finished_jobs = one_shot_services(project.stack)
         containers: dict[str, list[ContainerState]] = {}
         for container in self.engine.list_containers(project.selector):
             if container.service is None:
@@ -300,7 +304,9 @@ class Deployer:
                 # stop waits for its container), one scaled up may not have started yet.
                 grace = project.stack.services[name].stop_grace_seconds if name in project.stack.services else 10
                 for container in containers.get(name, []):
-                    if container.state == "exited":
+                    # Not a finished job (its task completed): scaled to 0, swarm would drop that task, and the next
+                    # deploy could no longer tell it finished (it would run it again, :mod:`app.stacks.plan`).
+                    if container.state == "exited" and not (name in finished_jobs and container.exit_code == 0):
                         self.engine.stop_container(container.id, timeout=grace)
                 running = [c for c in containers.get(name, []) if c.state != "exited"]
             else:

@@ -3,6 +3,13 @@
 Pure functions over hashes and observed states, so they are unit-tested
 without an engine. The rules follow docker-compose's: no container ->
 create; config hash differs -> recreate; stopped -> start; else nothing.
+One exception: a one-shot job (a service another waits for with
+``service_completed_successfully``, :func:`app.compose.model.one_shot_services`)
+whose container exited with code 0 and whose config hash is unchanged is left
+as it is: it did its work, and what waits for it finds its condition met. So
+a redeploy (a drift repair, a restart, an unsuspend) does not run migrations
+or seeds again; a changed definition recreates and runs the job, and a job
+that failed (exit code not 0) is started again.
 
 A recreate makes the replacement first, under a temporary name and with the
 :data:`~app.stacks.project.REPLACES_LABEL` label, then swaps it in (``Deployer.deploy``). A crash
@@ -14,7 +21,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
-from typing import Mapping
+from typing import Collection, Mapping
 
 from app.stacks.engine import ContainerState
 from app.stacks.project import CONFIG_HASH_LABEL, REPLACES_LABEL
@@ -44,9 +51,10 @@ class ConvergencePlan:
         return not self.orphans and not self.leftovers and all(a is Action.NOOP for a in self.actions.values())
 
 
-def plan_convergence(desired_hashes: Mapping[str, str], observed: list[ContainerState]) -> ConvergencePlan:
-    """The plan from ``desired_hashes`` (service -> its config hash, :data:`~app.stacks.project.CONFIG_HASH_LABEL`)
-    and the order's containers ``observed``."""
+def plan_convergence(desired_hashes: Mapping[str, str], observed: list[ContainerState],
+                     one_shot: Collection[str] = ()) -> ConvergencePlan:
+    """The plan from ``desired_hashes`` (service -> its config hash, :data:`~app.stacks.project.CONFIG_HASH_LABEL`),
+    the order's containers ``observed`` and the stack's ``one_shot`` services (a finished one is left as it is)."""
     present = {container.id for container in observed}
     leftovers = sorted((c for c in observed if c.labels.get(REPLACES_LABEL) in present), key=lambda c: c.name)
     left = {container.id for container in leftovers}
@@ -68,6 +76,8 @@ def plan_convergence(desired_hashes: Mapping[str, str], observed: list[Container
             actions[service] = Action.RECREATE
         elif current.state == "paused":
             actions[service] = Action.UNPAUSE  # the engine refuses to start a paused container
+        elif service in one_shot and current.state == "exited" and current.exit_code == 0:
+            actions[service] = Action.NOOP  # a job that finished: its dependants' condition is met
         elif not current.running:
             actions[service] = Action.START
         else:

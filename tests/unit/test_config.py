@@ -125,3 +125,16 @@ def test_the_orchestrator_is_one_engine_by_default_and_swarm_when_asked():
 def test_bad_orchestrator_settings_are_named(env, message):
     with pytest.raises(ConfigError, match=message):
         load_settings(env)
+
+
+@pytest.mark.parametrize("name", ["LIVE_DRIFT_SECONDS", "LIVE_DRIFT_WINDOW_SECONDS", "LIVE_DRIFT_UNHEALTHY_SECONDS",
+                                  "LIVE_USAGE_SAMPLE_SECONDS", "LIVE_USAGE_DISK_SECONDS", "LIVE_MIRROR_POLL_SECONDS",
+                                  "LIVE_MIRROR_STALE_SECONDS"])
+def test_a_worker_interval_beyond_7_days_is_refused_by_name_and_7_days_is_read(name):
+    """1e15 seconds would overflow time.sleep or timedelta in the worker (OverflowError): a config error instead."""
+    with pytest.raises(ConfigError, match=f"^{name} must be at most 604800, got 1e\\+15$"):
+        load_settings({name: "1e15"})
+    with pytest.raises(ConfigError, match=name):
+        load_settings({name: "604800.5"})
+    field = name.removeprefix("LIVE_").lower()
+    assert getattr(load_settings({name: "604800"}), field) == 604800.0

@@ -124,6 +124,64 @@ def test_a_dependency_that_exits_fails_the_deploy(engine, deployer):
         deployer.deploy(project())
 
 
+JOB_COMPOSE = COMPOSE.replace("""    depends_on:
+      db: {condition: service_healthy}
+""", """    depends_on:
+      db: {condition: service_healthy}
+      migrate: {condition: service_completed_successfully}
+""").replace("volumes:\n  db-data:", """  migrate:
+    image: nginx:1.25
+    command: [migrate]
+    depends_on:
+      db: {condition: service_healthy}
+    networks: [backend]
+volumes:
+  db-data:""")
+
+
+def job_project(migrate: str = "migrate"):
+    product = load_product("demo", MANIFEST, JOB_COMPOSE.replace("command: [migrate]", f"command: [{migrate}]"))
+    assert product.errors == []
+    builtins = dict(sample_builtins("demo", "small"), LIVE_ORDER_ID="7", LIVE_INSTANCE="acme")
+    return build_project(product, "small", builtins, {}, revision="r1", deployment="t")
+
+
+def test_a_finished_job_is_not_run_again_unless_its_definition_changed_or_it_failed(engine, deployer):
+    """A redeploy (a drift repair, a restart) leaves a migration that exited 0 as it is: web's
+    ``service_completed_successfully`` is met by the exited container; a changed one runs again, a failed one too."""
+    engine.exit_codes["migrate"] = 0
+    assert deployer.deploy(job_project()).actions == {"db": "create", "migrate": "create", "web": "create"}
+    job = engine.container("t-acme_migrate")
+    assert (job.state, job.exit_code) == ("exited", 0)
+    engine.stop_container(engine.container("t-acme_web").id, timeout=1)
+    calls = len(engine.calls)
+
+    result = deployer.deploy(job_project())
+
+    assert result.actions == {"db": "noop", "migrate": "noop", "web": "start"}
+    assert engine.calls[calls:] == [("start_container", "t-acme_web")]
+    assert deployer.stop(job_project()) == ["db", "web"]  # unsuspend after suspend: the job is not run either
+    assert deployer.deploy(job_project()).actions == {"db": "start", "migrate": "noop", "web": "start"}
+    assert deployer.deploy(job_project("migrate-v2")).actions == {"db": "noop", "migrate": "recreate", "web": "noop"}
+    job = engine.container("t-acme_migrate")
+    job.exit(1)  # failed (by hand, after the deploy): started again, web waits for it
+    assert deployer.deploy(job_project("migrate-v2")).actions == {"db": "noop", "migrate": "start", "web": "noop"}
+    assert engine.calls[-1] == ("start_container", "t-acme_migrate")
+
+
+def test_a_stop_on_a_swarm_leaves_a_finished_job_and_stops_every_other_exited_service(engine, deployer):
+    """Scaled to 0, a swarm service drops its completed task: the next deploy could not tell the job finished."""
+    engine.exit_codes["migrate"] = 0
+    deployer.deploy(job_project())
+    engine.exit_codes.pop("migrate")
+    engine.stop_container(engine.container("t-acme_db").id, timeout=1)  # a service already exited
+    engine.starts_asynchronously = True
+    stopped = []
+    engine.stop_container = lambda container_id, timeout: stopped.append(engine.containers[container_id].name)
+    assert deployer.stop(job_project()) == ["web"]
+    assert sorted(stopped) == ["t-acme_db", "t-acme_web"]  # the exited db too (a stop may be under way), not migrate
+
+
 DB_ONLY_MANIFEST = "name: Demo\nplans:\n  small: {MEM: 64m}\n"
 DB_ONLY_COMPOSE = COMPOSE[:COMPOSE.index("  web:")] + COMPOSE[COMPOSE.index("volumes:\n  db-data:"):]
 

@@ -90,16 +90,37 @@ def test_each_deploy_records_what_should_run_and_suspend_that_nothing_should(liv
     assert drift_key(live, order)["state"] == "ok"
 
 
-def test_a_service_waited_for_to_complete_or_restarted_on_failure_only_is_one_shot():
+def test_only_a_service_waited_for_to_complete_is_one_shot_not_one_restarted_on_failure():
+    """A server restarted ``on-failure`` that exits 0 on SIGTERM (PostgreSQL) is no job: stopped, it is drift."""
     stack = SimpleNamespace(services={
         "migrate": SimpleNamespace(depends_on={}, restart={"Name": "no"}),
-        "seed": SimpleNamespace(depends_on={}, restart={"Name": "on-failure", "MaximumRetryCount": 3}),
-        "web": SimpleNamespace(depends_on={"migrate": "service_completed_successfully"}, restart={"Name": "always"}),
+        "db": SimpleNamespace(depends_on={}, restart={"Name": "on-failure", "MaximumRetryCount": 3}),
+        "web": SimpleNamespace(depends_on={"migrate": "service_completed_successfully", "db": "service_started"},
+                               restart={"Name": "always"}),
     })
     expected = expected_services(stack, {"migrate": "h1", "web": "h2"})
-    assert expected == {"migrate": {"config_hash": "h1", "one_shot": True},
-                        "seed": {"config_hash": None, "one_shot": True},
+    assert expected == {"db": {"config_hash": None, "one_shot": False},
+                        "migrate": {"config_hash": "h1", "one_shot": True},
                         "web": {"config_hash": "h2", "one_shot": False}}
+    now = utcnow()
+
+    def row(service, state, code=None):
+        return ObservedContainer(container_id=service, order_id=1, service=service, name=service, state=state,
+                                 exit_code=code, config_hash=expected[service]["config_hash"], changed_at=now)
+
+    containers = {"db": row("db", "exited", 0), "migrate": row("migrate", "exited", 0), "web": row("web", "running")}
+    assert problems_of(expected, containers, now, SimpleNamespace(unhealthy_seconds=60.0, confirm_seconds=0.0)) == [
+        {"service": "db", "kind": "exited", "detail": "exit code 0"}]
+
+
+def test_a_one_shot_service_whose_container_was_removed_after_it_finished_is_no_drift():
+    now = utcnow()
+    rules = SimpleNamespace(unhealthy_seconds=60.0, confirm_seconds=0.0)
+    expected = {"migrate": {"config_hash": "h", "one_shot": True}, "web": {"config_hash": "w", "one_shot": False}}
+    web = ObservedContainer(container_id="w", order_id=1, service="web", name="web", state="running",
+                            config_hash="w", changed_at=now)
+    assert problems_of(expected, {"web": web}, now, rules) == []  # `docker container prune` after the job
+    assert problems_of(expected, {}, now, rules) == [{"service": "web", "kind": "missing", "detail": "no container"}]
 
 
 def test_a_one_shot_service_that_exited_0_is_no_drift_and_one_that_failed_is():
@@ -429,3 +450,49 @@ def test_a_problem_never_quotes_the_engines_own_error_text():
     problems = problems_of({"app": {"config_hash": None, "one_shot": False}}, {"app": row}, now,
                            dataclasses.replace(DriftRules(), confirm_seconds=0.0))
     assert [(p["kind"], p["detail"]) for p in problems] == [("dead", "dead")]
+
+
+def test_a_repair_that_failed_makes_the_order_failing_naming_the_operation_not_the_engines_text(live, engine):
+    """The checker's own redeploy failed: the order is failing (never "repairing" for ever), reported once; a deploy
+    not requested by drift that succeeds clears it."""
+    from app.errors import ImageMissing
+
+    order = create(live)
+    drift = checker(live)
+    web = container(engine, order, "web")
+    engine.remove_container(web.id)
+    mirror(live, engine)
+    assert drift.check().repaired == [order.id]
+    engine.failures[("create_container", "web")] = ImageMissing("pull access denied for /var/lib/secret-engine-path")
+    run(live)
+    repair = Operation.select().where((Operation.order == order.id) & (Operation.requested_by == "drift")).get()
+    assert repair.state == "failed"
+    mirror(live, engine)
+
+    done = drift.check()
+
+    assert done.failing == [order.id] and done.repaired == [] and done.checked == 1
+    view = drift_key(live, order)
+    assert view["state"] == "failing" and view["reason"] == f"the drift repair (redeploy operation {repair.id}) failed"
+    assert "secret-engine-path" not in str(view) and view["problems"][0]["kind"] == "missing"
+    event = Event.select().where((Event.order == order) & (Event.kind == "drift_failing")).get()
+    assert event.data["operation_id"] == repair.id and "secret-engine-path" not in str(event_view(event))
+    assert [f["instance"] for f in live.queries.failures(None)["failing_orders"]] == [order.instance]
+    assert drift.check().failing == [] and kinds(order).count("drift_failing") == 1  # reported once
+    assert len([o for o in operations(order) if o[2] == "drift"]) == 1  # and not repaired again
+
+    live.orders.redeploy(Order.get_by_id(order.id), requested_by="ops")
+    run(live)
+    mirror(live, engine)
+    assert drift.check().failing == []
+    assert drift_key(live, order)["state"] == "ok"
+
+
+def test_a_failed_operation_of_another_after_a_repair_leaves_the_drift_state_alone(live, engine):
+    order = create(live)
+    OrderDrift.update(state="repairing").where(OrderDrift.order == order.id).execute()
+    _failed(order, "suspend")  # billing's, not the checker's: no drift verdict on what the failure left
+    mirror(live, engine)
+    done = checker(live).check()
+    assert done.failing == [] and done.checked == 0
+    assert drift_key(live, order)["state"] == "repairing"

@@ -441,8 +441,8 @@ def test_runtime_states_stopped_starting_and_missing(live, engine, stepper):
 
 
 def test_runtime_takes_services_and_one_shot_jobs_from_what_the_deploy_recorded(live, engine, stepper, mirrored):
-    """One rule of "one-shot" (the drift checker's, recorded at deploy): ``runtime`` and ``drift`` agree on a service
-    restarted ``on-failure`` that exited 0."""
+    """One rule of "one-shot" (the drift checker's, recorded at deploy): ``runtime`` and ``drift`` agree on a job
+    that exited 0, and on one whose container was removed after it finished."""
     from app.orders.drift import record_expected
 
     order = mirrored
@@ -455,7 +455,16 @@ def test_runtime_takes_services_and_one_shot_jobs_from_what_the_deploy_recorded(
     assert view["runtime"]["state"] == "running"
     assert {"service": "app", "state": "exited", "health": None} in view["runtime"]["services"]
     assert [s["service"] for s in view["runtime"]["services"]] == SERVICES
+    engine.remove_container(container(live, engine, "app").id)  # `docker container prune` after the job finished
+    stepper.pump()
+    view = live.queries.order_view(order)
+    assert view["runtime"]["state"] == "running"
+    assert {"service": "app", "state": "missing", "health": None} in view["runtime"]["services"]
     engine.crash(container(live, engine, "web").id, 0)  # not a job: exit 0 of a server is a stop
+    stepper.pump()
+    assert live.queries.order_view(order)["runtime"]["state"] == "degraded"
+    engine.start_container(container(live, engine, "web").id)
+    engine.remove_container(container(live, engine, "db").id)  # a server's container removed: degraded
     stepper.pump()
     assert live.queries.order_view(order)["runtime"]["state"] == "degraded"
 

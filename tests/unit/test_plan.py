@@ -1,6 +1,7 @@
 """Convergence planning (app/stacks/plan.py), over ContainerState from app/stacks/engine.py."""
 from __future__ import annotations
 
+import dataclasses
 import itertools
 
 import pytest
@@ -49,6 +50,20 @@ def test_stopped_container_with_same_hash_is_started(state):
     assert plan.actions == {"web": Action.START}
     assert not plan.is_noop
     assert plan.changed() == []  # starting is not a configuration change
+
+
+def test_a_finished_one_shot_job_is_left_as_it_is_and_a_failed_or_changed_one_runs_again():
+    """A job another service waits for with ``service_completed_successfully``: exited 0 with the same definition,
+    nothing to do (a redeploy does not run migrations again); failed, started again; changed, recreated."""
+    done = dataclasses.replace(container("migrate", "h1", "exited"), exit_code=0)
+    failed = dataclasses.replace(container("seed", "h1", "exited"), exit_code=3)
+    changed = dataclasses.replace(container("init", "h0", "exited"), exit_code=0)
+    server = dataclasses.replace(container("db", "h1", "exited"), exit_code=0)  # not a job: a stopped server
+    plan = plan_convergence({"migrate": "h1", "seed": "h1", "init": "h1", "db": "h1"}, [done, failed, changed, server],
+                            one_shot={"migrate", "seed", "init"})
+    assert plan.actions == {"migrate": Action.NOOP, "seed": Action.START, "init": Action.RECREATE, "db": Action.START}
+    assert plan_convergence({"migrate": "h1"}, [done], one_shot={"migrate"}).is_noop
+    assert plan_convergence({"migrate": "h1"}, [done]).actions == {"migrate": Action.START}  # not a job
 
 
 @pytest.mark.parametrize("state", ["running", "exited", "created", "restarting"])
