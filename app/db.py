@@ -12,6 +12,7 @@ import logging
 import random
 import re
 import time
+import weakref
 from pathlib import Path
 from typing import Any, Callable, TypeVar
 from urllib.parse import unquote
@@ -36,6 +37,10 @@ SQLITE_BUSY_TIMEOUT_MS = 30_000
 # PostgreSQL SQLSTATEs that mean "run the transaction again" (PostgreSQL docs, Appendix A):
 # serialization_failure and deadlock_detected.
 RETRYABLE_SQLSTATES = frozenset({"40001", "40P01"})
+#: A prepared statement the server no longer has (26000), whose cached plan a schema change made unusable (0A000,
+#: "cached plan must not change result type"), or that the server has although this process forgot it after an
+#: error inside a transaction (42P05): deallocate it if needed and prepare it again.
+_STALE_PREPARED_SQLSTATES = frozenset({"26000", "0A000", "42P05"})
 TRANSACTION_ATTEMPTS = 8
 
 T = TypeVar("T")
@@ -66,7 +71,9 @@ class PostgresPool(PooledPostgresqlDatabase):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self._returned_at: dict[int, float] = {}  # conn_key -> time.monotonic() of its last check-in
-        self._prepared: dict[int, set[str]] = {}  # conn_key -> names of the statements prepared on it
+        # connection -> names of the statements prepared on it. Weak keys: peewee's pool drops a connection it finds
+        # closed without telling us, and a new connection may then get the same id().
+        self._prepared: weakref.WeakKeyDictionary[Any, set[str]] = weakref.WeakKeyDictionary()
 
     def execute_prepared(self, name: str, sql: str, params: list):
         """Run ``sql`` (peewee's, ``%s`` placeholders) with ``params`` as the server-side prepared statement ``name``
@@ -74,9 +81,28 @@ class PostgresPool(PooledPostgresqlDatabase):
         then only ``EXECUTE``d, so PostgreSQL plans a hot query once per connection instead of at every request
         (PostgreSQL docs, "PREPARE": after five runs the server may keep one generic plan). A prepared statement
         lives as long as its connection (a rollback keeps it); it is forgotten with the connection. ``name`` must
-        be unique to ``sql`` in this process. Returns the cursor; raises peewee's errors."""
+        be unique to ``sql`` in this process. Returns the cursor; raises peewee's errors.
+
+        When the server no longer has the statement (SQLSTATE 26000) or refuses its cached plan because a
+        migration changed a column it returns (0A000, "cached plan must not change result type"), the statement
+        is prepared again and run once more, unless a transaction is open (it is aborted: the error is raised and
+        the next use prepares anew). Not for a pooler that hands one client several server sessions (PgBouncer in
+        transaction mode): see docs/SCALING.md."""
         conn = self.connection()
-        prepared = self._prepared.setdefault(self.conn_key(conn), set())
+        prepared = self._prepared.setdefault(conn, set())
+        try:
+            return self._run_prepared(prepared, name, sql, params)
+        except (peewee.ProgrammingError, peewee.NotSupportedError, peewee.InternalError) as exc:
+            if sqlstate(exc) not in _STALE_PREPARED_SQLSTATES:
+                raise
+            prepared.discard(name)
+            if self.in_transaction():
+                raise
+            if name in self._server_statements():
+                self.execute_sql(f"DEALLOCATE {name}")
+            return self._run_prepared(prepared, name, sql, params)
+
+    def _run_prepared(self, prepared: set[str], name: str, sql: str, params: list):
         if name not in prepared:
             numbered = iter(range(1, len(params) + 1))
             body = "%".join(re.sub(r"%s", lambda _m: f"${next(numbered)}", part) for part in sql.split("%%"))
@@ -85,8 +111,13 @@ class PostgresPool(PooledPostgresqlDatabase):
         placeholders = ", ".join(["%s"] * len(params))
         return self.execute_sql(f"EXECUTE {name} ({placeholders})" if params else f"EXECUTE {name}", params)
 
+    def _server_statements(self) -> set[str]:
+        """The names of the statements the server holds for this session (``pg_prepared_statements``)."""
+        return {row[0] for row in self.execute_sql("SELECT name FROM pg_prepared_statements").fetchall()}
+
     def _is_closed(self, conn) -> bool:
         if conn.closed:
+            self._prepared.pop(conn, None)
             return True
         returned = self._returned_at.get(self.conn_key(conn))
         if (returned is not None and time.monotonic() - returned < POOL_VERIFY_IDLE_SECONDS
@@ -100,7 +131,7 @@ class PostgresPool(PooledPostgresqlDatabase):
 
     def _close_raw(self, conn):
         self._returned_at.pop(self.conn_key(conn), None)
-        self._prepared.pop(self.conn_key(conn), None)
+        self._prepared.pop(conn, None)
         super()._close_raw(conn)
 
 
@@ -207,6 +238,23 @@ class PreparedSelect:
         return found[0] if found else None
 
 
+def sqlstate(exc: BaseException) -> str | None:
+    """The PostgreSQL SQLSTATE of a database error (``"40001"``...), None when it has none (SQLite's, a lost
+    connection). peewee re-raises the driver's error as its own class with the message only; the driver's error,
+    which carries ``pgcode``, is its context."""
+    seen = 0
+    while exc is not None and seen < 5:
+        code = getattr(exc, "pgcode", None)
+        if code:
+            return code
+        if exc.args and isinstance(exc.args[0], BaseException):
+            exc = exc.args[0]
+        else:
+            exc = exc.__cause__ or exc.__context__
+        seen += 1
+    return None
+
+
 def is_transient_conflict(exc: BaseException) -> bool:
     """Whether running the same transaction again may succeed: a lock or serialization conflict.
 
@@ -217,10 +265,9 @@ def is_transient_conflict(exc: BaseException) -> bool:
     """
     if not isinstance(exc, peewee.OperationalError):
         return False
-    original = exc.args[0] if exc.args and isinstance(exc.args[0], BaseException) else exc
-    if getattr(original, "pgcode", None) in RETRYABLE_SQLSTATES:
+    if sqlstate(exc) in RETRYABLE_SQLSTATES:
         return True
-    text = str(original).lower()
+    text = str(exc).lower()
     return "database is locked" in text or "database is busy" in text or "database table is locked" in text
 
 

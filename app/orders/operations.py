@@ -395,7 +395,7 @@ class OperationRunner:
             order.save()
         project = self.project(order)
         self.backups.restore_data(project, manifest, progress)
-        self._deploy(order, progress)
+        self._deploy(order, progress, rerun_jobs=True)  # the data changed: its jobs (migrations...) run on it again
         self.backups.after_restore(project, manifest, progress)
         record_event("order.restored", f"restored from backup {manifest.backup_id}", order=order, operation=operation,
                      backup_id=manifest.backup_id, safety_backup=operation.params.get("_safety_backup"),
@@ -428,7 +428,7 @@ class OperationRunner:
             progress(f"restore failed: bringing the order back from safety backup {safety}")
             project = self.project(order)
             self.backups.restore_data(project, manifest, progress)
-            self._deploy(order, progress)
+            self._deploy(order, progress, rerun_jobs=True)
             self.backups.after_restore(project, manifest, progress)
         except peewee.PeeweeException:
             raise
@@ -671,7 +671,7 @@ class OperationRunner:
                      order=order, operation=operation)
 
     # -- helpers ------------------------------------------------------------
-    def _deploy(self, order: Order, progress: Progress):
+    def _deploy(self, order: Order, progress: Progress, *, rerun_jobs: bool = False):
         """Place the order when it has no node yet (:meth:`place`), then converge its project; a host port of the
         order that something else took is moved.
 
@@ -681,13 +681,13 @@ class OperationRunner:
         """
         self.place(order, progress)
         try:
-            result, stack = self._converge(order, progress)
+            result, stack = self._converge(order, progress, rerun_jobs=rerun_jobs)
         finally:
             self._placing.pop(order.id, None)  # its services hold its reservation now (or it failed)
         record_expected(order, expected_services(stack, result.config_hashes))  # what should run now (drift)
         return result
 
-    def _converge(self, order: Order, progress: Progress):
+    def _converge(self, order: Order, progress: Progress, *, rerun_jobs: bool = False):
         """:meth:`_deploy` once the order is placed; returns the deploy's result and the stack deployed."""
         if self.deployer.engine.publishes_host_ports:
             self._assign_ports(order)
@@ -695,7 +695,7 @@ class OperationRunner:
         while True:
             try:
                 project = self.project(order)
-                result = self.deployer.deploy(project, progress)
+                result = self.deployer.deploy(project, progress, rerun_jobs=rerun_jobs)
                 break
             except HostPortInUse as exc:
                 taken = exc.details.get("port")

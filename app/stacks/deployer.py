@@ -66,8 +66,10 @@ class Deployer:
         self.helper_image = helper_image
 
     # -- deploy -------------------------------------------------------------
-    def plan(self, project: Project, *, pull: bool = True) -> tuple[ConvergencePlan, dict[str, ContainerRequest], list]:
-        """What :meth:`deploy` would do (plus the requests and the observed containers).
+    def plan(self, project: Project, *, pull: bool = True,
+             rerun_jobs: bool = False) -> tuple[ConvergencePlan, dict[str, ContainerRequest], list]:
+        """What :meth:`deploy` would do (plus the requests and the observed containers); ``rerun_jobs``: finished
+        one-shot jobs are started again too.
 
         With ``pull`` false nothing on the engine changes at all: an image that is not present is not pulled,
         and its services plan as created or recreated (previews, checks of the web process). :meth:`deploy`
@@ -78,19 +80,20 @@ class Deployer:
         image_ids = {name: by_ref[svc.image] for name, svc in project.stack.services.items()}
         requests = build_requests(project, image_ids)
         observed = self.engine.list_containers(project.selector)
-        return (plan_convergence(requests.config_hashes, observed, one_shot_services(project.stack)), requests.containers,
-                observed)
+        return (plan_convergence(requests.config_hashes, observed, () if rerun_jobs else one_shot_services(project.stack)),
+                requests.containers, observed)
 
     def _image_id(self, ref: str, pull: bool) -> str:
         if pull or self.engine.image_present(ref):
             return self.engine.image_id(ref)
         return PLACEHOLDER_IMAGE_ID  # not present: whatever runs now differs from what a deploy would create
 
-    def deploy(self, project: Project, progress: Progress = lambda _: None) -> DeployResult:
+    def deploy(self, project: Project, progress: Progress = lambda _: None, *, rerun_jobs: bool = False) -> DeployResult:
         """Converge the order's project to ``project``: networks and volumes, then each service as planned
         (:func:`~app.stacks.plan.plan_convergence`) in ``depends_on`` order, then wait until every service
         with a healthcheck is healthy. A one-shot job that exited 0 with its definition unchanged is not run again:
-        its dependants' ``service_completed_successfully`` is met by its exited container.
+        its dependants' ``service_completed_successfully`` is met by its exited container; unless ``rerun_jobs``
+        (a restore: the data changed under them), which starts them again.
 
         A changed service is recreated as compose does it (:meth:`_replace`): its replacement is created
         before the old container is stopped, so a replacement that cannot be made or started leaves the old
@@ -101,7 +104,7 @@ class Deployer:
         """
         self._ensure_networks(project, progress)
         self._ensure_volumes(project, progress)
-        plan, requests, containers = self.plan(project)
+        plan, requests, containers = self.plan(project, rerun_jobs=rerun_jobs)
         removed = {c.id for c in plan.orphans + plan.leftovers}
         observed = {c.service: c for c in containers if c.id not in removed}
         for leftover in plan.leftovers:

@@ -101,17 +101,33 @@ def test_an_on_demand_backup_archives_every_volume_and_changes_nothing(fake_live
     assert operation.params == {"kind": "on_demand", "_backup": manifest.backup_id}
 
 
-def test_a_backup_restores_over_changed_data_after_a_safety_backup(fake_live, fake_engine):
+def deploys(live, monkeypatch) -> list[bool]:
+    """``rerun_jobs`` of every deploy the worker's deployer makes from now on."""
+    made: list[bool] = []
+    deployer = live.runner.deployer
+    original = deployer.deploy
+
+    def deploy(project, progress=lambda _: None, *, rerun_jobs=False):
+        made.append(rerun_jobs)
+        return original(project, progress, rerun_jobs=rerun_jobs)
+
+    monkeypatch.setattr(deployer, "deploy", deploy)
+    return made
+
+
+def test_a_backup_restores_over_changed_data_after_a_safety_backup(fake_live, fake_engine, monkeypatch):
     order = create(fake_live)
     volume = volume_of(fake_live, order, "db-data")
     fake_engine.write_file(volume, "records", b"version 1")
     back_up(fake_live, order)
     [manifest] = fake_live.backups.list(order)
     fake_engine.volumes[volume].files = {"records": b"version 2 (a mistake)", "junk": b"x"}
+    made = deploys(fake_live, monkeypatch)
     fake_live.orders.restore(order, manifest.backup_id, product=manifest.product, source_order_id=order.id)
     run(fake_live)
     operation = last_operation(order)
     assert (operation.kind, operation.state) == ("restore", "succeeded"), operation.error_detail
+    assert made == [True]  # the data changed under the product's one-shot jobs (migrations): they run again
     assert fake_engine.volumes[volume].files == {"records": b"version 1"}
     safety = Backup.get(Backup.kind == BackupKind.PRE_RESTORE)
     assert safety.state == "succeeded" and operation.params["_safety_backup"] == safety.backup_id
@@ -141,7 +157,7 @@ def test_a_dump_is_taken_from_the_running_service_and_fed_to_its_restore_command
     assert ("reindex",) in database.after and ("reindex-app",) in database.after
 
 
-def test_a_failing_restore_command_brings_the_order_back_from_the_safety_backup(fake_live, fake_engine):
+def test_a_failing_restore_command_brings_the_order_back_from_the_safety_backup(fake_live, fake_engine, monkeypatch):
     declare(fake_live, DUMP_DECLARATION)
     database = Database(fake_engine, b"rows v1")
     order = create(fake_live)
@@ -152,10 +168,12 @@ def test_a_failing_restore_command_brings_the_order_back_from_the_safety_backup(
     database.data = b"rows v2"
     fake_engine.volumes[state].files = {"settings": b"new settings"}
     database.fail_restore = 1
+    made = deploys(fake_live, monkeypatch)
     fake_live.orders.restore(order, manifest.backup_id, product=manifest.product, source_order_id=order.id)
     run(fake_live)
     operation = last_operation(order)
     assert operation.state == "failed" and "restore-db" in operation.error_detail
+    assert made and all(made)  # the rollback's deploy runs the jobs on the safety backup's data too
     # The safety backup's data is back: the settings and the rows of just before the restore.
     assert fake_engine.volumes[state].files == {"settings": b"new settings"}
     assert database.data == b"rows v2" and database.restored == [b"rows v2"]

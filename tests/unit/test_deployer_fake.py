@@ -169,6 +169,19 @@ def test_a_finished_job_is_not_run_again_unless_its_definition_changed_or_it_fai
     assert engine.calls[-1] == ("start_container", "t-acme_migrate")
 
 
+def test_a_deploy_after_a_restore_runs_finished_jobs_again(engine, deployer):
+    """``rerun_jobs`` (a restore replaced the data under them): a finished migration is started again, before web."""
+    engine.exit_codes["migrate"] = 0
+    deployer.deploy(job_project())
+    deployer.stop(job_project())
+    calls = len(engine.calls)
+    assert deployer.deploy(job_project(), rerun_jobs=True).actions == {"db": "start", "migrate": "start", "web": "start"}
+    started = [name for call, name in engine.calls[calls:] if call == "start_container"]
+    assert started.index("t-acme_migrate") < started.index("t-acme_web")
+    plan, _requests, _observed = deployer.plan(job_project(), rerun_jobs=True)
+    assert plan.actions["migrate"] == "start"  # exited 0 again, still planned to run
+
+
 def test_a_stop_on_a_swarm_leaves_a_finished_job_and_stops_every_other_exited_service(engine, deployer):
     """Scaled to 0, a swarm service drops its completed task: the next deploy could not tell the job finished."""
     engine.exit_codes["migrate"] = 0
