@@ -46,6 +46,7 @@ import tarfile
 import threading
 import uuid
 from dataclasses import dataclass, field
+from datetime import datetime
 from types import SimpleNamespace
 from typing import Any, Callable, ContextManager, Iterable, Iterator, Sequence
 
@@ -161,8 +162,11 @@ class FakeEngine(Engine):
         self.health: dict[str, str] = {}
         #: service (or container name) -> exit code: the container exits right after it starts.
         self.exit_codes: dict[str, int] = {}
-        #: container id, name or service -> what container_logs reads (lines).
+        #: container id, name or service -> what container_logs and stream_logs read (lines).
         self.logs: dict[str, str] = {}
+        #: the same keys -> when each line of :attr:`logs` was written (seconds since the epoch, one per line, in
+        #: order): stream_logs' ``since`` compares them; lines without one count as written before any ``since``.
+        self.log_times: dict[str, list[float]] = {}
         #: container id -> (memory bytes, CPU seconds) for container_usage.
         self.usage: dict[str, tuple[float, float]] = {}
         #: Host ports another process listens on: a container publishing one does not start.
@@ -503,6 +507,31 @@ class FakeEngine(Engine):
             text = self.logs.get(container.id) or self.logs.get(container.name) or self.logs.get(container.service or "", "")
         lines = text.splitlines(keepends=True)
         return "".join(lines[-tail:]) if tail > 0 else ""
+
+    def stream_logs(self, container_id: str, *, tail: int, since: datetime | None = None,
+                    follow: bool = False) -> Iterator[str]:
+        """The lines of :attr:`logs` for the container (by id; by name or service too) written from ``since``
+        (:attr:`log_times`), the last ``tail`` of them; ``follow`` ends at the end of what is recorded. A
+        :attr:`stream_failures` entry ``("stream_logs", name or service)`` is raised after the first line."""
+        self._call()
+        with self._lock:
+            container = self._find(container_id, f"read the logs of {container_id[:12]}")
+            key = next((k for k in (container.id, container.name, container.service or "") if k in self.logs), "")
+            lines = self.logs.get(key, "").splitlines()
+            times = self.log_times.get(key, [])
+            failure = next((self.stream_failures.pop(k) for k in (("stream_logs", container.name),
+                                                                   ("stream_logs", container.service))
+                            if k in self.stream_failures), None)
+        if since is not None:
+            lines = [line for i, line in enumerate(lines) if i < len(times) and times[i] >= since.timestamp()]
+        lines = lines[-tail:] if tail > 0 else []
+
+        def read() -> Iterator[str]:
+            for line in lines:
+                yield line
+                if failure is not None:
+                    raise failure
+        return read()
 
     def image_present(self, ref: str) -> bool:
         """Whether ``ref`` is present locally (never pulls), as ``DockerEngine.image_present``."""

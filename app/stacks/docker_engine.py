@@ -21,11 +21,13 @@ import struct
 import tarfile
 import threading
 import time
+from datetime import datetime
 from typing import Any, ContextManager, Iterator, Sequence
 
 import docker
 import docker.errors
 import docker.types
+from docker.types.daemon import CancellableStream
 import requests.exceptions
 import urllib3.exceptions
 from docker.utils import version_lt
@@ -54,6 +56,7 @@ from app.stacks.engine import (
     VolumeRequest,
     VolumeState,
     VolumeUsage,
+    log_lines,
 )
 
 log = logging.getLogger(__name__)
@@ -509,6 +512,17 @@ class DockerEngine(Engine):
         with self._errors(f"read the logs of {container_id[:12]}"):
             output = self.api.logs(container_id, stdout=True, stderr=True, tail=max(0, tail), timestamps=False)
         return (output or b"").decode("utf-8", errors="replace")
+
+    def stream_logs(self, container_id: str, *, tail: int, since: datetime | None = None,
+                    follow: bool = False) -> Iterator[str]:
+        """``GET /containers/{id}/logs`` streamed (``docker logs --tail --since [--follow]``), see
+        :meth:`Engine.stream_logs`; ``since`` is sent with its fractions of a second."""
+        action = f"read the logs of {container_id[:12]}" + (f" on {self.where}" if self.where else "")
+        with translate_errors(action):
+            stream = self.api.logs(container_id, stdout=True, stderr=True, stream=True, follow=follow,
+                                   tail=max(0, tail), since=None if since is None else since.timestamp(),
+                                   timestamps=False)
+        return read_log_stream(stream, action)
 
     def volume_exists(self, name: str, node: str | None = None) -> bool:
         try:
@@ -1000,6 +1014,21 @@ def stream_socket(stream: Any) -> list[Any]:
         return []
     raw = getattr(reader, "raw", None)
     return [reader, raw, getattr(raw, "_sock", None)]
+
+
+def read_log_stream(stream: Any, action: str) -> Iterator[str]:
+    """The lines (:func:`~app.stacks.engine.log_lines`) of a docker-py log stream (its frames' payloads), read as
+    they are consumed; what reading raises is translated naming ``action``. Closing the iterator closes the stream and its
+    socket (:func:`close_stream`)."""
+    sock = stream_socket(stream)
+    try:
+        with translate_errors(action):
+            try:
+                yield from log_lines(stream)
+            except (urllib3.exceptions.HTTPError, OSError) as exc:
+                raise EngineUnavailable(f"{action}: the stream broke: {exc}") from exc
+    finally:
+        close_stream(stream, sock)
 
 
 def close_stream(stream: Any, holders: list[Any]) -> None:

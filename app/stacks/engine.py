@@ -22,8 +22,10 @@ contract is :mod:`app.stacks.project`), never by name. Every implementation rais
 from __future__ import annotations
 
 import abc
+import codecs
 from dataclasses import dataclass, field
-from typing import Any, ContextManager, Iterator, Protocol, Sequence
+from datetime import datetime
+from typing import Any, ContextManager, Iterable, Iterator, Protocol, Sequence
 
 from app.stacks.project import service_of
 
@@ -37,6 +39,40 @@ class Readable(Protocol):
 
 #: How much of a command's output :meth:`Engine.exec_input` returns and :class:`~app.errors.CommandFailed` quotes.
 OUTPUT_TAIL_BYTES = 4096
+
+
+#: The longest log line :meth:`Engine.stream_logs` yields in one piece (characters); longer ones come in pieces.
+LOG_LINE_MAX_CHARS = 16384
+
+
+def log_lines(chunks: Iterable[bytes]) -> Iterator[str]:
+    """The lines of a log stream that arrives in ``chunks`` of any size (an engine's frames): decoded as UTF-8
+    (undecodable bytes replaced; a character split between chunks is kept whole), without line endings
+    (``\\n``, ``\\r\\n``), a line longer than :data:`LOG_LINE_MAX_CHARS` in pieces of that size; a last line
+    without an ending too. Holds at most one line in memory."""
+    decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+    pending = ""
+    for chunk in chunks:
+        pending += decoder.decode(chunk)
+        *complete, pending = pending.split("\n")
+        for line in complete:
+            yield from _pieces(line.removesuffix("\r"))
+        while len(pending) > LOG_LINE_MAX_CHARS:
+            yield pending[:LOG_LINE_MAX_CHARS]
+            pending = pending[LOG_LINE_MAX_CHARS:]
+    pending += decoder.decode(b"", final=True)
+    for line in pending.split("\n"):
+        if line:
+            yield from _pieces(line.removesuffix("\r"))
+
+
+def _pieces(line: str) -> Iterator[str]:
+    """``line`` in pieces of at most :data:`LOG_LINE_MAX_CHARS` (an empty line is one empty piece)."""
+    if len(line) <= LOG_LINE_MAX_CHARS:
+        yield line
+        return
+    for start in range(0, len(line), LOG_LINE_MAX_CHARS):
+        yield line[start:start + LOG_LINE_MAX_CHARS]
 
 
 #: The container states in which its process runs (``restarting``: the engine is bringing it back). The one rule of
@@ -314,6 +350,24 @@ class Engine(abc.ABC):
         """The last ``tail`` lines the container wrote (standard output and error, interleaved as written; UTF-8,
         undecodable bytes replaced), whatever its state: a stopped or crash-looping one's too. In a swarm, the
         service's (its tasks' lines, on whichever node they ran). :class:`~app.errors.NotFound` when it is gone.
+        """
+
+    @abc.abstractmethod
+    def stream_logs(self, container_id: str, *, tail: int, since: datetime | None = None,
+                    follow: bool = False) -> Iterator[str]:
+        """The container's log lines as an iterator, read from the engine as they are consumed (memory stays flat).
+
+        Each item is one line as the container wrote it (standard output and error, interleaved as written; UTF-8,
+        undecodable bytes replaced), without its line ending; a line longer than :data:`LOG_LINE_MAX_CHARS` comes in
+        pieces of that size. ``tail``: only the last ``tail`` lines (0: none of the past ones); ``since`` (an aware
+        datetime): only lines written from then on (a swarm: to the second); ``follow``: after those, the lines
+        written from now on, until the iterator is closed (``close()``, which closes the engine's stream). Works
+        whatever the container's state: a stopped one's lines too. In a swarm, the service's (its tasks' lines,
+        failed ones included, on whichever node they ran).
+
+        The engine is asked when this is called: :class:`~app.errors.NotFound` (the container is gone) and
+        :class:`~app.errors.EngineUnavailable` are raised here; a stream that breaks midway raises
+        :class:`~app.errors.EngineUnavailable` from ``next()``.
         """
 
     # -- networks -----------------------------------------------------------

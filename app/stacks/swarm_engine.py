@@ -39,7 +39,8 @@ from pathlib import Path
 from typing import Any, ContextManager, Iterable, Iterator, Sequence
 
 from app.errors import EngineOperationError, EngineUnavailable, LiveError, NotFound
-from app.stacks.docker_engine import DockerEngine, close_stream, stream_socket, translate_errors
+from app.stacks.docker_engine import (CancellableStream, DockerEngine, close_stream, read_log_stream, stream_socket,
+                                      translate_errors)
 from app.stacks.engine import (LISTED, ContainerRequest, ContainerState, Engine, EngineEvent, NetworkRequest,
                                NetworkState, NodeState, Readable, VolumeRequest, VolumeState, VolumeUsage)
 from app.stacks.project import CONFIG_HASH_LABEL, DEPLOYMENT_LABEL, NODE_ENGINE_LABEL, ORDER_LABEL
@@ -479,6 +480,22 @@ class SwarmEngine(Engine):
                                            timestamps=False, is_tty=False)
             output = b"".join(chunks) if not isinstance(chunks, bytes) else chunks
         return output.decode("utf-8", errors="replace")
+
+    def stream_logs(self, container_id: str, *, tail: int, since: dt.datetime | None = None,
+                    follow: bool = False) -> Iterator[str]:
+        """``GET /services/{id}/logs`` streamed by the manager from the service's tasks wherever they ran (``docker
+        service logs --tail --since [--follow]``; failed tasks included); see :meth:`Engine.stream_logs`. The
+        engine takes ``since`` in whole seconds: it is rounded down (a line of that second may come too)."""
+        action = f"read the logs of swarm service {container_id[:12]}"
+        params = {"details": False, "follow": follow, "stdout": True, "stderr": True, "timestamps": False,
+                  "tail": max(0, tail), "since": 0 if since is None else int(since.timestamp())}
+        with translate_errors(action):
+            # docker-py's service_logs() hands back a bare generator, which cannot close its response (a followed
+            # stream would hold its socket until collected): the same request, wrapped as its container logs() are.
+            response = self.api._get(self.api._url("/services/{0}/logs", container_id), params=params, stream=True)
+            self.api._raise_for_status(response)
+            stream = CancellableStream(self.api._multiplexed_response_stream_helper(response), response)
+        return read_log_stream(stream, action)
 
     def _task_container(self, service_id: str) -> tuple[str | None, str]:
         """``(node id, container id)`` of the service's running task; EngineOperationError when none runs."""

@@ -19,7 +19,7 @@ def test_the_port_has_the_operations_the_deployer_and_the_handlers_use():
     assert PORT_METHODS == sorted([
         "ping", "image_id", "image_present",
         "list_containers", "inspect_container", "create_container", "start_container", "unpause_container",
-        "stop_container", "rename_container", "remove_container", "container_usage", "container_logs",
+        "stop_container", "rename_container", "remove_container", "container_usage", "container_logs", "stream_logs",
         "list_networks", "create_network", "remove_network",
         "list_volumes", "volume_exists", "create_volume", "remove_volume", "volume_usage",
         "export_volume", "import_volume", "exec_output", "exec_input", "events",
@@ -55,6 +55,7 @@ def imported_by(module) -> set[str]:
 def test_the_port_knows_no_orchestrator_library():
     # The port reads container labels through Live's label contract, which is plain Python over the stack model.
     imported = imported_by(engine_module)
-    assert imported <= {"__future__", "abc", "dataclasses", "pathlib", "typing", "app.stacks.project"}, imported
+    assert imported <= {"__future__", "abc", "codecs", "dataclasses", "datetime", "pathlib", "typing",
+                        "app.stacks.project"}, imported
     contract = imported_by(project_module)
     assert contract <= {"__future__", "dataclasses", "typing", "app.compose.model"}, contract
