@@ -5,6 +5,7 @@ of wiring the database, the catalog and the container engine.
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import peewee
@@ -24,6 +25,7 @@ from app.ingress.routes import RouteTable
 from app.ingress.service import IngressService
 from app.logging_setup import configure_logging
 from app.orders.drift import DriftChecker, DriftMode, DriftRules
+from app.orders.logs import OrderLogs
 from app.orders.operations import OperationRunner
 from app.orders.queries import OrderQueries
 from app.orders.service import OrderService
@@ -82,6 +84,11 @@ class Live:
             mode=DriftMode(s.drift), max_repairs=s.drift_max_repairs, window_seconds=s.drift_window_seconds,
             crash_deaths=s.drift_crash_deaths, unhealthy_seconds=s.drift_unhealthy_seconds,
             log_lines=s.drift_log_lines), stale_seconds=s.mirror_stale_seconds)
+
+    @functools.cached_property
+    def logs(self) -> OrderLogs:
+        """Orders' service logs read from the engine (app/orders/logs.py)."""
+        return OrderLogs(self.engine, self.settings.deployment)
 
     def mirror_follower(self) -> MirrorFollower:
         """The worker's follower of the engine's events (app/stacks/mirror.py); the worker names it."""

@@ -17,6 +17,7 @@ tests make one each) never share them.
 - ``catalog``: catalog syncs (:class:`app.catalog.catalog.Catalog`);
 - ``backups``: taking, checking and pruning backups (:class:`app.backups.service.BackupService`; its reads
   for views are in ``queries``);
+- ``logs``: orders' service logs (:class:`app.orders.logs.OrderLogs`);
 - ``settings``: the configuration (:class:`app.config.Settings`);
 - ``wait_slots``: the bound on lifecycle calls that wait (:class:`app.web.wait_slots.WaitSlots`);
 - ``live``: all components (:class:`app.bootstrap.Live`), for the CLI's installation commands
@@ -34,6 +35,7 @@ if TYPE_CHECKING:
     from app.bootstrap import Live
     from app.catalog.catalog import Catalog
     from app.config import Settings
+    from app.orders.logs import OrderLogs
     from app.orders.queries import OrderQueries
     from app.orders.service import OrderService
     from app.web.wait_slots import WaitSlots
@@ -58,5 +60,6 @@ queries: OrderQueries = LocalProxy(lambda: _live().queries)  # type: ignore[assi
 orders: OrderService = LocalProxy(lambda: _live().orders)  # type: ignore[assignment]
 catalog: Catalog = LocalProxy(lambda: _live().catalog)  # type: ignore[assignment]
 backups: BackupService = LocalProxy(lambda: _live().backups)  # type: ignore[assignment]
+logs: OrderLogs = LocalProxy(lambda: _live().logs)  # type: ignore[assignment]
 settings: Settings = LocalProxy(lambda: _live().settings)  # type: ignore[assignment]
 wait_slots: WaitSlots = LocalProxy(lambda: current_app.extensions[WAIT_SLOTS])  # type: ignore[assignment]

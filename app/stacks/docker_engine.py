@@ -1018,17 +1018,37 @@ def stream_socket(stream: Any) -> list[Any]:
 
 def read_log_stream(stream: Any, action: str) -> Iterator[str]:
     """The lines (:func:`~app.stacks.engine.log_lines`) of a docker-py log stream (its frames' payloads), read as
-    they are consumed; what reading raises is translated naming ``action``. Closing the iterator closes the stream and its
-    socket (:func:`close_stream`)."""
-    sock = stream_socket(stream)
-    try:
-        with translate_errors(action):
-            try:
-                yield from log_lines(stream)
-            except (urllib3.exceptions.HTTPError, OSError) as exc:
-                raise EngineUnavailable(f"{action}: the stream broke: {exc}") from exc
-    finally:
-        close_stream(stream, sock)
+    they are consumed; what reading raises is translated naming ``action``. The end of the stream, or ``close()``
+    (read or not), closes the stream and its socket (:func:`close_stream`)."""
+    return _LogLines(stream, action)
+
+
+class _LogLines:
+    """:func:`read_log_stream`'s iterator."""
+
+    def __init__(self, stream: Any, action: str):
+        self._stream, self._sock = stream, stream_socket(stream)
+        self._lines = self._read(action)
+
+    def _read(self, action: str) -> Iterator[str]:
+        try:
+            with translate_errors(action):
+                try:
+                    yield from log_lines(self._stream)
+                except (urllib3.exceptions.HTTPError, OSError) as exc:
+                    raise EngineUnavailable(f"{action}: the stream broke: {exc}") from exc
+        finally:
+            close_stream(self._stream, self._sock)
+
+    def __iter__(self) -> Iterator[str]:
+        return self
+
+    def __next__(self) -> str:
+        return next(self._lines)
+
+    def close(self) -> None:
+        self._lines.close()
+        close_stream(self._stream, self._sock)
 
 
 def close_stream(stream: Any, holders: list[Any]) -> None:
@@ -1043,7 +1063,7 @@ def close_stream(stream: Any, holders: list[Any]) -> None:
         try:
             close()
         except Exception as exc:  # noqa: BLE001 (closing a broken stream: nothing left to do)
-            log.debug("closing an event stream: %s", exc)
+            log.debug("closing a stream: %s", exc)
 
 
 def _engine_event(raw: dict[str, Any]) -> EngineEvent | None:

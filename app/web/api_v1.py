@@ -6,12 +6,13 @@ from typing import TYPE_CHECKING
 from apiflask import APIBlueprint
 from flask.views import MethodView
 
-from app.collaborators import catalog, orders, queries
+from app.collaborators import catalog, logs, orders, queries
 from app.errors import DataRiskError
 from app.orders.lifecycle import CallResult
 from app.presenters import timestamp
 from app.web.auth import actor, auth, current_principal
 from app.web.errors import caller_sees_detail
+from app.web.log_answer import LOG_ERRORS, log_answer
 from app.web.schemas import (
     ApiLifecycleOut,
     BackupsOut,
@@ -21,6 +22,7 @@ from app.web.schemas import (
     ChangePlanIn,
     CustomerQuery,
     EventPageOut,
+    LogsQuery,
     MoveIn,
     OperationListOut,
     OperationOut,
@@ -98,6 +100,16 @@ def order_events(order_id: int, query: dict):
     # An event's error detail (in its data) is for admin keys only.
     return queries.order_events(order, page=query["page"], per_page=query["per_page"],
                                 include_private=caller_sees_detail())
+
+
+@bp.get(f"/orders/{ID.format('order_id')}/logs")
+@bp.auth_required(auth, roles=["read"])
+@bp.input(LogsQuery, location="query", arg_name="query")
+@bp.doc(summary="The order's service logs as plain text, streamed: the last `tail` lines of one service or of each, "
+                "since a time; generated secrets and the customer's password masked", responses=LOG_ERRORS)
+def order_logs(order_id: int, query: dict):
+    return log_answer(logs.open(queries.order(order_id), service=query["service"], tail=query["tail"],
+                                since=query["since"], include_private=caller_sees_detail()))
 
 
 class OrderBackups(MethodView):

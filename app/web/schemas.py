@@ -6,6 +6,7 @@ from apiflask.fields import Boolean, DateTime, Dict, Email, Float, Integer, List
 from apiflask.validators import Length, OneOf, Range
 
 from app.orders.lifecycle import LIFECYCLE_RESULTS, CallResult, OperationState, OrderStatus
+from app.orders.logs import DEFAULT_TAIL, MAX_TAIL
 
 MAX_WAIT_SECONDS = 120
 MAX_ID = 2**31 - 1  # ids are 32-bit in the database
@@ -379,6 +380,17 @@ class ProductListOut(Schema):
 class UsageQuery(Schema):
     service_id = List(Integer(validate=Range(min=1, max=MAX_ID)), load_default=None,
                       metadata={"description": "Only these services (repeat the parameter); default all."})
+
+
+class LogsQuery(Schema):
+    service = String(load_default=None, validate=Length(min=1, max=64), metadata={
+        "description": "Only this service of the order (a 404 names the order's services); default: every service, "
+                       "each line prefixed with `<service> | `."})
+    tail = Integer(load_default=DEFAULT_TAIL, validate=Range(min=0, max=MAX_TAIL), metadata={
+        "description": f"The last lines of each service (0 to {MAX_TAIL}; default {DEFAULT_TAIL})."})
+    since = String(load_default=None, validate=Length(max=64), metadata={
+        "description": "Only lines written from then on: ISO 8601 (`2026-12-01T08:00:00Z`; without an offset: UTC) "
+                       "or a duration back from now (`90s`, `15m`, `2h`, `1d`)."})
 
 
 class ServiceUsageOut(Schema):

@@ -14,17 +14,19 @@ from apiflask import APIBlueprint
 from flask import jsonify
 from flask.views import MethodView
 
-from app.collaborators import orders, queries, wait_slots
+from app.collaborators import logs, orders, queries, wait_slots
 from app.orders.heartbeat import WorkerStatus
 from app.orders.lifecycle import CallResult, OperationState
 from app.orders.service import CustomerInfo, Outcome
 from app.presenters import operation_view
 from app.web.auth import actor, auth, current_principal
+from app.web.log_answer import LOG_ERRORS, log_answer
 from app.web.schemas import (
     BackupsOut,
     ChangePackageIn,
     CreateIn,
     LifecycleOut,
+    LogsQuery,
     FailureQuery,
     FailuresOut,
     ServiceInfoOut,
@@ -274,6 +276,17 @@ def restore(service_id: int, backup_id: str, body: dict):
     outcome = orders.restore(order, backup_id, product=manifest.product, source_order_id=manifest.order_id,
                              requested_by=actor())
     return lifecycle_answer(outcome, body["wait"])
+
+
+@bp.get(f"{SERVICE}/logs")
+@bp.auth_required(auth, roles=["whmcs"])
+@bp.input(LogsQuery, location="query", arg_name="query")
+@bp.doc(summary="The service's logs as plain text, streamed (client area: the last 100 lines of one service, "
+                "`?service=<name>`; the services are in X-Live-Order-Services); secrets and the customer's password "
+                "masked, errors in public words", responses=LOG_ERRORS)
+def service_logs(service_id: int, query: dict):
+    return log_answer(logs.open(queries.order_for_service(service_id), service=query["service"], tail=query["tail"],
+                                since=query["since"]))
 
 
 @bp.get(SERVICE)
