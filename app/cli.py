@@ -18,12 +18,13 @@ from flask.cli import AppGroup
 
 from app.catalog.product import load_product_folder
 from app.catalog.source import LocalFolderSource
-from app.collaborators import backups, catalog, live, orders, queries, settings
+from app.collaborators import backups, catalog, live, logs, orders, queries, settings
 from app.db import upgrade
 from app.apikeys import SCOPES, create_key, list_keys, revoke_key
 from app.errors import DataRiskError, LiveError
 from app.orders.heartbeat import describe_seconds
 from app.orders.lifecycle import OperationState
+from app.orders.logs import DEFAULT_TAIL, MAX_TAIL
 from app.orders.service import CustomerInfo, Outcome
 from app.presenters import PRIVATE_EVENT_DATA
 
@@ -499,6 +500,30 @@ def orders_show(order, as_json):
         click.echo(f"  {e['created_at']} {e['kind']:22} {e['message']}")
         if e["data"].get(PRIVATE_EVENT_DATA):
             click.echo(f"      detail: {e['data'][PRIVATE_EVENT_DATA]}")
+
+
+@orders_cli.command("logs")
+@click.argument("order")
+@click.option("--service", default=None, help="Only this service (default: every service, lines prefixed with it).")
+@click.option("--tail", type=int, default=DEFAULT_TAIL, show_default=True,
+              help=f"The last lines of each service (0 to {MAX_TAIL}).")
+@click.option("--since", default=None,
+              help="Only lines written from then on: ISO 8601 (UTC without an offset) or a duration (90s, 15m, 2h, 1d).")
+@click.option("--follow", "-f", is_flag=True, help="Then print new lines as they are written, until interrupted.")
+def orders_logs(order, service, tail, since, follow):
+    """Print an order's service logs, read from the engine as they come; the order's secrets are masked."""
+    record = _get_order(order)
+    try:
+        stream = logs.open(record, service=service, tail=tail, since=since, follow=follow, include_private=True)
+    except LiveError as exc:
+        _fail(exc)
+    try:
+        for line in stream:
+            click.echo(line)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        stream.close()
 
 
 # -- backups -------------------------------------------------------------------
