@@ -12,7 +12,7 @@ from app.orders.lifecycle import CallResult
 from app.presenters import timestamp
 from app.web.auth import actor, auth, current_principal
 from app.web.errors import caller_sees_detail
-from app.web.log_answer import LOG_ERRORS, log_answer
+from app.web.log_answer import LOG_ERRORS, LOG_OUTPUT, log_answer
 from app.web.schemas import (
     ApiLifecycleOut,
     BackupsOut,
@@ -105,6 +105,7 @@ def order_events(order_id: int, query: dict):
 @bp.get(f"/orders/{ID.format('order_id')}/logs")
 @bp.auth_required(auth, roles=["read"])
 @bp.input(LogsQuery, location="query", arg_name="query")
+@bp.output(**LOG_OUTPUT)
 @bp.doc(summary="The order's service logs as plain text, streamed: the last `tail` lines of one service or of each, "
                 "since a time; generated secrets and the customer's password masked", responses=LOG_ERRORS)
 def order_logs(order_id: int, query: dict):

@@ -9,16 +9,17 @@ from __future__ import annotations
 
 from typing import Iterator
 
+from apiflask.schemas import FileSchema
 from flask import Response
 
 from app.orders.logs import LogStream
 
-#: What the route's OpenAPI entry says of its 200 answer.
-LOGS_ANSWER = ("The lines as plain text (UTF-8), streamed; secrets masked. Headers X-Live-Services and "
-               "X-Live-Order-Services list the services (comma-separated)")
+#: The ``output()`` arguments of both log routes: a text body, described as such in the OpenAPI document.
+LOG_OUTPUT = {"schema": FileSchema(type="string"), "content_type": "text/plain",
+              "description": "The lines as plain text (UTF-8), streamed; secrets masked. Headers X-Live-Services and "
+                             "X-Live-Order-Services list the services (comma-separated)"}
 #: The error answers of both log routes (the 401 is added by the spec processor).
-LOG_ERRORS = {200: LOGS_ANSWER,
-              404: "No such order (not_found / order_not_found), or no such service: the message names the order's",
+LOG_ERRORS = {404: "No such order (not_found / order_not_found), or no such service: the message names the order's",
               409: "The order has no containers: not deployed yet, or terminated (code conflict)",
               422: "A bad `tail` (0 to 1000) or `since`: the message names the parameter",
               503: "The container engine cannot be reached (code unavailable)"}

@@ -20,7 +20,7 @@ from app.orders.lifecycle import CallResult, OperationState
 from app.orders.service import CustomerInfo, Outcome
 from app.presenters import operation_view
 from app.web.auth import actor, auth, current_principal
-from app.web.log_answer import LOG_ERRORS, log_answer
+from app.web.log_answer import LOG_ERRORS, LOG_OUTPUT, log_answer
 from app.web.schemas import (
     BackupsOut,
     ChangePackageIn,
@@ -281,6 +281,7 @@ def restore(service_id: int, backup_id: str, body: dict):
 @bp.get(f"{SERVICE}/logs")
 @bp.auth_required(auth, roles=["whmcs"])
 @bp.input(LogsQuery, location="query", arg_name="query")
+@bp.output(**LOG_OUTPUT)
 @bp.doc(summary="The service's logs as plain text, streamed (client area: the last 100 lines of one service, "
                 "`?service=<name>`; the services are in X-Live-Order-Services); secrets and the customer's password "
                 "masked, errors in public words", responses=LOG_ERRORS)
