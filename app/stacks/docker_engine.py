@@ -1028,7 +1028,16 @@ class _LogLines:
 
     def __init__(self, stream: Any, action: str):
         self._stream, self._sock = stream, stream_socket(stream)
+        # The pooled connection the answer came on: its socket is closed under it (close_stream), so the connection
+        # itself is closed too, or the pool would hand it to the next call with a dead socket (a ValueError in
+        # urllib3's liveness check) instead of opening a new one.
+        self._connection = getattr(getattr(getattr(stream, "_response", None), "raw", None), "_connection", None)
         self._lines = self._read(action)
+
+    def _close(self) -> None:
+        close_stream(self._stream, self._sock)
+        if self._connection is not None:
+            self._connection.close()
 
     def _read(self, action: str) -> Iterator[str]:
         try:
@@ -1038,7 +1047,7 @@ class _LogLines:
                 except (urllib3.exceptions.HTTPError, OSError) as exc:
                     raise EngineUnavailable(f"{action}: the stream broke: {exc}") from exc
         finally:
-            close_stream(self._stream, self._sock)
+            self._close()
 
     def __iter__(self) -> Iterator[str]:
         return self
@@ -1048,7 +1057,7 @@ class _LogLines:
 
     def close(self) -> None:
         self._lines.close()
-        close_stream(self._stream, self._sock)
+        self._close()
 
 
 def close_stream(stream: Any, holders: list[Any]) -> None:

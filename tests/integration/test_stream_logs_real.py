@@ -3,6 +3,7 @@ swarm service) that stopped, ``since`` keeping only lines written from a time on
 closed while the container still writes."""
 from __future__ import annotations
 
+import contextlib
 import secrets
 from datetime import datetime
 
@@ -15,9 +16,10 @@ from app.stacks.swarm_engine import SwarmEngine
 from tests.conftest import TEST_IMAGE, require_swarm_manager
 from tests.support.waiting import wait_for
 
-#: 300 early lines, a pause, 3 late ones; then it ends.
-SCRIPT = ["sh", "-c", "i=1; while [ $i -le 300 ]; do echo early $i; i=$((i+1)); done; sleep 2; "
-                      "echo late 1; echo late 2 >&2; echo late 3"]
+#: 300 early lines, a pause, one on standard error, a pause, 3 late ones; then it ends. (The engine timestamps each
+#: stream's lines as it reads them, so only a pause orders lines of the two streams.)
+SCRIPT = ["sh", "-c", "i=1; while [ $i -le 300 ]; do echo early $i; i=$((i+1)); done; sleep 1; echo oops >&2; "
+                      "sleep 1; echo late 1; echo late 2; echo late 3"]
 PREFIX = "logs16t"
 
 
@@ -35,23 +37,26 @@ def stopped(request, docker_engine):
                                               network_mode="none")
         target.wait(timeout=60)
         engine = DockerEngine()
-    wait_for(lambda: list(engine.stream_logs(target.id, tail=1)) == ["late 3"], timeout=60, what="the last line")
-    yield engine, target.id
     try:
-        target.remove() if request.param == "swarm" else target.remove(force=True)
-    except docker.errors.NotFound:
-        pass
+        wait_for(lambda: list(engine.stream_logs(target.id, tail=1)) == ["late 3"], timeout=60, what="the last line")
+        yield engine, target.id
+    finally:
+        with contextlib.suppress(docker.errors.NotFound):
+            if request.param == "swarm":
+                target.remove()  # its task's container goes with it
+            else:
+                target.remove(force=True)
 
 
 def test_the_last_lines_of_a_stopped_container_standard_error_included(stopped):
     engine, target = stopped
-    assert list(engine.stream_logs(target, tail=4)) == ["early 300", "late 1", "late 2", "late 3"]
-    assert len(list(engine.stream_logs(target, tail=1000))) == 303
+    assert list(engine.stream_logs(target, tail=5)) == ["early 300", "oops", "late 1", "late 2", "late 3"]
+    assert len(list(engine.stream_logs(target, tail=1000))) == 304
 
 
 def test_since_keeps_the_lines_written_from_then_on(stopped, docker_engine):
     engine, target = stopped
-    # When "late 1" was written, as the engine timestamps it (the 2 s pause keeps the early lines before it).
+    # When "late 1" was written, as the engine timestamps it (a pause keeps the earlier lines before it).
     api = docker_engine.api
     raw = (b"".join(api.service_logs(target, stdout=True, stderr=True, timestamps=True, is_tty=False))
            if isinstance(engine, SwarmEngine) else api.logs(target, timestamps=True))
