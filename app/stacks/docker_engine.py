@@ -516,7 +516,8 @@ class DockerEngine(Engine):
     def stream_logs(self, container_id: str, *, tail: int, since: datetime | None = None,
                     follow: bool = False) -> Iterator[str]:
         """``GET /containers/{id}/logs`` streamed (``docker logs --tail --since [--follow]``), see
-        :meth:`Engine.stream_logs`; ``since`` is sent with its fractions of a second."""
+        :meth:`Engine.stream_logs`; ``since`` is sent with its fractions of a second. docker-py's ``logs()`` looks
+        at the container's ``Config.Tty`` first (one inspect) and reads a TTY's raw text as such, not as frames."""
         action = f"read the logs of {container_id[:12]}" + (f" on {self.where}" if self.where else "")
         with translate_errors(action):
             stream = self.api.logs(container_id, stdout=True, stderr=True, stream=True, follow=follow,
@@ -1056,8 +1057,13 @@ class _LogLines:
         return next(self._lines)
 
     def close(self) -> None:
-        self._lines.close()
+        """Close the engine's stream; from another thread too, while ``next()`` waits (the socket is shut down
+        first, which wakes the reader; the generator is closed by its own thread then)."""
         self._close()
+        try:
+            self._lines.close()
+        except ValueError:  # "generator already executing": another thread reads; it ends on the closed socket
+            pass
 
 
 def close_stream(stream: Any, holders: list[Any]) -> None:

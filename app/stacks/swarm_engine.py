@@ -477,7 +477,7 @@ class SwarmEngine(Engine):
         service logs --tail``; tasks that failed included, which a crash loop needs)."""
         with translate_errors(f"read the logs of swarm service {container_id[:12]}"):
             chunks = self.api.service_logs(container_id, stdout=True, stderr=True, tail=max(0, tail),
-                                           timestamps=False, is_tty=False)
+                                           timestamps=False, is_tty=self._service_tty(container_id))
             output = b"".join(chunks) if not isinstance(chunks, bytes) else chunks
         return output.decode("utf-8", errors="replace")
 
@@ -489,13 +489,23 @@ class SwarmEngine(Engine):
         action = f"read the logs of swarm service {container_id[:12]}"
         params = {"details": False, "follow": follow, "stdout": True, "stderr": True, "timestamps": False,
                   "tail": max(0, tail), "since": 0 if since is None else int(since.timestamp())}
+        tty = self._service_tty(container_id)
         with translate_errors(action):
             # docker-py's service_logs() hands back a bare generator, which cannot close its response (a followed
             # stream would hold its socket until collected): the same request, wrapped as its container logs() are.
             response = self.api._get(self.api._url("/services/{0}/logs", container_id), params=params, stream=True)
             self.api._raise_for_status(response)
-            stream = CancellableStream(self.api._multiplexed_response_stream_helper(response), response)
+            # With a TTY the engine sends the raw text, without frames (read as frames, its first 8 bytes would be a
+            # length of up to 4 GB): docker-py's own choice between the two readers, as its service_logs() makes it.
+            stream = CancellableStream(self.api._get_result_tty(True, response, tty), response)
         return read_log_stream(stream, action)
+
+    def _service_tty(self, service_id: str) -> bool:
+        """Whether the service's containers have a TTY (``Spec.TaskTemplate.ContainerSpec.TTY``): their logs are
+        then raw text, not frames of standard output and error (docker-py's ``service_logs`` asks the same)."""
+        with translate_errors(f"inspect swarm service {service_id[:12]}"):
+            spec = self.api.inspect_service(service_id).get("Spec") or {}
+        return bool(((spec.get("TaskTemplate") or {}).get("ContainerSpec") or {}).get("TTY", False))
 
     def _task_container(self, service_id: str) -> tuple[str | None, str]:
         """``(node id, container id)`` of the service's running task; EngineOperationError when none runs."""
