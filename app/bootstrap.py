@@ -88,7 +88,7 @@ class Live:
     @functools.cached_property
     def logs(self) -> OrderLogs:
         """Orders' service logs read from the engine (app/orders/logs.py)."""
-        return OrderLogs(self.engine, self.settings.deployment)
+        return OrderLogs(self.engine, self.settings.deployment, self.settings.logs_timeout_seconds)
 
     def mirror_follower(self) -> MirrorFollower:
         """The worker's follower of the engine's events (app/stacks/mirror.py); the worker names it."""

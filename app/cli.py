@@ -508,10 +508,13 @@ def orders_show(order, as_json):
 @click.option("--tail", type=int, default=DEFAULT_TAIL, show_default=True,
               help=f"The last lines of each service (0 to {MAX_TAIL}).")
 @click.option("--since", default=None,
-              help="Only lines written from then on: ISO 8601 (UTC without an offset) or a duration (90s, 15m, 2h, 1d).")
+              help="Only lines written from then on: ISO 8601 (UTC without an offset) or a duration (90s, 15m, 2h, "
+                   "1d); after 1970-01-01, not in the future.")
 @click.option("--follow", "-f", is_flag=True, help="Then print new lines as they are written, until interrupted.")
 def orders_logs(order, service, tail, since, follow):
-    """Print an order's service logs, read from the engine as they come; the order's secrets are masked."""
+    """Print an order's service logs, read from the engine as they come; the order's secrets are masked. Without
+    --follow the read ends after LIVE_LOGS_TIMEOUT_SECONDS (a last line says it was cut); Ctrl-C closes every
+    engine stream."""
     record = _get_order(order)
     try:
         stream = logs.open(record, service=service, tail=tail, since=since, follow=follow, include_private=True)

@@ -98,6 +98,7 @@ class Settings:
     drift_crash_deaths: int = 3  # deaths of a container (counted by the mirror) that make a crash loop
     drift_unhealthy_seconds: float = 60.0  # how long a container may stay unhealthy before it is drift
     drift_log_lines: int = 20  # last log lines quoted when an order is failing
+    logs_timeout_seconds: float = 30.0  # total deadline of a service log read that is not followed
 
     @property
     def public_scheme(self) -> str:
@@ -242,6 +243,8 @@ def load_settings(environ: dict | None = None) -> Settings:
         usage_disk_seconds=_interval(env, "LIVE_USAGE_DISK_SECONDS", Settings.usage_disk_seconds, minimum=10.0),
         usage_stats_per_second=_float(env, "LIVE_USAGE_STATS_PER_SECOND", Settings.usage_stats_per_second,
                                       minimum=0.1),
+        logs_timeout_seconds=_float(env, "LIVE_LOGS_TIMEOUT_SECONDS", Settings.logs_timeout_seconds, minimum=1.0,
+                                    maximum=3600.0),
         **_ingress(env),
         **_backup_store(env, backup_dir),
         **_backup_policy(env),

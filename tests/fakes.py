@@ -74,6 +74,7 @@ from app.stacks.engine import (
     VolumeRequest,
     VolumeState,
     VolumeUsage,
+    log_lines,
 )
 
 #: What an exec handler does: ``fn(command, stdin, container) -> (exit code, stdout, stderr)``; ``stdin`` is
@@ -167,6 +168,11 @@ class FakeEngine(Engine):
         #: the same keys -> when each line of :attr:`logs` was written (seconds since the epoch, one per line, in
         #: order): stream_logs' ``since`` compares them; lines without one count as written before any ``since``.
         self.log_times: dict[str, list[float]] = {}
+        #: container names or services whose stream_logs, after its lines, waits for more until closed (a followed
+        #: stream; an engine that hangs): ``close()`` from another thread ends it. Every such stream opened is in
+        #: :attr:`open_log_streams` until closed.
+        self.hung_logs: set[str] = set()
+        self.open_log_streams: list[_HungLogStream] = []
         #: container id -> (memory bytes, CPU seconds) for container_usage.
         self.usage: dict[str, tuple[float, float]] = {}
         #: Host ports another process listens on: a container publishing one does not start.
@@ -526,8 +532,14 @@ class FakeEngine(Engine):
             lines = [line for i, line in enumerate(lines) if i < len(times) and times[i] >= since.timestamp()]
         lines = lines[-tail:] if tail > 0 else []
 
+        if container.name in self.hung_logs or container.service in self.hung_logs:
+            stream = _HungLogStream(lines, self.open_log_streams)
+            with self._lock:
+                self.open_log_streams.append(stream)
+            return stream
+
         def read() -> Iterator[str]:
-            for line in lines:
+            for line in log_lines(line.encode() + b"\n" for line in lines):  # long lines in pieces, as an engine
                 yield line
                 if failure is not None:
                     raise failure
@@ -907,3 +919,35 @@ class FakeRouteTable(RouteTable):
     def check(self) -> bool:
         self._answer()
         return True
+
+
+class _HungLogStream:
+    """A log stream that, after its lines, waits until :meth:`close` (from any thread), then ends, as a docker-py
+    stream whose socket is shut down; it leaves ``registry`` when closed."""
+
+    def __init__(self, lines: list[str], registry: list):
+        self._lines = iter(lines)
+        self._closed = threading.Event()
+        self._registry = registry
+
+    def __iter__(self) -> Iterator[str]:
+        return self
+
+    def __next__(self) -> str:
+        if not self._closed.is_set():
+            line = next(self._lines, None)
+            if line is not None:
+                return line
+            self._closed.wait()
+        raise StopIteration
+
+    @property
+    def closed(self) -> bool:
+        return self._closed.is_set()
+
+    def close(self) -> None:
+        self._closed.set()
+        try:
+            self._registry.remove(self)
+        except ValueError:
+            pass

@@ -7,11 +7,16 @@ container's stream (:meth:`~app.stacks.engine.Engine.stream_logs`) before it ret
 is an error of the call, never a broken answer. The :class:`LogStream` it returns yields lines read from the engine
 as they are consumed: memory holds one line per service whatever the logs' size.
 
-Every line has the order's secrets masked (:func:`~app.orders.drift.mask_secrets`: the generated passwords and the
-customer's own password, all in ``Order.secrets``). With one ``service`` the lines are its own; without, every
-service's (``tail`` lines each, one service after the other, sorted by name; followed: as they come), each line
-prefixed with ``<service> | `` as ``docker compose logs`` does. A stream that fails midway ends with a line saying
+Every line has the order's secrets masked (:func:`~app.orders.drift.mask_secrets`: every value of ``Order.secrets``,
+today the passwords generated for the order; the customer's own password once it is stored there too), also a
+secret that spans the cut of a line longer than :data:`~app.stacks.engine.LOG_LINE_MAX_CHARS` (:func:`masked`).
+With one ``service`` the lines are its own; without, every service's (``tail`` lines each, one service after the
+other, sorted by name; followed: as they come), each line prefixed with ``<service> | `` as ``docker compose logs``
+does. A stream that fails midway ends with a line saying
 so (:data:`BROKEN`), its public text unless the caller may see private detail (the full text goes to the log).
+A read that is not followed has a total deadline (``timeout_seconds``, ``LIVE_LOGS_TIMEOUT_SECONDS``): a stream the
+engine does not end in time is closed and the answer ends with :data:`CUT` (an engine can hang on a log read
+while it holds a web thread: docker/cli#4678, moby#33183).
 """
 from __future__ import annotations
 
@@ -19,13 +24,14 @@ import logging
 import queue
 import re
 import threading
+import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Callable, Iterator
 
 from app.errors import Conflict, InvalidRequest, LiveError, NotFound
-from app.orders.drift import mask_secrets
-from app.stacks.engine import ContainerState, Engine
+from app.orders.drift import MIN_MASKED_LENGTH, mask_secrets
+from app.stacks.engine import ContainerState, Engine, LinePiece
 from app.stacks.project import container_name, order_selector
 
 if TYPE_CHECKING:
@@ -39,29 +45,47 @@ MAX_TAIL = 1000
 DEFAULT_TAIL = 100
 #: The last line of a stream that failed midway; ``{reason}`` is the error's public (or private) text.
 BROKEN = "(the log stream ended early: {reason})"
+#: The last line of a read that was not over by its deadline (public text); ``{seconds}``: the deadline.
+CUT = "(the log read was cut after {seconds:g} s: ask for fewer lines, or a later since)"
 #: Lines held between followed services' reader threads and the consumer.
 FOLLOW_BUFFER_LINES = 1000
+#: How long closing followed streams waits for their reader threads to end (seconds, all of them).
+FOLLOW_JOIN_SECONDS = 2.0
+#: The earliest ``since``: the engine takes seconds since the epoch, and rejects 0 and less.
+EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 _RELATIVE = re.compile(r"^(\d{1,9})([smhd])$")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+_SINCE_FORMS = "an ISO 8601 time (2026-12-01T08:00:00Z) or a duration (90s, 15m, 2h, 1d)"
 
 
 def parse_since(text: str | None, now: datetime | None = None) -> datetime | None:
     """The aware UTC time ``text`` gives: ISO 8601 (``2026-12-01T08:00:00Z``; without an offset: UTC) or a duration
-    back from ``now`` (default: the clock), ``90s``, ``15m``, ``2h``, ``1d``; None or "" is None. Anything else
+    back from ``now`` (default: the clock), ``90s``, ``15m``, ``2h``, ``1d``; None or "" is None. The time must be
+    after 1970-01-01T00:00:00Z (:data:`EPOCH`; a duration reaching back that far too) and not after ``now`` (a time
+    in the future is refused, not clamped: it is most often a local time sent without its offset). Anything else
     is an :class:`~app.errors.InvalidRequest` naming ``since``."""
     if not text:
         return None
     text = text.strip()
+    now = now or datetime.now(timezone.utc)
     relative = _RELATIVE.match(text)
     if relative:
-        now = now or datetime.now(timezone.utc)
-        return now - timedelta(seconds=int(relative.group(1)) * _UNITS[relative.group(2)])
+        seconds = int(relative.group(1)) * _UNITS[relative.group(2)]
+        if seconds >= (now - EPOCH).total_seconds():
+            raise InvalidRequest(f"since: {text!r} reaches back to 1970-01-01 or earlier; the most is "
+                                 f"{int((now - EPOCH).total_seconds()) // 86400 - 1}d", parameter="since")
+        return now - timedelta(seconds=seconds)
     try:
         when = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
-    except ValueError:
-        raise InvalidRequest(f"since: {text!r} is neither an ISO 8601 time (2026-12-01T08:00:00Z) nor a duration "
-                             "(90s, 15m, 2h, 1d)", parameter="since") from None
-    return when.replace(tzinfo=timezone.utc) if when.tzinfo is None else when.astimezone(timezone.utc)
+        when = when.replace(tzinfo=timezone.utc) if when.tzinfo is None else when.astimezone(timezone.utc)
+    except (ValueError, OverflowError):
+        raise InvalidRequest(f"since: {text!r} is neither {_SINCE_FORMS}", parameter="since") from None
+    if when <= EPOCH:
+        raise InvalidRequest(f"since: {text!r} is not after 1970-01-01T00:00:00Z", parameter="since")
+    if when > now:
+        raise InvalidRequest(f"since: {text!r} is in the future (it is {now.isoformat(timespec='seconds')} UTC "
+                             "here; a time without an offset is UTC)", parameter="since")
+    return when
 
 
 def check_tail(tail: int) -> int:
@@ -97,9 +121,11 @@ class LogStream:
 class OrderLogs:
     """Reads orders' logs from ``engine``; ``deployment`` is the installation whose containers are the orders'."""
 
-    def __init__(self, engine: Engine, deployment: str):
+    def __init__(self, engine: Engine, deployment: str, timeout_seconds: float = 30.0):
+        """``timeout_seconds``: the total deadline of a read that is not followed (``LIVE_LOGS_TIMEOUT_SECONDS``)."""
         self.engine = engine
         self.deployment = deployment
+        self.timeout_seconds = timeout_seconds
 
     def containers(self, order: Order) -> dict[str, ContainerState]:
         """The order's container per service (one engine listing): of two for one service (a recreate under way),
@@ -119,8 +145,8 @@ class OrderLogs:
              follow: bool = False, include_private: bool = False) -> LogStream:
         """The order's log lines (see the module docstring): ``service`` (None: every service), the last ``tail``
         lines (0 to :data:`MAX_TAIL`) of each, written since ``since`` (:func:`parse_since`), then, with
-        ``follow``, new lines until closed. ``include_private``: the line that ends a broken stream has the
-        error's private text.
+        ``follow``, new lines until closed (without: the read ends with :data:`CUT` once ``timeout_seconds``
+        have passed). ``include_private``: the line that ends a broken stream has the error's private text.
 
         Raises :class:`~app.errors.InvalidRequest` (``tail``, ``since``: the message names it),
         :class:`~app.errors.Conflict` (the order has no container: not deployed yet, or terminated),
@@ -146,18 +172,23 @@ class OrderLogs:
             return lambda: self.engine.stream_logs(containers[name].id, tail=tail, since=start, follow=follow)
 
         prefix = service is None
+        deadline = None if follow else _Deadline(self.timeout_seconds)
         first = opener(chosen[0])()  # errors of the first stream are errors of the call
         if follow and len(chosen) > 1:
-            merged = _Merged([(name, opener(name)) for name in chosen], first, reason)
-            lines = (mask_secrets(f"{name} | {line}", order.secrets) for name, line in merged)
+            merged = _Merged([(name, opener(name)) for name in chosen], first, reason, order.secrets)
+            lines = (f"{name} | {line}" for name, line in merged)
             return LogStream(chosen, existing, lines, [merged.close])
-        lines = self._one_after_another(order, chosen, opener, first, prefix, reason)
-        return LogStream(chosen, existing, lines, [lambda: _close(first)])  # closed too when never read
+        lines = self._one_after_another(order, chosen, opener, first, prefix, reason, deadline)
+        closers = [lambda: _close(first)]  # closed too when never read
+        if deadline is not None:
+            closers.append(deadline.cancel)
+        return LogStream(chosen, existing, lines, closers)
 
     def _one_after_another(self, order: Order, services: list[str], opener, first: Iterator[str], prefix: bool,
-                           reason: Callable[[LiveError], str]) -> Iterator[str]:
+                           reason: Callable[[LiveError], str], deadline: _Deadline | None) -> Iterator[str]:
         """Every line of ``services`` in turn, masked, prefixed with the service when ``prefix``; a service whose
-        stream fails gets a last line saying so (:data:`BROKEN`) and the next one is read."""
+        stream fails gets a last line saying so (:data:`BROKEN`) and the next one is read. Past ``deadline``, the
+        stream read is closed and :data:`CUT` is the last line."""
         stream: Iterator[str] | None = first
         try:
             for number, name in enumerate(services):
@@ -165,16 +196,104 @@ class OrderLogs:
                 try:
                     if number:
                         stream = opener(name)()
-                    for line in stream:
-                        yield mask_secrets(head + line, order.secrets)
+                    if deadline is not None:
+                        deadline.watch(stream)
+                    for line in masked(stream, order.secrets):
+                        if deadline is not None and deadline.expired:
+                            break
+                        yield head + line
                 except LiveError as exc:
-                    log.warning("logs of order %s, service %s: %s", order.id, name, exc)
-                    yield mask_secrets(head + BROKEN.format(reason=reason(exc)), order.secrets)
+                    if deadline is None or not deadline.expired:
+                        log.warning("logs of order %s, service %s: %s", order.id, name, exc)
+                        yield mask_secrets(head + BROKEN.format(reason=reason(exc)), order.secrets)
                 finally:
                     _close(stream)
                     stream = None
+                if deadline is not None and deadline.expired:
+                    log.warning("logs of order %s: the read was cut after %g s (LIVE_LOGS_TIMEOUT_SECONDS)",
+                                order.id, deadline.seconds)
+                    yield head + CUT.format(seconds=deadline.seconds)
+                    return
         finally:
             _close(stream)
+            if deadline is not None:
+                deadline.cancel()
+
+
+def masked(stream: Iterator[str], secrets: dict | None) -> Iterator[str]:
+    """``stream``'s lines with ``secrets`` masked (:func:`~app.orders.drift.mask_secrets`), also a secret that spans
+    the cut between the pieces of a long line (:class:`~app.stacks.engine.LinePiece`): the end of a piece that may
+    begin a secret (at most the longest secret's length - 1 characters, or from the start of a secret crossing the
+    cut) is held back and read with the next piece. What the stream raises is raised after the held-back text."""
+    values = [str(v) for v in (secrets or {}).values() if v is not None and len(str(v)) >= MIN_MASKED_LENGTH]
+    keep = max((len(v) for v in values), default=1) - 1
+    carry = ""
+    try:
+        for item in stream:
+            text = carry + item
+            if not isinstance(item, LinePiece):
+                carry = ""
+                yield mask_secrets(text, secrets)
+                continue
+            cut = _safe_cut(text, values, len(text) - keep)
+            carry = text[cut:]
+            if cut > 0:
+                yield mask_secrets(text[:cut], secrets)
+    except LiveError:
+        if carry:
+            yield mask_secrets(carry, secrets)
+        raise
+    if carry:
+        yield mask_secrets(carry, secrets)
+
+
+def _safe_cut(text: str, values: list[str], cut: int) -> int:
+    """The greatest position at most ``cut`` that no occurrence of a value of ``values`` in ``text`` crosses."""
+    moved = True
+    while moved and cut > 0:
+        moved = False
+        for value in values:
+            start = text.find(value, max(0, cut - len(value) + 1))
+            if -1 < start < cut:
+                cut, moved = start, True
+    return max(cut, 0)
+
+
+class _Deadline:
+    """The total deadline of a read that is not followed: once ``seconds`` have passed, :attr:`expired` is set and
+    the stream being read (:meth:`watch`) is closed from the timer's thread, which wakes a reader waiting for the
+    engine (:meth:`~app.stacks.engine.Engine.stream_logs`: ``close()`` from another thread)."""
+
+    def __init__(self, seconds: float):
+        self.seconds = seconds
+        self._at = time.monotonic() + seconds
+        self._lock = threading.Lock()
+        self._stream: Iterator[str] | None = None
+        self._fired = False
+        self._timer = threading.Timer(seconds, self._fire)
+        self._timer.daemon = True
+        self._timer.name = "logs-deadline"
+        self._timer.start()
+
+    @property
+    def expired(self) -> bool:
+        return self._fired or time.monotonic() >= self._at
+
+    def watch(self, stream: Iterator[str] | None) -> None:
+        with self._lock:
+            self._stream = stream
+            fired = self._fired
+        if fired:
+            _close(stream)
+
+    def _fire(self) -> None:
+        with self._lock:
+            self._fired = True
+            stream = self._stream
+        _close(stream)
+
+    def cancel(self) -> None:
+        self._timer.cancel()
 
 
 def _preference(container: ContainerState, deployment: str, order: Order) -> tuple[bool, bool]:
@@ -188,33 +307,56 @@ def _close(stream: Iterator[str] | None) -> None:
 
 
 class _Merged:
-    """Followed streams of several services read at once, one daemon thread each, their lines in the order they
-    come as ``(service, line)``; ``first`` is the first service's stream, already open. :meth:`close` stops
-    handing lines on (a thread blocked in a followed stream ends with the process: only the CLI follows)."""
+    """Followed streams of several services read at once, one daemon thread each, their lines (masked with
+    ``secrets``) in the order they come as ``(service, line)``; ``first`` is the first service's stream, already
+    open. :meth:`close` stops handing lines on, closes every engine stream (which wakes the threads waiting for
+    the engine) and waits for the threads, at most :data:`FOLLOW_JOIN_SECONDS`."""
 
     def __init__(self, openers: list[tuple[str, Callable[[], Iterator[str]]]], first: Iterator[str],
-                 reason: Callable[[LiveError], str]):
+                 reason: Callable[[LiveError], str], secrets: dict | None):
         self._queue: queue.Queue = queue.Queue(maxsize=FOLLOW_BUFFER_LINES)
         self._closed = threading.Event()
+        self._lock = threading.Lock()
+        self._streams: list[Iterator[str]] = [first]
         self._open = len(openers)
         self._reason = reason
+        self._secrets = secrets
+        self._threads = []
         for number, (name, opener) in enumerate(openers):
             stream = first if number == 0 else None
-            threading.Thread(target=self._read, args=(name, opener, stream), name=f"logs-{name}", daemon=True).start()
+            thread = threading.Thread(target=self._read, args=(name, opener, stream), name=f"logs-{name}",
+                                      daemon=True)
+            thread.start()
+            self._threads.append(thread)
+
+    def _put(self, item) -> None:
+        """Hand ``item`` on, unless closed (a full queue nobody reads any more must not hold the thread)."""
+        while not self._closed.is_set():
+            try:
+                self._queue.put(item, timeout=0.2)
+                return
+            except queue.Full:
+                continue
 
     def _read(self, name: str, opener: Callable[[], Iterator[str]], stream: Iterator[str] | None) -> None:
         try:
-            stream = stream if stream is not None else opener()
-            for line in stream:
+            if stream is None:
+                stream = opener()
+                with self._lock:
+                    self._streams.append(stream)
+                if self._closed.is_set():  # closed while it was being opened
+                    return
+            for line in masked(stream, self._secrets):
                 if self._closed.is_set():
                     break
-                self._queue.put((name, line))
+                self._put((name, line))
         except LiveError as exc:
-            log.warning("logs of service %s: %s", name, exc)
-            self._queue.put((name, BROKEN.format(reason=self._reason(exc))))
+            if not self._closed.is_set():
+                log.warning("logs of service %s: %s", name, exc)
+                self._put((name, mask_secrets(BROKEN.format(reason=self._reason(exc)), self._secrets)))
         finally:
             _close(stream)
-            self._queue.put(None)
+            self._put(None)
 
     def __iter__(self) -> Iterator[tuple[str, str]]:
         while self._open:
@@ -226,3 +368,14 @@ class _Merged:
 
     def close(self) -> None:
         self._closed.set()
+        with self._lock:
+            streams = list(self._streams)
+        for stream in streams:
+            try:
+                _close(stream)
+            except Exception as exc:  # noqa: BLE001 (closing on the way out: the others are closed still)
+                log.debug("closing a followed log stream: %s", exc)
+        end = time.monotonic() + FOLLOW_JOIN_SECONDS
+        for thread in self._threads:
+            if thread is not threading.current_thread():
+                thread.join(max(0.0, end - time.monotonic()))

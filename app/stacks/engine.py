@@ -45,11 +45,19 @@ OUTPUT_TAIL_BYTES = 4096
 LOG_LINE_MAX_CHARS = 16384
 
 
+class LinePiece(str):
+    """A piece of a log line longer than :data:`LOG_LINE_MAX_CHARS` that the next item of the stream continues (the
+    last piece of the line is a plain ``str``): whoever masks or joins lines (``app/orders/logs.py``) can see a
+    secret that spans the cut."""
+
+    __slots__ = ()
+
+
 def log_lines(chunks: Iterable[bytes]) -> Iterator[str]:
     """The lines of a log stream that arrives in ``chunks`` of any size (an engine's frames): decoded as UTF-8
     (undecodable bytes replaced; a character split between chunks is kept whole), without line endings
-    (``\\n``, ``\\r\\n``), a line longer than :data:`LOG_LINE_MAX_CHARS` in pieces of that size; a last line
-    without an ending too. Holds at most one line in memory."""
+    (``\\n``, ``\\r\\n``), a line longer than :data:`LOG_LINE_MAX_CHARS` in pieces of that size (every piece but
+    the last a :class:`LinePiece`); a last line without an ending too. Holds at most one line in memory."""
     decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
     pending = ""
     for chunk in chunks:
@@ -58,7 +66,7 @@ def log_lines(chunks: Iterable[bytes]) -> Iterator[str]:
         for line in complete:
             yield from _pieces(line.removesuffix("\r"))
         while len(pending) > LOG_LINE_MAX_CHARS:
-            yield pending[:LOG_LINE_MAX_CHARS]
+            yield LinePiece(pending[:LOG_LINE_MAX_CHARS])
             pending = pending[LOG_LINE_MAX_CHARS:]
     pending += decoder.decode(b"", final=True)
     for line in pending.split("\n"):
@@ -71,8 +79,10 @@ def _pieces(line: str) -> Iterator[str]:
     if len(line) <= LOG_LINE_MAX_CHARS:
         yield line
         return
-    for start in range(0, len(line), LOG_LINE_MAX_CHARS):
-        yield line[start:start + LOG_LINE_MAX_CHARS]
+    last = (len(line) - 1) // LOG_LINE_MAX_CHARS * LOG_LINE_MAX_CHARS
+    for start in range(0, last, LOG_LINE_MAX_CHARS):
+        yield LinePiece(line[start:start + LOG_LINE_MAX_CHARS])
+    yield line[last:]
 
 
 #: The container states in which its process runs (``restarting``: the engine is bringing it back). The one rule of
@@ -359,15 +369,18 @@ class Engine(abc.ABC):
 
         Each item is one line as the container wrote it (standard output and error, interleaved as written; UTF-8,
         undecodable bytes replaced), without its line ending; a line longer than :data:`LOG_LINE_MAX_CHARS` comes in
-        pieces of that size. ``tail``: only the last ``tail`` lines (0: none of the past ones); ``since`` (an aware
-        datetime): only lines written from then on (a swarm: to the second); ``follow``: after those, the lines
-        written from now on, until the iterator is closed (``close()``, which closes the engine's stream). Works
-        whatever the container's state: a stopped one's lines too. In a swarm, the service's (its tasks' lines,
-        failed ones included, on whichever node they ran).
+        pieces of that size, every piece but its last a :class:`LinePiece`. ``tail``: only the last ``tail`` lines
+        (0: none of the past ones); ``since`` (an aware datetime): only lines written from then on (a swarm: to the
+        second); ``follow``: after those, the lines written from now on, until the iterator is closed (``close()``,
+        which closes the engine's stream). Works whatever the container's state: a stopped one's lines too. In a
+        swarm, the service's (its tasks' lines, failed ones included, on whichever node they ran).
 
         The engine is asked when this is called: :class:`~app.errors.NotFound` (the container is gone) and
         :class:`~app.errors.EngineUnavailable` are raised here; a stream that breaks midway raises
-        :class:`~app.errors.EngineUnavailable` from ``next()``.
+        :class:`~app.errors.EngineUnavailable` from ``next()``. ``close()`` may be called from another thread while
+        ``next()`` waits for the engine: it closes the engine's stream, and ``next()`` then ends the iteration or
+        raises :class:`~app.errors.EngineUnavailable` (a deadline, a reader of followed streams stopped). A
+        container (service) with a TTY sends raw text, not standard output and error frames: it is read as such.
         """
 
     # -- networks -----------------------------------------------------------

@@ -390,7 +390,7 @@ class LogsQuery(Schema):
         "description": f"The last lines of each service (0 to {MAX_TAIL}; default {DEFAULT_TAIL})."})
     since = String(load_default=None, validate=Length(max=64), metadata={
         "description": "Only lines written from then on: ISO 8601 (`2026-12-01T08:00:00Z`; without an offset: UTC) "
-                       "or a duration back from now (`90s`, `15m`, `2h`, `1d`)."})
+                       "or a duration back from now (`90s`, `15m`, `2h`, `1d`); after 1970-01-01, not in the future."})
 
 
 class ServiceUsageOut(Schema):

@@ -2,22 +2,26 @@
 stopped container's lines, a stream that breaks midway; the two HTTP routes and ``live orders logs``."""
 from __future__ import annotations
 
+import threading
 from datetime import datetime, timedelta, timezone
+from types import SimpleNamespace
 
 import pytest
 
 import app as app_package
 from app.apikeys import create_key
+from app.config import ConfigError, load_settings
 from app.errors import Conflict, EngineUnavailable, InvalidRequest, NotFound
 from app.models import Order
 from app.orders.drift import MASK
-from app.orders.logs import BROKEN, MAX_TAIL, parse_since
-from app.stacks.engine import LOG_LINE_MAX_CHARS, log_lines
+from app.orders.logs import BROKEN, CUT, MAX_TAIL, OrderLogs, masked, parse_since
+from app.stacks.engine import LOG_LINE_MAX_CHARS, LinePiece, log_lines
+from app.stacks.swarm_engine import SwarmEngine
 from tests.support.cli_runner import live_cli_runner
 from tests.unit.test_drift import container
 from tests.unit.test_operations_fake import SERVICES, create, engine, live, run  # noqa: F401 (fixtures)
 
-T0 = 1_800_000_000.0
+T0 = 1_700_000_000.0  # 2023-11-14: a since must not be in the future
 
 
 def write(engine, order: Order, service: str, lines: list[str], start: float = T0) -> None:
@@ -57,7 +61,7 @@ def test_every_service_one_after_another_each_line_prefixed(live, order):
         f"{service} | {service} line 1499", f"{service} | {service}: login with password {MASK} failed")]
 
 
-def test_the_customers_password_in_the_secrets_is_masked_too(live, engine, order):
+def test_any_value_stored_in_the_secrets_is_masked_as_the_customers_password_will_be(live, engine, order):
     Order.update(secrets={**order.secrets, "CUSTOMER_PASSWORD": "Tr0ub4dor&3"}).where(Order.id == order.id).execute()
     write(engine, order, "web", ["admin logged in with Tr0ub4dor&3"])
     assert list(live.logs.open(Order.get_by_id(order.id), service="web")) == [f"admin logged in with {MASK}"]
@@ -90,6 +94,21 @@ def test_since_reads_iso_times_and_durations():
     for bad in ("yesterday", "15 minutes", "-5m", "2026-13-01"):
         with pytest.raises(InvalidRequest, match="^since: "):
             parse_since(bad, now)
+
+
+@pytest.mark.parametrize("text, words", [
+    ("1000000d", "reaches back to 1970-01-01 or earlier"), ("999999999d", "reaches back to 1970-01-01 or earlier"),
+    ("1970-01-01T00:00:00Z", "is not after 1970-01-01"), ("1969-12-31T23:59:59Z", "is not after 1970-01-01"),
+    ("0001-01-01T00:00:00+01:00", "is neither"), ("2026-12-01T12:00:01Z", "is in the future"),
+    ("9999-12-31T23:59:59-01:00", "is neither"),
+])
+def test_since_is_after_1970_and_not_in_the_future(text, words):
+    now = datetime(2026, 12, 1, 12, 0, tzinfo=timezone.utc)
+    with pytest.raises(InvalidRequest, match=f"^since: .*{words}") as raised:
+        parse_since(text, now)
+    assert raised.value.public == str(raised.value)
+    assert parse_since("1970-01-01T00:00:01Z", now) == datetime(1970, 1, 1, 0, 0, 1, tzinfo=timezone.utc)
+    assert parse_since("2026-12-01T12:00:00Z", now) == now
 
 
 def test_an_unknown_service_is_not_found_and_names_the_services(live, order):
@@ -127,6 +146,57 @@ def test_a_stream_that_breaks_ends_with_a_line_saying_so_in_public_words_and_the
     engine.stream_failures[("stream_logs", "app")] = EngineUnavailable("socket to 10.0.0.7 reset")
     private = list(live.logs.open(order, service="app", tail=1, include_private=True))
     assert private[-1] == BROKEN.format(reason="socket to 10.0.0.7 reset")
+
+
+def test_a_read_that_is_not_over_by_its_deadline_is_closed_and_ends_with_a_line_saying_so(live, engine, order):
+    engine.hung_logs = {"db"}  # the engine sends db's lines, then nothing, and never ends the answer
+    logs = OrderLogs(engine, live.settings.deployment, timeout_seconds=0.2)
+    lines = list(logs.open(order, tail=1))
+    assert lines == [f"app | app: login with password {MASK} failed", f"db | db: login with password {MASK} failed",
+                     "db | " + CUT.format(seconds=0.2)]  # web is not read: the deadline is the whole read's
+    assert engine.open_log_streams == []
+    assert list(logs.open(order, service="web", tail=1)) == [f"web: login with password {MASK} failed"]
+
+
+def test_the_deadline_reaches_the_http_answer(client, live, engine, order):
+    engine.hung_logs = {"web"}
+    live.logs.timeout_seconds = 0.2
+    answer = client(f"/whmcs/v1/services/{order.whmcs_service_id}/logs", scope="whmcs", service="web", tail=1)
+    assert answer.status_code == 200
+    assert answer.get_data(as_text=True).splitlines() == [f"web: login with password {MASK} failed",
+                                                          CUT.format(seconds=0.2)]
+    assert engine.open_log_streams == []
+
+
+@pytest.mark.parametrize("before", [LOG_LINE_MAX_CHARS - n for n in (1, 5, 11)] + [LOG_LINE_MAX_CHARS * 2 - 6])
+def test_a_secret_across_the_cut_of_a_long_line_is_masked(live, engine, order, before):
+    secret = order.secrets["DB_PASSWORD"]
+    assert len(secret) > 6
+    write(engine, order, "app", ["x" * before + secret + " and after", "next line"])
+    pieces = list(live.logs.open(order, service="app", tail=2))
+    assert all(secret not in piece for piece in pieces)
+    assert "".join(pieces[:-1]) == "x" * before + MASK + " and after" and pieces[-1] == "next line"
+    assert all(len(piece) <= LOG_LINE_MAX_CHARS for piece in pieces)
+
+
+def test_masked_holds_back_what_may_begin_a_secret_and_passes_short_lines_as_they_are():
+    secrets = {"A": "abcdefgh", "B": "zz", "C": None}  # "zz" is shorter than anything masked
+    pieces = [LinePiece("1234abcd"), LinePiece("efgh5678ab"), "cdefgh", "plain zz line"]
+    # the last 7 characters of a piece (the longest secret's length - 1) wait for the next; so does a secret that
+    # crosses the cut ("abcdefgh" from "234abcdefgh5678ab": cut at 10, moved back to 3)
+    assert list(masked(iter(pieces), secrets)) == ["1", "234", f"{MASK}5678{MASK}", "plain zz line"]
+    assert list(masked(iter([LinePiece("abc")]), secrets)) == ["abc"]  # a stream that ends in a piece: flushed
+
+
+def test_closing_followed_services_closes_their_engine_streams_and_ends_their_threads(live, engine, order):
+    engine.hung_logs = set(SERVICES)  # followed: each stream waits for new lines
+    stream = live.logs.open(order, tail=1, follow=True)
+    lines = sorted(next(stream) for _ in SERVICES)
+    assert lines == sorted(f"{service} | {service}: login with password {MASK} failed" for service in SERVICES)
+    assert len(engine.open_log_streams) == len(SERVICES)
+    stream.close()  # what the CLI does on Ctrl-C
+    assert engine.open_log_streams == []
+    assert [t.name for t in threading.enumerate() if t.name.startswith("logs-")] == []
 
 
 def test_followed_services_are_merged_as_their_lines_come(live, order):
@@ -171,6 +241,8 @@ def test_the_whmcs_route_gives_the_last_100_lines_of_a_service_by_default(client
 
 @pytest.mark.parametrize("query, status, words", [
     ({"tail": 1001}, 422, "tail"), ({"tail": "x"}, 422, "tail"), ({"since": "soon"}, 422, "since"),
+    ({"since": "1000000d"}, 422, "since: '1000000d' reaches back"), ({"since": "1970-01-01T00:00:00Z"}, 422, "since"),
+    ({"since": "2999-01-01T00:00:00Z"}, 422, "since: '2999-01-01T00:00:00Z' is in the future"),
     ({"service": "nope"}, 404, "its services: app, db, web"),
 ])
 def test_bad_parameters_are_4xx_naming_the_parameter(client, order, query, status, words):
@@ -200,3 +272,51 @@ def test_the_cli_prints_the_lines(live, order):
     assert result.exit_code == 1 and "its services: app, db, web" in result.output
     result = runner.invoke(args=["live", "orders", "logs", order.instance, "--tail", "5000"])
     assert result.exit_code == 1 and "tail: 5000 is not between 0 and 1000" in result.output
+
+
+# -- TTY services in a swarm (app/stacks/swarm_engine.py) -----------------------------------------------------------
+class TtyManagerApi:
+    """GET /services/{id} and GET /services/{id}/logs as docker-py's APIClient answers them: a service with
+    ``tty: true`` has ``Spec.TaskTemplate.ContainerSpec.TTY`` and its logs are raw text; without, frames."""
+
+    def __init__(self, tty: bool | None):
+        spec = {} if tty is None else {"TTY": tty}
+        self.spec = {"Spec": {"TaskTemplate": {"ContainerSpec": spec}}}
+        self.readers: list[bool] = []  # the is_tty of every log read
+
+    def inspect_service(self, service_id):
+        return self.spec
+
+    def _url(self, path, *args):
+        return path.format(*args)
+
+    def _get(self, url, params, stream):
+        return SimpleNamespace(raw=SimpleNamespace(closed=True))
+
+    def _raise_for_status(self, response):
+        pass
+
+    def _get_result_tty(self, stream, response, is_tty):
+        self.readers.append(is_tty)
+        return iter([b"raw text line\n" if is_tty else b"a frame's payload\n"])
+
+    def service_logs(self, service_id, is_tty=None, **params):
+        self.readers.append(is_tty)
+        return iter([b"raw text line\n" if is_tty else b"a frame's payload\n"])
+
+
+@pytest.mark.parametrize("tty", [True, False, None])
+def test_swarm_log_reads_follow_the_services_tty(monkeypatch, tty):
+    api = TtyManagerApi(tty)
+    monkeypatch.setattr(SwarmEngine, "api", property(lambda self: api))
+    engine = SwarmEngine("unix:///nonexistent.sock")
+    expected = "raw text line" if tty else "a frame's payload"
+    assert list(engine.stream_logs("s1", tail=5)) == [expected]
+    assert engine.container_logs("s1", tail=5) == expected + "\n"
+    assert api.readers == [bool(tty), bool(tty)]
+
+
+@pytest.mark.parametrize("value, words", [("0.5", "at least 1"), ("3601", "at most 3600"), ("soon", "a number")])
+def test_the_logs_timeout_setting_is_checked(value, words):
+    with pytest.raises(ConfigError, match=f"LIVE_LOGS_TIMEOUT_SECONDS must be {words}"):
+        load_settings({"LIVE_LOGS_TIMEOUT_SECONDS": value})
