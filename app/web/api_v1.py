@@ -107,7 +107,7 @@ def order_events(order_id: int, query: dict):
 @bp.input(LogsQuery, location="query", arg_name="query")
 @bp.output(**LOG_OUTPUT)
 @bp.doc(summary="The order's service logs as plain text, streamed: the last `tail` lines of one service or of each, "
-                "since a time; generated secrets and the customer's password masked", responses=LOG_ERRORS)
+                "since a time; the order's secrets (its generated passwords) masked", responses=LOG_ERRORS)
 def order_logs(order_id: int, query: dict):
     return log_answer(logs.open(queries.order(order_id), service=query["service"], tail=query["tail"],
                                 since=query["since"], include_private=caller_sees_detail()))

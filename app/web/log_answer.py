@@ -16,8 +16,8 @@ from app.orders.logs import LogStream
 
 #: The ``output()`` arguments of both log routes: a text body, described as such in the OpenAPI document.
 LOG_OUTPUT = {"schema": FileSchema(type="string"), "content_type": "text/plain",
-              "description": "The lines as plain text (UTF-8), streamed; secrets masked. Headers X-Live-Services and "
-                             "X-Live-Order-Services list the services (comma-separated)"}
+              "description": "The lines as plain text (UTF-8), streamed; the order's secrets masked. Headers "
+                             "X-Live-Services and X-Live-Order-Services list the services (comma-separated)"}
 #: The error answers of both log routes (the 401 is added by the spec processor).
 LOG_ERRORS = {404: "No such order (not_found / order_not_found), or no such service: the message names the order's",
               409: "The order has no containers: not deployed yet, or terminated (code conflict)",

@@ -283,8 +283,8 @@ def restore(service_id: int, backup_id: str, body: dict):
 @bp.input(LogsQuery, location="query", arg_name="query")
 @bp.output(**LOG_OUTPUT)
 @bp.doc(summary="The service's logs as plain text, streamed (client area: the last 100 lines of one service, "
-                "`?service=<name>`; the services are in X-Live-Order-Services); secrets and the customer's password "
-                "masked, errors in public words", responses=LOG_ERRORS)
+                "`?service=<name>`; the services are in X-Live-Order-Services); the order's generated "
+                "passwords masked, errors in public words", responses=LOG_ERRORS)
 def service_logs(service_id: int, query: dict):
     return log_answer(logs.open(queries.order_for_service(service_id), service=query["service"], tail=query["tail"],
                                 since=query["since"]))
