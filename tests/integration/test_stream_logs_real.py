@@ -1,10 +1,12 @@
 """``Engine.stream_logs`` on the real engine, one engine and a swarm (issue 16): the last lines of a container (a
-swarm service) that stopped, ``since`` keeping only lines written from a time on, and a followed stream that is
-closed while the container still writes."""
+swarm service) that stopped, ``since`` keeping only lines written from a time on, a followed stream that is
+closed while the container still writes, one closed from another thread while its reader waits for the engine
+(what a deadline does), and a swarm service with a TTY (raw text, no frames)."""
 from __future__ import annotations
 
 import contextlib
 import secrets
+import threading
 from datetime import datetime
 
 import docker.errors
@@ -83,3 +85,37 @@ def test_a_followed_stream_gives_new_lines_and_closes(chatty):
     assert [line.split()[0] for line in first] == ["tick"] * 3 and numbers == sorted(numbers)
     with pytest.raises(StopIteration):
         next(stream)
+
+
+def test_a_stream_closed_from_another_thread_wakes_its_waiting_reader(docker_engine):
+    container = docker_engine.containers.run(TEST_IMAGE, ["sh", "-c", "echo ready; sleep 600"],
+                                             name=f"{PREFIX}-{secrets.token_hex(4)}", detach=True, init=True,
+                                             labels={"live.deployment": PREFIX}, network_mode="none")
+    try:
+        stream = DockerEngine().stream_logs(container.id, tail=10, follow=True)
+        read: list[str] = []
+        reader = threading.Thread(target=lambda: read.extend(stream), name="logs16t-reader", daemon=True)
+        reader.start()
+        wait_for(lambda: read == ["ready"], timeout=30, what="the first line")
+        stream.close()  # the reader waits in the socket for a line that never comes
+        reader.join(timeout=30)
+        assert not reader.is_alive() and read == ["ready"]
+    finally:
+        container.remove(force=True)
+
+
+def test_a_swarm_service_with_a_tty_is_read_as_text(docker_engine):
+    require_swarm_manager(docker_engine)
+    labels = {"live.deployment": PREFIX}
+    service = docker_engine.services.create(TEST_IMAGE, ["sh", "-c", "echo tty one; echo tty two"],
+                                            name=f"{PREFIX}-{secrets.token_hex(4)}", labels=labels,
+                                            container_labels=labels, init=True, tty=True,
+                                            restart_policy=RestartPolicy(condition="none"))
+    try:
+        engine = SwarmEngine()
+        wait_for(lambda: list(engine.stream_logs(service.id, tail=10)) == ["tty one", "tty two"], timeout=60,
+                 what="the TTY service's two lines")
+        assert engine.container_logs(service.id, tail=10).splitlines() == ["tty one", "tty two"]
+    finally:
+        with contextlib.suppress(docker.errors.NotFound):
+            service.remove()
