@@ -98,6 +98,15 @@ class Settings:
     drift_crash_deaths: int = 3  # deaths of a container (counted by the mirror) that make a crash loop
     drift_unhealthy_seconds: float = 60.0  # how long a container may stay unhealthy before it is drift
     drift_log_lines: int = 20  # last log lines quoted when an order is failing
+    # Outbound webhooks (issue 16, app/alerts.py): http(s) URLs alerts are POSTed to (none: no webhooks), the
+    # HMAC-SHA256 key that signs them, the attempts per delivery and the first retry's delay (doubled each time,
+    # seconds), one attempt's timeout (seconds), and how long an operation may run before it counts as stuck.
+    webhook_urls: tuple[str, ...] = ()
+    webhook_secret: str = ""
+    webhook_max_attempts: int = 8
+    webhook_retry_seconds: float = 10.0
+    webhook_timeout_seconds: float = 5.0
+    operation_stuck_seconds: float = 1800.0
 
     @property
     def public_scheme(self) -> str:
@@ -247,7 +256,45 @@ def load_settings(environ: dict | None = None) -> Settings:
         **_backup_policy(env),
         **_orchestrator(env),
         **_drift(env),
+        **_webhooks(env),
     )
+
+
+#: The shortest LIVE_WEBHOOK_SECRET accepted: an HMAC key a receiver shares (RFC 2104 asks for at least the
+#: hash's output length; 16 characters is the floor refused by name).
+MIN_WEBHOOK_SECRET_LENGTH = 16
+
+
+def _webhooks(env: dict) -> dict:
+    """LIVE_WEBHOOK_URLS (comma-separated http(s) URLs), LIVE_WEBHOOK_SECRET (required with them, at least
+    :data:`MIN_WEBHOOK_SECRET_LENGTH` characters), the delivery numbers and LIVE_OPERATION_STUCK_SECONDS
+    (app/alerts.py, docs/OPERATIONS.md "Alerts"); raises ConfigError naming the setting."""
+    urls = []
+    for raw in (env.get("LIVE_WEBHOOK_URLS") or "").split(","):
+        value = raw.strip()
+        if not value:
+            continue
+        parts = urlsplit(value)
+        try:
+            parts.port  # noqa: B018 (raises ValueError for a port that is not a number)
+        except ValueError:
+            parts = None
+        if parts is None or not re.match(r"^https?://[^/\s]+[^\s]*$", value) or not parts.hostname:
+            raise ConfigError(f"LIVE_WEBHOOK_URLS must be comma-separated http(s) URLs like "
+                              f"https://alerts.example.org/live, got {value!r}")
+        urls.append(value)
+    secret = env.get("LIVE_WEBHOOK_SECRET") or ""
+    if urls and len(secret) < MIN_WEBHOOK_SECRET_LENGTH:
+        raise ConfigError(f"LIVE_WEBHOOK_SECRET must be set, at least {MIN_WEBHOOK_SECRET_LENGTH} characters, with "
+                          f"LIVE_WEBHOOK_URLS: every alert is signed with it (got {len(secret)} characters)")
+    return {"webhook_urls": tuple(dict.fromkeys(urls)), "webhook_secret": secret,
+            "webhook_max_attempts": _int(env, "LIVE_WEBHOOK_MAX_ATTEMPTS", Settings.webhook_max_attempts),
+            "webhook_retry_seconds": _interval(env, "LIVE_WEBHOOK_RETRY_SECONDS", Settings.webhook_retry_seconds,
+                                               minimum=0.01),
+            "webhook_timeout_seconds": _float(env, "LIVE_WEBHOOK_TIMEOUT_SECONDS", Settings.webhook_timeout_seconds,
+                                              minimum=0.1, maximum=300.0),
+            "operation_stuck_seconds": _interval(env, "LIVE_OPERATION_STUCK_SECONDS",
+                                                 Settings.operation_stuck_seconds, minimum=1.0)}
 
 
 def _drift(env: dict) -> dict:

@@ -26,6 +26,7 @@ from pathlib import Path
 import peewee
 from apscheduler.schedulers.blocking import BlockingScheduler
 
+from app.alerts import AlertDeliverer
 from app.backups.drill import RestoreDrills
 from app.backups.schedule import BackupScheduler
 from app.catalog.catalog import Catalog
@@ -49,6 +50,8 @@ BACKUP_SCHEDULE_SECONDS = 60.0
 BACKUP_HOUSEKEEPING_SECONDS = 3600.0
 #: How often the worker looks for a restore drill that is due (one runs at a time).
 DRILL_SECONDS = 300.0
+#: How often the worker looks for stuck operations and sends the webhooks that are due (app/alerts.py).
+ALERT_SECONDS = 1.0
 
 
 class Worker:
@@ -58,8 +61,10 @@ class Worker:
                  ingress_resync_seconds: float = 30.0, backups: BackupScheduler | None = None,
                  drills: RestoreDrills | None = None, usage: UsageSampler | None = None,
                  mirror: MirrorFollower | None = None, drift: DriftChecker | None = None,
-                 drift_seconds: float = 2.0):
+                 drift_seconds: float = 2.0, alerts: AlertDeliverer | None = None):
         self.db = db
+        # Stuck operations found and webhooks sent (app/alerts.py) every ALERT_SECONDS; None: neither.
+        self.alerts = alerts
         # The background usage sampler (app/orders/usage.py); None: usage is not sampled.
         self.usage = usage
         # The engine mirror's follower (app/stacks/mirror.py): a thread from start to stop; None: no mirror.
@@ -153,6 +158,9 @@ class Worker:
                                   id="sample-usage", next_run_time=dt.datetime.now())
             if self.drift is not None:
                 scheduler.add_job(self.check_drift_safely, "interval", seconds=self.drift_seconds, id="check-drift")
+            if self.alerts is not None:  # its own job: a slow receiver never holds an operation or another job
+                scheduler.add_job(self.deliver_alerts_safely, "interval", seconds=ALERT_SECONDS, id="deliver-alerts",
+                                  next_run_time=dt.datetime.now())
             self._scheduler = scheduler
             if not stopping.is_set():
                 log.info("worker %s started (concurrency %d)", self.worker_id, self.concurrency)
@@ -367,6 +375,10 @@ class Worker:
     def check_drift_safely(self) -> None:
         """Compare what runs with what should and repair or report it (app/orders/drift.py); never raises."""
         self._periodic_job("drift check", self.drift.check)
+
+    def deliver_alerts_safely(self) -> None:
+        """Record stuck operations and send the webhooks that are due (app/alerts.py); never raises."""
+        self._periodic_job("alert delivery", self.alerts.tick)
 
     def resync_ingress_safely(self) -> None:
         """The periodic compare-and-repair of the proxy's routes (app/ingress/service.py); never raises."""
