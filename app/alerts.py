@@ -53,6 +53,9 @@ MAX_RETRY_SECONDS = 3600.0
 BATCH = 20
 #: The longest ``last_error`` kept (characters).
 MAX_ERROR_LENGTH = 200
+#: Finished deliveries (delivered or failed) older than this are deleted, at most once per PRUNE_SECONDS.
+KEEP_FINISHED = dt.timedelta(days=30)
+PRUNE_SECONDS = 3600.0
 #: How an alert is sent (the signature's header and prefix, and the User-Agent).
 SIGNATURE_HEADER, TIMESTAMP_HEADER = "X-Live-Signature", "X-Live-Timestamp"
 USER_AGENT = "geocat-live-bridge-webhooks/1"
@@ -170,11 +173,21 @@ class AlertDeliverer:
         self.settings = settings
         self.session = session or requests.Session()
         self.clock = clock
+        self._pruned_at: float | None = None  # time.monotonic() of the last prune
 
     def tick(self) -> int:
-        """Record newly stuck operations, then send what is due; returns the attempts made."""
+        """Record newly stuck operations, send what is due, and (hourly) delete old finished deliveries; returns
+        the attempts made."""
         self.record_stuck()
+        if self._pruned_at is None or time.monotonic() - self._pruned_at >= PRUNE_SECONDS:
+            self.prune()
+            self._pruned_at = time.monotonic()
         return self.deliver_due()
+
+    def prune(self) -> int:
+        """Delete delivered and failed deliveries finished more than :data:`KEEP_FINISHED` ago; returns how many."""
+        return AlertDelivery.delete().where((AlertDelivery.state != DeliveryState.PENDING.value)
+                                            & (AlertDelivery.finished_at < self.clock() - KEEP_FINISHED)).execute()
 
     def record_stuck(self) -> list[int]:
         """Record ``operation.stuck`` once per attempt of every operation running for longer than
@@ -224,7 +237,7 @@ class AlertDeliverer:
             if not 200 <= status < 300:
                 error = f"HTTP {status}"
         except requests.RequestException as exc:  # refused, unreachable, timed out, TLS: retried
-            error = self._short(exc)
+            error = self._short(exc, row.url)
         now = self.clock()
         attempts = row.attempts + 1
         history = list(row.history or []) + [{"at": _iso(now), "status": status, "error": error,
@@ -243,11 +256,13 @@ class AlertDeliverer:
         AlertDelivery.update(**update).where(AlertDelivery.id == row.id).execute()
         return error is None
 
-    def _short(self, exc: Exception) -> str:
-        """A one-line reason of at most :data:`MAX_ERROR_LENGTH` characters, without the secret."""
+    def _short(self, exc: Exception, url: str) -> str:
+        """A one-line reason of at most :data:`MAX_ERROR_LENGTH` characters, without the secret or a password
+        in ``url``."""
         text = f"{type(exc).__name__}: {exc}".splitlines()[0]
-        if self.settings.secret:
-            text = text.replace(self.settings.secret, "***")
+        for hidden in (self.settings.secret, urlsplit(url).password):
+            if hidden:
+                text = text.replace(hidden, "***")
         return text[:MAX_ERROR_LENGTH]
 
 

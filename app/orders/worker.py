@@ -7,8 +7,8 @@ different orders run in parallel up to ``concurrency``. Transient errors are
 retried with exponential backoff. Killed at any moment, the worker converges
 on restart: operations left ``running`` go back to ``pending`` and are
 re-executed by handlers that are idempotent. It writes a heartbeat that the
-web side reads (``app/orders/heartbeat.py``), and follows the engine's events in a thread of its own (the engine
-mirror the views read, ``app/stacks/mirror.py``).
+web side reads (``app/orders/heartbeat.py``), sends alert webhooks (``app/alerts.py``), and follows
+the engine's events in a thread of its own (the engine mirror the views read, ``app/stacks/mirror.py``).
 """
 from __future__ import annotations
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import socket
 
 import pytest
 
@@ -19,6 +18,7 @@ from app.config import load_settings
 from app.errors import ConfigError, EngineOperationError
 from app.models import AlertDelivery, Event, Operation, database, record_event, utcnow
 from tests.support.cli_runner import live_cli_runner
+from tests.support.live_service import free_port
 from tests.support.waiting import wait_for
 from tests.support.webhook_receiver import SECRET, Receiver
 from tests.unit.test_operations_fake import create, engine, last_operation, live, run  # noqa: F401 (fixtures)
@@ -32,12 +32,6 @@ class Clock:
 
     def advance(self, seconds: float):
         self.now += dt.timedelta(seconds=seconds)
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 @pytest.fixture
@@ -273,3 +267,23 @@ def test_webhook_settings_are_read():
     assert settings.webhook_urls == ("https://a.example.org/h", "http://b.example.org:8080/x")
     assert (settings.webhook_secret, settings.webhook_max_attempts) == (SECRET, 3)
     assert load_settings({}).webhook_urls == ()
+
+
+def test_finished_deliveries_are_pruned_after_30_days_and_pending_ones_kept(live, engine, receiver):
+    settings = hooks(live, receiver.url, "http://127.0.0.1:9/down")
+    fail_create(live, engine)
+    AlertDeliverer(settings).deliver_due()
+    assert sorted(row.state for row in AlertDelivery.select()) == ["delivered", "pending"]
+    clock = Clock()
+    clock.advance(31 * 24 * 3600)
+    assert AlertDeliverer(settings, clock=clock).prune() == 1
+    assert [row.state for row in AlertDelivery.select()] == ["pending"]
+
+
+def test_an_attempts_error_never_holds_the_secret_or_a_password_of_the_url(live):
+    settings = hooks(live, f"http://ops:pa55word@127.0.0.1:{free_port()}/{SECRET}")
+    record_event("drift_detected", "order x drifted")
+    AlertDeliverer(settings).tick()
+    row = AlertDelivery.get()
+    assert row.last_error and SECRET not in row.last_error and "pa55word" not in row.last_error
+    assert SECRET not in json.dumps(row.history) and "pa55word" not in json.dumps(row.history)
