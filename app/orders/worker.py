@@ -158,7 +158,9 @@ class Worker:
                                   id="sample-usage", next_run_time=dt.datetime.now())
             if self.drift is not None:
                 scheduler.add_job(self.check_drift_safely, "interval", seconds=self.drift_seconds, id="check-drift")
-            if self.alerts is not None:  # its own job: a slow receiver never holds an operation or another job
+            if self.alerts is not None:  # own jobs: a slow receiver never holds an operation or the stuck check
+                scheduler.add_job(self.find_stuck_safely, "interval", seconds=ALERT_SECONDS, id="find-stuck",
+                                  next_run_time=dt.datetime.now())
                 scheduler.add_job(self.deliver_alerts_safely, "interval", seconds=ALERT_SECONDS, id="deliver-alerts",
                                   next_run_time=dt.datetime.now())
             self._scheduler = scheduler
@@ -376,9 +378,14 @@ class Worker:
         """Compare what runs with what should and repair or report it (app/orders/drift.py); never raises."""
         self._periodic_job("drift check", self.drift.check)
 
+    def find_stuck_safely(self) -> None:
+        """Record operations running past LIVE_OPERATION_STUCK_SECONDS, which queues their alerts (app/alerts.py);
+        never raises."""
+        self._periodic_job("stuck operations check", self.alerts.record_stuck)
+
     def deliver_alerts_safely(self) -> None:
-        """Record stuck operations and send the webhooks that are due (app/alerts.py); never raises."""
-        self._periodic_job("alert delivery", self.alerts.tick)
+        """Send the webhooks that are due (app/alerts.py); never raises."""
+        self._periodic_job("alert delivery", self.alerts.send)
 
     def resync_ingress_safely(self) -> None:
         """The periodic compare-and-repair of the proxy's routes (app/ingress/service.py); never raises."""
@@ -502,12 +509,17 @@ class Worker:
         self._finish_failed(operation, reason, detail)
 
     def _finish_failed(self, operation: Operation, reason: str, detail: str | None = None) -> None:
-        """Record the failure on the operation and in the event log; the log line has the detail."""
+        """Record the failure on the operation and in the event log; the log line has the detail.
+
+        One transaction: the operation is never ``failed`` without its ``operation.failed`` event and so without
+        its alert rows (app/alerts.py); a worker killed before the commit leaves it ``running``, and recovery
+        runs it again."""
         detail = detail or reason
-        Operation.update(state=OperationState.FAILED, error=reason, error_detail=detail, finished_at=utcnow(),
-                         lease_owner=None).where(Operation.id == operation.id).execute()
-        record_event("operation.failed", f"{operation.kind} failed: {reason}", order=operation.order,
-                     operation=operation, **_private_event_data(reason, detail))
+        with self.db.atomic():
+            Operation.update(state=OperationState.FAILED, error=reason, error_detail=detail, finished_at=utcnow(),
+                             lease_owner=None).where(Operation.id == operation.id).execute()
+            record_event("operation.failed", f"{operation.kind} failed: {reason}", order=operation.order,
+                         operation=operation, **_private_event_data(reason, detail))
         log.error("operation %s: %s of %s failed: %s", operation.id, operation.kind, operation.order.instance, detail)
 
 
