@@ -33,6 +33,7 @@ import hashlib
 import hmac
 import json
 import logging
+import threading
 import time
 from dataclasses import dataclass
 from urllib.parse import urlsplit, urlunsplit
@@ -51,6 +52,10 @@ ALERT_EVENTS = {"operation.failed": "operation_failed", "drift_detected": "drift
 MAX_RETRY_SECONDS = 3600.0
 #: Rows one delivery pass sends at most (the next pass, a second later, takes the rest).
 BATCH = 20
+#: A pass starts no new attempt after this many seconds (so one attempt, at most the timeout, may end later).
+PASS_SECONDS = 10.0
+#: The largest exponent of the backoff (``2**MAX_BACKOFF_EXPONENT``): beyond it the wait is the cap anyway.
+MAX_BACKOFF_EXPONENT = 30
 #: The longest ``last_error`` kept (characters).
 MAX_ERROR_LENGTH = 200
 #: Finished deliveries (delivered or failed) older than this are deleted, at most once per PRUNE_SECONDS.
@@ -73,7 +78,7 @@ class DeliveryState(str, enum.Enum):
 @dataclass(frozen=True)
 class WebhookSettings:
     """The LIVE_WEBHOOK_* settings: ``urls`` (none: nothing is queued), the HMAC ``secret``, attempts per delivery,
-    the first retry's delay and one attempt's timeout (seconds), and LIVE_OPERATION_STUCK_SECONDS."""
+    the first retry's delay and one attempt's total timeout (seconds), and LIVE_OPERATION_STUCK_SECONDS."""
 
     urls: tuple[str, ...] = ()
     secret: str = ""
@@ -150,23 +155,33 @@ def sign(secret: str, timestamp: str, body: bytes) -> str:
 
 def retry_delay(attempts: int, base: float) -> float:
     """Seconds before the next attempt after ``attempts`` failed ones: ``base * 2**(attempts-1)``, at most
-    :data:`MAX_RETRY_SECONDS`."""
-    return min(base * 2 ** max(attempts - 1, 0), MAX_RETRY_SECONDS)
+    :data:`MAX_RETRY_SECONDS` (the exponent capped at :data:`MAX_BACKOFF_EXPONENT`, so any count is a number)."""
+    return min(base * 2 ** min(max(attempts - 1, 0), MAX_BACKOFF_EXPONENT), MAX_RETRY_SECONDS)
 
 
 def redact_url(url: str) -> str:
-    """``url`` with a password in it replaced by ``***`` (for listings and logs)."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.rsplit("@", 1)
-    return urlunsplit(parts._replace(netloc=f"{parts.username}:***@{netloc[1]}"))
+    """``url`` as listings and logs show it: ``scheme://host[:port]/…``, without a user or password, and with
+    the path and query (where Slack- or Discord-style URLs hold their token) replaced by ``/…``; ``https://host``
+    and ``https://host/`` stay as they are."""
+    try:
+        parts = urlsplit(url)
+        host = parts.netloc.rsplit("@", 1)[-1]
+    except ValueError:
+        return "<invalid URL>"
+    hidden = "/…" if parts.path not in ("", "/") or parts.query or parts.fragment else parts.path
+    return urlunsplit((parts.scheme, host, hidden, "", ""))
+
+
+class DeadlineExceeded(Exception):
+    """An attempt got no full answer within its total time (DNS, connecting, sending and the answer's headers)."""
 
 
 class AlertDeliverer:
     """The worker's side: finds stuck operations and sends due deliveries (:meth:`tick`, a scheduler job).
 
-    ``session`` is the HTTP client (default a :class:`requests.Session`); ``clock`` gives naive UTC.
+    ``session`` is the HTTP client (default a :class:`requests.Session`); ``clock`` gives naive UTC. The worker
+    runs :meth:`record_stuck` and :meth:`send` as two scheduler jobs, so a slow receiver never delays finding a
+    stuck operation.
     """
 
     def __init__(self, settings: WebhookSettings, session: requests.Session | None = None, clock=utcnow):
@@ -174,11 +189,16 @@ class AlertDeliverer:
         self.session = session or requests.Session()
         self.clock = clock
         self._pruned_at: float | None = None  # time.monotonic() of the last prune
+        # URL -> the thread of an attempt given up at its deadline and still running: that URL waits for it.
+        self._abandoned: dict[str, threading.Thread] = {}
 
     def tick(self) -> int:
-        """Record newly stuck operations, send what is due, and (hourly) delete old finished deliveries; returns
-        the attempts made."""
+        """Record newly stuck operations, then :meth:`send`; returns the attempts made."""
         self.record_stuck()
+        return self.send()
+
+    def send(self) -> int:
+        """Send what is due and (hourly) delete old finished deliveries; returns the attempts made."""
         if self._pruned_at is None or time.monotonic() - self._pruned_at >= PRUNE_SECONDS:
             self.prune()
             self._pruned_at = time.monotonic()
@@ -212,13 +232,31 @@ class AlertDeliverer:
         return stuck
 
     def deliver_due(self, limit: int = BATCH) -> int:
-        """Send up to ``limit`` pending deliveries whose time has come, oldest first; returns how many."""
-        due = list(AlertDelivery.select().where((AlertDelivery.state == DeliveryState.PENDING.value)
-                                                & (AlertDelivery.next_attempt_at <= self.clock()))
-                   .order_by(AlertDelivery.next_attempt_at, AlertDelivery.id).limit(limit))
-        for row in due:
-            self.attempt(row)
-        return len(due)
+        """Send up to ``limit`` pending deliveries whose time has come, oldest first; returns how many attempts.
+
+        Once an attempt to a URL fails, that URL's other due rows wait for the next pass (their ``next_attempt_at``
+        unchanged), as do the rows of a URL whose attempt given up at its deadline still runs: a URL that is down
+        costs at most one timeout per pass, and the other URLs' rows are sent. No new attempt starts after
+        :data:`PASS_SECONDS`."""
+        started = time.monotonic()
+        skipped = {url for url, thread in list(self._abandoned.items()) if thread.is_alive()}
+        self._abandoned = {url: self._abandoned[url] for url in skipped}
+        made = 0
+        while made < limit and time.monotonic() - started < PASS_SECONDS:
+            query = AlertDelivery.select().where((AlertDelivery.state == DeliveryState.PENDING.value)
+                                                 & (AlertDelivery.next_attempt_at <= self.clock()))
+            if skipped:
+                query = query.where(AlertDelivery.url.not_in(sorted(skipped)))
+            due = list(query.order_by(AlertDelivery.next_attempt_at, AlertDelivery.id).limit(limit - made))
+            if not due:
+                break
+            for row in due:
+                if row.url in skipped or time.monotonic() - started >= PASS_SECONDS:
+                    continue
+                made += 1
+                if not self.attempt(row):
+                    skipped.add(row.url)
+        return made
 
     def attempt(self, row: AlertDelivery) -> bool:
         """POST ``row`` once and record the attempt; True when it was delivered (2xx)."""
@@ -230,13 +268,10 @@ class AlertDeliverer:
         started = time.monotonic()
         status, error = None, None
         try:
-            response = self.session.post(row.url, data=body, headers=headers, timeout=self.settings.timeout_seconds,
-                                         allow_redirects=False)
-            status = response.status_code
-            response.close()
+            status = self._post(row.url, body, headers)
             if not 200 <= status < 300:
                 error = f"HTTP {status}"
-        except requests.RequestException as exc:  # refused, unreachable, timed out, TLS: retried
+        except Exception as exc:  # noqa: BLE001 refused, unreachable, timed out, TLS, a URL the client refuses: retried
             error = self._short(exc, row.url)
         now = self.clock()
         attempts = row.attempts + 1
@@ -256,13 +291,51 @@ class AlertDeliverer:
         AlertDelivery.update(**update).where(AlertDelivery.id == row.id).execute()
         return error is None
 
+    def _post(self, url: str, body: bytes, headers: dict) -> int:
+        """POST ``body`` to ``url`` and return the answer's status, within ``timeout_seconds`` in all (name lookup,
+        connecting, sending, the answer's headers; the body is not read). Raises what the HTTP client raises, or
+        :class:`DeadlineExceeded`: the request's thread is then left to end on its own (its connect and read
+        timeouts bound each step) and ``url`` waits for it (:meth:`deliver_due`)."""
+        timeout = self.settings.timeout_seconds
+        outcome: dict = {}
+
+        def post() -> None:
+            try:
+                response = self.session.post(url, data=body, headers=headers, timeout=(timeout, timeout),
+                                             allow_redirects=False, stream=True)
+                outcome["status"] = response.status_code
+                response.close()
+            except Exception as exc:  # noqa: BLE001 handed to the caller's thread
+                outcome["error"] = exc
+
+        thread = threading.Thread(target=post, name="webhook-post", daemon=True)
+        thread.start()
+        thread.join(timeout)
+        if thread.is_alive():
+            self._abandoned[url] = thread
+            raise DeadlineExceeded(f"no answer within {timeout:g}s")
+        if "error" in outcome:
+            raise outcome["error"]
+        return outcome["status"]
+
     def _short(self, exc: Exception, url: str) -> str:
-        """A one-line reason of at most :data:`MAX_ERROR_LENGTH` characters, without the secret or a password
-        in ``url``."""
-        text = f"{type(exc).__name__}: {exc}".splitlines()[0]
-        for hidden in (self.settings.secret, urlsplit(url).password):
-            if hidden:
-                text = text.replace(hidden, "***")
+        """A one-line reason of at most :data:`MAX_ERROR_LENGTH` characters, without the secret, nor a password,
+        path or query of ``url`` (``url`` itself shown as :func:`redact_url` does, the rest replaced by ``***``)."""
+        text = f"{type(exc).__name__}: {exc}".splitlines()[0] if str(exc) else type(exc).__name__
+        try:
+            parts = urlsplit(url)
+            password = parts.password
+        except ValueError:
+            parts, password = None, None
+        text = text.replace(url, redact_url(url))
+        hidden = [self.settings.secret, password]
+        if parts is not None:
+            target = parts.path + (f"?{parts.query}" if parts.query else "")
+            hidden += [target if parts.path not in ("", "/") or parts.query else "", parts.query,
+                       parts.path if parts.path not in ("", "/") else ""]
+        for secret in hidden:
+            if secret:
+                text = text.replace(secret, "***")
         return text[:MAX_ERROR_LENGTH]
 
 
@@ -277,7 +350,7 @@ def retry(ids: list[int] | None = None, *, clock=utcnow) -> int:
 
 
 def listing(state: str | None = None, limit: int = 50) -> list[dict]:
-    """The newest deliveries first (``state``: only those): ``{"id", "alert", "url" (password redacted), "state",
+    """The newest deliveries first (``state``: only those): ``{"id", "alert", "url" (:func:`redact_url`), "state",
     "attempts", "max_attempts", "last_status", "last_error", "created_at", "next_attempt_at", "finished_at",
     "event_id"}``."""
     query = AlertDelivery.select().order_by(AlertDelivery.id.desc()).limit(limit)
