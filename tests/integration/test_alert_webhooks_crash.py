@@ -22,7 +22,7 @@ pytestmark = pytest.mark.usefixtures("docker_engine")
 
 def start_worker(settings, url: str, log_path):
     env = settings_env(settings, LIVE_WORKER_POLL_SECONDS="0.1", LIVE_WEBHOOK_URLS=url, LIVE_WEBHOOK_SECRET=SECRET,
-                       LIVE_WEBHOOK_RETRY_SECONDS="0.1", LIVE_WEBHOOK_MAX_ATTEMPTS="100")
+                       LIVE_WEBHOOK_RETRY_SECONDS="0.1", LIVE_WEBHOOK_MAX_ATTEMPTS="50")
     with open(log_path, "ab") as log:
         return subprocess.Popen([sys.executable, "-m", "flask", "--app", "wsgi", "live", "worker"], cwd=PROJECT_ROOT,
                                 env=env, stdout=log, stderr=subprocess.STDOUT)
