@@ -10,6 +10,8 @@ from dataclasses import dataclass
 
 import peewee
 
+from app import alerts
+from app.alerts import AlertDeliverer, WebhookSettings
 from app.backups import backup_store
 from app.backups.drill import RestoreDrills
 from app.backups.policy import Retention
@@ -67,7 +69,8 @@ class Live:
                       lease_seconds=s.lease_seconds, catalog_sync_seconds=s.catalog_sync_seconds,
                       ingress=self.ingress, ingress_resync_seconds=s.ingress_resync_seconds,
                       backups=self.backup_scheduler(), drills=self.restore_drills(), usage=self.usage_sampler(),
-                      mirror=self.mirror_follower(), drift=self.drift_checker(), drift_seconds=s.drift_seconds)
+                      mirror=self.mirror_follower(), drift=self.drift_checker(), drift_seconds=s.drift_seconds,
+                      alerts=AlertDeliverer(WebhookSettings.from_settings(s)))
 
     def usage_sampler(self) -> UsageSampler:
         """The worker's usage sampler (app/orders/usage.py): cgroup files of this machine where it runs the
@@ -134,6 +137,7 @@ def bootstrap(settings: Settings | None = None, engine: Engine | None = None,
     """
     settings = settings or load_settings()
     configure_logging(settings.log_level)
+    alerts.configure(WebhookSettings.from_settings(settings))  # where this process's alerts go (app/alerts.py)
     db = connect_database(settings.database_url)
     catalog = Catalog(catalog_source(settings), orchestrator=settings.orchestrator)
     engine = engine if engine is not None else container_engine(settings)

@@ -16,6 +16,8 @@ import click
 import peewee
 from flask.cli import AppGroup
 
+from app import alerts
+from app.alerts import DeliveryState
 from app.catalog.product import load_product_folder
 from app.catalog.source import LocalFolderSource
 from app.collaborators import backups, catalog, live, logs, orders, queries, settings
@@ -692,3 +694,38 @@ def apikey_revoke(name):
     except LiveError as exc:
         _fail(exc)
     click.echo(f"revoked API key {key.name}")
+
+
+# -- webhooks --------------------------------------------------------------------
+webhooks_cli = AppGroup("webhooks", help="Outbound alerts (LIVE_WEBHOOK_URLS): deliveries and their attempts.")
+live_cli.add_command(webhooks_cli)
+
+
+@webhooks_cli.command("list")
+@click.option("--state", type=click.Choice([str(state) for state in DeliveryState]), help="Only these deliveries.")
+@click.option("--limit", type=click.IntRange(1, 10_000), default=50, show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+def webhooks_list(state, limit, as_json):
+    """The newest deliveries first: alert, state, attempts, last answer or error, target (password hidden)."""
+    rows = alerts.listing(state, limit)
+    if as_json:
+        _echo_json(rows)
+        return
+    for row in rows:
+        answer = row["last_error"] or (f"HTTP {row['last_status']}" if row["last_status"] else "not tried yet")
+        when = f"next {row['next_attempt_at']}" if row["state"] == "pending" else (row["finished_at"] or "")
+        click.echo(f"{row['id']:>6} {row['created_at']} {row['alert']:16} {row['state']:9} "
+                   f"{row['attempts']}/{row['max_attempts']} {answer}  {when}  {row['url']}")
+    if not rows:
+        click.echo("no deliveries" + (f" {state}" if state else ""))
+
+
+@webhooks_cli.command("retry")
+@click.argument("ids", nargs=-1, type=int)
+def webhooks_retry(ids):
+    """Queue failed deliveries again (IDS, or every failed one) with a fresh count of attempts; the worker sends
+    them within a second."""
+    count = alerts.retry(list(ids) if ids else None)
+    if ids and not count:
+        raise click.ClickException(f"no failed delivery among {', '.join(map(str, ids))} (see `live webhooks list`)")
+    click.echo(f"{count} delivery queued again" if count == 1 else f"{count} deliveries queued again")

@@ -99,6 +99,15 @@ class Settings:
     drift_unhealthy_seconds: float = 60.0  # how long a container may stay unhealthy before it is drift
     drift_log_lines: int = 20  # last log lines quoted when an order is failing
     logs_timeout_seconds: float = 30.0  # total deadline of a service log read that is not followed
+    # Outbound webhooks (issue 16, app/alerts.py): http(s) URLs alerts are POSTed to (none: no webhooks), the
+    # HMAC-SHA256 key that signs them, the attempts per delivery and the first retry's delay (doubled each time,
+    # seconds), one attempt's total timeout (seconds), and how long an operation may run before it counts as stuck.
+    webhook_urls: tuple[str, ...] = ()
+    webhook_secret: str = ""
+    webhook_max_attempts: int = 8
+    webhook_retry_seconds: float = 10.0
+    webhook_timeout_seconds: float = 5.0
+    operation_stuck_seconds: float = 1800.0
 
     @property
     def public_scheme(self) -> str:
@@ -250,7 +259,72 @@ def load_settings(environ: dict | None = None) -> Settings:
         **_backup_policy(env),
         **_orchestrator(env),
         **_drift(env),
+        **_webhooks(env),
     )
+
+
+#: The shortest LIVE_WEBHOOK_SECRET accepted: an HMAC key a receiver shares (RFC 2104 asks for at least the
+#: hash's output length; 16 characters is the floor refused by name).
+MIN_WEBHOOK_SECRET_LENGTH = 16
+
+
+#: The most attempts per delivery LIVE_WEBHOOK_MAX_ATTEMPTS accepts (with the hour-long cap on the wait, 50
+#: attempts already span two days).
+MAX_WEBHOOK_ATTEMPTS = 50
+#: One label of a host name (letters, digits, ``-`` inside, ``_`` for container names), 1 to 63 characters.
+_HOST_LABEL = re.compile(r"^[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?$")
+
+
+def _webhook_host_ok(url: str) -> bool:
+    """True when ``url`` parses, its port (if any) is a number and its host is an IP address or a host name the
+    HTTP client can connect to (no empty label as in ``a..b``; an international name must encode to IDNA)."""
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 (raises ValueError for a port that is not a number)
+        host = parts.hostname
+    except ValueError:  # "http://[::1" (an unclosed IPv6 bracket), a port out of range or not a number
+        return False
+    if not host:
+        return False
+    try:
+        ipaddress.ip_address(host)
+        return True
+    except ValueError:
+        pass
+    try:
+        ascii_host = host.encode("idna").decode("ascii")
+    except UnicodeError:  # an empty or too long label
+        return False
+    labels = ascii_host[:-1].split(".") if ascii_host.endswith(".") else ascii_host.split(".")
+    return len(ascii_host) <= 253 and all(_HOST_LABEL.match(label) for label in labels)
+
+
+def _webhooks(env: dict) -> dict:
+    """LIVE_WEBHOOK_URLS (comma-separated http(s) URLs), LIVE_WEBHOOK_SECRET (required with them, at least
+    :data:`MIN_WEBHOOK_SECRET_LENGTH` characters), the delivery numbers and LIVE_OPERATION_STUCK_SECONDS
+    (app/alerts.py, docs/OPERATIONS.md "Alerts"); raises ConfigError naming the setting."""
+    urls = []
+    for raw in (env.get("LIVE_WEBHOOK_URLS") or "").split(","):
+        value = raw.strip()
+        if not value:
+            continue
+        if not re.match(r"^https?://[^/\s]+[^\s]*$", value) or not _webhook_host_ok(value):
+            raise ConfigError(f"LIVE_WEBHOOK_URLS must be comma-separated http(s) URLs like "
+                              f"https://alerts.example.org/live, got {value!r}")
+        urls.append(value)
+    secret = env.get("LIVE_WEBHOOK_SECRET") or ""
+    if urls and len(secret) < MIN_WEBHOOK_SECRET_LENGTH:
+        raise ConfigError(f"LIVE_WEBHOOK_SECRET must be set, at least {MIN_WEBHOOK_SECRET_LENGTH} characters, with "
+                          f"LIVE_WEBHOOK_URLS: every alert is signed with it (got {len(secret)} characters)")
+    return {"webhook_urls": tuple(dict.fromkeys(urls)), "webhook_secret": secret,
+            "webhook_max_attempts": _number(env, "LIVE_WEBHOOK_MAX_ATTEMPTS", Settings.webhook_max_attempts, 1, int,
+                                            MAX_WEBHOOK_ATTEMPTS),
+            "webhook_retry_seconds": _interval(env, "LIVE_WEBHOOK_RETRY_SECONDS", Settings.webhook_retry_seconds,
+                                               minimum=0.01),
+            "webhook_timeout_seconds": _float(env, "LIVE_WEBHOOK_TIMEOUT_SECONDS", Settings.webhook_timeout_seconds,
+                                              minimum=0.1, maximum=300.0),
+            "operation_stuck_seconds": _interval(env, "LIVE_OPERATION_STUCK_SECONDS",
+                                                 Settings.operation_stuck_seconds, minimum=1.0)}
 
 
 def _drift(env: dict) -> dict:

@@ -319,9 +319,48 @@ class OrderDrift(BaseModel):
         table_name = "order_drift"
 
 
+class AlertDelivery(BaseModel):
+    """One alert (an event that needs a person) to one webhook URL, and every attempt to deliver it (migration
+    0016; ``app/alerts.py`` owns the rules).
+
+    ``alert`` is the alert's type (``operation_failed``, ``backup_failed``, ``drift_detected``, ``drift_failing``,
+    ``operation_stuck``); ``body`` the exact JSON bytes (UTF-8 text) every attempt sends; ``state`` an
+    :class:`app.alerts.DeliveryState` (``pending``, ``delivered``, ``failed``: attempts exhausted); ``attempts`` the
+    attempts made of ``max_attempts``; ``next_attempt_at`` when the worker tries next (UTC); ``last_status`` the
+    last HTTP status (NULL: no answer) and ``last_error`` a short reason (never the secret); ``history``
+    ``[{"at": ISO UTC, "status": int|None, "error": str|None, "seconds": float}]`` one entry per attempt.
+    """
+
+    event = peewee.ForeignKeyField(Event, null=True, on_delete="SET NULL")
+    alert = peewee.CharField(max_length=32)
+    url = peewee.TextField()
+    body = peewee.TextField()
+    state = peewee.CharField(max_length=16, default="pending", index=True)
+    attempts = peewee.IntegerField(default=0)
+    max_attempts = peewee.IntegerField()
+    next_attempt_at = peewee.DateTimeField(default=utcnow, index=True)
+    created_at = peewee.DateTimeField(default=utcnow)
+    finished_at = peewee.DateTimeField(null=True)
+    last_status = peewee.IntegerField(null=True)
+    last_error = peewee.TextField(null=True)
+    history = JSONField(default=list)
+
+    class Meta:
+        table_name = "alert_delivery"
+
+
 ALL_MODELS = [Customer, Product, ProductRevision, Order, Operation, Event, ApiKey, CatalogSync, WebhookDelivery,
-              WorkerHeartbeat, Backup, ObservedContainer, EngineMirror, OrderUsage, OrderDrift]
+              WorkerHeartbeat, Backup, ObservedContainer, EngineMirror, OrderUsage, OrderDrift, AlertDelivery]
 
 
 def record_event(kind: str, message: str, *, order=None, operation=None, actor: str = "system", **data) -> Event:
-    return Event.create(kind=kind, message=message, order=order, operation=operation, actor=actor, data=data)
+    """Record an event; one that needs a person (``app.alerts.ALERT_EVENTS``) also queues its webhook deliveries
+    in the same transaction, so an alert is never lost nor sent for an event that was not recorded."""
+    from app import alerts  # app.alerts reads these models
+
+    if not alerts.wanted(kind):
+        return Event.create(kind=kind, message=message, order=order, operation=operation, actor=actor, data=data)
+    with database.atomic():
+        event = Event.create(kind=kind, message=message, order=order, operation=operation, actor=actor, data=data)
+        alerts.queue(event)
+    return event

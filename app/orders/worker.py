@@ -7,8 +7,8 @@ different orders run in parallel up to ``concurrency``. Transient errors are
 retried with exponential backoff. Killed at any moment, the worker converges
 on restart: operations left ``running`` go back to ``pending`` and are
 re-executed by handlers that are idempotent. It writes a heartbeat that the
-web side reads (``app/orders/heartbeat.py``), and follows the engine's events in a thread of its own (the engine
-mirror the views read, ``app/stacks/mirror.py``).
+web side reads (``app/orders/heartbeat.py``), sends alert webhooks (``app/alerts.py``), and follows
+the engine's events in a thread of its own (the engine mirror the views read, ``app/stacks/mirror.py``).
 """
 from __future__ import annotations
 
@@ -26,6 +26,7 @@ from pathlib import Path
 import peewee
 from apscheduler.schedulers.blocking import BlockingScheduler
 
+from app.alerts import AlertDeliverer
 from app.backups.drill import RestoreDrills
 from app.backups.schedule import BackupScheduler
 from app.catalog.catalog import Catalog
@@ -49,6 +50,8 @@ BACKUP_SCHEDULE_SECONDS = 60.0
 BACKUP_HOUSEKEEPING_SECONDS = 3600.0
 #: How often the worker looks for a restore drill that is due (one runs at a time).
 DRILL_SECONDS = 300.0
+#: How often the worker looks for stuck operations and sends the webhooks that are due (app/alerts.py).
+ALERT_SECONDS = 1.0
 
 
 class Worker:
@@ -58,8 +61,10 @@ class Worker:
                  ingress_resync_seconds: float = 30.0, backups: BackupScheduler | None = None,
                  drills: RestoreDrills | None = None, usage: UsageSampler | None = None,
                  mirror: MirrorFollower | None = None, drift: DriftChecker | None = None,
-                 drift_seconds: float = 2.0):
+                 drift_seconds: float = 2.0, alerts: AlertDeliverer | None = None):
         self.db = db
+        # Stuck operations found and webhooks sent (app/alerts.py) every ALERT_SECONDS; None: neither.
+        self.alerts = alerts
         # The background usage sampler (app/orders/usage.py); None: usage is not sampled.
         self.usage = usage
         # The engine mirror's follower (app/stacks/mirror.py): a thread from start to stop; None: no mirror.
@@ -153,6 +158,11 @@ class Worker:
                                   id="sample-usage", next_run_time=dt.datetime.now())
             if self.drift is not None:
                 scheduler.add_job(self.check_drift_safely, "interval", seconds=self.drift_seconds, id="check-drift")
+            if self.alerts is not None:  # own jobs: a slow receiver never holds an operation or the stuck check
+                scheduler.add_job(self.find_stuck_safely, "interval", seconds=ALERT_SECONDS, id="find-stuck",
+                                  next_run_time=dt.datetime.now())
+                scheduler.add_job(self.deliver_alerts_safely, "interval", seconds=ALERT_SECONDS, id="deliver-alerts",
+                                  next_run_time=dt.datetime.now())
             self._scheduler = scheduler
             if not stopping.is_set():
                 log.info("worker %s started (concurrency %d)", self.worker_id, self.concurrency)
@@ -368,6 +378,15 @@ class Worker:
         """Compare what runs with what should and repair or report it (app/orders/drift.py); never raises."""
         self._periodic_job("drift check", self.drift.check)
 
+    def find_stuck_safely(self) -> None:
+        """Record operations running past LIVE_OPERATION_STUCK_SECONDS, which queues their alerts (app/alerts.py);
+        never raises."""
+        self._periodic_job("stuck operations check", self.alerts.record_stuck)
+
+    def deliver_alerts_safely(self) -> None:
+        """Send the webhooks that are due (app/alerts.py); never raises."""
+        self._periodic_job("alert delivery", self.alerts.send)
+
     def resync_ingress_safely(self) -> None:
         """The periodic compare-and-repair of the proxy's routes (app/ingress/service.py); never raises."""
         self._periodic_job("ingress resync", self.ingress.resync)
@@ -490,12 +509,17 @@ class Worker:
         self._finish_failed(operation, reason, detail)
 
     def _finish_failed(self, operation: Operation, reason: str, detail: str | None = None) -> None:
-        """Record the failure on the operation and in the event log; the log line has the detail."""
+        """Record the failure on the operation and in the event log; the log line has the detail.
+
+        One transaction: the operation is never ``failed`` without its ``operation.failed`` event and so without
+        its alert rows (app/alerts.py); a worker killed before the commit leaves it ``running``, and recovery
+        runs it again."""
         detail = detail or reason
-        Operation.update(state=OperationState.FAILED, error=reason, error_detail=detail, finished_at=utcnow(),
-                         lease_owner=None).where(Operation.id == operation.id).execute()
-        record_event("operation.failed", f"{operation.kind} failed: {reason}", order=operation.order,
-                     operation=operation, **_private_event_data(reason, detail))
+        with self.db.atomic():
+            Operation.update(state=OperationState.FAILED, error=reason, error_detail=detail, finished_at=utcnow(),
+                             lease_owner=None).where(Operation.id == operation.id).execute()
+            record_event("operation.failed", f"{operation.kind} failed: {reason}", order=operation.order,
+                         operation=operation, **_private_event_data(reason, detail))
         log.error("operation %s: %s of %s failed: %s", operation.id, operation.kind, operation.order.instance, detail)
 
 

@@ -101,11 +101,12 @@ def test_every_kind_of_import_is_seen(tmp_path, source, expected):
 
 # -- each external system is touched in one place (docs/ARCHITECTURE.md) ------------------------------------------
 #: Library -> the only modules of app/ that may import it. requests is docker-py's and python-gitlab's transport:
-#: its exceptions are translated in both adapters; the Caddy adapter uses it directly.
+#: its exceptions are translated in both adapters; the Caddy adapter and the webhook sender (app/alerts.py: an
+#: attempt's error is recorded, never raised) use it directly.
 EXTERNAL_LIBRARIES = {
     "docker": {"app.stacks.docker_engine"},
     "gitlab": {"app.catalog.gitlab_source"},
-    "requests": {"app.stacks.docker_engine", "app.catalog.gitlab_source", "app.ingress.caddy"},
+    "requests": {"app.stacks.docker_engine", "app.catalog.gitlab_source", "app.ingress.caddy", "app.alerts"},
     "apscheduler": {"app.orders.worker", "app.backups.policy"},  # the worker's scheduler; the policy's cron reader
     "prometheus_client": {"app.web.observability"},
     "boto3": {"app.backups.s3_store"},
