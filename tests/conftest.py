@@ -197,7 +197,10 @@ def remove_deployment_objects(client, deployment: str) -> None:
                 raise
             continue  # gone meanwhile (a task container swarm removed itself): look again
         except docker.errors.APIError as exc:
-            if time.monotonic() > deadline or not any(word in str(exc) for word in ("in use", "active endpoints")):
+            # "in use"/"active endpoints": a task container still holds the network or volume; "already in progress":
+            # swarm is removing a removed service's task container itself (a 409 to our own remove).
+            if time.monotonic() > deadline or not any(
+                    word in str(exc) for word in ("in use", "active endpoints", "already in progress")):
                 raise
             time.sleep(0.5)
 
