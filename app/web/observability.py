@@ -49,6 +49,14 @@ class DatabaseCollector:
       that is not terminated finished (Unix time); orders without one have no series (alert on ``absent`` or on
       ``time() - ... > 2 * 86400``). ``live_backup_bytes{instance}``: that backup's size.
     - ``live_backup_failures_total{kind}``: failed backup attempts (Backup rows), every kind present from 0.
+    - Per order, for every order that is not terminated (:meth:`~app.orders.queries.OrderQueries.order_figures`):
+      ``live_order_status{order_id,service_id,instance,product,status} 1``: one series per order, its current
+      status as the ``status`` label (the order's identity for discovery: Zabbix LLD, Prometheus joins on
+      ``instance``); ``live_order_failing{instance}``: 1 while the drift checker calls it failing, else 0;
+      ``live_order_failed_operations_total{instance}``: its operations that ended failed, ever, from 0;
+      ``live_order_disk_bytes{instance}`` (its named volumes) and ``live_order_memory_bytes{instance}`` (its
+      running containers, page cache excluded) as the usage sampler last measured them, absent until sampled.
+      The backup age of an order is ``time() - live_backup_last_success_timestamp_seconds``.
 
     Read with a fixed number of grouped queries, whatever the number of orders.
 
@@ -102,7 +110,31 @@ class DatabaseCollector:
         failed = CounterMetricFamily("live_backup_failures", "Failed backup attempts by kind", labels=["kind"])
         for kind, count in failures:
             failed.add_metric([kind], count)
-        return [orders, operations, last, size, failed]
+        return [orders, operations, last, size, failed, *self._orders()]
+
+    def _orders(self):
+        """The per-order families (see the class), from one read of every order not terminated."""
+        status = GaugeMetricFamily("live_order_status", "1 for the order's current status (the status label); one "
+                                   "series per order not terminated",
+                                   labels=["order_id", "service_id", "instance", "product", "status"])
+        failing = GaugeMetricFamily("live_order_failing", "1 while the drift checker calls the order failing, else 0",
+                                    labels=["instance"])
+        failed = CounterMetricFamily("live_order_failed_operations", "Operations of the order that ended failed",
+                                     labels=["instance"])
+        disk = GaugeMetricFamily("live_order_disk_bytes", "Disk used by the order's named volumes, as last sampled "
+                                 "(bytes)", labels=["instance"])
+        memory = GaugeMetricFamily("live_order_memory_bytes", "Memory used by the order's running containers, page "
+                                   "cache excluded, as last sampled (bytes)", labels=["instance"])
+        for order in self.queries.order_figures():
+            status.add_metric([str(order.order_id), str(order.service_id), order.instance, order.product,
+                               order.status], 1)
+            failing.add_metric([order.instance], 1 if order.failing else 0)
+            failed.add_metric([order.instance], order.failed_operations)
+            if order.disk_bytes is not None:
+                disk.add_metric([order.instance], order.disk_bytes)
+            if order.memory_bytes is not None:
+                memory.add_metric([order.instance], order.memory_bytes)
+        return [status, failing, failed, disk, memory]
 
 
 def _unless_down(what: str, read):
