@@ -1,0 +1,310 @@
+"""The Zabbix template (config/zabbix/, a Zabbix 6.0 LTS YAML export) against itself and against a real /metrics.
+
+Its structure: it parses, every uuid is 32 hex digits and unique, every dependent item and discovery rule names an
+existing master item, every trigger names items that exist (trigger prototypes: the rule's prototypes or the
+template's items), every LLD macro is one the rule defines, every user macro one the template defines. Then the
+bridge's own ``/metrics`` answer (the Flask test client on the in-memory engine, with orders in every state the
+template reads) is run through the template as Zabbix would: the discovery rule's PROMETHEUS_TO_JSON finds the
+orders that are not terminated, and every PROMETHEUS_PATTERN step, its LLD macros replaced by each discovered
+order's values, selects exactly one series (with the label it outputs).
+"""
+from __future__ import annotations
+
+import datetime as dt
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+from prometheus_client.parser import text_string_to_metric_families
+
+import app as app_package
+from app.config import PROJECT_ROOT
+from app.models import Backup, Operation, Order, OrderDrift, OrderUsage, utcnow
+from app.orders.service import CustomerInfo
+
+TEMPLATE_FILE = PROJECT_ROOT / "config" / "zabbix" / "geocat_live_bridge_by_http.yaml"
+UUID = re.compile(r"^[0-9a-f]{32}$")
+LLD_MACRO = re.compile(r"\{#[A-Z0-9_.]+\}")
+USER_MACRO = re.compile(r"\{\$[A-Z0-9_.]+(?::[^}]*)?\}")
+# A function's item reference in a trigger expression: /<template>/<key>, the key running to the first , or ) outside
+# brackets and quotes (keys here have one bracketed parameter and no commas).
+ITEM_REFERENCE = re.compile(r"/([^/]+)/([a-z0-9_.]+(?:\[[^\]]*\])?)")
+PATTERN = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})?$")
+MATCHER = re.compile(r'\s*([a-zA-Z_][a-zA-Z0-9_]*)\s*(=~|!~|!=|=)\s*"((?:[^"\\]|\\.)*)"\s*,?')
+GiB = 1024 ** 3
+
+
+# -- the file -------------------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def export() -> dict:
+    return yaml.safe_load(TEMPLATE_FILE.read_text(encoding="utf-8"))["zabbix_export"]
+
+
+@pytest.fixture(scope="module")
+def template(export) -> dict:
+    [template] = export["templates"]
+    return template
+
+
+def walk(node, path=()):
+    """Every (path, key, value) of a parsed YAML tree."""
+    if isinstance(node, dict):
+        for key, value in node.items():
+            yield path, key, value
+            yield from walk(value, (*path, key))
+    elif isinstance(node, list):
+        for index, value in enumerate(node):
+            yield from walk(value, (*path, index))
+
+
+def strings(node) -> list[str]:
+    return [value for _, _, value in walk(node) if isinstance(value, str)] + ([node] if isinstance(node, str) else [])
+
+
+def test_it_is_a_zabbix_6_0_export_of_one_template_in_a_group_it_declares(export, template):
+    assert export["version"] == "6.0"
+    assert {group["name"] for group in template["groups"]} <= {group["name"] for group in export["groups"]}
+    assert template["template"] == template["name"] == "GeoCat Live Bridge by HTTP"
+    assert template["items"] and template["discovery_rules"] and template["macros"]
+
+
+def test_every_uuid_is_32_hex_digits_and_unique(export):
+    uuids = [value for _, key, value in walk(export) if key == "uuid"]
+    assert len(uuids) > 20
+    assert [u for u in uuids if not UUID.match(str(u))] == []
+    assert len(set(uuids)) == len(uuids)
+
+
+def item_keys(template) -> set[str]:
+    return {item["key"] for item in template["items"]}
+
+
+def test_dependent_items_and_rules_name_an_existing_http_master_item(template):
+    masters = {item["key"]: item for item in template["items"]}
+    dependents = [*template["items"], *template["discovery_rules"],
+                  *(p for rule in template["discovery_rules"] for p in rule["item_prototypes"])]
+    for item in dependents:
+        if item["type"] == "DEPENDENT":
+            assert item["delay"] == "0", item["key"]
+            master = masters[item["master_item"]["key"]]
+            assert master["type"] == "HTTP_AGENT" and master["url"] == "{$LIVE.URL}/metrics"
+    keys = [p["key"] for rule in template["discovery_rules"] for p in rule["item_prototypes"]]
+    assert len(keys) == len(set(keys)) and not set(keys) & item_keys(template)
+
+
+def triggers(template):
+    """``(trigger, keys it may name)``: items' triggers name items; prototypes' also their rule's prototypes."""
+    items = item_keys(template)
+    for item in template["items"]:
+        for trigger in item.get("triggers", []):
+            yield trigger, items
+    for rule in template["discovery_rules"]:
+        prototypes = {p["key"] for p in rule["item_prototypes"]}
+        for prototype in rule["item_prototypes"]:
+            for trigger in prototype.get("trigger_prototypes", []):
+                yield trigger, items | prototypes
+        for trigger in rule.get("trigger_prototypes", []):
+            yield trigger, items | prototypes
+
+
+def test_every_trigger_names_existing_keys_of_this_template_and_its_dependencies_exist(template):
+    found = list(triggers(template))
+    assert len(found) >= 8
+    names = {trigger["name"]: trigger["expression"] for trigger, _ in found}
+    for trigger, allowed in found:
+        references = ITEM_REFERENCE.findall(trigger["expression"])
+        assert references, trigger["name"]
+        for host, key in references:
+            assert host == template["template"], trigger["name"]
+            assert key in allowed, f"{trigger['name']}: {key}"
+        assert trigger["priority"] in {"INFO", "WARNING", "AVERAGE", "HIGH", "DISASTER"}
+        for dependency in trigger.get("dependencies", []):
+            assert names[dependency["name"]] == dependency["expression"], dependency["name"]
+
+
+def test_every_lld_macro_used_is_defined_by_its_rule(template):
+    assert not LLD_MACRO.findall(" ".join(strings(template["items"]))), "an LLD macro outside a discovery rule"
+    for rule in template["discovery_rules"]:
+        defined = {path["lld_macro"] for path in rule["lld_macro_paths"]}
+        assert all(path["path"].startswith("$.labels.") for path in rule["lld_macro_paths"])
+        body = {key: value for key, value in rule.items() if key != "lld_macro_paths"}
+        used = set(LLD_MACRO.findall(" ".join(strings(body))))
+        assert used and used <= defined, used - defined
+
+
+def test_every_user_macro_used_is_defined_by_the_template(template):
+    defined = {macro["macro"] for macro in template["macros"]}
+    body = {key: value for key, value in template.items() if key != "macros"}
+    used = {macro.split(":")[0].rstrip("}") + "}" if ":" in macro else macro
+            for macro in USER_MACRO.findall(" ".join(strings(body)))}
+    assert used == defined, (used - defined, defined - used)
+
+
+def test_numeric_items_are_float_as_the_python_client_writes_every_value(template):
+    """prometheus_client writes ``1.0`` and ``2.147483648e+09``: an unsigned item would refuse them."""
+    items = [*template["items"], *(p for rule in template["discovery_rules"] for p in rule["item_prototypes"])]
+    for item in items:
+        if item["type"] == "DEPENDENT":
+            assert item.get("value_type") in {"FLOAT", "CHAR"}, item["key"]
+            assert (item["value_type"] == "CHAR") == (item["preprocessing"][0]["parameters"][1] == "label"), item["key"]
+
+
+def test_every_value_map_named_exists(template):
+    maps = {valuemap["name"] for valuemap in template["valuemaps"]}
+    named = {value["name"] for _, key, value in walk(template) if key == "valuemap"}
+    assert named and named <= maps
+
+
+# -- against a real /metrics answer ------------------------------------------------------------------------------
+def matchers(pattern: str) -> tuple[str, list[tuple[str, str, str]]]:
+    """A Prometheus pattern of Zabbix (``name{label="value",other=~"regex"}``) as its name and label matchers."""
+    match = PATTERN.match(pattern.strip())
+    assert match, f"not a pattern this test reads: {pattern!r}"
+    name, body = match.group(1), match.group(2) or ""
+    assert MATCHER.sub("", body) == "", f"unread matchers in {pattern!r}"
+    return name, MATCHER.findall(body)
+
+
+def select(samples, pattern: str):
+    """The samples a PROMETHEUS_PATTERN or PROMETHEUS_TO_JSON step selects."""
+    name, conditions = matchers(pattern)
+
+    def keeps(sample) -> bool:
+        for label, op, value in conditions:
+            actual = sample.labels.get(label, "")
+            if op == "=" and actual != value or op == "!=" and actual == value:
+                return False
+            if op == "=~" and not re.fullmatch(value, actual) or op == "!~" and re.fullmatch(value, actual):
+                return False
+        return True
+    return [sample for sample in samples if sample.name == name and keeps(sample)]
+
+
+def make_orders(live, count: int) -> list[Order]:
+    ids = []
+    for number in range(1, count + 1):
+        outcome = live.orders.create(service_id=7000 + number, customer=CustomerInfo(email=f"z{number}@example.org"),
+                                     product="busybox-demo", plan="small", username=f"zabbix{number}")
+        ids.append(outcome.order.id)
+    live.worker().run_until_idle(timeout=120)
+    return list(Order.select().where(Order.id.in_(ids)).order_by(Order.id))
+
+
+@pytest.fixture
+def seeded(fake_live):
+    """Four orders: ``failing`` (failing, sampled, backed up an hour ago), ``broken`` (two failed operations, not
+    sampled, no backup), ``quiet`` (suspended) and ``gone`` (terminated: never discovered)."""
+    failing, broken, quiet, gone = make_orders(fake_live, 4)
+    OrderUsage.insert(order=failing, sampled_at=utcnow(), memory_bytes=300 * 1024 ** 2, disk_bytes=2 * GiB,
+                      disk_sampled_at=utcnow()).on_conflict_replace().execute()
+    OrderUsage.delete().where(OrderUsage.order.in_([broken.id, quiet.id])).execute()
+    if not OrderDrift.update(state="failing", failing_since=utcnow()).where(OrderDrift.order == failing).execute():
+        OrderDrift.create(order=failing, state="failing", failing_since=utcnow())
+    OrderDrift.update(state="ok").where(OrderDrift.order != failing).execute()
+    for _ in range(2):
+        Operation.create(order=broken, kind="redeploy", state="failed", error="boom", finished_at=utcnow())
+    backed_up = utcnow() - dt.timedelta(hours=1)
+    Backup.delete().execute()
+    Backup.create(order=failing, kind="scheduled", state="succeeded", backup_id="b-zabbix-1", started_at=backed_up,
+                  finished_at=backed_up, size=1234)
+    Order.update(status="suspended").where(Order.id == quiet.id).execute()
+    Order.update(status="terminated").where(Order.id == gone.id).execute()
+    return {"failing": failing, "broken": broken, "quiet": quiet, "gone": gone}
+
+
+@pytest.fixture
+def metrics_text(fake_live, seeded, monkeypatch) -> str:
+    monkeypatch.setattr(app_package, "bootstrap", lambda settings: fake_live)
+    answer = app_package.create_app(fake_live.settings).test_client().get("/metrics")
+    assert answer.status_code == 200, "/metrics is public: the template sends no credentials"
+    return answer.get_data(as_text=True)
+
+
+def samples_of(text: str) -> list:
+    return [sample for family in text_string_to_metric_families(text) for sample in family.samples]
+
+
+def test_the_per_order_figures_in_metrics(metrics_text, seeded):
+    samples = samples_of(metrics_text)
+    failing, broken, quiet = seeded["failing"], seeded["broken"], seeded["quiet"]
+
+    def value(name: str, order: Order) -> float | None:
+        found = [s.value for s in samples if s.name == name and s.labels.get("instance") == order.instance]
+        assert len(found) <= 1
+        return found[0] if found else None
+    statuses = {s.labels["instance"]: s.labels for s in samples if s.name == "live_order_status"}
+    assert set(statuses) == {failing.instance, broken.instance, quiet.instance}, "terminated orders are left out"
+    assert statuses[quiet.instance] == {"order_id": str(quiet.id), "service_id": str(quiet.whmcs_service_id),
+                                        "instance": quiet.instance, "product": "busybox-demo", "status": "suspended"}
+    assert statuses[failing.instance]["status"] == "active"
+    assert [value("live_order_failing", o) for o in (failing, broken, quiet)] == [1, 0, 0]
+    assert [value("live_order_failed_operations_total", o) for o in (failing, broken, quiet)] == [0, 2, 0]
+    assert value("live_order_disk_bytes", failing) == 2 * GiB and value("live_order_memory_bytes", failing) == 300 * 1024 ** 2
+    assert value("live_order_disk_bytes", broken) is None, "not sampled yet: no series"
+    assert value("live_backup_last_success_timestamp_seconds", broken) is None
+    assert "# TYPE live_order_failed_operations_total counter" in metrics_text
+
+
+def test_the_template_finds_every_order_and_each_of_its_items_in_metrics(template, metrics_text, seeded):
+    samples = samples_of(metrics_text)
+    for item in template["items"]:
+        for step in item.get("preprocessing", []):
+            if step["type"] == "PROMETHEUS_PATTERN":
+                assert len(select(samples, step["parameters"][0])) == 1, item["key"]
+    [rule] = template["discovery_rules"]
+    [to_json] = [step for step in rule["preprocessing"] if step["type"] == "PROMETHEUS_TO_JSON"]
+    rows = select(samples, to_json["parameters"][0])
+    discovered = [{path["lld_macro"]: row.labels[path["path"].removeprefix("$.labels.")]
+                   for path in rule["lld_macro_paths"]} for row in rows]
+    assert sorted(row["{#INSTANCE}"] for row in discovered) == \
+        sorted(seeded[name].instance for name in ("failing", "broken", "quiet"))
+    assert all(row["{#SERVICE_ID}"].isdigit() and row["{#ORDER_ID}"].isdigit() for row in discovered)
+    # Every prototype of the order that has every figure (sampled, backed up) selects exactly one series.
+    [full] = [row for row in discovered if row["{#INSTANCE}"] == seeded["failing"].instance]
+    checked = set()
+    for prototype in rule["item_prototypes"]:
+        patterns = [step for step in prototype["preprocessing"] if step["type"] == "PROMETHEUS_PATTERN"]
+        assert len(patterns) == 1 and prototype["preprocessing"][0] is patterns[0], \
+            f"{prototype['key']}: one PROMETHEUS_PATTERN, first (Zabbix caches and indexes it only then)"
+        pattern, output, label = patterns[0]["parameters"]
+        assert output in {"value", "label"} and (label != "") == (output == "label")
+        assert matchers(pattern)[1][0][:2] == ("instance", "="), "indexed by the label with most values"
+        for row in discovered if prototype["key"].startswith(("live.order.status", "live.order.failing",
+                                                             "live.order.failed_operations")) else [full]:
+            concrete = pattern
+            for macro, text in row.items():
+                concrete = concrete.replace(macro, text)
+            found = select(samples, concrete)
+            assert len(found) == 1, f"{prototype['key']} of {row['{#INSTANCE}']}: {concrete}"
+            if output == "label":
+                assert found[0].labels[label]
+            checked.add(matchers(pattern)[0])
+    assert checked == {"live_order_status", "live_order_failing", "live_order_failed_operations_total",
+                       "live_order_disk_bytes", "live_order_memory_bytes", "live_backup_last_success_timestamp_seconds"}
+
+
+def test_the_per_order_families_cost_the_same_queries_whatever_the_number_of_orders(fake_live, monkeypatch):
+    from app.web.observability import DatabaseCollector
+
+    statements: list[str] = []
+    execute = type(fake_live.db).execute_sql
+
+    def counted(db, sql, *args, **kwargs):
+        statements.append(sql)
+        return execute(db, sql, *args, **kwargs)
+    monkeypatch.setattr(type(fake_live.db), "execute_sql", counted)
+    collector = DatabaseCollector(fake_live.queries)
+
+    def scrape() -> int:
+        statements.clear()
+        families = {family.name for family in collector.collect()}
+        assert "live_order_status" in families
+        return len(statements)
+    make_orders(fake_live, 1)
+    few = scrape()
+    assert few >= 4, "the statements are counted"
+    for number in range(2, 6):
+        fake_live.orders.create(service_id=7100 + number, customer=CustomerInfo(email=f"q{number}@example.org"),
+                                product="busybox-demo", plan="small", username=f"query{number}")
+    assert scrape() == few
