@@ -68,6 +68,119 @@ def test_it_is_a_zabbix_6_0_export_of_one_template_in_a_group_it_declares(export
     assert template["items"] and template["discovery_rules"] and template["macros"]
 
 
+# What Zabbix 6.0's importer accepts (its C60XmlValidator), for the parts this template uses: an unknown key or value
+# fails the import.
+_TAGS = {"tag", "value"}
+_STEP = {"type", "parameters", "error_handler", "error_handler_params"}
+_HTTP = {"timeout", "url", "query_fields", "posts", "status_codes", "follow_redirects", "post_type", "http_proxy",
+         "headers", "retrieve_mode", "request_method", "allow_traps", "ssl_cert_file", "ssl_key_file",
+         "ssl_key_password", "verify_peer", "verify_host"}
+_ITEM = {"uuid", "name", "type", "snmp_oid", "key", "delay", "history", "trends", "status", "value_type",
+         "allowed_hosts", "units", "params", "ipmi_sensor", "authtype", "username", "password", "publickey",
+         "privatekey", "description", "inventory_link", "valuemap", "logtimefmt", "preprocessing", "jmx_endpoint",
+         "master_item", "parameters", "output_format", "tags", "triggers", *_HTTP}
+_TRIGGER = {"uuid", "expression", "recovery_mode", "recovery_expression", "correlation_mode", "correlation_tag", "name",
+            "event_name", "opdata", "url", "status", "priority", "description", "type", "manual_close", "dependencies",
+            "tags"}
+SCHEMA = {
+    "export": {"version", "date", "groups", "templates"},
+    "template": {"uuid", "template", "name", "description", "templates", "groups", "items", "discovery_rules",
+                 "httptests", "tags", "macros", "dashboards", "valuemaps"},
+    "item": _ITEM,
+    "item_prototype": (_ITEM - {"triggers", "inventory_link"}) | {"discover", "inventory_link", "trigger_prototypes"},
+    "discovery_rule": {"uuid", "name", "type", "snmp_oid", "key", "delay", "status", "allowed_hosts", "params",
+                       "ipmi_sensor", "authtype", "username", "password", "publickey", "privatekey", "filter",
+                       "lifetime", "description", "item_prototypes", "trigger_prototypes", "graph_prototypes",
+                       "host_prototypes", "jmx_endpoint", "master_item", "parameters", "lld_macro_paths",
+                       "preprocessing", "overrides", *_HTTP},
+    "trigger": _TRIGGER, "trigger_prototype": _TRIGGER | {"discover"},
+    "dependency": {"name", "expression", "recovery_expression"},
+    "step": _STEP, "tag": _TAGS, "macro": {"macro", "type", "value", "description"},
+    "valuemap": {"uuid", "name", "mappings"}, "mapping": {"type", "value", "newvalue"},
+    "filter": {"evaltype", "formula", "conditions"}, "condition": {"macro", "value", "operator", "formulaid"},
+    "lld_macro_path": {"lld_macro", "path"}, "group": {"uuid", "name"},
+}
+ITEM_TYPES = {"ZABBIX_PASSIVE", "TRAP", "SIMPLE", "INTERNAL", "ZABBIX_ACTIVE", "EXTERNAL", "ODBC", "IPMI", "SSH",
+              "TELNET", "CALCULATED", "JMX", "SNMP_TRAP", "DEPENDENT", "HTTP_AGENT", "SNMP_AGENT", "SCRIPT"}
+VALUE_TYPES = {"FLOAT", "CHAR", "LOG", "UNSIGNED", "TEXT"}
+ITEM_STEPS = {"MULTIPLIER", "RTRIM", "LTRIM", "TRIM", "REGEX", "BOOL_TO_DECIMAL", "OCTAL_TO_DECIMAL", "HEX_TO_DECIMAL",
+              "SIMPLE_CHANGE", "CHANGE_PER_SECOND", "XMLPATH", "JSONPATH", "IN_RANGE", "MATCHES_REGEX",
+              "NOT_MATCHES_REGEX", "CHECK_JSON_ERROR", "CHECK_XML_ERROR", "CHECK_REGEX_ERROR", "CHECK_NOT_SUPPORTED",
+              "DISCARD_UNCHANGED", "DISCARD_UNCHANGED_HEARTBEAT", "JAVASCRIPT", "PROMETHEUS_PATTERN",
+              "PROMETHEUS_TO_JSON", "CSV_TO_JSON", "STR_REPLACE", "XML_TO_JSON"}
+RULE_STEPS = {"REGEX", "XMLPATH", "JSONPATH", "NOT_MATCHES_REGEX", "CHECK_JSON_ERROR", "CHECK_XML_ERROR",
+              "DISCARD_UNCHANGED_HEARTBEAT", "JAVASCRIPT", "PROMETHEUS_TO_JSON", "CSV_TO_JSON", "STR_REPLACE",
+              "XML_TO_JSON"}
+PRIORITIES = {"NOT_CLASSIFIED", "INFO", "WARNING", "AVERAGE", "HIGH", "DISASTER"}
+
+
+def check_keys(kind: str, node: dict) -> None:
+    assert isinstance(node, dict) and set(node) <= SCHEMA[kind], (kind, set(node) - SCHEMA[kind])
+    for tag in node.get("tags", []):
+        check_keys("tag", tag)
+
+
+def check_steps(steps: list, allowed: set[str]) -> None:
+    for step in steps:
+        check_keys("step", step)
+        assert step["type"] in allowed and isinstance(step["parameters"], list), step
+        assert all(isinstance(parameter, str) for parameter in step["parameters"]), step
+        if step["type"] == "PROMETHEUS_PATTERN":  # 6.0: pattern, value|label|function, label name or function
+            assert len(step["parameters"]) == 3 and step["parameters"][1] in {"value", "label", "function"}, step
+
+
+def check_trigger(kind: str, trigger: dict) -> None:
+    check_keys(kind, trigger)
+    assert trigger["priority"] in PRIORITIES and trigger.get("manual_close", "NO") in {"YES", "NO"}
+    for dependency in trigger.get("dependencies", []):
+        check_keys("dependency", dependency)
+
+
+def check_item(kind: str, item: dict) -> None:
+    check_keys(kind, item)
+    assert item["type"] in ITEM_TYPES and item.get("value_type", "UNSIGNED") in VALUE_TYPES, item["key"]
+    check_steps(item.get("preprocessing", []), ITEM_STEPS)
+    for trigger in item.get("triggers", []):
+        check_trigger("trigger", trigger)
+    for trigger in item.get("trigger_prototypes", []):
+        check_trigger("trigger_prototype", trigger)
+
+
+def test_every_object_has_only_keys_and_values_zabbix_6_0_imports(export, template):
+    check_keys("export", export)
+    for group in export["groups"]:
+        check_keys("group", group)
+    check_keys("template", template)
+    for item in template["items"]:
+        check_item("item", item)
+    for rule in template["discovery_rules"]:
+        check_keys("discovery_rule", rule)
+        assert rule["type"] in ITEM_TYPES - {"CALCULATED", "SNMP_TRAP"}
+        check_steps(rule["preprocessing"], RULE_STEPS)
+        check_keys("filter", rule["filter"])
+        assert rule["filter"]["evaltype"] in {"AND_OR", "AND", "OR", "FORMULA"}
+        for condition in rule["filter"]["conditions"]:
+            check_keys("condition", condition)
+            assert condition.get("operator", "MATCHES_REGEX") in {"MATCHES_REGEX", "NOT_MATCHES_REGEX", "EXISTS",
+                                                                  "NOT_EXISTS"}
+        for path in rule["lld_macro_paths"]:
+            check_keys("lld_macro_path", path)
+        for prototype in rule["item_prototypes"]:
+            check_item("item_prototype", prototype)
+        for trigger in rule.get("trigger_prototypes", []):
+            check_trigger("trigger_prototype", trigger)
+    for macro in template["macros"]:
+        check_keys("macro", macro)
+        assert USER_MACRO.fullmatch(macro["macro"]), macro
+    for valuemap in template["valuemaps"]:
+        check_keys("valuemap", valuemap)
+        for mapping in valuemap["mappings"]:
+            check_keys("mapping", mapping)
+    # Every value Zabbix reads as a string is one (YAML would read 0 or yes otherwise).
+    assert all(isinstance(value, (str, list, dict)) for _, _, value in walk(export)), \
+        [(path, key, value) for path, key, value in walk(export) if not isinstance(value, (str, list, dict))]
+
+
 def test_every_uuid_is_32_hex_digits_and_unique(export):
     uuids = [value for _, key, value in walk(export) if key == "uuid"]
     assert len(uuids) > 20
