@@ -549,11 +549,13 @@ class OrderQueries:
                    OrderDrift.select(OrderDrift.order).where(OrderDrift.state == DriftState.FAILING).tuples()}
         failed = dict(Operation.select(Operation.order, peewee.fn.COUNT(Operation.id))
                       .where(Operation.state == OperationState.FAILED).group_by(Operation.order).tuples())
-        return [OrderFigures(order_id=order_id, service_id=service_id, instance=instance, product=product,
-                             status=status, disk_bytes=usage.get(order_id, (None, None))[0],
-                             memory_bytes=usage.get(order_id, (None, None))[1], failing=order_id in failing,
-                             failed_operations=failed.get(order_id, 0))
-                for order_id, service_id, instance, status, product in orders]
+        figures = []
+        for order_id, service_id, instance, status, product in orders:
+            disk, memory = usage.get(order_id, (None, None))
+            figures.append(OrderFigures(order_id=order_id, service_id=service_id, instance=instance, product=product,
+                                        status=status, disk_bytes=disk, memory_bytes=memory,
+                                        failing=order_id in failing, failed_operations=failed.get(order_id, 0)))
+        return figures
 
     @staticmethod
     def operation_counts() -> list[tuple[str, str, int]]:
