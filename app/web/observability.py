@@ -16,6 +16,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 from app.collaborators import queries
 from app.orders.queries import OrderQueries
+from app.web.auth import auth
 
 access_log = logging.getLogger("app.web.access")
 log = logging.getLogger(__name__)
@@ -49,14 +50,6 @@ class DatabaseCollector:
       that is not terminated finished (Unix time); orders without one have no series (alert on ``absent`` or on
       ``time() - ... > 2 * 86400``). ``live_backup_bytes{instance}``: that backup's size.
     - ``live_backup_failures_total{kind}``: failed backup attempts (Backup rows), every kind present from 0.
-    - Per order, for every order that is not terminated (:meth:`~app.orders.queries.OrderQueries.order_figures`):
-      ``live_order_status{order_id,service_id,instance,product,status} 1``: one series per order, its current
-      status as the ``status`` label (the order's identity for discovery: Zabbix LLD, Prometheus joins on
-      ``instance``); ``live_order_failing{instance}``: 1 while the drift checker calls it failing, else 0;
-      ``live_order_failed_operations_total{instance}``: its operations that ended failed, ever, from 0;
-      ``live_order_disk_bytes{instance}`` (its named volumes) and ``live_order_memory_bytes{instance}`` (its
-      running containers, page cache excluded) as the usage sampler last measured them, absent until sampled.
-      The backup age of an order is ``time() - live_backup_last_success_timestamp_seconds``.
 
     Read with a fixed number of grouped queries, whatever the number of orders.
 
@@ -110,10 +103,35 @@ class DatabaseCollector:
         failed = CounterMetricFamily("live_backup_failures", "Failed backup attempts by kind", labels=["kind"])
         for kind, count in failures:
             failed.add_metric([kind], count)
-        return [orders, operations, last, size, failed, *self._orders()]
+        return [orders, operations, last, size, failed]
 
-    def _orders(self):
-        """The per-order families (see the class), from one read of every order not terminated."""
+
+class OrderCollector:
+    """One set of series per order that is not terminated, for ``GET /metrics/orders`` (a read key: they name
+    customers' instances and services), read at each scrape with the five queries of
+    :meth:`~app.orders.queries.OrderQueries.order_figures` whatever the number of orders, never the engine.
+
+    - ``live_order_status{order_id,service_id,instance,product,status} 1``: one series per order, its current
+      status (``pending``, ``active``, ``suspended``, ``failed``) as the ``status`` label; the order's identity for
+      discovery (Zabbix LLD; Prometheus joins the others on ``instance``).
+    - by ``instance`` alone: ``live_order_failing`` (1 while the drift checker calls it failing, else 0);
+      ``live_order_failed_operations_total`` (its operations that ended failed, ever, from 0);
+      ``live_order_disk_bytes`` (its named volumes) and ``live_order_memory_bytes`` (its running containers, page
+      cache excluded) as the usage sampler last measured them, absent until sampled;
+      ``live_order_backup_last_success_timestamp_seconds`` (when its newest successful backup finished, Unix time;
+      absent before its first).
+
+    - ``live_orders_reported``: how many orders this answer holds (0 without any): a series every answer has, for
+      an alert on the endpoint itself (a wrong key, a database down).
+
+    A database error is not caught: the route answers it as any other (``503``), a scrape without figures.
+    ``queries`` reads them (:class:`~app.orders.queries.OrderQueries`).
+    """
+
+    def __init__(self, queries: OrderQueries):
+        self.queries = queries
+
+    def collect(self):
         status = GaugeMetricFamily("live_order_status", "1 for the order's current status (the status label); one "
                                    "series per order not terminated",
                                    labels=["order_id", "service_id", "instance", "product", "status"])
@@ -125,16 +143,20 @@ class DatabaseCollector:
                                  "(bytes)", labels=["instance"])
         memory = GaugeMetricFamily("live_order_memory_bytes", "Memory used by the order's running containers, page "
                                    "cache excluded, as last sampled (bytes)", labels=["instance"])
+        backup = GaugeMetricFamily("live_order_backup_last_success_timestamp_seconds", "When the order's newest "
+                                   "successful backup finished (Unix time)", labels=["instance"])
         for order in self.queries.order_figures():
             status.add_metric([str(order.order_id), str(order.service_id), order.instance, order.product,
                                order.status], 1)
             failing.add_metric([order.instance], 1 if order.failing else 0)
             failed.add_metric([order.instance], order.failed_operations)
-            if order.disk_bytes is not None:
-                disk.add_metric([order.instance], order.disk_bytes)
-            if order.memory_bytes is not None:
-                memory.add_metric([order.instance], order.memory_bytes)
-        return [status, failing, failed, disk, memory]
+            for family, value in ((disk, order.disk_bytes), (memory, order.memory_bytes),
+                                  (backup, order.last_backup_at)):
+                if value is not None:
+                    family.add_metric([order.instance], value)
+        reported = GaugeMetricFamily("live_orders_reported", "Orders in this answer (every order not terminated)",
+                                     value=len(status.samples))
+        return [reported, status, failing, failed, disk, memory, backup]
 
 
 def _unless_down(what: str, read):
@@ -200,3 +222,14 @@ def init_observability(app: Flask) -> None:
     @app.doc(hide=True)
     def metrics():
         return Response(generate_latest(metrics_registry(queries)), mimetype=CONTENT_TYPE_LATEST)
+
+    @app.get("/metrics/orders")
+    @app.auth_required(auth, roles=["read"])
+    @app.doc(summary="Per-order metrics (Prometheus text)", description=(
+        "One set of series per order that is not terminated (status with the order's identity, failing, failed "
+        "operations, disk, memory, last successful backup): docs/API.md. A key with the read scope: they name "
+        "every customer's instance and service, unlike the public `/metrics`."))
+    def order_metrics():
+        registry = CollectorRegistry()
+        registry.register(OrderCollector(queries))
+        return Response(generate_latest(registry), mimetype=CONTENT_TYPE_LATEST)
