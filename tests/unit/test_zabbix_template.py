@@ -1,12 +1,16 @@
-"""The Zabbix template (config/zabbix/, a Zabbix 6.0 LTS YAML export) against itself and against a real /metrics.
+"""The Zabbix template (config/zabbix/, a Zabbix 6.0 LTS YAML export) against itself and against the bridge's answers.
 
 Its structure: it parses, every uuid is 32 hex digits and unique, every dependent item and discovery rule names an
 existing master item, every trigger names items that exist (trigger prototypes: the rule's prototypes or the
-template's items), every LLD macro is one the rule defines, every user macro one the template defines. Then the
-bridge's own ``/metrics`` answer (the Flask test client on the in-memory engine, with orders in every state the
-template reads) is run through the template as Zabbix would: the discovery rule's PROMETHEUS_TO_JSON finds the
-orders that are not terminated, and every PROMETHEUS_PATTERN step, its LLD macros replaced by each discovered
-order's values, selects exactly one series (with the label it outputs).
+template's items), every LLD macro is one the rule defines, every user macro one the template defines. Two master
+items: the public ``/metrics`` (no credentials) for the bridge's own figures, ``/metrics/orders`` (a read key in
+{$LIVE.TOKEN}, a secret macro) for the discovery and every order's items. Then the bridge's own answers (the Flask
+test client on the in-memory engine, with orders in every state the template reads; ``/metrics/orders`` with a real
+read key) are run through the template as Zabbix would, each item against the endpoint its master item reads: the
+discovery rule's PROMETHEUS_TO_JSON finds the orders that are not terminated, and every PROMETHEUS_PATTERN step, its
+LLD macros replaced by each discovered order's values, selects exactly one series (with the label it outputs).
+Also: ``/metrics/orders`` refuses a caller without a key (401) or with a key lacking the read scope (403), and the
+public ``/metrics`` names no order.
 """
 from __future__ import annotations
 
@@ -18,6 +22,7 @@ import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
 import app as app_package
+from app.apikeys import create_key
 from app.config import PROJECT_ROOT
 from app.models import Backup, Operation, Order, OrderDrift, OrderUsage, utcnow
 from app.orders.service import CustomerInfo
@@ -32,6 +37,7 @@ ITEM_REFERENCE = re.compile(r"/([^/]+)/([a-z0-9_.]+(?:\[[^\]]*\])?)")
 PATTERN = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})?$")
 MATCHER = re.compile(r'\s*([a-zA-Z_][a-zA-Z0-9_]*)\s*(=~|!~|!=|=)\s*"((?:[^"\\]|\\.)*)"\s*,?')
 GiB = 1024 ** 3
+PUBLIC_URL, ORDERS_URL = "{$LIVE.URL}/metrics", "{$LIVE.URL}/metrics/orders"
 
 
 # -- the file -------------------------------------------------------------------------------------------------------
@@ -95,7 +101,7 @@ SCHEMA = {
                        "preprocessing", "overrides", *_HTTP},
     "trigger": _TRIGGER, "trigger_prototype": _TRIGGER | {"discover"},
     "dependency": {"name", "expression", "recovery_expression"},
-    "step": _STEP, "tag": _TAGS, "macro": {"macro", "type", "value", "description"},
+    "step": _STEP, "tag": _TAGS, "header": {"name", "value"}, "macro": {"macro", "type", "value", "description"},
     "valuemap": {"uuid", "name", "mappings"}, "mapping": {"type", "value", "newvalue"},
     "filter": {"evaltype", "formula", "conditions"}, "condition": {"macro", "value", "operator", "formulaid"},
     "lld_macro_path": {"lld_macro", "path"}, "group": {"uuid", "name"},
@@ -140,6 +146,8 @@ def check_item(kind: str, item: dict) -> None:
     check_keys(kind, item)
     assert item["type"] in ITEM_TYPES and item.get("value_type", "UNSIGNED") in VALUE_TYPES, item["key"]
     check_steps(item.get("preprocessing", []), ITEM_STEPS)
+    for header in item.get("headers", []):
+        check_keys("header", header)
     for trigger in item.get("triggers", []):
         check_trigger("trigger", trigger)
     for trigger in item.get("trigger_prototypes", []):
@@ -172,6 +180,7 @@ def test_every_object_has_only_keys_and_values_zabbix_6_0_imports(export, templa
     for macro in template["macros"]:
         check_keys("macro", macro)
         assert USER_MACRO.fullmatch(macro["macro"]), macro
+        assert macro.get("type", "TEXT") in {"TEXT", "SECRET_TEXT", "VAULT"}, macro
     for valuemap in template["valuemaps"]:
         check_keys("valuemap", valuemap)
         for mapping in valuemap["mappings"]:
@@ -192,15 +201,20 @@ def item_keys(template) -> set[str]:
     return {item["key"] for item in template["items"]}
 
 
+def master_url(template, item: dict) -> str:
+    """The URL of the HTTP agent master item a dependent item or rule reads."""
+    master = {item["key"]: item for item in template["items"]}[item["master_item"]["key"]]
+    assert master["type"] == "HTTP_AGENT", item["key"]
+    return master["url"]
+
+
 def test_dependent_items_and_rules_name_an_existing_http_master_item(template):
-    masters = {item["key"]: item for item in template["items"]}
     dependents = [*template["items"], *template["discovery_rules"],
                   *(p for rule in template["discovery_rules"] for p in rule["item_prototypes"])]
     for item in dependents:
         if item["type"] == "DEPENDENT":
             assert item["delay"] == "0", item["key"]
-            master = masters[item["master_item"]["key"]]
-            assert master["type"] == "HTTP_AGENT" and master["url"] == "{$LIVE.URL}/metrics"
+            assert master_url(template, item) in {PUBLIC_URL, ORDERS_URL}, item["key"]
     keys = [p["key"] for rule in template["discovery_rules"] for p in rule["item_prototypes"]]
     assert len(keys) == len(set(keys)) and not set(keys) & item_keys(template)
 
@@ -243,6 +257,18 @@ def test_every_lld_macro_used_is_defined_by_its_rule(template):
         body = {key: value for key, value in rule.items() if key != "lld_macro_paths"}
         used = set(LLD_MACRO.findall(" ".join(strings(body))))
         assert used and used <= defined, used - defined
+
+
+def test_the_orders_are_read_with_a_secret_token_and_the_bridge_figures_without_one(template):
+    masters = {item["url"]: item for item in template["items"] if item["type"] == "HTTP_AGENT"}
+    assert set(masters) == {PUBLIC_URL, ORDERS_URL}
+    assert "headers" not in masters[PUBLIC_URL], "the public /metrics needs no key"
+    assert masters[ORDERS_URL]["headers"] == [{"name": "Authorization", "value": "Bearer {$LIVE.TOKEN}"}]
+    [token] = [macro for macro in template["macros"] if macro["macro"] == "{$LIVE.TOKEN}"]
+    assert token["type"] == "SECRET_TEXT" and not token.get("value"), "a secret macro, no key in the file"
+    for rule in template["discovery_rules"]:
+        assert master_url(template, rule) == ORDERS_URL
+        assert {master_url(template, prototype) for prototype in rule["item_prototypes"]} == {ORDERS_URL}
 
 
 def test_every_user_macro_used_is_defined_by_the_template(template):
@@ -322,23 +348,33 @@ def seeded(fake_live):
                   finished_at=backed_up, size=1234)
     Order.update(status="suspended").where(Order.id == quiet.id).execute()
     Order.update(status="terminated").where(Order.id == gone.id).execute()
-    return {"failing": failing, "broken": broken, "quiet": quiet, "gone": gone}
+    return {"failing": failing, "broken": broken, "quiet": quiet, "gone": gone, "backed_up": backed_up}
 
 
 @pytest.fixture
-def metrics_text(fake_live, seeded, monkeypatch) -> str:
+def client(fake_live, monkeypatch):
     monkeypatch.setattr(app_package, "bootstrap", lambda settings: fake_live)
-    answer = app_package.create_app(fake_live.settings).test_client().get("/metrics")
-    assert answer.status_code == 200, "/metrics is public: the template sends no credentials"
-    return answer.get_data(as_text=True)
+    return app_package.create_app(fake_live.settings).test_client()
+
+
+@pytest.fixture
+def answers(client, seeded) -> dict[str, str]:
+    """``{master item URL: the bridge's answer}``: ``/metrics`` without credentials, ``/metrics/orders`` with a real
+    read key, as the template's two master items send them."""
+    public = client.get("/metrics")
+    assert public.status_code == 200, "/metrics is public: its master item sends no credentials"
+    orders = client.get("/metrics/orders", headers={"Authorization": f"Bearer {create_key('zabbix', 'read')[1]}"})
+    assert orders.status_code == 200 and orders.mimetype == "text/plain"
+    return {PUBLIC_URL: public.get_data(as_text=True), ORDERS_URL: orders.get_data(as_text=True)}
 
 
 def samples_of(text: str) -> list:
     return [sample for family in text_string_to_metric_families(text) for sample in family.samples]
 
 
-def test_the_per_order_figures_in_metrics(metrics_text, seeded):
-    samples = samples_of(metrics_text)
+def test_the_per_order_figures_in_metrics_orders(answers, seeded):
+    text = answers[ORDERS_URL]
+    samples = samples_of(text)
     failing, broken, quiet = seeded["failing"], seeded["broken"], seeded["quiet"]
 
     def value(name: str, order: Order) -> float | None:
@@ -354,17 +390,48 @@ def test_the_per_order_figures_in_metrics(metrics_text, seeded):
     assert [value("live_order_failed_operations_total", o) for o in (failing, broken, quiet)] == [0, 2, 0]
     assert value("live_order_disk_bytes", failing) == 2 * GiB and value("live_order_memory_bytes", failing) == 300 * 1024 ** 2
     assert value("live_order_disk_bytes", broken) is None, "not sampled yet: no series"
-    assert value("live_backup_last_success_timestamp_seconds", broken) is None
-    assert "# TYPE live_order_failed_operations_total counter" in metrics_text
+    assert value("live_order_backup_last_success_timestamp_seconds", failing) == \
+        seeded["backed_up"].replace(tzinfo=dt.timezone.utc).timestamp()
+    assert value("live_order_backup_last_success_timestamp_seconds", broken) is None, "no backup yet: no series"
+    assert [s.value for s in samples if s.name == "live_orders_reported"] == [3]
+    assert "# TYPE live_order_failed_operations_total counter" in text
 
 
-def test_the_template_finds_every_order_and_each_of_its_items_in_metrics(template, metrics_text, seeded):
-    samples = samples_of(metrics_text)
+def test_public_metrics_name_no_order(answers, seeded):
+    """Nothing that identifies a customer's order beyond the instance of the backup families (as on main): no
+    per-order family, no order, service or product label."""
+    samples = samples_of(answers[PUBLIC_URL])
+    assert not [s.name for s in samples if s.name.startswith(("live_order_", "live_orders_reported"))]
+    assert not [s for s in samples if {"order_id", "service_id", "product"} & set(s.labels)]
+    for name in ("failing", "broken", "quiet"):
+        order = seeded[name]
+        assert str(order.whmcs_service_id) not in answers[PUBLIC_URL]
+        assert not [s for s in samples if s.name != "live_backup_last_success_timestamp_seconds"
+                    and s.name != "live_backup_bytes" and order.instance in s.labels.values()]
+
+
+def test_metrics_orders_needs_a_key_with_the_read_scope(client, seeded):
+    anonymous = client.get("/metrics/orders")
+    assert anonymous.status_code == 401 and anonymous.json["error"]["code"] == "unauthorized"
+    assert anonymous.headers["WWW-Authenticate"].startswith("Bearer")
+    assert seeded["failing"].instance not in anonymous.get_data(as_text=True)
+    wrong = client.get("/metrics/orders", headers={"Authorization": "Bearer live_xxxxxxxx_" + "y" * 43})
+    assert wrong.status_code == 401
+    billing = client.get("/metrics/orders", headers={"Authorization": f"Bearer {create_key('billing', 'whmcs')[1]}"})
+    assert billing.status_code == 403 and billing.json["error"]["code"] == "forbidden"
+    assert billing.json["error"]["details"]["required_scopes"] == ["read", "admin"]
+    admin = client.get("/metrics/orders", headers={"Authorization": f"Bearer {create_key('ops', 'admin')[1]}"})
+    assert admin.status_code == 200
+
+
+def test_the_template_finds_every_order_and_each_of_its_items_in_the_answer_of_its_endpoint(template, answers, seeded):
     for item in template["items"]:
         for step in item.get("preprocessing", []):
             if step["type"] == "PROMETHEUS_PATTERN":
+                samples = samples_of(answers[master_url(template, item)])
                 assert len(select(samples, step["parameters"][0])) == 1, item["key"]
     [rule] = template["discovery_rules"]
+    samples = samples_of(answers[master_url(template, rule)])
     [to_json] = [step for step in rule["preprocessing"] if step["type"] == "PROMETHEUS_TO_JSON"]
     rows = select(samples, to_json["parameters"][0])
     discovered = [{path["lld_macro"]: row.labels[path["path"].removeprefix("$.labels.")]
@@ -376,6 +443,7 @@ def test_the_template_finds_every_order_and_each_of_its_items_in_metrics(templat
     [full] = [row for row in discovered if row["{#INSTANCE}"] == seeded["failing"].instance]
     checked = set()
     for prototype in rule["item_prototypes"]:
+        samples = samples_of(answers[master_url(template, prototype)])
         patterns = [step for step in prototype["preprocessing"] if step["type"] == "PROMETHEUS_PATTERN"]
         assert len(patterns) == 1 and prototype["preprocessing"][0] is patterns[0], \
             f"{prototype['key']}: one PROMETHEUS_PATTERN, first (Zabbix caches and indexes it only then)"
@@ -393,11 +461,12 @@ def test_the_template_finds_every_order_and_each_of_its_items_in_metrics(templat
                 assert found[0].labels[label]
             checked.add(matchers(pattern)[0])
     assert checked == {"live_order_status", "live_order_failing", "live_order_failed_operations_total",
-                       "live_order_disk_bytes", "live_order_memory_bytes", "live_backup_last_success_timestamp_seconds"}
+                       "live_order_disk_bytes", "live_order_memory_bytes",
+                       "live_order_backup_last_success_timestamp_seconds"}
 
 
 def test_the_per_order_families_cost_the_same_queries_whatever_the_number_of_orders(fake_live, monkeypatch):
-    from app.web.observability import DatabaseCollector
+    from app.web.observability import OrderCollector
 
     statements: list[str] = []
     execute = type(fake_live.db).execute_sql
@@ -406,7 +475,7 @@ def test_the_per_order_families_cost_the_same_queries_whatever_the_number_of_ord
         statements.append(sql)
         return execute(db, sql, *args, **kwargs)
     monkeypatch.setattr(type(fake_live.db), "execute_sql", counted)
-    collector = DatabaseCollector(fake_live.queries)
+    collector = OrderCollector(fake_live.queries)
 
     def scrape() -> int:
         statements.clear()
@@ -415,7 +484,7 @@ def test_the_per_order_families_cost_the_same_queries_whatever_the_number_of_ord
         return len(statements)
     make_orders(fake_live, 1)
     few = scrape()
-    assert few >= 4, "the statements are counted"
+    assert few >= 5, "the statements are counted"
     for number in range(2, 6):
         fake_live.orders.create(service_id=7100 + number, customer=CustomerInfo(email=f"q{number}@example.org"),
                                 product="busybox-demo", plan="small", username=f"query{number}")
