@@ -1,10 +1,11 @@
-"""`BENCH_ONLY=metrics`: one ``GET /metrics`` scrape (what Zabbix's master item or Prometheus reads) at many orders.
+"""`BENCH_ONLY=metrics`: the scrapes of Zabbix's two master items at many orders: the public ``GET /metrics`` and
+``GET /metrics/orders`` (the per-order series, with a read key).
 
 BENCH_METRICS_ORDERS synthetic orders (default 10,000; rows written straight into the database, copies of one real
 order) with a usage row each, one in 100 failing (drift), one in 50 with a failed operation and one in 2 with a
-successful backup; then BENCH_METRICS_REPEATS scrapes through the Flask test client (routing, the database
-collector's grouped queries, the text exposition; no network). Reports the median time, the size of the answer
-and the SQL statements of one scrape (the per-order families must cost a fixed number of queries).
+successful backup; then BENCH_METRICS_REPEATS scrapes of each path through the Flask test client (routing, the key
+check, the collectors' grouped queries, the text exposition; no network). Reports, per path, the median time, the
+size of the answer and the SQL statements of one scrape (both must cost a fixed number of queries).
 
 Standalone on SQLite and the in-memory engine, without Docker: ``python -m bench.metrics_scrape``; in the bench
 (``BENCH_ONLY=metrics python -m bench``) on the bench's database.
@@ -59,8 +60,11 @@ def seed(live, orders: int) -> None:
                                 for i in chunk if i % 2 == 0]).execute()
 
 
-def measure(live, client) -> dict:
-    """The median scrape time (s), the answer's size (bytes) and one scrape's SQL statements."""
+PATHS = ("/metrics", "/metrics/orders")
+
+
+def measure(live, client, path: str, headers: dict) -> dict:
+    """The median time (s) of a scrape of ``path``, the answer's size (bytes) and one scrape's SQL statements."""
     statements = []
     execute = type(live.db).execute_sql
 
@@ -72,12 +76,12 @@ def measure(live, client) -> dict:
         type(live.db).execute_sql = counted if attempt == 0 else execute
         try:
             started = time.perf_counter()
-            answer = client.get("/metrics")
+            answer = client.get(path, headers=headers)
             elapsed = time.perf_counter() - started
         finally:
             type(live.db).execute_sql = execute
         if answer.status_code != 200:
-            raise RuntimeError(f"/metrics answered {answer.status_code}")
+            raise RuntimeError(f"{path} answered {answer.status_code}")
         size = len(answer.get_data())
         if attempt:  # the first scrape warms the caches and counts the statements
             times.append(elapsed)
@@ -86,21 +90,26 @@ def measure(live, client) -> dict:
 
 def run(bench) -> None:
     """In bench/run.py (its database and catalog)."""
+    from app.apikeys import create_key
     from bench.run import in_process_app, log
 
     _app, live, client, _headers = in_process_app(bench.settings("metrics", deployment=bench.ns + "m"), "bench-metrics")
     seed(live, ORDERS)
-    figures = measure(live, client)
-    log(f"metrics scrape @{ORDERS} orders: {figures}")
-    bench.raw["metrics"] = figures
-    bench.row(f"GET /metrics @{ORDERS} orders", round(figures["s"] * 1000, 1), None, "-", None, "ms",
-              f"{figures['bytes']} bytes, {figures['statements']} SQL statements")
+    headers = {"Authorization": f"Bearer {create_key('bench-metrics-read', 'read')[1]}"}
+    bench.raw["metrics"] = {}
+    for path in PATHS:
+        figures = measure(live, client, path, headers)
+        log(f"{path} scrape @{ORDERS} orders: {figures}")
+        bench.raw["metrics"][path] = figures
+        bench.row(f"GET {path} @{ORDERS} orders", round(figures["s"] * 1000, 1), None, "-", None, "ms",
+                  f"{figures['bytes']} bytes, {figures['statements']} SQL statements")
     live.db.close()
 
 
 def main() -> None:
     """Standalone: SQLite in a temporary folder and the in-memory engine."""
     from app import create_app
+    from app.apikeys import create_key
     from app.config import PROJECT_ROOT, load_settings
     from app.db import upgrade
     from tests.fakes import FakeEngine
@@ -127,7 +136,9 @@ def main() -> None:
             client = create_app(settings).test_client()
         finally:
             app_package.bootstrap = original
-        print(f"GET /metrics @{ORDERS} orders (SQLite): {measure(live, client)}")
+        headers = {"Authorization": f"Bearer {create_key('bench-metrics-read', 'read')[1]}"}
+        for path in PATHS:
+            print(f"GET {path} @{ORDERS} orders (SQLite): {measure(live, client, path, headers)}")
     finally:
         shutil.rmtree(folder, ignore_errors=True)
 
