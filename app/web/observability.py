@@ -9,6 +9,7 @@ import re
 import time
 import uuid
 
+from apiflask.schemas import FileSchema
 from flask import Flask, Response, g, request
 from peewee import PeeweeException
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
@@ -225,6 +226,8 @@ def init_observability(app: Flask) -> None:
 
     @app.get("/metrics/orders")
     @app.auth_required(auth, roles=["read"])
+    @app.output(FileSchema(type="string"), content_type="text/plain",
+                description="The Prometheus text exposition format (as /metrics)")
     @app.doc(summary="Per-order metrics (Prometheus text)", description=(
         "One set of series per order that is not terminated (status with the order's identity, failing, failed "
         "operations, disk, memory, last successful backup): docs/API.md. A key with the read scope: they name "
