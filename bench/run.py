@@ -25,7 +25,7 @@ import urllib3
 import yaml
 
 from app.config import PROJECT_ROOT, load_settings
-from bench import burst, usage_sampler
+from bench import burst, metrics_scrape, usage_sampler
 from bench import mirror as mirror_bench
 from tests.support.caddy import CaddyProcess
 from tests.support.live_service import BIN, MINI_COMPOSE, MINI_MANIFEST, Service, free_port
@@ -1271,7 +1271,7 @@ def main() -> int:
              ("ingress", bench.ingress_throughput), ("ingress", bench.ingress_updates), ("backups", bench.backups),
              ("swarm", bench.swarm_lifecycle), ("swarm", bench.swarm_reads),
              ("usage", lambda: usage_sampler.run(bench)), ("mirror", lambda: mirror_bench.run(bench)),
-             ("drift", bench.drift),
+             ("drift", bench.drift), ("metrics", lambda: metrics_scrape.run(bench)),
              ("fast", bench.fast_profile)]
     try:
         log(f"namespace {bench.ns}, work dir {bench.tmp}")

@@ -9,6 +9,7 @@ import re
 import time
 import uuid
 
+from apiflask.schemas import FileSchema
 from flask import Flask, Response, g, request
 from peewee import PeeweeException
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
@@ -16,6 +17,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 from app.collaborators import queries
 from app.orders.queries import OrderQueries
+from app.web.auth import auth
 
 access_log = logging.getLogger("app.web.access")
 log = logging.getLogger(__name__)
@@ -105,6 +107,59 @@ class DatabaseCollector:
         return [orders, operations, last, size, failed]
 
 
+class OrderCollector:
+    """One set of series per order that is not terminated, for ``GET /metrics/orders`` (a read key: they name
+    customers' instances and services), read at each scrape with the five queries of
+    :meth:`~app.orders.queries.OrderQueries.order_figures` whatever the number of orders, never the engine.
+
+    - ``live_order_status{order_id,service_id,instance,product,status} 1``: one series per order, its current
+      status (``pending``, ``active``, ``suspended``, ``failed``) as the ``status`` label; the order's identity for
+      discovery (Zabbix LLD; Prometheus joins the others on ``instance``).
+    - by ``instance`` alone: ``live_order_failing`` (1 while the drift checker calls it failing, else 0);
+      ``live_order_failed_operations_total`` (its operations that ended failed, ever, from 0);
+      ``live_order_disk_bytes`` (its named volumes) and ``live_order_memory_bytes`` (its running containers, page
+      cache excluded) as the usage sampler last measured them, absent until sampled;
+      ``live_order_backup_last_success_timestamp_seconds`` (when its newest successful backup finished, Unix time;
+      absent before its first).
+
+    - ``live_orders_reported``: how many orders this answer holds (0 without any): a series every answer has, for
+      an alert on the endpoint itself (a wrong key, a database down).
+
+    A database error is not caught: the route answers it as any other (``503``), a scrape without figures.
+    ``queries`` reads them (:class:`~app.orders.queries.OrderQueries`).
+    """
+
+    def __init__(self, queries: OrderQueries):
+        self.queries = queries
+
+    def collect(self):
+        status = GaugeMetricFamily("live_order_status", "1 for the order's current status (the status label); one "
+                                   "series per order not terminated",
+                                   labels=["order_id", "service_id", "instance", "product", "status"])
+        failing = GaugeMetricFamily("live_order_failing", "1 while the drift checker calls the order failing, else 0",
+                                    labels=["instance"])
+        failed = CounterMetricFamily("live_order_failed_operations", "Operations of the order that ended failed",
+                                     labels=["instance"])
+        disk = GaugeMetricFamily("live_order_disk_bytes", "Disk used by the order's named volumes, as last sampled "
+                                 "(bytes)", labels=["instance"])
+        memory = GaugeMetricFamily("live_order_memory_bytes", "Memory used by the order's running containers, page "
+                                   "cache excluded, as last sampled (bytes)", labels=["instance"])
+        backup = GaugeMetricFamily("live_order_backup_last_success_timestamp_seconds", "When the order's newest "
+                                   "successful backup finished (Unix time)", labels=["instance"])
+        for order in self.queries.order_figures():
+            status.add_metric([str(order.order_id), str(order.service_id), order.instance, order.product,
+                               order.status], 1)
+            failing.add_metric([order.instance], 1 if order.failing else 0)
+            failed.add_metric([order.instance], order.failed_operations)
+            for family, value in ((disk, order.disk_bytes), (memory, order.memory_bytes),
+                                  (backup, order.last_backup_at)):
+                if value is not None:
+                    family.add_metric([order.instance], value)
+        reported = GaugeMetricFamily("live_orders_reported", "Orders in this answer (every order not terminated)",
+                                     value=len(status.samples))
+        return [reported, status, failing, failed, disk, memory, backup]
+
+
 def _unless_down(what: str, read):
     """``read()``, or None (logged) when the database cannot answer it."""
     try:
@@ -168,3 +223,16 @@ def init_observability(app: Flask) -> None:
     @app.doc(hide=True)
     def metrics():
         return Response(generate_latest(metrics_registry(queries)), mimetype=CONTENT_TYPE_LATEST)
+
+    @app.get("/metrics/orders")
+    @app.auth_required(auth, roles=["read"])
+    @app.output(FileSchema(type="string"), content_type="text/plain",
+                description="The Prometheus text exposition format (as /metrics)")
+    @app.doc(summary="Per-order metrics (Prometheus text)", description=(
+        "One set of series per order that is not terminated (status with the order's identity, failing, failed "
+        "operations, disk, memory, last successful backup): docs/API.md. A key with the read scope: they name "
+        "every customer's instance and service, unlike the public `/metrics`."))
+    def order_metrics():
+        registry = CollectorRegistry()
+        registry.register(OrderCollector(queries))
+        return Response(generate_latest(registry), mimetype=CONTENT_TYPE_LATEST)

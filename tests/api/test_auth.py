@@ -12,7 +12,8 @@ PUBLIC = {"/healthz", "/readyz", "/metrics", "/api/v1/openapi.json", "/api/v1/do
           "/geocat-live/api/1.0/order/<instance>", "/static/<path:filename>", "/docs/oauth2-redirect",
           "/hooks/gitlab",  # the webhook checks X-Gitlab-Token instead of a key
           "/ingress/v1/ask"}  # Caddy asks before it issues a certificate; it sends no key
-SCOPE_OF_PREFIX = {"/whmcs/v1/": "whmcs", "/api/v1/": "read"}
+SCOPE_OF_PREFIX = {"/whmcs/v1/": "whmcs", "/api/v1/": "read",
+                   "/metrics/orders": "read"}  # per-order series name customers' instances: not public as /metrics
 ADMIN_ONLY = {"/api/v1/products/sync", "/api/v1/orders/<int(min=1, max=2147483647):order_id>/upgrade",
               "/api/v1/products/<slug>/upgrade"}
 
