@@ -311,6 +311,21 @@ def failing_orders() -> list[dict[str, Any]]:
              "problems": [dict(p) for p in row.problems or []]} for row in rows]
 
 
+#: An order's status in WHMCS's words (``WHMCS\\Service\\Status``), for Server Sync: a create that has not succeeded
+#: (pending, or failed) is a Pending service to WHMCS.
+WHMCS_STATUS = {OrderStatus.PENDING: "Pending", OrderStatus.FAILED: "Pending", OrderStatus.ACTIVE: "Active",
+                OrderStatus.SUSPENDED: "Suspended", OrderStatus.TERMINATED: "Terminated"}
+
+
+def account_view(service_id: int, instance: str, hostname: str, status: str, plan: str, created_at: dt.datetime,
+                 email: str, client_id: int | None, product: str) -> dict[str, Any]:
+    """One order as WHMCS's Server Sync compares it (``AccountOut``): ``{"service_id", "instance", "hostname",
+    "email", "client_id", "product", "plan", "order_status", "whmcs_status", "created_at"}``."""
+    return {"service_id": service_id, "instance": instance, "hostname": hostname, "email": email,
+            "client_id": client_id, "product": product, "plan": plan, "order_status": status,
+            "whmcs_status": WHMCS_STATUS[OrderStatus(status)], "created_at": timestamp(created_at)}
+
+
 def backup_summary(order: Order, extras: OrderExtras | None = None) -> dict[str, Any]:
     """How the order's backups went, from its :class:`~app.models.Backup` rows (``extras``, else read now: one
     indexed query): ``{"last_success_at": iso | None, "last_failure": {"at", "kind", "error"} | None}``.
