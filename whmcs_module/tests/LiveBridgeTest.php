@@ -122,13 +122,13 @@ final class LiveBridgeTest extends TestCase
         $before = array_column($this->info($a)['recent_operations'], 'id');
         $this->post(['modop' => 'custom', 'a' => 'RestoreBackup', 'backup_id' => $backup['id']]);
         $this->assertSame('GeoCat Live: restoring a backup from the client area is not enabled for this product;'
-            . ' please contact support to have a backup restored.', geocatlive_RestoreBackup($paramsA));
+            . ' please contact support to have a backup restored.', geocatlive_RestoreBackup(array_replace($paramsA, ['status' => 'Active'])));
         $after = $this->info($a)['recent_operations'];
         $this->assertSame($before, array_column($after, 'id'), 'no operation was recorded');
         $this->assertNotContains('restore', array_column($after, 'kind'));
 
         // 4. With "Clients may restore backups" ticked, the client restores it.
-        $allowed = array_replace($paramsA, ['configoption4' => 'on']);
+        $allowed = array_replace($paramsA, ['configoption4' => 'on', 'status' => 'Active']);
         $this->assertTrue(geocatlive_ClientArea($allowed)['vars']['live']['backups']['canRestore']);
         $this->assertSame('success', geocatlive_RestoreBackup($allowed));
         $this->assertSame(['restore', 'succeeded', ''], $this->finishedOperation($a, 'restore', 180));
