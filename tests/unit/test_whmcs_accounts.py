@@ -6,25 +6,20 @@ import datetime as dt
 
 import pytest
 
-import app as app_package
-from app.apikeys import create_key
 from app.models import Backup, Order, utcnow
 from app.orders.usage import MB
 from app.presenters import WHMCS_STATUS
 from tests.unit.test_operations_fake import create, engine, live  # noqa: F401 (fixtures)
+from tests.unit.test_order_logs import client as logs_client  # noqa: F401 (fixture)
 
 STATUSES = ["active", "suspended", "pending", "failed", "terminated"]
 
 
 @pytest.fixture
-def client(live, monkeypatch):
-    monkeypatch.setattr(app_package, "bootstrap", lambda settings: live)
-    flask_app = app_package.create_app(live.settings)
-    tokens = {scope: create_key(f"accounts-{scope}", scope)[1] for scope in ("whmcs", "read")}
-    test_client = flask_app.test_client()
-
+def client(logs_client):
+    """The app on the in-memory engine (test_order_logs.py's client), with a whmcs key by default."""
     def get(path: str, scope: str = "whmcs", **query):
-        return test_client.get(path, query_string=query, headers={"Authorization": f"Bearer {tokens[scope]}"})
+        return logs_client(path, scope=scope, **query)
     return get
 
 

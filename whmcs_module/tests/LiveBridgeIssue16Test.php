@@ -13,55 +13,7 @@ use WHMCS\Service\Status;
 
 final class LiveBridgeIssue16Test extends TestCase
 {
-    /** @var string */
-    private $url;
-    /** @var string */
-    private $token;
-
-    protected function setUp(): void
-    {
-        $this->url = (string) getenv('GEOCATLIVE_BRIDGE_URL');
-        $this->token = (string) getenv('GEOCATLIVE_TOKEN');
-        if ($this->url === '' || $this->token === '') {
-            $this->markTestSkipped('no bridge to test against: set GEOCATLIVE_BRIDGE_URL and GEOCATLIVE_TOKEN (tests/whmcs/test_php_module.py does)');
-        }
-        WhmcsRecorder::reset();
-        Capsule::reset();
-        $_GET = $_POST = $_REQUEST = [];
-    }
-
-    protected function tearDown(): void
-    {
-        $_GET = $_POST = $_REQUEST = [];
-    }
-
-    private static function serviceId(int $offset): int
-    {
-        return (int) (getenv('GEOCATLIVE_SERVICE_ID_BASE') ?: 9000) + $offset;
-    }
-
-    private function params(int $serviceId, array $overrides = []): array
-    {
-        return WhmcsParams::service($serviceId, $this->url, $this->token, $overrides);
-    }
-
-    private function bridge(): BridgeClient
-    {
-        return new BridgeClient($this->url, $this->token);
-    }
-
-    /** @return mixed what $probe answered once it is not null, within $seconds */
-    private static function eventually(callable $probe, int $seconds, string $what)
-    {
-        $deadline = microtime(true) + $seconds;
-        while (($value = $probe()) === null) {
-            if (microtime(true) > $deadline) {
-                self::fail('not within ' . $seconds . ' s: ' . $what);
-            }
-            usleep(250000);
-        }
-        return $value;
-    }
+    use LiveBridgeCase;
 
     public function testListAccountsWalksEveryPageOfTheBridgesOrders(): void
     {

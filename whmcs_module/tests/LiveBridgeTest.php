@@ -18,59 +18,12 @@ use WHMCS\Module\Server\Geocatlive\BridgeClient;
 
 final class LiveBridgeTest extends TestCase
 {
-    /** @var string */
-    private $url;
-    /** @var string */
-    private $token;
-
-    protected function setUp(): void
-    {
-        $this->url = (string) getenv('GEOCATLIVE_BRIDGE_URL');
-        $this->token = (string) getenv('GEOCATLIVE_TOKEN');
-        if ($this->url === '' || $this->token === '') {
-            $this->markTestSkipped('no bridge to test against: set GEOCATLIVE_BRIDGE_URL and GEOCATLIVE_TOKEN (tests/whmcs/test_php_module.py does)');
-        }
-        WhmcsRecorder::reset();
-        Capsule::reset();
-        $_GET = $_POST = $_REQUEST = [];
-    }
-
-    protected function tearDown(): void
-    {
-        $_GET = $_POST = $_REQUEST = [];
-    }
-
-    private static function serviceId(int $offset): int
-    {
-        return (int) (getenv('GEOCATLIVE_SERVICE_ID_BASE') ?: 9000) + $offset;
-    }
-
-    private function params(int $serviceId, array $overrides = []): array
-    {
-        return WhmcsParams::service($serviceId, $this->url, $this->token, $overrides);
-    }
+    use LiveBridgeCase;
 
     /** The bridge's service info, read directly (not through the module). */
     private function info(int $serviceId): array
     {
         return (new BridgeClient($this->url, $this->token))->get('/whmcs/v1/services/' . $serviceId);
-    }
-
-    /**
-     * Calls $probe until it answers something other than null, for at most $seconds.
-     *
-     * @return mixed what $probe answered
-     */
-    private static function eventually(callable $probe, int $seconds, string $what)
-    {
-        $deadline = microtime(true) + $seconds;
-        while (($value = $probe()) === null) {
-            if (microtime(true) > $deadline) {
-                self::fail('not within ' . $seconds . ' s: ' . $what);
-            }
-            usleep(250000);
-        }
-        return $value;
     }
 
     /** The newest operation the bridge lists for the service once it has finished: [kind, state, error]. */
