@@ -1383,11 +1383,10 @@ function geocatlive_Logs(array $params)
     $serviceId = (int) ($params['serviceid'] ?? 0);
     $logs = ['available' => false, 'notice' => '', 'serviceId' => $serviceId, 'lines' => GEOCATLIVE_LOG_LINES, 'services' => []];
     $page = function (array $logs) use ($serviceId) {
+        // A custom client area page as client-area-output.md has it: template, breadcrumb, variables.
         return [
-            'pagetitle' => 'Logs',
-            'breadcrumb' => ['clientarea.php?action=productdetails&id=' . $serviceId . '&modop=custom&a=Logs' => 'Logs'],
             'templatefile' => 'templates/logs',
-            'requirelogin' => true,
+            'breadcrumb' => ['clientarea.php?action=productdetails&id=' . $serviceId . '&modop=custom&a=Logs' => 'Logs'],
             'vars' => ['logs' => $logs],
         ];
     };
