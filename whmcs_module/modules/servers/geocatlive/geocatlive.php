@@ -341,7 +341,8 @@ function geocatlive_ClientAreaCustomButtonArray()
 
 /**
  * Client area functions: RestoreBackup is posted by the forms of the Backups section (it needs a backup
- * id; it checks the product's setting itself on every call), Logs is also linked from the page.
+ * id; it checks the product's setting itself on every call); Logs, the page of the "Logs" button, by its URL
+ * (`modop=custom&a=Logs`: the page's breadcrumb).
  *
  * @return array
  */
@@ -1302,7 +1303,7 @@ function geocatlive_ListAccounts(array $params)
  */
 function geocatlive_listAccountsWith(BridgeClient $client, int $pageSize): array
 {
-    $statuses = class_exists('\WHMCS\Service\Status')
+    $statuses = class_exists('WHMCS\Service\Status')
         ? ['Pending' => \WHMCS\Service\Status::PENDING, 'Active' => \WHMCS\Service\Status::ACTIVE,
             'Suspended' => \WHMCS\Service\Status::SUSPENDED, 'Terminated' => \WHMCS\Service\Status::TERMINATED]
         : ['Pending' => 'Pending', 'Active' => 'Active', 'Suspended' => 'Suspended', 'Terminated' => 'Terminated'];
