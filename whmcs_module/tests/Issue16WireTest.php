@@ -72,6 +72,22 @@ final class Issue16WireTest extends TestCase
             'error' => 'GeoCat Live: the bridge\'s accounts answer did not advance (next 0 after 0); the list was not taken.'], $result);
     }
 
+    public function testListAccountsIdentifiesAnOrderByItsServicesWhmcsUsernameNotItsDerivedInstance(): void
+    {
+        // The bridge derives the instance from the username: "John_Doe" taken once already is "john-doe-2"; a service
+        // without a username is "order-<id>". WHMCS matches uniqueIdentifier against the service's username.
+        Capsule::$tables['tblhosting'] = [
+            ['id' => 7, 'server' => WhmcsParams::SERVER_ID, 'username' => 'John_Doe'],
+            ['id' => 8, 'server' => WhmcsParams::SERVER_ID, 'username' => ''],
+            ['id' => 9, 'server' => WhmcsParams::SERVER_ID + 1, 'username' => 'elsewhere'],
+        ];
+        $result = geocatlive_ListAccounts(WhmcsParams::server(self::$stub->url . '/derived', self::TOKEN));
+        $this->assertTrue($result['success']);
+        $this->assertSame([7 => 'John_Doe', 8 => 'order-8', 9 => 'gone'],
+            array_column($result['accounts'], 'uniqueIdentifier', 'service_id'));
+        $this->assertSame(['john-doe-2', 'order-8', 'gone'], array_column($result['accounts'], 'username'), 'the instance, as the bridge has it');
+    }
+
     public function testListAccountsFromABridgeWithoutTheRouteSaysSo(): void
     {
         $this->assertStringContainsString('is not the GeoCat Live Bridge\'s WHMCS API',

@@ -1276,8 +1276,9 @@ const GEOCATLIVE_LOG_SERVICES = 20;
  * WHMCS Server Sync (7.8+): every order the bridge knows, for WHMCS to compare with its services
  * and import. Walks `GET /whmcs/v1/accounts` page by page (GEOCATLIVE_ACCOUNTS_PAGE services a page,
  * `after` = the previous page's `next`). Each account has WHMCS's documented keys: email, username
- * (the instance), domain (the host name), uniqueIdentifier (the instance: MetaData's
- * ListAccountsUniqueIdentifierField is `username`), product (the Live product slug: configoption1),
+ * (the instance), domain (the host name), uniqueIdentifier (the username of the order's WHMCS service
+ * on this server, else the instance: MetaData's ListAccountsUniqueIdentifierField is `username`; see
+ * geocatlive_listAccountsWith), product (the Live product slug: configoption1),
  * primaryip (none: ''), created ("Y-m-d H:i:s", UTC) and status (WHMCS\Service\Status: Pending,
  * Active, Suspended, Terminated); plus service_id (the WHMCS service id the order belongs to).
  *
@@ -1286,7 +1287,8 @@ const GEOCATLIVE_LOG_SERVICES = 20;
 function geocatlive_ListAccounts(array $params)
 {
     try {
-        return geocatlive_listAccountsWith(geocatlive_bridge($params, 'ListAccounts'), GEOCATLIVE_ACCOUNTS_PAGE);
+        $client = geocatlive_bridge($params, 'ListAccounts');
+        return geocatlive_listAccountsWith($client, GEOCATLIVE_ACCOUNTS_PAGE, geocatlive_usernamesOnServer((int) ($params['serverid'] ?? 0)));
     } catch (BridgeException $e) {
         geocatlive_logLocal('ListAccounts', $params, $e);
         return ['success' => false, 'accounts' => [], 'error' => $e->getMessage()];
@@ -1296,12 +1298,18 @@ function geocatlive_ListAccounts(array $params)
 }
 
 /**
- * ListAccounts with a given client and page size (the tests walk small pages).
+ * ListAccounts with a given client and page size (the tests walk small pages). WHMCS matches an account with
+ * its services by `uniqueIdentifier` against each service's username (MetaData's ListAccountsUniqueIdentifierField),
+ * but the bridge's instance is only derived from that username (lowercased, made unique: "JohnDoe" is "johndoe",
+ * a second "acme" is "acme-2", no username gives "order-<id>"). So an order whose WHMCS service is on this server
+ * is identified by that service's username ($usernames, service id => username, from tblhosting): the match is
+ * by service id, as the bridge keys its orders. An order without such a service keeps its instance.
  *
+ * @param array $usernames WHMCS service id => username of the server's services (geocatlive_usernamesOnServer)
  * @return array ['success' => true, 'accounts' => [...]]
  * @throws BridgeException an answer that is not a page, or a cursor that does not advance
  */
-function geocatlive_listAccountsWith(BridgeClient $client, int $pageSize): array
+function geocatlive_listAccountsWith(BridgeClient $client, int $pageSize, array $usernames = []): array
 {
     $statuses = class_exists('WHMCS\Service\Status')
         ? ['Pending' => \WHMCS\Service\Status::PENDING, 'Active' => \WHMCS\Service\Status::ACTIVE,
@@ -1324,7 +1332,7 @@ function geocatlive_listAccountsWith(BridgeClient $client, int $pageSize): array
                 'email' => geocatlive_text($item['email'] ?? ''),
                 'username' => $instance,
                 'domain' => geocatlive_text($item['hostname'] ?? ''),
-                'uniqueIdentifier' => $instance,
+                'uniqueIdentifier' => $usernames[(int) $item['service_id']] ?? $instance,
                 'product' => geocatlive_text($item['product'] ?? ''),
                 'primaryip' => '',
                 'created' => $created === false ? '' : gmdate('Y-m-d H:i:s', $created),
@@ -1340,6 +1348,29 @@ function geocatlive_listAccountsWith(BridgeClient $client, int $pageSize): array
         $after = $next === null ? null : (int) $next;
     } while ($after !== null);
     return ['success' => true, 'accounts' => $accounts];
+}
+
+/**
+ * WHMCS service id => username of the services on server $serverId whose username is not empty (WHMCS's
+ * tblhosting, one query): how WHMCS names a service in Server Sync and Usage Billing (MetaData's
+ * ListAccountsUniqueIdentifierField). [] without a server id.
+ *
+ * @return array<int, string>
+ */
+function geocatlive_usernamesOnServer(int $serverId): array
+{
+    $usernames = [];
+    if ($serverId < 1) {
+        return $usernames;
+    }
+    foreach (Capsule::table('tblhosting')->where('server', $serverId)->get() as $row) {
+        $row = (array) $row;
+        $name = trim((string) ($row['username'] ?? ''));
+        if ($name !== '' && (int) ($row['id'] ?? 0) > 0) {
+            $usernames[(int) $row['id']] = $name;
+        }
+    }
+    return $usernames;
 }
 
 /**

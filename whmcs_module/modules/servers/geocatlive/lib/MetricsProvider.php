@@ -28,7 +28,6 @@ if (!defined('WHMCS')) {
     die('This file cannot be accessed directly');
 }
 
-use WHMCS\Database\Capsule;
 use WHMCS\UsageBilling\Contracts\Metrics\MetricInterface;
 use WHMCS\UsageBilling\Contracts\Metrics\ProviderInterface;
 use WHMCS\UsageBilling\Metrics\Metric;
@@ -168,15 +167,7 @@ class MetricsProvider implements ProviderInterface
         if ($serverId < 1) {
             throw new BridgeException('GeoCat Live: usage billing without a server id.', 0, 'configuration');
         }
-        $tenants = [];
-        foreach (Capsule::table('tblhosting')->where('server', $serverId)->get() as $row) {
-            $row = (array) $row;
-            $name = trim((string) ($row['username'] ?? ''));
-            if ($name !== '' && (int) ($row['id'] ?? 0) > 0) {
-                $tenants[(int) $row['id']] = $name;
-            }
-        }
-        return $tenants;
+        return geocatlive_usernamesOnServer($serverId);
     }
 
     private function logFailure(string $action, \Throwable $e): void
