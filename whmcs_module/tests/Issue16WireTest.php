@@ -13,6 +13,7 @@ use WHMCS\Module\Server\Geocatlive\FailureReport;
 use WHMCS\Module\Server\Geocatlive\MetricsProvider;
 use WHMCS\UsageBilling\Contracts\Metrics\MetricInterface;
 use WHMCS\UsageBilling\Contracts\Metrics\ProviderInterface;
+use WHMCS\UsageBilling\Contracts\Metrics\UsageStubInterface;
 use WHMCS\UsageBilling\Metrics\Units\GigaBytes;
 
 final class Issue16WireTest extends TestCase
@@ -109,7 +110,7 @@ final class Issue16WireTest extends TestCase
             $this->assertSame($name, $metric->systemName());
             $this->assertSame(MetricInterface::TYPE_SNAPSHOT, $metric->type());
             $this->assertInstanceOf(GigaBytes::class, $metric->units());
-            $this->assertNull($metric->usage());
+            $this->assertInstanceOf(UsageStubInterface::class, $metric->usage(), 'no usage: WHMCS\'s NoUsage');
         }
         $this->assertSame(['Disk space', 'Memory allocated', 'Backup storage'], array_values(array_map(function ($metric) {
             return $metric->displayName();
@@ -129,6 +130,31 @@ final class Issue16WireTest extends TestCase
         $this->assertSame([], geocatlive_MetricProvider([])->usage(), 'no server id: no usage');
         $this->assertSame([], geocatlive_MetricProvider(WhmcsParams::server(self::$down, self::TOKEN))->tenantUsage('nobody'),
             'a tenant no service of the server has: nothing is asked');
+    }
+
+    public function testAFigureNotMeasuredYetIsLeftOutAndEachUsageIsDatedWhenTheBridgeMeasuredIt(): void
+    {
+        // WHMCS stores a metric without usage (its NoUsage) as 0, over the service's last snapshot: leave it out instead.
+        Capsule::$tables['tblhosting'] = [
+            ['id' => 4242, 'server' => WhmcsParams::SERVER_ID, 'username' => 'acme'],
+            ['id' => 4243, 'server' => WhmcsParams::SERVER_ID, 'username' => 'newcomer'],
+        ];
+        $provider = geocatlive_MetricProvider(WhmcsParams::server(self::$stub->url . '/usage', self::TOKEN));
+        $usage = $provider->usage();
+        $this->assertSame(['acme', 'newcomer'], array_keys($usage));
+        $this->assertSame(['backups'], array_keys($usage['newcomer']), 'disk and memory not measured yet: left out');
+        $this->assertSame(0.0, $usage['newcomer']['backups']->usage()->value(), 'no backup stored: 0 GB, measured now');
+        $acme = $usage['acme'];
+        $this->assertSame(['disk' => 0.5, 'memory' => 2.0, 'backups' => 1.5], array_map(function ($metric) {
+            return $metric->usage()->value();
+        }, $acme));
+        $this->assertSame(strtotime('2026-12-01T09:00:00Z'), $acme['disk']->usage()->collectedAt(), 'the disk sample\'s time');
+        $this->assertSame(strtotime('2026-12-01T10:00:00Z'), $acme['memory']->usage()->collectedAt(), 'the memory sample\'s time');
+        $this->assertSame(['backups'], array_keys($provider->tenantUsage('newcomer')));
+        $this->assertSame(['disk', 'memory', 'backups'], array_keys($provider->tenantUsage('acme')));
+        foreach (array_merge($acme, $usage['newcomer']) as $metric) {
+            $this->assertNotInstanceOf(UsageStubInterface::class, $metric->usage());
+        }
     }
 
     public function testMemoryAllocatedIsTheSumOfLimitsOrTheMemoryUsedWhenUnlimited(): void

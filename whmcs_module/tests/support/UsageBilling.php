@@ -3,7 +3,7 @@
  * Stand-ins for the WHMCS classes the module's usage billing (MetricProvider, WHMCS 7.9+) and Server Sync
  * (ListAccounts, 7.8+) use, with the names, namespaces and method signatures of WHMCS's class documentation
  * (developers.whmcs.com/classes: WHMCS\UsageBilling\Contracts\Metrics\{ProviderInterface, MetricInterface,
- * UsageInterface, UnitInterface}, WHMCS\UsageBilling\Metrics\{Metric, Usage}, ...\Metrics\Units\{AbstractUnit,
+ * UsageInterface, UsageStubInterface, UnitInterface}, WHMCS\UsageBilling\Metrics\{Metric, NoUsage, Usage}, ...\Metrics\Units\{AbstractUnit,
  * FloatingPoint, Bytes, GigaBytes}; WHMCS\Service\Status). Only what the module calls behaves; WHMCS itself
  * provides the real ones, so these are loaded only by the tests (tests/_bootstrap.php).
  */
@@ -28,7 +28,7 @@ interface MetricInterface
     const TYPE_PERIOD_DAY = 'day';
     const TYPE_PERIOD_MONTH = 'month';
 
-    /** @return UsageInterface|null */
+    /** @return UsageInterface a UsageStubInterface (NoUsage) when the metric has no usage */
     public function usage();
 
     public function withUsage(UsageInterface $usage = null);
@@ -56,6 +56,11 @@ interface UsageInterface
 
     /** @return float */
     public function value();
+}
+
+/** A usage that is no measurement (WHMCS's NoUsage of a metric made without one): its value is 0. */
+interface UsageStubInterface extends UsageInterface
+{
 }
 
 interface UnitInterface
@@ -103,7 +108,8 @@ class Metric implements MetricInterface
         $this->displayName = $displayName ?? $systemName;
         $this->type = $type ?? self::TYPE_SNAPSHOT;
         $this->units = $units;
-        $this->usage = $usage;
+        // As WHMCS's Metric: without a usage, a NoUsage (value 0, collected now), never null.
+        $this->usage = $usage ?? new NoUsage();
     }
 
     public function usage()
@@ -137,6 +143,36 @@ class Metric implements MetricInterface
     }
 }
 
+class NoUsage implements \WHMCS\UsageBilling\Contracts\Metrics\UsageStubInterface
+{
+    private $now;
+
+    public function __construct()
+    {
+        $this->now = time();
+    }
+
+    public function collectedAt()
+    {
+        return $this->now;
+    }
+
+    public function startAt()
+    {
+        return $this->now;
+    }
+
+    public function endAt()
+    {
+        return $this->now;
+    }
+
+    public function value()
+    {
+        return 0;
+    }
+}
+
 class Usage implements UsageInterface
 {
     private $value;
@@ -146,8 +182,8 @@ class Usage implements UsageInterface
 
     public function __construct($value, $collectedAt = null, $startAt = null, $endAt = null)
     {
-        $this->value = $value;
-        $this->collectedAt = $collectedAt ?? time();
+        $this->value = (float) $value; // WHMCS casts to double
+        $this->collectedAt = is_numeric($collectedAt) ? (int) $collectedAt : time();
         $this->startAt = $startAt;
         $this->endAt = $endAt;
     }

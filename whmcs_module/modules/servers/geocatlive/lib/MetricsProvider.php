@@ -11,7 +11,9 @@
  * - `memory`: memory allocated: the sum of its services' memory limits (`memory_limit_mb`), or, when
  *   a service has no limit, the memory its containers use (`memory_mb`);
  * - `backups`: backup storage used: the sum of its stored backups' sizes (`backup_mb`).
- * A figure the bridge has not measured yet (null: a new order) is left without usage.
+ * A figure the bridge has not measured yet (null: a new order) is left out of the answer, so WHMCS keeps the
+ * service's last value of it (a metric without usage would be stored as 0). Each usage is dated when the
+ * bridge measured it (`disk_sampled_at`, `sampled_at`), not when WHMCS asked.
  *
  * Tenants: WHMCS names a service's tenant by the field MetaData's ListAccountsUniqueIdentifierField
  * names, here `username` (the service's username, which the module sends as the instance name). The
@@ -84,8 +86,9 @@ class MetricsProvider implements ProviderInterface
             $usage = [];
             foreach ($this->bridgeUsage([]) as $row) {
                 $serviceId = (int) ($row['service_id'] ?? 0);
-                if (isset($tenants[$serviceId])) {
-                    $usage[$tenants[$serviceId]] = $this->withUsage($row);
+                $metrics = isset($tenants[$serviceId]) ? $this->withUsage($row) : [];
+                if ($metrics) {
+                    $usage[$tenants[$serviceId]] = $metrics;
                 }
             }
             return $usage;
@@ -134,13 +137,37 @@ class MetricsProvider implements ProviderInterface
         return [self::DISK => $gb($row['disk_mb'] ?? null), self::MEMORY => $gb($memory), self::BACKUPS => $gb($row['backup_mb'] ?? null)];
     }
 
-    /** @return MetricInterface[] the metrics with the row's usage (a figure not measured yet: no usage) */
+    /**
+     * When the row's figures were measured (Unix seconds; null: now): disk at `disk_sampled_at`, memory at
+     * `sampled_at`; backups are read when asked (null).
+     *
+     * @return array system name => int|null
+     */
+    public static function collectedAt(array $row): array
+    {
+        $seconds = function ($iso) {
+            $time = is_string($iso) && $iso !== '' ? strtotime($iso) : false;
+            return $time === false ? null : $time;
+        };
+        return [self::DISK => $seconds($row['disk_sampled_at'] ?? null), self::MEMORY => $seconds($row['sampled_at'] ?? null), self::BACKUPS => null];
+    }
+
+    /**
+     * The metrics the row has measured, with their usage (Usage collected when the bridge measured it). A figure not
+     * measured yet is left out, not sent without usage: WHMCS stores a metric without usage as 0 (its NoUsage), which
+     * would overwrite the service's last snapshot; left out, WHMCS keeps it.
+     *
+     * @return MetricInterface[]
+     */
     private function withUsage(array $row): array
     {
         $figures = self::figures($row);
+        $at = self::collectedAt($row);
         $metrics = [];
         foreach ($this->metrics() as $name => $metric) {
-            $metrics[$name] = $figures[$name] === null ? $metric : $metric->withUsage(new Usage($figures[$name]));
+            if ($figures[$name] !== null) {
+                $metrics[$name] = $metric->withUsage(new Usage($figures[$name], $at[$name]));
+            }
         }
         return $metrics;
     }
