@@ -200,6 +200,30 @@ final class Issue16WireTest extends TestCase
         $this->assertStringNotContainsString('<script>', $html);
     }
 
+    public function testTheLogsPageSurvivesHugeLinesAndHugeAnswers(): void
+    {
+        $logs = geocatlive_Logs($this->params(self::$stub->url . '/logs-huge'))['vars']['logs'];
+        $this->assertTrue($logs['available']);
+        $this->assertSame(['web', 'db', 'extra'], array_column($logs['services'], 'name'));
+        list($web, $db, $extra) = $logs['services'];
+        $this->assertSame(array_fill(0, 3, str_repeat('é', GEOCATLIVE_LOG_LINE_CHARS) . ' … (cut: 5000 characters)'), $web['lines']);
+        $this->assertCount(100, $db['lines'], 'the last 100 lines of a 2 MB answer, of which only the end was kept');
+        $this->assertSame(str_pad('db line 19901 ', 99, '.'), $db['lines'][0]);
+        $this->assertSame(str_pad('db line 20000 ', 99, '.'), end($db['lines']));
+        $this->assertSame(['extra line'], $extra['lines']);
+        $this->assertStringContainsString('(' . GEOCATLIVE_LOG_BYTES . ' bytes of text)', WhmcsRecorder::storedLog(), 'only the end was kept');
+    }
+
+    public function testTheLogsPageStopsReadingServicesWhenItsTimeIsUp(): void
+    {
+        // A budget of 0 s: the first service is read, the others are named as not shown (no timing is measured here).
+        $logs = geocatlive_logsPage($this->params(self::$stub->url . '/logs-huge'), 0)['vars']['logs'];
+        $this->assertTrue($logs['available']);
+        $this->assertSame(['web'], array_column($logs['services'], 'name'));
+        $this->assertSame('The logs took too long to read, so these services are not shown: db, extra. Please try again in a few minutes.',
+            $logs['notice']);
+    }
+
     public function testTheLogsPageTellsTheClientInPlainWordsWhenThereAreNone(): void
     {
         $notice = function (string $url, array $overrides = []) {

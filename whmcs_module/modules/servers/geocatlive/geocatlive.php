@@ -1271,6 +1271,13 @@ const GEOCATLIVE_ACCOUNTS_PAGE = 500;
 const GEOCATLIVE_LOG_LINES = 100;
 /** The most services the Logs page reads (one request each). */
 const GEOCATLIVE_LOG_SERVICES = 20;
+/** The most bytes of one service's answer the Logs page keeps (its end: the newest lines); a line longer than
+ * GEOCATLIVE_LOG_LINE_CHARS characters is shown cut. A service logging huge lines cannot fill PHP's memory. */
+const GEOCATLIVE_LOG_BYTES = 262144;
+const GEOCATLIVE_LOG_LINE_CHARS = 2000;
+/** After this many seconds the Logs page reads no further service (a slow bridge must not hold the client's page
+ * past PHP's max_execution_time: each read may take up to the bridge's LIVE_LOGS_TIMEOUT_SECONDS). */
+const GEOCATLIVE_LOG_PAGE_SECONDS = 20;
 
 /**
  * WHMCS Server Sync (7.8+): every order the bridge knows, for WHMCS to compare with its services
@@ -1412,6 +1419,18 @@ function geocatlive_Renew(array $params)
  */
 function geocatlive_Logs(array $params)
 {
+    return geocatlive_logsPage($params, GEOCATLIVE_LOG_PAGE_SECONDS);
+}
+
+/**
+ * The Logs page, reading no further service once $budgetSeconds have passed (the first one is always read); the
+ * services not read are named in the notice.
+ *
+ * @return array the page (see geocatlive_Logs)
+ */
+function geocatlive_logsPage(array $params, float $budgetSeconds): array
+{
+    $started = microtime(true);
     $serviceId = (int) ($params['serviceid'] ?? 0);
     $logs = ['available' => false, 'notice' => '', 'serviceId' => $serviceId, 'lines' => GEOCATLIVE_LOG_LINES, 'services' => []];
     $page = function (array $logs) use ($serviceId) {
@@ -1434,16 +1453,26 @@ function geocatlive_Logs(array $params)
             function ($name) {
                 return $name !== '';
             })), 0, GEOCATLIVE_LOG_SERVICES);
-        foreach ($names as $name) {
-            $body = rtrim($client->getText($path, ['service' => $name, 'tail' => GEOCATLIVE_LOG_LINES])['body'], "\n");
-            $lines = $body === '' ? [] : array_slice(explode("\n", $body), -GEOCATLIVE_LOG_LINES);
-            $logs['services'][] = ['name' => geocatlive_text($name), 'lines' => array_map(function ($line) {
-                return rtrim((string) $line, "\r");
-            }, $lines)];
+        $skipped = [];
+        foreach ($names as $index => $name) {
+            if ($index > 0 && microtime(true) - $started > $budgetSeconds) {
+                $skipped[] = geocatlive_text($name);
+                continue;
+            }
+            $answer = $client->getText($path, ['service' => $name, 'tail' => GEOCATLIVE_LOG_LINES], GEOCATLIVE_LOG_BYTES);
+            $lines = explode("\n", rtrim($answer['body'], "\n"));
+            if (!empty($answer['cut'])) {
+                array_shift($lines); // the oldest line kept is only the end of a line
+            }
+            $lines = $lines === [''] ? [] : array_slice($lines, -GEOCATLIVE_LOG_LINES);
+            $logs['services'][] = ['name' => geocatlive_text($name), 'lines' => array_map('geocatlive_logLine', $lines)];
         }
         $logs['available'] = true;
         if (!$names) {
             $logs['notice'] = 'This service has no logs yet.';
+        } elseif ($skipped) {
+            $logs['notice'] = 'The logs took too long to read, so these services are not shown: ' . implode(', ', $skipped)
+                . '. Please try again in a few minutes.';
         }
     } catch (BridgeException $e) {
         geocatlive_logLocal('Logs', $params, $e);
@@ -1461,6 +1490,18 @@ function geocatlive_Logs(array $params)
         $logs['notice'] = 'The logs are not available right now; please try again in a few minutes.';
     }
     return $page($logs);
+}
+
+/** One log line as the Logs page shows it: without its \r, at most GEOCATLIVE_LOG_LINE_CHARS characters (then "… (cut)"). */
+function geocatlive_logLine($line): string
+{
+    $line = rtrim((string) $line, "\r");
+    $length = function_exists('mb_strlen') ? mb_strlen($line, 'UTF-8') : strlen($line);
+    if ($length <= GEOCATLIVE_LOG_LINE_CHARS) {
+        return $line;
+    }
+    $kept = function_exists('mb_substr') ? mb_substr($line, 0, GEOCATLIVE_LOG_LINE_CHARS, 'UTF-8') : substr($line, 0, GEOCATLIVE_LOG_LINE_CHARS);
+    return $kept . ' … (cut: ' . $length . ' characters)';
 }
 
 /** True in WHMCS's client area (clientarea.php defines CLIENTAREA; the admin area ADMINAREA). */
