@@ -441,8 +441,9 @@ class AccountOut(Schema):
     order_status = String(required=True, validate=OneOf(choices(OrderStatus)), metadata={
         "description": "The order's status in the bridge's words."})
     whmcs_status = String(required=True, validate=OneOf(["Pending", "Active", "Suspended", "Terminated"]), metadata={
-        "description": "The same in WHMCS's words (WHMCS\\Service\\Status): pending and failed (a create that did "
-                       "not succeed) are Pending, active Active, suspended Suspended, terminated Terminated."})
+        "description": "The same in WHMCS's words (WHMCS\\Service\\Status): pending, and failed before its create "
+                       "ever succeeded, are Pending; active, and failed after it ran (a restore, move or terminate "
+                       "failed), Active; suspended Suspended; terminated Terminated."})
     created_at = String(required=True, metadata={"description": "When the order was made (ISO 8601, UTC)."})
 
 

@@ -6,7 +6,7 @@ import datetime as dt
 
 import pytest
 
-from app.models import Backup, Order, utcnow
+from app.models import Backup, Operation, Order, utcnow
 from app.orders.usage import MB
 from app.presenters import WHMCS_STATUS
 from tests.unit.test_operations_fake import create, engine, live  # noqa: F401 (fixtures)
@@ -61,6 +61,17 @@ def test_an_account_has_the_fields_server_sync_compares_with_the_status_in_whmcs
     words = {item["order_status"]: item["whmcs_status"] for item in items.values()}
     assert words == {"active": "Active", "suspended": "Suspended", "pending": "Pending", "failed": "Pending",
                      "terminated": "Terminated"} == {str(k): v for k, v in WHMCS_STATUS.items()}
+
+
+def test_a_failed_order_whose_create_once_succeeded_is_still_active_to_whmcs(live, client):
+    """Server Sync sets a matched service's status to the account's: a restore (or move, or terminate) that failed
+    after the order ran must not make the customer's service Pending again; a create that failed is Pending."""
+    ran, never = create(live, "ran", 1), create(live, "never", 2, run_it=False)
+    Operation.update(state="failed").where(Operation.order == never).execute()
+    Order.update(status="failed").where(Order.id.in_([ran.id, never.id])).execute()
+    items = {item["service_id"]: item for item in client("/whmcs/v1/accounts").json["items"]}
+    assert [(items[n]["order_status"], items[n]["whmcs_status"]) for n in (1, 2)] == [("failed", "Active"),
+                                                                                      ("failed", "Pending")]
 
 
 def test_a_cursor_past_the_last_order_is_an_empty_last_page(client, orders):
