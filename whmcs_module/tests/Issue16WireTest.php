@@ -89,6 +89,13 @@ final class Issue16WireTest extends TestCase
         $this->assertSame(['john-doe-2', 'order-8', 'gone'], array_column($result['accounts'], 'username'), 'the instance, as the bridge has it');
     }
 
+    public function testListAccountsRefusesAnEmptyPageThatIsNotTheLast(): void
+    {
+        $this->assertSame(['success' => false, 'accounts' => [],
+            'error' => 'GeoCat Live: the bridge\'s accounts answer is an empty page with a next page (after 0); the list was not taken.'],
+            geocatlive_ListAccounts(WhmcsParams::server(self::$stub->url . '/creeping', self::TOKEN)));
+    }
+
     public function testListAccountsFromABridgeWithoutTheRouteSaysSo(): void
     {
         $this->assertStringContainsString('is not the GeoCat Live Bridge\'s WHMCS API',

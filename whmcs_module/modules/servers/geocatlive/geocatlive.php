@@ -1314,7 +1314,7 @@ function geocatlive_ListAccounts(array $params)
  *
  * @param array $usernames WHMCS service id => username of the server's services (geocatlive_usernamesOnServer)
  * @return array ['success' => true, 'accounts' => [...]]
- * @throws BridgeException an answer that is not a page, or a cursor that does not advance
+ * @throws BridgeException an answer that is not a page, a cursor that does not advance, or an empty page that is not the last
  */
 function geocatlive_listAccountsWith(BridgeClient $client, int $pageSize, array $usernames = []): array
 {
@@ -1348,6 +1348,11 @@ function geocatlive_listAccountsWith(BridgeClient $client, int $pageSize, array 
             ];
         }
         $next = $page['next'];
+        if ($next !== null && !$page['items']) {
+            // A bridge creeping forward with empty pages would take up to 2^31 requests.
+            throw new BridgeException('GeoCat Live: the bridge\'s accounts answer is an empty page with a next page (after ' . $after
+                . '); the list was not taken.', 0, 'invalid_response');
+        }
         if ($next !== null && (!is_numeric($next) || (int) $next <= $after)) {
             throw new BridgeException('GeoCat Live: the bridge\'s accounts answer did not advance (next ' . geocatlive_text($next)
                 . ' after ' . $after . '); the list was not taken.', 0, 'invalid_response');
