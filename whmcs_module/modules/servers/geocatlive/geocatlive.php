@@ -1375,7 +1375,7 @@ function geocatlive_usernamesOnServer(int $serverId): array
     if ($serverId < 1) {
         return $usernames;
     }
-    foreach (Capsule::table('tblhosting')->where('server', $serverId)->get() as $row) {
+    foreach (Capsule::table('tblhosting')->where('server', $serverId)->get(['id', 'username']) as $row) {
         $row = (array) $row;
         $name = trim((string) ($row['username'] ?? ''));
         if ($name !== '' && (int) ($row['id'] ?? 0) > 0) {
