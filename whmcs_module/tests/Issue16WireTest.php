@@ -293,8 +293,32 @@ final class Issue16WireTest extends TestCase
         $this->assertSame('GeoCat Live: this service is suspended, and it can be backed up only while it is active. Please contact support if you need help.',
             geocatlive_BackUpNow($params));
         $this->assertSame(['(not sent)', '(not sent)'], array_column(WhmcsRecorder::$moduleLog, 'request'), 'nothing was sent');
-        // Active: the call goes to the bridge (here: down, so its message).
-        $this->assertStringStartsWith('GeoCat Live: the bridge cannot be reached', geocatlive_Restart($this->params(self::$down)));
+        // Active: the call goes to the bridge (here: down). WHMCS shows the error to the client: no address, no curl error.
+        $this->assertSame(GEOCATLIVE_CLIENT_UNAVAILABLE, geocatlive_Restart($this->params(self::$down)));
+        $this->assertSame(GEOCATLIVE_CLIENT_UNAVAILABLE, geocatlive_BackUpNow($this->params(self::$stub->url . '/no-such-prefix')));
+        $this->assertStringContainsString('the bridge cannot be reached at ' . self::$down, WhmcsRecorder::storedLog(), 'the detail: module log');
+    }
+
+    public function testAClientsRestoreNeverShowsTheBridgesAddressOrKeyAdvice(): void
+    {
+        $_POST = ['backup_id' => '20261201T000000Z-0a1b2c3d'];
+        foreach ([self::$down, self::$stub->url . '/no-such-prefix'] as $url) {
+            $message = geocatlive_RestoreBackup($this->params($url, ['configoption4' => 'on']));
+            $this->assertSame(GEOCATLIVE_CLIENT_UNAVAILABLE, $message, $url);
+        }
+        $this->assertSame('GeoCat Live: restoring a backup from the client area is not enabled for this product; please contact support to have'
+            . ' a backup restored.', geocatlive_RestoreBackup($this->params(self::$down)), 'the module\'s own refusal is for the client');
+        // Staff (outside the client area) keep the whole reason.
+        $this->assertStringStartsWith('GeoCat Live: the bridge cannot be reached at ' . self::$down, geocatlive_Restart($this->params(self::$down)));
+    }
+
+    public function testWhatAClientMayReadOfABridgeError(): void
+    {
+        $public = new \WHMCS\Module\Server\Geocatlive\BridgeException('GeoCat Live: order acme is suspended (HTTP 409).', 409, 'conflict');
+        $this->assertSame('GeoCat Live: order acme is suspended (HTTP 409).', geocatlive_clientMessage($public));
+        foreach ([[401, 'unauthorized'], [403, 'forbidden'], [404, 'not_bridge'], [500, 'internal_error'], [0, 'network'], [0, 'configuration']] as list($status, $code)) {
+            $this->assertSame(GEOCATLIVE_CLIENT_UNAVAILABLE, geocatlive_clientMessage(new \WHMCS\Module\Server\Geocatlive\BridgeException('detail', $status, $code)), $code);
+        }
     }
 
     public function testAnActiveServiceOrOneWithoutAStatusMayGoOn(): void

@@ -254,8 +254,9 @@ function geocatlive_ChangePackage(array $params)
 function geocatlive_Restart(array $params)
 {
     // A client may restart an active service only (checked before anything is sent); staff: the bridge decides.
-    return geocatlive_clientRefusal($params, 'Restart', 'restarted', geocatlive_inClientArea())
-        ?? geocatlive_lifecycle($params, 'Restart', 'restart', 'geocatlive_waitBody');
+    $client = geocatlive_inClientArea();
+    return geocatlive_clientRefusal($params, 'Restart', 'restarted', $client)
+        ?? geocatlive_lifecycle($params, 'Restart', 'restart', 'geocatlive_waitBody', '', $client);
 }
 
 /**
@@ -283,8 +284,9 @@ function geocatlive_Redeploy(array $params)
 function geocatlive_BackUpNow(array $params)
 {
     // A client may back up an active service only; staff may also back up a suspended one (the bridge decides).
-    return geocatlive_clientRefusal($params, 'BackUpNow', 'backed up', geocatlive_inClientArea())
-        ?? geocatlive_lifecycle($params, 'BackUpNow', 'backup', 'geocatlive_waitBody', 'backups');
+    $client = geocatlive_inClientArea();
+    return geocatlive_clientRefusal($params, 'BackUpNow', 'backed up', $client)
+        ?? geocatlive_lifecycle($params, 'BackUpNow', 'backup', 'geocatlive_waitBody', 'backups', $client);
 }
 
 /**
@@ -315,7 +317,7 @@ function geocatlive_RestoreBackup(array $params)
         $backupId = geocatlive_requestedBackupId($_POST['backup_id'] ?? '');
     } catch (BridgeException $e) {
         geocatlive_logLocal('RestoreBackup', $params, $e);
-        return $e->getMessage();
+        return geocatlive_clientMessage($e);
     }
     return geocatlive_restore($params, 'RestoreBackup', $backupId, false);
 }
@@ -624,7 +626,7 @@ function geocatlive_UsageUpdate(array $params)
  * @param callable $body function (array $params): array, may throw BridgeException
  * @return string 'success' or the reason
  */
-function geocatlive_lifecycle(array $params, string $action, string $verb, callable $body, string $route = '')
+function geocatlive_lifecycle(array $params, string $action, string $verb, callable $body, string $route = '', bool $forClient = false)
 {
     try {
         $serviceId = geocatlive_serviceId($params);
@@ -633,10 +635,29 @@ function geocatlive_lifecycle(array $params, string $action, string $verb, calla
         return geocatlive_lifecycleResult($answer, $verb);
     } catch (BridgeException $e) {
         geocatlive_logLocal($action, $params, $e);
-        return $e->getMessage();
+        return $forClient ? geocatlive_clientMessage($e) : $e->getMessage();
     } catch (\Throwable $e) {
-        return geocatlive_unexpected($action, $params, $e);
+        $message = geocatlive_unexpected($action, $params, $e);
+        return $forClient ? GEOCATLIVE_CLIENT_UNAVAILABLE : $message;
     }
+}
+
+/** What a client reads instead of an error whose words are for staff (the bridge's address, the key, a curl error). */
+const GEOCATLIVE_CLIENT_UNAVAILABLE = 'GeoCat Live: this cannot be done right now; please try again in a few minutes, or contact support if it keeps failing.';
+
+/**
+ * A failure as the client area may show it: WHMCS shows a client's custom action's error to the client, so only
+ * the bridge's own refusals (its public 4xx text, a refused or unknown backup) are shown as they are; the bridge
+ * unreachable, a rejected key, a wrong server setting or a server error become GEOCATLIVE_CLIENT_UNAVAILABLE (the
+ * detail is in the module log).
+ */
+function geocatlive_clientMessage(BridgeException $e): string
+{
+    $status = $e->getHttpStatus();
+    $code = $e->getErrorCode();
+    $public = in_array($code, ['refused', 'backup_not_found'], true)
+        || ($status >= 400 && $status < 500 && !in_array($status, [401, 403], true) && $code !== 'not_bridge');
+    return $public ? $e->getMessage() : GEOCATLIVE_CLIENT_UNAVAILABLE;
 }
 
 /**
@@ -1060,9 +1081,10 @@ function geocatlive_restore(array $params, string $action, string $backupId, boo
         return geocatlive_lifecycleResult($answer, 'restore');
     } catch (BridgeException $e) {
         geocatlive_logLocal($action, $params, $e);
-        return $e->getMessage();
+        return $staff ? $e->getMessage() : geocatlive_clientMessage($e);
     } catch (\Throwable $e) {
-        return geocatlive_unexpected($action, $params, $e);
+        $message = geocatlive_unexpected($action, $params, $e);
+        return $staff ? $message : GEOCATLIVE_CLIENT_UNAVAILABLE;
     }
 }
 
