@@ -53,7 +53,7 @@ final class Issue16WireTest extends TestCase
     {
         $meta = geocatlive_MetaData();
         $this->assertSame('username', $meta['ListAccountsUniqueIdentifierField']);
-        $this->assertSame('Instance', $meta['ListAccountsUniqueIdentifierDisplayName']);
+        $this->assertSame('Username', $meta['ListAccountsUniqueIdentifierDisplayName']);
         $this->assertSame('configoption1', $meta['ListAccountsProductField']);
     }
 

@@ -57,7 +57,7 @@ function geocatlive_MetaData()
         'ServiceSingleSignOnLabel' => 'Log in to GeoCat Live',
         // Server Sync (WHMCS 7.8+, geocatlive_ListAccounts) and Usage Billing's tenants (MetricProvider): a service is
         // matched by its username, which the module sends as the bridge's instance name.
-        'ListAccountsUniqueIdentifierDisplayName' => 'Instance',
+        'ListAccountsUniqueIdentifierDisplayName' => 'Username',
         'ListAccountsUniqueIdentifierField' => 'username',
         'ListAccountsProductField' => 'configoption1',
     ];
