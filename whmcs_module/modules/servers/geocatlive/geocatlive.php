@@ -56,7 +56,7 @@ function geocatlive_MetaData()
         'DefaultSSLPort' => (string) BridgeClient::DEFAULT_HTTPS_PORT,
         'ServiceSingleSignOnLabel' => 'Log in to GeoCat Live',
         // Server Sync (WHMCS 7.8+, geocatlive_ListAccounts) and Usage Billing's tenants (MetricProvider): a service is
-        // matched by its username, which the module sends as the bridge's instance name.
+        // matched by its username (ListAccounts looks it up by service id: the bridge's instance is only derived from it).
         'ListAccountsUniqueIdentifierDisplayName' => 'Username',
         'ListAccountsUniqueIdentifierField' => 'username',
         'ListAccountsProductField' => 'configoption1',
