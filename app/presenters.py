@@ -311,6 +311,32 @@ def failing_orders() -> list[dict[str, Any]]:
              "problems": [dict(p) for p in row.problems or []]} for row in rows]
 
 
+#: An order's status in WHMCS's words (``WHMCS\\Service\\Status``), for Server Sync: a create that has not succeeded
+#: (pending, or failed) is a Pending service to WHMCS. A failed order whose create once succeeded (a restore, a move
+#: or a terminate failed afterwards) is still the customer's Active service to WHMCS: see :func:`whmcs_status`.
+WHMCS_STATUS = {OrderStatus.PENDING: "Pending", OrderStatus.FAILED: "Pending", OrderStatus.ACTIVE: "Active",
+                OrderStatus.SUSPENDED: "Suspended", OrderStatus.TERMINATED: "Terminated"}
+
+
+def whmcs_status(status: str, was_created: bool) -> str:
+    """``status`` in WHMCS's words (:data:`WHMCS_STATUS`); ``was_created``: a create operation of the order succeeded
+    once. WHMCS's Server Sync *sets* a matched service's status to this one when staff tick Sync, so a failure after
+    the order ran must not turn the customer's service back to Pending."""
+    if OrderStatus(status) is OrderStatus.FAILED and was_created:
+        return "Active"
+    return WHMCS_STATUS[OrderStatus(status)]
+
+
+def account_view(service_id: int, instance: str, hostname: str, status: str, plan: str, created_at: dt.datetime,
+                 email: str, client_id: int | None, product: str, was_created: bool) -> dict[str, Any]:
+    """One order as WHMCS's Server Sync compares it (``AccountOut``): ``{"service_id", "instance", "hostname",
+    "email", "client_id", "product", "plan", "order_status", "whmcs_status", "created_at"}``; ``was_created``: a
+    create of the order succeeded once (:func:`whmcs_status`)."""
+    return {"service_id": service_id, "instance": instance, "hostname": hostname, "email": email,
+            "client_id": client_id, "product": product, "plan": plan, "order_status": status,
+            "whmcs_status": whmcs_status(status, bool(was_created)), "created_at": timestamp(created_at)}
+
+
 def backup_summary(order: Order, extras: OrderExtras | None = None) -> dict[str, Any]:
     """How the order's backups went, from its :class:`~app.models.Backup` rows (``extras``, else read now: one
     indexed query): ``{"last_success_at": iso | None, "last_failure": {"at", "kind", "error"} | None}``.

@@ -27,6 +27,7 @@ import yaml
 from app.config import PROJECT_ROOT, load_settings
 from bench import burst, metrics_scrape, usage_sampler
 from bench import mirror as mirror_bench
+from bench import accounts as accounts_bench
 from tests.support.caddy import CaddyProcess
 from tests.support.live_service import BIN, MINI_COMPOSE, MINI_MANIFEST, Service, free_port
 
@@ -1272,7 +1273,8 @@ def main() -> int:
              ("swarm", bench.swarm_lifecycle), ("swarm", bench.swarm_reads),
              ("usage", lambda: usage_sampler.run(bench)), ("mirror", lambda: mirror_bench.run(bench)),
              ("drift", bench.drift), ("metrics", lambda: metrics_scrape.run(bench)),
-             ("fast", bench.fast_profile)]
+             ("fast", bench.fast_profile),
+             ("accounts", lambda: accounts_bench.run(bench))]
     try:
         log(f"namespace {bench.ns}, work dir {bench.tmp}")
         for name, step in steps:

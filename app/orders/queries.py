@@ -30,10 +30,11 @@ from app.models import Backup, Customer, Event, Operation, Order, OrderDrift, Or
 from app.naming import normalize_hostname
 from app.orders.drift import DriftState
 from app.orders.heartbeat import WorkerStatus, worker_status
-from app.orders.lifecycle import UNFINISHED_STATES, OperationState, OrderStatus
+from app.orders.lifecycle import UNFINISHED_STATES, OperationKind, OperationState, OrderStatus
 from app.orders.operations import OperationRunner
 from app.orders.usage import usage_answers
 from app.presenters import (
+    account_view,
     backup_summary,
     backup_view,
     customer_view,
@@ -495,6 +496,23 @@ class OrderQueries:
             docker = "unreachable"
         return {"products": Product.select().where(Product.valid == True).count(),  # noqa: E712
                 "docker": docker}
+
+    @staticmethod
+    def accounts(after: int, limit: int) -> dict[str, Any]:
+        """Every order the bridge knows (terminated ones too), ``limit`` at a time by WHMCS service id above ``after``
+        (keyset paging on the unique index of ``whmcs_service_id``: each page costs the same, whatever its place):
+        ``{"items": [AccountOut, ascending service id], "next": the last item's service id | None on the last page}``.
+        One query (``limit + 1`` rows read: the one more says whether a next page exists; whether the order's create
+        ever succeeded, for its WHMCS status, is a subquery on the operations' order index)."""
+        created = peewee.fn.EXISTS(Operation.select(Operation.id).where(
+            (Operation.order == Order.id) & (Operation.kind == OperationKind.CREATE)
+            & (Operation.state == OperationState.SUCCEEDED)))
+        rows = list(Order.select(Order.whmcs_service_id, Order.instance, Order.hostname, Order.status, Order.plan,
+                                 Order.created_at, Customer.email, Customer.whmcs_client_id, Product.slug, created)
+                    .join(Customer).switch(Order).join(Product)
+                    .where(Order.whmcs_service_id > after).order_by(Order.whmcs_service_id).limit(limit + 1).tuples())
+        items = [account_view(*row) for row in rows[:limit]]
+        return {"items": items, "next": items[-1]["service_id"] if len(rows) > limit else None}
 
     @staticmethod
     def usage(service_ids: list[int] | None = None) -> list[dict[str, Any]]:

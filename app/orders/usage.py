@@ -32,7 +32,8 @@ from typing import Any, Callable, Iterable
 import peewee
 
 from app.errors import EngineUnavailable, LiveError
-from app.models import Order, OrderUsage, utcnow
+from app.backups.service import BackupState
+from app.models import Backup, Order, OrderUsage, utcnow
 from app.orders.lifecycle import OrderStatus
 from app.presenters import timestamp
 from app.stacks.engine import ContainerState, Engine
@@ -339,15 +340,21 @@ def usage_answers(service_ids: list[int] | None = None) -> list[dict[str, Any]]:
     (``ServiceUsageOut``)::
 
         {"service_id", "status", "sampled_at": iso | None, "memory_mb", "memory_limit_mb", "cpu_seconds",
-         "containers_running", "containers_total", "disk_sampled_at": iso | None, "disk_mb"}
+         "containers_running", "containers_total", "disk_sampled_at": iso | None, "disk_mb", "backup_mb"}
 
     Figures of a half not sampled yet are None (``sampled_at``/``disk_sampled_at`` None says so);
-    ``memory_limit_mb`` is also None when a service is unlimited. MB are MiB (2 decimals); never asks the engine.
+    ``memory_limit_mb`` is also None when a service is unlimited. ``backup_mb`` is not sampled: the sum of the sizes
+    of the order's stored backups (:class:`~app.models.Backup` rows ``succeeded``: not pruned or deleted), 0.0
+    without any, read in the same query. MB are MiB (2 decimals); never asks the engine.
     """
+    stored = (Backup.select(Backup.order.alias("stored_order"), peewee.fn.SUM(Backup.size).alias("stored_bytes"))
+              .where(Backup.state == BackupState.SUCCEEDED).group_by(Backup.order).alias("stored"))
     query = (Order.select(Order.whmcs_service_id, Order.status, OrderUsage.sampled_at, OrderUsage.memory_bytes,
                           OrderUsage.memory_limit_bytes, OrderUsage.cpu_seconds, OrderUsage.containers_running,
-                          OrderUsage.containers_total, OrderUsage.disk_sampled_at, OrderUsage.disk_bytes)
+                          OrderUsage.containers_total, OrderUsage.disk_sampled_at, OrderUsage.disk_bytes,
+                          stored.c.stored_bytes)
              .join(OrderUsage, peewee.JOIN.LEFT_OUTER, on=(OrderUsage.order == Order.id))
+             .join_from(Order, stored, peewee.JOIN.LEFT_OUTER, on=(stored.c.stored_order == Order.id))
              .where(Order.status != OrderStatus.TERMINATED).order_by(Order.id))
     if service_ids:
         query = query.where(Order.whmcs_service_id.in_(service_ids))
@@ -355,8 +362,8 @@ def usage_answers(service_ids: list[int] | None = None) -> list[dict[str, Any]]:
              "memory_mb": _mb(memory) if sampled_at else None, "memory_limit_mb": _mb(limit) if sampled_at else None,
              "cpu_seconds": cpu if sampled_at else None, "containers_running": running if sampled_at else None,
              "containers_total": total if sampled_at else None, "disk_sampled_at": timestamp(disk_at),
-             "disk_mb": _mb(disk) if disk_at else None}
-            for (service_id, status, sampled_at, memory, limit, cpu, running, total, disk_at, disk)
+             "disk_mb": _mb(disk) if disk_at else None, "backup_mb": _mb(int(backups or 0))}
+            for (service_id, status, sampled_at, memory, limit, cpu, running, total, disk_at, disk, backups)
             in query.tuples()]
 
 

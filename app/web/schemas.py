@@ -10,6 +10,7 @@ from app.orders.logs import DEFAULT_TAIL, MAX_TAIL
 
 MAX_WAIT_SECONDS = 120
 MAX_ID = 2**31 - 1  # ids are 32-bit in the database
+ACCOUNTS_PAGE, ACCOUNTS_PAGE_MAX = 500, 1000  # GET /whmcs/v1/accounts: services per page, default and most
 
 
 def choices(members) -> list[str]:
@@ -411,10 +412,46 @@ class ServiceUsageOut(Schema):
         "description": "When its disk was measured (UTC); null: not yet, and disk_mb is null."})
     disk_mb = Float(allow_none=True, required=True,
                     metadata={"description": "Disk used by the order's named volumes, in MB (MiB)."})
+    backup_mb = Float(required=True, metadata={
+        "description": "Backup storage the order uses, in MB (MiB): the sum of the sizes of its stored backups (every "
+                       "backup that succeeded and is not pruned or deleted: scheduled, on demand, before a change or "
+                       "restore), from the bridge's backup records; 0 without any. Not sampled: always current."})
 
 
 class UsageOut(Schema):
     services = List(Nested(ServiceUsageOut), required=True)
+
+
+class AccountsQuery(Schema):
+    after = Integer(load_default=0, validate=Range(min=0, max=MAX_ID), metadata={
+        "description": "The cursor: only services with a larger WHMCS service id (the previous page's `next`); "
+                       "default 0, the first page."})
+    limit = Integer(load_default=ACCOUNTS_PAGE, validate=Range(min=1, max=ACCOUNTS_PAGE_MAX), metadata={
+        "description": f"Services per page (1 to {ACCOUNTS_PAGE_MAX}; default {ACCOUNTS_PAGE})."})
+
+
+class AccountOut(Schema):
+    service_id = Integer(required=True, metadata={"description": "The WHMCS service id."})
+    instance = String(required=True, metadata={"description": "The instance name: WHMCS's username of the service."})
+    hostname = String(required=True, metadata={"description": "The order's host name: WHMCS's domain."})
+    email = String(required=True, metadata={"description": "The customer's email address."})
+    client_id = Integer(allow_none=True, required=True, metadata={"description": "The WHMCS client id."})
+    product = String(required=True, metadata={"description": "The Live product (slug): the product's configoption1."})
+    plan = String(required=True)
+    order_status = String(required=True, validate=OneOf(choices(OrderStatus)), metadata={
+        "description": "The order's status in the bridge's words."})
+    whmcs_status = String(required=True, validate=OneOf(["Pending", "Active", "Suspended", "Terminated"]), metadata={
+        "description": "The same in WHMCS's words (WHMCS\\Service\\Status): pending, and failed before its create "
+                       "ever succeeded, are Pending; active, and failed after it ran (a restore, move or terminate "
+                       "failed), Active; suspended Suspended; terminated Terminated."})
+    created_at = String(required=True, metadata={"description": "When the order was made (ISO 8601, UTC)."})
+
+
+class AccountPageOut(Schema):
+    items = List(Nested(AccountOut), required=True, metadata={
+        "description": "Every order the bridge knows (terminated ones too), by WHMCS service id, ascending."})
+    next = Integer(allow_none=True, required=True, metadata={
+        "description": "The `after` of the next page; null: this is the last page."})
 
 
 # -- developer API ------------------------------------------------------------

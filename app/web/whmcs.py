@@ -22,6 +22,8 @@ from app.presenters import operation_view
 from app.web.auth import actor, auth, current_principal
 from app.web.log_answer import LOG_ERRORS, LOG_OUTPUT, log_answer
 from app.web.schemas import (
+    AccountPageOut,
+    AccountsQuery,
     BackupsOut,
     ChangePackageIn,
     CreateIn,
@@ -319,3 +321,13 @@ def failures(query: dict):
 def usage(query: dict):
     return {"services": queries.usage(query.get("service_id"))}
 
+
+@bp.get("/accounts")
+@bp.auth_required(auth, roles=["whmcs"])
+@bp.input(AccountsQuery, location="query", arg_name="query")
+@bp.output(AccountPageOut)
+@bp.doc(summary="Every order the bridge knows, a page at a time by WHMCS service id (WHMCS Server Sync: "
+                "ListAccounts); follow `next` as `after` until it is null",
+        responses={422: "A bad `after` (0 or more) or `limit` (1 to 1000): the message names the parameter"})
+def accounts(query: dict):
+    return queries.accounts(query["after"], query["limit"])

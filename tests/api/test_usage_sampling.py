@@ -55,7 +55,8 @@ def test_the_sampler_records_disk_and_memory_and_concurrent_usage_requests_all_a
     before = api.get("/whmcs/v1/usage").json["services"]
     assert before == [{"service_id": 1501, "status": "active", "sampled_at": None, "memory_mb": None,
                        "memory_limit_mb": None, "cpu_seconds": None, "containers_running": None,
-                       "containers_total": None, "disk_sampled_at": None, "disk_mb": None}], "not sampled yet"
+                       "containers_total": None, "disk_sampled_at": None, "disk_mb": None,
+                       "backup_mb": 0.0}], "not sampled yet"
 
     usage = background_worker.usage
     done = usage.sample()

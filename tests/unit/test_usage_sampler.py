@@ -348,7 +348,7 @@ def test_an_order_not_sampled_yet_answers_null_figures_and_the_engine_is_never_a
     assert answer[late.whmcs_service_id] == {
         "service_id": late.whmcs_service_id, "status": "active", "sampled_at": None, "memory_mb": None,
         "memory_limit_mb": None, "cpu_seconds": None, "containers_running": None, "containers_total": None,
-        "disk_sampled_at": None, "disk_mb": None}
+        "disk_sampled_at": None, "disk_mb": None, "backup_mb": 0.0}
     sampled = answer[orders[0].whmcs_service_id]
     assert sampled["sampled_at"].endswith("Z") and sampled["containers_total"] == 3
     assert sampled["disk_sampled_at"] is None and sampled["disk_mb"] is None, "disk has its own time"

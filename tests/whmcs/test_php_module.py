@@ -16,6 +16,7 @@ import pytest
 
 from app.config import PROJECT_ROOT
 from tests.conftest import unavailable, write_product
+from tests.support.accounts_seed import seed_accounts
 from tests.support.live_service import BIN, Service
 
 MODULE = PROJECT_ROOT / "whmcs_module"
@@ -66,6 +67,8 @@ def test_phpunit_suite_against_the_real_bridge(settings, config_repo, tmp_path):
         service.flask("products", "sync")
         env = dict(os.environ, GEOCATLIVE_BRIDGE_URL=service.url, GEOCATLIVE_TOKEN=token,
                    GEOCATLIVE_FAILING_PRODUCT="ghost", GEOCATLIVE_SERVICE_ID_BASE="9000")
+        # Issue 16: 250 orders for ListAccounts, written straight into the database (tests/support/accounts_seed.py).
+        env.update(seed_accounts(settings, 20001, 250))
         # The no-worker group needs a bridge without a worker: the next test runs it.
         result = subprocess.run([phpunit, "-c", str(MODULE / "phpunit.xml.dist"), "--exclude-group", "no-worker"],
                                 cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=840)

@@ -50,7 +50,8 @@ final class BackupsWireTest extends TestCase
 
     private function params(int $id, string $mode = 'record', array $overrides = []): array
     {
-        return WhmcsParams::service($id, self::$stub->url . '/' . $mode, self::TOKEN, $overrides);
+        // An active service: a client may restore into an active service only (geocatlive_clientRefusal).
+        return WhmcsParams::service($id, self::$stub->url . '/' . $mode, self::TOKEN, array_replace(['status' => 'Active'], $overrides));
     }
 
     /** @return string[] "METHOD route" of each request the emulator received */

@@ -18,59 +18,12 @@ use WHMCS\Module\Server\Geocatlive\BridgeClient;
 
 final class LiveBridgeTest extends TestCase
 {
-    /** @var string */
-    private $url;
-    /** @var string */
-    private $token;
-
-    protected function setUp(): void
-    {
-        $this->url = (string) getenv('GEOCATLIVE_BRIDGE_URL');
-        $this->token = (string) getenv('GEOCATLIVE_TOKEN');
-        if ($this->url === '' || $this->token === '') {
-            $this->markTestSkipped('no bridge to test against: set GEOCATLIVE_BRIDGE_URL and GEOCATLIVE_TOKEN (tests/whmcs/test_php_module.py does)');
-        }
-        WhmcsRecorder::reset();
-        Capsule::reset();
-        $_GET = $_POST = $_REQUEST = [];
-    }
-
-    protected function tearDown(): void
-    {
-        $_GET = $_POST = $_REQUEST = [];
-    }
-
-    private static function serviceId(int $offset): int
-    {
-        return (int) (getenv('GEOCATLIVE_SERVICE_ID_BASE') ?: 9000) + $offset;
-    }
-
-    private function params(int $serviceId, array $overrides = []): array
-    {
-        return WhmcsParams::service($serviceId, $this->url, $this->token, $overrides);
-    }
+    use LiveBridgeCase;
 
     /** The bridge's service info, read directly (not through the module). */
     private function info(int $serviceId): array
     {
         return (new BridgeClient($this->url, $this->token))->get('/whmcs/v1/services/' . $serviceId);
-    }
-
-    /**
-     * Calls $probe until it answers something other than null, for at most $seconds.
-     *
-     * @return mixed what $probe answered
-     */
-    private static function eventually(callable $probe, int $seconds, string $what)
-    {
-        $deadline = microtime(true) + $seconds;
-        while (($value = $probe()) === null) {
-            if (microtime(true) > $deadline) {
-                self::fail('not within ' . $seconds . ' s: ' . $what);
-            }
-            usleep(250000);
-        }
-        return $value;
     }
 
     /** The newest operation the bridge lists for the service once it has finished: [kind, state, error]. */
@@ -122,13 +75,13 @@ final class LiveBridgeTest extends TestCase
         $before = array_column($this->info($a)['recent_operations'], 'id');
         $this->post(['modop' => 'custom', 'a' => 'RestoreBackup', 'backup_id' => $backup['id']]);
         $this->assertSame('GeoCat Live: restoring a backup from the client area is not enabled for this product;'
-            . ' please contact support to have a backup restored.', geocatlive_RestoreBackup($paramsA));
+            . ' please contact support to have a backup restored.', geocatlive_RestoreBackup(array_replace($paramsA, ['status' => 'Active'])));
         $after = $this->info($a)['recent_operations'];
         $this->assertSame($before, array_column($after, 'id'), 'no operation was recorded');
         $this->assertNotContains('restore', array_column($after, 'kind'));
 
         // 4. With "Clients may restore backups" ticked, the client restores it.
-        $allowed = array_replace($paramsA, ['configoption4' => 'on']);
+        $allowed = array_replace($paramsA, ['configoption4' => 'on', 'status' => 'Active']);
         $this->assertTrue(geocatlive_ClientArea($allowed)['vars']['live']['backups']['canRestore']);
         $this->assertSame('success', geocatlive_RestoreBackup($allowed));
         $this->assertSame(['restore', 'succeeded', ''], $this->finishedOperation($a, 'restore', 180));

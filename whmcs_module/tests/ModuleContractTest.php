@@ -44,6 +44,9 @@ final class ModuleContractTest extends TestCase
             'ServiceSingleSignOn' => ['ServiceSingleSignOn', 'array'],
             'ClientArea' => ['ClientArea', 'array'],
             'UsageUpdate' => ['UsageUpdate', 'string'],
+            'ListAccounts' => ['ListAccounts', 'array'],
+            'Logs' => ['Logs', 'array'],
+            'MetricProvider' => ['MetricProvider', 'object'],
         ];
     }
 
@@ -135,9 +138,9 @@ final class ModuleContractTest extends TestCase
     public function testButtonsAndOnlyAdminsMayRedeploy(): void
     {
         $this->assertSame(['Restart' => 'Restart', 'Redeploy' => 'Redeploy', 'Back up now' => 'BackUpNow'], geocatlive_AdminCustomButtonArray());
-        $this->assertSame(['Restart' => 'Restart', 'Back up now' => 'BackUpNow'], geocatlive_ClientAreaCustomButtonArray());
+        $this->assertSame(['Restart' => 'Restart', 'Back up now' => 'BackUpNow', 'Logs' => 'Logs'], geocatlive_ClientAreaCustomButtonArray());
         // RestoreBackup has no button (it needs a backup id: the Backups section posts it) and checks the product's setting itself.
-        $this->assertSame(['Restore a backup' => 'RestoreBackup'], geocatlive_ClientAreaAllowedFunctions());
+        $this->assertSame(['Restore a backup' => 'RestoreBackup', 'Logs' => 'Logs'], geocatlive_ClientAreaAllowedFunctions());
         foreach (array_merge(geocatlive_AdminCustomButtonArray(), geocatlive_ClientAreaCustomButtonArray(), geocatlive_ClientAreaAllowedFunctions()) as $suffix) {
             $this->assertTrue(function_exists('geocatlive_' . $suffix));
         }
@@ -251,7 +254,7 @@ final class ModuleContractTest extends TestCase
             $this->assertMatchesRegularExpression("/^<\\?php\\s+(namespace [A-Za-z\\\\]+;\\s+)?if \\(!defined\\('WHMCS'\\)\\) \\{\\s+die\\(/", $code, $file . ' starts with the WHMCS guard');
             $count++;
         }
-        $this->assertSame(5, $count, 'geocatlive.php, hooks.php and three lib classes');
+        $this->assertSame(6, $count, 'geocatlive.php, hooks.php and four lib classes');
     }
 
     public function testEveryGlobalFunctionIsPrefixed(): void

@@ -18,9 +18,11 @@ define('GEOCATLIVE_MODULE_DIR', dirname(__DIR__) . '/modules/servers/geocatlive'
 
 require_once __DIR__ . '/support/Capsule.php';
 require_once __DIR__ . '/support/whmcs.php';
+require_once __DIR__ . '/support/UsageBilling.php';
 require_once __DIR__ . '/support/WhmcsParams.php';
 require_once __DIR__ . '/support/StubServer.php';
 require_once __DIR__ . '/support/SmartyRenderer.php';
+require_once __DIR__ . '/support/LiveBridgeCase.php';
 
 require_once GEOCATLIVE_MODULE_DIR . '/geocatlive.php';
 require_once GEOCATLIVE_MODULE_DIR . '/hooks.php';

@@ -74,12 +74,15 @@ class CapsuleQuery
         return $count;
     }
 
-    /** @return \stdClass[] like Laravel's Collection of rows, iterable */
-    public function get(): array
+    /**
+     * @param string[] $columns only these columns of each row (Laravel's get(['a', 'b'])); default all
+     * @return \stdClass[] like Laravel's Collection of rows, iterable
+     */
+    public function get(array $columns = ['*']): array
     {
         $this->record('get', []);
-        return array_values(array_map(function ($row) {
-            return (object) $row;
+        return array_values(array_map(function ($row) use ($columns) {
+            return (object) ($columns === ['*'] ? $row : array_intersect_key($row, array_flip($columns)));
         }, array_filter(Capsule::$tables[$this->table] ?? [], [$this, 'matches'])));
     }
 

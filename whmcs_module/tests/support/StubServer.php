@@ -30,9 +30,15 @@ final class StubServer
     /** PHP's built-in server running fixtures/broken_bridge.php. */
     public static function brokenBridge(): self
     {
+        return self::router('broken_bridge.php');
+    }
+
+    /** PHP's built-in server running the router fixtures/$fixture. */
+    public static function router(string $fixture): self
+    {
         $port = self::freePort();
         $log = tempnam(sys_get_temp_dir(), 'geocatlive-stub-');
-        $router = dirname(__DIR__) . '/fixtures/broken_bridge.php';
+        $router = dirname(__DIR__) . '/fixtures/' . $fixture;
         $env = array_merge(getenv(), ['GEOCATLIVE_STUB_LOG' => $log]);
         $process = proc_open([PHP_BINARY, '-S', '127.0.0.1:' . $port, $router], [
             0 => ['file', '/dev/null', 'r'],

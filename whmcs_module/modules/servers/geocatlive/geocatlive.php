@@ -24,6 +24,11 @@
  * final backup of one of the client's terminated services); clients restore only
  * when configoption4 allows it, which is checked here, in PHP, on every call.
  *
+ * Issue 16: Server Sync (ListAccounts: every order of the bridge, paged), Usage Billing
+ * (MetricProvider: disk, memory allocated and backup storage in GB, lib/MetricsProvider.php),
+ * Renew (nothing to do), the client's "Logs" page (the last 100 lines of each of the service's
+ * services), and every client action checked against the service's WHMCS status first.
+ *
  * @see docs/WHMCS.md in the bridge's repository
  */
 
@@ -50,6 +55,11 @@ function geocatlive_MetaData()
         'DefaultNonSSLPort' => (string) BridgeClient::DEFAULT_HTTP_PORT,
         'DefaultSSLPort' => (string) BridgeClient::DEFAULT_HTTPS_PORT,
         'ServiceSingleSignOnLabel' => 'Log in to GeoCat Live',
+        // Server Sync (WHMCS 7.8+, geocatlive_ListAccounts) and Usage Billing's tenants (MetricProvider): a service is
+        // matched by its username (ListAccounts looks it up by service id: the bridge's instance is only derived from it).
+        'ListAccountsUniqueIdentifierDisplayName' => 'Username',
+        'ListAccountsUniqueIdentifierField' => 'username',
+        'ListAccountsProductField' => 'configoption1',
     ];
 }
 
@@ -243,7 +253,10 @@ function geocatlive_ChangePackage(array $params)
  */
 function geocatlive_Restart(array $params)
 {
-    return geocatlive_lifecycle($params, 'Restart', 'restart', 'geocatlive_waitBody');
+    // A client may restart an active service only (checked before anything is sent); staff: the bridge decides.
+    $client = geocatlive_inClientArea();
+    return geocatlive_clientRefusal($params, 'Restart', 'restarted', $client)
+        ?? geocatlive_lifecycle($params, 'Restart', 'restart', 'geocatlive_waitBody', '', $client);
 }
 
 /**
@@ -270,7 +283,10 @@ function geocatlive_Redeploy(array $params)
  */
 function geocatlive_BackUpNow(array $params)
 {
-    return geocatlive_lifecycle($params, 'BackUpNow', 'backup', 'geocatlive_waitBody', 'backups');
+    // A client may back up an active service only; staff may also back up a suspended one (the bridge decides).
+    $client = geocatlive_inClientArea();
+    return geocatlive_clientRefusal($params, 'BackUpNow', 'backed up', $client)
+        ?? geocatlive_lifecycle($params, 'BackUpNow', 'backup', 'geocatlive_waitBody', 'backups', $client);
 }
 
 /**
@@ -287,6 +303,10 @@ function geocatlive_BackUpNow(array $params)
  */
 function geocatlive_RestoreBackup(array $params)
 {
+    $refused = geocatlive_clientRefusal($params, 'RestoreBackup', 'restored from a backup', true);
+    if ($refused !== null) {
+        return $refused;
+    }
     try {
         geocatlive_serviceId($params);
         if (!geocatlive_clientsMayRestore($params)) {
@@ -297,7 +317,7 @@ function geocatlive_RestoreBackup(array $params)
         $backupId = geocatlive_requestedBackupId($_POST['backup_id'] ?? '');
     } catch (BridgeException $e) {
         geocatlive_logLocal('RestoreBackup', $params, $e);
-        return $e->getMessage();
+        return geocatlive_clientMessage($e);
     }
     return geocatlive_restore($params, 'RestoreBackup', $backupId, false);
 }
@@ -311,24 +331,26 @@ function geocatlive_AdminCustomButtonArray()
 }
 
 /**
- * Clients may restart and back up; Redeploy is not listed, so WHMCS refuses it from the client area.
+ * Clients may restart, back up and read the logs; Redeploy is not listed, so WHMCS refuses it from the
+ * client area. Each checks the service's status first (an active service only).
  *
  * @return array
  */
 function geocatlive_ClientAreaCustomButtonArray()
 {
-    return ['Restart' => 'Restart', 'Back up now' => 'BackUpNow'];
+    return ['Restart' => 'Restart', 'Back up now' => 'BackUpNow', 'Logs' => 'Logs'];
 }
 
 /**
- * Client area functions without a button of their own: RestoreBackup is posted by the forms of the
- * Backups section (it needs a backup id). It checks the product's setting itself on every call.
+ * Client area functions: RestoreBackup is posted by the forms of the Backups section (it needs a backup
+ * id; it checks the product's setting itself on every call); Logs, the page of the "Logs" button, by its URL
+ * (`modop=custom&a=Logs`: the page's breadcrumb).
  *
  * @return array
  */
 function geocatlive_ClientAreaAllowedFunctions()
 {
-    return ['Restore a backup' => 'RestoreBackup'];
+    return ['Restore a backup' => 'RestoreBackup', 'Logs' => 'Logs'];
 }
 
 /**
@@ -470,6 +492,8 @@ function geocatlive_AdminServicesTabFields(array $params)
     return [
         'GeoCat Live instance' => geocatlive_h($view['instance']) . ($view['hostname'] !== '' ? ' (' . geocatlive_h($view['hostname']) . ')' : ''),
         'GeoCat Live status' => geocatlive_h($view['statusLabel'] . ': ' . $view['product'] . ', plan ' . $view['plan']),
+        'GeoCat Live runtime' => geocatlive_h($view['runtime']),
+        'GeoCat Live drift' => geocatlive_h($view['drift']),
         'GeoCat Live revision' => geocatlive_h($view['revision']),
         'GeoCat Live endpoints' => $endpoints ? implode('<br>', $endpoints) : 'none',
         'GeoCat Live operation' => $operation !== '' ? $operation : 'none',
@@ -484,6 +508,11 @@ function geocatlive_AdminServicesTabFields(array $params)
  * final backups) when its confirmation box (`geocatlive_restore_confirm`) is ticked. Any other save
  * does nothing here. WHMCS shows nothing a Save returns: the outcome goes to the activity log and
  * is shown at the top of the backup rows the next time the tab is shown.
+ *
+ * The tab is otherwise read-only, on purpose (issue 16): WHMCS's own Admin Notes field holds staff
+ * notes, and the product's Plan setting or the order's "Plan" configurable option (applied by Change
+ * Package: an upgrade, or the module command "Change Package") is the plan. A second
+ * place to edit either here would be a second truth that WHMCS would not know about.
  *
  * @return void
  */
@@ -597,7 +626,7 @@ function geocatlive_UsageUpdate(array $params)
  * @param callable $body function (array $params): array, may throw BridgeException
  * @return string 'success' or the reason
  */
-function geocatlive_lifecycle(array $params, string $action, string $verb, callable $body, string $route = '')
+function geocatlive_lifecycle(array $params, string $action, string $verb, callable $body, string $route = '', bool $forClient = false)
 {
     try {
         $serviceId = geocatlive_serviceId($params);
@@ -606,10 +635,29 @@ function geocatlive_lifecycle(array $params, string $action, string $verb, calla
         return geocatlive_lifecycleResult($answer, $verb);
     } catch (BridgeException $e) {
         geocatlive_logLocal($action, $params, $e);
-        return $e->getMessage();
+        return $forClient ? geocatlive_clientMessage($e) : $e->getMessage();
     } catch (\Throwable $e) {
-        return geocatlive_unexpected($action, $params, $e);
+        $message = geocatlive_unexpected($action, $params, $e);
+        return $forClient ? GEOCATLIVE_CLIENT_UNAVAILABLE : $message;
     }
+}
+
+/** What a client reads instead of an error whose words are for staff (the bridge's address, the key, a curl error). */
+const GEOCATLIVE_CLIENT_UNAVAILABLE = 'GeoCat Live: this cannot be done right now; please try again in a few minutes, or contact support if it keeps failing.';
+
+/**
+ * A failure as the client area may show it: WHMCS shows a client's custom action's error to the client, so only
+ * the bridge's own refusals (its public 4xx text, a refused or unknown backup) are shown as they are; the bridge
+ * unreachable, a rejected key, a wrong server setting or a server error become GEOCATLIVE_CLIENT_UNAVAILABLE (the
+ * detail is in the module log).
+ */
+function geocatlive_clientMessage(BridgeException $e): string
+{
+    $status = $e->getHttpStatus();
+    $code = $e->getErrorCode();
+    $public = in_array($code, ['refused', 'backup_not_found'], true)
+        || ($status >= 400 && $status < 500 && !in_array($status, [401, 403], true) && $code !== 'not_bridge');
+    return $public ? $e->getMessage() : GEOCATLIVE_CLIENT_UNAVAILABLE;
 }
 
 /**
@@ -856,6 +904,8 @@ function geocatlive_serviceView(array $info): array
     $operation = is_array($info['operation'] ?? null) ? geocatlive_operationView($info['operation']) : null;
 
     return [
+        'runtime' => geocatlive_runtimeText($info['runtime'] ?? null),
+        'drift' => geocatlive_driftText($info['drift'] ?? null),
         'serviceId' => (int) ($info['service_id'] ?? 0),
         'instance' => geocatlive_text($info['instance'] ?? ''),
         'hostname' => geocatlive_text($info['hostname'] ?? ''),
@@ -1031,9 +1081,10 @@ function geocatlive_restore(array $params, string $action, string $backupId, boo
         return geocatlive_lifecycleResult($answer, 'restore');
     } catch (BridgeException $e) {
         geocatlive_logLocal($action, $params, $e);
-        return $e->getMessage();
+        return $staff ? $e->getMessage() : geocatlive_clientMessage($e);
     } catch (\Throwable $e) {
-        return geocatlive_unexpected($action, $params, $e);
+        $message = geocatlive_unexpected($action, $params, $e);
+        return $staff ? $message : GEOCATLIVE_CLIENT_UNAVAILABLE;
     }
 }
 
@@ -1231,3 +1282,335 @@ function geocatlive_bytes(int $bytes): string
     }
     return $bytes . ' bytes';
 }
+
+// ---------------------------------------------------------------------------
+// Issue 16: Server Sync, Usage Billing, Renew, the client's Logs, status checks
+// ---------------------------------------------------------------------------
+
+/** Services per page the module asks of GET /whmcs/v1/accounts (the bridge allows 1-1000). */
+const GEOCATLIVE_ACCOUNTS_PAGE = 500;
+/** The last lines of each service the client's Logs page shows. */
+const GEOCATLIVE_LOG_LINES = 100;
+/** The most services the Logs page reads (one request each). */
+const GEOCATLIVE_LOG_SERVICES = 20;
+/** The most bytes of one service's answer the Logs page keeps (its end: the newest lines); a line longer than
+ * GEOCATLIVE_LOG_LINE_CHARS characters is shown cut. A service logging huge lines cannot fill PHP's memory. */
+const GEOCATLIVE_LOG_BYTES = 262144;
+const GEOCATLIVE_LOG_LINE_CHARS = 2000;
+/** After this many seconds the Logs page reads no further service (a slow bridge must not hold the client's page
+ * past PHP's max_execution_time: each read may take up to the bridge's LIVE_LOGS_TIMEOUT_SECONDS). */
+const GEOCATLIVE_LOG_PAGE_SECONDS = 20;
+
+/**
+ * WHMCS Server Sync (7.8+): every order the bridge knows, for WHMCS to compare with its services
+ * and import. Walks `GET /whmcs/v1/accounts` page by page (GEOCATLIVE_ACCOUNTS_PAGE services a page,
+ * `after` = the previous page's `next`). Each account has WHMCS's documented keys: email, username
+ * (the instance), domain (the host name), uniqueIdentifier (the username of the order's WHMCS service
+ * on this server, else the instance: MetaData's ListAccountsUniqueIdentifierField is `username`; see
+ * geocatlive_listAccountsWith), product (the Live product slug: configoption1),
+ * primaryip (none: ''), created ("Y-m-d H:i:s", UTC) and status (WHMCS\Service\Status: Pending,
+ * Active, Suspended, Terminated); plus service_id (the WHMCS service id the order belongs to).
+ *
+ * @return array ['success' => true, 'accounts' => [...]] or ['success' => false, 'accounts' => [], 'error' => reason]
+ */
+function geocatlive_ListAccounts(array $params)
+{
+    try {
+        $client = geocatlive_bridge($params, 'ListAccounts');
+        return geocatlive_listAccountsWith($client, GEOCATLIVE_ACCOUNTS_PAGE, geocatlive_usernamesOnServer((int) ($params['serverid'] ?? 0)));
+    } catch (BridgeException $e) {
+        geocatlive_logLocal('ListAccounts', $params, $e);
+        return ['success' => false, 'accounts' => [], 'error' => $e->getMessage()];
+    } catch (\Throwable $e) {
+        return ['success' => false, 'accounts' => [], 'error' => geocatlive_unexpected('ListAccounts', $params, $e)];
+    }
+}
+
+/**
+ * ListAccounts with a given client and page size (the tests walk small pages). WHMCS matches an account with
+ * its services by `uniqueIdentifier` against each service's username (MetaData's ListAccountsUniqueIdentifierField),
+ * but the bridge's instance is only derived from that username (lowercased, made unique: "JohnDoe" is "johndoe",
+ * a second "acme" is "acme-2", no username gives "order-<id>"). So an order whose WHMCS service is on this server
+ * is identified by that service's username ($usernames, service id => username, from tblhosting): the match is
+ * by service id, as the bridge keys its orders. An order without such a service keeps its instance.
+ *
+ * @param array $usernames WHMCS service id => username of the server's services (geocatlive_usernamesOnServer)
+ * @return array ['success' => true, 'accounts' => [...]]
+ * @throws BridgeException an answer that is not a page, a cursor that does not advance, or an empty page that is not the last
+ */
+function geocatlive_listAccountsWith(BridgeClient $client, int $pageSize, array $usernames = []): array
+{
+    $statuses = class_exists('WHMCS\Service\Status')
+        ? ['Pending' => \WHMCS\Service\Status::PENDING, 'Active' => \WHMCS\Service\Status::ACTIVE,
+            'Suspended' => \WHMCS\Service\Status::SUSPENDED, 'Terminated' => \WHMCS\Service\Status::TERMINATED]
+        : ['Pending' => 'Pending', 'Active' => 'Active', 'Suspended' => 'Suspended', 'Terminated' => 'Terminated'];
+    $accounts = [];
+    $after = 0;
+    do {
+        $page = $client->get('/whmcs/v1/accounts', ['after' => $after, 'limit' => max(1, min(1000, $pageSize))]);
+        if (!is_array($page['items'] ?? null) || !array_key_exists('next', $page)) {
+            throw new BridgeException('GeoCat Live: the bridge\'s accounts answer is not a page (no items or next): update the bridge.', 0, 'invalid_response');
+        }
+        foreach ($page['items'] as $item) {
+            if (!is_array($item) || (int) ($item['service_id'] ?? 0) < 1) {
+                continue;
+            }
+            $instance = geocatlive_text($item['instance'] ?? '');
+            $created = is_string($item['created_at'] ?? null) ? strtotime($item['created_at']) : false;
+            $accounts[] = [
+                'email' => geocatlive_text($item['email'] ?? ''),
+                'username' => $instance,
+                'domain' => geocatlive_text($item['hostname'] ?? ''),
+                'uniqueIdentifier' => $usernames[(int) $item['service_id']] ?? $instance,
+                'product' => geocatlive_text($item['product'] ?? ''),
+                'primaryip' => '',
+                'created' => $created === false ? '' : gmdate('Y-m-d H:i:s', $created),
+                'status' => $statuses[$item['whmcs_status'] ?? ''] ?? $statuses['Pending'],
+                'service_id' => (int) $item['service_id'],
+            ];
+        }
+        $next = $page['next'];
+        if ($next !== null && !$page['items']) {
+            // A bridge creeping forward with empty pages would take up to 2^31 requests.
+            throw new BridgeException('GeoCat Live: the bridge\'s accounts answer is an empty page with a next page (after ' . $after
+                . '); the list was not taken.', 0, 'invalid_response');
+        }
+        if ($next !== null && (!is_numeric($next) || (int) $next <= $after)) {
+            throw new BridgeException('GeoCat Live: the bridge\'s accounts answer did not advance (next ' . geocatlive_text($next)
+                . ' after ' . $after . '); the list was not taken.', 0, 'invalid_response');
+        }
+        $after = $next === null ? null : (int) $next;
+    } while ($after !== null);
+    return ['success' => true, 'accounts' => $accounts];
+}
+
+/**
+ * WHMCS service id => username of the services on server $serverId whose username is not empty (WHMCS's
+ * tblhosting, one query): how WHMCS names a service in Server Sync and Usage Billing (MetaData's
+ * ListAccountsUniqueIdentifierField). [] without a server id.
+ *
+ * @return array<int, string>
+ */
+function geocatlive_usernamesOnServer(int $serverId): array
+{
+    $usernames = [];
+    if ($serverId < 1) {
+        return $usernames;
+    }
+    foreach (Capsule::table('tblhosting')->where('server', $serverId)->get(['id', 'username']) as $row) {
+        $row = (array) $row;
+        $name = trim((string) ($row['username'] ?? ''));
+        if ($name !== '' && (int) ($row['id'] ?? 0) > 0) {
+            $usernames[(int) $row['id']] = $name;
+        }
+    }
+    return $usernames;
+}
+
+/**
+ * WHMCS Usage Billing (7.9+): the server's metrics (disk space, memory allocated and backup storage
+ * in GB, per service) from the bridge's sampled usage: see lib/MetricsProvider.php.
+ *
+ * @return \WHMCS\Module\Server\Geocatlive\MetricsProvider a \WHMCS\UsageBilling\Contracts\Metrics\ProviderInterface
+ */
+function geocatlive_MetricProvider(array $params)
+{
+    // Loaded here, not at the top: the interface it implements exists in WHMCS 7.9+ only.
+    require_once __DIR__ . '/lib/MetricsProvider.php';
+    return new \WHMCS\Module\Server\Geocatlive\MetricsProvider($params);
+}
+
+/**
+ * A paid renewal: nothing to do on the bridge (a service runs until it is suspended or terminated),
+ * so it succeeds at once, and the module log says so.
+ *
+ * @return string 'success'
+ */
+function geocatlive_Renew(array $params)
+{
+    if (function_exists('logModuleCall')) {
+        logModuleCall('geocatlive', 'Renew', '(not sent)', 'GeoCat Live: nothing to do on renewal of service #' . (int) ($params['serviceid'] ?? 0)
+            . ': the service keeps running; nothing was sent to the bridge.', '', geocatlive_secrets($params));
+    }
+    return 'success';
+}
+
+/**
+ * Client area function (button "Logs"): a page with the last GEOCATLIVE_LOG_LINES lines of each of the
+ * service's services, read from `GET /whmcs/v1/services/{id}/logs` (one request with tail 0 for the
+ * list of services, header X-Live-Order-Services, then one per service). The bridge masks the
+ * generated passwords; the template escapes every line. An active service only; any failure gives
+ * the client a notice in plain words (the detail is in the module log).
+ *
+ * @return array the page: templatefile templates/logs, breadcrumb, vars.logs
+ */
+function geocatlive_Logs(array $params)
+{
+    return geocatlive_logsPage($params, GEOCATLIVE_LOG_PAGE_SECONDS);
+}
+
+/**
+ * The Logs page, reading no further service once $budgetSeconds have passed (the first one is always read); the
+ * services not read are named in the notice.
+ *
+ * @return array the page (see geocatlive_Logs)
+ */
+function geocatlive_logsPage(array $params, float $budgetSeconds): array
+{
+    $started = microtime(true);
+    $serviceId = (int) ($params['serviceid'] ?? 0);
+    $logs = ['available' => false, 'notice' => '', 'serviceId' => $serviceId, 'lines' => GEOCATLIVE_LOG_LINES, 'services' => []];
+    $page = function (array $logs) use ($serviceId) {
+        // A custom client area page as client-area-output.md has it: template, breadcrumb, variables.
+        return [
+            'templatefile' => 'templates/logs',
+            'breadcrumb' => ['clientarea.php?action=productdetails&id=' . $serviceId . '&modop=custom&a=Logs' => 'Logs'],
+            'vars' => ['logs' => $logs],
+        ];
+    };
+    $refused = geocatlive_clientRefusal($params, 'Logs', 'read', true, 'its logs can be shown');
+    if ($refused !== null) {
+        $logs['notice'] = preg_replace('/^GeoCat Live: /', '', $refused);
+        return $page($logs);
+    }
+    try {
+        $path = '/whmcs/v1/services/' . geocatlive_serviceId($params) . '/logs';
+        $client = geocatlive_bridge($params, 'Logs');
+        $names = array_slice(array_values(array_filter(array_map('trim', explode(',', (string) ($client->getText($path, ['tail' => 0])['headers']['x-live-order-services'] ?? ''))),
+            function ($name) {
+                return $name !== '';
+            })), 0, GEOCATLIVE_LOG_SERVICES);
+        $skipped = [];
+        foreach ($names as $index => $name) {
+            if ($index > 0 && microtime(true) - $started > $budgetSeconds) {
+                $skipped[] = geocatlive_text($name);
+                continue;
+            }
+            $answer = $client->getText($path, ['service' => $name, 'tail' => GEOCATLIVE_LOG_LINES], GEOCATLIVE_LOG_BYTES);
+            $lines = explode("\n", rtrim($answer['body'], "\n"));
+            if (!empty($answer['cut'])) {
+                array_shift($lines); // the oldest line kept is only the end of a line
+            }
+            $lines = $lines === [''] ? [] : array_slice($lines, -GEOCATLIVE_LOG_LINES);
+            $logs['services'][] = ['name' => geocatlive_text($name), 'lines' => array_map('geocatlive_logLine', $lines)];
+        }
+        $logs['available'] = true;
+        if (!$names) {
+            $logs['notice'] = 'This service has no logs yet.';
+        } elseif ($skipped) {
+            $logs['notice'] = 'The logs took too long to read, so these services are not shown: ' . implode(', ', $skipped)
+                . '. Please try again in a few minutes.';
+        }
+    } catch (BridgeException $e) {
+        geocatlive_logLocal('Logs', $params, $e);
+        $logs['services'] = [];
+        if ($e->isOrderNotFound()) {
+            $logs['notice'] = 'This service is not set up yet.';
+        } elseif ($e->getHttpStatus() === 409) {
+            $logs['notice'] = 'This service is not running, so it has no logs to show.';
+        } else {
+            $logs['notice'] = 'The logs are not available right now; please try again in a few minutes.';
+        }
+    } catch (\Throwable $e) {
+        geocatlive_unexpected('Logs', $params, $e);
+        $logs['services'] = [];
+        $logs['notice'] = 'The logs are not available right now; please try again in a few minutes.';
+    }
+    return $page($logs);
+}
+
+/** One log line as the Logs page shows it: without its \r, at most GEOCATLIVE_LOG_LINE_CHARS characters (then "… (cut)"). */
+function geocatlive_logLine($line): string
+{
+    $line = rtrim((string) $line, "\r");
+    $length = function_exists('mb_strlen') ? mb_strlen($line, 'UTF-8') : strlen($line);
+    if ($length <= GEOCATLIVE_LOG_LINE_CHARS) {
+        return $line;
+    }
+    $kept = function_exists('mb_substr') ? mb_substr($line, 0, GEOCATLIVE_LOG_LINE_CHARS, 'UTF-8') : substr($line, 0, GEOCATLIVE_LOG_LINE_CHARS);
+    return $kept . ' … (cut: ' . $length . ' characters)';
+}
+
+/** True in WHMCS's client area (clientarea.php defines CLIENTAREA; the admin area ADMINAREA). */
+function geocatlive_inClientArea(): bool
+{
+    return defined('CLIENTAREA') && !defined('ADMINAREA');
+}
+
+/**
+ * The refusal of a client action on a service that is not active, before anything is sent, or null
+ * when it may go on. $params['status'] is the service's WHMCS status (Active, Suspended, Pending,
+ * Terminated, Cancelled, Fraud, Completed); without one (an older WHMCS) the bridge decides. $check
+ * false: no check (staff calls). The message is for the client: no internal detail. It also goes to
+ * the module log.
+ *
+ * @param string $verb   what the action does to the service, as in "cannot be $verb" ("restarted")
+ * @param string $phrase the whole "... cannot be ..." phrase when $verb does not fit ("its logs can be shown")
+ */
+function geocatlive_clientRefusal(array $params, string $action, string $verb, bool $check, string $phrase = ''): ?string
+{
+    $status = is_scalar($params['status'] ?? null) ? trim((string) $params['status']) : '';
+    if (!$check || $status === '' || strcasecmp($status, 'Active') === 0) {
+        return null;
+    }
+    $words = ['pending' => 'not set up yet', 'suspended' => 'suspended', 'terminated' => 'terminated', 'cancelled' => 'cancelled',
+        'fraud' => 'not active', 'completed' => 'completed'];
+    $state = $words[strtolower($status)] ?? 'not active';
+    $message = 'GeoCat Live: this service is ' . $state . ', and ' . ($phrase !== '' ? $phrase : 'it can be ' . $verb)
+        . ' only while it is active. Please contact support if you need help.';
+    if (function_exists('logModuleCall')) {
+        logModuleCall('geocatlive', $action, '(not sent)', $message . ' (WHMCS status: ' . geocatlive_cut($status, 20) . ')', '', geocatlive_secrets($params));
+    }
+    return $message;
+}
+
+/**
+ * The service info's `runtime` (issue 15: what runs, from the bridge's mirror of the engine) in words:
+ * "running (checked 2026-12-01 10:00 UTC): app running (healthy), db running"; "unknown" without one.
+ */
+function geocatlive_runtimeText($runtime): string
+{
+    if (!is_array($runtime)) {
+        return 'unknown (the bridge does not report it)';
+    }
+    $services = [];
+    foreach (is_array($runtime['services'] ?? null) ? $runtime['services'] : [] as $service) {
+        if (is_array($service)) {
+            $health = geocatlive_text($service['health'] ?? '');
+            $services[] = geocatlive_text($service['service'] ?? '') . ' ' . geocatlive_text($service['state'] ?? '') . ($health !== '' ? ' (' . $health . ')' : '');
+        }
+    }
+    $observed = geocatlive_when($runtime['observed_at'] ?? '');
+    return geocatlive_text($runtime['state'] ?? 'unknown') . ($observed !== '' ? ' (checked ' . $observed . ')' : '')
+        . ($services ? ': ' . implode(', ', $services) : '');
+}
+
+/**
+ * The service info's `drift` (issue 15: the bridge's drift checker) in words: "ok"; "drifted since <time>:
+ * app exited (exit code 1)"; "failing since <time>: <reason>; app crash_loop (...)", with the repairs
+ * queued; "not checked yet" when null.
+ */
+function geocatlive_driftText($drift): string
+{
+    if (!is_array($drift)) {
+        return 'not checked yet (no deploy recorded what should run)';
+    }
+    $state = geocatlive_text($drift['state'] ?? '');
+    if ($state === 'ok') {
+        return 'ok: what the last deploy made runs';
+    }
+    $problems = [];
+    foreach (is_array($drift['problems'] ?? null) ? $drift['problems'] : [] as $problem) {
+        if (is_array($problem)) {
+            $detail = geocatlive_text($problem['detail'] ?? '');
+            $problems[] = geocatlive_text($problem['service'] ?? '') . ' ' . geocatlive_text($problem['kind'] ?? '') . ($detail !== '' ? ' (' . $detail . ')' : '');
+        }
+    }
+    $since = geocatlive_when($state === 'failing' ? ($drift['failing_since'] ?? '') : ($drift['detected_at'] ?? ''));
+    $reason = geocatlive_text($drift['reason'] ?? '');
+    $repairs = (int) ($drift['repairs'] ?? 0);
+    return $state . ($since !== '' ? ' since ' . $since : '') . ($reason !== '' ? ': ' . $reason : '')
+        . ($problems ? ($reason !== '' ? '; ' : ': ') . implode(', ', $problems) : '')
+        . ($repairs > 0 ? ' (' . $repairs . ' repair' . ($repairs === 1 ? '' : 's') . ' queued recently)' : '');
+}
+

@@ -8,7 +8,8 @@
  * 24 hours and writes one line per failure to the activity log:
  * "GeoCat Live: create of service #N failed: <reason>". Failed backups (scheduled,
  * on demand, or the one taken before a change) start with "GeoCat Live: BACKUP FAILED:",
- * and each server with failed backups gets a summary line (lib/FailureReport.php).
+ * and each server with failed backups gets a summary line (lib/FailureReport.php). Orders the bridge's
+ * drift checker calls failing get a "GeoCat Live: FAILING: ..." line each (issue 16).
  */
 
 if (!defined('WHMCS')) {

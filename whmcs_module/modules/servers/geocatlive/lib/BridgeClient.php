@@ -289,13 +289,34 @@ class BridgeClient
      */
     public function get(string $path, array $query = []): array
     {
+        return $this->send('GET', $path . self::queryString($query), null, 0);
+    }
+
+    /**
+     * A GET whose answer is plain text (the service logs: `text/plain`, not JSON). Errors are the
+     * bridge's JSON errors, as for get(); a 2xx answer that is not text/plain is a `not_bridge` error.
+     *
+     * @param array $query    as for get()
+     * @param int   $keepLast keep only the last this many bytes of the body as it arrives (0: all of it), so a
+     *                        huge answer never fills the memory; `cut` says whether anything was dropped
+     * @return array ['body' => string, 'headers' => [lower-case name => value], 'cut' => bool]
+     * @throws BridgeException
+     */
+    public function getText(string $path, array $query = [], int $keepLast = 0): array
+    {
+        return $this->send('GET', $path . self::queryString($query), null, 0, true, $keepLast);
+    }
+
+    /** "?a=1&b=2&b=3" of name => value (or name => list of values: a repeated parameter); "" for none. */
+    private static function queryString(array $query): string
+    {
         $pairs = [];
         foreach ($query as $name => $value) {
             foreach ((array) $value as $item) {
                 $pairs[] = rawurlencode((string) $name) . '=' . rawurlencode((string) $item);
             }
         }
-        return $this->send('GET', $path . ($pairs ? '?' . implode('&', $pairs) : ''), null, 0);
+        return $pairs ? '?' . implode('&', $pairs) : '';
     }
 
     /**
@@ -312,7 +333,7 @@ class BridgeClient
     /**
      * @throws BridgeException
      */
-    private function send(string $method, string $path, ?array $body, int $wait): array
+    private function send(string $method, string $path, ?array $body, int $wait, bool $text = false, int $keepLast = 0): array
     {
         $url = $this->baseUrl . $path;
         $json = null;
@@ -364,7 +385,27 @@ class BridgeClient
         if ($this->connectTo) {
             curl_setopt($ch, CURLOPT_CONNECT_TO, $this->connectTo);
         }
+        $kept = '';
+        $cut = false;
+        if ($keepLast > 0) {
+            // The body's end only: trimmed whenever it doubles, so memory stays under 2 x $keepLast.
+            curl_setopt($ch, CURLOPT_WRITEFUNCTION, function ($handle, $data) use (&$kept, &$cut, $keepLast) {
+                $kept .= $data;
+                if (strlen($kept) > 2 * $keepLast) {
+                    $kept = substr($kept, -$keepLast);
+                    $cut = true;
+                }
+                return strlen($data);
+            });
+        }
         $raw = curl_exec($ch);
+        if ($keepLast > 0 && $raw !== false) {
+            if (strlen($kept) > $keepLast) {
+                $kept = substr($kept, -$keepLast);
+                $cut = true;
+            }
+            $raw = $kept;
+        }
         $errno = curl_errno($ch);
         $error = curl_error($ch);
         $status = (int) curl_getinfo($ch, CURLINFO_RESPONSE_CODE);
@@ -389,6 +430,15 @@ class BridgeClient
             throw new BridgeException($message, $status, 'not_bridge');
         }
 
+        if ($text && $status >= 200 && $status < 300) {
+            if (stripos((string) ($headers['content-type'] ?? ''), 'text/plain') !== 0) {
+                $message = $this->notTheBridgeMessage($method, $url, 'HTTP ' . $status . ', not plain text' . self::snippet((string) $raw));
+                $this->log($logRequest, $response, $message, []);
+                throw new BridgeException($message, $status, 'not_bridge');
+            }
+            $this->log($logRequest, 'HTTP ' . $status . "\n(" . strlen((string) $raw) . ' bytes of text)', '', []);
+            return ['body' => (string) $raw, 'headers' => $headers, 'cut' => $cut];
+        }
         $decoded = json_decode((string) $raw, true, 512, JSON_BIGINT_AS_STRING);
         if (!is_array($decoded)) {
             $what = json_last_error() === JSON_ERROR_NONE ? 'not a JSON object' : 'not JSON';

@@ -9,6 +9,10 @@
  * the bridge takes before every change. Their lines say so, and each server with
  * failed backups gets one more line that sums them up, so a silent run of failing
  * backups cannot hide among provisioning errors.
+ *
+ * Failing orders (issue 15's drift checker, `failing_orders`: a crash loop, or drift again after its
+ * repairs) get a line each, whenever they began failing: the bridge redeploys none of them until an
+ * operation succeeds on it, so a person must look ("GeoCat Live: FAILING: service #N ...").
  */
 
 namespace WHMCS\Module\Server\Geocatlive;
@@ -81,6 +85,12 @@ class FailureReport
                         }
                     }
                 }
+                foreach (is_array($answer['failing_orders'] ?? null) ? $answer['failing_orders'] : [] as $failing) {
+                    if (is_array($failing)) {
+                        call_user_func($logActivity, self::failingLine($failing));
+                        $lines++;
+                    }
+                }
                 if ($backupFailures > 0) {
                     call_user_func($logActivity, 'GeoCat Live: ' . $backupFailures . ' failed backup' . ($backupFailures === 1 ? '' : 's') . ' since ' . $sinceIso
                         . ' on server ' . $name . ' (service' . (count($backupServices) === 1 ? ' ' : 's ') . implode(', ', array_keys($backupServices))
@@ -119,6 +129,31 @@ class FailureReport
         if (is_scalar($failure['instance'] ?? null) && (string) $failure['instance'] !== '') {
             $line .= ' (instance ' . $failure['instance'] . ', ' . ($failure['finished_at'] ?? '') . ')';
         }
+        return (string) preg_replace('/[\x00-\x1f\x7f]+/', ' ', $line);
+    }
+
+    /**
+     * "GeoCat Live: FAILING: service #N (instance x) is failing since <time>: <reason> (app crash_loop: ...).
+     * The bridge does not repair it until an operation succeeds on it: ..." for an entry of `failing_orders`.
+     */
+    public static function failingLine(array $failing): string
+    {
+        $problems = [];
+        foreach (is_array($failing['problems'] ?? null) ? $failing['problems'] : [] as $problem) {
+            if (is_array($problem)) {
+                $problems[] = trim(implode(' ', array_filter([
+                    is_scalar($problem['service'] ?? null) ? (string) $problem['service'] : '',
+                    is_scalar($problem['kind'] ?? null) ? (string) $problem['kind'] : '',
+                ], 'strlen')) . (is_scalar($problem['detail'] ?? null) && (string) $problem['detail'] !== '' ? ': ' . $problem['detail'] : ''));
+            }
+        }
+        $reason = is_scalar($failing['reason'] ?? null) ? trim((string) $failing['reason']) : '';
+        $instance = is_scalar($failing['instance'] ?? null) && (string) $failing['instance'] !== '' ? ' (instance ' . $failing['instance'] . ')' : '';
+        $line = 'GeoCat Live: FAILING: service #' . (int) ($failing['service_id'] ?? 0) . $instance . ' is failing since '
+            . (is_scalar($failing['failing_since'] ?? null) ? (string) $failing['failing_since'] : '?') . ': ' . ($reason !== '' ? $reason : 'no reason given')
+            . ($problems ? ' (' . implode('; ', $problems) . ')' : '')
+            . '. The bridge does not repair it until an operation succeeds on it: look at the service\'s page (GeoCat Live drift),'
+            . ' then Redeploy or Restart it.';
         return (string) preg_replace('/[\x00-\x1f\x7f]+/', ' ', $line);
     }
 
