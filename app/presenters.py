@@ -279,10 +279,18 @@ def order_view(order: Order, catalog: Catalog, public: PublicAddress, *, include
         "drift": drift_view(extras.drift),
     }
     if include_secrets:
-        view["secrets"] = dict(order.secrets or {})
+        view["secrets"] = answered_secrets(order, catalog)
     if include_private:
         view["last_error_detail"] = order.last_error_detail
     return view
+
+
+def answered_secrets(order: Order, catalog: Catalog) -> dict[str, str]:
+    """The order's generated passwords as answers show them: without the customer's own password (the product's
+    credential variable: WHMCS holds it, and no answer, log or event repeats it)."""
+    credential = catalog.definition(order.revision).credential
+    hidden = credential.variable if credential is not None else None
+    return {name: value for name, value in (order.secrets or {}).items() if name != hidden}
 
 
 def drift_view(row: OrderDrift | None) -> dict[str, Any] | None:

@@ -20,9 +20,9 @@ from app.catalog.catalog import Catalog
 from app.catalog.product import build_project
 from app.config import PublicAddress
 from app.compose.model import StackSpec
-from app.errors import DataRiskError, HostPortInUse, InvalidRequest, LiveError
+from app.errors import DataRiskError, EngineOperationError, HostPortInUse, InvalidRequest, LiveError
 from app.models import Operation, Order, ProductRevision, record_event, utcnow
-from app.orders.drift import expected_services, record_expected
+from app.orders.drift import expected_services, mask_secrets, record_expected
 from app.orders.lifecycle import HANDLERS, TRANSITIONS, OperationKind, OrderStatus, handles, transition
 from app.presenters import PRIVATE_EVENT_DATA
 from app.stacks.data_risk import DataRiskReport, data_risks
@@ -245,6 +245,51 @@ class OperationRunner:
         self._converge_changed(operation, order, progress, f"order {order.instance} at revision {revision.label}")
         record_event("order.upgraded", f"revision {previous} -> {revision.label}", order=order, operation=operation,
                      previous=previous, revision=revision.label, commit=revision.commit)
+
+    @handles(OperationKind.CHANGE_PASSWORD)
+    def _do_change_password(self, operation: Operation, order: Order, progress: Progress) -> None:
+        """Apply the customer's password stored in ``Order.secrets`` (written with the request, in the transaction
+        that queued this operation) to the running stack, as product.yml's ``credential.apply`` says: ``recreate``
+        converges the stack (the services whose definition uses the variable are recreated with the new value),
+        ``command`` runs in the service's running container with the value in the exec's environment under the
+        variable's name. Both converge, so a run again after a crash applies the same stored value again.
+
+        The value is never in the operation, its steps, its events or its errors: an error's texts have the
+        order's secrets masked (a command may print what it was given). Raises InvalidRequest when the
+        order's revision declares no credential (any more), :class:`~app.errors.EngineOperationError` when the
+        command's service does not run (retried), and the errors of the deploy or the command.
+        """
+        definition = self.catalog.definition(order.revision)
+        credential = definition.credential
+        if credential is None:
+            raise InvalidRequest(f"product {order.product.slug} (revision {order.revision.label}) declares no customer "
+                                 "password (product.yml credential): nothing to apply")
+        value = (order.secrets or {}).get(credential.variable)
+        try:
+            if credential.recreate:
+                result = self._deploy(order, progress)
+                progress("recreated: " + (", ".join(s for s, a in sorted(result.actions.items()) if a != Action.NOOP)
+                                          or "nothing (the services have the password already)"))
+            else:
+                project = self.project(order)
+                running = {c.service: c for c in self.deployer.engine.list_containers(project.selector)
+                           if c.service and c.running}
+                container = running.get(credential.service)
+                if container is None:
+                    stopped = EngineOperationError(
+                        f"service {credential.service} of order {order.instance} is not running: the password "
+                        "cannot be applied (the operation is retried)", public=f"service {credential.service} is "
+                        "not running: the password cannot be applied yet")
+                    stopped.transient = True  # a service restarting (or repaired by drift) runs again soon
+                    raise stopped
+                progress(f"apply the password in service {credential.service}")
+                self.deployer.engine.exec_input(container.id, credential.run,
+                                                environment={credential.variable: value or ""})
+        except LiveError as exc:
+            raise _masked(exc, order.secrets) from None
+        record_event("order.password_changed", f"the customer's password ({credential.variable}) was applied",
+                     order=order, operation=operation, variable=credential.variable)
+        self._succeeded(operation, order, f"order {order.instance}: password applied")
 
     def teardown_project(self, order: Order) -> Project:
         """The order's project for stopping, archiving and removing it, whatever state it is in.
@@ -773,3 +818,14 @@ def _ports_in_use(exclude: int) -> set[int]:
     for other in Order.select(Order.published_ports).where((Order.id != exclude) & (Order.status != OrderStatus.TERMINATED)):
         taken.update((other.published_ports or {}).values())
     return taken
+
+
+def _masked(exc: LiveError, secrets: dict | None) -> LiveError:
+    """``exc`` with the order's ``secrets`` masked in its message, public text and details (a command's output may
+    hold what it was given): what the operation's error, its events and the worker's log get."""
+    exc.message = mask_secrets(exc.message, secrets)
+    exc.public = mask_secrets(exc.public, secrets)
+    exc.args = (exc.message,)
+    exc.details = {key: mask_secrets(value, secrets) if isinstance(value, str) else value
+                   for key, value in exc.details.items()}
+    return exc

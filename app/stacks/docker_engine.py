@@ -22,7 +22,7 @@ import tarfile
 import threading
 import time
 from datetime import datetime
-from typing import Any, ContextManager, Iterator, Sequence
+from typing import Any, ContextManager, Iterator, Mapping, Sequence
 
 import docker
 import docker.errors
@@ -724,7 +724,8 @@ class DockerEngine(Engine):
         finally:
             session.close()
 
-    def exec_input(self, container_id: str, command: Sequence[str], stream: Readable | None = None) -> str:
+    def exec_input(self, container_id: str, command: Sequence[str], stream: Readable | None = None, *,
+                   environment: Mapping[str, str] | None = None) -> str:
         """Run the command with ``stream`` sent on the exec's hijacked connection (then half-closed: the command
         reads the end of its input) while a thread reads its output, keeping the last
         :data:`~app.stacks.engine.OUTPUT_TAIL_BYTES`.
@@ -733,7 +734,7 @@ class DockerEngine(Engine):
         decides (zero: logged, the rest of the input is dropped). The hijacked connection has no timeout: a
         command may be silent for long.
         """
-        session = self._exec_start(container_id, tuple(command), stdin=stream is not None)
+        session = self._exec_start(container_id, tuple(command), stdin=stream is not None, environment=environment)
         tail = _Tail()
         broken: list[BaseException] = []
 
@@ -778,12 +779,13 @@ class DockerEngine(Engine):
             log.warning("%s ended (exit code 0) before reading all its input", session.describe())
         return tail.text()
 
-    def _exec_start(self, container_id: str, command: tuple[str, ...], *, stdin: bool) -> "_ExecSession":
+    def _exec_start(self, container_id: str, command: tuple[str, ...], *, stdin: bool,
+                    environment: Mapping[str, str] | None = None) -> "_ExecSession":
         api = self.api
         action = f"run {shlex.join(command)} in container {container_id[:12]}"
         with self._errors(action):
             exec_id = api.exec_create(container_id, list(command), stdout=True, stderr=True, stdin=stdin,
-                                      tty=False)["Id"]
+                                      tty=False, environment=dict(environment) if environment else None)["Id"]
             # exec_start(socket=True) hands over the socket alone; what http.client read past the headers
             # (the command's first output) is in the response's buffered reader, so read from that.
             response = api._post_json(api._url("/exec/{0}/start", exec_id), data={"Tty": False, "Detach": False},

@@ -1,0 +1,280 @@
+"""The customer's own password (issue 16, ChangePassword): product.yml's ``credential`` checks, the create taking
+WHMCS's password, the ``change_password`` operation (idempotent, a worker killed at each step) and the value
+masked in answers, events, operations and logs; on the in-memory engine (``fake_live``)."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from app.catalog.product import load_product
+from app.errors import Conflict, InvalidRequest
+from app.models import Event, Operation, Order
+from app.orders.drift import MASK
+from app.orders.service import CustomerInfo
+from tests.conftest import TEST_IMAGE, write_product
+from tests.fakes import Killed
+from tests.unit.test_operations_fake import InlineExecutor, again, last_operation, operations, run
+
+PASSWORD = "Create-Pass-1234"
+NEW = "New-Secret-5678!"
+
+MANIFEST = """name: Keyed
+variables:
+  APP_PASSWORD: {generate: password, length: 20}
+plans: {basic: {}}
+credential:
+  variable: APP_PASSWORD
+  apply:
+APPLY
+"""
+COMPOSE = f"""services:
+  app:
+    image: {TEST_IMAGE}
+    init: true
+    environment: {{APP_PASSWORD: "${{APP_PASSWORD}}"}}
+    command: ["sleep", "3600"]
+  other:
+    image: {TEST_IMAGE}
+    init: true
+    command: ["sleep", "3600"]
+"""
+RECREATE = "    recreate: [app]"
+COMMAND = "    command: {service: app, run: 'printf %s \"$APP_PASSWORD\" > /tmp/applied'}"
+
+
+def manifest(apply: str) -> str:
+    return MANIFEST.replace("APPLY", apply)
+
+
+# -- product.yml ----------------------------------------------------------------------------------------------
+def test_a_credential_is_read_with_its_rules():
+    product = load_product("keyed", manifest(COMMAND), COMPOSE)
+    assert product.errors == []
+    credential = product.credential
+    assert (credential.variable, credential.service, credential.run[:2]) == ("APP_PASSWORD", "app", ("sh", "-c"))
+    assert credential.problem("Abcdefgh!#") is None
+    assert "8 to 128 characters" in credential.problem("short")
+    assert "spaces" in credential.problem("with a space in it")
+    assert load_product("keyed", manifest(RECREATE), COMPOSE).credential.recreate == ("app",)
+
+
+@pytest.mark.parametrize("change, expected", [
+    (("variable: APP_PASSWORD", "variable: NOPE"),
+     "product keyed: product.yml: credential.variable: NOPE is not a generated variable of product.yml"),
+    (("recreate: [app]", "recreate: [other]"),
+     "product keyed: product.yml: credential.apply.recreate: service other does not use ${APP_PASSWORD}"),
+    (("recreate: [app]", "recreate: [ghost]"),
+     "product keyed: product.yml: credential.apply.recreate: no such service 'ghost' (services: app, other)"),
+    (("recreate: [app]", "command: {service: ghost, run: ['true']}"),
+     "product keyed: product.yml: credential.apply.command.service: no such service 'ghost'"),
+    (("  apply:", "  min_length: 30\n  apply:"),
+     "product keyed: product.yml: credential.variable: APP_PASSWORD is generated with 20 characters, outside"),
+    (("  apply:", "  symbols: 'é'\n  apply:"),
+     "product keyed: product.yml: credential.symbols: only printable ASCII symbols"),
+    (("  apply:", "  apply: {}\n  x:"), "product keyed: product.yml: "),
+])
+def test_a_wrong_credential_is_named_by_file_key_and_service(change, expected):
+    text = manifest(RECREATE).replace(*change)
+    errors = load_product("keyed", text, COMPOSE).errors
+    assert any(error.startswith(expected) for error in errors), errors
+
+
+# -- the application ---------------------------------------------------------------------------------------------
+@pytest.fixture
+def keyed(fake_live):
+    """fake_live with products keyed (recreate) and keyedcmd (command), and an exec handler for the command that
+    records what it applied."""
+    repo = fake_live.settings.config_repo
+    write_product(repo, "keyed", manifest(RECREATE), COMPOSE)
+    write_product(repo, "keyedcmd", manifest(COMMAND), COMPOSE)
+    fake_live.catalog.sync()
+    return fake_live
+
+
+def applied(engine) -> list[str]:
+    """The values the command was given, in order (from the exec's environment)."""
+    return [env.get("APP_PASSWORD") for _, _, env in engine.exec_environments]
+
+
+def command_handler(engine):
+    def handler(command, stdin, container):
+        return 0, b"", b""
+    engine.exec_handlers["app"] = handler
+
+
+def create(live, product: str, password: str | None = PASSWORD, service_id: int = 1, run_it: bool = True):
+    outcome = live.orders.create(service_id=service_id, customer=CustomerInfo(email="ops@example.org"),
+                                 product=product, plan="basic", username=f"{product}{service_id}", password=password)
+    if run_it:
+        run(live)
+    return Order.get_by_id(outcome.order.id)
+
+
+def app_env(engine, live, order) -> dict[str, str]:
+    container = engine.container(f"{live.settings.deployment}-{order.instance}_app")
+    return dict(item.split("=", 1) for item in container.payload["Env"])
+
+
+def everything_said(order: Order) -> str:
+    """Every event and operation row of the order, as text."""
+    rows = [(e.kind, e.message, e.data) for e in Event.select().where(Event.order == order)]
+    rows += [(o.kind, o.params, o.steps, o.error, o.error_detail)
+             for o in Operation.select().where(Operation.order == order)]
+    return json.dumps(rows, default=str)
+
+
+def test_create_takes_whmcs_password_as_the_credential(keyed, fake_engine):
+    order = create(keyed, "keyed")
+    assert order.status == "active" and order.secrets["APP_PASSWORD"] == PASSWORD
+    assert app_env(fake_engine, keyed, order)["APP_PASSWORD"] == PASSWORD
+    generated = create(keyed, "keyed", password=None, service_id=2)
+    assert len(generated.secrets["APP_PASSWORD"]) == 20
+    assert PASSWORD not in everything_said(order)
+
+
+def test_a_product_without_a_credential_ignores_the_create_password(keyed):
+    outcome = keyed.orders.create(service_id=3, customer=CustomerInfo(email="ops@example.org"),
+                                  product="busybox-demo", plan="small", username="plain", password=PASSWORD)
+    assert PASSWORD not in outcome.order.secrets.values()
+
+
+def test_a_bad_create_password_is_refused_naming_the_rule_not_the_value(keyed):
+    with pytest.raises(InvalidRequest) as caught:
+        create(keyed, "keyed", password="a b", run_it=False)
+    assert "8 to 128 characters" in caught.value.message and "a b" not in caught.value.message
+    assert Order.select().count() == 0
+
+
+def test_a_repeated_create_keeps_the_stored_password(keyed):
+    order = create(keyed, "keyed")
+    outcome = keyed.orders.create(service_id=1, customer=CustomerInfo(email="ops@example.org"), product="keyed",
+                                  plan="basic", username="keyed1", password="Another-Pass-99")
+    assert outcome.operation is None and "the stored password is kept" in outcome.message
+    assert again(order).secrets["APP_PASSWORD"] == PASSWORD
+
+
+def test_change_password_recreates_the_services_that_use_it(keyed, fake_engine):
+    order = create(keyed, "keyed")
+    other = fake_engine.container(f"{keyed.settings.deployment}-{order.instance}_other").id
+    outcome = keyed.orders.change_password(order, NEW)
+    assert outcome.operation.params == {"variable": "APP_PASSWORD"}
+    run(keyed)
+    assert last_operation(order).state == "succeeded"
+    assert app_env(fake_engine, keyed, order)["APP_PASSWORD"] == NEW
+    assert fake_engine.container(f"{keyed.settings.deployment}-{order.instance}_other").id == other
+    assert again(order).secrets["APP_PASSWORD"] == NEW
+    said = everything_said(order)
+    assert NEW not in said and PASSWORD not in said and "order.password_changed" in said
+
+
+def test_change_password_runs_the_command_with_the_value_in_its_environment_only(keyed, fake_engine):
+    command_handler(fake_engine)
+    order = create(keyed, "keyedcmd")
+    keyed.orders.change_password(order, NEW)
+    run(keyed)
+    assert last_operation(order).state == "succeeded"
+    assert applied(fake_engine) == [NEW]
+    name, command, _ = fake_engine.exec_environments[0]
+    assert name.endswith("_app") and NEW not in " ".join(command)
+    assert NEW not in everything_said(order)
+
+
+def test_a_repeat_is_the_same_operation_then_unchanged(keyed, fake_engine):
+    command_handler(fake_engine)
+    order = create(keyed, "keyedcmd")
+    first = keyed.orders.change_password(order, NEW)
+    assert keyed.orders.change_password(order, NEW).operation.id == first.operation.id
+    run(keyed)
+    repeat = keyed.orders.change_password(order, NEW)
+    assert repeat.operation is None and repeat.message == "the password is already set"
+    assert keyed.orders.change_password(order, PASSWORD).operation is not None  # back to the create's value
+    run(keyed)
+    assert applied(fake_engine) == [NEW, PASSWORD]
+    assert operations(order)[-2:] == [("change_password", "succeeded"), ("change_password", "succeeded")]
+
+
+def test_a_failed_change_is_queued_again_by_a_repeat_and_its_error_is_masked(keyed, fake_engine):
+    def leaky(command, stdin, container):
+        value = fake_engine.exec_environments[-1][2]["APP_PASSWORD"]
+        return 1, b"", f"cannot set {value}\n".encode()
+    fake_engine.exec_handlers["app"] = leaky
+    order = create(keyed, "keyedcmd")
+    keyed.orders.change_password(order, NEW)
+    run(keyed)
+    failed = last_operation(order)
+    assert failed.state == "failed" and again(order).status == "active"
+    assert NEW not in (failed.error or "") + (failed.error_detail or "") and MASK in failed.error_detail
+    assert NEW not in everything_said(order)
+    command_handler(fake_engine)
+    retry = keyed.orders.change_password(order, NEW)
+    assert retry.operation is not None and retry.operation.id != failed.id
+    run(keyed)
+    assert last_operation(order).state == "succeeded"
+
+
+@pytest.mark.parametrize("when", ["before", "after"])
+def test_a_worker_killed_around_the_command_applies_the_value_on_recovery(keyed, fake_engine, when):
+    calls = []
+
+    def handler(command, stdin, container):
+        calls.append(command)
+        if when == "after" and len(calls) == 1:
+            raise Killed()  # the command ran, the worker died before recording it
+        return 0, b"", b""
+    fake_engine.exec_handlers["app"] = handler
+    order = create(keyed, "keyedcmd")
+    if when == "before":
+        fake_engine.failures[("exec_input", f"{keyed.settings.deployment}-{order.instance}_app")] = Killed()
+    keyed.orders.change_password(order, NEW)
+    worker = keyed.worker()
+    worker._pool = InlineExecutor()
+    with pytest.raises(Killed):
+        worker.dispatch()
+    assert last_operation(order).state == "running" and again(order).secrets["APP_PASSWORD"] == NEW
+    keyed.worker().recover()
+    run(keyed)
+    assert last_operation(order).state == "succeeded"
+    assert applied(fake_engine)[-1] == NEW
+
+
+def test_a_worker_killed_during_the_recreate_converges_on_recovery(keyed, fake_engine):
+    order = create(keyed, "keyed")
+    fake_engine.failures[("start_container", "app")] = Killed()
+    keyed.orders.change_password(order, NEW)
+    worker = keyed.worker()
+    worker._pool = InlineExecutor()
+    with pytest.raises(Killed):
+        worker.dispatch()
+    keyed.worker().recover()
+    run(keyed)
+    assert last_operation(order).state == "succeeded"
+    assert app_env(fake_engine, keyed, order)["APP_PASSWORD"] == NEW
+
+
+def test_refusals_record_nothing(keyed):
+    plain = keyed.orders.create(service_id=5, customer=CustomerInfo(email="ops@example.org"), product="busybox-demo",
+                                plan="small", username="plain").order
+    run(keyed)
+    with pytest.raises(Conflict, match="product busybox-demo declares no customer password"):
+        keyed.orders.change_password(again(plain), NEW)
+    order = create(keyed, "keyed")
+    with pytest.raises(InvalidRequest, match="8 to 128 characters"):
+        keyed.orders.change_password(order, "short")
+    keyed.orders.suspend(order)
+    run(keyed)
+    with pytest.raises(Conflict, match="is suspended; unsuspend it first"):
+        keyed.orders.change_password(again(order), NEW)
+    assert again(order).secrets["APP_PASSWORD"] == PASSWORD
+    assert Operation.select().where(Operation.kind == "change_password").count() == 0
+
+
+def test_answers_and_service_logs_never_show_the_password(keyed, fake_engine):
+    order = create(keyed, "keyed")
+    keyed.orders.change_password(order, NEW)
+    run(keyed)
+    view = keyed.queries.service_info(order.whmcs_service_id)
+    assert "APP_PASSWORD" not in view["secrets"] and NEW not in json.dumps(view, default=str)
+    fake_engine.logs["app"] = f"password is {NEW}\n"
+    text = "".join(keyed.logs.open(again(order), service="app", tail=10, since=None))
+    assert NEW not in text and MASK in text
