@@ -287,10 +287,11 @@ def order_view(order: Order, catalog: Catalog, public: PublicAddress, *, include
 
 def answered_secrets(order: Order, catalog: Catalog) -> dict[str, str]:
     """The order's generated passwords as answers show them: without the customer's own password (the product's
-    credential variable: WHMCS holds it, and no answer, log or event repeats it)."""
+    credential variable, and the value its last change replaced: WHMCS holds it, and no answer, log or event
+    repeats it)."""
     credential = catalog.definition(order.revision).credential
-    hidden = credential.variable if credential is not None else None
-    return {name: value for name, value in (order.secrets or {}).items() if name != hidden}
+    hidden = {credential.variable, credential.previous_key} if credential is not None else set()
+    return {name: value for name, value in (order.secrets or {}).items() if name not in hidden}
 
 
 def drift_view(row: OrderDrift | None) -> dict[str, Any] | None:

@@ -233,6 +233,11 @@ class Credential:
                    max_length=section.get("max_length", CREDENTIAL_MAX_LENGTH),
                    symbols=section.get("symbols", DEFAULT_SYMBOLS))
 
+    @property
+    def previous_key(self) -> str:
+        """The ``Order.secrets`` key of the value the last change replaced (kept to be masked; never a variable)."""
+        return f"{self.variable}.previous"
+
     def problem(self, value: str) -> str | None:
         """Why ``value`` may not be the password (words that never repeat the value); None when it may."""
         if not isinstance(value, str) or not self.min_length <= len(value) <= self.max_length:

@@ -163,7 +163,7 @@ def test_change_password_recreates_the_services_that_use_it(keyed, fake_engine):
     assert last_operation(order).state == "succeeded"
     assert app_env(fake_engine, keyed, order)["APP_PASSWORD"] == NEW
     assert fake_engine.container(f"{keyed.settings.deployment}-{order.instance}_other").id == other
-    assert again(order).secrets["APP_PASSWORD"] == NEW
+    assert again(order).secrets["APP_PASSWORD"] == NEW and again(order).secrets["APP_PASSWORD.previous"] == PASSWORD
     said = everything_said(order)
     assert NEW not in said and PASSWORD not in said and "order.password_changed" in said
 
@@ -274,7 +274,8 @@ def test_answers_and_service_logs_never_show_the_password(keyed, fake_engine):
     keyed.orders.change_password(order, NEW)
     run(keyed)
     view = keyed.queries.service_info(order.whmcs_service_id)
-    assert "APP_PASSWORD" not in view["secrets"] and NEW not in json.dumps(view, default=str)
-    fake_engine.logs["app"] = f"password is {NEW}\n"
+    assert not any(key.startswith("APP_PASSWORD") for key in view["secrets"])
+    assert NEW not in json.dumps(view, default=str) and PASSWORD not in json.dumps(view, default=str)
+    fake_engine.logs["app"] = f"password was {PASSWORD}\npassword is {NEW}\n"
     text = "".join(keyed.logs.open(again(order), service="app", tail=10, since=None))
-    assert NEW not in text and MASK in text
+    assert NEW not in text and PASSWORD not in text and text.count(MASK) == 2
