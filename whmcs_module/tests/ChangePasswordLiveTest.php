@@ -17,6 +17,8 @@ use PHPUnit\Framework\TestCase;
 use WHMCS\Database\Capsule;
 use WHMCS\Module\Server\Geocatlive\BridgeClient;
 
+require_once __DIR__ . '/support/Polling.php';
+
 final class ChangePasswordLiveTest extends TestCase
 {
     /** @var string */
@@ -72,24 +74,11 @@ final class ChangePasswordLiveTest extends TestCase
         return $text;
     }
 
-    /** @return mixed what $probe answered, once not null */
-    private static function eventually(callable $probe, int $seconds, string $what)
-    {
-        $deadline = microtime(true) + $seconds;
-        while (($value = $probe()) === null) {
-            if (microtime(true) > $deadline) {
-                self::fail('not within ' . $seconds . ' s: ' . $what);
-            }
-            usleep(250000);
-        }
-        return $value;
-    }
-
     /** Until the service's log shows the SHA-256 of $password (what its service "app" has). */
     private function waitForApplied(int $serviceId, string $password): string
     {
         $digest = hash('sha256', $password);
-        return self::eventually(function () use ($serviceId, $digest) {
+        return Polling::eventually(function () use ($serviceId, $digest) {
             $text = $this->logs($serviceId);
             return strpos($text, $digest) !== false ? $text : null;
         }, 120, 'service #' . $serviceId . ' running with the expected password');
@@ -120,7 +109,7 @@ final class ChangePasswordLiveTest extends TestCase
         $params = $this->params($id, $this->products[$product], $first);
 
         $this->assertSame('success', geocatlive_CreateAccount($params));
-        self::eventually(function () use ($id) {
+        Polling::eventually(function () use ($id) {
             return $this->info($id)['status'] === 'active' ? true : null;
         }, 120, 'service #' . $id . ' active');
         $logs = $this->waitForApplied($id, $first);
@@ -130,7 +119,7 @@ final class ChangePasswordLiveTest extends TestCase
         $changed = array_replace($params, ['password' => $second]);
         $this->assertSame('success', geocatlive_ChangePassword($changed));
         $logs = $this->waitForApplied($id, $second);
-        $operation = self::eventually(function () use ($id) {
+        $operation = Polling::eventually(function () use ($id) {
             $operation = $this->info($id)['recent_operations'][0] ?? null;
             return $operation !== null && $operation['kind'] === 'change_password' && $operation['state'] === 'succeeded' ? $operation : null;
         }, 60, 'the change_password of service #' . $id . ' succeeded');

@@ -16,6 +16,8 @@ use PHPUnit\Framework\TestCase;
 use WHMCS\Database\Capsule;
 use WHMCS\Module\Server\Geocatlive\BridgeClient;
 
+require_once __DIR__ . '/support/Polling.php';
+
 final class LiveBridgeTest extends TestCase
 {
     /** @var string */
@@ -63,14 +65,7 @@ final class LiveBridgeTest extends TestCase
      */
     private static function eventually(callable $probe, int $seconds, string $what)
     {
-        $deadline = microtime(true) + $seconds;
-        while (($value = $probe()) === null) {
-            if (microtime(true) > $deadline) {
-                self::fail('not within ' . $seconds . ' s: ' . $what);
-            }
-            usleep(250000);
-        }
-        return $value;
+        return Polling::eventually($probe, $seconds, $what);
     }
 
     /** The newest operation the bridge lists for the service once it has finished: [kind, state, error]. */
