@@ -290,8 +290,8 @@ def answered_secrets(order: Order, catalog: Catalog) -> dict[str, str]:
     credential variable, and the value its last change replaced: WHMCS holds it, and no answer, log or event
     repeats it)."""
     credential = catalog.definition(order.revision).credential
-    hidden = {credential.variable, credential.previous_key} if credential is not None else set()
-    return {name: value for name, value in (order.secrets or {}).items() if name not in hidden}
+    return {name: value for name, value in (order.secrets or {}).items()
+            if credential is None or not credential.owns(name)}
 
 
 def drift_view(row: OrderDrift | None) -> dict[str, Any] | None:

@@ -238,6 +238,11 @@ class Credential:
         """The ``Order.secrets`` key of the value the last change replaced (kept to be masked; never a variable)."""
         return f"{self.variable}.previous"
 
+    def owns(self, key: str) -> bool:
+        """Whether ``key`` of ``Order.secrets`` holds the customer's password or a value it replaced (never answered,
+        never taken from another order)."""
+        return key == self.variable or key == self.previous_key
+
     def problem(self, value: str) -> str | None:
         """Why ``value`` may not be the password (words that never repeat the value); None when it may."""
         if not isinstance(value, str) or not self.min_length <= len(value) <= self.max_length:

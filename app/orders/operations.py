@@ -17,7 +17,7 @@ import peewee
 from app.backups.policy import BackupPolicy, ResolvedPolicy
 from app.backups.service import BackupKind, BackupService
 from app.catalog.catalog import Catalog
-from app.catalog.product import build_project
+from app.catalog.product import Credential, build_project
 from app.config import PublicAddress
 from app.compose.model import StackSpec
 from app.errors import DataRiskError, EngineOperationError, HostPortInUse, InvalidRequest, LiveError
@@ -264,32 +264,38 @@ class OperationRunner:
         if credential is None:
             raise InvalidRequest(f"product {order.product.slug} (revision {order.revision.label}) declares no customer "
                                  "password (product.yml credential): nothing to apply")
-        value = (order.secrets or {}).get(credential.variable)
         try:
             if credential.recreate:
                 result = self._deploy(order, progress)
                 progress("recreated: " + (", ".join(s for s, a in sorted(result.actions.items()) if a != Action.NOOP)
                                           or "nothing (the services have the password already)"))
             else:
-                project = self.project(order)
-                running = {c.service: c for c in self.deployer.engine.list_containers(project.selector)
-                           if c.service and c.running}
-                container = running.get(credential.service)
-                if container is None:
-                    stopped = EngineOperationError(
-                        f"service {credential.service} of order {order.instance} is not running: the password "
-                        "cannot be applied (the operation is retried)", public=f"service {credential.service} is "
-                        "not running: the password cannot be applied yet")
-                    stopped.transient = True  # a service restarting (or repaired by drift) runs again soon
-                    raise stopped
-                progress(f"apply the password in service {credential.service}")
-                self.deployer.engine.exec_input(container.id, credential.run,
-                                                environment={credential.variable: value or ""})
+                self._run_credential_command(order, credential, progress)
         except LiveError as exc:
             raise _masked(exc, order.secrets) from None
         record_event("order.password_changed", f"the customer's password ({credential.variable}) was applied",
                      order=order, operation=operation, variable=credential.variable)
         self._succeeded(operation, order, f"order {order.instance}: password applied")
+
+    def _run_credential_command(self, order: Order, credential: Credential, progress: Progress) -> None:
+        """Run ``credential.run`` in the running container of ``credential.service`` with the stored value
+        (``Order.secrets``) in its environment under the variable's name (never in argv). Raises
+        :class:`~app.errors.EngineOperationError` (transient) when the service does not run, and the command's
+        errors (unmasked: callers mask them with :func:`_masked`)."""
+        project = self.project(order)
+        running = {c.service: c for c in self.deployer.engine.list_containers(project.selector)
+                   if c.service and c.running}
+        container = running.get(credential.service)
+        if container is None:
+            stopped = EngineOperationError(
+                f"service {credential.service} of order {order.instance} is not running: the password "
+                "cannot be applied (the operation is retried)", public=f"service {credential.service} is "
+                "not running: the password cannot be applied yet")
+            stopped.transient = True  # a service restarting (or repaired by drift) runs again soon
+            raise stopped
+        progress(f"apply the password in service {credential.service}")
+        self.deployer.engine.exec_input(container.id, credential.run,
+                                        environment={credential.variable: (order.secrets or {}).get(credential.variable) or ""})
 
     def teardown_project(self, order: Order) -> Project:
         """The order's project for stopping, archiving and removing it, whatever state it is in.
@@ -428,20 +434,30 @@ class OperationRunner:
         """
         manifest = self.backups.find(operation.params["backup_id"])
         source = self._restore_source(order, manifest)
+        credential = self.catalog.definition(order.revision).credential
+        # The customer's password (product.yml credential) is WHMCS's: never taken from the source order, never
+        # copied into the operation's params; with apply.command it is applied again once the data is back.
+        customers = credential.owns if credential is not None else (lambda key: False)
         if not operation.params.get("_restoring"):
             progress(f"check backup {manifest.backup_id} ({len(manifest.artefacts)} artefact(s), {manifest.size} bytes)")
             self.backups.check(manifest)
             self._backup_once(operation, order, BackupKind.PRE_RESTORE, "_safety_backup", progress)
-            self._remember(operation, _restoring=True, _previous_secrets=dict(order.secrets or {}))
+            self._remember(operation, _restoring=True, _previous_secrets={
+                k: v for k, v in (order.secrets or {}).items() if not customers(k)})
         if source is not None:
             generated = self.catalog.definition(order.revision).generated
             order.secrets = {**(order.secrets or {}),
-                             **{k: v for k, v in (source.secrets or {}).items() if k in generated}}
+                             **{k: v for k, v in (source.secrets or {}).items() if k in generated and not customers(k)}}
             order.save()
         project = self.project(order)
         self.backups.restore_data(project, manifest, progress)
         self._deploy(order, progress, rerun_jobs=True)  # the data changed: its jobs (migrations...) run on it again
         self.backups.after_restore(project, manifest, progress)
+        if credential is not None and credential.service is not None:
+            try:  # the restored data holds the password it was backed up with: WHMCS's current one is applied again
+                self._run_credential_command(order, credential, progress)
+            except LiveError as exc:
+                raise _masked(exc, order.secrets) from None
         record_event("order.restored", f"restored from backup {manifest.backup_id}", order=order, operation=operation,
                      backup_id=manifest.backup_id, safety_backup=operation.params.get("_safety_backup"),
                      source_order=manifest.order_id)
@@ -467,7 +483,7 @@ class OperationRunner:
         safety = operation.params.get("_safety_backup")
         try:
             if "_previous_secrets" in operation.params:
-                order.secrets = operation.params["_previous_secrets"]
+                order.secrets = {**(order.secrets or {}), **operation.params["_previous_secrets"]}
                 order.save()
             manifest = self.backups.find(safety)
             progress(f"restore failed: bringing the order back from safety backup {safety}")

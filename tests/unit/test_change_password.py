@@ -38,6 +38,9 @@ COMPOSE = f"""services:
     image: {TEST_IMAGE}
     init: true
     command: ["sleep", "3600"]
+    volumes: ["data:/data"]
+volumes:
+  data: {{}}
 """
 RECREATE = "    recreate: [app]"
 COMMAND = "    command: {service: app, run: 'printf %s \"$APP_PASSWORD\" > /tmp/applied'}"
@@ -279,3 +282,22 @@ def test_answers_and_service_logs_never_show_the_password(keyed, fake_engine):
     fake_engine.logs["app"] = f"password was {PASSWORD}\npassword is {NEW}\n"
     text = "".join(keyed.logs.open(again(order), service="app", tail=10, since=None))
     assert NEW not in text and PASSWORD not in text and text.count(MASK) == 2
+
+
+def test_a_restore_keeps_whmcs_password_and_applies_it_again_to_the_restored_data(keyed, fake_engine):
+    """A terminated order's final backup restored into a new order of the customer brings its generated secrets,
+    not its customer password (WHMCS's for the new service); the command applies it to the restored data; the
+    restore's bookkeeping never holds it."""
+    command_handler(fake_engine)
+    old = create(keyed, "keyedcmd", password="Old-Service-Pass1")
+    keyed.orders.terminate(old)
+    run(keyed)
+    [final] = keyed.backups.list(old)
+    new = create(keyed, "keyedcmd", service_id=2)
+    keyed.orders.restore(new, final.backup_id, product=final.product, source_order_id=final.order_id)
+    run(keyed)
+    restore = last_operation(new)
+    assert restore.state == "succeeded", restore.error_detail
+    assert again(new).secrets["APP_PASSWORD"] == PASSWORD and "APP_PASSWORD.previous" not in again(new).secrets
+    assert applied(fake_engine)[-1] == PASSWORD
+    assert PASSWORD not in everything_said(new)
