@@ -283,6 +283,28 @@ final class BridgeWireTest extends TestCase
         $this->assertStringContainsString('POST ' . self::$stub->url . '/record/whmcs/v1/services/9014/create', $stored);
     }
 
+    public function testTheCustomerPasswordNeverReachesTheModuleLogWhateverItHolds(): void
+    {
+        // A " or \ is escaped in the JSON body (masking the raw value would miss it); a short value is not masked by
+        // value at all. The bridge still gets the password as typed.
+        foreach (['Pa"ss\\wo/rd-1', 'abc'] as $i => $password) {
+            WhmcsRecorder::reset();
+            $params = $this->params(9030 + $i, 'record', ['password' => $password]);
+            $this->assertSame('success', geocatlive_CreateAccount($params));
+            $this->assertSame('success', geocatlive_ChangePassword($params));
+            $sent = array_slice($this->requests(), -2);
+            $this->assertSame([$password, $password], array_column(array_column($sent, 'body'), 'password'));
+            $stored = WhmcsRecorder::storedLog();
+            $this->assertStringContainsString('"password":"********"', $stored);
+            foreach ([$password, substr(json_encode($password), 1, -1)] as $form) {
+                $this->assertStringNotContainsString('"password":"' . $form . '"', $stored, $password);
+            }
+            if (strlen($password) >= 4) {
+                $this->assertStringNotContainsString(substr(json_encode($password), 1, -1), $stored);
+            }
+        }
+    }
+
     public function testClientAreaViewIsPlainTextWithSafeLinks(): void
     {
         $area = geocatlive_ClientArea($this->params(9015, 'record'));
