@@ -203,6 +203,8 @@ class GeneratedVariable:
 DEFAULT_SYMBOLS = "".join(c for c in string.punctuation)
 CREDENTIAL_MIN_LENGTH = 8
 CREDENTIAL_MAX_LENGTH = 128
+#: How many values the customer's password had before are kept (masked in service logs written with them).
+PREVIOUS_PASSWORDS_KEPT = 10
 
 
 @dataclass(frozen=True)
@@ -234,14 +236,28 @@ class Credential:
                    symbols=section.get("symbols", DEFAULT_SYMBOLS))
 
     @property
-    def previous_key(self) -> str:
-        """The ``Order.secrets`` key of the value the last change replaced (kept to be masked; never a variable)."""
-        return f"{self.variable}.previous"
+    def previous_keys(self) -> tuple[str, ...]:
+        """The ``Order.secrets`` keys of the values earlier changes replaced, newest first (``<variable>.previous``,
+        ``<variable>.previous.2`` .. ``.previous.<PREVIOUS_KEPT>``): kept to be masked in service logs written
+        before (a container that was not recreated keeps its lines); never variables, never answered."""
+        return (f"{self.variable}.previous",
+                *(f"{self.variable}.previous.{n}" for n in range(2, PREVIOUS_PASSWORDS_KEPT + 1)))
 
     def owns(self, key: str) -> bool:
         """Whether ``key`` of ``Order.secrets`` holds the customer's password or a value it replaced (never answered,
         never taken from another order)."""
-        return key == self.variable or key == self.previous_key
+        return key == self.variable or key.startswith(f"{self.variable}.previous")
+
+    def with_value(self, secrets: Mapping[str, str] | None, value: str) -> dict[str, str]:
+        """``secrets`` with ``value`` as the customer's password and the values it replaced under
+        :attr:`previous_keys` (newest first, each once, the oldest dropped past :data:`PREVIOUS_PASSWORDS_KEPT`)."""
+        secrets = dict(secrets or {})
+        earlier: list[str] = []
+        for old in (secrets.get(self.variable), *(secrets.get(key) for key in self.previous_keys)):
+            if old and old != value and old not in earlier:
+                earlier.append(old)
+        kept = {key: old for key, old in secrets.items() if not self.owns(key)}
+        return {**kept, self.variable: value, **dict(zip(self.previous_keys, earlier))}
 
     def problem(self, value: str) -> str | None:
         """Why ``value`` may not be the password (words that never repeat the value); None when it may."""

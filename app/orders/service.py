@@ -387,11 +387,9 @@ class OrderService:
                 if last is None or last.state != OperationState.FAILED:
                     return Outcome(current, None, False, "the password is already set")
             else:
-                # The value it replaces stays masked (log lines written before, a service's environment until it is
-                # recreated): kept under ``<variable>.previous``, never answered (app.presenters.answered_secrets).
-                previous = (current.secrets or {}).get(credential.variable)
-                current.secrets = {**(current.secrets or {}), credential.variable: password,
-                                   **({credential.previous_key: previous} if previous else {})}
+                # The values it replaces stay masked (log lines written before, a service's environment until it is
+                # recreated): kept under ``<variable>.previous[.N]``, never answered (app.presenters.answered_secrets).
+                current.secrets = credential.with_value(current.secrets, password)
                 current.updated_at = utcnow()
                 current.save()
             operation = self._enqueue(current, kind, {"variable": credential.variable}, requested_by)

@@ -301,3 +301,30 @@ def test_a_restore_keeps_whmcs_password_and_applies_it_again_to_the_restored_dat
     assert again(new).secrets["APP_PASSWORD"] == PASSWORD and "APP_PASSWORD.previous" not in again(new).secrets
     assert applied(fake_engine)[-1] == PASSWORD
     assert PASSWORD not in everything_said(new)
+
+
+def test_every_value_a_change_replaced_stays_masked_in_logs_and_hidden_in_answers(keyed, fake_engine):
+    """A container that is not recreated (apply.command) keeps the lines it wrote with the create's value: after
+    two changes they are still masked, and no earlier value is answered."""
+    command_handler(fake_engine)
+    order = create(keyed, "keyedcmd")
+    for value in (NEW, "Third-Value-9012"):
+        keyed.orders.change_password(again(order), value)
+        run(keyed)
+    fake_engine.logs["app"] = f"started with {PASSWORD}\nchanged to {NEW}\nnow Third-Value-9012\n"
+    text = "".join(keyed.logs.open(again(order), service="app", tail=10, since=None))
+    assert text.count(MASK) == 3 and PASSWORD not in text and NEW not in text, text
+    view = json.dumps(keyed.queries.service_info(order.whmcs_service_id), default=str)
+    assert not any(value in view for value in (PASSWORD, NEW, "Third-Value-9012"))
+
+
+def test_the_values_kept_for_masking_are_distinct_newest_first_and_bounded():
+    credential = load_product("keyed", manifest(COMMAND), COMPOSE).credential
+    secrets = {"OTHER": "kept-as-is"}
+    for n in range(15):
+        secrets = credential.with_value(secrets, f"value-{n % 13:04d}")
+    previous = [secrets[key] for key in credential.previous_keys if key in secrets]
+    assert secrets["APP_PASSWORD"] == "value-0001" and secrets["OTHER"] == "kept-as-is"
+    assert previous == ["value-0000", "value-0012", "value-0011", "value-0010", "value-0009", "value-0008",
+                        "value-0007", "value-0006", "value-0005", "value-0004"]
+    assert credential.with_value(secrets, "value-0001") == secrets
