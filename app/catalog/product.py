@@ -135,10 +135,8 @@ MANIFEST_SCHEMA = {
                 "min_length": {"type": "integer", "minimum": 8, "maximum": 128},
                 "max_length": {"type": "integer", "minimum": 8, "maximum": 128},
                 "symbols": {"type": "string"},
-                "apply": {
+                "apply": {  # exactly one of command and recreate: _credential_problems says so in words
                     "type": "object",
-                    "minProperties": 1,
-                    "maxProperties": 1,
                     "additionalProperties": False,
                     "properties": {
                         "command": {
@@ -498,6 +496,9 @@ def _credential_problems(product: ProductDefinition, compose: Mapping[str, Any])
     odd = sorted({c for c in credential.symbols if c not in string.punctuation})
     if odd:
         problems.append(f"{where}.symbols: only printable ASCII symbols may be listed, not {' '.join(map(repr, odd))}")
+    if (credential.service is not None) == bool(credential.recreate):
+        problems.append(f"{where}.apply: give exactly one of command (a command run in a service) and recreate (the "
+                        f"services to recreate); it has {'both' if credential.recreate else 'neither'}")
     services = compose.get("services") if isinstance(compose.get("services"), dict) else {}
     known = ", ".join(sorted(services))
     if credential.service is not None and credential.service not in services:

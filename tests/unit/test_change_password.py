@@ -76,6 +76,10 @@ def test_a_credential_is_read_with_its_rules():
     (("  apply:", "  symbols: 'é'\n  apply:"),
      "product keyed: product.yml: credential.symbols: only printable ASCII symbols"),
     (("  apply:", "  apply: {}\n  x:"), "product keyed: product.yml: "),
+    (("recreate: [app]", "recreate: [app]\n    command: {service: app, run: ['true']}"),
+     "product keyed: product.yml: credential.apply: give exactly one of command (a command run in a service) and "
+     "recreate (the services to recreate); it has both"),
+    (("    recreate: [app]", "    {}"), "product keyed: product.yml: credential.apply: give exactly one of command"),
 ])
 def test_a_wrong_credential_is_named_by_file_key_and_service(change, expected):
     text = manifest(RECREATE).replace(*change)
