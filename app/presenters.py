@@ -290,8 +290,10 @@ def answered_secrets(order: Order, catalog: Catalog) -> dict[str, str]:
     credential variable, and the value its last change replaced: WHMCS holds it, and no answer, log or event
     repeats it)."""
     credential = catalog.definition(order.revision).credential
+    # A key with a dot is never a variable: a value a change replaced (``<variable>.previous``), hidden also once
+    # the order's revision no longer declares the credential.
     return {name: value for name, value in (order.secrets or {}).items()
-            if credential is None or not credential.owns(name)}
+            if "." not in name and (credential is None or not credential.owns(name))}
 
 
 def drift_view(row: OrderDrift | None) -> dict[str, Any] | None:

@@ -332,3 +332,16 @@ def test_the_values_kept_for_masking_are_distinct_newest_first_and_bounded():
     assert previous == ["value-0000", "value-0012", "value-0011", "value-0010", "value-0009", "value-0008",
                         "value-0007", "value-0006", "value-0005", "value-0004"]
     assert credential.with_value(secrets, "value-0001") == secrets
+
+
+def test_replaced_values_stay_hidden_once_a_revision_no_longer_declares_the_credential(keyed, fake_engine):
+    order = create(keyed, "keyed")
+    keyed.orders.change_password(order, NEW)
+    run(keyed)
+    write_product(keyed.settings.config_repo, "keyed", manifest(RECREATE).split("credential:")[0], COMPOSE)
+    keyed.catalog.sync()
+    keyed.orders.upgrade(again(order))
+    run(keyed)
+    assert keyed.catalog.definition(again(order).revision).credential is None
+    view = keyed.queries.service_info(order.whmcs_service_id)
+    assert PASSWORD not in json.dumps(view, default=str) and "APP_PASSWORD.previous" not in view["secrets"]
