@@ -345,3 +345,34 @@ def test_replaced_values_stay_hidden_once_a_revision_no_longer_declares_the_cred
     assert keyed.catalog.definition(again(order).revision).credential is None
     view = keyed.queries.service_info(order.whmcs_service_id)
     assert PASSWORD not in json.dumps(view, default=str) and "APP_PASSWORD.previous" not in view["secrets"]
+
+
+def test_the_whmcs_routes_never_echo_nor_log_the_password(keyed, fake_engine, monkeypatch, caplog):
+    import logging
+
+    import app as app_package
+    from app.apikeys import create_key
+
+    monkeypatch.setattr(app_package, "bootstrap", lambda settings: keyed)
+    client = app_package.create_app(keyed.settings).test_client()
+    headers = {"Authorization": f"Bearer {create_key('pw-whmcs', 'whmcs')[1]}"}
+    caplog.set_level(logging.DEBUG)
+    order = create(keyed, "keyed")
+    route = f"/whmcs/v1/services/{order.whmcs_service_id}/change-password"
+    bad = ["Sh0rt!", "x" * 129 + "-Secret", "Ünïcode-Secret-1", "with space Secret"]
+    tricky = "Quote\"Back\\slash{x}%s$(id)"
+    answers = [client.post(route, json={"password": value}, headers=headers) for value in bad]
+    answers.append(client.post(route, json={"password": ["List-Secret-1234"]}, headers=headers))
+    answers.append(client.post(route, json={"password": NEW, "unknown": NEW}, headers=headers))
+    accepted = client.post(route, json={"password": tricky}, headers=headers)
+    run(keyed)
+    created = client.post("/whmcs/v1/services/77/create", headers=headers, json={
+        "client": {"id": 1, "email": "ops@example.org", "firstname": "", "lastname": "", "companyname": ""},
+        "product": "keyed", "plan": "basic", "username": "keyed77", "password": "Sh0rt!"})
+    assert [a.status_code for a in answers] == [422] * 6 and accepted.status_code == 202
+    assert last_operation(order).state == "succeeded" and app_env(fake_engine, keyed, order)["APP_PASSWORD"] == tricky
+    assert created.status_code == 422 and "8 to 128 characters" in created.json["error"]["message"]
+    said = "\n".join(a.get_data(as_text=True) for a in [*answers, accepted, created]) + caplog.text
+    assert f'"path": "{route}"' in caplog.text  # the access log was read
+    for value in [*bad, tricky, "List-Secret-1234", NEW, PASSWORD]:
+        assert value not in said and json.dumps(value)[1:-1] not in said, value
