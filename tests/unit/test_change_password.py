@@ -376,3 +376,17 @@ def test_the_whmcs_routes_never_echo_nor_log_the_password(keyed, fake_engine, mo
     assert f'"path": "{route}"' in caplog.text  # the access log was read
     for value in [*bad, tricky, "List-Secret-1234", NEW, PASSWORD]:
         assert value not in said and json.dumps(value)[1:-1] not in said, value
+
+
+def test_a_failure_of_any_operation_has_the_password_masked_everywhere_it_is_recorded(keyed, fake_engine):
+    """An engine's message or a command's output may repeat what the stack was given (an invalid environment
+    entry, a dump's connection string): the failure's texts of every operation kind are masked."""
+    from app.errors import EngineOperationError
+
+    fake_engine.failures[("create_container", "app")] = EngineOperationError(
+        f"create container: invalid environment entry APP_PASSWORD={PASSWORD}")
+    order = create(keyed, "keyed")
+    failed = last_operation(order)
+    assert (failed.kind, failed.state, again(order).status) == ("create", "failed", "failed")
+    assert MASK in failed.error_detail and "APP_PASSWORD=" in failed.error_detail
+    assert PASSWORD not in everything_said(order) and PASSWORD not in (again(order).last_error_detail or "")
