@@ -494,13 +494,13 @@ class OperationRunner:
         except peewee.PeeweeException:
             raise
         except Exception as exc:  # noqa: BLE001 (whatever went wrong, the status must say the data is not back)
-            log.error("order %s: the rollback from safety backup %s failed: %s", order.instance, safety, exc)
+            said = mask_secrets(f"{type(exc).__name__}: {exc}", order.secrets)  # a restore command's output
+            log.error("order %s: the rollback from safety backup %s failed: %s", order.instance, safety, said)
             public = exc.public if isinstance(exc, LiveError) else "internal error"
             progress(f"the order could not be brought back from safety backup {safety}: {public}")
             order.status = OrderStatus.FAILED
             record_event(f"order.{OrderStatus.FAILED}", f"restore failed and safety backup {safety} could not be restored",
-                         order=order, operation=operation, safety_backup=safety,
-                         **{PRIVATE_EVENT_DATA: f"{type(exc).__name__}: {exc}"})
+                         order=order, operation=operation, safety_backup=safety, **{PRIVATE_EVENT_DATA: said})
             return
         progress(f"the order runs again with the data of safety backup {safety}")
         record_event("order.restore_rolled_back", f"restore failed: the order was brought back from safety backup {safety}",
@@ -628,14 +628,15 @@ class OperationRunner:
         except peewee.PeeweeException:
             raise
         except Exception as exc:  # noqa: BLE001 (whatever went wrong, the status must say the order does not run)
+            said = mask_secrets(f"{type(exc).__name__}: {exc}", order.secrets)  # a restore command's output
             log.error("order %s: the move to node %s failed and the order could not be brought back on node %s: %s",
-                      order.instance, target_name, source_name, exc)
+                      order.instance, target_name, source_name, said)
             public = exc.public if isinstance(exc, LiveError) else "internal error"
             progress(f"the order could not be brought back on node {source_name}: {public}")
             order.status = OrderStatus.FAILED
             record_event(f"order.{OrderStatus.FAILED}", f"move to node {target_name} failed and the order could not "
                          f"run on node {source_name} again", order=order, operation=operation,
-                         **{PRIVATE_EVENT_DATA: f"{type(exc).__name__}: {exc}"})
+                         **{PRIVATE_EVENT_DATA: said})
             return
         try:  # the order runs where it was: what the target keeps is left over, not a failure of the order
             self._remove_volumes_on(order, target, target_name, progress)

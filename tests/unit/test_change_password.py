@@ -390,3 +390,22 @@ def test_a_failure_of_any_operation_has_the_password_masked_everywhere_it_is_rec
     assert (failed.kind, failed.state, again(order).status) == ("create", "failed", "failed")
     assert MASK in failed.error_detail and "APP_PASSWORD=" in failed.error_detail
     assert PASSWORD not in everything_said(order) and PASSWORD not in (again(order).last_error_detail or "")
+
+
+def test_a_restore_whose_rollback_fails_too_has_the_password_masked_in_its_event(keyed, fake_engine):
+    from app.errors import EngineOperationError
+
+    def failing(command, stdin, container):
+        value = fake_engine.exec_environments[-1][2]["APP_PASSWORD"]
+        fake_engine.failures[("start_container", "app")] = EngineOperationError(f"start: bad env APP_PASSWORD={value}")
+        return 1, b"", f"cannot set {value}\n".encode()
+    order = create(keyed, "keyedcmd")
+    keyed.orders.back_up(order)
+    run(keyed)
+    [backup] = keyed.backups.list(order)
+    fake_engine.exec_handlers["app"] = failing
+    keyed.orders.restore(again(order), backup.backup_id, product=backup.product, source_order_id=order.id)
+    run(keyed)
+    assert (last_operation(order).state, again(order).status) == ("failed", "failed")
+    assert Event.select().where(Event.kind == "order.failed").exists()
+    assert PASSWORD not in everything_said(order) and MASK in everything_said(order)
