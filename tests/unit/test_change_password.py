@@ -409,3 +409,16 @@ def test_a_restore_whose_rollback_fails_too_has_the_password_masked_in_its_event
     assert (last_operation(order).state, again(order).status) == ("failed", "failed")
     assert Event.select().where(Event.kind == "order.failed").exists()
     assert PASSWORD not in everything_said(order) and MASK in everything_said(order)
+
+
+def test_a_failed_backup_records_its_detail_with_the_password_masked(keyed, fake_engine):
+    from app.errors import EngineOperationError
+    from app.models import Backup
+
+    order = create(keyed, "keyed")
+    fake_engine.failures[("export_volume", f"{keyed.settings.deployment}-{order.instance}_data")] = \
+        EngineOperationError(f"export: the helper printed APP_PASSWORD={PASSWORD}")
+    keyed.orders.back_up(order)
+    run(keyed)
+    [row] = Backup.select().where(Backup.order == order.id)
+    assert row.state == "failed" and MASK in row.error_detail and PASSWORD not in row.error_detail
