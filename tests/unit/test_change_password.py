@@ -422,3 +422,18 @@ def test_a_failed_backup_records_its_detail_with_the_password_masked(keyed, fake
     run(keyed)
     [row] = Backup.select().where(Backup.order == order.id)
     assert row.state == "failed" and MASK in row.error_detail and PASSWORD not in row.error_detail
+
+
+def test_a_failed_restore_drill_records_its_problem_with_the_password_masked(keyed, fake_engine):
+    from app.errors import EngineOperationError
+    from app.models import Backup
+    from tests.unit.test_restore_drills import drills
+
+    order = create(keyed, "keyed")
+    keyed.orders.back_up(order)
+    run(keyed)
+    fake_engine.failures[("start_container", "app")] = EngineOperationError(f"start: bad env APP_PASSWORD={PASSWORD}")
+    problem = drills(keyed).drill(again(order))
+    assert MASK in problem and PASSWORD not in problem
+    assert PASSWORD not in (Backup.get(Backup.order == order.id).verify_error or "")
+    assert PASSWORD not in everything_said(order)
