@@ -879,20 +879,33 @@ def _read_block(stream: Readable, size: int) -> bytes:
     return data
 
 
+#: The longest secret an order holds (product.yml: generated values and the customer's password, 8..128 ASCII).
+_LONGEST_SECRET = 128
+
+
 class _Tail:
-    """The last :data:`OUTPUT_TAIL_BYTES` of what was added (thread-safe enough: one writer)."""
+    """The last :data:`OUTPUT_TAIL_BYTES` of what was added (thread-safe enough: one writer). Once some was dropped,
+    the text starts after the cut line's end, or :data:`_LONGEST_SECRET` bytes in: what the cut left of a secret
+    cannot be recognised by masking (:func:`app.orders.drift.mask_secrets`, whole values only)."""
 
     def __init__(self, limit: int = OUTPUT_TAIL_BYTES):
         self._limit = limit
         self._data = bytearray()
+        self._cut = False
 
     def add(self, data: bytes) -> None:
+        self._cut = self._cut or len(data) > self._limit
         self._data += data[-self._limit:]
         if len(self._data) > self._limit:
             del self._data[:len(self._data) - self._limit]
+            self._cut = True
 
     def text(self) -> str:
-        return bytes(self._data).decode("utf-8", "replace")
+        data = bytes(self._data)
+        if self._cut:  # the cut line up to its end, at most the longest secret's length
+            newline = data.find(b"\n", 0, _LONGEST_SECRET)
+            data = data[newline + 1 if newline >= 0 else _LONGEST_SECRET:]
+        return data.decode("utf-8", "replace")
 
 
 class _ExecSession:

@@ -37,7 +37,8 @@ class Readable(Protocol):
     def read(self, size: int = -1) -> bytes: ...
 
 
-#: How much of a command's output :meth:`Engine.exec_input` returns and :class:`~app.errors.CommandFailed` quotes.
+#: How much of a command's output :meth:`Engine.exec_input` returns and :class:`~app.errors.CommandFailed` quotes
+#: (at most; a longer output is quoted from its first whole line kept, so no secret is left cut in two).
 OUTPUT_TAIL_BYTES = 4096
 
 

@@ -437,3 +437,23 @@ def test_a_failed_restore_drill_records_its_problem_with_the_password_masked(key
     assert MASK in problem and PASSWORD not in problem
     assert PASSWORD not in (Backup.get(Backup.order == order.id).verify_error or "")
     assert PASSWORD not in everything_said(order)
+
+
+@pytest.mark.parametrize("chunks", [1, 7, 4096])
+def test_a_cut_output_tail_never_starts_with_the_end_of_a_secret(chunks):
+    """The engine keeps the last 4 KiB of a command's output for its error: the cut line is dropped (up to 128
+    bytes, the longest secret), so masking, which needs whole values, leaves nothing of one."""
+    from app.stacks.docker_engine import _Tail
+
+    # The last 4096 bytes start 6 characters before the end of the secret, then its line goes on, or not.
+    for after in [b"\n" + b"done\n" * 818, b"z" * 4091]:
+        output = b"x" * 5000 + f"value {NEW}".encode() + after
+        tail = _Tail()
+        for start in range(0, len(output), chunks):
+            tail.add(output[start:start + chunks])
+        text = tail.text()
+        assert output[-4096:].decode() == NEW[-(4096 - len(after)):] + after.decode()  # a cut in the secret
+        assert text.endswith(after.decode()[200:]) and not any(NEW[i:] in text for i in range(1, len(NEW) - 3))
+    short = _Tail()
+    short.add(b"first line\nsecond\n")
+    assert short.text() == "first line\nsecond\n"
