@@ -279,10 +279,21 @@ def order_view(order: Order, catalog: Catalog, public: PublicAddress, *, include
         "drift": drift_view(extras.drift),
     }
     if include_secrets:
-        view["secrets"] = dict(order.secrets or {})
+        view["secrets"] = answered_secrets(order, catalog)
     if include_private:
         view["last_error_detail"] = order.last_error_detail
     return view
+
+
+def answered_secrets(order: Order, catalog: Catalog) -> dict[str, str]:
+    """The order's generated passwords as answers show them: without the customer's own password (the product's
+    credential variable, and the value its last change replaced: WHMCS holds it, and no answer, log or event
+    repeats it)."""
+    credential = catalog.definition(order.revision).credential
+    # A key with a dot is never a variable: a value a change replaced (``<variable>.previous``), hidden also once
+    # the order's revision no longer declares the credential.
+    return {name: value for name, value in (order.secrets or {}).items()
+            if "." not in name and (credential is None or not credential.owns(name))}
 
 
 def drift_view(row: OrderDrift | None) -> dict[str, Any] | None:

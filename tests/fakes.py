@@ -48,7 +48,7 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
 from types import SimpleNamespace
-from typing import Any, Callable, ContextManager, Iterable, Iterator, Sequence
+from typing import Any, Callable, ContextManager, Iterable, Iterator, Mapping, Sequence
 
 from app.errors import (
     ArchiveError,
@@ -196,6 +196,7 @@ class FakeEngine(Engine):
         self.stream_failures: dict[tuple[str, str], BaseException] = {}
         #: container name or service -> what a command run there does (:data:`ExecHandler`).
         self.exec_handlers: dict[str, ExecHandler] = {}
+        self.exec_environments: list[tuple[str, tuple[str, ...], dict[str, str]]] = []
         #: Every command run: (container name, command, stdin or None).
         self.execs: list[tuple[str, tuple[str, ...], bytes | None]] = []
         self.api_calls = 0
@@ -643,8 +644,13 @@ class FakeEngine(Engine):
 
         yield _FakeStream(stdout, failure, at_end=check)
 
-    def exec_input(self, container_id: str, command: Sequence[str], stream: Readable | None = None) -> str:
-        """Run the handler with everything ``stream`` holds as its stdin; the last 4 KiB of stdout + stderr."""
+    def exec_input(self, container_id: str, command: Sequence[str], stream: Readable | None = None, *,
+                   environment: Mapping[str, str] | None = None) -> str:
+        """Run the handler with everything ``stream`` holds as its stdin; the last 4 KiB of stdout + stderr.
+        ``environment`` is recorded in :attr:`exec_environments` (container name, command, environment) before the
+        handler runs."""
+        with self._lock:
+            self.exec_environments.append((self._find(container_id, "exec").name, tuple(command), dict(environment or {})))
         command = tuple(command)
         container = self._running(container_id, command, "exec_input")
         stdin = None

@@ -25,6 +25,7 @@ from app.backups.service import BackupService, BackupState
 from app.errors import LiveError
 from app.models import Backup, Order, record_event, utcnow
 from app.naming import MAX_INSTANCE_LENGTH
+from app.orders.drift import mask_secrets
 from app.orders.lifecycle import OrderStatus
 from app.stacks.project import ORDER_LABEL, Project, deployment_selector
 
@@ -114,10 +115,10 @@ class RestoreDrills:
             self.backups.deployer.deploy(project, steps.append)
             self.backups.after_restore(project, manifest, steps.append)
         except LiveError as exc:
-            problem = str(exc)
+            problem = mask_secrets(str(exc), order.secrets)  # a restore command's output
         except Exception as exc:  # noqa: BLE001 (a bug in a drill is a failed drill, reported; the worker lives on)
             log.exception("restore drill of %s crashed", order.instance)
-            problem = f"{type(exc).__name__}: {exc}"
+            problem = mask_secrets(f"{type(exc).__name__}: {exc}", order.secrets)
         finally:
             try:
                 self.backups.deployer.remove_resources(project, steps.append, volumes=True)

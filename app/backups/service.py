@@ -170,7 +170,7 @@ class BackupService:
             progress("read the backup back and check it")
             manifest = writer.commit()
         except Exception as exc:
-            self._failed(row, exc)
+            self._failed(row, exc, order.secrets)
             if writer is not None:
                 try:
                     writer.abort()
@@ -187,10 +187,12 @@ class BackupService:
                      artefacts=[artefact.as_dict() for artefact in manifest.artefacts])
         return manifest
 
-    def _failed(self, row: Backup, exc: BaseException) -> None:
+    def _failed(self, row: Backup, exc: BaseException, secrets: dict | None) -> None:
+        """Record the attempt as failed; its detail (a dump command's output) has the order's ``secrets`` masked."""
+        from app.orders.drift import mask_secrets  # here: app.orders.drift -> app.presenters imports this module
         public = exc.public if isinstance(exc, LiveError) else "internal error"
         row.state, row.finished_at = BackupState.FAILED, self.clock()
-        row.error, row.error_detail = public, f"{type(exc).__name__}: {exc}"
+        row.error, row.error_detail = public, mask_secrets(f"{type(exc).__name__}: {exc}", secrets)
         row.save()
         record_event("order.backup_failed", f"{row.kind} backup failed: {public}", order=row.order_id,
                      backup_id=row.backup_id, backup_kind=row.kind)

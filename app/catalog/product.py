@@ -102,6 +102,7 @@ MANIFEST_SCHEMA = {
             },
         },
         "backup": {"$ref": "#/$defs/backup"},
+        "credential": {"$ref": "#/$defs/credential"},
     },
     # The ``backup`` section (issue 13; docs/BACKUPS.md, "What is backed up"): its shape. What it names (services,
     # volumes, plans) and its cron expressions are checked by _backup_problems and _backup_compose_problems.
@@ -123,6 +124,34 @@ MANIFEST_SCHEMA = {
         },
         "verify": {"enum": list(VERIFY_VALUES)},
         "schedule": {"type": "string", "minLength": 1},
+        # The customer's own credential (WHMCS's password; docs/PRODUCTS.md, "The customer's password"). What it
+        # names (a generated variable, services) and its length rules are checked by _credential_problems.
+        "credential": {
+            "type": "object",
+            "required": ["variable", "apply"],
+            "additionalProperties": False,
+            "properties": {
+                "variable": {"type": "string", "pattern": VARIABLE_NAME_RE},
+                "min_length": {"type": "integer", "minimum": 8, "maximum": 128},
+                "max_length": {"type": "integer", "minimum": 8, "maximum": 128},
+                "symbols": {"type": "string"},
+                "apply": {  # exactly one of command and recreate: _credential_problems says so in words
+                    "type": "object",
+                    "additionalProperties": False,
+                    "properties": {
+                        "command": {
+                            "type": "object",
+                            "required": ["service", "run"],
+                            "additionalProperties": False,
+                            "properties": {"service": {"type": "string", "minLength": 1},
+                                           "run": {"$ref": "#/$defs/command"}},
+                        },
+                        "recreate": {"type": "array", "minItems": 1, "uniqueItems": True,
+                                     "items": {"type": "string", "minLength": 1}},
+                    },
+                },
+            },
+        },
         "backup": {
             "type": "object",
             "additionalProperties": False,
@@ -168,6 +197,78 @@ class GeneratedVariable:
     length: int = 32
 
 
+#: The symbols a customer's password may hold by default (besides ASCII letters and digits): every printable ASCII one.
+DEFAULT_SYMBOLS = "".join(c for c in string.punctuation)
+CREDENTIAL_MIN_LENGTH = 8
+CREDENTIAL_MAX_LENGTH = 128
+#: How many values the customer's password had before are kept (masked in service logs written with them).
+PREVIOUS_PASSWORDS_KEPT = 10
+
+
+@dataclass(frozen=True)
+class Credential:
+    """product.yml's ``credential``: the generated ``variable`` that holds the customer's own password (WHMCS's
+    ``password``) and how a new value reaches a running stack: ``run`` (argv; a text is run by ``sh -c``) in the
+    running ``service``, with the new value in the exec's environment as ``variable`` (never in argv), or a
+    deploy that recreates ``recreate`` (the services whose definition uses the variable). A value has
+    ``min_length``..``max_length`` characters, each an ASCII letter, digit or one of ``symbols``."""
+
+    variable: str
+    service: str | None = None
+    run: tuple[str, ...] = ()
+    recreate: tuple[str, ...] = ()
+    min_length: int = CREDENTIAL_MIN_LENGTH
+    max_length: int = CREDENTIAL_MAX_LENGTH
+    symbols: str = DEFAULT_SYMBOLS
+
+    @classmethod
+    def from_manifest(cls, section: Mapping[str, Any]) -> Credential:
+        apply = section["apply"]
+        command = apply.get("command") or {}
+        run = command.get("run") or ()
+        return cls(variable=section["variable"], service=command.get("service"),
+                   run=("sh", "-c", run) if isinstance(run, str) else tuple(run),
+                   recreate=tuple(apply.get("recreate") or ()),
+                   min_length=section.get("min_length", CREDENTIAL_MIN_LENGTH),
+                   max_length=section.get("max_length", CREDENTIAL_MAX_LENGTH),
+                   symbols=section.get("symbols", DEFAULT_SYMBOLS))
+
+    @property
+    def previous_keys(self) -> tuple[str, ...]:
+        """The ``Order.secrets`` keys of the values earlier changes replaced, newest first (``<variable>.previous``,
+        ``<variable>.previous.2`` .. ``.previous.<PREVIOUS_KEPT>``): kept to be masked in service logs written
+        before (a container that was not recreated keeps its lines); never variables, never answered."""
+        return (f"{self.variable}.previous",
+                *(f"{self.variable}.previous.{n}" for n in range(2, PREVIOUS_PASSWORDS_KEPT + 1)))
+
+    def owns(self, key: str) -> bool:
+        """Whether ``key`` of ``Order.secrets`` holds the customer's password or a value it replaced (never answered,
+        never taken from another order)."""
+        return key == self.variable or key.startswith(f"{self.variable}.previous")
+
+    def with_value(self, secrets: Mapping[str, str] | None, value: str) -> dict[str, str]:
+        """``secrets`` with ``value`` as the customer's password and the values it replaced under
+        :attr:`previous_keys` (newest first, each once, the oldest dropped past :data:`PREVIOUS_PASSWORDS_KEPT`)."""
+        secrets = dict(secrets or {})
+        earlier: list[str] = []
+        for old in (secrets.get(self.variable), *(secrets.get(key) for key in self.previous_keys)):
+            if old and old != value and old not in earlier:
+                earlier.append(old)
+        kept = {key: old for key, old in secrets.items() if not self.owns(key)}
+        return {**kept, self.variable: value, **dict(zip(self.previous_keys, earlier))}
+
+    def problem(self, value: str) -> str | None:
+        """Why ``value`` may not be the password (words that never repeat the value); None when it may."""
+        if not isinstance(value, str) or not self.min_length <= len(value) <= self.max_length:
+            return f"the password must have {self.min_length} to {self.max_length} characters"
+        bad = sorted({c for c in value if not (c.isascii() and c.isalnum()) and c not in self.symbols})
+        if bad:
+            kinds = "spaces, " if any(c.isspace() for c in bad) else ""
+            return (f"the password may hold ASCII letters, digits and these symbols only: {self.symbols or '(none)'} "
+                    f"(it has {kinds}{len(bad)} other character(s) that are not allowed)")
+        return None
+
+
 @dataclass
 class ProductDefinition:
     slug: str
@@ -182,6 +283,8 @@ class ProductDefinition:
     compose: dict[str, Any] = field(default_factory=dict)
     # product.yml's backup section (docs/BACKUPS.md, "What is backed up"); BackupPolicy(): no declarations.
     backup: BackupPolicy = field(default_factory=BackupPolicy)
+    # product.yml's credential section (the customer's own password); None: the product declares none.
+    credential: Credential | None = None
     errors: list[str] = field(default_factory=list)
     # Why the source could not read a file or the folder (each also in errors). Part of the
     # content hash: two different unreadable states are two revisions, each with its own errors.
@@ -314,6 +417,9 @@ def load_product(slug: str, manifest_text: str, compose_text: str, *, problems: 
 
     product.backup = policy_from_manifest(manifest.get("backup"))
     errors.extend(_backup_problems(slug, manifest.get("backup"), product.plans))
+    if manifest.get("credential"):
+        product.credential = Credential.from_manifest(manifest["credential"])
+        errors.extend(_credential_problems(product, compose))
     errors.extend(_validate_compose(product, orchestrator))
     return product
 
@@ -367,6 +473,44 @@ def _backup_problems(slug: str, section: Mapping[str, Any] | None, plans: Collec
             problems.append(f"{where}.plans.{plan}: no such plan (plans: {', '.join(sorted(plans))})")
         else:
             timing(f"{where}.plans.{plan}", section["plans"][plan] or {})
+    return problems
+
+
+def _credential_problems(product: ProductDefinition, compose: Mapping[str, Any]) -> list[str]:
+    """What is wrong in product.yml's ``credential`` section (its shape passed the schema): a variable that is not a
+    generated one, length rules the generated value breaks, symbols that are not printable ASCII punctuation, services
+    the compose file does not have, a recreated service that does not use the variable. Each problem is
+    ``product <slug>: product.yml: credential.<key>: <what>``."""
+    credential = product.credential
+    where = f"product {product.slug}: product.yml: credential"
+    problems = []
+    spec = product.generated.get(credential.variable)
+    if spec is None:
+        problems.append(f"{where}.variable: {credential.variable} is not a generated variable of product.yml "
+                        f"(declare it as {{generate: password}}: its value when WHMCS sends no password)")
+    if credential.min_length > credential.max_length:
+        problems.append(f"{where}.min_length: {credential.min_length} is more than max_length {credential.max_length}")
+    elif spec is not None and not credential.min_length <= spec.length <= credential.max_length:
+        problems.append(f"{where}.variable: {credential.variable} is generated with {spec.length} characters, outside "
+                        f"min_length..max_length ({credential.min_length}..{credential.max_length})")
+    odd = sorted({c for c in credential.symbols if c not in string.punctuation})
+    if odd:
+        problems.append(f"{where}.symbols: only printable ASCII symbols may be listed, not {' '.join(map(repr, odd))}")
+    if (credential.service is not None) == bool(credential.recreate):
+        problems.append(f"{where}.apply: give exactly one of command (a command run in a service) and recreate (the "
+                        f"services to recreate); it has {'both' if credential.recreate else 'neither'}")
+    services = compose.get("services") if isinstance(compose.get("services"), dict) else {}
+    known = ", ".join(sorted(services))
+    if credential.service is not None and credential.service not in services:
+        problems.append(f"{where}.apply.command.service: no such service {credential.service!r} (services: {known})")
+    if credential.run and not "".join(credential.run[2:] if credential.run[:2] == ("sh", "-c") else credential.run).strip():
+        problems.append(f"{where}.apply.command.run: blank: give the command to run")
+    for name in credential.recreate:
+        if name not in services:
+            problems.append(f"{where}.apply.recreate: no such service {name!r} (services: {known})")
+        elif credential.variable not in referenced_variables(services[name] or {}):
+            problems.append(f"{where}.apply.recreate: service {name} does not use ${{{credential.variable}}}: "
+                            "recreating it would not apply a new value")
     return problems
 
 

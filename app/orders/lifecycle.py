@@ -57,6 +57,7 @@ class OperationKind(enum.StrEnum):
     BACKUP = "backup"  # an on-demand or scheduled backup (app/backups/service.py); the status stays as it is
     RESTORE = "restore"  # replace the order's data with a backup's, after a safety backup
     MOVE = "move"  # Docker Swarm: move the order to another node (backup, restore there, switch)
+    CHANGE_PASSWORD = "change_password"  # apply the customer's new password (product.yml credential) to the stack
 
 
 class OperationState(enum.StrEnum):
@@ -173,6 +174,12 @@ TRANSITIONS: Mapping[OperationKind, Transition] = MappingProxyType({rule.kind: r
     Transition(OperationKind.MOVE, frozenset({OrderStatus.ACTIVE, OrderStatus.SUSPENDED}), OrderStatus.ACTIVE,
                kept_while=_SUSPENDED,
                hints=MappingProxyType({OrderStatus.PENDING: "its create has not finished",
+                                       OrderStatus.FAILED: "redeploy it first"})),
+    # The new password is applied to the running stack (a command in a service, or a recreate): only an active
+    # order runs one. The value is stored with the request; a failure for good keeps it stored (a repeat applies it).
+    Transition(OperationKind.CHANGE_PASSWORD, frozenset({OrderStatus.ACTIVE}), OrderStatus.ACTIVE,
+               hints=MappingProxyType({OrderStatus.SUSPENDED: "unsuspend it first, then change the password",
+                                       OrderStatus.PENDING: "its create has not finished",
                                        OrderStatus.FAILED: "redeploy it first"})),
 )})
 

@@ -17,12 +17,12 @@ import peewee
 from app.backups.policy import BackupPolicy, ResolvedPolicy
 from app.backups.service import BackupKind, BackupService
 from app.catalog.catalog import Catalog
-from app.catalog.product import build_project
+from app.catalog.product import Credential, build_project
 from app.config import PublicAddress
 from app.compose.model import StackSpec
-from app.errors import DataRiskError, HostPortInUse, InvalidRequest, LiveError
+from app.errors import DataRiskError, EngineOperationError, HostPortInUse, InvalidRequest, LiveError
 from app.models import Operation, Order, ProductRevision, record_event, utcnow
-from app.orders.drift import expected_services, record_expected
+from app.orders.drift import expected_services, mask_secrets, record_expected
 from app.orders.lifecycle import HANDLERS, TRANSITIONS, OperationKind, OrderStatus, handles, transition
 from app.presenters import PRIVATE_EVENT_DATA
 from app.stacks.data_risk import DataRiskReport, data_risks
@@ -246,6 +246,57 @@ class OperationRunner:
         record_event("order.upgraded", f"revision {previous} -> {revision.label}", order=order, operation=operation,
                      previous=previous, revision=revision.label, commit=revision.commit)
 
+    @handles(OperationKind.CHANGE_PASSWORD)
+    def _do_change_password(self, operation: Operation, order: Order, progress: Progress) -> None:
+        """Apply the customer's password stored in ``Order.secrets`` (written with the request, in the transaction
+        that queued this operation) to the running stack, as product.yml's ``credential.apply`` says: ``recreate``
+        converges the stack (the services whose definition uses the variable are recreated with the new value),
+        ``command`` runs in the service's running container with the value in the exec's environment under the
+        variable's name. Both converge, so a run again after a crash applies the same stored value again.
+
+        The value is never in the operation, its steps, its events or its errors: an error's texts have the
+        order's secrets masked (a command may print what it was given). Raises InvalidRequest when the
+        order's revision declares no credential (any more), :class:`~app.errors.EngineOperationError` when the
+        command's service does not run (retried), and the errors of the deploy or the command.
+        """
+        definition = self.catalog.definition(order.revision)
+        credential = definition.credential
+        if credential is None:
+            raise InvalidRequest(f"product {order.product.slug} (revision {order.revision.label}) declares no customer "
+                                 "password (product.yml credential): nothing to apply")
+        try:
+            if credential.recreate:
+                result = self._deploy(order, progress)
+                progress("recreated: " + (", ".join(s for s, a in sorted(result.actions.items()) if a != Action.NOOP)
+                                          or "nothing (the services have the password already)"))
+            else:
+                self._run_credential_command(order, credential, progress)
+        except LiveError as exc:
+            raise _masked(exc, order.secrets) from None
+        record_event("order.password_changed", f"the customer's password ({credential.variable}) was applied",
+                     order=order, operation=operation, variable=credential.variable)
+        self._succeeded(operation, order, f"order {order.instance}: password applied")
+
+    def _run_credential_command(self, order: Order, credential: Credential, progress: Progress) -> None:
+        """Run ``credential.run`` in the running container of ``credential.service`` with the stored value
+        (``Order.secrets``) in its environment under the variable's name (never in argv). Raises
+        :class:`~app.errors.EngineOperationError` (transient) when the service does not run, and the command's
+        errors (unmasked: callers mask them with :func:`_masked`)."""
+        project = self.project(order)
+        running = {c.service: c for c in self.deployer.engine.list_containers(project.selector)
+                   if c.service and c.running}
+        container = running.get(credential.service)
+        if container is None:
+            stopped = EngineOperationError(
+                f"service {credential.service} of order {order.instance} is not running: the password "
+                "cannot be applied (the operation is retried)", public=f"service {credential.service} is "
+                "not running: the password cannot be applied yet")
+            stopped.transient = True  # a service restarting (or repaired by drift) runs again soon
+            raise stopped
+        progress(f"apply the password in service {credential.service}")
+        self.deployer.engine.exec_input(container.id, credential.run,
+                                        environment={credential.variable: (order.secrets or {}).get(credential.variable) or ""})
+
     def teardown_project(self, order: Order) -> Project:
         """The order's project for stopping, archiving and removing it, whatever state it is in.
 
@@ -383,20 +434,30 @@ class OperationRunner:
         """
         manifest = self.backups.find(operation.params["backup_id"])
         source = self._restore_source(order, manifest)
+        credential = self.catalog.definition(order.revision).credential
+        # The customer's password (product.yml credential) is WHMCS's: never taken from the source order, never
+        # copied into the operation's params; with apply.command it is applied again once the data is back.
+        customers = credential.owns if credential is not None else (lambda key: False)
         if not operation.params.get("_restoring"):
             progress(f"check backup {manifest.backup_id} ({len(manifest.artefacts)} artefact(s), {manifest.size} bytes)")
             self.backups.check(manifest)
             self._backup_once(operation, order, BackupKind.PRE_RESTORE, "_safety_backup", progress)
-            self._remember(operation, _restoring=True, _previous_secrets=dict(order.secrets or {}))
+            self._remember(operation, _restoring=True, _previous_secrets={
+                k: v for k, v in (order.secrets or {}).items() if not customers(k)})
         if source is not None:
             generated = self.catalog.definition(order.revision).generated
             order.secrets = {**(order.secrets or {}),
-                             **{k: v for k, v in (source.secrets or {}).items() if k in generated}}
+                             **{k: v for k, v in (source.secrets or {}).items() if k in generated and not customers(k)}}
             order.save()
         project = self.project(order)
         self.backups.restore_data(project, manifest, progress)
         self._deploy(order, progress, rerun_jobs=True)  # the data changed: its jobs (migrations...) run on it again
         self.backups.after_restore(project, manifest, progress)
+        if credential is not None and credential.service is not None:
+            try:  # the restored data holds the password it was backed up with: WHMCS's current one is applied again
+                self._run_credential_command(order, credential, progress)
+            except LiveError as exc:
+                raise _masked(exc, order.secrets) from None
         record_event("order.restored", f"restored from backup {manifest.backup_id}", order=order, operation=operation,
                      backup_id=manifest.backup_id, safety_backup=operation.params.get("_safety_backup"),
                      source_order=manifest.order_id)
@@ -422,7 +483,7 @@ class OperationRunner:
         safety = operation.params.get("_safety_backup")
         try:
             if "_previous_secrets" in operation.params:
-                order.secrets = operation.params["_previous_secrets"]
+                order.secrets = {**(order.secrets or {}), **operation.params["_previous_secrets"]}
                 order.save()
             manifest = self.backups.find(safety)
             progress(f"restore failed: bringing the order back from safety backup {safety}")
@@ -433,13 +494,13 @@ class OperationRunner:
         except peewee.PeeweeException:
             raise
         except Exception as exc:  # noqa: BLE001 (whatever went wrong, the status must say the data is not back)
-            log.error("order %s: the rollback from safety backup %s failed: %s", order.instance, safety, exc)
+            said = mask_secrets(f"{type(exc).__name__}: {exc}", order.secrets)  # a restore command's output
+            log.error("order %s: the rollback from safety backup %s failed: %s", order.instance, safety, said)
             public = exc.public if isinstance(exc, LiveError) else "internal error"
             progress(f"the order could not be brought back from safety backup {safety}: {public}")
             order.status = OrderStatus.FAILED
             record_event(f"order.{OrderStatus.FAILED}", f"restore failed and safety backup {safety} could not be restored",
-                         order=order, operation=operation, safety_backup=safety,
-                         **{PRIVATE_EVENT_DATA: f"{type(exc).__name__}: {exc}"})
+                         order=order, operation=operation, safety_backup=safety, **{PRIVATE_EVENT_DATA: said})
             return
         progress(f"the order runs again with the data of safety backup {safety}")
         record_event("order.restore_rolled_back", f"restore failed: the order was brought back from safety backup {safety}",
@@ -567,14 +628,15 @@ class OperationRunner:
         except peewee.PeeweeException:
             raise
         except Exception as exc:  # noqa: BLE001 (whatever went wrong, the status must say the order does not run)
+            said = mask_secrets(f"{type(exc).__name__}: {exc}", order.secrets)  # a restore command's output
             log.error("order %s: the move to node %s failed and the order could not be brought back on node %s: %s",
-                      order.instance, target_name, source_name, exc)
+                      order.instance, target_name, source_name, said)
             public = exc.public if isinstance(exc, LiveError) else "internal error"
             progress(f"the order could not be brought back on node {source_name}: {public}")
             order.status = OrderStatus.FAILED
             record_event(f"order.{OrderStatus.FAILED}", f"move to node {target_name} failed and the order could not "
                          f"run on node {source_name} again", order=order, operation=operation,
-                         **{PRIVATE_EVENT_DATA: f"{type(exc).__name__}: {exc}"})
+                         **{PRIVATE_EVENT_DATA: said})
             return
         try:  # the order runs where it was: what the target keeps is left over, not a failure of the order
             self._remove_volumes_on(order, target, target_name, progress)
@@ -773,3 +835,14 @@ def _ports_in_use(exclude: int) -> set[int]:
     for other in Order.select(Order.published_ports).where((Order.id != exclude) & (Order.status != OrderStatus.TERMINATED)):
         taken.update((other.published_ports or {}).values())
     return taken
+
+
+def _masked(exc: LiveError, secrets: dict | None) -> LiveError:
+    """``exc`` with the order's ``secrets`` masked in its message, public text and details (a command's output may
+    hold what it was given): what the operation's error, its events and the worker's log get."""
+    exc.message = mask_secrets(exc.message, secrets)
+    exc.public = mask_secrets(exc.public, secrets)
+    exc.args = (exc.message,)
+    exc.details = {key: mask_secrets(value, secrets) if isinstance(value, str) else value
+                   for key, value in exc.details.items()}
+    return exc

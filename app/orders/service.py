@@ -17,7 +17,8 @@ from app.catalog.product import ProductDefinition
 from app.db import PreparedSelect, database, transaction
 from app.errors import Conflict, DataRiskError, HostnameTaken, InvalidRequest, LiveError, NotFound
 from app.models import Customer, Operation, Order, ProductRevision, record_event, utcnow
-from app.orders.lifecycle import INITIAL_STATUS, UNFINISHED_STATES, OperationKind, OrderStatus, public_params, transition
+from app.orders.lifecycle import (INITIAL_STATUS, UNFINISHED_STATES, OperationKind, OperationState, OrderStatus,
+                                  public_params, transition)
 from app.stacks.data_risk import DataRiskReport
 from app.stacks.engine import NodeState
 from app.naming import derive_instance, hostname_for, normalize_hostname, validate_instance
@@ -119,7 +120,7 @@ class OrderService:
     # -- lifecycle ----------------------------------------------------------
     def create(self, *, service_id: int, customer: CustomerInfo, product: str, plan: str,
                username: str | None = None, domain: str | None = None, instance: str | None = None,
-               requested_by: str = "system") -> Outcome:
+               password: str | None = None, requested_by: str = "system") -> Outcome:
         """Record a new order and its ``create`` operation; a repeat returns the existing order.
 
         ``product`` and ``plan`` are matched without regard to case and surrounding spaces (WHMCS
@@ -127,8 +128,13 @@ class OrderService:
         held by another order that is not terminated. The customer (upserted), the order, its operation and
         their events are written in ONE transaction: all of them or nothing.
 
+        ``password`` (WHMCS's) becomes the value of the product's credential variable (product.yml ``credential``)
+        instead of a generated one; a product without a credential ignores it, an empty one is generated. A
+        repeated create keeps the stored value (a change is ChangePassword's), except when it provisions a
+        failed order again: that stack is made anew, with the password the repeat sends.
+
         Raises:
-            InvalidRequest: unknown product or plan, invalid service id, email or domain.
+            InvalidRequest: unknown product or plan, invalid service id, email, domain or password.
             Conflict: the service already has an order for another product, or the hostname or
                 the explicit instance identifier is taken.
         """
@@ -137,12 +143,13 @@ class OrderService:
         product = _product_slug(product)
         existing = self.by_service_id(service_id)
         if existing is not None:
-            return self._repeat_create(existing, product, requested_by)
+            return self._repeat_create(existing, product, requested_by, password)
 
         revision = self._deployable_revision(product)
         definition = self.catalog.definition(revision)
         definition.require_valid()
         plan = match_plan(definition, plan)
+        chosen_secrets = _password_secrets(definition, password)
         if instance:
             instance = validate_instance(instance)
         if domain and domain.strip():
@@ -153,7 +160,7 @@ class OrderService:
             existing = self.by_service_id(service_id)
             if existing is not None:
                 # A concurrent create for the same service id won the race: answer as a repeat.
-                return self._repeat_create(existing, product, requested_by)
+                return self._repeat_create(existing, product, requested_by, password)
             # The customer is written in the same transaction as the order, its operation and their events:
             # one commit, and a failure anywhere leaves none of them (a concurrent insert of the same new
             # customer is a unique violation: the transaction runs again and finds the other's row).
@@ -173,7 +180,7 @@ class OrderService:
             order = Order.create(
                 whmcs_service_id=service_id, customer=owner, product=revision.product, revision=revision,
                 plan=plan, instance=chosen, hostname=order_hostname, status=INITIAL_STATUS,
-                secrets=definition.generate_secrets(),
+                secrets=definition.generate_secrets(chosen_secrets),
             )
             operation = self._enqueue(order, OperationKind.CREATE, {}, requested_by)
             record_event("order.created", f"order {order.instance} created for service {service_id}",
@@ -226,9 +233,13 @@ class OrderService:
         except NotFound as exc:
             raise InvalidRequest(exc.message) from exc
 
-    def _repeat_create(self, order: Order, product: str, requested_by: str) -> Outcome:
+    def _repeat_create(self, order: Order, product: str, requested_by: str, password: str | None = None) -> Outcome:
         def repeat() -> Outcome:
             current = self._lock(order)
+            credential = self.catalog.definition(current.revision).credential
+            kept = ""
+            if credential is not None and password and (current.secrets or {}).get(credential.variable) != password:
+                kept = "; the stored password is kept (ChangePassword changes it)"
             if current.product.slug != product:
                 raise Conflict(f"service {current.whmcs_service_id} already has an order for product "
                                f"{current.product.slug}, not {product}")
@@ -236,14 +247,19 @@ class OrderService:
                 raise Conflict(f"service {current.whmcs_service_id} was terminated; create a new service to order again")
             pending = self._unfinished(current, OperationKind.CREATE)
             if pending is not None:
-                return Outcome(current, pending, False, "provisioning is already under way")
+                return Outcome(current, pending, False, "provisioning is already under way" + kept)
             if current.status in transition(OperationKind.CREATE).allowed_from:
                 # A retry from billing after a failed create: provision again, same order, on the product's
-                # current revision (a fixed product is what the retry is for; a failed create holds no data).
+                # current revision (a fixed product is what the retry is for; a failed create holds no data, so
+                # the stack is made anew with the password this repeat sends).
                 self._move_to_current_revision(current, requested_by)
+                if kept:
+                    current.secrets = {**(current.secrets or {}),
+                                       **_password_secrets(self.catalog.definition(current.revision), password)}
+                    current.save()
                 operation = self._enqueue(current, OperationKind.CREATE, {}, requested_by)
                 return Outcome(current, operation, False, "provisioning retried")
-            return Outcome(current, None, False, f"order already {current.status}")
+            return Outcome(current, None, False, f"order already {current.status}" + kept)
 
         return transaction(repeat)
 
@@ -330,6 +346,56 @@ class OrderService:
         if queued is None or public_params(queued.params) != {"node": target.id}:
             self.move_target(order, node)
         return self._transition(order, OperationKind.MOVE, {"node": target.id}, requested_by)
+
+    def change_password(self, order: Order, password: str, requested_by: str = "system") -> Outcome:
+        """Store ``password`` as the value of the order's credential variable (product.yml ``credential``) and queue
+        the ``change_password`` operation that applies it to the running stack (WHMCS ChangePassword).
+
+        The value is written to ``Order.secrets`` in the transaction that queues the operation, which reads it
+        from there: the operation's params (``{"variable": <name>}``) and events never hold it. A repeat with the
+        stored value returns the unfinished operation, or is ``unchanged`` once applied (the create's value, or
+        a change that succeeded); after a change that failed for good it queues a new one. Another value while
+        one is queued is stored and queued again: operations of an order run one after the other, the last one
+        applies the last value.
+
+        Raises:
+            Conflict: the order's product declares no credential (nothing recorded), or the order is not active
+                (``unsuspend it first``; terminated).
+            InvalidRequest: the password breaks the product's rules (the message names them, never the value).
+        """
+        kind = OperationKind.CHANGE_PASSWORD
+        credential = self.catalog.definition(order.revision).credential
+        if credential is None:
+            raise Conflict(f"product {order.product.slug} declares no customer password (product.yml credential): "
+                           f"the password of order {order.instance} cannot be changed; nothing was recorded")
+        problem = credential.problem(password)
+        if problem is not None:
+            raise InvalidRequest(f"{problem}; nothing was changed", parameter="password")
+        rule = transition(kind)
+
+        def work() -> Outcome:
+            current = self._lock(order)
+            refusal = rule.refusal(current.status, current.instance)
+            if refusal is not None:
+                raise Conflict(refusal)
+            queued = self._unfinished(current, kind)
+            if (current.secrets or {}).get(credential.variable) == password:
+                if queued is not None:
+                    return Outcome(current, queued, False, f"{kind} already under way")
+                last = (Operation.select().where((Operation.order == current) & (Operation.kind == kind))
+                        .order_by(Operation.id.desc()).first())
+                if last is None or last.state != OperationState.FAILED:
+                    return Outcome(current, None, False, "the password is already set")
+            else:
+                # The values it replaces stay masked (log lines written before, a service's environment until it is
+                # recreated): kept under ``<variable>.previous[.N]``, never answered (app.presenters.answered_secrets).
+                current.secrets = credential.with_value(current.secrets, password)
+                current.updated_at = utcnow()
+                current.save()
+            operation = self._enqueue(current, kind, {"variable": credential.variable}, requested_by)
+            return Outcome(current, operation, False, f"{kind} accepted")
+
+        return transaction(work)
 
     def terminate(self, order: Order | None, requested_by: str = "system") -> Outcome | None:
         if order is None:
@@ -537,6 +603,19 @@ def _customer_email(info: CustomerInfo) -> str:
     if "@" not in email or len(email) > 254:
         raise InvalidRequest(f"customer email {info.email!r} is not a valid address")
     return email
+
+
+def _password_secrets(definition: ProductDefinition, password: str | None) -> dict[str, str]:
+    """The secrets WHMCS's ``password`` sets at create: ``{<credential variable>: password}``; nothing when the
+    product declares no credential or no password came. Raises InvalidRequest when it breaks the product's rules
+    (the message never holds the value)."""
+    credential = definition.credential
+    if credential is None or not password:
+        return {}
+    problem = credential.problem(password)
+    if problem is not None:
+        raise InvalidRequest(f"product {definition.slug}: {problem}; nothing was created", parameter="password")
+    return {credential.variable: password}
 
 
 def _product_slug(product: str) -> str:

@@ -32,8 +32,8 @@ from app.backups.schedule import BackupScheduler
 from app.catalog.catalog import Catalog
 from app.errors import LiveError, WorkerAlreadyRunning
 from app.ingress.service import IngressService
-from app.models import Operation, record_event, utcnow
-from app.orders.drift import DriftChecker
+from app.models import Operation, Order, record_event, utcnow
+from app.orders.drift import DriftChecker, mask_secrets
 from app.orders.heartbeat import Heartbeat
 from app.orders.lifecycle import UNFINISHED_STATES, OperationState
 from app.orders.operations import OperationRunner
@@ -439,7 +439,7 @@ class Worker:
         try:
             self.runner.run(operation, progress)
         except LiveError as exc:
-            public, detail = failure_texts(operation.id, exc)
+            public, detail = _masked(operation, *failure_texts(operation.id, exc))
             if exc.transient and operation.attempts < operation.max_attempts:
                 self._schedule_retry(operation, public, detail)
             else:
@@ -449,7 +449,7 @@ class Worker:
             raise  # the database is gone; leave the operation to recovery
         except Exception as exc:  # a bug: fail loudly, never retry blindly
             log.exception("operation %s crashed", operation.id)  # the traceback is for the operators only
-            public, detail = failure_texts(operation.id, exc)
+            public, detail = _masked(operation, *failure_texts(operation.id, exc))
             self._fail(operation, public, progress, detail=detail)
             return False
         # The route first: a caller waiting for the operation opens the order's URL as soon as it succeeded.
@@ -536,6 +536,16 @@ def failure_texts(operation_id: int, exc: BaseException) -> tuple[str, str]:
         return (public if public == detail else f"{public} (operation {operation_id})"), detail
     return (f"internal error in operation {operation_id}; the operators have the details",
             f"{type(exc).__name__}: {exc}")
+
+
+def _masked(operation: Operation, public: str, detail: str) -> tuple[str, str]:
+    """``public`` and ``detail`` with the order's secrets masked (:func:`~app.orders.drift.mask_secrets`): the
+    operation's, its events', the order's last error and the worker log's texts of a failure. A command's output or
+    an engine's message may hold a generated password or the customer's own (also one stored while it ran)."""
+    stored = Order.select(Order.secrets).where(Order.id == operation.order_id).first()
+    values = [*(operation.order.secrets or {}).values(), *((stored.secrets or {}).values() if stored else ())]
+    secrets = dict(enumerate(values))
+    return mask_secrets(public, secrets), mask_secrets(detail, secrets)
 
 
 def _private_event_data(reason: str, detail: str) -> dict[str, str]:

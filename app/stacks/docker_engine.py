@@ -22,7 +22,7 @@ import tarfile
 import threading
 import time
 from datetime import datetime
-from typing import Any, ContextManager, Iterator, Sequence
+from typing import Any, ContextManager, Iterator, Mapping, Sequence
 
 import docker
 import docker.errors
@@ -724,7 +724,8 @@ class DockerEngine(Engine):
         finally:
             session.close()
 
-    def exec_input(self, container_id: str, command: Sequence[str], stream: Readable | None = None) -> str:
+    def exec_input(self, container_id: str, command: Sequence[str], stream: Readable | None = None, *,
+                   environment: Mapping[str, str] | None = None) -> str:
         """Run the command with ``stream`` sent on the exec's hijacked connection (then half-closed: the command
         reads the end of its input) while a thread reads its output, keeping the last
         :data:`~app.stacks.engine.OUTPUT_TAIL_BYTES`.
@@ -733,7 +734,7 @@ class DockerEngine(Engine):
         decides (zero: logged, the rest of the input is dropped). The hijacked connection has no timeout: a
         command may be silent for long.
         """
-        session = self._exec_start(container_id, tuple(command), stdin=stream is not None)
+        session = self._exec_start(container_id, tuple(command), stdin=stream is not None, environment=environment)
         tail = _Tail()
         broken: list[BaseException] = []
 
@@ -778,12 +779,13 @@ class DockerEngine(Engine):
             log.warning("%s ended (exit code 0) before reading all its input", session.describe())
         return tail.text()
 
-    def _exec_start(self, container_id: str, command: tuple[str, ...], *, stdin: bool) -> "_ExecSession":
+    def _exec_start(self, container_id: str, command: tuple[str, ...], *, stdin: bool,
+                    environment: Mapping[str, str] | None = None) -> "_ExecSession":
         api = self.api
         action = f"run {shlex.join(command)} in container {container_id[:12]}"
         with self._errors(action):
             exec_id = api.exec_create(container_id, list(command), stdout=True, stderr=True, stdin=stdin,
-                                      tty=False)["Id"]
+                                      tty=False, environment=dict(environment) if environment else None)["Id"]
             # exec_start(socket=True) hands over the socket alone; what http.client read past the headers
             # (the command's first output) is in the response's buffered reader, so read from that.
             response = api._post_json(api._url("/exec/{0}/start", exec_id), data={"Tty": False, "Detach": False},
@@ -877,20 +879,33 @@ def _read_block(stream: Readable, size: int) -> bytes:
     return data
 
 
+#: The longest secret an order holds (product.yml: generated values and the customer's password, 8..128 ASCII).
+_LONGEST_SECRET = 128
+
+
 class _Tail:
-    """The last :data:`OUTPUT_TAIL_BYTES` of what was added (thread-safe enough: one writer)."""
+    """The last :data:`OUTPUT_TAIL_BYTES` of what was added (thread-safe enough: one writer). Once some was dropped,
+    the text starts after the cut line's end, or :data:`_LONGEST_SECRET` bytes in: what the cut left of a secret
+    cannot be recognised by masking (:func:`app.orders.drift.mask_secrets`, whole values only)."""
 
     def __init__(self, limit: int = OUTPUT_TAIL_BYTES):
         self._limit = limit
         self._data = bytearray()
+        self._cut = False
 
     def add(self, data: bytes) -> None:
+        self._cut = self._cut or len(data) > self._limit
         self._data += data[-self._limit:]
         if len(self._data) > self._limit:
             del self._data[:len(self._data) - self._limit]
+            self._cut = True
 
     def text(self) -> str:
-        return bytes(self._data).decode("utf-8", "replace")
+        data = bytes(self._data)
+        if self._cut:  # the cut line up to its end, at most the longest secret's length
+            newline = data.find(b"\n", 0, _LONGEST_SECRET)
+            data = data[newline + 1 if newline >= 0 else _LONGEST_SECRET:]
+        return data.decode("utf-8", "replace")
 
 
 class _ExecSession:

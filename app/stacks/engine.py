@@ -25,7 +25,7 @@ import abc
 import codecs
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, ContextManager, Iterable, Iterator, Protocol, Sequence
+from typing import Any, ContextManager, Iterable, Iterator, Mapping, Protocol, Sequence
 
 from app.stacks.project import service_of
 
@@ -37,7 +37,8 @@ class Readable(Protocol):
     def read(self, size: int = -1) -> bytes: ...
 
 
-#: How much of a command's output :meth:`Engine.exec_input` returns and :class:`~app.errors.CommandFailed` quotes.
+#: How much of a command's output :meth:`Engine.exec_input` returns and :class:`~app.errors.CommandFailed` quotes
+#: (at most; a longer output is quoted from its first whole line kept, so no secret is left cut in two).
 OUTPUT_TAIL_BYTES = 4096
 
 
@@ -473,10 +474,13 @@ class Engine(abc.ABC):
         """
 
     @abc.abstractmethod
-    def exec_input(self, container_id: str, command: Sequence[str], stream: Readable | None = None) -> str:
+    def exec_input(self, container_id: str, command: Sequence[str], stream: Readable | None = None, *,
+                   environment: Mapping[str, str] | None = None) -> str:
         """Run ``command`` (argv) in the running container with ``stream`` on its standard input (``None``: no
         input) and wait for it to end; returns the last :data:`OUTPUT_TAIL_BYTES` of its output (standard
-        output and error, interleaved as written; UTF-8, undecodable bytes replaced).
+        output and error, interleaved as written; UTF-8, undecodable bytes replaced). ``environment`` is added
+        to the command's environment (over the container's own): the way a secret reaches a command without
+        being in its argv (``ps``, error messages).
 
         The input is streamed and the output read at the same time, so a command that writes much before it
         reads all its input cannot block; memory stays flat. Errors of ``stream.read`` propagate unchanged;

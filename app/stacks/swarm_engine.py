@@ -36,7 +36,7 @@ import re
 import threading
 import time
 from pathlib import Path
-from typing import Any, ContextManager, Iterable, Iterator, Sequence
+from typing import Any, ContextManager, Iterable, Iterator, Mapping, Sequence
 
 from app.errors import EngineOperationError, EngineUnavailable, LiveError, NotFound
 from app.stacks.docker_engine import (CancellableStream, DockerEngine, close_stream, read_log_stream, stream_socket,
@@ -730,9 +730,10 @@ class SwarmEngine(Engine):
         node, task_container = self._task_container(container_id)
         return self.node_engine(node).exec_output(task_container, command)
 
-    def exec_input(self, container_id: str, command: Sequence[str], stream: Readable | None = None) -> str:
+    def exec_input(self, container_id: str, command: Sequence[str], stream: Readable | None = None, *,
+                   environment: Mapping[str, str] | None = None) -> str:
         node, task_container = self._task_container(container_id)
-        return self.node_engine(node).exec_input(task_container, command, stream)
+        return self.node_engine(node).exec_input(task_container, command, stream, environment=environment)
 
 
 def _on_nodes(engines: list[tuple[str, DockerEngine]], read) -> list[VolumeState]:

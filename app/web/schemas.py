@@ -281,6 +281,16 @@ class CreateIn(Schema):
     plan = whmcs_name_field("product's plan", required=True)
     username = String(load_default=None, allow_none=True, validate=Length(max=100))
     domain = domain_field()
+    password = String(load_default=None, allow_none=True, validate=Length(max=1000), metadata={
+        "description": "WHMCS's service password: the value of the product's credential variable (product.yml "
+                       "credential) instead of a generated one; ignored by products without one. Masked everywhere."})
+    wait = wait_field()
+
+
+class ChangePasswordIn(Schema):
+    password = String(required=True, validate=Length(min=1, max=1000), metadata={
+        "description": "The new value of the product's credential variable; the product's rules (length, symbols) "
+                       "apply. Never answered nor logged."})
     wait = wait_field()
 
 

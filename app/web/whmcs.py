@@ -26,6 +26,7 @@ from app.web.schemas import (
     AccountsQuery,
     BackupsOut,
     ChangePackageIn,
+    ChangePasswordIn,
     CreateIn,
     LifecycleOut,
     LogsQuery,
@@ -176,7 +177,7 @@ def create(service_id: int, body: dict):
     client = body["client"]
     outcome = orders.create(
         service_id=service_id, product=body["product"], plan=body["plan"], username=body.get("username"),
-        domain=body.get("domain"), requested_by=actor(),
+        domain=body.get("domain"), password=body.get("password") or None, requested_by=actor(),
         customer=CustomerInfo(email=client["email"], whmcs_client_id=client["id"], first_name=client["firstname"],
                               last_name=client["lastname"], company=client["companyname"]),
     )
@@ -220,6 +221,20 @@ def terminate(service_id: int, body: dict):
 def change_package(service_id: int, body: dict):
     outcome = orders.change_plan(queries.order_for_service(service_id), body["plan"], body.get("product"),
                                  requested_by=actor(), domain=body.get("domain"))
+    return lifecycle_answer(outcome, body["wait"])
+
+
+@bp.post(f"{SERVICE}/change-password")
+@bp.auth_required(auth, roles=["whmcs"])
+@bp.input(ChangePasswordIn, arg_name="body")
+@bp.output(LifecycleOut)
+@bp.doc(summary="Apply a new customer password to the running stack (WHMCS ChangePassword)",
+        responses={**LIFECYCLE_RESPONSES,
+                   409: "The product declares no customer password (product.yml credential; nothing recorded), or "
+                        "the order is not active",
+                   422: "The password breaks the product's rules (length, symbols); the message names the rules"})
+def change_password(service_id: int, body: dict):
+    outcome = orders.change_password(queries.order_for_service(service_id), body["password"], requested_by=actor())
     return lifecycle_answer(outcome, body["wait"])
 
 

@@ -44,7 +44,7 @@ def test_the_words_are_the_ones_stored_and_answered_in_their_order():
     assert list(OrderStatus) == ["pending", "active", "suspended", "failed", "terminated"]
     assert list(OperationState) == ["pending", "running", "succeeded", "failed"]
     assert list(OperationKind) == ["create", "suspend", "unsuspend", "change_plan", "terminate", "redeploy",
-                                   "restart", "upgrade", "backup", "restore", "move"]
+                                   "restart", "upgrade", "backup", "restore", "move", "change_password"]
     assert list(LIFECYCLE_RESULTS) == ["queued", "running", "succeeded", "failed", "unchanged"]
     assert list(CallResult) == [*LIFECYCLE_RESULTS, "preview", "refused"]
     assert INITIAL_STATUS == "pending"
@@ -120,10 +120,11 @@ ALLOWED = {
     "backup": {A, S, F},  # issue 13: a pending order has no data yet
     "restore": {A},  # issue 13: restore commands and health need the order running
     "move": {A, S},  # issue 14: a node is drained of its active and suspended orders
+    "change_password": {A},  # issue 16: applied to the running stack; unsuspend first
 }
 DONE_WHEN = {"suspend": S, "unsuspend": A, "terminate": T}
 SUCCEEDS_TO = {"create": A, "suspend": S, "unsuspend": A, "change_plan": A, "terminate": T, "redeploy": A,
-               "restart": A, "upgrade": A, "backup": A, "restore": A, "move": A}
+               "restart": A, "upgrade": A, "backup": A, "restore": A, "move": A, "change_password": A}
 KEPT_WHILE = {"change_plan": {S}, "redeploy": {S}, "upgrade": {S}, "backup": {A, S, F}, "move": {S}}  # "on a suspended order ... applies at unsuspend"
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import re
+import secrets
 import shutil
 import subprocess
 import time
@@ -24,6 +25,28 @@ PACKAGES = "apt-get install php-cli php-curl phpunit smarty4"
 # A product whose deployment fails in the worker, after the module's call returned.
 FAILING_MANIFEST = "name: Ghost\nplans: {basic: {}}\n"
 FAILING_COMPOSE = "services:\n  app:\n    image: live-test/no-such-image:1\n"
+# Issue 16 (ChangePassword): products whose service "app" holds the customer's password (APP_PASSWORD), applied by a
+# recreate or by a command; it writes the SHA-256 of the value it has to its log (ChangePasswordLiveTest.php reads it
+# back through the logs route), and the value itself (which the bridge masks).
+KEYED_MANIFEST = """name: Keyed
+variables:
+  APP_PASSWORD: {{generate: password, length: 20}}
+plans: {{basic: {{}}}}
+credential:
+  variable: APP_PASSWORD
+  apply:
+    {apply}
+"""
+KEYED_COMPOSE = """services:
+  app:
+    image: live-test/busybox:latest
+    init: true
+    environment: {APP_PASSWORD: "${APP_PASSWORD}"}
+    command: ["sh", "-c", "echo \\"started with $$APP_PASSWORD\\"; printf %s \\"$$APP_PASSWORD\\" | sha256sum; exec sleep 2147483647"]
+    stop_grace_period: 1s
+"""
+KEYED_APPLY = {"keyed": "recreate: [app]",
+               "keyedcmd": "command: {service: app, run: 'printf %s \"$APP_PASSWORD\" | sha256sum > /proc/1/fd/1'}"}
 
 
 def tool(name: str) -> str:
@@ -56,6 +79,9 @@ def test_phpunit_suite_against_the_real_bridge(settings, config_repo, tmp_path):
         unavailable(f"PHP has no curl extension (Debian: {PACKAGES})")
 
     write_product(config_repo, "ghost", FAILING_MANIFEST, FAILING_COMPOSE)
+    for slug, apply in KEYED_APPLY.items():
+        write_product(config_repo, slug, KEYED_MANIFEST.format(apply=apply), KEYED_COMPOSE)
+    passwords = [f"Pw1-{secrets.token_hex(8)}!", f"Pw2-{secrets.token_hex(8)}#"]
     service = Service(settings, tmp_path)
     # The failing product should fail fast: one retry, short back-off.
     service.env.update(LIVE_OPERATION_MAX_ATTEMPTS="2", LIVE_RETRY_BASE_SECONDS="0.2",
@@ -66,14 +92,21 @@ def test_phpunit_suite_against_the_real_bridge(settings, config_repo, tmp_path):
         token = service.flask("apikey", "create", "whmcs-php", "--scope", "whmcs").strip().splitlines()[-1]
         service.flask("products", "sync")
         env = dict(os.environ, GEOCATLIVE_BRIDGE_URL=service.url, GEOCATLIVE_TOKEN=token,
-                   GEOCATLIVE_FAILING_PRODUCT="ghost", GEOCATLIVE_SERVICE_ID_BASE="9000")
+                   GEOCATLIVE_FAILING_PRODUCT="ghost", GEOCATLIVE_SERVICE_ID_BASE="9000",
+                   GEOCATLIVE_PASSWORD_PRODUCTS=",".join(KEYED_APPLY), GEOCATLIVE_PASSWORDS=",".join(passwords))
         # Issue 16: 250 orders for ListAccounts, written straight into the database (tests/support/accounts_seed.py).
         env.update(seed_accounts(settings, 20001, 250))
         # The no-worker group needs a bridge without a worker: the next test runs it.
         result = subprocess.run([phpunit, "-c", str(MODULE / "phpunit.xml.dist"), "--exclude-group", "no-worker"],
                                 cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=840)
+        said = _everything_the_bridge_said(service, service_ids=(10601, 10602, 10604))
     finally:
         service.stop()
+    # The customer's passwords (ChangePasswordLiveTest.php) are in no event, operation or answer, nor in the
+    # bridge's own logs (gunicorn's and the worker's).
+    said += "".join(path.read_text(errors="replace") for path in sorted(tmp_path.glob("*.log")))
+    leaked = [password for password in passwords if password in said]
+    assert leaked == [], "a customer password reached the bridge's events, operations or logs"
 
     output = (result.stdout + result.stderr)[-8000:]
     print(output)
@@ -82,6 +115,19 @@ def test_phpunit_suite_against_the_real_bridge(settings, config_repo, tmp_path):
     summary = re.search(r"^OK \((\d+) tests?, (\d+) assertions?\)$", result.stdout, re.MULTILINE)
     assert summary, "PHPUnit skipped tests or reported problems:\n" + output
     assert int(summary.group(1)) >= 80, output
+
+
+def _everything_the_bridge_said(service: Service, service_ids: tuple[int, ...]) -> str:
+    """The orders of ``service_ids``, their operations and their events, as the developer API answers them (an admin
+    key: secrets and private details included), as one text."""
+    parts = []
+    for service_id in service_ids:
+        for order in service.get(f"/api/v1/orders?service_id={service_id}").json()["items"]:
+            parts.append(service.get(f"/api/v1/orders/{order['id']}").text)
+            parts.append(service.get(f"/api/v1/orders/{order['id']}/operations").text)
+            parts.append(service.get(f"/api/v1/orders/{order['id']}/events").text)
+    assert len(parts) == 3 * len(service_ids), "the ChangePassword services were not created"
+    return "".join(parts)
 
 
 @pytest.mark.timeout(300)

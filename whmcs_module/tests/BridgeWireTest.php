@@ -204,6 +204,7 @@ final class BridgeWireTest extends TestCase
             'plan' => 'small',
             'username' => 'rivermaps',
             'domain' => 'maps.example.org',
+            'password' => WhmcsParams::SERVICE_PASSWORD,
             'wait' => 120,
         ], $create['body']);
         $this->assertSame('/whmcs/v1/services/9010/restart', $restart['route']);
@@ -214,7 +215,7 @@ final class BridgeWireTest extends TestCase
     {
         $params = $this->params(9011, 'record', ['domain' => '', 'username' => '', 'configoption3' => '0', 'suspendreason' => 'Overdue on Payment',
             'configoptions' => ['Plan' => 'large']]);
-        foreach (['CreateAccount', 'SuspendAccount', 'UnsuspendAccount', 'ChangePackage', 'Redeploy', 'TerminateAccount'] as $function) {
+        foreach (['CreateAccount', 'SuspendAccount', 'UnsuspendAccount', 'ChangePackage', 'ChangePassword', 'Redeploy', 'TerminateAccount'] as $function) {
             $this->assertSame('success', call_user_func('geocatlive_' . $function, $params), $function);
         }
         $sent = array_map(function ($request) {
@@ -222,10 +223,11 @@ final class BridgeWireTest extends TestCase
         }, $this->requests());
         $client = ['id' => 42, 'email' => 'ada@example.org', 'firstname' => 'Ada', 'lastname' => 'Lovelace', 'companyname' => 'Analytical Maps Ltd'];
         $this->assertSame([
-            ['/whmcs/v1/services/9011/create', ['client' => $client, 'product' => 'busybox-demo', 'plan' => 'large', 'username' => null, 'domain' => null, 'wait' => 0]],
+            ['/whmcs/v1/services/9011/create', ['client' => $client, 'product' => 'busybox-demo', 'plan' => 'large', 'username' => null, 'domain' => null, 'password' => WhmcsParams::SERVICE_PASSWORD, 'wait' => 0]],
             ['/whmcs/v1/services/9011/suspend', ['reason' => 'Overdue on Payment', 'wait' => 0]],
             ['/whmcs/v1/services/9011/unsuspend', ['wait' => 0]],
             ['/whmcs/v1/services/9011/change-package', ['plan' => 'large', 'product' => 'busybox-demo', 'wait' => 0]],
+            ['/whmcs/v1/services/9011/change-password', ['password' => WhmcsParams::SERVICE_PASSWORD, 'wait' => 0]],
             ['/whmcs/v1/services/9011/redeploy', ['wait' => 0]],
             ['/whmcs/v1/services/9011/terminate', ['wait' => 0]],
         ], $sent);
@@ -279,6 +281,28 @@ final class BridgeWireTest extends TestCase
             $this->assertStringNotContainsString($secret, $stored);
         }
         $this->assertStringContainsString('POST ' . self::$stub->url . '/record/whmcs/v1/services/9014/create', $stored);
+    }
+
+    public function testTheCustomerPasswordNeverReachesTheModuleLogWhateverItHolds(): void
+    {
+        // A " or \ is escaped in the JSON body (masking the raw value would miss it); a short value is not masked by
+        // value at all. The bridge still gets the password as typed.
+        foreach (['Pa"ss\\wo/rd-1', 'abc'] as $i => $password) {
+            WhmcsRecorder::reset();
+            $params = $this->params(9030 + $i, 'record', ['password' => $password]);
+            $this->assertSame('success', geocatlive_CreateAccount($params));
+            $this->assertSame('success', geocatlive_ChangePassword($params));
+            $sent = array_slice($this->requests(), -2);
+            $this->assertSame([$password, $password], array_column(array_column($sent, 'body'), 'password'));
+            $stored = WhmcsRecorder::storedLog();
+            $this->assertStringContainsString('"password":"********"', $stored);
+            foreach ([$password, substr(json_encode($password), 1, -1)] as $form) {
+                $this->assertStringNotContainsString('"password":"' . $form . '"', $stored, $password);
+            }
+            if (strlen($password) >= 4) {
+                $this->assertStringNotContainsString(substr(json_encode($password), 1, -1), $stored);
+            }
+        }
     }
 
     public function testClientAreaViewIsPlainTextWithSafeLinks(): void

@@ -31,6 +31,7 @@ final class ModuleContractTest extends TestCase
             'UnsuspendAccount' => ['UnsuspendAccount', 'string'],
             'TerminateAccount' => ['TerminateAccount', 'string'],
             'ChangePackage' => ['ChangePackage', 'string'],
+            'ChangePassword' => ['ChangePassword', 'string'],
             'TestConnection' => ['TestConnection', 'array'],
             'AdminCustomButtonArray' => ['AdminCustomButtonArray', 'array'],
             'ClientAreaCustomButtonArray' => ['ClientAreaCustomButtonArray', 'array'],

@@ -22,6 +22,7 @@ require_once __DIR__ . '/support/UsageBilling.php';
 require_once __DIR__ . '/support/WhmcsParams.php';
 require_once __DIR__ . '/support/StubServer.php';
 require_once __DIR__ . '/support/SmartyRenderer.php';
+require_once __DIR__ . '/support/Polling.php';
 require_once __DIR__ . '/support/LiveBridgeCase.php';
 
 require_once GEOCATLIVE_MODULE_DIR . '/geocatlive.php';

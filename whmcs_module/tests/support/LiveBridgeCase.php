@@ -60,13 +60,6 @@ trait LiveBridgeCase
      */
     private static function eventually(callable $probe, int $seconds, string $what)
     {
-        $deadline = microtime(true) + $seconds;
-        while (($value = $probe()) === null) {
-            if (microtime(true) > $deadline) {
-                self::fail('not within ' . $seconds . ' s: ' . $what);
-            }
-            usleep(250000);
-        }
-        return $value;
+        return Polling::eventually($probe, $seconds, $what);
     }
 }

@@ -190,6 +190,9 @@ function geocatlive_CreateAccount(array $params)
             'plan' => geocatlive_planName($params),
             'username' => geocatlive_cut($params['username'] ?? '', 100) ?: null,
             'domain' => geocatlive_domain($params),
+            // The product's customer password (product.yml credential); other products ignore it. The module log
+            // masks it (BridgeClient lists $params['password'] among the values to mask).
+            'password' => geocatlive_password($params),
             'wait' => geocatlive_waitSeconds($params),
         ];
     });
@@ -244,6 +247,31 @@ function geocatlive_ChangePackage(array $params)
         }
         return $body;
     });
+}
+
+/**
+ * Applies the service's new password (WHMCS stores it in $params['password'] before calling) to the running
+ * stack, for products that declare a customer password (product.yml credential); the bridge answers others with
+ * a message naming the product. The password is masked in the module log.
+ *
+ * @return string 'success' or the reason
+ */
+function geocatlive_ChangePassword(array $params)
+{
+    return geocatlive_lifecycle($params, 'ChangePassword', 'change-password', function (array $params) {
+        $password = geocatlive_password($params);
+        if ($password === null) {
+            throw new BridgeException('GeoCat Live: WHMCS sent no password to set.', 0, 'configuration');
+        }
+        return ['password' => $password, 'wait' => geocatlive_waitSeconds($params)];
+    });
+}
+
+/** The service's password from the module parameters; null when there is none. */
+function geocatlive_password(array $params): ?string
+{
+    $password = $params['password'] ?? null;
+    return is_scalar($password) && (string) $password !== '' ? (string) $password : null;
 }
 
 /**

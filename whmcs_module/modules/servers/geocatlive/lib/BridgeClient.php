@@ -34,6 +34,8 @@ class BridgeClient
     const DEFAULT_HTTPS_PORT = 443;
     const USER_AGENT = 'GeoCat-Live-WHMCS/1.0';
     const PREFIX = 'GeoCat Live: ';
+    /** How bodies are encoded (and how a secret looks inside one, for masking). */
+    const JSON_FLAGS = JSON_UNESCAPED_SLASHES | JSON_UNESCAPED_UNICODE | JSON_INVALID_UTF8_SUBSTITUTE;
 
     /** curl errors that mean the TLS handshake or certificate check failed. */
     const TLS_ERRORS = [35, 51, 53, 54, 58, 59, 60, 64, 66, 77, 80, 82, 83, 90, 91];
@@ -339,13 +341,19 @@ class BridgeClient
         $json = null;
         if ($body !== null) {
             // An empty body must still be a JSON object: {} not [].
-            $json = $body ? json_encode($body, JSON_UNESCAPED_SLASHES | JSON_UNESCAPED_UNICODE | JSON_INVALID_UTF8_SUBSTITUTE) : '{}';
+            $json = $body ? json_encode($body, self::JSON_FLAGS) : '{}';
             if ($json === false) {
                 throw new BridgeException(self::PREFIX . 'the request could not be encoded as JSON: ' . json_last_error_msg(), 0, 'encoding');
             }
         }
         $requestId = 'whmcs-' . bin2hex(random_bytes(8));
-        $logRequest = $method . ' ' . $url . "\nX-Request-ID: " . $requestId . ($json !== null ? "\n\n" . $json : '');
+        // The customer's password never reaches the module log, whatever it holds: masking by value would miss its
+        // JSON form (a " or \ is escaped in the body) and a value shorter than 4 characters.
+        $logJson = $json;
+        if ($body !== null && isset($body['password'])) {
+            $logJson = json_encode(array_merge($body, ['password' => '********']), self::JSON_FLAGS);
+        }
+        $logRequest = $method . ' ' . $url . "\nX-Request-ID: " . $requestId . ($logJson !== null ? "\n\n" . $logJson : '');
         $timeout = $wait + $this->responseMargin;
 
         $headers = [];
@@ -571,7 +579,15 @@ class BridgeClient
         if ($this->logger === null) {
             return;
         }
-        $mask = array_values(array_unique(array_filter(array_merge([$this->token], $this->secrets, $secrets), function ($value) {
+        $values = array_merge([$this->token], $this->secrets, $secrets);
+        foreach ($values as $value) {
+            // A value as a JSON string holds (an answer, a body): a " or \ in it is escaped there.
+            $encoded = is_string($value) ? json_encode($value, self::JSON_FLAGS) : false;
+            if (is_string($encoded) && substr($encoded, 1, -1) !== $value) {
+                $values[] = substr($encoded, 1, -1);
+            }
+        }
+        $mask = array_values(array_unique(array_filter($values, function ($value) {
             return is_string($value) && strlen($value) >= 4;
         })));
         call_user_func($this->logger, $request, $response, $processed, $mask);
