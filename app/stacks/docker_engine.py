@@ -267,6 +267,13 @@ def _explain(exc: docker.errors.APIError) -> str:
     return str(getattr(exc, "explanation", None) or exc)
 
 
+#: The engine's answer to ``GET /system/df`` while another one runs (Docker 20.10 runs one at a time, for every
+#: client: the worker's disk sampler, a test or an operator's ``docker system df``).
+DF_BUSY = "a disk usage operation is already running"
+#: How long :meth:`DockerEngine.volume_usage` waits for another caller's disk usage read to end (seconds).
+DF_WAIT_SECONDS = 120.0
+
+
 class DockerEngine(Engine):
     """The Docker Engine, through the docker SDK's low-level API client (``DOCKER_HOST``, or ``base_url``).
 
@@ -283,6 +290,7 @@ class DockerEngine(Engine):
         self._timeout = timeout
         self._client: docker.DockerClient | None = None
         self.api_calls = 0  # counted for benchmarks of reconcile passes
+        self._df_lock = threading.Lock()  # one disk usage read at a time from this process (see volume_usage)
 
     def close(self) -> None:
         """Close the connection to the engine (a later call opens a new one)."""
@@ -485,9 +493,24 @@ class DockerEngine(Engine):
         return [VolumeState(v["Name"], v.get("Labels") or {}) for v in (found.get("Volumes") or [])]
 
     def volume_usage(self, labels: dict[str, str]) -> VolumeUsage:
-        """Sizes of the labelled volumes, in one engine call (``docker system df``)."""
-        with self._errors("read disk usage"):
-            report = self.api.df()
+        """Sizes of the labelled volumes, in one engine call (``docker system df``).
+
+        The engine serves one disk usage read at a time and refuses the others (``DF_BUSY``): this process's reads
+        take turns, and one refused because another client's runs is asked again (0.1 s doubling to 2 s) for up to
+        ``DF_WAIT_SECONDS``; then :class:`~app.errors.EngineOperationError` as for any other refusal.
+        """
+        with self._df_lock, self._errors("read disk usage"):
+            deadline, delay = time.monotonic() + DF_WAIT_SECONDS, 0.1
+            while True:
+                try:
+                    report = self.api.df()
+                    break
+                except docker.errors.APIError as exc:
+                    if DF_BUSY not in _explain(exc) or time.monotonic() + delay > deadline:
+                        raise
+                    log.debug("disk usage read busy elsewhere; again in %.1f s", delay)
+                    time.sleep(delay)
+                    delay = min(delay * 2, 2.0)
         found = []
         for volume in report.get("Volumes") or []:
             volume_labels = volume.get("Labels") or {}

@@ -69,3 +69,43 @@ def test_a_taken_host_port_is_its_own_refusal_naming_the_port(explanation, port)
             raise api_error(500, explanation)
     assert taken.value.details["port"] == port and not taken.value.transient
     assert isinstance(taken.value, EngineOperationError) and taken.value.code == "engine_refused"
+
+
+class _DiskUsageApi:
+    """``df()`` refused ``busy`` times with the engine's "already running" answer, then a report with one volume."""
+
+    def __init__(self, busy: int, explanation: str = "a disk usage operation is already running"):
+        self.busy, self.explanation, self.calls = busy, explanation, 0
+
+    def df(self):
+        self.calls += 1
+        if self.calls <= self.busy:
+            raise api_error(500, self.explanation)
+        return {"Volumes": [{"Name": "live-x_data", "Labels": {"k": "v"}, "UsageData": {"Size": 4096}}]}
+
+
+def _engine_over(fake_api):
+    from app.stacks.docker_engine import DockerEngine
+
+    class Engine(DockerEngine):
+        api = fake_api
+    return Engine()
+
+
+def test_a_disk_usage_read_refused_because_another_runs_is_asked_again(monkeypatch):
+    # Docker 20.10 serves one `system df` at a time: the worker's sampler and another client collide (seen in CI).
+    monkeypatch.setattr("app.stacks.docker_engine.time.sleep", lambda seconds: None)
+    fake = _DiskUsageApi(busy=3)
+    usage = _engine_over(fake).volume_usage({"k": "v"})
+    assert fake.calls == 4 and [(v.name, v.size) for v in usage.volumes] == [("live-x_data", 4096)]
+
+
+def test_a_disk_usage_read_busy_past_the_deadline_or_refused_otherwise_is_an_error(monkeypatch):
+    monkeypatch.setattr("app.stacks.docker_engine.time.sleep", lambda seconds: None)
+    monkeypatch.setattr("app.stacks.docker_engine.DF_WAIT_SECONDS", 0.0)
+    with pytest.raises(EngineOperationError, match="read disk usage: a disk usage operation is already running"):
+        _engine_over(_DiskUsageApi(busy=100)).volume_usage({"k": "v"})
+    other = _DiskUsageApi(busy=1, explanation="some other refusal")
+    with pytest.raises(EngineOperationError, match="some other refusal"):
+        _engine_over(other).volume_usage({"k": "v"})
+    assert other.calls == 1, "only the busy answer is asked again"
