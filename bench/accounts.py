@@ -17,6 +17,7 @@ table (bench/run.py's ``row``), or, standalone, to stdout.
 from __future__ import annotations
 
 import os
+import shutil
 import statistics
 import tempfile
 import time
@@ -122,6 +123,7 @@ def measure(database_url: str) -> dict:
         return results
     finally:
         live.db.close()
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def _postgres_database() -> tuple[str, callable]:
