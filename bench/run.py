@@ -1098,6 +1098,15 @@ class Bench:
             print("note:", note)
 
 
+class Figures:
+    """Bench's table without its environment (no Docker, no databases of its own): ``row``, ``report``, ``raw`` and
+    ``notes``, for a bench module run on its own (``python -m bench.accounts``, ``python -m bench.metrics_scrape``)."""
+    row, report = Bench.row, Bench.report
+
+    def __init__(self):
+        self.rows, self.raw, self.notes = [], {}, []
+
+
 class RecordingSession(requests.Session):
     """A requests session that records each request it sends: ``calls`` (method, path, bytes of the body
     sent, bytes of the answer read); ``sent`` and ``read`` add them up since :meth:`reset`."""
