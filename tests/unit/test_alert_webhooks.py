@@ -251,6 +251,8 @@ def test_cli_lists_and_retries_deliveries(live, engine, receiver):
     assert AlertDelivery.get().state == "pending"
     unknown = cli.invoke(args=["live", "webhooks", "retry", "999"])
     assert unknown.exit_code != 0 and "no failed delivery" in unknown.output
+    huge = cli.invoke(args=["live", "webhooks", "retry", "99999999999999999999"])
+    assert huge.exit_code == 2 and "is not in the range 1<=x<=2147483647" in huge.output, "refused before the database"
 
 
 @pytest.mark.parametrize("environ, message", [

@@ -274,6 +274,15 @@ def test_the_cli_prints_the_lines(live, order):
     assert result.exit_code == 1 and "tail: 5000 is not between 0 and 1000" in result.output
 
 
+@pytest.mark.parametrize("reference", ["99999999999999999999", "service:99999999999999999999", "2147483648", "²",
+                                       "service:²"])
+def test_an_order_reference_no_id_can_be_is_not_found_not_a_traceback(live, order, reference):
+    """A number above the database's 32-bit ids (SQLite: OverflowError; PostgreSQL: integer out of range) and a digit
+    int() does not read ('²') are references to no order, as the CLI's every ORDER argument says."""
+    result = live_cli_runner(live).invoke(args=["live", "orders", "logs", reference])
+    assert (result.exit_code, result.output) == (1, f"Error: no order {reference!r}\n")
+
+
 # -- TTY services in a swarm (app/stacks/swarm_engine.py) -----------------------------------------------------------
 class TtyManagerApi:
     """GET /services/{id} and GET /services/{id}/logs as docker-py's APIClient answers them: a service with
