@@ -706,7 +706,8 @@ live_cli.add_command(webhooks_cli)
 @click.option("--limit", type=click.IntRange(1, 10_000), default=50, show_default=True)
 @click.option("--json", "as_json", is_flag=True)
 def webhooks_list(state, limit, as_json):
-    """The newest deliveries first: alert, state, attempts, last answer or error, target (password hidden)."""
+    """The newest deliveries first: alert, state, attempts, last answer or error, target (scheme, host and port only:
+    no user, password, path or query); --json adds every attempt (history)."""
     rows = alerts.listing(state, limit)
     if as_json:
         _echo_json(rows)

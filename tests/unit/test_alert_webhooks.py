@@ -246,6 +246,8 @@ def test_cli_lists_and_retries_deliveries(live, engine, receiver):
         "neither a user, a password nor a path is shown"
     shown = json.loads(cli.invoke(args=["live", "webhooks", "list", "--json"], catch_exceptions=False).output)
     assert [row["state"] for row in shown] == ["failed"]
+    assert [(attempt["status"], attempt["error"]) for attempt in shown[0]["history"]] == [(500, "HTTP 500")], \
+        "every attempt is shown"
     retried = cli.invoke(args=["live", "webhooks", "retry"], catch_exceptions=False)
     assert retried.exit_code == 0 and "1 delivery queued again" in retried.output
     assert AlertDelivery.get().state == "pending"
