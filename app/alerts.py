@@ -352,7 +352,8 @@ def retry(ids: list[int] | None = None, *, clock=utcnow) -> int:
 def listing(state: str | None = None, limit: int = 50) -> list[dict]:
     """The newest deliveries first (``state``: only those): ``{"id", "alert", "url" (:func:`redact_url`), "state",
     "attempts", "max_attempts", "last_status", "last_error", "created_at", "next_attempt_at", "finished_at",
-    "event_id"}``."""
+    "event_id", "history"}`` (``history``: every attempt, oldest first, as :class:`~app.models.AlertDelivery` keeps it:
+    ``{"at", "status", "error", "seconds"}``)."""
     query = AlertDelivery.select().order_by(AlertDelivery.id.desc()).limit(limit)
     if state:
         query = query.where(AlertDelivery.state == state)
@@ -360,7 +361,8 @@ def listing(state: str | None = None, limit: int = 50) -> list[dict]:
              "attempts": row.attempts, "max_attempts": row.max_attempts, "last_status": row.last_status,
              "last_error": row.last_error, "created_at": _iso(row.created_at),
              "next_attempt_at": _iso(row.next_attempt_at) if row.state == DeliveryState.PENDING.value else None,
-             "finished_at": _iso(row.finished_at), "event_id": row.event_id} for row in query]
+             "finished_at": _iso(row.finished_at), "event_id": row.event_id, "history": list(row.history or [])}
+            for row in query]
 
 
 def _load(model, key):

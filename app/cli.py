@@ -21,7 +21,7 @@ from app.alerts import DeliveryState
 from app.catalog.product import load_product_folder
 from app.catalog.source import LocalFolderSource
 from app.collaborators import backups, catalog, live, logs, orders, queries, settings
-from app.db import upgrade
+from app.db import MAX_ID, upgrade
 from app.apikeys import SCOPES, create_key, list_keys, revoke_key
 from app.errors import DataRiskError, LiveError
 from app.orders.heartbeat import describe_seconds
@@ -706,7 +706,8 @@ live_cli.add_command(webhooks_cli)
 @click.option("--limit", type=click.IntRange(1, 10_000), default=50, show_default=True)
 @click.option("--json", "as_json", is_flag=True)
 def webhooks_list(state, limit, as_json):
-    """The newest deliveries first: alert, state, attempts, last answer or error, target (password hidden)."""
+    """The newest deliveries first: alert, state, attempts, last answer or error, target (scheme, host and port only:
+    no user, password, path or query); --json adds every attempt (history)."""
     rows = alerts.listing(state, limit)
     if as_json:
         _echo_json(rows)
@@ -721,7 +722,7 @@ def webhooks_list(state, limit, as_json):
 
 
 @webhooks_cli.command("retry")
-@click.argument("ids", nargs=-1, type=int)
+@click.argument("ids", nargs=-1, type=click.IntRange(1, MAX_ID))
 def webhooks_retry(ids):
     """Queue failed deliveries again (IDS, or every failed one) with a fresh count of attempts; the worker sends
     them within a second."""

@@ -299,6 +299,17 @@ def _webhook_host_ok(url: str) -> bool:
     return len(ascii_host) <= 253 and all(_HOST_LABEL.match(label) for label in labels)
 
 
+def _url_start(value: str) -> str:
+    """A bad LIVE_WEBHOOK_URLS entry as its error shows it: up to the host (``scheme://host[:port]``), with no user or
+    password, and ``/…`` for a path, query or fragment (a chat service's token is there), as app/alerts.py's
+    ``redact_url`` shows a good one in listings and logs; text without ``://`` is shown as it is."""
+    scheme, found, rest = value.partition("://")
+    if not found:
+        return value
+    authority = re.split(r"[/?#]", rest, maxsplit=1)[0]
+    return f"{scheme}://{authority.rsplit('@', 1)[-1]}" + ("/…" if len(authority) < len(rest) else "")
+
+
 def _webhooks(env: dict) -> dict:
     """LIVE_WEBHOOK_URLS (comma-separated http(s) URLs), LIVE_WEBHOOK_SECRET (required with them, at least
     :data:`MIN_WEBHOOK_SECRET_LENGTH` characters), the delivery numbers and LIVE_OPERATION_STUCK_SECONDS
@@ -310,7 +321,7 @@ def _webhooks(env: dict) -> dict:
             continue
         if not re.match(r"^https?://[^/\s]+[^\s]*$", value) or not _webhook_host_ok(value):
             raise ConfigError(f"LIVE_WEBHOOK_URLS must be comma-separated http(s) URLs like "
-                              f"https://alerts.example.org/live, got {value!r}")
+                              f"https://alerts.example.org/live, got {_url_start(value)!r}")
         urls.append(value)
     secret = env.get("LIVE_WEBHOOK_SECRET") or ""
     if urls and len(secret) < MIN_WEBHOOK_SECRET_LENGTH:

@@ -29,6 +29,7 @@ log = logging.getLogger(__name__)
 
 database = peewee.DatabaseProxy()
 MIGRATIONS_DIR = PROJECT_ROOT / "migrations"
+MAX_ID = 2**31 - 1  # the largest id (and WHMCS service id) a row can have: ids are 32-bit in the database
 POOL_SIZE = 32  # per process: gunicorn threads, worker threads and the scheduler together
 #: A pooled connection idle for longer than this (seconds) is checked with a round trip (SELECT 1) when taken
 #: from the pool; one returned more recently is taken as it is (see :class:`PostgresPool`).

@@ -79,7 +79,7 @@ def parse_since(text: str | None, now: datetime | None = None) -> datetime | Non
         when = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
         when = when.replace(tzinfo=timezone.utc) if when.tzinfo is None else when.astimezone(timezone.utc)
     except (ValueError, OverflowError):
-        raise InvalidRequest(f"since: {text!r} is neither {_SINCE_FORMS}", parameter="since") from None
+        raise InvalidRequest(f"since: {text!r} is not {_SINCE_FORMS}", parameter="since") from None
     if when <= EPOCH:
         raise InvalidRequest(f"since: {text!r} is not after 1970-01-01T00:00:00Z", parameter="since")
     if when > now:

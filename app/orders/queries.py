@@ -23,7 +23,7 @@ from app.backups.store import Manifest
 from app.catalog.catalog import Catalog
 from app.catalog.product import ProductDefinition
 from app.config import Settings
-from app.db import PreparedSelect, pending_migrations
+from app.db import MAX_ID, PreparedSelect, pending_migrations
 from app.errors import LiveError, NamingError, NotFound, OrderNotFound
 from app.ingress.service import IngressService, IngressStatus
 from app.models import Backup, Customer, Event, Operation, Order, OrderDrift, OrderUsage, Product, ProductRevision, utcnow
@@ -146,13 +146,14 @@ class OrderQueries:
     def order_by_reference(self, reference: str | int) -> Order:
         """An order by id, instance identifier or ``service:<WHMCS service id>`` (the CLI's ORDER argument).
 
-        Raises NotFound (``no order '<reference>'``).
+        Raises NotFound (``no order '<reference>'``), also for a number no id can be (above :data:`MAX_ID`).
         """
         text = str(reference).strip()
-        if text.startswith("service:") and text[8:].isdigit():
-            order = Order.get_or_none(Order.whmcs_service_id == int(text[8:]))
-        elif text.isdigit():
-            order = Order.get_or_none(Order.id == int(text))
+        if text.startswith("service:") and text[8:].isdecimal():
+            number = int(text[8:])
+            order = Order.get_or_none(Order.whmcs_service_id == number) if number <= MAX_ID else None
+        elif text.isdecimal():
+            order = Order.get_or_none(Order.id == int(text)) if int(text) <= MAX_ID else None
         else:
             order = Order.get_or_none(Order.instance == text)
         if order is None:

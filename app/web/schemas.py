@@ -5,11 +5,11 @@ from apiflask import Schema
 from apiflask.fields import Boolean, DateTime, Dict, Email, Float, Integer, List, Nested, String
 from apiflask.validators import Length, OneOf, Range
 
+from app.db import MAX_ID
 from app.orders.lifecycle import LIFECYCLE_RESULTS, CallResult, OperationState, OrderStatus
 from app.orders.logs import DEFAULT_TAIL, MAX_TAIL
 
 MAX_WAIT_SECONDS = 120
-MAX_ID = 2**31 - 1  # ids are 32-bit in the database
 ACCOUNTS_PAGE, ACCOUNTS_PAGE_MAX = 500, 1000  # GET /whmcs/v1/accounts: services per page, default and most
 
 

@@ -246,18 +246,24 @@ def test_cli_lists_and_retries_deliveries(live, engine, receiver):
         "neither a user, a password nor a path is shown"
     shown = json.loads(cli.invoke(args=["live", "webhooks", "list", "--json"], catch_exceptions=False).output)
     assert [row["state"] for row in shown] == ["failed"]
+    assert [(attempt["status"], attempt["error"]) for attempt in shown[0]["history"]] == [(500, "HTTP 500")], \
+        "every attempt is shown"
     retried = cli.invoke(args=["live", "webhooks", "retry"], catch_exceptions=False)
     assert retried.exit_code == 0 and "1 delivery queued again" in retried.output
     assert AlertDelivery.get().state == "pending"
     unknown = cli.invoke(args=["live", "webhooks", "retry", "999"])
     assert unknown.exit_code != 0 and "no failed delivery" in unknown.output
+    huge = cli.invoke(args=["live", "webhooks", "retry", "99999999999999999999"])
+    assert huge.exit_code == 2 and "is not in the range 1<=x<=2147483647" in huge.output, "refused before the database"
 
 
 @pytest.mark.parametrize("environ, message", [
     ({"LIVE_WEBHOOK_URLS": "ftp://alerts.example.org"}, "LIVE_WEBHOOK_URLS must be comma-separated http(s) URLs"),
     ({"LIVE_WEBHOOK_URLS": "https://ok.example.org,not a url"}, "got 'not a url'"),
     ({"LIVE_WEBHOOK_URLS": "http://x.example.org:port/"}, "LIVE_WEBHOOK_URLS"),
-    ({"LIVE_WEBHOOK_URLS": "http://a..b/x,https://ok.example.org/h"}, "got 'http://a..b/x'"),
+    ({"LIVE_WEBHOOK_URLS": "http://a..b/x,https://ok.example.org/h"}, "got 'http://a..b/…'"),
+    ({"LIVE_WEBHOOK_URLS": "https://hooks.example.org/services/T0/B0/TOKEN 2"}, "got 'https://hooks.example.org/…'"),
+    ({"LIVE_WEBHOOK_URLS": "https://ops:PASSWORD@-bad.example.org/x"}, "got 'https://-bad.example.org/…'"),
     ({"LIVE_WEBHOOK_URLS": "http://-bad.example.org/"}, "LIVE_WEBHOOK_URLS"),
     ({"LIVE_WEBHOOK_URLS": "http://[::1"}, "LIVE_WEBHOOK_URLS"),
     ({"LIVE_WEBHOOK_URLS": "http://x.example.org:70000/"}, "LIVE_WEBHOOK_URLS"),
@@ -272,6 +278,7 @@ def test_bad_webhook_settings_are_one_line_naming_the_setting(environ, message):
     with pytest.raises(ConfigError) as raised:
         load_settings(environ)
     assert message in str(raised.value) and "\n" not in str(raised.value)
+    assert "TOKEN" not in str(raised.value) and "PASSWORD" not in str(raised.value), "a URL's token or password is hidden"
 
 
 def test_webhook_settings_are_read():

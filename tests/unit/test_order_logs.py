@@ -99,8 +99,8 @@ def test_since_reads_iso_times_and_durations():
 @pytest.mark.parametrize("text, words", [
     ("1000000d", "reaches back to 1970-01-01 or earlier"), ("999999999d", "reaches back to 1970-01-01 or earlier"),
     ("1970-01-01T00:00:00Z", "is not after 1970-01-01"), ("1969-12-31T23:59:59Z", "is not after 1970-01-01"),
-    ("0001-01-01T00:00:00+01:00", "is neither"), ("2026-12-01T12:00:01Z", "is in the future"),
-    ("9999-12-31T23:59:59-01:00", "is neither"),
+    ("0001-01-01T00:00:00+01:00", "is not an ISO 8601 time"), ("2026-12-01T12:00:01Z", "is in the future"),
+    ("9999-12-31T23:59:59-01:00", "is not an ISO 8601 time"),
 ])
 def test_since_is_after_1970_and_not_in_the_future(text, words):
     now = datetime(2026, 12, 1, 12, 0, tzinfo=timezone.utc)
@@ -272,6 +272,15 @@ def test_the_cli_prints_the_lines(live, order):
     assert result.exit_code == 1 and "its services: app, db, web" in result.output
     result = runner.invoke(args=["live", "orders", "logs", order.instance, "--tail", "5000"])
     assert result.exit_code == 1 and "tail: 5000 is not between 0 and 1000" in result.output
+
+
+@pytest.mark.parametrize("reference", ["99999999999999999999", "service:99999999999999999999", "2147483648", "²",
+                                       "service:²"])
+def test_an_order_reference_no_id_can_be_is_not_found_not_a_traceback(live, order, reference):
+    """A number above the database's 32-bit ids (SQLite: OverflowError; PostgreSQL: integer out of range) and a digit
+    int() does not read ('²') are references to no order, as the CLI's every ORDER argument says."""
+    result = live_cli_runner(live).invoke(args=["live", "orders", "logs", reference])
+    assert (result.exit_code, result.output) == (1, f"Error: no order {reference!r}\n")
 
 
 # -- TTY services in a swarm (app/stacks/swarm_engine.py) -----------------------------------------------------------

@@ -8,8 +8,8 @@
  * Metrics, all snapshots (MetricInterface::TYPE_SNAPSHOT: the bridge never resets them) in GigaBytes
  * (GiB: the bridge's MB are MiB, divided by 1024):
  * - `disk`: disk space used by the service's volumes (`disk_mb`);
- * - `memory`: memory allocated: the sum of its services' memory limits (`memory_limit_mb`), or, when
- *   a service has no limit, the memory its containers use (`memory_mb`);
+ * - `memory`: memory allocated: the sum of its compose services' memory limits (`memory_limit_mb`), or, when
+ *   any of them has no limit (the bridge then sends null), the memory all its containers use (`memory_mb`);
  * - `backups`: backup storage used: the sum of its stored backups' sizes (`backup_mb`).
  * A figure the bridge has not measured yet (null: a new order) is left out of the answer, so WHMCS keeps the
  * service's last value of it (a metric without usage would be stored as 0). Each usage is dated when the
