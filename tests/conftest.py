@@ -53,6 +53,24 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(pytest.mark.xdist_group(group))
 
 
+def _utf8_safe(text: str) -> str:
+    """``text`` with lone surrogates written as ``\\udcXX`` (UTF-8 encodable)."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item, call):
+    """Reports carry only UTF-8 encodable text: pytest-xdist sends them between processes as UTF-8, and a test about
+    lone surrogates (tests/integration/test_catalog_bad_files.py) logs one, which killed the worker that ran it."""
+    report = yield
+    report.sections = [(name, _utf8_safe(text)) for name, text in report.sections]
+    if report.longrepr is not None and not isinstance(report.longrepr, tuple):
+        text = str(report.longrepr)
+        if _utf8_safe(text) != text:
+            report.longrepr = _utf8_safe(text)
+    return report
+
+
 def unavailable(reason: str):
     if IN_CI:
         pytest.fail(f"{reason} (CI=true: required, not skipped)")
