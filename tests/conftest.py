@@ -46,6 +46,7 @@ def xdist_group_of(item) -> str | None:
     return None
 
 
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist's own, which reads the groups into the items' ids
 def pytest_collection_modifyitems(config, items):
     for item in items:
         group = xdist_group_of(item)
