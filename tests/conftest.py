@@ -24,6 +24,54 @@ HELPER_IMAGE = Settings.helper_image  # LIVE_HELPER_IMAGE's default, which the t
 POSTGRES_ADMIN_URL = os.environ.get("LIVE_TEST_POSTGRES_URL", "postgresql://live:live@127.0.0.1:5432/postgres")
 
 
+def xdist_group_of(item) -> str | None:
+    """The pytest-xdist group an item must share with others (``make test`` runs ``-n 2 --dist loadgroup``), else None.
+
+    - ``swarm``: every test that runs orders on the local swarm, or adds a second node to it (``swarm_worker``,
+      tests/support/swarm_node.py). While a module's second node is up, swarm may place any swarm order on it, so
+      swarm tests run one after another in one process (their modules assume a one-node swarm outside them).
+    - ``deploy``: tests/deploy builds the bridge's image and runs compose and systemd on the host: one at a time.
+
+    Everything else is isolated by construction (its own ``live.deployment`` namespace, database and ports) and
+    spreads over the workers. tests/reliability restarts the engine and runs on its own, after (the Makefile).
+    """
+    path = Path(str(item.fspath))
+    parts = path.parts
+    if "tests" in parts and "deploy" in parts[parts.index("tests"):]:
+        return "deploy"
+    # "swarm" in the name: a swarm-only test (test_doctor's swarm check) or a swarm case's parameter id.
+    if (path.name.startswith("test_swarm") or "swarm" in item.name
+            or "swarm_worker" in getattr(item, "fixturenames", ())):
+        return "swarm"
+    return None
+
+
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist's own, which reads the groups into the items' ids
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        group = xdist_group_of(item)
+        if group is not None:
+            item.add_marker(pytest.mark.xdist_group(group))
+
+
+def _utf8_safe(text: str) -> str:
+    """``text`` with lone surrogates written as ``\\udcXX`` (UTF-8 encodable)."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item, call):
+    """Reports carry only UTF-8 encodable text: pytest-xdist sends them between processes as UTF-8, and a test about
+    lone surrogates (tests/integration/test_catalog_bad_files.py) logs one, which killed the worker that ran it."""
+    report = yield
+    report.sections = [(name, _utf8_safe(text)) for name, text in report.sections]
+    if report.longrepr is not None and not isinstance(report.longrepr, tuple):
+        text = str(report.longrepr)
+        if _utf8_safe(text) != text:
+            report.longrepr = _utf8_safe(text)
+    return report
+
+
 def unavailable(reason: str):
     if IN_CI:
         pytest.fail(f"{reason} (CI=true: required, not skipped)")

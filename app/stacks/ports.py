@@ -11,6 +11,7 @@ deploy moves such an endpoint to another free port at most :data:`PORT_MOVES` ti
 """
 from __future__ import annotations
 
+import random
 import socket
 
 from app.errors import LiveError
@@ -23,17 +24,25 @@ PORT_MOVES = 5
 
 
 class PortAllocator:
-    """Chooses host ports on 127.0.0.1 for endpoints from ``first``-``last`` (both included)."""
+    """Chooses host ports on 127.0.0.1 for endpoints from ``first``-``last`` (both included).
 
-    def __init__(self, first: int = FIRST_HOST_PORT, last: int = LAST_HOST_PORT):
-        self.first, self.last = first, last
+    ``start`` is where each search begins: None (the default) is a random port of the range for each choice, so
+    bridges sharing a host (two installations on one engine, tests run side by side, each with its own records)
+    rarely reach for the same free port at once, and a port freed by a terminated order is not the next one handed
+    out; a fixed ``start`` makes the choice predictable (tests).
+    """
+
+    def __init__(self, first: int = FIRST_HOST_PORT, last: int = LAST_HOST_PORT, start: int | None = None):
+        self.first, self.last, self.start = first, last, start
 
     def allocate(self, taken: set[int]) -> int:
-        """The lowest port of the range that is not in ``taken`` and that nothing on this host has bound.
+        """A port of the range that is not in ``taken`` and that nothing on this host has bound: the first such
+        from ``start`` (random when None) up to ``last``, then from ``first``.
 
         Raises :class:`LiveError` (not transient) when there is none.
         """
-        for port in range(self.first, self.last + 1):
+        start = self.start if self.start is not None else random.randint(self.first, self.last)
+        for port in [*range(start, self.last + 1), *range(self.first, start)]:
             if port not in taken and _is_free(port):
                 return port
         raise LiveError(f"no free host port left in {self.first}-{self.last}")

@@ -194,7 +194,7 @@ def test_transient_errors_give_up_after_max_attempts(live, engine):
 
 def test_a_host_port_taken_at_create_moves_the_endpoint_to_another_port(live, engine):
     first = PortAllocator(29000, 29999).allocate(set())  # free on this host
-    live.runner.ports = PortAllocator(first, 29999)
+    live.runner.ports = PortAllocator(first, 29999, start=first)
     engine.busy_ports.add(first)  # another process listens there
     order = create(live, "moved")
     assert order.status == "active", order.last_error_detail
@@ -383,3 +383,12 @@ def test_a_failed_terminate_whose_stack_cannot_start_again_leaves_the_order_fail
 def test_the_fake_is_what_the_application_runs_on(live, engine):
     assert live.engine is engine and live.deployer.engine is engine
     assert TEST_IMAGE in engine.images
+
+
+def test_host_ports_are_searched_from_a_random_start_and_wrap_around():
+    # Two bridges sharing a host (or tests side by side), each with its own records, rarely reach for the same port.
+    chosen = {PortAllocator(29000, 29999).allocate(set()) for _ in range(20)}
+    assert len(chosen) > 1 and all(29000 <= port <= 29999 for port in chosen)
+    first = PortAllocator(29990, 29999, start=29990).allocate(set())
+    wrapped = PortAllocator(first, 29999, start=29999).allocate({29999} | set(range(first + 1, 29999)))
+    assert wrapped == first, "past the last port the search goes on from the first"
