@@ -23,11 +23,11 @@ migrate: venv
 run: migrate
 	@bash scripts/run.sh
 
-# Two pytest-xdist workers (tests/conftest.py xdist_group_of keeps swarm and deploy tests in one worker each), then
+# Two pytest-xdist workers (tests/conftest.py xdist_scope keeps swarm and deploy tests in one worker each), then
 # tests/reliability alone: it restarts the Docker engine under everything else. Both parts always run.
 TEST_WORKERS ?= 2
 test: venv
-	@$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadgroup --ignore=tests/reliability; first=$$?; \
+	@$(BIN)/python -m pytest -n $(TEST_WORKERS) --ignore=tests/reliability; first=$$?; \
 	$(BIN)/python -m pytest tests/reliability; second=$$?; \
 	if [ $$first -ne 0 ] || [ $$second -ne 0 ]; then exit 1; fi
 

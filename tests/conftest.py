@@ -24,34 +24,38 @@ HELPER_IMAGE = Settings.helper_image  # LIVE_HELPER_IMAGE's default, which the t
 POSTGRES_ADMIN_URL = os.environ.get("LIVE_TEST_POSTGRES_URL", "postgresql://live:live@127.0.0.1:5432/postgres")
 
 
-def xdist_group_of(item) -> str | None:
-    """The pytest-xdist group an item must share with others (``make test`` runs ``-n 2 --dist loadgroup``), else None.
+def xdist_scope(nodeid: str) -> str:
+    """Which tests must run one after the other in one process under ``make test`` (two pytest-xdist workers):
+    tests with the same answer do; any other test answers its own ``nodeid`` and goes to whichever worker is free.
 
-    - ``swarm``: every test that runs orders on the local swarm, or adds a second node to it (``swarm_worker``,
-      tests/support/swarm_node.py). While a module's second node is up, swarm may place any swarm order on it, so
-      swarm tests run one after another in one process (their modules assume a one-node swarm outside them).
-    - ``deploy``: tests/deploy builds the bridge's image and runs compose and systemd on the host: one at a time.
+    - ``swarm``: every test that runs orders on the local swarm or adds a second node to it (the test_swarm_*
+      modules' ``swarm_worker``, tests/support/swarm_node.py), i.e. its module is test_swarm_* or "swarm" is in its
+      name or parameters. While a module's second node is up, swarm may place any swarm order on it, and those
+      modules assume a one-node swarm outside them.
+    - ``deploy``: tests/deploy builds the bridge's image and runs compose and systemd on the host.
 
-    Everything else is isolated by construction (its own ``live.deployment`` namespace, database and ports) and
-    spreads over the workers. tests/reliability restarts the engine and runs on its own, after (the Makefile).
+    Everything else is isolated by construction (its own ``live.deployment`` namespace, database and ports).
+    tests/reliability restarts the engine and runs on its own, after (the Makefile).
     """
-    path = Path(str(item.fspath))
-    parts = path.parts
-    if "tests" in parts and "deploy" in parts[parts.index("tests"):]:
+    path, _, name = nodeid.partition("::")
+    if path.startswith("tests/deploy/"):
         return "deploy"
-    # "swarm" in the name: a swarm-only test (test_doctor's swarm check) or a swarm case's parameter id.
-    if (path.name.startswith("test_swarm") or "swarm" in item.name
-            or "swarm_worker" in getattr(item, "fixturenames", ())):
+    if path.rsplit("/", 1)[-1].startswith("test_swarm") or "swarm" in name:
         return "swarm"
-    return None
+    return nodeid
 
 
-@pytest.hookimpl(tryfirst=True)  # before pytest-xdist's own, which reads the groups into the items' ids
-def pytest_collection_modifyitems(config, items):
-    for item in items:
-        group = xdist_group_of(item)
-        if group is not None:
-            item.add_marker(pytest.mark.xdist_group(group))
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config, log):
+    """pytest-xdist's ``loadscope`` distribution over :func:`xdist_scope`'s scopes. (Its ``loadgroup`` marks do not
+    reach the scheduler with pytest 9, which keeps node ids in ``_id`` where xdist 3.8 writes ``_nodeid``.)"""
+    from xdist.scheduler import LoadScopeScheduling
+
+    class ScopeScheduling(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return xdist_scope(nodeid)
+
+    return ScopeScheduling(config, log)
 
 
 def _utf8_safe(text: str) -> str:
