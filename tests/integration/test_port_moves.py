@@ -9,7 +9,7 @@ from __future__ import annotations
 import pytest
 
 from app.models import Operation, Order
-from app.stacks.ports import PORT_MOVES
+from app.stacks.ports import FIRST_HOST_PORT, PORT_MOVES, PortAllocator
 from tests.conftest import TEST_IMAGE
 from tests.fakes import FakeContainer, FakeEngine
 
@@ -19,6 +19,7 @@ def engine(live, monkeypatch):
     # The in-memory engine binds nothing on the host: which host ports are free is the fake's alone, so the
     # allocator's choices are known (the real host's ports are busy with other tests).
     monkeypatch.setattr("app.stacks.ports._is_free", lambda port: True)
+    live.runner.ports = PortAllocator(start=FIRST_HOST_PORT)  # the lowest free port: not a random start
     fake = FakeEngine([TEST_IMAGE, live.settings.helper_image])
     live.deployer.engine = fake
     return fake
